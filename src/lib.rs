@@ -5,6 +5,7 @@
 //!   pure engine `flow::step`.
 //! - [`prompts`]: prompt catalogues per language, placeholders and how values are read aloud.
 //! - [`response`]: what the engine wants the phone to do, independent of any carrier.
-//! - [`twiml`]: that response as TwiML, and TwiML read back ([`phone`] plays it like a caller).
 
-pub mod twiml;
+pub mod flow;
+pub mod prompts;
+pub mod response;
