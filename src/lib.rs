@@ -5,7 +5,12 @@
 //!   pure engine `flow::step`.
 //! - [`prompts`]: prompt catalogues per language, placeholders and how values are read aloud.
 //! - [`response`]: what the engine wants the phone to do, independent of any carrier.
+//! - [`twiml`]: that response as TwiML, and TwiML read back; [`phone`] plays it like a caller.
+//! - [`cli`]: the `ivr` commands.
 
+pub mod cli;
 pub mod flow;
+pub mod phone;
 pub mod prompts;
 pub mod response;
+pub mod twiml;

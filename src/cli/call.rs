@@ -1,0 +1,226 @@
+//! `ivr call FLOW`: walks a flow as a phone would. Every turn goes through the same path as a
+//! real call: engine → response → TwiML text → TwiML parsed back → what the caller hears.
+//! Actions run as a dry run: numbers are made up, nothing is sent.
+
+use std::io::{BufRead, IsTerminal, Write};
+use std::sync::Arc;
+
+use rand::Rng;
+
+use super::FlowDirs;
+use crate::flow::driver::{Actions, Outcome, run_turn};
+use crate::flow::{CallState, Effect, Flow, Input, Library, Value, Vars};
+use crate::phone::{self, Next};
+use crate::twiml;
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct Args {
+    /// The flow's name (its file name without .toml).
+    pub flow: String,
+    /// The call's language.
+    #[arg(long, default_value = "ja-JP")]
+    pub lang: String,
+    /// Keys for each question in turn, e.g. 0412,365#,1; an empty entry or "-" is silence.
+    /// Without it, keys are read from the terminal (an empty line is silence).
+    #[arg(long, value_delimiter = ',', allow_hyphen_values = true, num_args = 0..)]
+    pub digits: Option<Vec<String>>,
+    /// A variable of the call, e.g. --var patient.number_issued=true.
+    #[arg(long = "var", value_parser = parse_var)]
+    pub vars: Vec<(String, String)>,
+    /// The patient's phone number (a mobile gets SMS, a landline hears the number).
+    #[arg(long, default_value = "+819012345678")]
+    pub from: String,
+    #[command(flatten)]
+    pub dirs: FlowDirs,
+}
+
+fn parse_var(s: &str) -> Result<(String, String), String> {
+    s.split_once('=').map(|(k, v)| (k.trim().to_string(), v.trim().to_string())).ok_or_else(|| format!("'{s}' is not name=value"))
+}
+
+/// The sample patient a dry run calls; `--var` and `--from` override it.
+pub fn sample_patient(from: &str) -> Vars {
+    let mut vars = Vars::new();
+    for (k, v) in [
+        ("patient.id", "P0001"),
+        ("patient.name", "山田 花子"),
+        ("patient.birth_md", "0412"),
+        ("patient.number_issued", "false"),
+        ("health_center.phone", "+81312345678"),
+    ] {
+        vars.insert(k.into(), Value::parse_literal(v));
+    }
+    vars.insert("patient.phone".into(), Value::text(from));
+    vars.insert("patient.phone_kind".into(), Value::text(phone_kind(from)));
+    vars
+}
+
+/// Japanese mobile numbers start +8170, +8180 or +8190; anything else is taken as a landline.
+pub fn phone_kind(e164: &str) -> &'static str {
+    if ["+8170", "+8180", "+8190"].iter().any(|p| e164.starts_with(p)) { "mobile" } else { "landline" }
+}
+
+/// Dry-run actions: records what would happen, makes up a processing number.
+#[derive(Default)]
+pub struct DryRun {
+    pub log: Vec<String>,
+}
+
+impl Actions for DryRun {
+    type Error = std::convert::Infallible;
+
+    fn perform(&mut self, effect: &Effect, call: &CallState, _waited: bool) -> Result<Option<Outcome>, Self::Error> {
+        let outcome = match effect {
+            Effect::IssueProcessingNumber => {
+                let number = format!("{:08}", rand::rng().random_range(0..100_000_000u32));
+                let expires = (chrono::Local::now() + chrono::Duration::hours(24)).format("%Y-%m-%dT%H:%M").to_string();
+                let mobile = call.vars.get("patient.phone_kind").is_some_and(|k| k.to_string() == "mobile");
+                let mut o = Outcome::named(if mobile { "sms" } else { "read_aloud" });
+                self.log.push(format!("issue processing number → {} ({} {}, valid until {expires})", o.name, &number[..4], &number[4..]));
+                o.vars.insert("processing_number".into(), Value::text(number));
+                o.vars.insert("processing_number.expires".into(), Value::text(expires));
+                Some(o)
+            }
+            Effect::SendSms { .. } => {
+                self.log.push(effect.describe());
+                Some(Outcome::named("queued"))
+            }
+            _ => {
+                self.log.push(effect.describe());
+                None
+            }
+        };
+        Ok(outcome)
+    }
+}
+
+/// Keys for each question: a script, or the terminal.
+enum Keys {
+    Script(std::vec::IntoIter<String>),
+    Terminal,
+}
+
+impl Keys {
+    /// `None`: the caller hangs up.
+    fn next(&mut self) -> Option<String> {
+        match self {
+            Keys::Script(it) => it.next().map(|k| if k == "-" { String::new() } else { k }),
+            Keys::Terminal => {
+                print!("keys> ");
+                let _ = std::io::stdout().flush();
+                let mut line = String::new();
+                match std::io::stdin().lock().read_line(&mut line) {
+                    Ok(0) | Err(_) => None,
+                    Ok(_) if line.trim() == "q" => None,
+                    Ok(_) => Some(line.trim().to_string()),
+                }
+            }
+        }
+    }
+}
+
+pub fn run(args: &Args) -> i32 {
+    let (lib, _) = match Library::load_dirs(&args.dirs.flows, &args.dirs.prompts) {
+        Ok(l) => l,
+        Err(diags) => {
+            eprint!("{diags}");
+            return 1;
+        }
+    };
+    let Some(flow) = lib.flow(&args.flow).cloned() else {
+        eprintln!("error: no flow named '{}' in {}; flows: {}", args.flow, args.dirs.flows.display(), lib.flows.keys().cloned().collect::<Vec<_>>().join(", "));
+        return 1;
+    };
+    let mut vars = sample_patient(&args.from);
+    for (k, v) in &args.vars {
+        vars.insert(k.clone(), Value::parse_literal(v));
+    }
+    let keys = match &args.digits {
+        Some(d) => Keys::Script(d.clone().into_iter()),
+        None if std::io::stdin().is_terminal() => {
+            println!("(type the keys for each question and press Enter; an empty line is silence, q hangs up)");
+            Keys::Terminal
+        }
+        None => Keys::Script(std::io::stdin().lock().lines().map_while(Result::ok).collect::<Vec<_>>().into_iter()),
+    };
+    let mut line = LocalLine { flow: flow.clone(), call: CallState::new(&flow, &args.lang, vars), actions: DryRun::default(), seq: 0 };
+    println!("── {} ({}, version {}) ──", flow.name, line.call.lang, flow.version);
+    if let Err(e) = walk(&mut line, keys) {
+        eprintln!("error: {e}");
+        return 1;
+    }
+    println!("── call ended ──");
+    println!("answers:");
+    for (k, v) in line.call.answers() {
+        println!("  {k} = {v}");
+    }
+    println!("effects:");
+    for e in &line.actions.log {
+        println!("  {e}");
+    }
+    0
+}
+
+/// Plays TwiML documents from `line` until the call ends, answering each gather from `keys`.
+fn walk(line: &mut LocalLine, mut keys: Keys) -> Result<(), twiml::ParseError> {
+    let mut doc = line.post(None, true);
+    loop {
+        let heard = phone::listen(&twiml::parse(&doc)?);
+        for s in &heard.speech {
+            println!("ivr:    {s}");
+        }
+        doc = match heard.next {
+            Next::Gather { gather, after } => {
+                let limit = gather.num_digits.map_or(String::new(), |n| format!("up to {n} key(s), "));
+                let finish = if gather.finish_on_key.is_empty() { String::new() } else { format!("{} ends, ", gather.finish_on_key) };
+                println!("        [{limit}{finish}{} s]", gather.timeout);
+                let Some(k) = keys.next() else {
+                    println!("caller: (hangs up)");
+                    line.hang_up();
+                    return Ok(());
+                };
+                let digits = phone::press(&gather, &k);
+                println!("caller: {}", if digits.is_empty() { "(silence)".to_string() } else { digits.clone() });
+                if digits.is_empty() && !gather.action_on_empty_result {
+                    match phone::listen(&after).next {
+                        Next::Redirect(_) => line.post(None, false),
+                        _ => return Ok(()),
+                    }
+                } else {
+                    line.post(Some(&digits), false)
+                }
+            }
+            Next::Redirect(_) => line.post(None, false),
+            Next::Hangup => return Ok(()),
+        };
+    }
+}
+
+/// A call served in-process: what the webhook server does, without HTTP or a database.
+struct LocalLine {
+    flow: Arc<Flow>,
+    call: CallState,
+    actions: DryRun,
+    seq: u64,
+}
+
+impl LocalLine {
+    /// One turn: the first (`start`), or keys (`Some`, possibly empty) / silence (`None`).
+    fn post(&mut self, digits: Option<&str>, start: bool) -> String {
+        let input = match digits {
+            _ if start => Input::Start,
+            Some(d) if !d.is_empty() => Input::Digits(d.to_string()),
+            _ => Input::NoInput,
+        };
+        let Ok(turn) = run_turn(&self.flow, &self.call, input, &mut self.actions);
+        self.call = turn.state;
+        self.seq += 1;
+        let action = format!("/twilio/voice/step?call=CALOCAL&seq={}", self.seq);
+        twiml::render(&turn.response.to_twiml(&action))
+    }
+
+    fn hang_up(&mut self) {
+        let Ok(turn) = run_turn(&self.flow, &self.call, Input::Hangup, &mut self.actions);
+        self.call = turn.state;
+    }
+}

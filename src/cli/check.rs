@@ -1,0 +1,35 @@
+//! `ivr check [PATH…]`: every problem in the operator's files, each at its `file:line:col`.
+
+use std::path::{Path, PathBuf};
+
+use crate::flow::library::{Files, Library};
+
+/// Prints diagnostics to stdout and a summary to stderr; returns the exit code.
+pub fn run(paths: &[PathBuf]) -> i32 {
+    let paths: Vec<PathBuf> = if paths.is_empty() { vec!["call-flows".into(), "prompts".into()] } else { paths.to_vec() };
+    let mut files = match Files::from_paths(&paths) {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return 2;
+        }
+    };
+    // Flows given alone are checked against the prompts beside them.
+    if files.prompts.is_empty() && !files.flows.is_empty() {
+        let prompts = files.flows[0].parent().and_then(Path::parent).map_or_else(|| PathBuf::from("prompts"), |p| p.join("prompts"));
+        for dir in [prompts, PathBuf::from("prompts")] {
+            if let Ok(found) = Files::from_paths(&[dir]) {
+                files.prompts = found.prompts;
+                break;
+            }
+        }
+    }
+    let (_, diags) = Library::load(&files);
+    let errors = diags.error_count();
+    let warnings = diags.items.len() - errors;
+    for d in diags.sorted() {
+        println!("{d}");
+    }
+    eprintln!("checked {} flow file(s) and {} prompt file(s): {errors} error(s), {warnings} warning(s)", files.flows.len(), files.prompts.len());
+    i32::from(errors > 0)
+}

@@ -1,0 +1,46 @@
+//! The `ivr` command line: argument types (clap) and one module per command.
+
+pub mod call;
+pub mod check;
+pub mod graph;
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+/// An IVR engine for public health centres: daily health-check calls answered on the keypad.
+#[derive(Debug, Parser)]
+#[command(name = "ivr", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Where flows and prompts are read from.
+#[derive(Debug, Clone, clap::Args)]
+pub struct FlowDirs {
+    /// Directory of call-flow files.
+    #[arg(long, default_value = "call-flows", env = "IVR_FLOWS__DIR")]
+    pub flows: PathBuf,
+    /// Directory of prompt catalogues (ja-JP.toml, en-US.toml, …).
+    #[arg(long, default_value = "prompts", env = "IVR_FLOWS__PROMPTS_DIR")]
+    pub prompts: PathBuf,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Validate call-flow files and prompts; prints file:line:col: error: …, exits 1 on errors.
+    Check {
+        /// Files or directories (default: call-flows/ and prompts/).
+        paths: Vec<PathBuf>,
+    },
+    /// Walk a flow as a phone would: type keys, or give them with --digits.
+    Call(call::Args),
+    /// Print a flow as a Mermaid diagram.
+    Graph {
+        /// The flow's name (its file name without .toml).
+        flow: String,
+        #[command(flatten)]
+        dirs: FlowDirs,
+    },
+}
