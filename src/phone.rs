@@ -70,7 +70,14 @@ mod tests {
     use super::*;
 
     fn gather(num_digits: Option<u32>, finish: &str) -> Gather {
-        Gather { action: "/a".into(), timeout: 5, num_digits, finish_on_key: finish.into(), action_on_empty_result: true, children: vec![] }
+        Gather {
+            action: "/a".into(),
+            timeout: 5,
+            num_digits,
+            finish_on_key: finish.into(),
+            action_on_empty_result: true,
+            children: vec![],
+        }
     }
 
     #[test]
@@ -86,7 +93,10 @@ mod tests {
     fn a_document_is_heard_up_to_its_gather() {
         let verbs = vec![
             Verb::Say { text: "a".into(), language: None, voice: None },
-            Verb::Gather(Gather { children: vec![Verb::Say { text: "b".into(), language: None, voice: None }], ..gather(Some(1), "") }),
+            Verb::Gather(Gather {
+                children: vec![Verb::Say { text: "b".into(), language: None, voice: None }],
+                ..gather(Some(1), "")
+            }),
             Verb::Redirect { url: "/a".into() },
         ];
         let heard = listen(&verbs);

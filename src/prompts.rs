@@ -41,14 +41,7 @@ pub enum Format {
 }
 
 impl Format {
-    pub const NAMES: [&str; 6] = [
-        "temperature",
-        "percent",
-        "digits",
-        "month_day",
-        "date",
-        "datetime",
-    ];
+    pub const NAMES: [&str; 6] = ["temperature", "percent", "digits", "month_day", "date", "datetime"];
 
     fn parse(name: &str) -> Option<Format> {
         Some(match name {
@@ -141,17 +134,11 @@ impl Catalog {
         match top.raw("prompts") {
             Some(v) => match v.get_ref() {
                 DeValue::Table(t) => collect(&src, "", t, &audio_base, &mut prompts, diags),
-                other => diags.error(
-                    &src,
-                    v.span().start,
-                    format!("[prompts] must be a table, not {}", type_name(other)),
-                ),
+                other => {
+                    diags.error(&src, v.span().start, format!("[prompts] must be a table, not {}", type_name(other)))
+                }
             },
-            None => diags.error(
-                &src,
-                0,
-                "no [prompts] table: a prompt file lists its prompts under [prompts]",
-            ),
+            None => diags.error(&src, 0, "no [prompts] table: a prompt file lists its prompts under [prompts]"),
         }
         top.finish(&["voice", "prompts"], diags);
         (diags.error_count() == before).then(|| Catalog {
@@ -179,18 +166,11 @@ impl Catalog {
 
     /// The text of a prompt (for SMS and transcripts), placeholders filled in.
     pub fn text(&self, id: &str, vars: &Vars) -> String {
-        self.get(id)
-            .and_then(Prompt::template)
-            .map(|t| self.fill(t, vars))
-            .unwrap_or_default()
+        self.get(id).and_then(Prompt::template).map(|t| self.fill(t, vars)).unwrap_or_default()
     }
 
     fn say(&self, text: String) -> Speech {
-        Speech::Say {
-            text,
-            language: self.language.clone(),
-            voice: self.voice.clone(),
-        }
+        Speech::Say { text, language: self.language.clone(), voice: self.voice.clone() }
     }
 
     pub fn fill(&self, t: &Template, vars: &Vars) -> String {
@@ -223,25 +203,15 @@ fn collect(
     diags: &mut Diagnostics,
 ) {
     for (k, v) in table.iter() {
-        let id = if prefix.is_empty() {
-            k.get_ref().to_string()
-        } else {
-            format!("{prefix}.{}", k.get_ref())
-        };
+        let id = if prefix.is_empty() { k.get_ref().to_string() } else { format!("{prefix}.{}", k.get_ref()) };
         let at = v.span().start;
         let prompt = match v.get_ref() {
-            DeValue::String(s) => {
-                Prompt::Text(parse_template(src, s, string_body_start(src, at), diags))
-            }
+            DeValue::String(s) => Prompt::Text(parse_template(src, s, string_body_start(src, at), diags)),
             DeValue::Table(t) if t.contains_key("audio") => {
                 let mut f = Fields::of_table(src, format!("prompt '{id}'"), t, at);
-                let url = f
-                    .str("audio", diags)
-                    .map(|a| join_url(audio_base, &a.value))
-                    .unwrap_or_default();
-                let text = f
-                    .str("text", diags)
-                    .map(|t| parse_template(src, &t.value, string_body_start(src, t.at), diags));
+                let url = f.str("audio", diags).map(|a| join_url(audio_base, &a.value)).unwrap_or_default();
+                let text =
+                    f.str("text", diags).map(|t| parse_template(src, &t.value, string_body_start(src, t.at), diags));
                 f.finish(&["audio", "text"], diags);
                 Prompt::Audio { url, text }
             }
@@ -253,10 +223,7 @@ fn collect(
                 diags.error(
                     src,
                     at,
-                    format!(
-                        "prompt '{id}' must be text or {{ audio = \"file\" }}, not {}",
-                        type_name(other)
-                    ),
+                    format!("prompt '{id}' must be text or {{ audio = \"file\" }}, not {}", type_name(other)),
                 );
                 continue;
             }
@@ -269,11 +236,7 @@ fn join_url(base: &str, file: &str) -> String {
     if base.is_empty() || file.contains("://") {
         file.to_string()
     } else {
-        format!(
-            "{}/{}",
-            base.trim_end_matches('/'),
-            file.trim_start_matches('/')
-        )
+        format!("{}/{}", base.trim_end_matches('/'), file.trim_start_matches('/'))
     }
 }
 
@@ -314,17 +277,11 @@ pub fn parse_template(src: &Source, text: &str, at: usize, diags: &mut Diagnosti
         let inner = &rest[i + 1..i + end];
         let (name, fmt) = inner.split_once(':').unwrap_or((inner, ""));
         let (name, fmt) = (name.trim(), fmt.trim());
-        if name.is_empty()
-            || !name
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.')
-        {
+        if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.') {
             diags.error(
                 src,
                 here,
-                format!(
-                    "'{{{inner}}}' is not a placeholder: write {{variable}} or {{variable:format}}"
-                ),
+                format!("'{{{inner}}}' is not a placeholder: write {{variable}} or {{variable:format}}"),
             );
         }
         match Format::parse(fmt) {
@@ -332,22 +289,14 @@ pub fn parse_template(src: &Source, text: &str, at: usize, diags: &mut Diagnosti
                 if !lit.is_empty() {
                     parts.push(Part::Text(std::mem::take(&mut lit)));
                 }
-                parts.push(Part::Var {
-                    name: name.to_string(),
-                    format,
-                    at: here,
-                });
+                parts.push(Part::Var { name: name.to_string(), format, at: here });
             }
             None => {
-                let hint = closest(fmt, Format::NAMES)
-                    .map_or(String::new(), |s| format!(" (did you mean '{s}'?)"));
+                let hint = closest(fmt, Format::NAMES).map_or(String::new(), |s| format!(" (did you mean '{s}'?)"));
                 diags.error(
                     src,
                     here,
-                    format!(
-                        "unknown format '{fmt}' in {{{inner}}}{hint}; formats: {}",
-                        Format::NAMES.join(", ")
-                    ),
+                    format!("unknown format '{fmt}' in {{{inner}}}{hint}; formats: {}", Format::NAMES.join(", ")),
                 );
             }
         }
@@ -391,29 +340,17 @@ pub fn read_aloud(v: &Value, format: Format, ja: bool) -> String {
             Err(_) => s,
         },
         Format::DateTime => match parse_datetime(&s) {
-            Some(t) if ja => format!(
-                "{} {}時{}",
-                month_day(t.month(), t.day(), true),
-                t.hour(),
-                minutes_ja(t.minute())
-            ),
-            Some(t) => format!(
-                "{}, {}:{:02}",
-                month_day(t.month(), t.day(), false),
-                t.hour(),
-                t.minute()
-            ),
+            Some(t) if ja => {
+                format!("{} {}時{}", month_day(t.month(), t.day(), true), t.hour(), minutes_ja(t.minute()))
+            }
+            Some(t) => format!("{}, {}:{:02}", month_day(t.month(), t.day(), false), t.hour(), t.minute()),
             None => s,
         },
     }
 }
 
 fn minutes_ja(m: u32) -> String {
-    if m == 0 {
-        String::new()
-    } else {
-        format!("{m}分")
-    }
+    if m == 0 { String::new() } else { format!("{m}分") }
 }
 
 fn parse_datetime(s: &str) -> Option<NaiveDateTime> {
@@ -454,11 +391,7 @@ mod tests {
 
     fn catalog(lang: &str, text: &str) -> (Option<Catalog>, Diagnostics) {
         let mut d = Diagnostics::default();
-        let c = Catalog::parse(
-            lang,
-            Source::new(format!("prompts/{lang}.toml"), text),
-            &mut d,
-        );
+        let c = Catalog::parse(lang, Source::new(format!("prompts/{lang}.toml"), text), &mut d);
         (c, d)
     }
 
@@ -470,20 +403,11 @@ mod tests {
         let n = Value::text("12345678");
         assert_eq!(read_aloud(&n, Format::Digits, true), "1 2 3 4、5 6 7 8");
         assert_eq!(read_aloud(&n, Format::Digits, false), "1 2 3 4, 5 6 7 8");
-        assert_eq!(
-            read_aloud(&Value::text("0412"), Format::MonthDay, true),
-            "4月12日"
-        );
-        assert_eq!(
-            read_aloud(&Value::text("0412"), Format::MonthDay, false),
-            "April 12"
-        );
+        assert_eq!(read_aloud(&Value::text("0412"), Format::MonthDay, true), "4月12日");
+        assert_eq!(read_aloud(&Value::text("0412"), Format::MonthDay, false), "April 12");
         let exp = Value::text("2026-11-25T14:00:00+09:00");
         assert_eq!(read_aloud(&exp, Format::DateTime, true), "11月25日 14時");
-        assert_eq!(
-            read_aloud(&Value::text("2026-11-25"), Format::Date, true),
-            "11月25日"
-        );
+        assert_eq!(read_aloud(&Value::text("2026-11-25"), Format::Date, true), "11月25日");
     }
 
     #[test]
@@ -498,12 +422,9 @@ mod tests {
         vars.insert("temperature".into(), Value::Number { raw: 365, scale: 1 });
         assert_eq!(c.text("temperature.confirm", &vars), "36.5度ですね。{1}");
         match c.speech("temperature.confirm", &vars) {
-            Speech::Say {
-                language, voice, ..
-            } => assert_eq!(
-                (language.as_str(), voice.as_deref()),
-                ("ja-JP", Some("Polly.Mizuki"))
-            ),
+            Speech::Say { language, voice, .. } => {
+                assert_eq!((language.as_str(), voice.as_deref()), ("ja-JP", Some("Polly.Mizuki")))
+            }
             other => panic!("{other:?}"),
         }
     }
@@ -514,11 +435,7 @@ mod tests {
         assert!(c.is_none());
         let e = &d.items[0];
         assert_eq!((e.line, e.col), (2, 12));
-        assert!(
-            e.message.contains("did you mean 'temperature'"),
-            "{}",
-            e.message
-        );
+        assert!(e.message.contains("did you mean 'temperature'"), "{}", e.message);
     }
 
     #[test]
@@ -530,9 +447,7 @@ mod tests {
         assert!(!d.has_errors(), "{d}");
         assert_eq!(
             c.unwrap().speech("chime", &Vars::new()),
-            Speech::Play {
-                url: "https://cdn.example/a/chime.mp3".into()
-            }
+            Speech::Play { url: "https://cdn.example/a/chime.mp3".into() }
         );
     }
 }

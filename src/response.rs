@@ -9,11 +9,7 @@ use crate::twiml::{self, Verb};
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Speech {
     /// Text for the carrier's text-to-speech, in `language` with an optional `voice`.
-    Say {
-        text: String,
-        language: String,
-        voice: Option<String>,
-    },
+    Say { text: String, language: String, voice: Option<String> },
     /// A recorded audio file.
     Play { url: String },
     /// Silence, in seconds.
@@ -48,11 +44,7 @@ impl Response {
             "We are sorry, the system has a problem right now. The health centre will contact you later. Goodbye."
         };
         Response {
-            speech: vec![Speech::Say {
-                text: text.into(),
-                language: language.into(),
-                voice: None,
-            }],
+            speech: vec![Speech::Say { text: text.into(), language: language.into(), voice: None }],
             gather: None,
         }
     }
@@ -77,7 +69,9 @@ impl Response {
     /// carriers that ignore `actionOnEmptyResult` (Twilio never reaches it).
     pub fn to_twiml(&self, action: &str) -> Vec<Verb> {
         let speech = self.speech.iter().map(|s| match s {
-            Speech::Say { text, language, voice } => Verb::Say { text: text.clone(), language: Some(language.clone()), voice: voice.clone() },
+            Speech::Say { text, language, voice } => {
+                Verb::Say { text: text.clone(), language: Some(language.clone()), voice: voice.clone() }
+            }
             Speech::Play { url } => Verb::Play { url: url.clone() },
             Speech::Pause { seconds } => Verb::Pause { length: *seconds },
         });

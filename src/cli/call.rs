@@ -35,7 +35,9 @@ pub struct Args {
 }
 
 fn parse_var(s: &str) -> Result<(String, String), String> {
-    s.split_once('=').map(|(k, v)| (k.trim().to_string(), v.trim().to_string())).ok_or_else(|| format!("'{s}' is not name=value"))
+    s.split_once('=')
+        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+        .ok_or_else(|| format!("'{s}' is not name=value"))
 }
 
 /// The sample patient a dry run calls; `--var` and `--from` override it.
@@ -76,7 +78,12 @@ impl Actions for DryRun {
                 let expires = (chrono::Local::now() + chrono::Duration::hours(24)).format("%Y-%m-%dT%H:%M").to_string();
                 let mobile = call.vars.get("patient.phone_kind").is_some_and(|k| k.to_string() == "mobile");
                 let mut o = Outcome::named(if mobile { "sms" } else { "read_aloud" });
-                self.log.push(format!("issue processing number → {} ({} {}, valid until {expires})", o.name, &number[..4], &number[4..]));
+                self.log.push(format!(
+                    "issue processing number → {} ({} {}, valid until {expires})",
+                    o.name,
+                    &number[..4],
+                    &number[4..]
+                ));
                 o.vars.insert("processing_number".into(), Value::text(number));
                 o.vars.insert("processing_number.expires".into(), Value::text(expires));
                 Some(o)
@@ -128,7 +135,12 @@ pub fn run(args: &Args) -> i32 {
         }
     };
     let Some(flow) = lib.flow(&args.flow).cloned() else {
-        eprintln!("error: no flow named '{}' in {}; flows: {}", args.flow, args.dirs.flows.display(), lib.flows.keys().cloned().collect::<Vec<_>>().join(", "));
+        eprintln!(
+            "error: no flow named '{}' in {}; flows: {}",
+            args.flow,
+            args.dirs.flows.display(),
+            lib.flows.keys().cloned().collect::<Vec<_>>().join(", ")
+        );
         return 1;
     };
     let mut vars = sample_patient(&args.from);
@@ -143,7 +155,12 @@ pub fn run(args: &Args) -> i32 {
         }
         None => Keys::Script(std::io::stdin().lock().lines().map_while(Result::ok).collect::<Vec<_>>().into_iter()),
     };
-    let mut line = LocalLine { flow: flow.clone(), call: CallState::new(&flow, &args.lang, vars), actions: DryRun::default(), seq: 0 };
+    let mut line = LocalLine {
+        flow: flow.clone(),
+        call: CallState::new(&flow, &args.lang, vars),
+        actions: DryRun::default(),
+        seq: 0,
+    };
     println!("── {} ({}, version {}) ──", flow.name, line.call.lang, flow.version);
     if let Err(e) = walk(&mut line, keys) {
         eprintln!("error: {e}");
@@ -172,7 +189,11 @@ fn walk(line: &mut LocalLine, mut keys: Keys) -> Result<(), twiml::ParseError> {
         doc = match heard.next {
             Next::Gather { gather, after } => {
                 let limit = gather.num_digits.map_or(String::new(), |n| format!("up to {n} key(s), "));
-                let finish = if gather.finish_on_key.is_empty() { String::new() } else { format!("{} ends, ", gather.finish_on_key) };
+                let finish = if gather.finish_on_key.is_empty() {
+                    String::new()
+                } else {
+                    format!("{} ends, ", gather.finish_on_key)
+                };
                 println!("        [{limit}{finish}{} s]", gather.timeout);
                 let Some(k) = keys.next() else {
                     println!("caller: (hangs up)");

@@ -6,7 +6,8 @@ use crate::flow::library::{Files, Library};
 
 /// Prints diagnostics to stdout and a summary to stderr; returns the exit code.
 pub fn run(paths: &[PathBuf]) -> i32 {
-    let paths: Vec<PathBuf> = if paths.is_empty() { vec!["call-flows".into(), "prompts".into()] } else { paths.to_vec() };
+    let paths: Vec<PathBuf> =
+        if paths.is_empty() { vec!["call-flows".into(), "prompts".into()] } else { paths.to_vec() };
     let mut files = match Files::from_paths(&paths) {
         Ok(f) => f,
         Err(e) => {
@@ -16,8 +17,10 @@ pub fn run(paths: &[PathBuf]) -> i32 {
     };
     // Flows given alone are checked against the prompts beside them.
     if files.prompts.is_empty() && !files.flows.is_empty() {
-        let prompts = files.flows[0].parent().and_then(Path::parent).map_or_else(|| PathBuf::from("prompts"), |p| p.join("prompts"));
-        for dir in [prompts, PathBuf::from("prompts")] {
+        let dir = files.flows[0].parent().unwrap_or(Path::new("."));
+        let beside =
+            [Some(dir.join("prompts")), dir.parent().map(|p| p.join("prompts")), Some(PathBuf::from("prompts"))];
+        for dir in beside.into_iter().flatten() {
             if let Ok(found) = Files::from_paths(&[dir]) {
                 files.prompts = found.prompts;
                 break;
@@ -30,6 +33,10 @@ pub fn run(paths: &[PathBuf]) -> i32 {
     for d in diags.sorted() {
         println!("{d}");
     }
-    eprintln!("checked {} flow file(s) and {} prompt file(s): {errors} error(s), {warnings} warning(s)", files.flows.len(), files.prompts.len());
+    eprintln!(
+        "checked {} flow file(s) and {} prompt file(s): {errors} error(s), {warnings} warning(s)",
+        files.flows.len(),
+        files.prompts.len()
+    );
     i32::from(errors > 0)
 }

@@ -18,10 +18,7 @@ pub struct Outcome {
 
 impl Outcome {
     pub fn named(name: &str) -> Self {
-        Outcome {
-            name: name.into(),
-            vars: Vars::new(),
-        }
+        Outcome { name: name.into(), vars: Vars::new() }
     }
 }
 
@@ -30,12 +27,7 @@ pub trait Actions {
     type Error;
     /// Applies `effect` for the call in `state`; for the effect the flow waits on, returns its
     /// outcome (`None` there counts as `failed`).
-    fn perform(
-        &mut self,
-        effect: &Effect,
-        state: &CallState,
-        waited: bool,
-    ) -> Result<Option<Outcome>, Self::Error>;
+    fn perform(&mut self, effect: &Effect, state: &CallState, waited: bool) -> Result<Option<Outcome>, Self::Error>;
 }
 
 /// The result of one turn: the call's new state, every effect applied, and the response.
@@ -53,17 +45,8 @@ impl Turn {
 }
 
 /// Runs one turn from `input` to the next question or the end of the call.
-pub fn run_turn<A: Actions>(
-    flow: &Flow,
-    call: &CallState,
-    input: Input,
-    actions: &mut A,
-) -> Result<Turn, A::Error> {
-    let mut turn = Turn {
-        state: call.clone(),
-        effects: Vec::new(),
-        response: Response::default(),
-    };
+pub fn run_turn<A: Actions>(flow: &Flow, call: &CallState, input: Input, actions: &mut A) -> Result<Turn, A::Error> {
+    let mut turn = Turn { state: call.clone(), effects: Vec::new(), response: Response::default() };
     let mut input = input;
     for _ in 0..MAX_ACTIONS {
         let s = step(flow, &turn.state, input);
@@ -80,14 +63,9 @@ pub fn run_turn<A: Actions>(
             }
             Wait::End => return Ok(turn),
             Wait::Outcome(effect) => {
-                let o = actions
-                    .perform(&effect, &turn.state, true)?
-                    .unwrap_or_else(|| Outcome::named("failed"));
+                let o = actions.perform(&effect, &turn.state, true)?.unwrap_or_else(|| Outcome::named("failed"));
                 turn.effects.push(effect);
-                input = Input::Outcome {
-                    name: o.name,
-                    vars: o.vars,
-                };
+                input = Input::Outcome { name: o.name, vars: o.vars };
             }
         }
     }

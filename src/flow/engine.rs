@@ -3,9 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{
-    Action, Effect, Flow, Kind, NumberFormat, NumberSpec, PromptRef, Question, Value, Vars,
-};
+use super::{Action, Effect, Flow, Kind, NumberFormat, NumberSpec, PromptRef, Question, Value, Vars};
 use crate::response::{Gather, Response};
 
 /// Transitions followed in one step before the engine gives up (validation rules out loops
@@ -107,12 +105,7 @@ pub struct Step {
 /// Advances a call by one input. Total: any input in any state gives a sensible step (a stray
 /// or repeated request hears the current question again).
 pub fn step(flow: &Flow, call: &CallState, input: Input) -> Step {
-    let mut m = Machine {
-        flow,
-        call: call.clone(),
-        effects: Vec::new(),
-        response: Response::default(),
-    };
+    let mut m = Machine { flow, call: call.clone(), effects: Vec::new(), response: Response::default() };
     let wait = match (call.phase, input) {
         (Phase::Ended, _) => Wait::End,
         (_, Input::Hangup) => {
@@ -125,12 +118,7 @@ pub fn step(flow: &Flow, call: &CallState, input: Input) -> Step {
         (Phase::Acting, Input::Outcome { name, vars }) => m.outcome(&name, vars),
         _ => m.resume(),
     };
-    Step {
-        state: m.call,
-        effects: m.effects,
-        response: m.response,
-        wait,
-    }
+    Step { state: m.call, effects: m.effects, response: m.response, wait }
 }
 
 struct Machine<'f> {
@@ -151,17 +139,13 @@ enum Refusal {
 impl<'f> Machine<'f> {
     fn current(&self) -> Option<(usize, &'f Kind)> {
         let flow = self.flow;
-        flow.index
-            .get(&self.call.state)
-            .map(|&i| (i, &flow.states[i].kind))
+        flow.index.get(&self.call.state).map(|&i| (i, &flow.states[i].kind))
     }
 
     fn say(&mut self, prompts: &[PromptRef]) {
         let catalog = self.flow.catalog(&self.call.lang);
         for p in prompts {
-            self.response
-                .speech
-                .push(catalog.speech(&p.value, &self.call.vars));
+            self.response.speech.push(catalog.speech(&p.value, &self.call.vars));
         }
     }
 
@@ -184,10 +168,7 @@ impl<'f> Machine<'f> {
                     return Wait::End;
                 }
                 Kind::Branch { rules, default } => {
-                    idx = rules
-                        .iter()
-                        .find(|r| r.matches(&self.call.vars))
-                        .map_or(default.idx, |r| r.next.idx);
+                    idx = rules.iter().find(|r| r.matches(&self.call.vars)).map_or(default.idx, |r| r.next.idx);
                 }
                 Kind::Action { action, outcomes } => {
                     let effect = self.effect(action);
@@ -233,18 +214,11 @@ impl<'f> Machine<'f> {
                 Effect::RecordAnswers { answers }
             }
             Action::IssueProcessingNumber => Effect::IssueProcessingNumber,
-            Action::SendSms { message } => Effect::SendSms {
-                text: self
-                    .flow
-                    .catalog(&self.call.lang)
-                    .text(&message.value, &self.call.vars),
-            },
-            Action::AlertHealthCenter { reason } => Effect::AlertHealthCenter {
-                reason: reason.clone(),
-            },
-            Action::EndCallSummary => Effect::EndCallSummary {
-                answers: self.call.answers(),
-            },
+            Action::SendSms { message } => {
+                Effect::SendSms { text: self.flow.catalog(&self.call.lang).text(&message.value, &self.call.vars) }
+            }
+            Action::AlertHealthCenter { reason } => Effect::AlertHealthCenter { reason: reason.clone() },
+            Action::EndCallSummary => Effect::EndCallSummary { answers: self.call.answers() },
         }
     }
 
@@ -254,11 +228,7 @@ impl<'f> Machine<'f> {
             Kind::Number(n) => (n.max_digits, "#".to_string()),
             _ => (1, String::new()),
         };
-        self.response.gather = Some(Gather {
-            timeout: q.timeout,
-            num_digits,
-            finish_on_key,
-        });
+        self.response.gather = Some(Gather { timeout: q.timeout, num_digits, finish_on_key });
         self.call.phase = Phase::Asking;
     }
 
@@ -312,13 +282,7 @@ impl<'f> Machine<'f> {
                 }
                 Err(r) => self.retry(kind, q, r),
             },
-            Kind::Confirm {
-                yes_key,
-                no_key,
-                next,
-                retry,
-                ..
-            } => match d.chars().next() {
+            Kind::Confirm { yes_key, no_key, next, retry, .. } => match d.chars().next() {
                 Some(k) if k == *yes_key => self.enter(next.idx),
                 Some(k) if k == *no_key => self.enter(retry.idx),
                 _ => self.retry(kind, q, Refusal::NoMatch),
@@ -363,20 +327,13 @@ impl<'f> Machine<'f> {
 fn accept(n: &NumberSpec, digits: &str, vars: &Vars) -> Result<Value, Refusal> {
     let d = digits.trim_end_matches('#');
     let len = d.chars().count() as u32;
-    if d.is_empty()
-        || !d.bytes().all(|b| b.is_ascii_digit())
-        || len < n.min_digits
-        || len > n.max_digits
-    {
+    if d.is_empty() || !d.bytes().all(|b| b.is_ascii_digit()) || len < n.min_digits || len > n.max_digits {
         return Err(Refusal::NoMatch);
     }
     let value = match n.format {
         NumberFormat::Digits => Value::text(d),
         NumberFormat::MonthDay => {
-            let (m, day) = (
-                d[..2].parse::<u32>().unwrap_or(0),
-                d[2..].parse::<u32>().unwrap_or(0),
-            );
+            let (m, day) = (d[..2].parse::<u32>().unwrap_or(0), d[2..].parse::<u32>().unwrap_or(0));
             if chrono::NaiveDate::from_ymd_opt(2000, m, day).is_none() {
                 return Err(Refusal::NoMatch);
             }
@@ -395,10 +352,7 @@ fn accept(n: &NumberSpec, digits: &str, vars: &Vars) -> Result<Value, Refusal> {
             if !in_range(raw) {
                 return Err(Refusal::NoMatch);
             }
-            Value::Number {
-                raw,
-                scale: n.scale,
-            }
+            Value::Number { raw, scale: n.scale }
         }
     };
     if let Some(expect) = &n.expect {

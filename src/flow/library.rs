@@ -52,18 +52,12 @@ impl Files {
     }
 
     fn add(&mut self, p: PathBuf) {
-        if is_language_tag(&stem(&p)) {
-            self.prompts.push(p)
-        } else {
-            self.flows.push(p)
-        }
+        if is_language_tag(&stem(&p)) { self.prompts.push(p) } else { self.flows.push(p) }
     }
 }
 
 fn stem(p: &Path) -> String {
-    p.file_stem()
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_default()
+    p.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default()
 }
 
 fn read(p: &Path, diags: &mut Diagnostics) -> Option<Source> {
@@ -114,26 +108,14 @@ impl Library {
     }
 
     /// Loads `flows_dir` and `prompts_dir`; any error refuses the whole set.
-    pub fn load_dirs(
-        flows_dir: &Path,
-        prompts_dir: &Path,
-    ) -> Result<(Library, Diagnostics), Diagnostics> {
-        let files = Files::from_paths(&[flows_dir.to_path_buf(), prompts_dir.to_path_buf()])
-            .map_err(|e| {
-                let mut d = Diagnostics::default();
-                d.error(
-                    &Source::new(flows_dir.display().to_string(), ""),
-                    0,
-                    e.to_string(),
-                );
-                d
-            })?;
+    pub fn load_dirs(flows_dir: &Path, prompts_dir: &Path) -> Result<(Library, Diagnostics), Diagnostics> {
+        let files = Files::from_paths(&[flows_dir.to_path_buf(), prompts_dir.to_path_buf()]).map_err(|e| {
+            let mut d = Diagnostics::default();
+            d.error(&Source::new(flows_dir.display().to_string(), ""), 0, e.to_string());
+            d
+        })?;
         let (lib, diags) = Library::load(&files);
-        if diags.has_errors() {
-            Err(diags)
-        } else {
-            Ok((lib, diags))
-        }
+        if diags.has_errors() { Err(diags) } else { Ok((lib, diags)) }
     }
 
     pub fn flow(&self, name: &str) -> Option<&Arc<Flow>> {

@@ -8,22 +8,11 @@ use toml::de::DeValue;
 
 use super::source::{At, Diagnostics, Fields, Source, closest, parse_toml, type_name};
 use super::{
-    Action, Choice, Cond, Flow, Kind, NumberFormat, NumberSpec, PromptRef, Question, Rule, State,
-    Target, Value,
+    Action, Choice, Cond, Flow, Kind, NumberFormat, NumberSpec, PromptRef, Question, Rule, State, Target, Value,
 };
 
-const QUESTION_FIELDS: [&str; 7] = [
-    "prompt",
-    "timeout",
-    "tries",
-    "no_input",
-    "no_match",
-    "give_up",
-    "repeat_key",
-];
-const KINDS: [&str; 7] = [
-    "say", "menu", "number", "confirm", "action", "branch", "hangup",
-];
+const QUESTION_FIELDS: [&str; 7] = ["prompt", "timeout", "tries", "no_input", "no_match", "give_up", "repeat_key"];
+const KINDS: [&str; 7] = ["say", "menu", "number", "confirm", "action", "branch", "hangup"];
 const VALID_KEYS: &str = "0123456789*#";
 
 /// Question settings from `[defaults]`, used where a state does not set its own.
@@ -51,7 +40,14 @@ pub fn parse(name: &str, src: Source, diags: &mut Diagnostics) -> Option<Flow> {
             if let Some(mut f) = Fields::new(&src, "[flow]", v, diags) {
                 if let Some(n) = f.str("name", diags) {
                     if n.value != name {
-                        diags.error(&src, n.at, format!("name '{}' differs from the file name '{name}': a flow is known by its file name", n.value));
+                        diags.error(
+                            &src,
+                            n.at,
+                            format!(
+                                "name '{}' differs from the file name '{name}': a flow is known by its file name",
+                                n.value
+                            ),
+                        );
                     }
                 }
                 title = f.str("title", diags).map_or(title, |t| t.value);
@@ -66,41 +62,24 @@ pub fn parse(name: &str, src: Source, diags: &mut Diagnostics) -> Option<Flow> {
                 }
                 start = f.str("start", diags);
                 if start.is_none() {
-                    diags.error(
-                        &src,
-                        f.at(),
-                        "no start state: [flow] needs start = \"first state\"",
-                    );
+                    diags.error(&src, f.at(), "no start state: [flow] needs start = \"first state\"");
                 }
                 f.finish(&["name", "title", "languages", "start"], diags);
             }
         }
-        None => diags.error(
-            &src,
-            0,
-            "no [flow] table: a flow file begins with [flow] (name, languages, start)",
-        ),
+        None => diags.error(&src, 0, "no [flow] table: a flow file begins with [flow] (name, languages, start)"),
     }
     for l in &languages {
         if !is_language_tag(&l.value) {
-            diags.error(
-                &src,
-                l.at,
-                format!("'{}' is not a language tag like ja-JP or en-US", l.value),
-            );
+            diags.error(&src, l.at, format!("'{}' is not a language tag like ja-JP or en-US", l.value));
         }
     }
 
     let defaults = match top.raw("defaults") {
         Some(v) => read_defaults(&src, v, diags),
-        None => Defaults {
-            timeout: 8,
-            tries: 3,
-            no_input: vec![],
-            no_match: vec![],
-            give_up: None,
-            repeat_key: Some('*'),
-        },
+        None => {
+            Defaults { timeout: 8, tries: 3, no_input: vec![], no_match: vec![], give_up: None, repeat_key: Some('*') }
+        }
     };
 
     let mut states = Vec::new();
@@ -113,38 +92,26 @@ pub fn parse(name: &str, src: Source, diags: &mut Diagnostics) -> Option<Flow> {
                         diags.error(
                             &src,
                             k.span().start,
-                            format!(
-                                "state name '{sname}' may use only letters, digits, '_' and '-'"
-                            ),
+                            format!("state name '{sname}' may use only letters, digits, '_' and '-'"),
                         );
                     }
-                    if let Some(kind) = read_state(&src, &sname, v, &defaults, diags) {
-                        states.push(State {
-                            name: sname,
-                            at: k.span().start,
-                            kind,
-                        });
-                    }
+                    // A state with errors still takes its name, so transitions to it resolve
+                    // and the operator is not told twice about one mistake.
+                    let kind = read_state(&src, &sname, v, &defaults, diags).unwrap_or(Kind::Hangup { prompt: vec![] });
+                    states.push(State { name: sname, at: k.span().start, kind });
                 }
             }
             other => diags.error(
                 &src,
                 v.span().start,
-                format!(
-                    "states must be tables ([states.name]), not {}",
-                    type_name(other)
-                ),
+                format!("states must be tables ([states.name]), not {}", type_name(other)),
             ),
         },
         None => diags.error(&src, 0, "no states: add [states.NAME] tables"),
     }
     top.finish(&["flow", "defaults", "states"], diags);
 
-    let index: HashMap<String, usize> = states
-        .iter()
-        .enumerate()
-        .map(|(i, s)| (s.name.clone(), i))
-        .collect();
+    let index: HashMap<String, usize> = states.iter().enumerate().map(|(i, s)| (s.name.clone(), i)).collect();
     let names: Vec<String> = states.iter().map(|s| s.name.clone()).collect();
     let resolve = |t: &mut Target, diags: &mut Diagnostics| match index.get(&t.name) {
         Some(&i) => t.idx = i,
@@ -156,11 +123,7 @@ pub fn parse(name: &str, src: Source, diags: &mut Diagnostics) -> Option<Flow> {
     };
     let mut start_idx = 0;
     if let Some(s) = &start {
-        let mut t = Target {
-            name: s.value.clone(),
-            at: s.at,
-            idx: 0,
-        };
+        let mut t = Target { name: s.value.clone(), at: s.at, idx: 0 };
         resolve(&mut t, diags);
         start_idx = t.idx;
     }
@@ -190,9 +153,7 @@ fn targets_mut(kind: &mut Kind) -> Vec<&mut Target> {
     let mut out: Vec<&mut Target> = Vec::new();
     match kind {
         Kind::Say { next, .. } => out.push(next),
-        Kind::Menu {
-            question, choices, ..
-        } => {
+        Kind::Menu { question, choices, .. } => {
             out.push(&mut question.give_up);
             out.extend(choices.iter_mut().map(|c| &mut c.next));
         }
@@ -200,12 +161,7 @@ fn targets_mut(kind: &mut Kind) -> Vec<&mut Target> {
             out.push(&mut n.question.give_up);
             out.push(&mut n.next);
         }
-        Kind::Confirm {
-            question,
-            next,
-            retry,
-            ..
-        } => {
+        Kind::Confirm { question, next, retry, .. } => {
             out.push(&mut question.give_up);
             out.push(next);
             out.push(retry);
@@ -221,14 +177,8 @@ fn targets_mut(kind: &mut Kind) -> Vec<&mut Target> {
 }
 
 fn read_defaults(src: &Source, v: &Spanned<DeValue<'_>>, diags: &mut Diagnostics) -> Defaults {
-    let mut d = Defaults {
-        timeout: 8,
-        tries: 3,
-        no_input: vec![],
-        no_match: vec![],
-        give_up: None,
-        repeat_key: Some('*'),
-    };
+    let mut d =
+        Defaults { timeout: 8, tries: 3, no_input: vec![], no_match: vec![], give_up: None, repeat_key: Some('*') };
     let Some(mut f) = Fields::new(src, "[defaults]", v, diags) else {
         return d;
     };
@@ -240,17 +190,7 @@ fn read_defaults(src: &Source, v: &Spanned<DeValue<'_>>, diags: &mut Diagnostics
     if let Some(k) = f.str("repeat_key", diags) {
         d.repeat_key = read_optional_key(src, &k, diags);
     }
-    f.finish(
-        &[
-            "timeout",
-            "tries",
-            "no_input",
-            "no_match",
-            "give_up",
-            "repeat_key",
-        ],
-        diags,
-    );
+    f.finish(&["timeout", "tries", "no_input", "no_match", "give_up", "repeat_key"], diags);
     d
 }
 
@@ -266,22 +206,14 @@ fn read_key(src: &Source, k: &At<String>, diags: &mut Diagnostics) -> Option<cha
     match (chars.next(), chars.next()) {
         (Some(c), None) if VALID_KEYS.contains(c) => Some(c),
         _ => {
-            diags.error(
-                src,
-                k.at,
-                format!("'{}' is not a key: a key is one of 0-9, * or #", k.value),
-            );
+            diags.error(src, k.at, format!("'{}' is not a key: a key is one of 0-9, * or #", k.value));
             None
         }
     }
 }
 
 fn target(t: At<String>) -> Target {
-    Target {
-        name: t.value,
-        at: t.at,
-        idx: usize::MAX,
-    }
+    Target { name: t.value, at: t.at, idx: usize::MAX }
 }
 
 /// A required transition field.
@@ -292,11 +224,7 @@ fn need_target(f: &mut Fields<'_, '_>, key: &str, what: &str, diags: &mut Diagno
             if !f.has(key) {
                 diags.error(f.src(), f.at(), format!("{what} needs {key} = \"state\""));
             }
-            Target {
-                name: String::new(),
-                at: f.at(),
-                idx: usize::MAX,
-            }
+            Target { name: String::new(), at: f.at(), idx: usize::MAX }
         }
     }
 }
@@ -312,11 +240,7 @@ fn read_state(
     let mut f = Fields::new(src, &what, v, diags)?;
     let Some(kind) = f.str("kind", diags) else {
         if !f.has("kind") {
-            diags.error(
-                src,
-                f.at(),
-                format!("{what} needs kind = one of {}", KINDS.join(", ")),
-            );
+            diags.error(src, f.at(), format!("{what} needs kind = one of {}", KINDS.join(", ")));
         }
         return None;
     };
@@ -326,24 +250,12 @@ fn read_state(
             let next = need_target(&mut f, "next", &what, diags);
             (Some(Kind::Say { prompt, next }), vec!["prompt", "next"])
         }
-        "hangup" => (
-            Some(Kind::Hangup {
-                prompt: f.strings("prompt", diags).unwrap_or_default(),
-            }),
-            vec!["prompt"],
-        ),
+        "hangup" => (Some(Kind::Hangup { prompt: f.strings("prompt", diags).unwrap_or_default() }), vec!["prompt"]),
         "menu" => {
             let question = read_question(&mut f, &what, defaults, diags);
             let var = f.str("var", diags).map(|v| check_var_name(src, v, diags));
             let choices = read_choices(&mut f, &what, question.repeat_key, diags);
-            (
-                Some(Kind::Menu {
-                    question,
-                    var,
-                    choices,
-                }),
-                with_question(&["var", "choices"]),
-            )
+            (Some(Kind::Menu { question, var, choices }), with_question(&["var", "choices"]))
         }
         "number" => (
             read_number(&mut f, &what, defaults, diags),
@@ -363,53 +275,26 @@ fn read_state(
         ),
         "confirm" => {
             let question = read_question(&mut f, &what, defaults, diags);
-            let yes_key = f
-                .str("yes_key", diags)
-                .and_then(|k| read_key(src, &k, diags))
-                .unwrap_or('1');
-            let no_key = f
-                .str("no_key", diags)
-                .and_then(|k| read_key(src, &k, diags))
-                .unwrap_or('2');
-            if yes_key == no_key
-                || Some(yes_key) == question.repeat_key
-                || Some(no_key) == question.repeat_key
-            {
-                diags.error(
-                    src,
-                    f.at(),
-                    format!("{what}: yes_key, no_key and repeat_key must be different keys"),
-                );
+            let yes_key = f.str("yes_key", diags).and_then(|k| read_key(src, &k, diags)).unwrap_or('1');
+            let no_key = f.str("no_key", diags).and_then(|k| read_key(src, &k, diags)).unwrap_or('2');
+            if yes_key == no_key || Some(yes_key) == question.repeat_key || Some(no_key) == question.repeat_key {
+                diags.error(src, f.at(), format!("{what}: yes_key, no_key and repeat_key must be different keys"));
             }
             let next = need_target(&mut f, "next", &what, diags);
             let retry = need_target(&mut f, "retry", &what, diags);
             (
-                Some(Kind::Confirm {
-                    question,
-                    yes_key,
-                    no_key,
-                    next,
-                    retry,
-                }),
+                Some(Kind::Confirm { question, yes_key, no_key, next, retry }),
                 with_question(&["yes_key", "no_key", "next", "retry"]),
             )
         }
-        "action" => (
-            read_action(&mut f, &what, diags),
-            vec!["action", "next", "on", "vars", "set", "message", "reason"],
-        ),
+        "action" => {
+            (read_action(&mut f, &what, diags), vec!["action", "next", "on", "vars", "set", "message", "reason"])
+        }
         "branch" => (read_branch(&mut f, &what, diags), vec!["rules", "default"]),
         other => {
-            let hint =
-                closest(other, KINDS).map_or(String::new(), |s| format!("; did you mean '{s}'?"));
-            diags.error(
-                src,
-                kind.at,
-                format!(
-                    "unknown state kind '{other}'{hint}; kinds: {}",
-                    KINDS.join(", ")
-                ),
-            );
+            let hint = closest(other, KINDS)
+                .map_or_else(|| format!("; kinds: {}", KINDS.join(", ")), |s| format!("; did you mean '{s}'?"));
+            diags.error(src, kind.at, format!("unknown state kind '{other}'{hint}"));
             return None;
         }
     };
@@ -427,42 +312,25 @@ fn need_prompt(f: &mut Fields<'_, '_>, what: &str, diags: &mut Diagnostics) -> V
     match f.strings("prompt", diags) {
         Some(p) if !p.is_empty() => p,
         Some(_) => {
-            diags.error(
-                f.src(),
-                f.key_at("prompt").unwrap_or(f.at()),
-                format!("{what}: prompt lists no prompt"),
-            );
+            diags.error(f.src(), f.key_at("prompt").unwrap_or(f.at()), format!("{what}: prompt lists no prompt"));
             vec![]
         }
         None => {
             if !f.has("prompt") {
-                diags.error(
-                    f.src(),
-                    f.at(),
-                    format!("{what} needs prompt = \"prompt id\""),
-                );
+                diags.error(f.src(), f.at(), format!("{what} needs prompt = \"prompt id\""));
             }
             vec![]
         }
     }
 }
 
-fn read_question(
-    f: &mut Fields<'_, '_>,
-    what: &str,
-    d: &Defaults,
-    diags: &mut Diagnostics,
-) -> Question {
+fn read_question(f: &mut Fields<'_, '_>, what: &str, d: &Defaults, diags: &mut Diagnostics) -> Question {
     let src = f.src();
     let prompt = need_prompt(f, what, diags);
     let timeout = f.count("timeout", 1, diags).map_or(d.timeout, |t| t.value);
     let tries = f.count("tries", 1, diags).map_or(d.tries, |t| t.value);
-    let no_input = f
-        .strings("no_input", diags)
-        .unwrap_or_else(|| d.no_input.clone());
-    let no_match = f
-        .strings("no_match", diags)
-        .unwrap_or_else(|| d.no_match.clone());
+    let no_input = f.strings("no_input", diags).unwrap_or_else(|| d.no_input.clone());
+    let no_match = f.strings("no_match", diags).unwrap_or_else(|| d.no_match.clone());
     let repeat_key = match f.str("repeat_key", diags) {
         Some(k) => read_optional_key(src, &k, diags),
         None => d.repeat_key,
@@ -470,74 +338,38 @@ fn read_question(
     let give_up = match f.str("give_up", diags).or_else(|| d.give_up.clone()) {
         Some(t) => target(t),
         None => {
-            diags.error(src, f.at(), format!("{what} needs give_up = \"state\" (or [defaults] give_up) for a caller who never answers"));
-            Target {
-                name: String::new(),
-                at: f.at(),
-                idx: usize::MAX,
-            }
+            diags.error(
+                src,
+                f.at(),
+                format!("{what} needs give_up = \"state\" (or [defaults] give_up) for a caller who never answers"),
+            );
+            Target { name: String::new(), at: f.at(), idx: usize::MAX }
         }
     };
-    Question {
-        prompt,
-        timeout,
-        tries,
-        no_input,
-        no_match,
-        give_up,
-        repeat_key,
-    }
+    Question { prompt, timeout, tries, no_input, no_match, give_up, repeat_key }
 }
 
 fn check_var_name(src: &Source, v: At<String>, diags: &mut Diagnostics) -> String {
     if !is_name(&v.value) || v.value.contains('.') {
-        diags.error(
-            src,
-            v.at,
-            format!(
-                "variable name '{}' may use only letters, digits and '_'",
-                v.value
-            ),
-        );
-    } else if v.value.starts_with("patient")
-        || v.value.starts_with("call")
-        || v.value.starts_with("processing_number")
+        diags.error(src, v.at, format!("variable name '{}' may use only letters, digits and '_'", v.value));
+    } else if v.value.starts_with("patient") || v.value.starts_with("call") || v.value.starts_with("processing_number")
     {
-        diags.error(
-            src,
-            v.at,
-            format!(
-                "'{}' is a built-in name; answers need a name of their own",
-                v.value
-            ),
-        );
+        diags.error(src, v.at, format!("'{}' is a built-in name; answers need a name of their own", v.value));
     }
     v.value
 }
 
-fn read_choices(
-    f: &mut Fields<'_, '_>,
-    what: &str,
-    repeat: Option<char>,
-    diags: &mut Diagnostics,
-) -> Vec<Choice> {
+fn read_choices(f: &mut Fields<'_, '_>, what: &str, repeat: Option<char>, diags: &mut Diagnostics) -> Vec<Choice> {
     let src = f.src();
     let Some(raw) = f.raw("choices") else {
-        diags.error(
-            src,
-            f.at(),
-            format!("{what} needs choices = [{{ key = \"1\", next = \"state\" }}, …]"),
-        );
+        diags.error(src, f.at(), format!("{what} needs choices = [{{ key = \"1\", next = \"state\" }}, …]"));
         return vec![];
     };
     let DeValue::Array(items) = raw.get_ref() else {
         diags.error(
             src,
             raw.span().start,
-            format!(
-                "choices must be a list of {{ key, value, next }}, not {}",
-                type_name(raw.get_ref())
-            ),
+            format!("choices must be a list of {{ key, value, next }}, not {}", type_name(raw.get_ref())),
         );
         return vec![];
     };
@@ -554,20 +386,20 @@ fn read_choices(
             diags.error(src, item.span().start, "a choice needs key = \"1\"");
             continue;
         };
-        let Some(k) = read_key(src, &key, diags) else {
-            continue;
-        };
-        if Some(k) == repeat {
-            diags.error(src, key.at, format!("key {k} repeats the question; set repeat_key = \"\" on this state to use it as a choice"));
+        // A bad key keeps its choice, so the choice's transition is checked too.
+        let k = read_key(src, &key, diags).unwrap_or('?');
+        if k == '?' {
+        } else if Some(k) == repeat {
+            diags.error(
+                src,
+                key.at,
+                format!("key {k} repeats the question; set repeat_key = \"\" on this state to use it as a choice"),
+            );
         } else if out.iter().any(|c| c.key.value == k) {
             diags.error(src, key.at, format!("key {k} is used twice in {what}"));
         }
         let value = value.map_or_else(|| Value::text(k.to_string()), |v| v.value);
-        out.push(Choice {
-            key: At::new(k, key.at),
-            value,
-            next,
-        });
+        out.push(Choice { key: At::new(k, key.at), value, next });
     }
     if out.is_empty() && !items.is_empty() {
         return out;
@@ -591,10 +423,7 @@ fn read_literal(f: &mut Fields<'_, '_>, key: &str, diags: &mut Diagnostics) -> O
             diags.error(
                 f.src(),
                 at,
-                format!(
-                    "{key} must be a string, a number or true/false, not {}",
-                    type_name(other)
-                ),
+                format!("{key} must be a string, a number or true/false, not {}", type_name(other)),
             );
             return None;
         }
@@ -603,23 +432,12 @@ fn read_literal(f: &mut Fields<'_, '_>, key: &str, diags: &mut Diagnostics) -> O
 }
 
 /// A bound (`min`, `max`) as a raw value at `scale`.
-fn read_bound(
-    f: &mut Fields<'_, '_>,
-    key: &str,
-    scale: u8,
-    diags: &mut Diagnostics,
-) -> Option<At<i64>> {
+fn read_bound(f: &mut Fields<'_, '_>, key: &str, scale: u8, diags: &mut Diagnostics) -> Option<At<i64>> {
     let lit = read_literal(f, key, diags)?;
     match lit.value {
-        Value::Number { raw, scale: s } if s <= scale => {
-            Some(At::new(raw * 10i64.pow(u32::from(scale - s)), lit.at))
-        }
+        Value::Number { raw, scale: s } if s <= scale => Some(At::new(raw * 10i64.pow(u32::from(scale - s)), lit.at)),
         Value::Number { .. } => {
-            diags.error(
-                f.src(),
-                lit.at,
-                format!("{key} has more decimal places than scale = {scale} allows"),
-            );
+            diags.error(f.src(), lit.at, format!("{key} has more decimal places than scale = {scale} allows"));
             None
         }
         _ => {
@@ -629,22 +447,13 @@ fn read_bound(
     }
 }
 
-fn read_number(
-    f: &mut Fields<'_, '_>,
-    what: &str,
-    defaults: &Defaults,
-    diags: &mut Diagnostics,
-) -> Option<Kind> {
+fn read_number(f: &mut Fields<'_, '_>, what: &str, defaults: &Defaults, diags: &mut Diagnostics) -> Option<Kind> {
     let src = f.src();
     let question = read_question(f, what, defaults, diags);
     let var = match f.str("var", diags) {
         Some(v) => check_var_name(src, v, diags),
         None => {
-            diags.error(
-                src,
-                f.at(),
-                format!("{what} needs var = \"name\" to keep the answer"),
-            );
+            diags.error(src, f.at(), format!("{what} needs var = \"name\" to keep the answer"));
             String::new()
         }
     };
@@ -655,11 +464,7 @@ fn read_number(
             "month_day" => NumberFormat::MonthDay,
             "digits" => NumberFormat::Digits,
             other => {
-                diags.error(
-                    src,
-                    s.at,
-                    format!("unknown format '{other}'; formats: number, month_day, digits"),
-                );
+                diags.error(src, s.at, format!("unknown format '{other}'; formats: number, month_day, digits"));
                 NumberFormat::Number
             }
         },
@@ -674,57 +479,25 @@ fn read_number(
             "give either digits or min_digits/max_digits, not both",
         );
     }
-    let default_max = if format == NumberFormat::MonthDay {
-        4
-    } else {
-        0
-    };
-    let max = digits
-        .as_ref()
-        .or(max_digits.as_ref())
-        .map_or(default_max, |d| d.value);
-    let min = digits
-        .as_ref()
-        .or(min_digits.as_ref())
-        .map_or(if default_max > 0 { default_max } else { 1 }, |d| d.value);
-    let digits_at = digits
-        .as_ref()
-        .or(max_digits.as_ref())
-        .map_or(f.at(), |d| d.at);
+    let default_max = if format == NumberFormat::MonthDay { 4 } else { 0 };
+    let max = digits.as_ref().or(max_digits.as_ref()).map_or(default_max, |d| d.value);
+    let min =
+        digits.as_ref().or(min_digits.as_ref()).map_or(if default_max > 0 { default_max } else { 1 }, |d| d.value);
+    let digits_at = digits.as_ref().or(max_digits.as_ref()).map_or(f.at(), |d| d.at);
     if max == 0 {
-        diags.error(
-            src,
-            f.at(),
-            format!("{what} needs max_digits (or digits): how many keys the answer may have"),
-        );
+        diags.error(src, f.at(), format!("{what} needs max_digits (or digits): how many keys the answer may have"));
     } else if max > 18 {
-        diags.error(
-            src,
-            digits_at,
-            "at most 18 digits can be typed as one number",
-        );
+        diags.error(src, digits_at, "at most 18 digits can be typed as one number");
     } else if min > max {
-        diags.error(
-            src,
-            digits_at,
-            format!("min_digits {min} is more than max_digits {max}"),
-        );
+        diags.error(src, digits_at, format!("min_digits {min} is more than max_digits {max}"));
     }
     if format == NumberFormat::MonthDay && (min, max) != (4, 4) {
-        diags.error(
-            src,
-            digits_at,
-            "a month_day answer has exactly 4 digits (0412 is April 12)",
-        );
+        diags.error(src, digits_at, "a month_day answer has exactly 4 digits (0412 is April 12)");
     }
     let scale = match f.int("scale", diags) {
         Some(s) if (0..=3).contains(&s.value) => s.value as u8,
         Some(s) => {
-            diags.error(
-                src,
-                s.at,
-                "scale is the number of decimal places typed, from 0 to 3",
-            );
+            diags.error(src, s.at, "scale is the number of decimal places typed, from 0 to 3");
             0
         }
         None => 0,
@@ -736,11 +509,7 @@ fn read_number(
             diags.error(src, at, "min and max apply only to format = \"number\"");
         }
         if scale != 0 {
-            diags.error(
-                src,
-                f.key_at("scale").unwrap_or(f.at()),
-                "scale applies only to format = \"number\"",
-            );
+            diags.error(src, f.key_at("scale").unwrap_or(f.at()), "scale applies only to format = \"number\"");
         }
     }
     if let (Some(a), Some(b)) = (&lo, &hi) {
@@ -748,11 +517,7 @@ fn read_number(
             diags.error(
                 src,
                 a.at,
-                format!(
-                    "the range is empty: min {} is more than max {}",
-                    show(a.value, scale),
-                    show(b.value, scale)
-                ),
+                format!("the range is empty: min {} is more than max {}", show(a.value, scale), show(b.value, scale)),
             );
         }
     }
@@ -802,11 +567,7 @@ fn show(raw: i64, scale: u8) -> String {
 fn read_action(f: &mut Fields<'_, '_>, what: &str, diags: &mut Diagnostics) -> Option<Kind> {
     let src = f.src();
     let Some(name) = f.str("action", diags) else {
-        diags.error(
-            src,
-            f.at(),
-            format!("{what} needs action = one of {}", Action::NAMES.join(", ")),
-        );
+        diags.error(src, f.at(), format!("{what} needs action = one of {}", Action::NAMES.join(", ")));
         return None;
     };
     let vars = f.strings("vars", diags).unwrap_or_default();
@@ -816,11 +577,7 @@ fn read_action(f: &mut Fields<'_, '_>, what: &str, diags: &mut Diagnostics) -> O
     let only = |field: &str, for_action: &str, diags: &mut Diagnostics| {
         if name.value != for_action {
             if let Some(at) = f.key_at(field) {
-                diags.error(
-                    src,
-                    at,
-                    format!("{field} is not an argument of {}", name.value),
-                );
+                diags.error(src, at, format!("{field} is not an argument of {}", name.value));
             }
         }
     };
@@ -829,37 +586,25 @@ fn read_action(f: &mut Fields<'_, '_>, what: &str, diags: &mut Diagnostics) -> O
     only("message", "send_sms", diags);
     only("reason", "alert_health_center", diags);
     let action = match name.value.as_str() {
-        "record_answer" => Action::RecordAnswer {
-            vars: vars.into_iter().map(|v| v.value).collect(),
-            set: read_set(src, set, diags),
-        },
+        "record_answer" => {
+            Action::RecordAnswer { vars: vars.into_iter().map(|v| v.value).collect(), set: read_set(src, set, diags) }
+        }
         "issue_processing_number" => Action::IssueProcessingNumber,
         "send_sms" => match message {
             Some(m) => Action::SendSms { message: m },
             None => {
-                diags.error(
-                    src,
-                    f.at(),
-                    "send_sms needs message = \"prompt id\" (the SMS text)",
-                );
+                diags.error(src, f.at(), "send_sms needs message = \"prompt id\" (the SMS text)");
                 return None;
             }
         },
-        "alert_health_center" => Action::AlertHealthCenter {
-            reason: reason.map_or_else(|| "alert".into(), |r| r.value),
-        },
+        "alert_health_center" => {
+            Action::AlertHealthCenter { reason: reason.map_or_else(|| "alert".into(), |r| r.value) }
+        }
         "end_call_summary" => Action::EndCallSummary,
         other => {
             let hint = closest(other, Action::NAMES)
-                .map_or(String::new(), |s| format!("; did you mean '{s}'?"));
-            diags.error(
-                src,
-                name.at,
-                format!(
-                    "unknown action '{other}'{hint}; actions: {}",
-                    Action::NAMES.join(", ")
-                ),
-            );
+                .map_or_else(|| format!("; actions: {}", Action::NAMES.join(", ")), |s| format!("; did you mean '{s}'?"));
+            diags.error(src, name.at, format!("unknown action '{other}'{hint}"));
             return None;
         }
     };
@@ -874,18 +619,12 @@ fn read_action(f: &mut Fields<'_, '_>, what: &str, diags: &mut Diagnostics) -> O
                         diags.error(
                             src,
                             k.span().start,
-                            format!(
-                                "{} has no outcome '{outcome}'; its outcomes: {}",
-                                action.name(),
-                                known.join(", ")
-                            ),
+                            format!("{} has no outcome '{outcome}'; its outcomes: {}", action.name(), known.join(", ")),
                         );
                         continue;
                     }
                     match v.get_ref() {
-                        DeValue::String(s) => {
-                            map.push((outcome, target(At::new(s.to_string(), v.span().start))))
-                        }
+                        DeValue::String(s) => map.push((outcome, target(At::new(s.to_string(), v.span().start)))),
                         other => diags.error(
                             src,
                             v.span().start,
@@ -897,10 +636,7 @@ fn read_action(f: &mut Fields<'_, '_>, what: &str, diags: &mut Diagnostics) -> O
             other => diags.error(
                 src,
                 on.span().start,
-                format!(
-                    "on must be a table of outcome = \"state\", not {}",
-                    type_name(other)
-                ),
+                format!("on must be a table of outcome = \"state\", not {}", type_name(other)),
             ),
         }
     }
@@ -911,18 +647,21 @@ fn read_action(f: &mut Fields<'_, '_>, what: &str, diags: &mut Diagnostics) -> O
             Some(i) => outcomes.push(map.swap_remove(i)),
             None => match &next {
                 Some(n) => outcomes.push((o.to_string(), target(n.clone()))),
-                None => diags.error(src, f.at(), format!("{what}: outcome '{o}' of {} has no transition; add on.{o} = \"state\" or next = \"state\"", action.name())),
+                None => diags.error(
+                    src,
+                    f.at(),
+                    format!(
+                        "{what}: outcome '{o}' of {} has no transition; add on.{o} = \"state\" or next = \"state\"",
+                        action.name()
+                    ),
+                ),
             },
         }
     }
     Some(Kind::Action { action, outcomes })
 }
 
-fn read_set(
-    src: &Source,
-    set: Option<&Spanned<DeValue<'_>>>,
-    diags: &mut Diagnostics,
-) -> Vec<(String, Value)> {
+fn read_set(src: &Source, set: Option<&Spanned<DeValue<'_>>>, diags: &mut Diagnostics) -> Vec<(String, Value)> {
     let Some(set) = set else { return vec![] };
     let DeValue::Table(t) = set.get_ref() else {
         diags.error(src, set.span().start, "set must be a table of name = value");
@@ -933,10 +672,7 @@ fn read_set(
     for (k, _) in t.iter() {
         let name = k.get_ref().to_string();
         if let Some(v) = read_literal(&mut f, &name, diags) {
-            out.push((
-                check_var_name(src, At::new(name, k.span().start), diags),
-                v.value,
-            ));
+            out.push((check_var_name(src, At::new(name, k.span().start), diags), v.value));
         }
     }
     out
@@ -960,11 +696,7 @@ fn read_branch(f: &mut Fields<'_, '_>, what: &str, diags: &mut Diagnostics) -> O
                     }
                 }
             }
-            other => diags.error(
-                src,
-                raw.span().start,
-                format!("rules must be a list, not {}", type_name(other)),
-            ),
+            other => diags.error(src, raw.span().start, format!("rules must be a list, not {}", type_name(other))),
         },
     }
     Some(Kind::Branch { rules, default })
@@ -983,15 +715,10 @@ fn read_rule(src: &Source, item: &Spanned<DeValue<'_>>, diags: &mut Diagnostics)
         diags.error(src, item.span().start, "a rule needs var = \"name\"");
         return None;
     };
-    let kinds = usize::from(equals.is_some())
-        + usize::from(min.is_some() || max.is_some())
-        + usize::from(missing.is_some());
+    let kinds =
+        usize::from(equals.is_some()) + usize::from(min.is_some() || max.is_some()) + usize::from(missing.is_some());
     if kinds != 1 {
-        diags.error(
-            src,
-            item.span().start,
-            "a rule has exactly one condition: equals, min/max (a range), or missing",
-        );
+        diags.error(src, item.span().start, "a rule has exactly one condition: equals, min/max (a range), or missing");
         return None;
     }
     for b in [&min, &max].into_iter().flatten() {
@@ -1001,31 +728,19 @@ fn read_rule(src: &Source, item: &Spanned<DeValue<'_>>, diags: &mut Diagnostics)
     }
     if let (Some(a), Some(b)) = (&min, &max) {
         if a.value.compare(&b.value).is_some_and(|o| o.is_gt()) {
-            diags.error(
-                src,
-                a.at,
-                format!(
-                    "the range is empty: min {} is more than max {}",
-                    a.value, b.value
-                ),
-            );
+            diags.error(src, a.at, format!("the range is empty: min {} is more than max {}", a.value, b.value));
         }
     }
     let cond = match (equals, missing) {
         (Some(e), _) => Cond::Equals(e.value),
         (_, Some(m)) => Cond::Missing(m.value),
-        _ => Cond::Range {
-            min: min.map(|m| m.value),
-            max: max.map(|m| m.value),
-        },
+        _ => Cond::Range { min: min.map(|m| m.value), max: max.map(|m| m.value) },
     };
     Some(Rule { var, cond, next })
 }
 
 fn is_name(s: &str) -> bool {
-    !s.is_empty()
-        && s.chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == '.')
+    !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == '.')
 }
 
 /// `ja-JP`, `en-US`, `en`.

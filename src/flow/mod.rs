@@ -62,11 +62,7 @@ impl Flow {
 
     /// The language a call uses: the one asked for if the flow has it, else the default.
     pub fn language<'a>(&'a self, wanted: &'a str) -> &'a str {
-        if self.catalogs.contains_key(wanted) {
-            wanted
-        } else {
-            &self.languages[0]
-        }
+        if self.catalogs.contains_key(wanted) { wanted } else { &self.languages[0] }
     }
 }
 
@@ -146,34 +142,13 @@ pub struct NumberSpec {
 /// The kinds of state.
 #[derive(Debug, Clone)]
 pub enum Kind {
-    Say {
-        prompt: Vec<PromptRef>,
-        next: Target,
-    },
-    Menu {
-        question: Question,
-        var: Option<String>,
-        choices: Vec<Choice>,
-    },
+    Say { prompt: Vec<PromptRef>, next: Target },
+    Menu { question: Question, var: Option<String>, choices: Vec<Choice> },
     Number(Box<NumberSpec>),
-    Confirm {
-        question: Question,
-        yes_key: char,
-        no_key: char,
-        next: Target,
-        retry: Target,
-    },
-    Action {
-        action: Action,
-        outcomes: Vec<(String, Target)>,
-    },
-    Branch {
-        rules: Vec<Rule>,
-        default: Target,
-    },
-    Hangup {
-        prompt: Vec<PromptRef>,
-    },
+    Confirm { question: Question, yes_key: char, no_key: char, next: Target, retry: Target },
+    Action { action: Action, outcomes: Vec<(String, Target)> },
+    Branch { rules: Vec<Rule>, default: Target },
+    Hangup { prompt: Vec<PromptRef> },
 }
 
 impl Kind {
@@ -202,25 +177,13 @@ impl Kind {
         let mut out: Vec<(String, &Target)> = Vec::new();
         match self {
             Kind::Say { next, .. } => out.push((String::new(), next)),
-            Kind::Menu { choices, .. } => out.extend(
-                choices
-                    .iter()
-                    .map(|c| (format!("key {}", c.key.value), &c.next)),
-            ),
+            Kind::Menu { choices, .. } => out.extend(choices.iter().map(|c| (format!("key {}", c.key.value), &c.next))),
             Kind::Number(n) => out.push(("answer".into(), &n.next)),
-            Kind::Confirm {
-                yes_key,
-                no_key,
-                next,
-                retry,
-                ..
-            } => {
+            Kind::Confirm { yes_key, no_key, next, retry, .. } => {
                 out.push((format!("key {yes_key}"), next));
                 out.push((format!("key {no_key}"), retry));
             }
-            Kind::Action { outcomes, .. } => {
-                out.extend(outcomes.iter().map(|(o, t)| (o.clone(), t)))
-            }
+            Kind::Action { outcomes, .. } => out.extend(outcomes.iter().map(|(o, t)| (o.clone(), t))),
             Kind::Branch { rules, default } => {
                 out.extend(rules.iter().map(|r| (r.label(), &r.next)));
                 out.push(("otherwise".into(), default));
@@ -238,10 +201,7 @@ impl Kind {
 #[derive(Debug, Clone)]
 pub enum Action {
     /// Stores answers (the named variables, or every answer so far) and `set` values.
-    RecordAnswer {
-        vars: Vec<String>,
-        set: Vec<(String, Value)>,
-    },
+    RecordAnswer { vars: Vec<String>, set: Vec<(String, Value)> },
     /// Issues a processing number; outcomes say how it reaches the patient.
     IssueProcessingNumber,
     /// Sends the text of a prompt by SMS to the patient.
@@ -254,13 +214,8 @@ pub enum Action {
 
 impl Action {
     /// The names operators write in `action = "…"`.
-    pub const NAMES: [&str; 5] = [
-        "record_answer",
-        "issue_processing_number",
-        "send_sms",
-        "alert_health_center",
-        "end_call_summary",
-    ];
+    pub const NAMES: [&str; 5] =
+        ["record_answer", "issue_processing_number", "send_sms", "alert_health_center", "end_call_summary"];
 
     pub fn name(&self) -> &'static str {
         match self {
@@ -312,10 +267,7 @@ impl Rule {
         let v = &self.var.value;
         match &self.cond {
             Cond::Equals(x) => format!("{v} = {x}"),
-            Cond::Range {
-                min: Some(a),
-                max: Some(b),
-            } => format!("{a} ≤ {v} ≤ {b}"),
+            Cond::Range { min: Some(a), max: Some(b) } => format!("{a} ≤ {v} ≤ {b}"),
             Cond::Range { min: Some(a), .. } => format!("{v} ≥ {a}"),
             Cond::Range { max: Some(b), .. } => format!("{v} ≤ {b}"),
             Cond::Range { .. } => v.clone(),
@@ -330,12 +282,8 @@ impl Rule {
             (Cond::Missing(m), v) => *m == v.is_none(),
             (Cond::Equals(x), Some(v)) => v.same_as(x),
             (Cond::Range { min, max }, Some(v)) => {
-                let above = min
-                    .as_ref()
-                    .is_none_or(|m| v.compare(m).is_some_and(|o| o.is_ge()));
-                let below = max
-                    .as_ref()
-                    .is_none_or(|m| v.compare(m).is_some_and(|o| o.is_le()));
+                let above = min.as_ref().is_none_or(|m| v.compare(m).is_some_and(|o| o.is_ge()));
+                let below = max.as_ref().is_none_or(|m| v.compare(m).is_some_and(|o| o.is_le()));
                 above && below
             }
             (_, None) => false,
@@ -377,21 +325,12 @@ impl Effect {
 pub const BUILTIN_VARS: [(&str, &str); 10] = [
     ("patient.id", "the patient's id in the roster"),
     ("patient.name", "the patient's name"),
-    (
-        "patient.birth_md",
-        "birth month and day, four digits (0412)",
-    ),
+    ("patient.birth_md", "birth month and day, four digits (0412)"),
     ("patient.phone", "the patient's phone number (E.164)"),
     ("patient.phone_kind", "mobile or landline"),
-    (
-        "patient.number_issued",
-        "true while a processing number issued to the patient is valid",
-    ),
+    ("patient.number_issued", "true while a processing number issued to the patient is valid"),
     ("call.lang", "the call's language, e.g. ja-JP"),
     ("health_center.phone", "the health centre's phone number"),
     ("processing_number", "set by issue_processing_number"),
-    (
-        "processing_number.expires",
-        "when that number expires, set by issue_processing_number",
-    ),
+    ("processing_number.expires", "when that number expires, set by issue_processing_number"),
 ];

@@ -30,11 +30,7 @@ impl fmt::Display for Diagnostic {
             Severity::Error => "error",
             Severity::Warning => "warning",
         };
-        write!(
-            f,
-            "{}:{}:{}: {level}: {}",
-            self.file, self.line, self.col, self.message
-        )
+        write!(f, "{}:{}:{}: {level}: {}", self.file, self.line, self.col, self.message)
     }
 }
 
@@ -47,10 +43,7 @@ pub struct Source {
 
 impl Source {
     pub fn new(name: impl Into<String>, text: impl Into<String>) -> Self {
-        Source {
-            name: name.into(),
-            text: text.into(),
-        }
+        Source { name: name.into(), text: text.into() }
     }
 
     /// 1-based line and column (in characters) of a byte offset.
@@ -77,21 +70,9 @@ pub struct Diagnostics {
 }
 
 impl Diagnostics {
-    pub fn push(
-        &mut self,
-        src: &Source,
-        at: usize,
-        severity: Severity,
-        message: impl Into<String>,
-    ) {
+    pub fn push(&mut self, src: &Source, at: usize, severity: Severity, message: impl Into<String>) {
         let (line, col) = src.line_col(at);
-        self.items.push(Diagnostic {
-            file: src.name.clone(),
-            line,
-            col,
-            severity,
-            message: message.into(),
-        });
+        self.items.push(Diagnostic { file: src.name.clone(), line, col, severity, message: message.into() });
     }
 
     pub fn error(&mut self, src: &Source, at: usize, message: impl Into<String>) {
@@ -107,16 +88,12 @@ impl Diagnostics {
     }
 
     pub fn error_count(&self) -> usize {
-        self.items
-            .iter()
-            .filter(|d| d.severity == Severity::Error)
-            .count()
+        self.items.iter().filter(|d| d.severity == Severity::Error).count()
     }
 
     /// Sorted by file and position, so output reads top to bottom.
     pub fn sorted(mut self) -> Vec<Diagnostic> {
-        self.items
-            .sort_by(|a, b| (&a.file, a.line, a.col).cmp(&(&b.file, b.line, b.col)));
+        self.items.sort_by(|a, b| (&a.file, a.line, a.col).cmp(&(&b.file, b.line, b.col)));
         self.items.dedup();
         self.items
     }
@@ -192,13 +169,9 @@ impl<'t, 'a> Fields<'t, 'a> {
         diags: &mut Diagnostics,
     ) -> Option<Self> {
         match table.get_ref() {
-            DeValue::Table(t) => Some(Fields {
-                src,
-                what: what.into(),
-                table: t,
-                at: table.span().start,
-                used: Vec::new(),
-            }),
+            DeValue::Table(t) => {
+                Some(Fields { src, what: what.into(), table: t, at: table.span().start, used: Vec::new() })
+            }
             other => {
                 diags.error(
                     src,
@@ -210,19 +183,8 @@ impl<'t, 'a> Fields<'t, 'a> {
         }
     }
 
-    pub fn of_table(
-        src: &'a Source,
-        what: impl Into<String>,
-        table: &'t DeTable<'a>,
-        at: usize,
-    ) -> Self {
-        Fields {
-            src,
-            what: what.into(),
-            table,
-            at,
-            used: Vec::new(),
-        }
+    pub fn of_table(src: &'a Source, what: impl Into<String>, table: &'t DeTable<'a>, at: usize) -> Self {
+        Fields { src, what: what.into(), table, at, used: Vec::new() }
     }
 
     pub fn src(&self) -> &'a Source {
@@ -282,11 +244,7 @@ impl<'t, 'a> Fields<'t, 'a> {
     pub fn count(&mut self, key: &str, min: i64, diags: &mut Diagnostics) -> Option<At<u32>> {
         let n = self.int(key, diags)?;
         if n.value < min || n.value > u32::MAX as i64 {
-            diags.error(
-                self.src,
-                n.at,
-                format!("{key} must be at least {min}, not {}", n.value),
-            );
+            diags.error(self.src, n.at, format!("{key} must be at least {min}, not {}", n.value));
             return None;
         }
         Some(At::new(n.value as u32, n.at))
@@ -329,35 +287,21 @@ impl<'t, 'a> Fields<'t, 'a> {
         }
     }
 
-    fn wrong_type(
-        &self,
-        key: &str,
-        v: &Spanned<DeValue<'_>>,
-        want: &str,
-        got: &DeValue<'_>,
-        diags: &mut Diagnostics,
-    ) {
-        diags.error(
-            self.src,
-            v.span().start,
-            format!("{key} must be {want}, not {}", type_name(got)),
-        );
+    fn wrong_type(&self, key: &str, v: &Spanned<DeValue<'_>>, want: &str, got: &DeValue<'_>, diags: &mut Diagnostics) {
+        diags.error(self.src, v.span().start, format!("{key} must be {want}, not {}", type_name(got)));
     }
 
     /// Reports every field that was not read, naming the ones that are allowed.
     pub fn finish(self, allowed: &[&str], diags: &mut Diagnostics) {
         for (k, _) in self.table.iter() {
             let name: &str = k.get_ref().as_ref();
-            if !self.used.contains(&name) {
+            // An allowed field left unread was skipped after another error: not unknown.
+            if !self.used.contains(&name) && !allowed.contains(&name) {
                 let hint = match closest(name, allowed.iter().copied()) {
                     Some(s) => format!("; did you mean '{s}'?"),
                     None => format!("; allowed: {}", allowed.join(", ")),
                 };
-                diags.error(
-                    self.src,
-                    k.span().start,
-                    format!("unknown field '{name}' in {}{hint}", self.what),
-                );
+                diags.error(self.src, k.span().start, format!("unknown field '{name}' in {}{hint}", self.what));
             }
         }
     }
@@ -384,9 +328,7 @@ fn edit_distance(a: &str, b: &str) -> usize {
     for (i, ca) in a.chars().enumerate() {
         let mut cur = vec![i + 1; b.len() + 1];
         for (j, cb) in b.iter().enumerate() {
-            cur[j + 1] = (prev[j] + usize::from(ca != *cb))
-                .min(prev[j + 1] + 1)
-                .min(cur[j] + 1);
+            cur[j + 1] = (prev[j] + usize::from(ca != *cb)).min(prev[j + 1] + 1).min(cur[j] + 1);
         }
         prev = cur;
     }

@@ -20,10 +20,7 @@ pub fn prompt_refs(flow: &Flow) -> Vec<&PromptRef> {
     for s in &flow.states {
         match &s.kind {
             Kind::Say { prompt, .. } | Kind::Hangup { prompt } => out.extend(prompt),
-            Kind::Action {
-                action: Action::SendSms { message },
-                ..
-            } => out.push(message),
+            Kind::Action { action: Action::SendSms { message }, .. } => out.push(message),
             Kind::Number(n) => out.extend(&n.mismatch),
             _ => {}
         }
@@ -45,10 +42,9 @@ pub fn known_vars(flow: &Flow) -> BTreeSet<String> {
             Kind::Number(n) => {
                 vars.insert(n.var.clone());
             }
-            Kind::Action {
-                action: Action::RecordAnswer { set, .. },
-                ..
-            } => vars.extend(set.iter().map(|(k, _)| k.clone())),
+            Kind::Action { action: Action::RecordAnswer { set, .. }, .. } => {
+                vars.extend(set.iter().map(|(k, _)| k.clone()))
+            }
             _ => {}
         }
     }
@@ -59,11 +55,7 @@ fn check_prompts(flow: &Flow, diags: &mut Diagnostics) {
     let src = &flow.source;
     for (lang, at) in flow.languages.iter().zip(&flow.language_at) {
         if !flow.catalogs.contains_key(lang) {
-            diags.error(
-                src,
-                *at,
-                format!("no prompt file for language {lang}: add prompts/{lang}.toml"),
-            );
+            diags.error(src, *at, format!("no prompt file for language {lang}: add prompts/{lang}.toml"));
         }
     }
     let known = known_vars(flow);
@@ -73,23 +65,19 @@ fn check_prompts(flow: &Flow, diags: &mut Diagnostics) {
             match catalog.prompts.get(&r.value) {
                 None => {
                     let ids = catalog.prompts.keys().map(String::as_str);
-                    let hint = closest(&r.value, ids)
-                        .map_or(String::new(), |s| format!("; did you mean '{s}'?"));
-                    diags.error(
-                        src,
-                        r.at,
-                        format!(
-                            "prompt '{}' is missing in {}{hint}",
-                            r.value, catalog.source.name
-                        ),
-                    );
+                    let hint = closest(&r.value, ids).map_or(String::new(), |s| format!("; did you mean '{s}'?"));
+                    diags.error(src, r.at, format!("prompt '{}' is missing in {}{hint}", r.value, catalog.source.name));
                 }
                 Some(p) => {
                     for (var, at) in p.value.template().into_iter().flat_map(|t| t.vars()) {
                         if !known.contains(var) && reported.insert((lang.clone(), at)) {
                             let hint = closest(var, known.iter().map(String::as_str))
                                 .map_or(String::new(), |s| format!("; did you mean '{s}'?"));
-                            diags.error(&catalog.source, at, format!("unknown placeholder {{{var}}}: flow '{}' never sets '{var}'{hint}", flow.name));
+                            diags.error(
+                                &catalog.source,
+                                at,
+                                format!("unknown placeholder {{{var}}}: flow '{}' never sets '{var}'{hint}", flow.name),
+                            );
                         }
                     }
                 }
@@ -113,18 +101,15 @@ fn check_vars(flow: &Flow, diags: &mut Diagnostics) {
     };
     for s in &flow.states {
         match &s.kind {
-            Kind::Branch { rules, .. } => rules
-                .iter()
-                .for_each(|r| unknown(&r.var.value, r.var.at, diags)),
+            Kind::Branch { rules, .. } => rules.iter().for_each(|r| unknown(&r.var.value, r.var.at, diags)),
             Kind::Number(n) => {
                 if let Some(e) = &n.expect {
                     unknown(&e.value, e.at, diags);
                 }
             }
-            Kind::Action {
-                action: Action::RecordAnswer { vars, .. },
-                ..
-            } => vars.iter().for_each(|v| unknown(v, s.at, diags)),
+            Kind::Action { action: Action::RecordAnswer { vars, .. }, .. } => {
+                vars.iter().for_each(|v| unknown(v, s.at, diags))
+            }
             _ => {}
         }
     }
@@ -132,21 +117,14 @@ fn check_vars(flow: &Flow, diags: &mut Diagnostics) {
 
 fn check_graph(flow: &Flow, diags: &mut Diagnostics) {
     let n = flow.states.len();
-    let edges: Vec<Vec<usize>> = flow
-        .states
-        .iter()
-        .map(|s| s.kind.edges().iter().map(|(_, t)| t.idx).collect())
-        .collect();
+    let edges: Vec<Vec<usize>> =
+        flow.states.iter().map(|s| s.kind.edges().iter().map(|(_, t)| t.idx).collect()).collect();
 
     // Reachable from the start: the rest is dead text, worth a warning.
     let reach = reachable(&[flow.start], |i| edges[i].clone(), n);
     for (i, s) in flow.states.iter().enumerate() {
         if !reach[i] {
-            diags.warning(
-                &flow.source,
-                s.at,
-                format!("state '{}' can never be reached from start", s.name),
-            );
+            diags.warning(&flow.source, s.at, format!("state '{}' can never be reached from start", s.name));
         }
     }
 
@@ -157,19 +135,14 @@ fn check_graph(flow: &Flow, diags: &mut Diagnostics) {
             back[j].push(i);
         }
     }
-    let hangups: Vec<usize> = (0..n)
-        .filter(|&i| matches!(flow.states[i].kind, Kind::Hangup { .. }))
-        .collect();
+    let hangups: Vec<usize> = (0..n).filter(|&i| matches!(flow.states[i].kind, Kind::Hangup { .. })).collect();
     let ends = reachable(&hangups, |i| back[i].clone(), n);
     for (i, s) in flow.states.iter().enumerate() {
         if !ends[i] {
             diags.error(
                 &flow.source,
                 s.at,
-                format!(
-                    "from state '{}' no hangup can be reached: the call could never end",
-                    s.name
-                ),
+                format!("from state '{}' no hangup can be reached: the call could never end", s.name),
             );
         }
     }
@@ -177,12 +150,16 @@ fn check_graph(flow: &Flow, diags: &mut Diagnostics) {
     // A cycle through states that ask nothing would spin without waiting for the caller.
     let silent = |i: usize| flow.states[i].kind.question().is_none();
     for cycle in silent_cycles(&edges, silent) {
-        let names: Vec<String> = cycle
-            .iter()
-            .map(|&i| format!("'{}'", flow.states[i].name))
-            .collect();
+        let names: Vec<String> = cycle.iter().map(|&i| format!("'{}'", flow.states[i].name)).collect();
         let first = &flow.states[cycle[0]];
-        diags.error(&flow.source, first.at, format!("states {} form a loop that asks nothing: the call would spin forever; put a question in it", names.join(", ")));
+        diags.error(
+            &flow.source,
+            first.at,
+            format!(
+                "states {} form a loop that asks nothing: the call would spin forever; put a question in it",
+                names.join(", ")
+            ),
+        );
     }
 }
 

@@ -39,10 +39,7 @@ impl Value {
             }
             _ => {}
         }
-        parse_decimal(s).map_or_else(
-            || Value::Text(s.to_string()),
-            |(raw, scale)| Value::Number { raw, scale },
-        )
+        parse_decimal(s).map_or_else(|| Value::Text(s.to_string()), |(raw, scale)| Value::Number { raw, scale })
     }
 
     /// Compares with another value: numbers exactly as decimals, otherwise by their text.
@@ -88,10 +85,7 @@ impl fmt::Display for Value {
 pub fn parse_decimal(s: &str) -> Option<(i64, u8)> {
     let (neg, body) = s.strip_prefix('-').map_or((false, s), |b| (true, b));
     let (int, frac) = body.split_once('.').unwrap_or((body, ""));
-    if int.is_empty()
-        || !int.bytes().all(|b| b.is_ascii_digit())
-        || !frac.bytes().all(|b| b.is_ascii_digit())
-    {
+    if int.is_empty() || !int.bytes().all(|b| b.is_ascii_digit()) || !frac.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
     if body.contains('.') && frac.is_empty() || frac.len() > 9 {
@@ -119,10 +113,7 @@ mod tests {
         let a = Value::parse_literal("93");
         let b = Value::Number { raw: 930, scale: 1 };
         assert!(a.same_as(&b));
-        assert_eq!(
-            Value::parse_literal("92.9").compare(&a),
-            Some(Ordering::Less)
-        );
+        assert_eq!(Value::parse_literal("92.9").compare(&a), Some(Ordering::Less));
     }
 
     #[test]

@@ -15,11 +15,7 @@ pub use render::render;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Verb {
     /// `<Say language=".." voice="..">text</Say>`: text-to-speech.
-    Say {
-        text: String,
-        language: Option<String>,
-        voice: Option<String>,
-    },
+    Say { text: String, language: Option<String>, voice: Option<String> },
     /// `<Play>url</Play>`: an audio file.
     Play { url: String },
     /// `<Pause length="n"/>`: silence, in seconds.

@@ -1,0 +1,80 @@
+//! `ivr check` on the shipped files and on one broken fixture per kind of mistake. Each fixture
+//! says what it expects in `# expect: [FILE:]LINE:COL: severity: message` lines.
+
+use std::path::Path;
+use std::process::Command;
+
+fn ivr(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_ivr")).args(args).current_dir(env!("CARGO_MANIFEST_DIR")).output().unwrap();
+    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into(), String::from_utf8_lossy(&out.stderr).into())
+}
+
+#[test]
+fn the_shipped_flows_and_prompts_pass_with_no_warning() {
+    let (code, stdout, stderr) = ivr(&["check"]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert_eq!(stdout, "");
+    assert!(stderr.contains("0 error(s), 0 warning(s)"), "{stderr}");
+}
+
+#[test]
+fn each_broken_fixture_is_reported_at_its_line_and_column() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/check");
+    let mut fixtures: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).filter(|p| p.extension().is_some_and(|e| e == "toml")).collect();
+    fixtures.sort();
+    assert!(fixtures.len() >= 17, "fixtures: {fixtures:?}");
+    for path in fixtures {
+        let rel = path.strip_prefix(env!("CARGO_MANIFEST_DIR")).unwrap().to_str().unwrap().to_string();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let expects: Vec<String> = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("# expect: "))
+            .map(|e| if e.starts_with("tests/") { e.to_string() } else { format!("{rel}:{e}") })
+            .collect();
+        assert!(!expects.is_empty(), "{rel} has no # expect: line");
+        let (code, stdout, _) = ivr(&["check", &rel, "tests/fixtures/check/prompts"]);
+        let errors = expects.iter().any(|e| e.contains(": error: "));
+        assert_eq!(code, i32::from(errors), "{rel}: exit code\n{stdout}");
+        for e in &expects {
+            assert!(stdout.lines().any(|l| l.starts_with(e.as_str())), "{rel}: expected a line starting with\n  {e}\ngot:\n{stdout}");
+        }
+        // One mistake, one message: nothing else is reported.
+        assert_eq!(stdout.lines().count(), expects.len(), "{rel}: unexpected extra lines:\n{stdout}");
+    }
+}
+
+#[test]
+fn every_error_of_a_file_is_reported_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let flow = dir.path().join("many.toml");
+    std::fs::write(
+        &flow,
+        r#"[flow]
+languages = ["ja-JP"]
+start = "ask"
+
+[states.ask]
+kind = "menu"
+prompt = "question"
+give_up = "bye"
+colour = "red"
+choices = [{ key = "A", next = "nowhere" }]
+
+[states.bye]
+kind = "hangupp"
+"#,
+    )
+    .unwrap();
+    let (code, stdout, _) = ivr(&["check", flow.to_str().unwrap(), "tests/fixtures/check/prompts"]);
+    assert_eq!(code, 1);
+    for part in [":9:1: error: unknown field 'colour'", ":10:20: error: 'A' is not a key", ":10:32: error: no state named 'nowhere'", ":13:8: error: unknown state kind 'hangupp'"] {
+        assert!(stdout.contains(part), "missing {part} in\n{stdout}");
+    }
+}
+
+#[test]
+fn a_missing_path_is_an_error_not_a_pass() {
+    let (code, _, stderr) = ivr(&["check", "no/such/dir"]);
+    assert_eq!(code, 2);
+    assert!(stderr.contains("no/such/dir"), "{stderr}");
+}
