@@ -44,3 +44,176 @@ pub struct Gather {
     /// What plays while keys are collected: only `Say`, `Play` and `Pause`.
     pub children: Vec<Verb>,
 }
+
+/// Both directions together: whatever [`render`] writes, [`parse`] reads back unchanged.
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::render::is_xml_char;
+    use super::*;
+
+    fn say(text: &str, language: Option<&str>, voice: Option<&str>) -> Verb {
+        Verb::Say {
+            text: text.into(),
+            language: language.map(Into::into),
+            voice: voice.map(Into::into),
+        }
+    }
+
+    fn round_trip(verbs: &[Verb]) -> Result<Vec<Verb>, ParseError> {
+        parse(&render(verbs))
+    }
+
+    #[test]
+    fn every_verb_survives_a_round_trip() {
+        let verbs = vec![
+            say("こんにちは。", Some("ja-JP"), Some("Polly.Mizuki")),
+            say("Hello", Some("en-US"), None),
+            say("", None, None),
+            Verb::Play {
+                url: "https://cdn.example/a.mp3".into(),
+            },
+            Verb::Pause { length: 0 },
+            Verb::Pause { length: u32::MAX },
+            Verb::Gather(Gather {
+                action: "https://ivr.example/twilio/voice/step?call=CA123&seq=4".into(),
+                timeout: 10,
+                num_digits: Some(3),
+                finish_on_key: "#".into(),
+                action_on_empty_result: true,
+                children: vec![
+                    say("体温を入力してください。", Some("ja-JP"), None),
+                    Verb::Pause { length: 1 },
+                    Verb::Play {
+                        url: "/beep.wav".into(),
+                    },
+                ],
+            }),
+            Verb::Gather(Gather {
+                action: "/step".into(),
+                timeout: 5,
+                num_digits: None,
+                finish_on_key: String::new(),
+                action_on_empty_result: false,
+                children: vec![],
+            }),
+            Verb::Redirect {
+                url: "/twilio/voice/step?call=CA123&seq=5".into(),
+            },
+            Verb::Hangup,
+        ];
+        assert_eq!(round_trip(&verbs), Ok(verbs));
+    }
+
+    #[test]
+    fn xml_special_characters_survive_in_text_and_urls() {
+        let verbs = vec![
+            say(
+                r#"<b>Tom & "Jerry"</b> 'quoted' ]]> &amp;"#,
+                Some(r#"a"b'c&d"#),
+                None,
+            ),
+            Verb::Play {
+                url: "https://cdn.example/a.mp3?x=1&y=<2>&z=\"3\"".into(),
+            },
+            Verb::Redirect {
+                url: "/step?call=CA123&seq=4&note='a b'".into(),
+            },
+        ];
+        let xml = render(&verbs);
+        assert!(xml.contains("call=CA123&amp;seq=4"), "{xml}");
+        assert_eq!(parse(&xml), Ok(verbs));
+    }
+
+    #[test]
+    fn whitespace_survives_in_text_and_attributes() {
+        let verbs = vec![
+            say(" \t a\r\nb\rc\n ", Some(" \t\r\n "), Some("x\r\ny")),
+            say("   ", None, None),
+        ];
+        assert_eq!(round_trip(&verbs), Ok(verbs));
+    }
+
+    /// Strings built from pieces that stress escaping, plus ASCII, Japanese and any character
+    /// XML can carry.
+    fn text() -> impl Strategy<Value = String> {
+        let special = prop::sample::select(vec![
+            "<", ">", "&", "\"", "'", "]]>", "&amp;", "&#10;", "\r\n", "\r", "\n", "\t", " ",
+            "?a=1&b=2",
+        ])
+        .prop_map(str::to_owned);
+        let piece = prop_oneof![
+            special,
+            "[a-zA-Z0-9 .:/?=%-]{1,8}",
+            "[ぁ-ゖァ-ヺ一-龥、。ー]{1,6}",
+            any::<char>()
+                .prop_filter("a character XML can carry", |&c| is_xml_char(c))
+                .prop_map(String::from),
+        ];
+        prop::collection::vec(piece, 0..8).prop_map(|pieces| pieces.concat())
+    }
+
+    fn say_strategy() -> impl Strategy<Value = Verb> {
+        (text(), prop::option::of(text()), prop::option::of(text())).prop_map(
+            |(text, language, voice)| Verb::Say {
+                text,
+                language,
+                voice,
+            },
+        )
+    }
+
+    /// What `<Gather>` may hold.
+    fn prompt() -> impl Strategy<Value = Verb> {
+        prop_oneof![
+            say_strategy(),
+            text().prop_map(|url| Verb::Play { url }),
+            any::<u32>().prop_map(|length| Verb::Pause { length }),
+        ]
+    }
+
+    fn verb() -> impl Strategy<Value = Verb> {
+        let gather = (
+            text(),
+            any::<u32>(),
+            prop::option::of(any::<u32>()),
+            text(),
+            any::<bool>(),
+            prop::collection::vec(prompt(), 0..4),
+        )
+            .prop_map(
+                |(action, timeout, num_digits, finish_on_key, empty, children)| {
+                    Verb::Gather(Gather {
+                        action,
+                        timeout,
+                        num_digits,
+                        finish_on_key,
+                        action_on_empty_result: empty,
+                        children,
+                    })
+                },
+            );
+        prop_oneof![
+            prompt(),
+            text().prop_map(|url| Verb::Redirect { url }),
+            Just(Verb::Hangup),
+            gather,
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn render_then_parse_is_the_identity(verbs in prop::collection::vec(verb(), 0..6)) {
+            prop_assert_eq!(round_trip(&verbs), Ok(verbs));
+        }
+
+        #[test]
+        fn any_string_renders_well_formed(s in any::<String>()) {
+            // Characters XML cannot carry are left out; everything else comes back.
+            let kept: String = s.chars().filter(|&c| is_xml_char(c)).collect();
+            let parsed = round_trip(&[say(&s, Some(&s), None)]);
+            prop_assert_eq!(parsed, Ok(vec![say(&kept, Some(&kept), None)]));
+        }
+    }
+}
