@@ -6,6 +6,7 @@
 //! - [`prompts`]: prompt catalogues per language, placeholders and how values are read aloud.
 //! - [`response`]: what the engine wants the phone to do, independent of any carrier.
 //! - [`twiml`]: that response as TwiML, and TwiML read back; [`phone`] plays it like a caller.
+//! - [`signature`]: Twilio webhook signatures, checked as Twilio's helper libraries do.
 //! - [`cli`]: the `ivr` commands.
 
 pub mod cli;
@@ -13,4 +14,5 @@ pub mod flow;
 pub mod phone;
 pub mod prompts;
 pub mod response;
+pub mod signature;
 pub mod twiml;
