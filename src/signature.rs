@@ -71,11 +71,7 @@ impl fmt::Debug for AuthToken {
 /// carrier simulator and `ivr call --url`).
 ///
 /// `url` is signed exactly as given, like the library's `compute_signature`.
-pub fn sign<K: AsRef<str>, V: AsRef<str>>(
-    token: &AuthToken,
-    url: &str,
-    params: &[(K, V)],
-) -> String {
+pub fn sign<K: AsRef<str>, V: AsRef<str>>(token: &AuthToken, url: &str, params: &[(K, V)]) -> String {
     BASE64.encode(mac_over(token, url, params).finalize().into_bytes())
 }
 
@@ -99,11 +95,7 @@ pub fn validate<K: AsRef<str>, V: AsRef<str>>(
     let Ok(forms) = PyUrl::parse(&url).and_then(|u| u.port_forms()) else {
         return false;
     };
-    forms.iter().any(|form| {
-        mac_over(token, form, params)
-            .verify_slice(&expected)
-            .is_ok()
-    })
+    forms.iter().any(|form| mac_over(token, form, params).verify_slice(&expected).is_ok())
 }
 
 /// The lowercase hex SHA-256 of a request body: the value of `bodySHA256` in a JSON webhook's
@@ -147,18 +139,11 @@ pub fn public_url(base: &str, path_and_query: &str) -> String {
 }
 
 /// The HMAC over `url` and the sorted parameters, ready to finalize or verify.
-fn mac_over<K: AsRef<str>, V: AsRef<str>>(
-    token: &AuthToken,
-    url: &str,
-    params: &[(K, V)],
-) -> HmacSha1 {
+fn mac_over<K: AsRef<str>, V: AsRef<str>>(token: &AuthToken, url: &str, params: &[(K, V)]) -> HmacSha1 {
     // The library iterates `sorted(set(names))` and, per name, `sorted(set(values))`: that is
     // sorting the pairs by (name, value) and dropping repeated pairs. Byte order of UTF-8 is
     // code point order, which is how Python sorts strings.
-    let mut pairs: Vec<(&str, &str)> = params
-        .iter()
-        .map(|(k, v)| (k.as_ref(), v.as_ref()))
-        .collect();
+    let mut pairs: Vec<(&str, &str)> = params.iter().map(|(k, v)| (k.as_ref(), v.as_ref())).collect();
     pairs.sort_unstable();
     pairs.dedup();
 
@@ -212,15 +197,14 @@ fn unquote_plus(s: &str) -> String {
 
 /// Schemes for which CPython writes `//` before an empty host (`urllib.parse.uses_netloc`).
 const USES_NETLOC: &[&str] = &[
-    "", "ftp", "http", "gopher", "nntp", "telnet", "imap", "wais", "file", "mms", "https", "shttp",
-    "snews", "prospero", "rtsp", "rtsps", "rtspu", "rsync", "svn", "svn+ssh", "sftp", "nfs", "git",
-    "git+ssh", "ws", "wss",
+    "", "ftp", "http", "gopher", "nntp", "telnet", "imap", "wais", "file", "mms", "https", "shttp", "snews",
+    "prospero", "rtsp", "rtsps", "rtspu", "rsync", "svn", "svn+ssh", "sftp", "nfs", "git", "git+ssh", "ws", "wss",
 ];
 
 /// Schemes whose last path segment may carry `;params` (`urllib.parse.uses_params`).
 const USES_PARAMS: &[&str] = &[
-    "", "ftp", "hdl", "prospero", "http", "imap", "https", "shttp", "rtsp", "rtsps", "rtspu",
-    "sip", "sips", "mms", "sftp", "tel",
+    "", "ftp", "hdl", "prospero", "http", "imap", "https", "shttp", "rtsp", "rtsps", "rtspu", "sip", "sips", "mms",
+    "sftp", "tel",
 ];
 
 /// Characters `urlsplit` deletes wherever they are.
@@ -251,11 +235,7 @@ impl<'a> PyUrl<'a> {
     /// tabs and newlines anywhere.
     fn clean(url: &str) -> Cow<'_, str> {
         let url = url.trim_start_matches(|c: char| c <= ' ');
-        if url.contains(UNSAFE) {
-            Cow::Owned(url.replace(UNSAFE, ""))
-        } else {
-            Cow::Borrowed(url)
-        }
+        if url.contains(UNSAFE) { Cow::Owned(url.replace(UNSAFE, "")) } else { Cow::Borrowed(url) }
     }
 
     /// Splits `url`, which must have been through [`PyUrl::clean`].
@@ -265,9 +245,7 @@ impl<'a> PyUrl<'a> {
         if let Some(colon) = rest.find(':') {
             let candidate = &rest[..colon];
             let is_scheme = candidate.starts_with(|c: char| c.is_ascii_alphabetic())
-                && candidate
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b"+-.".contains(&b));
+                && candidate.bytes().all(|b| b.is_ascii_alphanumeric() || b"+-.".contains(&b));
             if is_scheme {
                 scheme = candidate.to_ascii_lowercase();
                 rest = &rest[colon + 1..];
@@ -292,14 +270,7 @@ impl<'a> PyUrl<'a> {
                 (path, params) = (&path[..semi], &path[semi + 1..]);
             }
         }
-        Ok(Self {
-            scheme,
-            netloc,
-            path,
-            params,
-            query,
-            fragment,
-        })
+        Ok(Self { scheme, netloc, path, params, query, fragment })
     }
 
     /// The port, read as CPython's `.port` reads it: after the last `@` (and after `]` for an
@@ -307,11 +278,9 @@ impl<'a> PyUrl<'a> {
     fn port(&self) -> Result<Option<u16>, Unparseable> {
         let host_port = self.netloc.rsplit_once('@').map_or(self.netloc, |(_, h)| h);
         let port = match host_port.split_once('[') {
-            Some((_, bracketed)) => bracketed
-                .split_once(']')
-                .map_or("", |(_, after)| after)
-                .split_once(':')
-                .map_or("", |(_, p)| p),
+            Some((_, bracketed)) => {
+                bracketed.split_once(']').map_or("", |(_, after)| after).split_once(':').map_or("", |(_, p)| p)
+            }
             None => host_port.split_once(':').map_or("", |(_, p)| p),
         };
         if port.is_empty() {
@@ -325,11 +294,7 @@ impl<'a> PyUrl<'a> {
         if digits.len() > 5 {
             return Err(Unparseable);
         }
-        let value: u32 = if digits.is_empty() {
-            0
-        } else {
-            digits.parse().map_err(|_| Unparseable)?
-        };
+        let value: u32 = if digits.is_empty() { 0 } else { digits.parse().map_err(|_| Unparseable)? };
         u16::try_from(value).map(Some).map_err(|_| Unparseable)
     }
 
@@ -356,20 +321,14 @@ impl<'a> PyUrl<'a> {
             path = format!("{path};{}", self.params);
         }
         if !netloc.is_empty()
-            || (!self.scheme.is_empty()
-                && USES_NETLOC.contains(&self.scheme.as_str())
-                && !path.starts_with("//"))
+            || (!self.scheme.is_empty() && USES_NETLOC.contains(&self.scheme.as_str()) && !path.starts_with("//"))
         {
             if !path.is_empty() && !path.starts_with('/') {
                 path.insert(0, '/');
             }
             path = format!("//{netloc}{path}");
         }
-        let mut url = if self.scheme.is_empty() {
-            path
-        } else {
-            format!("{}:{path}", self.scheme)
-        };
+        let mut url = if self.scheme.is_empty() { path } else { format!("{}:{path}", self.scheme) };
         if !self.query.is_empty() {
             url.push('?');
             url.push_str(self.query);
@@ -424,12 +383,7 @@ mod tests {
     fn tampering_fails() {
         let mut changed_value = docs_params();
         changed_value[2].1 = "1235".into();
-        assert!(!validate(
-            &token(),
-            DOCS_URL,
-            &changed_value,
-            DOCS_SIGNATURE
-        ));
+        assert!(!validate(&token(), DOCS_URL, &changed_value, DOCS_SIGNATURE));
 
         let mut extra = docs_params();
         extra.push(("Extra".into(), String::new()));
@@ -472,8 +426,7 @@ mod tests {
     fn port_forms_match_the_library() {
         let params = docs_params();
         let signed = |url: &str| sign(&token(), url, &params);
-        let accepts =
-            |url: &str, signed_url: &str| validate(&token(), url, &params, &signed(signed_url));
+        let accepts = |url: &str, signed_url: &str| validate(&token(), url, &params, &signed(signed_url));
 
         // No port in the URL: as given, or with the scheme's default port.
         assert!(accepts("https://h.jp/x?a=1", "https://h.jp/x?a=1"));
@@ -494,36 +447,14 @@ mod tests {
     fn urls_go_through_the_python_round_trip() {
         let try_forms = |url: &str| PyUrl::parse(&PyUrl::clean(url)).and_then(|u| u.port_forms());
         let forms = |url: &str| try_forms(url).unwrap();
-        assert_eq!(
-            forms("HTTPS://h.jp/x?"),
-            ["https://h.jp/x", "https://h.jp:443/x"]
-        );
-        assert_eq!(
-            forms("https://h.jp/a;?q=1#"),
-            ["https://h.jp/a?q=1", "https://h.jp:443/a?q=1"]
-        );
+        assert_eq!(forms("HTTPS://h.jp/x?"), ["https://h.jp/x", "https://h.jp:443/x"]);
+        assert_eq!(forms("https://h.jp/a;?q=1#"), ["https://h.jp/a?q=1", "https://h.jp:443/a?q=1"]);
         assert_eq!(forms("https://h.jp"), ["https://h.jp", "https://h.jp:443"]);
-        assert_eq!(
-            forms("https://u:p@h.jp:8443/x"),
-            ["https://u/x", "https://u:p@h.jp:8443/x"]
-        );
-        assert_eq!(
-            forms("https://h.jp:0/x"),
-            ["https://h.jp:0/x", "https://h.jp:0:443/x"]
-        );
-        assert_eq!(
-            forms("https://h.jp:0443/x"),
-            ["https://h.jp/x", "https://h.jp:0443/x"]
-        );
-        assert_eq!(
-            forms(" https://h.jp/\tx\n"),
-            ["https://h.jp/x", "https://h.jp:443/x"]
-        );
-        for bad in [
-            "https://h.jp:99999/x",
-            "https://h.jp:8a/x",
-            "https://[::1/x",
-        ] {
+        assert_eq!(forms("https://u:p@h.jp:8443/x"), ["https://u/x", "https://u:p@h.jp:8443/x"]);
+        assert_eq!(forms("https://h.jp:0/x"), ["https://h.jp:0/x", "https://h.jp:0:443/x"]);
+        assert_eq!(forms("https://h.jp:0443/x"), ["https://h.jp/x", "https://h.jp:0443/x"]);
+        assert_eq!(forms(" https://h.jp/\tx\n"), ["https://h.jp/x", "https://h.jp:443/x"]);
+        for bad in ["https://h.jp:99999/x", "https://h.jp:8a/x", "https://[::1/x"] {
             assert!(try_forms(bad).is_err(), "{bad}");
         }
     }
@@ -542,12 +473,7 @@ mod tests {
         let url = format!("https://h.jp/x?{BODY_SHA256_PARAM}={}", body_sha256(body));
         let signature = sign::<&str, &str>(&token(), &url, &[]);
         assert!(validate_body(&token(), &url, body, &signature));
-        assert!(!validate_body(
-            &token(),
-            &url,
-            br#"{"CallSid":"CA2","Digits":"1"}"#,
-            &signature
-        ));
+        assert!(!validate_body(&token(), &url, br#"{"CallSid":"CA2","Digits":"1"}"#, &signature));
 
         let upper = url.replace(&body_sha256(body), &body_sha256(body).to_uppercase());
         let upper_signature = sign::<&str, &str>(&token(), &upper, &[]);
@@ -569,30 +495,12 @@ mod tests {
 
     #[test]
     fn public_url_joins_with_one_slash() {
-        assert_eq!(
-            public_url("https://ivr.example.jp", "/voice?a=1"),
-            "https://ivr.example.jp/voice?a=1"
-        );
-        assert_eq!(
-            public_url("https://ivr.example.jp/", "/voice"),
-            "https://ivr.example.jp/voice"
-        );
-        assert_eq!(
-            public_url("https://ivr.example.jp/base/", "/voice/"),
-            "https://ivr.example.jp/base/voice/"
-        );
-        assert_eq!(
-            public_url("https://ivr.example.jp/base", "voice"),
-            "https://ivr.example.jp/base/voice"
-        );
-        assert_eq!(
-            public_url("https://ivr.example.jp", "/"),
-            "https://ivr.example.jp/"
-        );
-        assert_eq!(
-            public_url("https://ivr.example.jp", "?a=1"),
-            "https://ivr.example.jp/?a=1"
-        );
+        assert_eq!(public_url("https://ivr.example.jp", "/voice?a=1"), "https://ivr.example.jp/voice?a=1");
+        assert_eq!(public_url("https://ivr.example.jp/", "/voice"), "https://ivr.example.jp/voice");
+        assert_eq!(public_url("https://ivr.example.jp/base/", "/voice/"), "https://ivr.example.jp/base/voice/");
+        assert_eq!(public_url("https://ivr.example.jp/base", "voice"), "https://ivr.example.jp/base/voice");
+        assert_eq!(public_url("https://ivr.example.jp", "/"), "https://ivr.example.jp/");
+        assert_eq!(public_url("https://ivr.example.jp", "?a=1"), "https://ivr.example.jp/?a=1");
     }
 
     #[test]

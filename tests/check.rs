@@ -5,8 +5,13 @@ use std::path::Path;
 use std::process::Command;
 
 fn ivr(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_ivr")).args(args).current_dir(env!("CARGO_MANIFEST_DIR")).output().unwrap();
-    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into(), String::from_utf8_lossy(&out.stderr).into())
+    let out =
+        Command::new(env!("CARGO_BIN_EXE_ivr")).args(args).current_dir(env!("CARGO_MANIFEST_DIR")).output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into(),
+        String::from_utf8_lossy(&out.stderr).into(),
+    )
 }
 
 #[test]
@@ -20,7 +25,11 @@ fn the_shipped_flows_and_prompts_pass_with_no_warning() {
 #[test]
 fn each_broken_fixture_is_reported_at_its_line_and_column() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/check");
-    let mut fixtures: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).filter(|p| p.extension().is_some_and(|e| e == "toml")).collect();
+    let mut fixtures: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "toml"))
+        .collect();
     fixtures.sort();
     assert!(fixtures.len() >= 17, "fixtures: {fixtures:?}");
     for path in fixtures {
@@ -36,7 +45,10 @@ fn each_broken_fixture_is_reported_at_its_line_and_column() {
         let errors = expects.iter().any(|e| e.contains(": error: "));
         assert_eq!(code, i32::from(errors), "{rel}: exit code\n{stdout}");
         for e in &expects {
-            assert!(stdout.lines().any(|l| l.starts_with(e.as_str())), "{rel}: expected a line starting with\n  {e}\ngot:\n{stdout}");
+            assert!(
+                stdout.lines().any(|l| l.starts_with(e.as_str())),
+                "{rel}: expected a line starting with\n  {e}\ngot:\n{stdout}"
+            );
         }
         // One mistake, one message: nothing else is reported.
         assert_eq!(stdout.lines().count(), expects.len(), "{rel}: unexpected extra lines:\n{stdout}");
@@ -67,7 +79,12 @@ kind = "hangupp"
     .unwrap();
     let (code, stdout, _) = ivr(&["check", flow.to_str().unwrap(), "tests/fixtures/check/prompts"]);
     assert_eq!(code, 1);
-    for part in [":9:1: error: unknown field 'colour'", ":10:20: error: 'A' is not a key", ":10:32: error: no state named 'nowhere'", ":13:8: error: unknown state kind 'hangupp'"] {
+    for part in [
+        ":9:1: error: unknown field 'colour'",
+        ":10:20: error: 'A' is not a key",
+        ":10:32: error: no state named 'nowhere'",
+        ":13:8: error: unknown state kind 'hangupp'",
+    ] {
         assert!(stdout.contains(part), "missing {part} in\n{stdout}");
     }
 }

@@ -59,19 +59,11 @@ struct CheckResult {
 }
 
 fn params(pairs: &[(&str, &str)]) -> Params {
-    pairs
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect()
+    pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
 }
 
 fn case(token: &str, url: &str, params: Params, checks: Vec<Check>) -> Case {
-    Case {
-        token: token.into(),
-        url: url.into(),
-        params,
-        checks,
-    }
+    Case { token: token.into(), url: url.into(), params, checks }
 }
 
 /// Whether the library can be imported; if not, says so where a person running the tests sees
@@ -108,12 +100,7 @@ fn library(cases: &[Case]) -> Vec<CaseResult> {
     let input = serde_json::to_vec(cases).unwrap();
     child.stdin.take().unwrap().write_all(&input).unwrap();
     let output = child.wait_with_output().unwrap();
-    assert!(
-        output.status.success(),
-        "{} failed: {}",
-        script.display(),
-        String::from_utf8_lossy(&output.stderr)
-    );
+    assert!(output.status.success(), "{} failed: {}", script.display(), String::from_utf8_lossy(&output.stderr));
     let results: Vec<CaseResult> = serde_json::from_slice(&output.stdout).unwrap();
     assert_eq!(results.len(), cases.len());
     results
@@ -199,11 +186,7 @@ fn cross_checks(forms: &[String]) -> Vec<Check> {
     let mut checks = Vec::new();
     for signed in forms {
         for validated in forms {
-            checks.push(Check {
-                url: Some(validated.clone()),
-                sign_url: Some(signed.clone()),
-                ..Check::default()
-            });
+            checks.push(Check { url: Some(validated.clone()), sign_url: Some(signed.clone()), ..Check::default() });
         }
     }
     checks
@@ -241,12 +224,7 @@ fn signatures_and_port_variants_match_the_library() {
         "http://ivr.example.jp:80/twilio/voice",
         "http://127.0.0.1:3000/twilio/voice?seq=1",
     ];
-    let mut cases = vec![case(
-        "12345",
-        urls[0],
-        docs_params.clone(),
-        cross_checks(&port_and_scheme_forms(urls[0])),
-    )];
+    let mut cases = vec![case("12345", urls[0], docs_params.clone(), cross_checks(&port_and_scheme_forms(urls[0])))];
     for url in &urls[1..] {
         let checks = cross_checks(&port_and_scheme_forms(url));
         cases.push(case("a1b2c3d4e5f6", url, voice_params(), checks));
@@ -270,22 +248,11 @@ fn parameter_contents_match_the_library() {
         ("Body", "こんにちは 36.5度"),
         ("Confidence", "0.92"),
     ]);
-    let empty = params(&[
-        ("CallSid", "CA1"),
-        ("Digits", ""),
-        ("SpeechResult", ""),
-        ("", "x"),
-    ]);
+    let empty = params(&[("CallSid", "CA1"), ("Digits", ""), ("SpeechResult", ""), ("", "x")]);
     // Names sort by code point: upper case before lower case.
     let mixed_case = params(&[("body", "b"), ("Body", "B"), ("_x", "1"), ("Zed", "z")]);
-    let repeated = params(&[
-        ("CallSid", "CA1"),
-        ("Digits", "2"),
-        ("Digits", "1"),
-        ("Digits", "2"),
-        ("Tag", "b"),
-        ("Tag", "a"),
-    ]);
+    let repeated =
+        params(&[("CallSid", "CA1"), ("Digits", "2"), ("Digits", "1"), ("Digits", "2"), ("Tag", "b"), ("Tag", "a")]);
     let repeated_checks = vec![
         Check::default(),
         // Pairs sent twice are signed once, so these are the same request to the library.
@@ -300,19 +267,9 @@ fn parameter_contents_match_the_library() {
             ..Check::default()
         },
         // Losing a value is not.
-        Check {
-            sign_params: Some(params(&[("CallSid", "CA1"), ("Digits", "1"), ("Tag", "a")])),
-            ..Check::default()
-        },
+        Check { sign_params: Some(params(&[("CallSid", "CA1"), ("Digits", "1"), ("Tag", "a")])), ..Check::default() },
         // Nor is merging values, though each value follows its name in the signed text.
-        Check {
-            params: Some(params(&[
-                ("CallSid", "CA1"),
-                ("Digits", "12"),
-                ("Tag", "ab"),
-            ])),
-            ..Check::default()
-        },
+        Check { params: Some(params(&[("CallSid", "CA1"), ("Digits", "12"), ("Tag", "ab")])), ..Check::default() },
     ];
     let cases = vec![
         case(token, url, japanese.clone(), vec![Check::default()]),
@@ -355,18 +312,9 @@ fn tampered_requests_are_rejected_like_the_library() {
     };
     let checks = vec![
         Check::default(),
-        Check {
-            params: with(|p| p[3].1 = "2".into()),
-            ..Check::default()
-        },
-        Check {
-            params: with(|p| p.push(("Digits".into(), "9".into()))),
-            ..Check::default()
-        },
-        Check {
-            params: with(|p| p.push(("Extra".into(), String::new()))),
-            ..Check::default()
-        },
+        Check { params: with(|p| p[3].1 = "2".into()), ..Check::default() },
+        Check { params: with(|p| p.push(("Digits".into(), "9".into()))), ..Check::default() },
+        Check { params: with(|p| p.push(("Extra".into(), String::new()))), ..Check::default() },
         Check {
             params: with(|p| {
                 p.remove(0);
@@ -380,50 +328,19 @@ fn tampered_requests_are_rejected_like_the_library() {
             }),
             ..Check::default()
         },
+        Check { url: Some(url.replace("seq=3", "seq=4")), ..Check::default() },
+        Check { url: Some(url.replace("/voice", "/gather")), ..Check::default() },
+        Check { url: Some(format!("{url}&extra=1")), ..Check::default() },
+        Check { sign_token: Some("a1b2c3d4e5f7".into()), ..Check::default() },
         Check {
-            url: Some(url.replace("seq=3", "seq=4")),
+            signature: Some(format!("{}{}", if good.starts_with('A') { 'B' } else { 'A' }, &good[1..])),
             ..Check::default()
         },
-        Check {
-            url: Some(url.replace("/voice", "/gather")),
-            ..Check::default()
-        },
-        Check {
-            url: Some(format!("{url}&extra=1")),
-            ..Check::default()
-        },
-        Check {
-            sign_token: Some("a1b2c3d4e5f7".into()),
-            ..Check::default()
-        },
-        Check {
-            signature: Some(format!(
-                "{}{}",
-                if good.starts_with('A') { 'B' } else { 'A' },
-                &good[1..]
-            )),
-            ..Check::default()
-        },
-        Check {
-            signature: Some(good.trim_end_matches('=').to_string()),
-            ..Check::default()
-        },
-        Check {
-            signature: Some(format!("{good}\n")),
-            ..Check::default()
-        },
-        Check {
-            signature: Some(format!(" {good}")),
-            ..Check::default()
-        },
-        Check {
-            signature: Some(String::new()),
-            ..Check::default()
-        },
-        Check {
-            signature: Some("not base64!".into()),
-            ..Check::default()
-        },
+        Check { signature: Some(good.trim_end_matches('=').to_string()), ..Check::default() },
+        Check { signature: Some(format!("{good}\n")), ..Check::default() },
+        Check { signature: Some(format!(" {good}")), ..Check::default() },
+        Check { signature: Some(String::new()), ..Check::default() },
+        Check { signature: Some("not base64!".into()), ..Check::default() },
     ];
     let (compared, accepted) = assert_agree(&[case(token, url, voice_params(), checks)]);
     assert_eq!((compared, accepted), (16, 2));
@@ -447,65 +364,25 @@ fn url_edge_cases_match_the_library() {
             "https://ivr.example.jp:443/voice;v=1?x=1",
             "https://ivr.example.jp/voice?x=1",
         ],
-        &[
-            "https://ivr.example.jp/a;?q=1#",
-            "https://ivr.example.jp/a?q=1",
-            "https://ivr.example.jp:443/a?q=1",
-        ],
-        &[
-            "https://ivr.example.jp/a#frag",
-            "https://ivr.example.jp:443/a#frag",
-            "https://ivr.example.jp/a",
-        ],
-        &[
-            "https://ivr.example.jp",
-            "https://ivr.example.jp:443",
-            "https://ivr.example.jp/",
-        ],
+        &["https://ivr.example.jp/a;?q=1#", "https://ivr.example.jp/a?q=1", "https://ivr.example.jp:443/a?q=1"],
+        &["https://ivr.example.jp/a#frag", "https://ivr.example.jp:443/a#frag", "https://ivr.example.jp/a"],
+        &["https://ivr.example.jp", "https://ivr.example.jp:443", "https://ivr.example.jp/"],
         &[
             "https://user:pw@example.jp:8443/x",
             "https://user/x",
             "https://user:pw@example.jp/x",
             "https://user:pw@example.jp:8443/x",
         ],
-        &[
-            "https://user@example.jp/x",
-            "https://user@example.jp:443/x",
-            "https://example.jp/x",
-        ],
-        &[
-            "https://example.jp:0/x",
-            "https://example.jp:0:443/x",
-            "https://example.jp/x",
-        ],
-        &[
-            "https://example.jp:0443/x",
-            "https://example.jp/x",
-            "https://example.jp:443/x",
-        ],
-        &[
-            "https://example.jp:/x",
-            "https://example.jp::443/x",
-            "https://example.jp/x",
-        ],
+        &["https://user@example.jp/x", "https://user@example.jp:443/x", "https://example.jp/x"],
+        &["https://example.jp:0/x", "https://example.jp:0:443/x", "https://example.jp/x"],
+        &["https://example.jp:0443/x", "https://example.jp/x", "https://example.jp:443/x"],
+        &["https://example.jp:/x", "https://example.jp::443/x", "https://example.jp/x"],
         &["https://[::1]:8443/x", "https://[/x", "https://[::1]/x"],
         &["https://[::1]/x", "https://[::1]:443/x"],
-        &[
-            "ftp://example.jp/x",
-            "ftp://example.jp:80/x",
-            "ftp://example.jp:21/x",
-        ],
+        &["ftp://example.jp/x", "ftp://example.jp:80/x", "ftp://example.jp:21/x"],
         &["/twilio/voice?x=1", "//:80/twilio/voice?x=1"],
-        &[
-            " https://example.jp/x",
-            "https://example.jp/x",
-            "https://example.jp:443/x",
-        ],
-        &[
-            "https://example.jp/a\tb\n",
-            "https://example.jp/ab",
-            "https://example.jp:443/ab",
-        ],
+        &[" https://example.jp/x", "https://example.jp/x", "https://example.jp:443/x"],
+        &["https://example.jp/a\tb\n", "https://example.jp/ab", "https://example.jp:443/ab"],
         &["https://example.jp:99999/x", "https://example.jp/x"],
         &["https://example.jp:8a/x", "https://example.jp/x"],
         &["https://[::1/x", "https://[::1/x"],
@@ -514,12 +391,7 @@ fn url_edge_cases_match_the_library() {
         .iter()
         .map(|forms| {
             let forms: Vec<String> = forms.iter().map(|f| f.to_string()).collect();
-            case(
-                "a1b2c3d4e5f6",
-                &forms[0],
-                voice_params(),
-                cross_checks(&forms),
-            )
+            case("a1b2c3d4e5f6", &forms[0], voice_params(), cross_checks(&forms))
         })
         .collect();
     assert_agree(&cases);
@@ -534,10 +406,7 @@ fn json_bodies_match_the_library() {
     let body = r#"{"CallSid":"CA3","SpeechResult":"こんにちは 36.5度"}"#;
     let hash = signature::body_sha256(body.as_bytes());
     assert_eq!(hash.len(), 64);
-    let url = format!(
-        "https://example.jp:8443/twilio/status?{}={hash}",
-        signature::BODY_SHA256_PARAM
-    );
+    let url = format!("https://example.jp:8443/twilio/status?{}={hash}", signature::BODY_SHA256_PARAM);
     let body_check = |url: &str, body: &str| Check {
         url: Some(url.into()),
         sign_url: Some(url.into()),
@@ -552,10 +421,7 @@ fn json_bodies_match_the_library() {
         body_check(&url.replace("bodySHA256", "body%53HA256"), body),
         body_check(&url.replace("bodySHA256", "bodysha256"), body),
         body_check(&format!("{url}&bodySHA256=0"), body),
-        body_check(
-            &format!("https://example.jp/x?bodySHA256=&bodySHA256={hash}"),
-            body,
-        ),
+        body_check(&format!("https://example.jp/x?bodySHA256=&bodySHA256={hash}"), body),
         body_check("https://example.jp/twilio/status?bodySHA256=", ""),
         body_check("https://example.jp/twilio/status", ""),
         // Without a hash the library cannot take a body at all (it raises).
@@ -569,11 +435,7 @@ fn json_bodies_match_the_library() {
         },
     ];
     for form in port_and_scheme_forms(&url) {
-        checks.push(Check {
-            sign_url: Some(form),
-            body: Some(body.into()),
-            ..Check::default()
-        });
+        checks.push(Check { sign_url: Some(form), body: Some(body.into()), ..Check::default() });
     }
     let (compared, accepted) = assert_agree(&[case(token, &url, Params::new(), checks)]);
     assert!(accepted >= 5, "{accepted}/{compared}");

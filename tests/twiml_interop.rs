@@ -27,19 +27,11 @@ const STEP: &str = "https://ivr.example.jp/twilio/voice/step";
 const DECL: &str = r#"<?xml version="1.0" encoding="UTF-8"?>"#;
 
 fn ja(text: &str) -> Verb {
-    Verb::Say {
-        text: text.into(),
-        language: Some("ja-JP".into()),
-        voice: Some("Polly.Mizuki".into()),
-    }
+    Verb::Say { text: text.into(), language: Some("ja-JP".into()), voice: Some("Polly.Mizuki".into()) }
 }
 
 fn en(text: &str) -> Verb {
-    Verb::Say {
-        text: text.into(),
-        language: Some("en-US".into()),
-        voice: None,
-    }
+    Verb::Say { text: text.into(), language: Some("en-US".into()), voice: None }
 }
 
 fn gather(action: String, timeout: u32, finish_on_key: &str, children: Vec<Verb>) -> Gather {
@@ -62,11 +54,7 @@ fn cases() -> Vec<(&'static str, Vec<Verb>)> {
                 format!("{STEP}?call=CA123&seq=1"),
                 5,
                 "#",
-                vec![
-                    ja(prompt),
-                    Verb::Pause { length: 1 },
-                    ja("もう一度お伝えします。"),
-                ],
+                vec![ja(prompt), Verb::Pause { length: 1 }, ja("もう一度お伝えします。")],
             );
             menu.num_digits = Some(1);
             menu.action_on_empty_result = true;
@@ -74,12 +62,7 @@ fn cases() -> Vec<(&'static str, Vec<Verb>)> {
         }),
         ("number_gather", {
             let prompt = "今朝の体温を押してください。36度8分なら、3、6、8です。";
-            let mut number = gather(
-                format!("{STEP}?call=CA123&seq=2"),
-                10,
-                "#",
-                vec![ja(prompt)],
-            );
+            let mut number = gather(format!("{STEP}?call=CA123&seq=2"), 10, "#", vec![ja(prompt)]);
             number.num_digits = Some(3);
             vec![Verb::Gather(number)]
         }),
@@ -91,48 +74,20 @@ fn cases() -> Vec<(&'static str, Vec<Verb>)> {
         }),
         (
             "play_query_url",
-            vec![Verb::Play {
-                url: "https://cdn.example.jp/prompts/ja-JP/welcome.mp3?v=3&sig=ab%2Fcd".into(),
-            }],
+            vec![Verb::Play { url: "https://cdn.example.jp/prompts/ja-JP/welcome.mp3?v=3&sig=ab%2Fcd".into() }],
         ),
-        (
-            "pause",
-            vec![ja("少々お待ちください。"), Verb::Pause { length: 3 }],
-        ),
-        (
-            "redirect",
-            vec![Verb::Redirect {
-                url: format!("{STEP}?call=CA123&seq=4"),
-            }],
-        ),
-        (
-            "say_then_hangup",
-            vec![
-                ja("ご回答ありがとうございました。お大事になさってください。"),
-                Verb::Hangup,
-            ],
-        ),
+        ("pause", vec![ja("少々お待ちください。"), Verb::Pause { length: 3 }]),
+        ("redirect", vec![Verb::Redirect { url: format!("{STEP}?call=CA123&seq=4") }]),
+        ("say_then_hangup", vec![ja("ご回答ありがとうございました。お大事になさってください。"), Verb::Hangup]),
         (
             "special_characters",
             vec![
                 en(r#"1 < 2 & 3 > 2, "double" and 'single' quotes </Say>"#),
-                Verb::Play {
-                    url: r#"https://cdn.example.jp/a.mp3?name="x"&lang='ja'&cmp=<2>"#.into(),
-                },
-                Verb::Gather(gather(
-                    format!(r#"{STEP}?note="a"&who='b'&cmp=<c>"#),
-                    5,
-                    "*",
-                    vec![],
-                )),
+                Verb::Play { url: r#"https://cdn.example.jp/a.mp3?name="x"&lang='ja'&cmp=<2>"#.into() },
+                Verb::Gather(gather(format!(r#"{STEP}?note="a"&who='b'&cmp=<c>"#), 5, "*", vec![])),
             ],
         ),
-        (
-            "say_en_us",
-            vec![en(
-                "Please enter your temperature, then press the hash key.",
-            )],
-        ),
+        ("say_en_us", vec![en("Please enter your temperature, then press the hash key.")]),
     ]
 }
 
@@ -207,8 +162,7 @@ fn canonical(xml: &str) -> Node {
                     Some(c) => node.text.push(c),
                     None => {
                         let name = reference.decode().unwrap();
-                        node.text
-                            .push_str(resolve_predefined_entity(&name).unwrap());
+                        node.text.push_str(resolve_predefined_entity(&name).unwrap());
                     }
                 }
                 None
@@ -227,10 +181,7 @@ fn canonical(xml: &str) -> Node {
 
 #[test]
 fn every_fixture_has_a_twin_and_every_twin_a_fixture() {
-    let mut names: Vec<String> = cases()
-        .iter()
-        .map(|(name, _)| format!("{name}.xml"))
-        .collect();
+    let mut names: Vec<String> = cases().iter().map(|(name, _)| format!("{name}.xml")).collect();
     names.sort();
     assert_eq!(xml_files(&fixture_dir()), names);
 }
@@ -266,10 +217,8 @@ fn without_a_gather_only_the_empty_element_form_differs() {
 /// committed ones, so a change in the library (or in the script) cannot go unnoticed.
 #[test]
 fn committed_fixtures_are_what_twilio_python_writes() {
-    let installed = Command::new("python3")
-        .args(["-c", "import twilio"])
-        .output()
-        .is_ok_and(|out| out.status.success());
+    let installed =
+        Command::new("python3").args(["-c", "import twilio"]).output().is_ok_and(|out| out.status.success());
     if !installed {
         assert!(
             std::env::var("CI").as_deref() != Ok("true"),
@@ -291,11 +240,7 @@ fn committed_fixtures_are_what_twilio_python_writes() {
         .current_dir(root)
         .output()
         .expect("python3 runs");
-    assert!(
-        run.status.success(),
-        "scripts/twiml-fixtures.py failed:\n{}",
-        String::from_utf8_lossy(&run.stderr)
-    );
+    assert!(run.status.success(), "scripts/twiml-fixtures.py failed:\n{}", String::from_utf8_lossy(&run.stderr));
     assert_eq!(xml_files(out.path()), xml_files(&fixture_dir()));
     for name in xml_files(out.path()) {
         let fresh = std::fs::read_to_string(out.path().join(&name)).unwrap();

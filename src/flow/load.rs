@@ -602,8 +602,10 @@ fn read_action(f: &mut Fields<'_, '_>, what: &str, diags: &mut Diagnostics) -> O
         }
         "end_call_summary" => Action::EndCallSummary,
         other => {
-            let hint = closest(other, Action::NAMES)
-                .map_or_else(|| format!("; actions: {}", Action::NAMES.join(", ")), |s| format!("; did you mean '{s}'?"));
+            let hint = closest(other, Action::NAMES).map_or_else(
+                || format!("; actions: {}", Action::NAMES.join(", ")),
+                |s| format!("; did you mean '{s}'?"),
+            );
             diags.error(src, name.at, format!("unknown action '{other}'{hint}"));
             return None;
         }

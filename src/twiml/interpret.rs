@@ -34,20 +34,10 @@ pub enum ParseError {
     UnknownVerb { name: String, at: u64 },
     /// An attribute this engine does not use on that verb.
     #[error("unknown attribute {attribute} on <{verb}> at byte {at}")]
-    UnknownAttribute {
-        attribute: String,
-        verb: &'static str,
-        at: u64,
-    },
+    UnknownAttribute { attribute: String, verb: &'static str, at: u64 },
     /// A known attribute with a value this engine does not accept.
     #[error("invalid {attribute}=\"{value}\" on <{verb}> at byte {at}: {expected}")]
-    InvalidValue {
-        attribute: &'static str,
-        value: String,
-        verb: &'static str,
-        expected: &'static str,
-        at: u64,
-    },
+    InvalidValue { attribute: &'static str, value: String, verb: &'static str, expected: &'static str, at: u64 },
     /// A `<Gather>` without `action`: the keys would go back to the document's own URL.
     #[error("<Gather> at byte {at} has no action (this engine always posts keys to one)")]
     MissingAction { at: u64 },
@@ -56,11 +46,7 @@ pub enum ParseError {
     GatherChild { found: String, at: u64 },
     /// An element inside a verb that holds only text (`Say`, `Play`, `Redirect`) or nothing.
     #[error("<{found}> is not allowed inside <{verb}> at byte {at}")]
-    UnexpectedElement {
-        found: String,
-        verb: &'static str,
-        at: u64,
-    },
+    UnexpectedElement { found: String, verb: &'static str, at: u64 },
     /// Text other than whitespace where only elements (or nothing) may be.
     #[error("unexpected text inside <{parent}> at byte {at}")]
     UnexpectedText { parent: &'static str, at: u64 },
@@ -76,9 +62,7 @@ pub enum ParseError {
 /// Text is taken as written (after XML unescaping), whitespace included; whitespace-only text
 /// between elements is ignored.
 pub fn parse(xml: &str) -> Result<Vec<Verb>, ParseError> {
-    let mut parser = Parser {
-        reader: Reader::from_str(xml),
-    };
+    let mut parser = Parser { reader: Reader::from_str(xml) };
     let verbs = loop {
         let (at, event) = parser.next()?;
         match event {
@@ -141,10 +125,7 @@ impl<'a> Parser<'a> {
     /// The next event and the byte offset where it starts.
     fn next(&mut self) -> Result<(u64, Event<'a>), ParseError> {
         let at = self.reader.buffer_position();
-        self.reader
-            .read_event()
-            .map(|event| (at, event))
-            .map_err(|e| malformed(e, self.reader.error_position()))
+        self.reader.read_event().map(|event| (at, event)).map_err(|e| malformed(e, self.reader.error_position()))
     }
 
     /// Reads the content of `parent` up to its end tag.
@@ -170,13 +151,7 @@ impl<'a> Parser<'a> {
     }
 
     /// Reads one verb whose start tag, `start`, was at `at`; `empty` for `<Verb/>`.
-    fn verb(
-        &mut self,
-        start: &BytesStart<'_>,
-        empty: bool,
-        parent: Parent,
-        at: u64,
-    ) -> Result<Verb, ParseError> {
+    fn verb(&mut self, start: &BytesStart<'_>, empty: bool, parent: Parent, at: u64) -> Result<Verb, ParseError> {
         let name = start.name();
         let found = || String::from_utf8_lossy(name.as_ref()).into_owned();
         match parent {
@@ -184,11 +159,7 @@ impl<'a> Parser<'a> {
                 return Err(ParseError::GatherChild { found: found(), at });
             }
             Parent::Empty(verb) => {
-                return Err(ParseError::UnexpectedElement {
-                    found: found(),
-                    verb,
-                    at,
-                });
+                return Err(ParseError::UnexpectedElement { found: found(), verb, at });
             }
             _ => {}
         }
@@ -203,17 +174,11 @@ impl<'a> Parser<'a> {
                     }
                 }
                 let text = self.text("Say", empty)?;
-                Ok(Verb::Say {
-                    text,
-                    language,
-                    voice,
-                })
+                Ok(Verb::Say { text, language, voice })
             }
             b"Play" => {
                 no_attributes(start, "Play", at)?;
-                Ok(Verb::Play {
-                    url: self.text("Play", empty)?,
-                })
+                Ok(Verb::Play { url: self.text("Play", empty)? })
             }
             b"Pause" => {
                 let mut length = 1;
@@ -234,9 +199,7 @@ impl<'a> Parser<'a> {
                         (other, _) => return Err(unknown_attribute(other, "Redirect", at)),
                     }
                 }
-                Ok(Verb::Redirect {
-                    url: self.text("Redirect", empty)?,
-                })
+                Ok(Verb::Redirect { url: self.text("Redirect", empty)? })
             }
             b"Hangup" => {
                 no_attributes(start, "Hangup", at)?;
@@ -370,91 +333,46 @@ fn resolve(reference: &BytesRef<'_>, at: u64) -> Result<Cow<'static, str>, Parse
         return Ok(Cow::Owned(c.to_string()));
     }
     let name = reference.decode().map_err(|e| malformed(e, at))?;
-    resolve_predefined_entity(&name)
-        .map(Cow::Borrowed)
-        .ok_or_else(|| malformed(format!("unknown entity &{name};"), at))
+    resolve_predefined_entity(&name).map(Cow::Borrowed).ok_or_else(|| malformed(format!("unknown entity &{name};"), at))
 }
 
 fn check_chars(text: &str, at: u64) -> Result<(), ParseError> {
     match text.chars().find(|&c| !is_xml_char(c)) {
-        Some(c) => Err(malformed(
-            format!("character U+{:04X} is not allowed in XML", u32::from(c)),
-            at,
-        )),
+        Some(c) => Err(malformed(format!("character U+{:04X} is not allowed in XML", u32::from(c)), at)),
         None => Ok(()),
     }
 }
 
 fn is_blank(text: &[u8]) -> bool {
-    text.iter()
-        .all(|b| matches!(b, b' ' | b'\t' | b'\r' | b'\n'))
+    text.iter().all(|b| matches!(b, b' ' | b'\t' | b'\r' | b'\n'))
 }
 
-fn number(
-    value: String,
-    attribute: &'static str,
-    verb: &'static str,
-    at: u64,
-) -> Result<u32, ParseError> {
-    value
-        .parse()
-        .map_err(|_| invalid(attribute, value, verb, "expected a whole number", at))
+fn number(value: String, attribute: &'static str, verb: &'static str, at: u64) -> Result<u32, ParseError> {
+    value.parse().map_err(|_| invalid(attribute, value, verb, "expected a whole number", at))
 }
 
 fn post_only(value: String, verb: &'static str, at: u64) -> Result<(), ParseError> {
-    if value == "POST" {
-        Ok(())
-    } else {
-        Err(invalid(
-            "method",
-            value,
-            verb,
-            "only method=POST is supported",
-            at,
-        ))
-    }
+    if value == "POST" { Ok(()) } else { Err(invalid("method", value, verb, "only method=POST is supported", at)) }
 }
 
-fn invalid(
-    attribute: &'static str,
-    value: String,
-    verb: &'static str,
-    expected: &'static str,
-    at: u64,
-) -> ParseError {
-    ParseError::InvalidValue {
-        attribute,
-        value,
-        verb,
-        expected,
-        at,
-    }
+fn invalid(attribute: &'static str, value: String, verb: &'static str, expected: &'static str, at: u64) -> ParseError {
+    ParseError::InvalidValue { attribute, value, verb, expected, at }
 }
 
 fn unknown_attribute(name: &[u8], verb: &'static str, at: u64) -> ParseError {
     let attribute = String::from_utf8_lossy(name).into_owned();
-    ParseError::UnknownAttribute {
-        attribute,
-        verb,
-        at,
-    }
+    ParseError::UnknownAttribute { attribute, verb, at }
 }
 
 fn malformed(message: impl ToString, at: u64) -> ParseError {
-    ParseError::Malformed {
-        message: message.to_string(),
-        at,
-    }
+    ParseError::Malformed { message: message.to_string(), at }
 }
 
 /// An event that has no place inside `parent` at all (a declaration or DOCTYPE, end of input).
 fn misplaced(event: &Event<'_>, parent: &str, at: u64) -> ParseError {
     match event {
         Event::Eof => malformed(format!("<{parent}> is not closed"), at),
-        other => malformed(
-            format!("unexpected {} inside <{parent}>", describe(other)),
-            at,
-        ),
+        other => malformed(format!("unexpected {} inside <{parent}>", describe(other)), at),
     }
 }
 
@@ -485,11 +403,7 @@ mod tests {
     }
 
     fn say(text: &str) -> Verb {
-        Verb::Say {
-            text: text.into(),
-            language: None,
-            voice: None,
-        }
+        Verb::Say { text: text.into(), language: None, voice: None }
     }
 
     fn error(body: &str) -> String {
@@ -525,14 +439,10 @@ mod tests {
                         voice: Some("Polly.Mizuki".into()),
                     },
                     Verb::Pause { length: 2 },
-                    Verb::Play {
-                        url: "https://cdn.example/a.mp3".into(),
-                    },
+                    Verb::Play { url: "https://cdn.example/a.mp3".into() },
                 ],
             }),
-            Verb::Redirect {
-                url: "/next".into(),
-            },
+            Verb::Redirect { url: "/next".into() },
             Verb::Hangup,
         ];
         assert_eq!(parse(xml), Ok(expected));
@@ -551,9 +461,7 @@ mod tests {
                 children: vec![],
             }),
             Verb::Pause { length: 1 },
-            Verb::Redirect {
-                url: "/next".into(),
-            },
+            Verb::Redirect { url: "/next".into() },
         ];
         assert_eq!(parse(&xml), Ok(expected));
     }
@@ -585,11 +493,7 @@ mod tests {
     #[test]
     fn attribute_whitespace_is_normalised_but_references_are_kept() {
         let xml = doc("<Say language=\"a\tb\r\nc\nd&#10;e&#9;f\"></Say>");
-        let expected = Verb::Say {
-            text: String::new(),
-            language: Some("a b c d\ne\tf".into()),
-            voice: None,
-        };
+        let expected = Verb::Say { text: String::new(), language: Some("a b c d\ne\tf".into()), voice: None };
         assert_eq!(parse(&xml), Ok(vec![expected]));
     }
 
@@ -598,9 +502,7 @@ mod tests {
         // Offsets count from the start of the document: `<Response>` is bytes 0..10 here,
         // `<Say>hi</Say>` 10..23; below, the 38-byte declaration comes first.
         assert_eq!(
-            parse("<Response><Say>hi</Say><Dial>+81</Dial></Response>")
-                .unwrap_err()
-                .to_string(),
+            parse("<Response><Say>hi</Say><Dial>+81</Dial></Response>").unwrap_err().to_string(),
             "unknown verb <Dial> at byte 23"
         );
         assert_eq!(error("<Record/>"), "unknown verb <Record> at byte 48");
@@ -612,13 +514,8 @@ mod tests {
             error(r#"<Gather action="/a" speechTimeout="auto"/>"#),
             "unknown attribute speechTimeout on <Gather> at byte 48"
         );
-        assert!(
-            error(r#"<Play loop="2">/a.mp3</Play>"#)
-                .starts_with("unknown attribute loop on <Play>")
-        );
-        assert!(
-            error(r#"<Hangup reason="x"/>"#).starts_with("unknown attribute reason on <Hangup>")
-        );
+        assert!(error(r#"<Play loop="2">/a.mp3</Play>"#).starts_with("unknown attribute loop on <Play>"));
+        assert!(error(r#"<Hangup reason="x"/>"#).starts_with("unknown attribute reason on <Hangup>"));
         assert!(
             parse(r#"<Response xmlns="urn:x"/>"#)
                 .unwrap_err()
@@ -634,41 +531,25 @@ mod tests {
             "<Gather> may only contain <Say>, <Play>, <Pause>; found <Hangup> at byte 68"
         );
         assert!(
-            error(r#"<Gather action="/a"><Gather action="/b"/></Gather>"#)
-                .starts_with("<Gather> may only contain")
+            error(r#"<Gather action="/a"><Gather action="/b"/></Gather>"#).starts_with("<Gather> may only contain")
         );
         assert!(
-            error(r#"<Gather action="/a"><Redirect>/b</Redirect></Gather>"#)
-                .starts_with("<Gather> may only contain")
+            error(r#"<Gather action="/a"><Redirect>/b</Redirect></Gather>"#).starts_with("<Gather> may only contain")
         );
     }
 
     #[test]
     fn text_verbs_hold_no_elements_and_empty_verbs_hold_nothing() {
-        assert_eq!(
-            error(r#"<Say>a<break time="1s"/>b</Say>"#),
-            "<break> is not allowed inside <Say> at byte 54"
-        );
-        assert!(
-            error("<Pause><Say>x</Say></Pause>").starts_with("<Say> is not allowed inside <Pause>")
-        );
+        assert_eq!(error(r#"<Say>a<break time="1s"/>b</Say>"#), "<break> is not allowed inside <Say> at byte 54");
+        assert!(error("<Pause><Say>x</Say></Pause>").starts_with("<Say> is not allowed inside <Pause>"));
         assert!(error("<Hangup>now</Hangup>").starts_with("unexpected text inside <Hangup>"));
-        assert_eq!(
-            parse(&doc("<Pause> </Pause>")),
-            Ok(vec![Verb::Pause { length: 1 }])
-        );
+        assert_eq!(parse(&doc("<Pause> </Pause>")), Ok(vec![Verb::Pause { length: 1 }]));
     }
 
     #[test]
     fn stray_text_between_verbs_is_refused() {
-        assert_eq!(
-            error("<Say>a</Say>hello<Hangup/>"),
-            "unexpected text inside <Response> at byte 60"
-        );
-        assert!(
-            error(r#"<Gather action="/a">&amp;</Gather>"#)
-                .starts_with("unexpected text inside <Gather>")
-        );
+        assert_eq!(error("<Say>a</Say>hello<Hangup/>"), "unexpected text inside <Response> at byte 60");
+        assert!(error(r#"<Gather action="/a">&amp;</Gather>"#).starts_with("unexpected text inside <Gather>"));
         assert_eq!(parse(&doc("&#32;<Hangup/>&#10;")), Ok(vec![Verb::Hangup]));
     }
 
@@ -678,14 +559,8 @@ mod tests {
             error(r#"<Redirect method="GET">/a</Redirect>"#),
             r#"invalid method="GET" on <Redirect> at byte 48: only method=POST is supported"#
         );
-        assert!(
-            error(r#"<Gather action="/a" method="GET"/>"#)
-                .ends_with("only method=POST is supported")
-        );
-        assert!(
-            error(r#"<Gather action="/a" input="speech"/>"#)
-                .ends_with("only input=dtmf is supported")
-        );
+        assert!(error(r#"<Gather action="/a" method="GET"/>"#).ends_with("only method=POST is supported"));
+        assert!(error(r#"<Gather action="/a" input="speech"/>"#).ends_with("only input=dtmf is supported"));
     }
 
     #[test]
@@ -694,16 +569,9 @@ mod tests {
             error(r#"<Pause length="two"/>"#),
             r#"invalid length="two" on <Pause> at byte 48: expected a whole number"#
         );
-        assert!(
-            error(r#"<Gather action="/a" timeout="-1"/>"#).starts_with("invalid timeout=\"-1\"")
-        );
-        assert!(
-            error(r#"<Gather action="/a" numDigits=""/>"#).starts_with("invalid numDigits=\"\"")
-        );
-        assert!(
-            error(r#"<Gather action="/a" actionOnEmptyResult="yes"/>"#)
-                .ends_with("expected true or false")
-        );
+        assert!(error(r#"<Gather action="/a" timeout="-1"/>"#).starts_with("invalid timeout=\"-1\""));
+        assert!(error(r#"<Gather action="/a" numDigits=""/>"#).starts_with("invalid numDigits=\"\""));
+        assert!(error(r#"<Gather action="/a" actionOnEmptyResult="yes"/>"#).ends_with("expected true or false"));
     }
 
     #[test]
@@ -716,32 +584,11 @@ mod tests {
 
     #[test]
     fn the_root_must_be_response() {
-        assert_eq!(
-            parse("<Reply/>").unwrap_err().to_string(),
-            "missing root <Response>: found <Reply> at byte 0"
-        );
-        assert!(
-            parse("")
-                .unwrap_err()
-                .to_string()
-                .contains("found end of input")
-        );
-        assert!(
-            parse(DECL)
-                .unwrap_err()
-                .to_string()
-                .contains("found end of input")
-        );
-        assert!(
-            parse("hello")
-                .unwrap_err()
-                .to_string()
-                .contains("found text")
-        );
-        assert!(matches!(
-            parse(&format!("{}<Response/>", doc(""))),
-            Err(ParseError::AfterRoot { .. })
-        ));
+        assert_eq!(parse("<Reply/>").unwrap_err().to_string(), "missing root <Response>: found <Reply> at byte 0");
+        assert!(parse("").unwrap_err().to_string().contains("found end of input"));
+        assert!(parse(DECL).unwrap_err().to_string().contains("found end of input"));
+        assert!(parse("hello").unwrap_err().to_string().contains("found text"));
+        assert!(matches!(parse(&format!("{}<Response/>", doc(""))), Err(ParseError::AfterRoot { .. })));
         assert_eq!(parse(&format!("{}\n<!-- end -->\n", doc(""))), Ok(vec![]));
     }
 
@@ -764,11 +611,6 @@ mod tests {
                 other => panic!("{bad:?} gave {other:?}"),
             }
         }
-        assert!(
-            parse(&doc("<Say>&nbsp;</Say>"))
-                .unwrap_err()
-                .to_string()
-                .contains("&nbsp;")
-        );
+        assert!(parse(&doc("<Say>&nbsp;</Say>")).unwrap_err().to_string().contains("&nbsp;"));
     }
 }

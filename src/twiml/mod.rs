@@ -54,11 +54,7 @@ mod tests {
     use super::*;
 
     fn say(text: &str, language: Option<&str>, voice: Option<&str>) -> Verb {
-        Verb::Say {
-            text: text.into(),
-            language: language.map(Into::into),
-            voice: voice.map(Into::into),
-        }
+        Verb::Say { text: text.into(), language: language.map(Into::into), voice: voice.map(Into::into) }
     }
 
     fn round_trip(verbs: &[Verb]) -> Result<Vec<Verb>, ParseError> {
@@ -71,9 +67,7 @@ mod tests {
             say("こんにちは。", Some("ja-JP"), Some("Polly.Mizuki")),
             say("Hello", Some("en-US"), None),
             say("", None, None),
-            Verb::Play {
-                url: "https://cdn.example/a.mp3".into(),
-            },
+            Verb::Play { url: "https://cdn.example/a.mp3".into() },
             Verb::Pause { length: 0 },
             Verb::Pause { length: u32::MAX },
             Verb::Gather(Gather {
@@ -85,9 +79,7 @@ mod tests {
                 children: vec![
                     say("体温を入力してください。", Some("ja-JP"), None),
                     Verb::Pause { length: 1 },
-                    Verb::Play {
-                        url: "/beep.wav".into(),
-                    },
+                    Verb::Play { url: "/beep.wav".into() },
                 ],
             }),
             Verb::Gather(Gather {
@@ -98,9 +90,7 @@ mod tests {
                 action_on_empty_result: false,
                 children: vec![],
             }),
-            Verb::Redirect {
-                url: "/twilio/voice/step?call=CA123&seq=5".into(),
-            },
+            Verb::Redirect { url: "/twilio/voice/step?call=CA123&seq=5".into() },
             Verb::Hangup,
         ];
         assert_eq!(round_trip(&verbs), Ok(verbs));
@@ -109,17 +99,9 @@ mod tests {
     #[test]
     fn xml_special_characters_survive_in_text_and_urls() {
         let verbs = vec![
-            say(
-                r#"<b>Tom & "Jerry"</b> 'quoted' ]]> &amp;"#,
-                Some(r#"a"b'c&d"#),
-                None,
-            ),
-            Verb::Play {
-                url: "https://cdn.example/a.mp3?x=1&y=<2>&z=\"3\"".into(),
-            },
-            Verb::Redirect {
-                url: "/step?call=CA123&seq=4&note='a b'".into(),
-            },
+            say(r#"<b>Tom & "Jerry"</b> 'quoted' ]]> &amp;"#, Some(r#"a"b'c&d"#), None),
+            Verb::Play { url: "https://cdn.example/a.mp3?x=1&y=<2>&z=\"3\"".into() },
+            Verb::Redirect { url: "/step?call=CA123&seq=4&note='a b'".into() },
         ];
         let xml = render(&verbs);
         assert!(xml.contains("call=CA123&amp;seq=4"), "{xml}");
@@ -128,10 +110,7 @@ mod tests {
 
     #[test]
     fn whitespace_survives_in_text_and_attributes() {
-        let verbs = vec![
-            say(" \t a\r\nb\rc\n ", Some(" \t\r\n "), Some("x\r\ny")),
-            say("   ", None, None),
-        ];
+        let verbs = vec![say(" \t a\r\nb\rc\n ", Some(" \t\r\n "), Some("x\r\ny")), say("   ", None, None)];
         assert_eq!(round_trip(&verbs), Ok(verbs));
     }
 
@@ -139,29 +118,24 @@ mod tests {
     /// XML can carry.
     fn text() -> impl Strategy<Value = String> {
         let special = prop::sample::select(vec![
-            "<", ">", "&", "\"", "'", "]]>", "&amp;", "&#10;", "\r\n", "\r", "\n", "\t", " ",
-            "?a=1&b=2",
+            "<", ">", "&", "\"", "'", "]]>", "&amp;", "&#10;", "\r\n", "\r", "\n", "\t", " ", "?a=1&b=2",
         ])
         .prop_map(str::to_owned);
         let piece = prop_oneof![
             special,
             "[a-zA-Z0-9 .:/?=%-]{1,8}",
             "[ぁ-ゖァ-ヺ一-龥、。ー]{1,6}",
-            any::<char>()
-                .prop_filter("a character XML can carry", |&c| is_xml_char(c))
-                .prop_map(String::from),
+            any::<char>().prop_filter("a character XML can carry", |&c| is_xml_char(c)).prop_map(String::from),
         ];
         prop::collection::vec(piece, 0..8).prop_map(|pieces| pieces.concat())
     }
 
     fn say_strategy() -> impl Strategy<Value = Verb> {
-        (text(), prop::option::of(text()), prop::option::of(text())).prop_map(
-            |(text, language, voice)| Verb::Say {
-                text,
-                language,
-                voice,
-            },
-        )
+        (text(), prop::option::of(text()), prop::option::of(text())).prop_map(|(text, language, voice)| Verb::Say {
+            text,
+            language,
+            voice,
+        })
     }
 
     /// What `<Gather>` may hold.
@@ -182,24 +156,17 @@ mod tests {
             any::<bool>(),
             prop::collection::vec(prompt(), 0..4),
         )
-            .prop_map(
-                |(action, timeout, num_digits, finish_on_key, empty, children)| {
-                    Verb::Gather(Gather {
-                        action,
-                        timeout,
-                        num_digits,
-                        finish_on_key,
-                        action_on_empty_result: empty,
-                        children,
-                    })
-                },
-            );
-        prop_oneof![
-            prompt(),
-            text().prop_map(|url| Verb::Redirect { url }),
-            Just(Verb::Hangup),
-            gather,
-        ]
+            .prop_map(|(action, timeout, num_digits, finish_on_key, empty, children)| {
+                Verb::Gather(Gather {
+                    action,
+                    timeout,
+                    num_digits,
+                    finish_on_key,
+                    action_on_empty_result: empty,
+                    children,
+                })
+            });
+        prop_oneof![prompt(), text().prop_map(|url| Verb::Redirect { url }), Just(Verb::Hangup), gather,]
     }
 
     proptest! {

@@ -70,11 +70,7 @@ impl Renderer {
 
     fn verb(&mut self, verb: &Verb) {
         match verb {
-            Verb::Say {
-                text,
-                language,
-                voice,
-            } => {
+            Verb::Say { text, language, voice } => {
                 self.open("Say");
                 if let Some(language) = language {
                     self.attr("language", language);
@@ -143,10 +139,8 @@ impl Renderer {
 
     fn push_scratch_attr(&mut self, key: &'static str) {
         // An `Attribute` built directly is copied as-is; the value is already escaped.
-        self.tag.push_attribute(Attribute {
-            key: QName(key.as_bytes()),
-            value: Cow::Borrowed(self.scratch.as_bytes()),
-        });
+        self.tag
+            .push_attribute(Attribute { key: QName(key.as_bytes()), value: Cow::Borrowed(self.scratch.as_bytes()) });
     }
 
     /// Writes the start tag in `self.tag`, `text` escaped, and the end tag.
@@ -163,8 +157,7 @@ impl Renderer {
 }
 
 fn write(xml: &mut Writer<Vec<u8>>, event: Event<'_>) {
-    xml.write_event(event)
-        .expect("writing to a Vec<u8> cannot fail");
+    xml.write_event(event).expect("writing to a Vec<u8> cannot fail");
 }
 
 /// Where escaped characters end up: attribute values also need `"` and literal whitespace other
@@ -213,11 +206,7 @@ fn estimated_len(verbs: &[Verb]) -> usize {
 
 fn verb_len(verb: &Verb) -> usize {
     match verb {
-        Verb::Say {
-            text,
-            language,
-            voice,
-        } => {
+        Verb::Say { text, language, voice } => {
             let language = language.as_ref().map_or(0, |l| l.len() + 12);
             let voice = voice.as_ref().map_or(0, |v| v.len() + 9);
             "<Say></Say>".len() + text.len() + language + voice
@@ -247,11 +236,7 @@ mod tests {
     }
 
     fn say(text: &str) -> Verb {
-        Verb::Say {
-            text: text.into(),
-            language: None,
-            voice: None,
-        }
+        Verb::Say { text: text.into(), language: None, voice: None }
     }
 
     fn gather(children: Vec<Verb>) -> Gather {
@@ -274,9 +259,7 @@ mod tests {
     fn say_writes_language_and_voice_only_when_set() {
         let verbs = [
             Verb::Say {
-                text: "こんにちは".into(),
-                language: Some("ja-JP".into()),
-                voice: Some("Polly.Mizuki".into()),
+                text: "こんにちは".into(), language: Some("ja-JP".into()), voice: Some("Polly.Mizuki".into())
             },
             say("Hello"),
             say(""),
@@ -293,13 +276,9 @@ mod tests {
     #[test]
     fn every_other_verb_has_its_fixed_shape() {
         let verbs = [
-            Verb::Play {
-                url: "https://cdn.example/a.mp3".into(),
-            },
+            Verb::Play { url: "https://cdn.example/a.mp3".into() },
             Verb::Pause { length: 2 },
-            Verb::Redirect {
-                url: "https://ivr.example/step".into(),
-            },
+            Verb::Redirect { url: "https://ivr.example/step".into() },
             Verb::Hangup,
         ];
         assert_eq!(
@@ -338,10 +317,7 @@ mod tests {
 
     #[test]
     fn text_escapes_markup_but_not_quotes() {
-        assert_eq!(
-            render(&[say(r#"<b> & "q" 'a'"#)]),
-            doc(r#"<Say>&lt;b&gt; &amp; "q" 'a'</Say>"#)
-        );
+        assert_eq!(render(&[say(r#"<b> & "q" 'a'"#)]), doc(r#"<Say>&lt;b&gt; &amp; "q" 'a'</Say>"#));
     }
 
     #[test]
@@ -353,22 +329,16 @@ mod tests {
         }];
         assert_eq!(
             render(&verbs),
-            doc(
-                r#"<Say language="a&quot;b'c&lt;d&gt;&amp;e" voice="tab&#09;nl&#10;cr&#13;"></Say>"#
-            )
+            doc(r#"<Say language="a&quot;b'c&lt;d&gt;&amp;e" voice="tab&#09;nl&#10;cr&#13;"></Say>"#)
         );
     }
 
     #[test]
     fn urls_keep_their_query_strings() {
-        let verbs = [Verb::Redirect {
-            url: "https://ivr.example/step?call=CA123&seq=4".into(),
-        }];
+        let verbs = [Verb::Redirect { url: "https://ivr.example/step?call=CA123&seq=4".into() }];
         assert_eq!(
             render(&verbs),
-            doc(
-                r#"<Redirect method="POST">https://ivr.example/step?call=CA123&amp;seq=4</Redirect>"#
-            )
+            doc(r#"<Redirect method="POST">https://ivr.example/step?call=CA123&amp;seq=4</Redirect>"#)
         );
     }
 
@@ -379,10 +349,7 @@ mod tests {
 
     #[test]
     fn characters_xml_cannot_carry_are_left_out() {
-        assert_eq!(
-            render(&[say("a\u{0}b\u{1b}c\u{FFFE}d\u{FFFF}e\u{10FFFF}")]),
-            doc("<Say>abcde\u{10FFFF}</Say>")
-        );
+        assert_eq!(render(&[say("a\u{0}b\u{1b}c\u{FFFE}d\u{FFFF}e\u{10FFFF}")]), doc("<Say>abcde\u{10FFFF}</Say>"));
     }
 
     #[test]
@@ -396,9 +363,7 @@ mod tests {
         let verbs = [
             say("こんにちは"),
             Verb::Gather(gather(vec![say("press 1"), Verb::Pause { length: 10 }])),
-            Verb::Redirect {
-                url: "https://ivr.example/step".into(),
-            },
+            Verb::Redirect { url: "https://ivr.example/step".into() },
             Verb::Hangup,
         ];
         let rendered = render(&verbs);
