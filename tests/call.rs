@@ -1,0 +1,91 @@
+//! `ivr call` as an operator runs it: the real binary, the shipped flow, keys given on the
+//! command line or on standard input. Each walk goes engine → TwiML → interpreter.
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+
+fn call(args: &[&str]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_ivr")).arg("call").args(args).current_dir(env!("CARGO_MANIFEST_DIR")).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    stdout
+}
+
+#[test]
+fn the_whole_call_reaches_the_processing_number_by_sms() {
+    let out = call(&["daily-health-check", "--lang", "ja-JP", "--digits", "0412,365#,1,1,97#,1,2,2,2,2,2,1,1"]);
+    assert!(out.contains("caller: 365"), "# ends the number: {out}");
+    assert!(out.contains("ivr:    36.5度ですね。"), "{out}");
+    assert!(out.contains("接触確認アプリをご利用の方は１を、ご利用でない方は２を押して下さい。"), "{out}");
+    assert!(out.contains("issue processing number → sms"), "{out}");
+    assert!(out.contains("  temperature = 36.5\n"), "{out}");
+    assert!(out.contains("  consent = yes\n"), "{out}");
+    assert!(out.trim_end().ends_with("end-of-call summary (11 answers)"), "{out}");
+}
+
+#[test]
+fn low_spo2_reaches_the_alert() {
+    let out = call(&["daily-health-check", "--digits", "0412,365#,1,1,92#,1,2,2,2,2,2,2"]);
+    assert!(out.contains("alert health centre: health_check"), "{out}");
+    assert!(out.contains("119番"), "{out}");
+}
+
+#[test]
+fn silence_reaches_the_no_input_give_up() {
+    let out = call(&["daily-health-check", "--digits", "0412,,-,"]);
+    assert_eq!(out.matches("caller: (silence)").count(), 3, "{out}");
+    assert!(out.contains("alert health centre: no_response"), "{out}");
+    assert!(out.contains("保健所から改めてご連絡します。失礼いたします。"), "{out}");
+}
+
+#[test]
+fn a_wrong_birthday_reaches_the_identity_failure() {
+    let out = call(&["daily-health-check", "--digits", "0101,0102,0103"]);
+    assert!(out.contains("record answers: identity=failed"), "{out}");
+    assert!(out.contains("ご本人確認ができませんでした"), "{out}");
+}
+
+#[test]
+fn a_landline_hears_the_number_read_aloud() {
+    let out = call(&["daily-health-check", "--lang", "en-US", "--from", "+81312345678", "--digits", "0412,365,1,2,2,2,2,2,2,1,1,2"]);
+    assert!(out.contains("issue processing number → read_aloud"), "{out}");
+    assert!(out.contains("Your processing number is "), "{out}");
+}
+
+#[test]
+fn running_out_of_keys_hangs_up_and_keeps_the_answers() {
+    let out = call(&["daily-health-check", "--digits", "0412,365"]);
+    assert!(out.contains("caller: (hangs up)"), "{out}");
+    assert!(out.contains("  temperature = 36.5\n"), "{out}");
+}
+
+#[test]
+fn keys_can_come_from_standard_input() {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ivr"))
+        .args(["call", "daily-health-check", "--var", "patient.number_issued=true"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(b"0412\n365#\n1\n2\n2\n2\n2\n2\n2\n").unwrap();
+    let out = String::from_utf8(child.wait_with_output().unwrap().stdout).unwrap();
+    assert!(!out.contains("接触確認アプリをご利用"), "a number was already issued: {out}");
+    assert!(out.contains("ご回答ありがとうございました"), "{out}");
+}
+
+#[test]
+fn an_unknown_flow_names_the_flows_there_are() {
+    let out = Command::new(env!("CARGO_BIN_EXE_ivr")).args(["call", "nope", "--digits", "1"]).current_dir(env!("CARGO_MANIFEST_DIR")).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("daily-health-check"));
+}
+
+#[test]
+fn graph_prints_a_mermaid_flowchart() {
+    let out = Command::new(env!("CARGO_BIN_EXE_ivr")).args(["graph", "daily-health-check"]).current_dir(env!("CARGO_MANIFEST_DIR")).output().unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.starts_with("flowchart TD\n"));
+    assert!(text.contains("|\"key 1\"|"));
+    assert!(text.contains("-.->|\"give up\"|"));
+}
