@@ -5,7 +5,12 @@ use std::io::Write;
 use std::process::{Command, Stdio};
 
 fn call(args: &[&str]) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_ivr")).arg("call").args(args).current_dir(env!("CARGO_MANIFEST_DIR")).output().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_ivr"))
+        .arg("call")
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
     stdout
@@ -47,7 +52,15 @@ fn a_wrong_birthday_reaches_the_identity_failure() {
 
 #[test]
 fn a_landline_hears_the_number_read_aloud() {
-    let out = call(&["daily-health-check", "--lang", "en-US", "--from", "+81312345678", "--digits", "0412,365,1,2,2,2,2,2,2,1,1,2"]);
+    let out = call(&[
+        "daily-health-check",
+        "--lang",
+        "en-US",
+        "--from",
+        "+81312345678",
+        "--digits",
+        "0412,365,1,2,2,2,2,2,2,1,1,2",
+    ]);
     assert!(out.contains("issue processing number → read_aloud"), "{out}");
     assert!(out.contains("Your processing number is "), "{out}");
 }
@@ -76,14 +89,22 @@ fn keys_can_come_from_standard_input() {
 
 #[test]
 fn an_unknown_flow_names_the_flows_there_are() {
-    let out = Command::new(env!("CARGO_BIN_EXE_ivr")).args(["call", "nope", "--digits", "1"]).current_dir(env!("CARGO_MANIFEST_DIR")).output().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_ivr"))
+        .args(["call", "nope", "--digits", "1"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("daily-health-check"));
 }
 
 #[test]
 fn graph_prints_a_mermaid_flowchart() {
-    let out = Command::new(env!("CARGO_BIN_EXE_ivr")).args(["graph", "daily-health-check"]).current_dir(env!("CARGO_MANIFEST_DIR")).output().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_ivr"))
+        .args(["graph", "daily-health-check"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .unwrap();
     let text = String::from_utf8(out.stdout).unwrap();
     assert!(text.starts_with("flowchart TD\n"));
     assert!(text.contains("|\"key 1\"|"));

@@ -150,7 +150,11 @@ fn silence_at_every_try_gives_up_politely_and_alerts() {
     assert_eq!(w.call.state, "no_response_goodbye");
     assert_eq!(w.alerts(), ["no_response"]);
     assert_eq!(w.heard.iter().filter(|h| h.contains("入力が確認できませんでした。")).count(), 2);
-    assert!(w.effects.iter().any(|e| matches!(e, Effect::RecordAnswers { answers } if answers.iter().any(|(k, _)| k == "birth_md"))));
+    assert!(
+        w.effects
+            .iter()
+            .any(|e| matches!(e, Effect::RecordAnswers { answers } if answers.iter().any(|(k, _)| k == "birth_md")))
+    );
 }
 
 #[test]
@@ -230,7 +234,10 @@ fn a_hang_up_mid_call_keeps_the_answers_and_ends() {
     let s = step(&flow, &call, Input::Hangup);
     assert_eq!(s.wait, Wait::End);
     assert_eq!(s.state.phase, Phase::Ended);
-    assert_eq!(s.state.answers(), vec![("birth_md".into(), Value::text("0412")), ("temperature".into(), Value::Number { raw: 365, scale: 1 })]);
+    assert_eq!(
+        s.state.answers(),
+        vec![("birth_md".into(), Value::text("0412")), ("temperature".into(), Value::Number { raw: 365, scale: 1 })]
+    );
     // Anything after the end is a no-op.
     let again = step(&flow, &s.state, Input::Digits("1".into()));
     assert_eq!((again.wait, again.effects.len(), again.state), (Wait::End, 0, s.state));
