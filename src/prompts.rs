@@ -311,6 +311,15 @@ pub fn parse_template(src: &Source, text: &str, at: usize, diags: &mut Diagnosti
 }
 
 /// How a value is read aloud in Japanese (`ja`) or English.
+///
+/// ```
+/// use ivr::flow::Value;
+/// use ivr::prompts::{Format, read_aloud};
+///
+/// let t = Value::Number { raw: 365, scale: 1 };
+/// assert_eq!(read_aloud(&t, Format::Temperature, true), "36.5度");
+/// assert_eq!(read_aloud(&Value::text("12345678"), Format::Digits, true), "1 2 3 4、5 6 7 8");
+/// ```
 pub fn read_aloud(v: &Value, format: Format, ja: bool) -> String {
     let s = v.to_string();
     match format {

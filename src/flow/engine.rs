@@ -102,7 +102,19 @@ pub struct Step {
     pub wait: Wait,
 }
 
-/// Advances a call by one input. Total: any input in any state gives a sensible step (a stray
+/// Advances a call by one input.
+///
+/// ```
+/// use std::path::Path;
+/// use ivr::flow::{CallState, Input, Library, Wait, step};
+///
+/// let (lib, _) = Library::load_dirs(Path::new("call-flows"), Path::new("prompts")).unwrap();
+/// let flow = lib.flow("daily-health-check").unwrap();
+/// let call = CallState::new(flow, "ja-JP", Default::default());
+/// let first = step(flow, &call, Input::Start);
+/// assert_eq!(first.wait, Wait::Keys); // the greeting, then the birthday question
+/// assert_eq!(first.state.state, "identity");
+/// ``` Total: any input in any state gives a sensible step (a stray
 /// or repeated request hears the current question again).
 pub fn step(flow: &Flow, call: &CallState, input: Input) -> Step {
     let mut m = Machine { flow, call: call.clone(), effects: Vec::new(), response: Response::default() };
