@@ -114,7 +114,9 @@ pub struct Step {
 /// let first = step(flow, &call, Input::Start);
 /// assert_eq!(first.wait, Wait::Keys); // the greeting, then the birthday question
 /// assert_eq!(first.state.state, "identity");
-/// ``` Total: any input in any state gives a sensible step (a stray
+/// ```
+///
+/// Total: any input in any state gives a sensible step (a stray
 /// or repeated request hears the current question again).
 pub fn step(flow: &Flow, call: &CallState, input: Input) -> Step {
     let mut m = Machine { flow, call: call.clone(), effects: Vec::new(), response: Response::default() };
