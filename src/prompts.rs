@@ -292,12 +292,11 @@ pub fn parse_template(src: &Source, text: &str, at: usize, diags: &mut Diagnosti
                 parts.push(Part::Var { name: name.to_string(), format, at: here });
             }
             None => {
-                let hint = closest(fmt, Format::NAMES).map_or(String::new(), |s| format!(" (did you mean '{s}'?)"));
-                diags.error(
-                    src,
-                    here,
-                    format!("unknown format '{fmt}' in {{{inner}}}{hint}; formats: {}", Format::NAMES.join(", ")),
+                let hint = closest(fmt, Format::NAMES).map_or_else(
+                    || format!("; formats: {}", Format::NAMES.join(", ")),
+                    |s| format!("; did you mean '{s}'?"),
                 );
+                diags.error(src, here, format!("unknown format '{fmt}' in {{{inner}}}{hint}"));
             }
         }
         rest = &rest[i + end + 1..];

@@ -22,7 +22,7 @@ pub struct Args {
     pub lang: String,
     /// Keys for each question in turn, e.g. 0412,365#,1; an empty entry or "-" is silence.
     /// Without it, keys are read from the terminal (an empty line is silence).
-    #[arg(long, value_delimiter = ',', allow_hyphen_values = true, num_args = 0..)]
+    #[arg(long, value_delimiter = ',', allow_hyphen_values = true)]
     pub digits: Option<Vec<String>>,
     /// A variable of the call, e.g. --var patient.number_issued=true.
     #[arg(long = "var", value_parser = parse_var)]

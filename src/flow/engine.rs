@@ -221,6 +221,7 @@ impl<'f> Machine<'f> {
                     self.call.answers()
                 } else {
                     vars.iter()
+                        .map(|v| &v.value)
                         .chain(set.iter().map(|(k, _)| k))
                         .filter_map(|k| self.call.vars.get(k).map(|v| (k.clone(), v.clone())))
                         .collect()

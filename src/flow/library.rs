@@ -51,8 +51,16 @@ impl Files {
         Ok(files)
     }
 
+    /// A file in `prompts/` is a catalogue and one in `call-flows/` a flow; elsewhere a file
+    /// named like a language (`ja-JP.toml`) is a catalogue.
     fn add(&mut self, p: PathBuf) {
-        if is_language_tag(&stem(&p)) { self.prompts.push(p) } else { self.flows.push(p) }
+        let dir = p.parent().and_then(Path::file_name).map(|d| d.to_string_lossy().into_owned()).unwrap_or_default();
+        let prompt = match dir.as_str() {
+            "prompts" => true,
+            "call-flows" => false,
+            _ => is_language_tag(&stem(&p)),
+        };
+        if prompt { self.prompts.push(p) } else { self.flows.push(p) }
     }
 }
 
@@ -77,12 +85,12 @@ impl Library {
     pub fn load(files: &Files) -> (Library, Diagnostics) {
         let mut diags = Diagnostics::default();
         let mut lib = Library::default();
+        let mut broken = Vec::new();
         for p in &files.prompts {
             let lang = stem(p);
-            if let Some(src) = read(p, &mut diags) {
-                if let Some(c) = Catalog::parse(&lang, src, &mut diags) {
-                    lib.catalogs.insert(lang, Arc::new(c));
-                }
+            match read(p, &mut diags).and_then(|src| Catalog::parse(&lang, src, &mut diags)) {
+                Some(c) => drop(lib.catalogs.insert(lang, Arc::new(c))),
+                None => broken.push(lang),
             }
         }
         for p in &files.flows {
@@ -94,6 +102,8 @@ impl Library {
                 for lang in &flow.languages {
                     if let Some(c) = lib.catalogs.get(lang) {
                         flow.catalogs.insert(lang.clone(), c.clone());
+                    } else if broken.contains(lang) {
+                        flow.broken_catalogs.push(lang.clone());
                     }
                 }
                 validate::check(&flow, &mut own);

@@ -8,7 +8,8 @@ use toml::de::DeValue;
 
 use super::source::{At, Diagnostics, Fields, Source, closest, parse_toml, type_name};
 use super::{
-    Action, Choice, Cond, Flow, Kind, NumberFormat, NumberSpec, PromptRef, Question, Rule, State, Target, Value,
+    Action, BUILTIN_VARS, Choice, Cond, Flow, Kind, NumberFormat, NumberSpec, PromptRef, Question, Rule, State, Target,
+    Value,
 };
 
 const QUESTION_FIELDS: [&str; 7] = ["prompt", "timeout", "tries", "no_input", "no_match", "give_up", "repeat_key"];
@@ -61,7 +62,7 @@ pub fn parse(name: &str, src: Source, diags: &mut Diagnostics) -> Option<Flow> {
                     None => diags.error(&src, f.at(), "[flow] needs languages = [\"ja-JP\", …]"),
                 }
                 start = f.str("start", diags);
-                if start.is_none() {
+                if !f.has("start") {
                     diags.error(&src, f.at(), "no start state: [flow] needs start = \"first state\"");
                 }
                 f.finish(&["name", "title", "languages", "start"], diags);
@@ -115,6 +116,8 @@ pub fn parse(name: &str, src: Source, diags: &mut Diagnostics) -> Option<Flow> {
     let names: Vec<String> = states.iter().map(|s| s.name.clone()).collect();
     let resolve = |t: &mut Target, diags: &mut Diagnostics| match index.get(&t.name) {
         Some(&i) => t.idx = i,
+        // A missing or mistyped transition field is reported where it is read.
+        None if t.name.is_empty() => {}
         None => {
             let hint = closest(&t.name, names.iter().map(String::as_str))
                 .map_or(String::new(), |s| format!("; did you mean '{s}'?"));
@@ -145,6 +148,7 @@ pub fn parse(name: &str, src: Source, diags: &mut Diagnostics) -> Option<Flow> {
         index,
         version: String::new(),
         catalogs: BTreeMap::new(),
+        broken_catalogs: Vec::new(),
         source: src,
     })
 }
@@ -350,10 +354,9 @@ fn read_question(f: &mut Fields<'_, '_>, what: &str, d: &Defaults, diags: &mut D
 }
 
 fn check_var_name(src: &Source, v: At<String>, diags: &mut Diagnostics) -> String {
-    if !is_name(&v.value) || v.value.contains('.') {
+    if v.value.is_empty() || !v.value.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
         diags.error(src, v.at, format!("variable name '{}' may use only letters, digits and '_'", v.value));
-    } else if v.value.starts_with("patient") || v.value.starts_with("call") || v.value.starts_with("processing_number")
-    {
+    } else if BUILTIN_VARS.iter().any(|(b, _)| *b == v.value) {
         diags.error(src, v.at, format!("'{}' is a built-in name; answers need a name of their own", v.value));
     }
     v.value
@@ -457,6 +460,7 @@ fn read_number(f: &mut Fields<'_, '_>, what: &str, defaults: &Defaults, diags: &
             String::new()
         }
     };
+    let mut bad_format = false;
     let format = match f.str("format", diags) {
         None => NumberFormat::Number,
         Some(s) => match s.value.as_str() {
@@ -465,6 +469,7 @@ fn read_number(f: &mut Fields<'_, '_>, what: &str, defaults: &Defaults, diags: &
             "digits" => NumberFormat::Digits,
             other => {
                 diags.error(src, s.at, format!("unknown format '{other}'; formats: number, month_day, digits"));
+                bad_format = true;
                 NumberFormat::Number
             }
         },
@@ -484,7 +489,7 @@ fn read_number(f: &mut Fields<'_, '_>, what: &str, defaults: &Defaults, diags: &
     let min =
         digits.as_ref().or(min_digits.as_ref()).map_or(if default_max > 0 { default_max } else { 1 }, |d| d.value);
     let digits_at = digits.as_ref().or(max_digits.as_ref()).map_or(f.at(), |d| d.at);
-    if max == 0 {
+    if max == 0 && !bad_format {
         diags.error(src, f.at(), format!("{what} needs max_digits (or digits): how many keys the answer may have"));
     } else if max > 18 {
         diags.error(src, digits_at, "at most 18 digits can be typed as one number");
@@ -586,9 +591,7 @@ fn read_action(f: &mut Fields<'_, '_>, what: &str, diags: &mut Diagnostics) -> O
     only("message", "send_sms", diags);
     only("reason", "alert_health_center", diags);
     let action = match name.value.as_str() {
-        "record_answer" => {
-            Action::RecordAnswer { vars: vars.into_iter().map(|v| v.value).collect(), set: read_set(src, set, diags) }
-        }
+        "record_answer" => Action::RecordAnswer { vars, set: read_set(src, set, diags) },
         "issue_processing_number" => Action::IssueProcessingNumber,
         "send_sms" => match message {
             Some(m) => Action::SendSms { message: m },
@@ -642,6 +645,11 @@ fn read_action(f: &mut Fields<'_, '_>, what: &str, diags: &mut Diagnostics) -> O
             ),
         }
     }
+    let on_names: Vec<&str> = f
+        .raw("on")
+        .and_then(|on| on.get_ref().as_table())
+        .map(|t| t.iter().map(|(k, _)| k.get_ref().as_ref()).collect())
+        .unwrap_or_default();
     let next = f.str("next", diags);
     let mut outcomes = Vec::new();
     for o in known {
@@ -649,6 +657,8 @@ fn read_action(f: &mut Fields<'_, '_>, what: &str, diags: &mut Diagnostics) -> O
             Some(i) => outcomes.push(map.swap_remove(i)),
             None => match &next {
                 Some(n) => outcomes.push((o.to_string(), target(n.clone()))),
+                // Named in `on`, but not as a state: already reported.
+                None if on_names.contains(o) => {}
                 None => diags.error(
                     src,
                     f.at(),
@@ -705,6 +715,7 @@ fn read_branch(f: &mut Fields<'_, '_>, what: &str, diags: &mut Diagnostics) -> O
 }
 
 fn read_rule(src: &Source, item: &Spanned<DeValue<'_>>, diags: &mut Diagnostics) -> Option<Rule> {
+    let before = diags.error_count();
     let mut r = Fields::new(src, "a rule", item, diags)?;
     let var = r.str("var", diags);
     let equals = read_literal(&mut r, "equals", diags);
@@ -720,6 +731,9 @@ fn read_rule(src: &Source, item: &Spanned<DeValue<'_>>, diags: &mut Diagnostics)
     let kinds =
         usize::from(equals.is_some()) + usize::from(min.is_some() || max.is_some()) + usize::from(missing.is_some());
     if kinds != 1 {
+        if diags.error_count() > before {
+            return None; // a misspelt or mistyped condition, already reported
+        }
         diags.error(src, item.span().start, "a rule has exactly one condition: equals, min/max (a range), or missing");
         return None;
     }
@@ -742,7 +756,7 @@ fn read_rule(src: &Source, item: &Spanned<DeValue<'_>>, diags: &mut Diagnostics)
 }
 
 fn is_name(s: &str) -> bool {
-    !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == '.')
+    !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
 }
 
 /// `ja-JP`, `en-US`, `en`.

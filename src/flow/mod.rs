@@ -44,6 +44,8 @@ pub struct Flow {
     /// Hash of the flow file and its catalogues: a call keeps the version it started with.
     pub version: String,
     pub catalogs: BTreeMap<String, Arc<Catalog>>,
+    /// Languages whose prompt file exists but has errors (for a precise message).
+    pub broken_catalogs: Vec<String>,
     pub source: Source,
 }
 
@@ -201,7 +203,7 @@ impl Kind {
 #[derive(Debug, Clone)]
 pub enum Action {
     /// Stores answers (the named variables, or every answer so far) and `set` values.
-    RecordAnswer { vars: Vec<String>, set: Vec<(String, Value)> },
+    RecordAnswer { vars: Vec<At<String>>, set: Vec<(String, Value)> },
     /// Issues a processing number; outcomes say how it reaches the patient.
     IssueProcessingNumber,
     /// Sends the text of a prompt by SMS to the patient.

@@ -119,7 +119,16 @@ pub fn parse_toml<'a>(src: &'a Source, diags: &mut Diagnostics) -> Option<Spanne
     for e in errors {
         let at = e.span().map_or(0, |s| s.start);
         let msg = e.message().trim().replace('\n', " ");
-        diags.error(src, at, format!("TOML syntax: {msg}"));
+        // Unquoted text is the most common slip; the parser's words for it vary with its first letter.
+        let hint = if ["invalid float", "invalid boolean", "invalid integer", "must be quoted", "invalid string"]
+            .iter()
+            .any(|m| msg.contains(m))
+        {
+            " (text must be in double quotes: prompt = \"greeting\")"
+        } else {
+            ""
+        };
+        diags.error(src, at, format!("TOML syntax: {msg}{hint}"));
     }
     (!failed).then_some(table)
 }
@@ -243,8 +252,8 @@ impl<'t, 'a> Fields<'t, 'a> {
     /// A whole number that must be at least `min`.
     pub fn count(&mut self, key: &str, min: i64, diags: &mut Diagnostics) -> Option<At<u32>> {
         let n = self.int(key, diags)?;
-        if n.value < min || n.value > u32::MAX as i64 {
-            diags.error(self.src, n.at, format!("{key} must be at least {min}, not {}", n.value));
+        if n.value < min || n.value > i64::from(u16::MAX) {
+            diags.error(self.src, n.at, format!("{key} must be from {min} to {}, not {}", u16::MAX, n.value));
             return None;
         }
         Some(At::new(n.value as u32, n.at))

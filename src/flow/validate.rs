@@ -54,7 +54,9 @@ pub fn known_vars(flow: &Flow) -> BTreeSet<String> {
 fn check_prompts(flow: &Flow, diags: &mut Diagnostics) {
     let src = &flow.source;
     for (lang, at) in flow.languages.iter().zip(&flow.language_at) {
-        if !flow.catalogs.contains_key(lang) {
+        if flow.broken_catalogs.contains(lang) {
+            diags.error(src, *at, format!("the prompt file for {lang} has errors (reported above)"));
+        } else if !flow.catalogs.contains_key(lang) {
             diags.error(src, *at, format!("no prompt file for language {lang}: add prompts/{lang}.toml"));
         }
     }
@@ -108,7 +110,7 @@ fn check_vars(flow: &Flow, diags: &mut Diagnostics) {
                 }
             }
             Kind::Action { action: Action::RecordAnswer { vars, .. }, .. } => {
-                vars.iter().for_each(|v| unknown(v, s.at, diags))
+                vars.iter().for_each(|v| unknown(&v.value, v.at, diags))
             }
             _ => {}
         }
