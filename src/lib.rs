@@ -10,9 +10,11 @@
 //! - [`cli`]: the `ivr` commands.
 
 pub mod cli;
+pub mod config;
 pub mod flow;
 pub mod phone;
 pub mod prompts;
 pub mod response;
 pub mod signature;
+pub mod store;
 pub mod twiml;

@@ -11,10 +11,11 @@ use crate::response::{Gather, Response};
 const MAX_HOPS: usize = 256;
 
 /// Where a call is in its flow.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Phase {
     /// Not started.
+    #[default]
     New,
     /// Waiting for keys at a question.
     Asking,
@@ -25,7 +26,7 @@ pub enum Phase {
 }
 
 /// Everything the engine needs to know about a call between two steps.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CallState {
     pub flow: String,
     /// The flow version the call started on, which it keeps to the end.

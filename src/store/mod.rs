@@ -1,0 +1,301 @@
+//! Everything durable: patients, calls and their turns, answers, alerts. One interface,
+//! [`Store`], with two back ends: SQLite (default; rusqlite on the server's own threads) and
+//! PostgreSQL (sqlx, for several instances). Both pass the same test suite (`tests/store.rs`).
+//!
+//! A webhook turn is one transaction ([`Store::turn`]): lock the call, check the turn's
+//! sequence number, run the engine (a closure), write state, event, answers and alerts, commit.
+//! A turn already taken returns its stored response and changes nothing.
+
+mod postgres;
+mod sqlite;
+
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+use crate::flow::{CallState, Value};
+
+pub use postgres::PgStore;
+pub use sqlite::SqliteStore;
+
+/// A store failure. Details go to the log; callers hear an apology.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("sqlite: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("postgres: {0}")]
+    Postgres(#[from] sqlx::Error),
+    #[error("stored call state is unreadable: {0}")]
+    State(#[from] serde_json::Error),
+    #[error("no call {0}")]
+    UnknownCall(String),
+    #[error("{0}")]
+    Turn(String),
+    #[error("database url: {0}")]
+    Url(String),
+}
+
+/// A patient of the roster.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Patient {
+    pub patient_id: String,
+    pub name: String,
+    /// E.164.
+    pub phone: String,
+    pub birth_md: Option<String>,
+    pub language: String,
+    pub email: Option<String>,
+    pub area: Option<String>,
+    pub care_start: Option<String>,
+    pub care_end: Option<String>,
+}
+
+/// A call to be placed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Job {
+    pub job_id: i64,
+    pub patient_id: String,
+    pub flow: String,
+    pub status: String,
+}
+
+/// A call as stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CallRecord {
+    pub call_id: i64,
+    pub call_sid: String,
+    pub patient_id: Option<String>,
+    pub job_id: Option<i64>,
+    pub direction: String,
+    pub flow: String,
+    pub flow_version: String,
+    pub state: CallState,
+    /// The last turn taken (-1 before the first).
+    pub seq: i64,
+    pub ended: bool,
+    pub incomplete: bool,
+    pub status: String,
+    pub duration: Option<i64>,
+}
+
+/// A call to create on its first turn.
+#[derive(Debug, Clone)]
+pub struct NewCall {
+    pub call_sid: String,
+    pub patient_id: Option<String>,
+    pub job_id: Option<i64>,
+    pub direction: String,
+    pub state: CallState,
+}
+
+/// What one turn writes, built by the engine inside the transaction.
+#[derive(Debug, Clone, Default)]
+pub struct TurnWrite {
+    pub state: Option<CallState>,
+    /// The TwiML answered; stored for replays.
+    pub response: String,
+    /// The state the turn left and its input, masked.
+    pub event_state: String,
+    pub event_input: String,
+    /// Answers given or recorded in this turn (upserted by name).
+    pub answers: Vec<(String, Value)>,
+    /// Alerts raised for the health centre (reasons).
+    pub alerts: Vec<String>,
+    /// The flow reached a hang-up.
+    pub ended: bool,
+}
+
+/// The outcome of [`Store::turn`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TurnResult {
+    pub response: String,
+    /// The request was for a turn already taken: the stored response, nothing changed.
+    pub replay: bool,
+}
+
+/// A stored answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Answer {
+    pub name: String,
+    pub value: Value,
+}
+
+/// Call statuses by how far a call got; a status never replaces a later one.
+pub fn status_rank(status: &str) -> Option<i32> {
+    Some(match status {
+        "queued" | "initiated" => 0,
+        "ringing" => 1,
+        "in-progress" | "answered" => 2,
+        "completed" | "busy" | "no-answer" | "failed" | "canceled" => 3,
+        _ => return None,
+    })
+}
+
+/// The engine step run inside a turn's transaction.
+pub type TurnFn = Box<dyn FnOnce(&CallRecord) -> Result<TurnWrite, String> + Send>;
+
+/// The store: SQLite or PostgreSQL.
+#[derive(Clone)]
+pub enum Store {
+    Sqlite(Arc<SqliteStore>),
+    Postgres(PgStore),
+}
+
+impl Store {
+    /// Opens the database at `url` (`sqlite://path`, `sqlite::memory:`, `postgres://…`) and
+    /// applies pending migrations.
+    pub async fn open(url: &str, sqlite_synchronous_full: bool) -> Result<Store, StoreError> {
+        let store = if let Some(path) = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")) {
+            Store::Sqlite(Arc::new(SqliteStore::open(path, sqlite_synchronous_full)?))
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Store::Postgres(PgStore::connect(url).await?)
+        } else {
+            return Err(StoreError::Url(format!("'{url}' is neither sqlite:// nor postgres://")));
+        };
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    pub fn backend(&self) -> &'static str {
+        match self {
+            Store::Sqlite(_) => "sqlite",
+            Store::Postgres(_) => "postgres",
+        }
+    }
+
+    /// Applies the migrations not yet applied; returns how many ran.
+    pub async fn migrate(&self) -> Result<usize, StoreError> {
+        match self {
+            Store::Sqlite(s) => s.migrate(),
+            Store::Postgres(s) => s.migrate().await,
+        }
+    }
+
+    /// The database answers.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        match self {
+            Store::Sqlite(s) => s.ping(),
+            Store::Postgres(s) => s.ping().await,
+        }
+    }
+
+    /// Inserts or updates a patient (by id).
+    pub async fn upsert_patient(&self, p: &Patient) -> Result<(), StoreError> {
+        match self {
+            Store::Sqlite(s) => s.upsert_patient(p),
+            Store::Postgres(s) => s.upsert_patient(p).await,
+        }
+    }
+
+    pub async fn patient(&self, id: &str) -> Result<Option<Patient>, StoreError> {
+        match self {
+            Store::Sqlite(s) => s.patient(id),
+            Store::Postgres(s) => s.patient(id).await,
+        }
+    }
+
+    /// The patient with this phone number (E.164), for inbound calls.
+    pub async fn patient_by_phone(&self, phone: &str) -> Result<Option<Patient>, StoreError> {
+        match self {
+            Store::Sqlite(s) => s.patient_by_phone(phone),
+            Store::Postgres(s) => s.patient_by_phone(phone).await,
+        }
+    }
+
+    pub async fn create_job(&self, patient_id: &str, flow: &str) -> Result<i64, StoreError> {
+        match self {
+            Store::Sqlite(s) => s.create_job(patient_id, flow),
+            Store::Postgres(s) => s.create_job(patient_id, flow).await,
+        }
+    }
+
+    pub async fn job(&self, job_id: i64) -> Result<Option<Job>, StoreError> {
+        match self {
+            Store::Sqlite(s) => s.job(job_id),
+            Store::Postgres(s) => s.job(job_id).await,
+        }
+    }
+
+    /// One turn of a call, in one transaction. `seq` is the turn's number (0 for the first,
+    /// which creates the call from `create`). A turn already taken returns its stored response;
+    /// a turn from the future returns the latest one; neither runs `f`.
+    pub async fn turn(
+        &self,
+        sid: &str,
+        seq: i64,
+        create: Option<NewCall>,
+        f: TurnFn,
+    ) -> Result<TurnResult, StoreError> {
+        match self {
+            Store::Sqlite(s) => {
+                let s = s.clone();
+                let sid = sid.to_string();
+                // rusqlite is synchronous: the turn runs on a blocking thread while holding the
+                // connection, so the async workers keep serving other requests.
+                tokio::task::spawn_blocking(move || s.turn(&sid, seq, create, f))
+                    .await
+                    .map_err(|e| StoreError::Turn(e.to_string()))?
+            }
+            Store::Postgres(s) => s.turn(sid, seq, create, f).await,
+        }
+    }
+
+    pub async fn call(&self, sid: &str) -> Result<Option<CallRecord>, StoreError> {
+        match self {
+            Store::Sqlite(s) => s.call(sid),
+            Store::Postgres(s) => s.call(sid).await,
+        }
+    }
+
+    /// Records a carrier status callback. A status never replaces a later one (`completed`
+    /// stays `completed` when `in-progress` arrives late); a call that ends before its flow did
+    /// is marked incomplete. Returns whether anything changed.
+    pub async fn record_status(&self, sid: &str, status: &str, duration: Option<i64>) -> Result<bool, StoreError> {
+        let Some(rank) = status_rank(status) else { return Ok(false) };
+        match self {
+            Store::Sqlite(s) => s.record_status(sid, status, rank, duration),
+            Store::Postgres(s) => s.record_status(sid, status, rank, duration).await,
+        }
+    }
+
+    pub async fn answers(&self, call_id: i64) -> Result<Vec<Answer>, StoreError> {
+        match self {
+            Store::Sqlite(s) => s.answers(call_id),
+            Store::Postgres(s) => s.answers(call_id).await,
+        }
+    }
+
+    /// Alert reasons raised for a call.
+    pub async fn alerts(&self, call_id: i64) -> Result<Vec<String>, StoreError> {
+        match self {
+            Store::Sqlite(s) => s.alerts(call_id),
+            Store::Postgres(s) => s.alerts(call_id).await,
+        }
+    }
+
+    /// The number of turns stored for a call.
+    pub async fn event_count(&self, call_id: i64) -> Result<i64, StoreError> {
+        match self {
+            Store::Sqlite(s) => s.event_count(call_id),
+            Store::Postgres(s) => s.event_count(call_id).await,
+        }
+    }
+}
+
+/// Splits a value into the answer columns: kind, text, raw, scale.
+pub(crate) fn answer_columns(v: &Value) -> (&'static str, String, Option<i64>, Option<i64>) {
+    match v {
+        Value::Number { raw, scale } => ("number", v.to_string(), Some(*raw), Some(i64::from(*scale))),
+        Value::Bool(_) => ("bool", v.to_string(), None, None),
+        Value::Text(_) => ("text", v.to_string(), None, None),
+    }
+}
+
+/// The answer columns back into a value.
+pub(crate) fn answer_value(kind: &str, text: String, raw: Option<i64>, scale: Option<i64>) -> Value {
+    match (kind, raw, scale) {
+        ("number", Some(raw), Some(scale)) => Value::Number { raw, scale: scale as u8 },
+        ("bool", _, _) => Value::Bool(text == "true"),
+        _ => Value::Text(text),
+    }
+}
