@@ -9,12 +9,16 @@
 //! - [`signature`]: Twilio webhook signatures, checked as Twilio's helper libraries do.
 //! - [`cli`]: the `ivr` commands.
 
+pub mod carrier;
 pub mod cli;
 pub mod config;
 pub mod flow;
+pub mod http;
 pub mod phone;
 pub mod prompts;
 pub mod response;
+pub mod server;
 pub mod signature;
 pub mod store;
+pub mod telemetry;
 pub mod twiml;

@@ -29,6 +29,20 @@ pub struct FlowDirs {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Serve webhooks, the API and the health-centre pages.
+    Serve {
+        /// Settings file (default: ivr.toml if present).
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Apply database migrations.
+    Migrate {
+        /// Database URL (default: database.url from the settings).
+        #[arg(long)]
+        db: Option<String>,
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
     /// Validate call-flow files and prompts; prints file:line:col: error: …, exits 1 on errors.
     Check {
         /// Files or directories (default: call-flows/ and prompts/).

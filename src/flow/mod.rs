@@ -11,6 +11,7 @@ pub mod engine;
 pub mod graph;
 pub mod library;
 pub mod load;
+pub mod registry;
 pub mod source;
 pub mod validate;
 mod value;

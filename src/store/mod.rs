@@ -142,8 +142,8 @@ pub enum Store {
 }
 
 impl Store {
-    /// Opens the database at `url` (`sqlite://path`, `sqlite::memory:`, `postgres://…`) and
-    /// applies pending migrations.
+    /// Opens the database at `url` (`sqlite://path`, `sqlite::memory:`, `postgres://…`).
+    /// [`Store::migrate`] brings its schema up to date.
     pub async fn open(url: &str, sqlite_synchronous_full: bool) -> Result<Store, StoreError> {
         let store = if let Some(path) = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")) {
             Store::Sqlite(Arc::new(SqliteStore::open(path, sqlite_synchronous_full)?))
@@ -152,7 +152,6 @@ impl Store {
         } else {
             return Err(StoreError::Url(format!("'{url}' is neither sqlite:// nor postgres://")));
         };
-        store.migrate().await?;
         Ok(store)
     }
 

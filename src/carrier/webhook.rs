@@ -1,0 +1,172 @@
+//! A carrier's webhooks, sent to a TwiML server: the call is answered (`/twilio/voice`), each
+//! gather posts its keys to its `action`, and a status callback closes the call, every request
+//! signed as Twilio signs them.
+
+use crate::phone::{self, Heard, Next};
+use crate::signature::{self, AuthToken, SIGNATURE_HEADER};
+use crate::twiml;
+
+#[derive(Debug, thiserror::Error)]
+pub enum WebhookError {
+    #[error("request to {url}: {source}")]
+    Http { url: String, source: reqwest::Error },
+    #[error("{url} answered {status}: {body}")]
+    Status { url: String, status: u16, body: String },
+    #[error("{url} answered TwiML this phone cannot play: {source}")]
+    Twiml { url: String, source: twiml::ParseError },
+    #[error("the call did not end after {0} turns")]
+    TooLong(usize),
+}
+
+/// Sends signed form posts.
+#[derive(Clone)]
+pub struct WebhookClient {
+    http: reqwest::Client,
+    token: std::sync::Arc<AuthToken>,
+    /// `(public, actual)`: URLs under `public` are signed as they are but sent to `actual`,
+    /// as a TLS proxy in front of the server would forward them.
+    proxy: Option<(String, String)>,
+}
+
+impl WebhookClient {
+    pub fn new(token: AuthToken) -> Self {
+        let http = reqwest::Client::builder().timeout(std::time::Duration::from_secs(15)).build().expect("http client");
+        WebhookClient { http, token: std::sync::Arc::new(token), proxy: None }
+    }
+
+    /// Signs URLs under `public` but sends them to the same path under `actual`.
+    pub fn behind_proxy(mut self, public: &str, actual: &str) -> Self {
+        self.proxy = Some((public.trim_end_matches('/').into(), actual.trim_end_matches('/').into()));
+        self
+    }
+
+    /// Posts `params` to `url`, signed; returns the body of a 2xx answer.
+    pub async fn post(&self, url: &str, params: &[(String, String)]) -> Result<String, WebhookError> {
+        let sig = signature::sign(&self.token, url, params);
+        let target = match &self.proxy {
+            Some((public, actual)) if url.starts_with(public.as_str()) => format!("{actual}{}", &url[public.len()..]),
+            _ => url.to_string(),
+        };
+        let resp = self
+            .http
+            .post(&target)
+            .header(SIGNATURE_HEADER, sig)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(serde_urlencoded::to_string(params).expect("form encoding"))
+            .send()
+            .await
+            .map_err(|source| WebhookError::Http { url: url.into(), source })?;
+        let status = resp.status();
+        let body = resp.text().await.map_err(|source| WebhookError::Http { url: url.into(), source })?;
+        if !status.is_success() {
+            return Err(WebhookError::Status { url: url.into(), status: status.as_u16(), body });
+        }
+        Ok(body)
+    }
+}
+
+/// Who is calling whom.
+#[derive(Debug, Clone)]
+pub struct CallInfo {
+    pub call_sid: String,
+    pub from: String,
+    pub to: String,
+    /// `inbound` or `outbound-api`.
+    pub direction: String,
+}
+
+impl CallInfo {
+    fn params(&self) -> Vec<(String, String)> {
+        vec![
+            ("AccountSid".into(), "AC00000000000000000000000000000000".into()),
+            ("CallSid".into(), self.call_sid.clone()),
+            ("From".into(), self.from.clone()),
+            ("To".into(), self.to.clone()),
+            ("Direction".into(), self.direction.clone()),
+            ("CallStatus".into(), "in-progress".into()),
+            ("ApiVersion".into(), "2010-04-01".into()),
+        ]
+    }
+}
+
+/// How a played call ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Ending {
+    /// The server hung up (the flow ended).
+    Completed,
+    /// The caller hung up (keys ran out).
+    CallerHungUp,
+}
+
+/// A new call id in Twilio's shape: `CA` and 32 hex digits.
+pub fn new_call_sid() -> String {
+    use rand::Rng;
+    let bytes: [u8; 16] = rand::rng().random();
+    format!("CA{}", hex::encode(bytes))
+}
+
+/// Plays a whole call: answers at `voice_url`, then hands every document heard to `caller`,
+/// which returns the keys to press at a gather (`Some("")` is silence, `None` hangs up).
+/// Finally posts a `completed` status callback to `status_url`, as the carrier would.
+pub async fn play_call(
+    client: &WebhookClient,
+    voice_url: &str,
+    status_url: &str,
+    call: &CallInfo,
+    mut caller: impl FnMut(&Heard) -> Option<String>,
+) -> Result<Ending, WebhookError> {
+    const MAX_TURNS: usize = 500;
+    let base = call.params();
+    let mut doc = client.post(voice_url, &base).await?;
+    let mut url = voice_url.to_string();
+    let mut ending = Ending::Completed;
+    let mut turns = 0;
+    loop {
+        turns += 1;
+        if turns > MAX_TURNS {
+            return Err(WebhookError::TooLong(MAX_TURNS));
+        }
+        let verbs = twiml::parse(&doc).map_err(|source| WebhookError::Twiml { url: url.clone(), source })?;
+        let heard = phone::listen(&verbs);
+        let keys = caller(&heard);
+        let (next_url, digits) = match heard.next {
+            Next::Hangup => break,
+            Next::Redirect(u) => (u, None),
+            Next::Gather { gather, after } => {
+                let Some(keys) = keys else {
+                    ending = Ending::CallerHungUp;
+                    break;
+                };
+                let digits = phone::press(&gather, &keys);
+                if digits.is_empty() && !gather.action_on_empty_result {
+                    match phone::listen(&after).next {
+                        Next::Redirect(u) => (u, None),
+                        _ => break,
+                    }
+                } else {
+                    (gather.action, Some(digits))
+                }
+            }
+        };
+        let mut params = base.clone();
+        if let Some(d) = digits {
+            params.push(("Digits".into(), d));
+        }
+        url = resolve(voice_url, &next_url);
+        doc = client.post(&url, &params).await?;
+    }
+    let mut done = base.clone();
+    done.retain(|(k, _)| k != "CallStatus");
+    done.push(("CallStatus".into(), "completed".into()));
+    done.push(("CallDuration".into(), "60".into()));
+    client.post(status_url, &done).await?;
+    Ok(ending)
+}
+
+/// An action URL as the carrier resolves it against the document's URL.
+fn resolve(base: &str, url: &str) -> String {
+    match url::Url::parse(base).and_then(|b| b.join(url)) {
+        Ok(u) => u.to_string(),
+        Err(_) => url.to_string(),
+    }
+}

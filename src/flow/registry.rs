@@ -1,0 +1,102 @@
+//! The flows a server serves: the current library, reloaded when its files change, and every
+//! version loaded since start, so a call finishes on the version it started with.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use super::{Diagnostics, Flow, Library};
+
+pub struct Registry {
+    flows_dir: PathBuf,
+    prompts_dir: PathBuf,
+    current: RwLock<Arc<Library>>,
+    versions: Mutex<HashMap<String, Arc<Flow>>>,
+}
+
+impl Registry {
+    /// Loads the flows; any error refuses to start.
+    pub fn load(flows_dir: PathBuf, prompts_dir: PathBuf) -> Result<Registry, Diagnostics> {
+        let (lib, _) = Library::load_dirs(&flows_dir, &prompts_dir)?;
+        let r = Registry {
+            flows_dir,
+            prompts_dir,
+            current: RwLock::new(Arc::new(Library::default())),
+            versions: Mutex::default(),
+        };
+        r.install(lib);
+        Ok(r)
+    }
+
+    fn install(&self, lib: Library) {
+        let mut versions = self.versions.lock().unwrap_or_else(|e| e.into_inner());
+        for f in lib.flows.values() {
+            versions.entry(f.version.clone()).or_insert_with(|| f.clone());
+        }
+        *self.current.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(lib);
+    }
+
+    /// Reloads from disk. A bad edit is refused with its diagnostics; the last good version
+    /// keeps serving.
+    pub fn reload(&self) -> Result<usize, Diagnostics> {
+        let (lib, _) = Library::load_dirs(&self.flows_dir, &self.prompts_dir)?;
+        let n = lib.flows.len();
+        self.install(lib);
+        Ok(n)
+    }
+
+    /// The current version of a flow, for a new call.
+    pub fn current(&self, name: &str) -> Option<Arc<Flow>> {
+        self.current.read().unwrap_or_else(|e| e.into_inner()).flow(name).cloned()
+    }
+
+    /// The version a call started on; the current one if this process never loaded that
+    /// version (it was edited while the server was down).
+    pub fn version(&self, name: &str, version: &str) -> Option<Arc<Flow>> {
+        let found = self.versions.lock().unwrap_or_else(|e| e.into_inner()).get(version).cloned();
+        found.filter(|f| f.name == name).or_else(|| {
+            tracing::warn!(
+                flow = name,
+                version,
+                "flow version not loaded here; the call goes on with the current version"
+            );
+            self.current(name)
+        })
+    }
+
+    pub fn flow_count(&self) -> usize {
+        self.current.read().unwrap_or_else(|e| e.into_inner()).flows.len()
+    }
+
+    /// Watches the flow and prompt folders and reloads after changes settle. The returned
+    /// watcher must be kept alive.
+    pub fn watch(self: &Arc<Self>) -> notify::Result<notify::RecommendedWatcher> {
+        use notify::Watcher;
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let mut watcher = notify::recommended_watcher(move |ev: notify::Result<notify::Event>| {
+            if ev.is_ok_and(|e| !e.kind.is_access()) {
+                let _ = tx.send(());
+            }
+        })?;
+        watcher.watch(&self.flows_dir, notify::RecursiveMode::NonRecursive)?;
+        watcher.watch(&self.prompts_dir, notify::RecursiveMode::NonRecursive)?;
+        let me = self.clone();
+        tokio::spawn(async move {
+            while rx.recv().await.is_some() {
+                // Editors write a file in several steps: wait until the events stop.
+                while let Ok(Some(())) = tokio::time::timeout(Duration::from_millis(200), rx.recv()).await {}
+                match me.reload() {
+                    Ok(n) => tracing::info!(flows = n, "flows reloaded"),
+                    Err(diags) => {
+                        for d in diags.sorted() {
+                            tracing::error!("{d}");
+                        }
+                        tracing::error!("flow edit refused; the last good version keeps serving");
+                    }
+                }
+            }
+        });
+        Ok(watcher)
+    }
+}

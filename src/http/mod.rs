@@ -1,0 +1,82 @@
+//! The HTTP side: one router, one shared [`AppState`], one module per group of routes.
+//!
+//! - [`twilio`]: voice webhooks (a turn of a call each) and status callbacks, behind
+//!   [`verify`]'s signature check.
+//! - [`ops`]: `/healthz`, `/readyz`, `/metrics`.
+
+pub mod ops;
+pub mod twilio;
+pub mod verify;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::Router;
+use axum::extract::{MatchedPath, Request, State};
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use metrics_exporter_prometheus::PrometheusHandle;
+
+use crate::flow::registry::Registry;
+use crate::signature::AuthToken;
+use crate::store::Store;
+
+/// What every handler shares.
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Store,
+    pub flows: Arc<Registry>,
+    pub token: Arc<AuthToken>,
+    /// The base URL the carrier calls (no trailing slash).
+    pub public_url: Arc<str>,
+    pub trust_forwarded_headers: bool,
+    pub body_limit: usize,
+    /// The flow an inbound call runs.
+    pub inbound_flow: Arc<str>,
+    pub metrics: PrometheusHandle,
+}
+
+/// The whole router.
+pub fn router(state: AppState) -> Router {
+    let twilio = twilio::router().layer(middleware::from_fn_with_state(state.clone(), verify::twilio_signature));
+    Router::new()
+        .merge(twilio)
+        .merge(ops::router())
+        .layer(middleware::from_fn(track))
+        .layer(tower_http::trace::TraceLayer::new_for_http().make_span_with(|r: &Request| {
+            // The path only: query strings carry call ids, never shown to every log reader.
+            tracing::info_span!("http", method = %r.method(), path = %r.uri().path())
+        }))
+        .with_state(state)
+}
+
+/// Latency by route and status, for `/metrics`.
+async fn track(req: Request, next: Next) -> Response {
+    let route =
+        req.extensions().get::<MatchedPath>().map_or_else(|| "unmatched".to_string(), |p| p.as_str().to_string());
+    let start = Instant::now();
+    let resp = next.run(req).await;
+    let status = resp.status().as_u16().to_string();
+    metrics::histogram!("ivr_webhook_duration_seconds", "route" => route.clone()).record(start.elapsed().as_secs_f64());
+    metrics::counter!("ivr_http_requests_total", "route" => route, "status" => status).increment(1);
+    resp
+}
+
+/// Installs the Prometheus recorder once per process and returns its handle.
+pub fn metrics_handle() -> PrometheusHandle {
+    use std::sync::OnceLock;
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            let buckets = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5];
+            metrics_exporter_prometheus::PrometheusBuilder::new()
+                .set_buckets_for_metric(metrics_exporter_prometheus::Matcher::Suffix("_seconds".into()), &buckets)
+                .expect("valid buckets")
+                .install_recorder()
+                .expect("the metrics recorder is installed once")
+        })
+        .clone()
+}
+
+/// Shared state from a handler, for the few that need all of it.
+pub type AppStateRef = State<AppState>;

@@ -1,0 +1,132 @@
+//! `ivr serve`: settings → store → flows → router, then serve until SIGINT/SIGTERM. In-flight
+//! requests finish before the process exits; each turn is one transaction, so nothing is
+//! half-written whenever it stops.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use secrecy::ExposeSecret;
+use tokio::net::TcpListener;
+
+use crate::config::Settings;
+use crate::flow::Diagnostics;
+use crate::flow::registry::Registry;
+use crate::http::{self, AppState};
+use crate::signature::AuthToken;
+use crate::store::{Store, StoreError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    #[error("database: {0}")]
+    Store(#[from] StoreError),
+    #[error("call flows have errors:\n{0}")]
+    Flows(Diagnostics),
+    #[error("listen: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("watching flow files: {0}")]
+    Watch(#[from] notify::Error),
+}
+
+/// A running server: its address, and a handle to stop it.
+pub struct Server {
+    pub addr: SocketAddr,
+    pub state: AppState,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+    _watcher: notify::RecommendedWatcher,
+}
+
+impl Server {
+    /// Opens the store, loads flows, binds `server.listen` (port 0 picks a free port) and
+    /// starts serving in the background.
+    pub async fn start(settings: &Settings) -> Result<Server, ServeError> {
+        let store =
+            Store::open(settings.database.url.expose_secret(), settings.database.sqlite_synchronous == "full").await?;
+        let applied = store.migrate().await?;
+        if applied > 0 {
+            tracing::info!(applied, "database migrated");
+        }
+        let flows = Arc::new(
+            Registry::load(settings.flows.dir.clone(), settings.flows.prompts_dir.clone())
+                .map_err(ServeError::Flows)?,
+        );
+        let watcher = flows.watch()?;
+        let listener = TcpListener::bind(settings.server.listen).await?;
+        let addr = listener.local_addr()?;
+        let public_url = match &settings.server.public_url {
+            Some(u) => u.trim_end_matches('/').to_string(),
+            None => format!("http://{addr}"),
+        };
+        let token = match &settings.carrier.auth_token {
+            Some(t) => AuthToken::new(t.expose_secret()),
+            None => {
+                tracing::warn!(
+                    "no carrier.auth_token: webhooks are signed with a random token made at start (fine for the simulator)"
+                );
+                AuthToken::new(random_token())
+            }
+        };
+        let state = AppState {
+            store,
+            flows,
+            token: Arc::new(token),
+            public_url: public_url.clone().into(),
+            trust_forwarded_headers: settings.server.trust_forwarded_headers,
+            body_limit: settings.server.body_limit,
+            inbound_flow: settings.flows.inbound.clone().into(),
+            metrics: http::metrics_handle(),
+        };
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let app = http::router(state.clone());
+        let task = tokio::spawn(async move {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(async move {
+                    tokio::select! {
+                        _ = rx => {},
+                        _ = shutdown_signal() => {},
+                    }
+                    tracing::info!("shutting down: finishing requests in flight");
+                })
+                .await
+        });
+        tracing::info!(%addr, public_url, database = state.store.backend(), flows = state.flows.flow_count(), "listening");
+        Ok(Server { addr, state, shutdown: Some(tx), task, _watcher: watcher })
+    }
+
+    /// Stops accepting, lets requests in flight finish, and returns.
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        let _ = (&mut self.task).await;
+    }
+
+    /// Serves until a signal stops it.
+    pub async fn wait(mut self) -> Result<(), ServeError> {
+        (&mut self.task).await.map_err(|e| ServeError::Io(std::io::Error::other(e)))??;
+        Ok(())
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+        tokio::select! {
+            _ = ctrl_c => {},
+            _ = term.recv() => {},
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}
+
+fn random_token() -> String {
+    use rand::Rng;
+    let bytes: [u8; 16] = rand::rng().random();
+    hex::encode(bytes)
+}

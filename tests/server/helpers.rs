@@ -1,0 +1,140 @@
+use std::path::Path;
+
+use ivr::carrier::webhook::{CallInfo, WebhookClient, new_call_sid, play_call};
+use ivr::config::Settings;
+use ivr::phone::{Heard, Next};
+use ivr::server::Server;
+use ivr::signature::AuthToken;
+use ivr::store::{Patient, Store};
+use secrecy::SecretString;
+
+pub const TOKEN: &str = "test-auth-token-0123456789abcdef";
+/// The URL the carrier calls; the tests reach the server through it as through a TLS proxy.
+pub const PUBLIC: &str = "https://ivr.example.jp";
+
+pub struct TestApp {
+    pub server: Option<Server>,
+    pub addr: String,
+    pub store: Store,
+    pub client: WebhookClient,
+    pub settings: Settings,
+    pub _dir: tempfile::TempDir,
+}
+
+pub fn settings(db_url: &str) -> Settings {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut s = Settings::load(None).expect("default settings");
+    s.server.listen = "127.0.0.1:0".parse().unwrap();
+    s.server.public_url = Some(PUBLIC.into());
+    s.database.url = SecretString::from(db_url);
+    s.carrier.auth_token = Some(SecretString::from(TOKEN));
+    s.flows.dir = root.join("call-flows");
+    s.flows.prompts_dir = root.join("prompts");
+    s
+}
+
+pub async fn spawn_sqlite() -> TestApp {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("ivr.db").display());
+    spawn_with(settings(&url), dir).await
+}
+
+pub async fn spawn_with(settings: Settings, dir: tempfile::TempDir) -> TestApp {
+    let server = Server::start(&settings).await.expect("server starts");
+    let addr = format!("http://{}", server.addr);
+    let store = server.state.store.clone();
+    let client = WebhookClient::new(AuthToken::new(TOKEN)).behind_proxy(PUBLIC, &addr);
+    TestApp { server: Some(server), addr, store, client, settings, _dir: dir }
+}
+
+impl TestApp {
+    /// Stops the server and starts another on the same database (a restart).
+    pub async fn restart(&mut self) {
+        self.server.take().unwrap().stop().await;
+        let server = Server::start(&self.settings).await.expect("server restarts");
+        self.addr = format!("http://{}", server.addr);
+        self.client = WebhookClient::new(AuthToken::new(TOKEN)).behind_proxy(PUBLIC, &self.addr);
+        self.store = server.state.store.clone();
+        self.server = Some(server);
+    }
+
+    pub async fn add_patient(&self, id: &str, phone: &str) -> Patient {
+        let p = Patient {
+            patient_id: id.into(),
+            name: "山田 花子".into(),
+            phone: phone.into(),
+            birth_md: Some("0412".into()),
+            language: "ja-JP".into(),
+            email: None,
+            area: None,
+            care_start: None,
+            care_end: None,
+        };
+        self.store.upsert_patient(&p).await.unwrap();
+        p
+    }
+
+    pub fn voice_url(&self) -> String {
+        format!("{PUBLIC}/twilio/voice")
+    }
+
+    pub fn status_url(&self) -> String {
+        format!("{PUBLIC}/twilio/status")
+    }
+
+    /// An inbound call from `from`, answering each gather from `keys` in turn.
+    pub async fn call(&self, from: &str, keys: &[&str]) -> (String, Vec<String>) {
+        let info = CallInfo {
+            call_sid: new_call_sid(),
+            from: from.into(),
+            to: "+81300000000".into(),
+            direction: "inbound".into(),
+        };
+        let mut keys = keys.iter().map(|k| k.to_string());
+        let mut heard = Vec::new();
+        play_call(&self.client, &self.voice_url(), &self.status_url(), &info, |h: &Heard| {
+            heard.extend(h.speech.clone());
+            match h.next {
+                Next::Gather { .. } => keys.next(),
+                _ => None,
+            }
+        })
+        .await
+        .expect("call plays");
+        (info.call_sid, heard)
+    }
+
+    /// A signed form post to a path under the public URL: (status, body), 200 for any 2xx.
+    pub async fn post(&self, path_and_query: &str, params: &[(&str, &str)]) -> (u16, String) {
+        let params: Vec<(String, String)> = params.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        match self.client.post(&format!("{PUBLIC}{path_and_query}"), &params).await {
+            Ok(body) => (200, body),
+            Err(ivr::carrier::webhook::WebhookError::Status { status, body, .. }) => (status, body),
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    /// An unsigned (or custom-signed) raw request to the server.
+    pub async fn raw(
+        &self,
+        path_and_query: &str,
+        content_type: &str,
+        body: String,
+        signature: Option<&str>,
+    ) -> (u16, String) {
+        let mut req = reqwest::Client::new()
+            .post(format!("{}{path_and_query}", self.addr))
+            .header("content-type", content_type)
+            .body(body);
+        if let Some(s) = signature {
+            req = req.header("X-Twilio-Signature", s);
+        }
+        let resp = req.send().await.unwrap();
+        (resp.status().as_u16(), resp.text().await.unwrap())
+    }
+
+    pub async fn get(&self, path: &str) -> (u16, String) {
+        let resp = reqwest::get(format!("{}{path}", self.addr)).await.unwrap();
+        (resp.status().as_u16(), resp.text().await.unwrap())
+    }
+}
