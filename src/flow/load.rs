@@ -489,8 +489,11 @@ fn read_number(f: &mut Fields<'_, '_>, what: &str, defaults: &Defaults, diags: &
     let min =
         digits.as_ref().or(min_digits.as_ref()).map_or(if default_max > 0 { default_max } else { 1 }, |d| d.value);
     let digits_at = digits.as_ref().or(max_digits.as_ref()).map_or(f.at(), |d| d.at);
-    if max == 0 && !bad_format {
-        diags.error(src, f.at(), format!("{what} needs max_digits (or digits): how many keys the answer may have"));
+    if max == 0 {
+        // With an unknown format the digits cannot be judged; that error is enough.
+        if !bad_format {
+            diags.error(src, f.at(), format!("{what} needs max_digits (or digits): how many keys the answer may have"));
+        }
     } else if max > 18 {
         diags.error(src, digits_at, "at most 18 digits can be typed as one number");
     } else if min > max {

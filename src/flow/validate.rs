@@ -55,7 +55,7 @@ fn check_prompts(flow: &Flow, diags: &mut Diagnostics) {
     let src = &flow.source;
     for (lang, at) in flow.languages.iter().zip(&flow.language_at) {
         if flow.broken_catalogs.contains(lang) {
-            diags.error(src, *at, format!("the prompt file for {lang} has errors (reported above)"));
+            diags.error(src, *at, format!("the prompt file for {lang} has errors; fix them first"));
         } else if !flow.catalogs.contains_key(lang) {
             diags.error(src, *at, format!("no prompt file for language {lang}: add prompts/{lang}.toml"));
         }
