@@ -10,7 +10,9 @@ use rand::Rng;
 use super::FlowDirs;
 use crate::flow::driver::{Actions, Outcome, run_turn};
 use crate::flow::{CallState, Effect, Flow, Input, Library, Value, Vars};
-use crate::phone::{self, Next};
+use crate::carrier::webhook::{CallInfo, Ending, WebhookClient, new_call_sid, play_call};
+use crate::phone::{self, Heard, Next};
+use crate::signature::AuthToken;
 use crate::twiml;
 
 #[derive(Debug, Clone, clap::Args)]
@@ -30,6 +32,13 @@ pub struct Args {
     /// The patient's phone number (a mobile gets SMS, a landline hears the number).
     #[arg(long, default_value = "+819012345678")]
     pub from: String,
+    /// Call a running server instead (e.g. http://127.0.0.1:8080): signed webhooks, real
+    /// TwiML, real effects. The patient is the one with the --from number in its roster.
+    #[arg(long)]
+    pub url: Option<String>,
+    /// The auth token the server checks webhook signatures with.
+    #[arg(long, env = "IVR_CARRIER__AUTH_TOKEN", hide_env_values = true)]
+    pub auth_token: Option<String>,
     #[command(flatten)]
     pub dirs: FlowDirs,
 }
@@ -108,6 +117,17 @@ enum Keys {
 }
 
 impl Keys {
+    fn from_args(args: &Args) -> Keys {
+        match &args.digits {
+            Some(d) => Keys::Script(d.clone().into_iter()),
+            None if std::io::stdin().is_terminal() => {
+                println!("(type the keys for each question and press Enter; an empty line is silence, q hangs up)");
+                Keys::Terminal
+            }
+            None => Keys::Script(std::io::stdin().lock().lines().map_while(Result::ok).collect::<Vec<_>>().into_iter()),
+        }
+    }
+
     /// `None`: the caller hangs up.
     fn next(&mut self) -> Option<String> {
         match self {
@@ -127,6 +147,9 @@ impl Keys {
 }
 
 pub fn run(args: &Args) -> i32 {
+    if let Some(url) = &args.url {
+        return run_remote(args, url);
+    }
     let (lib, _) = match Library::load_dirs(&args.dirs.flows, &args.dirs.prompts) {
         Ok(l) => l,
         Err(diags) => {
@@ -147,14 +170,7 @@ pub fn run(args: &Args) -> i32 {
     for (k, v) in &args.vars {
         vars.insert(k.clone(), Value::parse_literal(v));
     }
-    let keys = match &args.digits {
-        Some(d) => Keys::Script(d.clone().into_iter()),
-        None if std::io::stdin().is_terminal() => {
-            println!("(type the keys for each question and press Enter; an empty line is silence, q hangs up)");
-            Keys::Terminal
-        }
-        None => Keys::Script(std::io::stdin().lock().lines().map_while(Result::ok).collect::<Vec<_>>().into_iter()),
-    };
+    let keys = Keys::from_args(args);
     let mut line = LocalLine {
         flow: flow.clone(),
         call: CallState::new(&flow, &args.lang, vars),
@@ -178,30 +194,37 @@ pub fn run(args: &Args) -> i32 {
     0
 }
 
+/// Prints what the caller hears and, at a question, the keys pressed (`None`: hangs up).
+fn caller(keys: &mut Keys, heard: &Heard) -> Option<String> {
+    for s in &heard.speech {
+        println!("ivr:    {s}");
+    }
+    let Next::Gather { gather, .. } = &heard.next else { return None };
+    let limit = gather.num_digits.map_or(String::new(), |n| format!("up to {n} key(s), "));
+    let finish = if gather.finish_on_key.is_empty() { String::new() } else { format!("{} ends, ", gather.finish_on_key) };
+    println!("        [{limit}{finish}{} s]", gather.timeout);
+    let Some(k) = keys.next() else {
+        println!("caller: (hangs up)");
+        return None;
+    };
+    let digits = phone::press(gather, &k);
+    println!("caller: {}", if digits.is_empty() { "(silence)".to_string() } else { digits });
+    Some(k)
+}
+
 /// Plays TwiML documents from `line` until the call ends, answering each gather from `keys`.
 fn walk(line: &mut LocalLine, mut keys: Keys) -> Result<(), twiml::ParseError> {
     let mut doc = line.post(None, true);
     loop {
         let heard = phone::listen(&twiml::parse(&doc)?);
-        for s in &heard.speech {
-            println!("ivr:    {s}");
-        }
+        let pressed = caller(&mut keys, &heard);
         doc = match heard.next {
             Next::Gather { gather, after } => {
-                let limit = gather.num_digits.map_or(String::new(), |n| format!("up to {n} key(s), "));
-                let finish = if gather.finish_on_key.is_empty() {
-                    String::new()
-                } else {
-                    format!("{} ends, ", gather.finish_on_key)
-                };
-                println!("        [{limit}{finish}{} s]", gather.timeout);
-                let Some(k) = keys.next() else {
-                    println!("caller: (hangs up)");
+                let Some(k) = pressed else {
                     line.hang_up();
                     return Ok(());
                 };
                 let digits = phone::press(&gather, &k);
-                println!("caller: {}", if digits.is_empty() { "(silence)".to_string() } else { digits.clone() });
                 if digits.is_empty() && !gather.action_on_empty_result {
                     match phone::listen(&after).next {
                         Next::Redirect(_) => line.post(None, false),
@@ -243,5 +266,31 @@ impl LocalLine {
     fn hang_up(&mut self) {
         let Ok(turn) = run_turn(&self.flow, &self.call, Input::Hangup, &mut self.actions);
         self.call = turn.state;
+    }
+}
+
+/// `ivr call --url`: the same walk as a phone on a live server.
+fn run_remote(args: &Args, url: &str) -> i32 {
+    let Some(token) = &args.auth_token else {
+        eprintln!("error: --url needs the server's auth token: --auth-token or IVR_CARRIER__AUTH_TOKEN");
+        return 2;
+    };
+    let base = url.trim_end_matches('/');
+    let client = WebhookClient::new(AuthToken::new(token.as_str()));
+    let info = CallInfo { call_sid: new_call_sid(), from: args.from.clone(), to: "+81000000000".into(), direction: "inbound".into() };
+    let voice = format!("{base}/twilio/voice?flow={}", args.flow);
+    let status = format!("{base}/twilio/status");
+    let mut keys = Keys::from_args(args);
+    println!("── {} via {base} (call {}) ──", args.flow, info.call_sid);
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("tokio runtime");
+    match rt.block_on(play_call(&client, &voice, &status, &info, |h| caller(&mut keys, h))) {
+        Ok(Ending::Completed | Ending::CallerHungUp) => {
+            println!("── call ended ── (answers and effects are in the server's database)");
+            0
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            1
+        }
     }
 }

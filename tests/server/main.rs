@@ -1,5 +1,6 @@
 //! The webhook server, started for real on 127.0.0.1 port 0, driven by signed webhooks as a
 //! carrier sends them. One binary for all server tests (`helpers` starts apps).
 
+mod cli;
 mod helpers;
 mod webhooks;
