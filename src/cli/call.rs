@@ -8,9 +8,9 @@ use std::sync::Arc;
 use rand::Rng;
 
 use super::FlowDirs;
+use crate::carrier::webhook::{CallInfo, Ending, WebhookClient, new_call_sid, play_call};
 use crate::flow::driver::{Actions, Outcome, run_turn};
 use crate::flow::{CallState, Effect, Flow, Input, Library, Value, Vars};
-use crate::carrier::webhook::{CallInfo, Ending, WebhookClient, new_call_sid, play_call};
 use crate::phone::{self, Heard, Next};
 use crate::signature::AuthToken;
 use crate::twiml;
@@ -201,7 +201,8 @@ fn caller(keys: &mut Keys, heard: &Heard) -> Option<String> {
     }
     let Next::Gather { gather, .. } = &heard.next else { return None };
     let limit = gather.num_digits.map_or(String::new(), |n| format!("up to {n} key(s), "));
-    let finish = if gather.finish_on_key.is_empty() { String::new() } else { format!("{} ends, ", gather.finish_on_key) };
+    let finish =
+        if gather.finish_on_key.is_empty() { String::new() } else { format!("{} ends, ", gather.finish_on_key) };
     println!("        [{limit}{finish}{} s]", gather.timeout);
     let Some(k) = keys.next() else {
         println!("caller: (hangs up)");
@@ -277,7 +278,12 @@ fn run_remote(args: &Args, url: &str) -> i32 {
     };
     let base = url.trim_end_matches('/');
     let client = WebhookClient::new(AuthToken::new(token.as_str()));
-    let info = CallInfo { call_sid: new_call_sid(), from: args.from.clone(), to: "+81000000000".into(), direction: "inbound".into() };
+    let info = CallInfo {
+        call_sid: new_call_sid(),
+        from: args.from.clone(),
+        to: "+81000000000".into(),
+        direction: "inbound".into(),
+    };
     let voice = format!("{base}/twilio/voice?flow={}", args.flow);
     let status = format!("{base}/twilio/status");
     let mut keys = Keys::from_args(args);

@@ -87,8 +87,12 @@ impl Registry {
                 // Editors write a file in several steps: wait until the events stop.
                 while let Ok(Some(())) = tokio::time::timeout(Duration::from_millis(200), rx.recv()).await {}
                 match me.reload() {
-                    Ok(n) => tracing::info!(flows = n, "flows reloaded"),
+                    Ok(n) => {
+                        metrics::counter!("ivr_flow_reloads_total", "result" => "ok").increment(1);
+                        tracing::info!(flows = n, "flows reloaded");
+                    }
                     Err(diags) => {
+                        metrics::counter!("ivr_flow_reloads_total", "result" => "refused").increment(1);
                         for d in diags.sorted() {
                             tracing::error!("{d}");
                         }

@@ -11,8 +11,17 @@ async fn ivr_call_with_url_walks_the_flow_through_the_live_server() {
     s.server.public_url = None; // the server is called directly, as a carrier would without a proxy
     let app = spawn_with(s, dir).await;
     app.add_patient("P001", "+819012345678").await;
-    let args = ["call", "daily-health-check", "--url", &app.addr, "--digits", "0412,365#,1,2,2,2,2,2,2,2", "--from", "+819012345678"]
-        .map(String::from);
+    let args = [
+        "call",
+        "daily-health-check",
+        "--url",
+        &app.addr,
+        "--digits",
+        "0412,365#,1,2,2,2,2,2,2,2",
+        "--from",
+        "+819012345678",
+    ]
+    .map(String::from);
     let out = tokio::task::spawn_blocking(move || {
         Command::new(env!("CARGO_BIN_EXE_ivr")).args(args).env("IVR_CARRIER__AUTH_TOKEN", TOKEN).output().unwrap()
     })

@@ -3,4 +3,6 @@
 
 mod cli;
 mod helpers;
+mod proxy;
+mod reload;
 mod webhooks;
