@@ -14,6 +14,7 @@ pub mod cli;
 pub mod config;
 pub mod flow;
 pub mod http;
+pub mod issuer;
 pub mod phone;
 pub mod prompts;
 pub mod response;
