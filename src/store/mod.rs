@@ -6,6 +6,7 @@
 //! sequence number, run the engine (a closure), write state, event, answers and alerts, commit.
 //! A turn already taken returns its stored response and changes nothing.
 
+mod numbers;
 mod postgres;
 mod sqlite;
 
@@ -15,8 +16,12 @@ use serde::{Deserialize, Serialize};
 
 use crate::flow::{CallState, Value};
 
+pub use numbers::*;
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
+
+/// How many numbered migrations each back end has (`migrations/sqlite`, `migrations/postgres`).
+pub const MIGRATION_COUNT: usize = 2;
 
 /// A store failure. Details go to the log; callers hear an apology.
 #[derive(Debug, thiserror::Error)]

@@ -18,7 +18,10 @@ use super::{Answer, CallRecord, Job, NewCall, Patient, StoreError, TurnFn, TurnR
 use super::{answer_columns, answer_value};
 
 /// Numbered migrations, applied in order and recorded in `schema_migrations`.
-const MIGRATIONS: &[(i64, &str, &str)] = &[(1, "calls", include_str!("../../migrations/postgres/0001_calls.sql"))];
+const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (1, "calls", include_str!("../../migrations/postgres/0001_calls.sql")),
+    (2, "processing_numbers", include_str!("../../migrations/postgres/0002_processing_numbers.sql")),
+];
 
 /// The advisory lock that instances starting at the same time take in turn to migrate (a key
 /// unlikely to collide with other users of advisory locks in the same database).

@@ -9,7 +9,10 @@ use super::{Answer, CallRecord, Job, NewCall, Patient, StoreError, TurnFn, TurnR
 use super::{answer_columns, answer_value};
 
 /// Numbered migrations, applied in order and recorded in `schema_migrations`.
-const MIGRATIONS: &[(i64, &str, &str)] = &[(1, "calls", include_str!("../../migrations/sqlite/0001_calls.sql"))];
+const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (1, "calls", include_str!("../../migrations/sqlite/0001_calls.sql")),
+    (2, "processing_numbers", include_str!("../../migrations/sqlite/0002_processing_numbers.sql")),
+];
 
 const NOW: &str = "strftime('%Y-%m-%dT%H:%M:%fZ', 'now')";
 

@@ -74,7 +74,9 @@ impl TestDb {
 
     /// A store on this database with its migrations applied, as the server opens it.
     pub async fn open(&self) -> Store {
-        Store::open(&self.url, false).await.expect("open the store")
+        let store = Store::open(&self.url, false).await.expect("open the store");
+        store.migrate().await.expect("migrate");
+        store
     }
 
     /// A store on this database, migrations not applied.
