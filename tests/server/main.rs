@@ -3,6 +3,9 @@
 
 mod cli;
 mod helpers;
+mod postgres;
 mod proxy;
 mod reload;
+#[path = "../support/mod.rs"]
+mod support;
 mod webhooks;

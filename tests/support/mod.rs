@@ -72,6 +72,12 @@ impl TestDb {
         }
     }
 
+    /// The database's URL, for a server to open.
+    #[allow(dead_code)] // used by the server tests, not by the store suite
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
     /// A store on this database with its migrations applied, as the server opens it.
     pub async fn open(&self) -> Store {
         let store = Store::open(&self.url, false).await.expect("open the store");
