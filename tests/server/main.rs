@@ -6,6 +6,8 @@ mod helpers;
 mod postgres;
 mod proxy;
 mod reload;
+// The store suite's helpers: fresh SQLite and PostgreSQL databases (only some are used here).
+#[allow(dead_code, unused_macros)]
 #[path = "../support/mod.rs"]
 mod support;
 mod webhooks;

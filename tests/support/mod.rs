@@ -73,7 +73,7 @@ impl TestDb {
     }
 
     /// The database's URL, for a server to open.
-    #[allow(dead_code)] // used by the server tests, not by the store suite
+    #[allow(dead_code)] // the server tests use it, the store suite does not
     pub fn url(&self) -> &str {
         &self.url
     }
