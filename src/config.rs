@@ -15,6 +15,40 @@ pub struct Settings {
     pub database: Database,
     pub carrier: Carrier,
     pub flows: Flows,
+    pub issuer: Issuer,
+    pub outbox: Outbox,
+    pub scheduler: Scheduler,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Scheduler {
+    /// The health centre's time zone: calling hours, days and expiry times are in it.
+    pub timezone: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Issuer {
+    /// Digits of a processing number (the contact app takes exactly 8).
+    pub digits: usize,
+    /// How long a number stays valid, e.g. `24h`, `90m`.
+    pub valid_for: String,
+    /// The secret that keys the stored hashes and seals numbers awaiting delivery. Keep it
+    /// stable: numbers issued under another key cannot be verified.
+    pub key: Option<SecretString>,
+    /// A link for apps that take the number from a link, e.g. `https://app.example/?pn={number}`.
+    pub link: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Outbox {
+    /// Send attempts before a message is dead-lettered (and the health centre alerted).
+    pub max_attempts: u32,
+    /// First retry delay in seconds; doubled each attempt, with jitter.
+    pub retry_base_secs: u64,
+    /// Longest retry delay in seconds.
+    pub retry_max_secs: u64,
+    /// How long a claimed message is leased to one sender, in seconds.
+    pub lease_secs: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -83,6 +117,19 @@ sqlite_synchronous = "normal"
 [carrier]
 api_base = "https://api.twilio.com"
 
+[issuer]
+digits = 8
+valid_for = "24h"
+
+[scheduler]
+timezone = "Asia/Tokyo"
+
+[outbox]
+max_attempts = 5
+retry_base_secs = 30
+retry_max_secs = 1800
+lease_secs = 60
+
 [flows]
 dir = "call-flows"
 prompts_dir = "prompts"
@@ -128,6 +175,32 @@ impl Settings {
                 });
             }
         }
+        if self.scheduler.timezone.parse::<chrono_tz::Tz>().is_err() {
+            return Err(ConfigError::Invalid {
+                key: "scheduler.timezone",
+                message: format!("'{}' is not a time zone like Asia/Tokyo", self.scheduler.timezone),
+            });
+        }
+        if !(4..=16).contains(&self.issuer.digits) {
+            return Err(ConfigError::Invalid { key: "issuer.digits", message: "must be from 4 to 16".into() });
+        }
+        if parse_duration(&self.issuer.valid_for).is_none() {
+            return Err(ConfigError::Invalid {
+                key: "issuer.valid_for",
+                message: format!("'{}' is not a duration like 24h, 90m or 3600s", self.issuer.valid_for),
+            });
+        }
+        if let Some(l) = &self.issuer.link {
+            if !l.contains("{number}") {
+                return Err(ConfigError::Invalid { key: "issuer.link", message: "must contain {number}".into() });
+            }
+        }
+        if self.carrier_kind() == "twilio" && self.issuer.key.is_none() {
+            return Err(ConfigError::Invalid {
+                key: "issuer.key",
+                message: "a secret is needed with a real carrier (numbers are stored as hashes keyed with it)".into(),
+            });
+        }
         match self.carrier_kind() {
             "twilio" if self.carrier.account_sid.is_none() || self.carrier.auth_token.is_none() => {
                 Err(ConfigError::Invalid {
@@ -152,6 +225,36 @@ impl Settings {
         }
     }
 
+    pub fn timezone(&self) -> chrono_tz::Tz {
+        self.scheduler.timezone.parse().expect("validated at load")
+    }
+
+    /// The issuer as configured. Without `issuer.key` (allowed only with the simulator) a
+    /// fixed development key is used, and a warning says so.
+    pub fn issuer(&self) -> crate::issuer::Issuer {
+        let key = match &self.issuer.key {
+            Some(k) => crate::issuer::IssuerKey::new(k.expose_secret()),
+            None => {
+                tracing::warn!(
+                    "no issuer.key: processing numbers are hashed with a development key; set one in production"
+                );
+                crate::issuer::IssuerKey::new("ivr development key (not for production)")
+            }
+        };
+        crate::issuer::Issuer {
+            key,
+            digits: self.issuer.digits,
+            valid_for: self.valid_for(),
+            link: self.issuer.link.clone(),
+            tz: self.timezone(),
+        }
+    }
+
+    /// How long a processing number stays valid.
+    pub fn valid_for(&self) -> chrono::Duration {
+        parse_duration(&self.issuer.valid_for).expect("validated at load")
+    }
+
     /// The base of the URLs the carrier calls, without a trailing slash.
     pub fn public_url(&self) -> String {
         let url = self.server.public_url.clone().unwrap_or_else(|| format!("http://{}", self.server.listen));
@@ -159,8 +262,31 @@ impl Settings {
     }
 }
 
+/// `24h`, `90m`, `3600s`, `1d` → a duration.
+pub fn parse_duration(s: &str) -> Option<chrono::Duration> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit())?;
+    let n: i64 = s[..split].parse().ok().filter(|n| *n > 0)?;
+    Some(match &s[split..] {
+        "s" => chrono::Duration::seconds(n),
+        "m" => chrono::Duration::minutes(n),
+        "h" => chrono::Duration::hours(n),
+        "d" => chrono::Duration::days(n),
+        _ => return None,
+    })
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn durations_read_as_operators_write_them() {
+        assert_eq!(parse_duration("24h"), Some(chrono::Duration::hours(24)));
+        assert_eq!(parse_duration("90m"), Some(chrono::Duration::minutes(90)));
+        assert_eq!(parse_duration("0h"), None);
+        assert_eq!(parse_duration("24"), None);
+        assert_eq!(parse_duration("1 hour"), None);
+    }
+
     use super::*;
 
     #[test]

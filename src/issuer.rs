@@ -194,3 +194,96 @@ mod tests {
         assert_eq!(format!("{a:?}"), "IssuerKey(***)");
     }
 }
+
+/// Issues processing numbers: draws them, decides how they reach the patient, writes the
+/// message that carries them. The store records them (in the call's transaction, or the staff
+/// member's); this holds the policy.
+#[derive(Debug, Clone)]
+pub struct Issuer {
+    pub key: IssuerKey,
+    pub digits: usize,
+    pub valid_for: chrono::Duration,
+    pub link: Option<String>,
+    /// The time zone expiry times are told in.
+    pub tz: chrono_tz::Tz,
+}
+
+/// A number just drawn, with what the store keeps of it.
+#[derive(Debug, Clone)]
+pub struct Drawn {
+    pub number: ProcessingNumber,
+    pub hash: String,
+    pub sealed: String,
+    pub expires_at: chrono::DateTime<chrono::Utc>,
+    /// Expiry in the issuer's time zone, `2026-11-26T14:00`, for prompts and messages.
+    pub expires_local: String,
+}
+
+/// How a number reaches a patient.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Delivery {
+    Sms,
+    Email,
+    ReadAloud,
+}
+
+impl Delivery {
+    pub fn name(self) -> &'static str {
+        match self {
+            Delivery::Sms => "sms",
+            Delivery::Email => "email",
+            Delivery::ReadAloud => "read_aloud",
+        }
+    }
+
+    /// SMS to a mobile number; e-mail for a patient without one who gave an address; else
+    /// the number is read aloud on the call.
+    pub fn choose(phone: &str, email: Option<&str>) -> Delivery {
+        if crate::phone_kind(phone) == "mobile" {
+            Delivery::Sms
+        } else if email.is_some_and(|e| e.contains('@')) {
+            Delivery::Email
+        } else {
+            Delivery::ReadAloud
+        }
+    }
+}
+
+impl Issuer {
+    pub fn draw(&self, now: chrono::DateTime<chrono::Utc>) -> Drawn {
+        let number = ProcessingNumber::generate(self.digits);
+        let expires_at = now + self.valid_for;
+        Drawn {
+            hash: self.key.hash(&number),
+            sealed: self.key.seal(number.expose()),
+            expires_local: expires_at.with_timezone(&self.tz).format("%Y-%m-%dT%H:%M").to_string(),
+            expires_at,
+            number,
+        }
+    }
+
+    /// The message that carries a number: the `number.sms` prompt of the patient's language,
+    /// and the link when the app takes the number from one.
+    pub fn message(
+        &self,
+        catalog: &crate::prompts::Catalog,
+        vars: &crate::flow::Vars,
+        number: &ProcessingNumber,
+    ) -> String {
+        let mut text = catalog.text("number.sms", vars);
+        if let Some(link) = &self.link {
+            text.push(' ');
+            text.push_str(&link.replace("{number}", number.expose()));
+        }
+        text
+    }
+}
+
+/// SMS segments a text takes: GSM-7 text 160 characters alone or 153 a part; anything else
+/// (Japanese) UCS-2, 70 characters alone or 67 a part.
+pub fn sms_segments(text: &str) -> usize {
+    let gsm = text.chars().all(|c| c.is_ascii() && !c.is_ascii_control() || c == '\n');
+    let n = if gsm { text.chars().count() } else { text.encode_utf16().count() };
+    let (single, part) = if gsm { (160, 153) } else { (70, 67) };
+    if n <= single { 1 } else { n.div_ceil(part) }
+}

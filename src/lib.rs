@@ -9,6 +9,7 @@
 //! - [`signature`]: Twilio webhook signatures, checked as Twilio's helper libraries do.
 //! - [`cli`]: the `ivr` commands.
 
+pub mod calls;
 pub mod carrier;
 pub mod cli;
 pub mod config;
@@ -23,3 +24,9 @@ pub mod signature;
 pub mod store;
 pub mod telemetry;
 pub mod twiml;
+
+/// Japanese mobile numbers start +8170, +8180 or +8190 (and +8160 for new mobile blocks);
+/// anything else is taken as a landline, which cannot receive SMS.
+pub fn phone_kind(e164: &str) -> &'static str {
+    if ["+8160", "+8170", "+8180", "+8190"].iter().any(|p| e164.starts_with(p)) { "mobile" } else { "landline" }
+}

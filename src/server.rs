@@ -70,12 +70,17 @@ impl Server {
         };
         let state = AppState {
             store,
-            flows,
+            flows: flows.clone(),
             token: Arc::new(token),
             public_url: public_url.clone().into(),
             trust_forwarded_headers: settings.server.trust_forwarded_headers,
             body_limit: settings.server.body_limit,
             inbound_flow: settings.flows.inbound.clone().into(),
+            turns: crate::calls::TurnContext {
+                flows: flows.clone(),
+                issuer: Arc::new(settings.issuer()),
+                public_url: public_url.clone().into(),
+            },
             metrics: http::metrics_handle(),
         };
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();

@@ -82,7 +82,7 @@ fn write(response: &str) -> TurnWrite {
 }
 
 fn engine(w: TurnWrite) -> TurnFn {
-    Box::new(move |_| Ok(w))
+    Box::new(move |_| Ok(w.clone()))
 }
 
 fn must_not_run() -> TurnFn {
@@ -96,7 +96,7 @@ fn counting(runs: &Arc<AtomicUsize>, response: &str) -> TurnFn {
     Box::new(move |_| {
         runs.fetch_add(1, Ordering::SeqCst);
         std::thread::sleep(Duration::from_millis(20));
-        Ok(w)
+        Ok(w.clone())
     })
 }
 

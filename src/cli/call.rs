@@ -66,10 +66,7 @@ pub fn sample_patient(from: &str) -> Vars {
     vars
 }
 
-/// Japanese mobile numbers start +8170, +8180 or +8190; anything else is taken as a landline.
-pub fn phone_kind(e164: &str) -> &'static str {
-    if ["+8170", "+8180", "+8190"].iter().any(|p| e164.starts_with(p)) { "mobile" } else { "landline" }
-}
+pub use crate::phone_kind;
 
 /// Dry-run actions: records what would happen, makes up a processing number.
 #[derive(Default)]

@@ -325,12 +325,13 @@ impl Effect {
 
 /// Variables every flow may read without setting them: the patient's roster data, the call,
 /// and what actions set.
-pub const BUILTIN_VARS: [(&str, &str); 10] = [
+pub const BUILTIN_VARS: [(&str, &str); 11] = [
     ("patient.id", "the patient's id in the roster"),
     ("patient.name", "the patient's name"),
     ("patient.birth_md", "birth month and day, four digits (0412)"),
     ("patient.phone", "the patient's phone number (E.164)"),
     ("patient.phone_kind", "mobile or landline"),
+    ("patient.email", "the patient's e-mail address, when the roster has one"),
     ("patient.number_issued", "true while a processing number issued to the patient is valid"),
     ("call.lang", "the call's language, e.g. ja-JP"),
     ("health_center.phone", "the health centre's phone number"),

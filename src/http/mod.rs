@@ -33,6 +33,8 @@ pub struct AppState {
     pub body_limit: usize,
     /// The flow an inbound call runs.
     pub inbound_flow: Arc<str>,
+    /// What a turn needs: flows, the issuer, the public URL.
+    pub turns: crate::calls::TurnContext,
     pub metrics: PrometheusHandle,
 }
 

@@ -13,11 +13,14 @@ use tracing::{Instrument, field};
 
 use super::AppState;
 use super::verify::{TwilioParams, bad_request};
-use crate::flow::driver::{Actions, Outcome, run_turn};
-use crate::flow::{CallState, Effect, Input, Phase, Value, Vars};
+use chrono::Utc;
+
+use crate::calls::{patient_vars, turn_fn};
+use crate::flow::{CallState, Input};
+use crate::issuer::is_sealed;
 use crate::response::{Response as Speech, Speech as Say};
-use crate::store::{CallRecord, NewCall, Patient, StoreError, TurnFn, TurnWrite};
-use crate::telemetry::{mask_digits, mask_phone};
+use crate::store::{NewCall, StoreError};
+use crate::telemetry::mask_phone;
 use crate::twiml;
 
 pub fn router() -> Router<AppState> {
@@ -83,7 +86,11 @@ async fn voice(State(app): State<AppState>, Query(q): Query<VoiceQuery>, form: T
                 let Some(flow) = app.flows.current(&flow_name) else {
                     return failure(&format!("no flow named {flow_name}"), None);
                 };
-                let state = CallState::new(&flow, &p.language, patient_vars(&p));
+                let issued = match app.store.valid_number(&p.patient_id, Utc::now()).await {
+                    Ok(n) => n.is_some(),
+                    Err(e) => return failure("number lookup", Some(e)),
+                };
+                let state = CallState::new(&flow, &p.language, patient_vars(&p, issued));
                 Some(NewCall {
                     call_sid: sid.clone(),
                     patient_id: Some(p.patient_id),
@@ -147,12 +154,18 @@ async fn status(State(app): State<AppState>, form: TwilioParams) -> Response {
 
 /// Runs one turn through the store and answers its TwiML (an apology if anything fails).
 async fn take_turn(app: &AppState, sid: &str, seq: i64, create: Option<NewCall>, input: Input) -> Response {
-    let f = turn_fn(app, sid, seq, input);
+    let f = turn_fn(&app.turns, sid, seq, input, Utc::now());
     match app.store.turn(sid, seq, create, f).await {
         Ok(r) => {
             metrics::counter!("ivr_steps_total", "replay" => if r.replay { "true" } else { "false" }).increment(1);
             tracing::info!(seq, replay = r.replay, "turn");
-            twiml_response(r.response)
+            // A stored answer that holds a processing number was sealed.
+            let response =
+                if is_sealed(&r.response) { app.turns.issuer.key.open(&r.response) } else { Some(r.response) };
+            match response {
+                Some(body) => twiml_response(body),
+                None => failure("a stored answer could not be opened (was issuer.key changed?)", None),
+            }
         }
         Err(e) => failure("turn failed", Some(e)),
     }
@@ -166,88 +179,6 @@ fn failure(what: &str, err: Option<StoreError>) -> Response {
     }
     metrics::counter!("ivr_errors_total", "route" => "voice").increment(1);
     twiml_response(twiml::render(&Speech::apology("ja-JP").to_twiml("")))
-}
-
-/// The engine's step, run inside the store's transaction.
-fn turn_fn(app: &AppState, sid: &str, seq: i64, input: Input) -> TurnFn {
-    let flows = app.flows.clone();
-    let action = format!("{}/twilio/voice/step?call={}&seq={}", app.public_url, sid, seq + 1);
-    let event_input = match &input {
-        Input::Start => "(start)".to_string(),
-        Input::Digits(d) => mask_digits(d),
-        Input::NoInput => "(no input)".to_string(),
-        Input::Hangup => "(hang-up)".to_string(),
-        Input::Outcome { name, .. } => name.clone(),
-    };
-    let span = tracing::Span::current();
-    Box::new(move |call: &CallRecord| {
-        let flow =
-            flows.version(&call.flow, &call.flow_version).ok_or_else(|| format!("flow {} is not loaded", call.flow))?;
-        span.record("flow", call.flow.as_str());
-        let mut fx = TurnEffects::default();
-        let before = call.state.answers();
-        let Ok(turn) = run_turn(&flow, &call.state, input, &mut fx);
-        span.record("state", turn.state.state.as_str());
-        let mut answers: Vec<(String, Value)> =
-            turn.state.answers().into_iter().filter(|a| !before.contains(a)).collect();
-        for a in fx.answers {
-            if !answers.iter().any(|(k, _)| *k == a.0) {
-                answers.push(a);
-            }
-        }
-        let ended = turn.state.phase == Phase::Ended;
-        Ok(TurnWrite {
-            response: twiml::render(&turn.response.to_twiml(&action)),
-            event_state: turn.state.state.clone(),
-            event_input,
-            answers,
-            alerts: fx.alerts,
-            ended,
-            state: Some(turn.state),
-        })
-    })
-}
-
-/// The effects of a webhook turn, written by the store in the turn's transaction.
-#[derive(Default)]
-struct TurnEffects {
-    answers: Vec<(String, Value)>,
-    alerts: Vec<String>,
-}
-
-impl Actions for TurnEffects {
-    type Error = std::convert::Infallible;
-
-    fn perform(&mut self, effect: &Effect, _: &CallState, _waited: bool) -> Result<Option<Outcome>, Self::Error> {
-        Ok(match effect {
-            Effect::RecordAnswers { answers } => {
-                self.answers.extend(answers.iter().cloned());
-                None
-            }
-            Effect::AlertHealthCenter { reason } => {
-                self.alerts.push(reason.clone());
-                None
-            }
-            Effect::EndCallSummary { .. } => None,
-            // Issuing numbers and sending messages need the issuer and the outbox; until a
-            // deployment has them, the flow takes its `failed` path (and alerts the centre).
-            Effect::IssueProcessingNumber | Effect::SendSms { .. } => Some(Outcome::named("failed")),
-        })
-    }
-}
-
-/// The variables a flow reads about its patient.
-pub fn patient_vars(p: &Patient) -> Vars {
-    let mut v = Vars::new();
-    v.insert("patient.id".into(), Value::text(&p.patient_id));
-    v.insert("patient.name".into(), Value::text(&p.name));
-    v.insert("patient.phone".into(), Value::text(&p.phone));
-    v.insert("patient.phone_kind".into(), Value::text(crate::cli::call::phone_kind(&p.phone)));
-    v.insert("patient.number_issued".into(), Value::Bool(false));
-    if let Some(md) = &p.birth_md {
-        v.insert("patient.birth_md".into(), Value::text(md));
-    }
-    v
 }
 
 /// What a caller from an unknown number hears.

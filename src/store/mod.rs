@@ -34,6 +34,12 @@ pub enum StoreError {
     State(#[from] serde_json::Error),
     #[error("no call {0}")]
     UnknownCall(String),
+    #[error("a new processing number collided with a valid one")]
+    Conflict,
+    #[error("{0} already exists")]
+    Duplicate(String),
+    #[error("no patient {0}")]
+    UnknownPatient(String),
     #[error("{0}")]
     Turn(String),
     #[error("database url: {0}")]
@@ -99,6 +105,10 @@ pub struct TurnWrite {
     pub state: Option<CallState>,
     /// The TwiML answered; stored for replays.
     pub response: String,
+    /// What to store instead of `response` when it holds a processing number (sealed).
+    pub stored_response: Option<String>,
+    /// A processing number issued in this turn, with its message.
+    pub issue: Option<NewNumber>,
     /// The state the turn left and its input, masked.
     pub event_state: String,
     pub event_input: String,
@@ -137,7 +147,9 @@ pub fn status_rank(status: &str) -> Option<i32> {
 }
 
 /// The engine step run inside a turn's transaction.
-pub type TurnFn = Box<dyn FnOnce(&CallRecord) -> Result<TurnWrite, String> + Send>;
+/// It may run more than once in a turn: when a newly issued number collides with a valid one,
+/// the turn is stepped again (drawing another number) before anything is written.
+pub type TurnFn = Box<dyn FnMut(&CallRecord) -> Result<TurnWrite, String> + Send>;
 
 /// The store: SQLite or PostgreSQL.
 #[derive(Clone)]
@@ -274,6 +286,135 @@ impl Store {
         match self {
             Store::Sqlite(s) => s.alerts(call_id),
             Store::Postgres(s) => s.alerts(call_id).await,
+        }
+    }
+
+    /// Issues a number outside a call (the manual path), with its message, in one transaction.
+    pub async fn issue_number(&self, n: &NewNumber) -> Result<Issued, StoreError> {
+        match self {
+            Store::Sqlite(s) => s.issue_number(n),
+            Store::Postgres(s) => s.issue_number(n).await,
+        }
+    }
+
+    /// The patient's number that is still valid at `now`.
+    pub async fn valid_number(
+        &self,
+        patient_id: &str,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Option<ValidNumber>, StoreError> {
+        match self {
+            Store::Sqlite(s) => s.valid_number(patient_id, now),
+            Store::Postgres(s) => s.valid_number(patient_id, now).await,
+        }
+    }
+
+    /// Looks a number up by its keyed hash; with `consume`, a valid number is used up (exactly once under concurrent calls). Every attempt goes to the audit log.
+    pub async fn verify_number(
+        &self,
+        hash: &str,
+        now: chrono::DateTime<chrono::Utc>,
+        actor: &str,
+        consume: bool,
+    ) -> Result<Verdict, StoreError> {
+        match self {
+            Store::Sqlite(s) => s.verify_number(hash, now, actor, consume),
+            Store::Postgres(s) => s.verify_number(hash, now, actor, consume).await,
+        }
+    }
+
+    /// Stores an API token's hash under a unique name.
+    pub async fn add_token(&self, name: &str, token_hash: &str) -> Result<(), StoreError> {
+        match self {
+            Store::Sqlite(s) => s.add_token(name, token_hash),
+            Store::Postgres(s) => s.add_token(name, token_hash).await,
+        }
+    }
+
+    /// The name of the live API token with this hash.
+    pub async fn token_name(&self, token_hash: &str) -> Result<Option<String>, StoreError> {
+        match self {
+            Store::Sqlite(s) => s.token_name(token_hash),
+            Store::Postgres(s) => s.token_name(token_hash).await,
+        }
+    }
+
+    /// Claims due messages with a lease, and commits before anything is sent.
+    pub async fn claim_messages(
+        &self,
+        now: chrono::DateTime<chrono::Utc>,
+        lease_until: chrono::DateTime<chrono::Utc>,
+        limit: i64,
+    ) -> Result<Vec<OutboxMessage>, StoreError> {
+        match self {
+            Store::Sqlite(s) => s.claim_messages(now, lease_until, limit),
+            Store::Postgres(s) => s.claim_messages(now, lease_until, limit).await,
+        }
+    }
+
+    /// Records how a send ended; a failed or dead message alerts the health centre.
+    pub async fn finish_message(
+        &self,
+        message_id: i64,
+        result: &SendResult,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<(), StoreError> {
+        match self {
+            Store::Sqlite(s) => s.finish_message(message_id, result, now),
+            Store::Postgres(s) => s.finish_message(message_id, result, now).await,
+        }
+    }
+
+    /// Messages whose sender died mid-send: marked `unknown` (they may have been sent), never sent again blindly.
+    pub async fn release_expired_leases(&self, now: chrono::DateTime<chrono::Utc>) -> Result<usize, StoreError> {
+        match self {
+            Store::Sqlite(s) => s.release_expired_leases(now),
+            Store::Postgres(s) => s.release_expired_leases(now).await,
+        }
+    }
+
+    /// A delivery status from the provider's callback.
+    pub async fn message_status(
+        &self,
+        provider_id: &str,
+        status: &str,
+        error_code: Option<&str>,
+    ) -> Result<bool, StoreError> {
+        match self {
+            Store::Sqlite(s) => s.message_status(provider_id, status, error_code),
+            Store::Postgres(s) => s.message_status(provider_id, status, error_code).await,
+        }
+    }
+
+    /// (channel, recipient, status, attempts) of a patient's messages, oldest first.
+    pub async fn messages(&self, patient_id: &str) -> Result<Vec<(String, String, String, i64)>, StoreError> {
+        match self {
+            Store::Sqlite(s) => s.messages(patient_id),
+            Store::Postgres(s) => s.messages(patient_id).await,
+        }
+    }
+
+    /// (actor, action, detail) of the processing-number audit log, oldest first.
+    pub async fn audit_log(&self) -> Result<Vec<(String, String, String)>, StoreError> {
+        match self {
+            Store::Sqlite(s) => s.audit_log(),
+            Store::Postgres(s) => s.audit_log().await,
+        }
+    }
+
+    /// Alert reasons raised for a patient.
+    pub async fn patient_alerts(&self, patient_id: &str) -> Result<Vec<String>, StoreError> {
+        match self {
+            Store::Sqlite(s) => s.patient_alerts(patient_id),
+            Store::Postgres(s) => s.patient_alerts(patient_id).await,
+        }
+    }
+
+    /// How many numbers are valid (not used, revoked or expired by status).
+    pub async fn valid_count(&self) -> Result<i64, StoreError> {
+        match self {
+            Store::Sqlite(s) => s.valid_count(),
+            Store::Postgres(s) => s.valid_count().await,
         }
     }
 

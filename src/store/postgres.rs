@@ -165,7 +165,7 @@ impl PgStore {
         sid: &str,
         seq: i64,
         create: Option<NewCall>,
-        f: TurnFn,
+        mut f: TurnFn,
     ) -> Result<TurnResult, StoreError> {
         // Dropped without a commit (any early return or error below), the transaction rolls back.
         let mut tx = self.pool.begin().await?;
@@ -364,4 +364,81 @@ async fn write_turn(tx: &mut PgConnection, call: &CallRecord, seq: i64, w: &Turn
             .await?;
     }
     Ok(())
+}
+
+// ---- processing numbers, tokens and the outbox (PostgreSQL port pending) ----
+
+use chrono::{DateTime, Utc};
+
+use super::{Issued, NewNumber, OutboxMessage, SendResult, ValidNumber, Verdict};
+
+fn pending() -> StoreError {
+    StoreError::Turn("processing numbers are not yet available on PostgreSQL".into())
+}
+
+impl PgStore {
+    pub async fn issue_number(&self, _n: &NewNumber) -> Result<Issued, StoreError> {
+        Err(pending())
+    }
+    pub async fn valid_number(
+        &self,
+        _patient_id: &str,
+        _now: DateTime<Utc>,
+    ) -> Result<Option<ValidNumber>, StoreError> {
+        Err(pending())
+    }
+    pub async fn verify_number(
+        &self,
+        _hash: &str,
+        _now: DateTime<Utc>,
+        _actor: &str,
+        _consume: bool,
+    ) -> Result<Verdict, StoreError> {
+        Err(pending())
+    }
+    pub async fn add_token(&self, _name: &str, _token_hash: &str) -> Result<(), StoreError> {
+        Err(pending())
+    }
+    pub async fn token_name(&self, _token_hash: &str) -> Result<Option<String>, StoreError> {
+        Err(pending())
+    }
+    pub async fn claim_messages(
+        &self,
+        _now: DateTime<Utc>,
+        _lease_until: DateTime<Utc>,
+        _limit: i64,
+    ) -> Result<Vec<OutboxMessage>, StoreError> {
+        Err(pending())
+    }
+    pub async fn finish_message(
+        &self,
+        _message_id: i64,
+        _result: &SendResult,
+        _now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        Err(pending())
+    }
+    pub async fn release_expired_leases(&self, _now: DateTime<Utc>) -> Result<usize, StoreError> {
+        Err(pending())
+    }
+    pub async fn message_status(
+        &self,
+        _provider_id: &str,
+        _status: &str,
+        _error_code: Option<&str>,
+    ) -> Result<bool, StoreError> {
+        Err(pending())
+    }
+    pub async fn messages(&self, _patient_id: &str) -> Result<Vec<(String, String, String, i64)>, StoreError> {
+        Err(pending())
+    }
+    pub async fn audit_log(&self) -> Result<Vec<(String, String, String)>, StoreError> {
+        Err(pending())
+    }
+    pub async fn patient_alerts(&self, _patient_id: &str) -> Result<Vec<String>, StoreError> {
+        Err(pending())
+    }
+    pub async fn valid_count(&self) -> Result<i64, StoreError> {
+        Err(pending())
+    }
 }

@@ -190,8 +190,16 @@ impl SqliteStore {
                 None => Err(StoreError::Turn(format!("turn {seq} of call {sid} is not stored"))),
             };
         }
-        let w = f(&call).map_err(StoreError::Turn)?;
-        write_turn(&tx, &call, seq, &w)?;
+        let mut f = f;
+        let mut collisions = 0;
+        let w = loop {
+            let w = f(&call).map_err(StoreError::Turn)?;
+            match write_turn(&tx, &call, seq, &w) {
+                // Nothing was written before the number: step again with another one.
+                Err(StoreError::Conflict) if collisions < 5 => collisions += 1,
+                r => break r.map(|()| w)?,
+            }
+        };
         tx.commit()?;
         Ok(TurnResult { response: w.response, replay: false })
     }
@@ -263,6 +271,10 @@ fn insert_call(tx: &Transaction<'_>, new: &NewCall) -> Result<(), StoreError> {
 }
 
 fn write_turn(tx: &Transaction<'_>, call: &CallRecord, seq: i64, w: &TurnWrite) -> Result<(), StoreError> {
+    // The number first: a collision is then the only thing written, and the turn can retry.
+    if let Some(n) = &w.issue {
+        insert_number(tx, Some(call.call_id), n)?;
+    }
     let state = match &w.state {
         Some(s) => serde_json::to_string(s)?,
         None => serde_json::to_string(&call.state)?,
@@ -272,7 +284,13 @@ fn write_turn(tx: &Transaction<'_>, call: &CallRecord, seq: i64, w: &TurnWrite) 
     ))?
     .execute(params![call.call_id, state, seq, w.ended])?;
     tx.prepare_cached("insert into call_events (call_id, seq, state, input, response) values (?1, ?2, ?3, ?4, ?5)")?
-        .execute(params![call.call_id, seq, w.event_state, w.event_input, w.response])?;
+        .execute(params![
+            call.call_id,
+            seq,
+            w.event_state,
+            w.event_input,
+            w.stored_response.as_ref().unwrap_or(&w.response)
+        ])?;
     if !w.answers.is_empty() {
         let mut st = tx.prepare_cached(&format!(
             "insert into answers (call_id, patient_id, name, kind, value_text, value_raw, value_scale)
@@ -293,4 +311,317 @@ fn write_turn(tx: &Transaction<'_>, call: &CallRecord, seq: i64, w: &TurnWrite) 
         ])?;
     }
     Ok(())
+}
+
+// ---- processing numbers, tokens and the outbox ----
+
+use chrono::{DateTime, Utc};
+
+use super::{Consent, Issued, NewNumber, OutboxMessage, SendResult, ValidNumber, Verdict};
+use super::{parse_sqlite_time, sqlite_time};
+
+/// Records a number (and its message): expires numbers whose time is up, revokes the
+/// patient's previous number, inserts. A hash equal to a valid number's is a [`StoreError::Conflict`].
+fn insert_number(tx: &Connection, call_id: Option<i64>, n: &NewNumber) -> Result<Issued, StoreError> {
+    let now = sqlite_time(n.issued_at);
+    tx.prepare_cached(
+        "update processing_numbers set status = 'expired'
+         where status = 'valid' and expires_at <= ?1 and (number_hash = ?2 or patient_id = ?3)",
+    )?
+    .execute(params![now, n.number_hash, n.patient_id])?;
+    tx.prepare_cached(
+        "update processing_numbers set status = 'revoked', revoked_at = ?2, sealed = null
+         where patient_id = ?1 and status = 'valid'",
+    )?
+    .execute(params![n.patient_id, now])?;
+    let (seq, staff) = match &n.consent {
+        Consent::Call { seq } => (Some(*seq), None),
+        Consent::Staff { name } => (None, Some(name.as_str())),
+    };
+    let channel = if staff.is_some() { "staff" } else { "call" };
+    let inserted = tx
+        .prepare_cached(
+            "insert into processing_numbers (patient_id, number_hash, sealed, issued_at, expires_at,
+               consent_channel, consent_call_id, consent_seq, consent_staff, delivery)
+             values (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+        )?
+        .execute(params![
+            n.patient_id,
+            n.number_hash,
+            n.sealed,
+            now,
+            sqlite_time(n.expires_at),
+            channel,
+            call_id,
+            seq,
+            staff,
+            n.delivery
+        ]);
+    match inserted {
+        Err(rusqlite::Error::SqliteFailure(e, Some(msg)))
+            if e.code == rusqlite::ErrorCode::ConstraintViolation && msg.contains("number_hash") =>
+        {
+            return Err(StoreError::Conflict);
+        }
+        Err(rusqlite::Error::SqliteFailure(e, _)) if e.code == rusqlite::ErrorCode::ConstraintViolation => {
+            // The patient row is missing, or this consent already has its number.
+            return Err(StoreError::UnknownPatient(n.patient_id.clone()));
+        }
+        r => r?,
+    };
+    let number_id = tx.last_insert_rowid();
+    let message_id = match &n.message {
+        Some(m) => {
+            tx.prepare_cached(
+                "insert into outbox (patient_id, number_id, channel, recipient, body_sealed, next_attempt_at)
+                 values (?1, ?2, ?3, ?4, ?5, ?6)",
+            )?
+            .execute(params![n.patient_id, number_id, m.channel, m.recipient, m.body_sealed, now])?;
+            Some(tx.last_insert_rowid())
+        }
+        None => None,
+    };
+    audit(tx, channel_actor(&n.consent), "issue", Some(number_id), &format!("delivery {}", n.delivery))?;
+    Ok(Issued { number_id, message_id })
+}
+
+fn channel_actor(c: &Consent) -> &str {
+    match c {
+        Consent::Call { .. } => "call",
+        Consent::Staff { name } => name,
+    }
+}
+
+fn audit(tx: &Connection, actor: &str, action: &str, number_id: Option<i64>, detail: &str) -> Result<(), StoreError> {
+    tx.prepare_cached("insert into audit_log (actor, action, number_id, detail) values (?1, ?2, ?3, ?4)")?
+        .execute(params![actor, action, number_id, detail])?;
+    Ok(())
+}
+
+impl SqliteStore {
+    /// Issues a number outside a call (the manual path), in one transaction.
+    pub fn issue_number(&self, n: &NewNumber) -> Result<Issued, StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let issued = insert_number(&tx, None, n)?;
+        tx.commit()?;
+        Ok(issued)
+    }
+
+    /// The patient's number that is still valid at `now`.
+    pub fn valid_number(&self, patient_id: &str, now: DateTime<Utc>) -> Result<Option<ValidNumber>, StoreError> {
+        let conn = self.conn();
+        let mut st = conn.prepare_cached(
+            "select number_id, expires_at, sealed from processing_numbers
+             where patient_id = ?1 and status = 'valid' and expires_at > ?2 order by number_id desc limit 1",
+        )?;
+        Ok(st
+            .query_row(params![patient_id, sqlite_time(now)], |r| {
+                Ok(ValidNumber {
+                    number_id: r.get(0)?,
+                    expires_at: parse_sqlite_time(&r.get::<_, String>(1)?),
+                    sealed: r.get(2)?,
+                })
+            })
+            .optional()?)
+    }
+
+    /// Looks a number up by its hash; with `consume`, a valid number becomes used (once: the
+    /// transaction serialises concurrent attempts). Every attempt is in the audit log.
+    pub fn verify_number(
+        &self,
+        hash: &str,
+        now: DateTime<Utc>,
+        actor: &str,
+        consume: bool,
+    ) -> Result<Verdict, StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let row: Option<(i64, String, String, String, String)> = tx
+            .prepare_cached(
+                "select number_id, patient_id, status, issued_at, expires_at from processing_numbers
+                 where number_hash = ?1 order by (status = 'valid') desc, number_id desc limit 1",
+            )?
+            .query_row([hash], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))
+            .optional()?;
+        let verdict = match row {
+            None => Verdict::Unknown,
+            Some((id, patient_id, status, issued, expires)) => match status.as_str() {
+                "used" => Verdict::Used,
+                "revoked" => Verdict::Revoked,
+                "expired" => Verdict::Expired,
+                _ if parse_sqlite_time(&expires) <= now => Verdict::Expired,
+                _ => {
+                    if consume {
+                        tx.prepare_cached(
+                            "update processing_numbers set status = 'used', used_at = ?2, used_by = ?3, sealed = null
+                             where number_id = ?1",
+                        )?
+                        .execute(params![id, sqlite_time(now), actor])?;
+                    }
+                    Verdict::Valid { number_id: id, patient_id, issued_at: parse_sqlite_time(&issued) }
+                }
+            },
+        };
+        let number_id = match &verdict {
+            Verdict::Valid { number_id, .. } => Some(*number_id),
+            _ => None,
+        };
+        let action = if consume { "verify" } else { "check" };
+        audit(&tx, actor, action, number_id, verdict.reason())?;
+        tx.commit()?;
+        Ok(verdict)
+    }
+
+    pub fn add_token(&self, name: &str, token_hash: &str) -> Result<(), StoreError> {
+        let conn = self.conn();
+        match conn
+            .prepare_cached("insert into api_tokens (name, token_hash) values (?1, ?2)")?
+            .execute([name, token_hash])
+        {
+            Err(rusqlite::Error::SqliteFailure(e, _)) if e.code == rusqlite::ErrorCode::ConstraintViolation => {
+                Err(StoreError::Duplicate(format!("token '{name}'")))
+            }
+            r => r.map(|_| ()).map_err(Into::into),
+        }
+    }
+
+    /// The name of the live token with this hash.
+    pub fn token_name(&self, token_hash: &str) -> Result<Option<String>, StoreError> {
+        let conn = self.conn();
+        let mut st = conn.prepare_cached("select name from api_tokens where token_hash = ?1 and revoked_at is null")?;
+        Ok(st.query_row([token_hash], |r| r.get(0)).optional()?)
+    }
+
+    /// Claims up to `limit` messages due at `now` for `lease_until`, and commits: a sender that
+    /// dies leaves its lease to run out, it never holds a transaction while sending.
+    pub fn claim_messages(
+        &self,
+        now: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
+        limit: i64,
+    ) -> Result<Vec<OutboxMessage>, StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let claimed = {
+            let mut st = tx.prepare_cached(
+                "update outbox set status = 'sending', lease_until = ?2, attempts = attempts + 1, updated_at = ?1
+                 where message_id in (
+                   select message_id from outbox where status = 'pending' and next_attempt_at <= ?1
+                   order by next_attempt_at limit ?3)
+                 returning message_id, patient_id, number_id, channel, recipient, body_sealed, attempts - 1",
+            )?;
+            let rows = st.query_map(params![sqlite_time(now), sqlite_time(lease_until), limit], |r| {
+                Ok(OutboxMessage {
+                    message_id: r.get(0)?,
+                    patient_id: r.get(1)?,
+                    number_id: r.get(2)?,
+                    channel: r.get(3)?,
+                    recipient: r.get(4)?,
+                    body_sealed: r.get(5)?,
+                    attempts: r.get(6)?,
+                })
+            })?;
+            rows.collect::<Result<Vec<_>, _>>()?
+        };
+        tx.commit()?;
+        Ok(claimed)
+    }
+
+    /// Records how a send ended. A dead message raises an alert for the health centre.
+    pub fn finish_message(&self, message_id: i64, result: &SendResult, now: DateTime<Utc>) -> Result<(), StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let t = sqlite_time(now);
+        match result {
+            SendResult::Sent { provider_id, status } => {
+                tx.prepare_cached(
+                    "update outbox set status = 'sent', provider_id = ?2, last_error = ?3, lease_until = null, updated_at = ?4
+                     where message_id = ?1",
+                )?
+                .execute(params![message_id, provider_id, status, t])?;
+            }
+            SendResult::Retry { error, at } => {
+                tx.prepare_cached(
+                    "update outbox set status = 'pending', next_attempt_at = ?2, last_error = ?3, lease_until = null, updated_at = ?4
+                     where message_id = ?1",
+                )?
+                .execute(params![message_id, sqlite_time(*at), error, t])?;
+            }
+            SendResult::Failed { error, dead } => {
+                let status = if *dead { "dead" } else { "failed" };
+                tx.prepare_cached(
+                    "update outbox set status = ?2, last_error = ?3, lease_until = null, body_sealed = '', updated_at = ?4
+                     where message_id = ?1",
+                )?
+                .execute(params![message_id, status, error, t])?;
+                tx.prepare_cached(
+                    "insert into alerts (patient_id, reason) select patient_id, ?2 from outbox where message_id = ?1",
+                )?
+                .execute(params![message_id, format!("message_{status}: {error}")])?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Messages whose sender's lease ran out: back to pending (the dispatcher decides).
+    pub fn release_expired_leases(&self, now: DateTime<Utc>) -> Result<usize, StoreError> {
+        let t = sqlite_time(now);
+        Ok(self
+            .conn()
+            .prepare_cached(
+                "update outbox set status = 'unknown', lease_until = null, updated_at = ?1
+                 where status = 'sending' and lease_until <= ?1",
+            )?
+            .execute([t])?)
+    }
+
+    /// A delivery status from the provider's callback, by the provider's message id.
+    pub fn message_status(
+        &self,
+        provider_id: &str,
+        status: &str,
+        error_code: Option<&str>,
+    ) -> Result<bool, StoreError> {
+        let n = self
+            .conn()
+            .prepare_cached(&format!(
+                "update outbox set status = ?2, last_error = coalesce(?3, last_error), updated_at = {NOW}
+                 where provider_id = ?1 and status not in ('delivered')"
+            ))?
+            .execute(params![provider_id, status, error_code])?;
+        Ok(n > 0)
+    }
+
+    /// (channel, recipient, status, attempts) of a patient's messages, oldest first.
+    pub fn messages(&self, patient_id: &str) -> Result<Vec<(String, String, String, i64)>, StoreError> {
+        let conn = self.conn();
+        let mut st = conn.prepare_cached(
+            "select channel, recipient, status, attempts from outbox where patient_id = ?1 order by message_id",
+        )?;
+        let rows = st.query_map([patient_id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// (action, detail) of the audit log for a number, or all numbers when `None`.
+    pub fn audit_log(&self) -> Result<Vec<(String, String, String)>, StoreError> {
+        let conn = self.conn();
+        let mut st = conn.prepare_cached("select actor, action, detail from audit_log order by audit_id")?;
+        let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Alert reasons for a patient.
+    pub fn patient_alerts(&self, patient_id: &str) -> Result<Vec<String>, StoreError> {
+        let conn = self.conn();
+        let mut st = conn.prepare_cached("select reason from alerts where patient_id = ?1 order by alert_id")?;
+        let rows = st.query_map([patient_id], |r| r.get(0))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// How many numbers are valid now (for tests and metrics).
+    pub fn valid_count(&self) -> Result<i64, StoreError> {
+        Ok(self.conn().query_row("select count(*) from processing_numbers where status = 'valid'", [], |r| r.get(0))?)
+    }
 }

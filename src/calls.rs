@@ -1,0 +1,193 @@
+//! How a turn of a call is served: the engine stepped inside the store's transaction, its
+//! effects turned into what the store writes (answers, alerts, a processing number and the
+//! message carrying it), and the TwiML answered. A number kept in the call's state or in a
+//! stored answer is sealed; nothing in the database reveals it.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+
+use crate::flow::driver::{Actions, Outcome, run_turn};
+use crate::flow::registry::Registry;
+use crate::flow::{CallState, Effect, Input, Phase, Value, Vars};
+use crate::issuer::{Delivery, Issuer, is_sealed};
+use crate::prompts::Catalog;
+use crate::store::{CallRecord, Consent, NewMessage, NewNumber, Patient, TurnFn, TurnWrite};
+use crate::telemetry::mask_digits;
+use crate::twiml;
+
+/// What every turn needs besides the call.
+#[derive(Clone)]
+pub struct TurnContext {
+    pub flows: Arc<Registry>,
+    pub issuer: Arc<Issuer>,
+    /// The base URL the carrier calls (no trailing slash).
+    pub public_url: Arc<str>,
+}
+
+const NUMBER: &str = "processing_number";
+
+/// The engine's step for turn `seq` of call `sid`, to run inside the store's transaction.
+pub fn turn_fn(ctx: &TurnContext, sid: &str, seq: i64, input: Input, now: DateTime<Utc>) -> TurnFn {
+    let ctx = ctx.clone();
+    let action = format!("{}/twilio/voice/step?call={}&seq={}", ctx.public_url, sid, seq + 1);
+    let event_input = match &input {
+        Input::Start => "(start)".to_string(),
+        Input::Digits(d) => mask_digits(d),
+        Input::NoInput => "(no input)".to_string(),
+        Input::Hangup => "(hang-up)".to_string(),
+        Input::Outcome { name, .. } => name.clone(),
+    };
+    let span = tracing::Span::current();
+    Box::new(move |call: &CallRecord| {
+        let flow = ctx
+            .flows
+            .version(&call.flow, &call.flow_version)
+            .ok_or_else(|| format!("flow {} is not loaded", call.flow))?;
+        span.record("flow", call.flow.as_str());
+        let mut state = call.state.clone();
+        unseal_number(&ctx.issuer, &mut state.vars);
+        let before = state.answers();
+        let catalog = flow.catalog(&state.lang);
+        let mut fx =
+            TurnEffects { issuer: &ctx.issuer, catalog, now, seq, answers: vec![], alerts: vec![], issue: None };
+        let Ok(turn) = run_turn(&flow, &state, input.clone(), &mut fx);
+        span.record("state", turn.state.state.as_str());
+        let mut answers: Vec<(String, Value)> =
+            turn.state.answers().into_iter().filter(|a| !before.contains(a)).collect();
+        for a in fx.answers {
+            if !answers.iter().any(|(k, _)| *k == a.0) {
+                answers.push(a);
+            }
+        }
+        let response = twiml::render(&turn.response.to_twiml(&action));
+        let mut new_state = turn.state;
+        // While the call holds a number, what is stored of it is sealed.
+        let stored_response = new_state.vars.contains_key(NUMBER).then(|| ctx.issuer.key.seal(&response));
+        seal_number(&ctx.issuer, &mut new_state.vars);
+        Ok(TurnWrite {
+            response,
+            stored_response,
+            event_state: new_state.state.clone(),
+            event_input: event_input.clone(),
+            answers,
+            alerts: fx.alerts,
+            ended: new_state.phase == Phase::Ended,
+            issue: fx.issue,
+            state: Some(new_state),
+        })
+    })
+}
+
+fn unseal_number(issuer: &Issuer, vars: &mut Vars) {
+    if let Some(Value::Text(s)) = vars.get(NUMBER) {
+        match issuer.key.open(s) {
+            Some(plain) => drop(vars.insert(NUMBER.into(), Value::Text(plain))),
+            None if is_sealed(s) => drop(vars.remove(NUMBER)),
+            None => {}
+        }
+    }
+}
+
+fn seal_number(issuer: &Issuer, vars: &mut Vars) {
+    if let Some(Value::Text(s)) = vars.get(NUMBER) {
+        if !is_sealed(s) {
+            let sealed = issuer.key.seal(s);
+            vars.insert(NUMBER.into(), Value::Text(sealed));
+        }
+    }
+}
+
+/// The effects of one turn, collected for the store to write in the turn's transaction.
+struct TurnEffects<'a> {
+    issuer: &'a Issuer,
+    /// The call's language: messages are written in it.
+    catalog: &'a Catalog,
+    now: DateTime<Utc>,
+    seq: i64,
+    answers: Vec<(String, Value)>,
+    alerts: Vec<String>,
+    issue: Option<NewNumber>,
+}
+
+impl Actions for TurnEffects<'_> {
+    type Error = std::convert::Infallible;
+
+    fn perform(&mut self, effect: &Effect, call: &CallState, _waited: bool) -> Result<Option<Outcome>, Self::Error> {
+        Ok(match effect {
+            Effect::RecordAnswers { answers } => {
+                self.answers.extend(answers.iter().cloned());
+                None
+            }
+            Effect::AlertHealthCenter { reason } => {
+                self.alerts.push(reason.clone());
+                None
+            }
+            Effect::EndCallSummary { .. } => None,
+            Effect::IssueProcessingNumber => Some(self.issue(call)),
+            // SMS of arbitrary prompts is not offered by this deployment yet.
+            Effect::SendSms { .. } => Some(Outcome::named("failed")),
+        })
+    }
+}
+
+impl TurnEffects<'_> {
+    /// Draws a number for the call's patient and decides its delivery. The store records it
+    /// with this turn as the consent; a replayed turn never gets here.
+    fn issue(&mut self, call: &CallState) -> Outcome {
+        let var = |k: &str| call.vars.get(k).map(ToString::to_string);
+        let (Some(patient_id), Some(phone)) = (var("patient.id"), var("patient.phone")) else {
+            return Outcome::named("failed");
+        };
+        if self.issue.is_some() {
+            return Outcome::named("failed"); // one number per turn
+        }
+        let email = var("patient.email");
+        let delivery = Delivery::choose(&phone, email.as_deref());
+        let drawn = self.issuer.draw(self.now);
+        let mut out = Outcome::named(delivery.name());
+        out.vars.insert(NUMBER.into(), Value::text(drawn.number.expose()));
+        out.vars.insert("processing_number.expires".into(), Value::text(&drawn.expires_local));
+        let message = match delivery {
+            Delivery::ReadAloud => None,
+            Delivery::Sms | Delivery::Email => {
+                let mut vars = call.vars.clone();
+                vars.extend(out.vars.clone());
+                let text = self.issuer.message(self.catalog, &vars, &drawn.number);
+                let (channel, recipient) = match delivery {
+                    Delivery::Sms => ("sms", phone.clone()),
+                    _ => ("email", email.clone().unwrap_or_default()),
+                };
+                Some(NewMessage { channel: channel.into(), recipient, body_sealed: self.issuer.key.seal(&text) })
+            }
+        };
+        self.issue = Some(NewNumber {
+            patient_id,
+            number_hash: drawn.hash,
+            sealed: Some(drawn.sealed),
+            issued_at: self.now,
+            expires_at: drawn.expires_at,
+            consent: Consent::Call { seq: self.seq },
+            delivery: delivery.name().into(),
+            message,
+        });
+        out
+    }
+}
+
+/// The variables a flow reads about its patient.
+pub fn patient_vars(p: &Patient, number_issued: bool) -> Vars {
+    let mut v = Vars::new();
+    v.insert("patient.id".into(), Value::text(&p.patient_id));
+    v.insert("patient.name".into(), Value::text(&p.name));
+    v.insert("patient.phone".into(), Value::text(&p.phone));
+    v.insert("patient.phone_kind".into(), Value::text(crate::phone_kind(&p.phone)));
+    v.insert("patient.number_issued".into(), Value::Bool(number_issued));
+    if let Some(md) = &p.birth_md {
+        v.insert("patient.birth_md".into(), Value::text(md));
+    }
+    if let Some(e) = &p.email {
+        v.insert("patient.email".into(), Value::text(e));
+    }
+    v
+}
