@@ -16,6 +16,7 @@ pub mod config;
 pub mod flow;
 pub mod http;
 pub mod issuer;
+pub mod numbers;
 pub mod phone;
 pub mod prompts;
 pub mod response;
