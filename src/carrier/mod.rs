@@ -1,5 +1,7 @@
 //! The phone network's side: [`webhook`] plays calls against our server as a carrier would
 //! (signed webhooks, TwiML answered through the interpreter). Used by `ivr call --url`, the
-//! tests, and the carrier simulator.
+//! tests, and the carrier simulator. [`twilio`] is Twilio's REST API: sending SMS and placing
+//! calls.
 
+pub mod twilio;
 pub mod webhook;
