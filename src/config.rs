@@ -18,6 +18,13 @@ pub struct Settings {
     pub issuer: Issuer,
     pub outbox: Outbox,
     pub scheduler: Scheduler,
+    pub api: Api,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Api {
+    /// Verification attempts one API client may make per minute.
+    pub verify_per_minute: u32,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -123,6 +130,9 @@ valid_for = "24h"
 
 [scheduler]
 timezone = "Asia/Tokyo"
+
+[api]
+verify_per_minute = 60
 
 [outbox]
 max_attempts = 5

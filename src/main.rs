@@ -15,6 +15,8 @@ fn main() {
         Command::Graph { flow, dirs } => cli::graph::run(flow, dirs),
         Command::Serve { config } => run_async(serve(config.as_deref())),
         Command::Migrate { db, config } => run_async(migrate(db.clone(), config.as_deref())),
+        Command::Numbers(cmd) => run_async(cli::numbers::numbers(cmd)),
+        Command::Tokens(cmd) => run_async(cli::numbers::tokens(cmd)),
     };
     std::process::exit(code);
 }

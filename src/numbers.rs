@@ -10,7 +10,7 @@ use crate::prompts::Catalog;
 use crate::store::{Consent, Issued, NewMessage, NewNumber, Store, StoreError, Verdict};
 
 /// How a staff member wants the number delivered.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, serde::Serialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum SendBy {
     Sms,

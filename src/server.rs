@@ -76,6 +76,8 @@ impl Server {
             trust_forwarded_headers: settings.server.trust_forwarded_headers,
             body_limit: settings.server.body_limit,
             inbound_flow: settings.flows.inbound.clone().into(),
+            verify_limiter: http::api::limiter(settings.api.verify_per_minute),
+            outbox_wake: Arc::new(tokio::sync::Notify::new()),
             turns: crate::calls::TurnContext {
                 flows: flows.clone(),
                 issuer: Arc::new(settings.issuer()),

@@ -3,6 +3,7 @@
 pub mod call;
 pub mod check;
 pub mod graph;
+pub mod numbers;
 
 use std::path::PathBuf;
 
@@ -28,6 +29,42 @@ pub struct FlowDirs {
 }
 
 #[derive(Debug, Subcommand)]
+pub enum NumbersCommand {
+    /// Issue a number for a patient who consented (prints it for the staff member).
+    Issue {
+        #[arg(long)]
+        patient: String,
+        /// How the patient gets it.
+        #[arg(long, value_enum, default_value = "sms")]
+        send: crate::numbers::SendBy,
+        /// Who issues it (recorded as the consent).
+        #[arg(long, env = "USER", default_value = "staff")]
+        staff: String,
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Check a number: valid, used, expired, revoked or unknown.
+    Verify {
+        number: String,
+        /// Use the number up, as the app's server does.
+        #[arg(long)]
+        consume: bool,
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokensCommand {
+    /// Create a token; it is printed once and stored only as a hash.
+    Add {
+        name: String,
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
 pub enum Command {
     /// Serve webhooks, the API and the health-centre pages.
     Serve {
@@ -50,6 +87,12 @@ pub enum Command {
     },
     /// Walk a flow as a phone would: type keys, or give them with --digits.
     Call(call::Args),
+    /// Processing numbers: the health centre's manual path.
+    #[command(subcommand)]
+    Numbers(NumbersCommand),
+    /// API tokens for the contact app's server and staff tools.
+    #[command(subcommand)]
+    Tokens(TokensCommand),
     /// Print a flow as a Mermaid diagram.
     Graph {
         /// The flow's name (its file name without .toml).

@@ -4,6 +4,7 @@
 //!   [`verify`]'s signature check.
 //! - [`ops`]: `/healthz`, `/readyz`, `/metrics`.
 
+pub mod api;
 pub mod ops;
 pub mod twilio;
 pub mod verify;
@@ -35,6 +36,10 @@ pub struct AppState {
     pub inbound_flow: Arc<str>,
     /// What a turn needs: flows, the issuer, the public URL.
     pub turns: crate::calls::TurnContext,
+    /// Verification attempts per API client.
+    pub verify_limiter: Arc<governor::DefaultKeyedRateLimiter<String>>,
+    /// Wakes the outbox dispatcher when a message is written.
+    pub outbox_wake: Arc<tokio::sync::Notify>,
     pub metrics: PrometheusHandle,
 }
 
@@ -44,6 +49,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(twilio)
         .merge(ops::router())
+        .merge(api::router())
         .layer(middleware::from_fn(track))
         .layer(tower_http::trace::TraceLayer::new_for_http().make_span_with(|r: &Request| {
             // The path only: query strings carry call ids, never shown to every log reader.

@@ -1,0 +1,194 @@
+//! The JSON API, behind bearer tokens (`ivr tokens add NAME`, stored as SHA-256 hashes):
+//! - `POST /api/v1/processing-numbers/verify` for the contact app's server: a valid number is
+//!   consumed once; used, expired, revoked and unknown numbers all get the same 404, so the
+//!   API tells a guesser nothing (the audit log and metrics keep the reason). Per-client rate
+//!   limits slow guessing.
+//! - `POST /api/v1/patients/{id}/processing-number` for staff: the manual issue button.
+//!
+//! Bad input is a 4xx with a JSON body naming the field, and changes nothing.
+
+use std::num::NonZeroU32;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{FromRequestParts, Path, State};
+use axum::http::StatusCode;
+use axum::http::request::Parts;
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use chrono::Utc;
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use serde::Deserialize;
+use serde_json::json;
+use sha2::{Digest, Sha256};
+
+use super::AppState;
+use crate::numbers::{self, IssueError, SendBy, VerifyError};
+use crate::store::Verdict;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/v1/processing-numbers/verify", post(verify))
+        .route("/api/v1/patients/{id}/processing-number", post(issue))
+}
+
+/// Verification attempts allowed per client and minute (a guesser needs millions).
+pub fn limiter(per_minute: u32) -> Arc<DefaultKeyedRateLimiter<String>> {
+    let quota = Quota::per_minute(NonZeroU32::new(per_minute.max(1)).expect("non-zero"));
+    Arc::new(RateLimiter::keyed(quota))
+}
+
+/// An API error: status, a stable code, the field at fault, and a message for people.
+pub struct ApiError {
+    status: StatusCode,
+    code: &'static str,
+    field: Option<&'static str>,
+    message: String,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, code: &'static str, field: Option<&'static str>, message: impl Into<String>) -> Self {
+        ApiError { status, code, field, message: message.into() }
+    }
+
+    fn internal(e: impl std::fmt::Display) -> Self {
+        tracing::error!(error = %e, "API request failed");
+        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", None, "an internal error occurred")
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut body = json!({ "error": self.code, "message": self.message });
+        if let Some(f) = self.field {
+            body["field"] = json!(f);
+        }
+        (self.status, axum::Json(body)).into_response()
+    }
+}
+
+/// The client a bearer token belongs to.
+pub struct Client(pub String);
+
+pub fn token_hash(token: &str) -> String {
+    hex::encode(Sha256::digest(token.as_bytes()))
+}
+
+impl FromRequestParts<AppState> for Client {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, app: &AppState) -> Result<Self, Self::Rejection> {
+        let unauthorized = || {
+            metrics::counter!("ivr_api_unauthorized_total").increment(1);
+            ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", Some("authorization"), "a valid bearer token is required")
+        };
+        let header = parts.headers.get(axum::http::header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+        let token = header.and_then(|h| h.strip_prefix("Bearer ")).map(str::trim).filter(|t| !t.is_empty());
+        let Some(token) = token else { return Err(unauthorized()) };
+        match app.store.token_name(&token_hash(token)).await {
+            Ok(Some(name)) => Ok(Client(name)),
+            Ok(None) => Err(unauthorized()),
+            Err(e) => Err(ApiError::internal(e)),
+        }
+    }
+}
+
+/// A JSON body, with errors as [`ApiError`]s naming what is wrong.
+pub struct JsonBody<T>(pub T);
+
+impl<T: serde::de::DeserializeOwned, S: Send + Sync> axum::extract::FromRequest<S> for JsonBody<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, Self::Rejection> {
+        match axum::Json::<T>::from_request(req, state).await {
+            Ok(axum::Json(v)) => Ok(JsonBody(v)),
+            Err(e) => Err(ApiError::new(e.status(), "invalid_body", None, e.body_text())),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct VerifyRequest {
+    number: String,
+}
+
+async fn verify(State(app): State<AppState>, client: Client, JsonBody(req): JsonBody<VerifyRequest>) -> Result<Response, ApiError> {
+    if app.verify_limiter.check_key(&client.0).is_err() {
+        metrics::counter!("ivr_number_verifications_total", "result" => "rate_limited").increment(1);
+        tracing::warn!(client = %client.0, "verification rate limit reached");
+        return Err(ApiError::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", None, "too many attempts; try again later"));
+    }
+    let issuer = &app.turns.issuer;
+    match numbers::verify(&app.store, issuer, &req.number, &client.0, true, Utc::now()).await {
+        Ok(Verdict::Valid { issued_at, .. }) => Ok((
+            StatusCode::OK,
+            axum::Json(json!({ "valid": true, "issued_at": issued_at.with_timezone(&issuer.tz).to_rfc3339() })),
+        )
+            .into_response()),
+        // One answer for used, expired, revoked and unknown: the same words the app's own
+        // service used.
+        Ok(_) => Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "invalid_or_expired",
+            Some("number"),
+            "処理番号が正しくないか、有効期限が切れています。 The number is wrong or has expired.",
+        )),
+        Err(VerifyError::Malformed(e)) => Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "malformed", Some("number"), e.to_string())),
+        Err(VerifyError::Store(e)) => Err(ApiError::internal(e)),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct IssueRequest {
+    /// The staff member's word that the patient consented to registering as positive.
+    consent: Option<bool>,
+    #[serde(default = "default_send")]
+    send: SendBy,
+    /// Who pressed the button (defaults to the token's name).
+    staff: Option<String>,
+}
+
+fn default_send() -> SendBy {
+    SendBy::Sms
+}
+
+async fn issue(
+    State(app): State<AppState>,
+    client: Client,
+    Path(id): Path<String>,
+    JsonBody(req): JsonBody<IssueRequest>,
+) -> Result<Response, ApiError> {
+    if req.consent != Some(true) {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "no_consent",
+            Some("consent"),
+            "a number is issued only with the patient's consent: send \"consent\": true",
+        ));
+    }
+    let staff = req.staff.unwrap_or_else(|| client.0.clone());
+    let patient = app.store.patient(&id).await.map_err(ApiError::internal)?;
+    let catalog = patient.as_ref().and_then(|p| app.flows.catalog(&p.language));
+    let issued = numbers::issue_by_staff(&app.store, &app.turns.issuer, catalog.as_deref(), &id, req.send, &staff, Utc::now()).await;
+    match issued {
+        Ok(m) => {
+            app.outbox_wake.notify_one();
+            Ok((
+                StatusCode::CREATED,
+                axum::Json(json!({
+                    "number": m.number.expose(),
+                    "expires_at": m.expires_at.with_timezone(&app.turns.issuer.tz).to_rfc3339(),
+                    "send": req.send,
+                })),
+            )
+                .into_response())
+        }
+        Err(IssueError::UnknownPatient(_)) => Err(ApiError::new(StatusCode::NOT_FOUND, "unknown_patient", Some("id"), format!("no patient {id}"))),
+        Err(e @ (IssueError::NoEmail(_) | IssueError::NotMobile(_))) => {
+            Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "cannot_send", Some("send"), e.to_string()))
+        }
+        Err(IssueError::Store(e)) => Err(ApiError::internal(e)),
+    }
+}
