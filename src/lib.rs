@@ -8,6 +8,7 @@
 //! - [`twiml`]: that response as TwiML, and TwiML read back; [`phone`] plays it like a caller.
 //! - [`signature`]: Twilio webhook signatures, checked as Twilio's helper libraries do.
 //! - [`cli`]: the `ivr` commands.
+//! - [`notify`]: processing numbers sent outside the call (e-mail over SMTP).
 
 pub mod carrier;
 pub mod cli;
@@ -15,6 +16,7 @@ pub mod config;
 pub mod flow;
 pub mod http;
 pub mod issuer;
+pub mod notify;
 pub mod phone;
 pub mod prompts;
 pub mod response;
