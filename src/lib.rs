@@ -8,6 +8,7 @@
 //! - [`twiml`]: that response as TwiML, and TwiML read back; [`phone`] plays it like a caller.
 //! - [`signature`]: Twilio webhook signatures, checked as Twilio's helper libraries do.
 //! - [`cli`]: the `ivr` commands.
+//! - [`notify`]: processing numbers sent outside the call (e-mail over SMTP).
 
 pub mod calls;
 pub mod carrier;
@@ -16,6 +17,7 @@ pub mod config;
 pub mod flow;
 pub mod http;
 pub mod issuer;
+pub mod notify;
 pub mod numbers;
 pub mod phone;
 pub mod prompts;
