@@ -19,6 +19,8 @@ pub struct Settings {
     pub outbox: Outbox,
     pub scheduler: Scheduler,
     pub api: Api,
+    /// SMTP, for patients who get their number by e-mail.
+    pub email: Option<crate::notify::email::EmailSettings>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -19,6 +19,7 @@ pub mod http;
 pub mod issuer;
 pub mod notify;
 pub mod numbers;
+pub mod outbox;
 pub mod phone;
 pub mod prompts;
 pub mod response;

@@ -53,7 +53,9 @@ pub async fn issue_by_staff(
 ) -> Result<ManualIssue, IssueError> {
     let patient = store.patient(patient_id).await?.ok_or_else(|| IssueError::UnknownPatient(patient_id.into()))?;
     let recipient = match send {
-        SendBy::Sms if crate::phone_kind(&patient.phone) != "mobile" => return Err(IssueError::NotMobile(patient_id.into())),
+        SendBy::Sms if crate::phone_kind(&patient.phone) != "mobile" => {
+            return Err(IssueError::NotMobile(patient_id.into()));
+        }
         SendBy::Sms => Some(patient.phone.clone()),
         SendBy::Email => Some(patient.email.clone().ok_or_else(|| IssueError::NoEmail(patient_id.into()))?),
         SendBy::None => None,

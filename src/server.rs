@@ -35,6 +35,8 @@ pub struct Server {
     pub state: AppState,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     task: tokio::task::JoinHandle<std::io::Result<()>>,
+    workers: tokio::task::JoinHandle<()>,
+    stop_workers: Arc<tokio::sync::Notify>,
     _watcher: notify::RecommendedWatcher,
 }
 
@@ -78,6 +80,7 @@ impl Server {
             inbound_flow: settings.flows.inbound.clone().into(),
             verify_limiter: http::api::limiter(settings.api.verify_per_minute),
             outbox_wake: Arc::new(tokio::sync::Notify::new()),
+            simulated_sms: Arc::default(),
             turns: crate::calls::TurnContext {
                 flows: flows.clone(),
                 issuer: Arc::new(settings.issuer()),
@@ -85,6 +88,29 @@ impl Server {
             },
             metrics: http::metrics_handle(),
         };
+        let dispatcher = crate::outbox::Dispatcher {
+            store: state.store.clone(),
+            key: state.turns.issuer.key.clone(),
+            sms: match settings.carrier_kind() {
+                "twilio" => crate::outbox::SmsGateway::Twilio {
+                    client: crate::carrier::twilio::TwilioClient::from_settings(&settings.carrier)
+                        .map_err(|e| ServeError::Io(std::io::Error::other(e)))?,
+                    sender: crate::carrier::twilio::Sender::From(settings.carrier.from.clone().unwrap_or_default()),
+                },
+                _ => crate::outbox::SmsGateway::Simulator(state.simulated_sms.clone()),
+            },
+            email: match &settings.email {
+                Some(e) => Some(Arc::new(
+                    crate::notify::email::EmailSender::new(e).map_err(|e| ServeError::Io(std::io::Error::other(e)))?,
+                )),
+                None => None,
+            },
+            policy: crate::outbox::Policy::from_settings(&settings.outbox),
+            public_url: public_url.clone(),
+            wake: state.outbox_wake.clone(),
+        };
+        let stop_workers = Arc::new(tokio::sync::Notify::new());
+        let workers = tokio::spawn(dispatcher.run(stop_workers.clone()));
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let app = http::router(state.clone());
         let task = tokio::spawn(async move {
@@ -99,7 +125,7 @@ impl Server {
                 .await
         });
         tracing::info!(%addr, public_url, database = state.store.backend(), flows = state.flows.flow_count(), "listening");
-        Ok(Server { addr, state, shutdown: Some(tx), task, _watcher: watcher })
+        Ok(Server { addr, state, shutdown: Some(tx), task, workers, stop_workers, _watcher: watcher })
     }
 
     /// Stops accepting, lets requests in flight finish, and returns.
@@ -108,11 +134,16 @@ impl Server {
             let _ = tx.send(());
         }
         let _ = (&mut self.task).await;
+        self.stop_workers.notify_one();
+        let _ = (&mut self.workers).await;
     }
 
     /// Serves until a signal stops it.
     pub async fn wait(mut self) -> Result<(), ServeError> {
         (&mut self.task).await.map_err(|e| ServeError::Io(std::io::Error::other(e)))??;
+        // The dispatcher finishes the send in hand; unsent messages wait in the outbox.
+        self.stop_workers.notify_one();
+        let _ = (&mut self.workers).await;
         Ok(())
     }
 }

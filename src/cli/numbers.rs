@@ -16,7 +16,8 @@ type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
 
 async fn open(config: Option<&Path>) -> Result<(Settings, Store)> {
     let settings = Settings::load(config)?;
-    let store = Store::open(settings.database.url.expose_secret(), settings.database.sqlite_synchronous == "full").await?;
+    let store =
+        Store::open(settings.database.url.expose_secret(), settings.database.sqlite_synchronous == "full").await?;
     store.migrate().await?;
     Ok((settings, store))
 }
@@ -27,11 +28,17 @@ pub async fn numbers(cmd: &NumbersCommand) -> Result<()> {
             let (settings, store) = open(config.as_deref()).await?;
             let issuer = settings.issuer();
             let p = store.patient(patient).await?.ok_or_else(|| format!("no patient {patient}"))?;
-            let (lib, _) = Library::load_dirs(&settings.flows.dir, &settings.flows.prompts_dir).map_err(|d| d.to_string())?;
+            let (lib, _) =
+                Library::load_dirs(&settings.flows.dir, &settings.flows.prompts_dir).map_err(|d| d.to_string())?;
             let catalog = lib.catalogs.get(&p.language).or_else(|| lib.catalogs.values().next()).cloned();
-            let m = numbers::issue_by_staff(&store, &issuer, catalog.as_deref(), patient, *send, staff, Utc::now()).await?;
+            let m =
+                numbers::issue_by_staff(&store, &issuer, catalog.as_deref(), patient, *send, staff, Utc::now()).await?;
             let digits = m.number.expose();
-            println!("processing number for {patient}: {} {}", &digits[..digits.len() / 2], &digits[digits.len() / 2..]);
+            println!(
+                "processing number for {patient}: {} {}",
+                &digits[..digits.len() / 2],
+                &digits[digits.len() / 2..]
+            );
             println!("valid until {} ({})", m.expires_local.replace('T', " "), issuer.tz);
             match send {
                 SendBy::None => println!("nothing is sent: tell the patient this number"),

@@ -80,7 +80,12 @@ impl FromRequestParts<AppState> for Client {
     async fn from_request_parts(parts: &mut Parts, app: &AppState) -> Result<Self, Self::Rejection> {
         let unauthorized = || {
             metrics::counter!("ivr_api_unauthorized_total").increment(1);
-            ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", Some("authorization"), "a valid bearer token is required")
+            ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                Some("authorization"),
+                "a valid bearer token is required",
+            )
         };
         let header = parts.headers.get(axum::http::header::AUTHORIZATION).and_then(|v| v.to_str().ok());
         let token = header.and_then(|h| h.strip_prefix("Bearer ")).map(str::trim).filter(|t| !t.is_empty());
@@ -113,11 +118,20 @@ struct VerifyRequest {
     number: String,
 }
 
-async fn verify(State(app): State<AppState>, client: Client, JsonBody(req): JsonBody<VerifyRequest>) -> Result<Response, ApiError> {
+async fn verify(
+    State(app): State<AppState>,
+    client: Client,
+    JsonBody(req): JsonBody<VerifyRequest>,
+) -> Result<Response, ApiError> {
     if app.verify_limiter.check_key(&client.0).is_err() {
         metrics::counter!("ivr_number_verifications_total", "result" => "rate_limited").increment(1);
         tracing::warn!(client = %client.0, "verification rate limit reached");
-        return Err(ApiError::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", None, "too many attempts; try again later"));
+        return Err(ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limited",
+            None,
+            "too many attempts; try again later",
+        ));
     }
     let issuer = &app.turns.issuer;
     match numbers::verify(&app.store, issuer, &req.number, &client.0, true, Utc::now()).await {
@@ -134,7 +148,9 @@ async fn verify(State(app): State<AppState>, client: Client, JsonBody(req): Json
             Some("number"),
             "処理番号が正しくないか、有効期限が切れています。 The number is wrong or has expired.",
         )),
-        Err(VerifyError::Malformed(e)) => Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "malformed", Some("number"), e.to_string())),
+        Err(VerifyError::Malformed(e)) => {
+            Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "malformed", Some("number"), e.to_string()))
+        }
         Err(VerifyError::Store(e)) => Err(ApiError::internal(e)),
     }
 }
@@ -171,7 +187,9 @@ async fn issue(
     let staff = req.staff.unwrap_or_else(|| client.0.clone());
     let patient = app.store.patient(&id).await.map_err(ApiError::internal)?;
     let catalog = patient.as_ref().and_then(|p| app.flows.catalog(&p.language));
-    let issued = numbers::issue_by_staff(&app.store, &app.turns.issuer, catalog.as_deref(), &id, req.send, &staff, Utc::now()).await;
+    let issued =
+        numbers::issue_by_staff(&app.store, &app.turns.issuer, catalog.as_deref(), &id, req.send, &staff, Utc::now())
+            .await;
     match issued {
         Ok(m) => {
             app.outbox_wake.notify_one();
@@ -185,7 +203,9 @@ async fn issue(
             )
                 .into_response())
         }
-        Err(IssueError::UnknownPatient(_)) => Err(ApiError::new(StatusCode::NOT_FOUND, "unknown_patient", Some("id"), format!("no patient {id}"))),
+        Err(IssueError::UnknownPatient(_)) => {
+            Err(ApiError::new(StatusCode::NOT_FOUND, "unknown_patient", Some("id"), format!("no patient {id}")))
+        }
         Err(e @ (IssueError::NoEmail(_) | IssueError::NotMobile(_))) => {
             Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "cannot_send", Some("send"), e.to_string()))
         }

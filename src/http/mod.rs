@@ -40,6 +40,8 @@ pub struct AppState {
     pub verify_limiter: Arc<governor::DefaultKeyedRateLimiter<String>>,
     /// Wakes the outbox dispatcher when a message is written.
     pub outbox_wake: Arc<tokio::sync::Notify>,
+    /// SMS handed to the built-in simulator (empty with a real carrier).
+    pub simulated_sms: Arc<std::sync::Mutex<Vec<crate::outbox::SimulatedSms>>>,
     pub metrics: PrometheusHandle,
 }
 

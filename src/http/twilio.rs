@@ -19,7 +19,7 @@ use crate::calls::{patient_vars, turn_fn};
 use crate::flow::{CallState, Input};
 use crate::issuer::is_sealed;
 use crate::response::{Response as Speech, Speech as Say};
-use crate::store::{NewCall, StoreError};
+use crate::store::{NewCall, SendResult, StoreError};
 use crate::telemetry::mask_phone;
 use crate::twiml;
 
@@ -28,6 +28,7 @@ pub fn router() -> Router<AppState> {
         .route("/twilio/voice", post(voice))
         .route("/twilio/voice/step", post(step))
         .route("/twilio/status", post(status))
+        .route("/twilio/message-status", post(message_status))
 }
 
 fn twiml_response(body: String) -> Response {
@@ -152,6 +153,54 @@ async fn status(State(app): State<AppState>, form: TwilioParams) -> Response {
     }
 }
 
+#[derive(Debug, Deserialize)]
+pub struct MessageQuery {
+    /// Our outbox message id, set in the callback URL when the message was sent.
+    msg: Option<i64>,
+}
+
+/// A delivery status for an SMS (queued, sent, delivered, undelivered, failed). Delivery
+/// errors decide what follows: 30003 (unreachable) and 30008 (unknown) are tried again later;
+/// others (30006 landline, 30007 filtered, 21610 unsubscribed…) are final and alert the centre.
+async fn message_status(State(app): State<AppState>, Query(q): Query<MessageQuery>, form: TwilioParams) -> Response {
+    let (sid, status) = match (form.require("MessageSid"), form.require("MessageStatus")) {
+        (Ok(s), Ok(st)) => (s.to_string(), st.to_lowercase()),
+        (Err(r), _) | (_, Err(r)) => return r.into_response(),
+    };
+    let code = form.get("ErrorCode").filter(|c| !c.is_empty()).map(str::to_string);
+    let now = Utc::now();
+    let result = async {
+        let known = app.store.message_status(&sid, &status, code.as_deref()).await?;
+        let Some(id) = q.msg else { return Ok::<_, StoreError>(known) };
+        if !known {
+            // The callback came before the send was recorded (or the sender died): it proves
+            // the message was accepted, so it is never sent again.
+            let sent = SendResult::Sent { provider_id: sid.clone(), status: status.clone() };
+            app.store.finish_message(id, &sent, now).await?;
+        }
+        if matches!(status.as_str(), "failed" | "undelivered") {
+            let error = format!("{status} {}", code.as_deref().unwrap_or(""));
+            let result = match code.as_deref() {
+                Some("30003" | "30008") => SendResult::Retry { error, at: now + chrono::Duration::minutes(5) },
+                _ => SendResult::Failed { error, dead: false },
+            };
+            app.store.finish_message(id, &result, now).await?;
+            app.outbox_wake.notify_one();
+        }
+        Ok(true)
+    };
+    match result.await {
+        Ok(_) => {
+            metrics::counter!("ivr_message_statuses_total", "status" => status.clone()).increment(1);
+            StatusCode::NO_CONTENT.into_response()
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "message status not recorded");
+            StatusCode::SERVICE_UNAVAILABLE.into_response()
+        }
+    }
+}
+
 /// Runs one turn through the store and answers its TwiML (an apology if anything fails).
 async fn take_turn(app: &AppState, sid: &str, seq: i64, create: Option<NewCall>, input: Input) -> Response {
     let f = turn_fn(&app.turns, sid, seq, input, Utc::now());
@@ -159,6 +208,9 @@ async fn take_turn(app: &AppState, sid: &str, seq: i64, create: Option<NewCall>,
         Ok(r) => {
             metrics::counter!("ivr_steps_total", "replay" => if r.replay { "true" } else { "false" }).increment(1);
             tracing::info!(seq, replay = r.replay, "turn");
+            if !r.replay {
+                app.outbox_wake.notify_one();
+            }
             // A stored answer that holds a processing number was sealed.
             let response =
                 if is_sealed(&r.response) { app.turns.issuer.key.open(&r.response) } else { Some(r.response) };

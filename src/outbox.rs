@@ -1,0 +1,206 @@
+//! The outbox dispatcher: sends the messages written with processing numbers.
+//!
+//! A message is claimed with a lease and the claim committed; it is sent outside any
+//! transaction; the result is recorded. Retryable failures (429, 5xx, network) are tried again
+//! with exponential backoff and full jitter; permanent ones (invalid or landline number,
+//! unsubscribed) are final; after `max_attempts` a message is dead. Both alert the health
+//! centre. A send whose outcome is unknown (a timeout after the request left) is not repeated
+//! until the provider's status callback has had time to say it arrived, so a crash or a lost
+//! answer sends no message twice.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use rand::Rng;
+
+use crate::carrier::twilio::{MessageRequest, Sender, TwilioClient, TwilioError};
+use crate::issuer::IssuerKey;
+use crate::store::{OutboxMessage, SendResult, Store, StoreError};
+use crate::telemetry::mask_phone;
+
+/// Retry settings.
+#[derive(Debug, Clone)]
+pub struct Policy {
+    pub max_attempts: u32,
+    pub base: Duration,
+    pub max: Duration,
+    pub lease: Duration,
+    /// How long to wait for a status callback before resending after an uncertain failure.
+    pub uncertain_grace: Duration,
+}
+
+impl Policy {
+    pub fn from_settings(o: &crate::config::Outbox) -> Policy {
+        Policy {
+            max_attempts: o.max_attempts,
+            base: Duration::from_secs(o.retry_base_secs),
+            max: Duration::from_secs(o.retry_max_secs),
+            lease: Duration::from_secs(o.lease_secs),
+            uncertain_grace: Duration::from_secs(o.retry_max_secs.max(600)),
+        }
+    }
+
+    /// Full jitter: a random wait up to `base × 2^(attempt-1)`, capped.
+    pub fn backoff(&self, attempt: u32) -> Duration {
+        let cap = self.base.saturating_mul(1 << attempt.saturating_sub(1).min(20)).min(self.max);
+        cap.mul_f64(rand::rng().random_range(0.0..=1.0))
+    }
+}
+
+/// An SMS handed to the simulated network.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SimulatedSms {
+    pub sid: String,
+    pub to: String,
+    pub body: String,
+}
+
+/// Where SMS go.
+#[derive(Clone)]
+pub enum SmsGateway {
+    Twilio {
+        client: TwilioClient,
+        sender: Sender,
+    },
+    /// The built-in simulator keeps every message, for tests and the demo.
+    Simulator(Arc<Mutex<Vec<SimulatedSms>>>),
+}
+
+/// How one send went, before it is recorded.
+enum Attempt {
+    Accepted {
+        provider_id: String,
+        status: String,
+    },
+    Permanent(String),
+    Retryable(String),
+    /// The request may have reached the provider: wait for its callback before resending.
+    Uncertain(String),
+}
+
+pub struct Dispatcher {
+    pub store: Store,
+    pub key: IssuerKey,
+    pub sms: SmsGateway,
+    pub email: Option<Arc<crate::notify::email::EmailSender>>,
+    pub policy: Policy,
+    /// The base URL for delivery status callbacks (`/twilio/message-status`).
+    pub public_url: String,
+    pub wake: Arc<tokio::sync::Notify>,
+}
+
+impl Dispatcher {
+    /// Sends what is due until `stop` is notified; wakes on new messages, else polls.
+    pub async fn run(self, stop: Arc<tokio::sync::Notify>) {
+        loop {
+            match self.tick(Utc::now()).await {
+                Ok(n) if n > 0 => continue,
+                Ok(_) => {}
+                Err(e) => tracing::error!(error = %e, "outbox: store unavailable; retrying"),
+            }
+            tokio::select! {
+                _ = self.wake.notified() => {}
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                _ = stop.notified() => return,
+            }
+        }
+    }
+
+    /// One pass: claims due messages and sends them. Returns how many were handled.
+    pub async fn tick(&self, now: DateTime<Utc>) -> Result<usize, StoreError> {
+        self.store.release_expired_leases(now).await?;
+        let lease_until = now + chrono::Duration::from_std(self.policy.lease).unwrap_or_default();
+        let claimed = self.store.claim_messages(now, lease_until, 16).await?;
+        for m in &claimed {
+            let attempt = self.send(m).await;
+            let result = self.decide(m, attempt, Utc::now());
+            self.store.finish_message(m.message_id, &result, Utc::now()).await?;
+        }
+        Ok(claimed.len())
+    }
+
+    fn decide(&self, m: &OutboxMessage, attempt: Attempt, now: DateTime<Utc>) -> SendResult {
+        let tries = m.attempts as u32 + 1;
+        let later = |d: Duration| now + chrono::Duration::from_std(d).unwrap_or_default();
+        let result = match attempt {
+            Attempt::Accepted { provider_id, status } => SendResult::Sent { provider_id, status },
+            Attempt::Permanent(error) => SendResult::Failed { error, dead: false },
+            Attempt::Retryable(error) | Attempt::Uncertain(error) if tries >= self.policy.max_attempts => {
+                SendResult::Failed { error, dead: true }
+            }
+            Attempt::Retryable(error) => SendResult::Retry { error, at: later(self.policy.backoff(tries)) },
+            Attempt::Uncertain(error) => SendResult::Retry { error, at: later(self.policy.uncertain_grace) },
+        };
+        let outcome = match &result {
+            SendResult::Sent { .. } => "sent",
+            SendResult::Retry { .. } => "retry",
+            SendResult::Failed { dead: true, .. } => "dead",
+            SendResult::Failed { .. } => "failed",
+        };
+        metrics::counter!("ivr_messages_total", "channel" => m.channel.clone(), "outcome" => outcome).increment(1);
+        tracing::info!(message = m.message_id, channel = %m.channel, to = %mask_phone(&m.recipient), attempt = tries, outcome, "outbox send");
+        result
+    }
+
+    async fn send(&self, m: &OutboxMessage) -> Attempt {
+        let Some(body) = self.key.open(&m.body_sealed) else {
+            return Attempt::Permanent("the message cannot be opened with this issuer.key".into());
+        };
+        match m.channel.as_str() {
+            "sms" => self.send_sms(m, body).await,
+            "email" => match &self.email {
+                Some(e) => match e.send(&m.recipient, "接触確認アプリの処理番号 / Processing number", &body).await
+                {
+                    Ok(id) => Attempt::Accepted { provider_id: id, status: "sent".into() },
+                    Err(err) if err.is_permanent() => Attempt::Permanent(err.to_string()),
+                    Err(err) => Attempt::Retryable(err.to_string()),
+                },
+                None => Attempt::Permanent("no [email] settings: e-mail cannot be sent".into()),
+            },
+            other => Attempt::Permanent(format!("unknown channel {other}")),
+        }
+    }
+
+    async fn send_sms(&self, m: &OutboxMessage, body: String) -> Attempt {
+        match &self.sms {
+            SmsGateway::Simulator(sent) => {
+                let sid = format!("SM{}", hex::encode(rand::rng().random::<[u8; 16]>()));
+                sent.lock().unwrap_or_else(|e| e.into_inner()).push(SimulatedSms {
+                    sid: sid.clone(),
+                    to: m.recipient.clone(),
+                    body,
+                });
+                Attempt::Accepted { provider_id: sid, status: "queued".into() }
+            }
+            SmsGateway::Twilio { client, sender } => {
+                let req = MessageRequest {
+                    to: m.recipient.clone(),
+                    sender: sender.clone(),
+                    body,
+                    status_callback: Some(format!("{}/twilio/message-status?msg={}", self.public_url, m.message_id)),
+                };
+                match client.send_message(&req).await {
+                    Ok(r) => Attempt::Accepted { provider_id: r.sid, status: format!("{:?}", r.status).to_lowercase() },
+                    Err(e) => classify(&e),
+                }
+            }
+        }
+    }
+}
+
+/// Twilio's answer decides: invalid, unsubscribed or landline numbers are final; rate limits,
+/// server errors and refused connections are retried; anything where the request may have
+/// reached Twilio waits for its status callback.
+fn classify(e: &TwilioError) -> Attempt {
+    let text = e.to_string();
+    if e.is_invalid_number() || e.is_unsubscribed() || e.is_not_a_mobile_number() {
+        Attempt::Permanent(text)
+    } else if e.is_safe_to_resend() {
+        Attempt::Retryable(text)
+    } else if e.is_retryable() {
+        Attempt::Uncertain(text)
+    } else {
+        Attempt::Permanent(text)
+    }
+}
