@@ -30,8 +30,10 @@ pub enum Format {
     Temperature,
     /// `97パーセント` / `97 percent`.
     Percent,
-    /// Digit by digit in groups of four, for processing and phone numbers.
+    /// Digit by digit in groups of four, for processing and phone numbers read aloud.
     Digits,
+    /// Groups of four for the eye (SMS, e-mail): `1234 5678`.
+    Groups,
     /// `0412` → `4月12日` / `April 12`.
     MonthDay,
     /// `2026-11-25` → `11月25日` / `November 25`.
@@ -41,7 +43,7 @@ pub enum Format {
 }
 
 impl Format {
-    pub const NAMES: [&str; 6] = ["temperature", "percent", "digits", "month_day", "date", "datetime"];
+    pub const NAMES: [&str; 7] = ["temperature", "percent", "digits", "groups", "month_day", "date", "datetime"];
 
     fn parse(name: &str) -> Option<Format> {
         Some(match name {
@@ -49,6 +51,7 @@ impl Format {
             "temperature" => Format::Temperature,
             "percent" => Format::Percent,
             "digits" => Format::Digits,
+            "groups" => Format::Groups,
             "month_day" => Format::MonthDay,
             "date" => Format::Date,
             "datetime" => Format::DateTime,
@@ -336,6 +339,10 @@ pub fn read_aloud(v: &Value, format: Format, ja: bool) -> String {
                 .collect::<Vec<_>>()
                 .join(sep)
         }
+        Format::Groups => {
+            let digits: Vec<char> = s.chars().filter(|c| c.is_ascii_digit()).collect();
+            digits.chunks(4).map(|g| g.iter().collect::<String>()).collect::<Vec<_>>().join(" ")
+        }
         Format::MonthDay => {
             let md = format!("{s:0>4}");
             match (md[..2].parse::<u32>(), md[2..].parse::<u32>()) {
@@ -411,6 +418,7 @@ mod tests {
         let n = Value::text("12345678");
         assert_eq!(read_aloud(&n, Format::Digits, true), "1 2 3 4、5 6 7 8");
         assert_eq!(read_aloud(&n, Format::Digits, false), "1 2 3 4, 5 6 7 8");
+        assert_eq!(read_aloud(&n, Format::Groups, true), "1234 5678");
         assert_eq!(read_aloud(&Value::text("0412"), Format::MonthDay, true), "4月12日");
         assert_eq!(read_aloud(&Value::text("0412"), Format::MonthDay, false), "April 12");
         let exp = Value::text("2026-11-25T14:00:00+09:00");

@@ -3,6 +3,7 @@
 
 mod cli;
 mod helpers;
+mod numbers;
 mod postgres;
 mod proxy;
 mod reload;
