@@ -109,7 +109,8 @@ impl Dispatcher {
 
     /// One pass: claims due messages and sends them. Returns how many were handled.
     pub async fn tick(&self, now: DateTime<Utc>) -> Result<usize, StoreError> {
-        self.store.release_expired_leases(now).await?;
+        let grace = chrono::Duration::from_std(self.policy.uncertain_grace).unwrap_or_default();
+        self.store.release_expired_leases(now, now + grace).await?;
         let lease_until = now + chrono::Duration::from_std(self.policy.lease).unwrap_or_default();
         let claimed = self.store.claim_messages(now, lease_until, 16).await?;
         for m in &claimed {

@@ -365,11 +365,15 @@ impl Store {
         }
     }
 
-    /// Messages whose sender died mid-send: marked `unknown` (they may have been sent), never sent again blindly.
-    pub async fn release_expired_leases(&self, now: chrono::DateTime<chrono::Utc>) -> Result<usize, StoreError> {
+    /// Messages whose sender died mid-send: they may have gone out, so they wait until `resend_at` for a status callback to say so, and are sent again only if none came.
+    pub async fn release_expired_leases(
+        &self,
+        now: chrono::DateTime<chrono::Utc>,
+        resend_at: chrono::DateTime<chrono::Utc>,
+    ) -> Result<usize, StoreError> {
         match self {
-            Store::Sqlite(s) => s.release_expired_leases(now),
-            Store::Postgres(s) => s.release_expired_leases(now).await,
+            Store::Sqlite(s) => s.release_expired_leases(now, resend_at),
+            Store::Postgres(s) => s.release_expired_leases(now, resend_at).await,
         }
     }
 

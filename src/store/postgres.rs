@@ -418,7 +418,11 @@ impl PgStore {
     ) -> Result<(), StoreError> {
         Err(pending())
     }
-    pub async fn release_expired_leases(&self, _now: DateTime<Utc>) -> Result<usize, StoreError> {
+    pub async fn release_expired_leases(
+        &self,
+        _now: DateTime<Utc>,
+        _resend_at: DateTime<Utc>,
+    ) -> Result<usize, StoreError> {
         Err(pending())
     }
     pub async fn message_status(

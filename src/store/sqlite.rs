@@ -566,15 +566,15 @@ impl SqliteStore {
     }
 
     /// Messages whose sender's lease ran out: back to pending (the dispatcher decides).
-    pub fn release_expired_leases(&self, now: DateTime<Utc>) -> Result<usize, StoreError> {
-        let t = sqlite_time(now);
+    pub fn release_expired_leases(&self, now: DateTime<Utc>, resend_at: DateTime<Utc>) -> Result<usize, StoreError> {
         Ok(self
             .conn()
             .prepare_cached(
-                "update outbox set status = 'unknown', lease_until = null, updated_at = ?1
+                "update outbox set status = 'pending', next_attempt_at = ?2, lease_until = null,
+                   last_error = 'sender stopped mid-send', updated_at = ?1
                  where status = 'sending' and lease_until <= ?1",
             )?
-            .execute([t])?)
+            .execute([sqlite_time(now), sqlite_time(resend_at)])?)
     }
 
     /// A delivery status from the provider's callback, by the provider's message id.
