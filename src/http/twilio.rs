@@ -177,6 +177,7 @@ async fn message_status(State(app): State<AppState>, Query(q): Query<MessageQuer
             // the message was accepted, so it is never sent again.
             let sent = SendResult::Sent { provider_id: sid.clone(), status: status.clone() };
             app.store.finish_message(id, &sent, now).await?;
+            app.store.message_status(&sid, &status, code.as_deref()).await?;
         }
         if matches!(status.as_str(), "failed" | "undelivered") {
             let error = format!("{status} {}", code.as_deref().unwrap_or(""));
