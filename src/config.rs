@@ -157,9 +157,7 @@ impl Settings {
             Some(f) => b.add_source(config::File::from(f).required(true)),
             None => b.add_source(config::File::with_name("ivr.toml").required(false)),
         };
-        b = b.add_source(
-            config::Environment::with_prefix("IVR").prefix_separator("_").separator("__").try_parsing(true),
-        );
+        b = b.add_source(config::Environment::with_prefix("IVR").prefix_separator("_").separator("__"));
         let s: Settings = b.build()?.try_deserialize()?;
         s.validate()?;
         Ok(s)
@@ -170,7 +168,7 @@ impl Settings {
         if !(url.starts_with("sqlite:") || url.starts_with("postgres://") || url.starts_with("postgresql://")) {
             return Err(ConfigError::Invalid {
                 key: "database.url",
-                message: "must start with sqlite:// or postgres://".into(),
+                message: "must start with sqlite:, postgres:// or postgresql://".into(),
             });
         }
         if !matches!(self.database.sqlite_synchronous.as_str(), "normal" | "full") {
@@ -211,6 +209,12 @@ impl Settings {
             return Err(ConfigError::Invalid {
                 key: "issuer.key",
                 message: "a secret is needed with a real carrier (numbers are stored as hashes keyed with it)".into(),
+            });
+        }
+        if self.carrier_kind() == "twilio" && self.carrier.from.as_deref().is_none_or(str::is_empty) {
+            return Err(ConfigError::Invalid {
+                key: "carrier.from",
+                message: "twilio needs the caller id (E.164) calls and SMS come from".into(),
             });
         }
         match self.carrier_kind() {

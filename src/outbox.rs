@@ -16,6 +16,7 @@ use rand::Rng;
 
 use crate::carrier::twilio::{MessageRequest, Sender, TwilioClient, TwilioError};
 use crate::issuer::IssuerKey;
+use crate::notify::email::mask_email;
 use crate::store::{OutboxMessage, SendResult, Store, StoreError};
 use crate::telemetry::mask_phone;
 
@@ -140,7 +141,8 @@ impl Dispatcher {
             SendResult::Failed { .. } => "failed",
         };
         metrics::counter!("ivr_messages_total", "channel" => m.channel.clone(), "outcome" => outcome).increment(1);
-        tracing::info!(message = m.message_id, channel = %m.channel, to = %mask_phone(&m.recipient), attempt = tries, outcome, "outbox send");
+        let to = if m.channel == "email" { mask_email(&m.recipient) } else { mask_phone(&m.recipient) };
+        tracing::info!(message_id = m.message_id, channel = %m.channel, to = %to, attempt = tries, outcome, "outbox send");
         result
     }
 

@@ -27,6 +27,10 @@ pub enum ServeError {
     Io(#[from] std::io::Error),
     #[error("watching flow files: {0}")]
     Watch(#[from] notify::Error),
+    #[error("carrier: {0}")]
+    Carrier(String),
+    #[error("email: {0}")]
+    Email(String),
 }
 
 /// A running server: its address, and a handle to stop it.
@@ -65,7 +69,7 @@ impl Server {
             Some(t) => AuthToken::new(t.expose_secret()),
             None => {
                 tracing::warn!(
-                    "no carrier.auth_token: webhooks are signed with a random token made at start (fine for the simulator)"
+                    "no carrier.auth_token: a random one is made at start, so only the built-in simulator can sign webhooks; set carrier.auth_token to call in with ivr call --url"
                 );
                 AuthToken::new(random_token())
             }
@@ -94,14 +98,14 @@ impl Server {
             sms: match settings.carrier_kind() {
                 "twilio" => crate::outbox::SmsGateway::Twilio {
                     client: crate::carrier::twilio::TwilioClient::from_settings(&settings.carrier)
-                        .map_err(|e| ServeError::Io(std::io::Error::other(e)))?,
+                        .map_err(|e| ServeError::Carrier(e.to_string()))?,
                     sender: crate::carrier::twilio::Sender::From(settings.carrier.from.clone().unwrap_or_default()),
                 },
                 _ => crate::outbox::SmsGateway::Simulator(state.simulated_sms.clone()),
             },
             email: match &settings.email {
                 Some(e) => Some(Arc::new(
-                    crate::notify::email::EmailSender::new(e).map_err(|e| ServeError::Io(std::io::Error::other(e)))?,
+                    crate::notify::email::EmailSender::new(e).map_err(|e| ServeError::Email(e.to_string()))?,
                 )),
                 None => None,
             },

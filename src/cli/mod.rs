@@ -66,7 +66,7 @@ pub enum TokensCommand {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Serve webhooks, the API and the health-centre pages.
+    /// Serve the carrier's webhooks, the JSON API and the outbox dispatcher.
     Serve {
         /// Settings file (default: ivr.toml if present).
         #[arg(long)]

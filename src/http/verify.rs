@@ -97,7 +97,7 @@ pub async fn twilio_signature(State(app): State<AppState>, req: Request, next: N
 fn signed_url(app: &AppState, headers: &HeaderMap, path_and_query: &str) -> String {
     if app.trust_forwarded_headers {
         let h = |name: &str| {
-            headers.get(name).and_then(|v| v.to_str().ok()).map(|v| v.split(',').next().unwrap_or("").trim())
+            headers.get(name).and_then(|v| v.to_str().ok()).map(|v| v.rsplit(',').next().unwrap_or("").trim())
         };
         if let (Some(proto), Some(host)) = (h("x-forwarded-proto"), h("x-forwarded-host").or_else(|| h("host"))) {
             if matches!(proto, "http" | "https") && !host.is_empty() {

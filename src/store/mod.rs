@@ -167,7 +167,9 @@ impl Store {
         } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             Store::Postgres(PgStore::connect(url).await?)
         } else {
-            return Err(StoreError::Url(format!("'{url}' is neither sqlite:// nor postgres://")));
+            // The URL may hold a password: name only its scheme.
+            let scheme = url.split(':').next().unwrap_or("");
+            return Err(StoreError::Url(format!("'{scheme}:' is neither sqlite: nor postgres://")));
         };
         Ok(store)
     }
