@@ -7,8 +7,10 @@
 //! Without aiosmtpd the server tests print `SKIP: aiosmtpd not installed` and pass, except under
 //! `CI=true`, where they fail (`python3 -m pip install -r scripts/requirements.txt`).
 
+#[path = "peers/mod.rs"]
+mod peers;
+
 use std::fs::File;
-use std::io::Write as _;
 use std::net::{Ipv4Addr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -18,7 +20,6 @@ use ivr::notify::email::{EmailError, EmailSender, EmailSettings, TlsMode};
 use mailparse::{MailAddr, MailHeaderMap};
 
 const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/smtp-sink.py");
-const SKIP: &str = "SKIP: aiosmtpd not installed";
 
 const FROM: &str = "保健所 <noreply@example.jp>";
 const SUBJECT: &str = "【保健所】陽性登録用の処理番号のお知らせ";
@@ -116,24 +117,8 @@ fn settings(port: u16) -> EmailSettings {
     }
 }
 
-/// Whether `import aiosmtpd` works; if not, says so where a person running the tests sees it,
-/// or fails under `CI=true`.
 fn aiosmtpd_available() -> bool {
-    let imported = Command::new("python3")
-        .args(["-c", "import aiosmtpd"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|status| status.success());
-    if imported {
-        return true;
-    }
-    if std::env::var("CI").as_deref() == Ok("true") {
-        panic!("{SKIP}: CI=true does not allow skipping (python3 -m pip install -r scripts/requirements.txt)");
-    }
-    // Straight to stderr: the test harness captures `eprintln!` of passing tests.
-    let _ = writeln!(std::io::stderr(), "{SKIP}");
-    false
+    peers::python_module("aiosmtpd", "aiosmtpd not installed")
 }
 
 /// A port nothing listens on right now (the kernel's choice, released at once).

@@ -5,14 +5,15 @@
 //! Without the library the tests print `SKIP: PyPI twilio not installed` and pass, except under
 //! `CI=true`, where a skipped interoperability check would be a silent hole: there they fail.
 
+#[path = "peers/mod.rs"]
+mod peers;
+
 use std::io::Write as _;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
 use ivr::signature::{self, AuthToken};
 use serde::{Deserialize, Serialize};
-
-const SKIP: &str = "SKIP: PyPI twilio not installed";
 
 type Params = Vec<(String, String)>;
 
@@ -66,25 +67,8 @@ fn case(token: &str, url: &str, params: Params, checks: Vec<Check>) -> Case {
     Case { token: token.into(), url: url.into(), params, checks }
 }
 
-/// Whether the library can be imported; if not, says so where a person running the tests sees
-/// it, or fails under `CI=true`.
 fn library_available() -> bool {
-    let imported = Command::new("python3")
-        .args(["-c", "import twilio"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|status| status.success());
-    if imported {
-        return true;
-    }
-    if std::env::var("CI").as_deref() == Ok("true") {
-        panic!("{SKIP}: CI=true does not allow skipping this test (python3 -m pip install twilio)");
-    }
-    // Written to the process's stderr directly: the test harness swallows `eprintln!` output
-    // of tests that pass.
-    let _ = writeln!(std::io::stderr(), "{SKIP}");
-    false
+    peers::python_module("twilio", "PyPI twilio not installed")
 }
 
 /// Runs the cases through the library.

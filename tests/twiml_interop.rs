@@ -14,7 +14,9 @@
 //! `<Gather ...></Gather>` here. Escaping of text and attributes is byte-for-byte the same, which
 //! [`without_a_gather_only_the_empty_element_form_differs`] checks.
 
-use std::io::Write as _;
+#[path = "peers/mod.rs"]
+mod peers;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -217,19 +219,10 @@ fn without_a_gather_only_the_empty_element_form_differs() {
 /// committed ones, so a change in the library (or in the script) cannot go unnoticed.
 #[test]
 fn committed_fixtures_are_what_twilio_python_writes() {
-    let installed =
-        Command::new("python3").args(["-c", "import twilio"]).output().is_ok_and(|out| out.status.success());
-    if !installed {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "PyPI twilio is required on CI: python3 -m pip install twilio"
-        );
-        // Written to stderr directly: the test harness captures `eprintln!` of passing tests.
-        let _ = writeln!(
-            std::io::stderr(),
-            "SKIP: PyPI twilio not installed (python3 -m pip install twilio); \
-             fixtures in tests/fixtures/twiml were not regenerated"
-        );
+    if !peers::python_module(
+        "twilio",
+        "PyPI twilio not installed; fixtures in tests/fixtures/twiml were not regenerated",
+    ) {
         return;
     }
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));

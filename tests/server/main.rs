@@ -12,3 +12,6 @@ mod reload;
 #[path = "../support/mod.rs"]
 mod support;
 mod webhooks;
+
+#[path = "../peers/mod.rs"]
+mod peers;

@@ -12,12 +12,7 @@ const MOBILE: &str = "+819012345678";
 /// Signatures computed by the official library for `(url, params)`, or `None` (skipped)
 /// when it is not installed outside CI.
 fn official_signatures(cases: &[(&str, Vec<(&str, &str)>)]) -> Option<Vec<String>> {
-    let have = Command::new("python3").args(["-c", "import twilio"]).output().is_ok_and(|o| o.status.success());
-    if !have {
-        if std::env::var("CI").as_deref() == Ok("true") {
-            panic!("SKIP: PyPI twilio not installed: CI=true does not allow skipping (python3 -m pip install twilio)");
-        }
-        let _ = writeln!(std::io::stderr(), "SKIP: PyPI twilio not installed");
+    if !crate::peers::python_module("twilio", "PyPI twilio not installed") {
         return None;
     }
     let json: Vec<serde_json::Value> =
