@@ -49,8 +49,16 @@ pub fn turn_fn(ctx: &TurnContext, sid: &str, seq: i64, input: Input, now: DateTi
         unseal_number(&ctx.issuer, &mut state.vars);
         let before = state.answers();
         let catalog = flow.catalog(&state.lang);
-        let mut fx =
-            TurnEffects { issuer: &ctx.issuer, catalog, now, seq, answers: vec![], alerts: vec![], issue: None };
+        let mut fx = TurnEffects {
+            issuer: &ctx.issuer,
+            catalog,
+            now,
+            seq,
+            answers: vec![],
+            alerts: vec![],
+            issue: None,
+            messages: vec![],
+        };
         let Ok(turn) = run_turn(&flow, &state, input.clone(), &mut fx);
         span.record("state", turn.state.state.as_str());
         let mut answers: Vec<(String, Value)> =
@@ -74,6 +82,7 @@ pub fn turn_fn(ctx: &TurnContext, sid: &str, seq: i64, input: Input, now: DateTi
             alerts: fx.alerts,
             ended: new_state.phase == Phase::Ended,
             issue: fx.issue,
+            messages: fx.messages,
             state: Some(new_state),
         })
     })
@@ -108,6 +117,7 @@ struct TurnEffects<'a> {
     answers: Vec<(String, Value)>,
     alerts: Vec<String>,
     issue: Option<NewNumber>,
+    messages: Vec<NewMessage>,
 }
 
 impl Actions for TurnEffects<'_> {
@@ -125,13 +135,25 @@ impl Actions for TurnEffects<'_> {
             }
             Effect::EndCallSummary { .. } => None,
             Effect::IssueProcessingNumber => Some(self.issue(call)),
-            // SMS of arbitrary prompts is not offered by this deployment yet.
-            Effect::SendSms { .. } => Some(Outcome::named("failed")),
+            Effect::SendSms { text, to } => Some(self.send_sms(call, text, to.as_deref())),
         })
     }
 }
 
 impl TurnEffects<'_> {
+    /// An SMS written to the outbox, sealed (it may hold the number): to a number the caller
+    /// typed, which must be a mobile number, or to the patient's own mobile phone.
+    fn send_sms(&mut self, call: &CallState, text: &str, to: Option<&str>) -> Outcome {
+        let own = call.vars.get("patient.phone").map(ToString::to_string);
+        let Some(recipient) = to.map_or(own, crate::normalize_phone) else { return Outcome::named("failed") };
+        if crate::phone_kind(&recipient) != "mobile" {
+            return Outcome::named("failed");
+        }
+        let body_sealed = self.issuer.key.seal(text);
+        self.messages.push(NewMessage { channel: "sms".into(), recipient, body_sealed });
+        Outcome::named("queued")
+    }
+
     /// Draws a number for the call's patient and decides its delivery. The store records it
     /// with this turn as the consent; a replayed turn never gets here.
     fn issue(&mut self, call: &CallState) -> Outcome {

@@ -230,9 +230,10 @@ impl<'f> Machine<'f> {
                 Effect::RecordAnswers { answers }
             }
             Action::IssueProcessingNumber => Effect::IssueProcessingNumber,
-            Action::SendSms { message } => {
-                Effect::SendSms { text: self.flow.catalog(&self.call.lang).text(&message.value, &self.call.vars) }
-            }
+            Action::SendSms { message, to } => Effect::SendSms {
+                text: self.flow.catalog(&self.call.lang).text(&message.value, &self.call.vars),
+                to: to.as_ref().and_then(|v| self.call.vars.get(&v.value)).map(ToString::to_string),
+            },
             Action::AlertHealthCenter { reason } => Effect::AlertHealthCenter { reason: reason.clone() },
             Action::EndCallSummary => Effect::EndCallSummary { answers: self.call.answers() },
         }

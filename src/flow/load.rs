@@ -292,7 +292,7 @@ fn read_state(
             )
         }
         "action" => {
-            (read_action(&mut f, &what, diags), vec!["action", "next", "on", "vars", "set", "message", "reason"])
+            (read_action(&mut f, &what, diags), vec!["action", "next", "on", "vars", "set", "message", "to", "reason"])
         }
         "branch" => (read_branch(&mut f, &what, diags), vec!["rules", "default"]),
         other => {
@@ -581,6 +581,7 @@ fn read_action(f: &mut Fields<'_, '_>, what: &str, diags: &mut Diagnostics) -> O
     let vars = f.strings("vars", diags).unwrap_or_default();
     let set = f.raw("set");
     let message = f.str("message", diags);
+    let to = f.str("to", diags);
     let reason = f.str("reason", diags);
     let only = |field: &str, for_action: &str, diags: &mut Diagnostics| {
         if name.value != for_action {
@@ -592,12 +593,13 @@ fn read_action(f: &mut Fields<'_, '_>, what: &str, diags: &mut Diagnostics) -> O
     only("vars", "record_answer", diags);
     only("set", "record_answer", diags);
     only("message", "send_sms", diags);
+    only("to", "send_sms", diags);
     only("reason", "alert_health_center", diags);
     let action = match name.value.as_str() {
         "record_answer" => Action::RecordAnswer { vars, set: read_set(src, set, diags) },
         "issue_processing_number" => Action::IssueProcessingNumber,
         "send_sms" => match message {
-            Some(m) => Action::SendSms { message: m },
+            Some(m) => Action::SendSms { message: m, to },
             None => {
                 diags.error(src, f.at(), "send_sms needs message = \"prompt id\" (the SMS text)");
                 return None;

@@ -207,8 +207,9 @@ pub enum Action {
     RecordAnswer { vars: Vec<At<String>>, set: Vec<(String, Value)> },
     /// Issues a processing number; outcomes say how it reaches the patient.
     IssueProcessingNumber,
-    /// Sends the text of a prompt by SMS to the patient.
-    SendSms { message: PromptRef },
+    /// Sends the text of a prompt by SMS: to the number in the variable `to` (one the caller
+    /// typed), or to the patient's own phone.
+    SendSms { message: PromptRef, to: Option<At<String>> },
     /// Tells the health centre to call the patient back.
     AlertHealthCenter { reason: String },
     /// Closes the call's record with a summary of its answers.
@@ -298,11 +299,21 @@ impl Rule {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "effect", rename_all = "snake_case")]
 pub enum Effect {
-    RecordAnswers { answers: Vec<(String, Value)> },
+    RecordAnswers {
+        answers: Vec<(String, Value)>,
+    },
     IssueProcessingNumber,
-    SendSms { text: String },
-    AlertHealthCenter { reason: String },
-    EndCallSummary { answers: Vec<(String, Value)> },
+    /// `to`: a number typed during the call (digits as typed); `None` for the patient's phone.
+    SendSms {
+        text: String,
+        to: Option<String>,
+    },
+    AlertHealthCenter {
+        reason: String,
+    },
+    EndCallSummary {
+        answers: Vec<(String, Value)>,
+    },
 }
 
 impl Effect {
@@ -314,7 +325,8 @@ impl Effect {
                 format!("record answers: {}", list.join(", "))
             }
             Effect::IssueProcessingNumber => "issue processing number".into(),
-            Effect::SendSms { text } => format!("send SMS: {text}"),
+            Effect::SendSms { text, to: Some(to) } => format!("send SMS to {to}: {text}"),
+            Effect::SendSms { text, to: None } => format!("send SMS: {text}"),
             Effect::AlertHealthCenter { reason } => format!("alert health centre: {reason}"),
             Effect::EndCallSummary { answers } => {
                 format!("end-of-call summary ({} answers)", answers.len())

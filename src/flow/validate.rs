@@ -20,7 +20,7 @@ pub fn prompt_refs(flow: &Flow) -> Vec<&PromptRef> {
     for s in &flow.states {
         match &s.kind {
             Kind::Say { prompt, .. } | Kind::Hangup { prompt } => out.extend(prompt),
-            Kind::Action { action: Action::SendSms { message }, .. } => out.push(message),
+            Kind::Action { action: Action::SendSms { message, .. }, .. } => out.push(message),
             Kind::Number(n) => out.extend(&n.mismatch),
             _ => {}
         }
@@ -109,6 +109,7 @@ fn check_vars(flow: &Flow, diags: &mut Diagnostics) {
                     unknown(&e.value, e.at, diags);
                 }
             }
+            Kind::Action { action: Action::SendSms { to: Some(v), .. }, .. } => unknown(&v.value, v.at, diags),
             Kind::Action { action: Action::RecordAnswer { vars, .. }, .. } => {
                 vars.iter().for_each(|v| unknown(&v.value, v.at, diags))
             }

@@ -109,6 +109,9 @@ pub struct TurnWrite {
     pub stored_response: Option<String>,
     /// A processing number issued in this turn, with its message.
     pub issue: Option<NewNumber>,
+    /// Other messages written in this turn (e.g. the number by SMS to a mobile number the
+    /// caller typed), for the outbox.
+    pub messages: Vec<NewMessage>,
     /// The state the turn left and its input, masked.
     pub event_state: String,
     pub event_input: String,

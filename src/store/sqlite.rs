@@ -303,6 +303,13 @@ fn write_turn(tx: &Transaction<'_>, call: &CallRecord, seq: i64, w: &TurnWrite) 
             st.execute(params![call.call_id, call.patient_id, name, kind, text, raw, scale])?;
         }
     }
+    for m in &w.messages {
+        tx.prepare_cached(
+            "insert into outbox (patient_id, channel, recipient, body_sealed, next_attempt_at)
+             values (?1, ?2, ?3, ?4, strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))",
+        )?
+        .execute(params![call.patient_id, m.channel, m.recipient, m.body_sealed])?;
+    }
     for reason in &w.alerts {
         tx.prepare_cached("insert into alerts (patient_id, call_id, reason) values (?1, ?2, ?3)")?.execute(params![
             call.patient_id,

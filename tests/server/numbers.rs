@@ -228,3 +228,21 @@ async fn guessing_is_slowed_by_a_per_client_rate_limit() {
     assert!(codes[5..].iter().all(|c| *c == 429), "{codes:?}");
     assert_eq!(api(&app, path, Some(&b), json!({"number": "00000001"})).await.0, 404, "another client is not slowed");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_landline_caller_may_type_a_mobile_number_to_get_the_number_by_sms() {
+    let app = spawn_sqlite().await;
+    app.add_patient("P002", LANDLINE).await;
+    let health = ["0412", "365", "1", "2", "2", "2", "2", "2", "2", "1", "1"];
+    // 3: by SMS; a landline typed first is refused, then a mobile number, confirmed.
+    let keys: Vec<&str> = health.iter().copied().chain(["3", "03123456789", "1", "3", "08011112222", "1"]).collect();
+    let (_, heard) = app.call(LANDLINE, &keys).await;
+    assert!(heard.iter().any(|h| h.contains("ショートメッセージを送れません")), "{heard:?}");
+    assert!(heard.iter().any(|h| h.contains("0 8 0 1、1 1 1 2、2 2 2、ですね")), "{heard:?}");
+    assert!(heard.iter().any(|h| h.contains("ショートメッセージでお送りしました")), "{heard:?}");
+    let sms = wait_for_sms(&app, 1).await;
+    assert_eq!(sms.len(), 1, "{sms:?}");
+    assert_eq!(sms[0].to, "+818011112222");
+    assert_eq!(digits_in(&sms[0].body).len(), 8, "{}", sms[0].body);
+    assert_eq!(app.store.valid_count().await.unwrap(), 1, "still one number");
+}
