@@ -1,0 +1,658 @@
+//! docs/openapi.json against the code. The description must list exactly the API router's
+//! routes with their methods; every response status it documents must be one a handler really
+//! returns (each is produced here by a request to a running server, and the body checked
+//! against the documented schema); every status the API module names must be documented; and
+//! the documented error examples must be the server's answers, word for word.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+
+use ivr::config::Settings;
+use ivr::http::api::token_hash;
+use ivr::server::Server;
+use ivr::store::{Patient, Store};
+use secrecy::SecretString;
+use serde_json::{Value, json};
+
+const SPEC: &str = include_str!("../docs/openapi.json");
+const API_SOURCE: &str = include_str!("../src/http/api.rs");
+
+const VERIFY: &str = "/api/v1/processing-numbers/verify";
+const ISSUE: &str = "/api/v1/patients/{id}/processing-number";
+const METHODS: [&str; 8] = ["get", "put", "post", "delete", "options", "head", "patch", "trace"];
+
+fn spec() -> Value {
+    serde_json::from_str(SPEC).expect("docs/openapi.json is JSON")
+}
+
+/// Follows a local `$ref` (`#/components/...`), however many times it takes.
+fn resolve<'a>(spec: &'a Value, mut v: &'a Value) -> &'a Value {
+    while let Some(r) = v.get("$ref").and_then(Value::as_str) {
+        let pointer = r.strip_prefix('#').unwrap_or_else(|| panic!("only local $refs: {r}"));
+        v = spec.pointer(pointer).unwrap_or_else(|| panic!("{r} points at nothing"));
+    }
+    v
+}
+
+/// (path, method) of every operation documented.
+fn documented_operations(spec: &Value) -> BTreeSet<(String, String)> {
+    let paths = spec["paths"].as_object().expect("paths");
+    let mut ops = BTreeSet::new();
+    for (path, item) in paths {
+        for (key, _) in item.as_object().expect("a path item") {
+            assert!(METHODS.contains(&key.as_str()) || key == "parameters", "{path}: unexpected key {key}");
+            if key != "parameters" {
+                ops.insert((path.clone(), key.clone()));
+            }
+        }
+    }
+    ops
+}
+
+/// (path, method) of every `.route("…", method(handler)…)` in the API router's source.
+fn routed_operations() -> BTreeSet<(String, String)> {
+    let mut ops = BTreeSet::new();
+    let mut rest = API_SOURCE;
+    while let Some(i) = rest.find(".route(\"") {
+        rest = &rest[i + ".route(\"".len()..];
+        let end = rest.find('"').expect("the path's closing quote");
+        let path = rest[..end].to_string();
+        // `post(verify)`, or chained: `get(a).post(b)`.
+        let mut handlers = rest[end + 1..].trim_start().strip_prefix(',').expect("a comma after the path").trim_start();
+        loop {
+            let open = handlers.find('(').expect("a method router");
+            let method = handlers[..open].trim().to_string();
+            assert!(METHODS.contains(&method.as_str()), "{path}: '{method}' is not a method router this test knows");
+            ops.insert((path.clone(), method));
+            let close = handlers[open..].find(')').expect("the handler's closing parenthesis") + open;
+            handlers = &handlers[close + 1..];
+            match handlers.strip_prefix('.') {
+                Some(more) => handlers = more,
+                None => break,
+            }
+        }
+    }
+    assert!(!ops.is_empty(), "no routes found in src/http/api.rs");
+    ops
+}
+
+#[test]
+fn every_route_of_the_api_router_is_documented_with_its_method_and_nothing_else_is() {
+    let spec = spec();
+    assert!(spec["openapi"].as_str().is_some_and(|v| v.starts_with("3.1.")), "an OpenAPI 3.1 document");
+    let routed = routed_operations();
+    assert_eq!(
+        routed,
+        BTreeSet::from([(VERIFY.to_string(), "post".to_string()), (ISSUE.to_string(), "post".to_string())]),
+        "the routes this test drives below"
+    );
+    assert_eq!(documented_operations(&spec), routed, "docs/openapi.json documents exactly the router's routes");
+    // Path parameters: axum's `{id}` is OpenAPI's `{id}`, and each one is described.
+    for (path, method) in &routed {
+        let op = &spec["paths"][path][method];
+        let declared: BTreeSet<&str> = op["parameters"]
+            .as_array()
+            .map(|ps| ps.iter().map(|p| resolve(&spec, p)).filter(|p| p["in"] == "path").collect::<Vec<_>>())
+            .unwrap_or_default()
+            .iter()
+            .map(|p| p["name"].as_str().expect("a parameter name"))
+            .collect();
+        let in_path: BTreeSet<&str> =
+            path.split('/').filter_map(|s| s.strip_prefix('{').and_then(|s| s.strip_suffix('}'))).collect();
+        assert_eq!(declared, in_path, "{method} {path}: path parameters");
+        // Every route is behind a bearer token, so every operation documents 401.
+        assert!(op["responses"].get("401").is_some(), "{method} {path} documents 401");
+    }
+    let scheme = &spec["components"]["securitySchemes"]["bearer"];
+    assert_eq!((scheme["type"].as_str(), scheme["scheme"].as_str()), (Some("http"), Some("bearer")));
+    assert_eq!(spec["security"], json!([{"bearer": []}]));
+}
+
+/// The HTTP status named by a `StatusCode::NAME` in the API module.
+fn status_code(name: &str) -> u16 {
+    match name {
+        "OK" => 200,
+        "CREATED" => 201,
+        "BAD_REQUEST" => 400,
+        "UNAUTHORIZED" => 401,
+        "FORBIDDEN" => 403,
+        "NOT_FOUND" => 404,
+        "CONFLICT" => 409,
+        "PAYLOAD_TOO_LARGE" => 413,
+        "UNSUPPORTED_MEDIA_TYPE" => 415,
+        "UNPROCESSABLE_ENTITY" => 422,
+        "TOO_MANY_REQUESTS" => 429,
+        "INTERNAL_SERVER_ERROR" => 500,
+        "SERVICE_UNAVAILABLE" => 503,
+        other => panic!("StatusCode::{other} is new to this test: add it here and document it"),
+    }
+}
+
+#[test]
+fn every_status_the_api_module_names_is_documented() {
+    let spec = spec();
+    let documented: BTreeSet<u16> = documented_operations(&spec)
+        .iter()
+        .flat_map(|(p, m)| spec["paths"][p][m]["responses"].as_object().unwrap().keys().cloned().collect::<Vec<_>>())
+        .map(|s| s.parse().expect("numeric status codes only"))
+        .collect();
+    let mut named = BTreeSet::new();
+    for part in API_SOURCE.split("StatusCode::").skip(1) {
+        let name: String = part.chars().take_while(|c| c.is_ascii_uppercase() || *c == '_').collect();
+        if !name.is_empty() {
+            named.insert(status_code(&name));
+        }
+    }
+    assert!(named.len() >= 5, "{named:?}");
+    let missing: Vec<_> = named.difference(&documented).collect();
+    assert!(missing.is_empty(), "returned by src/http/api.rs but not documented: {missing:?}");
+}
+
+#[test]
+fn every_example_in_the_description_matches_its_schema() {
+    let spec = spec();
+    let mut checked = 0;
+    for (path, method) in documented_operations(&spec) {
+        let op = &spec["paths"][&path][&method];
+        let mut media = vec![];
+        if let Some(body) = op.get("requestBody") {
+            for (ct, m) in resolve(&spec, body)["content"].as_object().unwrap() {
+                media.push((format!("{method} {path} request {ct}"), m));
+            }
+        }
+        for (status, r) in op["responses"].as_object().unwrap() {
+            let r = resolve(&spec, r);
+            assert!(r["description"].is_string(), "{method} {path} {status}: a description");
+            for (ct, m) in r["content"].as_object().expect("every response has content") {
+                media.push((format!("{method} {path} {status} {ct}"), m));
+            }
+        }
+        for (what, m) in media {
+            let schema = m.get("schema").unwrap_or_else(|| panic!("{what}: a schema"));
+            let examples = m["examples"].as_object().unwrap_or_else(|| panic!("{what}: examples"));
+            for (name, ex) in examples {
+                let errors = validate(&spec, schema, &ex["value"], "$");
+                assert!(errors.is_empty(), "{what} example {name}: {errors:?}");
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked > 20, "{checked}");
+}
+
+// ---- a small JSON Schema validator, for the keywords this description uses ----
+
+const ANNOTATIONS: [&str; 5] = ["description", "title", "default", "examples", "deprecated"];
+
+/// Errors of `v` against `schema`. A keyword this validator does not implement is an error
+/// too, so that nothing in the description goes unchecked.
+fn validate(spec: &Value, schema: &Value, v: &Value, at: &str) -> Vec<String> {
+    let schema = resolve(spec, schema);
+    let mut errors = vec![];
+    let Some(obj) = schema.as_object() else { return vec![format!("{at}: a schema must be an object")] };
+    for (k, s) in obj {
+        match k.as_str() {
+            "$ref" => {}
+            k if ANNOTATIONS.contains(&k) => {}
+            "allOf" => {
+                for sub in s.as_array().expect("allOf is a list") {
+                    errors.extend(validate(spec, sub, v, at));
+                }
+            }
+            "not" => {
+                if validate(spec, s, v, at).is_empty() {
+                    errors.push(format!("{at}: matches {s}, which it must not"));
+                }
+            }
+            "type" => {
+                let ok = match s.as_str().expect("one type") {
+                    "object" => v.is_object(),
+                    "string" => v.is_string(),
+                    "boolean" => v.is_boolean(),
+                    "integer" => v.is_i64() || v.is_u64(),
+                    "number" => v.is_number(),
+                    "array" => v.is_array(),
+                    "null" => v.is_null(),
+                    t => panic!("unknown type {t}"),
+                };
+                if !ok {
+                    errors.push(format!("{at}: {v} is not of type {s}"));
+                }
+            }
+            "required" => {
+                for name in s.as_array().expect("required is a list") {
+                    let name = name.as_str().unwrap();
+                    if v.is_object() && v.get(name).is_none() {
+                        errors.push(format!("{at}: {name} is required"));
+                    }
+                }
+            }
+            "properties" => {
+                if let Some(o) = v.as_object() {
+                    for (name, sub) in s.as_object().expect("properties is an object") {
+                        if let Some(pv) = o.get(name) {
+                            errors.extend(validate(spec, sub, pv, &format!("{at}.{name}")));
+                        }
+                    }
+                }
+            }
+            "additionalProperties" => {
+                assert_eq!(s, &json!(false), "{at}: only additionalProperties: false is checked");
+                let known: BTreeSet<&String> =
+                    obj["properties"].as_object().map(|p| p.keys().collect()).unwrap_or_default();
+                if let Some(o) = v.as_object() {
+                    for name in o.keys().filter(|n| !known.contains(n)) {
+                        errors.push(format!("{at}: {name} is not allowed"));
+                    }
+                }
+            }
+            "enum" => {
+                if !s.as_array().expect("enum is a list").contains(v) {
+                    errors.push(format!("{at}: {v} is not one of {s}"));
+                }
+            }
+            "const" => {
+                if s != v {
+                    errors.push(format!("{at}: {v} is not {s}"));
+                }
+            }
+            "format" => {
+                assert_eq!(s, "date-time", "{at}: only the date-time format is checked");
+                if let Some(t) = v.as_str() {
+                    if chrono::DateTime::parse_from_rfc3339(t).is_err() {
+                        errors.push(format!("{at}: {t} is not an RFC 3339 date-time"));
+                    }
+                }
+            }
+            "minLength" | "maxLength" => {
+                if let Some(t) = v.as_str() {
+                    let n = t.chars().count() as u64;
+                    let bound = s.as_u64().expect("a length");
+                    if (k == "minLength" && n < bound) || (k == "maxLength" && n > bound) {
+                        errors.push(format!("{at}: length {n} breaks {k} {bound}"));
+                    }
+                }
+            }
+            other => errors.push(format!("{at}: the schema keyword '{other}' is not checked by tests/openapi.rs")),
+        }
+    }
+    errors
+}
+
+// ---- the documented statuses, produced by a running server ----
+
+const MOBILE: &str = "+819012345678";
+const LANDLINE: &str = "+81312345678";
+
+fn settings(db_url: &str) -> Settings {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut s = Settings::load(None).expect("default settings");
+    s.server.listen = "127.0.0.1:0".parse().unwrap();
+    s.database.url = SecretString::from(db_url);
+    s.carrier.auth_token = Some(SecretString::from("openapi-test-auth-token"));
+    s.issuer.key = Some(SecretString::from("openapi-test-issuer-key"));
+    s.flows.dir = root.join("call-flows");
+    s.flows.prompts_dir = root.join("prompts");
+    // One verification a minute per client: each case below has its own token.
+    s.api.verify_per_minute = 1;
+    s
+}
+
+struct App {
+    server: Server,
+    addr: String,
+    store: Store,
+    db: std::path::PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+async fn spawn() -> App {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("ivr.db");
+    let server = Server::start(&settings(&format!("sqlite://{}", db.display()))).await.expect("server starts");
+    let addr = format!("http://{}", server.addr);
+    let store = server.state.store.clone();
+    for (id, phone) in [("P001", MOBILE), ("P003", LANDLINE)] {
+        let p = Patient {
+            patient_id: id.into(),
+            name: "山田 花子".into(),
+            phone: phone.into(),
+            birth_md: Some("0412".into()),
+            language: "ja-JP".into(),
+            email: None,
+            area: None,
+            care_start: None,
+            care_end: None,
+        };
+        store.upsert_patient(&p).await.unwrap();
+    }
+    App { server, addr, store, db, _dir: dir }
+}
+
+/// One request, what it must get, and which documented example (if any) is its answer.
+struct Case {
+    name: String,
+    /// The operation, as documented.
+    path: &'static str,
+    /// The path requested (the operation's, with parameters filled in).
+    url: String,
+    token: Option<String>,
+    /// The authorization scheme the token is sent with.
+    scheme: &'static str,
+    content_type: Option<&'static str>,
+    body: Vec<u8>,
+    status: u16,
+    example: Option<&'static str>,
+}
+
+impl Case {
+    fn new(name: &str, path: &'static str, url: &str, status: u16) -> Case {
+        Case {
+            name: name.into(),
+            path,
+            url: url.into(),
+            token: None,
+            scheme: "Bearer",
+            content_type: Some("application/json"),
+            body: vec![],
+            status,
+            example: None,
+        }
+    }
+    fn token(mut self, t: &str) -> Case {
+        self.token = Some(t.into());
+        self
+    }
+    fn json(mut self, v: Value) -> Case {
+        self.body = v.to_string().into_bytes();
+        self
+    }
+    fn raw(mut self, body: &str) -> Case {
+        self.body = body.as_bytes().to_vec();
+        self
+    }
+    fn example(mut self, e: &'static str) -> Case {
+        self.example = Some(e);
+        self
+    }
+}
+
+async fn token(app: &App, name: &str) -> String {
+    let t = format!("ivr_openapi_{name}");
+    app.store.add_token(name, &token_hash(&t)).await.unwrap();
+    t
+}
+
+/// What the requests so far have shown: (path, status) produced, error examples answered.
+#[derive(Default)]
+struct Seen {
+    statuses: BTreeSet<(String, String)>,
+    examples: BTreeSet<String>,
+}
+
+/// Sends a case and checks the answer against the description: the status is the one
+/// expected and documented for the operation, the content type is documented for it, the
+/// body matches the documented schema, and equals the named example. Returns the body.
+async fn run(spec: &Value, app: &App, c: Case, seen: &mut Seen) -> Value {
+    let name = &c.name;
+    let mut req = reqwest::Client::new().post(format!("{}{}", app.addr, c.url)).body(c.body.clone());
+    if let Some(ct) = c.content_type {
+        req = req.header("content-type", ct);
+    }
+    if let Some(t) = &c.token {
+        req = req.header("authorization", format!("{} {t}", c.scheme));
+    }
+    let resp = req.send().await.unwrap_or_else(|e| panic!("{name}: {e}"));
+    let status = resp.status().as_u16();
+    let ct = resp
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v.split(';').next().unwrap_or("").trim().to_string())
+        .unwrap_or_default();
+    let body = resp.text().await.unwrap();
+
+    assert_eq!(status, c.status, "{name}: {body}");
+    let response = spec["paths"][c.path]["post"]["responses"]
+        .get(status.to_string())
+        .map(|r| resolve(spec, r))
+        .unwrap_or_else(|| panic!("{name}: status {status} is not documented for POST {}", c.path));
+    let media = response["content"]
+        .get(&ct)
+        .unwrap_or_else(|| panic!("{name}: {status} answered {ct}, which is not documented: {body}"));
+    let value = if ct == "application/json" {
+        serde_json::from_str(&body).unwrap_or_else(|e| panic!("{name}: not JSON ({e}): {body}"))
+    } else {
+        Value::String(body.clone())
+    };
+    let errors = validate(spec, &media["schema"], &value, "$");
+    assert!(errors.is_empty(), "{name}: {body} does not match the documented schema: {errors:?}");
+    if let Some(e) = c.example {
+        let documented = &media["examples"][e]["value"];
+        assert!(!documented.is_null(), "{name}: no example {e} under {status} {ct}");
+        assert_eq!(&value, documented, "{name}: the documented example {e} is not what the server answers");
+        seen.examples.insert(format!("{} {status} {ct} {e}", c.path));
+    }
+    seen.statuses.insert((c.path.to_string(), status.to_string()));
+    value
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_documented_status_is_one_the_handlers_return_with_the_documented_body() {
+    let spec = spec();
+    let app = spawn().await;
+    let issue_p = |id: &str| format!("/api/v1/patients/{id}/processing-number");
+    let mut seen = Seen::default();
+
+    // The manual issue: a number for P001, which the verification cases then use.
+    let staff = token(&app, "staff").await;
+    let issued = run(
+        &spec,
+        &app,
+        Case::new("issue by sms", ISSUE, &issue_p("P001"), 201)
+            .token(&staff)
+            .json(json!({"consent": true, "send": "sms", "staff": "佐藤"})),
+        &mut seen,
+    )
+    .await;
+    let number = issued["number"].as_str().expect("the number").to_string();
+    assert_eq!(issued["send"], "sms");
+
+    let issue_cases = vec![
+        Case::new("issue, nothing sent", ISSUE, &issue_p("P003"), 201)
+            .token(&staff)
+            .json(json!({"consent": true, "send": "none"})),
+        Case::new("issue, no token", ISSUE, &issue_p("P001"), 401)
+            .json(json!({"consent": true}))
+            .example("unauthorized"),
+        Case::new("issue, unknown token", ISSUE, &issue_p("P001"), 401)
+            .token("ivr_not_a_token")
+            .json(json!({"consent": true}))
+            .example("unauthorized"),
+        Case::new("issue, truncated JSON", ISSUE, &issue_p("P001"), 400)
+            .token(&staff)
+            .raw(r#"{"consent": "#)
+            .example("truncated"),
+        Case::new("issue, id not UTF-8", ISSUE, &issue_p("P%FF"), 400)
+            .token(&staff)
+            .json(json!({"consent": true}))
+            .example("bad_path"),
+        Case::new("issue, unknown patient", ISSUE, &issue_p("P999"), 404)
+            .token(&staff)
+            .json(json!({"consent": true}))
+            .example("unknown_patient"),
+        Case::new("issue, body too large", ISSUE, &issue_p("P001"), 413)
+            .token(&staff)
+            .json(json!({"consent": true, "staff": "x".repeat(3 << 20)}))
+            .example("too_large"),
+        Case { content_type: None, ..Case::new("issue, no content type", ISSUE, &issue_p("P001"), 415) }
+            .token(&staff)
+            .json(json!({"consent": true}))
+            .example("no_content_type"),
+        Case::new("issue, no consent", ISSUE, &issue_p("P001"), 422)
+            .token(&staff)
+            .json(json!({}))
+            .example("no_consent"),
+        Case::new("issue, consent false", ISSUE, &issue_p("P001"), 422)
+            .token(&staff)
+            .json(json!({"consent": false}))
+            .example("no_consent"),
+        Case::new("issue, sms to a landline", ISSUE, &issue_p("P003"), 422)
+            .token(&staff)
+            .json(json!({"consent": true, "send": "sms"}))
+            .example("not_a_mobile"),
+        Case::new("issue, e-mail without an address", ISSUE, &issue_p("P001"), 422)
+            .token(&staff)
+            .json(json!({"consent": true, "send": "email"}))
+            .example("no_email"),
+        Case::new("issue, unknown channel", ISSUE, &issue_p("P001"), 422)
+            .token(&staff)
+            .raw(r#"{"consent": true, "send": "fax"}"#)
+            .example("unknown_channel"),
+    ];
+    for c in issue_cases {
+        run(&spec, &app, c, &mut seen).await;
+    }
+
+    // Verification: each case has its own client, so the rate limit (1 a minute) touches none
+    // but the one about it.
+    let mut clients = Vec::new();
+    for i in 0..12 {
+        clients.push(token(&app, &format!("app-{i}")).await);
+    }
+    let mut clients = clients.into_iter();
+    let mut client = || clients.next().expect("enough clients");
+    let ok = run(
+        &spec,
+        &app,
+        Case::new("verify, valid", VERIFY, VERIFY, 200).token(&client()).json(json!({"number": number})),
+        &mut seen,
+    )
+    .await;
+    assert_eq!(ok["valid"], true);
+    let used = run(
+        &spec,
+        &app,
+        Case::new("verify, used", VERIFY, VERIFY, 404)
+            .token(&client())
+            .json(json!({"number": number}))
+            .example("invalid_or_expired"),
+        &mut seen,
+    )
+    .await;
+    let other = if number == "00000000" { "00000001" } else { "00000000" };
+    let unknown = run(
+        &spec,
+        &app,
+        Case::new("verify, unknown", VERIFY, VERIFY, 404)
+            .token(&client())
+            .json(json!({"number": other}))
+            .example("invalid_or_expired"),
+        &mut seen,
+    )
+    .await;
+    assert_eq!(used, unknown, "used and unknown numbers are answered alike");
+    let verify_cases = vec![
+        Case::new("verify, no token", VERIFY, VERIFY, 401).json(json!({"number": "12345678"})).example("unauthorized"),
+        Case { scheme: "bearer", ..Case::new("verify, lower-case scheme", VERIFY, VERIFY, 401) }
+            .token(&client())
+            .json(json!({"number": "12345678"}))
+            .example("unauthorized"),
+        Case::new("verify, truncated JSON", VERIFY, VERIFY, 400)
+            .token(&client())
+            .raw(r#"{"number":"1234"#)
+            .example("truncated"),
+        Case::new("verify, body too large", VERIFY, VERIFY, 413)
+            .token(&client())
+            .json(json!({"number": "1".repeat(3 << 20)}))
+            .example("too_large"),
+        Case { content_type: None, ..Case::new("verify, no content type", VERIFY, VERIFY, 415) }
+            .token(&client())
+            .json(json!({"number": "12345678"}))
+            .example("no_content_type"),
+        Case::new("verify, 7 digits", VERIFY, VERIFY, 422)
+            .token(&client())
+            .json(json!({"number": "1234567"}))
+            .example("wrong_length"),
+        Case::new("verify, full-width digits", VERIFY, VERIFY, 422)
+            .token(&client())
+            .json(json!({"number": "１２３４５６７８"}))
+            .example("not_digits"),
+        Case::new("verify, misspelt key", VERIFY, VERIFY, 422)
+            .token(&client())
+            .raw(r#"{"numbr": "12345678"}"#)
+            .example("unknown_key"),
+    ];
+    for c in verify_cases {
+        run(&spec, &app, c, &mut seen).await;
+    }
+    let limited = client();
+    run(
+        &spec,
+        &app,
+        Case::new("verify, within the limit", VERIFY, VERIFY, 404).token(&limited).json(json!({"number": other})),
+        &mut seen,
+    )
+    .await;
+    run(
+        &spec,
+        &app,
+        Case::new("verify, over the limit", VERIFY, VERIFY, 429)
+            .token(&limited)
+            .json(json!({"number": other}))
+            .example("rate_limited"),
+        &mut seen,
+    )
+    .await;
+    assert_eq!(app.store.valid_count().await.unwrap(), 1, "only P003's number is valid: P001's was used");
+
+    // A database that fails: a second server whose audit log has gone.
+    let broken = spawn().await;
+    let staff = token(&broken, "staff").await;
+    let app_token = token(&broken, "app").await;
+    rusqlite::Connection::open(&broken.db).unwrap().execute_batch("drop table audit_log").unwrap();
+    run(
+        &spec,
+        &broken,
+        Case::new("issue, database fails", ISSUE, &issue_p("P001"), 500)
+            .token(&staff)
+            .json(json!({"consent": true, "send": "sms"}))
+            .example("internal"),
+        &mut seen,
+    )
+    .await;
+    run(
+        &spec,
+        &broken,
+        Case::new("verify, database fails", VERIFY, VERIFY, 500)
+            .token(&app_token)
+            .json(json!({"number": "12345678"}))
+            .example("internal"),
+        &mut seen,
+    )
+    .await;
+    assert_eq!(broken.store.valid_count().await.unwrap(), 0, "nothing is issued when the database fails");
+
+    // Every documented status was produced, and every documented error example was answered.
+    let mut documented = BTreeSet::new();
+    let mut error_examples = BTreeSet::new();
+    for (path, method) in documented_operations(&spec) {
+        for (status, r) in spec["paths"][&path][&method]["responses"].as_object().unwrap() {
+            documented.insert((path.clone(), status.clone()));
+            if status.starts_with('4') || status.starts_with('5') {
+                for (ct, m) in resolve(&spec, r)["content"].as_object().unwrap() {
+                    for e in m["examples"].as_object().unwrap().keys() {
+                        error_examples.insert(format!("{path} {status} {ct} {e}"));
+                    }
+                }
+            }
+        }
+    }
+    let unproduced: Vec<_> = documented.difference(&seen.statuses).collect();
+    assert!(unproduced.is_empty(), "documented but not produced by any request here: {unproduced:?}");
+    let unmatched: Vec<_> = error_examples.difference(&seen.examples).collect();
+    assert!(unmatched.is_empty(), "documented error examples that no request here was answered with: {unmatched:?}");
+
+    app.server.stop().await;
+    broken.server.stop().await;
+}
