@@ -167,6 +167,8 @@ impl TurnEffects<'_> {
         let email = var("patient.email");
         let delivery = Delivery::choose(&phone, email.as_deref());
         let drawn = self.issuer.draw(self.now);
+        metrics::counter!("ivr_numbers_issued_total", "channel" => "call").increment(1);
+        tracing::info!(patient = %patient_id, number = %drawn.number, delivery = delivery.name(), "processing number issued in the call");
         let mut out = Outcome::named(delivery.name());
         out.vars.insert(NUMBER.into(), Value::text(drawn.number.expose()));
         out.vars.insert("processing_number.expires".into(), Value::text(&drawn.expires_local));

@@ -115,6 +115,12 @@ impl Dispatcher {
         let lease_until = now + chrono::Duration::from_std(self.policy.lease).unwrap_or_default();
         let claimed = self.store.claim_messages(now, lease_until, 16).await?;
         for m in &claimed {
+            // Tried enough already (e.g. a carrier that kept reporting 30003): dead, not sent.
+            if m.attempts as u32 >= self.policy.max_attempts {
+                let dead = SendResult::Failed { error: "too many attempts".into(), dead: true };
+                self.store.finish_message(m.message_id, &dead, now).await?;
+                continue;
+            }
             let attempt = self.send(m).await;
             let result = self.decide(m, attempt, Utc::now());
             self.store.finish_message(m.message_id, &result, Utc::now()).await?;

@@ -554,7 +554,7 @@ async fn every_documented_status_is_one_the_handlers_return_with_the_documented_
     assert_eq!(used, unknown, "used and unknown numbers are answered alike");
     let verify_cases = vec![
         Case::new("verify, no token", VERIFY, VERIFY, 401).json(json!({"number": "12345678"})).example("unauthorized"),
-        Case { scheme: "bearer", ..Case::new("verify, lower-case scheme", VERIFY, VERIFY, 401) }
+        Case { scheme: "Basic", ..Case::new("verify, another scheme", VERIFY, VERIFY, 401) }
             .token(&client())
             .json(json!({"number": "12345678"}))
             .example("unauthorized"),

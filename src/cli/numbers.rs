@@ -42,7 +42,8 @@ pub async fn numbers(cmd: &NumbersCommand) -> Result<()> {
             println!("valid until {} ({})", m.expires_local.replace('T', " "), issuer.tz);
             match send {
                 SendBy::None => println!("nothing is sent: tell the patient this number"),
-                other => println!("queued for delivery by {other:?}; `ivr serve` sends it"),
+                SendBy::Sms => println!("queued for delivery by SMS; `ivr serve` sends it"),
+                SendBy::Email => println!("queued for delivery by e-mail; `ivr serve` sends it"),
             }
             Ok(())
         }

@@ -88,7 +88,12 @@ impl FromRequestParts<AppState> for Client {
             )
         };
         let header = parts.headers.get(axum::http::header::AUTHORIZATION).and_then(|v| v.to_str().ok());
-        let token = header.and_then(|h| h.strip_prefix("Bearer ")).map(str::trim).filter(|t| !t.is_empty());
+        // The scheme is case-insensitive (RFC 9110).
+        let token = header
+            .and_then(|h| h.split_once(' '))
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+            .map(|(_, t)| t.trim())
+            .filter(|t| !t.is_empty());
         let Some(token) = token else { return Err(unauthorized()) };
         match app.store.token_name(&token_hash(token)).await {
             Ok(Some(name)) => Ok(Client(name)),

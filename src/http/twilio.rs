@@ -168,6 +168,10 @@ async fn message_status(State(app): State<AppState>, Query(q): Query<MessageQuer
         (Err(r), _) | (_, Err(r)) => return r.into_response(),
     };
     let code = form.get("ErrorCode").filter(|c| !c.is_empty()).map(str::to_string);
+    // Intermediate states (accepted, scheduled, sending…) change nothing we act on.
+    if !matches!(status.as_str(), "queued" | "sent" | "delivered" | "undelivered" | "failed") {
+        return StatusCode::NO_CONTENT.into_response();
+    }
     let now = Utc::now();
     let result = async {
         let known = app.store.message_status(&sid, &status, code.as_deref()).await?;

@@ -382,7 +382,8 @@ impl Store {
         }
     }
 
-    /// A delivery status from the provider's callback.
+    /// A delivery status from the provider's callback (never replacing `delivered`). Returns
+    /// whether a message with this provider id is known.
     pub async fn message_status(
         &self,
         provider_id: &str,

@@ -510,6 +510,13 @@ impl SqliteStore {
     ) -> Result<Vec<OutboxMessage>, StoreError> {
         let mut conn = self.conn();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        // A number used, revoked or expired since its message was written is not sent.
+        tx.prepare_cached(
+            "update outbox set status = 'cancelled', body_sealed = '', last_error = 'number no longer valid', updated_at = ?1
+             where status = 'pending' and number_id in (
+               select number_id from processing_numbers where status <> 'valid' or expires_at <= ?1)",
+        )?
+        .execute([sqlite_time(now)])?;
         let claimed = {
             let mut st = tx.prepare_cached(
                 "update outbox set status = 'sending', lease_until = ?2, attempts = attempts + 1, updated_at = ?1
@@ -591,14 +598,16 @@ impl SqliteStore {
         status: &str,
         error_code: Option<&str>,
     ) -> Result<bool, StoreError> {
-        let n = self
-            .conn()
-            .prepare_cached(&format!(
-                "update outbox set status = ?2, last_error = coalesce(?3, last_error), updated_at = {NOW}
-                 where provider_id = ?1 and status not in ('delivered')"
-            ))?
-            .execute(params![provider_id, status, error_code])?;
-        Ok(n > 0)
+        let conn = self.conn();
+        conn.prepare_cached(&format!(
+            "update outbox set status = ?2, last_error = coalesce(?3, last_error), updated_at = {NOW}
+             where provider_id = ?1 and status not in ('delivered')"
+        ))?
+        .execute(params![provider_id, status, error_code])?;
+        // Known: some message carries this provider id (even if a later status stood).
+        Ok(conn
+            .prepare_cached("select exists(select 1 from outbox where provider_id = ?1)")?
+            .query_row([provider_id], |r| r.get(0))?)
     }
 
     /// (channel, recipient, status, attempts) of a patient's messages, oldest first.
