@@ -21,6 +21,7 @@ use super::{answer_columns, answer_value};
 const MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "calls", include_str!("../../migrations/postgres/0001_calls.sql")),
     (2, "processing_numbers", include_str!("../../migrations/postgres/0002_processing_numbers.sql")),
+    (3, "number_lookup", include_str!("../../migrations/postgres/0003_number_lookup.sql")),
 ];
 
 /// The advisory lock that instances starting at the same time take in turn to migrate (a key
