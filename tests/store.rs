@@ -4,11 +4,14 @@
 
 mod support;
 
+use std::collections::HashSet;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::sync::{Arc, LazyLock, Mutex};
+use std::time::{Duration, Instant};
 
+use chrono::{DateTime, SubsecRound, Utc};
 use ivr::flow::{CallState, Phase, Value};
+use ivr::issuer::{IssuerKey, ProcessingNumber};
 use ivr::store::*;
 
 on_both_backends! {
@@ -31,6 +34,20 @@ on_both_backends! {
     with_store: unknown_statuses_and_unknown_calls_change_nothing;
     with_store: a_turn_for_an_unknown_call_without_creation_fails;
     with_store: an_engine_error_rolls_the_turn_back;
+    with_store: a_number_is_issued_and_found_valid_for_its_patient;
+    with_store: a_new_number_revokes_the_patients_previous_one;
+    with_store: a_number_is_consumed_once_and_unknown_or_expired_numbers_are_refused;
+    with_store: twenty_simultaneous_verifications_consume_a_number_once;
+    with_db: a_number_issued_in_a_turn_is_stored_with_the_call_and_its_message;
+    with_store: a_turn_whose_numbers_always_collide_gives_up_and_writes_nothing;
+    with_store: a_turn_whose_number_collides_once_draws_again;
+    with_store: a_collision_leaves_nothing_behind_when_the_next_step_issues_no_number;
+    with_db: many_tasks_issue_numbers_and_no_two_valid_numbers_are_equal;
+    with_store: each_message_is_claimed_by_one_of_several_simultaneous_senders;
+    with_store: a_finished_send_is_recorded_and_a_failure_alerts_the_health_centre;
+    with_store: delivery_statuses_from_the_provider_update_the_message;
+    with_store: a_message_whose_lease_ran_out_waits_for_a_callback_before_it_is_sent_again;
+    with_store: api_tokens_are_unique_by_name_and_found_by_hash;
 }
 
 // ---- helpers ----
@@ -456,4 +473,505 @@ async fn an_engine_error_rolls_the_turn_back(store: Store) {
     let failing: TurnFn = Box::new(|_| Err("no".into()));
     assert!(store.turn("CA2", 0, Some(new_call("CA2")), failing).await.is_err());
     assert_eq!(store.call("CA2").await.unwrap(), None);
+}
+
+// ---- processing numbers ----
+
+static KEY: LazyLock<IssuerKey> = LazyLock::new(|| IssuerKey::new("k"));
+
+/// The stored hash of a new 8-digit number.
+fn fresh_hash() -> String {
+    KEY.hash(&ProcessingNumber::generate(8))
+}
+
+/// Now, to the millisecond: what both back ends keep of a time.
+fn now() -> DateTime<Utc> {
+    Utc::now().trunc_subsecs(3)
+}
+
+fn hours(h: i64) -> chrono::Duration {
+    chrono::Duration::hours(h)
+}
+
+/// A number issued by a staff member at `at`, valid for a day, not sent.
+fn staff_number(patient_id: &str, hash: &str, at: DateTime<Utc>) -> NewNumber {
+    NewNumber {
+        patient_id: patient_id.into(),
+        number_hash: hash.into(),
+        sealed: Some(format!("sealed:v1:{}", &hash[..8])),
+        issued_at: at,
+        expires_at: at + hours(24),
+        consent: Consent::Staff { name: "nurse-tanaka".into() },
+        delivery: "none".into(),
+        message: None,
+    }
+}
+
+/// The same, sent by SMS to the patient's phone.
+fn sms_number(patient_id: &str, phone: &str, hash: &str, at: DateTime<Utc>) -> NewNumber {
+    NewNumber {
+        delivery: "sms".into(),
+        message: Some(NewMessage {
+            channel: "sms".into(),
+            recipient: phone.into(),
+            body_sealed: format!("sealed:v1:body-{}", &hash[..8]),
+        }),
+        ..staff_number(patient_id, hash, at)
+    }
+}
+
+/// A number the patient consented to in turn `seq` of the call.
+fn call_number(patient_id: &str, hash: &str, seq: i64, at: DateTime<Utc>) -> NewNumber {
+    NewNumber { consent: Consent::Call { seq }, ..sms_number(patient_id, "+819012345678", hash, at) }
+}
+
+async fn add_patients(store: &Store, ids: &[&str]) {
+    for (i, id) in ids.iter().enumerate() {
+        store.upsert_patient(&patient(id, &format!("+8190{:08}", i + 1))).await.unwrap();
+    }
+}
+
+/// What verification says of `hash` now, without using the number up.
+async fn check(store: &Store, hash: &str) -> Verdict {
+    store.verify_number(hash, now(), "contact-app", false).await.unwrap()
+}
+
+fn valid_for(v: &Verdict) -> Option<&str> {
+    match v {
+        Verdict::Valid { patient_id, .. } => Some(patient_id),
+        _ => None,
+    }
+}
+
+async fn a_number_is_issued_and_found_valid_for_its_patient(store: Store) {
+    add_patients(&store, &["p1", "p2"]).await;
+    let (t, hash) = (now(), fresh_hash());
+    let issued = store.issue_number(&staff_number("p1", &hash, t)).await.unwrap();
+    assert_eq!(issued.message_id, None, "no message for a number not sent");
+
+    let valid = store.valid_number("p1", t).await.unwrap().expect("p1 has a valid number");
+    assert_eq!(
+        valid,
+        ValidNumber {
+            number_id: issued.number_id,
+            expires_at: t + hours(24),
+            sealed: Some(format!("sealed:v1:{}", &hash[..8]))
+        }
+    );
+    assert_eq!(store.valid_number("p1", t + hours(25)).await.unwrap(), None, "not once it has expired");
+    assert_eq!(store.valid_number("p2", t).await.unwrap(), None);
+    assert_eq!(store.valid_number("nobody", t).await.unwrap(), None);
+    assert_eq!(store.valid_count().await.unwrap(), 1);
+
+    // A check reports the number without using it up.
+    let expected = Verdict::Valid { number_id: issued.number_id, patient_id: "p1".into(), issued_at: t };
+    assert_eq!(store.verify_number(&hash, t, "contact-app", false).await.unwrap(), expected);
+    assert_eq!(store.verify_number(&hash, t, "contact-app", false).await.unwrap(), expected);
+    assert_eq!(store.valid_count().await.unwrap(), 1);
+    assert_eq!(
+        store.audit_log().await.unwrap(),
+        vec![
+            ("nurse-tanaka".to_string(), "issue".to_string(), "delivery none".to_string()),
+            ("contact-app".into(), "check".into(), "valid".into()),
+            ("contact-app".into(), "check".into(), "valid".into()),
+        ]
+    );
+
+    let err = store.issue_number(&staff_number("nobody", &fresh_hash(), t)).await.unwrap_err();
+    assert!(matches!(&err, StoreError::UnknownPatient(id) if id == "nobody"), "{err:?}");
+    assert_eq!(store.valid_count().await.unwrap(), 1);
+}
+
+async fn a_new_number_revokes_the_patients_previous_one(store: Store) {
+    add_patients(&store, &["p1", "p2"]).await;
+    let (first, second, other) = (fresh_hash(), fresh_hash(), fresh_hash());
+    store.issue_number(&staff_number("p2", &other, now())).await.unwrap();
+    store.issue_number(&staff_number("p1", &first, now())).await.unwrap();
+    let issued = store.issue_number(&staff_number("p1", &second, now())).await.unwrap();
+
+    assert_eq!(check(&store, &first).await, Verdict::Revoked);
+    assert_eq!(valid_for(&check(&store, &second).await), Some("p1"));
+    assert_eq!(valid_for(&check(&store, &other).await), Some("p2"), "another patient's number stays valid");
+    assert_eq!(store.valid_number("p1", now()).await.unwrap().unwrap().number_id, issued.number_id);
+    assert_eq!(store.valid_count().await.unwrap(), 2);
+}
+
+async fn a_number_is_consumed_once_and_unknown_or_expired_numbers_are_refused(store: Store) {
+    add_patients(&store, &["p1", "p2", "p3"]).await;
+    let (t, hash) = (now(), fresh_hash());
+    let issued = store.issue_number(&staff_number("p1", &hash, t)).await.unwrap();
+    let verdict = store.verify_number(&hash, t, "contact-app", true).await.unwrap();
+    assert_eq!(verdict, Verdict::Valid { number_id: issued.number_id, patient_id: "p1".into(), issued_at: t });
+    assert_eq!(store.verify_number(&hash, t, "contact-app", true).await.unwrap(), Verdict::Used);
+    assert_eq!(check(&store, &hash).await, Verdict::Used);
+    assert_eq!(store.valid_number("p1", t).await.unwrap(), None, "a used number is no longer the patient's");
+    assert_eq!(store.verify_number(&fresh_hash(), t, "contact-app", true).await.unwrap(), Verdict::Unknown);
+
+    // Issued two hours ago, expired an hour ago.
+    let old = fresh_hash();
+    let expired = NewNumber { expires_at: t - hours(1), ..staff_number("p2", &old, t - hours(2)) };
+    store.issue_number(&expired).await.unwrap();
+    assert_eq!(store.verify_number(&old, t, "contact-app", true).await.unwrap(), Verdict::Expired);
+    assert_eq!(store.valid_number("p2", t).await.unwrap(), None);
+    // Its hash may be issued again (the old number is marked expired), and is valid then.
+    store.issue_number(&staff_number("p3", &old, t)).await.unwrap();
+    assert_eq!(valid_for(&store.verify_number(&old, t, "contact-app", false).await.unwrap()), Some("p3"));
+
+    let verifications: Vec<String> = store
+        .audit_log()
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|(actor, action, _)| actor == "contact-app" && action == "verify")
+        .map(|(_, _, detail)| detail)
+        .collect();
+    assert_eq!(verifications, ["valid", "used", "unknown", "expired"], "every attempt is audited");
+}
+
+async fn twenty_simultaneous_verifications_consume_a_number_once(store: Store) {
+    add_patients(&store, &["p1"]).await;
+    let hash = fresh_hash();
+    store.issue_number(&staff_number("p1", &hash, now())).await.unwrap();
+    let tasks: Vec<_> = (0..20)
+        .map(|i| {
+            let (store, hash) = (store.clone(), hash.clone());
+            tokio::spawn(async move { store.verify_number(&hash, now(), &format!("app-{i}"), true).await })
+        })
+        .collect();
+    let mut verdicts = Vec::new();
+    for t in tasks {
+        verdicts.push(t.await.unwrap().unwrap());
+    }
+    let valid = verdicts.iter().filter(|v| matches!(v, Verdict::Valid { .. })).count();
+    assert_eq!(valid, 1, "{verdicts:?}");
+    assert_eq!(verdicts.iter().filter(|v| **v == Verdict::Used).count(), 19, "{verdicts:?}");
+    let audited = store.audit_log().await.unwrap().into_iter().filter(|(_, action, _)| action == "verify").count();
+    assert_eq!(audited, 20);
+    assert_eq!(store.valid_count().await.unwrap(), 0);
+}
+
+async fn a_number_issued_in_a_turn_is_stored_with_the_call_and_its_message(db: support::TestDb) {
+    let store = db.open().await;
+    let call = call_started(&store).await;
+    let (t, hash) = (now(), fresh_hash());
+    let w = TurnWrite {
+        issue: Some(call_number("p1", &hash, 1, t)),
+        stored_response: Some("sealed:v1:turn 1".into()),
+        ..write("turn 1")
+    };
+    let result = store.turn("CA1", 1, None, engine(w)).await.unwrap();
+    assert_eq!(result, TurnResult { response: "turn 1".into(), replay: false }, "the caller hears the number");
+    let replay = store.turn("CA1", 1, None, must_not_run()).await.unwrap();
+    assert_eq!(replay.response, "sealed:v1:turn 1", "what is stored of the turn is sealed");
+
+    let valid = store.valid_number("p1", t).await.unwrap().expect("the number is valid");
+    assert_eq!(valid_for(&check(&store, &hash).await), Some("p1"));
+    let consent = |col: &str| format!("select {col} from processing_numbers where number_id = {}", valid.number_id);
+    assert_eq!(db.scalar(&consent("consent_call_id")).await, call.call_id, "the consent's call");
+    assert_eq!(db.scalar(&consent("consent_seq")).await, 1, "the consent's turn");
+    let by_call = "cast(case when consent_channel = 'call' and consent_staff is null then 1 else 0 end as bigint)";
+    assert_eq!(db.scalar(&consent(by_call)).await, 1, "consented in the call, not by staff");
+    assert_eq!(store.messages("p1").await.unwrap(), vec![("sms".into(), "+819012345678".into(), "pending".into(), 0)]);
+    assert!(store.audit_log().await.unwrap().contains(&("call".into(), "issue".into(), "delivery sms".into())));
+    assert_eq!(store.call("CA1").await.unwrap().unwrap().seq, 1);
+}
+
+/// A step that issues, on each run, the number `hashes` gives for that run (none when `None`).
+fn issuing(runs: &Arc<AtomicUsize>, hashes: impl Fn(usize) -> Option<String> + Send + 'static) -> TurnFn {
+    let runs = runs.clone();
+    Box::new(move |_| {
+        let run = runs.fetch_add(1, Ordering::SeqCst);
+        Ok(TurnWrite { issue: hashes(run).map(|h| call_number("p1", &h, 1, now())), ..write("turn 1") })
+    })
+}
+
+/// Patient p2 holds a valid number whose hash is returned; p1 holds one too (the second hash),
+/// and call CA1 of p1 has taken its first turn.
+async fn numbers_held(store: &Store) -> (CallRecord, String, String) {
+    let call = call_started(store).await;
+    store.upsert_patient(&patient("p2", "+819022223333")).await.unwrap();
+    let (taken, held) = (fresh_hash(), fresh_hash());
+    store.issue_number(&staff_number("p2", &taken, now())).await.unwrap();
+    store.issue_number(&staff_number("p1", &held, now())).await.unwrap();
+    (call, taken, held)
+}
+
+async fn a_turn_whose_numbers_always_collide_gives_up_and_writes_nothing(store: Store) {
+    let (call, taken, held) = numbers_held(&store).await;
+    let runs = Arc::new(AtomicUsize::new(0));
+    let always = taken.clone();
+    let err = store.turn("CA1", 1, None, issuing(&runs, move |_| Some(always.clone()))).await.unwrap_err();
+    assert!(matches!(err, StoreError::Conflict), "{err:?}");
+    assert_eq!(runs.load(Ordering::SeqCst), 6, "the step ran once and was retried five times");
+
+    assert_eq!(store.call("CA1").await.unwrap().unwrap(), call, "the call did not advance");
+    assert_eq!(store.event_count(call.call_id).await.unwrap(), 1);
+    assert!(store.messages("p1").await.unwrap().is_empty(), "no message");
+    let issues = store.audit_log().await.unwrap().into_iter().filter(|(_, a, _)| a == "issue").count();
+    assert_eq!(issues, 2, "only the two numbers issued by staff");
+    assert_eq!(valid_for(&check(&store, &held).await), Some("p1"), "p1's number was not revoked");
+    assert_eq!(valid_for(&check(&store, &taken).await), Some("p2"));
+    assert_eq!(store.valid_count().await.unwrap(), 2);
+
+    // The turn can be taken again, with a number of its own.
+    let fresh = fresh_hash();
+    let retry = issuing(&runs, move |_| Some(fresh.clone()));
+    assert!(!store.turn("CA1", 1, None, retry).await.unwrap().replay);
+    assert_eq!(check(&store, &held).await, Verdict::Revoked);
+}
+
+async fn a_turn_whose_number_collides_once_draws_again(store: Store) {
+    let (call, taken, held) = numbers_held(&store).await;
+    let runs = Arc::new(AtomicUsize::new(0));
+    let drawn = Arc::new(Mutex::new(Vec::new()));
+    let step = {
+        let drawn = drawn.clone();
+        issuing(&runs, move |run| {
+            let h = if run == 0 { taken.clone() } else { fresh_hash() };
+            drawn.lock().unwrap().push(h.clone());
+            Some(h)
+        })
+    };
+    let result = store.turn("CA1", 1, None, step).await.unwrap();
+    assert_eq!(result, TurnResult { response: "turn 1".into(), replay: false });
+    assert_eq!(runs.load(Ordering::SeqCst), 2, "a second draw after the collision");
+
+    let drawn = drawn.lock().unwrap().clone();
+    assert_eq!(valid_for(&check(&store, &drawn[1]).await), Some("p1"), "the second draw is p1's number");
+    assert_eq!(valid_for(&check(&store, &drawn[0]).await), Some("p2"), "the colliding one is still p2's");
+    assert_eq!(check(&store, &held).await, Verdict::Revoked, "p1's previous number is revoked");
+    assert_eq!(store.valid_count().await.unwrap(), 2);
+    assert_eq!(store.event_count(call.call_id).await.unwrap(), 2);
+    assert_eq!(store.messages("p1").await.unwrap().len(), 1, "one message, for the number issued");
+    let issued_in_calls = store.audit_log().await.unwrap().into_iter().filter(|(a, _, _)| a == "call").count();
+    assert_eq!(issued_in_calls, 1);
+}
+
+async fn a_collision_leaves_nothing_behind_when_the_next_step_issues_no_number(store: Store) {
+    let (call, taken, held) = numbers_held(&store).await;
+    let runs = Arc::new(AtomicUsize::new(0));
+    let step = issuing(&runs, move |run| (run == 0).then(|| taken.clone()));
+    assert!(!store.turn("CA1", 1, None, step).await.unwrap().replay);
+    assert_eq!(runs.load(Ordering::SeqCst), 2);
+    assert_eq!(valid_for(&check(&store, &held).await), Some("p1"), "the collided attempt revoked nothing");
+    assert_eq!(store.valid_count().await.unwrap(), 2);
+    assert!(store.messages("p1").await.unwrap().is_empty());
+    assert_eq!(store.event_count(call.call_id).await.unwrap(), 2);
+}
+
+/// How many numbers the bulk test issues: `IVR_BULK_NUMBERS`, else 100,000 under `CI=true`
+/// and 10,000 otherwise.
+fn bulk_count() -> usize {
+    match std::env::var("IVR_BULK_NUMBERS") {
+        Ok(n) => n.parse().expect("IVR_BULK_NUMBERS is a count"),
+        Err(_) if std::env::var("CI").as_deref() == Ok("true") => 100_000,
+        Err(_) => 10_000,
+    }
+}
+
+/// Many tasks issue numbers at once for a thousand patients (each new number revoking the
+/// patient's previous one): every issue succeeds (a collision draws again), no two valid numbers
+/// share a hash, and each patient ends with exactly one valid number, the last issued.
+async fn many_tasks_issue_numbers_and_no_two_valid_numbers_are_equal(db: support::TestDb) {
+    const PATIENTS: usize = 1000;
+    const TASKS: usize = 8;
+    let store = db.open().await;
+    let total = bulk_count();
+    let id = |i: usize| format!("p{i:04}");
+
+    let creating: Vec<_> = (0..TASKS)
+        .map(|t| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                for i in (t..PATIENTS).step_by(TASKS) {
+                    store.upsert_patient(&patient(&id(i), &format!("+8190{i:08}"))).await.unwrap();
+                }
+            })
+        })
+        .collect();
+    for t in creating {
+        t.await.unwrap();
+    }
+
+    let started = Instant::now();
+    let collisions = Arc::new(AtomicUsize::new(0));
+    let issuing: Vec<_> = (0..TASKS)
+        .map(|t| {
+            let (store, collisions) = (store.clone(), collisions.clone());
+            tokio::spawn(async move {
+                // Number k goes to patient k while every patient gets a first one, then to
+                // patients at random: tasks sometimes issue for the same patient at once.
+                for k in (t..total).step_by(TASKS) {
+                    let p = if k < PATIENTS { k } else { rand::random_range(0..PATIENTS) };
+                    loop {
+                        match store.issue_number(&staff_number(&id(p), &fresh_hash(), Utc::now())).await {
+                            Ok(_) => break,
+                            Err(StoreError::Conflict) => drop(collisions.fetch_add(1, Ordering::Relaxed)),
+                            Err(e) => panic!("issue for {}: {e}", id(p)),
+                        }
+                    }
+                }
+            })
+        })
+        .collect();
+    for t in issuing {
+        t.await.unwrap();
+    }
+    let took = started.elapsed().as_secs_f64();
+    eprintln!(
+        "{}: {total} numbers issued by {TASKS} tasks in {took:.1} s ({:.0}/s), {} collisions drawn again",
+        store.backend(),
+        total as f64 / took,
+        collisions.load(Ordering::Relaxed)
+    );
+
+    assert_eq!(db.scalar("select count(*) from processing_numbers").await, total as i64);
+    let repeated = "select count(*) from (select number_hash from processing_numbers where status = 'valid'
+                    group by number_hash having count(*) > 1) as r";
+    assert_eq!(db.scalar(repeated).await, 0, "no two valid numbers are equal");
+    assert_eq!(store.valid_count().await.unwrap(), PATIENTS as i64, "one valid number per patient");
+    let two = "select count(*) from (select patient_id from processing_numbers where status = 'valid'
+               group by patient_id having count(*) > 1) as r";
+    assert_eq!(db.scalar(two).await, 0);
+    let not_last = "select count(*) from processing_numbers n where status = 'valid'
+                    and number_id < (select max(number_id) from processing_numbers m where m.patient_id = n.patient_id)";
+    assert_eq!(db.scalar(not_last).await, 0, "the valid number is the patient's last");
+    let revoked = db.scalar("select count(*) from processing_numbers where status = 'revoked'").await;
+    assert_eq!(revoked, (total - PATIENTS) as i64);
+}
+
+// ---- the outbox ----
+
+/// Patients `ids`, each with a number sent by SMS; their message ids, in order.
+async fn messages_written(store: &Store, ids: &[&str], at: DateTime<Utc>) -> Vec<i64> {
+    add_patients(store, ids).await;
+    let mut out = Vec::new();
+    for id in ids {
+        let phone = store.patient(id).await.unwrap().unwrap().phone;
+        let issued = store.issue_number(&sms_number(id, &phone, &fresh_hash(), at)).await.unwrap();
+        out.push(issued.message_id.expect("a message for an SMS delivery"));
+    }
+    out
+}
+
+async fn each_message_is_claimed_by_one_of_several_simultaneous_senders(store: Store) {
+    let ids: Vec<String> = (0..20).map(|i| format!("p{i:02}")).collect();
+    let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
+    let t = now();
+    let written = messages_written(&store, &ids, t).await;
+    let senders: Vec<_> = (0..4)
+        .map(|_| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let mut claimed = Vec::new();
+                loop {
+                    let batch = store.claim_messages(t, t + chrono::Duration::minutes(1), 3).await.unwrap();
+                    if batch.is_empty() {
+                        break claimed;
+                    }
+                    claimed.extend(batch);
+                }
+            })
+        })
+        .collect();
+    let mut claimed = Vec::new();
+    for s in senders {
+        claimed.extend(s.await.unwrap());
+    }
+    let distinct: HashSet<i64> = claimed.iter().map(|m| m.message_id).collect();
+    assert_eq!(claimed.len(), 20, "no message claimed twice");
+    assert_eq!(distinct, written.iter().copied().collect(), "every message claimed");
+    assert!(claimed.iter().all(|m| m.attempts == 0 && m.channel == "sms" && m.body_sealed.starts_with("sealed:v1:")));
+    let first = claimed.iter().find(|m| m.message_id == written[0]).unwrap();
+    assert_eq!(first.patient_id.as_deref(), Some("p00"));
+    assert_eq!(first.recipient, "+819000000001");
+    assert!(first.number_id.is_some());
+    assert_eq!(store.messages("p00").await.unwrap(), vec![("sms".into(), "+819000000001".into(), "sending".into(), 1)]);
+    assert!(store.claim_messages(t, t, 10).await.unwrap().is_empty(), "nothing left to claim");
+}
+
+async fn a_finished_send_is_recorded_and_a_failure_alerts_the_health_centre(store: Store) {
+    let t = now();
+    let m = messages_written(&store, &["p1", "p2", "p3", "p4"], t).await;
+    let lease = t + chrono::Duration::minutes(1);
+    assert_eq!(store.claim_messages(t, lease, 10).await.unwrap().len(), 4);
+    let status = |store: Store, id: &'static str| async move {
+        let all = store.messages(id).await.unwrap();
+        assert_eq!(all.len(), 1);
+        (all[0].2.clone(), all[0].3)
+    };
+
+    store
+        .finish_message(m[0], &SendResult::Sent { provider_id: "SM1".into(), status: "queued".into() }, t)
+        .await
+        .unwrap();
+    assert_eq!(status(store.clone(), "p1").await, ("sent".to_string(), 1));
+
+    let later = t + chrono::Duration::minutes(5);
+    store.finish_message(m[1], &SendResult::Retry { error: "timeout".into(), at: later }, t).await.unwrap();
+    assert_eq!(status(store.clone(), "p2").await, ("pending".to_string(), 1));
+    assert!(store.claim_messages(t, lease, 10).await.unwrap().is_empty(), "not due yet");
+    let again = store.claim_messages(later, later + chrono::Duration::minutes(1), 10).await.unwrap();
+    assert_eq!(again.iter().map(|c| (c.message_id, c.attempts)).collect::<Vec<_>>(), vec![(m[1], 1)]);
+    assert_eq!(status(store.clone(), "p2").await, ("sending".to_string(), 2));
+
+    let failed = SendResult::Failed { error: "21211 invalid number".into(), dead: false };
+    store.finish_message(m[2], &failed, t).await.unwrap();
+    assert_eq!(status(store.clone(), "p3").await, ("failed".to_string(), 1));
+    let dead = SendResult::Failed { error: "gave up after 5 attempts".into(), dead: true };
+    store.finish_message(m[3], &dead, t).await.unwrap();
+    assert_eq!(status(store.clone(), "p4").await, ("dead".to_string(), 1));
+
+    assert_eq!(store.patient_alerts("p3").await.unwrap(), vec!["message_failed: 21211 invalid number".to_string()]);
+    assert_eq!(store.patient_alerts("p4").await.unwrap(), vec!["message_dead: gave up after 5 attempts".to_string()]);
+    assert!(store.patient_alerts("p1").await.unwrap().is_empty());
+    assert!(store.patient_alerts("p2").await.unwrap().is_empty());
+}
+
+async fn delivery_statuses_from_the_provider_update_the_message(store: Store) {
+    let t = now();
+    let m = messages_written(&store, &["p1"], t).await;
+    store.claim_messages(t, t + chrono::Duration::minutes(1), 10).await.unwrap();
+    store
+        .finish_message(m[0], &SendResult::Sent { provider_id: "SM1".into(), status: "queued".into() }, t)
+        .await
+        .unwrap();
+
+    assert!(store.message_status("SM1", "sent", None).await.unwrap());
+    assert_eq!(store.messages("p1").await.unwrap()[0].2, "sent");
+    assert!(store.message_status("SM1", "delivered", None).await.unwrap());
+    assert_eq!(store.messages("p1").await.unwrap()[0].2, "delivered");
+    assert!(store.message_status("SM1", "undelivered", Some("30003")).await.unwrap(), "known, but delivered is final");
+    assert_eq!(store.messages("p1").await.unwrap()[0].2, "delivered");
+    assert!(!store.message_status("SM-unknown", "delivered", None).await.unwrap());
+}
+
+async fn a_message_whose_lease_ran_out_waits_for_a_callback_before_it_is_sent_again(store: Store) {
+    let t = now();
+    messages_written(&store, &["p1"], t).await;
+    let lease = t + chrono::Duration::minutes(1);
+    let resend = |at: DateTime<Utc>| at + chrono::Duration::minutes(10);
+    assert_eq!(store.claim_messages(t, lease, 10).await.unwrap().len(), 1);
+    assert_eq!(store.release_expired_leases(t, resend(t)).await.unwrap(), 0, "the lease is running");
+    let just_before = lease - chrono::Duration::seconds(1);
+    assert_eq!(store.release_expired_leases(just_before, resend(just_before)).await.unwrap(), 0);
+    assert_eq!(store.release_expired_leases(lease, resend(lease)).await.unwrap(), 1);
+    assert_eq!(store.messages("p1").await.unwrap(), vec![("sms".into(), "+819000000001".into(), "pending".into(), 1)]);
+    let later = lease + chrono::Duration::minutes(1);
+    assert!(store.claim_messages(later, later, 10).await.unwrap().is_empty(), "it may have gone out: wait");
+    let after = resend(lease) + chrono::Duration::seconds(1);
+    assert_eq!(store.claim_messages(after, after, 10).await.unwrap().len(), 1, "no callback came: sent again");
+}
+
+// ---- API tokens ----
+
+async fn api_tokens_are_unique_by_name_and_found_by_hash(store: Store) {
+    store.add_token("contact-app", "hash-a").await.unwrap();
+    let err = store.add_token("contact-app", "hash-b").await.unwrap_err();
+    assert!(matches!(&err, StoreError::Duplicate(what) if what.contains("contact-app")), "{err:?}");
+    store.add_token("reception", "hash-c").await.unwrap();
+    assert_eq!(store.token_name("hash-a").await.unwrap().as_deref(), Some("contact-app"));
+    assert_eq!(store.token_name("hash-c").await.unwrap().as_deref(), Some("reception"));
+    assert_eq!(store.token_name("hash-b").await.unwrap(), None, "the refused token was not stored");
+    assert_eq!(store.token_name("nothing").await.unwrap(), None);
 }

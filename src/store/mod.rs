@@ -21,7 +21,7 @@ pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
 
 /// How many numbered migrations each back end has (`migrations/sqlite`, `migrations/postgres`).
-pub const MIGRATION_COUNT: usize = 2;
+pub const MIGRATION_COUNT: usize = 3;
 
 /// A store failure. Details go to the log; callers hear an apology.
 #[derive(Debug, thiserror::Error)]

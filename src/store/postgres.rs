@@ -21,6 +21,7 @@ use super::{answer_columns, answer_value};
 const MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "calls", include_str!("../../migrations/postgres/0001_calls.sql")),
     (2, "processing_numbers", include_str!("../../migrations/postgres/0002_processing_numbers.sql")),
+    (3, "number_lookup", include_str!("../../migrations/postgres/0003_number_lookup.sql")),
 ];
 
 /// The advisory lock that instances starting at the same time take in turn to migrate (a key
@@ -196,8 +197,16 @@ impl PgStore {
                 None => Err(StoreError::Turn(format!("turn {seq} of call {sid} is not stored"))),
             };
         }
-        let w = f(&call).map_err(StoreError::Turn)?;
-        write_turn(&mut tx, &call, seq, &w).await?;
+        let mut collisions = 0;
+        let w = loop {
+            let w = f(&call).map_err(StoreError::Turn)?;
+            match write_turn(&mut tx, &call, seq, &w).await {
+                // The number's savepoint was rolled back and nothing else was written: step
+                // again, drawing another number.
+                Err(StoreError::Conflict) if collisions < 5 => collisions += 1,
+                r => break r.map(|()| w)?,
+            }
+        };
         tx.commit().await?;
         Ok(TurnResult { response: w.response, replay: false })
     }
@@ -317,6 +326,18 @@ async fn insert_call(tx: &mut PgConnection, new: &NewCall) -> Result<(), StoreEr
 }
 
 async fn write_turn(tx: &mut PgConnection, call: &CallRecord, seq: i64, w: &TurnWrite) -> Result<(), StoreError> {
+    // The number first, in a savepoint: a collision rolls back only the number's statements
+    // (an error would otherwise abort the whole transaction), and the turn can step again.
+    if let Some(n) = &w.issue {
+        let mut sp = sqlx::Connection::begin(&mut *tx).await?;
+        match insert_number(&mut sp, Some(call.call_id), n).await {
+            Ok(_) => sp.commit().await?,
+            Err(e) => {
+                sp.rollback().await?;
+                return Err(e);
+            }
+        }
+    }
     let state = match &w.state {
         Some(s) => serde_json::to_string(s)?,
         None => serde_json::to_string(&call.state)?,
@@ -333,7 +354,7 @@ async fn write_turn(tx: &mut PgConnection, call: &CallRecord, seq: i64, w: &Turn
         .bind(seq)
         .bind(&w.event_state)
         .bind(&w.event_input)
-        .bind(&w.response)
+        .bind(w.stored_response.as_ref().unwrap_or(&w.response))
         .execute(&mut *tx)
         .await?;
     for (name, v) in &w.answers {
@@ -355,6 +376,18 @@ async fn write_turn(tx: &mut PgConnection, call: &CallRecord, seq: i64, w: &Turn
         .execute(&mut *tx)
         .await?;
     }
+    for m in &w.messages {
+        sqlx::query(
+            "insert into outbox (patient_id, channel, recipient, body_sealed, next_attempt_at)
+             values ($1, $2, $3, $4, now())",
+        )
+        .bind(&call.patient_id)
+        .bind(&m.channel)
+        .bind(&m.recipient)
+        .bind(&m.body_sealed)
+        .execute(&mut *tx)
+        .await?;
+    }
     for reason in &w.alerts {
         sqlx::query("insert into alerts (patient_id, call_id, reason) values ($1, $2, $3)")
             .bind(&call.patient_id)
@@ -366,83 +399,420 @@ async fn write_turn(tx: &mut PgConnection, call: &CallRecord, seq: i64, w: &Turn
     Ok(())
 }
 
-// ---- processing numbers, tokens and the outbox (PostgreSQL port pending) ----
+// ---- processing numbers, tokens and the outbox ----
 
 use chrono::{DateTime, Utc};
 
-use super::{Issued, NewNumber, OutboxMessage, SendResult, ValidNumber, Verdict};
+use super::{Consent, Issued, NewNumber, OutboxMessage, SendResult, ValidNumber, Verdict};
 
-fn pending() -> StoreError {
-    StoreError::Turn("processing numbers are not yet available on PostgreSQL".into())
+/// The unique index that keeps one valid number per hash.
+const VALID_HASH_INDEX: &str = "processing_numbers_valid";
+/// The unique index that keeps one number per consent in a call.
+const CONSENT_INDEX: &str = "processing_numbers_consent";
+
+/// The SQLSTATE and constraint of a failed statement, when the database refused it.
+fn violation(e: &sqlx::Error) -> Option<(String, Option<String>)> {
+    match e {
+        sqlx::Error::Database(db) => Some((db.code()?.into_owned(), db.constraint().map(str::to_owned))),
+        _ => None,
+    }
+}
+
+/// Records a number (and its message): expires numbers whose time is up, revokes the
+/// patient's previous number, inserts. A hash equal to a valid number's is a
+/// [`StoreError::Conflict`]; the caller rolls back (a savepoint in a turn), since a failed
+/// statement aborts a PostgreSQL transaction.
+async fn insert_number(tx: &mut PgConnection, call_id: Option<i64>, n: &NewNumber) -> Result<Issued, StoreError> {
+    // Issues for one patient take turns: at READ COMMITTED, two transactions revoking the
+    // patient's number at once would each miss the other's new one and leave two valid. The
+    // lock (which foreign keys to the patient do not wait for) is held until commit; the next
+    // issue's statements, taken after it, see the number this one inserted.
+    let found: Option<i32> = sqlx::query_scalar("select 1 from patients where patient_id = $1 for no key update")
+        .bind(&n.patient_id)
+        .fetch_optional(&mut *tx)
+        .await?;
+    if found.is_none() {
+        return Err(StoreError::UnknownPatient(n.patient_id.clone()));
+    }
+    // Numbers whose time is up (the patient's, or an old holder of this hash) become expired;
+    // the patient's number still running is revoked, and its sealed copy dropped.
+    sqlx::query(
+        "update processing_numbers
+         set status = case when expires_at <= $1 then 'expired' else 'revoked' end,
+             revoked_at = case when expires_at <= $1 then revoked_at else $1 end,
+             sealed = case when expires_at <= $1 then sealed end
+         where status = 'valid' and (patient_id = $3 or (number_hash = $2 and expires_at <= $1))",
+    )
+    .bind(n.issued_at)
+    .bind(&n.number_hash)
+    .bind(&n.patient_id)
+    .execute(&mut *tx)
+    .await?;
+    let (seq, staff) = match &n.consent {
+        Consent::Call { seq } => (Some(*seq), None),
+        Consent::Staff { name } => (None, Some(name.as_str())),
+    };
+    let channel = if staff.is_some() { "staff" } else { "call" };
+    let inserted = sqlx::query_scalar(
+        "insert into processing_numbers (patient_id, number_hash, sealed, issued_at, expires_at,
+           consent_channel, consent_call_id, consent_seq, consent_staff, delivery)
+         values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+         returning number_id",
+    )
+    .bind(&n.patient_id)
+    .bind(&n.number_hash)
+    .bind(&n.sealed)
+    .bind(n.issued_at)
+    .bind(n.expires_at)
+    .bind(channel)
+    .bind(call_id)
+    .bind(seq)
+    .bind(staff)
+    .bind(&n.delivery)
+    .fetch_one(&mut *tx)
+    .await;
+    let number_id: i64 = match inserted {
+        Ok(id) => id,
+        Err(e) => {
+            return Err(match violation(&e) {
+                Some((code, Some(c))) if code == "23505" && c == VALID_HASH_INDEX => StoreError::Conflict,
+                Some((code, Some(c))) if code == "23505" && c == CONSENT_INDEX => StoreError::Duplicate(format!(
+                    "processing number for turn {} of call {}",
+                    seq.unwrap_or_default(),
+                    call_id.unwrap_or_default()
+                )),
+                _ => e.into(),
+            });
+        }
+    };
+    let message_id = match &n.message {
+        Some(m) => Some(
+            sqlx::query_scalar(
+                "insert into outbox (patient_id, number_id, channel, recipient, body_sealed, next_attempt_at)
+                 values ($1, $2, $3, $4, $5, $6)
+                 returning message_id",
+            )
+            .bind(&n.patient_id)
+            .bind(number_id)
+            .bind(&m.channel)
+            .bind(&m.recipient)
+            .bind(&m.body_sealed)
+            .bind(n.issued_at)
+            .fetch_one(&mut *tx)
+            .await?,
+        ),
+        None => None,
+    };
+    audit(tx, channel_actor(&n.consent), "issue", Some(number_id), &format!("delivery {}", n.delivery)).await?;
+    Ok(Issued { number_id, message_id })
+}
+
+fn channel_actor(c: &Consent) -> &str {
+    match c {
+        Consent::Call { .. } => "call",
+        Consent::Staff { name } => name,
+    }
+}
+
+async fn audit(
+    tx: &mut PgConnection,
+    actor: &str,
+    action: &str,
+    number_id: Option<i64>,
+    detail: &str,
+) -> Result<(), StoreError> {
+    sqlx::query("insert into audit_log (actor, action, number_id, detail) values ($1, $2, $3, $4)")
+        .bind(actor)
+        .bind(action)
+        .bind(number_id)
+        .bind(detail)
+        .execute(&mut *tx)
+        .await?;
+    Ok(())
 }
 
 impl PgStore {
-    pub async fn issue_number(&self, _n: &NewNumber) -> Result<Issued, StoreError> {
-        Err(pending())
+    /// Issues a number outside a call (the manual path), in one transaction.
+    pub async fn issue_number(&self, n: &NewNumber) -> Result<Issued, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let issued = insert_number(&mut tx, None, n).await?;
+        tx.commit().await?;
+        Ok(issued)
     }
-    pub async fn valid_number(
-        &self,
-        _patient_id: &str,
-        _now: DateTime<Utc>,
-    ) -> Result<Option<ValidNumber>, StoreError> {
-        Err(pending())
+
+    /// The patient's number that is still valid at `now`.
+    pub async fn valid_number(&self, patient_id: &str, now: DateTime<Utc>) -> Result<Option<ValidNumber>, StoreError> {
+        let row: Option<(i64, DateTime<Utc>, Option<String>)> = sqlx::query_as(
+            "select number_id, expires_at, sealed from processing_numbers
+             where patient_id = $1 and status = 'valid' and expires_at > $2 order by number_id desc limit 1",
+        )
+        .bind(patient_id)
+        .bind(now)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(|(number_id, expires_at, sealed)| ValidNumber { number_id, expires_at, sealed }))
     }
+
+    /// Looks a number up by its hash; with `consume`, a valid number becomes used. The row is
+    /// locked: concurrent attempts wait, then read the status the first one wrote (`used`), so
+    /// a number is consumed exactly once. Every attempt is in the audit log.
     pub async fn verify_number(
         &self,
-        _hash: &str,
-        _now: DateTime<Utc>,
-        _actor: &str,
-        _consume: bool,
+        hash: &str,
+        now: DateTime<Utc>,
+        actor: &str,
+        consume: bool,
     ) -> Result<Verdict, StoreError> {
-        Err(pending())
+        let mut tx = self.pool.begin().await?;
+        let lookup = "select number_id, patient_id, status, issued_at, expires_at from processing_numbers
+             where number_hash = $1 order by (status = 'valid') desc, number_id desc limit 1";
+        let sql = if consume { format!("{lookup} for update") } else { lookup.to_string() };
+        let row = sqlx::query(&sql).bind(hash).fetch_optional(&mut *tx).await?;
+        let verdict = match row {
+            None => Verdict::Unknown,
+            Some(r) => match r.try_get::<&str, _>(2)? {
+                "used" => Verdict::Used,
+                "revoked" => Verdict::Revoked,
+                "expired" => Verdict::Expired,
+                _ if r.try_get::<DateTime<Utc>, _>(4)? <= now => Verdict::Expired,
+                _ => {
+                    let id: i64 = r.try_get(0)?;
+                    if consume {
+                        sqlx::query(
+                            "update processing_numbers set status = 'used', used_at = $2, used_by = $3, sealed = null
+                             where number_id = $1",
+                        )
+                        .bind(id)
+                        .bind(now)
+                        .bind(actor)
+                        .execute(&mut *tx)
+                        .await?;
+                    }
+                    Verdict::Valid { number_id: id, patient_id: r.try_get(1)?, issued_at: r.try_get(3)? }
+                }
+            },
+        };
+        let number_id = match &verdict {
+            Verdict::Valid { number_id, .. } => Some(*number_id),
+            _ => None,
+        };
+        let action = if consume { "verify" } else { "check" };
+        audit(&mut tx, actor, action, number_id, verdict.reason()).await?;
+        tx.commit().await?;
+        Ok(verdict)
     }
-    pub async fn add_token(&self, _name: &str, _token_hash: &str) -> Result<(), StoreError> {
-        Err(pending())
+
+    pub async fn add_token(&self, name: &str, token_hash: &str) -> Result<(), StoreError> {
+        let added = sqlx::query("insert into api_tokens (name, token_hash) values ($1, $2)")
+            .bind(name)
+            .bind(token_hash)
+            .execute(&self.pool)
+            .await;
+        match added {
+            Ok(_) => Ok(()),
+            Err(e) if violation(&e).is_some_and(|(code, _)| code == "23505") => {
+                Err(StoreError::Duplicate(format!("token '{name}'")))
+            }
+            Err(e) => Err(e.into()),
+        }
     }
-    pub async fn token_name(&self, _token_hash: &str) -> Result<Option<String>, StoreError> {
-        Err(pending())
+
+    /// The name of the live token with this hash.
+    pub async fn token_name(&self, token_hash: &str) -> Result<Option<String>, StoreError> {
+        Ok(sqlx::query_scalar("select name from api_tokens where token_hash = $1 and revoked_at is null")
+            .bind(token_hash)
+            .fetch_optional(&self.pool)
+            .await?)
     }
+
+    /// Claims up to `limit` messages due at `now` for `lease_until`, and commits: a sender that
+    /// dies leaves its lease to run out, it never holds a transaction while sending. Rows
+    /// another sender is claiming are skipped, not waited for, and never claimed twice.
     pub async fn claim_messages(
         &self,
-        _now: DateTime<Utc>,
-        _lease_until: DateTime<Utc>,
-        _limit: i64,
+        now: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
+        limit: i64,
     ) -> Result<Vec<OutboxMessage>, StoreError> {
-        Err(pending())
+        // A number used, revoked or expired since its message was written is not sent.
+        sqlx::query(
+            "update outbox set status = 'cancelled', body_sealed = '', last_error = 'number no longer valid', updated_at = $1
+             where status = 'pending' and number_id in (
+               select number_id from processing_numbers where status <> 'valid' or expires_at <= $1)",
+        )
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        let rows = sqlx::query(
+            "with due as (
+               select message_id from outbox where status = 'pending' and next_attempt_at <= $1
+               order by next_attempt_at, message_id limit $3
+               for update skip locked
+             ), claimed as (
+               update outbox o set status = 'sending', lease_until = $2, attempts = o.attempts + 1, updated_at = $1
+               from due where o.message_id = due.message_id
+               returning o.message_id, o.patient_id, o.number_id, o.channel, o.recipient, o.body_sealed,
+                 o.attempts - 1 as attempts, o.next_attempt_at
+             )
+             select message_id, patient_id, number_id, channel, recipient, body_sealed, attempts::bigint
+             from claimed order by next_attempt_at, message_id",
+        )
+        .bind(now)
+        .bind(lease_until)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        let message = |r: &PgRow| -> Result<OutboxMessage, sqlx::Error> {
+            Ok(OutboxMessage {
+                message_id: r.try_get(0)?,
+                patient_id: r.try_get(1)?,
+                number_id: r.try_get(2)?,
+                channel: r.try_get(3)?,
+                recipient: r.try_get(4)?,
+                body_sealed: r.try_get(5)?,
+                attempts: r.try_get(6)?,
+            })
+        };
+        Ok(rows.iter().map(message).collect::<Result<_, _>>()?)
     }
+
+    /// Records how a send ended. A failed or dead message raises an alert for the health centre.
     pub async fn finish_message(
         &self,
-        _message_id: i64,
-        _result: &SendResult,
-        _now: DateTime<Utc>,
+        message_id: i64,
+        result: &SendResult,
+        now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        Err(pending())
+        let mut tx = self.pool.begin().await?;
+        match result {
+            SendResult::Sent { provider_id, status } => {
+                sqlx::query(
+                    "update outbox set status = 'sent', provider_id = $2, last_error = $3, lease_until = null,
+                       updated_at = $4
+                     where message_id = $1",
+                )
+                .bind(message_id)
+                .bind(provider_id)
+                .bind(status)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+            }
+            SendResult::Retry { error, at } => {
+                sqlx::query(
+                    "update outbox set status = 'pending', next_attempt_at = $2, last_error = $3, lease_until = null,
+                       updated_at = $4
+                     where message_id = $1",
+                )
+                .bind(message_id)
+                .bind(at)
+                .bind(error)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+            }
+            SendResult::Failed { error, dead } => {
+                let status = if *dead { "dead" } else { "failed" };
+                sqlx::query(
+                    "update outbox set status = $2, last_error = $3, lease_until = null, body_sealed = '',
+                       updated_at = $4
+                     where message_id = $1",
+                )
+                .bind(message_id)
+                .bind(status)
+                .bind(error)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+                sqlx::query(
+                    "insert into alerts (patient_id, reason) select patient_id, $2 from outbox where message_id = $1",
+                )
+                .bind(message_id)
+                .bind(format!("message_{status}: {error}"))
+                .execute(&mut *tx)
+                .await?;
+            }
+        }
+        tx.commit().await?;
+        Ok(())
     }
+
+    /// Messages whose sender's lease ran out: they may have gone out, so they wait until
+    /// `resend_at` for a status callback, and are sent again only if none came.
     pub async fn release_expired_leases(
         &self,
-        _now: DateTime<Utc>,
-        _resend_at: DateTime<Utc>,
+        now: DateTime<Utc>,
+        resend_at: DateTime<Utc>,
     ) -> Result<usize, StoreError> {
-        Err(pending())
+        let done = sqlx::query(
+            "update outbox set status = 'pending', next_attempt_at = $2, lease_until = null,
+               last_error = 'sender stopped mid-send', updated_at = $1
+             where status = 'sending' and lease_until <= $1",
+        )
+        .bind(now)
+        .bind(resend_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() as usize)
     }
+
+    /// A delivery status from the provider's callback, by the provider's message id.
     pub async fn message_status(
         &self,
-        _provider_id: &str,
-        _status: &str,
-        _error_code: Option<&str>,
+        provider_id: &str,
+        status: &str,
+        error_code: Option<&str>,
     ) -> Result<bool, StoreError> {
-        Err(pending())
+        let done = sqlx::query(
+            "update outbox set status = $2, last_error = coalesce($3, last_error), updated_at = now()
+             where provider_id = $1 and status not in ('delivered')",
+        )
+        .bind(provider_id)
+        .bind(status)
+        .bind(error_code)
+        .execute(&self.pool)
+        .await?;
+        if done.rows_affected() > 0 {
+            return Ok(true);
+        }
+        // Known: some message carries this provider id (even if a later status stood).
+        let known: bool = sqlx::query_scalar("select exists(select 1 from outbox where provider_id = $1)")
+            .bind(provider_id)
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(known)
     }
-    pub async fn messages(&self, _patient_id: &str) -> Result<Vec<(String, String, String, i64)>, StoreError> {
-        Err(pending())
+
+    /// (channel, recipient, status, attempts) of a patient's messages, oldest first.
+    pub async fn messages(&self, patient_id: &str) -> Result<Vec<(String, String, String, i64)>, StoreError> {
+        Ok(sqlx::query_as(
+            "select channel, recipient, status, attempts::bigint from outbox where patient_id = $1
+             order by message_id",
+        )
+        .bind(patient_id)
+        .fetch_all(&self.pool)
+        .await?)
     }
+
+    /// (actor, action, detail) of the audit log, oldest first.
     pub async fn audit_log(&self) -> Result<Vec<(String, String, String)>, StoreError> {
-        Err(pending())
+        Ok(sqlx::query_as("select actor, action, detail from audit_log order by audit_id")
+            .fetch_all(&self.pool)
+            .await?)
     }
-    pub async fn patient_alerts(&self, _patient_id: &str) -> Result<Vec<String>, StoreError> {
-        Err(pending())
+
+    /// Alert reasons for a patient.
+    pub async fn patient_alerts(&self, patient_id: &str) -> Result<Vec<String>, StoreError> {
+        Ok(sqlx::query_scalar("select reason from alerts where patient_id = $1 order by alert_id")
+            .bind(patient_id)
+            .fetch_all(&self.pool)
+            .await?)
     }
+
+    /// How many numbers are valid now (for tests and metrics).
     pub async fn valid_count(&self) -> Result<i64, StoreError> {
-        Err(pending())
+        Ok(sqlx::query_scalar("select count(*) from processing_numbers where status = 'valid'")
+            .fetch_one(&self.pool)
+            .await?)
     }
 }

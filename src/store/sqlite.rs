@@ -12,6 +12,7 @@ use super::{answer_columns, answer_value};
 const MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "calls", include_str!("../../migrations/sqlite/0001_calls.sql")),
     (2, "processing_numbers", include_str!("../../migrations/sqlite/0002_processing_numbers.sql")),
+    (3, "number_lookup", include_str!("../../migrations/sqlite/0003_number_lookup.sql")),
 ];
 
 const NOW: &str = "strftime('%Y-%m-%dT%H:%M:%fZ', 'now')";
@@ -271,9 +272,18 @@ fn insert_call(tx: &Transaction<'_>, new: &NewCall) -> Result<(), StoreError> {
 }
 
 fn write_turn(tx: &Transaction<'_>, call: &CallRecord, seq: i64, w: &TurnWrite) -> Result<(), StoreError> {
-    // The number first: a collision is then the only thing written, and the turn can retry.
+    // The number first, in a savepoint: a collision rolls back what the number wrote before it
+    // (the patient's previous number revoked), nothing else is written yet, and the turn can
+    // step again.
     if let Some(n) = &w.issue {
-        insert_number(tx, Some(call.call_id), n)?;
+        tx.execute_batch("savepoint issue")?;
+        match insert_number(tx, Some(call.call_id), n) {
+            Ok(_) => tx.execute_batch("release issue")?,
+            Err(e) => {
+                tx.execute_batch("rollback to issue; release issue")?;
+                return Err(e);
+            }
+        }
     }
     let state = match &w.state {
         Some(s) => serde_json::to_string(s)?,
@@ -331,13 +341,19 @@ use super::{parse_sqlite_time, sqlite_time};
 /// patient's previous number, inserts. A hash equal to a valid number's is a [`StoreError::Conflict`].
 fn insert_number(tx: &Connection, call_id: Option<i64>, n: &NewNumber) -> Result<Issued, StoreError> {
     let now = sqlite_time(n.issued_at);
+    // Two statements, each on its index: with `number_hash = ?2 or patient_id = ?3` in one,
+    // SQLite read every valid number for each number issued.
     tx.prepare_cached(
         "update processing_numbers set status = 'expired'
-         where status = 'valid' and expires_at <= ?1 and (number_hash = ?2 or patient_id = ?3)",
+         where number_hash = ?2 and status = 'valid' and expires_at <= ?1",
     )?
-    .execute(params![now, n.number_hash, n.patient_id])?;
+    .execute(params![now, n.number_hash])?;
+    // The patient's number: expired if its time is up, else revoked (its sealed copy dropped).
     tx.prepare_cached(
-        "update processing_numbers set status = 'revoked', revoked_at = ?2, sealed = null
+        "update processing_numbers
+         set status = case when expires_at <= ?2 then 'expired' else 'revoked' end,
+             revoked_at = case when expires_at <= ?2 then revoked_at else ?2 end,
+             sealed = case when expires_at <= ?2 then sealed end
          where patient_id = ?1 and status = 'valid'",
     )?
     .execute(params![n.patient_id, now])?;
@@ -370,8 +386,18 @@ fn insert_number(tx: &Connection, call_id: Option<i64>, n: &NewNumber) -> Result
         {
             return Err(StoreError::Conflict);
         }
+        Err(rusqlite::Error::SqliteFailure(e, Some(msg)))
+            if e.code == rusqlite::ErrorCode::ConstraintViolation && msg.contains("consent_call_id") =>
+        {
+            // This consent already has its number.
+            return Err(StoreError::Duplicate(format!(
+                "processing number for turn {} of call {}",
+                seq.unwrap_or_default(),
+                call_id.unwrap_or_default()
+            )));
+        }
         Err(rusqlite::Error::SqliteFailure(e, _)) if e.code == rusqlite::ErrorCode::ConstraintViolation => {
-            // The patient row is missing, or this consent already has its number.
+            // The patient row is missing.
             return Err(StoreError::UnknownPatient(n.patient_id.clone()));
         }
         r => r?,
