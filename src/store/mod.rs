@@ -6,9 +6,12 @@
 //! sequence number, run the engine (a closure), write state, event, answers and alerts, commit.
 //! A turn already taken returns its stored response and changes nothing.
 
+mod campaign;
 mod numbers;
 mod postgres;
+mod postgres_campaign;
 mod sqlite;
+mod sqlite_campaign;
 
 use std::sync::Arc;
 
@@ -16,12 +19,13 @@ use serde::{Deserialize, Serialize};
 
 use crate::flow::{CallState, Value};
 
+pub use campaign::*;
 pub use numbers::*;
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
 
 /// How many numbered migrations each back end has (`migrations/sqlite`, `migrations/postgres`).
-pub const MIGRATION_COUNT: usize = 3;
+pub const MIGRATION_COUNT: usize = 4;
 
 /// A store failure. Details go to the log; callers hear an apology.
 #[derive(Debug, thiserror::Error)]

@@ -22,6 +22,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "calls", include_str!("../../migrations/postgres/0001_calls.sql")),
     (2, "processing_numbers", include_str!("../../migrations/postgres/0002_processing_numbers.sql")),
     (3, "number_lookup", include_str!("../../migrations/postgres/0003_number_lookup.sql")),
+    (5, "campaigns", include_str!("../../migrations/postgres/0005_campaigns.sql")),
 ];
 
 /// The advisory lock that instances starting at the same time take in turn to migrate (a key
@@ -34,7 +35,7 @@ const PATIENT_COLUMNS: &str = "patient_id, name, phone, birth_md, language, emai
 
 #[derive(Clone)]
 pub struct PgStore {
-    pool: PgPool,
+    pub(super) pool: PgPool,
 }
 
 impl PgStore {

@@ -13,6 +13,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "calls", include_str!("../../migrations/sqlite/0001_calls.sql")),
     (2, "processing_numbers", include_str!("../../migrations/sqlite/0002_processing_numbers.sql")),
     (3, "number_lookup", include_str!("../../migrations/sqlite/0003_number_lookup.sql")),
+    (5, "campaigns", include_str!("../../migrations/sqlite/0005_campaigns.sql")),
 ];
 
 const NOW: &str = "strftime('%Y-%m-%dT%H:%M:%fZ', 'now')";
@@ -72,7 +73,7 @@ impl SqliteStore {
         Ok(SqliteStore { conn: Mutex::new(conn) })
     }
 
-    fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
+    pub(super) fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
         // A panic while holding the lock leaves no half-written transaction (it rolls back on
         // drop), so the connection is still good.
         self.conn.lock().unwrap_or_else(|e| e.into_inner())
