@@ -2,10 +2,14 @@
 //! `IVR_SECTION__KEY` environment variables (`IVR_DATABASE__URL=postgres://…`).
 //! Secrets are [`SecretString`]s: they never appear in `Debug` output or logs.
 
+use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use secrecy::{ExposeSecret, SecretString};
+
+use crate::scheduler::DialPolicy;
+use crate::scheduler::hours::{BlockedDay, CallingHours, DailySpan, DayTime, HoursError, Slot};
 use serde::Deserialize;
 
 /// Every setting of `ivr serve` and the commands that share its database.
@@ -33,6 +37,49 @@ pub struct Api {
 pub struct Scheduler {
     /// The health centre's time zone: calling hours, days and expiry times are in it.
     pub timezone: String,
+    /// Named call slots in local time, `name = "HH:MM-HH:MM"`. Not in the defaults (a table
+    /// there would be merged with the file's, not replaced): `None` means [`DEFAULT_SLOTS`].
+    #[serde(default)]
+    pub slots: Option<BTreeMap<String, String>>,
+    /// `HH:MM-HH:MM`, may cross midnight: no call is ever placed in it.
+    pub quiet_hours: String,
+    /// `YYYY-MM-DD`, `YYYY-MM-DD..YYYY-MM-DD` or `sun`..`sat`; a list, or (from the
+    /// environment) one string separated by commas.
+    #[serde(default, deserialize_with = "list_or_commas")]
+    pub blocked_days: Vec<String>,
+    /// Area name → the most patients of that area called per day.
+    #[serde(default)]
+    pub area_capacity: BTreeMap<String, u32>,
+    pub calls_per_second: f64,
+    pub max_concurrent_calls: u32,
+    /// A duration like `30m`.
+    pub retry_after: String,
+    pub max_attempts: u32,
+    /// A duration like `45s`, at most 600s (Twilio's limit).
+    pub ring_timeout: String,
+    pub machine_detection: bool,
+    /// `HH:MM`: when the server plans the day by itself.
+    pub plan_at: String,
+    /// Whether the server plans and dials daily by itself.
+    pub autostart: bool,
+}
+
+/// The slots used when `scheduler.slots` is not set.
+pub const DEFAULT_SLOTS: [(&str, &str); 2] = [("morning", "09:00-11:00"), ("afternoon", "14:00-16:00")];
+
+/// A list of strings, or one string whose items are separated by commas (an environment
+/// variable cannot hold a list).
+fn list_or_commas<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum ListOrCommas {
+        List(Vec<String>),
+        Commas(String),
+    }
+    Ok(match ListOrCommas::deserialize(d)? {
+        ListOrCommas::List(l) => l,
+        ListOrCommas::Commas(s) => s.split(',').map(str::trim).filter(|i| !i.is_empty()).map(String::from).collect(),
+    })
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -132,6 +179,15 @@ valid_for = "24h"
 
 [scheduler]
 timezone = "Asia/Tokyo"
+quiet_hours = "20:00-09:00"
+calls_per_second = 1.0
+max_concurrent_calls = 10
+retry_after = "30m"
+max_attempts = 3
+ring_timeout = "45s"
+machine_detection = true
+plan_at = "08:00"
+autostart = true
 
 [api]
 verify_per_minute = 60
@@ -191,6 +247,7 @@ impl Settings {
                 message: format!("'{}' is not a time zone like Asia/Tokyo", self.scheduler.timezone),
             });
         }
+        self.validate_scheduler()?;
         if !(4..=16).contains(&self.issuer.digits) {
             return Err(ConfigError::Invalid { key: "issuer.digits", message: "must be from 4 to 16".into() });
         }
@@ -230,6 +287,88 @@ impl Settings {
                 message: format!("'{other}' is not twilio or simulator"),
             }),
         }
+    }
+
+    fn validate_scheduler(&self) -> Result<(), ConfigError> {
+        let invalid = |key, message: String| Err(ConfigError::Invalid { key, message });
+        self.try_calling_hours()?;
+        let s = &self.scheduler;
+        if !(s.calls_per_second.is_finite() && s.calls_per_second > 0.0) {
+            return invalid("scheduler.calls_per_second", format!("{} must be a number above 0", s.calls_per_second));
+        }
+        if s.max_concurrent_calls == 0 {
+            return invalid("scheduler.max_concurrent_calls", "must be at least 1".into());
+        }
+        if s.max_attempts == 0 {
+            return invalid("scheduler.max_attempts", "must be at least 1".into());
+        }
+        if parse_duration(&s.retry_after).is_none() {
+            return invalid("scheduler.retry_after", format!("'{}' is not a duration like 30m", s.retry_after));
+        }
+        match parse_duration(&s.ring_timeout) {
+            None => return invalid("scheduler.ring_timeout", format!("'{}' is not a duration like 45s", s.ring_timeout)),
+            Some(d) if d > chrono::Duration::seconds(600) => {
+                return invalid("scheduler.ring_timeout", "must be at most 600s (Twilio's limit)".into());
+            }
+            Some(_) => {}
+        }
+        if DayTime::parse(&s.plan_at).map_or(true, |t| t == DayTime::END_OF_DAY) {
+            return invalid("scheduler.plan_at", format!("'{}' is not a time of day like 08:00", s.plan_at));
+        }
+        if let Some((area, _)) = s.area_capacity.iter().find(|(a, _)| a.trim().is_empty()) {
+            return invalid("scheduler.area_capacity", format!("'{area}' is not an area name"));
+        }
+        Ok(())
+    }
+
+    /// The calling hours, each part checked and named by its key.
+    fn try_calling_hours(&self) -> Result<CallingHours, ConfigError> {
+        let s = &self.scheduler;
+        let invalid = |key| move |e: HoursError| ConfigError::Invalid { key, message: e.to_string() };
+        let slots = match &s.slots {
+            Some(t) => t.iter().map(|(n, span)| Slot::parse(n, span)).collect::<Result<Vec<_>, _>>(),
+            None => DEFAULT_SLOTS.iter().map(|(n, span)| Slot::parse(n, span)).collect(),
+        }
+        .map_err(invalid("scheduler.slots"))?;
+        let quiet = DailySpan::parse(&s.quiet_hours).map_err(invalid("scheduler.quiet_hours"))?;
+        let blocked = s.blocked_days.iter().map(|d| BlockedDay::parse(d)).collect::<Result<Vec<_>, _>>();
+        let blocked = blocked.map_err(invalid("scheduler.blocked_days"))?;
+        let tz = s.timezone.parse().map_err(|_| ConfigError::Invalid {
+            key: "scheduler.timezone",
+            message: format!("'{}' is not a time zone like Asia/Tokyo", s.timezone),
+        })?;
+        CallingHours::new(tz, slots, quiet, blocked).map_err(|e| {
+            let key = if e == HoursError::NoSlots { "scheduler.slots" } else { "scheduler.quiet_hours" };
+            ConfigError::Invalid { key, message: e.to_string() }
+        })
+    }
+
+    /// Slots, quiet hours and blocked days in the health centre's zone.
+    pub fn calling_hours(&self) -> CallingHours {
+        self.try_calling_hours().expect("validated at load")
+    }
+
+    /// Rates, retries and ringing for the dialer.
+    pub fn dial_policy(&self) -> DialPolicy {
+        let s = &self.scheduler;
+        DialPolicy {
+            calls_per_second: s.calls_per_second,
+            max_concurrent_calls: s.max_concurrent_calls,
+            retry_after: parse_duration(&s.retry_after).expect("validated at load"),
+            max_attempts: s.max_attempts,
+            ring_timeout: parse_duration(&s.ring_timeout).expect("validated at load"),
+            machine_detection: s.machine_detection,
+        }
+    }
+
+    /// Area name → the most patients of that area called per day.
+    pub fn area_capacity(&self) -> HashMap<String, u32> {
+        self.scheduler.area_capacity.iter().map(|(a, n)| (a.clone(), *n)).collect()
+    }
+
+    /// When the server plans the day by itself (local time).
+    pub fn plan_at(&self) -> DayTime {
+        DayTime::parse(&self.scheduler.plan_at).expect("validated at load")
     }
 
     /// `twilio` when credentials are set and no kind is given, else `simulator`.
