@@ -144,3 +144,148 @@ fn spread(jobs: &mut [PlannedJob], slot_of_job: &[usize], windows: &[Option<Wind
         job.due_at = start + chrono::Duration::seconds(offset);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn utc(s: &str) -> DateTime<Utc> {
+        s.parse().unwrap()
+    }
+
+    const DAY: &str = "2025-06-02";
+
+    fn day() -> NaiveDate {
+        DAY.parse().unwrap()
+    }
+
+    /// Tokyo (UTC+9): morning 09:00-11:00 is 00:00-02:00Z, afternoon 14:00-16:00 is 05:00-07:00Z.
+    fn hours(blocked: &[&str]) -> CallingHours {
+        let slots = vec![Slot::parse("morning", "09:00-11:00").unwrap(), Slot::parse("afternoon", "14:00-16:00").unwrap()];
+        let blocked = blocked.iter().map(|b| BlockedDay::parse(b).unwrap()).collect();
+        CallingHours::new(chrono_tz::Asia::Tokyo, slots, DailySpan::parse("20:00-09:00").unwrap(), blocked).unwrap()
+    }
+
+    fn patient<'a>(id: &'a str, slot: Option<&'a str>) -> PlanPatient<'a> {
+        PlanPatient { id, area: None, slot, care_start: None, care_end: None }
+    }
+
+    fn plan(now: &str, patients: &[PlanPatient], start_now: bool) -> Plan {
+        plan_day(day(), utc(now), patients, &HashSet::new(), &hours(&[]), &HashMap::new(), start_now)
+    }
+
+    fn due(plan: &Plan) -> Vec<(usize, String)> {
+        plan.jobs.iter().map(|j| (j.patient, j.due_at.format("%H:%M:%S").to_string())).collect()
+    }
+
+    #[test]
+    fn patients_in_care_who_have_not_reported_get_one_call_each() {
+        let d = |s: &str| Some(s.parse::<NaiveDate>().unwrap());
+        let patients = [
+            patient("a", Some("morning")),
+            PlanPatient { care_end: d("2025-06-01"), ..patient("ended", None) },
+            PlanPatient { care_start: d("2025-06-03"), ..patient("later", None) },
+            patient("reported", None),
+            PlanPatient { care_start: d(DAY), care_end: d(DAY), ..patient("one day", Some("afternoon")) },
+        ];
+        let reported = HashSet::from(["reported"]);
+        let p = plan_day(day(), utc("2025-06-01T22:00:00Z"), &patients, &reported, &hours(&[]), &HashMap::new(), false);
+        assert_eq!(due(&p), [(0, "00:00:00".into()), (4, "05:00:00".into())]);
+        assert_eq!(p.skipped, Skipped { out_of_care: 2, reported: 1, ..Skipped::default() });
+    }
+
+    #[test]
+    fn jobs_are_spread_evenly_over_their_slot_in_roster_order() {
+        let patients = [
+            patient("a", None),
+            patient("b", Some("afternoon")),
+            patient("c", Some("morning")),
+            patient("d", Some("no such slot")),
+            patient("e", None),
+        ];
+        let p = plan("2025-06-01T22:00:00Z", &patients, false);
+        let expected = [(0, "00:00:00"), (1, "05:00:00"), (2, "00:30:00"), (3, "01:00:00"), (4, "01:30:00")];
+        assert_eq!(due(&p), expected.map(|(i, t)| (i, t.to_string())));
+        assert_eq!(p.skipped, Skipped::default());
+    }
+
+    #[test]
+    fn the_plan_is_the_same_every_time() {
+        let ids: Vec<String> = (0..500).map(|i| format!("p{i}")).collect();
+        let slots = [None, Some("morning"), Some("afternoon")];
+        let areas = [None, Some("north"), Some("south")];
+        let patients: Vec<_> = ids
+            .iter()
+            .enumerate()
+            .map(|(i, id)| PlanPatient { area: areas[i % 3], ..patient(id, slots[i % 3 / 2 + i % 2]) })
+            .collect();
+        let capacity = HashMap::from([("north".to_string(), 100), ("south".to_string(), 50)]);
+        let run = || plan_day(day(), utc("2025-06-01T23:00:00Z"), &patients, &HashSet::new(), &hours(&[]), &capacity, false);
+        let first = run();
+        assert_eq!(first.jobs.len(), 500 - first.skipped.over_capacity);
+        assert_eq!(first, run());
+    }
+
+    #[test]
+    fn a_slot_already_over_moves_to_the_next_slot_of_the_day_then_is_skipped() {
+        let patients = [patient("a", Some("morning")), patient("b", Some("afternoon")), patient("c", None)];
+        // 11:30: the morning's patients join the afternoon's, spread over 14:00-16:00.
+        let p = plan("2025-06-02T02:30:00Z", &patients, false);
+        assert_eq!(due(&p), [(0, "05:00:00".into()), (1, "05:40:00".into()), (2, "06:20:00".into())]);
+        // 15:00: what is left of the afternoon, 15:00-16:00.
+        let p = plan("2025-06-02T06:00:00Z", &patients, false);
+        assert_eq!(due(&p), [(0, "06:00:00".into()), (1, "06:20:00".into()), (2, "06:40:00".into())]);
+        // 16:00: nothing remains.
+        let p = plan("2025-06-02T07:00:00Z", &patients, false);
+        assert!(p.jobs.is_empty());
+        assert_eq!(p.skipped, Skipped { slot_over: 3, ..Skipped::default() });
+        // 10:00: the morning slot is cut to 10:00-11:00.
+        let p = plan("2025-06-02T01:00:00Z", &patients[..1], false);
+        assert_eq!(due(&p), [(0, "01:00:00".into())]);
+    }
+
+    #[test]
+    fn an_area_takes_its_first_patients_up_to_its_capacity() {
+        let mut patients: Vec<_> = ["n1", "n2", "n3", "n4"].map(|id| PlanPatient { area: Some("north"), ..patient(id, None) }).into();
+        patients.insert(1, PlanPatient { area: Some("south"), ..patient("s1", None) });
+        patients.push(patient("x", None));
+        patients[2].slot = Some("afternoon");
+        let capacity = HashMap::from([("north".to_string(), 2)]);
+        let now = utc("2025-06-02T00:30:00Z");
+        let p = plan_day(day(), now, &patients, &HashSet::new(), &hours(&[]), &capacity, false);
+        let called: Vec<_> = p.jobs.iter().map(|j| patients[j.patient].id).collect();
+        assert_eq!(called, ["n1", "s1", "n2", "x"]);
+        assert_eq!(p.skipped, Skipped { over_capacity: 2, ..Skipped::default() });
+        let zero = HashMap::from([("south".to_string(), 0)]);
+        let p = plan_day(day(), now, &patients, &HashSet::new(), &hours(&[]), &zero, false);
+        assert_eq!(p.skipped.over_capacity, 1);
+    }
+
+    #[test]
+    fn nobody_is_called_on_a_blocked_day() {
+        let d = |s: &str| Some(s.parse::<NaiveDate>().unwrap());
+        let patients = [patient("a", None), PlanPatient { care_end: d("2025-05-31"), ..patient("b", None) }];
+        for blocked in ["2025-06-02", "mon", "2025-05-30..2025-06-03"] {
+            let p = plan_day(day(), utc("2025-06-01T22:00:00Z"), &patients, &HashSet::new(), &hours(&[blocked]), &HashMap::new(), true);
+            assert!(p.jobs.is_empty(), "{blocked}");
+            assert_eq!(p.skipped, Skipped { blocked_day: 1, out_of_care: 1, ..Skipped::default() });
+        }
+    }
+
+    #[test]
+    fn start_now_ignores_slots_but_never_quiet_hours() {
+        let patients = [patient("a", Some("afternoon")), patient("b", None)];
+        // 10:30: everyone at once; the dialer's rate limit spaces them.
+        let p = plan("2025-06-02T01:30:00Z", &patients, true);
+        assert_eq!(due(&p), [(0, "01:30:00".into()), (1, "01:30:00".into())]);
+        // 17:00, after every slot but before the quiet hours.
+        let p = plan("2025-06-02T08:00:00Z", &patients, true);
+        assert_eq!(due(&p), [(0, "08:00:00".into()), (1, "08:00:00".into())]);
+        // 07:00: at 09:00, when the quiet hours end.
+        let p = plan("2025-06-01T22:00:00Z", &patients, true);
+        assert_eq!(due(&p), [(0, "00:00:00".into()), (1, "00:00:00".into())]);
+        // 21:00: quiet until the end of the day.
+        let p = plan("2025-06-02T12:00:00Z", &patients, true);
+        assert_eq!(p.skipped, Skipped { slot_over: 2, ..Skipped::default() });
+    }
+}
