@@ -21,7 +21,7 @@ pub enum HoursError {
     Span(String),
     #[error("'{0}' starts and ends at the same time")]
     EmptySpan(String),
-    #[error("slot {0}: must end after it starts (a slot cannot cross midnight)")]
+    #[error("'{0}' must end after it starts (a slot cannot cross midnight)")]
     SlotWraps(String),
     #[error("'{0}' is not a date (YYYY-MM-DD), a range (YYYY-MM-DD..YYYY-MM-DD) or a weekday (sun, mon, … sat)")]
     BlockedDay(String),
@@ -130,10 +130,10 @@ pub struct Slot {
 
 impl Slot {
     /// A slot from its name and `HH:MM-HH:MM`.
-    pub fn parse(name: &str, span: &str) -> Result<Slot, HoursError> {
-        let span = DailySpan::parse(span)?;
+    pub fn parse(name: &str, text: &str) -> Result<Slot, HoursError> {
+        let span = DailySpan::parse(text)?;
         if span.wraps() {
-            return Err(HoursError::SlotWraps(name.to_string()));
+            return Err(HoursError::SlotWraps(text.to_string()));
         }
         Ok(Slot { name: name.to_string(), span })
     }
@@ -380,7 +380,7 @@ mod tests {
         assert_eq!(DailySpan::parse("09:00-09:00"), Err(HoursError::EmptySpan("09:00-09:00".into())));
         assert_eq!(DailySpan::parse("00:00-24:00"), Err(HoursError::EmptySpan("00:00-24:00".into())));
         assert!(DailySpan::parse("20:00-09:00").unwrap().wraps());
-        assert_eq!(Slot::parse("night", "22:00-02:00"), Err(HoursError::SlotWraps("night".into())));
+        assert_eq!(Slot::parse("night", "22:00-02:00"), Err(HoursError::SlotWraps("22:00-02:00".into())));
     }
 
     #[test]
