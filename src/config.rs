@@ -547,8 +547,8 @@ mod tests {
         assert_eq!(s.scheduler.blocked_days, ["2025-06-02", "sat"]);
         // 08:30 is no longer in the quiet hours.
         let hours = s.calling_hours();
-        let at = "2025-06-01T23:30:00Z".parse().unwrap();
-        assert_eq!(hours.next_allowed_time(chrono::NaiveDate::from_ymd_opt(2025, 6, 2).unwrap(), at), Some(at));
+        let at = "2025-06-02T23:30:00Z".parse().unwrap();
+        assert_eq!(hours.next_allowed_time(chrono::NaiveDate::from_ymd_opt(2025, 6, 3).unwrap(), at), Some(at));
         assert!(hours.is_blocked(chrono::NaiveDate::from_ymd_opt(2025, 6, 7).unwrap()));
         assert!(!hours.is_blocked(chrono::NaiveDate::from_ymd_opt(2025, 6, 8).unwrap()));
     }
