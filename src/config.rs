@@ -2,10 +2,14 @@
 //! `IVR_SECTION__KEY` environment variables (`IVR_DATABASE__URL=postgres://…`).
 //! Secrets are [`SecretString`]s: they never appear in `Debug` output or logs.
 
+use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use secrecy::{ExposeSecret, SecretString};
+
+use crate::scheduler::DialPolicy;
+use crate::scheduler::hours::{BlockedDay, CallingHours, DailySpan, DayTime, HoursError, Slot};
 use serde::Deserialize;
 
 /// Every setting of `ivr serve` and the commands that share its database.
@@ -33,6 +37,49 @@ pub struct Api {
 pub struct Scheduler {
     /// The health centre's time zone: calling hours, days and expiry times are in it.
     pub timezone: String,
+    /// Named call slots in local time, `name = "HH:MM-HH:MM"`. Not in the defaults (a table
+    /// there would be merged with the file's, not replaced): `None` means [`DEFAULT_SLOTS`].
+    #[serde(default)]
+    pub slots: Option<BTreeMap<String, String>>,
+    /// `HH:MM-HH:MM`, may cross midnight: no call is ever placed in it.
+    pub quiet_hours: String,
+    /// `YYYY-MM-DD`, `YYYY-MM-DD..YYYY-MM-DD` or `sun`..`sat`; a list, or (from the
+    /// environment) one string separated by commas.
+    #[serde(default, deserialize_with = "list_or_commas")]
+    pub blocked_days: Vec<String>,
+    /// Area name → the most patients of that area called per day.
+    #[serde(default)]
+    pub area_capacity: BTreeMap<String, u32>,
+    pub calls_per_second: f64,
+    pub max_concurrent_calls: u32,
+    /// A duration like `30m`.
+    pub retry_after: String,
+    pub max_attempts: u32,
+    /// A duration like `45s`, at most 600s (Twilio's limit).
+    pub ring_timeout: String,
+    pub machine_detection: bool,
+    /// `HH:MM`: when the server plans the day by itself.
+    pub plan_at: String,
+    /// Whether the server plans and dials daily by itself.
+    pub autostart: bool,
+}
+
+/// The slots used when `scheduler.slots` is not set.
+pub const DEFAULT_SLOTS: [(&str, &str); 2] = [("morning", "09:00-11:00"), ("afternoon", "14:00-16:00")];
+
+/// A list of strings, or one string whose items are separated by commas (an environment
+/// variable cannot hold a list).
+fn list_or_commas<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum ListOrCommas {
+        List(Vec<String>),
+        Commas(String),
+    }
+    Ok(match ListOrCommas::deserialize(d)? {
+        ListOrCommas::List(l) => l,
+        ListOrCommas::Commas(s) => s.split(',').map(str::trim).filter(|i| !i.is_empty()).map(String::from).collect(),
+    })
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -132,6 +179,15 @@ valid_for = "24h"
 
 [scheduler]
 timezone = "Asia/Tokyo"
+quiet_hours = "20:00-09:00"
+calls_per_second = 1.0
+max_concurrent_calls = 10
+retry_after = "30m"
+max_attempts = 3
+ring_timeout = "45s"
+machine_detection = true
+plan_at = "08:00"
+autostart = true
 
 [api]
 verify_per_minute = 60
@@ -152,12 +208,17 @@ impl Settings {
     /// Loads settings: defaults, then `file` (`ivr.toml` if present when `None`), then the
     /// environment.
     pub fn load(file: Option<&Path>) -> Result<Settings, ConfigError> {
+        Settings::load_with_env(file, None)
+    }
+
+    /// [`Settings::load`] with the environment variables given (`None`: the process's).
+    fn load_with_env(file: Option<&Path>, env: Option<config::Map<String, String>>) -> Result<Settings, ConfigError> {
         let mut b = config::Config::builder().add_source(config::File::from_str(DEFAULTS, config::FileFormat::Toml));
         b = match file {
             Some(f) => b.add_source(config::File::from(f).required(true)),
             None => b.add_source(config::File::with_name("ivr.toml").required(false)),
         };
-        b = b.add_source(config::Environment::with_prefix("IVR").prefix_separator("_").separator("__"));
+        b = b.add_source(config::Environment::with_prefix("IVR").prefix_separator("_").separator("__").source(env));
         let s: Settings = b.build()?.try_deserialize()?;
         s.validate()?;
         Ok(s)
@@ -191,6 +252,7 @@ impl Settings {
                 message: format!("'{}' is not a time zone like Asia/Tokyo", self.scheduler.timezone),
             });
         }
+        self.validate_scheduler()?;
         if !(4..=16).contains(&self.issuer.digits) {
             return Err(ConfigError::Invalid { key: "issuer.digits", message: "must be from 4 to 16".into() });
         }
@@ -230,6 +292,91 @@ impl Settings {
                 message: format!("'{other}' is not twilio or simulator"),
             }),
         }
+    }
+
+    fn validate_scheduler(&self) -> Result<(), ConfigError> {
+        let invalid = |key, message: String| Err(ConfigError::Invalid { key, message });
+        self.try_calling_hours()?;
+        let s = &self.scheduler;
+        if !(s.calls_per_second.is_finite() && s.calls_per_second > 0.0) {
+            return invalid("scheduler.calls_per_second", format!("{} must be a number above 0", s.calls_per_second));
+        }
+        if s.max_concurrent_calls == 0 {
+            return invalid("scheduler.max_concurrent_calls", "must be at least 1".into());
+        }
+        if s.max_attempts == 0 {
+            return invalid("scheduler.max_attempts", "must be at least 1".into());
+        }
+        if parse_duration(&s.retry_after).is_none() {
+            return invalid("scheduler.retry_after", format!("'{}' is not a duration like 30m", s.retry_after));
+        }
+        match parse_duration(&s.ring_timeout) {
+            None => return invalid("scheduler.ring_timeout", format!("'{}' is not a duration like 45s", s.ring_timeout)),
+            Some(d) if d > chrono::Duration::seconds(600) => {
+                return invalid("scheduler.ring_timeout", "must be at most 600s (Twilio's limit)".into());
+            }
+            Some(_) => {}
+        }
+        if DayTime::parse(&s.plan_at).map_or(true, |t| t == DayTime::END_OF_DAY) {
+            return invalid("scheduler.plan_at", format!("'{}' is not a time of day like 08:00", s.plan_at));
+        }
+        if let Some((area, _)) = s.area_capacity.iter().find(|(a, _)| a.trim().is_empty()) {
+            return invalid("scheduler.area_capacity", format!("'{area}' is not an area name"));
+        }
+        Ok(())
+    }
+
+    /// The calling hours, each part checked and named by its key.
+    fn try_calling_hours(&self) -> Result<CallingHours, ConfigError> {
+        let s = &self.scheduler;
+        let invalid = |key| move |e: HoursError| ConfigError::Invalid { key, message: e.to_string() };
+        let slot = |(name, span): (&str, &str)| {
+            Slot::parse(name, span)
+                .map_err(|e| ConfigError::Invalid { key: "scheduler.slots", message: format!("slot {name}: {e}") })
+        };
+        let slots = match &s.slots {
+            Some(t) => t.iter().map(|(n, span)| slot((n, span))).collect::<Result<Vec<_>, _>>()?,
+            None => DEFAULT_SLOTS.into_iter().map(slot).collect::<Result<Vec<_>, _>>()?,
+        };
+        let quiet = DailySpan::parse(&s.quiet_hours).map_err(invalid("scheduler.quiet_hours"))?;
+        let blocked = s.blocked_days.iter().map(|d| BlockedDay::parse(d)).collect::<Result<Vec<_>, _>>();
+        let blocked = blocked.map_err(invalid("scheduler.blocked_days"))?;
+        let tz = s.timezone.parse().map_err(|_| ConfigError::Invalid {
+            key: "scheduler.timezone",
+            message: format!("'{}' is not a time zone like Asia/Tokyo", s.timezone),
+        })?;
+        CallingHours::new(tz, slots, quiet, blocked).map_err(|e| {
+            let key = if e == HoursError::NoSlots { "scheduler.slots" } else { "scheduler.quiet_hours" };
+            ConfigError::Invalid { key, message: e.to_string() }
+        })
+    }
+
+    /// Slots, quiet hours and blocked days in the health centre's zone.
+    pub fn calling_hours(&self) -> CallingHours {
+        self.try_calling_hours().expect("validated at load")
+    }
+
+    /// Rates, retries and ringing for the dialer.
+    pub fn dial_policy(&self) -> DialPolicy {
+        let s = &self.scheduler;
+        DialPolicy {
+            calls_per_second: s.calls_per_second,
+            max_concurrent_calls: s.max_concurrent_calls,
+            retry_after: parse_duration(&s.retry_after).expect("validated at load"),
+            max_attempts: s.max_attempts,
+            ring_timeout: parse_duration(&s.ring_timeout).expect("validated at load"),
+            machine_detection: s.machine_detection,
+        }
+    }
+
+    /// Area name → the most patients of that area called per day.
+    pub fn area_capacity(&self) -> HashMap<String, u32> {
+        self.scheduler.area_capacity.iter().map(|(a, n)| (a.clone(), *n)).collect()
+    }
+
+    /// When the server plans the day by itself (local time).
+    pub fn plan_at(&self) -> DayTime {
+        DayTime::parse(&self.scheduler.plan_at).expect("validated at load")
     }
 
     /// `twilio` when credentials are set and no kind is given, else `simulator`.
@@ -315,5 +462,117 @@ mod tests {
         let mut with_secret = s.clone();
         with_secret.carrier.auth_token = Some(SecretString::from("s3cret-token"));
         assert!(!format!("{with_secret:?}").contains("s3cret"));
+    }
+
+    /// Settings from a file's text and some environment variables (and nothing of the process's).
+    fn load(toml: &str, env: &[(&str, &str)]) -> Result<Settings, ConfigError> {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("ivr.toml");
+        std::fs::write(&file, toml).unwrap();
+        let env = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        Settings::load_with_env(Some(&file), Some(env))
+    }
+
+    fn invalid_key(toml: &str, env: &[(&str, &str)]) -> (&'static str, String) {
+        match load(toml, env) {
+            Err(ConfigError::Invalid { key, message }) => (key, message),
+            other => panic!("expected an invalid setting, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn scheduler_defaults_call_mornings_and_afternoons_outside_quiet_hours() {
+        let s = load("", &[]).unwrap();
+        let hours = s.calling_hours();
+        assert_eq!(hours.slot_names(), ["morning", "afternoon"]);
+        let day = chrono::NaiveDate::from_ymd_opt(2025, 6, 2).unwrap();
+        let (start, end) = hours.slot_window(day, None).unwrap();
+        assert_eq!((start.to_rfc3339(), end.to_rfc3339()), ("2025-06-02T00:00:00+00:00".into(), "2025-06-02T02:00:00+00:00".into()));
+        assert!(!hours.is_blocked(day));
+        assert_eq!(
+            s.dial_policy(),
+            DialPolicy {
+                calls_per_second: 1.0,
+                max_concurrent_calls: 10,
+                retry_after: chrono::Duration::minutes(30),
+                max_attempts: 3,
+                ring_timeout: chrono::Duration::seconds(45),
+                machine_detection: true,
+            }
+        );
+        assert!(s.area_capacity().is_empty());
+        assert_eq!(s.plan_at().to_string(), "08:00");
+        assert!(s.scheduler.autostart);
+    }
+
+    #[test]
+    fn slots_in_a_file_replace_the_default_slots_and_area_names_keep_their_case() {
+        let s = load(
+            r#"
+            [scheduler]
+            slots = { evening = "17:00-19:00", noon = "12:00-13:00" }
+            blocked_days = ["2025-12-29..2026-01-03", "sun"]
+            area_capacity = { "Kita-ku" = 300, "南区" = 200 }
+            "#,
+            &[],
+        )
+        .unwrap();
+        let hours = s.calling_hours();
+        assert_eq!(hours.slot_names(), ["noon", "evening"]);
+        assert!(hours.is_blocked(chrono::NaiveDate::from_ymd_opt(2026, 1, 1).unwrap()));
+        assert!(hours.is_blocked(chrono::NaiveDate::from_ymd_opt(2025, 6, 1).unwrap()));
+        assert_eq!(s.area_capacity(), HashMap::from([("Kita-ku".into(), 300), ("南区".into(), 200)]));
+    }
+
+    #[test]
+    fn scalar_scheduler_keys_are_overridden_by_the_environment() {
+        let env = [
+            ("IVR_SCHEDULER__QUIET_HOURS", "21:00-08:00"),
+            ("IVR_SCHEDULER__BLOCKED_DAYS", "2025-06-02, sat"),
+            ("IVR_SCHEDULER__CALLS_PER_SECOND", "2.5"),
+            ("IVR_SCHEDULER__MAX_CONCURRENT_CALLS", "4"),
+            ("IVR_SCHEDULER__RETRY_AFTER", "1h"),
+            ("IVR_SCHEDULER__MAX_ATTEMPTS", "5"),
+            ("IVR_SCHEDULER__RING_TIMEOUT", "600s"),
+            ("IVR_SCHEDULER__MACHINE_DETECTION", "false"),
+            ("IVR_SCHEDULER__PLAN_AT", "7:30"),
+            ("IVR_SCHEDULER__AUTOSTART", "no"),
+        ];
+        let s = load("[scheduler]\nblocked_days = [\"sun\"]\n", &env).unwrap();
+        let p = s.dial_policy();
+        assert_eq!((p.calls_per_second, p.max_concurrent_calls, p.max_attempts), (2.5, 4, 5));
+        assert_eq!((p.retry_after, p.ring_timeout), (chrono::Duration::hours(1), chrono::Duration::seconds(600)));
+        assert!(!p.machine_detection && !s.scheduler.autostart);
+        assert_eq!(s.plan_at().to_string(), "07:30");
+        assert_eq!(s.scheduler.blocked_days, ["2025-06-02", "sat"]);
+        // 08:30 is no longer in the quiet hours.
+        let hours = s.calling_hours();
+        let at = "2025-06-02T23:30:00Z".parse().unwrap();
+        assert_eq!(hours.next_allowed_time(chrono::NaiveDate::from_ymd_opt(2025, 6, 3).unwrap(), at), Some(at));
+        assert!(hours.is_blocked(chrono::NaiveDate::from_ymd_opt(2025, 6, 7).unwrap()));
+        assert!(!hours.is_blocked(chrono::NaiveDate::from_ymd_opt(2025, 6, 8).unwrap()));
+    }
+
+    #[test]
+    fn a_bad_scheduler_value_is_refused_with_its_key() {
+        let cases: [(&str, &[(&str, &str)], &str, &str); 12] = [
+            ("[scheduler]\nslots = { morning = \"9-11\" }", &[], "scheduler.slots", "slot morning: '9' is not a time of day"),
+            ("[scheduler]\nslots = { night = \"22:00-02:00\" }", &[], "scheduler.slots", "cannot cross midnight"),
+            ("[scheduler]\nslots = {}", &[], "scheduler.slots", "at least one slot"),
+            ("", &[("IVR_SCHEDULER__QUIET_HOURS", "10:00-10:30")], "scheduler.quiet_hours", "split slot"),
+            ("", &[("IVR_SCHEDULER__QUIET_HOURS", "08:00-12:00")], "scheduler.quiet_hours", "morning lies entirely"),
+            ("", &[("IVR_SCHEDULER__BLOCKED_DAYS", "sunday")], "scheduler.blocked_days", "'sunday' is not"),
+            ("", &[("IVR_SCHEDULER__CALLS_PER_SECOND", "0")], "scheduler.calls_per_second", "above 0"),
+            ("", &[("IVR_SCHEDULER__MAX_CONCURRENT_CALLS", "0")], "scheduler.max_concurrent_calls", "at least 1"),
+            ("", &[("IVR_SCHEDULER__RETRY_AFTER", "soon")], "scheduler.retry_after", "'soon' is not a duration"),
+            ("", &[("IVR_SCHEDULER__RING_TIMEOUT", "11m")], "scheduler.ring_timeout", "at most 600s"),
+            ("", &[("IVR_SCHEDULER__PLAN_AT", "24:00")], "scheduler.plan_at", "'24:00' is not a time"),
+            ("", &[("IVR_SCHEDULER__MAX_ATTEMPTS", "0")], "scheduler.max_attempts", "at least 1"),
+        ];
+        for (toml, env, key, message) in cases {
+            let (k, m) = invalid_key(toml, env);
+            assert_eq!(k, key, "{toml} {env:?}: {m}");
+            assert!(m.contains(message), "{key}: {m}");
+        }
     }
 }

@@ -23,6 +23,7 @@ pub mod outbox;
 pub mod phone;
 pub mod prompts;
 pub mod response;
+pub mod scheduler;
 pub mod server;
 pub mod signature;
 pub mod store;

@@ -1,0 +1,27 @@
+//! Placing the daily calls.
+//!
+//! - [`hours`]: calling hours (slots, quiet hours, blocked days) and when a call may be placed.
+//! - [`plan`]: the day's plan, a pure function of the roster, the reports, the hours and the
+//!   time.
+//!
+//! Both are pure: the time is always passed in, so tests never wait for a clock.
+
+pub mod hours;
+pub mod plan;
+
+/// How calls are dialled: the carrier's rate and concurrency limits, retries, ringing.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DialPolicy {
+    /// Calls started per second at most (a Twilio account starts at 1).
+    pub calls_per_second: f64,
+    /// Calls in progress at once at most.
+    pub max_concurrent_calls: u32,
+    /// Wait before calling again a patient who did not answer (or was busy).
+    pub retry_after: chrono::Duration,
+    /// Calls to a patient per day at most, the first one included.
+    pub max_attempts: u32,
+    /// How long a call rings before it counts as not answered.
+    pub ring_timeout: chrono::Duration,
+    /// Whether the carrier is asked to tell an answering machine from a person.
+    pub machine_detection: bool,
+}
