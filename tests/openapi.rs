@@ -323,6 +323,7 @@ async fn spawn() -> App {
             area: None,
             care_start: None,
             care_end: None,
+            call_slot: None,
         };
         store.upsert_patient(&p).await.unwrap();
     }

@@ -63,6 +63,7 @@ fn patient(id: &str, phone: &str) -> Patient {
         area: Some("north".into()),
         care_start: Some("2024-04-01".into()),
         care_end: None,
+        call_slot: None,
     }
 }
 
