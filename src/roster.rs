@@ -144,7 +144,7 @@ fn read(bytes: &[u8], slots: &[&str], languages: &[&str], errors: &mut Vec<Roste
             match first_line.get(&p.patient_id) {
                 Some(first) => {
                     let (_, i) = columns.get(&fields, "patient_id").expect("a required column");
-                    errors.push(err(line, i, "patient_id", format!("patient {} is already on line {first}", p.patient_id)));
+                    errors.push(err(line, i + 1, "patient_id", format!("patient {} is already on line {first}", p.patient_id)));
                 }
                 None => {
                     first_line.insert(p.patient_id.clone(), line);
