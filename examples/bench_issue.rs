@@ -145,5 +145,6 @@ fn patient(i: usize) -> Patient {
         area: None,
         care_start: None,
         care_end: None,
+        call_slot: None,
     }
 }

@@ -143,6 +143,7 @@ async fn seed(db: &str, patients: usize) -> Result<(), Box<dyn std::error::Error
                 area: None,
                 care_start: None,
                 care_end: None,
+                call_slot: None,
             })
             .await?;
     }

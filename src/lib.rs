@@ -9,6 +9,7 @@
 //! - [`signature`]: Twilio webhook signatures, checked as Twilio's helper libraries do.
 //! - [`cli`]: the `ivr` commands.
 //! - [`notify`]: processing numbers sent outside the call (e-mail over SMTP).
+//! - [`roster`]: the patient roster, read from CSV with every mistake at its `file:row:col`.
 
 pub mod calls;
 pub mod carrier;
@@ -23,6 +24,7 @@ pub mod outbox;
 pub mod phone;
 pub mod prompts;
 pub mod response;
+pub mod roster;
 pub mod scheduler;
 pub mod server;
 pub mod signature;

@@ -16,6 +16,7 @@ fn main() {
         Command::Serve { config } => run_async(serve(config.as_deref())),
         Command::Migrate { db, config } => run_async(migrate(db.clone(), config.as_deref())),
         Command::Numbers(cmd) => run_async(cli::numbers::numbers(cmd)),
+        Command::Patients(cmd) => run_async(cli::patients::patients(cmd)),
         Command::Tokens(cmd) => run_async(cli::numbers::tokens(cmd)),
     };
     std::process::exit(code);

@@ -115,6 +115,7 @@ async fn a_server_killed_while_the_sms_is_in_flight_sends_it_once_and_records_it
         area: None,
         care_start: None,
         care_end: None,
+        call_slot: None,
     };
     store.upsert_patient(&patient).await.unwrap();
 

@@ -19,6 +19,7 @@ const API_SOURCE: &str = include_str!("../src/http/api.rs");
 
 const VERIFY: &str = "/api/v1/processing-numbers/verify";
 const ISSUE: &str = "/api/v1/patients/{id}/processing-number";
+const IMPORT: &str = "/api/v1/patients/import";
 const METHODS: [&str; 8] = ["get", "put", "post", "delete", "options", "head", "patch", "trace"];
 
 fn spec() -> Value {
@@ -83,7 +84,11 @@ fn every_route_of_the_api_router_is_documented_with_its_method_and_nothing_else_
     let routed = routed_operations();
     assert_eq!(
         routed,
-        BTreeSet::from([(VERIFY.to_string(), "post".to_string()), (ISSUE.to_string(), "post".to_string())]),
+        BTreeSet::from([
+            (VERIFY.to_string(), "post".to_string()),
+            (ISSUE.to_string(), "post".to_string()),
+            (IMPORT.to_string(), "post".to_string())
+        ]),
         "the routes this test drives below"
     );
     assert_eq!(documented_operations(&spec), routed, "docs/openapi.json documents exactly the router's routes");
@@ -246,6 +251,13 @@ fn validate(spec: &Value, schema: &Value, v: &Value, at: &str) -> Vec<String> {
                     }
                 }
             }
+            "items" => {
+                if let Some(items) = v.as_array() {
+                    for (i, item) in items.iter().enumerate() {
+                        errors.extend(validate(spec, s, item, &format!("{at}[{i}]")));
+                    }
+                }
+            }
             "enum" => {
                 if !s.as_array().expect("enum is a list").contains(v) {
                     errors.push(format!("{at}: {v} is not one of {s}"));
@@ -323,6 +335,7 @@ async fn spawn() -> App {
             area: None,
             care_start: None,
             care_end: None,
+            call_slot: None,
         };
         store.upsert_patient(&p).await.unwrap();
     }
@@ -368,6 +381,11 @@ impl Case {
         self
     }
     fn raw(mut self, body: &str) -> Case {
+        self.body = body.as_bytes().to_vec();
+        self
+    }
+    fn csv(mut self, body: &str) -> Case {
+        self.content_type = Some("text/csv");
         self.body = body.as_bytes().to_vec();
         self
     }
@@ -606,6 +624,38 @@ async fn every_documented_status_is_one_the_handlers_return_with_the_documented_
     .await;
     assert_eq!(app.store.valid_count().await.unwrap(), 1, "only P003's number is valid: P001's was used");
 
+    // The roster: the documented request, then the same with one patient changed.
+    let roster = spec["paths"][IMPORT]["post"]["requestBody"]["content"]["text/csv"]["examples"]["roster"]["value"]
+        .as_str()
+        .expect("the documented roster")
+        .to_string();
+    let changed = roster.replace("e.carter@example.jp,south", "e.carter@example.jp,north");
+    assert_ne!(changed, roster);
+    let bad = "patient_id,name,phone,birth_date,call_slot\n\
+               P011,山田 花子,090-1234-5670,1950-04-12,morning\n\
+               P012,佐藤 太郎,03-1234-5678,1941-01-31,\n\
+               P013,鈴木 一郎,12345,1950-01-01,\n\
+               P014,高橋 幸子,090-1234-5674,1960-13-01,night\n";
+    let import_cases = vec![
+        Case::new("import", IMPORT, IMPORT, 200).token(&staff).csv(&roster).example("first"),
+        Case::new("import again, one changed", IMPORT, IMPORT, 200).token(&staff).csv(&changed).example("again"),
+        Case::new("import, no token", IMPORT, IMPORT, 401).csv(&roster).example("unauthorized"),
+        Case::new("import, JSON", IMPORT, IMPORT, 415).token(&staff).json(json!({"patients": []})).example("not_csv"),
+        Case::new("import, too large", IMPORT, IMPORT, 413)
+            .token(&staff)
+            .csv(&roster.repeat((5 << 20) / roster.len()))
+            .example("too_large"),
+        Case::new("import, bad rows", IMPORT, IMPORT, 422).token(&staff).csv(bad).example("bad_rows"),
+        Case::new("import, unknown column", IMPORT, IMPORT, 422)
+            .token(&staff)
+            .csv("patient_id,name,telephone,phone,birth_date\n")
+            .example("unknown_column"),
+    ];
+    for c in import_cases {
+        run(&spec, &app, c, &mut seen).await;
+    }
+    assert!(app.store.patient("P011").await.unwrap().is_none(), "a refused roster imports nothing");
+
     // A database that fails: a second server whose audit log has gone.
     let broken = spawn().await;
     let staff = token(&broken, "staff").await;
@@ -632,6 +682,20 @@ async fn every_documented_status_is_one_the_handlers_return_with_the_documented_
     )
     .await;
     assert_eq!(broken.store.valid_count().await.unwrap(), 0, "nothing is issued when the database fails");
+    rusqlite::Connection::open(&broken.db)
+        .unwrap()
+        .execute_batch("create trigger broken before insert on patients begin select raise(abort, 'disk full'); end")
+        .unwrap();
+    run(
+        &spec,
+        &broken,
+        Case::new("import, database fails", IMPORT, IMPORT, 500)
+            .token(&staff)
+            .csv("patient_id,name,phone,birth_date\nP100,山田 花子,090-1234-5670,1950-04-12\n")
+            .example("internal"),
+        &mut seen,
+    )
+    .await;
 
     // Every documented status was produced, and every documented error example was answered.
     let mut documented = BTreeSet::new();

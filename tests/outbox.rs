@@ -78,6 +78,7 @@ async fn setup(phones: &[&str]) -> (Dispatcher, Hits, Store, tempfile::TempDir) 
             area: None,
             care_start: None,
             care_end: None,
+            call_slot: None,
         };
         store.upsert_patient(&p).await.unwrap();
         let n = ProcessingNumber::generate(8);

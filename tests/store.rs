@@ -19,6 +19,10 @@ on_both_backends! {
     with_db: two_instances_starting_together_apply_each_migration_once;
     with_store: a_patient_is_inserted_then_updated_in_place;
     with_store: a_patient_is_found_by_id_and_by_phone;
+    with_db: an_import_counts_new_updated_and_unchanged_patients_and_touches_only_the_changed;
+    with_db: an_import_that_fails_on_one_patient_imports_none;
+    with_store: ten_thousand_patients_are_imported_and_listed_in_id_order;
+    with_store: a_patient_id_given_twice_in_one_import_keeps_its_last_row;
     with_store: a_job_is_created_planned_and_read_back;
     with_store: the_first_turn_creates_the_call_and_stores_its_state_event_answers_and_alerts;
     with_store: the_next_turn_advances_the_call_and_answers_are_upserted_by_name;
@@ -63,6 +67,7 @@ fn patient(id: &str, phone: &str) -> Patient {
         area: Some("north".into()),
         care_start: Some("2024-04-01".into()),
         care_end: None,
+        call_slot: None,
     }
 }
 
@@ -174,6 +179,97 @@ async fn a_patient_is_found_by_id_and_by_phone(store: Store) {
     assert_eq!(store.patient_by_phone("+819011112222").await.unwrap(), Some(p1));
     assert_eq!(store.patient_by_phone("+819033334444").await.unwrap(), Some(upper), "P9 before p3");
     assert_eq!(store.patient_by_phone("+810000000000").await.unwrap(), None);
+}
+
+async fn an_import_counts_new_updated_and_unchanged_patients_and_touches_only_the_changed(db: support::TestDb) {
+    let store = db.open().await;
+    let roster = vec![patient("p1", "+819011110000"), patient("p2", "+819022220000"), patient("p3", "+81312345678")];
+    let count = store.import_patients(&roster).await.unwrap();
+    assert_eq!(count, ImportCount { inserted: 3, updated: 0, unchanged: 0 });
+    assert_eq!(store.patients().await.unwrap(), roster);
+
+    // Every row stamped long ago: an import that changes nothing leaves the stamps alone.
+    db.execute("update patients set updated_at = '2000-01-01T00:00:00Z'").await;
+    let count = store.import_patients(&roster).await.unwrap();
+    assert_eq!(count, ImportCount { inserted: 0, updated: 0, unchanged: 3 });
+    assert_eq!(db.scalar("select count(*) from patients where updated_at > '2001-01-01'").await, 0);
+
+    // One field of one patient, a null becoming a value in another, and a newcomer.
+    let mut next = roster.clone();
+    next[0].name = "Renamed".into();
+    next[2].call_slot = Some("afternoon".into());
+    next.push(patient("p4", "+819044440000"));
+    let count = store.import_patients(&next).await.unwrap();
+    assert_eq!(count, ImportCount { inserted: 1, updated: 2, unchanged: 1 });
+    assert_eq!(store.patients().await.unwrap(), next);
+    assert_eq!(db.scalar("select count(*) from patients where updated_at > '2001-01-01'").await, 3, "p1, p3, p4");
+
+    // A value becoming null is a change too.
+    let mut cleared = next.clone();
+    cleared[2].call_slot = None;
+    let count = store.import_patients(&cleared).await.unwrap();
+    assert_eq!(count, ImportCount { inserted: 0, updated: 1, unchanged: 3 });
+    assert_eq!(store.patient("p3").await.unwrap().unwrap().call_slot, None);
+}
+
+async fn an_import_that_fails_on_one_patient_imports_none(db: support::TestDb) {
+    let store = db.open().await;
+    store.import_patients(&[patient("p1", "+819011110000")]).await.unwrap();
+    // The database refuses a patient named "refused", as a constraint or a full disk would.
+    if db.is_sqlite() {
+        db.execute(
+            "create trigger refuse before insert on patients when new.name = 'refused'
+             begin select raise(abort, 'refused'); end",
+        )
+        .await;
+    } else {
+        db.execute(
+            "create function refuse() returns trigger language plpgsql as $$
+             begin if new.name = 'refused' then raise exception 'refused'; end if; return new; end $$;
+             create trigger refuse before insert on patients for each row execute function refuse();",
+        )
+        .await;
+    }
+    let mut changed = patient("p1", "+819011110000");
+    changed.name = "Renamed".into();
+    let mut bad = patient("p3", "+819033330000");
+    bad.name = "refused".into();
+    let roster = vec![changed, patient("p2", "+819022220000"), bad];
+    assert!(store.import_patients(&roster).await.is_err());
+    assert_eq!(store.patients().await.unwrap(), vec![patient("p1", "+819011110000")], "nothing changed");
+}
+
+async fn ten_thousand_patients_are_imported_and_listed_in_id_order(store: Store) {
+    // Ids in an order that is not byte order, upper and lower case mixed.
+    let roster: Vec<Patient> = (0..10_000)
+        .rev()
+        .map(|i| {
+            let id = if i % 2 == 0 { format!("P{i:05}") } else { format!("p{i:05}") };
+            let mut p = patient(&id, &format!("+8190{i:08}"));
+            p.call_slot = (i % 3 == 0).then(|| "afternoon".to_string());
+            p
+        })
+        .collect();
+    let count = store.import_patients(&roster).await.unwrap();
+    assert_eq!(count, ImportCount { inserted: 10_000, updated: 0, unchanged: 0 });
+    let mut sorted = roster.clone();
+    sorted.sort_by(|a, b| a.patient_id.cmp(&b.patient_id));
+    assert_eq!(store.patients().await.unwrap(), sorted, "every patient, in byte order of their ids");
+
+    let mut next = roster;
+    for p in next.iter_mut().step_by(10) {
+        p.area = Some("south".into());
+    }
+    let count = store.import_patients(&next).await.unwrap();
+    assert_eq!(count, ImportCount { inserted: 0, updated: 1_000, unchanged: 9_000 });
+}
+
+async fn a_patient_id_given_twice_in_one_import_keeps_its_last_row(store: Store) {
+    let mut second = patient("p1", "+819011110000");
+    second.name = "Second".into();
+    let count = store.import_patients(&[patient("p1", "+819011110000"), patient("p2", "+819022220000"), second.clone()]).await.unwrap();
+    assert_eq!(count, ImportCount { inserted: 2, updated: 0, unchanged: 0 });
+    assert_eq!(store.patient("p1").await.unwrap(), Some(second));
 }
 
 async fn a_job_is_created_planned_and_read_back(store: Store) {

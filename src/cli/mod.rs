@@ -4,6 +4,7 @@ pub mod call;
 pub mod check;
 pub mod graph;
 pub mod numbers;
+pub mod patients;
 
 use std::path::PathBuf;
 
@@ -55,6 +56,21 @@ pub enum NumbersCommand {
 }
 
 #[derive(Debug, Subcommand)]
+pub enum PatientsCommand {
+    /// Load or update the roster from a CSV file (upsert by patient_id). The whole file is
+    /// checked first: one bad row and nothing is imported.
+    Import {
+        /// The roster (see docs/roster.md for its columns).
+        file: PathBuf,
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Check the file and count what would change, without changing anything.
+        #[arg(long)]
+        dry_run: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
 pub enum TokensCommand {
     /// Create a token; it is printed once and stored only as a hash.
     Add {
@@ -90,6 +106,9 @@ pub enum Command {
     /// Processing numbers: the health centre's manual path.
     #[command(subcommand)]
     Numbers(NumbersCommand),
+    /// The patient roster.
+    #[command(subcommand)]
+    Patients(PatientsCommand),
     /// API tokens for the contact app's server and staff tools.
     #[command(subcommand)]
     Tokens(TokensCommand),

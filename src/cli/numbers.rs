@@ -12,9 +12,9 @@ use crate::flow::Library;
 use crate::numbers::{self, SendBy};
 use crate::store::{Store, StoreError, Verdict};
 
-type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
+pub(super) type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
 
-async fn open(config: Option<&Path>) -> Result<(Settings, Store)> {
+pub(super) async fn open(config: Option<&Path>) -> Result<(Settings, Store)> {
     let settings = Settings::load(config)?;
     let store =
         Store::open(settings.database.url.expose_secret(), settings.database.sqlite_synchronous == "full").await?;

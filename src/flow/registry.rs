@@ -71,6 +71,11 @@ impl Registry {
         lib.catalogs.get(lang).or_else(|| lib.catalogs.get("ja-JP")).cloned()
     }
 
+    /// The languages with a prompt catalogue, sorted.
+    pub fn languages(&self) -> Vec<String> {
+        self.current.read().unwrap_or_else(|e| e.into_inner()).catalogs.keys().cloned().collect()
+    }
+
     pub fn flow_count(&self) -> usize {
         self.current.read().unwrap_or_else(|e| e.into_inner()).flows.len()
     }

@@ -4,6 +4,8 @@
 //!   API tells a guesser nothing (the audit log and metrics keep the reason). Per-client rate
 //!   limits slow guessing.
 //! - `POST /api/v1/patients/{id}/processing-number` for staff: the manual issue button.
+//! - `POST /api/v1/patients/import` for staff: the roster as CSV (`text/csv`), imported whole
+//!   or not at all; a bad file gets every mistake with its row and column.
 //!
 //! Bad input is a 4xx with a JSON body naming the field, and changes nothing.
 
@@ -11,7 +13,8 @@ use std::num::NonZeroU32;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::{FromRequestParts, Path, State};
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, FromRequest, FromRequestParts, Path, State};
 use axum::http::StatusCode;
 use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
@@ -24,13 +27,19 @@ use sha2::{Digest, Sha256};
 
 use super::AppState;
 use crate::numbers::{self, IssueError, SendBy, VerifyError};
+use crate::roster::{self, DEFAULT_SLOTS};
 use crate::store::Verdict;
 
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/api/v1/processing-numbers/verify", post(verify))
         .route("/api/v1/patients/{id}/processing-number", post(issue))
+        // A roster of tens of thousands of patients, where the other routes take a line of JSON.
+        .merge(Router::new().route("/api/v1/patients/import", post(import)).layer(DefaultBodyLimit::max(ROSTER_LIMIT)))
 }
+
+/// The largest roster accepted through the API, in bytes (some 30,000 patients).
+pub const ROSTER_LIMIT: usize = 4 << 20;
 
 /// Verification attempts allowed per client and minute (a guesser needs millions).
 pub fn limiter(per_minute: u32) -> Arc<DefaultKeyedRateLimiter<String>> {
@@ -106,7 +115,7 @@ impl FromRequestParts<AppState> for Client {
 /// A JSON body, with errors as [`ApiError`]s naming what is wrong.
 pub struct JsonBody<T>(pub T);
 
-impl<T: serde::de::DeserializeOwned, S: Send + Sync> axum::extract::FromRequest<S> for JsonBody<T> {
+impl<T: serde::de::DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, Self::Rejection> {
@@ -216,4 +225,64 @@ async fn issue(
         }
         Err(IssueError::Store(e)) => Err(ApiError::internal(e)),
     }
+}
+
+/// A `text/csv` body (any other type is a 415), at most [`ROSTER_LIMIT`] bytes (413).
+pub struct CsvBody(pub Bytes);
+
+impl<S: Send + Sync> FromRequest<S> for CsvBody {
+    type Rejection = ApiError;
+
+    async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, Self::Rejection> {
+        let content_type = req.headers().get(axum::http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
+        let mut parts = content_type.unwrap_or("").split(';').map(str::trim);
+        let is_csv = parts.next().is_some_and(|t| t.eq_ignore_ascii_case("text/csv"));
+        // A roster is read as UTF-8; a file in another encoding would come out garbled.
+        let utf8 = parts.all(|p| {
+            p.split_once('=').is_none_or(|(k, v)| {
+                !k.trim().eq_ignore_ascii_case("charset") || v.trim().trim_matches('"').eq_ignore_ascii_case("utf-8")
+            })
+        });
+        if !(is_csv && utf8) {
+            return Err(ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "invalid_body",
+                None,
+                "Expected request with `Content-Type: text/csv` (UTF-8)",
+            ));
+        }
+        match Bytes::from_request(req, state).await {
+            Ok(bytes) => Ok(CsvBody(bytes)),
+            Err(e) => Err(ApiError::new(e.status(), "invalid_body", None, e.body_text())),
+        }
+    }
+}
+
+async fn import(State(app): State<AppState>, client: Client, CsvBody(csv): CsvBody) -> Result<Response, ApiError> {
+    let languages = app.flows.languages();
+    let languages: Vec<&str> = languages.iter().map(String::as_str).collect();
+    let patients = match roster::parse_roster("request", &csv, DEFAULT_SLOTS, &languages) {
+        Ok(p) => p,
+        Err(e) => {
+            tracing::info!(client = %client.0, errors = e.errors.len(), "roster refused");
+            return Ok((
+                StatusCode::UNPROCESSABLE_ENTITY,
+                axum::Json(json!({
+                    "error": "invalid roster",
+                    "message": format!("{} error(s) in the roster; nothing was imported", e.errors.len()),
+                    "errors": e.errors,
+                })),
+            )
+                .into_response());
+        }
+    };
+    let count = app.store.import_patients(&patients).await.map_err(ApiError::internal)?;
+    tracing::info!(
+        client = %client.0,
+        inserted = count.inserted,
+        updated = count.updated,
+        unchanged = count.unchanged,
+        "roster imported"
+    );
+    Ok((StatusCode::OK, axum::Json(count)).into_response())
 }

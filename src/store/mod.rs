@@ -25,7 +25,7 @@ pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
 
 /// How many numbered migrations each back end has (`migrations/sqlite`, `migrations/postgres`).
-pub const MIGRATION_COUNT: usize = 4;
+pub const MIGRATION_COUNT: usize = 5;
 
 /// A store failure. Details go to the log; callers hear an apology.
 #[derive(Debug, thiserror::Error)]
@@ -53,16 +53,31 @@ pub enum StoreError {
 /// A patient of the roster.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Patient {
+    /// The health centre's id, `[A-Za-z0-9_-]{1,64}`.
     pub patient_id: String,
     pub name: String,
     /// E.164.
     pub phone: String,
+    /// Birth month and day, `MMDD` (asked back on the phone to confirm who answers).
     pub birth_md: Option<String>,
+    /// The prompt catalogue the calls use, e.g. `ja-JP`.
     pub language: String,
     pub email: Option<String>,
+    /// A free grouping for the health centre, e.g. `north`.
     pub area: Option<String>,
+    /// The home-care period, `YYYY-MM-DD` (both ends included).
     pub care_start: Option<String>,
     pub care_end: Option<String>,
+    /// The preferred call slot's name; `None` for the first configured slot.
+    pub call_slot: Option<String>,
+}
+
+/// What an import did: patients added, patients changed, and patients already as in the file.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImportCount {
+    pub inserted: usize,
+    pub updated: usize,
+    pub unchanged: usize,
 }
 
 /// A call to be placed.
@@ -209,6 +224,37 @@ impl Store {
         match self {
             Store::Sqlite(s) => s.upsert_patient(p),
             Store::Postgres(s) => s.upsert_patient(p).await,
+        }
+    }
+
+    /// Inserts or updates each patient (by id) in one transaction: all or nothing. A patient
+    /// whose every field is as stored keeps its `updated_at`.
+    /// An id given twice counts once, and its last row wins.
+    pub async fn import_patients(&self, patients: &[Patient]) -> Result<ImportCount, StoreError> {
+        let unique;
+        let patients = if has_duplicate_ids(patients) {
+            unique = last_of_each_id(patients);
+            &unique[..]
+        } else {
+            patients
+        };
+        match self {
+            Store::Sqlite(s) => {
+                let (s, patients) = (s.clone(), patients.to_vec());
+                // Thousands of rows: off the async workers, as a turn.
+                tokio::task::spawn_blocking(move || s.import_patients(&patients))
+                    .await
+                    .map_err(|e| StoreError::Turn(e.to_string()))?
+            }
+            Store::Postgres(s) => s.import_patients(patients).await,
+        }
+    }
+
+    /// Every patient, by id (byte order).
+    pub async fn patients(&self) -> Result<Vec<Patient>, StoreError> {
+        match self {
+            Store::Sqlite(s) => s.patients(),
+            Store::Postgres(s) => s.patients().await,
         }
     }
 
@@ -439,6 +485,20 @@ impl Store {
             Store::Postgres(s) => s.event_count(call_id).await,
         }
     }
+}
+
+fn has_duplicate_ids(patients: &[Patient]) -> bool {
+    let mut seen = std::collections::HashSet::with_capacity(patients.len());
+    !patients.iter().all(|p| seen.insert(p.patient_id.as_str()))
+}
+
+/// The last row of each patient id, in the order of those rows.
+fn last_of_each_id(patients: &[Patient]) -> Vec<Patient> {
+    let mut seen = std::collections::HashSet::with_capacity(patients.len());
+    let mut kept: Vec<Patient> =
+        patients.iter().rev().filter(|p| seen.insert(p.patient_id.as_str())).cloned().collect();
+    kept.reverse();
+    kept
 }
 
 /// Splits a value into the answer columns: kind, text, raw, scale.

@@ -14,7 +14,7 @@ use std::time::Duration;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgRow};
 use sqlx::{Executor, PgConnection, PgPool, Row};
 
-use super::{Answer, CallRecord, Job, NewCall, Patient, StoreError, TurnFn, TurnResult, TurnWrite};
+use super::{Answer, CallRecord, ImportCount, Job, NewCall, Patient, StoreError, TurnFn, TurnResult, TurnWrite};
 use super::{answer_columns, answer_value};
 
 /// Numbered migrations, applied in order and recorded in `schema_migrations`.
@@ -22,6 +22,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "calls", include_str!("../../migrations/postgres/0001_calls.sql")),
     (2, "processing_numbers", include_str!("../../migrations/postgres/0002_processing_numbers.sql")),
     (3, "number_lookup", include_str!("../../migrations/postgres/0003_number_lookup.sql")),
+    (4, "roster", include_str!("../../migrations/postgres/0004_roster.sql")),
     (5, "campaigns", include_str!("../../migrations/postgres/0005_campaigns.sql")),
 ];
 
@@ -31,7 +32,16 @@ const MIGRATION_LOCK: i64 = i64::from_be_bytes(*b"ivr-migr");
 
 const CALL_COLUMNS: &str = "call_id, call_sid, patient_id, job_id, direction, flow, flow_version, state, seq, ended, incomplete, status, duration";
 
-const PATIENT_COLUMNS: &str = "patient_id, name, phone, birth_md, language, email, area, care_start, care_end";
+const PATIENT_COLUMNS: &str =
+    "patient_id, name, phone, birth_md, language, email, area, care_start, care_end, call_slot";
+
+/// The patient columns a roster import sets (every one but the timestamps).
+const PATIENT_UPDATE: &str = "name = excluded.name, phone = excluded.phone, birth_md = excluded.birth_md,
+    language = excluded.language, email = excluded.email, area = excluded.area,
+    care_start = excluded.care_start, care_end = excluded.care_end, call_slot = excluded.call_slot";
+
+/// Patients written per statement of an import: ten arrays of this many values each.
+const IMPORT_BATCH: usize = 5000;
 
 #[derive(Clone)]
 pub struct PgStore {
@@ -99,11 +109,8 @@ impl PgStore {
 
     pub async fn upsert_patient(&self, p: &Patient) -> Result<(), StoreError> {
         sqlx::query(&format!(
-            "insert into patients ({PATIENT_COLUMNS}) values ($1, $2, $3, $4, $5, $6, $7, $8, $9)
-             on conflict (patient_id) do update set name = excluded.name, phone = excluded.phone,
-               birth_md = excluded.birth_md, language = excluded.language, email = excluded.email,
-               area = excluded.area, care_start = excluded.care_start, care_end = excluded.care_end,
-               updated_at = now()"
+            "insert into patients ({PATIENT_COLUMNS}) values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+             on conflict (patient_id) do update set {PATIENT_UPDATE}, updated_at = now()"
         ))
         .bind(&p.patient_id)
         .bind(&p.name)
@@ -114,9 +121,60 @@ impl PgStore {
         .bind(&p.area)
         .bind(&p.care_start)
         .bind(&p.care_end)
+        .bind(&p.call_slot)
         .execute(&self.pool)
         .await?;
         Ok(())
+    }
+
+    /// Each batch is one statement over arrays (`unnest`): a row comes back for each patient
+    /// inserted or changed, `xmax = 0` for the inserted ones; an unchanged patient matches the
+    /// conflict but not the `where`, and comes back not at all. Patient ids are unique here
+    /// (the store's caller keeps the last of each).
+    pub async fn import_patients(&self, patients: &[Patient]) -> Result<ImportCount, StoreError> {
+        let sql = format!(
+            "insert into patients ({PATIENT_COLUMNS})
+             select * from unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
+                                  $7::text[], $8::text[], $9::text[], $10::text[])
+             on conflict (patient_id) do update set {PATIENT_UPDATE}, updated_at = now()
+             where (patients.name, patients.phone, patients.birth_md, patients.language, patients.email,
+                    patients.area, patients.care_start, patients.care_end, patients.call_slot)
+                   is distinct from
+                   (excluded.name, excluded.phone, excluded.birth_md, excluded.language, excluded.email,
+                    excluded.area, excluded.care_start, excluded.care_end, excluded.call_slot)
+             returning xmax = 0"
+        );
+        let mut count = ImportCount::default();
+        let mut tx = self.pool.begin().await?;
+        for batch in patients.chunks(IMPORT_BATCH) {
+            let column = |f: fn(&Patient) -> Option<&String>| batch.iter().map(f).collect::<Vec<_>>();
+            let inserted: Vec<bool> = sqlx::query_scalar(&sql)
+                .bind(column(|p| Some(&p.patient_id)))
+                .bind(column(|p| Some(&p.name)))
+                .bind(column(|p| Some(&p.phone)))
+                .bind(column(|p| p.birth_md.as_ref()))
+                .bind(column(|p| Some(&p.language)))
+                .bind(column(|p| p.email.as_ref()))
+                .bind(column(|p| p.area.as_ref()))
+                .bind(column(|p| p.care_start.as_ref()))
+                .bind(column(|p| p.care_end.as_ref()))
+                .bind(column(|p| p.call_slot.as_ref()))
+                .fetch_all(&mut *tx)
+                .await?;
+            let new = inserted.iter().filter(|i| **i).count();
+            count.inserted += new;
+            count.updated += inserted.len() - new;
+            count.unchanged += batch.len() - inserted.len();
+        }
+        tx.commit().await?;
+        Ok(count)
+    }
+
+    pub async fn patients(&self) -> Result<Vec<Patient>, StoreError> {
+        let rows = sqlx::query(&format!("select {PATIENT_COLUMNS} from patients order by patient_id collate \"C\""))
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows.iter().map(patient_row).collect::<Result<_, _>>()?)
     }
 
     pub async fn patient(&self, id: &str) -> Result<Option<Patient>, StoreError> {
@@ -276,6 +334,7 @@ fn patient_row(r: &PgRow) -> Result<Patient, sqlx::Error> {
         area: r.try_get(6)?,
         care_start: r.try_get(7)?,
         care_end: r.try_get(8)?,
+        call_slot: r.try_get(9)?,
     })
 }
 

@@ -69,6 +69,7 @@ impl TestApp {
             area: None,
             care_start: None,
             care_end: None,
+            call_slot: None,
         };
         self.store.upsert_patient(&p).await.unwrap();
         p

@@ -7,6 +7,7 @@ mod numbers;
 mod postgres;
 mod proxy;
 mod reload;
+mod roster;
 // The store suite's helpers: fresh SQLite and PostgreSQL databases (only some are used here).
 #[allow(dead_code, unused_macros)]
 #[path = "../support/mod.rs"]

@@ -103,6 +103,28 @@ impl TestDb {
         }
     }
 
+    /// Runs statements straight on the database (e.g. to break it on purpose).
+    #[allow(dead_code)] // not every suite using these helpers needs it
+    pub async fn execute(&self, sql: &str) {
+        match &self.place {
+            Place::Sqlite { path, .. } => {
+                let conn = rusqlite::Connection::open(path).expect("open SQLite");
+                conn.execute_batch(sql).unwrap_or_else(|e| panic!("{sql}: {e}"));
+            }
+            Place::Postgres { .. } => {
+                let mut conn = PgConnection::connect(&self.url).await.expect("connect");
+                sqlx::raw_sql(sql).execute(&mut conn).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
+                let _ = conn.close().await;
+            }
+        }
+    }
+
+    /// Which back end this database is.
+    #[allow(dead_code)] // not every suite using these helpers needs it
+    pub fn is_sqlite(&self) -> bool {
+        matches!(self.place, Place::Sqlite { .. })
+    }
+
     /// A store on this database, migrations not applied.
     pub async fn open_unmigrated(&self) -> Store {
         match &self.place {
