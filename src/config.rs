@@ -58,6 +58,9 @@ pub struct Scheduler {
     /// A duration like `45s`, at most 600s (Twilio's limit).
     pub ring_timeout: String,
     pub machine_detection: bool,
+    /// A duration like `20m`: a call with no news for this long is looked up at the carrier
+    /// (or counted lost, never dialled again for the same attempt).
+    pub call_lease: String,
     /// `HH:MM`: when the server plans the day by itself.
     pub plan_at: String,
     /// Whether the server plans and dials daily by itself.
@@ -185,6 +188,7 @@ max_concurrent_calls = 10
 retry_after = "30m"
 max_attempts = 3
 ring_timeout = "45s"
+call_lease = "20m"
 machine_detection = true
 plan_at = "08:00"
 autostart = true
@@ -317,6 +321,9 @@ impl Settings {
             }
             Some(_) => {}
         }
+        if parse_duration(&s.call_lease).is_none() {
+            return invalid("scheduler.call_lease", format!("'{}' is not a duration like 20m", s.call_lease));
+        }
         if DayTime::parse(&s.plan_at).map_or(true, |t| t == DayTime::END_OF_DAY) {
             return invalid("scheduler.plan_at", format!("'{}' is not a time of day like 08:00", s.plan_at));
         }
@@ -366,6 +373,7 @@ impl Settings {
             max_attempts: s.max_attempts,
             ring_timeout: parse_duration(&s.ring_timeout).expect("validated at load"),
             machine_detection: s.machine_detection,
+            call_lease: parse_duration(&s.call_lease).expect("validated at load"),
         }
     }
 
@@ -498,6 +506,7 @@ mod tests {
                 max_attempts: 3,
                 ring_timeout: chrono::Duration::seconds(45),
                 machine_detection: true,
+                call_lease: chrono::Duration::minutes(20),
             }
         );
         assert!(s.area_capacity().is_empty());

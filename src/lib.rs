@@ -15,6 +15,7 @@ pub mod calls;
 pub mod carrier;
 pub mod cli;
 pub mod config;
+pub mod demo;
 pub mod flow;
 pub mod http;
 pub mod issuer;

@@ -13,7 +13,8 @@ fn main() {
         Command::Check { paths } => cli::check::run(paths),
         Command::Call(args) => cli::call::run(args),
         Command::Graph { flow, dirs } => cli::graph::run(flow, dirs),
-        Command::Serve { config } => run_async(serve(config.as_deref())),
+        Command::Serve { config, demo } => run_async(serve(config.as_deref(), *demo)),
+        Command::Dial { flow, now, config } => run_async(cli::dial::dial(flow.as_deref(), *now, config.as_deref())),
         Command::Migrate { db, config } => run_async(migrate(db.clone(), config.as_deref())),
         Command::Numbers(cmd) => run_async(cli::numbers::numbers(cmd)),
         Command::Patients(cmd) => run_async(cli::patients::patients(cmd)),
@@ -33,7 +34,10 @@ fn run_async(f: impl Future<Output = Result<(), Box<dyn std::error::Error>>>) ->
     }
 }
 
-async fn serve(config: Option<&Path>) -> Result<(), Box<dyn std::error::Error>> {
+async fn serve(config: Option<&Path>, demo: bool) -> Result<(), Box<dyn std::error::Error>> {
+    if demo {
+        return ivr::demo::run(config).await;
+    }
     ivr::telemetry::init();
     let settings = Settings::load(config)?;
     let server = ivr::server::Server::start(&settings).await?;

@@ -39,8 +39,8 @@ pub struct Server {
     pub state: AppState,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     task: tokio::task::JoinHandle<std::io::Result<()>>,
-    workers: tokio::task::JoinHandle<()>,
-    stop_workers: Arc<tokio::sync::Notify>,
+    /// The outbox dispatcher, the dialer and the daily planner, each with its stop signal.
+    workers: Vec<(tokio::task::JoinHandle<()>, Arc<tokio::sync::Notify>)>,
     _watcher: notify::RecommendedWatcher,
 }
 
@@ -91,6 +91,19 @@ impl Server {
                 public_url: public_url.clone().into(),
             },
             metrics: http::metrics_handle(),
+            campaign: Arc::new(crate::scheduler::dialer::Campaign {
+                policy: settings.dial_policy(),
+                hours: settings.calling_hours(),
+            }),
+            dialer_wake: Arc::new(tokio::sync::Notify::new()),
+        };
+        // The carrier the dialer places calls through.
+        let carrier = match settings.carrier_kind() {
+            "twilio" => Some(
+                crate::carrier::twilio::TwilioClient::from_settings(&settings.carrier)
+                    .map_err(|e| ServeError::Carrier(e.to_string()))?,
+            ),
+            _ => None,
         };
         let dispatcher = crate::outbox::Dispatcher {
             store: state.store.clone(),
@@ -113,8 +126,32 @@ impl Server {
             public_url: public_url.clone(),
             wake: state.outbox_wake.clone(),
         };
-        let stop_workers = Arc::new(tokio::sync::Notify::new());
-        let workers = tokio::spawn(dispatcher.run(stop_workers.clone()));
+        let mut workers = Vec::new();
+        let stop = Arc::new(tokio::sync::Notify::new());
+        workers.push((tokio::spawn(dispatcher.run(stop.clone())), stop));
+        if let Some(carrier) = carrier {
+            let mut dialer = crate::scheduler::dialer::Dialer::new(
+                state.store.clone(),
+                carrier,
+                settings.carrier.from.clone().unwrap_or_else(|| "+815000000000".into()),
+                public_url.clone(),
+                state.campaign.clone(),
+            );
+            dialer.wake = state.dialer_wake.clone();
+            let stop = Arc::new(tokio::sync::Notify::new());
+            workers.push((tokio::spawn(Arc::new(dialer).run(stop.clone())), stop));
+            if settings.scheduler.autostart {
+                let stop = Arc::new(tokio::sync::Notify::new());
+                let daily = crate::scheduler::daily::run_daily(
+                    planner(settings),
+                    state.store.clone(),
+                    settings.plan_at(),
+                    state.dialer_wake.clone(),
+                    stop.clone(),
+                );
+                workers.push((tokio::spawn(daily), stop));
+            }
+        }
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let app = http::router(state.clone());
         let task = tokio::spawn(async move {
@@ -129,7 +166,7 @@ impl Server {
                 .await
         });
         tracing::info!(%addr, public_url, database = state.store.backend(), flows = state.flows.flow_count(), "listening");
-        Ok(Server { addr, state, shutdown: Some(tx), task, workers, stop_workers, _watcher: watcher })
+        Ok(Server { addr, state, shutdown: Some(tx), task, workers, _watcher: watcher })
     }
 
     /// Stops accepting, lets requests in flight finish, and returns.
@@ -138,16 +175,25 @@ impl Server {
             let _ = tx.send(());
         }
         let _ = (&mut self.task).await;
-        self.stop_workers.notify_one();
-        let _ = (&mut self.workers).await;
+        self.stop_workers().await;
+    }
+
+    /// Stops the background workers; each finishes the piece of work in hand.
+    async fn stop_workers(&mut self) {
+        for (_, stop) in &self.workers {
+            stop.notify_one();
+        }
+        for (worker, _) in self.workers.drain(..) {
+            let _ = worker.await;
+        }
     }
 
     /// Serves until a signal stops it.
     pub async fn wait(mut self) -> Result<(), ServeError> {
         (&mut self.task).await.map_err(|e| ServeError::Io(std::io::Error::other(e)))??;
-        // The dispatcher finishes the send in hand; unsent messages wait in the outbox.
-        self.stop_workers.notify_one();
-        let _ = (&mut self.workers).await;
+        // The dispatcher finishes the send in hand; unsent messages wait in the outbox; calls
+        // not yet dialled wait in their jobs.
+        self.stop_workers().await;
         Ok(())
     }
 }
@@ -165,6 +211,15 @@ async fn shutdown_signal() {
     }
     #[cfg(not(unix))]
     let _ = ctrl_c.await;
+}
+
+/// The daily planner as configured.
+pub fn planner(settings: &Settings) -> crate::scheduler::daily::Planner {
+    crate::scheduler::daily::Planner {
+        hours: Arc::new(settings.calling_hours()),
+        capacity: settings.area_capacity(),
+        flow: settings.flows.inbound.clone(),
+    }
 }
 
 fn random_token() -> String {

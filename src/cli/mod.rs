@@ -2,6 +2,7 @@
 
 pub mod call;
 pub mod check;
+pub mod dial;
 pub mod graph;
 pub mod numbers;
 pub mod patients;
@@ -85,6 +86,23 @@ pub enum Command {
     /// Serve the carrier's webhooks, the JSON API and the outbox dispatcher.
     Serve {
         /// Settings file (default: ivr.toml if present).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// A demonstration: a fresh SQLite file (ivr-demo.db), the carrier simulator, the
+        /// patients of examples/patients.csv, and a campaign that starts at once, with live
+        /// progress in the terminal.
+        #[arg(long)]
+        demo: bool,
+    },
+    /// Plan today's campaign now (the server also does it daily by itself, at scheduler.plan_at);
+    /// a running `ivr serve` dials the planned calls.
+    Dial {
+        /// The flow the calls run (default: flows.inbound).
+        #[arg(long)]
+        flow: Option<String>,
+        /// Call everyone as soon as calling hours allow, not in their slots.
+        #[arg(long)]
+        now: bool,
         #[arg(long)]
         config: Option<PathBuf>,
     },

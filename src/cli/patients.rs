@@ -6,7 +6,7 @@ use std::path::Path;
 
 use super::PatientsCommand;
 use super::numbers::{Result, open};
-use crate::roster::{self, DEFAULT_SLOTS};
+use crate::roster;
 use crate::store::{ImportCount, Patient};
 
 pub async fn patients(cmd: &PatientsCommand) -> Result<()> {
@@ -21,7 +21,9 @@ async fn import(file: &Path, config: Option<&Path>, dry_run: bool) -> Result<()>
     let languages = roster::catalogue_languages(&settings.flows.prompts_dir)
         .map_err(|e| format!("prompt catalogues in {}: {e}", settings.flows.prompts_dir.display()))?;
     let languages: Vec<&str> = languages.iter().map(String::as_str).collect();
-    let patients = match roster::parse_roster(&file.display().to_string(), &bytes, DEFAULT_SLOTS, &languages) {
+    let hours = settings.calling_hours();
+    let slots = hours.slot_names();
+    let patients = match roster::parse_roster(&file.display().to_string(), &bytes, &slots, &languages) {
         Ok(p) => p,
         Err(errors) => {
             eprintln!("{errors}");

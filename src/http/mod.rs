@@ -42,6 +42,10 @@ pub struct AppState {
     pub outbox_wake: Arc<tokio::sync::Notify>,
     /// SMS handed to the built-in simulator (empty with a real carrier).
     pub simulated_sms: Arc<std::sync::Mutex<Vec<crate::outbox::SimulatedSms>>>,
+    /// The rules that follow a dialled call: retries, calling hours, limits.
+    pub campaign: Arc<crate::scheduler::dialer::Campaign>,
+    /// Wakes the dialer (a call ended: room for the next).
+    pub dialer_wake: Arc<tokio::sync::Notify>,
     pub metrics: PrometheusHandle,
 }
 

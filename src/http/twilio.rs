@@ -42,8 +42,12 @@ fn valid_sid(sid: &str) -> bool {
 
 #[derive(Debug, Deserialize)]
 pub struct VoiceQuery {
-    /// An outbound call placed for this job.
+    /// An outbound call placed for this job…
     job: Option<i64>,
+    /// …in this attempt.
+    attempt: Option<i32>,
+    /// Set on the key press that shows a "machine" is a person.
+    person: Option<u8>,
     /// For an inbound call: the flow to run instead of `flows.inbound`.
     flow: Option<String>,
 }
@@ -56,8 +60,30 @@ async fn voice(State(app): State<AppState>, Query(q): Query<VoiceQuery>, form: T
         Err(r) => return r.into_response(),
     };
     let from = form.get("From").unwrap_or("").to_string();
+    let answered_by = form.get("AnsweredBy").filter(|a| !a.is_empty()).map(str::to_string);
     let span = tracing::info_span!("call", call_sid = %sid, flow = field::Empty, state = field::Empty);
     async move {
+        if let (Some(job), Some(attempt)) = (q.job, q.attempt) {
+            let lease = Utc::now() + app.campaign.policy.call_lease;
+            let noted = app.store.attempt_dialed(job, attempt, &sid).await;
+            let noted = match noted {
+                Ok(()) => app.store.attempt_progress(job, attempt, "in-progress", answered_by.as_deref(), lease).await,
+                Err(e) => Err(e),
+            };
+            if let Err(e) = noted {
+                tracing::warn!(error = %e, job, attempt, "attempt not updated");
+            }
+            let machine = answered_by.as_deref().is_some_and(|a| a.starts_with("machine") || a == "fax");
+            match q.person {
+                // Silence after the machine message: it was a machine after all.
+                Some(_) if form.get("Digits").unwrap_or("").is_empty() => {
+                    return twiml_response(twiml::render(&[twiml::Verb::Hangup]));
+                }
+                Some(_) => {}
+                None if machine => return machine_message(&app, job, attempt).await,
+                None => {}
+            }
+        }
         // The call may exist already: a replayed first request answers from the store.
         let patient = match (q.job, app.store.call(&sid).await) {
             (_, Ok(Some(_))) => None,
@@ -129,14 +155,38 @@ async fn step(State(app): State<AppState>, Query(q): Query<StepQuery>, form: Twi
     take_turn(&app, &sid, q.seq, None, input).instrument(span).await
 }
 
-/// A carrier status callback: the call's progress and how it ended.
-async fn status(State(app): State<AppState>, form: TwilioParams) -> Response {
+#[derive(Debug, Deserialize)]
+pub struct StatusQuery {
+    /// The job and attempt the dialer placed this call for.
+    job: Option<i64>,
+    attempt: Option<i32>,
+}
+
+/// A carrier status callback: the call's progress and how it ended. For a call the dialer
+/// placed, the final status ends its attempt and moves the job on (done, retry, unreachable).
+async fn status(State(app): State<AppState>, Query(q): Query<StatusQuery>, form: TwilioParams) -> Response {
     let (sid, status) = match (form.require("CallSid"), form.require("CallStatus")) {
         (Ok(s), Ok(st)) => (s.to_string(), st.to_string()),
         (Err(r), _) | (_, Err(r)) => return r.into_response(),
     };
     let duration = form.get("CallDuration").and_then(|d| d.parse::<i64>().ok());
-    match app.store.record_status(&sid, &status, duration).await {
+    let answered_by = form.get("AnsweredBy").filter(|a| !a.is_empty());
+    let recorded = async {
+        let changed = app.store.record_status(&sid, &status, duration).await?;
+        if let (Some(job), Some(attempt)) = (q.job, q.attempt) {
+            let now = Utc::now();
+            app.store.attempt_dialed(job, attempt, &sid).await?;
+            if crate::scheduler::dialer::is_final(&status) {
+                app.campaign.call_ended(&app.store, job, attempt, Some(&sid), &status, answered_by, now).await?;
+                app.dialer_wake.notify_one();
+            } else {
+                let lease = now + app.campaign.policy.call_lease;
+                app.store.attempt_progress(job, attempt, &status, answered_by, lease).await?;
+            }
+        }
+        Ok::<_, StoreError>(changed)
+    };
+    match recorded.await {
         Ok(changed) => {
             if changed {
                 metrics::counter!("ivr_calls_total", "status" => status.clone()).increment(1);
@@ -236,6 +286,41 @@ fn failure(what: &str, err: Option<StoreError>) -> Response {
     }
     metrics::counter!("ivr_errors_total", "route" => "voice").increment(1);
     twiml_response(twiml::render(&Speech::apology("ja-JP").to_twiml("")))
+}
+
+/// What an answering machine hears, once its greeting has ended: a short message with the
+/// health centre's number (prompt `machine_message`). Detection is often wrong, so a key
+/// pressed during the message starts the call as for a person.
+async fn machine_message(app: &AppState, job: i64, attempt: i32) -> Response {
+    let language = match app.store.job(job).await {
+        Ok(Some(j)) => app.store.patient(&j.patient_id).await.ok().flatten().map(|p| p.language),
+        _ => None,
+    }
+    .unwrap_or_else(|| "ja-JP".into());
+    let catalog = app.flows.catalog(&language).or_else(|| app.flows.catalog("ja-JP"));
+    let speech = match catalog {
+        Some(c) if c.get("machine_message").is_some() => c.speech("machine_message", &Default::default()),
+        _ => Say::Say {
+            text: "こちらは保健所です。健康観察のお電話をいたしました。後ほど改めてお電話します。".into(),
+            language: "ja-JP".into(),
+            voice: None,
+        },
+    };
+    let message = Speech { speech: vec![speech], gather: None };
+    let say: Vec<twiml::Verb> = message.to_twiml("").into_iter().filter(|v| *v != twiml::Verb::Hangup).collect();
+    let action = format!("{}/twilio/voice?job={job}&attempt={attempt}&person=1", app.public_url);
+    let verbs = [
+        twiml::Verb::Gather(twiml::Gather {
+            action,
+            timeout: 3,
+            num_digits: Some(1),
+            finish_on_key: String::new(),
+            action_on_empty_result: false,
+            children: say,
+        }),
+        twiml::Verb::Hangup,
+    ];
+    twiml_response(twiml::render(&verbs))
 }
 
 /// What a caller from an unknown number hears.

@@ -6,6 +6,8 @@
 //!
 //! Both are pure: the time is always passed in, so tests never wait for a clock.
 
+pub mod daily;
+pub mod dialer;
 pub mod hours;
 pub mod plan;
 
@@ -24,4 +26,7 @@ pub struct DialPolicy {
     pub ring_timeout: chrono::Duration,
     /// Whether the carrier is asked to tell an answering machine from a person.
     pub machine_detection: bool,
+    /// How long a call may go without news (no status callback) before the dialer asks the
+    /// carrier how it ended, or counts it lost.
+    pub call_lease: chrono::Duration,
 }

@@ -1,0 +1,120 @@
+//! The day's campaign in the store: the roster and today's reports in, [`plan::plan_day`],
+//! jobs out. Planning again the same day adds only patients not yet planned, so the server
+//! may plan at start, daily at `plan_at`, and on `ivr dial`, in any order and on several
+//! instances.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use chrono::{DateTime, NaiveDate, TimeZone, Utc};
+
+use super::hours::CallingHours;
+use super::plan::{self, PlanPatient, Skipped};
+use crate::store::{NewJob, Store, StoreError};
+
+/// What planning needs besides the store and the time.
+#[derive(Debug, Clone)]
+pub struct Planner {
+    pub hours: Arc<CallingHours>,
+    pub capacity: HashMap<String, u32>,
+    /// The flow each job runs.
+    pub flow: String,
+}
+
+/// The result of planning a day.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Planned {
+    pub day: NaiveDate,
+    /// Jobs in the day's plan.
+    pub jobs: usize,
+    /// Of them, jobs not planned before.
+    pub new: usize,
+    pub skipped: Skipped,
+    /// When the first job is due.
+    pub first_due: Option<DateTime<Utc>>,
+}
+
+impl Planner {
+    /// The local day `now` falls in.
+    pub fn today(&self, now: DateTime<Utc>) -> NaiveDate {
+        now.with_timezone(&self.hours.tz()).date_naive()
+    }
+
+    /// Plans the day `now` falls in: every patient in care who has not reported today, in their
+    /// slot (or as soon as calling hours allow, with `start_now`).
+    pub async fn plan(&self, store: &Store, now: DateTime<Utc>, start_now: bool) -> Result<Planned, StoreError> {
+        let day = self.today(now);
+        let (from, to) = self.day_bounds(day);
+        let patients = store.patients().await?;
+        let reported = store.reported_patients(from, to).await?;
+        let reported: HashSet<&str> = reported.iter().map(String::as_str).collect();
+        let date = |s: &Option<String>| s.as_deref().and_then(|d| d.parse::<NaiveDate>().ok());
+        let view: Vec<PlanPatient> = patients
+            .iter()
+            .map(|p| PlanPatient {
+                id: &p.patient_id,
+                area: p.area.as_deref(),
+                slot: p.call_slot.as_deref(),
+                care_start: date(&p.care_start),
+                care_end: date(&p.care_end),
+            })
+            .collect();
+        let plan = plan::plan_day(day, now, &view, &reported, &self.hours, &self.capacity, start_now);
+        let jobs: Vec<NewJob> = plan
+            .jobs
+            .iter()
+            .map(|j| NewJob {
+                patient_id: patients[j.patient].patient_id.clone(),
+                flow: self.flow.clone(),
+                day,
+                due_at: j.due_at,
+            })
+            .collect();
+        let new = store.plan_jobs(&jobs).await?;
+        let first_due = jobs.iter().map(|j| j.due_at).min();
+        tracing::info!(%day, jobs = jobs.len(), new, skipped = ?plan.skipped, "day planned");
+        Ok(Planned { day, jobs: jobs.len(), new, skipped: plan.skipped, first_due })
+    }
+
+    /// The day's start and end in UTC (local midnights; a day may be 23 or 25 hours long).
+    pub fn day_bounds(&self, day: NaiveDate) -> (DateTime<Utc>, DateTime<Utc>) {
+        let tz = self.hours.tz();
+        let midnight = |d: NaiveDate| {
+            let t = d.and_hms_opt(0, 0, 0).expect("midnight");
+            tz.from_local_datetime(&t).earliest().map(|t| t.with_timezone(&Utc)).unwrap_or_else(|| t.and_utc())
+        };
+        (midnight(day), midnight(day.succ_opt().unwrap_or(day)))
+    }
+}
+
+/// Plans each day by itself: at start (if `plan_at` has passed) and then every day at
+/// `plan_at`, local time. Wakes the dialer when jobs were added.
+pub async fn run_daily(
+    planner: Planner,
+    store: Store,
+    plan_at: super::hours::DayTime,
+    dialer: Arc<tokio::sync::Notify>,
+    stop: Arc<tokio::sync::Notify>,
+) {
+    let mut planned: Option<NaiveDate> = None;
+    loop {
+        let now = Utc::now();
+        let local = now.with_timezone(&planner.hours.tz()).naive_local();
+        let today = local.date();
+        if planned != Some(today) && local >= plan_at.on(today) {
+            match planner.plan(&store, now, false).await {
+                Ok(p) => {
+                    planned = Some(today);
+                    if p.new > 0 {
+                        dialer.notify_one();
+                    }
+                }
+                Err(e) => tracing::error!(error = %e, "planning the day failed; trying again in a minute"),
+            }
+        }
+        tokio::select! {
+            _ = stop.notified() => return,
+            _ = tokio::time::sleep(std::time::Duration::from_secs(30)) => {},
+        }
+    }
+}

@@ -1,0 +1,314 @@
+//! The dialer: claims the jobs that are due, places their calls through the carrier's Calls API
+//! within `calls_per_second` and `max_concurrent_calls`, and moves each job on as its attempt
+//! ends (done, retried after `retry_after` inside calling hours, or unreachable with an alert).
+//!
+//! Durability: a job is claimed, with its next attempt's row, in a transaction committed before
+//! the carrier is asked to dial, and the request is made outside any transaction. If the process
+//! dies in between, the attempt is left without a call id; when its lease runs out it is
+//! reconciled (a status callback may have filled it in, or the call is fetched from the carrier)
+//! and never dialled again: a lost attempt counts as an unanswered one.
+
+use std::num::NonZeroU32;
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use tokio::sync::Notify;
+
+use crate::carrier::twilio::{AnsweredBy, CallRequest, CallStatus, MachineDetection, TwilioClient};
+use crate::scheduler::DialPolicy;
+use crate::scheduler::hours::CallingHours;
+use crate::store::{DueJob, JobNext, Store, StoreError};
+use crate::telemetry::mask_phone;
+
+/// The rules the dialer and the status webhook share: what follows an attempt.
+pub struct Campaign {
+    pub policy: DialPolicy,
+    pub hours: CallingHours,
+}
+
+/// Final call statuses a carrier reports.
+pub fn is_final(status: &str) -> bool {
+    matches!(status, "completed" | "busy" | "no-answer" | "failed" | "canceled")
+}
+
+/// How an attempt ended, from the carrier's final status, who answered (machine detection) and
+/// whether the flow reached its end (`None`: no call was recorded, nobody took a turn).
+pub fn outcome(status: &str, answered_by: Option<&str>, flow_done: Option<bool>) -> &'static str {
+    let machine = answered_by.is_some_and(|a| a.starts_with("machine") || a == "fax");
+    match status {
+        "completed" => match flow_done {
+            Some(true) => "completed",
+            // A "machine" that pressed keys took turns: it was a person.
+            Some(false) => "incomplete",
+            None if machine => "machine",
+            None => "incomplete",
+        },
+        "busy" => "busy",
+        "no-answer" => "no-answer",
+        _ => "failed",
+    }
+}
+
+impl Campaign {
+    /// What follows an attempt that ended with `outcome` at `now`.
+    pub fn next(&self, outcome: &str, attempt: i32, slot: Option<&str>, now: DateTime<Utc>) -> JobNext {
+        match outcome {
+            "completed" => JobNext::Done,
+            "refused" => JobNext::Failed("unreachable: the carrier refused the patient's number".into()),
+            _ if attempt as u32 >= self.policy.max_attempts => {
+                JobNext::Unreachable(format!("unreachable: {attempt} attempt(s) today, the last {outcome}"))
+            }
+            _ => match self.hours.next_call_time(now + self.policy.retry_after, slot) {
+                Some(at) => JobNext::Retry(at),
+                None => JobNext::Unreachable(format!(
+                    "unreachable: no calling time left today after {attempt} attempt(s), the last {outcome}"
+                )),
+            },
+        }
+    }
+
+    /// Ends an attempt from the carrier's final status (a callback, or a fetch of the call) and
+    /// moves its job on. Replayed and late statuses change nothing. Returns the outcome when
+    /// this status ended the attempt.
+    pub async fn call_ended(
+        &self,
+        store: &Store,
+        job_id: i64,
+        attempt: i32,
+        call_sid: Option<&str>,
+        status: &str,
+        answered_by: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Result<Option<&'static str>, StoreError> {
+        let flow_done = match call_sid {
+            Some(sid) => store.call(sid).await?.map(|c| c.ended),
+            None => None,
+        };
+        let outcome = outcome(status, answered_by, flow_done);
+        self.end(store, job_id, attempt, outcome, answered_by, now).await
+    }
+
+    /// Ends an attempt with a known outcome.
+    pub async fn end(
+        &self,
+        store: &Store,
+        job_id: i64,
+        attempt: i32,
+        outcome: &'static str,
+        answered_by: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Result<Option<&'static str>, StoreError> {
+        let slot = match store.job(job_id).await? {
+            Some(job) => store.patient(&job.patient_id).await?.and_then(|p| p.call_slot),
+            None => None,
+        };
+        let next = self.next(outcome, attempt, slot.as_deref(), now);
+        let ended = store.end_attempt(job_id, attempt, outcome, answered_by, &next, now).await?;
+        if ended {
+            metrics::counter!("ivr_dial_outcomes_total", "outcome" => outcome).increment(1);
+            if let JobNext::Unreachable(_) | JobNext::Failed(_) = next {
+                metrics::counter!("ivr_unreachable_total").increment(1);
+            }
+            tracing::info!(job_id, attempt, outcome, next = ?next, "attempt ended");
+        }
+        Ok(ended.then_some(outcome))
+    }
+}
+
+/// Places calls for due jobs.
+pub struct Dialer {
+    pub store: Store,
+    pub carrier: TwilioClient,
+    /// Our caller id, E.164.
+    pub from: String,
+    /// The base of the webhook URLs the carrier calls.
+    pub public_url: String,
+    pub campaign: Arc<Campaign>,
+    limiter: DefaultDirectRateLimiter,
+    /// Wakes the dialer at once (a campaign was planned).
+    pub wake: Arc<Notify>,
+}
+
+impl Dialer {
+    pub fn new(store: Store, carrier: TwilioClient, from: String, public_url: String, campaign: Arc<Campaign>) -> Self {
+        let limiter = RateLimiter::direct(quota(campaign.policy.calls_per_second));
+        Dialer { store, carrier, from, public_url, campaign, limiter, wake: Arc::new(Notify::new()) }
+    }
+
+    /// Runs until `stop` is notified: a tick whenever woken, and at least every 250 ms.
+    pub async fn run(self: Arc<Self>, stop: Arc<Notify>) {
+        loop {
+            if let Err(e) = self.tick(Utc::now()).await {
+                tracing::error!(error = %e, "dialer");
+            }
+            tokio::select! {
+                _ = stop.notified() => return,
+                _ = self.wake.notified() => {},
+                _ = tokio::time::sleep(std::time::Duration::from_millis(250)) => {},
+            }
+        }
+    }
+
+    /// One round at `now`: reconciles attempts whose lease ran out, then claims as many due
+    /// jobs as the concurrency limit leaves room for (at most a second's worth of calls) and
+    /// dials them at the configured rate. Returns how many calls were requested.
+    pub async fn tick(&self, now: DateTime<Utc>) -> Result<usize, StoreError> {
+        self.reconcile(now).await?;
+        let policy = &self.campaign.policy;
+        let active = self.store.active_jobs().await?;
+        let room = i64::from(policy.max_concurrent_calls) - active;
+        let batch = room.min(policy.calls_per_second.ceil().max(1.0) as i64);
+        if batch <= 0 {
+            return Ok(0);
+        }
+        let jobs = self.store.claim_jobs(now, now + policy.call_lease, batch).await?;
+        let mut placing = tokio::task::JoinSet::new();
+        for job in jobs.iter().cloned() {
+            self.limiter.until_ready().await;
+            let (store, carrier, campaign) = (self.store.clone(), self.carrier.clone(), self.campaign.clone());
+            let request = self.request(&job);
+            placing.spawn(async move { place(store, carrier, campaign, job, request, now).await });
+        }
+        while let Some(r) = placing.join_next().await {
+            if let Ok(Err(e)) = r {
+                tracing::error!(error = %e, "recording a dial");
+            }
+        }
+        Ok(jobs.len())
+    }
+
+    fn request(&self, job: &DueJob) -> CallRequest {
+        let q = format!("job={}&attempt={}", job.job_id, job.attempt);
+        let mut req = CallRequest::new(&job.phone, &self.from, format!("{}/twilio/voice?{q}", self.public_url))
+            .with_status_callback(format!("{}/twilio/status?{q}", self.public_url));
+        req.timeout_secs = Some(self.campaign.policy.ring_timeout.num_seconds().clamp(5, 600) as u32);
+        // The message for a machine is left after its greeting ends.
+        req.machine_detection = self.campaign.policy.machine_detection.then_some(MachineDetection::DetectMessageEnd);
+        req
+    }
+
+    /// Attempts that went quiet past their lease: the carrier says how the call ended, or, with
+    /// no call id and no callback, the attempt is counted lost (never dialled again).
+    async fn reconcile(&self, now: DateTime<Utc>) -> Result<(), StoreError> {
+        for stale in self.store.stale_attempts(now).await? {
+            let Some(sid) = stale.call_sid.as_deref() else {
+                tracing::warn!(job_id = stale.job_id, attempt = stale.attempt, "attempt lost: no call id, no callback");
+                self.campaign.end(&self.store, stale.job_id, stale.attempt, "lost", None, now).await?;
+                continue;
+            };
+            match self.carrier.fetch_call(sid).await {
+                Ok(call) if call.status.is_final() => {
+                    let answered_by = call.answered_by.map(answered_by_name);
+                    let status = status_name(call.status);
+                    self.campaign
+                        .call_ended(&self.store, stale.job_id, stale.attempt, Some(sid), status, answered_by, now)
+                        .await?;
+                }
+                Ok(_) => self.store.extend_lease(stale.job_id, now + self.campaign.policy.call_lease).await?,
+                Err(e) if e.status() == Some(404) => {
+                    self.campaign.end(&self.store, stale.job_id, stale.attempt, "lost", None, now).await?;
+                }
+                Err(e) => tracing::warn!(job_id = stale.job_id, error = %e, "could not fetch a quiet call; trying later"),
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Asks the carrier to dial one attempt and records what it said.
+async fn place(
+    store: Store,
+    carrier: TwilioClient,
+    campaign: Arc<Campaign>,
+    job: DueJob,
+    request: CallRequest,
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    match carrier.create_call(&request).await {
+        Ok(call) => {
+            metrics::counter!("ivr_dials_total").increment(1);
+            tracing::info!(job_id = job.job_id, attempt = job.attempt, call_sid = %call.sid, to = %mask_phone(&job.phone), "dialling");
+            store.attempt_dialed(job.job_id, job.attempt, &call.sid).await
+        }
+        Err(e) if e.is_invalid_number() || (e.status().is_some_and(|s| (400..500).contains(&s)) && !e.is_retryable()) => {
+            tracing::warn!(job_id = job.job_id, to = %mask_phone(&job.phone), error = %e, "the carrier refused the number");
+            campaign.end(&store, job.job_id, job.attempt, "refused", None, now).await.map(drop)
+        }
+        Err(e) if e.is_safe_to_resend() => {
+            // Certainly not placed (rate limited or refused before any work): counted as an
+            // unanswered attempt and retried after `retry_after`.
+            tracing::warn!(job_id = job.job_id, error = %e, "the carrier did not take the call");
+            campaign.end(&store, job.job_id, job.attempt, "failed", None, now).await.map(drop)
+        }
+        Err(e) => {
+            // Perhaps placed: its status callback will say, or the lease runs out and the call
+            // is reconciled. Never dialled again for this attempt.
+            tracing::warn!(job_id = job.job_id, attempt = job.attempt, error = %e, "unknown whether the call was placed");
+            Ok(())
+        }
+    }
+}
+
+/// Twilio's name for a call status.
+fn status_name(s: CallStatus) -> &'static str {
+    match s {
+        CallStatus::Queued => "queued",
+        CallStatus::Ringing => "ringing",
+        CallStatus::InProgress => "in-progress",
+        CallStatus::Completed => "completed",
+        CallStatus::Busy => "busy",
+        CallStatus::Failed => "failed",
+        CallStatus::NoAnswer => "no-answer",
+        CallStatus::Canceled => "canceled",
+        CallStatus::Other => "unknown",
+    }
+}
+
+/// Twilio's name for who answered.
+fn answered_by_name(a: AnsweredBy) -> &'static str {
+    match a {
+        AnsweredBy::Human => "human",
+        AnsweredBy::MachineStart => "machine_start",
+        AnsweredBy::MachineEndBeep => "machine_end_beep",
+        AnsweredBy::MachineEndSilence => "machine_end_silence",
+        AnsweredBy::MachineEndOther => "machine_end_other",
+        AnsweredBy::Fax => "fax",
+        AnsweredBy::Unknown | AnsweredBy::Other => "unknown",
+    }
+}
+
+fn quota(per_second: f64) -> Quota {
+    let per_second = per_second.max(0.001);
+    if per_second >= 1.0 {
+        Quota::per_second(NonZeroU32::new(per_second.round() as u32).unwrap_or(NonZeroU32::MIN))
+            .allow_burst(NonZeroU32::MIN)
+    } else {
+        Quota::with_period(std::time::Duration::from_secs_f64(1.0 / per_second))
+            .expect("a positive period")
+            .allow_burst(NonZeroU32::MIN)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn outcomes_read_the_carrier_and_the_flow() {
+        assert_eq!(outcome("completed", Some("human"), Some(true)), "completed");
+        assert_eq!(outcome("completed", None, Some(false)), "incomplete");
+        // Detection is often wrong: a machine that took turns is a person.
+        assert_eq!(outcome("completed", Some("machine_start"), Some(true)), "completed");
+        assert_eq!(outcome("completed", Some("machine_end_beep"), None), "machine");
+        assert_eq!(outcome("busy", None, None), "busy");
+        assert_eq!(outcome("no-answer", None, None), "no-answer");
+        assert_eq!(outcome("canceled", None, None), "failed");
+    }
+
+    #[test]
+    fn rates_below_one_per_second_are_periods() {
+        assert_eq!(quota(0.5).replenish_interval(), std::time::Duration::from_secs(2));
+        assert_eq!(quota(50.0).replenish_interval(), std::time::Duration::from_millis(20));
+    }
+}
