@@ -78,7 +78,7 @@ pub fn parse_roster(
     if errors.is_empty() {
         return Ok(patients);
     }
-    errors.sort_by(|a, b| (a.row, a.col).cmp(&(b.row, b.col)));
+    errors.sort_by_key(|e| (e.row, e.col));
     Err(RosterErrors { file: file_label.to_string(), errors })
 }
 
@@ -144,7 +144,12 @@ fn read(bytes: &[u8], slots: &[&str], languages: &[&str], errors: &mut Vec<Roste
             match first_line.get(&p.patient_id) {
                 Some(first) => {
                     let (_, i) = columns.get(&fields, "patient_id").expect("a required column");
-                    errors.push(err(line, i + 1, "patient_id", format!("patient {} is already on line {first}", p.patient_id)));
+                    errors.push(err(
+                        line,
+                        i + 1,
+                        "patient_id",
+                        format!("patient {} is already on line {first}", p.patient_id),
+                    ));
                 }
                 None => {
                     first_line.insert(p.patient_id.clone(), line);
@@ -208,12 +213,7 @@ fn header_columns(header: &csv::ByteRecord, errors: &mut Vec<RosterError>) -> Op
 }
 
 /// The row's fields as trimmed text, or `None` after reporting why they cannot be read.
-fn fields(
-    record: &csv::ByteRecord,
-    line: u64,
-    names: &[String],
-    errors: &mut Vec<RosterError>,
-) -> Option<Vec<String>> {
+fn fields(record: &csv::ByteRecord, line: u64, names: &[String], errors: &mut Vec<RosterError>) -> Option<Vec<String>> {
     if record.len() != names.len() {
         let col = record.len().min(names.len()) + 1;
         let column = names.get(col - 1).map_or("", String::as_str);
@@ -318,7 +318,8 @@ fn phone(v: &str) -> Result<String, String> {
 }
 
 fn date(v: &str) -> Result<NaiveDate, String> {
-    let shaped = v.len() == 10 && v.bytes().enumerate().all(|(i, b)| if i == 4 || i == 7 { b == b'-' } else { b.is_ascii_digit() });
+    let shaped = v.len() == 10
+        && v.bytes().enumerate().all(|(i, b)| if i == 4 || i == 7 { b == b'-' } else { b.is_ascii_digit() });
     shaped
         .then(|| NaiveDate::parse_from_str(v, "%Y-%m-%d").ok())
         .flatten()
@@ -336,14 +337,15 @@ fn one_of(v: &str, allowed: &[&str], what: &str, listed: &str) -> Result<String,
 /// An address as people write it: one `@`, something before it, a domain with a dot after
 /// it, and no spaces. Whether it reaches anyone only a message can tell.
 fn email(v: &str) -> Result<String, String> {
-    let looks_right = v.split_once('@').is_some_and(|(local, domain)| {
-        !local.is_empty()
-            && !domain.contains('@')
-            && domain.contains('.')
-            && !domain.starts_with('.')
-            && !domain.ends_with('.')
-            && !domain.contains("..")
-    }) && !v.chars().any(|c| c.is_whitespace() || c.is_control() || matches!(c, '<' | '>' | ',' | ';'));
+    let looks_right =
+        v.split_once('@').is_some_and(|(local, domain)| {
+            !local.is_empty()
+                && !domain.contains('@')
+                && domain.contains('.')
+                && !domain.starts_with('.')
+                && !domain.ends_with('.')
+                && !domain.contains("..")
+        }) && !v.chars().any(|c| c.is_whitespace() || c.is_control() || matches!(c, '<' | '>' | ',' | ';'));
     if looks_right { Ok(v.to_string()) } else { Err(format!("'{v}' is not an e-mail address")) }
 }
 
@@ -363,8 +365,10 @@ mod tests {
 
     #[test]
     fn a_good_row_becomes_a_patient_with_defaults_for_empty_fields() {
-        let p = parse("patient_id,name,phone,birth_date,language,call_slot\n P001 , 山田 花子 ,090-1234-5678,1950-04-12,,\n")
-            .unwrap();
+        let p = parse(
+            "patient_id,name,phone,birth_date,language,call_slot\n P001 , 山田 花子 ,090-1234-5678,1950-04-12,,\n",
+        )
+        .unwrap();
         assert_eq!(p.len(), 1);
         assert_eq!(p[0].patient_id, "P001");
         assert_eq!(p[0].name, "山田 花子");
@@ -419,10 +423,7 @@ mod tests {
             ]
         );
         assert_eq!(lines(""), ["r.csv:1:1: error: the file is empty: the first line must name the columns"]);
-        assert_eq!(
-            lines("patient_id,name,phone,birth_date,name\n"),
-            ["r.csv:1:5: error: column 'name' appears twice"]
-        );
+        assert_eq!(lines("patient_id,name,phone,birth_date,name\n"), ["r.csv:1:5: error: column 'name' appears twice"]);
     }
 
     #[test]

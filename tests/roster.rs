@@ -81,7 +81,8 @@ fn the_example_roster_is_clean_and_covers_every_simulated_persona() {
     let bytes = std::fs::read(root.join("examples/patients.csv")).unwrap();
     let langs = ivr::roster::catalogue_languages(&root.join("prompts")).unwrap();
     let langs: Vec<&str> = langs.iter().map(String::as_str).collect();
-    let patients = parse_roster("examples/patients.csv", &bytes, DEFAULT_SLOTS, &langs).unwrap_or_else(|e| panic!("{e}"));
+    let patients =
+        parse_roster("examples/patients.csv", &bytes, DEFAULT_SLOTS, &langs).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(patients.len(), 50);
     for digit in '0'..='9' {
         let n = patients.iter().filter(|p| ivr::phone_kind(&p.phone) == "mobile" && p.phone.ends_with(digit)).count();
@@ -133,7 +134,8 @@ fn ivr_patients_import_loads_the_file_then_updates_it_in_place() {
     assert_eq!(code, 0, "{stderr}");
     assert_eq!(stdout, "imported 3 patients (3 new, 0 updated, 0 unchanged)\n");
 
-    let changed = good().replace("1950-04-12,ja-JP", "1950-04-12,en-US") + "P004,高橋 幸子,090-1234-5674,1960-06-06,,,,,,\n";
+    let changed =
+        good().replace("1950-04-12,ja-JP", "1950-04-12,en-US") + "P004,高橋 幸子,090-1234-5674,1960-06-06,,,,,,\n";
     let file = cli.write("roster.csv", &changed);
     let (_, stdout, _) = cli.ivr(&["patients", "import", &file, "--dry-run"]);
     assert_eq!(stdout, "would import 4 patients (1 new, 1 updated, 2 unchanged); nothing was changed (--dry-run)\n");
@@ -161,7 +163,9 @@ fn ivr_patients_import_prints_every_error_and_imports_nothing() {
     assert_eq!(
         lines,
         [
-            format!("{file}:3:3: error: '12345' is not a phone number like 090-1234-5678, 03-1234-5678 or +819012345678"),
+            format!(
+                "{file}:3:3: error: '12345' is not a phone number like 090-1234-5678, 03-1234-5678 or +819012345678"
+            ),
             format!("{file}:4:2: error: required, but empty"),
             format!("{file}:4:8: error: unknown call slot 'night' (the slots are morning, afternoon)"),
             format!("error: 3 error(s) in {file}; nothing was imported"),

@@ -267,7 +267,10 @@ async fn ten_thousand_patients_are_imported_and_listed_in_id_order(store: Store)
 async fn a_patient_id_given_twice_in_one_import_keeps_its_last_row(store: Store) {
     let mut second = patient("p1", "+819011110000");
     second.name = "Second".into();
-    let count = store.import_patients(&[patient("p1", "+819011110000"), patient("p2", "+819022220000"), second.clone()]).await.unwrap();
+    let count = store
+        .import_patients(&[patient("p1", "+819011110000"), patient("p2", "+819022220000"), second.clone()])
+        .await
+        .unwrap();
     assert_eq!(count, ImportCount { inserted: 2, updated: 0, unchanged: 0 });
     assert_eq!(store.patient("p1").await.unwrap(), Some(second));
 }
