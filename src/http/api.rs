@@ -269,7 +269,7 @@ async fn import(State(app): State<AppState>, client: Client, CsvBody(csv): CsvBo
             return Ok((
                 StatusCode::UNPROCESSABLE_ENTITY,
                 axum::Json(json!({
-                    "error": "invalid roster",
+                    "error": "invalid_roster",
                     "message": format!("{} error(s) in the roster; nothing was imported", e.errors.len()),
                     "errors": e.errors,
                 })),

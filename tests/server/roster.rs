@@ -49,7 +49,7 @@ async fn a_bad_roster_gets_every_error_with_its_field_and_changes_nothing() {
     let bad = format!("{ROSTER}P003,鈴木 一郎,12345,1950-01-01,\nP004,高橋 幸子,090-1234-5674,1960-13-01,night\n");
     let (status, body) = import(&app, Some(&t), "text/csv", &bad).await;
     assert_eq!(status, 422, "{body}");
-    assert_eq!(body["error"], "invalid roster");
+    assert_eq!(body["error"], "invalid_roster");
     assert_eq!(
         body["errors"],
         json!([
