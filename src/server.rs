@@ -48,6 +48,14 @@ impl Server {
     /// Opens the store, loads flows, binds `server.listen` (port 0 picks a free port) and
     /// starts serving in the background.
     pub async fn start(settings: &Settings) -> Result<Server, ServeError> {
+        Server::start_with_clock(settings, crate::scheduler::clock::Clock::System).await
+    }
+
+    /// [`Server::start`] on a clock of the caller's (tests run a day of calls on a manual one).
+    pub async fn start_with_clock(
+        settings: &Settings,
+        clock: crate::scheduler::clock::Clock,
+    ) -> Result<Server, ServeError> {
         let store =
             Store::open(settings.database.url.expose_secret(), settings.database.sqlite_synchronous == "full").await?;
         let applied = store.migrate().await?;
@@ -94,6 +102,7 @@ impl Server {
             campaign: Arc::new(crate::scheduler::dialer::Campaign {
                 policy: settings.dial_policy(),
                 hours: settings.calling_hours(),
+                clock: clock.clone(),
             }),
             dialer_wake: Arc::new(tokio::sync::Notify::new()),
         };
@@ -147,6 +156,7 @@ impl Server {
                     state.store.clone(),
                     settings.plan_at(),
                     state.dialer_wake.clone(),
+                    clock.clone(),
                     stop.clone(),
                 );
                 workers.push((tokio::spawn(daily), stop));

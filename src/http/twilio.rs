@@ -64,7 +64,7 @@ async fn voice(State(app): State<AppState>, Query(q): Query<VoiceQuery>, form: T
     let span = tracing::info_span!("call", call_sid = %sid, flow = field::Empty, state = field::Empty);
     async move {
         if let (Some(job), Some(attempt)) = (q.job, q.attempt) {
-            let lease = Utc::now() + app.campaign.policy.call_lease;
+            let lease = app.campaign.clock.now() + app.campaign.policy.call_lease;
             let noted = app.store.attempt_dialed(job, attempt, &sid).await;
             let noted = match noted {
                 Ok(()) => app.store.attempt_progress(job, attempt, "in-progress", answered_by.as_deref(), lease).await,
@@ -174,7 +174,7 @@ async fn status(State(app): State<AppState>, Query(q): Query<StatusQuery>, form:
     let recorded = async {
         let changed = app.store.record_status(&sid, &status, duration).await?;
         if let (Some(job), Some(attempt)) = (q.job, q.attempt) {
-            let now = Utc::now();
+            let now = app.campaign.clock.now();
             app.store.attempt_dialed(job, attempt, &sid).await?;
             if crate::scheduler::dialer::is_final(&status) {
                 app.campaign.call_ended(&app.store, job, attempt, Some(&sid), &status, answered_by, now).await?;

@@ -94,11 +94,12 @@ pub async fn run_daily(
     store: Store,
     plan_at: super::hours::DayTime,
     dialer: Arc<tokio::sync::Notify>,
+    clock: super::clock::Clock,
     stop: Arc<tokio::sync::Notify>,
 ) {
     let mut planned: Option<NaiveDate> = None;
     loop {
-        let now = Utc::now();
+        let now = clock.now();
         let local = now.with_timezone(&planner.hours.tz()).naive_local();
         let today = local.date();
         if planned != Some(today) && local >= plan_at.on(today) {

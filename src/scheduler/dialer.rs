@@ -25,6 +25,8 @@ use crate::telemetry::mask_phone;
 pub struct Campaign {
     pub policy: DialPolicy,
     pub hours: CallingHours,
+    /// "Now" for dialling and retries (a manual clock in tests).
+    pub clock: crate::scheduler::clock::Clock,
 }
 
 /// Final call statuses a carrier reports.
@@ -139,7 +141,7 @@ impl Dialer {
     /// Runs until `stop` is notified: a tick whenever woken, and at least every 250 ms.
     pub async fn run(self: Arc<Self>, stop: Arc<Notify>) {
         loop {
-            if let Err(e) = self.tick(Utc::now()).await {
+            if let Err(e) = self.tick(self.campaign.clock.now()).await {
                 tracing::error!(error = %e, "dialer");
             }
             tokio::select! {

@@ -6,6 +6,7 @@
 //!
 //! Both are pure: the time is always passed in, so tests never wait for a clock.
 
+pub mod clock;
 pub mod daily;
 pub mod dialer;
 pub mod hours;

@@ -30,6 +30,8 @@ pub fn settings(db_url: &str) -> Settings {
     s.carrier.auth_token = Some(SecretString::from(TOKEN));
     s.flows.dir = root.join("call-flows");
     s.flows.prompts_dir = root.join("prompts");
+    // Tests plan and dial their own campaigns.
+    s.scheduler.autostart = false;
     s
 }
 

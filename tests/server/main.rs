@@ -2,6 +2,7 @@
 //! carrier sends them. One binary for all server tests (`helpers` starts apps).
 
 mod cli;
+mod dialer;
 mod helpers;
 mod numbers;
 mod postgres;
