@@ -42,6 +42,8 @@ pub struct AppState {
     pub outbox_wake: Arc<tokio::sync::Notify>,
     /// SMS handed to the built-in simulator (empty with a real carrier).
     pub simulated_sms: Arc<std::sync::Mutex<Vec<crate::outbox::SimulatedSms>>>,
+    /// E-mail can be sent (`[email]` is set): an SMS that cannot reach a landline falls back to it.
+    pub email_configured: bool,
     pub metrics: PrometheusHandle,
 }
 
