@@ -246,3 +246,45 @@ async fn a_landline_caller_may_type_a_mobile_number_to_get_the_number_by_sms() {
     assert_eq!(digits_in(&sms[0].body).len(), 8, "{}", sms[0].body);
     assert_eq!(app.store.valid_count().await.unwrap(), 1, "still one number");
 }
+
+/// The number read aloud in a call, from what the caller heard.
+fn number_heard(heard: &[String]) -> Option<String> {
+    let reading = heard.iter().find(|h| h.contains("処理番号は、"))?;
+    let spoken = reading.split("処理番号は、").nth(1)?;
+    Some(spoken.chars().take_while(|c| c.is_ascii_digit() || *c == ' ' || *c == '、').filter(char::is_ascii_digit).collect())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_sms_the_carrier_cannot_deliver_to_a_landline_is_read_on_the_next_call_once() {
+    let app = spawn_sqlite().await;
+    // The roster says mobile, but the line is a landline: the carrier reports 30006.
+    app.add_patient("P001", MOBILE).await;
+    app.call(MOBILE, &CONSENTING).await;
+    let sms = wait_for_sms(&app, 1).await;
+    assert_eq!(sms.len(), 1);
+    let number = digits_in(&sms[0].body);
+    let callback = [("MessageSid", sms[0].sid.as_str()), ("MessageStatus", "undelivered"), ("ErrorCode", "30006")];
+    for _ in 0..3 {
+        // Replayed by the carrier: the fallback happens once.
+        assert_eq!(app.post("/twilio/message-status?msg=1", &callback).await.0, 200);
+    }
+    let alerts = app.store.patient_alerts("P001").await.unwrap();
+    assert_eq!(alerts.len(), 1, "{alerts:?}");
+    assert!(alerts[0].ends_with("number will be read on the next call"), "{alerts:?}");
+    assert_eq!(app.store.messages("P001").await.unwrap().len(), 1, "no e-mail without an address");
+
+    // The next call asks the health questions, then reads the number, digit by digit, twice.
+    let mut keys = CONSENTING[..9].to_vec();
+    keys.push("2");
+    let (_, heard) = app.call(MOBILE, &keys).await;
+    assert_eq!(number_heard(&heard).as_deref(), Some(number.as_str()), "{heard:?}");
+    assert!(heard.iter().any(|h| h.contains("繰り返します")), "{heard:?}");
+    assert!(!heard.iter().any(|h| h.contains("接触確認アプリをご利用")), "no new number is offered: {heard:?}");
+    // Read once: the call after that neither reads it nor offers another while it is valid.
+    let (_, heard) = app.call(MOBILE, &CONSENTING[..9]).await;
+    assert_eq!(number_heard(&heard), None, "{heard:?}");
+    assert!(!heard.iter().any(|h| h.contains("接触確認アプリをご利用")), "{heard:?}");
+    assert_eq!(wait_for_sms(&app, 1).await.len(), 1, "no second SMS");
+    let reads = app.store.audit_log().await.unwrap().into_iter().filter(|(_, a, _)| a == "read").count();
+    assert_eq!(reads, 1);
+}
