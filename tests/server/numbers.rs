@@ -226,6 +226,17 @@ async fn guessing_is_slowed_by_a_per_client_rate_limit() {
     }
     assert_eq!(&codes[..5], &[404; 5]);
     assert!(codes[5..].iter().all(|c| *c == 429), "{codes:?}");
+    // The refusal says when to try again: one attempt refills every 12 s.
+    let refused = reqwest::Client::new()
+        .post(format!("{}{path}", app.addr))
+        .bearer_auth(&a)
+        .json(&json!({"number": "00000009"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status().as_u16(), 429);
+    let after: u64 = refused.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((1..=12).contains(&after), "{after}");
     assert_eq!(api(&app, path, Some(&b), json!({"number": "00000001"})).await.0, 404, "another client is not slowed");
 }
 
