@@ -12,7 +12,9 @@ use crate::flow::registry::Registry;
 use crate::flow::{CallState, Effect, Input, Phase, Value, Vars};
 use crate::issuer::{Delivery, Issuer, is_sealed};
 use crate::prompts::Catalog;
-use crate::store::{CallRecord, Consent, NUMBER_READ_ANSWER, NewMessage, NewNumber, Patient, TurnFn, TurnWrite, ValidNumber};
+use crate::store::{
+    CallRecord, Consent, NUMBER_READ_ANSWER, NewMessage, NewNumber, Patient, TurnFn, TurnWrite, ValidNumber,
+};
 use crate::telemetry::mask_digits;
 use crate::twiml;
 
@@ -212,7 +214,7 @@ pub fn patient_vars(p: &Patient, number: Option<&ValidNumber>, issuer: &Issuer) 
     v.insert("patient.number_to_read".into(), Value::Bool(to_read.is_some()));
     if let Some((sealed, expires_at)) = to_read {
         v.insert(NUMBER.into(), Value::Text(sealed));
-        v.insert("processing_number.expires".into(), Value::text(&issuer.local_time(expires_at)));
+        v.insert("processing_number.expires".into(), Value::text(issuer.local_time(expires_at)));
     }
     v.insert("patient.id".into(), Value::text(&p.patient_id));
     v.insert("patient.name".into(), Value::text(&p.name));

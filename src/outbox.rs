@@ -21,9 +21,9 @@ use chrono::{DateTime, Utc};
 use rand::Rng;
 
 use crate::carrier::twilio::{MessageRequest, Sender, TwilioClient, TwilioError};
+use crate::flow::{Value, Vars};
 use crate::issuer::IssuerKey;
 use crate::notify::email::mask_email;
-use crate::flow::{Value, Vars};
 use crate::store::{Consent, LateMessage, NewMessage, NewNumber, OutboxMessage, SendResult, Store, StoreError};
 use crate::telemetry::mask_phone;
 

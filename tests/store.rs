@@ -1080,9 +1080,17 @@ async fn a_number_that_expired_before_its_message_went_out_is_replaced_once(stor
     );
     assert!(store.late_messages(t, 10).await.unwrap().is_empty(), "not late while the number runs");
 
-    let fresh = NewNumber { issued_at: late_at, expires_at: late_at + hours(24), ..sms_number("p1", "", &fresh_hash(), late_at) };
     let fresh = NewNumber {
-        message: Some(NewMessage { channel: "sms".into(), recipient: "+819000000001".into(), body_sealed: "sealed:v1:fresh".into() }),
+        issued_at: late_at,
+        expires_at: late_at + hours(24),
+        ..sms_number("p1", "", &fresh_hash(), late_at)
+    };
+    let fresh = NewNumber {
+        message: Some(NewMessage {
+            channel: "sms".into(),
+            recipient: "+819000000001".into(),
+            body_sealed: "sealed:v1:fresh".into(),
+        }),
         ..fresh
     };
     assert!(store.replace_late(m, Some(&fresh), late_at).await.unwrap());
@@ -1114,7 +1122,10 @@ async fn a_number_that_expired_before_its_message_went_out_is_replaced_once(stor
     assert!(!store.replace_late(late[0].message_id, None, later).await.unwrap());
     assert_eq!(store.messages("p1").await.unwrap()[1].2, "dead");
     assert_eq!(store.valid_count().await.unwrap(), 0);
-    assert_eq!(store.patient_alerts("p1").await.unwrap(), vec![REISSUED_ALERT.to_string(), LATE_DEAD_ALERT.to_string()]);
+    assert_eq!(
+        store.patient_alerts("p1").await.unwrap(),
+        vec![REISSUED_ALERT.to_string(), LATE_DEAD_ALERT.to_string()]
+    );
 }
 
 async fn a_number_issued_in_a_call_is_replaced_with_the_same_consent(store: Store) {
@@ -1125,8 +1136,15 @@ async fn a_number_issued_in_a_call_is_replaced_with_the_same_consent(store: Stor
     let late_at = t + hours(25);
     let late = store.late_messages(late_at, 10).await.unwrap();
     assert_eq!(late.len(), 1);
-    let fresh = NewNumber { issued_at: late_at, expires_at: late_at + hours(24), ..call_number("p1", &fresh_hash(), 1, late_at) };
-    assert!(store.replace_late(late[0].message_id, Some(&fresh), late_at).await.unwrap(), "the consent's index allows it");
+    let fresh = NewNumber {
+        issued_at: late_at,
+        expires_at: late_at + hours(24),
+        ..call_number("p1", &fresh_hash(), 1, late_at)
+    };
+    assert!(
+        store.replace_late(late[0].message_id, Some(&fresh), late_at).await.unwrap(),
+        "the consent's index allows it"
+    );
     assert!(store.valid_number("p1", late_at).await.unwrap().is_some());
     let audit = store.audit_log().await.unwrap();
     let issues: Vec<_> = audit.iter().filter(|(actor, action, _)| actor == "call" && action == "issue").collect();

@@ -414,6 +414,9 @@ async fn write_turn(tx: &mut PgConnection, call: &CallRecord, seq: i64, w: &Turn
 
 // ---- processing numbers, tokens and the outbox ----
 
+/// (number_id, patient_id, consent_call_id, consent_seq, consent_staff) of a late message's number.
+type LateRow = (i64, String, Option<i64>, Option<i64>, Option<String>);
+
 use chrono::{DateTime, Utc};
 
 use super::{Consent, Fallback, Issued, LateMessage, NewNumber, OutboxMessage, SendResult, ValidNumber, Verdict};
@@ -809,7 +812,7 @@ impl PgStore {
         now: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
         let mut tx = self.pool.begin().await?;
-        let late: Option<(i64, String, Option<i64>, Option<i64>, Option<String>)> = sqlx::query_as(
+        let late: Option<LateRow> = sqlx::query_as(
             "select n.number_id, n.patient_id, n.consent_call_id, n.consent_seq, n.consent_staff
              from outbox o join processing_numbers n on n.number_id = o.number_id
              where o.message_id = $1 and o.status = 'pending' and n.status = 'valid' and n.expires_at <= $2
@@ -983,10 +986,12 @@ async fn fall_back(
             Fallback::Email
         }
         Some((true, _)) => {
-            sqlx::query("update processing_numbers set read_pending = true, delivery = 'read_aloud' where number_id = $1")
-                .bind(number_id)
-                .execute(&mut *tx)
-                .await?;
+            sqlx::query(
+                "update processing_numbers set read_pending = true, delivery = 'read_aloud' where number_id = $1",
+            )
+            .bind(number_id)
+            .execute(&mut *tx)
+            .await?;
             Fallback::ReadAloud
         }
         _ => Fallback::None,

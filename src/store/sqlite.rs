@@ -345,6 +345,9 @@ fn write_turn(tx: &Transaction<'_>, call: &CallRecord, seq: i64, w: &TurnWrite) 
 
 // ---- processing numbers, tokens and the outbox ----
 
+/// (number_id, patient_id, consent_call_id, consent_seq, consent_staff) of a late message's number.
+type LateRow = (i64, String, Option<i64>, Option<i64>, Option<String>);
+
 use chrono::{DateTime, Utc};
 
 use super::{Consent, Fallback, Issued, LateMessage, NewNumber, OutboxMessage, SendResult, ValidNumber, Verdict};
@@ -666,11 +669,16 @@ impl SqliteStore {
     }
 
     /// Replaces a late message's number with `fresh`, or dead-letters it; see [`super::Store::replace_late`].
-    pub fn replace_late(&self, message_id: i64, fresh: Option<&NewNumber>, now: DateTime<Utc>) -> Result<bool, StoreError> {
+    pub fn replace_late(
+        &self,
+        message_id: i64,
+        fresh: Option<&NewNumber>,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
         let mut conn = self.conn();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let t = sqlite_time(now);
-        let late: Option<(i64, String, Option<i64>, Option<i64>, Option<String>)> = tx
+        let late: Option<LateRow> = tx
             .prepare_cached(
                 "select n.number_id, n.patient_id, n.consent_call_id, n.consent_seq, n.consent_staff
                  from outbox o join processing_numbers n on n.number_id = o.number_id
@@ -772,9 +780,17 @@ impl SqliteStore {
 
 /// The fallback for an SMS that cannot reach the phone, once per message (see
 /// [`SendResult::Undeliverable`]). `None` when the message had already fallen back.
-fn fall_back(tx: &Connection, message_id: i64, error: &str, email_ok: bool, t: &str) -> Result<Option<Fallback>, StoreError> {
+fn fall_back(
+    tx: &Connection,
+    message_id: i64,
+    error: &str,
+    email_ok: bool,
+    t: &str,
+) -> Result<Option<Fallback>, StoreError> {
     let row: Option<(Option<String>, Option<i64>, String)> = tx
-        .prepare_cached("select patient_id, number_id, body_sealed from outbox where message_id = ?1 and fallback is null")?
+        .prepare_cached(
+            "select patient_id, number_id, body_sealed from outbox where message_id = ?1 and fallback is null",
+        )?
         .query_row([message_id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
         .optional()?;
     let Some((patient_id, number_id, body)) = row else { return Ok(None) };
@@ -798,8 +814,10 @@ fn fall_back(tx: &Connection, message_id: i64, error: &str, email_ok: bool, t: &
             Fallback::Email
         }
         Some((true, _)) => {
-            tx.prepare_cached("update processing_numbers set read_pending = 1, delivery = 'read_aloud' where number_id = ?1")?
-                .execute([number_id])?;
+            tx.prepare_cached(
+                "update processing_numbers set read_pending = 1, delivery = 'read_aloud' where number_id = ?1",
+            )?
+            .execute([number_id])?;
             Fallback::ReadAloud
         }
         _ => Fallback::None,

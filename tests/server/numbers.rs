@@ -262,7 +262,13 @@ async fn a_landline_caller_may_type_a_mobile_number_to_get_the_number_by_sms() {
 fn number_heard(heard: &[String]) -> Option<String> {
     let reading = heard.iter().find(|h| h.contains("処理番号は、"))?;
     let spoken = reading.split("処理番号は、").nth(1)?;
-    Some(spoken.chars().take_while(|c| c.is_ascii_digit() || *c == ' ' || *c == '、').filter(char::is_ascii_digit).collect())
+    Some(
+        spoken
+            .chars()
+            .take_while(|c| c.is_ascii_digit() || *c == ' ' || *c == '、')
+            .filter(char::is_ascii_digit)
+            .collect(),
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
