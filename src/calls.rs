@@ -12,7 +12,9 @@ use crate::flow::registry::Registry;
 use crate::flow::{CallState, Effect, Input, Phase, Value, Vars};
 use crate::issuer::{Delivery, Issuer, is_sealed};
 use crate::prompts::Catalog;
-use crate::store::{CallRecord, Consent, NewMessage, NewNumber, Patient, TurnFn, TurnWrite};
+use crate::store::{
+    CallRecord, Consent, NUMBER_READ_ANSWER, NewMessage, NewNumber, Patient, TurnFn, TurnWrite, ValidNumber,
+};
 use crate::telemetry::mask_digits;
 use crate::twiml;
 
@@ -68,6 +70,7 @@ pub fn turn_fn(ctx: &TurnContext, sid: &str, seq: i64, input: Input, now: DateTi
                 answers.push(a);
             }
         }
+        let number_read = answers.iter().any(|(k, v)| k == NUMBER_READ_ANSWER && *v == Value::Bool(true));
         let response = twiml::render(&turn.response.to_twiml(&action));
         let mut new_state = turn.state;
         // While the call holds a number, what is stored of it is sealed.
@@ -83,6 +86,7 @@ pub fn turn_fn(ctx: &TurnContext, sid: &str, seq: i64, input: Input, now: DateTi
             ended: new_state.phase == Phase::Ended,
             issue: fx.issue,
             messages: fx.messages,
+            number_read,
             state: Some(new_state),
         })
     })
@@ -199,9 +203,19 @@ impl TurnEffects<'_> {
     }
 }
 
-/// The variables a flow reads about its patient.
-pub fn patient_vars(p: &Patient, number_issued: bool) -> Vars {
+/// The variables a flow reads about its patient. `number` is the patient's valid processing
+/// number, if any: while it waits to be read aloud (its SMS could not reach the phone),
+/// `patient.number_to_read` is true and the call holds the number (sealed, as the call's state
+/// keeps it) and its expiry, for the flow to read them.
+pub fn patient_vars(p: &Patient, number: Option<&ValidNumber>, issuer: &Issuer) -> Vars {
     let mut v = Vars::new();
+    let number_issued = number.is_some();
+    let to_read = number.filter(|n| n.read_pending).and_then(|n| Some((n.sealed.clone()?, n.expires_at)));
+    v.insert("patient.number_to_read".into(), Value::Bool(to_read.is_some()));
+    if let Some((sealed, expires_at)) = to_read {
+        v.insert(NUMBER.into(), Value::Text(sealed));
+        v.insert("processing_number.expires".into(), Value::text(issuer.local_time(expires_at)));
+    }
     v.insert("patient.id".into(), Value::text(&p.patient_id));
     v.insert("patient.name".into(), Value::text(&p.name));
     v.insert("patient.phone".into(), Value::text(&p.phone));

@@ -256,10 +256,15 @@ impl Issuer {
         Drawn {
             hash: self.key.hash(&number),
             sealed: self.key.seal(number.expose()),
-            expires_local: expires_at.with_timezone(&self.tz).format("%Y-%m-%dT%H:%M").to_string(),
+            expires_local: self.local_time(expires_at),
             expires_at,
             number,
         }
+    }
+
+    /// A time in the issuer's time zone, `2026-11-26T14:00`, as prompts and messages take it.
+    pub fn local_time(&self, t: chrono::DateTime<chrono::Utc>) -> String {
+        t.with_timezone(&self.tz).format("%Y-%m-%dT%H:%M").to_string()
     }
 
     /// The message that carries a number: the `number.sms` prompt of the patient's language,

@@ -76,7 +76,8 @@ pub async fn issue_by_staff(
         let n = NewNumber {
             patient_id: patient.patient_id.clone(),
             number_hash: drawn.hash.clone(),
-            sealed: None,
+            // Kept while it is being sent: an SMS a landline cannot take is read on the next call.
+            sealed: (send != SendBy::None).then(|| drawn.sealed.clone()),
             issued_at: now,
             expires_at: drawn.expires_at,
             consent: Consent::Staff { name: staff.into() },

@@ -7,6 +7,12 @@
 //! centre. A send whose outcome is unknown (a timeout after the request left) is not repeated
 //! until the provider's status callback has had time to say it arrived, so a crash or a lost
 //! answer sends no message twice.
+//!
+//! Two fallbacks keep a processing number reaching its patient. An SMS that cannot reach the
+//! phone (a landline: 21614 from the API, 30006 in a status callback) falls back once to
+//! e-mail, or to being read on the patient's next call ([`SendResult::Undeliverable`]). A
+//! message whose number expired before it could be sent is not sent: a fresh number replaces
+//! it, once ([`Store::replace_late`]); a replacement that also expires is dead.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -15,9 +21,10 @@ use chrono::{DateTime, Utc};
 use rand::Rng;
 
 use crate::carrier::twilio::{MessageRequest, Sender, TwilioClient, TwilioError};
+use crate::flow::{Value, Vars};
 use crate::issuer::IssuerKey;
 use crate::notify::email::mask_email;
-use crate::store::{OutboxMessage, SendResult, Store, StoreError};
+use crate::store::{Consent, LateMessage, NewMessage, NewNumber, OutboxMessage, SendResult, Store, StoreError};
 use crate::telemetry::mask_phone;
 
 /// Retry settings.
@@ -75,7 +82,10 @@ enum Attempt {
         status: String,
     },
     Permanent(String),
-    Retryable(String),
+    /// The phone cannot take SMS (Twilio's 21614): the number falls back to another channel.
+    Landline(String),
+    /// Safe to send again, not before the provider's `Retry-After` when it gave one.
+    Retryable(String, Option<Duration>),
     /// The request may have reached the provider: wait for its callback before resending.
     Uncertain(String),
 }
@@ -89,6 +99,9 @@ pub struct Dispatcher {
     /// The base URL for delivery status callbacks (`/twilio/message-status`).
     pub public_url: String,
     pub wake: Arc<tokio::sync::Notify>,
+    /// Flows (for the prompts) and the issuer, to replace a number that expired before its
+    /// message went out. Without them such a message is dead, with an alert.
+    pub reissue: Option<crate::calls::TurnContext>,
 }
 
 impl Dispatcher {
@@ -112,6 +125,10 @@ impl Dispatcher {
     pub async fn tick(&self, now: DateTime<Utc>) -> Result<usize, StoreError> {
         let grace = chrono::Duration::from_std(self.policy.uncertain_grace).unwrap_or_default();
         self.store.release_expired_leases(now, now + grace).await?;
+        let late = self.store.late_messages(now, 16).await?;
+        for m in &late {
+            self.replace_late(m, now).await?;
+        }
         let lease_until = now + chrono::Duration::from_std(self.policy.lease).unwrap_or_default();
         let claimed = self.store.claim_messages(now, lease_until, 16).await?;
         for m in &claimed {
@@ -125,7 +142,66 @@ impl Dispatcher {
             let result = self.decide(m, attempt, Utc::now());
             self.store.finish_message(m.message_id, &result, Utc::now()).await?;
         }
-        Ok(claimed.len())
+        Ok(claimed.len() + late.len())
+    }
+
+    /// A message whose number expired before it could be sent: a fresh number for the same
+    /// patient and consent replaces it (once: a replacement that expires too is dead).
+    async fn replace_late(&self, m: &LateMessage, now: DateTime<Utc>) -> Result<(), StoreError> {
+        for _ in 0..5 {
+            let fresh = match (&self.reissue, m.reissued) {
+                (Some(ctx), false) => self.fresh_number(ctx, m, now).await?,
+                _ => None,
+            };
+            match self.store.replace_late(m.message_id, fresh.as_ref(), now).await {
+                // The fresh number collided with a valid one: draw another.
+                Err(StoreError::Conflict) => continue,
+                Err(StoreError::Duplicate(_)) => return Ok(()),
+                Err(e) => return Err(e),
+                Ok(done) => {
+                    let outcome = if fresh.is_some() { "reissued" } else { "dead" };
+                    if done {
+                        metrics::counter!("ivr_messages_total", "channel" => m.channel.clone(), "outcome" => outcome)
+                            .increment(1);
+                        tracing::info!(message_id = m.message_id, patient = %m.patient_id, outcome, "outbox: number expired before delivery");
+                    }
+                    return Ok(());
+                }
+            }
+        }
+        Err(StoreError::Conflict)
+    }
+
+    /// A new number for a late message's patient, with the same channel and recipient, its
+    /// text in the patient's language.
+    async fn fresh_number(
+        &self,
+        ctx: &crate::calls::TurnContext,
+        m: &LateMessage,
+        now: DateTime<Utc>,
+    ) -> Result<Option<NewNumber>, StoreError> {
+        let Some(patient) = self.store.patient(&m.patient_id).await? else { return Ok(None) };
+        let Some(catalog) = ctx.flows.catalog(&patient.language) else { return Ok(None) };
+        let drawn = ctx.issuer.draw(now);
+        let mut vars = Vars::new();
+        vars.insert("processing_number".into(), Value::text(drawn.number.expose()));
+        vars.insert("processing_number.expires".into(), Value::text(&drawn.expires_local));
+        let text = ctx.issuer.message(&catalog, &vars, &drawn.number);
+        Ok(Some(NewNumber {
+            patient_id: m.patient_id.clone(),
+            number_hash: drawn.hash,
+            sealed: Some(drawn.sealed),
+            issued_at: now,
+            expires_at: drawn.expires_at,
+            // The store copies the replaced number's consent.
+            consent: Consent::Staff { name: String::new() },
+            delivery: m.channel.clone(),
+            message: Some(NewMessage {
+                channel: m.channel.clone(),
+                recipient: m.recipient.clone(),
+                body_sealed: ctx.issuer.key.seal(&text),
+            }),
+        }))
     }
 
     fn decide(&self, m: &OutboxMessage, attempt: Attempt, now: DateTime<Utc>) -> SendResult {
@@ -134,10 +210,15 @@ impl Dispatcher {
         let result = match attempt {
             Attempt::Accepted { provider_id, status } => SendResult::Sent { provider_id, status },
             Attempt::Permanent(error) => SendResult::Failed { error, dead: false },
-            Attempt::Retryable(error) | Attempt::Uncertain(error) if tries >= self.policy.max_attempts => {
+            Attempt::Landline(error) => SendResult::Undeliverable { error, email: self.email.is_some() },
+            Attempt::Retryable(error, _) | Attempt::Uncertain(error) if tries >= self.policy.max_attempts => {
                 SendResult::Failed { error, dead: true }
             }
-            Attempt::Retryable(error) => SendResult::Retry { error, at: later(self.policy.backoff(tries)) },
+            // The provider's Retry-After, when longer than our backoff, is waited out.
+            Attempt::Retryable(error, after) => {
+                let wait = self.policy.backoff(tries).max(after.unwrap_or_default());
+                SendResult::Retry { error, at: later(wait) }
+            }
             Attempt::Uncertain(error) => SendResult::Retry { error, at: later(self.policy.uncertain_grace) },
         };
         let outcome = match &result {
@@ -145,6 +226,7 @@ impl Dispatcher {
             SendResult::Retry { .. } => "retry",
             SendResult::Failed { dead: true, .. } => "dead",
             SendResult::Failed { .. } => "failed",
+            SendResult::Undeliverable { .. } => "undeliverable",
         };
         metrics::counter!("ivr_messages_total", "channel" => m.channel.clone(), "outcome" => outcome).increment(1);
         let to = if m.channel == "email" { mask_email(&m.recipient) } else { mask_phone(&m.recipient) };
@@ -163,7 +245,7 @@ impl Dispatcher {
                 {
                     Ok(id) => Attempt::Accepted { provider_id: id, status: "sent".into() },
                     Err(err) if err.is_permanent() => Attempt::Permanent(err.to_string()),
-                    Err(err) => Attempt::Retryable(err.to_string()),
+                    Err(err) => Attempt::Retryable(err.to_string(), None),
                 },
                 None => Attempt::Permanent("no [email] settings: e-mail cannot be sent".into()),
             },
@@ -198,15 +280,18 @@ impl Dispatcher {
     }
 }
 
-/// Twilio's answer decides: invalid, unsubscribed or landline numbers are final; rate limits,
-/// server errors and refused connections are retried; anything where the request may have
-/// reached Twilio waits for its status callback.
+/// Twilio's answer decides: invalid or unsubscribed numbers are final; a landline is final for
+/// SMS and falls back; rate limits, server errors and refused connections are retried (not
+/// before a `Retry-After`); anything where the request may have reached Twilio waits for its
+/// status callback.
 fn classify(e: &TwilioError) -> Attempt {
     let text = e.to_string();
-    if e.is_invalid_number() || e.is_unsubscribed() || e.is_not_a_mobile_number() {
+    if e.is_not_a_mobile_number() {
+        Attempt::Landline(text)
+    } else if e.is_invalid_number() || e.is_unsubscribed() {
         Attempt::Permanent(text)
     } else if e.is_safe_to_resend() {
-        Attempt::Retryable(text)
+        Attempt::Retryable(text, e.retry_after())
     } else if e.is_retryable() {
         Attempt::Uncertain(text)
     } else {

@@ -93,6 +93,7 @@ impl Server {
             verify_limiter: http::api::limiter(settings.api.verify_per_minute),
             outbox_wake: Arc::new(tokio::sync::Notify::new()),
             simulated_sms: Arc::default(),
+            email_configured: settings.email.is_some(),
             turns: crate::calls::TurnContext {
                 flows: flows.clone(),
                 issuer: Arc::new(settings.issuer()),
@@ -134,6 +135,7 @@ impl Server {
             policy: crate::outbox::Policy::from_settings(&settings.outbox),
             public_url: public_url.clone(),
             wake: state.outbox_wake.clone(),
+            reissue: Some(state.turns.clone()),
         };
         let mut workers = Vec::new();
         let stop = Arc::new(tokio::sync::Notify::new());

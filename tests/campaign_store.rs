@@ -2,6 +2,7 @@
 //! is claimed by one dialer, each attempt ends once, retries come back when due, leases run
 //! out into reconciliation, and the health centre is alerted about the unreachable.
 
+#[allow(dead_code)] // the campaign suite uses part of the support module
 mod support;
 
 use std::collections::HashSet;

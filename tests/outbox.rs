@@ -66,6 +66,7 @@ async fn setup(phones: &[&str]) -> (Dispatcher, Hits, Store, tempfile::TempDir) 
     let store = Store::open(&format!("sqlite://{}", dir.path().join("ivr.db").display()), false).await.unwrap();
     store.migrate().await.unwrap();
     let key = IssuerKey::new("outbox test key");
+    let key_for_reissue = key.clone();
     for (i, phone) in phones.iter().enumerate() {
         let id = format!("P{i}");
         let p = Patient {
@@ -87,7 +88,7 @@ async fn setup(phones: &[&str]) -> (Dispatcher, Hits, Store, tempfile::TempDir) 
             .issue_number(&NewNumber {
                 patient_id: id,
                 number_hash: key.hash(&n),
-                sealed: None,
+                sealed: Some(key.seal(n.expose())),
                 issued_at: now,
                 expires_at: now + chrono::Duration::hours(24),
                 consent: Consent::Staff { name: "test".into() },
@@ -121,8 +122,26 @@ async fn setup(phones: &[&str]) -> (Dispatcher, Hits, Store, tempfile::TempDir) 
         policy,
         public_url: "https://ivr.example.jp".into(),
         wake: Arc::default(),
+        reissue: Some(reissue_context(key_for_reissue)),
     };
     (d, hits, store, dir)
+}
+
+/// What the dispatcher needs to replace a number: the shipped flows and prompts, and an issuer.
+fn reissue_context(key: IssuerKey) -> ivr::calls::TurnContext {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let flows = ivr::flow::registry::Registry::load(root.join("call-flows"), root.join("prompts")).expect("flows load");
+    ivr::calls::TurnContext {
+        flows: Arc::new(flows),
+        issuer: Arc::new(ivr::issuer::Issuer {
+            key,
+            digits: 8,
+            valid_for: chrono::Duration::hours(24),
+            link: None,
+            tz: chrono_tz::Asia::Tokyo,
+        }),
+        public_url: "https://ivr.example.jp".into(),
+    }
 }
 
 fn status(store_msgs: &[(String, String, String, i64)]) -> (&str, i64) {
@@ -152,6 +171,11 @@ async fn retries_give_up_and_alerts_follow_the_carriers_answers() {
         assert_eq!(hit(p), 1);
         assert!(store.patient_alerts(&format!("P{i}")).await.unwrap()[0].starts_with("message_failed"));
     }
+    // The landline (21614) without an e-mail address: its number is read on the next call.
+    let alerts = store.patient_alerts("P3").await.unwrap();
+    assert!(alerts[0].ends_with("number will be read on the next call"), "{alerts:?}");
+    assert!(store.valid_number("P3", now).await.unwrap().unwrap().read_pending);
+    assert!(!store.valid_number("P2", now).await.unwrap().unwrap().read_pending, "an invalid number is not a landline");
     assert_eq!(status(&store.messages("P4").await.unwrap()), ("sent", 1));
     assert!(store.patient_alerts("P0").await.unwrap().is_empty());
 }
@@ -193,4 +217,43 @@ async fn a_sender_that_died_mid_send_is_resent_only_if_no_callback_says_it_went_
     d.tick(now + chrono::Duration::minutes(13)).await.unwrap();
     assert_eq!(hits.lock().unwrap().values().sum::<usize>(), 1, "lost none");
     assert_eq!(status(&store.messages("P0").await.unwrap()), ("sent", 2));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_number_that_expired_before_its_sms_went_out_is_replaced_by_one_fresh_number() {
+    let (d, hits, store, _dir) = setup(&["+819011110001"]).await;
+    let old = store.valid_number("P0", Utc::now()).await.unwrap().unwrap();
+    // Long retries kept the message back until after its number expired.
+    let late = Utc::now() + chrono::Duration::hours(25);
+    d.tick(late).await.unwrap();
+    d.tick(late + chrono::Duration::minutes(1)).await.unwrap();
+    assert_eq!(hits.lock().unwrap().values().sum::<usize>(), 1, "one SMS, with the fresh number");
+    let msgs = store.messages("P0").await.unwrap();
+    let statuses: Vec<&str> = msgs.iter().map(|m| m.2.as_str()).collect();
+    assert_eq!(statuses, ["cancelled", "sent"]);
+    let fresh = store.valid_number("P0", late).await.unwrap().expect("a fresh number");
+    assert_ne!(fresh.number_id, old.number_id);
+    assert!(fresh.expires_at > late);
+    assert_eq!(store.valid_count().await.unwrap(), 1);
+    assert_eq!(store.patient_alerts("P0").await.unwrap(), vec![ivr::store::REISSUED_ALERT.to_string()]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fresh_number_that_expires_unsent_too_is_dead_and_not_replaced_again() {
+    // Every send fails with an outcome that waits for a callback that never comes.
+    let (d, hits, store, _dir) = setup(&["+819011110500"]).await;
+    let late = Utc::now() + chrono::Duration::hours(25);
+    d.tick(late).await.unwrap();
+    assert_eq!(hits.lock().unwrap().values().sum::<usize>(), 1, "the fresh number's SMS was tried");
+    let later = late + chrono::Duration::hours(25);
+    d.tick(later).await.unwrap();
+    d.tick(later + chrono::Duration::hours(1)).await.unwrap();
+    assert_eq!(hits.lock().unwrap().values().sum::<usize>(), 1, "nothing sent with an expired number");
+    let statuses: Vec<String> = store.messages("P0").await.unwrap().into_iter().map(|m| m.2).collect();
+    assert_eq!(statuses, ["cancelled", "dead"], "no third number");
+    assert_eq!(store.valid_count().await.unwrap(), 0);
+    assert_eq!(
+        store.patient_alerts("P0").await.unwrap(),
+        vec![ivr::store::REISSUED_ALERT.to_string(), ivr::store::LATE_DEAD_ALERT.to_string()]
+    );
 }

@@ -52,6 +52,10 @@ on_both_backends! {
     with_store: delivery_statuses_from_the_provider_update_the_message;
     with_store: a_message_whose_lease_ran_out_waits_for_a_callback_before_it_is_sent_again;
     with_store: api_tokens_are_unique_by_name_and_found_by_hash;
+    with_store: an_sms_to_a_landline_falls_back_once_to_email_or_to_the_next_call;
+    with_store: a_number_held_for_the_next_call_is_done_once_the_call_reads_it;
+    with_store: a_number_that_expired_before_its_message_went_out_is_replaced_once;
+    with_store: a_number_issued_in_a_call_is_replaced_with_the_same_consent;
 }
 
 // ---- helpers ----
@@ -654,7 +658,8 @@ async fn a_number_is_issued_and_found_valid_for_its_patient(store: Store) {
         ValidNumber {
             number_id: issued.number_id,
             expires_at: t + hours(24),
-            sealed: Some(format!("sealed:v1:{}", &hash[..8]))
+            sealed: Some(format!("sealed:v1:{}", &hash[..8])),
+            read_pending: false,
         }
     );
     assert_eq!(store.valid_number("p1", t + hours(25)).await.unwrap(), None, "not once it has expired");
@@ -1073,4 +1078,175 @@ async fn api_tokens_are_unique_by_name_and_found_by_hash(store: Store) {
     assert_eq!(store.token_name("hash-c").await.unwrap().as_deref(), Some("reception"));
     assert_eq!(store.token_name("hash-b").await.unwrap(), None, "the refused token was not stored");
     assert_eq!(store.token_name("nothing").await.unwrap(), None);
+}
+
+// ---- delivery fallbacks ----
+
+/// What an SMS that cannot reach a landline says.
+fn landline(email: bool) -> SendResult {
+    SendResult::Undeliverable { error: "undelivered 30006".into(), email }
+}
+
+async fn an_sms_to_a_landline_falls_back_once_to_email_or_to_the_next_call(store: Store) {
+    let t = now();
+    let m = messages_written(&store, &["p1", "p2", "p3"], t).await;
+    for id in ["p1", "p3"] {
+        let p = Patient { email: Some(format!("{id}@example.jp")), ..store.patient(id).await.unwrap().unwrap() };
+        store.upsert_patient(&p).await.unwrap();
+    }
+    let lease = t + chrono::Duration::minutes(1);
+    assert_eq!(store.claim_messages(t, lease, 10).await.unwrap().len(), 3);
+    for (i, id) in m.iter().enumerate() {
+        let sent = SendResult::Sent { provider_id: format!("SM{i}"), status: "queued".into() };
+        store.finish_message(*id, &sent, t).await.unwrap();
+    }
+
+    // p1 has an address and e-mail is configured: the same text goes by e-mail.
+    assert_eq!(store.finish_message(m[0], &landline(true), t).await.unwrap(), Some(Fallback::Email));
+    // p2 has no address, p3's cannot be used (no e-mail settings): read on the next call.
+    assert_eq!(store.finish_message(m[1], &landline(true), t).await.unwrap(), Some(Fallback::ReadAloud));
+    assert_eq!(store.finish_message(m[2], &landline(false), t).await.unwrap(), Some(Fallback::ReadAloud));
+    // A replayed callback changes nothing, and its status does not overwrite the outcome.
+    for id in &m {
+        assert_eq!(store.finish_message(*id, &landline(true), t).await.unwrap(), None);
+    }
+    assert!(store.message_status("SM0", "undelivered", Some("30006")).await.unwrap());
+
+    assert_eq!(
+        store.messages("p1").await.unwrap(),
+        vec![
+            ("sms".into(), "+819000000001".into(), "failed".into(), 1),
+            ("email".into(), "p1@example.jp".into(), "pending".into(), 0)
+        ]
+    );
+    let email = store.claim_messages(t, lease, 10).await.unwrap();
+    assert_eq!(email.len(), 1);
+    assert_eq!(email[0].body_sealed, "sealed:v1:body-".to_string() + &email[0].body_sealed[15..], "the SMS text");
+    assert!(email[0].number_id.is_some());
+    assert_eq!(
+        store.patient_alerts("p1").await.unwrap(),
+        vec!["message_failed: SMS failed: landline (undelivered 30006); sent by e-mail instead".to_string()]
+    );
+    for id in ["p2", "p3"] {
+        assert_eq!(store.messages(id).await.unwrap().len(), 1, "{id}: no other message");
+        assert!(store.valid_number(id, t).await.unwrap().unwrap().read_pending, "{id}");
+        assert_eq!(
+            store.patient_alerts(id).await.unwrap(),
+            vec![
+                "message_failed: SMS failed: landline (undelivered 30006); number will be read on the next call"
+                    .to_string()
+            ]
+        );
+    }
+    assert!(!store.valid_number("p1", t).await.unwrap().unwrap().read_pending);
+    let fallbacks = store.audit_log().await.unwrap().into_iter().filter(|(_, action, _)| action == "fallback").count();
+    assert_eq!(fallbacks, 3);
+}
+
+async fn a_number_held_for_the_next_call_is_done_once_the_call_reads_it(store: Store) {
+    call_started(&store).await;
+    let t = now();
+    let issued = store.issue_number(&sms_number("p1", "+819012345678", &fresh_hash(), t)).await.unwrap();
+    let m = issued.message_id.unwrap();
+    store.claim_messages(t, t + chrono::Duration::minutes(1), 10).await.unwrap();
+    assert_eq!(store.finish_message(m, &landline(false), t).await.unwrap(), Some(Fallback::ReadAloud));
+    assert!(store.valid_number("p1", t).await.unwrap().unwrap().read_pending);
+
+    store.turn("CA1", 1, None, engine(TurnWrite { number_read: true, ..write("turn 1") })).await.unwrap();
+    let valid = store.valid_number("p1", t).await.unwrap().unwrap();
+    assert_eq!((valid.number_id, valid.read_pending), (issued.number_id, false), "read, and still valid");
+    let read = store.audit_log().await.unwrap().into_iter().filter(|(_, action, _)| action == "read").count();
+    assert_eq!(read, 1);
+}
+
+async fn a_number_that_expired_before_its_message_went_out_is_replaced_once(store: Store) {
+    let t = now();
+    let m = messages_written(&store, &["p1"], t).await[0];
+    let first = store.valid_number("p1", t).await.unwrap().unwrap();
+    let late_at = t + hours(25);
+    assert!(store.claim_messages(late_at, late_at, 10).await.unwrap().is_empty(), "never sent expired");
+    let late = store.late_messages(late_at, 10).await.unwrap();
+    assert_eq!(
+        late,
+        vec![LateMessage {
+            message_id: m,
+            patient_id: "p1".into(),
+            number_id: first.number_id,
+            channel: "sms".into(),
+            recipient: "+819000000001".into(),
+            reissued: false,
+        }]
+    );
+    assert!(store.late_messages(t, 10).await.unwrap().is_empty(), "not late while the number runs");
+
+    let fresh = NewNumber {
+        issued_at: late_at,
+        expires_at: late_at + hours(24),
+        ..sms_number("p1", "", &fresh_hash(), late_at)
+    };
+    let fresh = NewNumber {
+        message: Some(NewMessage {
+            channel: "sms".into(),
+            recipient: "+819000000001".into(),
+            body_sealed: "sealed:v1:fresh".into(),
+        }),
+        ..fresh
+    };
+    assert!(store.replace_late(m, Some(&fresh), late_at).await.unwrap());
+    assert!(!store.replace_late(m, Some(&fresh), late_at).await.unwrap(), "once");
+    assert!(store.late_messages(late_at, 10).await.unwrap().is_empty());
+    let second = store.valid_number("p1", late_at).await.unwrap().expect("the fresh number");
+    assert_ne!(second.number_id, first.number_id);
+    assert_eq!(store.valid_count().await.unwrap(), 1, "the expired one is no longer valid");
+    assert_eq!(
+        store.messages("p1").await.unwrap(),
+        vec![
+            ("sms".into(), "+819000000001".into(), "cancelled".into(), 0),
+            ("sms".into(), "+819000000001".into(), "pending".into(), 0)
+        ]
+    );
+    let claimed = store.claim_messages(late_at, late_at + chrono::Duration::minutes(1), 10).await.unwrap();
+    assert_eq!((claimed.len(), claimed[0].body_sealed.as_str()), (1, "sealed:v1:fresh"));
+    assert_eq!(store.patient_alerts("p1").await.unwrap(), vec![REISSUED_ALERT.to_string()]);
+    assert!(store.audit_log().await.unwrap().contains(&("nurse-tanaka".into(), "issue".into(), "delivery sms".into())));
+
+    // The fresh number's message keeps failing until that number expires too: it is dead.
+    let retry = SendResult::Retry { error: "503".into(), at: late_at + hours(30) };
+    store.finish_message(claimed[0].message_id, &retry, late_at).await.unwrap();
+    let later = late_at + hours(30);
+    let late = store.late_messages(later, 10).await.unwrap();
+    assert_eq!(late.len(), 1);
+    assert!(late[0].reissued, "a replacement is not replaced again");
+    assert!(store.replace_late(late[0].message_id, None, later).await.unwrap());
+    assert!(!store.replace_late(late[0].message_id, None, later).await.unwrap());
+    assert_eq!(store.messages("p1").await.unwrap()[1].2, "dead");
+    assert_eq!(store.valid_count().await.unwrap(), 0);
+    assert_eq!(
+        store.patient_alerts("p1").await.unwrap(),
+        vec![REISSUED_ALERT.to_string(), LATE_DEAD_ALERT.to_string()]
+    );
+}
+
+async fn a_number_issued_in_a_call_is_replaced_with_the_same_consent(store: Store) {
+    call_started(&store).await;
+    let t = now();
+    let w = TurnWrite { issue: Some(call_number("p1", &fresh_hash(), 1, t)), ..write("turn 1") };
+    store.turn("CA1", 1, None, engine(w)).await.unwrap();
+    let late_at = t + hours(25);
+    let late = store.late_messages(late_at, 10).await.unwrap();
+    assert_eq!(late.len(), 1);
+    let fresh = NewNumber {
+        issued_at: late_at,
+        expires_at: late_at + hours(24),
+        ..call_number("p1", &fresh_hash(), 1, late_at)
+    };
+    assert!(
+        store.replace_late(late[0].message_id, Some(&fresh), late_at).await.unwrap(),
+        "the consent's index allows it"
+    );
+    assert!(store.valid_number("p1", late_at).await.unwrap().is_some());
+    let audit = store.audit_log().await.unwrap();
+    let issues: Vec<_> = audit.iter().filter(|(actor, action, _)| actor == "call" && action == "issue").collect();
+    assert_eq!(issues.len(), 2, "issued on the call's consent twice: {audit:?}");
+    assert!(audit.contains(&("outbox".into(), "reissue".into(), "expired before delivery".into())));
 }

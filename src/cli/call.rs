@@ -57,6 +57,7 @@ pub fn sample_patient(from: &str) -> Vars {
         ("patient.name", "山田 花子"),
         ("patient.birth_md", "0412"),
         ("patient.number_issued", "false"),
+        ("patient.number_to_read", "false"),
         ("health_center.phone", "+81312345678"),
     ] {
         vars.insert(k.into(), Value::parse_literal(v));

@@ -337,7 +337,7 @@ impl Effect {
 
 /// Variables every flow may read without setting them: the patient's roster data, the call,
 /// and what actions set.
-pub const BUILTIN_VARS: [(&str, &str); 11] = [
+pub const BUILTIN_VARS: [(&str, &str); 12] = [
     ("patient.id", "the patient's id in the roster"),
     ("patient.name", "the patient's name"),
     ("patient.birth_md", "birth month and day, four digits (0412)"),
@@ -345,8 +345,12 @@ pub const BUILTIN_VARS: [(&str, &str); 11] = [
     ("patient.phone_kind", "mobile or landline"),
     ("patient.email", "the patient's e-mail address, when the roster has one"),
     ("patient.number_issued", "true while a processing number issued to the patient is valid"),
+    (
+        "patient.number_to_read",
+        "true when the patient's valid number could not be sent (a landline) and is to be read on this call; processing_number then holds it",
+    ),
     ("call.lang", "the call's language, e.g. ja-JP"),
     ("health_center.phone", "the health centre's phone number"),
-    ("processing_number", "set by issue_processing_number"),
+    ("processing_number", "set by issue_processing_number, or at the start when patient.number_to_read"),
     ("processing_number.expires", "when that number expires, set by issue_processing_number"),
 ];

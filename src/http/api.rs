@@ -137,15 +137,17 @@ async fn verify(
     client: Client,
     JsonBody(req): JsonBody<VerifyRequest>,
 ) -> Result<Response, ApiError> {
-    if app.verify_limiter.check_key(&client.0).is_err() {
+    if let Err(not_until) = app.verify_limiter.check_key(&client.0) {
         metrics::counter!("ivr_number_verifications_total", "result" => "rate_limited").increment(1);
         tracing::warn!(client = %client.0, "verification rate limit reached");
-        return Err(ApiError::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            "rate_limited",
-            None,
-            "too many attempts; try again later",
-        ));
+        // When the next attempt is allowed, in whole seconds (at least 1).
+        let wait = not_until.wait_time_from(governor::clock::Clock::now(&governor::clock::DefaultClock::default()));
+        let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+        let mut response =
+            ApiError::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", None, "too many attempts; try again later")
+                .into_response();
+        response.headers_mut().insert(axum::http::header::RETRY_AFTER, secs.max(1).into());
+        return Ok(response);
     }
     let issuer = &app.turns.issuer;
     match numbers::verify(&app.store, issuer, &req.number, &client.0, true, Utc::now()).await {

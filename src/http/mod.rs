@@ -46,6 +46,8 @@ pub struct AppState {
     pub campaign: Arc<crate::scheduler::dialer::Campaign>,
     /// Wakes the dialer (a call ended: room for the next).
     pub dialer_wake: Arc<tokio::sync::Notify>,
+    /// E-mail can be sent (`[email]` is set): an SMS that cannot reach a landline falls back to it.
+    pub email_configured: bool,
     pub metrics: PrometheusHandle,
 }
 

@@ -113,11 +113,12 @@ async fn voice(State(app): State<AppState>, Query(q): Query<VoiceQuery>, form: T
                 let Some(flow) = app.flows.current(&flow_name) else {
                     return failure(&format!("no flow named {flow_name}"), None);
                 };
-                let issued = match app.store.valid_number(&p.patient_id, Utc::now()).await {
-                    Ok(n) => n.is_some(),
+                let number = match app.store.valid_number(&p.patient_id, Utc::now()).await {
+                    Ok(n) => n,
                     Err(e) => return failure("number lookup", Some(e)),
                 };
-                let state = CallState::new(&flow, &p.language, patient_vars(&p, issued));
+                let vars = patient_vars(&p, number.as_ref(), &app.turns.issuer);
+                let state = CallState::new(&flow, &p.language, vars);
                 Some(NewCall {
                     call_sid: sid.clone(),
                     patient_id: Some(p.patient_id),
@@ -211,7 +212,8 @@ pub struct MessageQuery {
 
 /// A delivery status for an SMS (queued, sent, delivered, undelivered, failed). Delivery
 /// errors decide what follows: 30003 (unreachable) and 30008 (unknown) are tried again later;
-/// others (30006 landline, 30007 filtered, 21610 unsubscribed…) are final and alert the centre.
+/// 30006 (landline) is final for SMS and the number falls back, once, to e-mail or to being read
+/// on the next call; others (30007 filtered, 21610 unsubscribed…) are final and alert the centre.
 async fn message_status(State(app): State<AppState>, Query(q): Query<MessageQuery>, form: TwilioParams) -> Response {
     let (sid, status) = match (form.require("MessageSid"), form.require("MessageStatus")) {
         (Ok(s), Ok(st)) => (s.to_string(), st.to_lowercase()),
@@ -237,6 +239,7 @@ async fn message_status(State(app): State<AppState>, Query(q): Query<MessageQuer
             let error = format!("{status} {}", code.as_deref().unwrap_or(""));
             let result = match code.as_deref() {
                 Some("30003" | "30008") => SendResult::Retry { error, at: now + chrono::Duration::minutes(5) },
+                Some("30006") => SendResult::Undeliverable { error, email: app.email_configured },
                 _ => SendResult::Failed { error, dead: false },
             };
             app.store.finish_message(id, &result, now).await?;

@@ -25,7 +25,7 @@ pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
 
 /// How many numbered migrations each back end has (`migrations/sqlite`, `migrations/postgres`).
-pub const MIGRATION_COUNT: usize = 5;
+pub const MIGRATION_COUNT: usize = 6;
 
 /// A store failure. Details go to the log; callers hear an apology.
 #[derive(Debug, thiserror::Error)]
@@ -140,6 +140,9 @@ pub struct TurnWrite {
     pub alerts: Vec<String>,
     /// The flow reached a hang-up.
     pub ended: bool,
+    /// The call read the patient's number held for it (after a failed SMS): that pending
+    /// delivery is done.
+    pub number_read: bool,
 }
 
 /// The outcome of [`Store::turn`].
@@ -407,16 +410,48 @@ impl Store {
         }
     }
 
-    /// Records how a send ended; a failed or dead message alerts the health centre.
+    /// Records how a send ended; a failed or dead message alerts the health centre. For
+    /// [`SendResult::Undeliverable`], returns the fallback taken, or `None` when the message
+    /// had already fallen back (a replayed status callback): nothing is done twice.
     pub async fn finish_message(
         &self,
         message_id: i64,
         result: &SendResult,
         now: chrono::DateTime<chrono::Utc>,
-    ) -> Result<(), StoreError> {
+    ) -> Result<Option<Fallback>, StoreError> {
         match self {
             Store::Sqlite(s) => s.finish_message(message_id, result, now),
             Store::Postgres(s) => s.finish_message(message_id, result, now).await,
+        }
+    }
+
+    /// Pending messages due at `now` whose number expired before they could be sent, for
+    /// [`Store::replace_late`].
+    pub async fn late_messages(
+        &self,
+        now: chrono::DateTime<chrono::Utc>,
+        limit: i64,
+    ) -> Result<Vec<LateMessage>, StoreError> {
+        match self {
+            Store::Sqlite(s) => s.late_messages(now, limit),
+            Store::Postgres(s) => s.late_messages(now, limit).await,
+        }
+    }
+
+    /// Settles a late message in one transaction: with `fresh`, the message is cancelled and
+    /// `fresh` (a new number for the same patient and consent, with its message) is issued in
+    /// its place, once per number; without, the message is dead. The health centre is alerted.
+    /// Returns false when the message was no longer late (settled by another sender, or sent).
+    /// `fresh.consent` is ignored: the old number's consent is copied.
+    pub async fn replace_late(
+        &self,
+        message_id: i64,
+        fresh: Option<&NewNumber>,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<bool, StoreError> {
+        match self {
+            Store::Sqlite(s) => s.replace_late(message_id, fresh, now),
+            Store::Postgres(s) => s.replace_late(message_id, fresh, now).await,
         }
     }
 

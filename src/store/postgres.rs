@@ -24,6 +24,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     (3, "number_lookup", include_str!("../../migrations/postgres/0003_number_lookup.sql")),
     (4, "roster", include_str!("../../migrations/postgres/0004_roster.sql")),
     (5, "campaigns", include_str!("../../migrations/postgres/0005_campaigns.sql")),
+    (6, "delivery_fallback", include_str!("../../migrations/postgres/0006_delivery_fallback.sql")),
 ];
 
 /// The advisory lock that instances starting at the same time take in turn to migrate (a key
@@ -390,7 +391,7 @@ async fn write_turn(tx: &mut PgConnection, call: &CallRecord, seq: i64, w: &Turn
     // (an error would otherwise abort the whole transaction), and the turn can step again.
     if let Some(n) = &w.issue {
         let mut sp = sqlx::Connection::begin(&mut *tx).await?;
-        match insert_number(&mut sp, Some(call.call_id), n).await {
+        match insert_number(&mut sp, Some(call.call_id), n, None).await {
             Ok(_) => sp.commit().await?,
             Err(e) => {
                 sp.rollback().await?;
@@ -448,6 +449,18 @@ async fn write_turn(tx: &mut PgConnection, call: &CallRecord, seq: i64, w: &Turn
         .execute(&mut *tx)
         .await?;
     }
+    if w.number_read {
+        let read: Option<i64> = sqlx::query_scalar(
+            "update processing_numbers set read_pending = false where patient_id = $1 and read_pending
+             returning number_id",
+        )
+        .bind(&call.patient_id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if read.is_some() {
+            audit(tx, "call", "read", read, "read aloud on the next call").await?;
+        }
+    }
     for reason in &w.alerts {
         sqlx::query("insert into alerts (patient_id, call_id, reason) values ($1, $2, $3)")
             .bind(&call.patient_id)
@@ -461,9 +474,16 @@ async fn write_turn(tx: &mut PgConnection, call: &CallRecord, seq: i64, w: &Turn
 
 // ---- processing numbers, tokens and the outbox ----
 
+/// (number_id, patient_id, consent_call_id, consent_seq, consent_staff) of a late message's number.
+type LateRow = (i64, String, Option<i64>, Option<i64>, Option<String>);
+
 use chrono::{DateTime, Utc};
 
-use super::{Consent, Issued, NewNumber, OutboxMessage, SendResult, ValidNumber, Verdict};
+use super::{Consent, Fallback, Issued, LateMessage, NewNumber, OutboxMessage, SendResult, ValidNumber, Verdict};
+use super::{LATE_DEAD_ALERT, REISSUED_ALERT};
+
+/// The unique index that keeps one replacement per expired number.
+const REISSUE_INDEX: &str = "processing_numbers_reissue";
 
 /// The unique index that keeps one valid number per hash.
 const VALID_HASH_INDEX: &str = "processing_numbers_valid";
@@ -482,7 +502,12 @@ fn violation(e: &sqlx::Error) -> Option<(String, Option<String>)> {
 /// patient's previous number, inserts. A hash equal to a valid number's is a
 /// [`StoreError::Conflict`]; the caller rolls back (a savepoint in a turn), since a failed
 /// statement aborts a PostgreSQL transaction.
-async fn insert_number(tx: &mut PgConnection, call_id: Option<i64>, n: &NewNumber) -> Result<Issued, StoreError> {
+async fn insert_number(
+    tx: &mut PgConnection,
+    call_id: Option<i64>,
+    n: &NewNumber,
+    reissue_of: Option<i64>,
+) -> Result<Issued, StoreError> {
     // Issues for one patient take turns: at READ COMMITTED, two transactions revoking the
     // patient's number at once would each miss the other's new one and leave two valid. The
     // lock (which foreign keys to the patient do not wait for) is held until commit; the next
@@ -515,8 +540,8 @@ async fn insert_number(tx: &mut PgConnection, call_id: Option<i64>, n: &NewNumbe
     let channel = if staff.is_some() { "staff" } else { "call" };
     let inserted = sqlx::query_scalar(
         "insert into processing_numbers (patient_id, number_hash, sealed, issued_at, expires_at,
-           consent_channel, consent_call_id, consent_seq, consent_staff, delivery)
-         values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+           consent_channel, consent_call_id, consent_seq, consent_staff, delivery, reissue_of)
+         values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
          returning number_id",
     )
     .bind(&n.patient_id)
@@ -529,6 +554,7 @@ async fn insert_number(tx: &mut PgConnection, call_id: Option<i64>, n: &NewNumbe
     .bind(seq)
     .bind(staff)
     .bind(&n.delivery)
+    .bind(reissue_of)
     .fetch_one(&mut *tx)
     .await;
     let number_id: i64 = match inserted {
@@ -541,6 +567,9 @@ async fn insert_number(tx: &mut PgConnection, call_id: Option<i64>, n: &NewNumbe
                     seq.unwrap_or_default(),
                     call_id.unwrap_or_default()
                 )),
+                Some((code, Some(c))) if code == "23505" && c == REISSUE_INDEX => {
+                    StoreError::Duplicate(format!("replacement for number {}", reissue_of.unwrap_or_default()))
+                }
                 _ => e.into(),
             });
         }
@@ -595,22 +624,27 @@ impl PgStore {
     /// Issues a number outside a call (the manual path), in one transaction.
     pub async fn issue_number(&self, n: &NewNumber) -> Result<Issued, StoreError> {
         let mut tx = self.pool.begin().await?;
-        let issued = insert_number(&mut tx, None, n).await?;
+        let issued = insert_number(&mut tx, None, n, None).await?;
         tx.commit().await?;
         Ok(issued)
     }
 
     /// The patient's number that is still valid at `now`.
     pub async fn valid_number(&self, patient_id: &str, now: DateTime<Utc>) -> Result<Option<ValidNumber>, StoreError> {
-        let row: Option<(i64, DateTime<Utc>, Option<String>)> = sqlx::query_as(
-            "select number_id, expires_at, sealed from processing_numbers
+        let row: Option<(i64, DateTime<Utc>, Option<String>, bool)> = sqlx::query_as(
+            "select number_id, expires_at, sealed, read_pending from processing_numbers
              where patient_id = $1 and status = 'valid' and expires_at > $2 order by number_id desc limit 1",
         )
         .bind(patient_id)
         .bind(now)
         .fetch_optional(&self.pool)
         .await?;
-        Ok(row.map(|(number_id, expires_at, sealed)| ValidNumber { number_id, expires_at, sealed }))
+        Ok(row.map(|(number_id, expires_at, sealed, read_pending)| ValidNumber {
+            number_id,
+            expires_at,
+            sealed,
+            read_pending,
+        }))
     }
 
     /// Looks a number up by its hash; with `consume`, a valid number becomes used. The row is
@@ -698,7 +732,7 @@ impl PgStore {
         sqlx::query(
             "update outbox set status = 'cancelled', body_sealed = '', last_error = 'number no longer valid', updated_at = $1
              where status = 'pending' and number_id in (
-               select number_id from processing_numbers where status <> 'valid' or expires_at <= $1)",
+               select number_id from processing_numbers where status <> 'valid')",
         )
         .bind(now)
         .execute(&self.pool)
@@ -706,6 +740,8 @@ impl PgStore {
         let rows = sqlx::query(
             "with due as (
                select message_id from outbox where status = 'pending' and next_attempt_at <= $1
+                 and (number_id is null or number_id not in (
+                   select number_id from processing_numbers where expires_at <= $1))
                order by next_attempt_at, message_id limit $3
                for update skip locked
              ), claimed as (
@@ -742,9 +778,13 @@ impl PgStore {
         message_id: i64,
         result: &SendResult,
         now: DateTime<Utc>,
-    ) -> Result<(), StoreError> {
+    ) -> Result<Option<Fallback>, StoreError> {
         let mut tx = self.pool.begin().await?;
+        let mut fallback = None;
         match result {
+            SendResult::Undeliverable { error, email } => {
+                fallback = fall_back(&mut tx, message_id, error, *email, now).await?;
+            }
             SendResult::Sent { provider_id, status } => {
                 sqlx::query(
                     "update outbox set status = 'sent', provider_id = $2, last_error = $3, lease_until = null,
@@ -794,7 +834,90 @@ impl PgStore {
             }
         }
         tx.commit().await?;
-        Ok(())
+        Ok(fallback)
+    }
+
+    /// Pending messages due at `now` whose number expired before they could be sent.
+    pub async fn late_messages(&self, now: DateTime<Utc>, limit: i64) -> Result<Vec<LateMessage>, StoreError> {
+        let rows: Vec<(i64, String, i64, String, String, bool)> = sqlx::query_as(
+            "select o.message_id, n.patient_id, n.number_id, o.channel, o.recipient, n.reissue_of is not null
+             from outbox o join processing_numbers n on n.number_id = o.number_id
+             where o.status = 'pending' and o.next_attempt_at <= $1 and n.status = 'valid' and n.expires_at <= $1
+             order by o.next_attempt_at, o.message_id limit $2",
+        )
+        .bind(now)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(message_id, patient_id, number_id, channel, recipient, reissued)| LateMessage {
+                message_id,
+                patient_id,
+                number_id,
+                channel,
+                recipient,
+                reissued,
+            })
+            .collect())
+    }
+
+    /// Replaces a late message's number with `fresh`, or dead-letters it; see
+    /// [`super::Store::replace_late`]. The message row is locked: a second sender waits, then
+    /// finds it no longer pending.
+    pub async fn replace_late(
+        &self,
+        message_id: i64,
+        fresh: Option<&NewNumber>,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let late: Option<LateRow> = sqlx::query_as(
+            "select n.number_id, n.patient_id, n.consent_call_id, n.consent_seq, n.consent_staff
+             from outbox o join processing_numbers n on n.number_id = o.number_id
+             where o.message_id = $1 and o.status = 'pending' and n.status = 'valid' and n.expires_at <= $2
+             for update of o",
+        )
+        .bind(message_id)
+        .bind(now)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some((number_id, patient_id, call_id, seq, staff)) = late else { return Ok(false) };
+        let (status, reason) = if fresh.is_some() { ("cancelled", REISSUED_ALERT) } else { ("dead", LATE_DEAD_ALERT) };
+        sqlx::query(
+            "update outbox set status = $2, body_sealed = '', last_error = 'expired before delivery',
+               lease_until = null, updated_at = $3
+             where message_id = $1",
+        )
+        .bind(message_id)
+        .bind(status)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        match fresh {
+            Some(n) => {
+                let consent = match (seq, staff) {
+                    (Some(seq), _) if call_id.is_some() => Consent::Call { seq },
+                    (_, staff) => Consent::Staff { name: staff.unwrap_or_default() },
+                };
+                let n = NewNumber { patient_id: patient_id.clone(), consent, ..n.clone() };
+                let issued = insert_number(&mut tx, call_id, &n, Some(number_id)).await?;
+                audit(&mut tx, "outbox", "reissue", Some(issued.number_id), "expired before delivery").await?;
+            }
+            None => {
+                sqlx::query("update processing_numbers set status = 'expired' where number_id = $1")
+                    .bind(number_id)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+        }
+        sqlx::query("insert into alerts (patient_id, reason) values ($1, $2)")
+            .bind(&patient_id)
+            .bind(reason)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(true)
     }
 
     /// Messages whose sender's lease ran out: they may have gone out, so they wait until
@@ -825,7 +948,7 @@ impl PgStore {
     ) -> Result<bool, StoreError> {
         let done = sqlx::query(
             "update outbox set status = $2, last_error = coalesce($3, last_error), updated_at = now()
-             where provider_id = $1 and status not in ('delivered')",
+             where provider_id = $1 and status not in ('delivered') and fallback is null",
         )
         .bind(provider_id)
         .bind(status)
@@ -875,4 +998,82 @@ impl PgStore {
             .fetch_one(&self.pool)
             .await?)
     }
+}
+
+/// The fallback for an SMS that cannot reach the phone, once per message (see
+/// [`SendResult::Undeliverable`]). `None` when the message had already fallen back. The
+/// message row is locked, so a replayed callback waits and then finds the fallback taken.
+async fn fall_back(
+    tx: &mut PgConnection,
+    message_id: i64,
+    error: &str,
+    email_ok: bool,
+    now: DateTime<Utc>,
+) -> Result<Option<Fallback>, StoreError> {
+    let row: Option<(Option<String>, Option<i64>, String)> = sqlx::query_as(
+        "select patient_id, number_id, body_sealed from outbox where message_id = $1 and fallback is null for update",
+    )
+    .bind(message_id)
+    .fetch_optional(&mut *tx)
+    .await?;
+    let Some((patient_id, number_id, body)) = row else { return Ok(None) };
+    // The number, while still valid: whether a copy is kept to read, and where to e-mail it.
+    let number: Option<(bool, Option<String>)> = sqlx::query_as(
+        "select n.sealed is not null, p.email from processing_numbers n join patients p on p.patient_id = n.patient_id
+         where n.number_id = $1 and n.status = 'valid' and n.expires_at > $2",
+    )
+    .bind(number_id)
+    .bind(now)
+    .fetch_optional(&mut *tx)
+    .await?;
+    let fallback = match number {
+        Some((_, Some(address))) if email_ok && address.contains('@') && !body.is_empty() => {
+            sqlx::query(
+                "insert into outbox (patient_id, number_id, channel, recipient, body_sealed, next_attempt_at)
+                 values ($1, $2, 'email', $3, $4, $5)",
+            )
+            .bind(&patient_id)
+            .bind(number_id)
+            .bind(&address)
+            .bind(&body)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+            sqlx::query("update processing_numbers set delivery = 'email' where number_id = $1")
+                .bind(number_id)
+                .execute(&mut *tx)
+                .await?;
+            Fallback::Email
+        }
+        Some((true, _)) => {
+            sqlx::query(
+                "update processing_numbers set read_pending = true, delivery = 'read_aloud' where number_id = $1",
+            )
+            .bind(number_id)
+            .execute(&mut *tx)
+            .await?;
+            Fallback::ReadAloud
+        }
+        _ => Fallback::None,
+    };
+    sqlx::query(
+        "update outbox set status = 'failed', fallback = $2, last_error = $3, lease_until = null, body_sealed = '',
+           updated_at = $4
+         where message_id = $1",
+    )
+    .bind(message_id)
+    .bind(fallback.name())
+    .bind(error)
+    .bind(now)
+    .execute(&mut *tx)
+    .await?;
+    if fallback != Fallback::None {
+        audit(tx, "outbox", "fallback", number_id, &format!("delivery {}", fallback.name())).await?;
+    }
+    sqlx::query("insert into alerts (patient_id, reason) values ($1, $2)")
+        .bind(&patient_id)
+        .bind(fallback.alert(error))
+        .execute(&mut *tx)
+        .await?;
+    Ok(Some(fallback))
 }

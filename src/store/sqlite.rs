@@ -15,6 +15,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     (3, "number_lookup", include_str!("../../migrations/sqlite/0003_number_lookup.sql")),
     (4, "roster", include_str!("../../migrations/sqlite/0004_roster.sql")),
     (5, "campaigns", include_str!("../../migrations/sqlite/0005_campaigns.sql")),
+    (6, "delivery_fallback", include_str!("../../migrations/sqlite/0006_delivery_fallback.sql")),
 ];
 
 const NOW: &str = "strftime('%Y-%m-%dT%H:%M:%fZ', 'now')";
@@ -327,7 +328,7 @@ fn write_turn(tx: &Transaction<'_>, call: &CallRecord, seq: i64, w: &TurnWrite) 
     // step again.
     if let Some(n) = &w.issue {
         tx.execute_batch("savepoint issue")?;
-        match insert_number(tx, Some(call.call_id), n) {
+        match insert_number(tx, Some(call.call_id), n, None) {
             Ok(_) => tx.execute_batch("release issue")?,
             Err(e) => {
                 tx.execute_batch("rollback to issue; release issue")?;
@@ -370,6 +371,18 @@ fn write_turn(tx: &Transaction<'_>, call: &CallRecord, seq: i64, w: &TurnWrite) 
         )?
         .execute(params![call.patient_id, m.channel, m.recipient, m.body_sealed])?;
     }
+    if w.number_read {
+        let read: Option<i64> = tx
+            .prepare_cached(
+                "update processing_numbers set read_pending = 0 where patient_id = ?1 and read_pending = 1
+                 returning number_id",
+            )?
+            .query_row([&call.patient_id], |r| r.get(0))
+            .optional()?;
+        if read.is_some() {
+            audit(tx, "call", "read", read, "read aloud on the next call")?;
+        }
+    }
     for reason in &w.alerts {
         tx.prepare_cached("insert into alerts (patient_id, call_id, reason) values (?1, ?2, ?3)")?.execute(params![
             call.patient_id,
@@ -382,14 +395,23 @@ fn write_turn(tx: &Transaction<'_>, call: &CallRecord, seq: i64, w: &TurnWrite) 
 
 // ---- processing numbers, tokens and the outbox ----
 
+/// (number_id, patient_id, consent_call_id, consent_seq, consent_staff) of a late message's number.
+type LateRow = (i64, String, Option<i64>, Option<i64>, Option<String>);
+
 use chrono::{DateTime, Utc};
 
-use super::{Consent, Issued, NewNumber, OutboxMessage, SendResult, ValidNumber, Verdict};
+use super::{Consent, Fallback, Issued, LateMessage, NewNumber, OutboxMessage, SendResult, ValidNumber, Verdict};
+use super::{LATE_DEAD_ALERT, REISSUED_ALERT};
 use super::{parse_sqlite_time, sqlite_time};
 
 /// Records a number (and its message): expires numbers whose time is up, revokes the
 /// patient's previous number, inserts. A hash equal to a valid number's is a [`StoreError::Conflict`].
-fn insert_number(tx: &Connection, call_id: Option<i64>, n: &NewNumber) -> Result<Issued, StoreError> {
+fn insert_number(
+    tx: &Connection,
+    call_id: Option<i64>,
+    n: &NewNumber,
+    reissue_of: Option<i64>,
+) -> Result<Issued, StoreError> {
     let now = sqlite_time(n.issued_at);
     // Two statements, each on its index: with `number_hash = ?2 or patient_id = ?3` in one,
     // SQLite read every valid number for each number issued.
@@ -415,8 +437,8 @@ fn insert_number(tx: &Connection, call_id: Option<i64>, n: &NewNumber) -> Result
     let inserted = tx
         .prepare_cached(
             "insert into processing_numbers (patient_id, number_hash, sealed, issued_at, expires_at,
-               consent_channel, consent_call_id, consent_seq, consent_staff, delivery)
-             values (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+               consent_channel, consent_call_id, consent_seq, consent_staff, delivery, reissue_of)
+             values (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
         )?
         .execute(params![
             n.patient_id,
@@ -428,7 +450,8 @@ fn insert_number(tx: &Connection, call_id: Option<i64>, n: &NewNumber) -> Result
             call_id,
             seq,
             staff,
-            n.delivery
+            n.delivery,
+            reissue_of
         ]);
     match inserted {
         Err(rusqlite::Error::SqliteFailure(e, Some(msg)))
@@ -445,6 +468,11 @@ fn insert_number(tx: &Connection, call_id: Option<i64>, n: &NewNumber) -> Result
                 seq.unwrap_or_default(),
                 call_id.unwrap_or_default()
             )));
+        }
+        Err(rusqlite::Error::SqliteFailure(e, Some(msg)))
+            if e.code == rusqlite::ErrorCode::ConstraintViolation && msg.contains("reissue_of") =>
+        {
+            return Err(StoreError::Duplicate(format!("replacement for number {}", reissue_of.unwrap_or_default())));
         }
         Err(rusqlite::Error::SqliteFailure(e, _)) if e.code == rusqlite::ErrorCode::ConstraintViolation => {
             // The patient row is missing.
@@ -486,7 +514,7 @@ impl SqliteStore {
     pub fn issue_number(&self, n: &NewNumber) -> Result<Issued, StoreError> {
         let mut conn = self.conn();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let issued = insert_number(&tx, None, n)?;
+        let issued = insert_number(&tx, None, n, None)?;
         tx.commit()?;
         Ok(issued)
     }
@@ -495,7 +523,7 @@ impl SqliteStore {
     pub fn valid_number(&self, patient_id: &str, now: DateTime<Utc>) -> Result<Option<ValidNumber>, StoreError> {
         let conn = self.conn();
         let mut st = conn.prepare_cached(
-            "select number_id, expires_at, sealed from processing_numbers
+            "select number_id, expires_at, sealed, read_pending from processing_numbers
              where patient_id = ?1 and status = 'valid' and expires_at > ?2 order by number_id desc limit 1",
         )?;
         Ok(st
@@ -504,6 +532,7 @@ impl SqliteStore {
                     number_id: r.get(0)?,
                     expires_at: parse_sqlite_time(&r.get::<_, String>(1)?),
                     sealed: r.get(2)?,
+                    read_pending: r.get(3)?,
                 })
             })
             .optional()?)
@@ -590,14 +619,17 @@ impl SqliteStore {
         tx.prepare_cached(
             "update outbox set status = 'cancelled', body_sealed = '', last_error = 'number no longer valid', updated_at = ?1
              where status = 'pending' and number_id in (
-               select number_id from processing_numbers where status <> 'valid' or expires_at <= ?1)",
+               select number_id from processing_numbers where status <> 'valid')",
         )?
         .execute([sqlite_time(now)])?;
+        // A number that expired before its message went out is replaced first (`replace_late`).
         let claimed = {
             let mut st = tx.prepare_cached(
                 "update outbox set status = 'sending', lease_until = ?2, attempts = attempts + 1, updated_at = ?1
                  where message_id in (
                    select message_id from outbox where status = 'pending' and next_attempt_at <= ?1
+                     and (number_id is null or number_id not in (
+                       select number_id from processing_numbers where expires_at <= ?1))
                    order by next_attempt_at limit ?3)
                  returning message_id, patient_id, number_id, channel, recipient, body_sealed, attempts - 1",
             )?;
@@ -619,11 +651,20 @@ impl SqliteStore {
     }
 
     /// Records how a send ended. A dead message raises an alert for the health centre.
-    pub fn finish_message(&self, message_id: i64, result: &SendResult, now: DateTime<Utc>) -> Result<(), StoreError> {
+    pub fn finish_message(
+        &self,
+        message_id: i64,
+        result: &SendResult,
+        now: DateTime<Utc>,
+    ) -> Result<Option<Fallback>, StoreError> {
         let mut conn = self.conn();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let t = sqlite_time(now);
+        let mut fallback = None;
         match result {
+            SendResult::Undeliverable { error, email } => {
+                fallback = fall_back(&tx, message_id, error, *email, &t)?;
+            }
             SendResult::Sent { provider_id, status } => {
                 tx.prepare_cached(
                     "update outbox set status = 'sent', provider_id = ?2, last_error = ?3, lease_until = null, updated_at = ?4
@@ -652,7 +693,76 @@ impl SqliteStore {
             }
         }
         tx.commit()?;
-        Ok(())
+        Ok(fallback)
+    }
+
+    /// Pending messages due at `now` whose number expired before they could be sent.
+    pub fn late_messages(&self, now: DateTime<Utc>, limit: i64) -> Result<Vec<LateMessage>, StoreError> {
+        let conn = self.conn();
+        let mut st = conn.prepare_cached(
+            "select o.message_id, n.patient_id, n.number_id, o.channel, o.recipient, n.reissue_of is not null
+             from outbox o join processing_numbers n on n.number_id = o.number_id
+             where o.status = 'pending' and o.next_attempt_at <= ?1 and n.status = 'valid' and n.expires_at <= ?1
+             order by o.next_attempt_at limit ?2",
+        )?;
+        let rows = st.query_map(params![sqlite_time(now), limit], |r| {
+            Ok(LateMessage {
+                message_id: r.get(0)?,
+                patient_id: r.get(1)?,
+                number_id: r.get(2)?,
+                channel: r.get(3)?,
+                recipient: r.get(4)?,
+                reissued: r.get(5)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Replaces a late message's number with `fresh`, or dead-letters it; see [`super::Store::replace_late`].
+    pub fn replace_late(
+        &self,
+        message_id: i64,
+        fresh: Option<&NewNumber>,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let t = sqlite_time(now);
+        let late: Option<LateRow> = tx
+            .prepare_cached(
+                "select n.number_id, n.patient_id, n.consent_call_id, n.consent_seq, n.consent_staff
+                 from outbox o join processing_numbers n on n.number_id = o.number_id
+                 where o.message_id = ?1 and o.status = 'pending' and n.status = 'valid' and n.expires_at <= ?2",
+            )?
+            .query_row(params![message_id, t], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))
+            .optional()?;
+        let Some((number_id, patient_id, call_id, seq, staff)) = late else { return Ok(false) };
+        let (status, reason) = if fresh.is_some() { ("cancelled", REISSUED_ALERT) } else { ("dead", LATE_DEAD_ALERT) };
+        tx.prepare_cached(
+            "update outbox set status = ?2, body_sealed = '', last_error = 'expired before delivery',
+               lease_until = null, updated_at = ?3
+             where message_id = ?1",
+        )?
+        .execute(params![message_id, status, t])?;
+        match fresh {
+            Some(n) => {
+                let consent = match (seq, staff) {
+                    (Some(seq), _) if call_id.is_some() => Consent::Call { seq },
+                    (_, staff) => Consent::Staff { name: staff.unwrap_or_default() },
+                };
+                let n = NewNumber { patient_id: patient_id.clone(), consent, ..n.clone() };
+                let issued = insert_number(&tx, call_id, &n, Some(number_id))?;
+                audit(&tx, "outbox", "reissue", Some(issued.number_id), "expired before delivery")?;
+            }
+            None => {
+                tx.prepare_cached("update processing_numbers set status = 'expired' where number_id = ?1")?
+                    .execute([number_id])?;
+            }
+        }
+        tx.prepare_cached("insert into alerts (patient_id, reason) values (?1, ?2)")?
+            .execute(params![patient_id, reason])?;
+        tx.commit()?;
+        Ok(true)
     }
 
     /// Messages whose sender's lease ran out: back to pending (the dispatcher decides).
@@ -677,7 +787,7 @@ impl SqliteStore {
         let conn = self.conn();
         conn.prepare_cached(&format!(
             "update outbox set status = ?2, last_error = coalesce(?3, last_error), updated_at = {NOW}
-             where provider_id = ?1 and status not in ('delivered')"
+             where provider_id = ?1 and status not in ('delivered') and fallback is null"
         ))?
         .execute(params![provider_id, status, error_code])?;
         // Known: some message carries this provider id (even if a later status stood).
@@ -716,4 +826,62 @@ impl SqliteStore {
     pub fn valid_count(&self) -> Result<i64, StoreError> {
         Ok(self.conn().query_row("select count(*) from processing_numbers where status = 'valid'", [], |r| r.get(0))?)
     }
+}
+
+/// The fallback for an SMS that cannot reach the phone, once per message (see
+/// [`SendResult::Undeliverable`]). `None` when the message had already fallen back.
+fn fall_back(
+    tx: &Connection,
+    message_id: i64,
+    error: &str,
+    email_ok: bool,
+    t: &str,
+) -> Result<Option<Fallback>, StoreError> {
+    let row: Option<(Option<String>, Option<i64>, String)> = tx
+        .prepare_cached(
+            "select patient_id, number_id, body_sealed from outbox where message_id = ?1 and fallback is null",
+        )?
+        .query_row([message_id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .optional()?;
+    let Some((patient_id, number_id, body)) = row else { return Ok(None) };
+    // The number, while still valid: whether a copy is kept to read, and where to e-mail it.
+    let number: Option<(bool, Option<String>)> = tx
+        .prepare_cached(
+            "select n.sealed is not null, p.email from processing_numbers n join patients p on p.patient_id = n.patient_id
+             where n.number_id = ?1 and n.status = 'valid' and n.expires_at > ?2",
+        )?
+        .query_row(params![number_id, t], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()?;
+    let fallback = match number {
+        Some((_, Some(address))) if email_ok && address.contains('@') && !body.is_empty() => {
+            tx.prepare_cached(
+                "insert into outbox (patient_id, number_id, channel, recipient, body_sealed, next_attempt_at)
+                 values (?1, ?2, 'email', ?3, ?4, ?5)",
+            )?
+            .execute(params![patient_id, number_id, address, body, t])?;
+            tx.prepare_cached("update processing_numbers set delivery = 'email' where number_id = ?1")?
+                .execute([number_id])?;
+            Fallback::Email
+        }
+        Some((true, _)) => {
+            tx.prepare_cached(
+                "update processing_numbers set read_pending = 1, delivery = 'read_aloud' where number_id = ?1",
+            )?
+            .execute([number_id])?;
+            Fallback::ReadAloud
+        }
+        _ => Fallback::None,
+    };
+    tx.prepare_cached(
+        "update outbox set status = 'failed', fallback = ?2, last_error = ?3, lease_until = null, body_sealed = '',
+           updated_at = ?4
+         where message_id = ?1",
+    )?
+    .execute(params![message_id, fallback.name(), error, t])?;
+    if fallback != Fallback::None {
+        audit(tx, "outbox", "fallback", number_id, &format!("delivery {}", fallback.name()))?;
+    }
+    tx.prepare_cached("insert into alerts (patient_id, reason) values (?1, ?2)")?
+        .execute(params![patient_id, fallback.alert(error)])?;
+    Ok(Some(fallback))
 }

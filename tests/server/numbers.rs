@@ -226,6 +226,17 @@ async fn guessing_is_slowed_by_a_per_client_rate_limit() {
     }
     assert_eq!(&codes[..5], &[404; 5]);
     assert!(codes[5..].iter().all(|c| *c == 429), "{codes:?}");
+    // The refusal says when to try again: one attempt refills every 12 s.
+    let refused = reqwest::Client::new()
+        .post(format!("{}{path}", app.addr))
+        .bearer_auth(&a)
+        .json(&json!({"number": "00000009"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status().as_u16(), 429);
+    let after: u64 = refused.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((1..=12).contains(&after), "{after}");
     assert_eq!(api(&app, path, Some(&b), json!({"number": "00000001"})).await.0, 404, "another client is not slowed");
 }
 
@@ -245,4 +256,52 @@ async fn a_landline_caller_may_type_a_mobile_number_to_get_the_number_by_sms() {
     assert_eq!(sms[0].to, "+818011112222");
     assert_eq!(digits_in(&sms[0].body).len(), 8, "{}", sms[0].body);
     assert_eq!(app.store.valid_count().await.unwrap(), 1, "still one number");
+}
+
+/// The number read aloud in a call, from what the caller heard.
+fn number_heard(heard: &[String]) -> Option<String> {
+    let reading = heard.iter().find(|h| h.contains("処理番号は、"))?;
+    let spoken = reading.split("処理番号は、").nth(1)?;
+    Some(
+        spoken
+            .chars()
+            .take_while(|c| c.is_ascii_digit() || *c == ' ' || *c == '、')
+            .filter(char::is_ascii_digit)
+            .collect(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_sms_the_carrier_cannot_deliver_to_a_landline_is_read_on_the_next_call_once() {
+    let app = spawn_sqlite().await;
+    // The roster says mobile, but the line is a landline: the carrier reports 30006.
+    app.add_patient("P001", MOBILE).await;
+    app.call(MOBILE, &CONSENTING).await;
+    let sms = wait_for_sms(&app, 1).await;
+    assert_eq!(sms.len(), 1);
+    let number = digits_in(&sms[0].body);
+    let callback = [("MessageSid", sms[0].sid.as_str()), ("MessageStatus", "undelivered"), ("ErrorCode", "30006")];
+    for _ in 0..3 {
+        // Replayed by the carrier: the fallback happens once.
+        assert_eq!(app.post("/twilio/message-status?msg=1", &callback).await.0, 200);
+    }
+    let alerts = app.store.patient_alerts("P001").await.unwrap();
+    assert_eq!(alerts.len(), 1, "{alerts:?}");
+    assert!(alerts[0].ends_with("number will be read on the next call"), "{alerts:?}");
+    assert_eq!(app.store.messages("P001").await.unwrap().len(), 1, "no e-mail without an address");
+
+    // The next call asks the health questions, then reads the number, digit by digit, twice.
+    let mut keys = CONSENTING[..9].to_vec();
+    keys.push("2");
+    let (_, heard) = app.call(MOBILE, &keys).await;
+    assert_eq!(number_heard(&heard).as_deref(), Some(number.as_str()), "{heard:?}");
+    assert!(heard.iter().any(|h| h.contains("繰り返します")), "{heard:?}");
+    assert!(!heard.iter().any(|h| h.contains("接触確認アプリをご利用")), "no new number is offered: {heard:?}");
+    // Read once: the call after that neither reads it nor offers another while it is valid.
+    let (_, heard) = app.call(MOBILE, &CONSENTING[..9]).await;
+    assert_eq!(number_heard(&heard), None, "{heard:?}");
+    assert!(!heard.iter().any(|h| h.contains("接触確認アプリをご利用")), "{heard:?}");
+    assert_eq!(wait_for_sms(&app, 1).await.len(), 1, "no second SMS");
+    let reads = app.store.audit_log().await.unwrap().into_iter().filter(|(_, a, _)| a == "read").count();
+    assert_eq!(reads, 1);
 }
