@@ -8,6 +8,9 @@ use std::sync::Arc;
 use secrecy::ExposeSecret;
 use tokio::net::TcpListener;
 
+use crate::carrier::simulator as sim;
+use crate::carrier::twilio::{Sender, TwilioClient};
+use crate::carrier::webhook::WebhookClient;
 use crate::config::Settings;
 use crate::flow::Diagnostics;
 use crate::flow::registry::Registry;
@@ -65,15 +68,28 @@ impl Server {
             Some(u) => u.trim_end_matches('/').to_string(),
             None => format!("http://{addr}"),
         };
-        let token = match &settings.carrier.auth_token {
-            Some(t) => AuthToken::new(t.expose_secret()),
+        let token_text = match &settings.carrier.auth_token {
+            Some(t) => t.expose_secret().to_string(),
             None => {
                 tracing::warn!(
                     "no carrier.auth_token: a random one is made at start, so only the built-in simulator can sign webhooks; set carrier.auth_token to call in with ivr call --url"
                 );
-                AuthToken::new(random_token())
+                random_token()
             }
         };
+        let token = AuthToken::new(token_text.clone());
+        let simulator = match settings.carrier_kind() {
+            "simulator" => Some(Arc::new(simulator(settings, &store, &token, &public_url, addr)?)),
+            _ => None,
+        };
+        // The simulator serves Twilio's API on this very server: SMS (and calls) go through the
+        // same client, over HTTP, as with Twilio.
+        let carrier = match &simulator {
+            Some(_) => TwilioClient::new(&format!("http://{addr}/simulator"), sim::ACCOUNT_SID, token_text),
+            None => TwilioClient::from_settings(&settings.carrier),
+        }
+        .map_err(|e| ServeError::Carrier(e.to_string()))?;
+        let sender = settings.carrier.from.clone().unwrap_or_else(|| SIMULATOR_FROM.to_string());
         let state = AppState {
             store,
             flows: flows.clone(),
@@ -84,7 +100,8 @@ impl Server {
             inbound_flow: settings.flows.inbound.clone().into(),
             verify_limiter: http::api::limiter(settings.api.verify_per_minute),
             outbox_wake: Arc::new(tokio::sync::Notify::new()),
-            simulated_sms: Arc::default(),
+            simulator,
+            carrier: Some(carrier.clone()),
             turns: crate::calls::TurnContext {
                 flows: flows.clone(),
                 issuer: Arc::new(settings.issuer()),
@@ -95,14 +112,7 @@ impl Server {
         let dispatcher = crate::outbox::Dispatcher {
             store: state.store.clone(),
             key: state.turns.issuer.key.clone(),
-            sms: match settings.carrier_kind() {
-                "twilio" => crate::outbox::SmsGateway::Twilio {
-                    client: crate::carrier::twilio::TwilioClient::from_settings(&settings.carrier)
-                        .map_err(|e| ServeError::Carrier(e.to_string()))?,
-                    sender: crate::carrier::twilio::Sender::From(settings.carrier.from.clone().unwrap_or_default()),
-                },
-                _ => crate::outbox::SmsGateway::Simulator(state.simulated_sms.clone()),
-            },
+            sms: crate::outbox::SmsGateway::Twilio { client: carrier, sender: Sender::From(sender) },
             email: match &settings.email {
                 Some(e) => Some(Arc::new(
                     crate::notify::email::EmailSender::new(e).map_err(|e| ServeError::Email(e.to_string()))?,
@@ -165,6 +175,39 @@ async fn shutdown_signal() {
     }
     #[cfg(not(unix))]
     let _ = ctrl_c.await;
+}
+
+/// The caller id of simulated calls and SMS when `carrier.from` is not set.
+const SIMULATOR_FROM: &str = "+815000000000";
+
+/// The built-in carrier: signs webhooks with the server's token, sends them to this server
+/// (to the listen address when the public URL is a proxy's), and finds birth dates in the
+/// roster.
+fn simulator(
+    settings: &Settings,
+    store: &Store,
+    token: &AuthToken,
+    public_url: &str,
+    addr: SocketAddr,
+) -> Result<sim::Simulator, ServeError> {
+    let actual = format!("http://{addr}");
+    let mut webhooks = WebhookClient::new(token.clone());
+    if public_url != actual {
+        webhooks = webhooks.behind_proxy(public_url, &actual);
+    }
+    let store = store.clone();
+    let people: sim::People = Arc::new(move |phone: String| {
+        let store = store.clone();
+        Box::pin(async move { store.patient_by_phone(&phone).await.ok().flatten().and_then(|p| p.birth_md) })
+    });
+    let options = sim::Options {
+        auth_token: token.clone(),
+        webhooks,
+        people,
+        speed: settings.carrier.simulator_speed,
+        log: settings.carrier.simulator_log.clone(),
+    };
+    sim::Simulator::new(options).map_err(|e| ServeError::Carrier(format!("carrier.simulator_log: {e}")))
 }
 
 fn random_token() -> String {
