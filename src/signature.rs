@@ -354,6 +354,13 @@ impl<'a> PyUrl<'a> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_token_matches_only_itself() {
+        let token = super::AuthToken::new("s3cret");
+        assert!(token.matches("s3cret"));
+        assert!(!token.matches("s3cret ") && !token.matches("") && !token.matches("S3CRET"));
+    }
+
     use super::*;
 
     /// The example in Twilio's security documentation (checked with the `twilio` package).

@@ -53,13 +53,13 @@ async fn spawn_with(change: impl FnOnce(&mut Settings)) -> App {
 }
 
 impl App {
-    async fn add_patient(&self, id: &str, phone: &str) {
+    async fn add_patient(&self, id: &str, phone: &str, language: &str) {
         let p = Patient {
             patient_id: id.into(),
             name: "山田 花子".into(),
             phone: phone.into(),
             birth_md: Some("0412".into()),
-            language: "ja-JP".into(),
+            language: language.into(),
             email: None,
             area: None,
             care_start: None,
@@ -70,8 +70,12 @@ impl App {
 
     /// Places the daily health check to a new patient at `phone`, as the dialer will.
     async fn place(&self, phone: &str, amd: Option<MachineDetection>) -> String {
+        self.place_in(phone, amd, "ja-JP").await
+    }
+
+    async fn place_in(&self, phone: &str, amd: Option<MachineDetection>, language: &str) -> String {
         let id = format!("P{}", &phone[phone.len() - 4..]);
-        self.add_patient(&id, phone).await;
+        self.add_patient(&id, phone, language).await;
         let job = self.store.create_job(&id, "daily-health-check").await.unwrap();
         let mut req = CallRequest::new(phone, OURS, format!("{}/twilio/voice?job={job}", self.base))
             .with_status_callback(format!("{}/twilio/status", self.base));
@@ -156,6 +160,17 @@ async fn a_cooperative_app_user_answers_everything_and_gets_one_number_by_sms() 
         .collect();
     assert_eq!(kinds, ["call", "sms"]);
     assert!(!lines.contains(&mobile(0)) && !lines.contains(&digits[..4]), "{lines}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn personas_understand_the_english_prompts_too() {
+    let app = spawn().await;
+    let sid = app.place_in("+81312345670", None, "en-US").await;
+    let call = app.ended(&sid).await;
+    assert!(heard(&call, "Your processing number is"), "{:?}", call.heard);
+    let record = app.record(&sid).await;
+    assert!(record.ended && !record.incomplete);
+    assert_eq!(app.answer(&record, "trend").await, Some(Value::text("same")));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -17,6 +17,7 @@ mod persona;
 mod play;
 
 use std::collections::HashMap;
+use std::fmt;
 use std::future::Future;
 use std::io::Write;
 use std::path::PathBuf;
@@ -31,6 +32,7 @@ pub use persona::{Patient, Persona, Question, Reply, recognise};
 use super::twilio::{AnsweredBy, CallStatus};
 use super::webhook::WebhookClient;
 use crate::signature::AuthToken;
+use crate::telemetry::mask_phone;
 
 /// The account the simulator serves: `AC` and 32 zeros.
 pub const ACCOUNT_SID: &str = "AC00000000000000000000000000000000";
@@ -61,8 +63,9 @@ pub struct Options {
     pub log: Option<PathBuf>,
 }
 
-/// A call placed through the simulator, as it stands.
-#[derive(Debug, Clone)]
+/// A call placed through the simulator, as it stands. `Debug` masks the number and shows only
+/// how much was heard.
+#[derive(Clone)]
 pub struct SimulatedCall {
     pub sid: String,
     pub from: String,
@@ -87,8 +90,9 @@ pub struct SimulatedCall {
     pub heard: Vec<String>,
 }
 
-/// An SMS accepted by the simulator. The body holds a processing number: never log it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// An SMS accepted by the simulator. The body holds a processing number: never log it (`Debug`
+/// shows its length and the number masked).
+#[derive(Clone, PartialEq, Eq)]
 pub struct SimulatedSms {
     pub sid: String,
     pub to: String,
@@ -97,6 +101,35 @@ pub struct SimulatedSms {
     /// `queued`, then `sent`, then `delivered` or `undelivered`.
     pub status: String,
     pub at: DateTime<Utc>,
+}
+
+impl fmt::Debug for SimulatedCall {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SimulatedCall")
+            .field("sid", &self.sid)
+            .field("to", &mask_phone(&self.to))
+            .field("url", &self.url)
+            .field("persona", &self.persona)
+            .field("status", &self.status)
+            .field("answered_by", &self.answered_by)
+            .field("at", &self.at)
+            .field("duration", &self.duration)
+            .field("reported", &self.reported)
+            .field("heard", &format_args!("<{} prompts>", self.heard.len()))
+            .finish_non_exhaustive()
+    }
+}
+
+impl fmt::Debug for SimulatedSms {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SimulatedSms")
+            .field("sid", &self.sid)
+            .field("to", &mask_phone(&self.to))
+            .field("body", &format_args!("<{} characters>", self.body.chars().count()))
+            .field("status", &self.status)
+            .field("at", &self.at)
+            .finish_non_exhaustive()
+    }
 }
 
 /// The simulator. Cheap to clone: clones share everything.
