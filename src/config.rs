@@ -144,6 +144,12 @@ pub struct Carrier {
     pub from: Option<String>,
     /// Twilio's REST API base, configurable for tests and compatible providers.
     pub api_base: String,
+    /// With the simulator: a file that gets one JSON line per call placed and per SMS
+    /// accepted (numbers masked), written before the API answers.
+    pub simulator_log: Option<PathBuf>,
+    /// With the simulator: how fast simulated time runs. 1.0 rings and answers at a human
+    /// pace; 2.0 twice as fast; 0 has no delays at all (tests).
+    pub simulator_speed: f64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -175,6 +181,7 @@ sqlite_synchronous = "normal"
 
 [carrier]
 api_base = "https://api.twilio.com"
+simulator_speed = 1.0
 
 [issuer]
 digits = 8
@@ -249,6 +256,12 @@ impl Settings {
                     message: format!("'{u}' is not an http(s) URL"),
                 });
             }
+        }
+        if !(self.carrier.simulator_speed.is_finite() && self.carrier.simulator_speed >= 0.0) {
+            return Err(ConfigError::Invalid {
+                key: "carrier.simulator_speed",
+                message: "must be a number, 0 or more (0: no delays)".into(),
+            });
         }
         if self.scheduler.timezone.parse::<chrono_tz::Tz>().is_err() {
             return Err(ConfigError::Invalid {
@@ -466,6 +479,7 @@ mod tests {
         assert_eq!(s.server.listen.to_string(), "127.0.0.1:8080");
         assert_eq!(s.database.url.expose_secret(), "sqlite://ivr.db");
         assert_eq!(s.carrier_kind(), "simulator");
+        assert_eq!((s.carrier.simulator_speed, s.carrier.simulator_log.as_deref()), (1.0, None));
         assert_eq!(s.public_url(), "http://127.0.0.1:8080");
         let mut with_secret = s.clone();
         with_secret.carrier.auth_token = Some(SecretString::from("s3cret-token"));

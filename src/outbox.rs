@@ -14,7 +14,7 @@
 //! message whose number expired before it could be sent is not sent: a fresh number replaces
 //! it, once ([`Store::replace_late`]); a replacement that also expires is dead.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -56,23 +56,10 @@ impl Policy {
     }
 }
 
-/// An SMS handed to the simulated network.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SimulatedSms {
-    pub sid: String,
-    pub to: String,
-    pub body: String,
-}
-
-/// Where SMS go.
+/// Where SMS go: Twilio's Messages API, or the built-in simulator's copy of it.
 #[derive(Clone)]
 pub enum SmsGateway {
-    Twilio {
-        client: TwilioClient,
-        sender: Sender,
-    },
-    /// The built-in simulator keeps every message, for tests and the demo.
-    Simulator(Arc<Mutex<Vec<SimulatedSms>>>),
+    Twilio { client: TwilioClient, sender: Sender },
 }
 
 /// How one send went, before it is recorded.
@@ -255,15 +242,6 @@ impl Dispatcher {
 
     async fn send_sms(&self, m: &OutboxMessage, body: String) -> Attempt {
         match &self.sms {
-            SmsGateway::Simulator(sent) => {
-                let sid = format!("SM{}", hex::encode(rand::rng().random::<[u8; 16]>()));
-                sent.lock().unwrap_or_else(|e| e.into_inner()).push(SimulatedSms {
-                    sid: sid.clone(),
-                    to: m.recipient.clone(),
-                    body,
-                });
-                Attempt::Accepted { provider_id: sid, status: "queued".into() }
-            }
             SmsGateway::Twilio { client, sender } => {
                 let req = MessageRequest {
                     to: m.recipient.clone(),

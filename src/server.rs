@@ -8,6 +8,9 @@ use std::sync::Arc;
 use secrecy::ExposeSecret;
 use tokio::net::TcpListener;
 
+use crate::carrier::simulator as sim;
+use crate::carrier::twilio::{Sender, TwilioClient};
+use crate::carrier::webhook::WebhookClient;
 use crate::config::Settings;
 use crate::flow::Diagnostics;
 use crate::flow::registry::Registry;
@@ -73,15 +76,28 @@ impl Server {
             Some(u) => u.trim_end_matches('/').to_string(),
             None => format!("http://{addr}"),
         };
-        let token = match &settings.carrier.auth_token {
-            Some(t) => AuthToken::new(t.expose_secret()),
+        let token_text = match &settings.carrier.auth_token {
+            Some(t) => t.expose_secret().to_string(),
             None => {
                 tracing::warn!(
                     "no carrier.auth_token: a random one is made at start, so only the built-in simulator can sign webhooks; set carrier.auth_token to call in with ivr call --url"
                 );
-                AuthToken::new(random_token())
+                random_token()
             }
         };
+        let token = AuthToken::new(token_text.clone());
+        let simulator = match settings.carrier_kind() {
+            "simulator" => Some(Arc::new(simulator(settings, &store, &token, &public_url, addr)?)),
+            _ => None,
+        };
+        // The simulator serves Twilio's API on this very server: SMS (and calls) go through the
+        // same client, over HTTP, as with Twilio.
+        let carrier = match &simulator {
+            Some(_) => TwilioClient::new(&format!("http://{addr}/simulator"), sim::ACCOUNT_SID, token_text),
+            None => TwilioClient::from_settings(&settings.carrier),
+        }
+        .map_err(|e| ServeError::Carrier(e.to_string()))?;
+        let sender = settings.carrier.from.clone().unwrap_or_else(|| SIMULATOR_FROM.to_string());
         let state = AppState {
             store,
             flows: flows.clone(),
@@ -92,7 +108,8 @@ impl Server {
             inbound_flow: settings.flows.inbound.clone().into(),
             verify_limiter: http::api::limiter(settings.api.verify_per_minute),
             outbox_wake: Arc::new(tokio::sync::Notify::new()),
-            simulated_sms: Arc::default(),
+            simulator,
+            carrier: Some(carrier.clone()),
             email_configured: settings.email.is_some(),
             turns: crate::calls::TurnContext {
                 flows: flows.clone(),
@@ -107,25 +124,10 @@ impl Server {
             }),
             dialer_wake: Arc::new(tokio::sync::Notify::new()),
         };
-        // The carrier the dialer places calls through.
-        let carrier = match settings.carrier_kind() {
-            "twilio" => Some(
-                crate::carrier::twilio::TwilioClient::from_settings(&settings.carrier)
-                    .map_err(|e| ServeError::Carrier(e.to_string()))?,
-            ),
-            _ => None,
-        };
         let dispatcher = crate::outbox::Dispatcher {
             store: state.store.clone(),
             key: state.turns.issuer.key.clone(),
-            sms: match settings.carrier_kind() {
-                "twilio" => crate::outbox::SmsGateway::Twilio {
-                    client: crate::carrier::twilio::TwilioClient::from_settings(&settings.carrier)
-                        .map_err(|e| ServeError::Carrier(e.to_string()))?,
-                    sender: crate::carrier::twilio::Sender::From(settings.carrier.from.clone().unwrap_or_default()),
-                },
-                _ => crate::outbox::SmsGateway::Simulator(state.simulated_sms.clone()),
-            },
+            sms: crate::outbox::SmsGateway::Twilio { client: carrier.clone(), sender: Sender::From(sender.clone()) },
             email: match &settings.email {
                 Some(e) => Some(Arc::new(
                     crate::notify::email::EmailSender::new(e).map_err(|e| ServeError::Email(e.to_string()))?,
@@ -140,29 +142,27 @@ impl Server {
         let mut workers = Vec::new();
         let stop = Arc::new(tokio::sync::Notify::new());
         workers.push((tokio::spawn(dispatcher.run(stop.clone())), stop));
-        if let Some(carrier) = carrier {
-            let mut dialer = crate::scheduler::dialer::Dialer::new(
-                state.store.clone(),
-                carrier,
-                settings.carrier.from.clone().unwrap_or_else(|| "+815000000000".into()),
-                public_url.clone(),
-                state.campaign.clone(),
-            );
-            dialer.wake = state.dialer_wake.clone();
+        let mut dialer = crate::scheduler::dialer::Dialer::new(
+            state.store.clone(),
+            carrier,
+            sender,
+            public_url.clone(),
+            state.campaign.clone(),
+        );
+        dialer.wake = state.dialer_wake.clone();
+        let stop = Arc::new(tokio::sync::Notify::new());
+        workers.push((tokio::spawn(Arc::new(dialer).run(stop.clone())), stop));
+        if settings.scheduler.autostart {
             let stop = Arc::new(tokio::sync::Notify::new());
-            workers.push((tokio::spawn(Arc::new(dialer).run(stop.clone())), stop));
-            if settings.scheduler.autostart {
-                let stop = Arc::new(tokio::sync::Notify::new());
-                let daily = crate::scheduler::daily::run_daily(
-                    planner(settings),
-                    state.store.clone(),
-                    settings.plan_at(),
-                    state.dialer_wake.clone(),
-                    clock.clone(),
-                    stop.clone(),
-                );
-                workers.push((tokio::spawn(daily), stop));
-            }
+            let daily = crate::scheduler::daily::run_daily(
+                planner(settings),
+                state.store.clone(),
+                settings.plan_at(),
+                state.dialer_wake.clone(),
+                clock.clone(),
+                stop.clone(),
+            );
+            workers.push((tokio::spawn(daily), stop));
         }
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let app = http::router(state.clone());
@@ -232,6 +232,39 @@ pub fn planner(settings: &Settings) -> crate::scheduler::daily::Planner {
         capacity: settings.area_capacity(),
         flow: settings.flows.inbound.clone(),
     }
+}
+
+/// The caller id of simulated calls and SMS when `carrier.from` is not set.
+const SIMULATOR_FROM: &str = "+815000000000";
+
+/// The built-in carrier: signs webhooks with the server's token, sends them to this server
+/// (to the listen address when the public URL is a proxy's), and finds birth dates in the
+/// roster.
+fn simulator(
+    settings: &Settings,
+    store: &Store,
+    token: &AuthToken,
+    public_url: &str,
+    addr: SocketAddr,
+) -> Result<sim::Simulator, ServeError> {
+    let actual = format!("http://{addr}");
+    let mut webhooks = WebhookClient::new(token.clone());
+    if public_url != actual {
+        webhooks = webhooks.behind_proxy(public_url, &actual);
+    }
+    let store = store.clone();
+    let people: sim::People = Arc::new(move |phone: String| {
+        let store = store.clone();
+        Box::pin(async move { store.patient_by_phone(&phone).await.ok().flatten().and_then(|p| p.birth_md) })
+    });
+    let options = sim::Options {
+        auth_token: token.clone(),
+        webhooks,
+        people,
+        speed: settings.carrier.simulator_speed,
+        log: settings.carrier.simulator_log.clone(),
+    };
+    sim::Simulator::new(options).map_err(|e| ServeError::Carrier(format!("carrier.simulator_log: {e}")))
 }
 
 fn random_token() -> String {

@@ -56,6 +56,17 @@ impl AuthToken {
         Self(s.into())
     }
 
+    /// Whether `candidate` is this token (an HTTP basic-auth password, say), compared in
+    /// constant time.
+    pub fn matches(&self, candidate: &str) -> bool {
+        let mut mac = HmacSha1::new_from_slice(b"compare").expect("any key length");
+        mac.update(self.0.as_bytes());
+        let ours = mac.finalize().into_bytes();
+        let mut theirs = HmacSha1::new_from_slice(b"compare").expect("any key length");
+        theirs.update(candidate.as_bytes());
+        theirs.verify_slice(&ours).is_ok()
+    }
+
     fn mac(&self) -> HmacSha1 {
         HmacSha1::new_from_slice(self.0.as_bytes()).expect("HMAC takes keys of any length")
     }
@@ -343,6 +354,13 @@ impl<'a> PyUrl<'a> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_token_matches_only_itself() {
+        let token = super::AuthToken::new("s3cret");
+        assert!(token.matches("s3cret"));
+        assert!(!token.matches("s3cret ") && !token.matches("") && !token.matches("S3CRET"));
+    }
+
     use super::*;
 
     /// The example in Twilio's security documentation (checked with the `twilio` package).

@@ -1,7 +1,8 @@
 //! The phone network's side: [`webhook`] plays calls against our server as a carrier would
 //! (signed webhooks, TwiML answered through the interpreter). Used by `ivr call --url`, the
 //! tests, and the carrier simulator. [`twilio`] is Twilio's REST API: sending SMS and placing
-//! calls.
+//! calls. [`simulator`] serves that same API and plays the network and the patients.
 
+pub mod simulator;
 pub mod twilio;
 pub mod webhook;

@@ -2,6 +2,8 @@
 //! gather posts its keys to its `action`, and a status callback closes the call, every request
 //! signed as Twilio signs them.
 
+use std::time::Duration;
+
 use crate::phone::{self, Heard, Next};
 use crate::signature::{self, AuthToken, SIGNATURE_HEADER};
 use crate::twiml;
@@ -76,7 +78,8 @@ pub struct CallInfo {
 }
 
 impl CallInfo {
-    fn params(&self) -> Vec<(String, String)> {
+    /// The parameters Twilio sends with every request of the call.
+    pub fn params(&self) -> Vec<(String, String)> {
         vec![
             ("AccountSid".into(), "AC00000000000000000000000000000000".into()),
             ("CallSid".into(), self.call_sid.clone()),
@@ -105,6 +108,26 @@ pub fn new_call_sid() -> String {
     format!("CA{}", hex::encode(bytes))
 }
 
+/// Someone on the line: hears each document the server answers and decides what to press.
+/// Any `FnMut(&Heard) -> Option<String>` is a caller that answers at once.
+pub trait Caller {
+    /// The keys to press at the gather just heard (`Some("")` is silence, `None` hangs up).
+    /// Called for every document heard, gathers or not; keys are used only at a gather.
+    fn answer(&mut self, heard: &Heard) -> Option<String>;
+
+    /// How long the caller takes at a gather before `keys` reach the carrier (listening,
+    /// thinking, pressing, or letting the gather time out). Nothing by default.
+    fn delay(&mut self, _heard: &Heard, _keys: Option<&str>) -> Duration {
+        Duration::ZERO
+    }
+}
+
+impl<F: FnMut(&Heard) -> Option<String>> Caller for F {
+    fn answer(&mut self, heard: &Heard) -> Option<String> {
+        self(heard)
+    }
+}
+
 /// Plays a whole call: answers at `voice_url`, then hands every document heard to `caller`,
 /// which returns the keys to press at a gather (`Some("")` is silence, `None` hangs up).
 /// Finally posts a `completed` status callback to `status_url`, as the carrier would.
@@ -115,11 +138,32 @@ pub async fn play_call(
     call: &CallInfo,
     mut caller: impl FnMut(&Heard) -> Option<String>,
 ) -> Result<Ending, WebhookError> {
-    const MAX_TURNS: usize = 500;
     let base = call.params();
-    let mut doc = client.post(voice_url, &base).await?;
+    let ending = converse(client, voice_url, &base, &[], &mut caller).await?;
+    let mut done = base.clone();
+    done.retain(|(k, _)| k != "CallStatus");
+    done.push(("CallStatus".into(), "completed".into()));
+    done.push(("CallDuration".into(), "60".into()));
+    client.post(status_url, &done).await?;
+    Ok(ending)
+}
+
+/// The answered part of a call: posts `params` and `on_answer` (say `AnsweredBy`) to
+/// `voice_url`, then follows the TwiML as a phone does, `caller` pressing keys at each gather,
+/// every later request carrying `params` (and `Digits`). Returns when either side hangs up;
+/// a failed request ends it with the error (the carrier would play its error message and
+/// hang up). Posts no status callback: that is the caller's carrier's business.
+pub async fn converse(
+    client: &WebhookClient,
+    voice_url: &str,
+    params: &[(String, String)],
+    on_answer: &[(String, String)],
+    caller: &mut impl Caller,
+) -> Result<Ending, WebhookError> {
+    const MAX_TURNS: usize = 500;
+    let first: Vec<(String, String)> = params.iter().chain(on_answer).cloned().collect();
+    let mut doc = client.post(voice_url, &first).await?;
     let mut url = voice_url.to_string();
-    let mut ending = Ending::Completed;
     let mut turns = 0;
     loop {
         turns += 1;
@@ -128,39 +172,34 @@ pub async fn play_call(
         }
         let verbs = twiml::parse(&doc).map_err(|source| WebhookError::Twiml { url: url.clone(), source })?;
         let heard = phone::listen(&verbs);
-        let keys = caller(&heard);
-        let (next_url, digits) = match heard.next {
-            Next::Hangup => break,
-            Next::Redirect(u) => (u, None),
+        let keys = caller.answer(&heard);
+        let (next_url, digits) = match &heard.next {
+            Next::Hangup => return Ok(Ending::Completed),
+            Next::Redirect(u) => (u.clone(), None),
             Next::Gather { gather, after } => {
-                let Some(keys) = keys else {
-                    ending = Ending::CallerHungUp;
-                    break;
-                };
-                let digits = phone::press(&gather, &keys);
+                let wait = caller.delay(&heard, keys.as_deref());
+                if !wait.is_zero() {
+                    tokio::time::sleep(wait).await;
+                }
+                let Some(keys) = keys else { return Ok(Ending::CallerHungUp) };
+                let digits = phone::press(gather, &keys);
                 if digits.is_empty() && !gather.action_on_empty_result {
-                    match phone::listen(&after).next {
+                    match phone::listen(after).next {
                         Next::Redirect(u) => (u, None),
-                        _ => break,
+                        _ => return Ok(Ending::Completed),
                     }
                 } else {
-                    (gather.action, Some(digits))
+                    (gather.action.clone(), Some(digits))
                 }
             }
         };
-        let mut params = base.clone();
+        let mut params = params.to_vec();
         if let Some(d) = digits {
             params.push(("Digits".into(), d));
         }
         url = resolve(voice_url, &next_url);
         doc = client.post(&url, &params).await?;
     }
-    let mut done = base.clone();
-    done.retain(|(k, _)| k != "CallStatus");
-    done.push(("CallStatus".into(), "completed".into()));
-    done.push(("CallDuration".into(), "60".into()));
-    client.post(status_url, &done).await?;
-    Ok(ending)
 }
 
 /// An action URL as the carrier resolves it against the document's URL.

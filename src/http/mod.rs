@@ -40,8 +40,11 @@ pub struct AppState {
     pub verify_limiter: Arc<governor::DefaultKeyedRateLimiter<String>>,
     /// Wakes the outbox dispatcher when a message is written.
     pub outbox_wake: Arc<tokio::sync::Notify>,
-    /// SMS handed to the built-in simulator (empty with a real carrier).
-    pub simulated_sms: Arc<std::sync::Mutex<Vec<crate::outbox::SimulatedSms>>>,
+    /// The built-in carrier simulator (with `carrier.kind = "simulator"`): the calls it
+    /// placed and the SMS it accepted, and personas to set for tests.
+    pub simulator: Option<Arc<crate::carrier::simulator::Simulator>>,
+    /// Twilio's REST API (or the simulator's, which is the same API) for placing calls.
+    pub carrier: Option<crate::carrier::twilio::TwilioClient>,
     /// The rules that follow a dialled call: retries, calling hours, limits.
     pub campaign: Arc<crate::scheduler::dialer::Campaign>,
     /// Wakes the dialer (a call ended: room for the next).
@@ -51,19 +54,20 @@ pub struct AppState {
     pub metrics: PrometheusHandle,
 }
 
-/// The whole router.
+/// The whole router. With the simulator, its Twilio API is under `/simulator`, outside the
+/// webhook signature check (it authenticates as Twilio does, with basic auth).
 pub fn router(state: AppState) -> Router {
     let twilio = twilio::router().layer(middleware::from_fn_with_state(state.clone(), verify::twilio_signature));
-    Router::new()
-        .merge(twilio)
-        .merge(ops::router())
-        .merge(api::router())
-        .layer(middleware::from_fn(track))
-        .layer(tower_http::trace::TraceLayer::new_for_http().make_span_with(|r: &Request| {
+    let mut app = Router::new().merge(twilio).merge(ops::router()).merge(api::router()).with_state(state.clone());
+    if let Some(simulator) = &state.simulator {
+        app = app.nest("/simulator", simulator.router());
+    }
+    app.layer(middleware::from_fn(track)).layer(tower_http::trace::TraceLayer::new_for_http().make_span_with(
+        |r: &Request| {
             // The path only: query strings carry call ids, never shown to every log reader.
             tracing::info_span!("http", method = %r.method(), path = %r.uri().path())
-        }))
-        .with_state(state)
+        },
+    ))
 }
 
 /// Latency by route and status, for `/metrics`.

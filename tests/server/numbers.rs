@@ -13,18 +13,17 @@ const LANDLINE: &str = "+81312345678";
 /// Healthy answers, then "I use the app" and "I consent".
 const CONSENTING: [&str; 13] = ["0412", "365", "1", "2", "2", "2", "2", "2", "2", "1", "1", "", ""];
 
-async fn wait_for_sms(app: &TestApp, n: usize) -> Vec<ivr::outbox::SimulatedSms> {
-    let sent = app.server.as_ref().unwrap().state.simulated_sms.clone();
+async fn wait_for_sms(app: &TestApp, n: usize) -> Vec<ivr::carrier::simulator::SimulatedSms> {
+    let sim = app.server.as_ref().unwrap().state.simulator.clone().expect("the simulator carrier");
     for _ in 0..100 {
-        let got = sent.lock().unwrap().clone();
-        if got.len() >= n {
+        if sim.messages().len() >= n {
             // Give a duplicate the chance to show up before counting.
             tokio::time::sleep(Duration::from_millis(300)).await;
-            return sent.lock().unwrap().clone();
+            return sim.messages();
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    sent.lock().unwrap().clone()
+    sim.messages()
 }
 
 fn digits_in(text: &str) -> String {

@@ -261,6 +261,21 @@ pub enum CallStatus {
 }
 
 impl CallStatus {
+    /// The name Twilio uses (`no-answer`, `in-progress`…).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CallStatus::Queued => "queued",
+            CallStatus::Ringing => "ringing",
+            CallStatus::InProgress => "in-progress",
+            CallStatus::Completed => "completed",
+            CallStatus::Busy => "busy",
+            CallStatus::Failed => "failed",
+            CallStatus::NoAnswer => "no-answer",
+            CallStatus::Canceled => "canceled",
+            CallStatus::Other => "other",
+        }
+    }
+
     /// The call is over and its status will not change.
     pub fn is_final(self) -> bool {
         matches!(
@@ -285,6 +300,22 @@ pub enum AnsweredBy {
     /// A value this client does not know yet.
     #[serde(other)]
     Other,
+}
+
+impl AnsweredBy {
+    /// The name Twilio uses (`machine_end_beep`…).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AnsweredBy::Human => "human",
+            AnsweredBy::MachineStart => "machine_start",
+            AnsweredBy::MachineEndBeep => "machine_end_beep",
+            AnsweredBy::MachineEndSilence => "machine_end_silence",
+            AnsweredBy::MachineEndOther => "machine_end_other",
+            AnsweredBy::Fax => "fax",
+            AnsweredBy::Unknown => "unknown",
+            AnsweredBy::Other => "other",
+        }
+    }
 }
 
 /// A Call resource, as created or fetched.
