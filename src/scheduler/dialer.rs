@@ -87,6 +87,12 @@ impl Campaign {
             Some(sid) => store.call(sid).await?.map(|c| c.ended),
             None => None,
         };
+        // The voice webhook recorded who answered if the callback does not say.
+        let stored = match answered_by {
+            Some(_) => None,
+            None => store.attempts(job_id).await?.into_iter().find(|a| a.attempt == attempt).and_then(|a| a.answered_by),
+        };
+        let answered_by = answered_by.or(stored.as_deref());
         let outcome = outcome(status, answered_by, flow_done);
         self.end(store, job_id, attempt, outcome, answered_by, now).await
     }

@@ -97,6 +97,8 @@ pub enum Question {
     NumberReadAloud,
     /// "… is that right? 1 yes, 2 enter again".
     Confirm,
+    /// The message left on an answering machine; a person who hears it presses a key.
+    MachineMessage,
 }
 
 /// Words of each question in the shipped prompts, Japanese and English. Distinctive enough
@@ -115,6 +117,7 @@ const KEYWORDS: &[(Question, &[&str])] = &[
     (Question::Consent, &["処理番号の発行を希望", "To receive a processing number"]),
     (Question::NumberReadAloud, &["処理番号は、", "Your processing number is"]),
     (Question::Confirm, &["正しければ1", "If that is correct, press 1"]),
+    (Question::MachineMessage, &["後ほど改めてお電話します", "We will call again later"]),
 ];
 
 /// The question a document asks: of the questions whose words were heard, the one heard last
@@ -170,6 +173,10 @@ impl Patient {
         if !matches!(heard.next, Next::Gather { .. }) {
             return Reply::HangUp;
         }
+        if recognise(&heard.speech) == Some(Question::MachineMessage) {
+            // Detection took this call for a machine: a person presses a key, a machine cannot.
+            return if self.persona == Persona::Machine { Reply::Silence } else { Reply::Keys("1".into()) };
+        }
         self.questions += 1;
         if self.persona == Persona::Machine {
             return Reply::Silence;
@@ -210,7 +217,7 @@ impl Patient {
             Question::AppUse => yes_no(self.persona.uses_app()),
             Question::Consent => yes_no(self.persona.uses_app()),
             Question::NumberReadAloud => "2".into(),
-            Question::Confirm => "1".into(),
+            Question::Confirm | Question::MachineMessage => "1".into(),
         }
     }
 }
