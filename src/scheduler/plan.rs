@@ -83,7 +83,8 @@ pub fn plan_day(
     let mut plan = Plan::default();
     let mut slot_of_job = Vec::new();
     let mut per_window = vec![0usize; windows.len()];
-    let mut used: HashMap<&str, u32> = HashMap::new();
+    // Area → (capacity, patients planned so far): one lookup per patient.
+    let mut limits: HashMap<&str, (u32, u32)> = capacity.iter().map(|(a, &cap)| (a.as_str(), (cap, 0))).collect();
     for (index, p) in patients.iter().enumerate() {
         let skipped = &mut plan.skipped;
         if !p.in_care(day) {
@@ -103,13 +104,12 @@ pub fn plan_day(
             skipped.slot_over += 1;
             continue;
         };
-        if let Some((area, &cap)) = p.area.and_then(|a| capacity.get(a).map(|c| (a, c))) {
-            let n = used.entry(area).or_insert(0);
-            if *n >= cap {
+        if let Some((cap, used)) = p.area.and_then(|a| limits.get_mut(a)) {
+            if *used >= *cap {
                 skipped.over_capacity += 1;
                 continue;
             }
-            *n += 1;
+            *used += 1;
         }
         per_window[slot] += 1;
         slot_of_job.push(slot);
