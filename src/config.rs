@@ -328,7 +328,9 @@ impl Settings {
             return invalid("scheduler.retry_after", format!("'{}' is not a duration like 30m", s.retry_after));
         }
         match parse_duration(&s.ring_timeout) {
-            None => return invalid("scheduler.ring_timeout", format!("'{}' is not a duration like 45s", s.ring_timeout)),
+            None => {
+                return invalid("scheduler.ring_timeout", format!("'{}' is not a duration like 45s", s.ring_timeout));
+            }
             Some(d) if d > chrono::Duration::seconds(600) => {
                 return invalid("scheduler.ring_timeout", "must be at most 600s (Twilio's limit)".into());
             }
@@ -509,7 +511,10 @@ mod tests {
         assert_eq!(hours.slot_names(), ["morning", "afternoon"]);
         let day = chrono::NaiveDate::from_ymd_opt(2025, 6, 2).unwrap();
         let (start, end) = hours.slot_window(day, None).unwrap();
-        assert_eq!((start.to_rfc3339(), end.to_rfc3339()), ("2025-06-02T00:00:00+00:00".into(), "2025-06-02T02:00:00+00:00".into()));
+        assert_eq!(
+            (start.to_rfc3339(), end.to_rfc3339()),
+            ("2025-06-02T00:00:00+00:00".into(), "2025-06-02T02:00:00+00:00".into())
+        );
         assert!(!hours.is_blocked(day));
         assert_eq!(
             s.dial_policy(),
@@ -578,8 +583,15 @@ mod tests {
 
     #[test]
     fn a_bad_scheduler_value_is_refused_with_its_key() {
-        let cases: [(&str, &[(&str, &str)], &str, &str); 12] = [
-            ("[scheduler]\nslots = { morning = \"9-11\" }", &[], "scheduler.slots", "slot morning: '9' is not a time of day"),
+        // (file, environment, the key named, part of the message)
+        type Case<'a> = (&'a str, &'a [(&'a str, &'a str)], &'a str, &'a str);
+        let cases: [Case; 12] = [
+            (
+                "[scheduler]\nslots = { morning = \"9-11\" }",
+                &[],
+                "scheduler.slots",
+                "slot morning: '9' is not a time of day",
+            ),
             ("[scheduler]\nslots = { night = \"22:00-02:00\" }", &[], "scheduler.slots", "cannot cross midnight"),
             ("[scheduler]\nslots = {}", &[], "scheduler.slots", "at least one slot"),
             ("", &[("IVR_SCHEDULER__QUIET_HOURS", "10:00-10:30")], "scheduler.quiet_hours", "split slot"),

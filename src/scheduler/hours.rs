@@ -154,7 +154,8 @@ impl BlockedDay {
     /// A date, an inclusive range of dates, or a weekday's short English name.
     pub fn parse(s: &str) -> Result<BlockedDay, HoursError> {
         let t = s.trim();
-        let date = |d: &str| NaiveDate::parse_from_str(d.trim(), "%Y-%m-%d").map_err(|_| HoursError::BlockedDay(s.into()));
+        let date =
+            |d: &str| NaiveDate::parse_from_str(d.trim(), "%Y-%m-%d").map_err(|_| HoursError::BlockedDay(s.into()));
         let weekday = match t.to_ascii_lowercase().as_str() {
             "sun" => Some(Weekday::Sun),
             "mon" => Some(Weekday::Mon),
@@ -286,7 +287,10 @@ impl CallingHours {
         let spans = if q.wraps() {
             vec![DailySpan { start: q.end, end: q.start }]
         } else {
-            vec![DailySpan { start: DayTime::MIDNIGHT, end: q.start }, DailySpan { start: q.end, end: DayTime::END_OF_DAY }]
+            vec![
+                DailySpan { start: DayTime::MIDNIGHT, end: q.start },
+                DailySpan { start: q.end, end: DayTime::END_OF_DAY },
+            ]
         };
         spans
             .into_iter()
@@ -386,7 +390,9 @@ mod tests {
     #[test]
     fn quiet_hours_that_wrap_midnight_cover_both_ends_of_the_day() {
         let q = DailySpan::parse("20:00-09:00").unwrap();
-        for (t, quiet) in [("19:59", false), ("20:00", true), ("23:59", true), ("00:00", true), ("08:59", true), ("09:00", false)] {
+        for (t, quiet) in
+            [("19:59", false), ("20:00", true), ("23:59", true), ("00:00", true), ("08:59", true), ("09:00", false)]
+        {
             assert_eq!(q.contains(DayTime::parse(t).unwrap()), quiet, "{t}");
         }
     }
@@ -404,9 +410,13 @@ mod tests {
         for bad in ["sunday", "2025-13-01", "2025-06-01..", "tomorrow"] {
             assert_eq!(BlockedDay::parse(bad), Err(HoursError::BlockedDay(bad.into())), "{bad}");
         }
-        assert_eq!(BlockedDay::parse("2026-01-03..2025-12-29"), Err(HoursError::BackwardRange("2026-01-03..2025-12-29".into())));
-        let h = hours(chrono_tz::Asia::Tokyo, &[("morning", "09:00-11:00")], "20:00-09:00", &["sat", "sun", "2025-06-04"])
-            .unwrap();
+        assert_eq!(
+            BlockedDay::parse("2026-01-03..2025-12-29"),
+            Err(HoursError::BackwardRange("2026-01-03..2025-12-29".into()))
+        );
+        let h =
+            hours(chrono_tz::Asia::Tokyo, &[("morning", "09:00-11:00")], "20:00-09:00", &["sat", "sun", "2025-06-04"])
+                .unwrap();
         let blocked: Vec<_> = (1..=7).map(|d| h.is_blocked(date(&format!("2025-06-{d:02}")))).collect();
         assert_eq!(blocked, [true, false, false, true, false, false, true]);
         assert_eq!(h.slot_window(date("2025-06-01"), None), None);
@@ -442,13 +452,21 @@ mod tests {
             hours(tz, &[("day", "09:00-17:00")], "12:00-13:00", &[]).unwrap_err(),
             HoursError::QuietSplitsSlot { slot: "day".into(), quiet: "12:00-13:00".into() }
         );
-        assert_eq!(CallingHours::new(tz, vec![], DailySpan::parse("20:00-09:00").unwrap(), vec![]).unwrap_err(), HoursError::NoSlots);
+        assert_eq!(
+            CallingHours::new(tz, vec![], DailySpan::parse("20:00-09:00").unwrap(), vec![]).unwrap_err(),
+            HoursError::NoSlots
+        );
     }
 
     #[test]
     fn slot_windows_follow_daylight_saving_time_in_berlin() {
-        let h = hours(chrono_tz::Europe::Berlin, &[("night", "02:00-04:00"), ("morning", "09:00-11:00")], "22:00-00:30", &[])
-            .unwrap();
+        let h = hours(
+            chrono_tz::Europe::Berlin,
+            &[("night", "02:00-04:00"), ("morning", "09:00-11:00")],
+            "22:00-00:30",
+            &[],
+        )
+        .unwrap();
         let window = |d: &str, s| h.slot_window(date(d), Some(s));
         // Winter (UTC+1) and summer (UTC+2) on either side of 2025-03-30.
         assert_eq!(window("2025-03-29", "morning"), Some((utc("2025-03-29T08:00:00Z"), utc("2025-03-29T10:00:00Z"))));

@@ -78,12 +78,14 @@ pub fn plan_day(
 ) -> Plan {
     let windows = open_windows(hours, day, now, start_now);
     // For each slot, the window its patients are called in: its own, else the next still open.
-    let target: Vec<Option<usize>> = (0..windows.len()).map(|i| (i..windows.len()).find(|&j| windows[j].is_some())).collect();
+    let target: Vec<Option<usize>> =
+        (0..windows.len()).map(|i| (i..windows.len()).find(|&j| windows[j].is_some())).collect();
     let blocked = hours.is_blocked(day);
     let mut plan = Plan::default();
     let mut slot_of_job = Vec::new();
     let mut per_window = vec![0usize; windows.len()];
-    let mut used: HashMap<&str, u32> = HashMap::new();
+    // Area → (capacity, patients planned so far): one lookup per patient.
+    let mut limits: HashMap<&str, (u32, u32)> = capacity.iter().map(|(a, &cap)| (a.as_str(), (cap, 0))).collect();
     for (index, p) in patients.iter().enumerate() {
         let skipped = &mut plan.skipped;
         if !p.in_care(day) {
@@ -103,13 +105,12 @@ pub fn plan_day(
             skipped.slot_over += 1;
             continue;
         };
-        if let Some((area, &cap)) = p.area.and_then(|a| capacity.get(a).map(|c| (a, c))) {
-            let n = used.entry(area).or_insert(0);
-            if *n >= cap {
+        if let Some((cap, used)) = p.area.and_then(|a| limits.get_mut(a)) {
+            if *used >= *cap {
                 skipped.over_capacity += 1;
                 continue;
             }
-            *n += 1;
+            *used += 1;
         }
         per_window[slot] += 1;
         slot_of_job.push(slot);
@@ -161,7 +162,8 @@ mod tests {
 
     /// Tokyo (UTC+9): morning 09:00-11:00 is 00:00-02:00Z, afternoon 14:00-16:00 is 05:00-07:00Z.
     fn hours(blocked: &[&str]) -> CallingHours {
-        let slots = vec![Slot::parse("morning", "09:00-11:00").unwrap(), Slot::parse("afternoon", "14:00-16:00").unwrap()];
+        let slots =
+            vec![Slot::parse("morning", "09:00-11:00").unwrap(), Slot::parse("afternoon", "14:00-16:00").unwrap()];
         let blocked = blocked.iter().map(|b| BlockedDay::parse(b).unwrap()).collect();
         CallingHours::new(chrono_tz::Asia::Tokyo, slots, DailySpan::parse("20:00-09:00").unwrap(), blocked).unwrap()
     }
@@ -220,7 +222,8 @@ mod tests {
             .map(|(i, id)| PlanPatient { area: areas[i % 3], ..patient(id, slots[i % 3 / 2 + i % 2]) })
             .collect();
         let capacity = HashMap::from([("north".to_string(), 100), ("south".to_string(), 50)]);
-        let run = || plan_day(day(), utc("2025-06-01T23:00:00Z"), &patients, &HashSet::new(), &hours(&[]), &capacity, false);
+        let run =
+            || plan_day(day(), utc("2025-06-01T23:00:00Z"), &patients, &HashSet::new(), &hours(&[]), &capacity, false);
         let first = run();
         assert_eq!(first.jobs.len(), 500 - first.skipped.over_capacity);
         assert_eq!(first, run());
@@ -246,7 +249,8 @@ mod tests {
 
     #[test]
     fn an_area_takes_its_first_patients_up_to_its_capacity() {
-        let mut patients: Vec<_> = ["n1", "n2", "n3", "n4"].map(|id| PlanPatient { area: Some("north"), ..patient(id, None) }).into();
+        let mut patients: Vec<_> =
+            ["n1", "n2", "n3", "n4"].map(|id| PlanPatient { area: Some("north"), ..patient(id, None) }).into();
         patients.insert(1, PlanPatient { area: Some("south"), ..patient("s1", None) });
         patients.push(patient("x", None));
         patients[2].slot = Some("afternoon");
@@ -266,7 +270,15 @@ mod tests {
         let d = |s: &str| Some(s.parse::<NaiveDate>().unwrap());
         let patients = [patient("a", None), PlanPatient { care_end: d("2025-05-31"), ..patient("b", None) }];
         for blocked in ["2025-06-02", "mon", "2025-05-30..2025-06-03"] {
-            let p = plan_day(day(), utc("2025-06-01T22:00:00Z"), &patients, &HashSet::new(), &hours(&[blocked]), &HashMap::new(), true);
+            let p = plan_day(
+                day(),
+                utc("2025-06-01T22:00:00Z"),
+                &patients,
+                &HashSet::new(),
+                &hours(&[blocked]),
+                &HashMap::new(),
+                true,
+            );
             assert!(p.jobs.is_empty(), "{blocked}");
             assert_eq!(p.skipped, Skipped { blocked_day: 1, out_of_care: 1, ..Skipped::default() });
         }
