@@ -120,7 +120,7 @@ fn hours() -> CallingHours {
     let slots = [("morning", "09:00-11:00"), ("afternoon", "14:00-16:00"), ("evening", "17:00-19:00")];
     let slots = slots.iter().map(|(n, s)| Slot::parse(n, s).expect("a slot")).collect();
     let quiet = DailySpan::parse("20:00-09:00").expect("quiet hours");
-    CallingHours::new(chrono_tz::Asia::Tokyo, slots, quiet, vec![BlockedDay::parse("sun").expect("a weekday")])
+    CallingHours::new(chrono_tz::Asia::Tokyo, slots, Some(quiet), vec![BlockedDay::parse("sun").expect("a weekday")])
         .expect("calling hours")
 }
 

@@ -360,7 +360,10 @@ impl Settings {
             Some(t) => t.iter().map(|(n, span)| slot((n, span))).collect::<Result<Vec<_>, _>>()?,
             None => DEFAULT_SLOTS.into_iter().map(slot).collect::<Result<Vec<_>, _>>()?,
         };
-        let quiet = DailySpan::parse(&s.quiet_hours).map_err(invalid("scheduler.quiet_hours"))?;
+        let quiet = match s.quiet_hours.trim() {
+            "none" => None,
+            q => Some(DailySpan::parse(q).map_err(invalid("scheduler.quiet_hours"))?),
+        };
         let blocked = s.blocked_days.iter().map(|d| BlockedDay::parse(d)).collect::<Result<Vec<_>, _>>();
         let blocked = blocked.map_err(invalid("scheduler.blocked_days"))?;
         let tz = s.timezone.parse().map_err(|_| ConfigError::Invalid {

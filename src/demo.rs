@@ -27,9 +27,19 @@ pub fn demo_settings(mut settings: Settings) -> Settings {
     settings.database.url = SecretString::from(format!("sqlite://{DEMO_DB}"));
     settings.carrier.kind = Some("simulator".into());
     let s = &mut settings.scheduler;
+    // Whatever the hour the demo runs at: the roster's slots cover the whole day, no quiet hours.
+    s.slots = Some(
+        [("morning", "00:00-12:00"), ("afternoon", "12:00-24:00")]
+            .into_iter()
+            .map(|(name, span)| (name.to_string(), span.to_string()))
+            .collect(),
+    );
+    s.quiet_hours = "none".into();
+    s.blocked_days.clear();
     s.calls_per_second = 2.0;
     s.max_concurrent_calls = 8;
-    s.retry_after = "20s".into();
+    s.retry_after = "15s".into();
+    s.ring_timeout = "20s".into();
     s.max_attempts = 2;
     s.call_lease = "2m".into();
     s.autostart = false;

@@ -178,7 +178,7 @@ async fn status(State(app): State<AppState>, Query(q): Query<StatusQuery>, form:
             let now = app.campaign.clock.now();
             app.store.attempt_dialed(job, attempt, &sid).await?;
             if crate::scheduler::dialer::is_final(&status) {
-                app.campaign.call_ended(&app.store, job, attempt, Some(&sid), &status, answered_by, now).await?;
+                app.campaign.call_ended(&app.store, (job, attempt), Some(&sid), &status, answered_by, now).await?;
                 app.dialer_wake.notify_one();
             } else {
                 let lease = now + app.campaign.policy.call_lease;

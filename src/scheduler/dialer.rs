@@ -76,8 +76,7 @@ impl Campaign {
     pub async fn call_ended(
         &self,
         store: &Store,
-        job_id: i64,
-        attempt: i32,
+        (job_id, attempt): (i64, i32),
         call_sid: Option<&str>,
         status: &str,
         answered_by: Option<&str>,
@@ -210,7 +209,7 @@ impl Dialer {
                     let answered_by = call.answered_by.map(answered_by_name);
                     let status = status_name(call.status);
                     self.campaign
-                        .call_ended(&self.store, stale.job_id, stale.attempt, Some(sid), status, answered_by, now)
+                        .call_ended(&self.store, (stale.job_id, stale.attempt), Some(sid), status, answered_by, now)
                         .await?;
                 }
                 Ok(_) => self.store.extend_lease(stale.job_id, now + self.campaign.policy.call_lease).await?,

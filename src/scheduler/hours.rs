@@ -207,19 +207,26 @@ pub type Window = (DateTime<Utc>, DateTime<Utc>);
 pub struct CallingHours {
     tz: Tz,
     slots: Vec<Slot>,
-    quiet: DailySpan,
+    /// `None`: no quiet hours (`quiet_hours = "none"`); slots alone decide.
+    quiet: Option<DailySpan>,
     blocked: Vec<BlockedDay>,
 }
 
 impl CallingHours {
     /// Checks that there is a slot, that no slot lies wholly in the quiet hours and that the
     /// quiet hours cut no slot in two (a slot minus the quiet hours is one window).
-    pub fn new(tz: Tz, mut slots: Vec<Slot>, quiet: DailySpan, blocked: Vec<BlockedDay>) -> Result<Self, HoursError> {
+    pub fn new(
+        tz: Tz,
+        mut slots: Vec<Slot>,
+        quiet: Option<DailySpan>,
+        blocked: Vec<BlockedDay>,
+    ) -> Result<Self, HoursError> {
         if slots.is_empty() {
             return Err(HoursError::NoSlots);
         }
         slots.sort_by(|a, b| (a.span.start, &a.name).cmp(&(b.span.start, &b.name)));
         let hours = CallingHours { tz, slots, quiet, blocked };
+        let Some(quiet) = quiet else { return Ok(hours) };
         for s in &hours.slots {
             let (slot, text) = (s.name.clone(), quiet.to_string());
             if !quiet.wraps() && s.span.start < quiet.start && quiet.end < s.span.end {
@@ -283,14 +290,13 @@ impl CallingHours {
         if self.is_blocked(day) {
             return None;
         }
-        let q = self.quiet;
-        let spans = if q.wraps() {
-            vec![DailySpan { start: q.end, end: q.start }]
-        } else {
-            vec![
+        let spans = match self.quiet {
+            None => vec![DailySpan { start: DayTime::MIDNIGHT, end: DayTime::END_OF_DAY }],
+            Some(q) if q.wraps() => vec![DailySpan { start: q.end, end: q.start }],
+            Some(q) => vec![
                 DailySpan { start: DayTime::MIDNIGHT, end: q.start },
                 DailySpan { start: q.end, end: DayTime::END_OF_DAY },
-            ]
+            ],
         };
         spans
             .into_iter()
@@ -302,7 +308,8 @@ impl CallingHours {
 
     /// The part of a slot outside the quiet hours, in local time.
     fn allowed(&self, slot: DailySpan) -> Option<(DayTime, DayTime)> {
-        let (s, e, q) = (slot.start, slot.end, self.quiet);
+        let (s, e) = (slot.start, slot.end);
+        let Some(q) = self.quiet else { return (s < e).then_some((s, e)) };
         let (start, end) = if q.wraps() {
             (s.max(q.end), e.min(q.start))
         } else if e <= q.start || s >= q.end {
@@ -363,7 +370,7 @@ mod tests {
     fn hours(tz: Tz, slots: &[(&str, &str)], quiet: &str, blocked: &[&str]) -> Result<CallingHours, HoursError> {
         let slots = slots.iter().map(|(n, s)| Slot::parse(n, s).unwrap()).collect();
         let blocked = blocked.iter().map(|b| BlockedDay::parse(b).unwrap()).collect();
-        CallingHours::new(tz, slots, DailySpan::parse(quiet).unwrap(), blocked)
+        CallingHours::new(tz, slots, Some(DailySpan::parse(quiet).unwrap()), blocked)
     }
 
     /// The defaults: morning 09:00-11:00, afternoon 14:00-16:00, quiet 20:00-09:00, Tokyo.
@@ -453,7 +460,7 @@ mod tests {
             HoursError::QuietSplitsSlot { slot: "day".into(), quiet: "12:00-13:00".into() }
         );
         assert_eq!(
-            CallingHours::new(tz, vec![], DailySpan::parse("20:00-09:00").unwrap(), vec![]).unwrap_err(),
+            CallingHours::new(tz, vec![], Some(DailySpan::parse("20:00-09:00").unwrap()), vec![]).unwrap_err(),
             HoursError::NoSlots
         );
     }
