@@ -1,0 +1,229 @@
+//! A simulated day: a roster of a few hundred patients with every persona of the carrier
+//! simulator, planned in their slots and dialled by the server's own dialer through the
+//! simulator's Twilio API, on a manual clock moved from one due call to the next, so a whole day
+//! runs in seconds. Then, patient by patient: called in their slot, retried as configured,
+//! answers stored, exactly one number and one SMS for each consenting app user, alerts for low
+//! SpO2 and for the unreachable.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::time::{Duration as StdDuration, Instant};
+
+use chrono::{DateTime, Duration, NaiveDate, TimeZone, Utc};
+use ivr::carrier::simulator::Persona;
+use ivr::config::Settings;
+use ivr::flow::Value;
+use ivr::scheduler::clock::Clock;
+use ivr::server::Server;
+use ivr::store::{JobView, Patient, Store};
+use secrecy::SecretString;
+
+const TOKEN: &str = "campaign-auth-token-0123456789abcdef";
+const PATIENTS: usize = 240;
+
+fn tokyo(h: u32, m: u32) -> DateTime<Utc> {
+    chrono_tz::Asia::Tokyo.with_ymd_and_hms(2026, 11, 25, h, m, 0).unwrap().with_timezone(&Utc)
+}
+
+fn day() -> NaiveDate {
+    NaiveDate::from_ymd_opt(2026, 11, 25).unwrap()
+}
+
+fn settings(dir: &Path) -> Settings {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut s = Settings::load(None).expect("default settings");
+    s.server.listen = "127.0.0.1:0".parse().unwrap();
+    s.database.url = SecretString::from(format!("sqlite://{}", dir.join("ivr.db").display()));
+    s.carrier.auth_token = Some(SecretString::from(TOKEN));
+    s.carrier.simulator_speed = 0.0;
+    s.flows.dir = root.join("call-flows");
+    s.flows.prompts_dir = root.join("prompts");
+    // The defaults: morning 09:00-11:00, afternoon 14:00-16:00, quiet 20:00-09:00, three
+    // attempts 30 minutes apart. Limits high enough that the test never waits on them.
+    s.scheduler.autostart = false;
+    s.scheduler.calls_per_second = 500.0;
+    s.scheduler.max_concurrent_calls = 64;
+    s
+}
+
+/// Patient i: a mobile number whose last digit picks the persona, every eleventh a landline;
+/// slots alternate; a few are out of care today.
+fn roster() -> Vec<Patient> {
+    (0..PATIENTS)
+        .map(|i| {
+            let phone = if i % 11 == 10 { format!("+8131234{i:04}") } else { format!("+819011{i:05}{}", i % 10) };
+            Patient {
+                patient_id: format!("P{i:04}"),
+                name: format!("患者 {i}"),
+                phone,
+                birth_md: Some("0412".into()),
+                language: if i % 13 == 0 { "en-US" } else { "ja-JP" }.into(),
+                email: None,
+                area: Some(if i % 2 == 0 { "north" } else { "south" }.into()),
+                care_start: Some("2026-11-01".into()),
+                care_end: Some(if i % 37 == 36 { "2026-11-20" } else { "2026-12-31" }.into()),
+                call_slot: Some(if i % 3 == 0 { "afternoon" } else { "morning" }.into()),
+            }
+        })
+        .collect()
+}
+
+/// Moves the clock from one due call to the next, letting every call due by then finish
+/// (the simulator plays it at once), until nothing is left to dial.
+async fn run_day(server: &Server, clock: &Clock) {
+    let store = &server.state.store;
+    let deadline = Instant::now() + StdDuration::from_secs(240);
+    loop {
+        // Everything due by now is dialled and over, and the outbox has sent what it holds.
+        loop {
+            assert!(Instant::now() < deadline, "the day did not finish: {:?}", counts(store).await);
+            let now = clock.now();
+            let jobs = store.jobs_for_day(day()).await.unwrap();
+            let due = jobs.iter().any(|j| waiting(j) && j.due_at.is_some_and(|t| t <= now));
+            if !due && store.active_jobs().await.unwrap() == 0 {
+                break;
+            }
+            server.state.dialer_wake.notify_one();
+            tokio::time::sleep(StdDuration::from_millis(5)).await;
+        }
+        let jobs = store.jobs_for_day(day()).await.unwrap();
+        match jobs.iter().filter(|j| waiting(j)).filter_map(|j| j.due_at).min() {
+            Some(next) => clock.set(next.max(clock.now())),
+            None => return,
+        }
+    }
+}
+
+fn waiting(j: &JobView) -> bool {
+    matches!(j.status.as_str(), "planned" | "retry")
+}
+
+async fn counts(store: &Store) -> HashMap<String, usize> {
+    let mut c = HashMap::new();
+    for j in store.jobs_for_day(day()).await.unwrap() {
+        *c.entry(j.status).or_default() += 1;
+    }
+    c
+}
+
+/// Waits until the simulator has been asked for every SMS the outbox holds.
+async fn outbox_settled(store: &Store, patients: &[Patient]) {
+    let deadline = Instant::now() + StdDuration::from_secs(20);
+    loop {
+        let mut busy = false;
+        for p in patients {
+            let messages = store.messages(&p.patient_id).await.unwrap();
+            busy |= messages.iter().any(|(_, _, status, _)| matches!(status.as_str(), "pending" | "sending"));
+        }
+        if !busy {
+            // Delivery reports follow the send by a moment.
+            tokio::time::sleep(StdDuration::from_millis(800)).await;
+            return;
+        }
+        assert!(Instant::now() < deadline, "the outbox did not settle");
+        tokio::time::sleep(StdDuration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_simulated_day_calls_every_patient_in_their_slot_and_follows_each_one_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let settings = settings(dir.path());
+    let clock = Clock::manual(tokyo(8, 0));
+    let server = Server::start_with_clock(&settings, clock.clone()).await.expect("server starts");
+    let store = server.state.store.clone();
+    let sim = server.state.simulator.clone().expect("the simulator is the carrier");
+    let patients = roster();
+    store.import_patients(&patients).await.unwrap();
+
+    let planner = ivr::server::planner(&settings);
+    let plan = planner.plan(&store, clock.now(), false).await.unwrap();
+    let out_of_care = patients.iter().filter(|p| p.care_end.as_deref() == Some("2026-11-20")).count();
+    assert_eq!((plan.jobs, plan.skipped.out_of_care), (PATIENTS - out_of_care, out_of_care));
+
+    run_day(&server, &clock).await;
+    outbox_settled(&store, &patients).await;
+
+    let hours = &server.state.campaign.hours;
+    let jobs: HashMap<String, JobView> =
+        store.jobs_for_day(day()).await.unwrap().into_iter().map(|j| (j.patient_id.clone(), j)).collect();
+    let sms = sim.messages();
+    let mut seen: HashMap<&'static str, usize> = HashMap::new();
+    for p in &patients {
+        let id = &p.patient_id;
+        let Some(job) = jobs.get(id) else {
+            assert_eq!(p.care_end.as_deref(), Some("2026-11-20"), "{id} in care but not planned");
+            continue;
+        };
+        let persona = Persona::for_number(&p.phone);
+        *seen.entry(persona.as_str()).or_default() += 1;
+        let attempts = store.attempts(job.job_id).await.unwrap();
+        let alerts = store.patient_alerts(id).await.unwrap();
+        let texts: Vec<_> = sms.iter().filter(|m| m.to == p.phone).collect();
+
+        // Every attempt in calling hours: the first in the patient's slot, the others in a slot
+        // of the day, at least `retry_after` apart; each attempt dialled once, with its call.
+        let (start, end) = hours.slot_window(day(), p.call_slot.as_deref()).unwrap();
+        assert!(attempts[0].started_at >= start && attempts[0].started_at < end, "{id}: first call outside its slot");
+        for pair in attempts.windows(2) {
+            assert!(pair[1].started_at - pair[0].started_at >= Duration::minutes(30), "{id}: retried too soon");
+        }
+        for a in &attempts {
+            let in_a_slot = hours.day_windows(day()).into_iter().flatten().any(|(s, e)| a.started_at >= s && a.started_at < e);
+            assert!(in_a_slot && a.ended, "{id}: attempt {} at {} ({})", a.attempt, a.started_at, a.status);
+        }
+        let placed = sim.calls().into_iter().filter(|c| c.to == p.phone).count();
+        assert_eq!(placed, attempts.len(), "{id}: one call per attempt");
+
+        let unreachable = alerts.iter().filter(|a| a.starts_with("unreachable")).count();
+        match persona {
+            Persona::NoAnswer | Persona::Busy | Persona::Machine | Persona::HangsUp => {
+                // Three attempts, or fewer when the day's last slot closed before the next.
+                let out_of_time = alerts.iter().any(|a| a.contains("no calling time left today"));
+                assert_eq!(job.status, "unreachable", "{id} ({persona:?})");
+                assert!(attempts.len() == 3 || (out_of_time && attempts.len() < 3), "{id}: {attempts:?} {alerts:?}");
+                if out_of_time {
+                    let last = attempts.last().unwrap().started_at + Duration::minutes(30);
+                    assert!(hours.next_call_time(last, p.call_slot.as_deref()).is_none(), "{id}: time was left");
+                }
+                assert_eq!(unreachable, 1, "{id}: {alerts:?}");
+                let expected = match persona {
+                    Persona::NoAnswer => "no-answer",
+                    Persona::Busy => "busy",
+                    Persona::Machine => "machine",
+                    _ => "incomplete",
+                };
+                assert!(attempts.iter().all(|a| a.status == expected), "{id}: {attempts:?}");
+                assert!(texts.is_empty(), "{id}: no SMS");
+            }
+            _ => {
+                assert_eq!((job.status.as_str(), attempts.len(), unreachable), ("done", 1, 0), "{id} ({persona:?})");
+                let sid = attempts[0].call_sid.clone().unwrap();
+                let call = store.call(&sid).await.unwrap().unwrap();
+                assert!(call.ended && !call.incomplete, "{id}: the call went through");
+                let answers = store.answers(call.call_id).await.unwrap();
+                let answer = |name: &str| answers.iter().find(|a| a.name == name).map(|a| a.value.clone());
+                assert_eq!(answer("temperature"), Some(Value::Number { raw: 365, scale: 1 }), "{id}");
+                let spo2 = if persona == Persona::LowSpo2 { 91 } else { 97 };
+                assert_eq!(answer("spo2"), Some(Value::Number { raw: spo2, scale: 0 }), "{id}");
+                let health_alert = alerts.iter().any(|a| !a.starts_with("unreachable") && !a.starts_with("message_"));
+                assert_eq!(health_alert, persona == Persona::LowSpo2, "{id}: {alerts:?}");
+
+                let app_user = persona != Persona::NotAppUser;
+                let number = store.valid_number(id, Utc::now()).await.unwrap();
+                assert_eq!(number.is_some(), app_user, "{id}: a number for each consenting app user");
+                let by_sms = app_user && persona != Persona::LandlineAppUser;
+                assert_eq!(texts.len(), usize::from(by_sms), "{id} ({persona:?}): one SMS");
+                if by_sms {
+                    let digits: String = texts[0].body.chars().filter(char::is_ascii_digit).collect();
+                    assert!(digits.len() >= 8, "{id}: the SMS holds the number");
+                }
+                let failed = alerts.iter().any(|a| a.starts_with("message_failed"));
+                assert_eq!(failed, persona == Persona::UndeliverableSms, "{id}: {alerts:?}");
+            }
+        }
+    }
+    // Every persona took part.
+    assert_eq!(seen.len(), 11, "{seen:?}");
+    server.stop().await;
+}
