@@ -29,7 +29,7 @@ pub fn demo_settings(mut settings: Settings) -> Settings {
     let s = &mut settings.scheduler;
     // Whatever the hour the demo runs at: the roster's slots cover the whole day, no quiet hours.
     s.slots = Some(
-        [("morning", "00:00-12:00"), ("afternoon", "12:00-24:00")]
+        [("morning", "00:00-23:59"), ("afternoon", "00:00-23:59")]
             .into_iter()
             .map(|(name, span)| (name.to_string(), span.to_string()))
             .collect(),
@@ -96,7 +96,7 @@ pub async fn run(config: Option<&Path>) -> Result<()> {
         }
         tokio::select! {
             _ = tokio::time::sleep(Duration::from_secs(1)) => {},
-            _ = tokio::signal::ctrl_c() => {
+            _ = crate::server::shutdown_signal() => {
                 server.stop().await;
                 return Ok(());
             }

@@ -515,4 +515,18 @@ mod tests {
         assert_eq!(lunch.next_allowed_time(day, utc("2025-06-02T14:59:00Z")), Some(utc("2025-06-02T14:59:00Z")));
         assert_eq!(lunch.next_allowed_time(day, utc("2025-06-02T15:00:00Z")), None);
     }
+
+    #[test]
+    fn without_quiet_hours_slots_alone_decide() {
+        let slots = [("morning", "00:00-12:00"), ("afternoon", "12:00-24:00")];
+        let slots = slots.iter().map(|(n, s)| Slot::parse(n, s).unwrap()).collect();
+        let all_day = CallingHours::new(chrono_tz::Asia::Tokyo, slots, None, vec![]).unwrap();
+        let day = NaiveDate::from_ymd_opt(2026, 11, 26).unwrap();
+        // 04:06 in Tokyo.
+        let t = utc("2026-11-25T19:06:00Z");
+        assert_eq!(all_day.next_call_time(t, Some("morning")), Some(t));
+        assert_eq!(all_day.next_call_time(t, Some("afternoon")), Some(utc("2026-11-26T03:00:00Z")));
+        assert_eq!(all_day.next_allowed_time(day, t), Some(t));
+        assert_eq!(all_day.slot_window(day, None), Some((utc("2026-11-25T15:00:00Z"), utc("2026-11-26T03:00:00Z"))));
+    }
 }

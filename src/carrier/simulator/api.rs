@@ -147,7 +147,7 @@ async fn create_call(
     };
     sim.log_line(json!({
         "kind": "call", "sid": call.sid, "to": mask_phone(&call.to), "persona": persona.as_str(),
-        "at": call.at.to_rfc3339(),
+        "url": call.url, "at": call.at.to_rfc3339(),
     }))
     .map_err(|e| log_failed(&e))?;
     lock(&sim.shared.calls).push(call.clone());
