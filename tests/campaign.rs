@@ -18,6 +18,9 @@ use ivr::server::Server;
 use ivr::store::{JobView, Patient, Store};
 use secrecy::SecretString;
 
+#[allow(dead_code)] // the campaign tests use the PostgreSQL part of the support module
+mod support;
+
 const TOKEN: &str = "campaign-auth-token-0123456789abcdef";
 const PATIENTS: usize = 240;
 
@@ -226,4 +229,59 @@ async fn a_simulated_day_calls_every_patient_in_their_slot_and_follows_each_one_
     // Every persona took part.
     assert_eq!(seen.len(), 11, "{seen:?}");
     server.stop().await;
+}
+
+/// Two servers on one PostgreSQL database share a campaign: each job's attempt is claimed by
+/// one of them and dialled once, both do part of the work, and every job ends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_instances_on_one_postgresql_share_a_campaign() {
+    let Some(db) = support::TestDb::new(support::Backend::Postgres).await else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let mut settings = settings(dir.path());
+    settings.database.url = SecretString::from(db.url().to_string());
+    settings.scheduler.calls_per_second = 50.0;
+    settings.scheduler.max_concurrent_calls = 8;
+    let clock = Clock::manual(tokyo(9, 0));
+    let a = Server::start_with_clock(&settings, clock.clone()).await.expect("first server");
+    let b = Server::start_with_clock(&settings, clock.clone()).await.expect("second server");
+    let store = a.state.store.clone();
+    let patients: Vec<Patient> = roster().into_iter().take(80).collect();
+    store.import_patients(&patients).await.unwrap();
+    let plan = ivr::server::planner(&settings).plan(&store, clock.now(), true).await.unwrap();
+    assert_eq!(plan.jobs, patients.iter().filter(|p| p.care_end.as_deref() != Some("2026-11-20")).count());
+
+    // Both dialers run on their own; the clock moves on to each retry.
+    let deadline = Instant::now() + StdDuration::from_secs(120);
+    loop {
+        let jobs = store.jobs_for_day(day()).await.unwrap();
+        if jobs.iter().all(|j| matches!(j.status.as_str(), "done" | "unreachable" | "failed")) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the campaign did not finish: {:?}", counts(&store).await);
+        let now = clock.now();
+        let due = jobs.iter().any(|j| waiting(j) && j.due_at.is_some_and(|t| t <= now));
+        if !due && store.active_jobs().await.unwrap() == 0 {
+            let next = jobs.iter().filter(|j| waiting(j)).filter_map(|j| j.due_at).min().unwrap();
+            clock.set(next.max(now));
+        }
+        a.state.dialer_wake.notify_one();
+        b.state.dialer_wake.notify_one();
+        tokio::time::sleep(StdDuration::from_millis(10)).await;
+    }
+
+    let calls_a = a.state.simulator.clone().unwrap().calls();
+    let calls_b = b.state.simulator.clone().unwrap().calls();
+    assert!(!calls_a.is_empty() && !calls_b.is_empty(), "both instances dialled: {} and {}", calls_a.len(), calls_b.len());
+    let urls: Vec<&String> = calls_a.iter().chain(&calls_b).map(|c| &c.url).collect();
+    let unique: std::collections::HashSet<_> = urls.iter().collect();
+    assert_eq!(unique.len(), urls.len(), "an attempt was dialled twice");
+    let mut attempts = 0;
+    for j in store.jobs_for_day(day()).await.unwrap() {
+        let rows = store.attempts(j.job_id).await.unwrap();
+        assert!(rows.iter().all(|r| r.ended && r.call_sid.is_some()), "{}: {rows:?}", j.patient_id);
+        attempts += rows.len();
+    }
+    assert_eq!(attempts, urls.len(), "one call per attempt");
+    a.stop().await;
+    b.stop().await;
 }
