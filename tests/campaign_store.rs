@@ -23,6 +23,7 @@ on_both_backends! {
     with_store: attempts_that_went_quiet_are_found_when_their_lease_runs_out;
     with_store: the_summary_counts_jobs_attempts_and_alerts;
     with_store: patients_whose_call_went_through_today_are_reported;
+    with_store: calls_of_an_earlier_day_never_placed_are_given_up_with_an_alert;
 }
 
 fn at(h: u32, m: u32) -> DateTime<Utc> {
@@ -231,4 +232,21 @@ async fn patients_whose_call_went_through_today_are_reported(store: Store) {
     let reported = store.reported_patients(now - Duration::hours(1), now + Duration::hours(1)).await.unwrap();
     assert_eq!(reported, ["p1"]);
     assert!(store.reported_patients(now + Duration::hours(1), now + Duration::hours(2)).await.unwrap().is_empty());
+}
+
+async fn calls_of_an_earlier_day_never_placed_are_given_up_with_an_alert(store: Store) {
+    planned(&store, 3).await;
+    let a = claim_one(&store, at(0, 0)).await;
+    store.end_attempt(a.job_id, 1, "busy", None, &JobNext::Retry(at(23, 0)), at(0, 5)).await.unwrap();
+    claim_one(&store, at(0, 1)).await;
+    let tomorrow = day().succ_opt().unwrap();
+    assert_eq!(store.close_days(day(), at(1, 0)).await.unwrap(), 0, "today's jobs stay");
+    assert_eq!(store.close_days(tomorrow, at(23, 59)).await.unwrap(), 2, "p1 waiting to retry, p3 never dialled");
+    assert_eq!(status_of(&store, "p2").await.status, "dialing", "a call in progress is left to end");
+    for p in ["p1", "p3"] {
+        let v = status_of(&store, p).await;
+        assert_eq!((v.status.as_str(), v.outcome.as_deref()), ("unreachable", Some("day ended")));
+        assert_eq!(store.patient_alerts(p).await.unwrap(), [DAY_ENDED]);
+    }
+    assert_eq!(store.close_days(tomorrow, at(23, 59)).await.unwrap(), 0);
 }

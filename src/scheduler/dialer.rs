@@ -162,6 +162,16 @@ impl Dialer {
     /// dials them at the configured rate. Returns how many calls were requested.
     pub async fn tick(&self, now: DateTime<Utc>) -> Result<usize, StoreError> {
         self.reconcile(now).await?;
+        let hours = &self.campaign.hours;
+        let today = now.with_timezone(&hours.tz()).date_naive();
+        let closed = self.store.close_days(today, now).await?;
+        if closed > 0 {
+            tracing::warn!(closed, "calls of an earlier day were never placed; the health centre is alerted");
+        }
+        // Never a call in the quiet hours or on a blocked day, however late the dialer runs.
+        if hours.next_allowed_time(today, now) != Some(now) {
+            return Ok(0);
+        }
         let policy = &self.campaign.policy;
         let active = self.store.active_jobs().await?;
         let room = i64::from(policy.max_concurrent_calls) - active;

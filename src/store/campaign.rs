@@ -135,6 +135,9 @@ impl CampaignSummary {
     }
 }
 
+/// The alert for a patient whose call for a day could not be placed before the day ended.
+pub const DAY_ENDED: &str = "unreachable: the day ended before the call could be placed";
+
 /// Statuses of a job still being worked on.
 pub const ACTIVE: [&str; 2] = ["dialing", "in-progress"];
 
@@ -168,6 +171,16 @@ impl Store {
         match self {
             Store::Sqlite(s) => s.claim_jobs(now, lease_until, limit),
             Store::Postgres(s) => s.claim_jobs(now, lease_until, limit).await,
+        }
+    }
+
+    /// Jobs of days before `today` still waiting to be dialled are given up (the day ended, or
+    /// its calling hours did before the calls could be placed), each with an alert. Returns
+    /// how many.
+    pub async fn close_days(&self, today: NaiveDate, now: DateTime<Utc>) -> Result<usize, StoreError> {
+        match self {
+            Store::Sqlite(s) => s.close_days(today, now),
+            Store::Postgres(s) => s.close_days(today, now).await,
         }
     }
 

@@ -84,6 +84,25 @@ impl PgStore {
         Ok(rows.iter().map(job).collect::<Result<_, _>>()?)
     }
 
+    pub async fn close_days(&self, today: NaiveDate, now: DateTime<Utc>) -> Result<usize, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let closed = sqlx::query(
+            "with closed as (
+               update jobs set status = 'unreachable', outcome = 'day ended', lease_until = null, updated_at = $2
+               where day < $1 and status in ('planned', 'retry') returning patient_id
+             )
+             insert into alerts (patient_id, reason, created_at) select patient_id, $3, $2 from closed",
+        )
+        .bind(today)
+        .bind(now)
+        .bind(super::campaign::DAY_ENDED)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        tx.commit().await?;
+        Ok(closed as usize)
+    }
+
     pub async fn active_jobs(&self) -> Result<i64, StoreError> {
         Ok(sqlx::query_scalar("select count(*) from jobs where status in ('dialing', 'in-progress')")
             .fetch_one(&self.pool)

@@ -82,6 +82,25 @@ impl SqliteStore {
         Ok(jobs)
     }
 
+    pub fn close_days(&self, today: NaiveDate, now: DateTime<Utc>) -> Result<usize, StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let (day, t) = (day_text(today), sqlite_time(now));
+        tx.prepare_cached(
+            "insert into alerts (patient_id, reason, created_at)
+             select patient_id, ?3, ?2 from jobs where day < ?1 and status in ('planned', 'retry')",
+        )?
+        .execute(params![day, t, super::campaign::DAY_ENDED])?;
+        let closed = tx
+            .prepare_cached(
+                "update jobs set status = 'unreachable', outcome = 'day ended', lease_until = null, updated_at = ?2
+                 where day < ?1 and status in ('planned', 'retry')",
+            )?
+            .execute(params![day, t])?;
+        tx.commit()?;
+        Ok(closed)
+    }
+
     pub fn active_jobs(&self) -> Result<i64, StoreError> {
         let conn = self.conn();
         let mut st = conn.prepare_cached("select count(*) from jobs where status in ('dialing', 'in-progress')")?;

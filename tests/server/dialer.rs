@@ -14,9 +14,12 @@ async fn dialled(app: &TestApp) -> (i64, i32) {
     let now = Utc::now();
     let day = app.server.as_ref().unwrap().state.campaign.hours.tz();
     let day = now.with_timezone(&day).date_naive();
-    let job = NewJob { patient_id: "P001".into(), flow: "daily-health-check".into(), day, due_at: now };
+    // Due later than the server's own dialer looks (it runs on the system clock): this test
+    // claims the job itself.
+    let due = now + Duration::hours(12);
+    let job = NewJob { patient_id: "P001".into(), flow: "daily-health-check".into(), day, due_at: due };
     app.store.plan_jobs(&[job]).await.unwrap();
-    let claimed = app.store.claim_jobs(now, now + Duration::minutes(20), 1).await.unwrap();
+    let claimed = app.store.claim_jobs(due, due + Duration::minutes(20), 1).await.unwrap();
     (claimed[0].job_id, claimed[0].attempt)
 }
 
