@@ -172,7 +172,8 @@ async fn a_simulated_day_calls_every_patient_in_their_slot_and_follows_each_one_
             assert!(pair[1].started_at - pair[0].started_at >= Duration::minutes(30), "{id}: retried too soon");
         }
         for a in &attempts {
-            let in_a_slot = hours.day_windows(day()).into_iter().flatten().any(|(s, e)| a.started_at >= s && a.started_at < e);
+            let in_a_slot =
+                hours.day_windows(day()).into_iter().flatten().any(|(s, e)| a.started_at >= s && a.started_at < e);
             assert!(in_a_slot && a.ended, "{id}: attempt {} at {} ({})", a.attempt, a.started_at, a.status);
         }
         let placed = sim.calls().into_iter().filter(|c| c.to == p.phone).count();
@@ -271,7 +272,12 @@ async fn two_instances_on_one_postgresql_share_a_campaign() {
 
     let calls_a = a.state.simulator.clone().unwrap().calls();
     let calls_b = b.state.simulator.clone().unwrap().calls();
-    assert!(!calls_a.is_empty() && !calls_b.is_empty(), "both instances dialled: {} and {}", calls_a.len(), calls_b.len());
+    assert!(
+        !calls_a.is_empty() && !calls_b.is_empty(),
+        "both instances dialled: {} and {}",
+        calls_a.len(),
+        calls_b.len()
+    );
     let urls: Vec<&String> = calls_a.iter().chain(&calls_b).map(|c| &c.url).collect();
     let unique: std::collections::HashSet<_> = urls.iter().collect();
     assert_eq!(unique.len(), urls.len(), "an attempt was dialled twice");

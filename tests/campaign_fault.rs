@@ -86,8 +86,12 @@ async fn ready(port: u16) {
 fn roster(dir: &Path) -> std::path::PathBuf {
     let mut csv = String::from("patient_id,name,phone,birth_date,call_slot\n");
     for i in 0..PATIENTS {
-        let phone = if i % 11 == 10 { format!("03-1234-{i:04}") } else { format!("090-11{i:02}-00{}{}", i % 7, i % 10) };
-        csv.push_str(&format!("F{i:03},患者 {i},{phone},1960-04-12,{}\n", if i % 2 == 0 { "morning" } else { "afternoon" }));
+        let phone =
+            if i % 11 == 10 { format!("03-1234-{i:04}") } else { format!("090-11{i:02}-00{}{}", i % 7, i % 10) };
+        csv.push_str(&format!(
+            "F{i:03},患者 {i},{phone},1960-04-12,{}\n",
+            if i % 2 == 0 { "morning" } else { "afternoon" }
+        ));
     }
     let file = dir.join("patients.csv");
     std::fs::write(&file, csv).unwrap();
@@ -155,7 +159,8 @@ async fn a_campaign_survives_a_kill_without_dialling_or_texting_anyone_twice() {
             let log = std::fs::read_to_string(dir.path().join("server.log")).unwrap_or_default();
             let tail: Vec<&str> = log.lines().rev().take(30).collect();
             let jobs = store.jobs_for_day(day).await.unwrap();
-            let open: Vec<_> = jobs.iter().filter(|j| !matches!(j.status.as_str(), "done" | "unreachable" | "failed")).collect();
+            let open: Vec<_> =
+                jobs.iter().filter(|j| !matches!(j.status.as_str(), "done" | "unreachable" | "failed")).collect();
             panic!("the campaign did not finish: {open:?}\n{}", tail.join("\n"));
         }
         tokio::time::sleep(Duration::from_millis(100)).await;

@@ -11,7 +11,7 @@
 use std::num::NonZeroU32;
 use std::sync::Arc;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, TimeZone, Utc};
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use tokio::sync::Notify;
 
@@ -89,7 +89,9 @@ impl Campaign {
         // The voice webhook recorded who answered if the callback does not say.
         let stored = match answered_by {
             Some(_) => None,
-            None => store.attempts(job_id).await?.into_iter().find(|a| a.attempt == attempt).and_then(|a| a.answered_by),
+            None => {
+                store.attempts(job_id).await?.into_iter().find(|a| a.attempt == attempt).and_then(|a| a.answered_by)
+            }
         };
         let answered_by = answered_by.or(stored.as_deref());
         let outcome = outcome(status, answered_by, flow_done);
@@ -145,9 +147,17 @@ impl Dialer {
 
     /// Runs until `stop` is notified: a tick whenever woken, and at least every 250 ms.
     pub async fn run(self: Arc<Self>, stop: Arc<Notify>) {
+        let mut reported = std::time::Instant::now() - std::time::Duration::from_secs(60);
         loop {
-            if let Err(e) = self.tick(self.campaign.clock.now()).await {
+            let now = self.campaign.clock.now();
+            if let Err(e) = self.tick(now).await {
                 tracing::error!(error = %e, "dialer");
+            }
+            if reported.elapsed() >= std::time::Duration::from_secs(2) {
+                reported = std::time::Instant::now();
+                if let Err(e) = self.report(now).await {
+                    tracing::warn!(error = %e, "campaign figures for /metrics");
+                }
             }
             tokio::select! {
                 _ = stop.notified() => return,
@@ -195,6 +205,24 @@ impl Dialer {
         Ok(jobs.len())
     }
 
+    /// Today's campaign as gauges on `/metrics`: jobs by status, attempts, unanswered attempts,
+    /// numbers issued, SMS sent and alerts since the day began.
+    async fn report(&self, now: DateTime<Utc>) -> Result<(), StoreError> {
+        let planner_day = now.with_timezone(&self.campaign.hours.tz()).date_naive();
+        let midnight = planner_day.and_hms_opt(0, 0, 0).expect("midnight");
+        let since = self.campaign.hours.tz().from_local_datetime(&midnight).earliest().map_or(now, |t| t.to_utc());
+        let s = self.store.campaign_summary(planner_day, since).await?;
+        for status in ["planned", "dialing", "in-progress", "retry", "done", "unreachable", "failed"] {
+            metrics::gauge!("ivr_campaign_jobs", "status" => status).set(s.count(status) as f64);
+        }
+        metrics::gauge!("ivr_campaign_attempts").set(s.attempts as f64);
+        metrics::gauge!("ivr_campaign_unanswered_attempts").set(s.unanswered as f64);
+        metrics::gauge!("ivr_campaign_numbers_issued").set(s.numbers_issued as f64);
+        metrics::gauge!("ivr_campaign_sms_sent").set(s.sms_sent as f64);
+        metrics::gauge!("ivr_campaign_alerts").set(s.alerts as f64);
+        Ok(())
+    }
+
     fn request(&self, job: &DueJob) -> CallRequest {
         let q = format!("job={}&attempt={}", job.job_id, job.attempt);
         let mut req = CallRequest::new(&job.phone, &self.from, format!("{}/twilio/voice?{q}", self.public_url))
@@ -226,7 +254,9 @@ impl Dialer {
                 Err(e) if e.status() == Some(404) => {
                     self.campaign.end(&self.store, stale.job_id, stale.attempt, "lost", None, now).await?;
                 }
-                Err(e) => tracing::warn!(job_id = stale.job_id, error = %e, "could not fetch a quiet call; trying later"),
+                Err(e) => {
+                    tracing::warn!(job_id = stale.job_id, error = %e, "could not fetch a quiet call; trying later")
+                }
             }
         }
         Ok(())
@@ -248,7 +278,9 @@ async fn place(
             tracing::info!(job_id = job.job_id, attempt = job.attempt, call_sid = %call.sid, to = %mask_phone(&job.phone), "dialling");
             store.attempt_dialed(job.job_id, job.attempt, &call.sid).await
         }
-        Err(e) if e.is_invalid_number() || (e.status().is_some_and(|s| (400..500).contains(&s)) && !e.is_retryable()) => {
+        Err(e)
+            if e.is_invalid_number() || (e.status().is_some_and(|s| (400..500).contains(&s)) && !e.is_retryable()) =>
+        {
             tracing::warn!(job_id = job.job_id, to = %mask_phone(&job.phone), error = %e, "the carrier refused the number");
             campaign.end(&store, job.job_id, job.attempt, "refused", None, now).await.map(drop)
         }

@@ -165,7 +165,8 @@ mod tests {
         let slots =
             vec![Slot::parse("morning", "09:00-11:00").unwrap(), Slot::parse("afternoon", "14:00-16:00").unwrap()];
         let blocked = blocked.iter().map(|b| BlockedDay::parse(b).unwrap()).collect();
-        CallingHours::new(chrono_tz::Asia::Tokyo, slots, Some(DailySpan::parse("20:00-09:00").unwrap()), blocked).unwrap()
+        CallingHours::new(chrono_tz::Asia::Tokyo, slots, Some(DailySpan::parse("20:00-09:00").unwrap()), blocked)
+            .unwrap()
     }
 
     fn patient<'a>(id: &'a str, slot: Option<&'a str>) -> PlanPatient<'a> {
