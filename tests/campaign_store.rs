@@ -24,6 +24,7 @@ on_both_backends! {
     with_store: the_summary_counts_jobs_attempts_and_alerts;
     with_store: patients_whose_call_went_through_today_are_reported;
     with_store: calls_of_an_earlier_day_never_placed_are_given_up_with_an_alert;
+    with_store: a_campaign_started_by_hand_brings_planned_calls_forward;
 }
 
 fn at(h: u32, m: u32) -> DateTime<Utc> {
@@ -249,4 +250,13 @@ async fn calls_of_an_earlier_day_never_placed_are_given_up_with_an_alert(store: 
         assert_eq!(store.patient_alerts(p).await.unwrap(), [DAY_ENDED]);
     }
     assert_eq!(store.close_days(tomorrow, at(23, 59)).await.unwrap(), 0);
+}
+
+async fn a_campaign_started_by_hand_brings_planned_calls_forward(store: Store) {
+    planned(&store, 3).await;
+    let j = claim_one(&store, at(0, 0)).await;
+    assert_eq!(store.advance_jobs(day(), at(0, 1)).await.unwrap(), 1, "p3, due at 00:02; p2 is due at 00:01 already");
+    assert_eq!(status_of(&store, "p3").await.due_at, Some(at(0, 1)));
+    assert_eq!(status_of(&store, "p1").await.status, "dialing", "a job in hand is left alone");
+    assert_eq!(store.attempts(j.job_id).await.unwrap().len(), 1);
 }

@@ -22,11 +22,12 @@ pub async fn dial(flow: Option<&str>, now: bool, config: Option<&Path>) -> Resul
     let tz = planner.hours.tz();
     let first = p.first_due.map(|t| t.with_timezone(&tz).format("%H:%M").to_string());
     println!(
-        "{}: {} call(s) planned with {}, {} new; first at {} ({tz})",
+        "{}: {} call(s) planned with {}, {} new, {} brought forward; first at {} ({tz})",
         p.day,
         p.jobs,
         planner.flow,
         p.new,
+        p.advanced,
         first.as_deref().unwrap_or("-")
     );
     let s = &p.skipped;

@@ -29,6 +29,8 @@ pub struct Planned {
     pub jobs: usize,
     /// Of them, jobs not planned before.
     pub new: usize,
+    /// Jobs planned before for a later time, brought forward (`start_now`).
+    pub advanced: usize,
     pub skipped: Skipped,
     /// When the first job is due.
     pub first_due: Option<DateTime<Utc>>,
@@ -72,8 +74,13 @@ impl Planner {
             .collect();
         let new = store.plan_jobs(&jobs).await?;
         let first_due = jobs.iter().map(|j| j.due_at).min();
+        // Started by hand: the day's calls planned earlier for their slots are placed now too.
+        let advanced = match (start_now, first_due) {
+            (true, Some(at)) => store.advance_jobs(day, at).await?,
+            _ => 0,
+        };
         tracing::info!(%day, jobs = jobs.len(), new, skipped = ?plan.skipped, "day planned");
-        Ok(Planned { day, jobs: jobs.len(), new, skipped: plan.skipped, first_due })
+        Ok(Planned { day, jobs: jobs.len(), new, advanced, skipped: plan.skipped, first_due })
     }
 
     /// The day's start and end in UTC (local midnights; a day may be 23 or 25 hours long).

@@ -151,6 +151,15 @@ impl Store {
         }
     }
 
+    /// Brings the day's jobs not yet dialled forward to `due_at` (a campaign started by hand
+    /// with `--now`); returns how many moved.
+    pub async fn advance_jobs(&self, day: NaiveDate, due_at: DateTime<Utc>) -> Result<usize, StoreError> {
+        match self {
+            Store::Sqlite(s) => s.advance_jobs(day, due_at),
+            Store::Postgres(s) => s.advance_jobs(day, due_at).await,
+        }
+    }
+
     /// Patients whose call for the day already went through (the flow reached its end) between
     /// `from` and `to`: they are not called again that day.
     pub async fn reported_patients(&self, from: DateTime<Utc>, to: DateTime<Utc>) -> Result<Vec<String>, StoreError> {

@@ -33,6 +33,17 @@ impl PgStore {
         Ok(new)
     }
 
+    pub async fn advance_jobs(&self, day: NaiveDate, due_at: DateTime<Utc>) -> Result<usize, StoreError> {
+        let r = sqlx::query(
+            "update jobs set due_at = $2, updated_at = $2 where day = $1 and status = 'planned' and due_at > $2",
+        )
+        .bind(day)
+        .bind(due_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(r.rows_affected() as usize)
+    }
+
     pub async fn reported_patients(&self, from: DateTime<Utc>, to: DateTime<Utc>) -> Result<Vec<String>, StoreError> {
         Ok(sqlx::query_scalar(
             "select distinct patient_id from calls

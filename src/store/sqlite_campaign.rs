@@ -28,6 +28,16 @@ impl SqliteStore {
         Ok(new)
     }
 
+    pub fn advance_jobs(&self, day: NaiveDate, due_at: DateTime<Utc>) -> Result<usize, StoreError> {
+        let conn = self.conn();
+        let t = sqlite_time(due_at);
+        Ok(conn
+            .prepare_cached(
+                "update jobs set due_at = ?2, updated_at = ?2 where day = ?1 and status = 'planned' and due_at > ?2",
+            )?
+            .execute(params![day_text(day), t])?)
+    }
+
     pub fn reported_patients(&self, from: DateTime<Utc>, to: DateTime<Utc>) -> Result<Vec<String>, StoreError> {
         let conn = self.conn();
         let mut st = conn.prepare_cached(
