@@ -309,7 +309,7 @@ async fn the_first_turn_creates_the_call_and_stores_its_state_event_answers_and_
     };
     let new = NewCall { job_id: Some(job), ..new_call("CA1") };
     let result = store.turn("CA1", 0, Some(new.clone()), engine).await.unwrap();
-    assert_eq!(result, TurnResult { response: "turn 0".into(), replay: false });
+    assert_eq!(result, TurnResult { response: "turn 0".into(), replay: false, queued: false });
 
     let seen = seen.lock().unwrap().take().expect("the engine ran");
     assert_eq!(seen.seq, -1, "the engine sees the call before its first turn");
@@ -407,9 +407,9 @@ async fn a_replayed_turn_returns_its_stored_response_without_running_the_engine(
     let before = store.call("CA1").await.unwrap().unwrap();
 
     let replay = store.turn("CA1", 1, None, must_not_run()).await.unwrap();
-    assert_eq!(replay, TurnResult { response: "turn 1".into(), replay: true });
+    assert_eq!(replay, TurnResult { response: "turn 1".into(), replay: true, queued: false });
     let replay = store.turn("CA1", 0, Some(new_call("CA1")), must_not_run()).await.unwrap();
-    assert_eq!(replay, TurnResult { response: "turn 0".into(), replay: true }, "an older turn: its own response");
+    assert_eq!(replay, TurnResult { response: "turn 0".into(), replay: true, queued: false }, "an older turn: its own response");
 
     assert_eq!(store.call("CA1").await.unwrap().unwrap(), before, "the call is unchanged");
     assert_eq!(store.event_count(call.call_id).await.unwrap(), 2);
@@ -421,7 +421,7 @@ async fn a_turn_from_the_future_returns_the_latest_response_without_running_the_
     let call = call_started(&store).await;
     store.turn("CA1", 1, None, engine(write("turn 1"))).await.unwrap();
     let result = store.turn("CA1", 5, None, must_not_run()).await.unwrap();
-    assert_eq!(result, TurnResult { response: "turn 1".into(), replay: true });
+    assert_eq!(result, TurnResult { response: "turn 1".into(), replay: true, queued: false });
     assert_eq!(store.call("CA1").await.unwrap().unwrap().seq, 1);
     assert_eq!(store.event_count(call.call_id).await.unwrap(), 2);
 }
@@ -756,7 +756,8 @@ async fn a_number_issued_in_a_turn_is_stored_with_the_call_and_its_message(db: s
         ..write("turn 1")
     };
     let result = store.turn("CA1", 1, None, engine(w)).await.unwrap();
-    assert_eq!(result, TurnResult { response: "turn 1".into(), replay: false }, "the caller hears the number");
+    assert_eq!(result, TurnResult { response: "turn 1".into(), replay: false, queued: true },
+        "the caller hears the number, and its message waits in the outbox");
     let replay = store.turn("CA1", 1, None, must_not_run()).await.unwrap();
     assert_eq!(replay.response, "sealed:v1:turn 1", "what is stored of the turn is sealed");
 

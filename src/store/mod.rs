@@ -142,12 +142,21 @@ pub struct TurnWrite {
     pub ended: bool,
 }
 
+impl TurnWrite {
+    /// The turn writes messages for the outbox (its own, or the one carrying a new number).
+    pub fn queues_messages(&self) -> bool {
+        !self.messages.is_empty() || self.issue.as_ref().is_some_and(|n| n.message.is_some())
+    }
+}
+
 /// The outcome of [`Store::turn`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TurnResult {
     pub response: String,
     /// The request was for a turn already taken: the stored response, nothing changed.
     pub replay: bool,
+    /// The turn wrote messages for the outbox (never on a replay): the dispatcher has work.
+    pub queued: bool,
 }
 
 /// A stored answer.

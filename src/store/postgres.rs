@@ -252,7 +252,7 @@ impl PgStore {
                     .fetch_optional(&mut *tx)
                     .await?;
             return match response {
-                Some(response) => Ok(TurnResult { response, replay: true }),
+                Some(response) => Ok(TurnResult { response, replay: true, queued: false }),
                 None => Err(StoreError::Turn(format!("turn {seq} of call {sid} is not stored"))),
             };
         }
@@ -267,7 +267,7 @@ impl PgStore {
             }
         };
         tx.commit().await?;
-        Ok(TurnResult { response: w.response, replay: false })
+        Ok(TurnResult { queued: w.queues_messages(), response: w.response, replay: false })
     }
 
     pub async fn record_status(

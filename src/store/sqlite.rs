@@ -237,7 +237,7 @@ impl SqliteStore {
                 .query_row(params![call.call_id, wanted], |r| r.get(0))
                 .optional()?;
             return match response {
-                Some(response) => Ok(TurnResult { response, replay: true }),
+                Some(response) => Ok(TurnResult { response, replay: true, queued: false }),
                 None => Err(StoreError::Turn(format!("turn {seq} of call {sid} is not stored"))),
             };
         }
@@ -252,7 +252,7 @@ impl SqliteStore {
             }
         };
         tx.commit()?;
-        Ok(TurnResult { response: w.response, replay: false })
+        Ok(TurnResult { queued: w.queues_messages(), response: w.response, replay: false })
     }
 
     pub fn record_status(&self, sid: &str, status: &str, rank: i32, duration: Option<i64>) -> Result<bool, StoreError> {
