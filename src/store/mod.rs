@@ -307,15 +307,7 @@ impl Store {
         f: TurnFn,
     ) -> Result<TurnResult, StoreError> {
         match self {
-            Store::Sqlite(s) => {
-                let s = s.clone();
-                let sid = sid.to_string();
-                // rusqlite is synchronous: the turn runs on a blocking thread while holding the
-                // connection, so the async workers keep serving other requests.
-                tokio::task::spawn_blocking(move || s.turn(&sid, seq, create, f))
-                    .await
-                    .map_err(|e| StoreError::Turn(e.to_string()))?
-            }
+            Store::Sqlite(s) => s.turn(sid, seq, create, f),
             Store::Postgres(s) => s.turn(sid, seq, create, f).await,
         }
     }
