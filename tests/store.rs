@@ -27,6 +27,7 @@ on_both_backends! {
     with_store: the_first_turn_creates_the_call_and_stores_its_state_event_answers_and_alerts;
     with_store: the_next_turn_advances_the_call_and_answers_are_upserted_by_name;
     with_store: answers_keep_their_types;
+    with_store: an_answer_named_twice_in_one_turn_is_stored_once_with_its_last_value;
     with_store: a_replayed_turn_returns_its_stored_response_without_running_the_engine;
     with_store: a_turn_from_the_future_returns_the_latest_response_without_running_the_engine;
     with_store: twenty_copies_of_one_request_at_once_run_the_engine_once;
@@ -374,6 +375,23 @@ async fn the_next_turn_advances_the_call_and_answers_are_upserted_by_name(store:
     let now = store.call("CA1").await.unwrap().unwrap();
     assert_eq!((now.seq, now.ended), (3, true));
     assert_eq!(now.state, call_state("turn 2"));
+}
+
+async fn an_answer_named_twice_in_one_turn_is_stored_once_with_its_last_value(store: Store) {
+    let call = call_started(&store).await;
+    let answers = vec![
+        ("temperature".to_string(), Value::Number { raw: 365, scale: 1 }),
+        ("spo2".to_string(), Value::int(97)),
+        ("temperature".to_string(), Value::Number { raw: 372, scale: 1 }),
+    ];
+    store.turn("CA1", 1, None, engine(TurnWrite { answers, ..write("turn 1") })).await.unwrap();
+    assert_eq!(
+        store.answers(call.call_id).await.unwrap(),
+        vec![
+            Answer { name: "spo2".into(), value: Value::int(97) },
+            Answer { name: "temperature".into(), value: Value::Number { raw: 372, scale: 1 } },
+        ]
+    );
 }
 
 async fn answers_keep_their_types(store: Store) {
@@ -830,7 +848,7 @@ async fn a_turn_whose_number_collides_once_draws_again(store: Store) {
         })
     };
     let result = store.turn("CA1", 1, None, step).await.unwrap();
-    assert_eq!(result, TurnResult { response: "turn 1".into(), replay: false });
+    assert_eq!(result, TurnResult { response: "turn 1".into(), replay: false, queued: true });
     assert_eq!(runs.load(Ordering::SeqCst), 2, "a second draw after the collision");
 
     let drawn = drawn.lock().unwrap().clone();
