@@ -427,7 +427,11 @@ async fn a_replayed_turn_returns_its_stored_response_without_running_the_engine(
     let replay = store.turn("CA1", 1, None, must_not_run()).await.unwrap();
     assert_eq!(replay, TurnResult { response: "turn 1".into(), replay: true, queued: false });
     let replay = store.turn("CA1", 0, Some(new_call("CA1")), must_not_run()).await.unwrap();
-    assert_eq!(replay, TurnResult { response: "turn 0".into(), replay: true, queued: false }, "an older turn: its own response");
+    assert_eq!(
+        replay,
+        TurnResult { response: "turn 0".into(), replay: true, queued: false },
+        "an older turn: its own response"
+    );
 
     assert_eq!(store.call("CA1").await.unwrap().unwrap(), before, "the call is unchanged");
     assert_eq!(store.event_count(call.call_id).await.unwrap(), 2);
@@ -774,8 +778,11 @@ async fn a_number_issued_in_a_turn_is_stored_with_the_call_and_its_message(db: s
         ..write("turn 1")
     };
     let result = store.turn("CA1", 1, None, engine(w)).await.unwrap();
-    assert_eq!(result, TurnResult { response: "turn 1".into(), replay: false, queued: true },
-        "the caller hears the number, and its message waits in the outbox");
+    assert_eq!(
+        result,
+        TurnResult { response: "turn 1".into(), replay: false, queued: true },
+        "the caller hears the number, and its message waits in the outbox"
+    );
     let replay = store.turn("CA1", 1, None, must_not_run()).await.unwrap();
     assert_eq!(replay.response, "sealed:v1:turn 1", "what is stored of the turn is sealed");
 
