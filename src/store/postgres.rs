@@ -404,15 +404,19 @@ async fn write_turn(tx: &mut PgConnection, call: &CallRecord, seq: i64, w: &Turn
     };
     // One statement (one round trip) for the call's state, the turn's event and its answers.
     // An answer named twice counts once, the last one, as upserting them one by one did.
-    let mut answers: Vec<(&str, &'static str, String, Option<i64>, Option<i32>)> = Vec::new();
-    for (name, v) in w.answers.iter().rev() {
-        if !answers.iter().any(|a| a.0 == name.as_str()) {
-            let (kind, text, raw, scale) = answer_columns(v);
-            // `value_scale` is an `integer` in the schema.
-            answers.push((name.as_str(), kind, text, raw, scale.map(|s| s as i32)));
+    let (mut names, mut kinds, mut texts, mut raws, mut scales) = (vec![], vec![], vec![], vec![], vec![]);
+    for (i, (name, v)) in w.answers.iter().enumerate() {
+        if w.answers[i + 1..].iter().any(|(later, _)| later == name) {
+            continue;
         }
+        let (kind, text, raw, scale) = answer_columns(v);
+        names.push(name.as_str());
+        kinds.push(kind);
+        texts.push(text);
+        raws.push(raw);
+        // `value_scale` is an `integer` in the schema.
+        scales.push(scale.map(|s| s as i32));
     }
-    answers.reverse();
     sqlx::query(
         "with turned as (
            update calls set state = $2, seq = $3, ended = ended or $4, updated_at = now() where call_id = $1
@@ -435,11 +439,11 @@ async fn write_turn(tx: &mut PgConnection, call: &CallRecord, seq: i64, w: &Turn
     .bind(&w.event_input)
     .bind(w.stored_response.as_ref().unwrap_or(&w.response))
     .bind(&call.patient_id)
-    .bind(answers.iter().map(|a| a.0).collect::<Vec<_>>())
-    .bind(answers.iter().map(|a| a.1).collect::<Vec<_>>())
-    .bind(answers.iter().map(|a| a.2.as_str()).collect::<Vec<_>>())
-    .bind(answers.iter().map(|a| a.3).collect::<Vec<_>>())
-    .bind(answers.iter().map(|a| a.4).collect::<Vec<_>>())
+    .bind(names)
+    .bind(kinds)
+    .bind(texts)
+    .bind(raws)
+    .bind(scales)
     .execute(&mut *tx)
     .await?;
     for m in &w.messages {
