@@ -27,6 +27,7 @@ on_both_backends! {
     with_store: the_first_turn_creates_the_call_and_stores_its_state_event_answers_and_alerts;
     with_store: the_next_turn_advances_the_call_and_answers_are_upserted_by_name;
     with_store: answers_keep_their_types;
+    with_store: an_answer_named_twice_in_one_turn_is_stored_once_with_its_last_value;
     with_store: a_replayed_turn_returns_its_stored_response_without_running_the_engine;
     with_store: a_turn_from_the_future_returns_the_latest_response_without_running_the_engine;
     with_store: twenty_copies_of_one_request_at_once_run_the_engine_once;
@@ -316,7 +317,7 @@ async fn the_first_turn_creates_the_call_and_stores_its_state_event_answers_and_
     };
     let new = NewCall { job_id: Some(job), ..new_call("CA1") };
     let result = store.turn("CA1", 0, Some(new.clone()), engine).await.unwrap();
-    assert_eq!(result, TurnResult { response: "turn 0".into(), replay: false });
+    assert_eq!(result, TurnResult { response: "turn 0".into(), replay: false, queued: false });
 
     let seen = seen.lock().unwrap().take().expect("the engine ran");
     assert_eq!(seen.seq, -1, "the engine sees the call before its first turn");
@@ -383,6 +384,23 @@ async fn the_next_turn_advances_the_call_and_answers_are_upserted_by_name(store:
     assert_eq!(now.state, call_state("turn 2"));
 }
 
+async fn an_answer_named_twice_in_one_turn_is_stored_once_with_its_last_value(store: Store) {
+    let call = call_started(&store).await;
+    let answers = vec![
+        ("temperature".to_string(), Value::Number { raw: 365, scale: 1 }),
+        ("spo2".to_string(), Value::int(97)),
+        ("temperature".to_string(), Value::Number { raw: 372, scale: 1 }),
+    ];
+    store.turn("CA1", 1, None, engine(TurnWrite { answers, ..write("turn 1") })).await.unwrap();
+    assert_eq!(
+        store.answers(call.call_id).await.unwrap(),
+        vec![
+            Answer { name: "spo2".into(), value: Value::int(97) },
+            Answer { name: "temperature".into(), value: Value::Number { raw: 372, scale: 1 } },
+        ]
+    );
+}
+
 async fn answers_keep_their_types(store: Store) {
     let call = call_started(&store).await;
     let values = [
@@ -414,9 +432,13 @@ async fn a_replayed_turn_returns_its_stored_response_without_running_the_engine(
     let before = store.call("CA1").await.unwrap().unwrap();
 
     let replay = store.turn("CA1", 1, None, must_not_run()).await.unwrap();
-    assert_eq!(replay, TurnResult { response: "turn 1".into(), replay: true });
+    assert_eq!(replay, TurnResult { response: "turn 1".into(), replay: true, queued: false });
     let replay = store.turn("CA1", 0, Some(new_call("CA1")), must_not_run()).await.unwrap();
-    assert_eq!(replay, TurnResult { response: "turn 0".into(), replay: true }, "an older turn: its own response");
+    assert_eq!(
+        replay,
+        TurnResult { response: "turn 0".into(), replay: true, queued: false },
+        "an older turn: its own response"
+    );
 
     assert_eq!(store.call("CA1").await.unwrap().unwrap(), before, "the call is unchanged");
     assert_eq!(store.event_count(call.call_id).await.unwrap(), 2);
@@ -428,7 +450,7 @@ async fn a_turn_from_the_future_returns_the_latest_response_without_running_the_
     let call = call_started(&store).await;
     store.turn("CA1", 1, None, engine(write("turn 1"))).await.unwrap();
     let result = store.turn("CA1", 5, None, must_not_run()).await.unwrap();
-    assert_eq!(result, TurnResult { response: "turn 1".into(), replay: true });
+    assert_eq!(result, TurnResult { response: "turn 1".into(), replay: true, queued: false });
     assert_eq!(store.call("CA1").await.unwrap().unwrap().seq, 1);
     assert_eq!(store.event_count(call.call_id).await.unwrap(), 2);
 }
@@ -764,7 +786,11 @@ async fn a_number_issued_in_a_turn_is_stored_with_the_call_and_its_message(db: s
         ..write("turn 1")
     };
     let result = store.turn("CA1", 1, None, engine(w)).await.unwrap();
-    assert_eq!(result, TurnResult { response: "turn 1".into(), replay: false }, "the caller hears the number");
+    assert_eq!(
+        result,
+        TurnResult { response: "turn 1".into(), replay: false, queued: true },
+        "the caller hears the number, and its message waits in the outbox"
+    );
     let replay = store.turn("CA1", 1, None, must_not_run()).await.unwrap();
     assert_eq!(replay.response, "sealed:v1:turn 1", "what is stored of the turn is sealed");
 
@@ -837,7 +863,7 @@ async fn a_turn_whose_number_collides_once_draws_again(store: Store) {
         })
     };
     let result = store.turn("CA1", 1, None, step).await.unwrap();
-    assert_eq!(result, TurnResult { response: "turn 1".into(), replay: false });
+    assert_eq!(result, TurnResult { response: "turn 1".into(), replay: false, queued: true });
     assert_eq!(runs.load(Ordering::SeqCst), 2, "a second draw after the collision");
 
     let drawn = drawn.lock().unwrap().clone();

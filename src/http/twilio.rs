@@ -266,7 +266,9 @@ async fn take_turn(app: &AppState, sid: &str, seq: i64, create: Option<NewCall>,
         Ok(r) => {
             metrics::counter!("ivr_steps_total", "replay" => if r.replay { "true" } else { "false" }).increment(1);
             tracing::info!(seq, replay = r.replay, "turn");
-            if !r.replay {
+            // Only a turn that wrote messages wakes the dispatcher: a wake costs it two
+            // transactions.
+            if r.queued {
                 app.outbox_wake.notify_one();
             }
             // A stored answer that holds a processing number was sealed.

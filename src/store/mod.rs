@@ -145,12 +145,21 @@ pub struct TurnWrite {
     pub number_read: bool,
 }
 
+impl TurnWrite {
+    /// The turn writes messages for the outbox (its own, or the one carrying a new number).
+    pub fn queues_messages(&self) -> bool {
+        !self.messages.is_empty() || self.issue.as_ref().is_some_and(|n| n.message.is_some())
+    }
+}
+
 /// The outcome of [`Store::turn`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TurnResult {
     pub response: String,
     /// The request was for a turn already taken: the stored response, nothing changed.
     pub replay: bool,
+    /// The turn wrote messages for the outbox (never on a replay): the dispatcher has work.
+    pub queued: bool,
 }
 
 /// A stored answer.
@@ -301,15 +310,7 @@ impl Store {
         f: TurnFn,
     ) -> Result<TurnResult, StoreError> {
         match self {
-            Store::Sqlite(s) => {
-                let s = s.clone();
-                let sid = sid.to_string();
-                // rusqlite is synchronous: the turn runs on a blocking thread while holding the
-                // connection, so the async workers keep serving other requests.
-                tokio::task::spawn_blocking(move || s.turn(&sid, seq, create, f))
-                    .await
-                    .map_err(|e| StoreError::Turn(e.to_string()))?
-            }
+            Store::Sqlite(s) => s.turn(sid, seq, create, f),
             Store::Postgres(s) => s.turn(sid, seq, create, f).await,
         }
     }

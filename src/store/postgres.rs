@@ -253,7 +253,7 @@ impl PgStore {
                     .fetch_optional(&mut *tx)
                     .await?;
             return match response {
-                Some(response) => Ok(TurnResult { response, replay: true }),
+                Some(response) => Ok(TurnResult { response, replay: true, queued: false }),
                 None => Err(StoreError::Turn(format!("turn {seq} of call {sid} is not stored"))),
             };
         }
@@ -268,7 +268,7 @@ impl PgStore {
             }
         };
         tx.commit().await?;
-        Ok(TurnResult { response: w.response, replay: false })
+        Ok(TurnResult { queued: w.queues_messages(), response: w.response, replay: false })
     }
 
     pub async fn record_status(
@@ -403,40 +403,50 @@ async fn write_turn(tx: &mut PgConnection, call: &CallRecord, seq: i64, w: &Turn
         Some(s) => serde_json::to_string(s)?,
         None => serde_json::to_string(&call.state)?,
     };
-    sqlx::query("update calls set state = $2, seq = $3, ended = ended or $4, updated_at = now() where call_id = $1")
-        .bind(call.call_id)
-        .bind(state)
-        .bind(seq)
-        .bind(w.ended)
-        .execute(&mut *tx)
-        .await?;
-    sqlx::query("insert into call_events (call_id, seq, state, input, response) values ($1, $2, $3, $4, $5)")
-        .bind(call.call_id)
-        .bind(seq)
-        .bind(&w.event_state)
-        .bind(&w.event_input)
-        .bind(w.stored_response.as_ref().unwrap_or(&w.response))
-        .execute(&mut *tx)
-        .await?;
-    for (name, v) in &w.answers {
+    // One statement (one round trip) for the call's state, the turn's event and its answers.
+    // An answer named twice counts once, the last one, as upserting them one by one did.
+    let (mut names, mut kinds, mut texts, mut raws, mut scales) = (vec![], vec![], vec![], vec![], vec![]);
+    for (i, (name, v)) in w.answers.iter().enumerate() {
+        if w.answers[i + 1..].iter().any(|(later, _)| later == name) {
+            continue;
+        }
         let (kind, text, raw, scale) = answer_columns(v);
-        sqlx::query(
-            "insert into answers (call_id, patient_id, name, kind, value_text, value_raw, value_scale)
-             values ($1, $2, $3, $4, $5, $6, $7)
-             on conflict (call_id, name) do update set kind = excluded.kind, value_text = excluded.value_text,
-               value_raw = excluded.value_raw, value_scale = excluded.value_scale, created_at = now()",
-        )
-        .bind(call.call_id)
-        .bind(&call.patient_id)
-        .bind(name)
-        .bind(kind)
-        .bind(text)
-        .bind(raw)
-        // `integer` in the schema.
-        .bind(scale.map(|s| s as i32))
-        .execute(&mut *tx)
-        .await?;
+        names.push(name.as_str());
+        kinds.push(kind);
+        texts.push(text);
+        raws.push(raw);
+        // `value_scale` is an `integer` in the schema.
+        scales.push(scale.map(|s| s as i32));
     }
+    sqlx::query(
+        "with turned as (
+           update calls set state = $2, seq = $3, ended = ended or $4, updated_at = now() where call_id = $1
+         ), event as (
+           insert into call_events (call_id, seq, state, input, response) values ($1, $3, $5, $6, $7)
+         )
+         insert into answers (call_id, patient_id, name, kind, value_text, value_raw, value_scale)
+         select $1, $8, a.name, a.kind, a.value_text, a.value_raw, a.value_scale
+         from unnest($9::text[], $10::text[], $11::text[], $12::bigint[], $13::integer[])
+           with ordinality as a (name, kind, value_text, value_raw, value_scale, n)
+         order by a.n
+         on conflict (call_id, name) do update set kind = excluded.kind, value_text = excluded.value_text,
+           value_raw = excluded.value_raw, value_scale = excluded.value_scale, created_at = now()",
+    )
+    .bind(call.call_id)
+    .bind(state)
+    .bind(seq)
+    .bind(w.ended)
+    .bind(&w.event_state)
+    .bind(&w.event_input)
+    .bind(w.stored_response.as_ref().unwrap_or(&w.response))
+    .bind(&call.patient_id)
+    .bind(names)
+    .bind(kinds)
+    .bind(texts)
+    .bind(raws)
+    .bind(scales)
+    .execute(&mut *tx)
+    .await?;
     for m in &w.messages {
         sqlx::query(
             "insert into outbox (patient_id, channel, recipient, body_sealed, next_attempt_at)
