@@ -69,6 +69,12 @@ impl Server {
             Registry::load(settings.flows.dir.clone(), settings.flows.prompts_dir.clone())
                 .map_err(ServeError::Flows)?,
         );
+        // Calls in progress finish on the version they started on, even if the files changed
+        // while the server was down.
+        let restored = flows.restore(&store.flow_versions_in_use().await?);
+        if restored > 0 {
+            tracing::info!(restored, "flow versions of calls in progress restored from the database");
+        }
         let watcher = flows.watch()?;
         let listener = TcpListener::bind(settings.server.listen).await?;
         let addr = listener.local_addr()?;

@@ -131,6 +131,25 @@ impl Library {
     pub fn flow(&self, name: &str) -> Option<&Arc<Flow>> {
         self.flows.get(name)
     }
+
+    /// Rebuilds one flow version from the texts it was loaded from (a version stored with the
+    /// calls that use it, after the files changed). `None` if it no longer loads cleanly.
+    pub fn flow_from_sources(name: &str, flow: Source, catalogs: Vec<(String, Source)>) -> Option<Arc<Flow>> {
+        let mut diags = Diagnostics::default();
+        let catalogs: BTreeMap<String, Arc<Catalog>> = catalogs
+            .into_iter()
+            .filter_map(|(lang, src)| Catalog::parse(&lang, src, &mut diags).map(|c| (lang, Arc::new(c))))
+            .collect();
+        let mut flow = load::parse(name, flow, &mut diags)?;
+        for lang in &flow.languages {
+            if let Some(c) = catalogs.get(lang) {
+                flow.catalogs.insert(lang.clone(), c.clone());
+            }
+        }
+        validate::check(&flow, &mut diags);
+        flow.version = version(&flow);
+        (!diags.has_errors()).then(|| Arc::new(flow))
+    }
 }
 
 /// A flow's version: a hash of its file and of each of its catalogues.

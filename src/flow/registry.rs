@@ -13,6 +13,8 @@ pub struct Registry {
     prompts_dir: PathBuf,
     current: RwLock<Arc<Library>>,
     versions: Mutex<HashMap<String, Arc<Flow>>>,
+    /// Versions known to be in the database (see [`Registry::unsaved`]).
+    saved: Mutex<std::collections::HashSet<String>>,
 }
 
 impl Registry {
@@ -24,6 +26,7 @@ impl Registry {
             prompts_dir,
             current: RwLock::new(Arc::new(Library::default())),
             versions: Mutex::default(),
+            saved: Mutex::default(),
         };
         r.install(lib);
         Ok(r)
@@ -63,6 +66,55 @@ impl Registry {
             );
             self.current(name)
         })
+    }
+
+    /// A version's texts to store with the calls that start on it, or `None` when this process
+    /// stored it already (one database write per version, not per call).
+    pub fn unsaved(&self, flow: &Flow) -> Option<crate::store::StoredFlow> {
+        let saved = self.saved.lock().unwrap_or_else(|e| e.into_inner());
+        (!saved.contains(&flow.version)).then(|| crate::store::StoredFlow {
+            version: flow.version.clone(),
+            flow: flow.name.clone(),
+            source_name: flow.source.name.clone(),
+            source: flow.source.text.clone(),
+            catalogs: flow
+                .catalogs
+                .iter()
+                .map(|(lang, c)| (lang.clone(), c.source.name.clone(), c.source.text.clone()))
+                .collect(),
+        })
+    }
+
+    /// Records that a version is stored.
+    pub fn mark_saved(&self, version: &str) {
+        self.saved.lock().unwrap_or_else(|e| e.into_inner()).insert(version.to_string());
+    }
+
+    /// Rebuilds stored versions that calls in progress started on and that the files no longer
+    /// hold, so those calls finish on them. Returns how many were restored.
+    pub fn restore(&self, stored: &[crate::store::StoredFlow]) -> usize {
+        let mut versions = self.versions.lock().unwrap_or_else(|e| e.into_inner());
+        let mut restored = 0;
+        for f in stored {
+            if versions.contains_key(&f.version) {
+                continue;
+            }
+            let catalogs = f
+                .catalogs
+                .iter()
+                .map(|(lang, name, text)| (lang.clone(), super::source::Source::new(name.clone(), text.clone())))
+                .collect();
+            let source = super::source::Source::new(f.source_name.clone(), f.source.clone());
+            match super::Library::flow_from_sources(&f.flow, source, catalogs) {
+                Some(flow) if flow.version == f.version => {
+                    versions.insert(f.version.clone(), flow);
+                    restored += 1;
+                }
+                _ => tracing::warn!(flow = f.flow, version = f.version, "a stored flow version could not be rebuilt"),
+            }
+        }
+        self.saved.lock().unwrap_or_else(|e| e.into_inner()).extend(stored.iter().map(|f| f.version.clone()));
+        restored
     }
 
     /// The current catalogue of a language (for messages written outside a call).

@@ -113,6 +113,12 @@ async fn voice(State(app): State<AppState>, Query(q): Query<VoiceQuery>, form: T
                 let Some(flow) = app.flows.current(&flow_name) else {
                     return failure(&format!("no flow named {flow_name}"), None);
                 };
+                if let Some(stored) = app.flows.unsaved(&flow) {
+                    match app.store.save_flow_version(&stored).await {
+                        Ok(()) => app.flows.mark_saved(&stored.version),
+                        Err(e) => return failure("storing the flow version", Some(e)),
+                    }
+                }
                 let number = match app.store.valid_number(&p.patient_id, Utc::now()).await {
                     Ok(n) => n,
                     Err(e) => return failure("number lookup", Some(e)),

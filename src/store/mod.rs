@@ -12,6 +12,7 @@ mod postgres;
 mod postgres_campaign;
 mod sqlite;
 mod sqlite_campaign;
+mod versions;
 
 use std::sync::Arc;
 
@@ -23,9 +24,10 @@ pub use campaign::*;
 pub use numbers::*;
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
+pub use versions::StoredFlow;
 
 /// How many numbered migrations each back end has (`migrations/sqlite`, `migrations/postgres`).
-pub const MIGRATION_COUNT: usize = 6;
+pub const MIGRATION_COUNT: usize = 7;
 
 /// A store failure. Details go to the log; callers hear an apology.
 #[derive(Debug, thiserror::Error)]

@@ -25,6 +25,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     (4, "roster", include_str!("../../migrations/postgres/0004_roster.sql")),
     (5, "campaigns", include_str!("../../migrations/postgres/0005_campaigns.sql")),
     (6, "delivery_fallback", include_str!("../../migrations/postgres/0006_delivery_fallback.sql")),
+    (7, "flow_versions", include_str!("../../migrations/postgres/0007_flow_versions.sql")),
 ];
 
 /// The advisory lock that instances starting at the same time take in turn to migrate (a key

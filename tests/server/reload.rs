@@ -78,3 +78,38 @@ async fn edits_are_served_live_bad_edits_refused_and_calls_keep_their_version() 
     assert!(body.contains("【新版】こちらは保健所"), "{body}");
     assert_eq!(app.get("/readyz").await.0, 200);
 }
+
+/// The files change while the server is down: after the restart, a call that was in progress
+/// finishes on the version it started on (stored with the call), and new calls get the edit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_in_progress_keeps_its_version_across_a_restart_with_edited_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let (flows, prompts) = (dir.path().join("call-flows"), dir.path().join("prompts"));
+    copy_dir(&root.join("call-flows"), &flows);
+    copy_dir(&root.join("prompts"), &prompts);
+    let mut s = settings(&format!("sqlite://{}", dir.path().join("ivr.db").display()));
+    s.flows.dir = flows.clone();
+    s.flows.prompts_dir = prompts.clone();
+    let mut app = spawn_with(s, dir).await;
+    app.add_patient("P001", MOBILE).await;
+    let old = "CA00000000000000000000000000000002";
+    first_turn(&app, old).await;
+    let started_on = app.store.call(old).await.unwrap().unwrap().flow_version;
+
+    let ja = prompts.join("ja-JP.toml");
+    let text = std::fs::read_to_string(&ja).unwrap();
+    std::fs::write(&ja, text.replace("今日の体温を押して", "【新版】今日の体温を押して")).unwrap();
+    // A new process, which never loaded the version the call started on.
+    app.restart().await;
+
+    let (_, next) =
+        app.post(&format!("/twilio/voice/step?call={old}&seq=1"), &[("CallSid", old), ("Digits", "0412")]).await;
+    assert!(next.contains("今日の体温を押して") && !next.contains("【新版】"), "{next}");
+    assert_eq!(app.store.call(old).await.unwrap().unwrap().flow_version, started_on);
+    let fresh = "CA00000000000000000000000000000003";
+    first_turn(&app, fresh).await;
+    let (_, next) =
+        app.post(&format!("/twilio/voice/step?call={fresh}&seq=1"), &[("CallSid", fresh), ("Digits", "0412")]).await;
+    assert!(next.contains("【新版】今日の体温を押して"), "{next}");
+}
