@@ -51,6 +51,7 @@ on_both_backends! {
     with_store: each_message_is_claimed_by_one_of_several_simultaneous_senders;
     with_store: a_finished_send_is_recorded_and_a_failure_alerts_the_health_centre;
     with_store: delivery_statuses_from_the_provider_update_the_message;
+    with_store: a_failure_reported_before_the_send_was_recorded_is_not_overwritten;
     with_store: a_message_whose_lease_ran_out_waits_for_a_callback_before_it_is_sent_again;
     with_store: api_tokens_are_unique_by_name_and_found_by_hash;
     with_store: an_sms_to_a_landline_falls_back_once_to_email_or_to_the_next_call;
@@ -1074,6 +1075,22 @@ async fn delivery_statuses_from_the_provider_update_the_message(store: Store) {
     assert!(store.message_status("SM1", "undelivered", Some("30003")).await.unwrap(), "known, but delivered is final");
     assert_eq!(store.messages("p1").await.unwrap()[0].2, "delivered");
     assert!(!store.message_status("SM-unknown", "delivered", None).await.unwrap());
+}
+
+async fn a_failure_reported_before_the_send_was_recorded_is_not_overwritten(store: Store) {
+    let t = now();
+    let m = messages_written(&store, &["p1"], t).await;
+    store.claim_messages(t, t + chrono::Duration::minutes(1), 10).await.unwrap();
+    // The carrier's callback comes while the sender still waits for the API's answer: the
+    // webhook records the send, then the failure.
+    let sent = SendResult::Sent { provider_id: "SM1".into(), status: "failed".into() };
+    store.finish_message(m[0], &sent, t).await.unwrap();
+    store.message_status("SM1", "failed", Some("30005")).await.unwrap();
+    store.finish_message(m[0], &SendResult::Failed { error: "failed 30005".into(), dead: false }, t).await.unwrap();
+    // Then the sender records what the API answered.
+    let late = SendResult::Sent { provider_id: "SM1".into(), status: "queued".into() };
+    store.finish_message(m[0], &late, t).await.unwrap();
+    assert_eq!(store.messages("p1").await.unwrap()[0].2, "failed");
 }
 
 async fn a_message_whose_lease_ran_out_waits_for_a_callback_before_it_is_sent_again(store: Store) {

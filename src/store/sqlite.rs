@@ -728,8 +728,10 @@ impl SqliteStore {
             }
             SendResult::Sent { provider_id, status } => {
                 tx.prepare_cached(
+                    // Only a message still in hand: a delivery callback that came first (and
+                    // perhaps said `failed`) is not overwritten by the sender's late record.
                     "update outbox set status = 'sent', provider_id = ?2, last_error = ?3, lease_until = null, updated_at = ?4
-                     where message_id = ?1",
+                     where message_id = ?1 and status in ('sending', 'pending')",
                 )?
                 .execute(params![message_id, provider_id, status, t])?;
             }
