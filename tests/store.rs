@@ -652,7 +652,8 @@ async fn a_failing_turn_among_waiting_turns_loses_only_itself(store: Store) {
     let others: Vec<_> = (2..12)
         .map(|i| {
             let (store, sid) = (store.clone(), format!("CA{i}"));
-            let f: TurnFn = if i == 6 { Box::new(|_| Err("the flow is broken".into())) } else { engine(write("turn 0")) };
+            let f: TurnFn =
+                if i == 6 { Box::new(|_| Err("the flow is broken".into())) } else { engine(write("turn 0")) };
             tokio::spawn(async move { store.turn(&sid, 0, Some(new_call(&sid)), f).await })
         })
         .collect();
