@@ -32,6 +32,7 @@ on_both_backends! {
     with_store: a_turn_from_the_future_returns_the_latest_response_without_running_the_engine;
     with_store: twenty_copies_of_one_request_at_once_run_the_engine_once;
     with_store: ten_simultaneous_first_turns_create_one_call;
+    with_store: two_hundred_turns_of_twenty_calls_at_once_all_commit_with_every_event;
     with_db: two_instances_on_one_database_take_turns_on_a_call;
     with_store: status_callbacks_move_forward_and_never_back;
     with_store: a_call_that_ends_before_its_flow_is_marked_incomplete;
@@ -39,6 +40,7 @@ on_both_backends! {
     with_store: unknown_statuses_and_unknown_calls_change_nothing;
     with_store: a_turn_for_an_unknown_call_without_creation_fails;
     with_store: an_engine_error_rolls_the_turn_back;
+    with_store: a_failing_turn_among_waiting_turns_loses_only_itself;
     with_store: a_number_is_issued_and_found_valid_for_its_patient;
     with_store: a_new_number_revokes_the_patients_previous_one;
     with_store: a_number_is_consumed_once_and_unknown_or_expired_numbers_are_refused;
@@ -497,6 +499,38 @@ async fn ten_simultaneous_first_turns_create_one_call(store: Store) {
     assert_eq!(store.event_count(call.call_id).await.unwrap(), 1);
 }
 
+/// Twenty calls side by side, ten turns each in order (on SQLite, turns of different calls, and
+/// of one call, share transactions): every turn is taken and everything it wrote is stored.
+async fn two_hundred_turns_of_twenty_calls_at_once_all_commit_with_every_event(store: Store) {
+    store.upsert_patient(&patient("p1", "+819012345678")).await.unwrap();
+    let tasks: Vec<_> = (0..20)
+        .map(|c| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let sid = format!("CA{c}");
+                for seq in 0..10 {
+                    let answers = vec![(format!("q{seq}"), Value::Number { raw: seq, scale: 0 })];
+                    let w = TurnWrite { answers, ..write(&format!("{sid} turn {seq}")) };
+                    let create = (seq == 0).then(|| new_call(&sid));
+                    let result = store.turn(&sid, seq, create, engine(w)).await.unwrap();
+                    assert_eq!((result.response, result.replay), (format!("{sid} turn {seq}"), false));
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    for c in 0..20 {
+        let sid = format!("CA{c}");
+        let call = store.call(&sid).await.unwrap().expect("the call exists");
+        assert_eq!((call.seq, call.state), (9, call_state(&format!("{sid} turn 9"))));
+        assert_eq!(store.event_count(call.call_id).await.unwrap(), 10, "{sid}");
+        let answers = store.answers(call.call_id).await.unwrap();
+        assert_eq!(answers.len(), 10, "{sid}: {answers:?}");
+    }
+}
+
 /// Two servers on one database (two pools, or two SQLite connections), as when several
 /// instances share PostgreSQL behind a load balancer that spreads a call's webhooks.
 async fn two_instances_on_one_database_take_turns_on_a_call(db: support::TestDb) {
@@ -599,6 +633,47 @@ async fn an_engine_error_rolls_the_turn_back(store: Store) {
     let failing: TurnFn = Box::new(|_| Err("no".into()));
     assert!(store.turn("CA2", 0, Some(new_call("CA2")), failing).await.is_err());
     assert_eq!(store.call("CA2").await.unwrap(), None);
+}
+
+/// Turns waiting behind a slow one (on SQLite they then share a transaction): the one whose
+/// engine fails, on the call it was creating, leaves nothing behind; the others are all stored.
+async fn a_failing_turn_among_waiting_turns_loses_only_itself(store: Store) {
+    let call = call_started(&store).await;
+    // A turn that takes a while, then turns arriving while it runs. The pauses let them queue
+    // behind it; nothing below depends on them.
+    let slow: TurnFn = Box::new(|_| {
+        std::thread::sleep(Duration::from_millis(100));
+        Ok(write("turn 1"))
+    });
+    let first = {
+        let store = store.clone();
+        tokio::spawn(async move { store.turn("CA1", 1, None, slow).await })
+    };
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let others: Vec<_> = (2..12)
+        .map(|i| {
+            let (store, sid) = (store.clone(), format!("CA{i}"));
+            let f: TurnFn =
+                if i == 6 { Box::new(|_| Err("the flow is broken".into())) } else { engine(write("turn 0")) };
+            tokio::spawn(async move { store.turn(&sid, 0, Some(new_call(&sid)), f).await })
+        })
+        .collect();
+
+    assert!(!first.await.unwrap().unwrap().replay);
+    for (i, t) in (2..12).zip(others) {
+        let (result, stored) = (t.await.unwrap(), store.call(&format!("CA{i}")).await.unwrap());
+        if i == 6 {
+            assert!(matches!(&result, Err(StoreError::Turn(m)) if m == "the flow is broken"), "{result:?}");
+            assert_eq!(stored, None, "the failing turn's call was not created");
+        } else {
+            assert_eq!(result.unwrap().response, "turn 0");
+            let stored = stored.expect("the call was created");
+            assert_eq!(stored.seq, 0);
+            assert_eq!(store.event_count(stored.call_id).await.unwrap(), 1);
+        }
+    }
+    assert_eq!(store.call("CA1").await.unwrap().unwrap().seq, 1);
+    assert_eq!(store.event_count(call.call_id).await.unwrap(), 2);
 }
 
 // ---- processing numbers ----

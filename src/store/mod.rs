@@ -4,7 +4,9 @@
 //!
 //! A webhook turn is one transaction ([`Store::turn`]): lock the call, check the turn's
 //! sequence number, run the engine (a closure), write state, event, answers and alerts, commit.
-//! A turn already taken returns its stored response and changes nothing.
+//! A turn already taken returns its stored response and changes nothing. On SQLite, the turns
+//! waiting share one transaction, each in a savepoint of its own, and are answered only once
+//! it committed.
 
 mod campaign;
 mod numbers;
@@ -12,6 +14,7 @@ mod postgres;
 mod postgres_campaign;
 mod sqlite;
 mod sqlite_campaign;
+mod sqlite_writer;
 mod versions;
 
 use std::sync::Arc;
@@ -312,7 +315,7 @@ impl Store {
         f: TurnFn,
     ) -> Result<TurnResult, StoreError> {
         match self {
-            Store::Sqlite(s) => s.turn(sid, seq, create, f),
+            Store::Sqlite(s) => s.turn(sid, seq, create, f).await,
             Store::Postgres(s) => s.turn(sid, seq, create, f).await,
         }
     }

@@ -1,10 +1,12 @@
 //! The SQLite back end: one connection in WAL mode behind a mutex (SQLite has one writer at a
-//! time anyway), statements prepared once and cached, one `BEGIN IMMEDIATE` transaction per turn.
+//! time anyway), statements prepared once and cached. Turns go to a thread of their own that
+//! commits every turn waiting in one `BEGIN IMMEDIATE` transaction ([`super::sqlite_writer`]).
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use rusqlite::{Connection, OptionalExtension, Row, Transaction, TransactionBehavior, params};
 
+use super::sqlite_writer::Writer;
 use super::{Answer, CallRecord, ImportCount, Job, NewCall, Patient, StoreError, TurnFn, TurnResult, TurnWrite};
 use super::{answer_columns, answer_value};
 
@@ -22,7 +24,10 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
 const NOW: &str = "strftime('%Y-%m-%dT%H:%M:%fZ', 'now')";
 
 pub struct SqliteStore {
-    conn: Mutex<Connection>,
+    conn: Arc<Mutex<Connection>>,
+    /// The thread that takes the turns, every turn waiting in one transaction. Dropping it
+    /// lets the thread finish the turns queued and joins it.
+    writer: Writer,
     /// Checkpoints the WAL of a database file; `None` for `:memory:`.
     _checkpointer: Option<Checkpointer>,
 }
@@ -171,13 +176,13 @@ impl SqliteStore {
             conn.pragma_update(None, "wal_autocheckpoint", WAL_AUTOCHECKPOINT)?;
             Some(Checkpointer::start(path)?)
         };
-        Ok(SqliteStore { conn: Mutex::new(conn), _checkpointer: checkpointer })
+        let conn = Arc::new(Mutex::new(conn));
+        let writer = Writer::start(conn.clone())?;
+        Ok(SqliteStore { conn, writer, _checkpointer: checkpointer })
     }
 
-    pub(super) fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
-        // A panic while holding the lock leaves no half-written transaction (it rolls back on
-        // drop), so the connection is still good.
-        self.conn.lock().unwrap_or_else(|e| e.into_inner())
+    pub(super) fn conn(&self) -> MutexGuard<'_, Connection> {
+        lock(&self.conn)
     }
 
     pub fn migrate(&self) -> Result<usize, StoreError> {
@@ -278,43 +283,15 @@ impl SqliteStore {
         load_call(&conn, sid)
     }
 
-    pub fn turn(&self, sid: &str, seq: i64, create: Option<NewCall>, f: TurnFn) -> Result<TurnResult, StoreError> {
-        let mut conn = self.conn();
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let call = match load_call(&tx, sid)? {
-            Some(c) => c,
-            None => match create {
-                Some(new) => {
-                    insert_call(&tx, &new)?;
-                    load_call(&tx, sid)?.ok_or_else(|| StoreError::UnknownCall(sid.into()))?
-                }
-                None => return Err(StoreError::UnknownCall(sid.into())),
-            },
-        };
-        if seq != call.seq + 1 {
-            // A replay (or a request from the future): the stored answer, no effect.
-            let wanted = seq.min(call.seq);
-            let response: Option<String> = tx
-                .prepare_cached("select response from call_events where call_id = ?1 and seq = ?2")?
-                .query_row(params![call.call_id, wanted], |r| r.get(0))
-                .optional()?;
-            return match response {
-                Some(response) => Ok(TurnResult { response, replay: true, queued: false }),
-                None => Err(StoreError::Turn(format!("turn {seq} of call {sid} is not stored"))),
-            };
-        }
-        let mut f = f;
-        let mut collisions = 0;
-        let w = loop {
-            let w = f(&call).map_err(StoreError::Turn)?;
-            match write_turn(&tx, &call, seq, &w) {
-                // Nothing was written before the number: step again with another one.
-                Err(StoreError::Conflict) if collisions < 5 => collisions += 1,
-                r => break r.map(|()| w)?,
-            }
-        };
-        tx.commit()?;
-        Ok(TurnResult { queued: w.queues_messages(), response: w.response, replay: false })
+    /// One turn, committed with the other turns waiting (see [`super::Store::turn`]).
+    pub async fn turn(
+        &self,
+        sid: &str,
+        seq: i64,
+        create: Option<NewCall>,
+        f: TurnFn,
+    ) -> Result<TurnResult, StoreError> {
+        self.writer.turn(sid, seq, create, f).await
     }
 
     pub fn record_status(&self, sid: &str, status: &str, rank: i32, duration: Option<i64>) -> Result<bool, StoreError> {
@@ -355,6 +332,55 @@ impl SqliteStore {
     }
 }
 
+/// The connection, locked. A panic while holding the lock leaves no half-written transaction
+/// (it rolls back on drop), so the connection is still good.
+pub(super) fn lock(conn: &Mutex<Connection>) -> MutexGuard<'_, Connection> {
+    conn.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// One turn inside an open transaction: load (or create) the call, check the turn's sequence
+/// number, step the engine, write. On an error the caller rolls back what the turn wrote.
+pub(super) fn turn_in(
+    tx: &Connection,
+    sid: &str,
+    seq: i64,
+    create: Option<NewCall>,
+    f: &mut TurnFn,
+) -> Result<TurnResult, StoreError> {
+    let call = match load_call(tx, sid)? {
+        Some(c) => c,
+        None => match create {
+            Some(new) => {
+                insert_call(tx, &new)?;
+                load_call(tx, sid)?.ok_or_else(|| StoreError::UnknownCall(sid.into()))?
+            }
+            None => return Err(StoreError::UnknownCall(sid.into())),
+        },
+    };
+    if seq != call.seq + 1 {
+        // A replay (or a request from the future): the stored answer, no effect.
+        let wanted = seq.min(call.seq);
+        let response: Option<String> = tx
+            .prepare_cached("select response from call_events where call_id = ?1 and seq = ?2")?
+            .query_row(params![call.call_id, wanted], |r| r.get(0))
+            .optional()?;
+        return match response {
+            Some(response) => Ok(TurnResult { response, replay: true, queued: false }),
+            None => Err(StoreError::Turn(format!("turn {seq} of call {sid} is not stored"))),
+        };
+    }
+    let mut collisions = 0;
+    let w = loop {
+        let w = f(&call).map_err(StoreError::Turn)?;
+        match write_turn(tx, &call, seq, &w) {
+            // Nothing was written before the number: step again with another one.
+            Err(StoreError::Conflict) if collisions < 5 => collisions += 1,
+            r => break r.map(|()| w)?,
+        }
+    };
+    Ok(TurnResult { queued: w.queues_messages(), response: w.response, replay: false })
+}
+
 fn load_call(conn: &Connection, sid: &str) -> Result<Option<CallRecord>, StoreError> {
     let mut st = conn.prepare_cached(&format!("select {CALL_COLUMNS} from calls where call_sid = ?1"))?;
     match st.query_row([sid], call_row).optional()? {
@@ -366,7 +392,7 @@ fn load_call(conn: &Connection, sid: &str) -> Result<Option<CallRecord>, StoreEr
     }
 }
 
-fn insert_call(tx: &Transaction<'_>, new: &NewCall) -> Result<(), StoreError> {
+fn insert_call(tx: &Connection, new: &NewCall) -> Result<(), StoreError> {
     tx.prepare_cached(
         "insert into calls (call_sid, patient_id, job_id, direction, flow, flow_version, state)
          values (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
@@ -383,7 +409,7 @@ fn insert_call(tx: &Transaction<'_>, new: &NewCall) -> Result<(), StoreError> {
     Ok(())
 }
 
-fn write_turn(tx: &Transaction<'_>, call: &CallRecord, seq: i64, w: &TurnWrite) -> Result<(), StoreError> {
+fn write_turn(tx: &Connection, call: &CallRecord, seq: i64, w: &TurnWrite) -> Result<(), StoreError> {
     // The number first, in a savepoint: a collision rolls back what the number wrote before it
     // (the patient's previous number revoked), nothing else is written yet, and the turn can
     // step again.
