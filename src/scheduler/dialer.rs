@@ -15,7 +15,7 @@ use chrono::{DateTime, TimeZone, Utc};
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use tokio::sync::Notify;
 
-use crate::carrier::twilio::{AnsweredBy, CallRequest, CallStatus, MachineDetection, TwilioClient};
+use crate::carrier::twilio::{AnsweredBy, CallRequest, MachineDetection, TwilioClient};
 use crate::scheduler::DialPolicy;
 use crate::scheduler::hours::CallingHours;
 use crate::store::{DueJob, JobNext, Store, StoreError};
@@ -244,8 +244,8 @@ impl Dialer {
             };
             match self.carrier.fetch_call(sid).await {
                 Ok(call) if call.status.is_final() => {
-                    let answered_by = call.answered_by.map(answered_by_name);
-                    let status = status_name(call.status);
+                    let answered_by = call.answered_by.map(AnsweredBy::as_str);
+                    let status = call.status.as_str();
                     self.campaign
                         .call_ended(&self.store, (stale.job_id, stale.attempt), Some(sid), status, answered_by, now)
                         .await?;
@@ -296,34 +296,6 @@ async fn place(
             tracing::warn!(job_id = job.job_id, attempt = job.attempt, error = %e, "unknown whether the call was placed");
             Ok(())
         }
-    }
-}
-
-/// Twilio's name for a call status.
-fn status_name(s: CallStatus) -> &'static str {
-    match s {
-        CallStatus::Queued => "queued",
-        CallStatus::Ringing => "ringing",
-        CallStatus::InProgress => "in-progress",
-        CallStatus::Completed => "completed",
-        CallStatus::Busy => "busy",
-        CallStatus::Failed => "failed",
-        CallStatus::NoAnswer => "no-answer",
-        CallStatus::Canceled => "canceled",
-        CallStatus::Other => "unknown",
-    }
-}
-
-/// Twilio's name for who answered.
-fn answered_by_name(a: AnsweredBy) -> &'static str {
-    match a {
-        AnsweredBy::Human => "human",
-        AnsweredBy::MachineStart => "machine_start",
-        AnsweredBy::MachineEndBeep => "machine_end_beep",
-        AnsweredBy::MachineEndSilence => "machine_end_silence",
-        AnsweredBy::MachineEndOther => "machine_end_other",
-        AnsweredBy::Fax => "fax",
-        AnsweredBy::Unknown | AnsweredBy::Other => "unknown",
     }
 }
 
