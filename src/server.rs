@@ -115,7 +115,6 @@ impl Server {
             verify_limiter: http::api::limiter(settings.api.verify_per_minute),
             outbox_wake: Arc::new(tokio::sync::Notify::new()),
             simulator,
-            carrier: Some(carrier.clone()),
             email_configured: settings.email.is_some(),
             turns: crate::calls::TurnContext {
                 flows: flows.clone(),
@@ -148,14 +147,14 @@ impl Server {
         let mut workers = Vec::new();
         let stop = Arc::new(tokio::sync::Notify::new());
         workers.push((tokio::spawn(dispatcher.run(stop.clone())), stop));
-        let mut dialer = crate::scheduler::dialer::Dialer::new(
+        let dialer = crate::scheduler::dialer::Dialer::new(
             state.store.clone(),
             carrier,
             sender,
             public_url.clone(),
             state.campaign.clone(),
+            state.dialer_wake.clone(),
         );
-        dialer.wake = state.dialer_wake.clone();
         let stop = Arc::new(tokio::sync::Notify::new());
         workers.push((tokio::spawn(Arc::new(dialer).run(stop.clone())), stop));
         if settings.scheduler.autostart {

@@ -43,8 +43,6 @@ pub struct AppState {
     /// The built-in carrier simulator (with `carrier.kind = "simulator"`): the calls it
     /// placed and the SMS it accepted, and personas to set for tests.
     pub simulator: Option<Arc<crate::carrier::simulator::Simulator>>,
-    /// Twilio's REST API (or the simulator's, which is the same API) for placing calls.
-    pub carrier: Option<crate::carrier::twilio::TwilioClient>,
     /// The rules that follow a dialled call: retries, calling hours, limits.
     pub campaign: Arc<crate::scheduler::dialer::Campaign>,
     /// Wakes the dialer (a call ended: room for the next).

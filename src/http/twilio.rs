@@ -19,7 +19,7 @@ use crate::calls::{patient_vars, turn_fn};
 use crate::flow::{CallState, Input};
 use crate::issuer::is_sealed;
 use crate::response::{Response as Speech, Speech as Say};
-use crate::store::{NewCall, SendResult, StoreError};
+use crate::store::{NewCall, SendResult, StoreError, status_rank};
 use crate::telemetry::mask_phone;
 use crate::twiml;
 
@@ -73,7 +73,7 @@ async fn voice(State(app): State<AppState>, Query(q): Query<VoiceQuery>, form: T
             if let Err(e) = noted {
                 tracing::warn!(error = %e, job, attempt, "attempt not updated");
             }
-            let machine = answered_by.as_deref().is_some_and(|a| a.starts_with("machine") || a == "fax");
+            let machine = answered_by.as_deref().is_some_and(crate::scheduler::dialer::is_machine);
             match q.person {
                 // Silence after the machine message: it was a machine after all.
                 Some(_) if form.get("Digits").unwrap_or("").is_empty() => {
@@ -183,7 +183,7 @@ async fn status(State(app): State<AppState>, Query(q): Query<StatusQuery>, form:
         if let (Some(job), Some(attempt)) = (q.job, q.attempt) {
             let now = app.campaign.clock.now();
             app.store.attempt_dialed(job, attempt, &sid).await?;
-            if crate::scheduler::dialer::is_final(&status) {
+            if status_rank(&status) == Some(crate::store::FINAL_RANK) {
                 app.campaign.call_ended(&app.store, (job, attempt), Some(&sid), &status, answered_by, now).await?;
                 app.dialer_wake.notify_one();
             } else {
@@ -308,8 +308,7 @@ async fn machine_message(app: &AppState, job: i64, attempt: i32) -> Response {
         _ => None,
     }
     .unwrap_or_else(|| "ja-JP".into());
-    let catalog = app.flows.catalog(&language).or_else(|| app.flows.catalog("ja-JP"));
-    let speech = match catalog {
+    let speech = match app.flows.catalog(&language) {
         Some(c) if c.get("machine_message").is_some() => c.speech("machine_message", &Default::default()),
         _ => Say::Say {
             text: "こちらは保健所です。健康観察のお電話をいたしました。後ほど改めてお電話します。".into(),

@@ -6,7 +6,7 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
-use chrono::{DateTime, NaiveDate, TimeZone, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 
 use super::hours::CallingHours;
 use super::plan::{self, PlanPatient, Skipped};
@@ -37,16 +37,11 @@ pub struct Planned {
 }
 
 impl Planner {
-    /// The local day `now` falls in.
-    pub fn today(&self, now: DateTime<Utc>) -> NaiveDate {
-        now.with_timezone(&self.hours.tz()).date_naive()
-    }
-
     /// Plans the day `now` falls in: every patient in care who has not reported today, in their
     /// slot (or as soon as calling hours allow, with `start_now`).
     pub async fn plan(&self, store: &Store, now: DateTime<Utc>, start_now: bool) -> Result<Planned, StoreError> {
-        let day = self.today(now);
-        let (from, to) = self.day_bounds(day);
+        let day = self.hours.day_of(now);
+        let (from, to) = self.hours.day_bounds(day);
         let patients = store.patients().await?;
         let reported = store.reported_patients(from, to).await?;
         let reported: HashSet<&str> = reported.iter().map(String::as_str).collect();
@@ -81,16 +76,6 @@ impl Planner {
         };
         tracing::info!(%day, jobs = jobs.len(), new, skipped = ?plan.skipped, "day planned");
         Ok(Planned { day, jobs: jobs.len(), new, advanced, skipped: plan.skipped, first_due })
-    }
-
-    /// The day's start and end in UTC (local midnights; a day may be 23 or 25 hours long).
-    pub fn day_bounds(&self, day: NaiveDate) -> (DateTime<Utc>, DateTime<Utc>) {
-        let tz = self.hours.tz();
-        let midnight = |d: NaiveDate| {
-            let t = d.and_hms_opt(0, 0, 0).expect("midnight");
-            tz.from_local_datetime(&t).earliest().map(|t| t.with_timezone(&Utc)).unwrap_or_else(|| t.and_utc())
-        };
-        (midnight(day), midnight(day.succ_opt().unwrap_or(day)))
     }
 }
 

@@ -11,7 +11,7 @@
 use std::num::NonZeroU32;
 use std::sync::Arc;
 
-use chrono::{DateTime, TimeZone, Utc};
+use chrono::{DateTime, Utc};
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use tokio::sync::Notify;
 
@@ -29,15 +29,15 @@ pub struct Campaign {
     pub clock: crate::scheduler::clock::Clock,
 }
 
-/// Final call statuses a carrier reports.
-pub fn is_final(status: &str) -> bool {
-    matches!(status, "completed" | "busy" | "no-answer" | "failed" | "canceled")
+/// Whether machine detection says a machine (or a fax) answered.
+pub fn is_machine(answered_by: &str) -> bool {
+    answered_by.starts_with("machine") || answered_by == "fax"
 }
 
 /// How an attempt ended, from the carrier's final status, who answered (machine detection) and
 /// whether the flow reached its end (`None`: no call was recorded, nobody took a turn).
 pub fn outcome(status: &str, answered_by: Option<&str>, flow_done: Option<bool>) -> &'static str {
-    let machine = answered_by.is_some_and(|a| a.starts_with("machine") || a == "fax");
+    let machine = answered_by.is_some_and(is_machine);
     match status {
         "completed" => match flow_done {
             Some(true) => "completed",
@@ -135,14 +135,21 @@ pub struct Dialer {
     pub public_url: String,
     pub campaign: Arc<Campaign>,
     limiter: DefaultDirectRateLimiter,
-    /// Wakes the dialer at once (a campaign was planned).
-    pub wake: Arc<Notify>,
+    /// Wakes the dialer at once (a campaign was planned, a call ended).
+    wake: Arc<Notify>,
 }
 
 impl Dialer {
-    pub fn new(store: Store, carrier: TwilioClient, from: String, public_url: String, campaign: Arc<Campaign>) -> Self {
+    pub fn new(
+        store: Store,
+        carrier: TwilioClient,
+        from: String,
+        public_url: String,
+        campaign: Arc<Campaign>,
+        wake: Arc<Notify>,
+    ) -> Self {
         let limiter = RateLimiter::direct(quota(campaign.policy.calls_per_second));
-        Dialer { store, carrier, from, public_url, campaign, limiter, wake: Arc::new(Notify::new()) }
+        Dialer { store, carrier, from, public_url, campaign, limiter, wake }
     }
 
     /// Runs until `stop` is notified: a tick whenever woken, and at least every 250 ms.
@@ -173,7 +180,7 @@ impl Dialer {
     pub async fn tick(&self, now: DateTime<Utc>) -> Result<usize, StoreError> {
         self.reconcile(now).await?;
         let hours = &self.campaign.hours;
-        let today = now.with_timezone(&hours.tz()).date_naive();
+        let today = hours.day_of(now);
         let closed = self.store.close_days(today, now).await?;
         if closed > 0 {
             tracing::warn!(closed, "calls of an earlier day were never placed; the health centre is alerted");
@@ -208,10 +215,9 @@ impl Dialer {
     /// Today's campaign as gauges on `/metrics`: jobs by status, attempts, unanswered attempts,
     /// numbers issued, SMS sent and alerts since the day began.
     async fn report(&self, now: DateTime<Utc>) -> Result<(), StoreError> {
-        let planner_day = now.with_timezone(&self.campaign.hours.tz()).date_naive();
-        let midnight = planner_day.and_hms_opt(0, 0, 0).expect("midnight");
-        let since = self.campaign.hours.tz().from_local_datetime(&midnight).earliest().map_or(now, |t| t.to_utc());
-        let s = self.store.campaign_summary(planner_day, since).await?;
+        let day = self.campaign.hours.day_of(now);
+        let (since, _) = self.campaign.hours.day_bounds(day);
+        let s = self.store.campaign_summary(day, since).await?;
         for status in ["planned", "dialing", "in-progress", "retry", "done", "unreachable", "failed"] {
             metrics::gauge!("ivr_campaign_jobs", "status" => status).set(s.count(status) as f64);
         }
@@ -278,9 +284,8 @@ async fn place(
             tracing::info!(job_id = job.job_id, attempt = job.attempt, call_sid = %call.sid, to = %mask_phone(&job.phone), "dialling");
             store.attempt_dialed(job.job_id, job.attempt, &call.sid).await
         }
-        Err(e)
-            if e.is_invalid_number() || (e.status().is_some_and(|s| (400..500).contains(&s)) && !e.is_retryable()) =>
-        {
+        // A 4xx other than 429: an invalid number (21211) and the like, refused for good.
+        Err(e) if e.status().is_some_and(|s| (400..500).contains(&s)) && !e.is_retryable() => {
             tracing::warn!(job_id = job.job_id, to = %mask_phone(&job.phone), error = %e, "the carrier refused the number");
             campaign.end(&store, job.job_id, job.attempt, "refused", None, now).await.map(drop)
         }

@@ -244,6 +244,17 @@ impl CallingHours {
         self.tz
     }
 
+    /// The local day an instant falls in.
+    pub fn day_of(&self, t: DateTime<Utc>) -> NaiveDate {
+        t.with_timezone(&self.tz).date_naive()
+    }
+
+    /// A local day's start and end (its midnights; a day may be 23 or 25 hours long).
+    pub fn day_bounds(&self, day: NaiveDate) -> Window {
+        let midnight = |d: NaiveDate| self.instant(d, DayTime::MIDNIGHT, Edge::Start);
+        (midnight(day), midnight(day.succ_opt().unwrap_or(day)))
+    }
+
     /// The slots' names, in order of start.
     pub fn slot_names(&self) -> Vec<&str> {
         self.slots.iter().map(|s| s.name.as_str()).collect()

@@ -174,13 +174,16 @@ pub struct Answer {
     pub value: Value,
 }
 
+/// The rank of the statuses that end a call (completed, busy, no-answer, failed, canceled).
+pub const FINAL_RANK: i32 = 3;
+
 /// Call statuses by how far a call got; a status never replaces a later one.
 pub fn status_rank(status: &str) -> Option<i32> {
     Some(match status {
         "queued" | "initiated" => 0,
         "ringing" => 1,
         "in-progress" | "answered" => 2,
-        "completed" | "busy" | "no-answer" | "failed" | "canceled" => 3,
+        "completed" | "busy" | "no-answer" | "failed" | "canceled" => FINAL_RANK,
         _ => return None,
     })
 }
