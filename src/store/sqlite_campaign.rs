@@ -1,7 +1,7 @@
 //! Daily campaigns on SQLite (see [`super::campaign`]).
 
 use chrono::{DateTime, NaiveDate, Utc};
-use rusqlite::{OptionalExtension, TransactionBehavior, params};
+use rusqlite::{TransactionBehavior, params};
 
 use super::campaign::{AttemptView, CampaignSummary, DueJob, JobNext, JobView, NewJob, StaleAttempt};
 use super::{SqliteStore, StoreError, parse_sqlite_time, sqlite_time};
@@ -270,9 +270,8 @@ impl SqliteStore {
         )?;
         (summary.attempts, summary.unanswered) = st.query_row([day_text(day)], |r| Ok((r.get(0)?, r.get(1)?)))?;
         let t = sqlite_time(since);
-        let count = |sql: &str| -> Result<i64, StoreError> {
-            Ok(conn.prepare_cached(sql)?.query_row([&t], |r| r.get(0)).optional()?.unwrap_or(0))
-        };
+        let count =
+            |sql: &str| -> Result<i64, StoreError> { Ok(conn.prepare_cached(sql)?.query_row([&t], |r| r.get(0))?) };
         summary.numbers_issued = count("select count(*) from processing_numbers where issued_at >= ?1")?;
         summary.sms_sent = count(
             "select count(*) from outbox where channel = 'sms' and status in ('sent', 'delivered') and created_at >= ?1",
