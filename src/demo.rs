@@ -61,10 +61,7 @@ pub async fn run(config: Option<&Path>) -> Result<()> {
     let store = server.state.store.clone();
 
     let bytes = std::fs::read(DEMO_ROSTER).map_err(|e| format!("{DEMO_ROSTER}: {e}"))?;
-    let languages = server.state.flows.languages();
-    let languages: Vec<&str> = languages.iter().map(String::as_str).collect();
-    let slots = server.state.campaign.hours.slot_names();
-    let patients = crate::roster::parse_roster(DEMO_ROSTER, &bytes, &slots, &languages)?;
+    let patients = server.state.parse_roster(DEMO_ROSTER, &bytes)?;
     store.import_patients(&patients).await?;
 
     let started = Utc::now();

@@ -27,7 +27,6 @@ use sha2::{Digest, Sha256};
 
 use super::AppState;
 use crate::numbers::{self, IssueError, SendBy, VerifyError};
-use crate::roster;
 use crate::store::Verdict;
 
 pub fn router() -> Router<AppState> {
@@ -261,10 +260,7 @@ impl<S: Send + Sync> FromRequest<S> for CsvBody {
 }
 
 async fn import(State(app): State<AppState>, client: Client, CsvBody(csv): CsvBody) -> Result<Response, ApiError> {
-    let languages = app.flows.languages();
-    let languages: Vec<&str> = languages.iter().map(String::as_str).collect();
-    let slots = app.campaign.hours.slot_names();
-    let patients = match roster::parse_roster("request", &csv, &slots, &languages) {
+    let patients = match app.parse_roster("request", &csv) {
         Ok(p) => p,
         Err(e) => {
             tracing::info!(client = %client.0, errors = e.errors.len(), "roster refused");

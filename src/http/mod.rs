@@ -68,6 +68,19 @@ pub fn router(state: AppState) -> Router {
     ))
 }
 
+impl AppState {
+    /// Reads a roster against what this server serves: its prompt languages and call slots.
+    pub fn parse_roster(
+        &self,
+        label: &str,
+        csv: &[u8],
+    ) -> Result<Vec<crate::store::Patient>, crate::roster::RosterErrors> {
+        let languages = self.flows.languages();
+        let languages: Vec<&str> = languages.iter().map(String::as_str).collect();
+        crate::roster::parse_roster(label, csv, &self.campaign.hours.slot_names(), &languages)
+    }
+}
+
 /// Latency by route and status, for `/metrics`.
 async fn track(req: Request, next: Next) -> Response {
     let route =
