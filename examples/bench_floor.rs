@@ -9,6 +9,9 @@
 //!   transaction runs on the server's own worker thread, behind one mutex.
 //! - `--mode durable-spawn-blocking`: `durable` with the transaction handed to tokio's blocking
 //!   pool, as `ivr serve` did it (to measure the hand-off on its own).
+//! - `--mode durable-postgres`: `durable` on PostgreSQL (`--db postgres://…`): the same two
+//!   statements in one sqlx transaction at READ COMMITTED, from a pool of 16 connections (as
+//!   `ivr serve`'s), committed with the server's defaults (`synchronous_commit = on`).
 //!
 //! `GET /readyz` answers 200. Any other POST path is a turn: `seq` comes from the query string
 //! (0 without one).
@@ -38,6 +41,7 @@ enum Mode {
     Bare,
     Durable,
     DurableSpawnBlocking,
+    DurablePostgres,
 }
 
 #[derive(Debug, Parser)]
@@ -47,7 +51,8 @@ struct Args {
     mode: Mode,
     #[arg(long, default_value = "127.0.0.1:18081")]
     listen: SocketAddr,
-    /// SQLite file for the durable modes (created, or reused as it is).
+    /// SQLite file for the durable modes (created, or reused as it is); a `postgres://` URL
+    /// for `durable-postgres` (its table `floor_turns` is created, or emptied).
     #[arg(long, default_value = "bench-floor.db")]
     db: String,
     /// The URL signatures are computed over (default: http:// + listen).
@@ -105,11 +110,53 @@ impl Durable {
     }
 }
 
+/// The PostgreSQL floor: the same turn, one sqlx transaction.
+struct DurablePg {
+    pool: sqlx::PgPool,
+}
+
+impl DurablePg {
+    async fn open(url: &str) -> Result<DurablePg, sqlx::Error> {
+        let pool = sqlx::postgres::PgPoolOptions::new().max_connections(16).connect(url).await?;
+        sqlx::query(
+            "create table if not exists floor_turns (
+                call_sid text not null,
+                seq      bigint not null,
+                digits   text not null,
+                at       timestamptz not null default now(),
+                primary key (call_sid, seq))",
+        )
+        .execute(&pool)
+        .await?;
+        sqlx::query("truncate floor_turns").execute(&pool).await?;
+        Ok(DurablePg { pool })
+    }
+
+    /// One transaction: the turn's row in, the call's latest row back.
+    async fn turn(&self, sid: &str, seq: i64, digits: &str) -> Result<(i64, String), sqlx::Error> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("insert into floor_turns (call_sid, seq, digits) values ($1, $2, $3)")
+            .bind(sid)
+            .bind(seq)
+            .bind(digits)
+            .execute(&mut *tx)
+            .await?;
+        let latest: (i64, String) =
+            sqlx::query_as("select seq, digits from floor_turns where call_sid = $1 order by seq desc limit 1")
+                .bind(sid)
+                .fetch_one(&mut *tx)
+                .await?;
+        tx.commit().await?;
+        Ok(latest)
+    }
+}
+
 struct App {
     mode: Mode,
     public_url: String,
     token: AuthToken,
     db: Option<Arc<Durable>>,
+    pg: Option<DurablePg>,
 }
 
 fn reply(status: StatusCode, content_type: &'static str, body: &'static str) -> Response<Full<Bytes>> {
@@ -154,6 +201,15 @@ async fn handle(app: Arc<App>, req: Request<Incoming>) -> Result<Response<Full<B
         .and_then(|q| q.split('&').find_map(|kv| kv.strip_prefix("seq=")))
         .and_then(|s| s.parse().ok())
         .unwrap_or(0);
+    if let Some(pg) = &app.pg {
+        return Ok(match pg.turn(&sid, seq, &digits).await {
+            Ok(_) => reply(StatusCode::OK, "text/xml; charset=utf-8", TWIML),
+            Err(e) => {
+                eprintln!("turn failed: {e}");
+                reply(StatusCode::INTERNAL_SERVER_ERROR, "text/plain", "turn failed\n")
+            }
+        });
+    }
     let db = app.db.clone().expect("durable modes open a database");
     let done = match app.mode {
         Mode::DurableSpawnBlocking => {
@@ -174,8 +230,12 @@ async fn handle(app: Arc<App>, req: Request<Incoming>) -> Result<Response<Full<B
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args = Args::parse();
     let db = match args.mode {
-        Mode::Bare => None,
+        Mode::Bare | Mode::DurablePostgres => None,
         Mode::Durable | Mode::DurableSpawnBlocking => Some(Arc::new(Durable::open(&args.db)?)),
+    };
+    let pg = match args.mode {
+        Mode::DurablePostgres => Some(DurablePg::open(&args.db).await?),
+        _ => None,
     };
     let public_url = args.public_url.clone().unwrap_or_else(|| format!("http://{}", args.listen));
     let app = Arc::new(App {
@@ -183,6 +243,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         public_url: public_url.trim_end_matches('/').to_string(),
         token: AuthToken::new(args.token),
         db,
+        pg,
     });
     let listener = TcpListener::bind(args.listen).await?;
     eprintln!("bench_floor {:?} listening on {}", args.mode, listener.local_addr()?);

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Signed webhook turns per second, p50/p99 latency and server memory, for `ivr serve` on SQLite
-# and PostgreSQL next to two floors (examples/bench_floor.rs): a bare hyper server answering
-# constant TwiML, and a durable one (signature check + one SQLite transaction per request).
+# and PostgreSQL next to their floors (examples/bench_floor.rs): a bare hyper server answering
+# constant TwiML, and durable ones (signature check + one transaction per request, on SQLite
+# and on PostgreSQL).
 #
 # Every run starts a fresh server process on a fresh database (1000 patients), waits for
 # /readyz, drives it with examples/bench_load.rs (keep-alive connections, whole daily calls,
@@ -10,7 +11,7 @@
 #
 # Usage: scripts/bench-webhooks.sh            (about 6 minutes with the defaults)
 #   BENCH_SECONDS=5 BENCH_WARMUP=1 BENCH_ROUNDS=3 BENCH_CONNECTIONS="16 64 256"
-#   BENCH_TARGETS="bare durable durable-spawn-blocking ivr-sqlite ivr-postgres"
+#   BENCH_TARGETS="bare durable durable-spawn-blocking durable-postgres ivr-sqlite ivr-postgres"
 #   BENCH_PG="postgres://postgres@127.0.0.1:5432"   (server; a database ivr_bench is recreated)
 #   BENCH_PG_ADMIN_DB=test                          (the database psql connects to for that)
 #   BENCH_OUT=results.txt                           (raw lines; default: a temporary file)
@@ -21,7 +22,7 @@ secs=${BENCH_SECONDS:-5}
 warmup=${BENCH_WARMUP:-1}
 rounds=${BENCH_ROUNDS:-3}
 conns=${BENCH_CONNECTIONS:-"16 64 256"}
-targets=${BENCH_TARGETS:-"bare durable durable-spawn-blocking ivr-sqlite ivr-postgres"}
+targets=${BENCH_TARGETS:-"bare durable durable-spawn-blocking durable-postgres ivr-sqlite ivr-postgres"}
 pg=${BENCH_PG:-postgres://postgres@127.0.0.1:5432}
 pg_admin_db=${BENCH_PG_ADMIN_DB:-test}
 port=${BENCH_PORT:-18080}
@@ -48,6 +49,12 @@ start() {
   rm -f "$db" "$db-wal" "$db-shm"
   server=""
   case $target in
+    durable-postgres)
+      psql "$pg/$pg_admin_db" -qX -v ON_ERROR_STOP=1 -c "drop database if exists ivr_bench with (force)" \
+        -c "create database ivr_bench" >"$log" 2>&1 || return 0
+      "$bin/examples/bench_floor" --mode "$target" --listen "127.0.0.1:$port" --db "$pg/ivr_bench" \
+        --public-url "http://127.0.0.1:$port" >"$log" 2>&1 &
+      ;;
     bare | durable | durable-spawn-blocking)
       "$bin/examples/bench_floor" --mode "$target" --listen "127.0.0.1:$port" --db "$db" \
         --public-url "http://127.0.0.1:$port" >"$log" 2>&1 &
@@ -104,7 +111,7 @@ for round in $(seq "$rounds"); do
 done
 
 floors=()
-for f in bare durable durable-spawn-blocking; do
+for f in bare durable durable-spawn-blocking durable-postgres; do
   case " $targets " in *" $f "*) floors+=(--floor "$f=$f") ;; esac
 done
 echo
