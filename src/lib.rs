@@ -32,27 +32,18 @@ pub mod signature;
 pub mod store;
 pub mod telemetry;
 pub mod twiml;
+pub mod types;
 
 /// Japanese mobile numbers start +8170, +8180 or +8190 (and +8160 for new mobile blocks);
 /// anything else is taken as a landline, which cannot receive SMS.
 pub fn phone_kind(e164: &str) -> &'static str {
-    if ["+8160", "+8170", "+8180", "+8190"].iter().any(|p| e164.starts_with(p)) { "mobile" } else { "landline" }
+    types::E164::parse(e164).map_or("landline", |n| n.kind().as_str())
 }
 
 /// A phone number as people write it in Japan (`090-1234-5678`, `03 1234 5678`) or in E.164
 /// (`+819012345678`), as E.164; `None` if it is neither.
 pub fn normalize_phone(s: &str) -> Option<String> {
-    let compact: String = s.chars().filter(|c| !matches!(c, ' ' | '-' | '(' | ')')).collect();
-    let (plus, digits) = compact.strip_prefix('+').map_or((false, compact.as_str()), |d| (true, d));
-    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    if plus {
-        return (8..=15).contains(&digits.len()).then(|| format!("+{digits}"));
-    }
-    // Domestic: a trunk 0, then 9 (landline) or 10 (mobile) digits.
-    let national = digits.strip_prefix('0').filter(|n| !n.starts_with('0'))?;
-    (9..=10).contains(&national.len()).then(|| format!("+81{national}"))
+    types::E164::parse(s).ok().map(|n| n.as_str().to_owned())
 }
 
 #[cfg(test)]

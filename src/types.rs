@@ -1,0 +1,519 @@
+//! Values checked at the edge. Whatever arrives from outside (a webhook's form, a roster's CSV,
+//! an API call, a stored row) becomes one of these through `parse` (or `FromStr`), and past the
+//! edge nothing that could be the wrong thing is a bare `String`. Strings remain on the wire and
+//! in SQL only: `as_str()` and `Display` give the canonical form back.
+//!
+//! Values that identify a person print masked in `Debug` (a phone number as `+8190****5678`,
+//! keys as `***`), so a `{:?}` in a log line never leaks them; `Display` is the full value, for
+//! the wire.
+//!
+//! This module imports nothing of the crate: every layer may use it.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// Why a value was refused at the edge. The message names what was expected, never the value
+/// (it may be personal).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct Invalid(&'static str);
+
+impl Invalid {
+    /// What was expected, e.g. "a phone number: 090-1234-5678 or +819012345678".
+    pub fn expected(&self) -> &'static str {
+        self.0
+    }
+}
+
+/// Serde through `FromStr` and `Display`, for the string-shaped types below.
+macro_rules! string_serde {
+    ($t:ty) => {
+        impl Serialize for $t {
+            fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.serialize_str(self.as_str())
+            }
+        }
+        impl<'de> Deserialize<'de> for $t {
+            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+                s.parse().map_err(serde::de::Error::custom)
+            }
+        }
+        impl fmt::Display for $t {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+        impl AsRef<str> for $t {
+            fn as_ref(&self) -> &str {
+                self.as_str()
+            }
+        }
+    };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Phone numbers
+
+/// A phone number in E.164 (`+819012345678`). Parsed from E.164 or from a Japanese domestic
+/// number as people write it (`090-1234-5678`, `03 1234 5678`, `(03)1234-5678`).
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct E164(String);
+
+/// What kind of line a number is: a mobile takes SMS, a landline does not.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum LineKind {
+    Mobile,
+    Landline,
+}
+
+impl LineKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LineKind::Mobile => "mobile",
+            LineKind::Landline => "landline",
+        }
+    }
+}
+
+impl fmt::Display for LineKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Japanese mobile blocks (+8170, +8180, +8190, and +8160 opened for mobiles).
+const MOBILE_PREFIXES: [&str; 4] = ["+8160", "+8170", "+8180", "+8190"];
+
+impl E164 {
+    pub fn parse(s: &str) -> Result<E164, Invalid> {
+        const EXPECTED: Invalid = Invalid("a phone number: 090-1234-5678 or +819012345678");
+        let compact: String = s.trim().chars().filter(|c| !matches!(c, ' ' | '-' | '(' | ')')).collect();
+        let (plus, digits) = compact.strip_prefix('+').map_or((false, compact.as_str()), |d| (true, d));
+        if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(EXPECTED);
+        }
+        if plus {
+            // E.164: a country code (never 0) and at most 15 digits in all.
+            return if (8..=15).contains(&digits.len()) && !digits.starts_with('0') {
+                Ok(E164(format!("+{digits}")))
+            } else {
+                Err(EXPECTED)
+            };
+        }
+        // Domestic: a trunk 0, then 9 (landline) or 10 (mobile) digits.
+        let national = digits.strip_prefix('0').filter(|n| !n.starts_with('0')).ok_or(EXPECTED)?;
+        if (9..=10).contains(&national.len()) { Ok(E164(format!("+81{national}"))) } else { Err(EXPECTED) }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// Mobile or landline, from the Japanese prefixes; a number of another country counts as a
+    /// landline (no SMS is sent abroad).
+    pub fn kind(&self) -> LineKind {
+        if MOBILE_PREFIXES.iter().any(|p| self.0.starts_with(p)) { LineKind::Mobile } else { LineKind::Landline }
+    }
+
+    pub fn is_mobile(&self) -> bool {
+        self.kind() == LineKind::Mobile
+    }
+
+    /// For logs: the country and the first two digits, the last four, the rest hidden
+    /// (`+8190****5678`).
+    pub fn masked(&self) -> String {
+        let s = &self.0;
+        if s.len() <= 9 {
+            return format!("{}****", &s[..s.len().min(3)]);
+        }
+        format!("{}****{}", &s[..5], &s[s.len() - 4..])
+    }
+}
+
+impl fmt::Debug for E164 {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "E164({})", self.masked())
+    }
+}
+
+impl FromStr for E164 {
+    type Err = Invalid;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        E164::parse(s)
+    }
+}
+string_serde!(E164);
+
+// ---------------------------------------------------------------------------------------------
+// Carrier identifiers
+
+/// Twilio's resource ids: two letters and 32 lowercase hexadecimal digits.
+fn is_sid(s: &str, prefixes: &[&str]) -> bool {
+    s.len() == 34
+        && prefixes.iter().any(|p| s.starts_with(p))
+        && s[2..].bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+macro_rules! sid_type {
+    ($(#[$doc:meta])* $t:ident, [$($prefix:literal),+], $expected:literal) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub struct $t(String);
+
+        impl $t {
+            pub fn parse(s: &str) -> Result<$t, Invalid> {
+                if is_sid(s, &[$($prefix),+]) { Ok($t(s.to_owned())) } else { Err(Invalid($expected)) }
+            }
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl FromStr for $t {
+            type Err = Invalid;
+            fn from_str(s: &str) -> Result<Self, Self::Err> {
+                $t::parse(s)
+            }
+        }
+        string_serde!($t);
+    };
+}
+
+sid_type!(
+    /// A call's id at the carrier (`CA` + 32 hex digits).
+    CallSid, ["CA"], "a call SID: CA and 32 hexadecimal digits"
+);
+sid_type!(
+    /// A message's id at the carrier (`SM`/`MM` + 32 hex digits).
+    MessageSid, ["SM", "MM"], "a message SID: SM or MM and 32 hexadecimal digits"
+);
+sid_type!(
+    /// The carrier account's id (`AC` + 32 hex digits).
+    AccountSid, ["AC"], "an account SID: AC and 32 hexadecimal digits"
+);
+
+// ---------------------------------------------------------------------------------------------
+// Keys pressed and patients
+
+/// Keys pressed on a phone: `0`–`9`, `*`, `#`; at most 64 of them. May be empty (no key).
+/// `Debug` hides them: they may be a birth date or a phone number.
+#[derive(Clone, PartialEq, Eq, Hash, Default)]
+pub struct Digits(String);
+
+impl Digits {
+    pub const MAX: usize = 64;
+
+    pub fn parse(s: &str) -> Result<Digits, Invalid> {
+        if s.len() <= Self::MAX && s.bytes().all(|b| b.is_ascii_digit() || b == b'*' || b == b'#') {
+            Ok(Digits(s.to_owned()))
+        } else {
+            Err(Invalid("keys: 0-9, * and #, at most 64"))
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl fmt::Debug for Digits {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Digits({} keys)", self.0.len())
+    }
+}
+
+impl FromStr for Digits {
+    type Err = Invalid;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Digits::parse(s)
+    }
+}
+string_serde!(Digits);
+
+/// The health centre's id for a patient: `[A-Za-z0-9_-]{1,64}`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct PatientId(String);
+
+impl PatientId {
+    pub fn parse(s: &str) -> Result<PatientId, Invalid> {
+        if (1..=64).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-') {
+            Ok(PatientId(s.to_owned()))
+        } else {
+            Err(Invalid("a patient id: 1 to 64 of A-Z, a-z, 0-9, _ and -"))
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl FromStr for PatientId {
+    type Err = Invalid;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        PatientId::parse(s)
+    }
+}
+string_serde!(PatientId);
+
+// ---------------------------------------------------------------------------------------------
+// Closed sets of names
+
+/// An enum of names as stored and sent: `as_str`, `parse`, `FromStr`, `Display`, serde.
+macro_rules! named_enum {
+    ($(#[$doc:meta])* $t:ident, $expected:literal { $($(#[$vdoc:meta])* $v:ident = $name:literal),+ $(,)? }) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum $t {
+            $($(#[$vdoc])* $v),+
+        }
+
+        impl $t {
+            /// Every value, in declaration order.
+            pub const ALL: &'static [$t] = &[$($t::$v),+];
+
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $($t::$v => $name),+
+                }
+            }
+
+            pub fn parse(s: &str) -> Result<$t, Invalid> {
+                match s {
+                    $($name => Ok($t::$v),)+
+                    _ => Err(Invalid($expected)),
+                }
+            }
+        }
+
+        impl FromStr for $t {
+            type Err = Invalid;
+            fn from_str(s: &str) -> Result<Self, Self::Err> {
+                $t::parse(s)
+            }
+        }
+
+        impl fmt::Display for $t {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+
+        impl Serialize for $t {
+            fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.serialize_str(self.as_str())
+            }
+        }
+
+        impl<'de> Deserialize<'de> for $t {
+            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+                $t::parse(&s).map_err(serde::de::Error::custom)
+            }
+        }
+    };
+}
+
+named_enum!(
+    /// A call's status, as the carrier reports it (Twilio's names; `answered` is what the
+    /// status callback's `answered` event means).
+    CallStatus, "a call status: queued, initiated, ringing, in-progress, answered, completed, busy, no-answer, failed or canceled" {
+        Queued = "queued",
+        Initiated = "initiated",
+        Ringing = "ringing",
+        InProgress = "in-progress",
+        Answered = "answered",
+        Completed = "completed",
+        Busy = "busy",
+        NoAnswer = "no-answer",
+        Failed = "failed",
+        Canceled = "canceled",
+    }
+);
+
+impl CallStatus {
+    /// How far a call got: a status never replaces one of a higher rank.
+    pub fn rank(self) -> i32 {
+        match self {
+            CallStatus::Queued | CallStatus::Initiated => 0,
+            CallStatus::Ringing => 1,
+            CallStatus::InProgress | CallStatus::Answered => 2,
+            _ => Self::FINAL_RANK,
+        }
+    }
+
+    /// The rank of the statuses that end a call.
+    pub const FINAL_RANK: i32 = 3;
+
+    /// The call has ended (completed, busy, no-answer, failed, canceled).
+    pub fn is_final(self) -> bool {
+        self.rank() == Self::FINAL_RANK
+    }
+}
+
+named_enum!(
+    /// Who placed a call.
+    Direction, "a direction: inbound or outbound" {
+        Inbound = "inbound",
+        Outbound = "outbound",
+    }
+);
+
+named_enum!(
+    /// How a message reaches the patient.
+    Channel, "a channel: sms or email" {
+        Sms = "sms",
+        Email = "email",
+    }
+);
+
+named_enum!(
+    /// A message's state in the outbox. States move only forward; `delivered`, `dead` and
+    /// `cancelled` are final.
+    DeliveryStatus, "a delivery status: pending, sending, sent, delivered, undelivered, failed, dead or cancelled" {
+        /// Waiting to be sent (or to be tried again).
+        Pending = "pending",
+        /// Claimed by a sender, with a lease.
+        Sending = "sending",
+        /// Accepted by the provider.
+        Sent = "sent",
+        /// The provider reports it reached the phone.
+        Delivered = "delivered",
+        /// The provider could not deliver it.
+        Undelivered = "undelivered",
+        /// A send failed; it may be tried again.
+        Failed = "failed",
+        /// Given up: never sent again.
+        Dead = "dead",
+        /// Replaced (its number expired before it could be sent).
+        Cancelled = "cancelled",
+    }
+);
+
+impl DeliveryStatus {
+    /// Nothing moves a message out of this state.
+    pub fn is_final(self) -> bool {
+        matches!(self, DeliveryStatus::Delivered | DeliveryStatus::Dead | DeliveryStatus::Cancelled)
+    }
+}
+
+named_enum!(
+    /// The kinds of alert the engine raises by itself; a flow's own alerts carry the reason its
+    /// file gives.
+    AlertKind, "an alert kind: unreachable, message_failed, message_reissued, message_dead, flow" {
+        /// The patient could not be reached after every attempt.
+        Unreachable = "unreachable",
+        /// A message could not be delivered.
+        MessageFailed = "message_failed",
+        /// A number expired before delivery and was issued again.
+        MessageReissued = "message_reissued",
+        /// A message was given up.
+        MessageDead = "message_dead",
+        /// Raised by the call flow (low SpO2, breathlessness, identity not confirmed…).
+        Flow = "flow",
+    }
+);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn japanese_numbers_become_e164_and_know_their_line() {
+        for (given, e164, kind) in [
+            ("090-1234-5678", "+819012345678", LineKind::Mobile),
+            ("080 1234 5678", "+818012345678", LineKind::Mobile),
+            ("060-1234-5678", "+816012345678", LineKind::Mobile),
+            ("03 1234 5678", "+81312345678", LineKind::Landline),
+            ("(03)1234-5678", "+81312345678", LineKind::Landline),
+            ("+819012345678", "+819012345678", LineKind::Mobile),
+            (" +81 3 1234 5678 ", "+81312345678", LineKind::Landline),
+            ("+14155550100", "+14155550100", LineKind::Landline),
+        ] {
+            let n = E164::parse(given).unwrap_or_else(|e| panic!("{given}: {e}"));
+            assert_eq!(n.as_str(), e164, "{given}");
+            assert_eq!(n.kind(), kind, "{given}");
+        }
+    }
+
+    #[test]
+    fn what_is_not_a_phone_number_is_refused_without_repeating_it() {
+        for bad in ["", "abc", "09012345", "0012345678901", "+0123456789", "+1234567", "090-1234-5678x", "+"] {
+            let e = E164::parse(bad).expect_err(bad);
+            assert!(!e.to_string().contains(bad) || bad.is_empty() || bad == "+", "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_phone_number_prints_masked_in_debug_and_whole_on_the_wire() {
+        let n = E164::parse("090-1234-5678").unwrap();
+        assert_eq!(format!("{n:?}"), "E164(+8190****5678)");
+        assert_eq!(n.to_string(), "+819012345678");
+        assert_eq!(serde_json::to_string(&n).unwrap(), "\"+819012345678\"");
+        assert_eq!(serde_json::from_str::<E164>("\"03-1234-5678\"").unwrap().as_str(), "+81312345678");
+    }
+
+    #[test]
+    fn sids_have_their_prefix_and_32_hex_digits() {
+        let call = format!("CA{}", "0123456789abcdef".repeat(2));
+        assert_eq!(CallSid::parse(&call).unwrap().as_str(), call);
+        assert!(CallSid::parse(&call.replace("CA", "SM")).is_err());
+        assert!(CallSid::parse(&call.to_uppercase()).is_err());
+        assert!(CallSid::parse(&call[..33]).is_err());
+        assert!(MessageSid::parse(&call.replace("CA", "SM")).is_ok());
+        assert!(MessageSid::parse(&call.replace("CA", "MM")).is_ok());
+        assert!(AccountSid::parse(&call.replace("CA", "AC")).is_ok());
+    }
+
+    #[test]
+    fn digits_are_keys_of_a_phone_and_hide_in_debug() {
+        assert_eq!(Digits::parse("0915*#").unwrap().as_str(), "0915*#");
+        assert!(Digits::parse("").unwrap().is_empty());
+        assert!(Digits::parse("12a").is_err());
+        assert!(Digits::parse(&"1".repeat(65)).is_err());
+        assert_eq!(format!("{:?}", Digits::parse("0915").unwrap()), "Digits(4 keys)");
+    }
+
+    #[test]
+    fn patient_ids_are_short_and_plain() {
+        assert!(PatientId::parse("P-0001_a").is_ok());
+        assert!(PatientId::parse("").is_err());
+        assert!(PatientId::parse("a b").is_err());
+        assert!(PatientId::parse(&"x".repeat(65)).is_err());
+    }
+
+    #[test]
+    fn call_statuses_rank_by_how_far_the_call_got() {
+        assert!(CallStatus::Ringing.rank() > CallStatus::Queued.rank());
+        assert!(CallStatus::Completed.is_final() && CallStatus::NoAnswer.is_final());
+        assert!(!CallStatus::InProgress.is_final());
+        for s in CallStatus::ALL {
+            assert_eq!(CallStatus::parse(s.as_str()), Ok(*s));
+        }
+        assert!(CallStatus::parse("ended").is_err());
+    }
+
+    #[test]
+    fn every_name_reads_back_as_itself() {
+        for d in Direction::ALL {
+            assert_eq!(Direction::parse(d.as_str()), Ok(*d));
+        }
+        for c in Channel::ALL {
+            assert_eq!(c.to_string().parse::<Channel>(), Ok(*c));
+        }
+        for s in DeliveryStatus::ALL {
+            assert_eq!(serde_json::from_value::<DeliveryStatus>(serde_json::json!(s.as_str())).unwrap(), *s);
+        }
+        for k in AlertKind::ALL {
+            assert_eq!(AlertKind::parse(k.as_str()), Ok(*k));
+        }
+        assert!(DeliveryStatus::Delivered.is_final() && !DeliveryStatus::Undelivered.is_final());
+    }
+}
