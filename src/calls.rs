@@ -8,10 +8,10 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 
 use crate::flow::driver::{Actions, Outcome, run_turn};
+use crate::flow::prompts::Catalog;
 use crate::flow::registry::Registry;
 use crate::flow::{CallState, Effect, Input, Phase, Value, Vars};
 use crate::issuer::{Delivery, Issuer, is_sealed};
-use crate::prompts::Catalog;
 use crate::store::{
     CallRecord, Consent, NUMBER_READ_ANSWER, NewMessage, NewNumber, Patient, TurnFn, TurnWrite, ValidNumber,
 };

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use secrecy::ExposeSecret;
 use tokio::net::TcpListener;
 
+use crate::carrier::signature::AuthToken;
 use crate::carrier::simulator as sim;
 use crate::carrier::twilio::{Sender, TwilioClient};
 use crate::carrier::webhook::WebhookClient;
@@ -15,7 +16,6 @@ use crate::config::Settings;
 use crate::flow::Diagnostics;
 use crate::flow::registry::Registry;
 use crate::http::{self, AppState};
-use crate::signature::AuthToken;
 use crate::store::{Store, StoreError};
 
 #[derive(Debug, thiserror::Error)]
@@ -129,17 +129,20 @@ impl Server {
             }),
             dialer_wake: Arc::new(tokio::sync::Notify::new()),
         };
-        let dispatcher = crate::outbox::Dispatcher {
+        let dispatcher = crate::notify::outbox::Dispatcher {
             store: state.store.clone(),
             key: state.turns.issuer.key.clone(),
-            sms: crate::outbox::SmsGateway::Twilio { client: carrier.clone(), sender: Sender::From(sender.clone()) },
+            sms: crate::notify::outbox::SmsGateway::Twilio {
+                client: carrier.clone(),
+                sender: Sender::From(sender.clone()),
+            },
             email: match &settings.email {
                 Some(e) => Some(Arc::new(
                     crate::notify::email::EmailSender::new(e).map_err(|e| ServeError::Email(e.to_string()))?,
                 )),
                 None => None,
             },
-            policy: crate::outbox::Policy::from_settings(&settings.outbox),
+            policy: crate::notify::outbox::Policy::from_settings(&settings.outbox),
             public_url: public_url.clone(),
             wake: state.outbox_wake.clone(),
             reissue: Some(state.turns.clone()),

@@ -13,7 +13,7 @@ use axum::routing::post;
 use chrono::Utc;
 use ivr::carrier::twilio::{RetryPolicy, Sender, TwilioClient};
 use ivr::issuer::{IssuerKey, ProcessingNumber};
-use ivr::outbox::{Dispatcher, Policy, SmsGateway};
+use ivr::notify::outbox::{Dispatcher, Policy, SmsGateway};
 use ivr::store::{Consent, NewMessage, NewNumber, Patient, Store};
 
 type Hits = Arc<Mutex<HashMap<String, usize>>>;

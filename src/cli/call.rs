@@ -8,12 +8,12 @@ use std::sync::Arc;
 use rand::Rng;
 
 use super::FlowDirs;
+use crate::carrier::signature::AuthToken;
 use crate::carrier::webhook::{CallInfo, Ending, WebhookClient, new_call_sid, play_call};
 use crate::flow::driver::{Actions, Outcome, run_turn};
 use crate::flow::{CallState, Effect, Flow, Input, Library, Value, Vars};
-use crate::phone::{self, Heard, Next};
-use crate::signature::AuthToken;
 use crate::twiml;
+use crate::twiml::phone::{self, Heard, Next};
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct Args {

@@ -118,7 +118,7 @@ impl Registry {
     }
 
     /// The current catalogue of a language (for messages written outside a call).
-    pub fn catalog(&self, lang: &str) -> Option<Arc<crate::prompts::Catalog>> {
+    pub fn catalog(&self, lang: &str) -> Option<Arc<crate::flow::prompts::Catalog>> {
         let lib = self.current.read().unwrap_or_else(|e| e.into_inner());
         lib.catalogs.get(lang).or_else(|| lib.catalogs.get("ja-JP")).cloned()
     }

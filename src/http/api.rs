@@ -26,7 +26,7 @@ use serde_json::json;
 use sha2::{Digest, Sha256};
 
 use super::AppState;
-use crate::numbers::{self, IssueError, SendBy, VerifyError};
+use crate::issuer::numbers::{self, IssueError, SendBy, VerifyError};
 use crate::store::Verdict;
 
 pub fn router() -> Router<AppState> {

@@ -18,8 +18,8 @@ use axum::middleware::{self, Next};
 use axum::response::Response;
 use metrics_exporter_prometheus::PrometheusHandle;
 
+use crate::carrier::signature::AuthToken;
 use crate::flow::registry::Registry;
-use crate::signature::AuthToken;
 use crate::store::Store;
 
 /// What every handler shares.

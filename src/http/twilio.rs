@@ -16,9 +16,9 @@ use super::verify::{TwilioParams, bad_request};
 use chrono::Utc;
 
 use crate::calls::{patient_vars, turn_fn};
+use crate::flow::response::{Response as Speech, Speech as Say};
 use crate::flow::{CallState, Input};
 use crate::issuer::is_sealed;
-use crate::response::{Response as Speech, Speech as Say};
 use crate::store::{NewCall, SendResult, StoreError, status_rank};
 use crate::telemetry::mask_phone;
 use crate::twiml;

@@ -12,7 +12,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
 use super::AppState;
-use crate::signature::{self, SIGNATURE_HEADER};
+use crate::carrier::signature::{self, SIGNATURE_HEADER};
 
 /// The form parameters of a verified carrier request, in the order sent.
 #[derive(Debug, Clone)]

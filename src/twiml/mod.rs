@@ -2,10 +2,11 @@
 //!
 //! One document model, [`Verb`], both ways: [`render`] writes it with quick-xml (always
 //! well-formed, text escaped), [`parse`] reads a document back (unknown verbs or attributes are
-//! errors). The engine's [`crate::response::Response`] becomes verbs in [`from_response`];
-//! [`crate::phone`] plays verbs as a caller would hear them.
+//! errors). The engine's [`crate::flow::response::Response`] becomes verbs in [`from_response`];
+//! [`crate::twiml::phone`] plays verbs as a caller would hear them.
 
 mod interpret;
+pub mod phone;
 mod render;
 
 pub use interpret::{ParseError, parse};

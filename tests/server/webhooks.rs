@@ -1,5 +1,5 @@
+use ivr::carrier::signature::{AuthToken, sign};
 use ivr::flow::Value;
-use ivr::signature::{AuthToken, sign};
 
 use crate::helpers::*;
 
