@@ -14,7 +14,7 @@ use crate::carrier::twilio::{Sender, TwilioClient};
 use crate::carrier::webhook::WebhookClient;
 use crate::config::Settings;
 use crate::flow::Diagnostics;
-use crate::flow::registry::Registry;
+use crate::flow::registry::{FlowVersion, Registry};
 use crate::http::{self, AppState};
 use crate::store::{Store, StoreError};
 
@@ -71,7 +71,8 @@ impl Server {
         );
         // Calls in progress finish on the version they started on, even if the files changed
         // while the server was down.
-        let restored = flows.restore(&store.flow_versions_in_use().await?);
+        let restored =
+            flows.restore(&store.flow_versions_in_use().await?.into_iter().map(FlowVersion::from).collect::<Vec<_>>());
         if restored > 0 {
             tracing::info!(restored, "flow versions of calls in progress restored from the database");
         }
@@ -145,7 +146,10 @@ impl Server {
             policy: crate::notify::outbox::Policy::from_settings(&settings.outbox),
             public_url: public_url.clone(),
             wake: state.outbox_wake.clone(),
-            reissue: Some(state.turns.clone()),
+            reissue: Some(crate::notify::outbox::Reissue {
+                flows: state.turns.flows.clone(),
+                issuer: state.turns.issuer.clone(),
+            }),
         };
         let mut workers = Vec::new();
         let stop = Arc::new(tokio::sync::Notify::new());

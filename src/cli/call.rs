@@ -259,7 +259,7 @@ impl LocalLine {
         self.call = turn.state;
         self.seq += 1;
         let action = format!("/twilio/voice/step?call=CALOCAL&seq={}", self.seq);
-        twiml::render(&turn.response.to_twiml(&action))
+        twiml::render(&twiml::from_response(&turn.response, &action))
     }
 
     fn hang_up(&mut self) {

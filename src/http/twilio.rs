@@ -19,7 +19,7 @@ use crate::calls::{patient_vars, turn_fn};
 use crate::flow::response::{Response as Speech, Speech as Say};
 use crate::flow::{CallState, Input};
 use crate::issuer::is_sealed;
-use crate::store::{NewCall, SendResult, StoreError, status_rank};
+use crate::store::{NewCall, SendResult, StoreError, StoredFlow, status_rank};
 use crate::telemetry::mask_phone;
 use crate::twiml;
 
@@ -101,7 +101,7 @@ async fn voice(State(app): State<AppState>, Query(q): Query<VoiceQuery>, form: T
                 }
                 Ok(None) => {
                     tracing::info!(from = %mask_phone(&from), "inbound call from an unknown number");
-                    return twiml_response(twiml::render(&unknown_caller().to_twiml("")));
+                    return twiml_response(twiml::render(&twiml::from_response(&unknown_caller(), "")));
                 }
                 Err(e) => return failure("patient lookup", Some(e)),
             },
@@ -114,7 +114,7 @@ async fn voice(State(app): State<AppState>, Query(q): Query<VoiceQuery>, form: T
                     return failure(&format!("no flow named {flow_name}"), None);
                 };
                 if let Some(stored) = app.flows.unsaved(&flow) {
-                    match app.store.save_flow_version(&stored).await {
+                    match app.store.save_flow_version(&StoredFlow::from(&stored)).await {
                         Ok(()) => app.flows.mark_saved(&stored.version),
                         Err(e) => return failure("storing the flow version", Some(e)),
                     }
@@ -296,7 +296,7 @@ fn failure(what: &str, err: Option<StoreError>) -> Response {
         None => tracing::error!("{what}"),
     }
     metrics::counter!("ivr_errors_total", "route" => "voice").increment(1);
-    twiml_response(twiml::render(&Speech::apology("ja-JP").to_twiml("")))
+    twiml_response(twiml::render(&twiml::from_response(&Speech::apology("ja-JP"), "")))
 }
 
 /// What an answering machine hears, once its greeting has ended: a short message with the
@@ -317,7 +317,8 @@ async fn machine_message(app: &AppState, job: i64, attempt: i32) -> Response {
         },
     };
     let message = Speech { speech: vec![speech], gather: None };
-    let say: Vec<twiml::Verb> = message.to_twiml("").into_iter().filter(|v| *v != twiml::Verb::Hangup).collect();
+    let say: Vec<twiml::Verb> =
+        twiml::from_response(&message, "").into_iter().filter(|v| *v != twiml::Verb::Hangup).collect();
     let action = format!("{}/twilio/voice?job={job}&attempt={attempt}&person=1", app.public_url);
     let verbs = [
         twiml::Verb::Gather(twiml::Gather {
