@@ -2,6 +2,7 @@ use ivr::carrier::signature::{AuthToken, sign};
 use ivr::flow::Value;
 
 use crate::helpers::*;
+use crate::support::{Backend, TestDb};
 
 const MOBILE: &str = "+819012345678";
 /// Every question answered, no alert, no to the app question.
@@ -215,7 +216,16 @@ async fn a_bad_query_string_on_a_voice_route_answers_the_apology_as_twiml() {
 
 #[tokio::test]
 async fn an_english_speaking_caller_hears_the_apology_in_english() {
-    let app = spawn_sqlite().await;
+    english_apology(spawn_sqlite().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_english_speaking_caller_hears_the_apology_in_english_on_postgresql() {
+    let Some(db) = TestDb::new(Backend::Postgres).await else { return };
+    english_apology(spawn_with(settings(db.url()), tempfile::tempdir().unwrap()).await).await;
+}
+
+async fn english_apology(app: TestApp) {
     let mut patient = app.add_patient("P001", MOBILE).await;
     patient.language = "en-US".into();
     app.store.upsert_patient(&patient).await.unwrap();
@@ -232,6 +242,7 @@ async fn an_english_speaking_caller_hears_the_apology_in_english() {
     assert_eq!(s, 200, "{body}");
     assert_apology(&body, "We are sorry");
     assert!(!body.contains("申し訳"), "{body}");
+    app.server.unwrap().stop().await;
 }
 
 #[tokio::test]
