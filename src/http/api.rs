@@ -223,15 +223,10 @@ async fn import(State(app): State<AppState>, client: Client, CsvBody(csv): CsvBo
         Ok(p) => p,
         Err(e) => {
             tracing::info!(client = %client.0, errors = e.errors.len(), "roster refused");
-            return Ok((
-                StatusCode::UNPROCESSABLE_ENTITY,
-                axum::Json(json!({
-                    "error": "invalid_roster",
-                    "message": format!("{} error(s) in the roster; nothing was imported", e.errors.len()),
-                    "errors": e.errors,
-                })),
-            )
-                .into_response());
+            let message = format!("{} error(s) in the roster; nothing was imported", e.errors.len());
+            return Err(
+                Error::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_roster", None, message).with("errors", e.errors)
+            );
         }
     };
     let count = app.store.import_patients(&patients).await.map_err(Error::internal)?;

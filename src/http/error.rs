@@ -22,12 +22,27 @@ pub struct Error {
     field: Option<String>,
     message: String,
     cause: Option<String>,
+    /// More members of the body, for a 4xx that lists several mistakes.
+    more: serde_json::Map<String, serde_json::Value>,
 }
 
 impl Error {
     /// A 4xx.
     pub fn new(status: StatusCode, code: &'static str, field: Option<&str>, message: impl Into<String>) -> Error {
-        Error { status, code, field: field.map(str::to_string), message: message.into(), cause: None }
+        Error {
+            status,
+            code,
+            field: field.map(str::to_string),
+            message: message.into(),
+            cause: None,
+            more: Default::default(),
+        }
+    }
+
+    /// The same error with one more member in its body (`errors` of a refused roster).
+    pub fn with(mut self, key: &str, value: impl serde::Serialize) -> Error {
+        self.more.insert(key.to_string(), serde_json::to_value(value).unwrap_or_default());
+        self
     }
 
     /// A 500: the cause is logged when answered, the client reads only "internal".
@@ -43,6 +58,7 @@ impl Error {
             field: None,
             message: "an internal error occurred".into(),
             cause: Some(cause.to_string()),
+            more: Default::default(),
         }
     }
 
@@ -93,6 +109,11 @@ impl IntoResponse for Error {
         let mut body = json!({ "error": self.code, "message": self.message });
         if let Some(f) = self.field {
             body["field"] = json!(f);
+        }
+        if !self.status.is_server_error() {
+            for (k, v) in self.more {
+                body[k] = v;
+            }
         }
         (self.status, axum::Json(body)).into_response()
     }
