@@ -35,17 +35,17 @@ fn bench(c: &mut Criterion) {
     c.bench_function("turn: step + TwiML render", |b| {
         b.iter(|| {
             let turn = run_turn(&flow, black_box(&at_temperature), Input::Digits("365".into()), &mut NoOp).unwrap();
-            twiml::render(&turn.response.to_twiml(action))
+            twiml::render(&twiml::from_response(&turn.response, action))
         })
     });
     let keys = ["0412", "365", "1", "1", "97", "1", "2", "2", "2", "2", "2", "1", "1"];
     c.bench_function("whole call: 14 turns, step + render each", |b| {
         b.iter(|| {
             let mut turn = run_turn(&flow, &start, Input::Start, &mut NoOp).unwrap();
-            let mut bytes = twiml::render(&turn.response.to_twiml(action)).len();
+            let mut bytes = twiml::render(&twiml::from_response(&turn.response, action)).len();
             for k in keys {
                 turn = run_turn(&flow, &turn.state, Input::Digits(k.into()), &mut NoOp).unwrap();
-                bytes += twiml::render(&turn.response.to_twiml(action)).len();
+                bytes += twiml::render(&twiml::from_response(&turn.response, action)).len();
             }
             bytes
         })

@@ -4,7 +4,7 @@
 //! - `--mode bare`: hyper 1 over HTTP/1.1, every POST answered with one constant TwiML document
 //!   (about the size of a real turn's). The floor of the HTTP stack.
 //! - `--mode durable`: the same, plus what every durable turn must do: parse the form, check the
-//!   Twilio signature (`ivr::signature::validate`) and run one SQLite transaction (rusqlite,
+//!   Twilio signature (`ivr::carrier::signature::validate`) and run one SQLite transaction (rusqlite,
 //!   WAL, `synchronous=NORMAL`): insert the turn's row and read the call's latest row back. The
 //!   transaction runs on the server's own worker thread, behind one mutex.
 //! - `--mode durable-spawn-blocking`: `durable` with the transaction handed to tokio's blocking
@@ -32,7 +32,7 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode, header};
 use hyper_util::rt::TokioIo;
-use ivr::signature::{self, AuthToken, SIGNATURE_HEADER};
+use ivr::carrier::signature::{self, AuthToken, SIGNATURE_HEADER};
 use rusqlite::{Connection, TransactionBehavior, params};
 use tokio::net::TcpListener;
 

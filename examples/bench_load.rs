@@ -5,7 +5,7 @@
 //!
 //! - `--target ivr`: `POST /twilio/voice` (a new `CallSid`, `From` = a patient's phone), then
 //!   each gather's `action`, read from the TwiML answer (`ivr::twiml::parse`,
-//!   `ivr::phone::listen`), with the keys of a complete call, until the server hangs up.
+//!   `ivr::twiml::phone::listen`), with the keys of a complete call, until the server hangs up.
 //! - `--target floor`: the same requests (form, signature, URLs) to a `bench_floor` server,
 //!   which answers a constant document; the client makes the action URLs itself.
 //!
@@ -27,9 +27,9 @@ use hyper::body::Bytes;
 use hyper::client::conn::http1;
 use hyper::{Request, header};
 use hyper_util::rt::TokioIo;
-use ivr::phone::{self, Next};
-use ivr::signature::{self, AuthToken, SIGNATURE_HEADER};
+use ivr::carrier::signature::{self, AuthToken, SIGNATURE_HEADER};
 use ivr::store::{Patient, Store};
+use ivr::twiml::phone::{self, Next};
 use tokio::net::TcpStream;
 
 #[derive(Debug, Parser)]

@@ -8,12 +8,12 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 
 use crate::flow::driver::{Actions, Outcome, run_turn};
-use crate::flow::registry::Registry;
+use crate::flow::prompts::Catalog;
+use crate::flow::registry::{FlowVersion, Registry};
 use crate::flow::{CallState, Effect, Input, Phase, Value, Vars};
 use crate::issuer::{Delivery, Issuer, is_sealed};
-use crate::prompts::Catalog;
 use crate::store::{
-    CallRecord, Consent, NUMBER_READ_ANSWER, NewMessage, NewNumber, Patient, TurnFn, TurnWrite, ValidNumber,
+    CallRecord, Consent, NUMBER_READ_ANSWER, NewMessage, NewNumber, Patient, StoredFlow, TurnFn, TurnWrite, ValidNumber,
 };
 use crate::telemetry::mask_digits;
 use crate::twiml;
@@ -25,6 +25,31 @@ pub struct TurnContext {
     pub issuer: Arc<Issuer>,
     /// The base URL the carrier calls (no trailing slash).
     pub public_url: Arc<str>,
+}
+
+/// A flow version is kept in the database with the calls that run on it.
+impl From<&FlowVersion> for StoredFlow {
+    fn from(v: &FlowVersion) -> StoredFlow {
+        StoredFlow {
+            version: v.version.clone(),
+            flow: v.flow.clone(),
+            source_name: v.source_name.clone(),
+            source: v.source.clone(),
+            catalogs: v.catalogs.clone(),
+        }
+    }
+}
+
+impl From<StoredFlow> for FlowVersion {
+    fn from(s: StoredFlow) -> FlowVersion {
+        FlowVersion {
+            version: s.version,
+            flow: s.flow,
+            source_name: s.source_name,
+            source: s.source,
+            catalogs: s.catalogs,
+        }
+    }
 }
 
 const NUMBER: &str = "processing_number";
@@ -71,7 +96,7 @@ pub fn turn_fn(ctx: &TurnContext, sid: &str, seq: i64, input: Input, now: DateTi
             }
         }
         let number_read = answers.iter().any(|(k, v)| k == NUMBER_READ_ANSWER && *v == Value::Bool(true));
-        let response = twiml::render(&turn.response.to_twiml(&action));
+        let response = twiml::render(&twiml::from_response(&turn.response, &action));
         let mut new_state = turn.state;
         // While the call holds a number, what is stored of it is sealed.
         let stored_response = new_state.vars.contains_key(NUMBER).then(|| ctx.issuer.key.seal(&response));

@@ -17,10 +17,10 @@ use serde::Deserialize;
 pub struct Settings {
     pub server: Server,
     pub database: Database,
-    pub carrier: Carrier,
+    pub carrier: crate::carrier::CarrierSettings,
     pub flows: Flows,
     pub issuer: Issuer,
-    pub outbox: Outbox,
+    pub outbox: crate::notify::outbox::OutboxSettings,
     pub scheduler: Scheduler,
     pub api: Api,
     /// SMTP, for patients who get their number by e-mail.
@@ -99,18 +99,6 @@ pub struct Issuer {
 }
 
 #[derive(Debug, Clone, Deserialize)]
-pub struct Outbox {
-    /// Send attempts before a message is dead-lettered (and the health centre alerted).
-    pub max_attempts: u32,
-    /// First retry delay in seconds; doubled each attempt, with jitter.
-    pub retry_base_secs: u64,
-    /// Longest retry delay in seconds.
-    pub retry_max_secs: u64,
-    /// How long a claimed message is leased to one sender, in seconds.
-    pub lease_secs: u64,
-}
-
-#[derive(Debug, Clone, Deserialize)]
 pub struct Server {
     /// Address to listen on.
     pub listen: SocketAddr,
@@ -131,25 +119,6 @@ pub struct Database {
     /// SQLite durability: `normal` (safe against a process crash, the default with WAL) or
     /// `full` (also against power loss).
     pub sqlite_synchronous: String,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-pub struct Carrier {
-    /// `twilio` or `simulator` (the default without Twilio credentials).
-    pub kind: Option<String>,
-    pub account_sid: Option<String>,
-    /// Signs webhooks. Without one, `ivr serve` makes a random token for its built-in simulator.
-    pub auth_token: Option<SecretString>,
-    /// The caller id for outbound calls and SMS, E.164.
-    pub from: Option<String>,
-    /// Twilio's REST API base, configurable for tests and compatible providers.
-    pub api_base: String,
-    /// With the simulator: a file that gets one JSON line per call placed and per SMS
-    /// accepted (numbers masked), written before the API answers.
-    pub simulator_log: Option<PathBuf>,
-    /// With the simulator: how fast simulated time runs. 1.0 rings and answers at a human
-    /// pace; 2.0 twice as fast; 0 has no delays at all (tests).
-    pub simulator_speed: f64,
 }
 
 #[derive(Debug, Clone, Deserialize)]

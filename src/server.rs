@@ -8,14 +8,14 @@ use std::sync::Arc;
 use secrecy::ExposeSecret;
 use tokio::net::TcpListener;
 
+use crate::carrier::signature::AuthToken;
 use crate::carrier::simulator as sim;
 use crate::carrier::twilio::{Sender, TwilioClient};
 use crate::carrier::webhook::WebhookClient;
 use crate::config::Settings;
 use crate::flow::Diagnostics;
-use crate::flow::registry::Registry;
+use crate::flow::registry::{FlowVersion, Registry};
 use crate::http::{self, AppState};
-use crate::signature::AuthToken;
 use crate::store::{Store, StoreError};
 
 #[derive(Debug, thiserror::Error)]
@@ -71,7 +71,8 @@ impl Server {
         );
         // Calls in progress finish on the version they started on, even if the files changed
         // while the server was down.
-        let restored = flows.restore(&store.flow_versions_in_use().await?);
+        let restored =
+            flows.restore(&store.flow_versions_in_use().await?.into_iter().map(FlowVersion::from).collect::<Vec<_>>());
         if restored > 0 {
             tracing::info!(restored, "flow versions of calls in progress restored from the database");
         }
@@ -129,20 +130,26 @@ impl Server {
             }),
             dialer_wake: Arc::new(tokio::sync::Notify::new()),
         };
-        let dispatcher = crate::outbox::Dispatcher {
+        let dispatcher = crate::notify::outbox::Dispatcher {
             store: state.store.clone(),
             key: state.turns.issuer.key.clone(),
-            sms: crate::outbox::SmsGateway::Twilio { client: carrier.clone(), sender: Sender::From(sender.clone()) },
+            sms: crate::notify::outbox::SmsGateway::Twilio {
+                client: carrier.clone(),
+                sender: Sender::From(sender.clone()),
+            },
             email: match &settings.email {
                 Some(e) => Some(Arc::new(
                     crate::notify::email::EmailSender::new(e).map_err(|e| ServeError::Email(e.to_string()))?,
                 )),
                 None => None,
             },
-            policy: crate::outbox::Policy::from_settings(&settings.outbox),
+            policy: crate::notify::outbox::Policy::from_settings(&settings.outbox),
             public_url: public_url.clone(),
             wake: state.outbox_wake.clone(),
-            reissue: Some(state.turns.clone()),
+            reissue: Some(crate::notify::outbox::Reissue {
+                flows: state.turns.flows.clone(),
+                issuer: state.turns.issuer.clone(),
+            }),
         };
         let mut workers = Vec::new();
         let stop = Arc::new(tokio::sync::Notify::new());

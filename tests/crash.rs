@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use axum::extract::{Form, State};
 use axum::routing::post;
+use ivr::carrier::signature::AuthToken;
 use ivr::carrier::webhook::WebhookClient;
-use ivr::signature::AuthToken;
 use ivr::store::{Patient, Store};
 
 const TOKEN: &str = "crash-test-token";

@@ -13,7 +13,7 @@ use axum::routing::post;
 use chrono::Utc;
 use ivr::carrier::twilio::{RetryPolicy, Sender, TwilioClient};
 use ivr::issuer::{IssuerKey, ProcessingNumber};
-use ivr::outbox::{Dispatcher, Policy, SmsGateway};
+use ivr::notify::outbox::{Dispatcher, Policy, Reissue, SmsGateway};
 use ivr::store::{Consent, NewMessage, NewNumber, Patient, Store};
 
 type Hits = Arc<Mutex<HashMap<String, usize>>>;
@@ -128,10 +128,10 @@ async fn setup(phones: &[&str]) -> (Dispatcher, Hits, Store, tempfile::TempDir) 
 }
 
 /// What the dispatcher needs to replace a number: the shipped flows and prompts, and an issuer.
-fn reissue_context(key: IssuerKey) -> ivr::calls::TurnContext {
+fn reissue_context(key: IssuerKey) -> Reissue {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
     let flows = ivr::flow::registry::Registry::load(root.join("call-flows"), root.join("prompts")).expect("flows load");
-    ivr::calls::TurnContext {
+    Reissue {
         flows: Arc::new(flows),
         issuer: Arc::new(ivr::issuer::Issuer {
             key,
@@ -140,7 +140,6 @@ fn reissue_context(key: IssuerKey) -> ivr::calls::TurnContext {
             link: None,
             tz: chrono_tz::Asia::Tokyo,
         }),
-        public_url: "https://ivr.example.jp".into(),
     }
 }
 

@@ -1,4 +1,4 @@
-//! `ivr::signature` against Twilio's official helper library (PyPI `twilio`), run through
+//! `ivr::carrier::signature` against Twilio's official helper library (PyPI `twilio`), run through
 //! `scripts/twilio-sign.py`: our signature must be the library's, and `validate` must accept
 //! exactly what the library's `RequestValidator.validate()` accepts.
 //!
@@ -12,7 +12,7 @@ use std::io::Write as _;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-use ivr::signature::{self, AuthToken};
+use ivr::carrier::signature::{self, AuthToken};
 use serde::{Deserialize, Serialize};
 
 type Params = Vec<(String, String)>;
@@ -90,7 +90,7 @@ fn library(cases: &[Case]) -> Vec<CaseResult> {
     results
 }
 
-/// Runs the cases through the library and through `ivr::signature`, and asserts they agree on
+/// Runs the cases through the library and through `ivr::carrier::signature`, and asserts they agree on
 /// every signature and every verdict. Returns how many verdicts were compared, and how many of
 /// them were acceptances.
 fn assert_agree(cases: &[Case]) -> (usize, usize) {

@@ -31,7 +31,7 @@ pub use persona::{Patient, Persona, Question, Reply, recognise};
 
 use super::twilio::{AnsweredBy, CallStatus};
 use super::webhook::WebhookClient;
-use crate::signature::AuthToken;
+use crate::carrier::signature::AuthToken;
 use crate::telemetry::mask_phone;
 
 /// The account the simulator serves: `AC` and 32 zeros.

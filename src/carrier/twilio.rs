@@ -100,7 +100,7 @@ impl TwilioClient {
     }
 
     /// The client for the `[carrier]` settings; an error names the missing setting.
-    pub fn from_settings(carrier: &crate::config::Carrier) -> Result<Self, TwilioError> {
+    pub fn from_settings(carrier: &super::CarrierSettings) -> Result<Self, TwilioError> {
         let missing = |key| TwilioError::Config(format!("carrier.{key} is not set"));
         let sid = carrier.account_sid.as_deref().ok_or_else(|| missing("account_sid"))?;
         let token = carrier.auth_token.clone().ok_or_else(|| missing("auth_token"))?;

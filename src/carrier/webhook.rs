@@ -4,9 +4,9 @@
 
 use std::time::Duration;
 
-use crate::phone::{self, Heard, Next};
-use crate::signature::{self, AuthToken, SIGNATURE_HEADER};
+use crate::carrier::signature::{self, AuthToken, SIGNATURE_HEADER};
 use crate::twiml;
+use crate::twiml::phone::{self, Heard, Next};
 
 #[derive(Debug, thiserror::Error)]
 pub enum WebhookError {

@@ -8,12 +8,12 @@ use std::sync::Arc;
 use rand::Rng;
 
 use super::FlowDirs;
+use crate::carrier::signature::AuthToken;
 use crate::carrier::webhook::{CallInfo, Ending, WebhookClient, new_call_sid, play_call};
 use crate::flow::driver::{Actions, Outcome, run_turn};
 use crate::flow::{CallState, Effect, Flow, Input, Library, Value, Vars};
-use crate::phone::{self, Heard, Next};
-use crate::signature::AuthToken;
 use crate::twiml;
+use crate::twiml::phone::{self, Heard, Next};
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct Args {
@@ -259,7 +259,7 @@ impl LocalLine {
         self.call = turn.state;
         self.seq += 1;
         let action = format!("/twilio/voice/step?call=CALOCAL&seq={}", self.seq);
-        twiml::render(&turn.response.to_twiml(&action))
+        twiml::render(&twiml::from_response(&turn.response, &action))
     }
 
     fn hang_up(&mut self) {

@@ -38,7 +38,7 @@ pub enum NumbersCommand {
         patient: String,
         /// How the patient gets it.
         #[arg(long, value_enum, default_value = "sms")]
-        send: crate::numbers::SendBy,
+        send: crate::issuer::numbers::SendBy,
         /// Who issues it (recorded as the consent).
         #[arg(long, env = "USER", default_value = "staff")]
         staff: String,

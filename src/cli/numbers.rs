@@ -9,7 +9,7 @@ use secrecy::ExposeSecret;
 use super::{NumbersCommand, TokensCommand};
 use crate::config::Settings;
 use crate::flow::Library;
-use crate::numbers::{self, SendBy};
+use crate::issuer::numbers::{self, SendBy};
 use crate::store::{Store, StoreError, Verdict};
 
 pub(super) type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;

@@ -3,7 +3,7 @@
 
 use super::engine::{CallState, Input, Wait, step};
 use super::{Effect, Flow, Vars};
-use crate::response::Response;
+use crate::flow::response::Response;
 
 /// Action outcomes fed back within one turn before it is cut short (a flow would need that
 /// many actions in a row without a question to reach it).

@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::{Action, Effect, Flow, Kind, NumberFormat, NumberSpec, PromptRef, Question, Value, Vars};
-use crate::response::{Gather, Response};
+use crate::flow::response::{Gather, Response};
 
 /// Transitions followed in one step before the engine gives up (validation rules out loops
 /// that ask nothing, so a valid flow never comes near it).

@@ -9,7 +9,7 @@ use sha2::{Digest, Sha256};
 use super::load::{self, is_language_tag};
 use super::source::{Diagnostics, Source};
 use super::{Flow, validate};
-use crate::prompts::Catalog;
+use crate::flow::prompts::Catalog;
 
 /// Every flow by name, each with its catalogues attached.
 #[derive(Debug, Clone, Default)]

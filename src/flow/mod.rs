@@ -11,7 +11,9 @@ pub mod engine;
 pub mod graph;
 pub mod library;
 pub mod load;
+pub mod prompts;
 pub mod registry;
+pub mod response;
 pub mod source;
 pub mod validate;
 mod value;
@@ -26,7 +28,7 @@ pub use library::Library;
 pub use source::{At, Diagnostic, Diagnostics, Severity, Source};
 pub use value::{Value, Vars, parse_decimal};
 
-use crate::prompts::Catalog;
+use crate::flow::prompts::Catalog;
 
 /// A loaded, valid call flow with its prompt catalogues.
 #[derive(Debug, Clone)]

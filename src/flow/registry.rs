@@ -1,5 +1,9 @@
 //! The flows a server serves: the current library, reloaded when its files change, and every
 //! version loaded since start, so a call finishes on the version it started with.
+//!
+//! The registry knows nothing of where versions are kept: it hands out the texts of a version
+//! to keep ([`Registry::unsaved`]) and takes them back ([`Registry::restore`]); the server
+//! keeps them in the database.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -7,6 +11,18 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use super::{Diagnostics, Flow, Library};
+
+/// The texts of one version of a flow: its file and each prompt catalogue, enough to rebuild it
+/// exactly.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FlowVersion {
+    pub version: String,
+    pub flow: String,
+    pub source_name: String,
+    pub source: String,
+    /// (language, file name, text).
+    pub catalogs: Vec<(String, String, String)>,
+}
 
 pub struct Registry {
     flows_dir: PathBuf,
@@ -70,9 +86,9 @@ impl Registry {
 
     /// A version's texts to store with the calls that start on it, or `None` when this process
     /// stored it already (one database write per version, not per call).
-    pub fn unsaved(&self, flow: &Flow) -> Option<crate::store::StoredFlow> {
+    pub fn unsaved(&self, flow: &Flow) -> Option<FlowVersion> {
         let saved = self.saved.lock().unwrap_or_else(|e| e.into_inner());
-        (!saved.contains(&flow.version)).then(|| crate::store::StoredFlow {
+        (!saved.contains(&flow.version)).then(|| FlowVersion {
             version: flow.version.clone(),
             flow: flow.name.clone(),
             source_name: flow.source.name.clone(),
@@ -92,7 +108,7 @@ impl Registry {
 
     /// Rebuilds stored versions that calls in progress started on and that the files no longer
     /// hold, so those calls finish on them. Returns how many were restored.
-    pub fn restore(&self, stored: &[crate::store::StoredFlow]) -> usize {
+    pub fn restore(&self, stored: &[FlowVersion]) -> usize {
         let mut versions = self.versions.lock().unwrap_or_else(|e| e.into_inner());
         let mut restored = 0;
         for f in stored {
@@ -118,7 +134,7 @@ impl Registry {
     }
 
     /// The current catalogue of a language (for messages written outside a call).
-    pub fn catalog(&self, lang: &str) -> Option<Arc<crate::prompts::Catalog>> {
+    pub fn catalog(&self, lang: &str) -> Option<Arc<crate::flow::prompts::Catalog>> {
         let lib = self.current.read().unwrap_or_else(|e| e.into_inner());
         lib.catalogs.get(lang).or_else(|| lib.catalogs.get("ja-JP")).cloned()
     }

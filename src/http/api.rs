@@ -7,14 +7,15 @@
 //! - `POST /api/v1/patients/import` for staff: the roster as CSV (`text/csv`), imported whole
 //!   or not at all; a bad file gets every mistake with its row and column.
 //!
-//! Bad input is a 4xx with a JSON body naming the field, and changes nothing.
+//! Bad input is a 4xx with a JSON body naming the field, and changes nothing; every error is a
+//! [`super::Error`].
 
 use std::num::NonZeroU32;
 use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, FromRequest, FromRequestParts, Path, State};
+use axum::extract::{DefaultBodyLimit, FromRequest, FromRequestParts, State};
 use axum::http::StatusCode;
 use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
@@ -26,7 +27,8 @@ use serde_json::json;
 use sha2::{Digest, Sha256};
 
 use super::AppState;
-use crate::numbers::{self, IssueError, SendBy, VerifyError};
+use super::error::{Error, Json, Path};
+use crate::issuer::numbers::{self, IssueError, SendBy, VerifyError};
 use crate::store::Verdict;
 
 pub fn router() -> Router<AppState> {
@@ -46,35 +48,6 @@ pub fn limiter(per_minute: u32) -> Arc<DefaultKeyedRateLimiter<String>> {
     Arc::new(RateLimiter::keyed(quota))
 }
 
-/// An API error: status, a stable code, the field at fault, and a message for people.
-pub struct ApiError {
-    status: StatusCode,
-    code: &'static str,
-    field: Option<&'static str>,
-    message: String,
-}
-
-impl ApiError {
-    fn new(status: StatusCode, code: &'static str, field: Option<&'static str>, message: impl Into<String>) -> Self {
-        ApiError { status, code, field, message: message.into() }
-    }
-
-    fn internal(e: impl std::fmt::Display) -> Self {
-        tracing::error!(error = %e, "API request failed");
-        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", None, "an internal error occurred")
-    }
-}
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let mut body = json!({ "error": self.code, "message": self.message });
-        if let Some(f) = self.field {
-            body["field"] = json!(f);
-        }
-        (self.status, axum::Json(body)).into_response()
-    }
-}
-
 /// The client a bearer token belongs to.
 pub struct Client(pub String);
 
@@ -83,12 +56,12 @@ pub fn token_hash(token: &str) -> String {
 }
 
 impl FromRequestParts<AppState> for Client {
-    type Rejection = ApiError;
+    type Rejection = Error;
 
     async fn from_request_parts(parts: &mut Parts, app: &AppState) -> Result<Self, Self::Rejection> {
         let unauthorized = || {
             metrics::counter!("ivr_api_unauthorized_total").increment(1);
-            ApiError::new(
+            Error::new(
                 StatusCode::UNAUTHORIZED,
                 "unauthorized",
                 Some("authorization"),
@@ -106,21 +79,7 @@ impl FromRequestParts<AppState> for Client {
         match app.store.token_name(&token_hash(token)).await {
             Ok(Some(name)) => Ok(Client(name)),
             Ok(None) => Err(unauthorized()),
-            Err(e) => Err(ApiError::internal(e)),
-        }
-    }
-}
-
-/// A JSON body, with errors as [`ApiError`]s naming what is wrong.
-pub struct JsonBody<T>(pub T);
-
-impl<T: serde::de::DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
-    type Rejection = ApiError;
-
-    async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, Self::Rejection> {
-        match axum::Json::<T>::from_request(req, state).await {
-            Ok(axum::Json(v)) => Ok(JsonBody(v)),
-            Err(e) => Err(ApiError::new(e.status(), "invalid_body", None, e.body_text())),
+            Err(e) => Err(Error::internal(e)),
         }
     }
 }
@@ -134,8 +93,8 @@ struct VerifyRequest {
 async fn verify(
     State(app): State<AppState>,
     client: Client,
-    JsonBody(req): JsonBody<VerifyRequest>,
-) -> Result<Response, ApiError> {
+    Json(req): Json<VerifyRequest>,
+) -> Result<Response, Error> {
     if let Err(not_until) = app.verify_limiter.check_key(&client.0) {
         metrics::counter!("ivr_number_verifications_total", "result" => "rate_limited").increment(1);
         tracing::warn!(client = %client.0, "verification rate limit reached");
@@ -143,7 +102,7 @@ async fn verify(
         let wait = not_until.wait_time_from(governor::clock::Clock::now(&governor::clock::DefaultClock::default()));
         let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
         let mut response =
-            ApiError::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", None, "too many attempts; try again later")
+            Error::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", None, "too many attempts; try again later")
                 .into_response();
         response.headers_mut().insert(axum::http::header::RETRY_AFTER, secs.max(1).into());
         return Ok(response);
@@ -157,16 +116,16 @@ async fn verify(
             .into_response()),
         // One answer for used, expired, revoked and unknown: the same words the app's own
         // service used.
-        Ok(_) => Err(ApiError::new(
+        Ok(_) => Err(Error::new(
             StatusCode::NOT_FOUND,
             "invalid_or_expired",
             Some("number"),
             "処理番号が正しくないか、有効期限が切れています。 The number is wrong or has expired.",
         )),
         Err(VerifyError::Malformed(e)) => {
-            Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "malformed", Some("number"), e.to_string()))
+            Err(Error::new(StatusCode::UNPROCESSABLE_ENTITY, "malformed", Some("number"), e.to_string()))
         }
-        Err(VerifyError::Store(e)) => Err(ApiError::internal(e)),
+        Err(VerifyError::Store(e)) => Err(Error::internal(e)),
     }
 }
 
@@ -189,10 +148,10 @@ async fn issue(
     State(app): State<AppState>,
     client: Client,
     Path(id): Path<String>,
-    JsonBody(req): JsonBody<IssueRequest>,
-) -> Result<Response, ApiError> {
+    Json(req): Json<IssueRequest>,
+) -> Result<Response, Error> {
     if req.consent != Some(true) {
-        return Err(ApiError::new(
+        return Err(Error::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             "no_consent",
             Some("consent"),
@@ -200,7 +159,7 @@ async fn issue(
         ));
     }
     let staff = req.staff.unwrap_or_else(|| client.0.clone());
-    let patient = app.store.patient(&id).await.map_err(ApiError::internal)?;
+    let patient = app.store.patient(&id).await.map_err(Error::internal)?;
     let catalog = patient.as_ref().and_then(|p| app.flows.catalog(&p.language));
     let issued =
         numbers::issue_by_staff(&app.store, &app.turns.issuer, catalog.as_deref(), &id, req.send, &staff, Utc::now())
@@ -219,12 +178,12 @@ async fn issue(
                 .into_response())
         }
         Err(IssueError::UnknownPatient(_)) => {
-            Err(ApiError::new(StatusCode::NOT_FOUND, "unknown_patient", Some("id"), format!("no patient {id}")))
+            Err(Error::new(StatusCode::NOT_FOUND, "unknown_patient", Some("id"), format!("no patient {id}")))
         }
         Err(e @ (IssueError::NoEmail(_) | IssueError::NotMobile(_))) => {
-            Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "cannot_send", Some("send"), e.to_string()))
+            Err(Error::new(StatusCode::UNPROCESSABLE_ENTITY, "cannot_send", Some("send"), e.to_string()))
         }
-        Err(IssueError::Store(e)) => Err(ApiError::internal(e)),
+        Err(IssueError::Store(e)) => Err(Error::internal(e)),
     }
 }
 
@@ -232,7 +191,7 @@ async fn issue(
 pub struct CsvBody(pub Bytes);
 
 impl<S: Send + Sync> FromRequest<S> for CsvBody {
-    type Rejection = ApiError;
+    type Rejection = Error;
 
     async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, Self::Rejection> {
         let content_type = req.headers().get(axum::http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
@@ -245,7 +204,7 @@ impl<S: Send + Sync> FromRequest<S> for CsvBody {
             })
         });
         if !(is_csv && utf8) {
-            return Err(ApiError::new(
+            return Err(Error::new(
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
                 "invalid_body",
                 None,
@@ -254,28 +213,23 @@ impl<S: Send + Sync> FromRequest<S> for CsvBody {
         }
         match Bytes::from_request(req, state).await {
             Ok(bytes) => Ok(CsvBody(bytes)),
-            Err(e) => Err(ApiError::new(e.status(), "invalid_body", None, e.body_text())),
+            Err(e) => Err(Error::new(e.status(), "invalid_body", None, e.body_text())),
         }
     }
 }
 
-async fn import(State(app): State<AppState>, client: Client, CsvBody(csv): CsvBody) -> Result<Response, ApiError> {
+async fn import(State(app): State<AppState>, client: Client, CsvBody(csv): CsvBody) -> Result<Response, Error> {
     let patients = match app.parse_roster("request", &csv) {
         Ok(p) => p,
         Err(e) => {
             tracing::info!(client = %client.0, errors = e.errors.len(), "roster refused");
-            return Ok((
-                StatusCode::UNPROCESSABLE_ENTITY,
-                axum::Json(json!({
-                    "error": "invalid_roster",
-                    "message": format!("{} error(s) in the roster; nothing was imported", e.errors.len()),
-                    "errors": e.errors,
-                })),
-            )
-                .into_response());
+            let message = format!("{} error(s) in the roster; nothing was imported", e.errors.len());
+            return Err(
+                Error::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_roster", None, message).with("errors", e.errors)
+            );
         }
     };
-    let count = app.store.import_patients(&patients).await.map_err(ApiError::internal)?;
+    let count = app.store.import_patients(&patients).await.map_err(Error::internal)?;
     tracing::info!(
         client = %client.0,
         inserted = count.inserted,

@@ -2,9 +2,12 @@
 //!
 //! - [`twilio`]: voice webhooks (a turn of a call each) and status callbacks, behind
 //!   [`verify`]'s signature check.
+//! - [`api`]: the JSON API, behind bearer tokens.
 //! - [`ops`]: `/healthz`, `/readyz`, `/metrics`.
+//! - [`error`]: the one error type of the JSON face, [`Error`]; voice routes answer TwiML.
 
 pub mod api;
+pub mod error;
 pub mod ops;
 pub mod twilio;
 pub mod verify;
@@ -18,8 +21,10 @@ use axum::middleware::{self, Next};
 use axum::response::Response;
 use metrics_exporter_prometheus::PrometheusHandle;
 
+pub use error::Error;
+
+use crate::carrier::signature::AuthToken;
 use crate::flow::registry::Registry;
-use crate::signature::AuthToken;
 use crate::store::Store;
 
 /// What every handler shares.
@@ -55,7 +60,7 @@ pub struct AppState {
 /// The whole router. With the simulator, its Twilio API is under `/simulator`, outside the
 /// webhook signature check (it authenticates as Twilio does, with basic auth).
 pub fn router(state: AppState) -> Router {
-    let twilio = twilio::router().layer(middleware::from_fn_with_state(state.clone(), verify::twilio_signature));
+    let twilio = twilio::router(&state);
     let mut app = Router::new().merge(twilio).merge(ops::router()).merge(api::router()).with_state(state.clone());
     if let Some(simulator) = &state.simulator {
         app = app.nest("/simulator", simulator.router());

@@ -1,34 +1,41 @@
 //! The carrier's webhooks. Each voice request is one turn of a call: load the call, step the
 //! engine, apply its effects and save, all in one transaction ([`Store::turn`]), then answer
 //! TwiML. A request the server already answered gets the same TwiML again and repeats nothing.
-//! Whatever fails inside, the caller hears an apology in valid TwiML, never a bare error.
+//! Whatever fails on a voice route (a bad query string or form included), the caller hears an
+//! apology in valid TwiML, in the call's language when it is known, never a bare error. The
+//! status callbacks answer errors as [`super::Error`]s.
 
-use axum::Router;
-use axum::extract::{Query, State};
+use axum::extract::State;
+use axum::extract::rejection::QueryRejection;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
+use axum::{Router, middleware};
 use serde::Deserialize;
 use tracing::{Instrument, field};
 
-use super::AppState;
-use super::verify::{TwilioParams, bad_request};
+use super::error::Query;
+use super::verify::TwilioParams;
+use super::{AppState, Error};
 use chrono::Utc;
 
 use crate::calls::{patient_vars, turn_fn};
+use crate::flow::response::{Response as Speech, Speech as Say};
 use crate::flow::{CallState, Input};
 use crate::issuer::is_sealed;
-use crate::response::{Response as Speech, Speech as Say};
-use crate::store::{NewCall, SendResult, StoreError, status_rank};
+use crate::store::{NewCall, SendResult, StoreError, StoredFlow, status_rank};
 use crate::telemetry::mask_phone;
 use crate::twiml;
 
-pub fn router() -> Router<AppState> {
+/// The carrier's routes, each behind the signature check. The check wraps the handlers only, so
+/// a method a route does not take gets its `405` with `Allow: POST`.
+pub fn router(state: &AppState) -> Router<AppState> {
+    let signed = middleware::from_fn_with_state(state.clone(), super::verify::twilio_signature);
     Router::new()
-        .route("/twilio/voice", post(voice))
-        .route("/twilio/voice/step", post(step))
-        .route("/twilio/status", post(status))
-        .route("/twilio/message-status", post(message_status))
+        .route("/twilio/voice", post(voice).route_layer(signed.clone()))
+        .route("/twilio/voice/step", post(step).route_layer(signed.clone()))
+        .route("/twilio/status", post(status).route_layer(signed.clone()))
+        .route("/twilio/message-status", post(message_status).route_layer(signed))
 }
 
 fn twiml_response(body: String) -> Response {
@@ -53,11 +60,19 @@ pub struct VoiceQuery {
 }
 
 /// A call is answered: outbound for a job, or inbound from a patient's number.
-async fn voice(State(app): State<AppState>, Query(q): Query<VoiceQuery>, form: TwilioParams) -> Response {
+async fn voice(
+    State(app): State<AppState>,
+    q: Result<axum::extract::Query<VoiceQuery>, QueryRejection>,
+    form: TwilioParams,
+) -> Response {
+    let q = match q {
+        Ok(q) => q.0,
+        Err(r) => return failure(&app, &form, Error::from(r), None).await,
+    };
     let sid = match form.require("CallSid") {
         Ok(s) if valid_sid(s) => s.to_string(),
-        Ok(_) => return bad_request("CallSid is not a call id"),
-        Err(r) => return r.into_response(),
+        Ok(_) => return failure(&app, &form, Error::invalid("CallSid", "CallSid is not a call id"), None).await,
+        Err(e) => return failure(&app, &form, e, None).await,
     };
     let from = form.get("From").unwrap_or("").to_string();
     let answered_by = form.get("AnsweredBy").filter(|a| !a.is_empty()).map(str::to_string);
@@ -90,9 +105,9 @@ async fn voice(State(app): State<AppState>, Query(q): Query<VoiceQuery>, form: T
             (Some(job), Ok(None)) => match app.store.job(job).await {
                 Ok(Some(j)) => match app.store.patient(&j.patient_id).await {
                     Ok(Some(p)) => Some((p, j.flow, Some(job), "outbound")),
-                    other => return failure("the job's patient is not in the roster", other.err()),
+                    other => return failure(&app, &form, "the job's patient is not in the roster", other.err()).await,
                 },
-                other => return failure("unknown job", other.err()),
+                other => return failure(&app, &form, "unknown job", other.err()).await,
             },
             (None, Ok(None)) => match app.store.patient_by_phone(&from).await {
                 Ok(Some(p)) => {
@@ -101,27 +116,27 @@ async fn voice(State(app): State<AppState>, Query(q): Query<VoiceQuery>, form: T
                 }
                 Ok(None) => {
                     tracing::info!(from = %mask_phone(&from), "inbound call from an unknown number");
-                    return twiml_response(twiml::render(&unknown_caller().to_twiml("")));
+                    return twiml_response(twiml::render(&twiml::from_response(&unknown_caller(), "")));
                 }
-                Err(e) => return failure("patient lookup", Some(e)),
+                Err(e) => return failure(&app, &form, "patient lookup", Some(e)).await,
             },
-            (_, Err(e)) => return failure("call lookup", Some(e)),
+            (_, Err(e)) => return failure(&app, &form, "call lookup", Some(e)).await,
         };
         let create = match patient {
             None => None,
             Some((p, flow_name, job_id, direction)) => {
                 let Some(flow) = app.flows.current(&flow_name) else {
-                    return failure(&format!("no flow named {flow_name}"), None);
+                    return failure(&app, &form, &format!("no flow named {flow_name}"), None).await;
                 };
                 if let Some(stored) = app.flows.unsaved(&flow) {
-                    match app.store.save_flow_version(&stored).await {
+                    match app.store.save_flow_version(&StoredFlow::from(&stored)).await {
                         Ok(()) => app.flows.mark_saved(&stored.version),
-                        Err(e) => return failure("storing the flow version", Some(e)),
+                        Err(e) => return failure(&app, &form, "storing the flow version", Some(e)).await,
                     }
                 }
                 let number = match app.store.valid_number(&p.patient_id, Utc::now()).await {
                     Ok(n) => n,
-                    Err(e) => return failure("number lookup", Some(e)),
+                    Err(e) => return failure(&app, &form, "number lookup", Some(e)).await,
                 };
                 let vars = patient_vars(&p, number.as_ref(), &app.turns.issuer);
                 let state = CallState::new(&flow, &p.language, vars);
@@ -147,14 +162,25 @@ pub struct StepQuery {
 }
 
 /// The answer to a question (`Digits`, empty when the caller said nothing).
-async fn step(State(app): State<AppState>, Query(q): Query<StepQuery>, form: TwilioParams) -> Response {
+async fn step(
+    State(app): State<AppState>,
+    q: Result<axum::extract::Query<StepQuery>, QueryRejection>,
+    form: TwilioParams,
+) -> Response {
+    let q = match q {
+        Ok(q) => q.0,
+        Err(r) => return failure(&app, &form, Error::from(r), None).await,
+    };
     let sid = match form.require("CallSid") {
         Ok(s) if s == q.call && valid_sid(s) => s.to_string(),
-        Ok(_) => return bad_request("CallSid does not match the call in the URL"),
-        Err(r) => return r.into_response(),
+        Ok(_) => {
+            let e = Error::invalid("CallSid", "CallSid does not match the call in the URL");
+            return failure(&app, &form, e, None).await;
+        }
+        Err(e) => return failure(&app, &form, e, None).await,
     };
     if q.seq < 1 {
-        return bad_request("seq must be 1 or more");
+        return failure(&app, &form, Error::invalid("seq", "seq must be 1 or more"), None).await;
     }
     let digits = form.get("Digits").unwrap_or("").trim();
     let input = if digits.is_empty() { Input::NoInput } else { Input::Digits(digits.to_string()) };
@@ -174,7 +200,7 @@ pub struct StatusQuery {
 async fn status(State(app): State<AppState>, Query(q): Query<StatusQuery>, form: TwilioParams) -> Response {
     let (sid, status) = match (form.require("CallSid"), form.require("CallStatus")) {
         (Ok(s), Ok(st)) => (s.to_string(), st.to_string()),
-        (Err(r), _) | (_, Err(r)) => return r.into_response(),
+        (Err(e), _) | (_, Err(e)) => return e.into_response(),
     };
     let duration = form.get("CallDuration").and_then(|d| d.parse::<i64>().ok());
     let answered_by = form.get("AnsweredBy").filter(|a| !a.is_empty());
@@ -202,10 +228,9 @@ async fn status(State(app): State<AppState>, Query(q): Query<StatusQuery>, form:
             StatusCode::NO_CONTENT.into_response()
         }
         Err(e) => {
-            tracing::error!(call_sid = %sid, error = %e, "call status not recorded");
             metrics::counter!("ivr_errors_total", "route" => "status").increment(1);
             // 5xx: the carrier retries the callback later.
-            StatusCode::SERVICE_UNAVAILABLE.into_response()
+            Error::unavailable(format!("call status of {sid} not recorded: {e}")).into_response()
         }
     }
 }
@@ -223,7 +248,7 @@ pub struct MessageQuery {
 async fn message_status(State(app): State<AppState>, Query(q): Query<MessageQuery>, form: TwilioParams) -> Response {
     let (sid, status) = match (form.require("MessageSid"), form.require("MessageStatus")) {
         (Ok(s), Ok(st)) => (s.to_string(), st.to_lowercase()),
-        (Err(r), _) | (_, Err(r)) => return r.into_response(),
+        (Err(e), _) | (_, Err(e)) => return e.into_response(),
     };
     let code = form.get("ErrorCode").filter(|c| !c.is_empty()).map(str::to_string);
     // Intermediate states (accepted, scheduled, sending…) change nothing we act on.
@@ -258,10 +283,7 @@ async fn message_status(State(app): State<AppState>, Query(q): Query<MessageQuer
             metrics::counter!("ivr_message_statuses_total", "status" => status.clone()).increment(1);
             StatusCode::NO_CONTENT.into_response()
         }
-        Err(e) => {
-            tracing::error!(error = %e, "message status not recorded");
-            StatusCode::SERVICE_UNAVAILABLE.into_response()
-        }
+        Err(e) => Error::unavailable(format!("message status not recorded: {e}")).into_response(),
     }
 }
 
@@ -282,21 +304,60 @@ async fn take_turn(app: &AppState, sid: &str, seq: i64, create: Option<NewCall>,
                 if is_sealed(&r.response) { app.turns.issuer.key.open(&r.response) } else { Some(r.response) };
             match response {
                 Some(body) => twiml_response(body),
-                None => failure("a stored answer could not be opened (was issuer.key changed?)", None),
+                None => failure(app, sid, "a stored answer could not be opened (was issuer.key changed?)", None).await,
             }
         }
-        Err(e) => failure("turn failed", Some(e)),
+        Err(e) => failure(app, sid, "turn failed", Some(e)).await,
     }
 }
 
-/// Logs a failure once, in the call's span, and gives the caller an apology.
-fn failure(what: &str, err: Option<StoreError>) -> Response {
+/// Who is on a call that failed, as far as the request tells: its call id, and the number
+/// that called.
+#[derive(Clone, Copy)]
+struct Caller<'a> {
+    sid: Option<&'a str>,
+    from: Option<&'a str>,
+}
+
+impl<'a> From<&'a TwilioParams> for Caller<'a> {
+    fn from(form: &'a TwilioParams) -> Caller<'a> {
+        Caller { sid: form.get("CallSid"), from: form.get("From") }
+    }
+}
+
+impl<'a> From<&'a str> for Caller<'a> {
+    fn from(sid: &'a str) -> Caller<'a> {
+        Caller { sid: Some(sid), from: None }
+    }
+}
+
+/// The language of a call, when the store knows it: the call's own, else that of the patient
+/// calling in. Read only after something failed, so it may well fail too (then `None`).
+async fn call_language(app: &AppState, caller: Caller<'_>) -> Option<String> {
+    if let Some(sid) = caller.sid.filter(|s| valid_sid(s)) {
+        if let Ok(Some(call)) = app.store.call(sid).await {
+            return Some(call.state.lang).filter(|l| !l.is_empty());
+        }
+    }
+    let from = caller.from.filter(|f| !f.is_empty())?;
+    app.store.patient_by_phone(from).await.ok().flatten().map(|p| p.language)
+}
+
+/// Logs a failure on a voice route once, in the call's span, and gives the caller an apology
+/// as TwiML, in the call's language when it is known (Japanese otherwise).
+async fn failure<'a>(
+    app: &AppState,
+    caller: impl Into<Caller<'a>>,
+    what: impl std::fmt::Display,
+    err: Option<StoreError>,
+) -> Response {
     match err {
         Some(e) => tracing::error!(error = %e, "{what}"),
         None => tracing::error!("{what}"),
     }
     metrics::counter!("ivr_errors_total", "route" => "voice").increment(1);
-    twiml_response(twiml::render(&Speech::apology("ja-JP").to_twiml("")))
+    let language = call_language(app, caller.into()).await.unwrap_or_else(|| "ja-JP".into());
+    twiml_response(twiml::render(&twiml::from_response(&Speech::apology(&language), "")))
 }
 
 /// What an answering machine hears, once its greeting has ended: a short message with the
@@ -317,7 +378,8 @@ async fn machine_message(app: &AppState, job: i64, attempt: i32) -> Response {
         },
     };
     let message = Speech { speech: vec![speech], gather: None };
-    let say: Vec<twiml::Verb> = message.to_twiml("").into_iter().filter(|v| *v != twiml::Verb::Hangup).collect();
+    let say: Vec<twiml::Verb> =
+        twiml::from_response(&message, "").into_iter().filter(|v| *v != twiml::Verb::Hangup).collect();
     let action = format!("{}/twilio/voice?job={job}&attempt={attempt}&person=1", app.public_url);
     let verbs = [
         twiml::Verb::Gather(twiml::Gather {

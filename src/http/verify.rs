@@ -1,6 +1,7 @@
 //! Every `/twilio/*` request is checked before a handler sees it: a form body (415 otherwise)
 //! within the size limit (413), parsed (400), and signed with our auth token over the URL the
-//! carrier called (403). Nothing is read or written for a request that fails.
+//! carrier called (403). Nothing is read or written for a request that fails. A method the route
+//! does not take is a 405 (with `Allow`) before any of these.
 
 use std::sync::Arc;
 
@@ -11,8 +12,8 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
-use super::AppState;
-use crate::signature::{self, SIGNATURE_HEADER};
+use super::{AppState, Error};
+use crate::carrier::signature::{self, SIGNATURE_HEADER};
 
 /// The form parameters of a verified carrier request, in the order sent.
 #[derive(Debug, Clone)]
@@ -25,31 +26,22 @@ impl TwilioParams {
     }
 
     /// A parameter the request cannot do without.
-    pub fn require(&self, name: &'static str) -> Result<&str, MissingField> {
-        self.get(name).filter(|v| !v.is_empty()).ok_or(MissingField(name))
-    }
-}
-
-/// A required form field is absent: 400 with a JSON body naming it.
-#[derive(Debug)]
-pub struct MissingField(pub &'static str);
-
-impl IntoResponse for MissingField {
-    fn into_response(self) -> Response {
-        bad_request(&format!("missing field {}", self.0))
+    pub fn require(&self, name: &'static str) -> Result<&str, Error> {
+        self.get(name).filter(|v| !v.is_empty()).ok_or_else(|| Error::missing(name))
     }
 }
 
 impl<S: Send + Sync> FromRequestParts<S> for TwilioParams {
-    type Rejection = Response;
+    type Rejection = Error;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        parts.extensions.get::<TwilioParams>().cloned().ok_or_else(|| bad_request("not a verified carrier request"))
+        // Only a route behind the signature check has them.
+        parts
+            .extensions
+            .get::<TwilioParams>()
+            .cloned()
+            .ok_or_else(|| Error::internal("a carrier route without the signature check"))
     }
-}
-
-pub fn bad_request(msg: &str) -> Response {
-    (StatusCode::BAD_REQUEST, axum::Json(serde_json::json!({ "error": msg }))).into_response()
 }
 
 /// The signature check, as middleware for the carrier's routes.
@@ -59,22 +51,22 @@ pub async fn twilio_signature(State(app): State<AppState>, req: Request, next: N
         ct.split(';').next().is_some_and(|m| m.trim().eq_ignore_ascii_case("application/x-www-form-urlencoded"))
     });
     if !form {
-        return (
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            axum::Json(serde_json::json!({"error": "expected application/x-www-form-urlencoded"})),
-        )
+        let message = "expected application/x-www-form-urlencoded";
+        return Error::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, "invalid_body", Some("content-type"), message)
             .into_response();
     }
     let bytes = match axum::body::to_bytes(body, app.body_limit).await {
         Ok(b) => b,
         Err(_) => {
-            return (StatusCode::PAYLOAD_TOO_LARGE, axum::Json(serde_json::json!({"error": "body too large"})))
-                .into_response();
+            return Error::new(StatusCode::PAYLOAD_TOO_LARGE, "invalid_body", None, "body too large").into_response();
         }
     };
     let params: Vec<(String, String)> = match serde_urlencoded::from_bytes(&bytes) {
         Ok(p) => p,
-        Err(e) => return bad_request(&format!("unreadable form: {e}")),
+        Err(e) => {
+            return Error::new(StatusCode::BAD_REQUEST, "invalid_body", None, format!("unreadable form: {e}"))
+                .into_response();
+        }
     };
     let path_and_query = parts.uri.path_and_query().map_or("/", |p| p.as_str());
     let url = signed_url(&app, &parts.headers, path_and_query);

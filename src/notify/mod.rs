@@ -2,5 +2,8 @@
 //! patient asked for it.
 //!
 //! - [`email`]: plain-text e-mail over SMTP.
+//! - [`outbox`]: the dispatcher that sends the messages written with processing numbers, by SMS
+//!   or e-mail, with retries and fallbacks.
 
 pub mod email;
+pub mod outbox;

@@ -202,7 +202,7 @@ enum Edge {
 pub type Window = (DateTime<Utc>, DateTime<Utc>);
 
 /// The calling hours: the zone, the slots (in order of start), the quiet hours and the blocked
-/// days. Built once from the settings ([`crate::config::Settings::calling_hours`]).
+/// days. Built once from the `[scheduler]` settings.
 #[derive(Debug, Clone)]
 pub struct CallingHours {
     tz: Tz,

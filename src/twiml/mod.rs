@@ -2,14 +2,45 @@
 //!
 //! One document model, [`Verb`], both ways: [`render`] writes it with quick-xml (always
 //! well-formed, text escaped), [`parse`] reads a document back (unknown verbs or attributes are
-//! errors). The engine's [`crate::response::Response`] becomes verbs in [`from_response`];
-//! [`crate::phone`] plays verbs as a caller would hear them.
+//! errors). The engine's [`crate::flow::response::Response`] becomes verbs in [`from_response`];
+//! [`crate::twiml::phone`] plays verbs as a caller would hear them.
 
 mod interpret;
+pub mod phone;
 mod render;
 
 pub use interpret::{ParseError, parse};
 pub use render::render;
+
+use crate::flow::response::{Response, Speech};
+
+/// The TwiML verbs for the engine's response. Speech plays inside the `<Gather>` so a caller
+/// who knows the answer may press it at once; `action` receives the keys, and also an empty
+/// result, so silence is a turn of its own. The `<Redirect>` after the gather serves carriers
+/// that ignore `actionOnEmptyResult` (Twilio never reaches it).
+pub fn from_response(response: &Response, action: &str) -> Vec<Verb> {
+    let speech = response.speech.iter().map(|s| match s {
+        Speech::Say { text, language, voice } => {
+            Verb::Say { text: text.clone(), language: Some(language.clone()), voice: voice.clone() }
+        }
+        Speech::Play { url } => Verb::Play { url: url.clone() },
+        Speech::Pause { seconds } => Verb::Pause { length: *seconds },
+    });
+    match &response.gather {
+        Some(g) => vec![
+            Verb::Gather(Gather {
+                action: action.to_string(),
+                timeout: g.timeout,
+                num_digits: Some(g.num_digits),
+                finish_on_key: g.finish_on_key.clone(),
+                action_on_empty_result: true,
+                children: speech.collect(),
+            }),
+            Verb::Redirect { url: action.to_string() },
+        ],
+        None => speech.chain([Verb::Hangup]).collect(),
+    }
+}
 
 /// One TwiML verb, with the attributes this engine uses.
 #[derive(Debug, Clone, PartialEq, Eq)]

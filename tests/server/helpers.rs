@@ -1,11 +1,11 @@
 use std::path::Path;
 
+use ivr::carrier::signature::AuthToken;
 use ivr::carrier::webhook::{CallInfo, WebhookClient, new_call_sid, play_call};
 use ivr::config::Settings;
-use ivr::phone::{Heard, Next};
 use ivr::server::Server;
-use ivr::signature::AuthToken;
 use ivr::store::{Patient, Store};
+use ivr::twiml::phone::{Heard, Next};
 use secrecy::SecretString;
 
 pub const TOKEN: &str = "test-auth-token-0123456789abcdef";

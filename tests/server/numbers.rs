@@ -304,3 +304,23 @@ async fn an_sms_the_carrier_cannot_deliver_to_a_landline_is_read_on_the_next_cal
     let reads = app.store.audit_log().await.unwrap().into_iter().filter(|(_, a, _)| a == "read").count();
     assert_eq!(reads, 1);
 }
+
+#[tokio::test]
+async fn an_api_request_with_a_wrong_key_or_value_is_a_4xx_naming_the_field() {
+    let app = spawn_sqlite().await;
+    let t = token(&app, "app").await;
+    let verify = "/api/v1/processing-numbers/verify";
+    let (status, body) = api(&app, verify, Some(&t), json!({"numbr": "12345678"})).await;
+    assert_eq!(status, 422, "{body}");
+    assert_eq!((body["error"].as_str(), body["field"].as_str()), (Some("invalid_body"), Some("numbr")), "{body}");
+    let (status, body) = api(&app, verify, Some(&t), json!({"number": 12345678})).await;
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(body["field"], "number", "{body}");
+    let (status, body) =
+        api(&app, "/api/v1/patients/P001/processing-number", Some(&t), json!({"consent": true, "send": "fax"})).await;
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(body["field"], "send", "{body}");
+    let (status, body) = api(&app, verify, None, json!({"number": "12345678"})).await;
+    assert_eq!(status, 401, "{body}");
+    assert_eq!(body["field"], "authorization", "{body}");
+}

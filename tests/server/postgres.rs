@@ -1,9 +1,9 @@
 //! The server on PostgreSQL: the same walk as on SQLite, and two instances sharing one
 //! database, serving the turns of the same call alternately.
 
+use ivr::carrier::signature::AuthToken;
 use ivr::carrier::webhook::WebhookClient;
 use ivr::flow::Value;
-use ivr::signature::AuthToken;
 
 use crate::helpers::*;
 use crate::support::{Backend, TestDb};

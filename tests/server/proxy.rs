@@ -63,8 +63,11 @@ async fn requests_signed_by_the_official_library_are_accepted_and_tampered_ones_
 async fn behind_a_trusted_proxy_the_signed_url_is_rebuilt_from_forwarded_headers() {
     let sid = "CA66666666666666666666666666666666";
     let params = [("CallSid", sid), ("From", MOBILE)];
-    let sig =
-        ivr::signature::sign(&ivr::signature::AuthToken::new(TOKEN), "https://public.example.jp/twilio/voice", &params);
+    let sig = ivr::carrier::signature::sign(
+        &ivr::carrier::signature::AuthToken::new(TOKEN),
+        "https://public.example.jp/twilio/voice",
+        &params,
+    );
     let send = |addr: String, sig: String| async move {
         reqwest::Client::new()
             .post(format!("{addr}/twilio/voice"))

@@ -1,7 +1,8 @@
+use ivr::carrier::signature::{AuthToken, sign};
 use ivr::flow::Value;
-use ivr::signature::{AuthToken, sign};
 
 use crate::helpers::*;
+use crate::support::{Backend, TestDb};
 
 const MOBILE: &str = "+819012345678";
 /// Every question answered, no alert, no to the app question.
@@ -161,11 +162,87 @@ async fn bad_requests_are_refused_cleanly() {
     let big = format!("CallSid=CA1&Body={}", "x".repeat(100_000));
     let (s, _) = app.raw("/twilio/voice", "application/x-www-form-urlencoded", big, None).await;
     assert_eq!(s, 413);
-    let (s, body) = app.post("/twilio/voice", &[("From", MOBILE)]).await;
+    // A status callback without its call: a JSON 400 naming the field.
+    let (s, body) = app.post("/twilio/status", &[("CallStatus", "completed")]).await;
     assert_eq!(s, 400);
-    assert!(body.contains("CallSid"), "{body}");
-    let (s, _) = app.post("/twilio/voice/step?call=CA1&seq=1", &[("CallSid", "CA2")]).await;
+    let body: serde_json::Value = serde_json::from_str(&body).expect("a JSON error");
+    assert_eq!(body["field"], "CallSid", "{body}");
+    let (s, body) = app.post("/twilio/status?job=x", &[("CallSid", "CA1"), ("CallStatus", "completed")]).await;
     assert_eq!(s, 400);
+    assert!(body.contains(r#""field":"job""#), "{body}");
+    // On a voice route the phone still gets TwiML: an apology, and the call ends.
+    for (path, form) in [
+        ("/twilio/voice", vec![("From", MOBILE)]),
+        ("/twilio/voice/step?call=CA1&seq=1", vec![("CallSid", "CA2")]),
+        ("/twilio/voice/step?call=CA1&seq=0", vec![("CallSid", "CA1")]),
+    ] {
+        let (s, body) = app.post(path, &form).await;
+        assert_eq!(s, 200, "{path}: {body}");
+        assert_apology(&body, "申し訳ありません");
+    }
+}
+
+/// A valid TwiML document that apologises (in words containing `words`) and hangs up.
+fn assert_apology(body: &str, words: &str) {
+    let verbs = ivr::twiml::parse(body).unwrap_or_else(|e| panic!("not TwiML ({e}): {body}"));
+    assert!(matches!(verbs.last(), Some(ivr::twiml::Verb::Hangup)), "{body}");
+    assert!(body.contains(words), "{body}");
+}
+
+#[tokio::test]
+async fn a_get_on_the_voice_webhook_is_405_allowing_post() {
+    let app = spawn_sqlite().await;
+    for path in ["/twilio/voice", "/twilio/voice/step"] {
+        let resp = reqwest::get(format!("{}{path}", app.addr)).await.unwrap();
+        assert_eq!(resp.status().as_u16(), 405, "{path}");
+        let allow = resp.headers().get("allow").and_then(|v| v.to_str().ok()).unwrap_or("");
+        assert!(allow.split(',').any(|m| m.trim() == "POST"), "{path}: Allow: {allow}");
+    }
+}
+
+#[tokio::test]
+async fn a_bad_query_string_on_a_voice_route_answers_the_apology_as_twiml() {
+    let app = spawn_sqlite().await;
+    app.add_patient("P001", MOBILE).await;
+    let sid = "CA55555555555555555555555555555555";
+    let (s, body) = app.post("/twilio/voice?job=not-a-number&attempt=1", &[("CallSid", sid), ("From", MOBILE)]).await;
+    assert_eq!(s, 200, "{body}");
+    assert_apology(&body, "申し訳ありません");
+    let (s, body) = app.post(&format!("/twilio/voice/step?call={sid}"), &[("CallSid", sid), ("Digits", "1")]).await;
+    assert_eq!(s, 200, "{body}");
+    assert_apology(&body, "申し訳ありません");
+    assert!(app.store.call(sid).await.unwrap().is_none(), "nothing was stored");
+}
+
+#[tokio::test]
+async fn an_english_speaking_caller_hears_the_apology_in_english() {
+    english_apology(spawn_sqlite().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_english_speaking_caller_hears_the_apology_in_english_on_postgresql() {
+    let Some(db) = TestDb::new(Backend::Postgres).await else { return };
+    english_apology(spawn_with(settings(db.url()), tempfile::tempdir().unwrap()).await).await;
+}
+
+async fn english_apology(app: TestApp) {
+    let mut patient = app.add_patient("P001", MOBILE).await;
+    patient.language = "en-US".into();
+    app.store.upsert_patient(&patient).await.unwrap();
+    // Before the call exists: the caller's language comes from the roster.
+    let sid = "CA66666666666666666666666666666666";
+    let (s, body) = app.post("/twilio/voice?flow=no-such-flow", &[("CallSid", sid), ("From", MOBILE)]).await;
+    assert_eq!(s, 200, "{body}");
+    assert_apology(&body, "We are sorry");
+    // During the call: from the call's own state.
+    let (s, body) = app.post("/twilio/voice", &[("CallSid", sid), ("From", MOBILE)]).await;
+    assert_eq!(s, 200, "{body}");
+    assert!(!body.contains("We are sorry"), "the call starts: {body}");
+    let (s, body) = app.post(&format!("/twilio/voice/step?call={sid}&seq=0"), &[("CallSid", sid)]).await;
+    assert_eq!(s, 200, "{body}");
+    assert_apology(&body, "We are sorry");
+    assert!(!body.contains("申し訳"), "{body}");
+    app.server.unwrap().stop().await;
 }
 
 #[tokio::test]

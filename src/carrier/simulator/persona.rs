@@ -3,7 +3,7 @@
 
 use serde::Serialize;
 
-use crate::phone::{Heard, Next};
+use crate::twiml::phone::{Heard, Next};
 
 /// How a simulated patient behaves on the phone.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

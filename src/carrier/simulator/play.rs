@@ -10,8 +10,8 @@ use chrono::Utc;
 use super::{DEFAULT_BIRTH_MD, Patient, Persona, Reply, SimulatedSms, Simulator};
 use crate::carrier::twilio::{AnsweredBy, CallEvent, CallStatus, MachineDetection};
 use crate::carrier::webhook::{CallInfo, Caller, converse};
-use crate::phone::{Heard, Next};
 use crate::telemetry::mask_phone;
+use crate::twiml::phone::{Heard, Next};
 
 /// Tries of a status callback, the first included; waits double from the first.
 const CALLBACK_TRIES: u32 = 5;

@@ -4,9 +4,9 @@
 
 use chrono::{DateTime, Utc};
 
+use crate::flow::prompts::Catalog;
 use crate::flow::{Value, Vars};
 use crate::issuer::{Issuer, NumberError, ProcessingNumber};
-use crate::prompts::Catalog;
 use crate::store::{Consent, Issued, NewMessage, NewNumber, Store, StoreError, Verdict};
 
 /// How a staff member wants the number delivered.

@@ -4,6 +4,11 @@
 //! not reveal it. Where the number must be kept to be said or sent again (a landline caller who
 //! presses 1 to hear it again, a message waiting in the outbox), it is sealed (encrypted and
 //! authenticated) with a key derived from the same secret.
+//!
+//! [`numbers`] holds the health centre's operations on them, shared by the command line and the
+//! JSON API: issue by hand, and verify.
+
+pub mod numbers;
 
 use std::fmt;
 
@@ -271,7 +276,7 @@ impl Issuer {
     /// and the link when the app takes the number from one.
     pub fn message(
         &self,
-        catalog: &crate::prompts::Catalog,
+        catalog: &crate::flow::prompts::Catalog,
         vars: &crate::flow::Vars,
         number: &ProcessingNumber,
     ) -> String {

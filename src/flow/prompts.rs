@@ -17,9 +17,9 @@ use std::collections::HashMap;
 use chrono::{Datelike, NaiveDate, NaiveDateTime, Timelike};
 use toml::de::DeValue;
 
+use crate::flow::response::Speech;
 use crate::flow::source::{At, Diagnostics, Fields, Source, closest, parse_toml, type_name};
 use crate::flow::{Value, Vars};
-use crate::response::Speech;
 
 /// How a placeholder's value is read aloud.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -316,7 +316,7 @@ pub fn parse_template(src: &Source, text: &str, at: usize, diags: &mut Diagnosti
 ///
 /// ```
 /// use ivr::flow::Value;
-/// use ivr::prompts::{Format, read_aloud};
+/// use ivr::flow::prompts::{Format, read_aloud};
 ///
 /// let t = Value::Number { raw: 365, scale: 1 };
 /// assert_eq!(read_aloud(&t, Format::Temperature, true), "36.5度");

@@ -3,8 +3,6 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::twiml::{self, Verb};
-
 /// One piece of speech.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Speech {
@@ -59,35 +57,5 @@ impl Response {
                 Speech::Pause { seconds } => format!("[pause {seconds}s]"),
             })
             .collect()
-    }
-}
-
-impl Response {
-    /// The TwiML verbs for this response. Speech plays inside the `<Gather>` so a caller who
-    /// knows the answer may press it at once; `action` receives the keys, and also an empty
-    /// result, so silence is a turn of its own. The `<Redirect>` after the gather serves
-    /// carriers that ignore `actionOnEmptyResult` (Twilio never reaches it).
-    pub fn to_twiml(&self, action: &str) -> Vec<Verb> {
-        let speech = self.speech.iter().map(|s| match s {
-            Speech::Say { text, language, voice } => {
-                Verb::Say { text: text.clone(), language: Some(language.clone()), voice: voice.clone() }
-            }
-            Speech::Play { url } => Verb::Play { url: url.clone() },
-            Speech::Pause { seconds } => Verb::Pause { length: *seconds },
-        });
-        match &self.gather {
-            Some(g) => vec![
-                Verb::Gather(twiml::Gather {
-                    action: action.to_string(),
-                    timeout: g.timeout,
-                    num_digits: Some(g.num_digits),
-                    finish_on_key: g.finish_on_key.clone(),
-                    action_on_empty_result: true,
-                    children: speech.collect(),
-                }),
-                Verb::Redirect { url: action.to_string() },
-            ],
-            None => speech.chain([Verb::Hangup]).collect(),
-        }
     }
 }

@@ -27,6 +27,18 @@ use crate::notify::email::mask_email;
 use crate::store::{Consent, LateMessage, NewMessage, NewNumber, OutboxMessage, SendResult, Store, StoreError};
 use crate::telemetry::mask_phone;
 
+/// The `[outbox]` settings.
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct OutboxSettings {
+    /// Send attempts before a message is dead-lettered (and the health centre alerted).
+    pub max_attempts: u32,
+    /// First retry delay in seconds; doubled each attempt, with jitter.
+    pub retry_base_secs: u64,
+    /// Longest retry delay in seconds.
+    pub retry_max_secs: u64,
+    /// How long a claimed message is leased to one sender, in seconds.
+    pub lease_secs: u64,
+}
 /// Retry settings.
 #[derive(Debug, Clone)]
 pub struct Policy {
@@ -39,7 +51,7 @@ pub struct Policy {
 }
 
 impl Policy {
-    pub fn from_settings(o: &crate::config::Outbox) -> Policy {
+    pub fn from_settings(o: &OutboxSettings) -> Policy {
         Policy {
             max_attempts: o.max_attempts,
             base: Duration::from_secs(o.retry_base_secs),
@@ -88,7 +100,15 @@ pub struct Dispatcher {
     pub wake: Arc<tokio::sync::Notify>,
     /// Flows (for the prompts) and the issuer, to replace a number that expired before its
     /// message went out. Without them such a message is dead, with an alert.
-    pub reissue: Option<crate::calls::TurnContext>,
+    pub reissue: Option<Reissue>,
+}
+
+/// What replacing an expired number takes: the prompts (for the message's text in the
+/// patient's language) and the issuer.
+#[derive(Clone)]
+pub struct Reissue {
+    pub flows: Arc<crate::flow::registry::Registry>,
+    pub issuer: Arc<crate::issuer::Issuer>,
 }
 
 impl Dispatcher {
@@ -163,7 +183,7 @@ impl Dispatcher {
     /// text in the patient's language.
     async fn fresh_number(
         &self,
-        ctx: &crate::calls::TurnContext,
+        ctx: &Reissue,
         m: &LateMessage,
         now: DateTime<Utc>,
     ) -> Result<Option<NewNumber>, StoreError> {
