@@ -23,6 +23,7 @@
 //!   - [`roster`]: the patient roster, read from CSV with every mistake at its `file:row:col`.
 //! - [`store`]: the database, SQLite or PostgreSQL behind one interface.
 //! - [`telemetry`]: logs, and how personal data is masked in them.
+//! - [`types`]: values checked at the edge (phone numbers, SIDs, keys, ids, closed sets of names).
 
 #[cfg(test)]
 mod architecture;
