@@ -93,3 +93,42 @@ pub async fn hold(
     metrics::gauge!("ivr_dialer_leader").set(0.0);
     lock.release().await;
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::Store;
+
+    type Holder = (watch::Receiver<bool>, Arc<Notify>, tokio::task::JoinHandle<()>);
+
+    fn start(store: &Store) -> Holder {
+        let (tx, rx) = watch::channel(false);
+        let stop = Arc::new(Notify::new());
+        let wake = Arc::new(Notify::new());
+        let task = tokio::spawn(hold(store.dialer_lock(), Duration::from_millis(10), tx, wake, stop.clone()));
+        (rx, stop, task)
+    }
+
+    #[tokio::test]
+    async fn a_second_instance_leads_once_the_first_stops() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("ivr.db").display());
+        let (one, two) = (Store::open(&url, false).await.unwrap(), Store::open(&url, false).await.unwrap());
+        let (mut first, stop_first, first_task) = start(&one);
+        let bound = Duration::from_secs(20);
+        tokio::time::timeout(bound, first.wait_for(|l| *l)).await.expect("the first leads").unwrap();
+
+        let (mut second, stop_second, second_task) = start(&two);
+        // Long enough for the second to try at once, and to lead after its pause had it taken
+        // the lock.
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        assert!(*first.borrow() && !*second.borrow(), "one leads at a time");
+
+        stop_first.notify_one();
+        first_task.await.unwrap();
+        assert!(!*first.borrow(), "a stopped instance does not lead");
+        tokio::time::timeout(bound, second.wait_for(|l| *l)).await.expect("the second takes over").unwrap();
+        stop_second.notify_one();
+        second_task.await.unwrap();
+    }
+}
