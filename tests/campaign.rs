@@ -3,7 +3,8 @@
 //! simulator's Twilio API, on a manual clock moved from one due call to the next, so a whole day
 //! runs in seconds. Then, patient by patient: called in their slot, retried as configured,
 //! answers stored, exactly one number and one SMS for each consenting app user, alerts for low
-//! SpO2 and for the unreachable.
+//! SpO2 and for the unreachable. And several instances on one database: one dials at a time,
+//! within the account's rate, and another takes over when it dies.
 
 use std::collections::HashMap;
 use std::path::Path;
