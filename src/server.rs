@@ -161,7 +161,8 @@ impl Server {
             public_url.clone(),
             state.campaign.clone(),
             state.dialer_wake.clone(),
-        );
+        )
+        .with_lock(state.store.dialer_lock());
         let stop = Arc::new(tokio::sync::Notify::new());
         workers.push((tokio::spawn(Arc::new(dialer).run(stop.clone())), stop));
         if settings.scheduler.autostart {

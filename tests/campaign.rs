@@ -3,7 +3,8 @@
 //! simulator's Twilio API, on a manual clock moved from one due call to the next, so a whole day
 //! runs in seconds. Then, patient by patient: called in their slot, retried as configured,
 //! answers stored, exactly one number and one SMS for each consenting app user, alerts for low
-//! SpO2 and for the unreachable.
+//! SpO2 and for the unreachable. And several instances on one database: one dials at a time,
+//! within the account's rate, and another takes over when it dies.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -232,8 +233,8 @@ async fn a_simulated_day_calls_every_patient_in_their_slot_and_follows_each_one_
     server.stop().await;
 }
 
-/// Two servers on one PostgreSQL database share a campaign: each job's attempt is claimed by
-/// one of them and dialled once, both do part of the work, and every job ends.
+/// Two servers on one PostgreSQL database share a campaign: the one holding the dialer lock
+/// places every call, each job's attempt once, and every job ends.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_instances_on_one_postgresql_share_a_campaign() {
     let Some(db) = support::TestDb::new(support::Backend::Postgres).await else { return };
@@ -274,12 +275,7 @@ async fn two_instances_on_one_postgresql_share_a_campaign() {
 
     let calls_a = a.state.simulator.clone().unwrap().calls();
     let calls_b = b.state.simulator.clone().unwrap().calls();
-    assert!(
-        !calls_a.is_empty() && !calls_b.is_empty(),
-        "both instances dialled: {} and {}",
-        calls_a.len(),
-        calls_b.len()
-    );
+    assert!(calls_a.is_empty() != calls_b.is_empty(), "one instance dialled: {} and {}", calls_a.len(), calls_b.len());
     let urls: Vec<&String> = calls_a.iter().chain(&calls_b).map(|c| &c.url).collect();
     let unique: std::collections::HashSet<_> = urls.iter().collect();
     assert_eq!(unique.len(), urls.len(), "an attempt was dialled twice");
@@ -292,4 +288,182 @@ async fn two_instances_on_one_postgresql_share_a_campaign() {
     assert_eq!(attempts, urls.len(), "one call per attempt");
     a.stop().await;
     b.stop().await;
+}
+
+/// The account's rate: calls a second, for the test below.
+const RATE: usize = 3;
+
+/// A real `ivr serve`, killed when dropped (a failing test leaves no process behind).
+struct Instance {
+    child: std::process::Child,
+    port: u16,
+}
+
+impl Instance {
+    fn start(config: &Path, log: &Path) -> Instance {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(log).unwrap();
+        let child = std::process::Command::new(env!("CARGO_BIN_EXE_ivr"))
+            .args(["serve", "--config"])
+            .arg(config)
+            .env("IVR_SERVER__LISTEN", format!("127.0.0.1:{port}"))
+            .env("RUST_LOG", "warn,ivr::scheduler=info")
+            .env_remove("IVR_DATABASE__URL")
+            .stdout(std::process::Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("ivr serve starts");
+        Instance { child, port }
+    }
+
+    /// Whether it answers `/metrics` with `ivr_dialer_leader 1`; `None` while it does not answer.
+    async fn leads(&self) -> Option<bool> {
+        let text = reqwest::get(format!("http://127.0.0.1:{}/metrics", self.port)).await.ok()?.text().await.ok()?;
+        Some(text.lines().any(|l| l.trim() == "ivr_dialer_leader 1"))
+    }
+}
+
+impl Drop for Instance {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Two `ivr serve` on one database, the carrier simulator outside both: only the instance that
+/// leads dials, the account's rate holds over the whole campaign, and when the leader is killed
+/// the other takes over and finishes the campaign.
+async fn two_instances_keep_to_the_account_rate(backend: support::Backend) {
+    use ivr::carrier::simulator::{self as sim, Simulator};
+    let Some(db) = support::TestDb::new(backend).await else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let carrier = Simulator::new(sim::Options {
+        auth_token: ivr::signature::AuthToken::new(TOKEN),
+        webhooks: ivr::carrier::webhook::WebhookClient::new(ivr::signature::AuthToken::new(TOKEN)),
+        people: std::sync::Arc::new(|_| Box::pin(async { Some("0412".to_string()) })),
+        speed: 0.0,
+        log: None,
+    })
+    .unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let api_base = format!("http://{}", listener.local_addr().unwrap());
+    let router = carrier.router();
+    tokio::spawn(async move { axum::serve(listener, router).await });
+
+    let root = env!("CARGO_MANIFEST_DIR");
+    let config = dir.path().join("ivr.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+[database]
+url = "{db}"
+[carrier]
+kind = "twilio"
+account_sid = "{account}"
+auth_token = "{TOKEN}"
+from = "+815000000000"
+api_base = "{api_base}"
+[issuer]
+key = "rate-test-issuer-key"
+[scheduler]
+slots = {{ all = "00:00-23:59" }}
+quiet_hours = "none"
+calls_per_second = {RATE}
+max_concurrent_calls = 30
+retry_after = "1s"
+call_lease = "3s"
+autostart = false
+[flows]
+dir = "{root}/call-flows"
+prompts_dir = "{root}/prompts"
+"#,
+            db = db.url(),
+            account = sim::ACCOUNT_SID,
+        ),
+    )
+    .unwrap();
+    // Thirty patients who answer every question (mobile numbers ending in 1: no SMS).
+    let mut csv = String::from("patient_id,name,phone,birth_date\n");
+    for i in 0..30 {
+        csv.push_str(&format!("R{i:03},患者 {i},090-12{i:02}-{i:03}1,1960-04-12\n"));
+    }
+    std::fs::write(dir.path().join("patients.csv"), csv).unwrap();
+    let ivr = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_ivr"))
+            .args(args)
+            .arg("--config")
+            .arg(&config)
+            .env_remove("IVR_DATABASE__URL")
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "ivr {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    ivr(&["patients", "import", dir.path().join("patients.csv").to_str().unwrap()]);
+
+    let log = dir.path().join("server.log");
+    let mut instances = vec![Instance::start(&config, &log), Instance::start(&config, &log)];
+    let server_log = || std::fs::read_to_string(&log).unwrap_or_default();
+    let deadline = Instant::now() + StdDuration::from_secs(120);
+    let leader = loop {
+        let (a, b) = (instances[0].leads().await, instances[1].leads().await);
+        match (a, b) {
+            (Some(true), Some(false)) => break 0,
+            (Some(false), Some(true)) => break 1,
+            _ => {}
+        }
+        assert!(Instant::now() < deadline, "no instance took the lead: {a:?} {b:?}\n{}", server_log());
+        tokio::time::sleep(StdDuration::from_millis(100)).await;
+    };
+    ivr(&["dial", "--now"]);
+
+    // The leader dials a third of the campaign, then dies.
+    while carrier.calls().len() < 10 {
+        assert!(Instant::now() < deadline, "the campaign did not get going\n{}", server_log());
+        tokio::time::sleep(StdDuration::from_millis(20)).await;
+    }
+    let killed = instances.remove(leader);
+    let killed_port = killed.port;
+    drop(killed);
+    let store = Store::open(db.url(), false).await.unwrap();
+    let today = Utc::now().with_timezone(&chrono_tz::Asia::Tokyo).date_naive();
+    loop {
+        let jobs = store.jobs_for_day(today).await.unwrap();
+        if !jobs.is_empty() && jobs.iter().all(|j| matches!(j.status.as_str(), "done" | "unreachable" | "failed")) {
+            break;
+        }
+        let open: Vec<_> = jobs.iter().filter(|j| !matches!(j.status.as_str(), "done")).collect();
+        assert!(Instant::now() < deadline, "the campaign did not finish: {open:?}\n{}", server_log());
+        tokio::time::sleep(StdDuration::from_millis(100)).await;
+    }
+
+    let mut calls = carrier.calls();
+    calls.sort_by_key(|c| c.at);
+    // The dialer's token bucket holds one call (no burst), so calls leave it at least 1/RATE s
+    // apart; the tolerance of one call covers the few milliseconds by which their arrival at
+    // the carrier varies, which can put both ends of a one-second span in the same window.
+    for (i, first) in calls.iter().enumerate() {
+        let window = calls[i..].iter().take_while(|c| c.at < first.at + Duration::seconds(1)).count();
+        assert!(window <= RATE + 1, "{window} calls in the second from {}: {calls:?}", first.at);
+    }
+    let by_killed = |c: &&ivr::carrier::simulator::SimulatedCall| c.url.contains(&format!(":{killed_port}/"));
+    let first_by_other = calls.iter().position(|c| !by_killed(&c)).expect("the other instance dialled");
+    assert!(first_by_other >= 10, "only the leader dialled before it died");
+    assert!(calls[first_by_other..].iter().all(|c| !by_killed(&c)), "one instance at a time dialled");
+    assert_eq!(instances[0].leads().await, Some(true), "the other instance leads");
+    let urls: std::collections::HashSet<_> = calls.iter().map(|c| &c.url).collect();
+    assert_eq!(urls.len(), calls.len(), "an attempt was dialled twice");
+    let jobs = store.jobs_for_day(today).await.unwrap();
+    assert_eq!(jobs.len(), 30);
+    assert!(jobs.iter().all(|j| j.status == "done"), "{jobs:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_instances_on_one_sqlite_file_keep_to_the_account_rate() {
+    two_instances_keep_to_the_account_rate(support::Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_instances_on_one_postgresql_keep_to_the_account_rate() {
+    two_instances_keep_to_the_account_rate(support::Backend::Postgres).await;
 }

@@ -25,6 +25,7 @@ on_both_backends! {
     with_store: patients_whose_call_went_through_today_are_reported;
     with_store: calls_of_an_earlier_day_never_placed_are_given_up_with_an_alert;
     with_store: a_campaign_started_by_hand_brings_planned_calls_forward;
+    with_db: one_instance_at_a_time_holds_the_dialer_lock;
 }
 
 fn at(h: u32, m: u32) -> DateTime<Utc> {
@@ -259,4 +260,25 @@ async fn a_campaign_started_by_hand_brings_planned_calls_forward(store: Store) {
     assert_eq!(status_of(&store, "p3").await.due_at, Some(at(0, 1)));
     assert_eq!(status_of(&store, "p1").await.status, "dialing", "a job in hand is left alone");
     assert_eq!(store.attempts(j.job_id).await.unwrap().len(), 1);
+}
+
+/// The dialer lock is held by one store at a time, until it lets go or loses its connection
+/// (on PostgreSQL: the session ended by the server); then another takes it.
+async fn one_instance_at_a_time_holds_the_dialer_lock(db: support::TestDb) {
+    let (first, second) = (db.open().await, db.open().await);
+    let (mut a, mut b) = (first.dialer_lock(), second.dialer_lock());
+    assert!(a.hold().await.unwrap(), "a free lock is taken");
+    assert!(!b.hold().await.unwrap(), "a lock held is not");
+    assert!(a.hold().await.unwrap(), "and stays held");
+    if db.is_sqlite() {
+        a.release().await;
+        a = first.dialer_lock();
+    } else {
+        db.execute("select pg_terminate_backend(pid) from pg_locks where locktype = 'advisory' and granted").await;
+        assert!(a.hold().await.is_err(), "the leader hears that its connection is gone");
+    }
+    assert!(b.hold().await.unwrap(), "another takes the lock");
+    assert!(!a.hold().await.unwrap(), "the old holder does not get it back");
+    b.release().await;
+    assert!(a.hold().await.unwrap());
 }

@@ -7,18 +7,21 @@
 //! dies in between, the attempt is left without a call id; when its lease runs out it is
 //! reconciled (a status callback may have filled it in, or the call is fetched from the carrier)
 //! and never dialled again: a lost attempt counts as an unanswered one.
+//!
+//! One dialer at a time: with a [`DialerLock`], the dialer works only while its instance leads
+//! ([`super::leader`]), so `calls_per_second` holds for the carrier account across instances.
 
 use std::num::NonZeroU32;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
-use tokio::sync::Notify;
+use tokio::sync::{Notify, watch};
 
 use crate::carrier::twilio::{AnsweredBy, CallRequest, MachineDetection, TwilioClient};
 use crate::scheduler::DialPolicy;
 use crate::scheduler::hours::CallingHours;
-use crate::store::{DueJob, JobNext, Store, StoreError};
+use crate::store::{DialerLock, DueJob, JobNext, Store, StoreError};
 use crate::telemetry::mask_phone;
 
 /// The rules the dialer and the status webhook share: what follows an attempt.
@@ -137,6 +140,10 @@ pub struct Dialer {
     limiter: DefaultDirectRateLimiter,
     /// Wakes the dialer at once (a campaign was planned, a call ended).
     wake: Arc<Notify>,
+    /// Whether this instance leads, and so may dial (always, without a lock).
+    leading: watch::Receiver<bool>,
+    /// The lock to hold while running, with the sender of `leading`.
+    lock: std::sync::Mutex<Option<(DialerLock, watch::Sender<bool>)>>,
 }
 
 impl Dialer {
@@ -149,11 +156,43 @@ impl Dialer {
         wake: Arc<Notify>,
     ) -> Self {
         let limiter = RateLimiter::direct(quota(campaign.policy.calls_per_second));
-        Dialer { store, carrier, from, public_url, campaign, limiter, wake }
+        // Nothing ever changes it: a dialer without a lock always leads.
+        let (_, leading) = watch::channel(true);
+        Dialer { store, carrier, from, public_url, campaign, limiter, wake, leading, lock: Default::default() }
+    }
+
+    /// Dials only while this instance holds `lock` (taken and kept by [`Dialer::run`]), so that
+    /// instances sharing a database share the rate.
+    pub fn with_lock(mut self, lock: DialerLock) -> Self {
+        let (tx, rx) = watch::channel(false);
+        self.leading = rx;
+        self.lock = std::sync::Mutex::new(Some((lock, tx)));
+        self
+    }
+
+    /// Whether this instance may dial now.
+    pub fn leading(&self) -> bool {
+        *self.leading.borrow()
     }
 
     /// Runs until `stop` is notified: a tick whenever woken, and at least every 250 ms.
     pub async fn run(self: Arc<Self>, stop: Arc<Notify>) {
+        let lock = self.lock.lock().unwrap_or_else(|e| e.into_inner()).take();
+        let holder = lock.map(|(lock, tx)| {
+            let interval = quota(self.campaign.policy.calls_per_second).replenish_interval();
+            let stop = Arc::new(Notify::new());
+            let task = tokio::spawn(super::leader::hold(lock, interval, tx, self.wake.clone(), stop.clone()));
+            (task, stop)
+        });
+        self.dial_until(&stop).await;
+        // The lock goes once the calls in hand are placed.
+        if let Some((task, stop)) = holder {
+            stop.notify_one();
+            let _ = task.await;
+        }
+    }
+
+    async fn dial_until(&self, stop: &Notify) {
         let mut reported = std::time::Instant::now() - std::time::Duration::from_secs(60);
         loop {
             let now = self.campaign.clock.now();
@@ -174,10 +213,14 @@ impl Dialer {
         }
     }
 
-    /// One round at `now`: reconciles attempts whose lease ran out, then claims as many due
-    /// jobs as the concurrency limit leaves room for (at most a second's worth of calls) and
-    /// dials them at the configured rate. Returns how many calls were requested.
+    /// One round at `now`, when this instance leads: reconciles attempts whose lease ran out,
+    /// then claims as many due jobs as the concurrency limit leaves room for (at most a second's
+    /// worth of calls) and dials them at the configured rate. Returns how many calls were
+    /// requested.
     pub async fn tick(&self, now: DateTime<Utc>) -> Result<usize, StoreError> {
+        if !self.leading() {
+            return Ok(0);
+        }
         self.reconcile(now).await?;
         let hours = &self.campaign.hours;
         let today = hours.day_of(now);
@@ -196,10 +239,24 @@ impl Dialer {
         if batch <= 0 {
             return Ok(0);
         }
+        if !self.leading() {
+            return Ok(0);
+        }
         let jobs = self.store.claim_jobs(now, now + policy.call_lease, batch).await?;
         let mut placing = tokio::task::JoinSet::new();
+        let mut requested = 0;
         for job in jobs.iter().cloned() {
             self.limiter.until_ready().await;
+            if !self.leading() {
+                // Another instance may be dialling already. The jobs claimed and not dialled
+                // are reconciled when their lease runs out, as after a crash.
+                tracing::warn!(
+                    left = jobs.len() - requested,
+                    "the dialer lock was lost: no more calls from this instance"
+                );
+                break;
+            }
+            requested += 1;
             let (store, carrier, campaign) = (self.store.clone(), self.carrier.clone(), self.campaign.clone());
             let request = self.request(&job);
             placing.spawn(async move { place(store, carrier, campaign, job, request, now).await });
@@ -209,7 +266,7 @@ impl Dialer {
                 tracing::error!(error = %e, "recording a dial");
             }
         }
-        Ok(jobs.len())
+        Ok(requested)
     }
 
     /// Today's campaign as gauges on `/metrics`: jobs by status, attempts, unanswered attempts,

@@ -1,15 +1,17 @@
 //! Placing the daily calls.
 //!
 //! - [`hours`]: calling hours (slots, quiet hours, blocked days) and when a call may be placed.
+//! - [`leader`]: which instance dials, so the carrier account's rate holds across instances.
 //! - [`plan`]: the day's plan, a pure function of the roster, the reports, the hours and the
 //!   time.
 //!
-//! Both are pure: the time is always passed in, so tests never wait for a clock.
+//! `hours` and `plan` are pure: the time is always passed in, so tests never wait for a clock.
 
 pub mod clock;
 pub mod daily;
 pub mod dialer;
 pub mod hours;
+pub mod leader;
 pub mod plan;
 
 /// How calls are dialled: the carrier's rate and concurrency limits, retries, ringing.

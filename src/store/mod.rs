@@ -9,6 +9,7 @@
 //! it committed.
 
 mod campaign;
+mod leader;
 mod numbers;
 mod postgres;
 mod postgres_campaign;
@@ -24,6 +25,7 @@ use serde::{Deserialize, Serialize};
 use crate::flow::{CallState, Value};
 
 pub use campaign::*;
+pub use leader::DialerLock;
 pub use numbers::*;
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;

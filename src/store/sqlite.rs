@@ -30,6 +30,8 @@ pub struct SqliteStore {
     writer: Writer,
     /// Checkpoints the WAL of a database file; `None` for `:memory:`.
     _checkpointer: Option<Checkpointer>,
+    /// The dialer's lock file beside the database; `None` for `:memory:`.
+    pub(super) lock_path: Option<std::path::PathBuf>,
 }
 
 /// How often the checkpointer copies the WAL into the database file.
@@ -178,7 +180,7 @@ impl SqliteStore {
         };
         let conn = Arc::new(Mutex::new(conn));
         let writer = Writer::start(conn.clone())?;
-        Ok(SqliteStore { conn, writer, _checkpointer: checkpointer })
+        Ok(SqliteStore { conn, writer, _checkpointer: checkpointer, lock_path: super::leader::lock_path(path) })
     }
 
     pub(super) fn conn(&self) -> MutexGuard<'_, Connection> {
