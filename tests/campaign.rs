@@ -338,8 +338,8 @@ async fn two_instances_keep_to_the_account_rate(backend: support::Backend) {
     let Some(db) = support::TestDb::new(backend).await else { return };
     let dir = tempfile::tempdir().unwrap();
     let carrier = Simulator::new(sim::Options {
-        auth_token: ivr::signature::AuthToken::new(TOKEN),
-        webhooks: ivr::carrier::webhook::WebhookClient::new(ivr::signature::AuthToken::new(TOKEN)),
+        auth_token: ivr::carrier::signature::AuthToken::new(TOKEN),
+        webhooks: ivr::carrier::webhook::WebhookClient::new(ivr::carrier::signature::AuthToken::new(TOKEN)),
         people: std::sync::Arc::new(|_| Box::pin(async { Some("0412".to_string()) })),
         speed: 0.0,
         log: None,
