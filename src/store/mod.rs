@@ -8,23 +8,22 @@
 //! waiting share one transaction, each in a savepoint of its own, and are answered only once
 //! it committed.
 
+mod calls;
 mod campaign;
 mod numbers;
+mod outbox;
+mod patients;
 mod postgres;
-mod postgres_campaign;
 mod sqlite;
-mod sqlite_campaign;
-mod sqlite_writer;
 mod versions;
 
 use std::sync::Arc;
 
-use serde::{Deserialize, Serialize};
-
-use crate::flow::{CallState, Value};
-
+pub use calls::*;
 pub use campaign::*;
 pub use numbers::*;
+pub use outbox::*;
+pub use patients::*;
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
 pub use versions::StoredFlow;
@@ -54,144 +53,6 @@ pub enum StoreError {
     #[error("database url: {0}")]
     Url(String),
 }
-
-/// A patient of the roster.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Patient {
-    /// The health centre's id, `[A-Za-z0-9_-]{1,64}`.
-    pub patient_id: String,
-    pub name: String,
-    /// E.164.
-    pub phone: String,
-    /// Birth month and day, `MMDD` (asked back on the phone to confirm who answers).
-    pub birth_md: Option<String>,
-    /// The prompt catalogue the calls use, e.g. `ja-JP`.
-    pub language: String,
-    pub email: Option<String>,
-    /// A free grouping for the health centre, e.g. `north`.
-    pub area: Option<String>,
-    /// The home-care period, `YYYY-MM-DD` (both ends included).
-    pub care_start: Option<String>,
-    pub care_end: Option<String>,
-    /// The preferred call slot's name; `None` for the first configured slot.
-    pub call_slot: Option<String>,
-}
-
-/// What an import did: patients added, patients changed, and patients already as in the file.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ImportCount {
-    pub inserted: usize,
-    pub updated: usize,
-    pub unchanged: usize,
-}
-
-/// A call to be placed.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Job {
-    pub job_id: i64,
-    pub patient_id: String,
-    pub flow: String,
-    pub status: String,
-}
-
-/// A call as stored.
-#[derive(Debug, Clone, PartialEq)]
-pub struct CallRecord {
-    pub call_id: i64,
-    pub call_sid: String,
-    pub patient_id: Option<String>,
-    pub job_id: Option<i64>,
-    pub direction: String,
-    pub flow: String,
-    pub flow_version: String,
-    pub state: CallState,
-    /// The last turn taken (-1 before the first).
-    pub seq: i64,
-    pub ended: bool,
-    pub incomplete: bool,
-    pub status: String,
-    pub duration: Option<i64>,
-}
-
-/// A call to create on its first turn.
-#[derive(Debug, Clone)]
-pub struct NewCall {
-    pub call_sid: String,
-    pub patient_id: Option<String>,
-    pub job_id: Option<i64>,
-    pub direction: String,
-    pub state: CallState,
-}
-
-/// What one turn writes, built by the engine inside the transaction.
-#[derive(Debug, Clone, Default)]
-pub struct TurnWrite {
-    pub state: Option<CallState>,
-    /// The TwiML answered; stored for replays.
-    pub response: String,
-    /// What to store instead of `response` when it holds a processing number (sealed).
-    pub stored_response: Option<String>,
-    /// A processing number issued in this turn, with its message.
-    pub issue: Option<NewNumber>,
-    /// Other messages written in this turn (e.g. the number by SMS to a mobile number the
-    /// caller typed), for the outbox.
-    pub messages: Vec<NewMessage>,
-    /// The state the turn left and its input, masked.
-    pub event_state: String,
-    pub event_input: String,
-    /// Answers given or recorded in this turn (upserted by name).
-    pub answers: Vec<(String, Value)>,
-    /// Alerts raised for the health centre (reasons).
-    pub alerts: Vec<String>,
-    /// The flow reached a hang-up.
-    pub ended: bool,
-    /// The call read the patient's number held for it (after a failed SMS): that pending
-    /// delivery is done.
-    pub number_read: bool,
-}
-
-impl TurnWrite {
-    /// The turn writes messages for the outbox (its own, or the one carrying a new number).
-    pub fn queues_messages(&self) -> bool {
-        !self.messages.is_empty() || self.issue.as_ref().is_some_and(|n| n.message.is_some())
-    }
-}
-
-/// The outcome of [`Store::turn`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TurnResult {
-    pub response: String,
-    /// The request was for a turn already taken: the stored response, nothing changed.
-    pub replay: bool,
-    /// The turn wrote messages for the outbox (never on a replay): the dispatcher has work.
-    pub queued: bool,
-}
-
-/// A stored answer.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Answer {
-    pub name: String,
-    pub value: Value,
-}
-
-/// The rank of the statuses that end a call (completed, busy, no-answer, failed, canceled).
-pub const FINAL_RANK: i32 = 3;
-
-/// Call statuses by how far a call got; a status never replaces a later one.
-pub fn status_rank(status: &str) -> Option<i32> {
-    Some(match status {
-        "queued" | "initiated" => 0,
-        "ringing" => 1,
-        "in-progress" | "answered" => 2,
-        "completed" | "busy" | "no-answer" | "failed" | "canceled" => FINAL_RANK,
-        _ => return None,
-    })
-}
-
-/// The engine step run inside a turn's transaction.
-/// It may run more than once in a turn: when a newly issued number collides with a valid one,
-/// the turn is stepped again (drawing another number) before anything is written.
-pub type TurnFn = Box<dyn FnMut(&CallRecord) -> Result<TurnWrite, String> + Send>;
 
 /// The store: SQLite or PostgreSQL.
 #[derive(Clone)]
@@ -252,8 +113,8 @@ impl Store {
     /// An id given twice counts once, and its last row wins.
     pub async fn import_patients(&self, patients: &[Patient]) -> Result<ImportCount, StoreError> {
         let unique;
-        let patients = if has_duplicate_ids(patients) {
-            unique = last_of_each_id(patients);
+        let patients = if patients::has_duplicate_ids(patients) {
+            unique = patients::last_of_each_id(patients);
             &unique[..]
         } else {
             patients
@@ -528,37 +389,5 @@ impl Store {
             Store::Sqlite(s) => s.event_count(call_id),
             Store::Postgres(s) => s.event_count(call_id).await,
         }
-    }
-}
-
-fn has_duplicate_ids(patients: &[Patient]) -> bool {
-    let mut seen = std::collections::HashSet::with_capacity(patients.len());
-    !patients.iter().all(|p| seen.insert(p.patient_id.as_str()))
-}
-
-/// The last row of each patient id, in the order of those rows.
-fn last_of_each_id(patients: &[Patient]) -> Vec<Patient> {
-    let mut seen = std::collections::HashSet::with_capacity(patients.len());
-    let mut kept: Vec<Patient> =
-        patients.iter().rev().filter(|p| seen.insert(p.patient_id.as_str())).cloned().collect();
-    kept.reverse();
-    kept
-}
-
-/// Splits a value into the answer columns: kind, text, raw, scale.
-pub(crate) fn answer_columns(v: &Value) -> (&'static str, String, Option<i64>, Option<i64>) {
-    match v {
-        Value::Number { raw, scale } => ("number", v.to_string(), Some(*raw), Some(i64::from(*scale))),
-        Value::Bool(_) => ("bool", v.to_string(), None, None),
-        Value::Text(_) => ("text", v.to_string(), None, None),
-    }
-}
-
-/// The answer columns back into a value.
-pub(crate) fn answer_value(kind: &str, text: String, raw: Option<i64>, scale: Option<i64>) -> Value {
-    match (kind, raw, scale) {
-        ("number", Some(raw), Some(scale)) => Value::Number { raw, scale: scale as u8 },
-        ("bool", _, _) => Value::Bool(text == "true"),
-        _ => Value::Text(text),
     }
 }

@@ -5,8 +5,9 @@ use chrono::{DateTime, NaiveDate, Utc};
 use sqlx::Row;
 use sqlx::postgres::PgRow;
 
-use super::campaign::{AttemptView, CampaignSummary, DueJob, JobNext, JobView, NewJob, StaleAttempt};
-use super::{PgStore, StoreError};
+use super::PgStore;
+use crate::store::StoreError;
+use crate::store::campaign::{AttemptView, CampaignSummary, DueJob, JobNext, JobView, NewJob, StaleAttempt};
 
 impl PgStore {
     pub async fn plan_jobs(&self, jobs: &[NewJob]) -> Result<usize, StoreError> {
@@ -106,7 +107,7 @@ impl PgStore {
         )
         .bind(today)
         .bind(now)
-        .bind(super::campaign::DAY_ENDED)
+        .bind(crate::store::campaign::DAY_ENDED)
         .execute(&mut *tx)
         .await?
         .rows_affected();

@@ -3,8 +3,9 @@
 use chrono::{DateTime, NaiveDate, Utc};
 use rusqlite::{TransactionBehavior, params};
 
-use super::campaign::{AttemptView, CampaignSummary, DueJob, JobNext, JobView, NewJob, StaleAttempt};
-use super::{SqliteStore, StoreError, parse_sqlite_time, sqlite_time};
+use super::{SqliteStore, parse_sqlite_time, sqlite_time};
+use crate::store::StoreError;
+use crate::store::campaign::{AttemptView, CampaignSummary, DueJob, JobNext, JobView, NewJob, StaleAttempt};
 
 fn day_text(day: NaiveDate) -> String {
     day.format("%Y-%m-%d").to_string()
@@ -100,7 +101,7 @@ impl SqliteStore {
             "insert into alerts (patient_id, reason, created_at)
              select patient_id, ?3, ?2 from jobs where day < ?1 and status in ('planned', 'retry')",
         )?
-        .execute(params![day, t, super::campaign::DAY_ENDED])?;
+        .execute(params![day, t, crate::store::campaign::DAY_ENDED])?;
         let closed = tx
             .prepare_cached(
                 "update jobs set status = 'unreachable', outcome = 'day ended', lease_until = null, updated_at = ?2

@@ -19,8 +19,9 @@ use std::thread::JoinHandle;
 use rusqlite::{Connection, TransactionBehavior};
 use tokio::sync::oneshot;
 
-use super::sqlite::{lock, turn_in};
-use super::{NewCall, StoreError, TurnFn, TurnResult};
+use super::calls::turn_in;
+use super::lock;
+use crate::store::{NewCall, StoreError, TurnFn, TurnResult};
 
 /// The most turns in one transaction: a bound on how long the connection is held for one
 /// group while the store's other operations wait.

@@ -1,0 +1,131 @@
+//! Calls, their turns, answers and alerts; jobs created by hand.
+
+use crate::flow::{CallState, Value};
+
+use super::numbers::{NewMessage, NewNumber};
+
+/// A call to be placed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Job {
+    pub job_id: i64,
+    pub patient_id: String,
+    pub flow: String,
+    pub status: String,
+}
+
+/// A call as stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CallRecord {
+    pub call_id: i64,
+    pub call_sid: String,
+    pub patient_id: Option<String>,
+    pub job_id: Option<i64>,
+    pub direction: String,
+    pub flow: String,
+    pub flow_version: String,
+    pub state: CallState,
+    /// The last turn taken (-1 before the first).
+    pub seq: i64,
+    pub ended: bool,
+    pub incomplete: bool,
+    pub status: String,
+    pub duration: Option<i64>,
+}
+
+/// A call to create on its first turn.
+#[derive(Debug, Clone)]
+pub struct NewCall {
+    pub call_sid: String,
+    pub patient_id: Option<String>,
+    pub job_id: Option<i64>,
+    pub direction: String,
+    pub state: CallState,
+}
+
+/// What one turn writes, built by the engine inside the transaction.
+#[derive(Debug, Clone, Default)]
+pub struct TurnWrite {
+    pub state: Option<CallState>,
+    /// The TwiML answered; stored for replays.
+    pub response: String,
+    /// What to store instead of `response` when it holds a processing number (sealed).
+    pub stored_response: Option<String>,
+    /// A processing number issued in this turn, with its message.
+    pub issue: Option<NewNumber>,
+    /// Other messages written in this turn (e.g. the number by SMS to a mobile number the
+    /// caller typed), for the outbox.
+    pub messages: Vec<NewMessage>,
+    /// The state the turn left and its input, masked.
+    pub event_state: String,
+    pub event_input: String,
+    /// Answers given or recorded in this turn (upserted by name).
+    pub answers: Vec<(String, Value)>,
+    /// Alerts raised for the health centre (reasons).
+    pub alerts: Vec<String>,
+    /// The flow reached a hang-up.
+    pub ended: bool,
+    /// The call read the patient's number held for it (after a failed SMS): that pending
+    /// delivery is done.
+    pub number_read: bool,
+}
+
+impl TurnWrite {
+    /// The turn writes messages for the outbox (its own, or the one carrying a new number).
+    pub fn queues_messages(&self) -> bool {
+        !self.messages.is_empty() || self.issue.as_ref().is_some_and(|n| n.message.is_some())
+    }
+}
+
+/// The outcome of [`Store::turn`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TurnResult {
+    pub response: String,
+    /// The request was for a turn already taken: the stored response, nothing changed.
+    pub replay: bool,
+    /// The turn wrote messages for the outbox (never on a replay): the dispatcher has work.
+    pub queued: bool,
+}
+
+/// A stored answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Answer {
+    pub name: String,
+    pub value: Value,
+}
+
+/// The rank of the statuses that end a call (completed, busy, no-answer, failed, canceled).
+pub const FINAL_RANK: i32 = 3;
+
+/// Call statuses by how far a call got; a status never replaces a later one.
+pub fn status_rank(status: &str) -> Option<i32> {
+    Some(match status {
+        "queued" | "initiated" => 0,
+        "ringing" => 1,
+        "in-progress" | "answered" => 2,
+        "completed" | "busy" | "no-answer" | "failed" | "canceled" => FINAL_RANK,
+        _ => return None,
+    })
+}
+
+/// The engine step run inside a turn's transaction.
+/// It may run more than once in a turn: when a newly issued number collides with a valid one,
+/// the turn is stepped again (drawing another number) before anything is written.
+pub type TurnFn = Box<dyn FnMut(&CallRecord) -> Result<TurnWrite, String> + Send>;
+
+/// Splits a value into the answer columns: kind, text, raw, scale.
+pub(crate) fn answer_columns(v: &Value) -> (&'static str, String, Option<i64>, Option<i64>) {
+    match v {
+        Value::Number { raw, scale } => ("number", v.to_string(), Some(*raw), Some(i64::from(*scale))),
+        Value::Bool(_) => ("bool", v.to_string(), None, None),
+        Value::Text(_) => ("text", v.to_string(), None, None),
+    }
+}
+
+/// The answer columns back into a value.
+pub(crate) fn answer_value(kind: &str, text: String, raw: Option<i64>, scale: Option<i64>) -> Value {
+    match (kind, raw, scale) {
+        ("number", Some(raw), Some(scale)) => Value::Number { raw, scale: scale as u8 },
+        ("bool", _, _) => Value::Bool(text == "true"),
+        _ => Value::Text(text),
+    }
+}

@@ -1,0 +1,48 @@
+//! Patients of the roster: who is called, in which language, at which slot.
+
+use serde::{Deserialize, Serialize};
+
+/// A patient of the roster.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Patient {
+    /// The health centre's id, `[A-Za-z0-9_-]{1,64}`.
+    pub patient_id: String,
+    pub name: String,
+    /// E.164.
+    pub phone: String,
+    /// Birth month and day, `MMDD` (asked back on the phone to confirm who answers).
+    pub birth_md: Option<String>,
+    /// The prompt catalogue the calls use, e.g. `ja-JP`.
+    pub language: String,
+    pub email: Option<String>,
+    /// A free grouping for the health centre, e.g. `north`.
+    pub area: Option<String>,
+    /// The home-care period, `YYYY-MM-DD` (both ends included).
+    pub care_start: Option<String>,
+    pub care_end: Option<String>,
+    /// The preferred call slot's name; `None` for the first configured slot.
+    pub call_slot: Option<String>,
+}
+
+/// What an import did: patients added, patients changed, and patients already as in the file.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImportCount {
+    pub inserted: usize,
+    pub updated: usize,
+    pub unchanged: usize,
+}
+
+/// Whether some patient id is given twice.
+pub(super) fn has_duplicate_ids(patients: &[Patient]) -> bool {
+    let mut seen = std::collections::HashSet::with_capacity(patients.len());
+    !patients.iter().all(|p| seen.insert(p.patient_id.as_str()))
+}
+
+/// The last row of each patient id, in the order of those rows.
+pub(super) fn last_of_each_id(patients: &[Patient]) -> Vec<Patient> {
+    let mut seen = std::collections::HashSet::with_capacity(patients.len());
+    let mut kept: Vec<Patient> =
+        patients.iter().rev().filter(|p| seen.insert(p.patient_id.as_str())).cloned().collect();
+    kept.reverse();
+    kept
+}

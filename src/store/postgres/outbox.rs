@@ -1,0 +1,353 @@
+//! The outbox on PostgreSQL.
+
+use chrono::{DateTime, Utc};
+use sqlx::postgres::PgRow;
+use sqlx::{PgConnection, Row};
+
+use super::PgStore;
+use super::numbers::{audit, insert_number};
+use crate::store::{Consent, Fallback, LateMessage, NewNumber, OutboxMessage, SendResult, StoreError};
+use crate::store::{LATE_DEAD_ALERT, REISSUED_ALERT};
+
+/// (number_id, patient_id, consent_call_id, consent_seq, consent_staff) of a late message's number.
+type LateRow = (i64, String, Option<i64>, Option<i64>, Option<String>);
+
+impl PgStore {
+    /// Claims up to `limit` messages due at `now` for `lease_until`, and commits: a sender that
+    /// dies leaves its lease to run out, it never holds a transaction while sending. Rows
+    /// another sender is claiming are skipped, not waited for, and never claimed twice.
+    pub async fn claim_messages(
+        &self,
+        now: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
+        limit: i64,
+    ) -> Result<Vec<OutboxMessage>, StoreError> {
+        // A number used, revoked or expired since its message was written is not sent.
+        sqlx::query(
+            "update outbox set status = 'cancelled', body_sealed = '', last_error = 'number no longer valid', updated_at = $1
+             where status = 'pending' and number_id in (
+               select number_id from processing_numbers where status <> 'valid')",
+        )
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        let rows = sqlx::query(
+            "with due as (
+               select message_id from outbox where status = 'pending' and next_attempt_at <= $1
+                 and (number_id is null or number_id not in (
+                   select number_id from processing_numbers where expires_at <= $1))
+               order by next_attempt_at, message_id limit $3
+               for update skip locked
+             ), claimed as (
+               update outbox o set status = 'sending', lease_until = $2, attempts = o.attempts + 1, updated_at = $1
+               from due where o.message_id = due.message_id
+               returning o.message_id, o.patient_id, o.number_id, o.channel, o.recipient, o.body_sealed,
+                 o.attempts - 1 as attempts, o.next_attempt_at
+             )
+             select message_id, patient_id, number_id, channel, recipient, body_sealed, attempts::bigint
+             from claimed order by next_attempt_at, message_id",
+        )
+        .bind(now)
+        .bind(lease_until)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        let message = |r: &PgRow| -> Result<OutboxMessage, sqlx::Error> {
+            Ok(OutboxMessage {
+                message_id: r.try_get(0)?,
+                patient_id: r.try_get(1)?,
+                number_id: r.try_get(2)?,
+                channel: r.try_get(3)?,
+                recipient: r.try_get(4)?,
+                body_sealed: r.try_get(5)?,
+                attempts: r.try_get(6)?,
+            })
+        };
+        Ok(rows.iter().map(message).collect::<Result<_, _>>()?)
+    }
+
+    /// Records how a send ended. A failed or dead message raises an alert for the health centre.
+    pub async fn finish_message(
+        &self,
+        message_id: i64,
+        result: &SendResult,
+        now: DateTime<Utc>,
+    ) -> Result<Option<Fallback>, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let mut fallback = None;
+        match result {
+            SendResult::Undeliverable { error, email } => {
+                fallback = fall_back(&mut tx, message_id, error, *email, now).await?;
+            }
+            SendResult::Sent { provider_id, status } => {
+                sqlx::query(
+                    // Only a message still in hand: a delivery callback that came first (and
+                    // perhaps said `failed`) is not overwritten by the sender's late record.
+                    "update outbox set status = 'sent', provider_id = $2, last_error = $3, lease_until = null,
+                       updated_at = $4
+                     where message_id = $1 and status in ('sending', 'pending')",
+                )
+                .bind(message_id)
+                .bind(provider_id)
+                .bind(status)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+            }
+            SendResult::Retry { error, at } => {
+                sqlx::query(
+                    "update outbox set status = 'pending', next_attempt_at = $2, last_error = $3, lease_until = null,
+                       updated_at = $4
+                     where message_id = $1",
+                )
+                .bind(message_id)
+                .bind(at)
+                .bind(error)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+            }
+            SendResult::Failed { error, dead } => {
+                let status = if *dead { "dead" } else { "failed" };
+                sqlx::query(
+                    "update outbox set status = $2, last_error = $3, lease_until = null, body_sealed = '',
+                       updated_at = $4
+                     where message_id = $1",
+                )
+                .bind(message_id)
+                .bind(status)
+                .bind(error)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+                sqlx::query(
+                    "insert into alerts (patient_id, reason) select patient_id, $2 from outbox where message_id = $1",
+                )
+                .bind(message_id)
+                .bind(format!("message_{status}: {error}"))
+                .execute(&mut *tx)
+                .await?;
+            }
+        }
+        tx.commit().await?;
+        Ok(fallback)
+    }
+
+    /// Pending messages due at `now` whose number expired before they could be sent.
+    pub async fn late_messages(&self, now: DateTime<Utc>, limit: i64) -> Result<Vec<LateMessage>, StoreError> {
+        let rows: Vec<(i64, String, i64, String, String, bool)> = sqlx::query_as(
+            "select o.message_id, n.patient_id, n.number_id, o.channel, o.recipient, n.reissue_of is not null
+             from outbox o join processing_numbers n on n.number_id = o.number_id
+             where o.status = 'pending' and o.next_attempt_at <= $1 and n.status = 'valid' and n.expires_at <= $1
+             order by o.next_attempt_at, o.message_id limit $2",
+        )
+        .bind(now)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(message_id, patient_id, number_id, channel, recipient, reissued)| LateMessage {
+                message_id,
+                patient_id,
+                number_id,
+                channel,
+                recipient,
+                reissued,
+            })
+            .collect())
+    }
+
+    /// Replaces a late message's number with `fresh`, or dead-letters it; see
+    /// [`super::Store::replace_late`]. The message row is locked: a second sender waits, then
+    /// finds it no longer pending.
+    pub async fn replace_late(
+        &self,
+        message_id: i64,
+        fresh: Option<&NewNumber>,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let late: Option<LateRow> = sqlx::query_as(
+            "select n.number_id, n.patient_id, n.consent_call_id, n.consent_seq, n.consent_staff
+             from outbox o join processing_numbers n on n.number_id = o.number_id
+             where o.message_id = $1 and o.status = 'pending' and n.status = 'valid' and n.expires_at <= $2
+             for update of o",
+        )
+        .bind(message_id)
+        .bind(now)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some((number_id, patient_id, call_id, seq, staff)) = late else { return Ok(false) };
+        let (status, reason) = if fresh.is_some() { ("cancelled", REISSUED_ALERT) } else { ("dead", LATE_DEAD_ALERT) };
+        sqlx::query(
+            "update outbox set status = $2, body_sealed = '', last_error = 'expired before delivery',
+               lease_until = null, updated_at = $3
+             where message_id = $1",
+        )
+        .bind(message_id)
+        .bind(status)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        match fresh {
+            Some(n) => {
+                let consent = match (seq, staff) {
+                    (Some(seq), _) if call_id.is_some() => Consent::Call { seq },
+                    (_, staff) => Consent::Staff { name: staff.unwrap_or_default() },
+                };
+                let n = NewNumber { patient_id: patient_id.clone(), consent, ..n.clone() };
+                let issued = insert_number(&mut tx, call_id, &n, Some(number_id)).await?;
+                audit(&mut tx, "outbox", "reissue", Some(issued.number_id), "expired before delivery").await?;
+            }
+            None => {
+                sqlx::query("update processing_numbers set status = 'expired' where number_id = $1")
+                    .bind(number_id)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+        }
+        sqlx::query("insert into alerts (patient_id, reason) values ($1, $2)")
+            .bind(&patient_id)
+            .bind(reason)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// Messages whose sender's lease ran out: they may have gone out, so they wait until
+    /// `resend_at` for a status callback, and are sent again only if none came.
+    pub async fn release_expired_leases(
+        &self,
+        now: DateTime<Utc>,
+        resend_at: DateTime<Utc>,
+    ) -> Result<usize, StoreError> {
+        let done = sqlx::query(
+            "update outbox set status = 'pending', next_attempt_at = $2, lease_until = null,
+               last_error = 'sender stopped mid-send', updated_at = $1
+             where status = 'sending' and lease_until <= $1",
+        )
+        .bind(now)
+        .bind(resend_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() as usize)
+    }
+
+    /// A delivery status from the provider's callback, by the provider's message id.
+    pub async fn message_status(
+        &self,
+        provider_id: &str,
+        status: &str,
+        error_code: Option<&str>,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "update outbox set status = $2, last_error = coalesce($3, last_error), updated_at = now()
+             where provider_id = $1 and status not in ('delivered') and fallback is null",
+        )
+        .bind(provider_id)
+        .bind(status)
+        .bind(error_code)
+        .execute(&self.pool)
+        .await?;
+        if done.rows_affected() > 0 {
+            return Ok(true);
+        }
+        // Known: some message carries this provider id (even if a later status stood).
+        let known: bool = sqlx::query_scalar("select exists(select 1 from outbox where provider_id = $1)")
+            .bind(provider_id)
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(known)
+    }
+
+    /// (channel, recipient, status, attempts) of a patient's messages, oldest first.
+    pub async fn messages(&self, patient_id: &str) -> Result<Vec<(String, String, String, i64)>, StoreError> {
+        Ok(sqlx::query_as(
+            "select channel, recipient, status, attempts::bigint from outbox where patient_id = $1
+             order by message_id",
+        )
+        .bind(patient_id)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+}
+
+/// The fallback for an SMS that cannot reach the phone, once per message (see
+/// [`SendResult::Undeliverable`]). `None` when the message had already fallen back. The
+/// message row is locked, so a replayed callback waits and then finds the fallback taken.
+async fn fall_back(
+    tx: &mut PgConnection,
+    message_id: i64,
+    error: &str,
+    email_ok: bool,
+    now: DateTime<Utc>,
+) -> Result<Option<Fallback>, StoreError> {
+    let row: Option<(Option<String>, Option<i64>, String)> = sqlx::query_as(
+        "select patient_id, number_id, body_sealed from outbox where message_id = $1 and fallback is null for update",
+    )
+    .bind(message_id)
+    .fetch_optional(&mut *tx)
+    .await?;
+    let Some((patient_id, number_id, body)) = row else { return Ok(None) };
+    // The number, while still valid: whether a copy is kept to read, and where to e-mail it.
+    let number: Option<(bool, Option<String>)> = sqlx::query_as(
+        "select n.sealed is not null, p.email from processing_numbers n join patients p on p.patient_id = n.patient_id
+         where n.number_id = $1 and n.status = 'valid' and n.expires_at > $2",
+    )
+    .bind(number_id)
+    .bind(now)
+    .fetch_optional(&mut *tx)
+    .await?;
+    let fallback = match number {
+        Some((_, Some(address))) if email_ok && address.contains('@') && !body.is_empty() => {
+            sqlx::query(
+                "insert into outbox (patient_id, number_id, channel, recipient, body_sealed, next_attempt_at)
+                 values ($1, $2, 'email', $3, $4, $5)",
+            )
+            .bind(&patient_id)
+            .bind(number_id)
+            .bind(&address)
+            .bind(&body)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+            sqlx::query("update processing_numbers set delivery = 'email' where number_id = $1")
+                .bind(number_id)
+                .execute(&mut *tx)
+                .await?;
+            Fallback::Email
+        }
+        Some((true, _)) => {
+            sqlx::query(
+                "update processing_numbers set read_pending = true, delivery = 'read_aloud' where number_id = $1",
+            )
+            .bind(number_id)
+            .execute(&mut *tx)
+            .await?;
+            Fallback::ReadAloud
+        }
+        _ => Fallback::None,
+    };
+    sqlx::query(
+        "update outbox set status = 'failed', fallback = $2, last_error = $3, lease_until = null, body_sealed = '',
+           updated_at = $4
+         where message_id = $1",
+    )
+    .bind(message_id)
+    .bind(fallback.name())
+    .bind(error)
+    .bind(now)
+    .execute(&mut *tx)
+    .await?;
+    if fallback != Fallback::None {
+        audit(tx, "outbox", "fallback", number_id, &format!("delivery {}", fallback.name())).await?;
+    }
+    sqlx::query("insert into alerts (patient_id, reason) values ($1, $2)")
+        .bind(&patient_id)
+        .bind(fallback.alert(error))
+        .execute(&mut *tx)
+        .await?;
+    Ok(Some(fallback))
+}

@@ -1,0 +1,164 @@
+//! The SQLite back end: one connection in WAL mode behind a mutex (SQLite has one writer at a
+//! time anyway), statements prepared once and cached. Turns go to a thread of their own that
+//! commits every turn waiting in one `BEGIN IMMEDIATE` transaction ([`super::sqlite_writer`]).
+
+mod calls;
+mod campaign;
+mod numbers;
+mod outbox;
+mod patients;
+mod versions;
+mod writer;
+
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use chrono::{DateTime, Utc};
+use rusqlite::{Connection, TransactionBehavior, params};
+
+use super::StoreError;
+use writer::Writer;
+
+/// Numbered migrations, applied in order and recorded in `schema_migrations`.
+const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (1, "calls", include_str!("../../../migrations/sqlite/0001_calls.sql")),
+    (2, "processing_numbers", include_str!("../../../migrations/sqlite/0002_processing_numbers.sql")),
+    (3, "number_lookup", include_str!("../../../migrations/sqlite/0003_number_lookup.sql")),
+    (4, "roster", include_str!("../../../migrations/sqlite/0004_roster.sql")),
+    (5, "campaigns", include_str!("../../../migrations/sqlite/0005_campaigns.sql")),
+    (6, "delivery_fallback", include_str!("../../../migrations/sqlite/0006_delivery_fallback.sql")),
+    (7, "flow_versions", include_str!("../../../migrations/sqlite/0007_flow_versions.sql")),
+];
+
+pub(super) const NOW: &str = "strftime('%Y-%m-%dT%H:%M:%fZ', 'now')";
+
+pub struct SqliteStore {
+    conn: Arc<Mutex<Connection>>,
+    /// The thread that takes the turns, every turn waiting in one transaction. Dropping it
+    /// lets the thread finish the turns queued and joins it.
+    writer: Writer,
+    /// Checkpoints the WAL of a database file; `None` for `:memory:`.
+    _checkpointer: Option<Checkpointer>,
+}
+
+/// How often the checkpointer copies the WAL into the database file.
+const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_millis(200);
+
+/// WAL frames after which the store's own connection checkpoints after a commit (SQLite's
+/// default is 1,000). Under a steady stream of turns the checkpointer never finds the WAL
+/// fully copied (a turn commits while it copies), so the WAL could not start over; this bound
+/// lets it, about every 1,500 turns, at the cost of one short checkpoint on the turn path.
+const WAL_AUTOCHECKPOINT: i64 = 10_000;
+
+/// A thread with a connection of its own that checkpoints the WAL (`PASSIVE`: it never
+/// blocks a turn) every [`CHECKPOINT_EVERY`]. The copy and its two `fsync`s were the turn's
+/// largest cost when SQLite ran them inside a turn's commit every 1,000 frames (about every
+/// 150 turns), with the store's lock held. Stops when the store is dropped.
+struct Checkpointer {
+    stop: std::sync::Arc<(Mutex<bool>, std::sync::Condvar)>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Checkpointer {
+    fn start(path: &str) -> Result<Checkpointer, StoreError> {
+        let conn = Connection::open(path)?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        let stop = std::sync::Arc::new((Mutex::new(false), std::sync::Condvar::new()));
+        let flag = stop.clone();
+        let thread = std::thread::Builder::new()
+            .name("sqlite-checkpoint".into())
+            .spawn(move || {
+                let (lock, wake) = &*flag;
+                let mut stopped = lock.lock().unwrap_or_else(|e| e.into_inner());
+                while !*stopped {
+                    stopped = wake.wait_timeout(stopped, CHECKPOINT_EVERY).unwrap_or_else(|e| e.into_inner()).0;
+                    if let Err(e) = conn.query_row("pragma wal_checkpoint(passive)", [], |_| Ok(())) {
+                        tracing::warn!(error = %e, "sqlite checkpoint failed; retrying");
+                    }
+                }
+            })
+            .map_err(|e| StoreError::Turn(format!("checkpoint thread: {e}")))?;
+        Ok(Checkpointer { stop, thread: Some(thread) })
+    }
+}
+
+impl Drop for Checkpointer {
+    fn drop(&mut self) {
+        *self.stop.0.lock().unwrap_or_else(|e| e.into_inner()) = true;
+        self.stop.1.notify_one();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl SqliteStore {
+    /// Opens (creating) the database file; `:memory:` for a private in-memory database.
+    pub fn open(path: &str, synchronous_full: bool) -> Result<SqliteStore, StoreError> {
+        let conn = Connection::open(path)?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        conn.pragma_update(None, "journal_mode", "wal")?;
+        // NORMAL in WAL mode: a commit survives a crash of the process; FULL also a power loss.
+        conn.pragma_update(None, "synchronous", if synchronous_full { "full" } else { "normal" })?;
+        conn.pragma_update(None, "foreign_keys", "on")?;
+        conn.set_prepared_statement_cache_capacity(64);
+        let in_memory = path.is_empty() || path == ":memory:" || path.starts_with("file::memory:");
+        let checkpointer = if in_memory {
+            None
+        } else {
+            conn.pragma_update(None, "wal_autocheckpoint", WAL_AUTOCHECKPOINT)?;
+            Some(Checkpointer::start(path)?)
+        };
+        let conn = Arc::new(Mutex::new(conn));
+        let writer = Writer::start(conn.clone())?;
+        Ok(SqliteStore { conn, writer, _checkpointer: checkpointer })
+    }
+
+    pub(super) fn conn(&self) -> MutexGuard<'_, Connection> {
+        lock(&self.conn)
+    }
+
+    pub fn migrate(&self) -> Result<usize, StoreError> {
+        let mut conn = self.conn();
+        conn.execute_batch(
+            "create table if not exists schema_migrations (version integer primary key, name text not null, applied_at text not null)",
+        )?;
+        let mut applied = 0;
+        for (version, name, sql) in MIGRATIONS {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let done: bool =
+                tx.query_row("select exists(select 1 from schema_migrations where version = ?1)", [version], |r| {
+                    r.get(0)
+                })?;
+            if !done {
+                tx.execute_batch(sql)?;
+                tx.execute(
+                    &format!("insert into schema_migrations (version, name, applied_at) values (?1, ?2, {NOW})"),
+                    params![version, name],
+                )?;
+                applied += 1;
+            }
+            tx.commit()?;
+        }
+        Ok(applied)
+    }
+
+    pub fn ping(&self) -> Result<(), StoreError> {
+        self.conn().query_row("select 1", [], |_| Ok(()))?;
+        Ok(())
+    }
+}
+
+/// The connection, locked. A panic while holding the lock leaves no half-written transaction
+/// (it rolls back on drop), so the connection is still good.
+pub(super) fn lock(conn: &Mutex<Connection>) -> MutexGuard<'_, Connection> {
+    conn.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Timestamps as SQLite stores them: ISO 8601 in UTC with milliseconds, which sort as text.
+pub(super) fn sqlite_time(t: DateTime<Utc>) -> String {
+    t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()
+}
+
+pub(super) fn parse_sqlite_time(s: &str) -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339(s).map(|t| t.with_timezone(&Utc)).unwrap_or_default()
+}

@@ -1,0 +1,228 @@
+//! Processing numbers, API tokens and the audit log on SQLite.
+
+use chrono::{DateTime, Utc};
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
+
+use super::{SqliteStore, parse_sqlite_time, sqlite_time};
+use crate::store::{Consent, Issued, NewNumber, StoreError, ValidNumber, Verdict};
+
+/// Records a number (and its message): expires numbers whose time is up, revokes the
+/// patient's previous number, inserts. A hash equal to a valid number's is a [`StoreError::Conflict`].
+pub(super) fn insert_number(
+    tx: &Connection,
+    call_id: Option<i64>,
+    n: &NewNumber,
+    reissue_of: Option<i64>,
+) -> Result<Issued, StoreError> {
+    let now = sqlite_time(n.issued_at);
+    // Two statements, each on its index: with `number_hash = ?2 or patient_id = ?3` in one,
+    // SQLite read every valid number for each number issued.
+    tx.prepare_cached(
+        "update processing_numbers set status = 'expired'
+         where number_hash = ?2 and status = 'valid' and expires_at <= ?1",
+    )?
+    .execute(params![now, n.number_hash])?;
+    // The patient's number: expired if its time is up, else revoked (its sealed copy dropped).
+    tx.prepare_cached(
+        "update processing_numbers
+         set status = case when expires_at <= ?2 then 'expired' else 'revoked' end,
+             revoked_at = case when expires_at <= ?2 then revoked_at else ?2 end,
+             sealed = case when expires_at <= ?2 then sealed end
+         where patient_id = ?1 and status = 'valid'",
+    )?
+    .execute(params![n.patient_id, now])?;
+    let (seq, staff) = match &n.consent {
+        Consent::Call { seq } => (Some(*seq), None),
+        Consent::Staff { name } => (None, Some(name.as_str())),
+    };
+    let channel = if staff.is_some() { "staff" } else { "call" };
+    let inserted = tx
+        .prepare_cached(
+            "insert into processing_numbers (patient_id, number_hash, sealed, issued_at, expires_at,
+               consent_channel, consent_call_id, consent_seq, consent_staff, delivery, reissue_of)
+             values (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+        )?
+        .execute(params![
+            n.patient_id,
+            n.number_hash,
+            n.sealed,
+            now,
+            sqlite_time(n.expires_at),
+            channel,
+            call_id,
+            seq,
+            staff,
+            n.delivery,
+            reissue_of
+        ]);
+    match inserted {
+        Err(rusqlite::Error::SqliteFailure(e, Some(msg)))
+            if e.code == rusqlite::ErrorCode::ConstraintViolation && msg.contains("number_hash") =>
+        {
+            return Err(StoreError::Conflict);
+        }
+        Err(rusqlite::Error::SqliteFailure(e, Some(msg)))
+            if e.code == rusqlite::ErrorCode::ConstraintViolation && msg.contains("consent_call_id") =>
+        {
+            // This consent already has its number.
+            return Err(StoreError::Duplicate(format!(
+                "processing number for turn {} of call {}",
+                seq.unwrap_or_default(),
+                call_id.unwrap_or_default()
+            )));
+        }
+        Err(rusqlite::Error::SqliteFailure(e, Some(msg)))
+            if e.code == rusqlite::ErrorCode::ConstraintViolation && msg.contains("reissue_of") =>
+        {
+            return Err(StoreError::Duplicate(format!("replacement for number {}", reissue_of.unwrap_or_default())));
+        }
+        Err(rusqlite::Error::SqliteFailure(e, _)) if e.code == rusqlite::ErrorCode::ConstraintViolation => {
+            // The patient row is missing.
+            return Err(StoreError::UnknownPatient(n.patient_id.clone()));
+        }
+        r => r?,
+    };
+    let number_id = tx.last_insert_rowid();
+    let message_id = match &n.message {
+        Some(m) => {
+            tx.prepare_cached(
+                "insert into outbox (patient_id, number_id, channel, recipient, body_sealed, next_attempt_at)
+                 values (?1, ?2, ?3, ?4, ?5, ?6)",
+            )?
+            .execute(params![n.patient_id, number_id, m.channel, m.recipient, m.body_sealed, now])?;
+            Some(tx.last_insert_rowid())
+        }
+        None => None,
+    };
+    audit(tx, channel_actor(&n.consent), "issue", Some(number_id), &format!("delivery {}", n.delivery))?;
+    Ok(Issued { number_id, message_id })
+}
+
+fn channel_actor(c: &Consent) -> &str {
+    match c {
+        Consent::Call { .. } => "call",
+        Consent::Staff { name } => name,
+    }
+}
+
+pub(super) fn audit(
+    tx: &Connection,
+    actor: &str,
+    action: &str,
+    number_id: Option<i64>,
+    detail: &str,
+) -> Result<(), StoreError> {
+    tx.prepare_cached("insert into audit_log (actor, action, number_id, detail) values (?1, ?2, ?3, ?4)")?
+        .execute(params![actor, action, number_id, detail])?;
+    Ok(())
+}
+
+impl SqliteStore {
+    /// Issues a number outside a call (the manual path), in one transaction.
+    pub fn issue_number(&self, n: &NewNumber) -> Result<Issued, StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let issued = insert_number(&tx, None, n, None)?;
+        tx.commit()?;
+        Ok(issued)
+    }
+
+    /// The patient's number that is still valid at `now`.
+    pub fn valid_number(&self, patient_id: &str, now: DateTime<Utc>) -> Result<Option<ValidNumber>, StoreError> {
+        let conn = self.conn();
+        let mut st = conn.prepare_cached(
+            "select number_id, expires_at, sealed, read_pending from processing_numbers
+             where patient_id = ?1 and status = 'valid' and expires_at > ?2 order by number_id desc limit 1",
+        )?;
+        Ok(st
+            .query_row(params![patient_id, sqlite_time(now)], |r| {
+                Ok(ValidNumber {
+                    number_id: r.get(0)?,
+                    expires_at: parse_sqlite_time(&r.get::<_, String>(1)?),
+                    sealed: r.get(2)?,
+                    read_pending: r.get(3)?,
+                })
+            })
+            .optional()?)
+    }
+
+    /// Looks a number up by its hash; with `consume`, a valid number becomes used (once: the
+    /// transaction serialises concurrent attempts). Every attempt is in the audit log.
+    pub fn verify_number(
+        &self,
+        hash: &str,
+        now: DateTime<Utc>,
+        actor: &str,
+        consume: bool,
+    ) -> Result<Verdict, StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let row: Option<(i64, String, String, String, String)> = tx
+            .prepare_cached(
+                "select number_id, patient_id, status, issued_at, expires_at from processing_numbers
+                 where number_hash = ?1 order by (status = 'valid') desc, number_id desc limit 1",
+            )?
+            .query_row([hash], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))
+            .optional()?;
+        let verdict = match row {
+            None => Verdict::Unknown,
+            Some((id, patient_id, status, issued, expires)) => match status.as_str() {
+                "used" => Verdict::Used,
+                "revoked" => Verdict::Revoked,
+                "expired" => Verdict::Expired,
+                _ if parse_sqlite_time(&expires) <= now => Verdict::Expired,
+                _ => {
+                    if consume {
+                        tx.prepare_cached(
+                            "update processing_numbers set status = 'used', used_at = ?2, used_by = ?3, sealed = null
+                             where number_id = ?1",
+                        )?
+                        .execute(params![id, sqlite_time(now), actor])?;
+                    }
+                    Verdict::Valid { number_id: id, patient_id, issued_at: parse_sqlite_time(&issued) }
+                }
+            },
+        };
+        let number_id = match &verdict {
+            Verdict::Valid { number_id, .. } => Some(*number_id),
+            _ => None,
+        };
+        let action = if consume { "verify" } else { "check" };
+        audit(&tx, actor, action, number_id, verdict.reason())?;
+        tx.commit()?;
+        Ok(verdict)
+    }
+
+    pub fn add_token(&self, name: &str, token_hash: &str) -> Result<(), StoreError> {
+        let conn = self.conn();
+        match conn
+            .prepare_cached("insert into api_tokens (name, token_hash) values (?1, ?2)")?
+            .execute([name, token_hash])
+        {
+            Err(rusqlite::Error::SqliteFailure(e, _)) if e.code == rusqlite::ErrorCode::ConstraintViolation => {
+                Err(StoreError::Duplicate(format!("token '{name}'")))
+            }
+            r => r.map(|_| ()).map_err(Into::into),
+        }
+    }
+
+    /// The name of the live token with this hash.
+    pub fn token_name(&self, token_hash: &str) -> Result<Option<String>, StoreError> {
+        let conn = self.conn();
+        let mut st = conn.prepare_cached("select name from api_tokens where token_hash = ?1 and revoked_at is null")?;
+        Ok(st.query_row([token_hash], |r| r.get(0)).optional()?)
+    }
+
+    /// (action, detail) of the audit log for a number, or all numbers when `None`.
+    pub fn audit_log(&self) -> Result<Vec<(String, String, String)>, StoreError> {
+        let conn = self.conn();
+        let mut st = conn.prepare_cached("select actor, action, detail from audit_log order by audit_id")?;
+        let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// How many numbers are valid now (for tests and metrics).
+    pub fn valid_count(&self) -> Result<i64, StoreError> {
+        Ok(self.conn().query_row("select count(*) from processing_numbers where status = 'valid'", [], |r| r.get(0))?)
+    }
+}

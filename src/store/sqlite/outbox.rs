@@ -1,0 +1,275 @@
+//! The outbox on SQLite.
+
+use chrono::{DateTime, Utc};
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
+
+use super::numbers::{audit, insert_number};
+use super::{NOW, SqliteStore, sqlite_time};
+use crate::store::{Consent, Fallback, LateMessage, NewNumber, OutboxMessage, SendResult, StoreError};
+use crate::store::{LATE_DEAD_ALERT, REISSUED_ALERT};
+
+/// (number_id, patient_id, consent_call_id, consent_seq, consent_staff) of a late message's number.
+type LateRow = (i64, String, Option<i64>, Option<i64>, Option<String>);
+
+impl SqliteStore {
+    /// Claims up to `limit` messages due at `now` for `lease_until`, and commits: a sender that
+    /// dies leaves its lease to run out, it never holds a transaction while sending.
+    pub fn claim_messages(
+        &self,
+        now: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
+        limit: i64,
+    ) -> Result<Vec<OutboxMessage>, StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        // A number used, revoked or expired since its message was written is not sent.
+        tx.prepare_cached(
+            "update outbox set status = 'cancelled', body_sealed = '', last_error = 'number no longer valid', updated_at = ?1
+             where status = 'pending' and number_id in (
+               select number_id from processing_numbers where status <> 'valid')",
+        )?
+        .execute([sqlite_time(now)])?;
+        // A number that expired before its message went out is replaced first (`replace_late`).
+        let claimed = {
+            let mut st = tx.prepare_cached(
+                "update outbox set status = 'sending', lease_until = ?2, attempts = attempts + 1, updated_at = ?1
+                 where message_id in (
+                   select message_id from outbox where status = 'pending' and next_attempt_at <= ?1
+                     and (number_id is null or number_id not in (
+                       select number_id from processing_numbers where expires_at <= ?1))
+                   order by next_attempt_at limit ?3)
+                 returning message_id, patient_id, number_id, channel, recipient, body_sealed, attempts - 1",
+            )?;
+            let rows = st.query_map(params![sqlite_time(now), sqlite_time(lease_until), limit], |r| {
+                Ok(OutboxMessage {
+                    message_id: r.get(0)?,
+                    patient_id: r.get(1)?,
+                    number_id: r.get(2)?,
+                    channel: r.get(3)?,
+                    recipient: r.get(4)?,
+                    body_sealed: r.get(5)?,
+                    attempts: r.get(6)?,
+                })
+            })?;
+            rows.collect::<Result<Vec<_>, _>>()?
+        };
+        tx.commit()?;
+        Ok(claimed)
+    }
+
+    /// Records how a send ended. A dead message raises an alert for the health centre.
+    pub fn finish_message(
+        &self,
+        message_id: i64,
+        result: &SendResult,
+        now: DateTime<Utc>,
+    ) -> Result<Option<Fallback>, StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let t = sqlite_time(now);
+        let mut fallback = None;
+        match result {
+            SendResult::Undeliverable { error, email } => {
+                fallback = fall_back(&tx, message_id, error, *email, &t)?;
+            }
+            SendResult::Sent { provider_id, status } => {
+                tx.prepare_cached(
+                    // Only a message still in hand: a delivery callback that came first (and
+                    // perhaps said `failed`) is not overwritten by the sender's late record.
+                    "update outbox set status = 'sent', provider_id = ?2, last_error = ?3, lease_until = null, updated_at = ?4
+                     where message_id = ?1 and status in ('sending', 'pending')",
+                )?
+                .execute(params![message_id, provider_id, status, t])?;
+            }
+            SendResult::Retry { error, at } => {
+                tx.prepare_cached(
+                    "update outbox set status = 'pending', next_attempt_at = ?2, last_error = ?3, lease_until = null, updated_at = ?4
+                     where message_id = ?1",
+                )?
+                .execute(params![message_id, sqlite_time(*at), error, t])?;
+            }
+            SendResult::Failed { error, dead } => {
+                let status = if *dead { "dead" } else { "failed" };
+                tx.prepare_cached(
+                    "update outbox set status = ?2, last_error = ?3, lease_until = null, body_sealed = '', updated_at = ?4
+                     where message_id = ?1",
+                )?
+                .execute(params![message_id, status, error, t])?;
+                tx.prepare_cached(
+                    "insert into alerts (patient_id, reason) select patient_id, ?2 from outbox where message_id = ?1",
+                )?
+                .execute(params![message_id, format!("message_{status}: {error}")])?;
+            }
+        }
+        tx.commit()?;
+        Ok(fallback)
+    }
+
+    /// Pending messages due at `now` whose number expired before they could be sent.
+    pub fn late_messages(&self, now: DateTime<Utc>, limit: i64) -> Result<Vec<LateMessage>, StoreError> {
+        let conn = self.conn();
+        let mut st = conn.prepare_cached(
+            "select o.message_id, n.patient_id, n.number_id, o.channel, o.recipient, n.reissue_of is not null
+             from outbox o join processing_numbers n on n.number_id = o.number_id
+             where o.status = 'pending' and o.next_attempt_at <= ?1 and n.status = 'valid' and n.expires_at <= ?1
+             order by o.next_attempt_at limit ?2",
+        )?;
+        let rows = st.query_map(params![sqlite_time(now), limit], |r| {
+            Ok(LateMessage {
+                message_id: r.get(0)?,
+                patient_id: r.get(1)?,
+                number_id: r.get(2)?,
+                channel: r.get(3)?,
+                recipient: r.get(4)?,
+                reissued: r.get(5)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Replaces a late message's number with `fresh`, or dead-letters it; see [`super::Store::replace_late`].
+    pub fn replace_late(
+        &self,
+        message_id: i64,
+        fresh: Option<&NewNumber>,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let t = sqlite_time(now);
+        let late: Option<LateRow> = tx
+            .prepare_cached(
+                "select n.number_id, n.patient_id, n.consent_call_id, n.consent_seq, n.consent_staff
+                 from outbox o join processing_numbers n on n.number_id = o.number_id
+                 where o.message_id = ?1 and o.status = 'pending' and n.status = 'valid' and n.expires_at <= ?2",
+            )?
+            .query_row(params![message_id, t], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))
+            .optional()?;
+        let Some((number_id, patient_id, call_id, seq, staff)) = late else { return Ok(false) };
+        let (status, reason) = if fresh.is_some() { ("cancelled", REISSUED_ALERT) } else { ("dead", LATE_DEAD_ALERT) };
+        tx.prepare_cached(
+            "update outbox set status = ?2, body_sealed = '', last_error = 'expired before delivery',
+               lease_until = null, updated_at = ?3
+             where message_id = ?1",
+        )?
+        .execute(params![message_id, status, t])?;
+        match fresh {
+            Some(n) => {
+                let consent = match (seq, staff) {
+                    (Some(seq), _) if call_id.is_some() => Consent::Call { seq },
+                    (_, staff) => Consent::Staff { name: staff.unwrap_or_default() },
+                };
+                let n = NewNumber { patient_id: patient_id.clone(), consent, ..n.clone() };
+                let issued = insert_number(&tx, call_id, &n, Some(number_id))?;
+                audit(&tx, "outbox", "reissue", Some(issued.number_id), "expired before delivery")?;
+            }
+            None => {
+                tx.prepare_cached("update processing_numbers set status = 'expired' where number_id = ?1")?
+                    .execute([number_id])?;
+            }
+        }
+        tx.prepare_cached("insert into alerts (patient_id, reason) values (?1, ?2)")?
+            .execute(params![patient_id, reason])?;
+        tx.commit()?;
+        Ok(true)
+    }
+
+    /// Messages whose sender's lease ran out: back to pending (the dispatcher decides).
+    pub fn release_expired_leases(&self, now: DateTime<Utc>, resend_at: DateTime<Utc>) -> Result<usize, StoreError> {
+        Ok(self
+            .conn()
+            .prepare_cached(
+                "update outbox set status = 'pending', next_attempt_at = ?2, lease_until = null,
+                   last_error = 'sender stopped mid-send', updated_at = ?1
+                 where status = 'sending' and lease_until <= ?1",
+            )?
+            .execute([sqlite_time(now), sqlite_time(resend_at)])?)
+    }
+
+    /// A delivery status from the provider's callback, by the provider's message id.
+    pub fn message_status(
+        &self,
+        provider_id: &str,
+        status: &str,
+        error_code: Option<&str>,
+    ) -> Result<bool, StoreError> {
+        let conn = self.conn();
+        conn.prepare_cached(&format!(
+            "update outbox set status = ?2, last_error = coalesce(?3, last_error), updated_at = {NOW}
+             where provider_id = ?1 and status not in ('delivered') and fallback is null"
+        ))?
+        .execute(params![provider_id, status, error_code])?;
+        // Known: some message carries this provider id (even if a later status stood).
+        Ok(conn
+            .prepare_cached("select exists(select 1 from outbox where provider_id = ?1)")?
+            .query_row([provider_id], |r| r.get(0))?)
+    }
+
+    /// (channel, recipient, status, attempts) of a patient's messages, oldest first.
+    pub fn messages(&self, patient_id: &str) -> Result<Vec<(String, String, String, i64)>, StoreError> {
+        let conn = self.conn();
+        let mut st = conn.prepare_cached(
+            "select channel, recipient, status, attempts from outbox where patient_id = ?1 order by message_id",
+        )?;
+        let rows = st.query_map([patient_id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+}
+
+/// The fallback for an SMS that cannot reach the phone, once per message (see
+/// [`SendResult::Undeliverable`]). `None` when the message had already fallen back.
+fn fall_back(
+    tx: &Connection,
+    message_id: i64,
+    error: &str,
+    email_ok: bool,
+    t: &str,
+) -> Result<Option<Fallback>, StoreError> {
+    let row: Option<(Option<String>, Option<i64>, String)> = tx
+        .prepare_cached(
+            "select patient_id, number_id, body_sealed from outbox where message_id = ?1 and fallback is null",
+        )?
+        .query_row([message_id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .optional()?;
+    let Some((patient_id, number_id, body)) = row else { return Ok(None) };
+    // The number, while still valid: whether a copy is kept to read, and where to e-mail it.
+    let number: Option<(bool, Option<String>)> = tx
+        .prepare_cached(
+            "select n.sealed is not null, p.email from processing_numbers n join patients p on p.patient_id = n.patient_id
+             where n.number_id = ?1 and n.status = 'valid' and n.expires_at > ?2",
+        )?
+        .query_row(params![number_id, t], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()?;
+    let fallback = match number {
+        Some((_, Some(address))) if email_ok && address.contains('@') && !body.is_empty() => {
+            tx.prepare_cached(
+                "insert into outbox (patient_id, number_id, channel, recipient, body_sealed, next_attempt_at)
+                 values (?1, ?2, 'email', ?3, ?4, ?5)",
+            )?
+            .execute(params![patient_id, number_id, address, body, t])?;
+            tx.prepare_cached("update processing_numbers set delivery = 'email' where number_id = ?1")?
+                .execute([number_id])?;
+            Fallback::Email
+        }
+        Some((true, _)) => {
+            tx.prepare_cached(
+                "update processing_numbers set read_pending = 1, delivery = 'read_aloud' where number_id = ?1",
+            )?
+            .execute([number_id])?;
+            Fallback::ReadAloud
+        }
+        _ => Fallback::None,
+    };
+    tx.prepare_cached(
+        "update outbox set status = 'failed', fallback = ?2, last_error = ?3, lease_until = null, body_sealed = '',
+           updated_at = ?4
+         where message_id = ?1",
+    )?
+    .execute(params![message_id, fallback.name(), error, t])?;
+    if fallback != Fallback::None {
+        audit(tx, "outbox", "fallback", number_id, &format!("delivery {}", fallback.name()))?;
+    }
+    tx.prepare_cached("insert into alerts (patient_id, reason) values (?1, ?2)")?
+        .execute(params![patient_id, fallback.alert(error)])?;
+    Ok(Some(fallback))
+}
