@@ -2,6 +2,7 @@
 
 use crate::flow::{CallState, Value};
 
+use super::StoreError;
 use super::numbers::{NewMessage, NewNumber};
 
 /// A call to be placed.
@@ -127,5 +128,93 @@ pub(crate) fn answer_value(kind: &str, text: String, raw: Option<i64>, scale: Op
         ("number", Some(raw), Some(scale)) => Value::Number { raw, scale: scale as u8 },
         ("bool", _, _) => Value::Bool(text == "true"),
         _ => Value::Text(text),
+    }
+}
+
+/// What a turn request does, from its number and the number of the call's last turn.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TurnStep {
+    /// The next turn: step the engine and write.
+    Take,
+    /// A turn already taken (a carrier's retry), or one from the future: answer the stored
+    /// response of turn `seq` and change nothing.
+    Replay { seq: i64 },
+}
+
+/// The turn `seq` of a call whose last turn is `last` (-1 before the first).
+pub fn turn_step(last: i64, seq: i64) -> TurnStep {
+    if seq == last + 1 { TurnStep::Take } else { TurnStep::Replay { seq: seq.min(last) } }
+}
+
+/// How many times a turn is stepped again after its new number collided with a valid one.
+pub const MAX_COLLISIONS: u32 = 5;
+
+/// What a turn does after its write failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AfterWrite {
+    /// The number collided and nothing else was written: step again, drawing another number.
+    StepAgain,
+    /// The turn fails with the error.
+    Fail,
+}
+
+/// After the `collisions`-th failed write of a turn (counting from 0), with this error.
+pub fn after_write(error: &StoreError, collisions: u32) -> AfterWrite {
+    match error {
+        StoreError::Conflict if collisions < MAX_COLLISIONS => AfterWrite::StepAgain,
+        _ => AfterWrite::Fail,
+    }
+}
+
+/// The answers a turn writes, each name once: the last value given for a name wins.
+pub fn last_answers(answers: &[(String, Value)]) -> impl Iterator<Item = &(String, Value)> {
+    answers
+        .iter()
+        .enumerate()
+        .filter(|(i, (name, _))| !answers[i + 1..].iter().any(|(later, _)| later == name))
+        .map(|(_, a)| a)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_next_turn_is_taken_and_any_other_replays_the_nearest_stored_one() {
+        assert_eq!(turn_step(-1, 0), TurnStep::Take);
+        assert_eq!(turn_step(3, 4), TurnStep::Take);
+        assert_eq!(turn_step(3, 3), TurnStep::Replay { seq: 3 });
+        assert_eq!(turn_step(3, 1), TurnStep::Replay { seq: 1 });
+        assert_eq!(turn_step(3, 9), TurnStep::Replay { seq: 3 }, "a turn from the future gets the latest");
+    }
+
+    #[test]
+    fn a_collision_steps_again_five_times_then_fails() {
+        for n in 0..MAX_COLLISIONS {
+            assert_eq!(after_write(&StoreError::Conflict, n), AfterWrite::StepAgain);
+        }
+        assert_eq!(after_write(&StoreError::Conflict, MAX_COLLISIONS), AfterWrite::Fail);
+        assert_eq!(after_write(&StoreError::UnknownCall("CA1".into()), 0), AfterWrite::Fail);
+    }
+
+    #[test]
+    fn statuses_rank_by_how_far_the_call_got() {
+        assert_eq!(status_rank("queued"), Some(0));
+        assert!(status_rank("ringing") < status_rank("in-progress"));
+        for s in ["completed", "busy", "no-answer", "failed", "canceled"] {
+            assert_eq!(status_rank(s), Some(FINAL_RANK), "{s}");
+        }
+        assert_eq!(status_rank("bogus"), None);
+    }
+
+    #[test]
+    fn an_answer_named_twice_counts_once_with_its_last_value() {
+        let answers = vec![
+            ("a".to_string(), Value::Bool(true)),
+            ("b".to_string(), Value::Text("x".into())),
+            ("a".to_string(), Value::Bool(false)),
+        ];
+        let kept: Vec<_> = last_answers(&answers).cloned().collect();
+        assert_eq!(kept, vec![answers[1].clone(), answers[2].clone()]);
     }
 }

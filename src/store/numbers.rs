@@ -78,3 +78,157 @@ pub struct ValidNumber {
 /// The answer a flow records when it reads a number held for the next call
 /// (`record_answer` with `set = { number_read_aloud = true }`): the pending delivery is done.
 pub const NUMBER_READ_ANSWER: &str = "number_read_aloud";
+
+/// How a consent is stored: (consent_seq, consent_staff, consent_channel), and the actor named
+/// in the audit log.
+pub fn consent_columns(c: &Consent) -> (Option<i64>, Option<&str>, &'static str) {
+    match c {
+        Consent::Call { seq } => (Some(*seq), None, "call"),
+        Consent::Staff { name } => (None, Some(name.as_str()), "staff"),
+    }
+}
+
+/// Who the audit log names for an issue: the call, or the staff member.
+pub fn consent_actor(c: &Consent) -> &str {
+    match c {
+        Consent::Call { .. } => "call",
+        Consent::Staff { name } => name,
+    }
+}
+
+/// The consent of a stored number, back from its columns (a number replacing it keeps it).
+pub fn stored_consent(call_id: Option<i64>, seq: Option<i64>, staff: Option<String>) -> Consent {
+    match (call_id, seq) {
+        (Some(_), Some(seq)) => Consent::Call { seq },
+        _ => Consent::Staff { name: staff.unwrap_or_default() },
+    }
+}
+
+/// Which rule of the database refused a new number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NumberClash {
+    /// A valid number has the same hash: draw another.
+    Hash,
+    /// This consent (turn of a call) already has its number.
+    Consent,
+    /// The expired number already has its replacement.
+    Reissue,
+    /// The patient row is missing.
+    Patient,
+}
+
+/// The error a refused number becomes.
+pub fn clash_error(
+    clash: NumberClash,
+    n: &NewNumber,
+    call_id: Option<i64>,
+    reissue_of: Option<i64>,
+) -> crate::store::StoreError {
+    use crate::store::StoreError;
+    match clash {
+        NumberClash::Hash => StoreError::Conflict,
+        NumberClash::Consent => {
+            let seq = consent_columns(&n.consent).0;
+            StoreError::Duplicate(format!(
+                "processing number for turn {} of call {}",
+                seq.unwrap_or_default(),
+                call_id.unwrap_or_default()
+            ))
+        }
+        NumberClash::Reissue => {
+            StoreError::Duplicate(format!("replacement for number {}", reissue_of.unwrap_or_default()))
+        }
+        NumberClash::Patient => StoreError::UnknownPatient(n.patient_id.clone()),
+    }
+}
+
+/// A number as found by its hash, for [`judge`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FoundNumber {
+    pub number_id: i64,
+    pub patient_id: String,
+    pub status: String,
+    pub issued_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+}
+
+/// What a number presented at `now` is worth. A valid number whose time is up is expired,
+/// whatever its stored status says.
+pub fn judge(found: Option<FoundNumber>, now: DateTime<Utc>) -> Verdict {
+    let Some(n) = found else { return Verdict::Unknown };
+    match n.status.as_str() {
+        "used" => Verdict::Used,
+        "revoked" => Verdict::Revoked,
+        "expired" => Verdict::Expired,
+        _ if n.expires_at <= now => Verdict::Expired,
+        _ => Verdict::Valid { number_id: n.number_id, patient_id: n.patient_id, issued_at: n.issued_at },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::TimeZone;
+
+    use super::*;
+    use crate::store::StoreError;
+
+    fn at(h: u32) -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 4, 1, h, 0, 0).unwrap()
+    }
+
+    fn found(status: &str) -> FoundNumber {
+        FoundNumber {
+            number_id: 7,
+            patient_id: "p1".into(),
+            status: status.into(),
+            issued_at: at(9),
+            expires_at: at(12),
+        }
+    }
+
+    #[test]
+    fn a_number_is_valid_until_its_time_is_up_and_then_expired() {
+        assert_eq!(judge(None, at(10)), Verdict::Unknown);
+        assert_eq!(
+            judge(Some(found("valid")), at(10)),
+            Verdict::Valid { number_id: 7, patient_id: "p1".into(), issued_at: at(9) }
+        );
+        assert_eq!(judge(Some(found("valid")), at(12)), Verdict::Expired);
+        assert_eq!(judge(Some(found("used")), at(10)), Verdict::Used);
+        assert_eq!(judge(Some(found("revoked")), at(10)), Verdict::Revoked);
+        assert_eq!(judge(Some(found("expired")), at(10)), Verdict::Expired);
+    }
+
+    #[test]
+    fn a_replacement_keeps_the_consent_of_the_number_it_replaces() {
+        assert_eq!(stored_consent(Some(3), Some(2), None), Consent::Call { seq: 2 });
+        assert_eq!(stored_consent(None, None, Some("sato".into())), Consent::Staff { name: "sato".into() });
+        assert_eq!(stored_consent(None, Some(2), None), Consent::Staff { name: String::new() });
+        let staff = Consent::Staff { name: "sato".into() };
+        assert_eq!(consent_columns(&staff), (None, Some("sato"), "staff"));
+        assert_eq!(consent_actor(&staff), "sato");
+        assert_eq!(consent_columns(&Consent::Call { seq: 4 }), (Some(4), None, "call"));
+    }
+
+    #[test]
+    fn a_refused_number_names_what_refused_it() {
+        let n = NewNumber {
+            patient_id: "p1".into(),
+            number_hash: "h".into(),
+            sealed: None,
+            issued_at: at(9),
+            expires_at: at(12),
+            consent: Consent::Call { seq: 2 },
+            delivery: "sms".into(),
+            message: None,
+        };
+        assert!(matches!(clash_error(NumberClash::Hash, &n, Some(5), None), StoreError::Conflict));
+        let e = clash_error(NumberClash::Consent, &n, Some(5), None).to_string();
+        assert!(e.contains("turn 2 of call 5"), "{e}");
+        let e = clash_error(NumberClash::Reissue, &n, None, Some(9)).to_string();
+        assert!(e.contains("replacement for number 9"), "{e}");
+        assert!(
+            matches!(clash_error(NumberClash::Patient, &n, None, None), StoreError::UnknownPatient(p) if p == "p1")
+        );
+    }
+}

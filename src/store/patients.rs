@@ -46,3 +46,32 @@ pub(super) fn last_of_each_id(patients: &[Patient]) -> Vec<Patient> {
     kept.reverse();
     kept
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn patient(id: &str, name: &str) -> Patient {
+        Patient {
+            patient_id: id.into(),
+            name: name.into(),
+            phone: "+819012345678".into(),
+            birth_md: None,
+            language: "ja-JP".into(),
+            email: None,
+            area: None,
+            care_start: None,
+            care_end: None,
+            call_slot: None,
+        }
+    }
+
+    #[test]
+    fn an_id_given_twice_keeps_its_last_row_in_that_rows_place() {
+        let rows = vec![patient("a", "1"), patient("b", "2"), patient("a", "3"), patient("c", "4")];
+        assert!(has_duplicate_ids(&rows));
+        let kept = last_of_each_id(&rows);
+        assert_eq!(kept, vec![patient("b", "2"), patient("a", "3"), patient("c", "4")]);
+        assert!(!has_duplicate_ids(&kept));
+    }
+}

@@ -5,8 +5,8 @@ use sqlx::{PgConnection, Row};
 
 use super::PgStore;
 use super::numbers::{audit, insert_number};
+use crate::store::{AfterWrite, TurnStep, after_write, answer_columns, answer_value, last_answers, turn_step};
 use crate::store::{Answer, CallRecord, Job, NewCall, StoreError, TurnFn, TurnResult, TurnWrite};
-use crate::store::{answer_columns, answer_value};
 
 const CALL_COLUMNS: &str = "call_id, call_sid, patient_id, job_id, direction, flow, flow_version, state, seq, ended, incomplete, status, duration";
 
@@ -58,9 +58,7 @@ impl PgStore {
                 None => return Err(StoreError::UnknownCall(sid.into())),
             },
         };
-        if seq != call.seq + 1 {
-            // A replay (or a request from the future): the stored answer, no effect.
-            let wanted = seq.min(call.seq);
+        if let TurnStep::Replay { seq: wanted } = turn_step(call.seq, seq) {
             let response: Option<String> =
                 sqlx::query_scalar("select response from call_events where call_id = $1 and seq = $2")
                     .bind(call.call_id)
@@ -76,10 +74,11 @@ impl PgStore {
         let w = loop {
             let w = f(&call).map_err(StoreError::Turn)?;
             match write_turn(&mut tx, &call, seq, &w).await {
+                Ok(()) => break w,
                 // The number's savepoint was rolled back and nothing else was written: step
                 // again, drawing another number.
-                Err(StoreError::Conflict) if collisions < 5 => collisions += 1,
-                r => break r.map(|()| w)?,
+                Err(e) if after_write(&e, collisions) == AfterWrite::StepAgain => collisions += 1,
+                Err(e) => return Err(e),
             }
         };
         tx.commit().await?;
@@ -214,10 +213,7 @@ async fn write_turn(tx: &mut PgConnection, call: &CallRecord, seq: i64, w: &Turn
     // One statement (one round trip) for the call's state, the turn's event and its answers.
     // An answer named twice counts once, the last one, as upserting them one by one did.
     let (mut names, mut kinds, mut texts, mut raws, mut scales) = (vec![], vec![], vec![], vec![], vec![]);
-    for (i, (name, v)) in w.answers.iter().enumerate() {
-        if w.answers[i + 1..].iter().any(|(later, _)| later == name) {
-            continue;
-        }
+    for (name, v) in last_answers(&w.answers) {
         let (kind, text, raw, scale) = answer_columns(v);
         names.push(name.as_str());
         kinds.push(kind);

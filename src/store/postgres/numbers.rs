@@ -4,7 +4,8 @@ use chrono::{DateTime, Utc};
 use sqlx::{PgConnection, Row};
 
 use super::{PgStore, violation};
-use crate::store::{Consent, Issued, NewNumber, StoreError, ValidNumber, Verdict};
+use crate::store::{FoundNumber, Issued, NewNumber, NumberClash, StoreError, ValidNumber, Verdict};
+use crate::store::{clash_error, consent_actor, consent_columns, judge};
 
 /// The unique index that keeps one replacement per expired number.
 const REISSUE_INDEX: &str = "processing_numbers_reissue";
@@ -33,7 +34,7 @@ pub(super) async fn insert_number(
         .fetch_optional(&mut *tx)
         .await?;
     if found.is_none() {
-        return Err(StoreError::UnknownPatient(n.patient_id.clone()));
+        return Err(clash_error(NumberClash::Patient, n, call_id, reissue_of));
     }
     // Numbers whose time is up (the patient's, or an old holder of this hash) become expired;
     // the patient's number still running is revoked, and its sealed copy dropped.
@@ -49,11 +50,7 @@ pub(super) async fn insert_number(
     .bind(&n.patient_id)
     .execute(&mut *tx)
     .await?;
-    let (seq, staff) = match &n.consent {
-        Consent::Call { seq } => (Some(*seq), None),
-        Consent::Staff { name } => (None, Some(name.as_str())),
-    };
-    let channel = if staff.is_some() { "staff" } else { "call" };
+    let (seq, staff, channel) = consent_columns(&n.consent);
     let inserted = sqlx::query_scalar(
         "insert into processing_numbers (patient_id, number_hash, sealed, issued_at, expires_at,
            consent_channel, consent_call_id, consent_seq, consent_staff, delivery, reissue_of)
@@ -76,18 +73,13 @@ pub(super) async fn insert_number(
     let number_id: i64 = match inserted {
         Ok(id) => id,
         Err(e) => {
-            return Err(match violation(&e) {
-                Some((code, Some(c))) if code == "23505" && c == VALID_HASH_INDEX => StoreError::Conflict,
-                Some((code, Some(c))) if code == "23505" && c == CONSENT_INDEX => StoreError::Duplicate(format!(
-                    "processing number for turn {} of call {}",
-                    seq.unwrap_or_default(),
-                    call_id.unwrap_or_default()
-                )),
-                Some((code, Some(c))) if code == "23505" && c == REISSUE_INDEX => {
-                    StoreError::Duplicate(format!("replacement for number {}", reissue_of.unwrap_or_default()))
-                }
-                _ => e.into(),
-            });
+            let clash = match violation(&e) {
+                Some((code, Some(c))) if code == "23505" && c == VALID_HASH_INDEX => NumberClash::Hash,
+                Some((code, Some(c))) if code == "23505" && c == CONSENT_INDEX => NumberClash::Consent,
+                Some((code, Some(c))) if code == "23505" && c == REISSUE_INDEX => NumberClash::Reissue,
+                _ => return Err(e.into()),
+            };
+            return Err(clash_error(clash, n, call_id, reissue_of));
         }
     };
     let message_id = match &n.message {
@@ -108,15 +100,8 @@ pub(super) async fn insert_number(
         ),
         None => None,
     };
-    audit(tx, channel_actor(&n.consent), "issue", Some(number_id), &format!("delivery {}", n.delivery)).await?;
+    audit(tx, consent_actor(&n.consent), "issue", Some(number_id), &format!("delivery {}", n.delivery)).await?;
     Ok(Issued { number_id, message_id })
-}
-
-fn channel_actor(c: &Consent) -> &str {
-    match c {
-        Consent::Call { .. } => "call",
-        Consent::Staff { name } => name,
-    }
 }
 
 pub(super) async fn audit(
@@ -178,30 +163,28 @@ impl PgStore {
              where number_hash = $1 order by (status = 'valid') desc, number_id desc limit 1";
         let sql = if consume { format!("{lookup} for update") } else { lookup.to_string() };
         let row = sqlx::query(&sql).bind(hash).fetch_optional(&mut *tx).await?;
-        let verdict = match row {
-            None => Verdict::Unknown,
-            Some(r) => match r.try_get::<&str, _>(2)? {
-                "used" => Verdict::Used,
-                "revoked" => Verdict::Revoked,
-                "expired" => Verdict::Expired,
-                _ if r.try_get::<DateTime<Utc>, _>(4)? <= now => Verdict::Expired,
-                _ => {
-                    let id: i64 = r.try_get(0)?;
-                    if consume {
-                        sqlx::query(
-                            "update processing_numbers set status = 'used', used_at = $2, used_by = $3, sealed = null
-                             where number_id = $1",
-                        )
-                        .bind(id)
-                        .bind(now)
-                        .bind(actor)
-                        .execute(&mut *tx)
-                        .await?;
-                    }
-                    Verdict::Valid { number_id: id, patient_id: r.try_get(1)?, issued_at: r.try_get(3)? }
-                }
-            },
+        let found = match row {
+            Some(r) => Some(FoundNumber {
+                number_id: r.try_get(0)?,
+                patient_id: r.try_get(1)?,
+                status: r.try_get(2)?,
+                issued_at: r.try_get(3)?,
+                expires_at: r.try_get(4)?,
+            }),
+            None => None,
         };
+        let verdict = judge(found, now);
+        if let (Verdict::Valid { number_id, .. }, true) = (&verdict, consume) {
+            sqlx::query(
+                "update processing_numbers set status = 'used', used_at = $2, used_by = $3, sealed = null
+                 where number_id = $1",
+            )
+            .bind(number_id)
+            .bind(now)
+            .bind(actor)
+            .execute(&mut *tx)
+            .await?;
+        }
         let number_id = match &verdict {
             Verdict::Valid { number_id, .. } => Some(*number_id),
             _ => None,

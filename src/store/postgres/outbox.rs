@@ -6,8 +6,8 @@ use sqlx::{PgConnection, Row};
 
 use super::PgStore;
 use super::numbers::{audit, insert_number};
-use crate::store::{Consent, Fallback, LateMessage, NewNumber, OutboxMessage, SendResult, StoreError};
-use crate::store::{LATE_DEAD_ALERT, REISSUED_ALERT};
+use crate::store::{Fallback, FallbackChoice, Finish, LateMessage, LateSettle, NewNumber, NumberOnFile, OutboxMessage};
+use crate::store::{SendResult, StoreError, choose_fallback, finish, stored_consent, takes_callback};
 
 /// (number_id, patient_id, consent_call_id, consent_seq, consent_staff) of a late message's number.
 type LateRow = (i64, String, Option<i64>, Option<i64>, Option<String>);
@@ -75,11 +75,11 @@ impl PgStore {
     ) -> Result<Option<Fallback>, StoreError> {
         let mut tx = self.pool.begin().await?;
         let mut fallback = None;
-        match result {
-            SendResult::Undeliverable { error, email } => {
-                fallback = fall_back(&mut tx, message_id, error, *email, now).await?;
+        match finish(result) {
+            Finish::FallBack { error, email } => {
+                fallback = fall_back(&mut tx, message_id, error, email, now).await?;
             }
-            SendResult::Sent { provider_id, status } => {
+            Finish::Sent { provider_id, status } => {
                 sqlx::query(
                     // Only a message still in hand: a delivery callback that came first (and
                     // perhaps said `failed`) is not overwritten by the sender's late record.
@@ -94,7 +94,7 @@ impl PgStore {
                 .execute(&mut *tx)
                 .await?;
             }
-            SendResult::Retry { error, at } => {
+            Finish::Retry { error, at } => {
                 sqlx::query(
                     "update outbox set status = 'pending', next_attempt_at = $2, last_error = $3, lease_until = null,
                        updated_at = $4
@@ -107,8 +107,7 @@ impl PgStore {
                 .execute(&mut *tx)
                 .await?;
             }
-            SendResult::Failed { error, dead } => {
-                let status = if *dead { "dead" } else { "failed" };
+            Finish::Close { status, error, alert } => {
                 sqlx::query(
                     "update outbox set status = $2, last_error = $3, lease_until = null, body_sealed = '',
                        updated_at = $4
@@ -124,7 +123,7 @@ impl PgStore {
                     "insert into alerts (patient_id, reason) select patient_id, $2 from outbox where message_id = $1",
                 )
                 .bind(message_id)
-                .bind(format!("message_{status}: {error}"))
+                .bind(alert)
                 .execute(&mut *tx)
                 .await?;
             }
@@ -179,23 +178,20 @@ impl PgStore {
         .fetch_optional(&mut *tx)
         .await?;
         let Some((number_id, patient_id, call_id, seq, staff)) = late else { return Ok(false) };
-        let (status, reason) = if fresh.is_some() { ("cancelled", REISSUED_ALERT) } else { ("dead", LATE_DEAD_ALERT) };
+        let settle = LateSettle::of(fresh.is_some());
         sqlx::query(
             "update outbox set status = $2, body_sealed = '', last_error = 'expired before delivery',
                lease_until = null, updated_at = $3
              where message_id = $1",
         )
         .bind(message_id)
-        .bind(status)
+        .bind(settle.status())
         .bind(now)
         .execute(&mut *tx)
         .await?;
         match fresh {
             Some(n) => {
-                let consent = match (seq, staff) {
-                    (Some(seq), _) if call_id.is_some() => Consent::Call { seq },
-                    (_, staff) => Consent::Staff { name: staff.unwrap_or_default() },
-                };
+                let consent = stored_consent(call_id, seq, staff);
                 let n = NewNumber { patient_id: patient_id.clone(), consent, ..n.clone() };
                 let issued = insert_number(&mut tx, call_id, &n, Some(number_id)).await?;
                 audit(&mut tx, "outbox", "reissue", Some(issued.number_id), "expired before delivery").await?;
@@ -209,7 +205,7 @@ impl PgStore {
         }
         sqlx::query("insert into alerts (patient_id, reason) values ($1, $2)")
             .bind(&patient_id)
-            .bind(reason)
+            .bind(settle.alert())
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;
@@ -242,24 +238,30 @@ impl PgStore {
         status: &str,
         error_code: Option<&str>,
     ) -> Result<bool, StoreError> {
-        let done = sqlx::query(
-            "update outbox set status = $2, last_error = coalesce($3, last_error), updated_at = now()
-             where provider_id = $1 and status not in ('delivered') and fallback is null",
+        // The rows locked: a callback for the same message waits, then sees this one's status.
+        let mut tx = self.pool.begin().await?;
+        let messages: Vec<(i64, String, bool)> = sqlx::query_as(
+            "select message_id, status, fallback is not null from outbox where provider_id = $1 for update",
         )
         .bind(provider_id)
-        .bind(status)
-        .bind(error_code)
-        .execute(&self.pool)
+        .fetch_all(&mut *tx)
         .await?;
-        if done.rows_affected() > 0 {
-            return Ok(true);
+        for (message_id, current, fell_back) in &messages {
+            if takes_callback(current, *fell_back) {
+                sqlx::query(
+                    "update outbox set status = $2, last_error = coalesce($3, last_error), updated_at = now()
+                     where message_id = $1",
+                )
+                .bind(message_id)
+                .bind(status)
+                .bind(error_code)
+                .execute(&mut *tx)
+                .await?;
+            }
         }
+        tx.commit().await?;
         // Known: some message carries this provider id (even if a later status stood).
-        let known: bool = sqlx::query_scalar("select exists(select 1 from outbox where provider_id = $1)")
-            .bind(provider_id)
-            .fetch_one(&self.pool)
-            .await?;
-        Ok(known)
+        Ok(!messages.is_empty())
     }
 
     /// (channel, recipient, status, attempts) of a patient's messages, oldest first.
@@ -300,15 +302,17 @@ async fn fall_back(
     .bind(now)
     .fetch_optional(&mut *tx)
     .await?;
-    let fallback = match number {
-        Some((_, Some(address))) if email_ok && address.contains('@') && !body.is_empty() => {
+    let number = number.map(|(sealed_kept, email)| NumberOnFile { sealed_kept, email });
+    let choice = choose_fallback(number, email_ok, &body);
+    match &choice {
+        FallbackChoice::Email { address } => {
             sqlx::query(
                 "insert into outbox (patient_id, number_id, channel, recipient, body_sealed, next_attempt_at)
                  values ($1, $2, 'email', $3, $4, $5)",
             )
             .bind(&patient_id)
             .bind(number_id)
-            .bind(&address)
+            .bind(address)
             .bind(&body)
             .bind(now)
             .execute(&mut *tx)
@@ -317,19 +321,18 @@ async fn fall_back(
                 .bind(number_id)
                 .execute(&mut *tx)
                 .await?;
-            Fallback::Email
         }
-        Some((true, _)) => {
+        FallbackChoice::ReadAloud => {
             sqlx::query(
                 "update processing_numbers set read_pending = true, delivery = 'read_aloud' where number_id = $1",
             )
             .bind(number_id)
             .execute(&mut *tx)
             .await?;
-            Fallback::ReadAloud
         }
-        _ => Fallback::None,
-    };
+        FallbackChoice::None => {}
+    }
+    let fallback = choice.fallback();
     sqlx::query(
         "update outbox set status = 'failed', fallback = $2, last_error = $3, lease_until = null, body_sealed = '',
            updated_at = $4

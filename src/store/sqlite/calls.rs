@@ -4,8 +4,8 @@ use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use super::numbers::{audit, insert_number};
 use super::{NOW, SqliteStore};
+use crate::store::{AfterWrite, TurnStep, after_write, answer_columns, answer_value, last_answers, turn_step};
 use crate::store::{Answer, CallRecord, Job, NewCall, StoreError, TurnFn, TurnResult, TurnWrite};
-use crate::store::{answer_columns, answer_value};
 
 const CALL_COLUMNS: &str = "call_id, call_sid, patient_id, job_id, direction, flow, flow_version, state, seq, ended, incomplete, status, duration";
 
@@ -127,9 +127,7 @@ pub(super) fn turn_in(
             None => return Err(StoreError::UnknownCall(sid.into())),
         },
     };
-    if seq != call.seq + 1 {
-        // A replay (or a request from the future): the stored answer, no effect.
-        let wanted = seq.min(call.seq);
+    if let TurnStep::Replay { seq: wanted } = turn_step(call.seq, seq) {
         let response: Option<String> = tx
             .prepare_cached("select response from call_events where call_id = ?1 and seq = ?2")?
             .query_row(params![call.call_id, wanted], |r| r.get(0))
@@ -143,9 +141,10 @@ pub(super) fn turn_in(
     let w = loop {
         let w = f(&call).map_err(StoreError::Turn)?;
         match write_turn(tx, &call, seq, &w) {
+            Ok(()) => break w,
             // Nothing was written before the number: step again with another one.
-            Err(StoreError::Conflict) if collisions < 5 => collisions += 1,
-            r => break r.map(|()| w)?,
+            Err(e) if after_write(&e, collisions) == AfterWrite::StepAgain => collisions += 1,
+            Err(e) => return Err(e),
         }
     };
     Ok(TurnResult { queued: w.queues_messages(), response: w.response, replay: false })
@@ -216,7 +215,7 @@ fn write_turn(tx: &Connection, call: &CallRecord, seq: i64, w: &TurnWrite) -> Re
              on conflict (call_id, name) do update set kind = excluded.kind, value_text = excluded.value_text,
                value_raw = excluded.value_raw, value_scale = excluded.value_scale, created_at = {NOW}"
         ))?;
-        for (name, v) in &w.answers {
+        for (name, v) in last_answers(&w.answers) {
             let (kind, text, raw, scale) = answer_columns(v);
             st.execute(params![call.call_id, call.patient_id, name, kind, text, raw, scale])?;
         }

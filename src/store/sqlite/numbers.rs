@@ -4,7 +4,8 @@ use chrono::{DateTime, Utc};
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
 use super::{SqliteStore, parse_sqlite_time, sqlite_time};
-use crate::store::{Consent, Issued, NewNumber, StoreError, ValidNumber, Verdict};
+use crate::store::{FoundNumber, Issued, NewNumber, NumberClash, StoreError, ValidNumber, Verdict};
+use crate::store::{clash_error, consent_actor, consent_columns, judge};
 
 /// Records a number (and its message): expires numbers whose time is up, revokes the
 /// patient's previous number, inserts. A hash equal to a valid number's is a [`StoreError::Conflict`].
@@ -31,11 +32,7 @@ pub(super) fn insert_number(
          where patient_id = ?1 and status = 'valid'",
     )?
     .execute(params![n.patient_id, now])?;
-    let (seq, staff) = match &n.consent {
-        Consent::Call { seq } => (Some(*seq), None),
-        Consent::Staff { name } => (None, Some(name.as_str())),
-    };
-    let channel = if staff.is_some() { "staff" } else { "call" };
+    let (seq, staff, channel) = consent_columns(&n.consent);
     let inserted = tx
         .prepare_cached(
             "insert into processing_numbers (patient_id, number_hash, sealed, issued_at, expires_at,
@@ -55,33 +52,23 @@ pub(super) fn insert_number(
             n.delivery,
             reissue_of
         ]);
-    match inserted {
-        Err(rusqlite::Error::SqliteFailure(e, Some(msg)))
-            if e.code == rusqlite::ErrorCode::ConstraintViolation && msg.contains("number_hash") =>
-        {
-            return Err(StoreError::Conflict);
-        }
-        Err(rusqlite::Error::SqliteFailure(e, Some(msg)))
-            if e.code == rusqlite::ErrorCode::ConstraintViolation && msg.contains("consent_call_id") =>
-        {
-            // This consent already has its number.
-            return Err(StoreError::Duplicate(format!(
-                "processing number for turn {} of call {}",
-                seq.unwrap_or_default(),
-                call_id.unwrap_or_default()
-            )));
-        }
-        Err(rusqlite::Error::SqliteFailure(e, Some(msg)))
-            if e.code == rusqlite::ErrorCode::ConstraintViolation && msg.contains("reissue_of") =>
-        {
-            return Err(StoreError::Duplicate(format!("replacement for number {}", reissue_of.unwrap_or_default())));
-        }
-        Err(rusqlite::Error::SqliteFailure(e, _)) if e.code == rusqlite::ErrorCode::ConstraintViolation => {
-            // The patient row is missing.
-            return Err(StoreError::UnknownPatient(n.patient_id.clone()));
-        }
-        r => r?,
-    };
+    if let Err(rusqlite::Error::SqliteFailure(e, msg)) = &inserted
+        && e.code == rusqlite::ErrorCode::ConstraintViolation
+    {
+        // SQLite names the columns of the unique index refused; a foreign key, nothing.
+        let msg = msg.as_deref().unwrap_or("");
+        let clash = if msg.contains("number_hash") {
+            NumberClash::Hash
+        } else if msg.contains("consent_call_id") {
+            NumberClash::Consent
+        } else if msg.contains("reissue_of") {
+            NumberClash::Reissue
+        } else {
+            NumberClash::Patient
+        };
+        return Err(clash_error(clash, n, call_id, reissue_of));
+    }
+    inserted?;
     let number_id = tx.last_insert_rowid();
     let message_id = match &n.message {
         Some(m) => {
@@ -94,15 +81,8 @@ pub(super) fn insert_number(
         }
         None => None,
     };
-    audit(tx, channel_actor(&n.consent), "issue", Some(number_id), &format!("delivery {}", n.delivery))?;
+    audit(tx, consent_actor(&n.consent), "issue", Some(number_id), &format!("delivery {}", n.delivery))?;
     Ok(Issued { number_id, message_id })
-}
-
-fn channel_actor(c: &Consent) -> &str {
-    match c {
-        Consent::Call { .. } => "call",
-        Consent::Staff { name } => name,
-    }
 }
 
 pub(super) fn audit(
@@ -157,32 +137,29 @@ impl SqliteStore {
     ) -> Result<Verdict, StoreError> {
         let mut conn = self.conn();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let row: Option<(i64, String, String, String, String)> = tx
+        let found = tx
             .prepare_cached(
                 "select number_id, patient_id, status, issued_at, expires_at from processing_numbers
                  where number_hash = ?1 order by (status = 'valid') desc, number_id desc limit 1",
             )?
-            .query_row([hash], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))
+            .query_row([hash], |r| {
+                Ok(FoundNumber {
+                    number_id: r.get(0)?,
+                    patient_id: r.get(1)?,
+                    status: r.get(2)?,
+                    issued_at: parse_sqlite_time(&r.get::<_, String>(3)?),
+                    expires_at: parse_sqlite_time(&r.get::<_, String>(4)?),
+                })
+            })
             .optional()?;
-        let verdict = match row {
-            None => Verdict::Unknown,
-            Some((id, patient_id, status, issued, expires)) => match status.as_str() {
-                "used" => Verdict::Used,
-                "revoked" => Verdict::Revoked,
-                "expired" => Verdict::Expired,
-                _ if parse_sqlite_time(&expires) <= now => Verdict::Expired,
-                _ => {
-                    if consume {
-                        tx.prepare_cached(
-                            "update processing_numbers set status = 'used', used_at = ?2, used_by = ?3, sealed = null
-                             where number_id = ?1",
-                        )?
-                        .execute(params![id, sqlite_time(now), actor])?;
-                    }
-                    Verdict::Valid { number_id: id, patient_id, issued_at: parse_sqlite_time(&issued) }
-                }
-            },
-        };
+        let verdict = judge(found, now);
+        if let (Verdict::Valid { number_id, .. }, true) = (&verdict, consume) {
+            tx.prepare_cached(
+                "update processing_numbers set status = 'used', used_at = ?2, used_by = ?3, sealed = null
+                 where number_id = ?1",
+            )?
+            .execute(params![number_id, sqlite_time(now), actor])?;
+        }
         let number_id = match &verdict {
             Verdict::Valid { number_id, .. } => Some(*number_id),
             _ => None,

@@ -5,8 +5,8 @@ use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
 use super::numbers::{audit, insert_number};
 use super::{NOW, SqliteStore, sqlite_time};
-use crate::store::{Consent, Fallback, LateMessage, NewNumber, OutboxMessage, SendResult, StoreError};
-use crate::store::{LATE_DEAD_ALERT, REISSUED_ALERT};
+use crate::store::{Fallback, FallbackChoice, Finish, LateMessage, LateSettle, NewNumber, NumberOnFile, OutboxMessage};
+use crate::store::{SendResult, StoreError, choose_fallback, finish, stored_consent, takes_callback};
 
 /// (number_id, patient_id, consent_call_id, consent_seq, consent_staff) of a late message's number.
 type LateRow = (i64, String, Option<i64>, Option<i64>, Option<String>);
@@ -68,11 +68,11 @@ impl SqliteStore {
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let t = sqlite_time(now);
         let mut fallback = None;
-        match result {
-            SendResult::Undeliverable { error, email } => {
-                fallback = fall_back(&tx, message_id, error, *email, &t)?;
+        match finish(result) {
+            Finish::FallBack { error, email } => {
+                fallback = fall_back(&tx, message_id, error, email, &t)?;
             }
-            SendResult::Sent { provider_id, status } => {
+            Finish::Sent { provider_id, status } => {
                 tx.prepare_cached(
                     // Only a message still in hand: a delivery callback that came first (and
                     // perhaps said `failed`) is not overwritten by the sender's late record.
@@ -81,15 +81,14 @@ impl SqliteStore {
                 )?
                 .execute(params![message_id, provider_id, status, t])?;
             }
-            SendResult::Retry { error, at } => {
+            Finish::Retry { error, at } => {
                 tx.prepare_cached(
                     "update outbox set status = 'pending', next_attempt_at = ?2, last_error = ?3, lease_until = null, updated_at = ?4
                      where message_id = ?1",
                 )?
-                .execute(params![message_id, sqlite_time(*at), error, t])?;
+                .execute(params![message_id, sqlite_time(at), error, t])?;
             }
-            SendResult::Failed { error, dead } => {
-                let status = if *dead { "dead" } else { "failed" };
+            Finish::Close { status, error, alert } => {
                 tx.prepare_cached(
                     "update outbox set status = ?2, last_error = ?3, lease_until = null, body_sealed = '', updated_at = ?4
                      where message_id = ?1",
@@ -98,7 +97,7 @@ impl SqliteStore {
                 tx.prepare_cached(
                     "insert into alerts (patient_id, reason) select patient_id, ?2 from outbox where message_id = ?1",
                 )?
-                .execute(params![message_id, format!("message_{status}: {error}")])?;
+                .execute(params![message_id, alert])?;
             }
         }
         tx.commit()?;
@@ -146,19 +145,16 @@ impl SqliteStore {
             .query_row(params![message_id, t], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))
             .optional()?;
         let Some((number_id, patient_id, call_id, seq, staff)) = late else { return Ok(false) };
-        let (status, reason) = if fresh.is_some() { ("cancelled", REISSUED_ALERT) } else { ("dead", LATE_DEAD_ALERT) };
+        let settle = LateSettle::of(fresh.is_some());
         tx.prepare_cached(
             "update outbox set status = ?2, body_sealed = '', last_error = 'expired before delivery',
                lease_until = null, updated_at = ?3
              where message_id = ?1",
         )?
-        .execute(params![message_id, status, t])?;
+        .execute(params![message_id, settle.status(), t])?;
         match fresh {
             Some(n) => {
-                let consent = match (seq, staff) {
-                    (Some(seq), _) if call_id.is_some() => Consent::Call { seq },
-                    (_, staff) => Consent::Staff { name: staff.unwrap_or_default() },
-                };
+                let consent = stored_consent(call_id, seq, staff);
                 let n = NewNumber { patient_id: patient_id.clone(), consent, ..n.clone() };
                 let issued = insert_number(&tx, call_id, &n, Some(number_id))?;
                 audit(&tx, "outbox", "reissue", Some(issued.number_id), "expired before delivery")?;
@@ -169,7 +165,7 @@ impl SqliteStore {
             }
         }
         tx.prepare_cached("insert into alerts (patient_id, reason) values (?1, ?2)")?
-            .execute(params![patient_id, reason])?;
+            .execute(params![patient_id, settle.alert()])?;
         tx.commit()?;
         Ok(true)
     }
@@ -193,16 +189,24 @@ impl SqliteStore {
         status: &str,
         error_code: Option<&str>,
     ) -> Result<bool, StoreError> {
-        let conn = self.conn();
-        conn.prepare_cached(&format!(
-            "update outbox set status = ?2, last_error = coalesce(?3, last_error), updated_at = {NOW}
-             where provider_id = ?1 and status not in ('delivered') and fallback is null"
-        ))?
-        .execute(params![provider_id, status, error_code])?;
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let messages = tx
+            .prepare_cached("select message_id, status, fallback is not null from outbox where provider_id = ?1")?
+            .query_map([provider_id], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?, r.get::<_, bool>(2)?)))?
+            .collect::<Result<Vec<_>, _>>()?;
+        for (message_id, current, fell_back) in &messages {
+            if takes_callback(current, *fell_back) {
+                tx.prepare_cached(&format!(
+                    "update outbox set status = ?2, last_error = coalesce(?3, last_error), updated_at = {NOW}
+                     where message_id = ?1"
+                ))?
+                .execute(params![message_id, status, error_code])?;
+            }
+        }
+        tx.commit()?;
         // Known: some message carries this provider id (even if a later status stood).
-        Ok(conn
-            .prepare_cached("select exists(select 1 from outbox where provider_id = ?1)")?
-            .query_row([provider_id], |r| r.get(0))?)
+        Ok(!messages.is_empty())
     }
 
     /// (channel, recipient, status, attempts) of a patient's messages, oldest first.
@@ -233,15 +237,16 @@ fn fall_back(
         .optional()?;
     let Some((patient_id, number_id, body)) = row else { return Ok(None) };
     // The number, while still valid: whether a copy is kept to read, and where to e-mail it.
-    let number: Option<(bool, Option<String>)> = tx
+    let number = tx
         .prepare_cached(
             "select n.sealed is not null, p.email from processing_numbers n join patients p on p.patient_id = n.patient_id
              where n.number_id = ?1 and n.status = 'valid' and n.expires_at > ?2",
         )?
-        .query_row(params![number_id, t], |r| Ok((r.get(0)?, r.get(1)?)))
+        .query_row(params![number_id, t], |r| Ok(NumberOnFile { sealed_kept: r.get(0)?, email: r.get(1)? }))
         .optional()?;
-    let fallback = match number {
-        Some((_, Some(address))) if email_ok && address.contains('@') && !body.is_empty() => {
+    let choice = choose_fallback(number, email_ok, &body);
+    match &choice {
+        FallbackChoice::Email { address } => {
             tx.prepare_cached(
                 "insert into outbox (patient_id, number_id, channel, recipient, body_sealed, next_attempt_at)
                  values (?1, ?2, 'email', ?3, ?4, ?5)",
@@ -249,17 +254,16 @@ fn fall_back(
             .execute(params![patient_id, number_id, address, body, t])?;
             tx.prepare_cached("update processing_numbers set delivery = 'email' where number_id = ?1")?
                 .execute([number_id])?;
-            Fallback::Email
         }
-        Some((true, _)) => {
+        FallbackChoice::ReadAloud => {
             tx.prepare_cached(
                 "update processing_numbers set read_pending = 1, delivery = 'read_aloud' where number_id = ?1",
             )?
             .execute([number_id])?;
-            Fallback::ReadAloud
         }
-        _ => Fallback::None,
-    };
+        FallbackChoice::None => {}
+    }
+    let fallback = choice.fallback();
     tx.prepare_cached(
         "update outbox set status = 'failed', fallback = ?2, last_error = ?3, lease_until = null, body_sealed = '',
            updated_at = ?4
