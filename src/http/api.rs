@@ -103,7 +103,7 @@ impl FromRequestParts<AppState> for Client {
             .map(|(_, t)| t.trim())
             .filter(|t| !t.is_empty());
         let Some(token) = token else { return Err(unauthorized()) };
-        match app.store.token_name(&token_hash(token)).await {
+        match app.store.numbers().token_name(&token_hash(token)).await {
             Ok(Some(name)) => Ok(Client(name)),
             Ok(None) => Err(unauthorized()),
             Err(e) => Err(ApiError::internal(e)),
@@ -200,7 +200,7 @@ async fn issue(
         ));
     }
     let staff = req.staff.unwrap_or_else(|| client.0.clone());
-    let patient = app.store.patient(&id).await.map_err(ApiError::internal)?;
+    let patient = app.store.patients().get(&id).await.map_err(ApiError::internal)?;
     let catalog = patient.as_ref().and_then(|p| app.flows.catalog(&p.language));
     let issued =
         numbers::issue_by_staff(&app.store, &app.turns.issuer, catalog.as_deref(), &id, req.send, &staff, Utc::now())
@@ -275,7 +275,7 @@ async fn import(State(app): State<AppState>, client: Client, CsvBody(csv): CsvBo
                 .into_response());
         }
     };
-    let count = app.store.import_patients(&patients).await.map_err(ApiError::internal)?;
+    let count = app.store.patients().import(&patients).await.map_err(ApiError::internal)?;
     tracing::info!(
         client = %client.0,
         inserted = count.inserted,

@@ -2,8 +2,8 @@
 
 use crate::flow::{CallState, Value};
 
-use super::StoreError;
 use super::numbers::{NewMessage, NewNumber};
+use super::{Fut, StoreError};
 
 /// A call to be placed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -173,6 +173,26 @@ pub fn last_answers(answers: &[(String, Value)]) -> impl Iterator<Item = &(Strin
         .enumerate()
         .filter(|(i, (name, _))| !answers[i + 1..].iter().any(|(later, _)| later == name))
         .map(|(_, a)| a)
+}
+
+/// The calls' operations (`store.calls()`).
+pub trait Calls {
+    /// One turn of a call, in one transaction. `seq` is the turn's number (0 for the first,
+    /// which creates the call from `create`). A turn already taken returns its stored response;
+    /// a turn from the future returns the latest one; neither runs `f` ([`turn_step`]).
+    fn turn<'a>(&'a self, sid: &'a str, seq: i64, create: Option<NewCall>, f: TurnFn) -> Fut<'a, TurnResult>;
+    fn get<'a>(&'a self, sid: &'a str) -> Fut<'a, Option<CallRecord>>;
+    /// Records a carrier status callback. A status never replaces a later one (`completed`
+    /// stays `completed` when `in-progress` arrives late, [`status_rank`]); a call that ends
+    /// before its flow did is marked incomplete. Returns whether anything changed.
+    fn record_status<'a>(&'a self, sid: &'a str, status: &'a str, duration: Option<i64>) -> Fut<'a, bool>;
+    fn answers(&self, call_id: i64) -> Fut<'_, Vec<Answer>>;
+    /// Alert reasons raised for a call.
+    fn alerts(&self, call_id: i64) -> Fut<'_, Vec<String>>;
+    /// Alert reasons raised for a patient (by calls, the outbox or the dialer).
+    fn patient_alerts<'a>(&'a self, patient_id: &'a str) -> Fut<'a, Vec<String>>;
+    /// The number of turns stored for a call.
+    fn event_count(&self, call_id: i64) -> Fut<'_, i64>;
 }
 
 #[cfg(test)]

@@ -2,6 +2,8 @@
 
 use chrono::{DateTime, Utc};
 
+use super::Fut;
+
 /// Who consented to a number being issued.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Consent {
@@ -163,6 +165,25 @@ pub fn judge(found: Option<FoundNumber>, now: DateTime<Utc>) -> Verdict {
         _ if n.expires_at <= now => Verdict::Expired,
         _ => Verdict::Valid { number_id: n.number_id, patient_id: n.patient_id, issued_at: n.issued_at },
     }
+}
+
+/// The processing numbers' operations (`store.numbers()`), with API tokens and the audit log.
+pub trait Numbers {
+    /// Issues a number outside a call (the manual path), with its message, in one transaction.
+    fn issue<'a>(&'a self, n: &'a NewNumber) -> Fut<'a, Issued>;
+    /// The patient's number that is still valid at `now`.
+    fn valid<'a>(&'a self, patient_id: &'a str, now: DateTime<Utc>) -> Fut<'a, Option<ValidNumber>>;
+    /// Looks a number up by its keyed hash ([`judge`]); with `consume`, a valid number is used
+    /// up (exactly once under concurrent calls). Every attempt goes to the audit log.
+    fn verify<'a>(&'a self, hash: &'a str, now: DateTime<Utc>, actor: &'a str, consume: bool) -> Fut<'a, Verdict>;
+    /// Stores an API token's hash under a unique name.
+    fn add_token<'a>(&'a self, name: &'a str, token_hash: &'a str) -> Fut<'a, ()>;
+    /// The name of the live API token with this hash.
+    fn token_name<'a>(&'a self, token_hash: &'a str) -> Fut<'a, Option<String>>;
+    /// (actor, action, detail) of the processing-number audit log, oldest first.
+    fn audit_log(&self) -> Fut<'_, Vec<(String, String, String)>>;
+    /// How many numbers are valid (not used, revoked or expired by status).
+    fn valid_count(&self) -> Fut<'_, i64>;
 }
 
 #[cfg(test)]

@@ -2,6 +2,9 @@
 
 use chrono::{DateTime, Utc};
 
+use super::Fut;
+use super::NewNumber;
+
 /// A message claimed for sending.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OutboxMessage {
@@ -137,7 +140,7 @@ pub enum Finish<'a> {
 }
 
 /// The change a send result makes.
-pub fn finish(result: &SendResult) -> Finish<'_> {
+pub fn finish_plan(result: &SendResult) -> Finish<'_> {
     match result {
         SendResult::Undeliverable { error, email } => Finish::FallBack { error, email: *email },
         SendResult::Sent { provider_id, status } => Finish::Sent { provider_id, status },
@@ -187,6 +190,34 @@ impl LateSettle {
     }
 }
 
+/// The outbox's operations (`store.outbox()`).
+pub trait Outbox {
+    /// Claims due messages with a lease, and commits before anything is sent.
+    fn claim(&self, now: DateTime<Utc>, lease_until: DateTime<Utc>, limit: i64) -> Fut<'_, Vec<OutboxMessage>>;
+    /// Records how a send ended ([`finish_plan`]); a failed or dead message alerts the health
+    /// centre. For [`SendResult::Undeliverable`], returns the fallback taken
+    /// ([`choose_fallback`]), or `None` when the message had already fallen back (a replayed
+    /// status callback): nothing is done twice.
+    fn finish<'a>(&'a self, message_id: i64, result: &'a SendResult, now: DateTime<Utc>) -> Fut<'a, Option<Fallback>>;
+    /// Pending messages due at `now` whose number expired before they could be sent, for
+    /// [`Outbox::replace_late`].
+    fn late(&self, now: DateTime<Utc>, limit: i64) -> Fut<'_, Vec<LateMessage>>;
+    /// Settles a late message in one transaction ([`LateSettle`]): with `fresh`, the message is
+    /// cancelled and `fresh` (a new number for the same patient and consent, with its message)
+    /// is issued in its place, once per number; without, the message is dead. The health
+    /// centre is alerted. Returns false when the message was no longer late (settled by another
+    /// sender, or sent). `fresh.consent` is ignored: the old number's consent is copied.
+    fn replace_late<'a>(&'a self, message_id: i64, fresh: Option<&'a NewNumber>, now: DateTime<Utc>) -> Fut<'a, bool>;
+    /// Messages whose sender died mid-send: they may have gone out, so they wait until
+    /// `resend_at` for a status callback to say so, and are sent again only if none came.
+    fn release_expired_leases(&self, now: DateTime<Utc>, resend_at: DateTime<Utc>) -> Fut<'_, usize>;
+    /// A delivery status from the provider's callback ([`takes_callback`]: never replacing
+    /// `delivered`). Returns whether a message with this provider id is known.
+    fn status<'a>(&'a self, provider_id: &'a str, status: &'a str, error_code: Option<&'a str>) -> Fut<'a, bool>;
+    /// (channel, recipient, status, attempts) of a patient's messages, oldest first.
+    fn for_patient<'a>(&'a self, patient_id: &'a str) -> Fut<'a, Vec<(String, String, String, i64)>>;
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -212,16 +243,16 @@ mod tests {
     fn a_failed_send_closes_the_message_with_an_alert_and_a_retry_does_not() {
         let at = DateTime::<Utc>::UNIX_EPOCH;
         assert_eq!(
-            finish(&SendResult::Failed { error: "x".into(), dead: true }),
+            finish_plan(&SendResult::Failed { error: "x".into(), dead: true }),
             Finish::Close { status: "dead", error: "x", alert: "message_dead: x".into() }
         );
         assert!(matches!(
-            finish(&SendResult::Failed { error: "x".into(), dead: false }),
+            finish_plan(&SendResult::Failed { error: "x".into(), dead: false }),
             Finish::Close { status: "failed", .. }
         ));
-        assert_eq!(finish(&SendResult::Retry { error: "x".into(), at }), Finish::Retry { error: "x", at });
+        assert_eq!(finish_plan(&SendResult::Retry { error: "x".into(), at }), Finish::Retry { error: "x", at });
         assert_eq!(
-            finish(&SendResult::Undeliverable { error: "21614".into(), email: true }),
+            finish_plan(&SendResult::Undeliverable { error: "21614".into(), email: true }),
             Finish::FallBack { error: "21614", email: true }
         );
     }

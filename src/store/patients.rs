@@ -1,6 +1,10 @@
 //! Patients of the roster: who is called, in which language, at which slot.
 
+use std::borrow::Cow;
+
 use serde::{Deserialize, Serialize};
+
+use super::Fut;
 
 /// A patient of the roster.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -45,6 +49,26 @@ pub(super) fn last_of_each_id(patients: &[Patient]) -> Vec<Patient> {
         patients.iter().rev().filter(|p| seen.insert(p.patient_id.as_str())).cloned().collect();
     kept.reverse();
     kept
+}
+
+/// The patients' operations (`store.patients()`).
+pub trait Patients {
+    /// Inserts or updates a patient (by id).
+    fn upsert<'a>(&'a self, p: &'a Patient) -> Fut<'a, ()>;
+    /// Inserts or updates each patient (by id) in one transaction: all or nothing. A patient
+    /// whose every field is as stored keeps its `updated_at`. An id given twice counts once,
+    /// and its last row wins ([`unique_ids`]).
+    fn import<'a>(&'a self, patients: &'a [Patient]) -> Fut<'a, ImportCount>;
+    /// Every patient, by id (byte order).
+    fn all(&self) -> Fut<'_, Vec<Patient>>;
+    fn get<'a>(&'a self, id: &'a str) -> Fut<'a, Option<Patient>>;
+    /// The patient with this phone number (E.164), for inbound calls.
+    fn by_phone<'a>(&'a self, phone: &'a str) -> Fut<'a, Option<Patient>>;
+}
+
+/// The patients of an import, each id once: the last row of an id given twice, in its place.
+pub fn unique_ids(patients: &[Patient]) -> Cow<'_, [Patient]> {
+    if has_duplicate_ids(patients) { Cow::Owned(last_of_each_id(patients)) } else { Cow::Borrowed(patients) }
 }
 
 #[cfg(test)]

@@ -2,7 +2,7 @@
 //! starts on it, so a server restarted after the files changed can rebuild the version and let
 //! the calls in progress finish on it.
 
-use super::{Store, StoreError};
+use super::{Fut, StoreError};
 
 /// A flow version as stored: the flow file's name and text, and each catalogue's.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -15,28 +15,22 @@ pub struct StoredFlow {
     pub catalogs: Vec<(String, String, String)>,
 }
 
-impl Store {
+/// The flow versions' operations (`store.flows()`).
+pub trait Flows {
     /// Stores a flow version unless it is stored already.
-    pub async fn save_flow_version(&self, f: &StoredFlow) -> Result<(), StoreError> {
-        let catalogs = serde_json::to_string(&f.catalogs)?;
-        match self {
-            Store::Sqlite(s) => s.save_flow_version(f, &catalogs),
-            Store::Postgres(s) => s.save_flow_version(f, &catalogs).await,
-        }
-    }
-
+    fn save<'a>(&'a self, f: &'a StoredFlow) -> Fut<'a, ()>;
     /// The versions that calls not yet ended started on.
-    pub async fn flow_versions_in_use(&self) -> Result<Vec<StoredFlow>, StoreError> {
-        let rows = match self {
-            Store::Sqlite(s) => s.flow_versions_in_use()?,
-            Store::Postgres(s) => s.flow_versions_in_use().await?,
-        };
-        rows.into_iter()
-            .map(|(version, flow, source_name, source, catalogs)| {
-                Ok(StoredFlow { version, flow, source_name, source, catalogs: serde_json::from_str(&catalogs)? })
-            })
-            .collect()
-    }
+    fn in_use(&self) -> Fut<'_, Vec<StoredFlow>>;
+}
+
+/// The catalogues as stored: one JSON text.
+pub(super) fn catalogs_json(f: &StoredFlow) -> Result<String, StoreError> {
+    Ok(serde_json::to_string(&f.catalogs)?)
+}
+
+/// A stored row back into a version.
+pub(super) fn from_row((version, flow, source_name, source, catalogs): Row) -> Result<StoredFlow, StoreError> {
+    Ok(StoredFlow { version, flow, source_name, source, catalogs: serde_json::from_str(&catalogs)? })
 }
 
 /// (version, flow, source_name, source, catalogs as JSON).

@@ -7,6 +7,7 @@ use super::PgStore;
 use super::numbers::{audit, insert_number};
 use crate::store::{AfterWrite, TurnStep, after_write, answer_columns, answer_value, last_answers, turn_step};
 use crate::store::{Answer, CallRecord, Job, NewCall, StoreError, TurnFn, TurnResult, TurnWrite};
+use crate::store::{Calls, Fut, status_rank};
 
 const CALL_COLUMNS: &str = "call_id, call_sid, patient_id, job_id, direction, flow, flow_version, state, seq, ended, incomplete, status, duration";
 
@@ -284,4 +285,37 @@ async fn write_turn(tx: &mut PgConnection, call: &CallRecord, seq: i64, w: &Turn
             .await?;
     }
     Ok(())
+}
+
+impl Calls for PgStore {
+    fn turn<'a>(&'a self, sid: &'a str, seq: i64, create: Option<NewCall>, f: TurnFn) -> Fut<'a, TurnResult> {
+        Box::pin(self.turn(sid, seq, create, f))
+    }
+
+    fn get<'a>(&'a self, sid: &'a str) -> Fut<'a, Option<CallRecord>> {
+        Box::pin(self.call(sid))
+    }
+
+    fn record_status<'a>(&'a self, sid: &'a str, status: &'a str, duration: Option<i64>) -> Fut<'a, bool> {
+        Box::pin(async move {
+            let Some(rank) = status_rank(status) else { return Ok(false) };
+            self.record_status(sid, status, rank, duration).await
+        })
+    }
+
+    fn answers(&self, call_id: i64) -> Fut<'_, Vec<Answer>> {
+        Box::pin(self.answers(call_id))
+    }
+
+    fn alerts(&self, call_id: i64) -> Fut<'_, Vec<String>> {
+        Box::pin(self.alerts(call_id))
+    }
+
+    fn patient_alerts<'a>(&'a self, patient_id: &'a str) -> Fut<'a, Vec<String>> {
+        Box::pin(self.patient_alerts(patient_id))
+    }
+
+    fn event_count(&self, call_id: i64) -> Fut<'_, i64> {
+        Box::pin(self.event_count(call_id))
+    }
 }

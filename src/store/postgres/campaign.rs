@@ -8,6 +8,7 @@ use sqlx::postgres::PgRow;
 use super::PgStore;
 use crate::store::StoreError;
 use crate::store::campaign::{AttemptView, CampaignSummary, DueJob, JobNext, JobView, NewJob, StaleAttempt};
+use crate::store::{Campaign, Fut, Job};
 
 impl PgStore {
     pub async fn plan_jobs(&self, jobs: &[NewJob]) -> Result<usize, StoreError> {
@@ -319,5 +320,86 @@ impl PgStore {
         .await?;
         (summary.numbers_issued, summary.sms_sent, summary.alerts) = (r.try_get(0)?, r.try_get(1)?, r.try_get(2)?);
         Ok(summary)
+    }
+}
+
+impl Campaign for PgStore {
+    fn create_job<'a>(&'a self, patient_id: &'a str, flow: &'a str) -> Fut<'a, i64> {
+        Box::pin(self.create_job(patient_id, flow))
+    }
+
+    fn job(&self, job_id: i64) -> Fut<'_, Option<Job>> {
+        Box::pin(self.job(job_id))
+    }
+
+    fn plan_jobs<'a>(&'a self, jobs: &'a [NewJob]) -> Fut<'a, usize> {
+        Box::pin(self.plan_jobs(jobs))
+    }
+
+    fn advance_jobs(&self, day: NaiveDate, due_at: DateTime<Utc>) -> Fut<'_, usize> {
+        Box::pin(self.advance_jobs(day, due_at))
+    }
+
+    fn reported_patients(&self, from: DateTime<Utc>, to: DateTime<Utc>) -> Fut<'_, Vec<String>> {
+        Box::pin(self.reported_patients(from, to))
+    }
+
+    fn claim_jobs(&self, now: DateTime<Utc>, lease_until: DateTime<Utc>, limit: i64) -> Fut<'_, Vec<DueJob>> {
+        Box::pin(self.claim_jobs(now, lease_until, limit))
+    }
+
+    fn close_days(&self, today: NaiveDate, now: DateTime<Utc>) -> Fut<'_, usize> {
+        Box::pin(self.close_days(today, now))
+    }
+
+    fn active_jobs(&self) -> Fut<'_, i64> {
+        Box::pin(self.active_jobs())
+    }
+
+    fn attempt_dialed<'a>(&'a self, job_id: i64, attempt: i32, call_sid: &'a str) -> Fut<'a, ()> {
+        Box::pin(self.attempt_dialed(job_id, attempt, call_sid))
+    }
+
+    fn attempt_progress<'a>(
+        &'a self,
+        job_id: i64,
+        attempt: i32,
+        status: &'a str,
+        answered_by: Option<&'a str>,
+        lease_until: DateTime<Utc>,
+    ) -> Fut<'a, ()> {
+        Box::pin(self.attempt_progress(job_id, attempt, status, answered_by, lease_until))
+    }
+
+    fn end_attempt<'a>(
+        &'a self,
+        job_id: i64,
+        attempt: i32,
+        outcome: &'a str,
+        answered_by: Option<&'a str>,
+        next: &'a JobNext,
+        now: DateTime<Utc>,
+    ) -> Fut<'a, bool> {
+        Box::pin(self.end_attempt(job_id, attempt, outcome, answered_by, next, now))
+    }
+
+    fn stale_attempts(&self, now: DateTime<Utc>) -> Fut<'_, Vec<StaleAttempt>> {
+        Box::pin(self.stale_attempts(now))
+    }
+
+    fn extend_lease(&self, job_id: i64, until: DateTime<Utc>) -> Fut<'_, ()> {
+        Box::pin(self.extend_lease(job_id, until))
+    }
+
+    fn jobs_for_day(&self, day: NaiveDate) -> Fut<'_, Vec<JobView>> {
+        Box::pin(self.jobs_for_day(day))
+    }
+
+    fn attempts(&self, job_id: i64) -> Fut<'_, Vec<AttemptView>> {
+        Box::pin(self.attempts(job_id))
+    }
+
+    fn summary(&self, day: NaiveDate, since: DateTime<Utc>) -> Fut<'_, CampaignSummary> {
+        Box::pin(self.campaign_summary(day, since))
     }
 }

@@ -22,6 +22,7 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{Executor, PgPool};
 
 use super::StoreError;
+use super::{Backend, Fut};
 
 /// Numbered migrations, applied in order and recorded in `schema_migrations`.
 const MIGRATIONS: &[(i64, &str, &str)] = &[
@@ -108,5 +109,19 @@ pub(super) fn violation(e: &sqlx::Error) -> Option<(String, Option<String>)> {
     match e {
         sqlx::Error::Database(db) => Some((db.code()?.into_owned(), db.constraint().map(str::to_owned))),
         _ => None,
+    }
+}
+
+impl Backend for PgStore {
+    fn name(&self) -> &'static str {
+        "postgres"
+    }
+
+    fn migrate(&self) -> Fut<'_, usize> {
+        Box::pin(self.migrate())
+    }
+
+    fn ping(&self) -> Fut<'_, ()> {
+        Box::pin(self.ping())
     }
 }

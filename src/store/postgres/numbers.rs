@@ -5,6 +5,7 @@ use sqlx::{PgConnection, Row};
 
 use super::{PgStore, violation};
 use crate::store::{FoundNumber, Issued, NewNumber, NumberClash, StoreError, ValidNumber, Verdict};
+use crate::store::{Fut, Numbers};
 use crate::store::{clash_error, consent_actor, consent_columns, judge};
 
 /// The unique index that keeps one replacement per expired number.
@@ -229,5 +230,35 @@ impl PgStore {
         Ok(sqlx::query_scalar("select count(*) from processing_numbers where status = 'valid'")
             .fetch_one(&self.pool)
             .await?)
+    }
+}
+
+impl Numbers for PgStore {
+    fn issue<'a>(&'a self, n: &'a NewNumber) -> Fut<'a, Issued> {
+        Box::pin(self.issue_number(n))
+    }
+
+    fn valid<'a>(&'a self, patient_id: &'a str, now: DateTime<Utc>) -> Fut<'a, Option<ValidNumber>> {
+        Box::pin(self.valid_number(patient_id, now))
+    }
+
+    fn verify<'a>(&'a self, hash: &'a str, now: DateTime<Utc>, actor: &'a str, consume: bool) -> Fut<'a, Verdict> {
+        Box::pin(self.verify_number(hash, now, actor, consume))
+    }
+
+    fn add_token<'a>(&'a self, name: &'a str, token_hash: &'a str) -> Fut<'a, ()> {
+        Box::pin(self.add_token(name, token_hash))
+    }
+
+    fn token_name<'a>(&'a self, token_hash: &'a str) -> Fut<'a, Option<String>> {
+        Box::pin(self.token_name(token_hash))
+    }
+
+    fn audit_log(&self) -> Fut<'_, Vec<(String, String, String)>> {
+        Box::pin(self.audit_log())
+    }
+
+    fn valid_count(&self) -> Fut<'_, i64> {
+        Box::pin(self.valid_count())
     }
 }

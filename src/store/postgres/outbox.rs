@@ -7,7 +7,8 @@ use sqlx::{PgConnection, Row};
 use super::PgStore;
 use super::numbers::{audit, insert_number};
 use crate::store::{Fallback, FallbackChoice, Finish, LateMessage, LateSettle, NewNumber, NumberOnFile, OutboxMessage};
-use crate::store::{SendResult, StoreError, choose_fallback, finish, stored_consent, takes_callback};
+use crate::store::{Fut, Outbox};
+use crate::store::{SendResult, StoreError, choose_fallback, finish_plan, stored_consent, takes_callback};
 
 /// (number_id, patient_id, consent_call_id, consent_seq, consent_staff) of a late message's number.
 type LateRow = (i64, String, Option<i64>, Option<i64>, Option<String>);
@@ -75,7 +76,7 @@ impl PgStore {
     ) -> Result<Option<Fallback>, StoreError> {
         let mut tx = self.pool.begin().await?;
         let mut fallback = None;
-        match finish(result) {
+        match finish_plan(result) {
             Finish::FallBack { error, email } => {
                 fallback = fall_back(&mut tx, message_id, error, email, now).await?;
             }
@@ -353,4 +354,34 @@ async fn fall_back(
         .execute(&mut *tx)
         .await?;
     Ok(Some(fallback))
+}
+
+impl Outbox for PgStore {
+    fn claim(&self, now: DateTime<Utc>, lease_until: DateTime<Utc>, limit: i64) -> Fut<'_, Vec<OutboxMessage>> {
+        Box::pin(self.claim_messages(now, lease_until, limit))
+    }
+
+    fn finish<'a>(&'a self, message_id: i64, result: &'a SendResult, now: DateTime<Utc>) -> Fut<'a, Option<Fallback>> {
+        Box::pin(self.finish_message(message_id, result, now))
+    }
+
+    fn late(&self, now: DateTime<Utc>, limit: i64) -> Fut<'_, Vec<LateMessage>> {
+        Box::pin(self.late_messages(now, limit))
+    }
+
+    fn replace_late<'a>(&'a self, message_id: i64, fresh: Option<&'a NewNumber>, now: DateTime<Utc>) -> Fut<'a, bool> {
+        Box::pin(self.replace_late(message_id, fresh, now))
+    }
+
+    fn release_expired_leases(&self, now: DateTime<Utc>, resend_at: DateTime<Utc>) -> Fut<'_, usize> {
+        Box::pin(self.release_expired_leases(now, resend_at))
+    }
+
+    fn status<'a>(&'a self, provider_id: &'a str, status: &'a str, error_code: Option<&'a str>) -> Fut<'a, bool> {
+        Box::pin(self.message_status(provider_id, status, error_code))
+    }
+
+    fn for_patient<'a>(&'a self, patient_id: &'a str) -> Fut<'a, Vec<(String, String, String, i64)>> {
+        Box::pin(self.messages(patient_id))
+    }
 }

@@ -4,6 +4,7 @@ use sqlx::Row;
 use sqlx::postgres::PgRow;
 
 use super::PgStore;
+use crate::store::{Fut, Patients, unique_ids};
 use crate::store::{ImportCount, Patient, StoreError};
 
 const PATIENT_COLUMNS: &str =
@@ -120,4 +121,26 @@ fn patient_row(r: &PgRow) -> Result<Patient, sqlx::Error> {
         care_end: r.try_get(8)?,
         call_slot: r.try_get(9)?,
     })
+}
+
+impl Patients for PgStore {
+    fn upsert<'a>(&'a self, p: &'a Patient) -> Fut<'a, ()> {
+        Box::pin(self.upsert_patient(p))
+    }
+
+    fn import<'a>(&'a self, patients: &'a [Patient]) -> Fut<'a, ImportCount> {
+        Box::pin(async move { self.import_patients(&unique_ids(patients)).await })
+    }
+
+    fn all(&self) -> Fut<'_, Vec<Patient>> {
+        Box::pin(self.patients())
+    }
+
+    fn get<'a>(&'a self, id: &'a str) -> Fut<'a, Option<Patient>> {
+        Box::pin(self.patient(id))
+    }
+
+    fn by_phone<'a>(&'a self, phone: &'a str) -> Fut<'a, Option<Patient>> {
+        Box::pin(self.patient_by_phone(phone))
+    }
 }

@@ -3,6 +3,8 @@
 use super::PgStore;
 use crate::store::StoreError;
 use crate::store::versions::{IN_USE, Row, StoredFlow};
+use crate::store::versions::{catalogs_json, from_row};
+use crate::store::{Flows, Fut};
 
 impl PgStore {
     pub(in crate::store) async fn save_flow_version(&self, f: &StoredFlow, catalogs: &str) -> Result<(), StoreError> {
@@ -22,5 +24,15 @@ impl PgStore {
 
     pub(in crate::store) async fn flow_versions_in_use(&self) -> Result<Vec<Row>, StoreError> {
         Ok(sqlx::query_as(IN_USE).fetch_all(&self.pool).await?)
+    }
+}
+
+impl Flows for PgStore {
+    fn save<'a>(&'a self, f: &'a StoredFlow) -> Fut<'a, ()> {
+        Box::pin(async move { self.save_flow_version(f, &catalogs_json(f)?).await })
+    }
+
+    fn in_use(&self) -> Fut<'_, Vec<StoredFlow>> {
+        Box::pin(async move { self.flow_versions_in_use().await?.into_iter().map(from_row).collect() })
     }
 }

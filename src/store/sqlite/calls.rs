@@ -6,6 +6,7 @@ use super::numbers::{audit, insert_number};
 use super::{NOW, SqliteStore};
 use crate::store::{AfterWrite, TurnStep, after_write, answer_columns, answer_value, last_answers, turn_step};
 use crate::store::{Answer, CallRecord, Job, NewCall, StoreError, TurnFn, TurnResult, TurnWrite};
+use crate::store::{Calls, Fut, status_rank};
 
 const CALL_COLUMNS: &str = "call_id, call_sid, patient_id, job_id, direction, flow, flow_version, state, seq, ended, incomplete, status, duration";
 
@@ -29,83 +30,66 @@ fn call_row(r: &Row<'_>) -> rusqlite::Result<(CallRecord, String)> {
     Ok((call, state))
 }
 
-impl SqliteStore {
-    pub fn create_job(&self, patient_id: &str, flow: &str) -> Result<i64, StoreError> {
-        let conn = self.conn();
-        conn.prepare_cached("insert into jobs (patient_id, flow) values (?1, ?2)")?.execute([patient_id, flow])?;
-        Ok(conn.last_insert_rowid())
-    }
+pub(super) fn create_job(conn: &mut Connection, patient_id: &str, flow: &str) -> Result<i64, StoreError> {
+    conn.prepare_cached("insert into jobs (patient_id, flow) values (?1, ?2)")?.execute([patient_id, flow])?;
+    Ok(conn.last_insert_rowid())
+}
 
-    pub fn job(&self, job_id: i64) -> Result<Option<Job>, StoreError> {
-        let conn = self.conn();
-        let mut st = conn.prepare_cached("select job_id, patient_id, flow, status from jobs where job_id = ?1")?;
-        Ok(st
-            .query_row([job_id], |r| {
-                Ok(Job { job_id: r.get(0)?, patient_id: r.get(1)?, flow: r.get(2)?, status: r.get(3)? })
-            })
-            .optional()?)
-    }
+pub(super) fn job(conn: &mut Connection, job_id: i64) -> Result<Option<Job>, StoreError> {
+    let mut st = conn.prepare_cached("select job_id, patient_id, flow, status from jobs where job_id = ?1")?;
+    Ok(st
+        .query_row([job_id], |r| {
+            Ok(Job { job_id: r.get(0)?, patient_id: r.get(1)?, flow: r.get(2)?, status: r.get(3)? })
+        })
+        .optional()?)
+}
 
-    pub fn call(&self, sid: &str) -> Result<Option<CallRecord>, StoreError> {
-        let conn = self.conn();
-        load_call(&conn, sid)
-    }
+pub(super) fn call(conn: &mut Connection, sid: &str) -> Result<Option<CallRecord>, StoreError> {
+    load_call(conn, sid)
+}
 
-    /// One turn, committed with the other turns waiting (see [`super::Store::turn`]).
-    pub async fn turn(
-        &self,
-        sid: &str,
-        seq: i64,
-        create: Option<NewCall>,
-        f: TurnFn,
-    ) -> Result<TurnResult, StoreError> {
-        self.writer.turn(sid, seq, create, f).await
-    }
+pub(super) fn record_status(
+    conn: &mut Connection,
+    sid: &str,
+    status: &str,
+    rank: i32,
+    duration: Option<i64>,
+) -> Result<bool, StoreError> {
+    let n = conn
+        .prepare_cached(&format!(
+            "update calls set status = ?2, status_rank = ?3, duration = coalesce(?4, duration),
+               incomplete = case when ?3 = 3 and ended = 0 then 1 else incomplete end, updated_at = {NOW}
+             where call_sid = ?1 and status_rank < ?3"
+        ))?
+        .execute(params![sid, status, rank, duration])?;
+    Ok(n > 0)
+}
 
-    pub fn record_status(&self, sid: &str, status: &str, rank: i32, duration: Option<i64>) -> Result<bool, StoreError> {
-        let n = self
-            .conn()
-            .prepare_cached(&format!(
-                "update calls set status = ?2, status_rank = ?3, duration = coalesce(?4, duration),
-                   incomplete = case when ?3 = 3 and ended = 0 then 1 else incomplete end, updated_at = {NOW}
-                 where call_sid = ?1 and status_rank < ?3"
-            ))?
-            .execute(params![sid, status, rank, duration])?;
-        Ok(n > 0)
-    }
+pub(super) fn answers(conn: &mut Connection, call_id: i64) -> Result<Vec<Answer>, StoreError> {
+    let mut st = conn.prepare_cached(
+        "select name, kind, value_text, value_raw, value_scale from answers where call_id = ?1 order by name",
+    )?;
+    let rows = st.query_map([call_id], |r| {
+        Ok(Answer { name: r.get(0)?, value: answer_value(&r.get::<_, String>(1)?, r.get(2)?, r.get(3)?, r.get(4)?) })
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
 
-    pub fn answers(&self, call_id: i64) -> Result<Vec<Answer>, StoreError> {
-        let conn = self.conn();
-        let mut st = conn.prepare_cached(
-            "select name, kind, value_text, value_raw, value_scale from answers where call_id = ?1 order by name",
-        )?;
-        let rows = st.query_map([call_id], |r| {
-            Ok(Answer {
-                name: r.get(0)?,
-                value: answer_value(&r.get::<_, String>(1)?, r.get(2)?, r.get(3)?, r.get(4)?),
-            })
-        })?;
-        Ok(rows.collect::<Result<_, _>>()?)
-    }
+pub(super) fn alerts(conn: &mut Connection, call_id: i64) -> Result<Vec<String>, StoreError> {
+    let mut st = conn.prepare_cached("select reason from alerts where call_id = ?1 order by alert_id")?;
+    let rows = st.query_map([call_id], |r| r.get(0))?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
 
-    pub fn alerts(&self, call_id: i64) -> Result<Vec<String>, StoreError> {
-        let conn = self.conn();
-        let mut st = conn.prepare_cached("select reason from alerts where call_id = ?1 order by alert_id")?;
-        let rows = st.query_map([call_id], |r| r.get(0))?;
-        Ok(rows.collect::<Result<_, _>>()?)
-    }
+pub(super) fn event_count(conn: &mut Connection, call_id: i64) -> Result<i64, StoreError> {
+    Ok(conn.query_row("select count(*) from call_events where call_id = ?1", [call_id], |r| r.get(0))?)
+}
 
-    pub fn event_count(&self, call_id: i64) -> Result<i64, StoreError> {
-        Ok(self.conn().query_row("select count(*) from call_events where call_id = ?1", [call_id], |r| r.get(0))?)
-    }
-
-    /// Alert reasons for a patient.
-    pub fn patient_alerts(&self, patient_id: &str) -> Result<Vec<String>, StoreError> {
-        let conn = self.conn();
-        let mut st = conn.prepare_cached("select reason from alerts where patient_id = ?1 order by alert_id")?;
-        let rows = st.query_map([patient_id], |r| r.get(0))?;
-        Ok(rows.collect::<Result<_, _>>()?)
-    }
+/// Alert reasons for a patient.
+pub(super) fn patient_alerts(conn: &mut Connection, patient_id: &str) -> Result<Vec<String>, StoreError> {
+    let mut st = conn.prepare_cached("select reason from alerts where patient_id = ?1 order by alert_id")?;
+    let rows = st.query_map([patient_id], |r| r.get(0))?;
+    Ok(rows.collect::<Result<_, _>>()?)
 }
 
 /// One turn inside an open transaction: load (or create) the call, check the turn's sequence
@@ -247,4 +231,39 @@ fn write_turn(tx: &Connection, call: &CallRecord, seq: i64, w: &TurnWrite) -> Re
         ])?;
     }
     Ok(())
+}
+
+impl Calls for SqliteStore {
+    /// Committed with the other turns waiting ([`super::writer`]).
+    fn turn<'a>(&'a self, sid: &'a str, seq: i64, create: Option<NewCall>, f: TurnFn) -> Fut<'a, TurnResult> {
+        Box::pin(self.writer.turn(sid, seq, create, f))
+    }
+
+    fn get<'a>(&'a self, sid: &'a str) -> Fut<'a, Option<CallRecord>> {
+        let sid = sid.to_owned();
+        self.read(move |c| call(c, &sid))
+    }
+
+    fn record_status<'a>(&'a self, sid: &'a str, status: &'a str, duration: Option<i64>) -> Fut<'a, bool> {
+        let Some(rank) = status_rank(status) else { return Box::pin(async { Ok(false) }) };
+        let (sid, status) = (sid.to_owned(), status.to_owned());
+        self.write(move |c| record_status(c, &sid, &status, rank, duration))
+    }
+
+    fn answers(&self, call_id: i64) -> Fut<'_, Vec<Answer>> {
+        self.read(move |c| answers(c, call_id))
+    }
+
+    fn alerts(&self, call_id: i64) -> Fut<'_, Vec<String>> {
+        self.read(move |c| alerts(c, call_id))
+    }
+
+    fn patient_alerts<'a>(&'a self, patient_id: &'a str) -> Fut<'a, Vec<String>> {
+        let patient_id = patient_id.to_owned();
+        self.read(move |c| patient_alerts(c, &patient_id))
+    }
+
+    fn event_count(&self, call_id: i64) -> Fut<'_, i64> {
+        self.read(move |c| event_count(c, call_id))
+    }
 }

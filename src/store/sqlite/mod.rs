@@ -1,21 +1,31 @@
-//! The SQLite back end: one connection in WAL mode behind a mutex (SQLite has one writer at a
-//! time anyway), statements prepared once and cached. Turns go to a thread of their own that
-//! commits every turn waiting in one `BEGIN IMMEDIATE` transaction ([`super::sqlite_writer`]).
+//! The SQLite back end, in WAL mode, statements prepared once and cached per connection.
+//! SQLite calls block, so none runs on a tokio worker: every write goes to one thread that owns
+//! the write connection ([`writer`]: turns committed in groups, other writes between them),
+//! every read to a small pool of threads with read-only connections of their own ([`readers`];
+//! on an in-memory database, which one connection holds, reads go to the writer too). Each
+//! operation is a closure over a connection, answered over a oneshot channel.
+//!
+//! Per record, one file holds the SQL as plain functions of a connection (`patients.rs`,
+//! `calls.rs`, …) and the record's trait, each method one line sending its function to a
+//! thread.
 
 mod calls;
 mod campaign;
 mod numbers;
 mod outbox;
 mod patients;
+mod readers;
 mod versions;
 mod writer;
 
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Mutex;
 
 use chrono::{DateTime, Utc};
 use rusqlite::{Connection, TransactionBehavior, params};
+use tokio::sync::oneshot;
 
-use super::StoreError;
+use super::{Backend, Fut, StoreError};
+use readers::Readers;
 use writer::Writer;
 
 /// Numbered migrations, applied in order and recorded in `schema_migrations`.
@@ -32,10 +42,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
 pub(super) const NOW: &str = "strftime('%Y-%m-%dT%H:%M:%fZ', 'now')";
 
 pub struct SqliteStore {
-    conn: Arc<Mutex<Connection>>,
-    /// The thread that takes the turns, every turn waiting in one transaction. Dropping it
-    /// lets the thread finish the turns queued and joins it.
+    /// The thread that writes: turns, every turn waiting in one transaction, and the other
+    /// writes between them. Dropping it lets the thread finish what is queued and joins it.
     writer: Writer,
+    /// The threads that read a database file; `None` for `:memory:` (the writer reads).
+    readers: Option<Readers>,
     /// Checkpoints the WAL of a database file; `None` for `:memory:`.
     _checkpointer: Option<Checkpointer>,
 }
@@ -102,23 +113,70 @@ impl SqliteStore {
         conn.pragma_update(None, "foreign_keys", "on")?;
         conn.set_prepared_statement_cache_capacity(64);
         let in_memory = path.is_empty() || path == ":memory:" || path.starts_with("file::memory:");
-        let checkpointer = if in_memory {
-            None
+        let (checkpointer, readers) = if in_memory {
+            (None, None)
         } else {
             conn.pragma_update(None, "wal_autocheckpoint", WAL_AUTOCHECKPOINT)?;
-            Some(Checkpointer::start(path)?)
+            (Some(Checkpointer::start(path)?), Some(Readers::start(path)?))
         };
-        let conn = Arc::new(Mutex::new(conn));
-        let writer = Writer::start(conn.clone())?;
-        Ok(SqliteStore { conn, writer, _checkpointer: checkpointer })
+        let writer = Writer::start(conn)?;
+        Ok(SqliteStore { writer, readers, _checkpointer: checkpointer })
     }
 
-    pub(super) fn conn(&self) -> MutexGuard<'_, Connection> {
-        lock(&self.conn)
+    /// Runs `f` on the writer's thread, after the work queued before it.
+    pub(super) fn write<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
+    ) -> Fut<'static, T> {
+        let (reply, answer) = oneshot::channel();
+        let sent = self.writer.send(Box::new(move |c: &mut Connection| {
+            let _ = reply.send(f(c));
+        }));
+        Box::pin(async move {
+            sent?;
+            answer.await.map_err(|_| stopped())?
+        })
     }
 
-    pub fn migrate(&self) -> Result<usize, StoreError> {
-        let mut conn = self.conn();
+    /// Runs `f` on a reader's thread (the writer's, in memory). It sees every write committed
+    /// before it was called.
+    pub(super) fn read<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
+    ) -> Fut<'static, T> {
+        let Some(readers) = &self.readers else { return self.write(f) };
+        let (reply, answer) = oneshot::channel();
+        let sent = readers.send(Box::new(move |c: &mut Connection| {
+            let _ = reply.send(f(c));
+        }));
+        Box::pin(async move {
+            sent?;
+            answer.await.map_err(|_| stopped())?
+        })
+    }
+}
+
+fn stopped() -> StoreError {
+    StoreError::Turn("the SQLite threads have stopped".into())
+}
+
+impl Backend for SqliteStore {
+    fn name(&self) -> &'static str {
+        "sqlite"
+    }
+
+    fn migrate(&self) -> Fut<'_, usize> {
+        self.write(migrate)
+    }
+
+    fn ping(&self) -> Fut<'_, ()> {
+        self.read(|c| Ok(c.query_row("select 1", [], |_| Ok(()))?))
+    }
+}
+
+/// Applies the migrations not yet applied; returns how many ran.
+fn migrate(conn: &mut Connection) -> Result<usize, StoreError> {
+    {
         conn.execute_batch(
             "create table if not exists schema_migrations (version integer primary key, name text not null, applied_at text not null)",
         )?;
@@ -141,17 +199,6 @@ impl SqliteStore {
         }
         Ok(applied)
     }
-
-    pub fn ping(&self) -> Result<(), StoreError> {
-        self.conn().query_row("select 1", [], |_| Ok(()))?;
-        Ok(())
-    }
-}
-
-/// The connection, locked. A panic while holding the lock leaves no half-written transaction
-/// (it rolls back on drop), so the connection is still good.
-pub(super) fn lock(conn: &Mutex<Connection>) -> MutexGuard<'_, Connection> {
-    conn.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// Timestamps as SQLite stores them: ISO 8601 in UTC with milliseconds, which sort as text.

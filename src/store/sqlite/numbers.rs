@@ -5,6 +5,7 @@ use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
 use super::{SqliteStore, parse_sqlite_time, sqlite_time};
 use crate::store::{FoundNumber, Issued, NewNumber, NumberClash, StoreError, ValidNumber, Verdict};
+use crate::store::{Fut, Numbers};
 use crate::store::{clash_error, consent_actor, consent_columns, judge};
 
 /// Records a number (and its message): expires numbers whose time is up, revokes the
@@ -97,109 +98,138 @@ pub(super) fn audit(
     Ok(())
 }
 
-impl SqliteStore {
-    /// Issues a number outside a call (the manual path), in one transaction.
-    pub fn issue_number(&self, n: &NewNumber) -> Result<Issued, StoreError> {
-        let mut conn = self.conn();
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let issued = insert_number(&tx, None, n, None)?;
-        tx.commit()?;
-        Ok(issued)
-    }
+/// Issues a number outside a call (the manual path), in one transaction.
+pub(super) fn issue_number(conn: &mut Connection, n: &NewNumber) -> Result<Issued, StoreError> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let issued = insert_number(&tx, None, n, None)?;
+    tx.commit()?;
+    Ok(issued)
+}
 
-    /// The patient's number that is still valid at `now`.
-    pub fn valid_number(&self, patient_id: &str, now: DateTime<Utc>) -> Result<Option<ValidNumber>, StoreError> {
-        let conn = self.conn();
-        let mut st = conn.prepare_cached(
-            "select number_id, expires_at, sealed, read_pending from processing_numbers
-             where patient_id = ?1 and status = 'valid' and expires_at > ?2 order by number_id desc limit 1",
-        )?;
-        Ok(st
-            .query_row(params![patient_id, sqlite_time(now)], |r| {
-                Ok(ValidNumber {
-                    number_id: r.get(0)?,
-                    expires_at: parse_sqlite_time(&r.get::<_, String>(1)?),
-                    sealed: r.get(2)?,
-                    read_pending: r.get(3)?,
-                })
+/// The patient's number that is still valid at `now`.
+pub(super) fn valid_number(
+    conn: &mut Connection,
+    patient_id: &str,
+    now: DateTime<Utc>,
+) -> Result<Option<ValidNumber>, StoreError> {
+    let mut st = conn.prepare_cached(
+        "select number_id, expires_at, sealed, read_pending from processing_numbers
+         where patient_id = ?1 and status = 'valid' and expires_at > ?2 order by number_id desc limit 1",
+    )?;
+    Ok(st
+        .query_row(params![patient_id, sqlite_time(now)], |r| {
+            Ok(ValidNumber {
+                number_id: r.get(0)?,
+                expires_at: parse_sqlite_time(&r.get::<_, String>(1)?),
+                sealed: r.get(2)?,
+                read_pending: r.get(3)?,
             })
-            .optional()?)
-    }
+        })
+        .optional()?)
+}
 
-    /// Looks a number up by its hash; with `consume`, a valid number becomes used (once: the
-    /// transaction serialises concurrent attempts). Every attempt is in the audit log.
-    pub fn verify_number(
-        &self,
-        hash: &str,
-        now: DateTime<Utc>,
-        actor: &str,
-        consume: bool,
-    ) -> Result<Verdict, StoreError> {
-        let mut conn = self.conn();
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let found = tx
-            .prepare_cached(
-                "select number_id, patient_id, status, issued_at, expires_at from processing_numbers
-                 where number_hash = ?1 order by (status = 'valid') desc, number_id desc limit 1",
-            )?
-            .query_row([hash], |r| {
-                Ok(FoundNumber {
-                    number_id: r.get(0)?,
-                    patient_id: r.get(1)?,
-                    status: r.get(2)?,
-                    issued_at: parse_sqlite_time(&r.get::<_, String>(3)?),
-                    expires_at: parse_sqlite_time(&r.get::<_, String>(4)?),
-                })
+/// Looks a number up by its hash; with `consume`, a valid number becomes used (once: the
+/// transaction serialises concurrent attempts). Every attempt is in the audit log.
+pub(super) fn verify_number(
+    conn: &mut Connection,
+    hash: &str,
+    now: DateTime<Utc>,
+    actor: &str,
+    consume: bool,
+) -> Result<Verdict, StoreError> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let found = tx
+        .prepare_cached(
+            "select number_id, patient_id, status, issued_at, expires_at from processing_numbers
+             where number_hash = ?1 order by (status = 'valid') desc, number_id desc limit 1",
+        )?
+        .query_row([hash], |r| {
+            Ok(FoundNumber {
+                number_id: r.get(0)?,
+                patient_id: r.get(1)?,
+                status: r.get(2)?,
+                issued_at: parse_sqlite_time(&r.get::<_, String>(3)?),
+                expires_at: parse_sqlite_time(&r.get::<_, String>(4)?),
             })
-            .optional()?;
-        let verdict = judge(found, now);
-        if let (Verdict::Valid { number_id, .. }, true) = (&verdict, consume) {
-            tx.prepare_cached(
-                "update processing_numbers set status = 'used', used_at = ?2, used_by = ?3, sealed = null
-                 where number_id = ?1",
-            )?
-            .execute(params![number_id, sqlite_time(now), actor])?;
+        })
+        .optional()?;
+    let verdict = judge(found, now);
+    if let (Verdict::Valid { number_id, .. }, true) = (&verdict, consume) {
+        tx.prepare_cached(
+            "update processing_numbers set status = 'used', used_at = ?2, used_by = ?3, sealed = null
+             where number_id = ?1",
+        )?
+        .execute(params![number_id, sqlite_time(now), actor])?;
+    }
+    let number_id = match &verdict {
+        Verdict::Valid { number_id, .. } => Some(*number_id),
+        _ => None,
+    };
+    let action = if consume { "verify" } else { "check" };
+    audit(&tx, actor, action, number_id, verdict.reason())?;
+    tx.commit()?;
+    Ok(verdict)
+}
+
+pub(super) fn add_token(conn: &mut Connection, name: &str, token_hash: &str) -> Result<(), StoreError> {
+    match conn.prepare_cached("insert into api_tokens (name, token_hash) values (?1, ?2)")?.execute([name, token_hash])
+    {
+        Err(rusqlite::Error::SqliteFailure(e, _)) if e.code == rusqlite::ErrorCode::ConstraintViolation => {
+            Err(StoreError::Duplicate(format!("token '{name}'")))
         }
-        let number_id = match &verdict {
-            Verdict::Valid { number_id, .. } => Some(*number_id),
-            _ => None,
-        };
-        let action = if consume { "verify" } else { "check" };
-        audit(&tx, actor, action, number_id, verdict.reason())?;
-        tx.commit()?;
-        Ok(verdict)
+        r => r.map(|_| ()).map_err(Into::into),
+    }
+}
+
+/// The name of the live token with this hash.
+pub(super) fn token_name(conn: &mut Connection, token_hash: &str) -> Result<Option<String>, StoreError> {
+    let mut st = conn.prepare_cached("select name from api_tokens where token_hash = ?1 and revoked_at is null")?;
+    Ok(st.query_row([token_hash], |r| r.get(0)).optional()?)
+}
+
+/// (action, detail) of the audit log for a number, or all numbers when `None`.
+pub(super) fn audit_log(conn: &mut Connection) -> Result<Vec<(String, String, String)>, StoreError> {
+    let mut st = conn.prepare_cached("select actor, action, detail from audit_log order by audit_id")?;
+    let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// How many numbers are valid now (for tests and metrics).
+pub(super) fn valid_count(conn: &mut Connection) -> Result<i64, StoreError> {
+    Ok(conn.query_row("select count(*) from processing_numbers where status = 'valid'", [], |r| r.get(0))?)
+}
+
+impl Numbers for SqliteStore {
+    fn issue<'a>(&'a self, n: &'a NewNumber) -> Fut<'a, Issued> {
+        let n = n.clone();
+        self.write(move |c| issue_number(c, &n))
     }
 
-    pub fn add_token(&self, name: &str, token_hash: &str) -> Result<(), StoreError> {
-        let conn = self.conn();
-        match conn
-            .prepare_cached("insert into api_tokens (name, token_hash) values (?1, ?2)")?
-            .execute([name, token_hash])
-        {
-            Err(rusqlite::Error::SqliteFailure(e, _)) if e.code == rusqlite::ErrorCode::ConstraintViolation => {
-                Err(StoreError::Duplicate(format!("token '{name}'")))
-            }
-            r => r.map(|_| ()).map_err(Into::into),
-        }
+    fn valid<'a>(&'a self, patient_id: &'a str, now: DateTime<Utc>) -> Fut<'a, Option<ValidNumber>> {
+        let patient_id = patient_id.to_owned();
+        self.read(move |c| valid_number(c, &patient_id, now))
     }
 
-    /// The name of the live token with this hash.
-    pub fn token_name(&self, token_hash: &str) -> Result<Option<String>, StoreError> {
-        let conn = self.conn();
-        let mut st = conn.prepare_cached("select name from api_tokens where token_hash = ?1 and revoked_at is null")?;
-        Ok(st.query_row([token_hash], |r| r.get(0)).optional()?)
+    fn verify<'a>(&'a self, hash: &'a str, now: DateTime<Utc>, actor: &'a str, consume: bool) -> Fut<'a, Verdict> {
+        let (hash, actor) = (hash.to_owned(), actor.to_owned());
+        self.write(move |c| verify_number(c, &hash, now, &actor, consume))
     }
 
-    /// (action, detail) of the audit log for a number, or all numbers when `None`.
-    pub fn audit_log(&self) -> Result<Vec<(String, String, String)>, StoreError> {
-        let conn = self.conn();
-        let mut st = conn.prepare_cached("select actor, action, detail from audit_log order by audit_id")?;
-        let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
-        Ok(rows.collect::<Result<_, _>>()?)
+    fn add_token<'a>(&'a self, name: &'a str, token_hash: &'a str) -> Fut<'a, ()> {
+        let (name, token_hash) = (name.to_owned(), token_hash.to_owned());
+        self.write(move |c| add_token(c, &name, &token_hash))
     }
 
-    /// How many numbers are valid now (for tests and metrics).
-    pub fn valid_count(&self) -> Result<i64, StoreError> {
-        Ok(self.conn().query_row("select count(*) from processing_numbers where status = 'valid'", [], |r| r.get(0))?)
+    fn token_name<'a>(&'a self, token_hash: &'a str) -> Fut<'a, Option<String>> {
+        let token_hash = token_hash.to_owned();
+        self.read(move |c| token_name(c, &token_hash))
+    }
+
+    fn audit_log(&self) -> Fut<'_, Vec<(String, String, String)>> {
+        self.read(audit_log)
+    }
+
+    fn valid_count(&self) -> Fut<'_, i64> {
+        self.read(valid_count)
     }
 }

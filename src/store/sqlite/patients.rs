@@ -1,9 +1,9 @@
 //! Patients on SQLite.
 
-use rusqlite::{OptionalExtension, Row, Transaction, TransactionBehavior};
+use rusqlite::{Connection, OptionalExtension, Row, Transaction, TransactionBehavior};
 
 use super::{NOW, SqliteStore};
-use crate::store::{ImportCount, Patient, StoreError};
+use crate::store::{Fut, ImportCount, Patient, Patients, StoreError, unique_ids};
 
 fn patient_row(r: &Row<'_>) -> rusqlite::Result<Patient> {
     Ok(Patient {
@@ -59,51 +59,71 @@ fn patient_params(p: &Patient) -> [&dyn rusqlite::ToSql; 10] {
     ]
 }
 
-impl SqliteStore {
-    pub fn upsert_patient(&self, p: &Patient) -> Result<(), StoreError> {
-        self.conn().prepare_cached(&upsert_sql(false))?.execute(&patient_params(p)[..])?;
-        Ok(())
-    }
+pub(super) fn upsert_patient(conn: &mut Connection, p: &Patient) -> Result<(), StoreError> {
+    conn.prepare_cached(&upsert_sql(false))?.execute(&patient_params(p)[..])?;
+    Ok(())
+}
 
-    pub fn import_patients(&self, patients: &[Patient]) -> Result<ImportCount, StoreError> {
-        let mut conn = self.conn();
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let count = |tx: &Transaction<'_>| -> rusqlite::Result<i64> {
-            tx.query_row("select count(*) from patients", [], |r| r.get(0))
-        };
-        let before = count(&tx)?;
-        let mut changed = 0;
-        {
-            // One statement, prepared once; an unchanged patient matches the conflict but not
-            // the `where`, and counts no change.
-            let mut st = tx.prepare_cached(&upsert_sql(true))?;
-            for p in patients {
-                changed += st.execute(&patient_params(p)[..])?;
-            }
+pub(super) fn import_patients(conn: &mut Connection, patients: &[Patient]) -> Result<ImportCount, StoreError> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let count = |tx: &Transaction<'_>| -> rusqlite::Result<i64> {
+        tx.query_row("select count(*) from patients", [], |r| r.get(0))
+    };
+    let before = count(&tx)?;
+    let mut changed = 0;
+    {
+        // One statement, prepared once; an unchanged patient matches the conflict but not
+        // the `where`, and counts no change.
+        let mut st = tx.prepare_cached(&upsert_sql(true))?;
+        for p in patients {
+            changed += st.execute(&patient_params(p)[..])?;
         }
-        let inserted = usize::try_from(count(&tx)? - before).unwrap_or(0);
-        tx.commit()?;
-        Ok(ImportCount { inserted, updated: changed - inserted, unchanged: patients.len() - changed })
+    }
+    let inserted = usize::try_from(count(&tx)? - before).unwrap_or(0);
+    tx.commit()?;
+    Ok(ImportCount { inserted, updated: changed - inserted, unchanged: patients.len() - changed })
+}
+
+pub(super) fn patients(conn: &mut Connection) -> Result<Vec<Patient>, StoreError> {
+    let mut st = conn.prepare_cached(&format!("select {PATIENT_COLUMNS} from patients order by patient_id"))?;
+    let rows = st.query_map([], patient_row)?.collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok(rows)
+}
+
+pub(super) fn patient(conn: &mut Connection, id: &str) -> Result<Option<Patient>, StoreError> {
+    let mut st = conn.prepare_cached(&format!("select {PATIENT_COLUMNS} from patients where patient_id = ?1"))?;
+    Ok(st.query_row([id], patient_row).optional()?)
+}
+
+pub(super) fn patient_by_phone(conn: &mut Connection, phone: &str) -> Result<Option<Patient>, StoreError> {
+    let mut st = conn.prepare_cached(&format!(
+        "select {PATIENT_COLUMNS} from patients where phone = ?1 order by patient_id limit 1"
+    ))?;
+    Ok(st.query_row([phone], patient_row).optional()?)
+}
+
+impl Patients for SqliteStore {
+    fn upsert<'a>(&'a self, p: &'a Patient) -> Fut<'a, ()> {
+        let p = p.clone();
+        self.write(move |c| upsert_patient(c, &p))
     }
 
-    pub fn patients(&self) -> Result<Vec<Patient>, StoreError> {
-        let conn = self.conn();
-        let mut st = conn.prepare_cached(&format!("select {PATIENT_COLUMNS} from patients order by patient_id"))?;
-        let rows = st.query_map([], patient_row)?.collect::<rusqlite::Result<Vec<_>>>()?;
-        Ok(rows)
+    fn import<'a>(&'a self, patients: &'a [Patient]) -> Fut<'a, ImportCount> {
+        let patients = unique_ids(patients).into_owned();
+        self.write(move |c| import_patients(c, &patients))
     }
 
-    pub fn patient(&self, id: &str) -> Result<Option<Patient>, StoreError> {
-        let conn = self.conn();
-        let mut st = conn.prepare_cached(&format!("select {PATIENT_COLUMNS} from patients where patient_id = ?1"))?;
-        Ok(st.query_row([id], patient_row).optional()?)
+    fn all(&self) -> Fut<'_, Vec<Patient>> {
+        self.read(patients)
     }
 
-    pub fn patient_by_phone(&self, phone: &str) -> Result<Option<Patient>, StoreError> {
-        let conn = self.conn();
-        let mut st = conn.prepare_cached(&format!(
-            "select {PATIENT_COLUMNS} from patients where phone = ?1 order by patient_id limit 1"
-        ))?;
-        Ok(st.query_row([phone], patient_row).optional()?)
+    fn get<'a>(&'a self, id: &'a str) -> Fut<'a, Option<Patient>> {
+        let id = id.to_owned();
+        self.read(move |c| patient(c, &id))
+    }
+
+    fn by_phone<'a>(&'a self, phone: &'a str) -> Fut<'a, Option<Patient>> {
+        let phone = phone.to_owned();
+        self.read(move |c| patient_by_phone(c, &phone))
     }
 }
