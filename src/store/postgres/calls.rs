@@ -12,7 +12,7 @@ use crate::store::{Calls, Fut, status_rank};
 const CALL_COLUMNS: &str = "call_id, call_sid, patient_id, job_id, direction, flow, flow_version, state, seq, ended, incomplete, status, duration";
 
 impl PgStore {
-    pub async fn create_job(&self, patient_id: &str, flow: &str) -> Result<i64, StoreError> {
+    pub(super) async fn create_job(&self, patient_id: &str, flow: &str) -> Result<i64, StoreError> {
         Ok(sqlx::query_scalar("insert into jobs (patient_id, flow) values ($1, $2) returning job_id")
             .bind(patient_id)
             .bind(flow)
@@ -20,7 +20,7 @@ impl PgStore {
             .await?)
     }
 
-    pub async fn job(&self, job_id: i64) -> Result<Option<Job>, StoreError> {
+    pub(super) async fn job(&self, job_id: i64) -> Result<Option<Job>, StoreError> {
         let row: Option<(i64, String, String, String)> =
             sqlx::query_as("select job_id, patient_id, flow, status from jobs where job_id = $1")
                 .bind(job_id)
@@ -29,7 +29,7 @@ impl PgStore {
         Ok(row.map(|(job_id, patient_id, flow, status)| Job { job_id, patient_id, flow, status }))
     }
 
-    pub async fn call(&self, sid: &str) -> Result<Option<CallRecord>, StoreError> {
+    pub(super) async fn call(&self, sid: &str) -> Result<Option<CallRecord>, StoreError> {
         let row = sqlx::query(&format!("select {CALL_COLUMNS} from calls where call_sid = $1"))
             .bind(sid)
             .fetch_optional(&self.pool)
@@ -37,7 +37,7 @@ impl PgStore {
         row.map(|r| call_row(&r)).transpose()
     }
 
-    pub async fn turn(
+    pub(super) async fn turn(
         &self,
         sid: &str,
         seq: i64,
@@ -86,7 +86,7 @@ impl PgStore {
         Ok(TurnResult { queued: w.queues_messages(), response: w.response, replay: false })
     }
 
-    pub async fn record_status(
+    pub(super) async fn record_status(
         &self,
         sid: &str,
         status: &str,
@@ -107,7 +107,7 @@ impl PgStore {
         Ok(done.rows_affected() > 0)
     }
 
-    pub async fn answers(&self, call_id: i64) -> Result<Vec<Answer>, StoreError> {
+    pub(super) async fn answers(&self, call_id: i64) -> Result<Vec<Answer>, StoreError> {
         let rows = sqlx::query(
             "select name, kind, value_text, value_raw, value_scale from answers where call_id = $1
              order by name collate \"C\"",
@@ -124,14 +124,14 @@ impl PgStore {
         Ok(rows.iter().map(answer).collect::<Result<_, _>>()?)
     }
 
-    pub async fn alerts(&self, call_id: i64) -> Result<Vec<String>, StoreError> {
+    pub(super) async fn alerts(&self, call_id: i64) -> Result<Vec<String>, StoreError> {
         Ok(sqlx::query_scalar("select reason from alerts where call_id = $1 order by alert_id")
             .bind(call_id)
             .fetch_all(&self.pool)
             .await?)
     }
 
-    pub async fn event_count(&self, call_id: i64) -> Result<i64, StoreError> {
+    pub(super) async fn event_count(&self, call_id: i64) -> Result<i64, StoreError> {
         Ok(sqlx::query_scalar("select count(*) from call_events where call_id = $1")
             .bind(call_id)
             .fetch_one(&self.pool)
@@ -139,7 +139,7 @@ impl PgStore {
     }
 
     /// Alert reasons for a patient.
-    pub async fn patient_alerts(&self, patient_id: &str) -> Result<Vec<String>, StoreError> {
+    pub(super) async fn patient_alerts(&self, patient_id: &str) -> Result<Vec<String>, StoreError> {
         Ok(sqlx::query_scalar("select reason from alerts where patient_id = $1 order by alert_id")
             .bind(patient_id)
             .fetch_all(&self.pool)

@@ -11,7 +11,7 @@ use crate::store::campaign::{AttemptView, CampaignSummary, DueJob, JobNext, JobV
 use crate::store::{Campaign, Fut, Job};
 
 impl PgStore {
-    pub async fn plan_jobs(&self, jobs: &[NewJob]) -> Result<usize, StoreError> {
+    pub(super) async fn plan_jobs(&self, jobs: &[NewJob]) -> Result<usize, StoreError> {
         let mut new = 0;
         // Batches of arrays: one statement per few thousand jobs.
         for chunk in jobs.chunks(5000) {
@@ -35,7 +35,7 @@ impl PgStore {
         Ok(new)
     }
 
-    pub async fn advance_jobs(&self, day: NaiveDate, due_at: DateTime<Utc>) -> Result<usize, StoreError> {
+    pub(super) async fn advance_jobs(&self, day: NaiveDate, due_at: DateTime<Utc>) -> Result<usize, StoreError> {
         let r = sqlx::query(
             "update jobs set due_at = $2, updated_at = $2 where day = $1 and status = 'planned' and due_at > $2",
         )
@@ -46,7 +46,7 @@ impl PgStore {
         Ok(r.rows_affected() as usize)
     }
 
-    pub async fn reported_patients(&self, from: DateTime<Utc>, to: DateTime<Utc>) -> Result<Vec<String>, StoreError> {
+    pub(super) async fn reported_patients(&self, from: DateTime<Utc>, to: DateTime<Utc>) -> Result<Vec<String>, StoreError> {
         Ok(sqlx::query_scalar(
             "select distinct patient_id from calls
              where ended and patient_id is not null and created_at >= $1 and created_at < $2",
@@ -57,7 +57,7 @@ impl PgStore {
         .await?)
     }
 
-    pub async fn claim_jobs(
+    pub(super) async fn claim_jobs(
         &self,
         now: DateTime<Utc>,
         lease_until: DateTime<Utc>,
@@ -97,7 +97,7 @@ impl PgStore {
         Ok(rows.iter().map(job).collect::<Result<_, _>>()?)
     }
 
-    pub async fn close_days(&self, today: NaiveDate, now: DateTime<Utc>) -> Result<usize, StoreError> {
+    pub(super) async fn close_days(&self, today: NaiveDate, now: DateTime<Utc>) -> Result<usize, StoreError> {
         let mut tx = self.pool.begin().await?;
         let closed = sqlx::query(
             "with closed as (
@@ -116,13 +116,13 @@ impl PgStore {
         Ok(closed as usize)
     }
 
-    pub async fn active_jobs(&self) -> Result<i64, StoreError> {
+    pub(super) async fn active_jobs(&self) -> Result<i64, StoreError> {
         Ok(sqlx::query_scalar("select count(*) from jobs where status in ('dialing', 'in-progress')")
             .fetch_one(&self.pool)
             .await?)
     }
 
-    pub async fn attempt_dialed(&self, job_id: i64, attempt: i32, call_sid: &str) -> Result<(), StoreError> {
+    pub(super) async fn attempt_dialed(&self, job_id: i64, attempt: i32, call_sid: &str) -> Result<(), StoreError> {
         sqlx::query("update job_attempts set call_sid = $3 where job_id = $1 and attempt = $2 and call_sid is null")
             .bind(job_id)
             .bind(attempt)
@@ -132,7 +132,7 @@ impl PgStore {
         Ok(())
     }
 
-    pub async fn attempt_progress(
+    pub(super) async fn attempt_progress(
         &self,
         job_id: i64,
         attempt: i32,
@@ -167,7 +167,7 @@ impl PgStore {
         Ok(())
     }
 
-    pub async fn end_attempt(
+    pub(super) async fn end_attempt(
         &self,
         job_id: i64,
         attempt: i32,
@@ -219,7 +219,7 @@ impl PgStore {
         Ok(true)
     }
 
-    pub async fn stale_attempts(&self, now: DateTime<Utc>) -> Result<Vec<StaleAttempt>, StoreError> {
+    pub(super) async fn stale_attempts(&self, now: DateTime<Utc>) -> Result<Vec<StaleAttempt>, StoreError> {
         let rows = sqlx::query(
             "select a.job_id, a.attempt, a.call_sid, a.started_at from jobs j
              join job_attempts a on a.job_id = j.job_id and a.attempt = j.attempt
@@ -240,7 +240,7 @@ impl PgStore {
         Ok(rows.iter().map(stale).collect::<Result<_, _>>()?)
     }
 
-    pub async fn extend_lease(&self, job_id: i64, until: DateTime<Utc>) -> Result<(), StoreError> {
+    pub(super) async fn extend_lease(&self, job_id: i64, until: DateTime<Utc>) -> Result<(), StoreError> {
         sqlx::query("update jobs set lease_until = $2 where job_id = $1")
             .bind(job_id)
             .bind(until)
@@ -249,7 +249,7 @@ impl PgStore {
         Ok(())
     }
 
-    pub async fn jobs_for_day(&self, day: NaiveDate) -> Result<Vec<JobView>, StoreError> {
+    pub(super) async fn jobs_for_day(&self, day: NaiveDate) -> Result<Vec<JobView>, StoreError> {
         let rows = sqlx::query(
             "select job_id, patient_id, flow, day, status, attempt, outcome, due_at from jobs
              where day = $1 order by patient_id collate \"C\", job_id",
@@ -272,7 +272,7 @@ impl PgStore {
         Ok(rows.iter().map(job).collect::<Result<_, _>>()?)
     }
 
-    pub async fn attempts(&self, job_id: i64) -> Result<Vec<AttemptView>, StoreError> {
+    pub(super) async fn attempts(&self, job_id: i64) -> Result<Vec<AttemptView>, StoreError> {
         let rows = sqlx::query(
             "select attempt, call_sid, status, answered_by, started_at, ended_at is not null from job_attempts
              where job_id = $1 order by attempt",
@@ -293,7 +293,7 @@ impl PgStore {
         Ok(rows.iter().map(attempt).collect::<Result<_, _>>()?)
     }
 
-    pub async fn campaign_summary(&self, day: NaiveDate, since: DateTime<Utc>) -> Result<CampaignSummary, StoreError> {
+    pub(super) async fn campaign_summary(&self, day: NaiveDate, since: DateTime<Utc>) -> Result<CampaignSummary, StoreError> {
         let mut summary = CampaignSummary::default();
         let rows = sqlx::query("select status, count(*) from jobs where day = $1 group by status")
             .bind(day)

@@ -59,7 +59,7 @@ impl PgStore {
         Ok(PgStore { pool })
     }
 
-    pub async fn migrate(&self) -> Result<usize, StoreError> {
+    async fn migrate(&self) -> Result<usize, StoreError> {
         let mut applied = 0;
         for (version, name, sql) in MIGRATIONS {
             let mut tx = self.pool.begin().await?;
@@ -98,7 +98,7 @@ impl PgStore {
         Ok(applied)
     }
 
-    pub async fn ping(&self) -> Result<(), StoreError> {
+    async fn ping(&self) -> Result<(), StoreError> {
         sqlx::query("select 1").execute(&self.pool).await?;
         Ok(())
     }

@@ -124,7 +124,7 @@ pub(super) async fn audit(
 
 impl PgStore {
     /// Issues a number outside a call (the manual path), in one transaction.
-    pub async fn issue_number(&self, n: &NewNumber) -> Result<Issued, StoreError> {
+    pub(super) async fn issue_number(&self, n: &NewNumber) -> Result<Issued, StoreError> {
         let mut tx = self.pool.begin().await?;
         let issued = insert_number(&mut tx, None, n, None).await?;
         tx.commit().await?;
@@ -132,7 +132,7 @@ impl PgStore {
     }
 
     /// The patient's number that is still valid at `now`.
-    pub async fn valid_number(&self, patient_id: &str, now: DateTime<Utc>) -> Result<Option<ValidNumber>, StoreError> {
+    pub(super) async fn valid_number(&self, patient_id: &str, now: DateTime<Utc>) -> Result<Option<ValidNumber>, StoreError> {
         let row: Option<(i64, DateTime<Utc>, Option<String>, bool)> = sqlx::query_as(
             "select number_id, expires_at, sealed, read_pending from processing_numbers
              where patient_id = $1 and status = 'valid' and expires_at > $2 order by number_id desc limit 1",
@@ -152,7 +152,7 @@ impl PgStore {
     /// Looks a number up by its hash; with `consume`, a valid number becomes used. The row is
     /// locked: concurrent attempts wait, then read the status the first one wrote (`used`), so
     /// a number is consumed exactly once. Every attempt is in the audit log.
-    pub async fn verify_number(
+    pub(super) async fn verify_number(
         &self,
         hash: &str,
         now: DateTime<Utc>,
@@ -196,7 +196,7 @@ impl PgStore {
         Ok(verdict)
     }
 
-    pub async fn add_token(&self, name: &str, token_hash: &str) -> Result<(), StoreError> {
+    pub(super) async fn add_token(&self, name: &str, token_hash: &str) -> Result<(), StoreError> {
         let added = sqlx::query("insert into api_tokens (name, token_hash) values ($1, $2)")
             .bind(name)
             .bind(token_hash)
@@ -212,7 +212,7 @@ impl PgStore {
     }
 
     /// The name of the live token with this hash.
-    pub async fn token_name(&self, token_hash: &str) -> Result<Option<String>, StoreError> {
+    pub(super) async fn token_name(&self, token_hash: &str) -> Result<Option<String>, StoreError> {
         Ok(sqlx::query_scalar("select name from api_tokens where token_hash = $1 and revoked_at is null")
             .bind(token_hash)
             .fetch_optional(&self.pool)
@@ -220,13 +220,13 @@ impl PgStore {
     }
 
     /// (actor, action, detail) of the audit log, oldest first.
-    pub async fn audit_log(&self) -> Result<Vec<(String, String, String)>, StoreError> {
+    pub(super) async fn audit_log(&self) -> Result<Vec<(String, String, String)>, StoreError> {
         Ok(sqlx::query_as("select actor, action, detail from audit_log order by audit_id")
             .fetch_all(&self.pool)
             .await?)
     }
     /// How many numbers are valid now (for tests and metrics).
-    pub async fn valid_count(&self) -> Result<i64, StoreError> {
+    pub(super) async fn valid_count(&self) -> Result<i64, StoreError> {
         Ok(sqlx::query_scalar("select count(*) from processing_numbers where status = 'valid'")
             .fetch_one(&self.pool)
             .await?)

@@ -17,7 +17,7 @@ impl PgStore {
     /// Claims up to `limit` messages due at `now` for `lease_until`, and commits: a sender that
     /// dies leaves its lease to run out, it never holds a transaction while sending. Rows
     /// another sender is claiming are skipped, not waited for, and never claimed twice.
-    pub async fn claim_messages(
+    pub(super) async fn claim_messages(
         &self,
         now: DateTime<Utc>,
         lease_until: DateTime<Utc>,
@@ -68,7 +68,7 @@ impl PgStore {
     }
 
     /// Records how a send ended. A failed or dead message raises an alert for the health centre.
-    pub async fn finish_message(
+    pub(super) async fn finish_message(
         &self,
         message_id: i64,
         result: &SendResult,
@@ -134,7 +134,7 @@ impl PgStore {
     }
 
     /// Pending messages due at `now` whose number expired before they could be sent.
-    pub async fn late_messages(&self, now: DateTime<Utc>, limit: i64) -> Result<Vec<LateMessage>, StoreError> {
+    pub(super) async fn late_messages(&self, now: DateTime<Utc>, limit: i64) -> Result<Vec<LateMessage>, StoreError> {
         let rows: Vec<(i64, String, i64, String, String, bool)> = sqlx::query_as(
             "select o.message_id, n.patient_id, n.number_id, o.channel, o.recipient, n.reissue_of is not null
              from outbox o join processing_numbers n on n.number_id = o.number_id
@@ -161,7 +161,7 @@ impl PgStore {
     /// Replaces a late message's number with `fresh`, or dead-letters it; see
     /// [`super::Store::replace_late`]. The message row is locked: a second sender waits, then
     /// finds it no longer pending.
-    pub async fn replace_late(
+    pub(super) async fn replace_late(
         &self,
         message_id: i64,
         fresh: Option<&NewNumber>,
@@ -215,7 +215,7 @@ impl PgStore {
 
     /// Messages whose sender's lease ran out: they may have gone out, so they wait until
     /// `resend_at` for a status callback, and are sent again only if none came.
-    pub async fn release_expired_leases(
+    pub(super) async fn release_expired_leases(
         &self,
         now: DateTime<Utc>,
         resend_at: DateTime<Utc>,
@@ -233,7 +233,7 @@ impl PgStore {
     }
 
     /// A delivery status from the provider's callback, by the provider's message id.
-    pub async fn message_status(
+    pub(super) async fn message_status(
         &self,
         provider_id: &str,
         status: &str,
@@ -266,7 +266,7 @@ impl PgStore {
     }
 
     /// (channel, recipient, status, attempts) of a patient's messages, oldest first.
-    pub async fn messages(&self, patient_id: &str) -> Result<Vec<(String, String, String, i64)>, StoreError> {
+    pub(super) async fn messages(&self, patient_id: &str) -> Result<Vec<(String, String, String, i64)>, StoreError> {
         Ok(sqlx::query_as(
             "select channel, recipient, status, attempts::bigint from outbox where patient_id = $1
              order by message_id",

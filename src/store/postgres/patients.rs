@@ -19,7 +19,7 @@ const PATIENT_UPDATE: &str = "name = excluded.name, phone = excluded.phone, birt
 const IMPORT_BATCH: usize = 5000;
 
 impl PgStore {
-    pub async fn upsert_patient(&self, p: &Patient) -> Result<(), StoreError> {
+    pub(super) async fn upsert_patient(&self, p: &Patient) -> Result<(), StoreError> {
         sqlx::query(&format!(
             "insert into patients ({PATIENT_COLUMNS}) values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
              on conflict (patient_id) do update set {PATIENT_UPDATE}, updated_at = now()"
@@ -43,7 +43,7 @@ impl PgStore {
     /// inserted or changed, `xmax = 0` for the inserted ones; an unchanged patient matches the
     /// conflict but not the `where`, and comes back not at all. Patient ids are unique here
     /// (the store's caller keeps the last of each).
-    pub async fn import_patients(&self, patients: &[Patient]) -> Result<ImportCount, StoreError> {
+    pub(super) async fn import_patients(&self, patients: &[Patient]) -> Result<ImportCount, StoreError> {
         let sql = format!(
             "insert into patients ({PATIENT_COLUMNS})
              select * from unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
@@ -82,14 +82,14 @@ impl PgStore {
         Ok(count)
     }
 
-    pub async fn patients(&self) -> Result<Vec<Patient>, StoreError> {
+    pub(super) async fn patients(&self) -> Result<Vec<Patient>, StoreError> {
         let rows = sqlx::query(&format!("select {PATIENT_COLUMNS} from patients order by patient_id collate \"C\""))
             .fetch_all(&self.pool)
             .await?;
         Ok(rows.iter().map(patient_row).collect::<Result<_, _>>()?)
     }
 
-    pub async fn patient(&self, id: &str) -> Result<Option<Patient>, StoreError> {
+    pub(super) async fn patient(&self, id: &str) -> Result<Option<Patient>, StoreError> {
         let row = sqlx::query(&format!("select {PATIENT_COLUMNS} from patients where patient_id = $1"))
             .bind(id)
             .fetch_optional(&self.pool)
@@ -97,7 +97,7 @@ impl PgStore {
         Ok(row.map(|r| patient_row(&r)).transpose()?)
     }
 
-    pub async fn patient_by_phone(&self, phone: &str) -> Result<Option<Patient>, StoreError> {
+    pub(super) async fn patient_by_phone(&self, phone: &str) -> Result<Option<Patient>, StoreError> {
         let row = sqlx::query(&format!(
             "select {PATIENT_COLUMNS} from patients where phone = $1 order by patient_id collate \"C\" limit 1"
         ))

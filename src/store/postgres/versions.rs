@@ -7,7 +7,7 @@ use crate::store::versions::{catalogs_json, from_row};
 use crate::store::{Flows, Fut};
 
 impl PgStore {
-    pub(in crate::store) async fn save_flow_version(&self, f: &StoredFlow, catalogs: &str) -> Result<(), StoreError> {
+    pub(super) async fn save_flow_version(&self, f: &StoredFlow, catalogs: &str) -> Result<(), StoreError> {
         sqlx::query(
             "insert into flow_versions (version, flow, source_name, source, catalogs) values ($1, $2, $3, $4, $5)
              on conflict (version) do nothing",
@@ -22,7 +22,7 @@ impl PgStore {
         Ok(())
     }
 
-    pub(in crate::store) async fn flow_versions_in_use(&self) -> Result<Vec<Row>, StoreError> {
+    pub(super) async fn flow_versions_in_use(&self) -> Result<Vec<Row>, StoreError> {
         Ok(sqlx::query_as(IN_USE).fetch_all(&self.pool).await?)
     }
 }
