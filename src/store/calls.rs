@@ -5,15 +5,6 @@ use crate::flow::{CallState, Value};
 use super::numbers::{NewMessage, NewNumber};
 use super::{Fut, StoreError};
 
-/// A call to be placed.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Job {
-    pub job_id: i64,
-    pub patient_id: String,
-    pub flow: String,
-    pub status: String,
-}
-
 /// A call as stored.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CallRecord {

@@ -11,7 +11,16 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, NaiveDate, Utc};
 
-use super::{Fut, Job};
+use super::Fut;
+
+/// A call to be placed (a job created by hand, or planned for a day).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Job {
+    pub job_id: i64,
+    pub patient_id: String,
+    pub flow: String,
+    pub status: String,
+}
 
 /// A job to plan: one patient's call for one day.
 #[derive(Debug, Clone, PartialEq, Eq)]

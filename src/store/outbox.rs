@@ -2,8 +2,7 @@
 
 use chrono::{DateTime, Utc};
 
-use super::Fut;
-use super::NewNumber;
+use super::{Fut, NewNumber};
 
 /// A message claimed for sending.
 #[derive(Debug, Clone, PartialEq, Eq)]

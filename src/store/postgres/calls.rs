@@ -6,29 +6,12 @@ use sqlx::{PgConnection, Row};
 use super::PgStore;
 use super::numbers::{audit, insert_number};
 use crate::store::{AfterWrite, TurnStep, after_write, answer_columns, answer_value, last_answers, turn_step};
-use crate::store::{Answer, CallRecord, Job, NewCall, StoreError, TurnFn, TurnResult, TurnWrite};
+use crate::store::{Answer, CallRecord, NewCall, StoreError, TurnFn, TurnResult, TurnWrite};
 use crate::store::{Calls, Fut, status_rank};
 
 const CALL_COLUMNS: &str = "call_id, call_sid, patient_id, job_id, direction, flow, flow_version, state, seq, ended, incomplete, status, duration";
 
 impl PgStore {
-    pub(super) async fn create_job(&self, patient_id: &str, flow: &str) -> Result<i64, StoreError> {
-        Ok(sqlx::query_scalar("insert into jobs (patient_id, flow) values ($1, $2) returning job_id")
-            .bind(patient_id)
-            .bind(flow)
-            .fetch_one(&self.pool)
-            .await?)
-    }
-
-    pub(super) async fn job(&self, job_id: i64) -> Result<Option<Job>, StoreError> {
-        let row: Option<(i64, String, String, String)> =
-            sqlx::query_as("select job_id, patient_id, flow, status from jobs where job_id = $1")
-                .bind(job_id)
-                .fetch_optional(&self.pool)
-                .await?;
-        Ok(row.map(|(job_id, patient_id, flow, status)| Job { job_id, patient_id, flow, status }))
-    }
-
     pub(super) async fn call(&self, sid: &str) -> Result<Option<CallRecord>, StoreError> {
         let row = sqlx::query(&format!("select {CALL_COLUMNS} from calls where call_sid = $1"))
             .bind(sid)

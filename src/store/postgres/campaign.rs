@@ -11,6 +11,23 @@ use crate::store::campaign::{AttemptView, CampaignSummary, DueJob, JobNext, JobV
 use crate::store::{Campaign, Fut, Job};
 
 impl PgStore {
+    pub(super) async fn create_job(&self, patient_id: &str, flow: &str) -> Result<i64, StoreError> {
+        Ok(sqlx::query_scalar("insert into jobs (patient_id, flow) values ($1, $2) returning job_id")
+            .bind(patient_id)
+            .bind(flow)
+            .fetch_one(&self.pool)
+            .await?)
+    }
+
+    pub(super) async fn job(&self, job_id: i64) -> Result<Option<Job>, StoreError> {
+        let row: Option<(i64, String, String, String)> =
+            sqlx::query_as("select job_id, patient_id, flow, status from jobs where job_id = $1")
+                .bind(job_id)
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(row.map(|(job_id, patient_id, flow, status)| Job { job_id, patient_id, flow, status }))
+    }
+
     pub(super) async fn plan_jobs(&self, jobs: &[NewJob]) -> Result<usize, StoreError> {
         let mut new = 0;
         // Batches of arrays: one statement per few thousand jobs.
@@ -46,7 +63,11 @@ impl PgStore {
         Ok(r.rows_affected() as usize)
     }
 
-    pub(super) async fn reported_patients(&self, from: DateTime<Utc>, to: DateTime<Utc>) -> Result<Vec<String>, StoreError> {
+    pub(super) async fn reported_patients(
+        &self,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<Vec<String>, StoreError> {
         Ok(sqlx::query_scalar(
             "select distinct patient_id from calls
              where ended and patient_id is not null and created_at >= $1 and created_at < $2",
@@ -293,7 +314,11 @@ impl PgStore {
         Ok(rows.iter().map(attempt).collect::<Result<_, _>>()?)
     }
 
-    pub(super) async fn campaign_summary(&self, day: NaiveDate, since: DateTime<Utc>) -> Result<CampaignSummary, StoreError> {
+    pub(super) async fn campaign_summary(
+        &self,
+        day: NaiveDate,
+        since: DateTime<Utc>,
+    ) -> Result<CampaignSummary, StoreError> {
         let mut summary = CampaignSummary::default();
         let rows = sqlx::query("select status, count(*) from jobs where day = $1 group by status")
             .bind(day)

@@ -21,8 +21,7 @@ use std::time::Duration;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{Executor, PgPool};
 
-use super::StoreError;
-use super::{Backend, Fut};
+use super::{Backend, Fut, StoreError};
 
 /// Numbered migrations, applied in order and recorded in `schema_migrations`.
 const MIGRATIONS: &[(i64, &str, &str)] = &[

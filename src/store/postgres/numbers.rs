@@ -132,7 +132,11 @@ impl PgStore {
     }
 
     /// The patient's number that is still valid at `now`.
-    pub(super) async fn valid_number(&self, patient_id: &str, now: DateTime<Utc>) -> Result<Option<ValidNumber>, StoreError> {
+    pub(super) async fn valid_number(
+        &self,
+        patient_id: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Option<ValidNumber>, StoreError> {
         let row: Option<(i64, DateTime<Utc>, Option<String>, bool)> = sqlx::query_as(
             "select number_id, expires_at, sealed, read_pending from processing_numbers
              where patient_id = $1 and status = 'valid' and expires_at > $2 order by number_id desc limit 1",

@@ -5,7 +5,7 @@ use rusqlite::{Connection, OptionalExtension, Row, params};
 use super::numbers::{audit, insert_number};
 use super::{NOW, SqliteStore};
 use crate::store::{AfterWrite, TurnStep, after_write, answer_columns, answer_value, last_answers, turn_step};
-use crate::store::{Answer, CallRecord, Job, NewCall, StoreError, TurnFn, TurnResult, TurnWrite};
+use crate::store::{Answer, CallRecord, NewCall, StoreError, TurnFn, TurnResult, TurnWrite};
 use crate::store::{Calls, Fut, status_rank};
 
 const CALL_COLUMNS: &str = "call_id, call_sid, patient_id, job_id, direction, flow, flow_version, state, seq, ended, incomplete, status, duration";
@@ -28,20 +28,6 @@ fn call_row(r: &Row<'_>) -> rusqlite::Result<(CallRecord, String)> {
         duration: r.get(12)?,
     };
     Ok((call, state))
-}
-
-pub(super) fn create_job(conn: &mut Connection, patient_id: &str, flow: &str) -> Result<i64, StoreError> {
-    conn.prepare_cached("insert into jobs (patient_id, flow) values (?1, ?2)")?.execute([patient_id, flow])?;
-    Ok(conn.last_insert_rowid())
-}
-
-pub(super) fn job(conn: &mut Connection, job_id: i64) -> Result<Option<Job>, StoreError> {
-    let mut st = conn.prepare_cached("select job_id, patient_id, flow, status from jobs where job_id = ?1")?;
-    Ok(st
-        .query_row([job_id], |r| {
-            Ok(Job { job_id: r.get(0)?, patient_id: r.get(1)?, flow: r.get(2)?, status: r.get(3)? })
-        })
-        .optional()?)
 }
 
 pub(super) fn call(conn: &mut Connection, sid: &str) -> Result<Option<CallRecord>, StoreError> {

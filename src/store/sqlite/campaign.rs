@@ -1,17 +1,29 @@
 //! Daily campaigns on SQLite (see [`super::campaign`]).
 
 use chrono::{DateTime, NaiveDate, Utc};
-use rusqlite::{TransactionBehavior, params};
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
-use super::calls::{create_job, job};
 use super::{SqliteStore, parse_sqlite_time, sqlite_time};
 use crate::store::StoreError;
 use crate::store::campaign::{AttemptView, CampaignSummary, DueJob, JobNext, JobView, NewJob, StaleAttempt};
 use crate::store::{Campaign, Fut, Job};
-use rusqlite::Connection;
 
 fn day_text(day: NaiveDate) -> String {
     day.format("%Y-%m-%d").to_string()
+}
+
+pub(super) fn create_job(conn: &mut Connection, patient_id: &str, flow: &str) -> Result<i64, StoreError> {
+    conn.prepare_cached("insert into jobs (patient_id, flow) values (?1, ?2)")?.execute([patient_id, flow])?;
+    Ok(conn.last_insert_rowid())
+}
+
+pub(super) fn job(conn: &mut Connection, job_id: i64) -> Result<Option<Job>, StoreError> {
+    let mut st = conn.prepare_cached("select job_id, patient_id, flow, status from jobs where job_id = ?1")?;
+    Ok(st
+        .query_row([job_id], |r| {
+            Ok(Job { job_id: r.get(0)?, patient_id: r.get(1)?, flow: r.get(2)?, status: r.get(3)? })
+        })
+        .optional()?)
 }
 
 pub(super) fn plan_jobs(conn: &mut Connection, jobs: &[NewJob]) -> Result<usize, StoreError> {

@@ -1,13 +1,12 @@
 //! Flow versions on SQLite.
 
-use rusqlite::params;
+use rusqlite::{Connection, params};
 
 use super::SqliteStore;
 use crate::store::StoreError;
 use crate::store::versions::{IN_USE, Row, StoredFlow};
 use crate::store::versions::{catalogs_json, from_row};
 use crate::store::{Flows, Fut};
-use rusqlite::Connection;
 
 pub(super) fn save_flow_version(conn: &mut Connection, f: &StoredFlow, catalogs: &str) -> Result<(), StoreError> {
     conn.prepare_cached(
