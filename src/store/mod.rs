@@ -161,3 +161,9 @@ impl Store {
         &*self.0
     }
 }
+
+/// A store operation's future, boxed (its output type fixed, so `?` in the block converts
+/// errors to [`StoreError`]).
+pub(crate) fn fut<'a, T>(f: impl Future<Output = Result<T, StoreError>> + Send + 'a) -> Fut<'a, T> {
+    Box::pin(f)
+}

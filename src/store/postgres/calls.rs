@@ -5,21 +5,13 @@ use sqlx::{PgConnection, Row};
 
 use super::PgStore;
 use super::numbers::{audit, insert_number};
-use crate::store::{AfterWrite, TurnStep, after_write, answer_columns, answer_value, last_answers, turn_step};
+use crate::store::{AfterWrite, TurnStep, after_write, answer_columns, answer_value, fut, last_answers, turn_step};
 use crate::store::{Answer, CallRecord, NewCall, StoreError, TurnFn, TurnResult, TurnWrite};
 use crate::store::{Calls, Fut, status_rank};
 
 const CALL_COLUMNS: &str = "call_id, call_sid, patient_id, job_id, direction, flow, flow_version, state, seq, ended, incomplete, status, duration";
 
 impl PgStore {
-    pub(super) async fn call(&self, sid: &str) -> Result<Option<CallRecord>, StoreError> {
-        let row = sqlx::query(&format!("select {CALL_COLUMNS} from calls where call_sid = $1"))
-            .bind(sid)
-            .fetch_optional(&self.pool)
-            .await?;
-        row.map(|r| call_row(&r)).transpose()
-    }
-
     pub(super) async fn turn(
         &self,
         sid: &str,
@@ -88,45 +80,6 @@ impl PgStore {
         .execute(&self.pool)
         .await?;
         Ok(done.rows_affected() > 0)
-    }
-
-    pub(super) async fn answers(&self, call_id: i64) -> Result<Vec<Answer>, StoreError> {
-        let rows = sqlx::query(
-            "select name, kind, value_text, value_raw, value_scale from answers where call_id = $1
-             order by name collate \"C\"",
-        )
-        .bind(call_id)
-        .fetch_all(&self.pool)
-        .await?;
-        let answer = |r: &PgRow| -> Result<Answer, sqlx::Error> {
-            let kind: String = r.try_get(1)?;
-            // `value_scale` is an `integer` in the schema.
-            let scale = r.try_get::<Option<i32>, _>(4)?.map(i64::from);
-            Ok(Answer { name: r.try_get(0)?, value: answer_value(&kind, r.try_get(2)?, r.try_get(3)?, scale) })
-        };
-        Ok(rows.iter().map(answer).collect::<Result<_, _>>()?)
-    }
-
-    pub(super) async fn alerts(&self, call_id: i64) -> Result<Vec<String>, StoreError> {
-        Ok(sqlx::query_scalar("select reason from alerts where call_id = $1 order by alert_id")
-            .bind(call_id)
-            .fetch_all(&self.pool)
-            .await?)
-    }
-
-    pub(super) async fn event_count(&self, call_id: i64) -> Result<i64, StoreError> {
-        Ok(sqlx::query_scalar("select count(*) from call_events where call_id = $1")
-            .bind(call_id)
-            .fetch_one(&self.pool)
-            .await?)
-    }
-
-    /// Alert reasons for a patient.
-    pub(super) async fn patient_alerts(&self, patient_id: &str) -> Result<Vec<String>, StoreError> {
-        Ok(sqlx::query_scalar("select reason from alerts where patient_id = $1 order by alert_id")
-            .bind(patient_id)
-            .fetch_all(&self.pool)
-            .await?)
     }
 }
 
@@ -276,7 +229,13 @@ impl Calls for PgStore {
     }
 
     fn get<'a>(&'a self, sid: &'a str) -> Fut<'a, Option<CallRecord>> {
-        Box::pin(self.call(sid))
+        fut(async move {
+            let row = sqlx::query(&format!("select {CALL_COLUMNS} from calls where call_sid = $1"))
+                .bind(sid)
+                .fetch_optional(&self.pool)
+                .await?;
+            row.map(|r| call_row(&r)).transpose()
+        })
     }
 
     fn record_status<'a>(&'a self, sid: &'a str, status: &'a str, duration: Option<i64>) -> Fut<'a, bool> {
@@ -287,18 +246,49 @@ impl Calls for PgStore {
     }
 
     fn answers(&self, call_id: i64) -> Fut<'_, Vec<Answer>> {
-        Box::pin(self.answers(call_id))
+        fut(async move {
+            let rows = sqlx::query(
+                "select name, kind, value_text, value_raw, value_scale from answers where call_id = $1
+                 order by name collate \"C\"",
+            )
+            .bind(call_id)
+            .fetch_all(&self.pool)
+            .await?;
+            let answer = |r: &PgRow| -> Result<Answer, sqlx::Error> {
+                let kind: String = r.try_get(1)?;
+                // `value_scale` is an `integer` in the schema.
+                let scale = r.try_get::<Option<i32>, _>(4)?.map(i64::from);
+                Ok(Answer { name: r.try_get(0)?, value: answer_value(&kind, r.try_get(2)?, r.try_get(3)?, scale) })
+            };
+            Ok(rows.iter().map(answer).collect::<Result<_, _>>()?)
+        })
     }
 
     fn alerts(&self, call_id: i64) -> Fut<'_, Vec<String>> {
-        Box::pin(self.alerts(call_id))
+        fut(async move {
+            Ok(sqlx::query_scalar("select reason from alerts where call_id = $1 order by alert_id")
+                .bind(call_id)
+                .fetch_all(&self.pool)
+                .await?)
+        })
     }
 
+    /// Alert reasons for a patient.
     fn patient_alerts<'a>(&'a self, patient_id: &'a str) -> Fut<'a, Vec<String>> {
-        Box::pin(self.patient_alerts(patient_id))
+        fut(async move {
+            Ok(sqlx::query_scalar("select reason from alerts where patient_id = $1 order by alert_id")
+                .bind(patient_id)
+                .fetch_all(&self.pool)
+                .await?)
+        })
     }
 
     fn event_count(&self, call_id: i64) -> Fut<'_, i64> {
-        Box::pin(self.event_count(call_id))
+        fut(async move {
+            Ok(sqlx::query_scalar("select count(*) from call_events where call_id = $1")
+                .bind(call_id)
+                .fetch_one(&self.pool)
+                .await?)
+        })
     }
 }

@@ -7,6 +7,10 @@
 //!
 //! Orderings name the "C" collation: byte order, as SQLite's default (BINARY) and `str` compare,
 //! whatever collation the database was created with (`en_US.UTF-8` puts `p1` before `P2`).
+//!
+//! Per record, one file implements the record's trait with its SQL (`patients.rs`, `calls.rs`,
+//! …), each method an `async` block on the pool; the statements shared inside a transaction
+//! (a turn's writes, a number's insert, the audit log) are functions of a connection.
 
 mod calls;
 mod campaign;

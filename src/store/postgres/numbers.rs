@@ -4,7 +4,7 @@ use chrono::{DateTime, Utc};
 use sqlx::{PgConnection, Row};
 
 use super::{PgStore, violation};
-use crate::store::{FoundNumber, Issued, NewNumber, NumberClash, StoreError, ValidNumber, Verdict};
+use crate::store::{FoundNumber, Issued, NewNumber, NumberClash, StoreError, ValidNumber, Verdict, fut};
 use crate::store::{Fut, Numbers};
 use crate::store::{clash_error, consent_actor, consent_columns, judge};
 
@@ -122,147 +122,122 @@ pub(super) async fn audit(
     Ok(())
 }
 
-impl PgStore {
+impl Numbers for PgStore {
     /// Issues a number outside a call (the manual path), in one transaction.
-    pub(super) async fn issue_number(&self, n: &NewNumber) -> Result<Issued, StoreError> {
-        let mut tx = self.pool.begin().await?;
-        let issued = insert_number(&mut tx, None, n, None).await?;
-        tx.commit().await?;
-        Ok(issued)
+    fn issue<'a>(&'a self, n: &'a NewNumber) -> Fut<'a, Issued> {
+        fut(async move {
+            let mut tx = self.pool.begin().await?;
+            let issued = insert_number(&mut tx, None, n, None).await?;
+            tx.commit().await?;
+            Ok(issued)
+        })
     }
 
     /// The patient's number that is still valid at `now`.
-    pub(super) async fn valid_number(
-        &self,
-        patient_id: &str,
-        now: DateTime<Utc>,
-    ) -> Result<Option<ValidNumber>, StoreError> {
-        let row: Option<(i64, DateTime<Utc>, Option<String>, bool)> = sqlx::query_as(
-            "select number_id, expires_at, sealed, read_pending from processing_numbers
-             where patient_id = $1 and status = 'valid' and expires_at > $2 order by number_id desc limit 1",
-        )
-        .bind(patient_id)
-        .bind(now)
-        .fetch_optional(&self.pool)
-        .await?;
-        Ok(row.map(|(number_id, expires_at, sealed, read_pending)| ValidNumber {
-            number_id,
-            expires_at,
-            sealed,
-            read_pending,
-        }))
+    fn valid<'a>(&'a self, patient_id: &'a str, now: DateTime<Utc>) -> Fut<'a, Option<ValidNumber>> {
+        fut(async move {
+            let row: Option<(i64, DateTime<Utc>, Option<String>, bool)> = sqlx::query_as(
+                "select number_id, expires_at, sealed, read_pending from processing_numbers
+                 where patient_id = $1 and status = 'valid' and expires_at > $2 order by number_id desc limit 1",
+            )
+            .bind(patient_id)
+            .bind(now)
+            .fetch_optional(&self.pool)
+            .await?;
+            Ok(row.map(|(number_id, expires_at, sealed, read_pending)| ValidNumber {
+                number_id,
+                expires_at,
+                sealed,
+                read_pending,
+            }))
+        })
     }
 
     /// Looks a number up by its hash; with `consume`, a valid number becomes used. The row is
     /// locked: concurrent attempts wait, then read the status the first one wrote (`used`), so
     /// a number is consumed exactly once. Every attempt is in the audit log.
-    pub(super) async fn verify_number(
-        &self,
-        hash: &str,
-        now: DateTime<Utc>,
-        actor: &str,
-        consume: bool,
-    ) -> Result<Verdict, StoreError> {
-        let mut tx = self.pool.begin().await?;
-        let lookup = "select number_id, patient_id, status, issued_at, expires_at from processing_numbers
-             where number_hash = $1 order by (status = 'valid') desc, number_id desc limit 1";
-        let sql = if consume { format!("{lookup} for update") } else { lookup.to_string() };
-        let row = sqlx::query(&sql).bind(hash).fetch_optional(&mut *tx).await?;
-        let found = match row {
-            Some(r) => Some(FoundNumber {
-                number_id: r.try_get(0)?,
-                patient_id: r.try_get(1)?,
-                status: r.try_get(2)?,
-                issued_at: r.try_get(3)?,
-                expires_at: r.try_get(4)?,
-            }),
-            None => None,
-        };
-        let verdict = judge(found, now);
-        if let (Verdict::Valid { number_id, .. }, true) = (&verdict, consume) {
-            sqlx::query(
-                "update processing_numbers set status = 'used', used_at = $2, used_by = $3, sealed = null
-                 where number_id = $1",
-            )
-            .bind(number_id)
-            .bind(now)
-            .bind(actor)
-            .execute(&mut *tx)
-            .await?;
-        }
-        let number_id = match &verdict {
-            Verdict::Valid { number_id, .. } => Some(*number_id),
-            _ => None,
-        };
-        let action = if consume { "verify" } else { "check" };
-        audit(&mut tx, actor, action, number_id, verdict.reason()).await?;
-        tx.commit().await?;
-        Ok(verdict)
-    }
-
-    pub(super) async fn add_token(&self, name: &str, token_hash: &str) -> Result<(), StoreError> {
-        let added = sqlx::query("insert into api_tokens (name, token_hash) values ($1, $2)")
-            .bind(name)
-            .bind(token_hash)
-            .execute(&self.pool)
-            .await;
-        match added {
-            Ok(_) => Ok(()),
-            Err(e) if violation(&e).is_some_and(|(code, _)| code == "23505") => {
-                Err(StoreError::Duplicate(format!("token '{name}'")))
-            }
-            Err(e) => Err(e.into()),
-        }
-    }
-
-    /// The name of the live token with this hash.
-    pub(super) async fn token_name(&self, token_hash: &str) -> Result<Option<String>, StoreError> {
-        Ok(sqlx::query_scalar("select name from api_tokens where token_hash = $1 and revoked_at is null")
-            .bind(token_hash)
-            .fetch_optional(&self.pool)
-            .await?)
-    }
-
-    /// (actor, action, detail) of the audit log, oldest first.
-    pub(super) async fn audit_log(&self) -> Result<Vec<(String, String, String)>, StoreError> {
-        Ok(sqlx::query_as("select actor, action, detail from audit_log order by audit_id")
-            .fetch_all(&self.pool)
-            .await?)
-    }
-    /// How many numbers are valid now (for tests and metrics).
-    pub(super) async fn valid_count(&self) -> Result<i64, StoreError> {
-        Ok(sqlx::query_scalar("select count(*) from processing_numbers where status = 'valid'")
-            .fetch_one(&self.pool)
-            .await?)
-    }
-}
-
-impl Numbers for PgStore {
-    fn issue<'a>(&'a self, n: &'a NewNumber) -> Fut<'a, Issued> {
-        Box::pin(self.issue_number(n))
-    }
-
-    fn valid<'a>(&'a self, patient_id: &'a str, now: DateTime<Utc>) -> Fut<'a, Option<ValidNumber>> {
-        Box::pin(self.valid_number(patient_id, now))
-    }
-
     fn verify<'a>(&'a self, hash: &'a str, now: DateTime<Utc>, actor: &'a str, consume: bool) -> Fut<'a, Verdict> {
-        Box::pin(self.verify_number(hash, now, actor, consume))
+        fut(async move {
+            let mut tx = self.pool.begin().await?;
+            let lookup = "select number_id, patient_id, status, issued_at, expires_at from processing_numbers
+                 where number_hash = $1 order by (status = 'valid') desc, number_id desc limit 1";
+            let sql = if consume { format!("{lookup} for update") } else { lookup.to_string() };
+            let row = sqlx::query(&sql).bind(hash).fetch_optional(&mut *tx).await?;
+            let found = match row {
+                Some(r) => Some(FoundNumber {
+                    number_id: r.try_get(0)?,
+                    patient_id: r.try_get(1)?,
+                    status: r.try_get(2)?,
+                    issued_at: r.try_get(3)?,
+                    expires_at: r.try_get(4)?,
+                }),
+                None => None,
+            };
+            let verdict = judge(found, now);
+            if let (Verdict::Valid { number_id, .. }, true) = (&verdict, consume) {
+                sqlx::query(
+                    "update processing_numbers set status = 'used', used_at = $2, used_by = $3, sealed = null
+                     where number_id = $1",
+                )
+                .bind(number_id)
+                .bind(now)
+                .bind(actor)
+                .execute(&mut *tx)
+                .await?;
+            }
+            let number_id = match &verdict {
+                Verdict::Valid { number_id, .. } => Some(*number_id),
+                _ => None,
+            };
+            let action = if consume { "verify" } else { "check" };
+            audit(&mut tx, actor, action, number_id, verdict.reason()).await?;
+            tx.commit().await?;
+            Ok(verdict)
+        })
     }
 
     fn add_token<'a>(&'a self, name: &'a str, token_hash: &'a str) -> Fut<'a, ()> {
-        Box::pin(self.add_token(name, token_hash))
+        fut(async move {
+            let added = sqlx::query("insert into api_tokens (name, token_hash) values ($1, $2)")
+                .bind(name)
+                .bind(token_hash)
+                .execute(&self.pool)
+                .await;
+            match added {
+                Ok(_) => Ok(()),
+                Err(e) if violation(&e).is_some_and(|(code, _)| code == "23505") => {
+                    Err(StoreError::Duplicate(format!("token '{name}'")))
+                }
+                Err(e) => Err(e.into()),
+            }
+        })
     }
 
+    /// The name of the live token with this hash.
     fn token_name<'a>(&'a self, token_hash: &'a str) -> Fut<'a, Option<String>> {
-        Box::pin(self.token_name(token_hash))
+        fut(async move {
+            Ok(sqlx::query_scalar("select name from api_tokens where token_hash = $1 and revoked_at is null")
+                .bind(token_hash)
+                .fetch_optional(&self.pool)
+                .await?)
+        })
     }
 
+    /// (actor, action, detail) of the audit log, oldest first.
     fn audit_log(&self) -> Fut<'_, Vec<(String, String, String)>> {
-        Box::pin(self.audit_log())
+        fut(async move {
+            Ok(sqlx::query_as("select actor, action, detail from audit_log order by audit_id")
+                .fetch_all(&self.pool)
+                .await?)
+        })
     }
 
+    /// How many numbers are valid now (for tests and metrics).
     fn valid_count(&self) -> Fut<'_, i64> {
-        Box::pin(self.valid_count())
+        fut(async move {
+            Ok(sqlx::query_scalar("select count(*) from processing_numbers where status = 'valid'")
+                .fetch_one(&self.pool)
+                .await?)
+        })
     }
 }

@@ -4,7 +4,7 @@ use sqlx::Row;
 use sqlx::postgres::PgRow;
 
 use super::PgStore;
-use crate::store::{Fut, Patients, unique_ids};
+use crate::store::{Fut, Patients, fut, unique_ids};
 use crate::store::{ImportCount, Patient, StoreError};
 
 const PATIENT_COLUMNS: &str =
@@ -19,26 +19,6 @@ const PATIENT_UPDATE: &str = "name = excluded.name, phone = excluded.phone, birt
 const IMPORT_BATCH: usize = 5000;
 
 impl PgStore {
-    pub(super) async fn upsert_patient(&self, p: &Patient) -> Result<(), StoreError> {
-        sqlx::query(&format!(
-            "insert into patients ({PATIENT_COLUMNS}) values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
-             on conflict (patient_id) do update set {PATIENT_UPDATE}, updated_at = now()"
-        ))
-        .bind(&p.patient_id)
-        .bind(&p.name)
-        .bind(&p.phone)
-        .bind(&p.birth_md)
-        .bind(&p.language)
-        .bind(&p.email)
-        .bind(&p.area)
-        .bind(&p.care_start)
-        .bind(&p.care_end)
-        .bind(&p.call_slot)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
-    }
-
     /// Each batch is one statement over arrays (`unnest`): a row comes back for each patient
     /// inserted or changed, `xmax = 0` for the inserted ones; an unchanged patient matches the
     /// conflict but not the `where`, and comes back not at all. Patient ids are unique here
@@ -81,31 +61,6 @@ impl PgStore {
         tx.commit().await?;
         Ok(count)
     }
-
-    pub(super) async fn patients(&self) -> Result<Vec<Patient>, StoreError> {
-        let rows = sqlx::query(&format!("select {PATIENT_COLUMNS} from patients order by patient_id collate \"C\""))
-            .fetch_all(&self.pool)
-            .await?;
-        Ok(rows.iter().map(patient_row).collect::<Result<_, _>>()?)
-    }
-
-    pub(super) async fn patient(&self, id: &str) -> Result<Option<Patient>, StoreError> {
-        let row = sqlx::query(&format!("select {PATIENT_COLUMNS} from patients where patient_id = $1"))
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await?;
-        Ok(row.map(|r| patient_row(&r)).transpose()?)
-    }
-
-    pub(super) async fn patient_by_phone(&self, phone: &str) -> Result<Option<Patient>, StoreError> {
-        let row = sqlx::query(&format!(
-            "select {PATIENT_COLUMNS} from patients where phone = $1 order by patient_id collate \"C\" limit 1"
-        ))
-        .bind(phone)
-        .fetch_optional(&self.pool)
-        .await?;
-        Ok(row.map(|r| patient_row(&r)).transpose()?)
-    }
 }
 
 fn patient_row(r: &PgRow) -> Result<Patient, sqlx::Error> {
@@ -125,7 +80,25 @@ fn patient_row(r: &PgRow) -> Result<Patient, sqlx::Error> {
 
 impl Patients for PgStore {
     fn upsert<'a>(&'a self, p: &'a Patient) -> Fut<'a, ()> {
-        Box::pin(self.upsert_patient(p))
+        fut(async move {
+            sqlx::query(&format!(
+                "insert into patients ({PATIENT_COLUMNS}) values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+                 on conflict (patient_id) do update set {PATIENT_UPDATE}, updated_at = now()"
+            ))
+            .bind(&p.patient_id)
+            .bind(&p.name)
+            .bind(&p.phone)
+            .bind(&p.birth_md)
+            .bind(&p.language)
+            .bind(&p.email)
+            .bind(&p.area)
+            .bind(&p.care_start)
+            .bind(&p.care_end)
+            .bind(&p.call_slot)
+            .execute(&self.pool)
+            .await?;
+            Ok(())
+        })
     }
 
     fn import<'a>(&'a self, patients: &'a [Patient]) -> Fut<'a, ImportCount> {
@@ -133,14 +106,34 @@ impl Patients for PgStore {
     }
 
     fn all(&self) -> Fut<'_, Vec<Patient>> {
-        Box::pin(self.patients())
+        fut(async move {
+            let rows =
+                sqlx::query(&format!("select {PATIENT_COLUMNS} from patients order by patient_id collate \"C\""))
+                    .fetch_all(&self.pool)
+                    .await?;
+            Ok(rows.iter().map(patient_row).collect::<Result<_, _>>()?)
+        })
     }
 
     fn get<'a>(&'a self, id: &'a str) -> Fut<'a, Option<Patient>> {
-        Box::pin(self.patient(id))
+        fut(async move {
+            let row = sqlx::query(&format!("select {PATIENT_COLUMNS} from patients where patient_id = $1"))
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await?;
+            Ok(row.map(|r| patient_row(&r)).transpose()?)
+        })
     }
 
     fn by_phone<'a>(&'a self, phone: &'a str) -> Fut<'a, Option<Patient>> {
-        Box::pin(self.patient_by_phone(phone))
+        fut(async move {
+            let row = sqlx::query(&format!(
+                "select {PATIENT_COLUMNS} from patients where phone = $1 order by patient_id collate \"C\" limit 1"
+            ))
+            .bind(phone)
+            .fetch_optional(&self.pool)
+            .await?;
+            Ok(row.map(|r| patient_row(&r)).transpose()?)
+        })
     }
 }
