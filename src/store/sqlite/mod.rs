@@ -209,3 +209,59 @@ pub(super) fn sqlite_time(t: DateTime<Utc>) -> String {
 pub(super) fn parse_sqlite_time(s: &str) -> DateTime<Utc> {
     DateTime::parse_from_rfc3339(s).map(|t| t.with_timezone(&Utc)).unwrap_or_default()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::Patients;
+
+    /// On a runtime of one thread, a read answers while the writer is held by another
+    /// operation, and the write queued behind it answers once it is released: nothing waits
+    /// for SQLite on the runtime's thread.
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_read_answers_while_the_writer_is_busy_and_no_worker_waits() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path().join("ivr.db").to_str().unwrap(), false).unwrap();
+        Backend::migrate(&store).await.unwrap();
+        let (started, running) = oneshot::channel();
+        let (release, held) = std::sync::mpsc::channel::<()>();
+        let busy = store.write(move |_| {
+            let _ = started.send(());
+            let _ = held.recv();
+            Ok(())
+        });
+        let p1 = crate::store::Patient {
+            patient_id: "p1".into(),
+            name: "Sato".into(),
+            phone: "+819012345678".into(),
+            birth_md: None,
+            language: "ja-JP".into(),
+            email: None,
+            area: None,
+            care_start: None,
+            care_end: None,
+            call_slot: None,
+        };
+        let queued = store.write({
+            let p1 = p1.clone();
+            move |c| patients::upsert_patient(c, &p1)
+        });
+        let busy = tokio::spawn(busy);
+        let queued = tokio::spawn(queued);
+        running.await.unwrap();
+        assert_eq!(store.get("p1").await.unwrap(), None, "a reader answers while the writer is busy");
+        Backend::ping(&store).await.unwrap();
+        release.send(()).unwrap();
+        busy.await.unwrap().unwrap();
+        queued.await.unwrap().unwrap();
+        assert_eq!(store.get("p1").await.unwrap(), Some(p1), "a read sees the writes committed before it");
+    }
+
+    /// An in-memory database has one connection: its reads are queued on the writer.
+    #[tokio::test(flavor = "current_thread")]
+    async fn an_in_memory_database_reads_on_its_writer() {
+        let store = SqliteStore::open(":memory:", false).unwrap();
+        assert_eq!(Backend::migrate(&store).await.unwrap(), MIGRATIONS.len());
+        assert_eq!(store.all().await.unwrap(), vec![]);
+    }
+}
