@@ -100,7 +100,10 @@ impl Store {
     /// [`Store::migrate`] brings its schema up to date.
     pub async fn open(url: &str, sqlite_synchronous_full: bool) -> Result<Store, StoreError> {
         let store = if let Some(path) = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")) {
-            Store::new(SqliteStore::open(path, sqlite_synchronous_full)?)
+            // Opening runs SQLite (pragmas, the WAL's recovery): off the async workers.
+            let path = path.to_owned();
+            let open = tokio::task::spawn_blocking(move || SqliteStore::open(&path, sqlite_synchronous_full));
+            Store::new(open.await.map_err(|e| StoreError::Turn(format!("opening SQLite: {e}")))??)
         } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             Store::new(PgStore::connect(url).await?)
         } else {
