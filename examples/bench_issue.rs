@@ -81,7 +81,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 async fn run(label: &str, store: &Store, args: &Args) -> Result<(), StoreError> {
     store.migrate().await?;
     for i in 0..args.patients {
-        store.upsert_patient(&patient(i)).await?;
+        store.patients().upsert(&patient(i)).await?;
     }
     let key = Arc::new(IssuerKey::new("bench"));
     let collisions = Arc::new(AtomicUsize::new(0));
@@ -105,7 +105,7 @@ async fn run(label: &str, store: &Store, args: &Args) -> Result<(), StoreError> 
                             delivery: "none".into(),
                             message: None,
                         };
-                        match store.issue_number(&n).await {
+                        match store.numbers().issue(&n).await {
                             Ok(_) => break,
                             Err(StoreError::Conflict) => drop(collisions.fetch_add(1, Ordering::Relaxed)),
                             Err(e) => return Err(e),
@@ -125,7 +125,7 @@ async fn run(label: &str, store: &Store, args: &Args) -> Result<(), StoreError> 
         args.numbers as f64 / took,
         args.numbers,
         collisions.load(Ordering::Relaxed),
-        store.valid_count().await?
+        store.numbers().valid_count().await?
     );
     Ok(())
 }

@@ -133,7 +133,8 @@ async fn seed(db: &str, patients: usize) -> Result<(), Box<dyn std::error::Error
     store.migrate().await?;
     for i in 0..patients {
         store
-            .upsert_patient(&Patient {
+            .patients()
+            .upsert(&Patient {
                 patient_id: format!("P{i:05}"),
                 name: format!("患者 {i}"),
                 phone: phone_of(i),

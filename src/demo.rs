@@ -62,7 +62,7 @@ pub async fn run(config: Option<&Path>) -> Result<()> {
 
     let bytes = std::fs::read(DEMO_ROSTER).map_err(|e| format!("{DEMO_ROSTER}: {e}"))?;
     let patients = server.state.parse_roster(DEMO_ROSTER, &bytes)?;
-    store.import_patients(&patients).await?;
+    store.patients().import(&patients).await?;
 
     let started = Utc::now();
     let planner = crate::server::planner(&settings);
@@ -82,7 +82,7 @@ pub async fn run(config: Option<&Path>) -> Result<()> {
     let clock = Instant::now();
     let mut last = String::new();
     let summary = loop {
-        let s = store.campaign_summary(plan.day, started).await?;
+        let s = store.campaign().summary(plan.day, started).await?;
         let line = progress(&s);
         if line != last {
             println!("[{:>4}s] {line}", clock.elapsed().as_secs());

@@ -72,7 +72,7 @@ impl Server {
         // Calls in progress finish on the version they started on, even if the files changed
         // while the server was down.
         let restored =
-            flows.restore(&store.flow_versions_in_use().await?.into_iter().map(FlowVersion::from).collect::<Vec<_>>());
+            flows.restore(&store.flows().in_use().await?.into_iter().map(FlowVersion::from).collect::<Vec<_>>());
         if restored > 0 {
             tracing::info!(restored, "flow versions of calls in progress restored from the database");
         }
@@ -269,7 +269,7 @@ fn simulator(
     let store = store.clone();
     let people: sim::People = Arc::new(move |phone: String| {
         let store = store.clone();
-        Box::pin(async move { store.patient_by_phone(&phone).await.ok().flatten().and_then(|p| p.birth_md) })
+        Box::pin(async move { store.patients().by_phone(&phone).await.ok().flatten().and_then(|p| p.birth_md) })
     });
     let options = sim::Options {
         auth_token: token.clone(),

@@ -82,15 +82,15 @@ async fn run_day(server: &Server, clock: &Clock) {
         loop {
             assert!(Instant::now() < deadline, "the day did not finish: {:?}", counts(store).await);
             let now = clock.now();
-            let jobs = store.jobs_for_day(day()).await.unwrap();
+            let jobs = store.campaign().jobs_for_day(day()).await.unwrap();
             let due = jobs.iter().any(|j| waiting(j) && j.due_at.is_some_and(|t| t <= now));
-            if !due && store.active_jobs().await.unwrap() == 0 {
+            if !due && store.campaign().active_jobs().await.unwrap() == 0 {
                 break;
             }
             server.state.dialer_wake.notify_one();
             tokio::time::sleep(StdDuration::from_millis(5)).await;
         }
-        let jobs = store.jobs_for_day(day()).await.unwrap();
+        let jobs = store.campaign().jobs_for_day(day()).await.unwrap();
         match jobs.iter().filter(|j| waiting(j)).filter_map(|j| j.due_at).min() {
             Some(next) => clock.set(next.max(clock.now())),
             None => return,
@@ -104,7 +104,7 @@ fn waiting(j: &JobView) -> bool {
 
 async fn counts(store: &Store) -> HashMap<String, usize> {
     let mut c = HashMap::new();
-    for j in store.jobs_for_day(day()).await.unwrap() {
+    for j in store.campaign().jobs_for_day(day()).await.unwrap() {
         *c.entry(j.status).or_default() += 1;
     }
     c
@@ -116,7 +116,7 @@ async fn outbox_settled(store: &Store, patients: &[Patient]) {
     loop {
         let mut busy = false;
         for p in patients {
-            let messages = store.messages(&p.patient_id).await.unwrap();
+            let messages = store.outbox().for_patient(&p.patient_id).await.unwrap();
             busy |= messages.iter().any(|(_, _, status, _)| matches!(status.as_str(), "pending" | "sending"));
         }
         if !busy {
@@ -138,7 +138,7 @@ async fn a_simulated_day_calls_every_patient_in_their_slot_and_follows_each_one_
     let store = server.state.store.clone();
     let sim = server.state.simulator.clone().expect("the simulator is the carrier");
     let patients = roster();
-    store.import_patients(&patients).await.unwrap();
+    store.patients().import(&patients).await.unwrap();
 
     let planner = ivr::server::planner(&settings);
     let plan = planner.plan(&store, clock.now(), false).await.unwrap();
@@ -150,7 +150,7 @@ async fn a_simulated_day_calls_every_patient_in_their_slot_and_follows_each_one_
 
     let hours = &server.state.campaign.hours;
     let jobs: HashMap<String, JobView> =
-        store.jobs_for_day(day()).await.unwrap().into_iter().map(|j| (j.patient_id.clone(), j)).collect();
+        store.campaign().jobs_for_day(day()).await.unwrap().into_iter().map(|j| (j.patient_id.clone(), j)).collect();
     let sms = sim.messages();
     let mut seen: HashMap<&'static str, usize> = HashMap::new();
     for p in &patients {
@@ -161,8 +161,8 @@ async fn a_simulated_day_calls_every_patient_in_their_slot_and_follows_each_one_
         };
         let persona = Persona::for_number(&p.phone);
         *seen.entry(persona.as_str()).or_default() += 1;
-        let attempts = store.attempts(job.job_id).await.unwrap();
-        let alerts = store.patient_alerts(id).await.unwrap();
+        let attempts = store.campaign().attempts(job.job_id).await.unwrap();
+        let alerts = store.calls().patient_alerts(id).await.unwrap();
         let texts: Vec<_> = sms.iter().filter(|m| m.to == p.phone).collect();
 
         // Every attempt in calling hours: the first in the patient's slot, the others in a slot
@@ -204,9 +204,9 @@ async fn a_simulated_day_calls_every_patient_in_their_slot_and_follows_each_one_
             _ => {
                 assert_eq!((job.status.as_str(), attempts.len(), unreachable), ("done", 1, 0), "{id} ({persona:?})");
                 let sid = attempts[0].call_sid.clone().unwrap();
-                let call = store.call(&sid).await.unwrap().unwrap();
+                let call = store.calls().get(&sid).await.unwrap().unwrap();
                 assert!(call.ended && !call.incomplete, "{id}: the call went through");
-                let answers = store.answers(call.call_id).await.unwrap();
+                let answers = store.calls().answers(call.call_id).await.unwrap();
                 let answer = |name: &str| answers.iter().find(|a| a.name == name).map(|a| a.value.clone());
                 assert_eq!(answer("temperature"), Some(Value::Number { raw: 365, scale: 1 }), "{id}");
                 let spo2 = if persona == Persona::LowSpo2 { 91 } else { 97 };
@@ -215,7 +215,7 @@ async fn a_simulated_day_calls_every_patient_in_their_slot_and_follows_each_one_
                 assert_eq!(health_alert, persona == Persona::LowSpo2, "{id}: {alerts:?}");
 
                 let app_user = persona != Persona::NotAppUser;
-                let number = store.valid_number(id, Utc::now()).await.unwrap();
+                let number = store.numbers().valid(id, Utc::now()).await.unwrap();
                 assert_eq!(number.is_some(), app_user, "{id}: a number for each consenting app user");
                 let by_sms = app_user && persona != Persona::LandlineAppUser;
                 assert_eq!(texts.len(), usize::from(by_sms), "{id} ({persona:?}): one SMS");
@@ -248,21 +248,21 @@ async fn two_instances_on_one_postgresql_share_a_campaign() {
     let b = Server::start_with_clock(&settings, clock.clone()).await.expect("second server");
     let store = a.state.store.clone();
     let patients: Vec<Patient> = roster().into_iter().take(80).collect();
-    store.import_patients(&patients).await.unwrap();
+    store.patients().import(&patients).await.unwrap();
     let plan = ivr::server::planner(&settings).plan(&store, clock.now(), true).await.unwrap();
     assert_eq!(plan.jobs, patients.iter().filter(|p| p.care_end.as_deref() != Some("2026-11-20")).count());
 
     // Both dialers run on their own; the clock moves on to each retry.
     let deadline = Instant::now() + StdDuration::from_secs(120);
     loop {
-        let jobs = store.jobs_for_day(day()).await.unwrap();
+        let jobs = store.campaign().jobs_for_day(day()).await.unwrap();
         if jobs.iter().all(|j| matches!(j.status.as_str(), "done" | "unreachable" | "failed")) {
             break;
         }
         assert!(Instant::now() < deadline, "the campaign did not finish: {:?}", counts(&store).await);
         let now = clock.now();
         let due = jobs.iter().any(|j| waiting(j) && j.due_at.is_some_and(|t| t <= now));
-        if !due && store.active_jobs().await.unwrap() == 0 {
+        if !due && store.campaign().active_jobs().await.unwrap() == 0 {
             // (None: the last calls ended since `jobs` was read; the loop sees it next.)
             if let Some(next) = jobs.iter().filter(|j| waiting(j)).filter_map(|j| j.due_at).min() {
                 clock.set(next.max(now));
@@ -280,8 +280,8 @@ async fn two_instances_on_one_postgresql_share_a_campaign() {
     let unique: std::collections::HashSet<_> = urls.iter().collect();
     assert_eq!(unique.len(), urls.len(), "an attempt was dialled twice");
     let mut attempts = 0;
-    for j in store.jobs_for_day(day()).await.unwrap() {
-        let rows = store.attempts(j.job_id).await.unwrap();
+    for j in store.campaign().jobs_for_day(day()).await.unwrap() {
+        let rows = store.campaign().attempts(j.job_id).await.unwrap();
         assert!(rows.iter().all(|r| r.ended && r.call_sid.is_some()), "{}: {rows:?}", j.patient_id);
         attempts += rows.len();
     }
@@ -428,7 +428,7 @@ prompts_dir = "{root}/prompts"
     let store = Store::open(db.url(), false).await.unwrap();
     let today = Utc::now().with_timezone(&chrono_tz::Asia::Tokyo).date_naive();
     loop {
-        let jobs = store.jobs_for_day(today).await.unwrap();
+        let jobs = store.campaign().jobs_for_day(today).await.unwrap();
         if !jobs.is_empty() && jobs.iter().all(|j| matches!(j.status.as_str(), "done" | "unreachable" | "failed")) {
             break;
         }
@@ -453,7 +453,7 @@ prompts_dir = "{root}/prompts"
     assert_eq!(instances[0].leads().await, Some(true), "the other instance leads");
     let urls: std::collections::HashSet<_> = calls.iter().map(|c| &c.url).collect();
     assert_eq!(urls.len(), calls.len(), "an attempt was dialled twice");
-    let jobs = store.jobs_for_day(today).await.unwrap();
+    let jobs = store.campaign().jobs_for_day(today).await.unwrap();
     assert_eq!(jobs.len(), 30);
     assert!(jobs.iter().all(|j| j.status == "done"), "{jobs:?}");
 }

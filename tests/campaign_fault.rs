@@ -112,7 +112,7 @@ fn carrier_log(dir: &Path) -> Vec<(String, String)> {
 }
 
 async fn finished(store: &Store, day: chrono::NaiveDate) -> (usize, usize) {
-    let jobs = store.jobs_for_day(day).await.unwrap();
+    let jobs = store.campaign().jobs_for_day(day).await.unwrap();
     let done = jobs.iter().filter(|j| matches!(j.status.as_str(), "done" | "unreachable" | "failed")).count();
     (done, jobs.len())
 }
@@ -138,7 +138,7 @@ async fn a_campaign_survives_a_kill_without_dialling_or_texting_anyone_twice() {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let (done, _) = finished(&store, day).await;
-        let active = store.active_jobs().await.unwrap();
+        let active = store.campaign().active_jobs().await.unwrap();
         if done >= PATIENTS / 5 && active > 0 {
             break;
         }
@@ -158,7 +158,7 @@ async fn a_campaign_survives_a_kill_without_dialling_or_texting_anyone_twice() {
         if Instant::now() > deadline {
             let log = std::fs::read_to_string(dir.path().join("server.log")).unwrap_or_default();
             let tail: Vec<&str> = log.lines().rev().take(30).collect();
-            let jobs = store.jobs_for_day(day).await.unwrap();
+            let jobs = store.campaign().jobs_for_day(day).await.unwrap();
             let open: Vec<_> =
                 jobs.iter().filter(|j| !matches!(j.status.as_str(), "done" | "unreachable" | "failed")).collect();
             panic!("the campaign did not finish: {open:?}\n{}", tail.join("\n"));
@@ -183,14 +183,14 @@ async fn a_campaign_survives_a_kill_without_dialling_or_texting_anyone_twice() {
 
     for i in 0..PATIENTS {
         let id = format!("F{i:03}");
-        let jobs = store.jobs_for_day(day).await.unwrap();
+        let jobs = store.campaign().jobs_for_day(day).await.unwrap();
         let job = jobs.iter().find(|j| j.patient_id == id).unwrap();
-        let attempts = store.attempts(job.job_id).await.unwrap();
+        let attempts = store.campaign().attempts(job.job_id).await.unwrap();
         assert!(attempts.iter().all(|a| a.ended), "{id}: {attempts:?}");
         assert_eq!(attempts.len(), job.attempt as usize, "{id}: one row per attempt");
         // Each attempt's call, placed before or after the kill, appears once in the carrier's log.
         let placed = calls.iter().filter(|u| u.contains(&format!("job={}&", job.job_id))).count();
         assert!(placed <= attempts.len(), "{id}: {placed} calls for {} attempts", attempts.len());
     }
-    assert!(store.patients().await.unwrap().iter().all(|p: &Patient| p.patient_id.starts_with('F')));
+    assert!(store.patients().all().await.unwrap().iter().all(|p: &Patient| p.patient_id.starts_with('F')));
 }

@@ -59,28 +59,28 @@ fn job(id: &str, due: DateTime<Utc>) -> NewJob {
 async fn planned(store: &Store, n: usize) -> Vec<String> {
     let ids: Vec<String> = (1..=n).map(|i| format!("p{i}")).collect();
     let patients: Vec<Patient> = ids.iter().map(|id| patient(id)).collect();
-    store.import_patients(&patients).await.unwrap();
+    store.patients().import(&patients).await.unwrap();
     let jobs: Vec<NewJob> = ids.iter().enumerate().map(|(i, id)| job(id, at(0, i as u32))).collect();
-    assert_eq!(store.plan_jobs(&jobs).await.unwrap(), n);
+    assert_eq!(store.campaign().plan_jobs(&jobs).await.unwrap(), n);
     ids
 }
 
 async fn claim_one(store: &Store, now: DateTime<Utc>) -> DueJob {
-    let mut jobs = store.claim_jobs(now, now + Duration::minutes(20), 1).await.unwrap();
+    let mut jobs = store.campaign().claim_jobs(now, now + Duration::minutes(20), 1).await.unwrap();
     assert_eq!(jobs.len(), 1, "one job due at {now}");
     jobs.remove(0)
 }
 
 async fn status_of(store: &Store, patient: &str) -> JobView {
-    store.jobs_for_day(day()).await.unwrap().into_iter().find(|j| j.patient_id == patient).unwrap()
+    store.campaign().jobs_for_day(day()).await.unwrap().into_iter().find(|j| j.patient_id == patient).unwrap()
 }
 
 async fn planning_a_day_twice_adds_only_new_patients(store: Store) {
     planned(&store, 3).await;
-    store.import_patients(&[patient("p4")]).await.unwrap();
+    store.patients().import(&[patient("p4")]).await.unwrap();
     let again: Vec<NewJob> = ["p1", "p2", "p3", "p4"].iter().map(|id| job(id, at(1, 0))).collect();
-    assert_eq!(store.plan_jobs(&again).await.unwrap(), 1, "only p4 is new");
-    let jobs = store.jobs_for_day(day()).await.unwrap();
+    assert_eq!(store.campaign().plan_jobs(&again).await.unwrap(), 1, "only p4 is new");
+    let jobs = store.campaign().jobs_for_day(day()).await.unwrap();
     assert_eq!(jobs.len(), 4);
     assert!(jobs.iter().all(|j| j.status == "planned" && j.attempt == 0 && j.day == Some(day())));
     assert_eq!(status_of(&store, "p1").await.due_at, Some(at(0, 0)), "the first plan's time is kept");
@@ -88,16 +88,23 @@ async fn planning_a_day_twice_adds_only_new_patients(store: Store) {
 
 async fn due_jobs_are_claimed_with_their_next_attempt_and_only_once(store: Store) {
     planned(&store, 3).await;
-    let jobs = store.claim_jobs(at(0, 1), at(0, 21), 10).await.unwrap();
+    let jobs = store.campaign().claim_jobs(at(0, 1), at(0, 21), 10).await.unwrap();
     assert_eq!(jobs.iter().map(|j| j.patient_id.as_str()).collect::<Vec<_>>(), ["p1", "p2"], "p3 is due at 00:02");
     assert!(jobs.iter().all(|j| j.attempt == 1 && j.phone.starts_with("+8190")));
-    assert!(store.claim_jobs(at(0, 1), at(0, 21), 10).await.unwrap().is_empty(), "claimed jobs are not claimed again");
-    assert_eq!(store.active_jobs().await.unwrap(), 2);
-    let attempts = store.attempts(jobs[0].job_id).await.unwrap();
+    assert!(
+        store.campaign().claim_jobs(at(0, 1), at(0, 21), 10).await.unwrap().is_empty(),
+        "claimed jobs are not claimed again"
+    );
+    assert_eq!(store.campaign().active_jobs().await.unwrap(), 2);
+    let attempts = store.campaign().attempts(jobs[0].job_id).await.unwrap();
     assert_eq!((attempts.len(), attempts[0].attempt, attempts[0].ended), (1, 1, false));
-    store.attempt_dialed(jobs[0].job_id, 1, "CA1").await.unwrap();
-    store.attempt_dialed(jobs[0].job_id, 1, "CA2").await.unwrap();
-    assert_eq!(store.attempts(jobs[0].job_id).await.unwrap()[0].call_sid.as_deref(), Some("CA1"), "the first id stays");
+    store.campaign().attempt_dialed(jobs[0].job_id, 1, "CA1").await.unwrap();
+    store.campaign().attempt_dialed(jobs[0].job_id, 1, "CA2").await.unwrap();
+    assert_eq!(
+        store.campaign().attempts(jobs[0].job_id).await.unwrap()[0].call_sid.as_deref(),
+        Some("CA1"),
+        "the first id stays"
+    );
 }
 
 async fn simultaneous_dialers_claim_each_job_once(store: Store) {
@@ -109,7 +116,7 @@ async fn simultaneous_dialers_claim_each_job_once(store: Store) {
         tasks.push(tokio::spawn(async move {
             let mut mine = Vec::new();
             loop {
-                let jobs = store.claim_jobs(at(2, 0), at(2, 20), 3).await.unwrap();
+                let jobs = store.campaign().claim_jobs(at(2, 0), at(2, 20), 3).await.unwrap();
                 if jobs.is_empty() {
                     return mine;
                 }
@@ -128,39 +135,41 @@ async fn simultaneous_dialers_claim_each_job_once(store: Store) {
 async fn an_attempt_ends_once_and_its_job_moves_on(store: Store) {
     planned(&store, 1).await;
     let j = claim_one(&store, at(0, 0)).await;
-    assert!(store.end_attempt(j.job_id, 1, "completed", Some("human"), &JobNext::Done, at(0, 5)).await.unwrap());
+    assert!(
+        store.campaign().end_attempt(j.job_id, 1, "completed", Some("human"), &JobNext::Done, at(0, 5)).await.unwrap()
+    );
     // The same callback again, or another final status: nothing changes.
-    assert!(!store.end_attempt(j.job_id, 1, "completed", None, &JobNext::Done, at(0, 6)).await.unwrap());
+    assert!(!store.campaign().end_attempt(j.job_id, 1, "completed", None, &JobNext::Done, at(0, 6)).await.unwrap());
     let retry = JobNext::Retry(at(1, 0));
-    assert!(!store.end_attempt(j.job_id, 1, "no-answer", None, &retry, at(0, 6)).await.unwrap());
+    assert!(!store.campaign().end_attempt(j.job_id, 1, "no-answer", None, &retry, at(0, 6)).await.unwrap());
     let v = status_of(&store, "p1").await;
     assert_eq!((v.status.as_str(), v.outcome.as_deref(), v.attempt), ("done", Some("completed"), 1));
-    let a = &store.attempts(j.job_id).await.unwrap()[0];
+    let a = &store.campaign().attempts(j.job_id).await.unwrap()[0];
     assert_eq!((a.status.as_str(), a.answered_by.as_deref(), a.ended), ("completed", Some("human"), true));
-    assert_eq!(store.active_jobs().await.unwrap(), 0);
+    assert_eq!(store.campaign().active_jobs().await.unwrap(), 0);
 }
 
 async fn a_retry_comes_back_when_due_as_the_next_attempt(store: Store) {
     planned(&store, 1).await;
     let j = claim_one(&store, at(0, 0)).await;
-    store.end_attempt(j.job_id, 1, "no-answer", None, &JobNext::Retry(at(0, 30)), at(0, 1)).await.unwrap();
+    store.campaign().end_attempt(j.job_id, 1, "no-answer", None, &JobNext::Retry(at(0, 30)), at(0, 1)).await.unwrap();
     let v = status_of(&store, "p1").await;
     assert_eq!((v.status.as_str(), v.due_at), ("retry", Some(at(0, 30))));
-    assert!(store.claim_jobs(at(0, 29), at(0, 49), 5).await.unwrap().is_empty(), "not before it is due");
+    assert!(store.campaign().claim_jobs(at(0, 29), at(0, 49), 5).await.unwrap().is_empty(), "not before it is due");
     let again = claim_one(&store, at(0, 30)).await;
     assert_eq!((again.job_id, again.attempt), (j.job_id, 2));
-    assert_eq!(store.attempts(j.job_id).await.unwrap().len(), 2);
+    assert_eq!(store.campaign().attempts(j.job_id).await.unwrap().len(), 2);
 }
 
 async fn a_late_status_for_an_earlier_attempt_changes_nothing(store: Store) {
     planned(&store, 1).await;
     let j = claim_one(&store, at(0, 0)).await;
-    store.end_attempt(j.job_id, 1, "lost", None, &JobNext::Retry(at(0, 30)), at(0, 21)).await.unwrap();
+    store.campaign().end_attempt(j.job_id, 1, "lost", None, &JobNext::Retry(at(0, 30)), at(0, 21)).await.unwrap();
     claim_one(&store, at(0, 30)).await;
     // Attempt 1's call did ring after all; its status arrives now. Attempt 1 already ended.
-    assert!(!store.end_attempt(j.job_id, 1, "completed", None, &JobNext::Done, at(0, 31)).await.unwrap());
+    assert!(!store.campaign().end_attempt(j.job_id, 1, "completed", None, &JobNext::Done, at(0, 31)).await.unwrap());
     assert_eq!(status_of(&store, "p1").await.status, "dialing", "attempt 2 goes on");
-    store.attempt_progress(j.job_id, 1, "in-progress", None, at(1, 0)).await.unwrap();
+    store.campaign().attempt_progress(j.job_id, 1, "in-progress", None, at(1, 0)).await.unwrap();
     assert_eq!(status_of(&store, "p1").await.status, "dialing");
 }
 
@@ -169,40 +178,43 @@ async fn unreachable_and_refused_jobs_alert_the_health_centre(store: Store) {
     let a = claim_one(&store, at(0, 0)).await;
     let b = claim_one(&store, at(0, 1)).await;
     let gone = JobNext::Unreachable("unreachable: 1 attempt(s) today, the last busy".into());
-    store.end_attempt(a.job_id, 1, "busy", None, &gone, at(0, 2)).await.unwrap();
+    store.campaign().end_attempt(a.job_id, 1, "busy", None, &gone, at(0, 2)).await.unwrap();
     let refused = JobNext::Failed("unreachable: the carrier refused the patient's number".into());
-    store.end_attempt(b.job_id, 1, "refused", None, &refused, at(0, 2)).await.unwrap();
-    assert_eq!(store.patient_alerts("p1").await.unwrap(), ["unreachable: 1 attempt(s) today, the last busy"]);
-    assert_eq!(store.patient_alerts("p2").await.unwrap(), ["unreachable: the carrier refused the patient's number"]);
+    store.campaign().end_attempt(b.job_id, 1, "refused", None, &refused, at(0, 2)).await.unwrap();
+    assert_eq!(store.calls().patient_alerts("p1").await.unwrap(), ["unreachable: 1 attempt(s) today, the last busy"]);
+    assert_eq!(
+        store.calls().patient_alerts("p2").await.unwrap(),
+        ["unreachable: the carrier refused the patient's number"]
+    );
     assert_eq!(status_of(&store, "p1").await.status, "unreachable");
     assert_eq!(status_of(&store, "p2").await.status, "failed");
-    assert!(store.claim_jobs(at(5, 0), at(5, 20), 5).await.unwrap().is_empty());
+    assert!(store.campaign().claim_jobs(at(5, 0), at(5, 20), 5).await.unwrap().is_empty());
 }
 
 async fn an_answered_call_keeps_its_job_in_progress_until_it_ends(store: Store) {
     planned(&store, 1).await;
     let j = claim_one(&store, at(0, 0)).await;
-    store.attempt_progress(j.job_id, 1, "ringing", None, at(0, 20)).await.unwrap();
+    store.campaign().attempt_progress(j.job_id, 1, "ringing", None, at(0, 20)).await.unwrap();
     assert_eq!(status_of(&store, "p1").await.status, "dialing");
-    store.attempt_progress(j.job_id, 1, "in-progress", Some("human"), at(0, 40)).await.unwrap();
+    store.campaign().attempt_progress(j.job_id, 1, "in-progress", Some("human"), at(0, 40)).await.unwrap();
     assert_eq!(status_of(&store, "p1").await.status, "in-progress");
-    assert!(store.stale_attempts(at(0, 30)).await.unwrap().is_empty(), "answering extended the lease");
-    assert_eq!(store.active_jobs().await.unwrap(), 1);
+    assert!(store.campaign().stale_attempts(at(0, 30)).await.unwrap().is_empty(), "answering extended the lease");
+    assert_eq!(store.campaign().active_jobs().await.unwrap(), 1);
 }
 
 async fn attempts_that_went_quiet_are_found_when_their_lease_runs_out(store: Store) {
     planned(&store, 2).await;
     let a = claim_one(&store, at(0, 0)).await;
     let b = claim_one(&store, at(0, 1)).await;
-    store.attempt_dialed(b.job_id, 1, "CAb").await.unwrap();
-    assert!(store.stale_attempts(at(0, 19)).await.unwrap().is_empty());
-    let stale = store.stale_attempts(at(0, 21)).await.unwrap();
+    store.campaign().attempt_dialed(b.job_id, 1, "CAb").await.unwrap();
+    assert!(store.campaign().stale_attempts(at(0, 19)).await.unwrap().is_empty());
+    let stale = store.campaign().stale_attempts(at(0, 21)).await.unwrap();
     assert_eq!(
         stale.iter().map(|s| (s.job_id, s.attempt, s.call_sid.clone())).collect::<Vec<_>>(),
         [(a.job_id, 1, None), (b.job_id, 1, Some("CAb".to_string()))]
     );
-    store.extend_lease(b.job_id, at(1, 0)).await.unwrap();
-    assert_eq!(store.stale_attempts(at(0, 21)).await.unwrap().len(), 1);
+    store.campaign().extend_lease(b.job_id, at(1, 0)).await.unwrap();
+    assert_eq!(store.campaign().stale_attempts(at(0, 21)).await.unwrap().len(), 1);
 }
 
 async fn the_summary_counts_jobs_attempts_and_alerts(store: Store) {
@@ -210,9 +222,13 @@ async fn the_summary_counts_jobs_attempts_and_alerts(store: Store) {
     let a = claim_one(&store, at(0, 0)).await;
     let b = claim_one(&store, at(0, 1)).await;
     claim_one(&store, at(0, 2)).await;
-    store.end_attempt(a.job_id, 1, "completed", None, &JobNext::Done, at(0, 5)).await.unwrap();
-    store.end_attempt(b.job_id, 1, "busy", None, &JobNext::Unreachable("unreachable".into()), at(0, 5)).await.unwrap();
-    let s = store.campaign_summary(day(), at(0, 0)).await.unwrap();
+    store.campaign().end_attempt(a.job_id, 1, "completed", None, &JobNext::Done, at(0, 5)).await.unwrap();
+    store
+        .campaign()
+        .end_attempt(b.job_id, 1, "busy", None, &JobNext::Unreachable("unreachable".into()), at(0, 5))
+        .await
+        .unwrap();
+    let s = store.campaign().summary(day(), at(0, 0)).await.unwrap();
     assert_eq!((s.count("done"), s.count("unreachable"), s.count("dialing"), s.count("planned")), (1, 1, 1, 1));
     assert_eq!((s.total(), s.finished(), s.attempts, s.unanswered, s.alerts), (4, 2, 3, 1, 1));
 }
@@ -220,7 +236,8 @@ async fn the_summary_counts_jobs_attempts_and_alerts(store: Store) {
 async fn patients_whose_call_went_through_today_are_reported(store: Store) {
     planned(&store, 2).await;
     let now = Utc::now();
-    let reported = store.reported_patients(now - Duration::hours(1), now + Duration::hours(1)).await.unwrap();
+    let reported =
+        store.campaign().reported_patients(now - Duration::hours(1), now + Duration::hours(1)).await.unwrap();
     assert!(reported.is_empty());
     let call = NewCall {
         call_sid: "CA1".into(),
@@ -230,36 +247,52 @@ async fn patients_whose_call_went_through_today_are_reported(store: Store) {
         state: Default::default(),
     };
     let ended = TurnWrite { response: "<Response/>".into(), ended: true, ..Default::default() };
-    store.turn("CA1", 0, Some(call), Box::new(move |_| Ok(ended.clone()))).await.unwrap();
-    let reported = store.reported_patients(now - Duration::hours(1), now + Duration::hours(1)).await.unwrap();
+    store.calls().turn("CA1", 0, Some(call), Box::new(move |_| Ok(ended.clone()))).await.unwrap();
+    let reported =
+        store.campaign().reported_patients(now - Duration::hours(1), now + Duration::hours(1)).await.unwrap();
     assert_eq!(reported, ["p1"]);
-    assert!(store.reported_patients(now + Duration::hours(1), now + Duration::hours(2)).await.unwrap().is_empty());
+    assert!(
+        store
+            .campaign()
+            .reported_patients(now + Duration::hours(1), now + Duration::hours(2))
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }
 
 async fn calls_of_an_earlier_day_never_placed_are_given_up_with_an_alert(store: Store) {
     planned(&store, 3).await;
     let a = claim_one(&store, at(0, 0)).await;
-    store.end_attempt(a.job_id, 1, "busy", None, &JobNext::Retry(at(23, 0)), at(0, 5)).await.unwrap();
+    store.campaign().end_attempt(a.job_id, 1, "busy", None, &JobNext::Retry(at(23, 0)), at(0, 5)).await.unwrap();
     claim_one(&store, at(0, 1)).await;
     let tomorrow = day().succ_opt().unwrap();
-    assert_eq!(store.close_days(day(), at(1, 0)).await.unwrap(), 0, "today's jobs stay");
-    assert_eq!(store.close_days(tomorrow, at(23, 59)).await.unwrap(), 2, "p1 waiting to retry, p3 never dialled");
+    assert_eq!(store.campaign().close_days(day(), at(1, 0)).await.unwrap(), 0, "today's jobs stay");
+    assert_eq!(
+        store.campaign().close_days(tomorrow, at(23, 59)).await.unwrap(),
+        2,
+        "p1 waiting to retry, p3 never dialled"
+    );
     assert_eq!(status_of(&store, "p2").await.status, "dialing", "a call in progress is left to end");
     for p in ["p1", "p3"] {
         let v = status_of(&store, p).await;
         assert_eq!((v.status.as_str(), v.outcome.as_deref()), ("unreachable", Some("day ended")));
-        assert_eq!(store.patient_alerts(p).await.unwrap(), [DAY_ENDED]);
+        assert_eq!(store.calls().patient_alerts(p).await.unwrap(), [DAY_ENDED]);
     }
-    assert_eq!(store.close_days(tomorrow, at(23, 59)).await.unwrap(), 0);
+    assert_eq!(store.campaign().close_days(tomorrow, at(23, 59)).await.unwrap(), 0);
 }
 
 async fn a_campaign_started_by_hand_brings_planned_calls_forward(store: Store) {
     planned(&store, 3).await;
     let j = claim_one(&store, at(0, 0)).await;
-    assert_eq!(store.advance_jobs(day(), at(0, 1)).await.unwrap(), 1, "p3, due at 00:02; p2 is due at 00:01 already");
+    assert_eq!(
+        store.campaign().advance_jobs(day(), at(0, 1)).await.unwrap(),
+        1,
+        "p3, due at 00:02; p2 is due at 00:01 already"
+    );
     assert_eq!(status_of(&store, "p3").await.due_at, Some(at(0, 1)));
     assert_eq!(status_of(&store, "p1").await.status, "dialing", "a job in hand is left alone");
-    assert_eq!(store.attempts(j.job_id).await.unwrap().len(), 1);
+    assert_eq!(store.campaign().attempts(j.job_id).await.unwrap().len(), 1);
 }
 
 /// The dialer lock is held by one store at a time, until it lets go or loses its connection

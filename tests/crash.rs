@@ -117,7 +117,7 @@ async fn a_server_killed_while_the_sms_is_in_flight_sends_it_once_and_records_it
         care_end: None,
         call_slot: None,
     };
-    store.upsert_patient(&patient).await.unwrap();
+    store.patients().upsert(&patient).await.unwrap();
 
     let base = format!("http://127.0.0.1:{port}");
     let client = WebhookClient::new(AuthToken::new(TOKEN));
@@ -147,7 +147,7 @@ async fn a_server_killed_while_the_sms_is_in_flight_sends_it_once_and_records_it
     ready(port).await;
     let mut status = String::new();
     for _ in 0..100 {
-        status = store.messages("P001").await.unwrap().first().map(|m| m.2.clone()).unwrap_or_default();
+        status = store.outbox().for_patient("P001").await.unwrap().first().map(|m| m.2.clone()).unwrap_or_default();
         if status == "delivered" {
             break;
         }
@@ -157,7 +157,7 @@ async fn a_server_killed_while_the_sms_is_in_flight_sends_it_once_and_records_it
     let _ = server.wait();
     assert_eq!(status, "delivered", "the status callback settled the message");
     assert_eq!(carrier.lock().unwrap().messages.len(), 1, "exactly one SMS");
-    assert_eq!(store.valid_count().await.unwrap(), 1, "one number");
+    assert_eq!(store.numbers().valid_count().await.unwrap(), 1, "one number");
     let body = &carrier.lock().unwrap().messages[0]["Body"];
     assert!(body.contains("処理番号は "), "{body}");
 }

@@ -337,7 +337,7 @@ async fn spawn() -> App {
             care_end: None,
             call_slot: None,
         };
-        store.upsert_patient(&p).await.unwrap();
+        store.patients().upsert(&p).await.unwrap();
     }
     App { server, addr, store, db, _dir: dir }
 }
@@ -397,7 +397,7 @@ impl Case {
 
 async fn token(app: &App, name: &str) -> String {
     let t = format!("ivr_openapi_{name}");
-    app.store.add_token(name, &token_hash(&t)).await.unwrap();
+    app.store.numbers().add_token(name, &token_hash(&t)).await.unwrap();
     t
 }
 
@@ -622,7 +622,7 @@ async fn every_documented_status_is_one_the_handlers_return_with_the_documented_
         &mut seen,
     )
     .await;
-    assert_eq!(app.store.valid_count().await.unwrap(), 1, "only P003's number is valid: P001's was used");
+    assert_eq!(app.store.numbers().valid_count().await.unwrap(), 1, "only P003's number is valid: P001's was used");
 
     // The roster: the documented request, then the same with one patient changed.
     let roster = spec["paths"][IMPORT]["post"]["requestBody"]["content"]["text/csv"]["examples"]["roster"]["value"]
@@ -654,7 +654,7 @@ async fn every_documented_status_is_one_the_handlers_return_with_the_documented_
     for c in import_cases {
         run(&spec, &app, c, &mut seen).await;
     }
-    assert!(app.store.patient("P011").await.unwrap().is_none(), "a refused roster imports nothing");
+    assert!(app.store.patients().get("P011").await.unwrap().is_none(), "a refused roster imports nothing");
 
     // A database that fails: a second server whose audit log has gone.
     let broken = spawn().await;
@@ -681,7 +681,7 @@ async fn every_documented_status_is_one_the_handlers_return_with_the_documented_
         &mut seen,
     )
     .await;
-    assert_eq!(broken.store.valid_count().await.unwrap(), 0, "nothing is issued when the database fails");
+    assert_eq!(broken.store.numbers().valid_count().await.unwrap(), 0, "nothing is issued when the database fails");
     rusqlite::Connection::open(&broken.db)
         .unwrap()
         .execute_batch("create trigger broken before insert on patients begin select raise(abort, 'disk full'); end")

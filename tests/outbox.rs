@@ -81,11 +81,12 @@ async fn setup(phones: &[&str]) -> (Dispatcher, Hits, Store, tempfile::TempDir) 
             care_end: None,
             call_slot: None,
         };
-        store.upsert_patient(&p).await.unwrap();
+        store.patients().upsert(&p).await.unwrap();
         let n = ProcessingNumber::generate(8);
         let now = Utc::now();
         store
-            .issue_number(&NewNumber {
+            .numbers()
+            .issue(&NewNumber {
                 patient_id: id,
                 number_hash: key.hash(&n),
                 sealed: Some(key.seal(n.expose())),
@@ -158,25 +159,28 @@ async fn retries_give_up_and_alerts_follow_the_carriers_answers() {
     }
     let hit = |p: &str| hits.lock().unwrap().get(p).copied().unwrap_or(0);
     // Rate-limited once, then sent.
-    assert_eq!(status(&store.messages("P0").await.unwrap()), ("sent", 2));
+    assert_eq!(status(&store.outbox().for_patient("P0").await.unwrap()), ("sent", 2));
     assert_eq!(hit(phones[0]), 2);
     // A server error every time: tried max_attempts times, then dead, and the centre is told.
-    assert_eq!(status(&store.messages("P1").await.unwrap()), ("dead", 3));
+    assert_eq!(status(&store.outbox().for_patient("P1").await.unwrap()), ("dead", 3));
     assert_eq!(hit(phones[1]), 3);
-    assert!(store.patient_alerts("P1").await.unwrap()[0].starts_with("message_dead"));
+    assert!(store.calls().patient_alerts("P1").await.unwrap()[0].starts_with("message_dead"));
     // Invalid and landline numbers: one try, final, alerted.
     for (i, p) in [(2, phones[2]), (3, phones[3])] {
-        assert_eq!(status(&store.messages(&format!("P{i}")).await.unwrap()), ("failed", 1), "{p}");
+        assert_eq!(status(&store.outbox().for_patient(&format!("P{i}")).await.unwrap()), ("failed", 1), "{p}");
         assert_eq!(hit(p), 1);
-        assert!(store.patient_alerts(&format!("P{i}")).await.unwrap()[0].starts_with("message_failed"));
+        assert!(store.calls().patient_alerts(&format!("P{i}")).await.unwrap()[0].starts_with("message_failed"));
     }
     // The landline (21614) without an e-mail address: its number is read on the next call.
-    let alerts = store.patient_alerts("P3").await.unwrap();
+    let alerts = store.calls().patient_alerts("P3").await.unwrap();
     assert!(alerts[0].ends_with("number will be read on the next call"), "{alerts:?}");
-    assert!(store.valid_number("P3", now).await.unwrap().unwrap().read_pending);
-    assert!(!store.valid_number("P2", now).await.unwrap().unwrap().read_pending, "an invalid number is not a landline");
-    assert_eq!(status(&store.messages("P4").await.unwrap()), ("sent", 1));
-    assert!(store.patient_alerts("P0").await.unwrap().is_empty());
+    assert!(store.numbers().valid("P3", now).await.unwrap().unwrap().read_pending);
+    assert!(
+        !store.numbers().valid("P2", now).await.unwrap().unwrap().read_pending,
+        "an invalid number is not a landline"
+    );
+    assert_eq!(status(&store.outbox().for_patient("P4").await.unwrap()), ("sent", 1));
+    assert!(store.calls().patient_alerts("P0").await.unwrap().is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -189,15 +193,16 @@ async fn a_send_with_an_unknown_outcome_is_not_repeated_before_the_callback_coul
         d.tick(now + chrono::Duration::minutes(m)).await.unwrap();
     }
     assert_eq!(hits.lock().unwrap().values().sum::<usize>(), 1);
-    assert_eq!(status(&store.messages("P0").await.unwrap()), ("pending", 1));
+    assert_eq!(status(&store.outbox().for_patient("P0").await.unwrap()), ("pending", 1));
     // A status callback that proves it arrived settles it for good.
     store
-        .finish_message(1, &ivr::store::SendResult::Sent { provider_id: "SMabc".into(), status: "sent".into() }, now)
+        .outbox()
+        .finish(1, &ivr::store::SendResult::Sent { provider_id: "SMabc".into(), status: "sent".into() }, now)
         .await
         .unwrap();
     d.tick(now + chrono::Duration::minutes(20)).await.unwrap();
     assert_eq!(hits.lock().unwrap().values().sum::<usize>(), 1);
-    assert_eq!(status(&store.messages("P0").await.unwrap()).0, "sent");
+    assert_eq!(status(&store.outbox().for_patient("P0").await.unwrap()).0, "sent");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -205,36 +210,36 @@ async fn a_sender_that_died_mid_send_is_resent_only_if_no_callback_says_it_went_
     let (d, hits, store, _dir) = setup(&["+819011110001"]).await;
     let now = Utc::now();
     // Claimed (and committed) by a sender that then died before recording anything.
-    let claimed = store.claim_messages(now, now + chrono::Duration::seconds(60), 10).await.unwrap();
+    let claimed = store.outbox().claim(now, now + chrono::Duration::seconds(60), 10).await.unwrap();
     assert_eq!(claimed.len(), 1);
     d.tick(now + chrono::Duration::seconds(30)).await.unwrap();
     assert_eq!(hits.lock().unwrap().values().sum::<usize>(), 0, "the lease still holds");
     d.tick(now + chrono::Duration::minutes(2)).await.unwrap();
     assert_eq!(hits.lock().unwrap().values().sum::<usize>(), 0, "it may have gone out: wait for the callback");
-    assert_eq!(status(&store.messages("P0").await.unwrap()).0, "pending");
+    assert_eq!(status(&store.outbox().for_patient("P0").await.unwrap()).0, "pending");
     // No callback came within the grace period: it never went out, so it is sent now.
     d.tick(now + chrono::Duration::minutes(13)).await.unwrap();
     assert_eq!(hits.lock().unwrap().values().sum::<usize>(), 1, "lost none");
-    assert_eq!(status(&store.messages("P0").await.unwrap()), ("sent", 2));
+    assert_eq!(status(&store.outbox().for_patient("P0").await.unwrap()), ("sent", 2));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_number_that_expired_before_its_sms_went_out_is_replaced_by_one_fresh_number() {
     let (d, hits, store, _dir) = setup(&["+819011110001"]).await;
-    let old = store.valid_number("P0", Utc::now()).await.unwrap().unwrap();
+    let old = store.numbers().valid("P0", Utc::now()).await.unwrap().unwrap();
     // Long retries kept the message back until after its number expired.
     let late = Utc::now() + chrono::Duration::hours(25);
     d.tick(late).await.unwrap();
     d.tick(late + chrono::Duration::minutes(1)).await.unwrap();
     assert_eq!(hits.lock().unwrap().values().sum::<usize>(), 1, "one SMS, with the fresh number");
-    let msgs = store.messages("P0").await.unwrap();
+    let msgs = store.outbox().for_patient("P0").await.unwrap();
     let statuses: Vec<&str> = msgs.iter().map(|m| m.2.as_str()).collect();
     assert_eq!(statuses, ["cancelled", "sent"]);
-    let fresh = store.valid_number("P0", late).await.unwrap().expect("a fresh number");
+    let fresh = store.numbers().valid("P0", late).await.unwrap().expect("a fresh number");
     assert_ne!(fresh.number_id, old.number_id);
     assert!(fresh.expires_at > late);
-    assert_eq!(store.valid_count().await.unwrap(), 1);
-    assert_eq!(store.patient_alerts("P0").await.unwrap(), vec![ivr::store::REISSUED_ALERT.to_string()]);
+    assert_eq!(store.numbers().valid_count().await.unwrap(), 1);
+    assert_eq!(store.calls().patient_alerts("P0").await.unwrap(), vec![ivr::store::REISSUED_ALERT.to_string()]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -248,11 +253,11 @@ async fn a_fresh_number_that_expires_unsent_too_is_dead_and_not_replaced_again()
     d.tick(later).await.unwrap();
     d.tick(later + chrono::Duration::hours(1)).await.unwrap();
     assert_eq!(hits.lock().unwrap().values().sum::<usize>(), 1, "nothing sent with an expired number");
-    let statuses: Vec<String> = store.messages("P0").await.unwrap().into_iter().map(|m| m.2).collect();
+    let statuses: Vec<String> = store.outbox().for_patient("P0").await.unwrap().into_iter().map(|m| m.2).collect();
     assert_eq!(statuses, ["cancelled", "dead"], "no third number");
-    assert_eq!(store.valid_count().await.unwrap(), 0);
+    assert_eq!(store.numbers().valid_count().await.unwrap(), 0);
     assert_eq!(
-        store.patient_alerts("P0").await.unwrap(),
+        store.calls().patient_alerts("P0").await.unwrap(),
         vec![ivr::store::REISSUED_ALERT.to_string(), ivr::store::LATE_DEAD_ALERT.to_string()]
     );
 }

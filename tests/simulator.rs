@@ -68,7 +68,7 @@ impl App {
             care_end: None,
             call_slot: None,
         };
-        self.store.upsert_patient(&p).await.unwrap();
+        self.store.patients().upsert(&p).await.unwrap();
     }
 
     /// Places the daily health check to a new patient at `phone`, as the dialer will.
@@ -79,7 +79,7 @@ impl App {
     async fn place_in(&self, phone: &str, amd: Option<MachineDetection>, language: &str) -> String {
         let id = format!("P{}", &phone[phone.len() - 4..]);
         self.add_patient(&id, phone, language).await;
-        let job = self.store.create_job(&id, "daily-health-check").await.unwrap();
+        let job = self.store.campaign().create_job(&id, "daily-health-check").await.unwrap();
         let mut req = CallRequest::new(phone, OURS, format!("{}/twilio/voice?job={job}", self.base))
             .with_status_callback(format!("{}/twilio/status", self.base));
         req.machine_detection = amd;
@@ -100,17 +100,17 @@ impl App {
     }
 
     async fn record(&self, sid: &str) -> CallRecord {
-        self.store.call(sid).await.unwrap().expect("a call record")
+        self.store.calls().get(sid).await.unwrap().expect("a call record")
     }
 
     async fn answer(&self, call: &CallRecord, name: &str) -> Option<Value> {
-        self.store.answers(call.call_id).await.unwrap().into_iter().find(|a| a.name == name).map(|a| a.value)
+        self.store.calls().answers(call.call_id).await.unwrap().into_iter().find(|a| a.name == name).map(|a| a.value)
     }
 
     /// The SMS accepted so far, once the outbox had the chance to send any.
     async fn sms_after(&self, outbox_patient: &str) -> Vec<ivr::carrier::simulator::SimulatedSms> {
         for _ in 0..200 {
-            let msgs = self.store.messages(outbox_patient).await.unwrap();
+            let msgs = self.store.outbox().for_patient(outbox_patient).await.unwrap();
             if msgs.iter().all(|(_, _, status, _)| status != "pending" && status != "sending") {
                 break;
             }
@@ -143,7 +143,7 @@ async fn a_cooperative_app_user_answers_everything_and_gets_one_number_by_sms() 
     assert_eq!(app.answer(&record, "temperature").await, Some(Value::Number { raw: 365, scale: 1 }));
     assert_eq!(app.answer(&record, "spo2").await, Some(Value::int(97)));
     assert_eq!(app.answer(&record, "consent").await, Some(Value::text("yes")));
-    assert!(app.store.alerts(record.call_id).await.unwrap().is_empty());
+    assert!(app.store.calls().alerts(record.call_id).await.unwrap().is_empty());
     assert!(heard(&call, "ショートメッセージでお送りしました"));
 
     let sms = app.sms_after("P5670").await;
@@ -233,7 +233,7 @@ async fn unanswered_and_busy_calls_leave_no_record_and_report_their_status() {
         assert_eq!(call.status, status);
         assert_eq!(call.reported.last().map(String::as_str), Some(final_word), "{:?}", call.reported);
         assert!(call.heard.is_empty());
-        assert!(app.store.call(&sid).await.unwrap().is_none(), "no webhook, no call record");
+        assert!(app.store.calls().get(&sid).await.unwrap().is_none(), "no webhook, no call record");
         assert_eq!(app.twilio.fetch_call(&sid).await.unwrap().status, status);
     }
 }
@@ -246,7 +246,7 @@ async fn an_answering_machine_presses_nothing_and_the_centre_is_alerted() {
     assert_eq!(call.answered_by, Some(AnsweredBy::MachineEndBeep));
     let record = app.record(&sid).await;
     // Silence at the identity question: the flow gives up on it and asks the centre to call.
-    assert_eq!(app.store.alerts(record.call_id).await.unwrap(), ["identity_not_confirmed"]);
+    assert_eq!(app.store.calls().alerts(record.call_id).await.unwrap(), ["identity_not_confirmed"]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -257,7 +257,7 @@ async fn an_undeliverable_sms_is_accepted_then_reported_undelivered() {
     assert_eq!(app.sms_after("P5678").await.len(), 1);
     let mut last = Vec::new();
     for _ in 0..200 {
-        last = app.store.messages("P5678").await.unwrap();
+        last = app.store.outbox().for_patient("P5678").await.unwrap();
         if last.iter().any(|(_, _, status, _)| status == "failed") {
             break;
         }
@@ -266,7 +266,7 @@ async fn an_undeliverable_sms_is_accepted_then_reported_undelivered() {
     assert_eq!(last.len(), 1);
     assert_eq!(last[0].2, "failed", "{last:?}");
     assert!(app.sim.messages().iter().all(|m| m.status == "undelivered"));
-    let alerts = app.store.patient_alerts("P5678").await.unwrap();
+    let alerts = app.store.calls().patient_alerts("P5678").await.unwrap();
     assert!(alerts.iter().any(|a| a.contains("undelivered 30005")), "{alerts:?}");
 }
 
@@ -277,7 +277,7 @@ async fn a_low_spo2_raises_an_alert() {
     app.ended(&sid).await;
     let record = app.record(&sid).await;
     assert_eq!(app.answer(&record, "spo2").await, Some(Value::int(91)));
-    assert_eq!(app.store.alerts(record.call_id).await.unwrap(), ["health_check"]);
+    assert_eq!(app.store.calls().alerts(record.call_id).await.unwrap(), ["health_check"]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -132,9 +132,9 @@ fn counting(runs: &Arc<AtomicUsize>, response: &str) -> TurnFn {
 
 /// A store with patient p1 and call CA1 after its first turn ("turn 0").
 async fn call_started(store: &Store) -> CallRecord {
-    store.upsert_patient(&patient("p1", "+819012345678")).await.unwrap();
-    store.turn("CA1", 0, Some(new_call("CA1")), engine(write("turn 0"))).await.unwrap();
-    store.call("CA1").await.unwrap().unwrap()
+    store.patients().upsert(&patient("p1", "+819012345678")).await.unwrap();
+    store.calls().turn("CA1", 0, Some(new_call("CA1")), engine(write("turn 0"))).await.unwrap();
+    store.calls().get("CA1").await.unwrap().unwrap()
 }
 
 // ---- migrations ----
@@ -162,43 +162,43 @@ async fn two_instances_starting_together_apply_each_migration_once(db: support::
 
 async fn a_patient_is_inserted_then_updated_in_place(store: Store) {
     let mut p = patient("p1", "+819012345678");
-    store.upsert_patient(&p).await.unwrap();
-    assert_eq!(store.patient("p1").await.unwrap(), Some(p.clone()));
+    store.patients().upsert(&p).await.unwrap();
+    assert_eq!(store.patients().get("p1").await.unwrap(), Some(p.clone()));
 
     p.name = "Renamed".into();
     p.phone = "+819087654321".into();
     p.email = Some("p1@example.jp".into());
     p.area = None;
     p.care_end = Some("2024-05-01".into());
-    store.upsert_patient(&p).await.unwrap();
-    assert_eq!(store.patient("p1").await.unwrap(), Some(p.clone()), "every field updated, none kept");
-    assert_eq!(store.patient_by_phone("+819012345678").await.unwrap(), None, "the old number is gone");
+    store.patients().upsert(&p).await.unwrap();
+    assert_eq!(store.patients().get("p1").await.unwrap(), Some(p.clone()), "every field updated, none kept");
+    assert_eq!(store.patients().by_phone("+819012345678").await.unwrap(), None, "the old number is gone");
 }
 
 async fn a_patient_is_found_by_id_and_by_phone(store: Store) {
     let (p2, p1) = (patient("p2", "+819011112222"), patient("p1", "+819011112222"));
     let (p3, upper) = (patient("p3", "+819033334444"), patient("P9", "+819033334444"));
     for p in [&p2, &p1, &p3, &upper] {
-        store.upsert_patient(p).await.unwrap();
+        store.patients().upsert(p).await.unwrap();
     }
-    assert_eq!(store.patient("p3").await.unwrap(), Some(p3.clone()));
-    assert_eq!(store.patient("nobody").await.unwrap(), None);
+    assert_eq!(store.patients().get("p3").await.unwrap(), Some(p3.clone()));
+    assert_eq!(store.patients().get("nobody").await.unwrap(), None);
     // A shared phone: the first id, in byte order whatever the database's collation.
-    assert_eq!(store.patient_by_phone("+819011112222").await.unwrap(), Some(p1));
-    assert_eq!(store.patient_by_phone("+819033334444").await.unwrap(), Some(upper), "P9 before p3");
-    assert_eq!(store.patient_by_phone("+810000000000").await.unwrap(), None);
+    assert_eq!(store.patients().by_phone("+819011112222").await.unwrap(), Some(p1));
+    assert_eq!(store.patients().by_phone("+819033334444").await.unwrap(), Some(upper), "P9 before p3");
+    assert_eq!(store.patients().by_phone("+810000000000").await.unwrap(), None);
 }
 
 async fn an_import_counts_new_updated_and_unchanged_patients_and_touches_only_the_changed(db: support::TestDb) {
     let store = db.open().await;
     let roster = vec![patient("p1", "+819011110000"), patient("p2", "+819022220000"), patient("p3", "+81312345678")];
-    let count = store.import_patients(&roster).await.unwrap();
+    let count = store.patients().import(&roster).await.unwrap();
     assert_eq!(count, ImportCount { inserted: 3, updated: 0, unchanged: 0 });
-    assert_eq!(store.patients().await.unwrap(), roster);
+    assert_eq!(store.patients().all().await.unwrap(), roster);
 
     // Every row stamped long ago: an import that changes nothing leaves the stamps alone.
     db.execute("update patients set updated_at = '2000-01-01T00:00:00Z'").await;
-    let count = store.import_patients(&roster).await.unwrap();
+    let count = store.patients().import(&roster).await.unwrap();
     assert_eq!(count, ImportCount { inserted: 0, updated: 0, unchanged: 3 });
     assert_eq!(db.scalar("select count(*) from patients where updated_at > '2001-01-01'").await, 0);
 
@@ -207,22 +207,22 @@ async fn an_import_counts_new_updated_and_unchanged_patients_and_touches_only_th
     next[0].name = "Renamed".into();
     next[2].call_slot = Some("afternoon".into());
     next.push(patient("p4", "+819044440000"));
-    let count = store.import_patients(&next).await.unwrap();
+    let count = store.patients().import(&next).await.unwrap();
     assert_eq!(count, ImportCount { inserted: 1, updated: 2, unchanged: 1 });
-    assert_eq!(store.patients().await.unwrap(), next);
+    assert_eq!(store.patients().all().await.unwrap(), next);
     assert_eq!(db.scalar("select count(*) from patients where updated_at > '2001-01-01'").await, 3, "p1, p3, p4");
 
     // A value becoming null is a change too.
     let mut cleared = next.clone();
     cleared[2].call_slot = None;
-    let count = store.import_patients(&cleared).await.unwrap();
+    let count = store.patients().import(&cleared).await.unwrap();
     assert_eq!(count, ImportCount { inserted: 0, updated: 1, unchanged: 3 });
-    assert_eq!(store.patient("p3").await.unwrap().unwrap().call_slot, None);
+    assert_eq!(store.patients().get("p3").await.unwrap().unwrap().call_slot, None);
 }
 
 async fn an_import_that_fails_on_one_patient_imports_none(db: support::TestDb) {
     let store = db.open().await;
-    store.import_patients(&[patient("p1", "+819011110000")]).await.unwrap();
+    store.patients().import(&[patient("p1", "+819011110000")]).await.unwrap();
     // The database refuses a patient named "refused", as a constraint or a full disk would.
     if db.is_sqlite() {
         db.execute(
@@ -243,8 +243,8 @@ async fn an_import_that_fails_on_one_patient_imports_none(db: support::TestDb) {
     let mut bad = patient("p3", "+819033330000");
     bad.name = "refused".into();
     let roster = vec![changed, patient("p2", "+819022220000"), bad];
-    assert!(store.import_patients(&roster).await.is_err());
-    assert_eq!(store.patients().await.unwrap(), vec![patient("p1", "+819011110000")], "nothing changed");
+    assert!(store.patients().import(&roster).await.is_err());
+    assert_eq!(store.patients().all().await.unwrap(), vec![patient("p1", "+819011110000")], "nothing changed");
 }
 
 async fn ten_thousand_patients_are_imported_and_listed_in_id_order(store: Store) {
@@ -258,17 +258,17 @@ async fn ten_thousand_patients_are_imported_and_listed_in_id_order(store: Store)
             p
         })
         .collect();
-    let count = store.import_patients(&roster).await.unwrap();
+    let count = store.patients().import(&roster).await.unwrap();
     assert_eq!(count, ImportCount { inserted: 10_000, updated: 0, unchanged: 0 });
     let mut sorted = roster.clone();
     sorted.sort_by(|a, b| a.patient_id.cmp(&b.patient_id));
-    assert_eq!(store.patients().await.unwrap(), sorted, "every patient, in byte order of their ids");
+    assert_eq!(store.patients().all().await.unwrap(), sorted, "every patient, in byte order of their ids");
 
     let mut next = roster;
     for p in next.iter_mut().step_by(10) {
         p.area = Some("south".into());
     }
-    let count = store.import_patients(&next).await.unwrap();
+    let count = store.patients().import(&next).await.unwrap();
     assert_eq!(count, ImportCount { inserted: 0, updated: 1_000, unchanged: 9_000 });
 }
 
@@ -276,20 +276,21 @@ async fn a_patient_id_given_twice_in_one_import_keeps_its_last_row(store: Store)
     let mut second = patient("p1", "+819011110000");
     second.name = "Second".into();
     let count = store
-        .import_patients(&[patient("p1", "+819011110000"), patient("p2", "+819022220000"), second.clone()])
+        .patients()
+        .import(&[patient("p1", "+819011110000"), patient("p2", "+819022220000"), second.clone()])
         .await
         .unwrap();
     assert_eq!(count, ImportCount { inserted: 2, updated: 0, unchanged: 0 });
-    assert_eq!(store.patient("p1").await.unwrap(), Some(second));
+    assert_eq!(store.patients().get("p1").await.unwrap(), Some(second));
 }
 
 async fn a_job_is_created_planned_and_read_back(store: Store) {
-    store.upsert_patient(&patient("p1", "+819012345678")).await.unwrap();
-    let first = store.create_job("p1", "daily-health-check").await.unwrap();
-    let second = store.create_job("p1", "welcome").await.unwrap();
+    store.patients().upsert(&patient("p1", "+819012345678")).await.unwrap();
+    let first = store.campaign().create_job("p1", "daily-health-check").await.unwrap();
+    let second = store.campaign().create_job("p1", "welcome").await.unwrap();
     assert_ne!(first, second);
     assert_eq!(
-        store.job(first).await.unwrap(),
+        store.campaign().job(first).await.unwrap(),
         Some(Job {
             job_id: first,
             patient_id: "p1".into(),
@@ -297,15 +298,15 @@ async fn a_job_is_created_planned_and_read_back(store: Store) {
             status: "planned".into()
         })
     );
-    assert_eq!(store.job(second).await.unwrap().unwrap().flow, "welcome");
-    assert_eq!(store.job(first.max(second) + 1000).await.unwrap(), None);
+    assert_eq!(store.campaign().job(second).await.unwrap().unwrap().flow, "welcome");
+    assert_eq!(store.campaign().job(first.max(second) + 1000).await.unwrap(), None);
 }
 
 // ---- turns ----
 
 async fn the_first_turn_creates_the_call_and_stores_its_state_event_answers_and_alerts(store: Store) {
-    store.upsert_patient(&patient("p1", "+819012345678")).await.unwrap();
-    let job = store.create_job("p1", "daily-health-check").await.unwrap();
+    store.patients().upsert(&patient("p1", "+819012345678")).await.unwrap();
+    let job = store.campaign().create_job("p1", "daily-health-check").await.unwrap();
     let seen = Arc::new(Mutex::new(None));
     let engine: TurnFn = {
         let seen = seen.clone();
@@ -319,14 +320,14 @@ async fn the_first_turn_creates_the_call_and_stores_its_state_event_answers_and_
         })
     };
     let new = NewCall { job_id: Some(job), ..new_call("CA1") };
-    let result = store.turn("CA1", 0, Some(new.clone()), engine).await.unwrap();
+    let result = store.calls().turn("CA1", 0, Some(new.clone()), engine).await.unwrap();
     assert_eq!(result, TurnResult { response: "turn 0".into(), replay: false, queued: false });
 
     let seen = seen.lock().unwrap().take().expect("the engine ran");
     assert_eq!(seen.seq, -1, "the engine sees the call before its first turn");
     assert_eq!(seen.state, new.state);
 
-    let call = store.call("CA1").await.unwrap().expect("the call is stored");
+    let call = store.calls().get("CA1").await.unwrap().expect("the call is stored");
     assert_eq!(call.call_id, seen.call_id);
     assert_eq!(call.call_sid, "CA1");
     assert_eq!(call.patient_id.as_deref(), Some("p1"));
@@ -337,12 +338,12 @@ async fn the_first_turn_creates_the_call_and_stores_its_state_event_answers_and_
     assert_eq!(call.seq, 0);
     assert!(!call.ended && !call.incomplete);
     assert_eq!((call.status.as_str(), call.duration), ("in-progress", None));
-    assert_eq!(store.event_count(call.call_id).await.unwrap(), 1);
+    assert_eq!(store.calls().event_count(call.call_id).await.unwrap(), 1);
     assert_eq!(
-        store.answers(call.call_id).await.unwrap(),
+        store.calls().answers(call.call_id).await.unwrap(),
         vec![Answer { name: "temperature".into(), value: Value::Number { raw: 365, scale: 1 } }]
     );
-    assert_eq!(store.alerts(call.call_id).await.unwrap(), vec!["health_check".to_string()]);
+    assert_eq!(store.calls().alerts(call.call_id).await.unwrap(), vec!["health_check".to_string()]);
 }
 
 async fn the_next_turn_advances_the_call_and_answers_are_upserted_by_name(store: Store) {
@@ -355,21 +356,21 @@ async fn the_next_turn_advances_the_call_and_answers_are_upserted_by_name(store:
         alerts: vec!["fever".into()],
         ..write("turn 1")
     };
-    assert!(!store.turn("CA1", 1, None, engine(first)).await.unwrap().replay);
+    assert!(!store.calls().turn("CA1", 1, None, engine(first)).await.unwrap().replay);
     let second = TurnWrite {
         answers: vec![("temperature".into(), Value::Number { raw: 370, scale: 1 }), ("spo2".into(), Value::int(97))],
         alerts: vec!["low_spo2".into()],
         ended: true,
         ..write("turn 2")
     };
-    assert!(!store.turn("CA1", 2, None, engine(second)).await.unwrap().replay);
+    assert!(!store.calls().turn("CA1", 2, None, engine(second)).await.unwrap().replay);
 
-    let now = store.call("CA1").await.unwrap().unwrap();
+    let now = store.calls().get("CA1").await.unwrap().unwrap();
     assert_eq!((now.seq, now.ended), (2, true));
     assert_eq!(now.state, call_state("turn 2"));
-    assert_eq!(store.event_count(call.call_id).await.unwrap(), 3);
+    assert_eq!(store.calls().event_count(call.call_id).await.unwrap(), 3);
     assert_eq!(
-        store.answers(call.call_id).await.unwrap(),
+        store.calls().answers(call.call_id).await.unwrap(),
         vec![
             Answer { name: "consent".into(), value: Value::text("no") },
             Answer { name: "spo2".into(), value: Value::int(97) },
@@ -377,12 +378,12 @@ async fn the_next_turn_advances_the_call_and_answers_are_upserted_by_name(store:
         ],
         "one answer per name, the latest"
     );
-    assert_eq!(store.alerts(call.call_id).await.unwrap(), vec!["fever".to_string(), "low_spo2".to_string()]);
+    assert_eq!(store.calls().alerts(call.call_id).await.unwrap(), vec!["fever".to_string(), "low_spo2".to_string()]);
 
     // A turn without a new state keeps the state, and a flow that ended stays ended.
     let keep = TurnWrite { state: None, ended: false, ..write("turn 3") };
-    store.turn("CA1", 3, None, engine(keep)).await.unwrap();
-    let now = store.call("CA1").await.unwrap().unwrap();
+    store.calls().turn("CA1", 3, None, engine(keep)).await.unwrap();
+    let now = store.calls().get("CA1").await.unwrap().unwrap();
     assert_eq!((now.seq, now.ended), (3, true));
     assert_eq!(now.state, call_state("turn 2"));
 }
@@ -394,9 +395,9 @@ async fn an_answer_named_twice_in_one_turn_is_stored_once_with_its_last_value(st
         ("spo2".to_string(), Value::int(97)),
         ("temperature".to_string(), Value::Number { raw: 372, scale: 1 }),
     ];
-    store.turn("CA1", 1, None, engine(TurnWrite { answers, ..write("turn 1") })).await.unwrap();
+    store.calls().turn("CA1", 1, None, engine(TurnWrite { answers, ..write("turn 1") })).await.unwrap();
     assert_eq!(
-        store.answers(call.call_id).await.unwrap(),
+        store.calls().answers(call.call_id).await.unwrap(),
         vec![
             Answer { name: "spo2".into(), value: Value::int(97) },
             Answer { name: "temperature".into(), value: Value::Number { raw: 372, scale: 1 } },
@@ -420,8 +421,8 @@ async fn answers_keep_their_types(store: Store) {
         ("SpO2", Value::int(97)),
     ];
     let answers = values.iter().map(|(n, v)| (n.to_string(), v.clone())).collect();
-    store.turn("CA1", 1, None, engine(TurnWrite { answers, ..write("turn 1") })).await.unwrap();
-    let stored = store.answers(call.call_id).await.unwrap();
+    store.calls().turn("CA1", 1, None, engine(TurnWrite { answers, ..write("turn 1") })).await.unwrap();
+    let stored = store.calls().answers(call.call_id).await.unwrap();
     // In byte order of their names (as `str` compares), whatever the database's collation.
     let mut expected: Vec<Answer> = values.into_iter().map(|(n, v)| Answer { name: n.into(), value: v }).collect();
     expected.sort_by(|a, b| a.name.cmp(&b.name));
@@ -431,31 +432,31 @@ async fn answers_keep_their_types(store: Store) {
 async fn a_replayed_turn_returns_its_stored_response_without_running_the_engine(store: Store) {
     let call = call_started(&store).await;
     let w = TurnWrite { answers: vec![("spo2".into(), Value::int(97))], alerts: vec!["x".into()], ..write("turn 1") };
-    store.turn("CA1", 1, None, engine(w)).await.unwrap();
-    let before = store.call("CA1").await.unwrap().unwrap();
+    store.calls().turn("CA1", 1, None, engine(w)).await.unwrap();
+    let before = store.calls().get("CA1").await.unwrap().unwrap();
 
-    let replay = store.turn("CA1", 1, None, must_not_run()).await.unwrap();
+    let replay = store.calls().turn("CA1", 1, None, must_not_run()).await.unwrap();
     assert_eq!(replay, TurnResult { response: "turn 1".into(), replay: true, queued: false });
-    let replay = store.turn("CA1", 0, Some(new_call("CA1")), must_not_run()).await.unwrap();
+    let replay = store.calls().turn("CA1", 0, Some(new_call("CA1")), must_not_run()).await.unwrap();
     assert_eq!(
         replay,
         TurnResult { response: "turn 0".into(), replay: true, queued: false },
         "an older turn: its own response"
     );
 
-    assert_eq!(store.call("CA1").await.unwrap().unwrap(), before, "the call is unchanged");
-    assert_eq!(store.event_count(call.call_id).await.unwrap(), 2);
-    assert_eq!(store.answers(call.call_id).await.unwrap().len(), 1);
-    assert_eq!(store.alerts(call.call_id).await.unwrap().len(), 1);
+    assert_eq!(store.calls().get("CA1").await.unwrap().unwrap(), before, "the call is unchanged");
+    assert_eq!(store.calls().event_count(call.call_id).await.unwrap(), 2);
+    assert_eq!(store.calls().answers(call.call_id).await.unwrap().len(), 1);
+    assert_eq!(store.calls().alerts(call.call_id).await.unwrap().len(), 1);
 }
 
 async fn a_turn_from_the_future_returns_the_latest_response_without_running_the_engine(store: Store) {
     let call = call_started(&store).await;
-    store.turn("CA1", 1, None, engine(write("turn 1"))).await.unwrap();
-    let result = store.turn("CA1", 5, None, must_not_run()).await.unwrap();
+    store.calls().turn("CA1", 1, None, engine(write("turn 1"))).await.unwrap();
+    let result = store.calls().turn("CA1", 5, None, must_not_run()).await.unwrap();
     assert_eq!(result, TurnResult { response: "turn 1".into(), replay: true, queued: false });
-    assert_eq!(store.call("CA1").await.unwrap().unwrap().seq, 1);
-    assert_eq!(store.event_count(call.call_id).await.unwrap(), 2);
+    assert_eq!(store.calls().get("CA1").await.unwrap().unwrap().seq, 1);
+    assert_eq!(store.calls().event_count(call.call_id).await.unwrap(), 2);
 }
 
 async fn twenty_copies_of_one_request_at_once_run_the_engine_once(store: Store) {
@@ -464,7 +465,7 @@ async fn twenty_copies_of_one_request_at_once_run_the_engine_once(store: Store) 
     let tasks: Vec<_> = (0..20)
         .map(|_| {
             let (store, engine) = (store.clone(), counting(&runs, "turn 1"));
-            tokio::spawn(async move { store.turn("CA1", 1, None, engine).await })
+            tokio::spawn(async move { store.calls().turn("CA1", 1, None, engine).await })
         })
         .collect();
     let mut results = Vec::new();
@@ -474,17 +475,17 @@ async fn twenty_copies_of_one_request_at_once_run_the_engine_once(store: Store) 
     assert_eq!(runs.load(Ordering::SeqCst), 1, "the engine ran once");
     assert!(results.iter().all(|r| r.response == "turn 1"), "{results:?}");
     assert_eq!(results.iter().filter(|r| !r.replay).count(), 1, "one request took the turn");
-    assert_eq!(store.event_count(call.call_id).await.unwrap(), 2);
-    assert_eq!(store.call("CA1").await.unwrap().unwrap().seq, 1);
+    assert_eq!(store.calls().event_count(call.call_id).await.unwrap(), 2);
+    assert_eq!(store.calls().get("CA1").await.unwrap().unwrap().seq, 1);
 }
 
 async fn ten_simultaneous_first_turns_create_one_call(store: Store) {
-    store.upsert_patient(&patient("p1", "+819012345678")).await.unwrap();
+    store.patients().upsert(&patient("p1", "+819012345678")).await.unwrap();
     let runs = Arc::new(AtomicUsize::new(0));
     let tasks: Vec<_> = (0..10)
         .map(|_| {
             let (store, engine) = (store.clone(), counting(&runs, "turn 0"));
-            tokio::spawn(async move { store.turn("CA1", 0, Some(new_call("CA1")), engine).await })
+            tokio::spawn(async move { store.calls().turn("CA1", 0, Some(new_call("CA1")), engine).await })
         })
         .collect();
     let mut results = Vec::new();
@@ -494,15 +495,15 @@ async fn ten_simultaneous_first_turns_create_one_call(store: Store) {
     assert_eq!(runs.load(Ordering::SeqCst), 1, "the engine ran once");
     assert!(results.iter().all(|r| r.response == "turn 0"), "{results:?}");
     assert_eq!(results.iter().filter(|r| !r.replay).count(), 1);
-    let call = store.call("CA1").await.unwrap().expect("the call exists");
+    let call = store.calls().get("CA1").await.unwrap().expect("the call exists");
     assert_eq!(call.seq, 0);
-    assert_eq!(store.event_count(call.call_id).await.unwrap(), 1);
+    assert_eq!(store.calls().event_count(call.call_id).await.unwrap(), 1);
 }
 
 /// Twenty calls side by side, ten turns each in order (on SQLite, turns of different calls, and
 /// of one call, share transactions): every turn is taken and everything it wrote is stored.
 async fn two_hundred_turns_of_twenty_calls_at_once_all_commit_with_every_event(store: Store) {
-    store.upsert_patient(&patient("p1", "+819012345678")).await.unwrap();
+    store.patients().upsert(&patient("p1", "+819012345678")).await.unwrap();
     let tasks: Vec<_> = (0..20)
         .map(|c| {
             let store = store.clone();
@@ -512,7 +513,7 @@ async fn two_hundred_turns_of_twenty_calls_at_once_all_commit_with_every_event(s
                     let answers = vec![(format!("q{seq}"), Value::Number { raw: seq, scale: 0 })];
                     let w = TurnWrite { answers, ..write(&format!("{sid} turn {seq}")) };
                     let create = (seq == 0).then(|| new_call(&sid));
-                    let result = store.turn(&sid, seq, create, engine(w)).await.unwrap();
+                    let result = store.calls().turn(&sid, seq, create, engine(w)).await.unwrap();
                     assert_eq!((result.response, result.replay), (format!("{sid} turn {seq}"), false));
                 }
             })
@@ -523,10 +524,10 @@ async fn two_hundred_turns_of_twenty_calls_at_once_all_commit_with_every_event(s
     }
     for c in 0..20 {
         let sid = format!("CA{c}");
-        let call = store.call(&sid).await.unwrap().expect("the call exists");
+        let call = store.calls().get(&sid).await.unwrap().expect("the call exists");
         assert_eq!((call.seq, call.state), (9, call_state(&format!("{sid} turn 9"))));
-        assert_eq!(store.event_count(call.call_id).await.unwrap(), 10, "{sid}");
-        let answers = store.answers(call.call_id).await.unwrap();
+        assert_eq!(store.calls().event_count(call.call_id).await.unwrap(), 10, "{sid}");
+        let answers = store.calls().answers(call.call_id).await.unwrap();
         assert_eq!(answers.len(), 10, "{sid}: {answers:?}");
     }
 }
@@ -536,14 +537,14 @@ async fn two_hundred_turns_of_twenty_calls_at_once_all_commit_with_every_event(s
 async fn two_instances_on_one_database_take_turns_on_a_call(db: support::TestDb) {
     let (a, b) = (db.open().await, db.open().await);
     let call = call_started(&a).await;
-    assert_eq!(b.call("CA1").await.unwrap().unwrap(), call, "b sees what a wrote");
+    assert_eq!(b.calls().get("CA1").await.unwrap().unwrap(), call, "b sees what a wrote");
 
     // The same request reaches both instances, ten times each.
     let runs = Arc::new(AtomicUsize::new(0));
     let tasks: Vec<_> = (0..20)
         .map(|i| {
             let (store, engine) = (if i % 2 == 0 { a.clone() } else { b.clone() }, counting(&runs, "turn 1"));
-            tokio::spawn(async move { store.turn("CA1", 1, None, engine).await })
+            tokio::spawn(async move { store.calls().turn("CA1", 1, None, engine).await })
         })
         .collect();
     let mut results = Vec::new();
@@ -554,10 +555,10 @@ async fn two_instances_on_one_database_take_turns_on_a_call(db: support::TestDb)
     assert!(results.iter().all(|r| r.response == "turn 1"));
 
     // Consecutive turns alternate between the instances.
-    assert!(!b.turn("CA1", 2, None, engine(write("turn 2"))).await.unwrap().replay);
-    assert!(!a.turn("CA1", 3, None, engine(write("turn 3"))).await.unwrap().replay);
-    assert_eq!(b.turn("CA1", 3, None, must_not_run()).await.unwrap().response, "turn 3");
-    assert_eq!(a.event_count(call.call_id).await.unwrap(), 4);
+    assert!(!b.calls().turn("CA1", 2, None, engine(write("turn 2"))).await.unwrap().replay);
+    assert!(!a.calls().turn("CA1", 3, None, engine(write("turn 3"))).await.unwrap().replay);
+    assert_eq!(b.calls().turn("CA1", 3, None, must_not_run()).await.unwrap().response, "turn 3");
+    assert_eq!(a.calls().event_count(call.call_id).await.unwrap(), 4);
 }
 
 // ---- status callbacks ----
@@ -565,74 +566,74 @@ async fn two_instances_on_one_database_take_turns_on_a_call(db: support::TestDb)
 async fn status_callbacks_move_forward_and_never_back(store: Store) {
     let call = call_started(&store).await;
     assert_eq!(call.status, "in-progress");
-    assert!(!store.record_status("CA1", "ringing", None).await.unwrap(), "an earlier status is ignored");
-    assert!(!store.record_status("CA1", "in-progress", None).await.unwrap(), "already in progress");
-    assert!(store.record_status("CA1", "completed", Some(42)).await.unwrap());
-    let done = store.call("CA1").await.unwrap().unwrap();
+    assert!(!store.calls().record_status("CA1", "ringing", None).await.unwrap(), "an earlier status is ignored");
+    assert!(!store.calls().record_status("CA1", "in-progress", None).await.unwrap(), "already in progress");
+    assert!(store.calls().record_status("CA1", "completed", Some(42)).await.unwrap());
+    let done = store.calls().get("CA1").await.unwrap().unwrap();
     assert_eq!((done.status.as_str(), done.duration), ("completed", Some(42)));
 
-    assert!(!store.record_status("CA1", "in-progress", Some(7)).await.unwrap(), "late in-progress");
-    assert!(!store.record_status("CA1", "failed", Some(9)).await.unwrap(), "a second final status");
-    assert_eq!(store.call("CA1").await.unwrap().unwrap(), done, "nothing changed");
+    assert!(!store.calls().record_status("CA1", "in-progress", Some(7)).await.unwrap(), "late in-progress");
+    assert!(!store.calls().record_status("CA1", "failed", Some(9)).await.unwrap(), "a second final status");
+    assert_eq!(store.calls().get("CA1").await.unwrap().unwrap(), done, "nothing changed");
 }
 
 async fn a_call_that_ends_before_its_flow_is_marked_incomplete(store: Store) {
     call_started(&store).await;
-    assert!(store.record_status("CA1", "completed", None).await.unwrap());
-    let call = store.call("CA1").await.unwrap().unwrap();
+    assert!(store.calls().record_status("CA1", "completed", None).await.unwrap());
+    let call = store.calls().get("CA1").await.unwrap().unwrap();
     assert!(call.incomplete && !call.ended);
     assert_eq!((call.status.as_str(), call.duration), ("completed", None));
 }
 
 async fn a_call_whose_flow_ended_stays_complete(store: Store) {
     call_started(&store).await;
-    store.turn("CA1", 1, None, engine(TurnWrite { ended: true, ..write("goodbye") })).await.unwrap();
-    assert!(store.record_status("CA1", "completed", Some(95)).await.unwrap());
-    let call = store.call("CA1").await.unwrap().unwrap();
+    store.calls().turn("CA1", 1, None, engine(TurnWrite { ended: true, ..write("goodbye") })).await.unwrap();
+    assert!(store.calls().record_status("CA1", "completed", Some(95)).await.unwrap());
+    let call = store.calls().get("CA1").await.unwrap().unwrap();
     assert!(call.ended && !call.incomplete);
     assert_eq!((call.status.as_str(), call.duration), ("completed", Some(95)));
 }
 
 async fn unknown_statuses_and_unknown_calls_change_nothing(store: Store) {
     let call = call_started(&store).await;
-    assert!(!store.record_status("CA1", "on-hold", Some(5)).await.unwrap());
-    assert!(!store.record_status("CA1", "", None).await.unwrap());
-    assert_eq!(store.call("CA1").await.unwrap().unwrap(), call);
-    assert!(!store.record_status("CA-unknown", "completed", Some(5)).await.unwrap());
-    assert_eq!(store.call("CA-unknown").await.unwrap(), None);
+    assert!(!store.calls().record_status("CA1", "on-hold", Some(5)).await.unwrap());
+    assert!(!store.calls().record_status("CA1", "", None).await.unwrap());
+    assert_eq!(store.calls().get("CA1").await.unwrap().unwrap(), call);
+    assert!(!store.calls().record_status("CA-unknown", "completed", Some(5)).await.unwrap());
+    assert_eq!(store.calls().get("CA-unknown").await.unwrap(), None);
 }
 
 // ---- failures ----
 
 async fn a_turn_for_an_unknown_call_without_creation_fails(store: Store) {
-    let err = store.turn("CA-unknown", 0, None, must_not_run()).await.unwrap_err();
+    let err = store.calls().turn("CA-unknown", 0, None, must_not_run()).await.unwrap_err();
     assert!(matches!(&err, StoreError::UnknownCall(sid) if sid == "CA-unknown"), "{err:?}");
-    let err = store.turn("CA-unknown", 3, None, must_not_run()).await.unwrap_err();
+    let err = store.calls().turn("CA-unknown", 3, None, must_not_run()).await.unwrap_err();
     assert!(matches!(err, StoreError::UnknownCall(_)), "{err:?}");
 
     // A later turn of a call never started cannot create it (its first turn is not stored).
-    store.upsert_patient(&patient("p1", "+819012345678")).await.unwrap();
-    let err = store.turn("CA2", 3, Some(new_call("CA2")), must_not_run()).await.unwrap_err();
+    store.patients().upsert(&patient("p1", "+819012345678")).await.unwrap();
+    let err = store.calls().turn("CA2", 3, Some(new_call("CA2")), must_not_run()).await.unwrap_err();
     assert!(matches!(err, StoreError::Turn(_)), "{err:?}");
-    assert_eq!(store.call("CA2").await.unwrap(), None, "the creation was rolled back");
+    assert_eq!(store.calls().get("CA2").await.unwrap(), None, "the creation was rolled back");
 }
 
 async fn an_engine_error_rolls_the_turn_back(store: Store) {
     let call = call_started(&store).await;
     let failing: TurnFn = Box::new(|_| Err("the flow is broken".into()));
-    let err = store.turn("CA1", 1, None, failing).await.unwrap_err();
+    let err = store.calls().turn("CA1", 1, None, failing).await.unwrap_err();
     assert!(matches!(&err, StoreError::Turn(m) if m == "the flow is broken"), "{err:?}");
-    assert_eq!(store.call("CA1").await.unwrap().unwrap(), call, "seq and state unchanged");
-    assert_eq!(store.event_count(call.call_id).await.unwrap(), 1);
-    assert!(store.answers(call.call_id).await.unwrap().is_empty());
-    assert!(store.alerts(call.call_id).await.unwrap().is_empty());
+    assert_eq!(store.calls().get("CA1").await.unwrap().unwrap(), call, "seq and state unchanged");
+    assert_eq!(store.calls().event_count(call.call_id).await.unwrap(), 1);
+    assert!(store.calls().answers(call.call_id).await.unwrap().is_empty());
+    assert!(store.calls().alerts(call.call_id).await.unwrap().is_empty());
     // The turn can be taken again.
-    assert!(!store.turn("CA1", 1, None, engine(write("turn 1"))).await.unwrap().replay);
+    assert!(!store.calls().turn("CA1", 1, None, engine(write("turn 1"))).await.unwrap().replay);
 
     // An engine error on the first turn leaves no call behind.
     let failing: TurnFn = Box::new(|_| Err("no".into()));
-    assert!(store.turn("CA2", 0, Some(new_call("CA2")), failing).await.is_err());
-    assert_eq!(store.call("CA2").await.unwrap(), None);
+    assert!(store.calls().turn("CA2", 0, Some(new_call("CA2")), failing).await.is_err());
+    assert_eq!(store.calls().get("CA2").await.unwrap(), None);
 }
 
 /// Turns waiting behind a slow one (on SQLite they then share a transaction): the one whose
@@ -647,7 +648,7 @@ async fn a_failing_turn_among_waiting_turns_loses_only_itself(store: Store) {
     });
     let first = {
         let store = store.clone();
-        tokio::spawn(async move { store.turn("CA1", 1, None, slow).await })
+        tokio::spawn(async move { store.calls().turn("CA1", 1, None, slow).await })
     };
     tokio::time::sleep(Duration::from_millis(20)).await;
     let others: Vec<_> = (2..12)
@@ -655,13 +656,13 @@ async fn a_failing_turn_among_waiting_turns_loses_only_itself(store: Store) {
             let (store, sid) = (store.clone(), format!("CA{i}"));
             let f: TurnFn =
                 if i == 6 { Box::new(|_| Err("the flow is broken".into())) } else { engine(write("turn 0")) };
-            tokio::spawn(async move { store.turn(&sid, 0, Some(new_call(&sid)), f).await })
+            tokio::spawn(async move { store.calls().turn(&sid, 0, Some(new_call(&sid)), f).await })
         })
         .collect();
 
     assert!(!first.await.unwrap().unwrap().replay);
     for (i, t) in (2..12).zip(others) {
-        let (result, stored) = (t.await.unwrap(), store.call(&format!("CA{i}")).await.unwrap());
+        let (result, stored) = (t.await.unwrap(), store.calls().get(&format!("CA{i}")).await.unwrap());
         if i == 6 {
             assert!(matches!(&result, Err(StoreError::Turn(m)) if m == "the flow is broken"), "{result:?}");
             assert_eq!(stored, None, "the failing turn's call was not created");
@@ -669,11 +670,11 @@ async fn a_failing_turn_among_waiting_turns_loses_only_itself(store: Store) {
             assert_eq!(result.unwrap().response, "turn 0");
             let stored = stored.expect("the call was created");
             assert_eq!(stored.seq, 0);
-            assert_eq!(store.event_count(stored.call_id).await.unwrap(), 1);
+            assert_eq!(store.calls().event_count(stored.call_id).await.unwrap(), 1);
         }
     }
-    assert_eq!(store.call("CA1").await.unwrap().unwrap().seq, 1);
-    assert_eq!(store.event_count(call.call_id).await.unwrap(), 2);
+    assert_eq!(store.calls().get("CA1").await.unwrap().unwrap().seq, 1);
+    assert_eq!(store.calls().event_count(call.call_id).await.unwrap(), 2);
 }
 
 // ---- processing numbers ----
@@ -728,13 +729,13 @@ fn call_number(patient_id: &str, hash: &str, seq: i64, at: DateTime<Utc>) -> New
 
 async fn add_patients(store: &Store, ids: &[&str]) {
     for (i, id) in ids.iter().enumerate() {
-        store.upsert_patient(&patient(id, &format!("+8190{:08}", i + 1))).await.unwrap();
+        store.patients().upsert(&patient(id, &format!("+8190{:08}", i + 1))).await.unwrap();
     }
 }
 
 /// What verification says of `hash` now, without using the number up.
 async fn check(store: &Store, hash: &str) -> Verdict {
-    store.verify_number(hash, now(), "contact-app", false).await.unwrap()
+    store.numbers().verify(hash, now(), "contact-app", false).await.unwrap()
 }
 
 fn valid_for(v: &Verdict) -> Option<&str> {
@@ -747,10 +748,10 @@ fn valid_for(v: &Verdict) -> Option<&str> {
 async fn a_number_is_issued_and_found_valid_for_its_patient(store: Store) {
     add_patients(&store, &["p1", "p2"]).await;
     let (t, hash) = (now(), fresh_hash());
-    let issued = store.issue_number(&staff_number("p1", &hash, t)).await.unwrap();
+    let issued = store.numbers().issue(&staff_number("p1", &hash, t)).await.unwrap();
     assert_eq!(issued.message_id, None, "no message for a number not sent");
 
-    let valid = store.valid_number("p1", t).await.unwrap().expect("p1 has a valid number");
+    let valid = store.numbers().valid("p1", t).await.unwrap().expect("p1 has a valid number");
     assert_eq!(
         valid,
         ValidNumber {
@@ -760,18 +761,18 @@ async fn a_number_is_issued_and_found_valid_for_its_patient(store: Store) {
             read_pending: false,
         }
     );
-    assert_eq!(store.valid_number("p1", t + hours(25)).await.unwrap(), None, "not once it has expired");
-    assert_eq!(store.valid_number("p2", t).await.unwrap(), None);
-    assert_eq!(store.valid_number("nobody", t).await.unwrap(), None);
-    assert_eq!(store.valid_count().await.unwrap(), 1);
+    assert_eq!(store.numbers().valid("p1", t + hours(25)).await.unwrap(), None, "not once it has expired");
+    assert_eq!(store.numbers().valid("p2", t).await.unwrap(), None);
+    assert_eq!(store.numbers().valid("nobody", t).await.unwrap(), None);
+    assert_eq!(store.numbers().valid_count().await.unwrap(), 1);
 
     // A check reports the number without using it up.
     let expected = Verdict::Valid { number_id: issued.number_id, patient_id: "p1".into(), issued_at: t };
-    assert_eq!(store.verify_number(&hash, t, "contact-app", false).await.unwrap(), expected);
-    assert_eq!(store.verify_number(&hash, t, "contact-app", false).await.unwrap(), expected);
-    assert_eq!(store.valid_count().await.unwrap(), 1);
+    assert_eq!(store.numbers().verify(&hash, t, "contact-app", false).await.unwrap(), expected);
+    assert_eq!(store.numbers().verify(&hash, t, "contact-app", false).await.unwrap(), expected);
+    assert_eq!(store.numbers().valid_count().await.unwrap(), 1);
     assert_eq!(
-        store.audit_log().await.unwrap(),
+        store.numbers().audit_log().await.unwrap(),
         vec![
             ("nurse-tanaka".to_string(), "issue".to_string(), "delivery none".to_string()),
             ("contact-app".into(), "check".into(), "valid".into()),
@@ -779,47 +780,48 @@ async fn a_number_is_issued_and_found_valid_for_its_patient(store: Store) {
         ]
     );
 
-    let err = store.issue_number(&staff_number("nobody", &fresh_hash(), t)).await.unwrap_err();
+    let err = store.numbers().issue(&staff_number("nobody", &fresh_hash(), t)).await.unwrap_err();
     assert!(matches!(&err, StoreError::UnknownPatient(id) if id == "nobody"), "{err:?}");
-    assert_eq!(store.valid_count().await.unwrap(), 1);
+    assert_eq!(store.numbers().valid_count().await.unwrap(), 1);
 }
 
 async fn a_new_number_revokes_the_patients_previous_one(store: Store) {
     add_patients(&store, &["p1", "p2"]).await;
     let (first, second, other) = (fresh_hash(), fresh_hash(), fresh_hash());
-    store.issue_number(&staff_number("p2", &other, now())).await.unwrap();
-    store.issue_number(&staff_number("p1", &first, now())).await.unwrap();
-    let issued = store.issue_number(&staff_number("p1", &second, now())).await.unwrap();
+    store.numbers().issue(&staff_number("p2", &other, now())).await.unwrap();
+    store.numbers().issue(&staff_number("p1", &first, now())).await.unwrap();
+    let issued = store.numbers().issue(&staff_number("p1", &second, now())).await.unwrap();
 
     assert_eq!(check(&store, &first).await, Verdict::Revoked);
     assert_eq!(valid_for(&check(&store, &second).await), Some("p1"));
     assert_eq!(valid_for(&check(&store, &other).await), Some("p2"), "another patient's number stays valid");
-    assert_eq!(store.valid_number("p1", now()).await.unwrap().unwrap().number_id, issued.number_id);
-    assert_eq!(store.valid_count().await.unwrap(), 2);
+    assert_eq!(store.numbers().valid("p1", now()).await.unwrap().unwrap().number_id, issued.number_id);
+    assert_eq!(store.numbers().valid_count().await.unwrap(), 2);
 }
 
 async fn a_number_is_consumed_once_and_unknown_or_expired_numbers_are_refused(store: Store) {
     add_patients(&store, &["p1", "p2", "p3"]).await;
     let (t, hash) = (now(), fresh_hash());
-    let issued = store.issue_number(&staff_number("p1", &hash, t)).await.unwrap();
-    let verdict = store.verify_number(&hash, t, "contact-app", true).await.unwrap();
+    let issued = store.numbers().issue(&staff_number("p1", &hash, t)).await.unwrap();
+    let verdict = store.numbers().verify(&hash, t, "contact-app", true).await.unwrap();
     assert_eq!(verdict, Verdict::Valid { number_id: issued.number_id, patient_id: "p1".into(), issued_at: t });
-    assert_eq!(store.verify_number(&hash, t, "contact-app", true).await.unwrap(), Verdict::Used);
+    assert_eq!(store.numbers().verify(&hash, t, "contact-app", true).await.unwrap(), Verdict::Used);
     assert_eq!(check(&store, &hash).await, Verdict::Used);
-    assert_eq!(store.valid_number("p1", t).await.unwrap(), None, "a used number is no longer the patient's");
-    assert_eq!(store.verify_number(&fresh_hash(), t, "contact-app", true).await.unwrap(), Verdict::Unknown);
+    assert_eq!(store.numbers().valid("p1", t).await.unwrap(), None, "a used number is no longer the patient's");
+    assert_eq!(store.numbers().verify(&fresh_hash(), t, "contact-app", true).await.unwrap(), Verdict::Unknown);
 
     // Issued two hours ago, expired an hour ago.
     let old = fresh_hash();
     let expired = NewNumber { expires_at: t - hours(1), ..staff_number("p2", &old, t - hours(2)) };
-    store.issue_number(&expired).await.unwrap();
-    assert_eq!(store.verify_number(&old, t, "contact-app", true).await.unwrap(), Verdict::Expired);
-    assert_eq!(store.valid_number("p2", t).await.unwrap(), None);
+    store.numbers().issue(&expired).await.unwrap();
+    assert_eq!(store.numbers().verify(&old, t, "contact-app", true).await.unwrap(), Verdict::Expired);
+    assert_eq!(store.numbers().valid("p2", t).await.unwrap(), None);
     // Its hash may be issued again (the old number is marked expired), and is valid then.
-    store.issue_number(&staff_number("p3", &old, t)).await.unwrap();
-    assert_eq!(valid_for(&store.verify_number(&old, t, "contact-app", false).await.unwrap()), Some("p3"));
+    store.numbers().issue(&staff_number("p3", &old, t)).await.unwrap();
+    assert_eq!(valid_for(&store.numbers().verify(&old, t, "contact-app", false).await.unwrap()), Some("p3"));
 
     let verifications: Vec<String> = store
+        .numbers()
         .audit_log()
         .await
         .unwrap()
@@ -833,11 +835,11 @@ async fn a_number_is_consumed_once_and_unknown_or_expired_numbers_are_refused(st
 async fn twenty_simultaneous_verifications_consume_a_number_once(store: Store) {
     add_patients(&store, &["p1"]).await;
     let hash = fresh_hash();
-    store.issue_number(&staff_number("p1", &hash, now())).await.unwrap();
+    store.numbers().issue(&staff_number("p1", &hash, now())).await.unwrap();
     let tasks: Vec<_> = (0..20)
         .map(|i| {
             let (store, hash) = (store.clone(), hash.clone());
-            tokio::spawn(async move { store.verify_number(&hash, now(), &format!("app-{i}"), true).await })
+            tokio::spawn(async move { store.numbers().verify(&hash, now(), &format!("app-{i}"), true).await })
         })
         .collect();
     let mut verdicts = Vec::new();
@@ -847,9 +849,10 @@ async fn twenty_simultaneous_verifications_consume_a_number_once(store: Store) {
     let valid = verdicts.iter().filter(|v| matches!(v, Verdict::Valid { .. })).count();
     assert_eq!(valid, 1, "{verdicts:?}");
     assert_eq!(verdicts.iter().filter(|v| **v == Verdict::Used).count(), 19, "{verdicts:?}");
-    let audited = store.audit_log().await.unwrap().into_iter().filter(|(_, action, _)| action == "verify").count();
+    let audited =
+        store.numbers().audit_log().await.unwrap().into_iter().filter(|(_, action, _)| action == "verify").count();
     assert_eq!(audited, 20);
-    assert_eq!(store.valid_count().await.unwrap(), 0);
+    assert_eq!(store.numbers().valid_count().await.unwrap(), 0);
 }
 
 async fn a_number_issued_in_a_turn_is_stored_with_the_call_and_its_message(db: support::TestDb) {
@@ -861,25 +864,32 @@ async fn a_number_issued_in_a_turn_is_stored_with_the_call_and_its_message(db: s
         stored_response: Some("sealed:v1:turn 1".into()),
         ..write("turn 1")
     };
-    let result = store.turn("CA1", 1, None, engine(w)).await.unwrap();
+    let result = store.calls().turn("CA1", 1, None, engine(w)).await.unwrap();
     assert_eq!(
         result,
         TurnResult { response: "turn 1".into(), replay: false, queued: true },
         "the caller hears the number, and its message waits in the outbox"
     );
-    let replay = store.turn("CA1", 1, None, must_not_run()).await.unwrap();
+    let replay = store.calls().turn("CA1", 1, None, must_not_run()).await.unwrap();
     assert_eq!(replay.response, "sealed:v1:turn 1", "what is stored of the turn is sealed");
 
-    let valid = store.valid_number("p1", t).await.unwrap().expect("the number is valid");
+    let valid = store.numbers().valid("p1", t).await.unwrap().expect("the number is valid");
     assert_eq!(valid_for(&check(&store, &hash).await), Some("p1"));
     let consent = |col: &str| format!("select {col} from processing_numbers where number_id = {}", valid.number_id);
     assert_eq!(db.scalar(&consent("consent_call_id")).await, call.call_id, "the consent's call");
     assert_eq!(db.scalar(&consent("consent_seq")).await, 1, "the consent's turn");
     let by_call = "cast(case when consent_channel = 'call' and consent_staff is null then 1 else 0 end as bigint)";
     assert_eq!(db.scalar(&consent(by_call)).await, 1, "consented in the call, not by staff");
-    assert_eq!(store.messages("p1").await.unwrap(), vec![("sms".into(), "+819012345678".into(), "pending".into(), 0)]);
-    assert!(store.audit_log().await.unwrap().contains(&("call".into(), "issue".into(), "delivery sms".into())));
-    assert_eq!(store.call("CA1").await.unwrap().unwrap().seq, 1);
+    assert_eq!(
+        store.outbox().for_patient("p1").await.unwrap(),
+        vec![("sms".into(), "+819012345678".into(), "pending".into(), 0)]
+    );
+    assert!(store.numbers().audit_log().await.unwrap().contains(&(
+        "call".into(),
+        "issue".into(),
+        "delivery sms".into()
+    )));
+    assert_eq!(store.calls().get("CA1").await.unwrap().unwrap().seq, 1);
 }
 
 /// A step that issues, on each run, the number `hashes` gives for that run (none when `None`).
@@ -895,10 +905,10 @@ fn issuing(runs: &Arc<AtomicUsize>, hashes: impl Fn(usize) -> Option<String> + S
 /// and call CA1 of p1 has taken its first turn.
 async fn numbers_held(store: &Store) -> (CallRecord, String, String) {
     let call = call_started(store).await;
-    store.upsert_patient(&patient("p2", "+819022223333")).await.unwrap();
+    store.patients().upsert(&patient("p2", "+819022223333")).await.unwrap();
     let (taken, held) = (fresh_hash(), fresh_hash());
-    store.issue_number(&staff_number("p2", &taken, now())).await.unwrap();
-    store.issue_number(&staff_number("p1", &held, now())).await.unwrap();
+    store.numbers().issue(&staff_number("p2", &taken, now())).await.unwrap();
+    store.numbers().issue(&staff_number("p1", &held, now())).await.unwrap();
     (call, taken, held)
 }
 
@@ -906,23 +916,23 @@ async fn a_turn_whose_numbers_always_collide_gives_up_and_writes_nothing(store: 
     let (call, taken, held) = numbers_held(&store).await;
     let runs = Arc::new(AtomicUsize::new(0));
     let always = taken.clone();
-    let err = store.turn("CA1", 1, None, issuing(&runs, move |_| Some(always.clone()))).await.unwrap_err();
+    let err = store.calls().turn("CA1", 1, None, issuing(&runs, move |_| Some(always.clone()))).await.unwrap_err();
     assert!(matches!(err, StoreError::Conflict), "{err:?}");
     assert_eq!(runs.load(Ordering::SeqCst), 6, "the step ran once and was retried five times");
 
-    assert_eq!(store.call("CA1").await.unwrap().unwrap(), call, "the call did not advance");
-    assert_eq!(store.event_count(call.call_id).await.unwrap(), 1);
-    assert!(store.messages("p1").await.unwrap().is_empty(), "no message");
-    let issues = store.audit_log().await.unwrap().into_iter().filter(|(_, a, _)| a == "issue").count();
+    assert_eq!(store.calls().get("CA1").await.unwrap().unwrap(), call, "the call did not advance");
+    assert_eq!(store.calls().event_count(call.call_id).await.unwrap(), 1);
+    assert!(store.outbox().for_patient("p1").await.unwrap().is_empty(), "no message");
+    let issues = store.numbers().audit_log().await.unwrap().into_iter().filter(|(_, a, _)| a == "issue").count();
     assert_eq!(issues, 2, "only the two numbers issued by staff");
     assert_eq!(valid_for(&check(&store, &held).await), Some("p1"), "p1's number was not revoked");
     assert_eq!(valid_for(&check(&store, &taken).await), Some("p2"));
-    assert_eq!(store.valid_count().await.unwrap(), 2);
+    assert_eq!(store.numbers().valid_count().await.unwrap(), 2);
 
     // The turn can be taken again, with a number of its own.
     let fresh = fresh_hash();
     let retry = issuing(&runs, move |_| Some(fresh.clone()));
-    assert!(!store.turn("CA1", 1, None, retry).await.unwrap().replay);
+    assert!(!store.calls().turn("CA1", 1, None, retry).await.unwrap().replay);
     assert_eq!(check(&store, &held).await, Verdict::Revoked);
 }
 
@@ -938,7 +948,7 @@ async fn a_turn_whose_number_collides_once_draws_again(store: Store) {
             Some(h)
         })
     };
-    let result = store.turn("CA1", 1, None, step).await.unwrap();
+    let result = store.calls().turn("CA1", 1, None, step).await.unwrap();
     assert_eq!(result, TurnResult { response: "turn 1".into(), replay: false, queued: true });
     assert_eq!(runs.load(Ordering::SeqCst), 2, "a second draw after the collision");
 
@@ -946,10 +956,11 @@ async fn a_turn_whose_number_collides_once_draws_again(store: Store) {
     assert_eq!(valid_for(&check(&store, &drawn[1]).await), Some("p1"), "the second draw is p1's number");
     assert_eq!(valid_for(&check(&store, &drawn[0]).await), Some("p2"), "the colliding one is still p2's");
     assert_eq!(check(&store, &held).await, Verdict::Revoked, "p1's previous number is revoked");
-    assert_eq!(store.valid_count().await.unwrap(), 2);
-    assert_eq!(store.event_count(call.call_id).await.unwrap(), 2);
-    assert_eq!(store.messages("p1").await.unwrap().len(), 1, "one message, for the number issued");
-    let issued_in_calls = store.audit_log().await.unwrap().into_iter().filter(|(a, _, _)| a == "call").count();
+    assert_eq!(store.numbers().valid_count().await.unwrap(), 2);
+    assert_eq!(store.calls().event_count(call.call_id).await.unwrap(), 2);
+    assert_eq!(store.outbox().for_patient("p1").await.unwrap().len(), 1, "one message, for the number issued");
+    let issued_in_calls =
+        store.numbers().audit_log().await.unwrap().into_iter().filter(|(a, _, _)| a == "call").count();
     assert_eq!(issued_in_calls, 1);
 }
 
@@ -957,12 +968,12 @@ async fn a_collision_leaves_nothing_behind_when_the_next_step_issues_no_number(s
     let (call, taken, held) = numbers_held(&store).await;
     let runs = Arc::new(AtomicUsize::new(0));
     let step = issuing(&runs, move |run| (run == 0).then(|| taken.clone()));
-    assert!(!store.turn("CA1", 1, None, step).await.unwrap().replay);
+    assert!(!store.calls().turn("CA1", 1, None, step).await.unwrap().replay);
     assert_eq!(runs.load(Ordering::SeqCst), 2);
     assert_eq!(valid_for(&check(&store, &held).await), Some("p1"), "the collided attempt revoked nothing");
-    assert_eq!(store.valid_count().await.unwrap(), 2);
-    assert!(store.messages("p1").await.unwrap().is_empty());
-    assert_eq!(store.event_count(call.call_id).await.unwrap(), 2);
+    assert_eq!(store.numbers().valid_count().await.unwrap(), 2);
+    assert!(store.outbox().for_patient("p1").await.unwrap().is_empty());
+    assert_eq!(store.calls().event_count(call.call_id).await.unwrap(), 2);
 }
 
 /// How many numbers the bulk test issues: `IVR_BULK_NUMBERS`, else 100,000 under `CI=true`
@@ -990,7 +1001,7 @@ async fn many_tasks_issue_numbers_and_no_two_valid_numbers_are_equal(db: support
             let store = store.clone();
             tokio::spawn(async move {
                 for i in (t..PATIENTS).step_by(TASKS) {
-                    store.upsert_patient(&patient(&id(i), &format!("+8190{i:08}"))).await.unwrap();
+                    store.patients().upsert(&patient(&id(i), &format!("+8190{i:08}"))).await.unwrap();
                 }
             })
         })
@@ -1010,7 +1021,7 @@ async fn many_tasks_issue_numbers_and_no_two_valid_numbers_are_equal(db: support
                 for k in (t..total).step_by(TASKS) {
                     let p = if k < PATIENTS { k } else { rand::random_range(0..PATIENTS) };
                     loop {
-                        match store.issue_number(&staff_number(&id(p), &fresh_hash(), Utc::now())).await {
+                        match store.numbers().issue(&staff_number(&id(p), &fresh_hash(), Utc::now())).await {
                             Ok(_) => break,
                             Err(StoreError::Conflict) => drop(collisions.fetch_add(1, Ordering::Relaxed)),
                             Err(e) => panic!("issue for {}: {e}", id(p)),
@@ -1035,7 +1046,7 @@ async fn many_tasks_issue_numbers_and_no_two_valid_numbers_are_equal(db: support
     let repeated = "select count(*) from (select number_hash from processing_numbers where status = 'valid'
                     group by number_hash having count(*) > 1) as r";
     assert_eq!(db.scalar(repeated).await, 0, "no two valid numbers are equal");
-    assert_eq!(store.valid_count().await.unwrap(), PATIENTS as i64, "one valid number per patient");
+    assert_eq!(store.numbers().valid_count().await.unwrap(), PATIENTS as i64, "one valid number per patient");
     let two = "select count(*) from (select patient_id from processing_numbers where status = 'valid'
                group by patient_id having count(*) > 1) as r";
     assert_eq!(db.scalar(two).await, 0);
@@ -1053,8 +1064,8 @@ async fn messages_written(store: &Store, ids: &[&str], at: DateTime<Utc>) -> Vec
     add_patients(store, ids).await;
     let mut out = Vec::new();
     for id in ids {
-        let phone = store.patient(id).await.unwrap().unwrap().phone;
-        let issued = store.issue_number(&sms_number(id, &phone, &fresh_hash(), at)).await.unwrap();
+        let phone = store.patients().get(id).await.unwrap().unwrap().phone;
+        let issued = store.numbers().issue(&sms_number(id, &phone, &fresh_hash(), at)).await.unwrap();
         out.push(issued.message_id.expect("a message for an SMS delivery"));
     }
     out
@@ -1071,7 +1082,7 @@ async fn each_message_is_claimed_by_one_of_several_simultaneous_senders(store: S
             tokio::spawn(async move {
                 let mut claimed = Vec::new();
                 loop {
-                    let batch = store.claim_messages(t, t + chrono::Duration::minutes(1), 3).await.unwrap();
+                    let batch = store.outbox().claim(t, t + chrono::Duration::minutes(1), 3).await.unwrap();
                     if batch.is_empty() {
                         break claimed;
                     }
@@ -1092,80 +1103,91 @@ async fn each_message_is_claimed_by_one_of_several_simultaneous_senders(store: S
     assert_eq!(first.patient_id.as_deref(), Some("p00"));
     assert_eq!(first.recipient, "+819000000001");
     assert!(first.number_id.is_some());
-    assert_eq!(store.messages("p00").await.unwrap(), vec![("sms".into(), "+819000000001".into(), "sending".into(), 1)]);
-    assert!(store.claim_messages(t, t, 10).await.unwrap().is_empty(), "nothing left to claim");
+    assert_eq!(
+        store.outbox().for_patient("p00").await.unwrap(),
+        vec![("sms".into(), "+819000000001".into(), "sending".into(), 1)]
+    );
+    assert!(store.outbox().claim(t, t, 10).await.unwrap().is_empty(), "nothing left to claim");
 }
 
 async fn a_finished_send_is_recorded_and_a_failure_alerts_the_health_centre(store: Store) {
     let t = now();
     let m = messages_written(&store, &["p1", "p2", "p3", "p4"], t).await;
     let lease = t + chrono::Duration::minutes(1);
-    assert_eq!(store.claim_messages(t, lease, 10).await.unwrap().len(), 4);
+    assert_eq!(store.outbox().claim(t, lease, 10).await.unwrap().len(), 4);
     let status = |store: Store, id: &'static str| async move {
-        let all = store.messages(id).await.unwrap();
+        let all = store.outbox().for_patient(id).await.unwrap();
         assert_eq!(all.len(), 1);
         (all[0].2.clone(), all[0].3)
     };
 
     store
-        .finish_message(m[0], &SendResult::Sent { provider_id: "SM1".into(), status: "queued".into() }, t)
+        .outbox()
+        .finish(m[0], &SendResult::Sent { provider_id: "SM1".into(), status: "queued".into() }, t)
         .await
         .unwrap();
     assert_eq!(status(store.clone(), "p1").await, ("sent".to_string(), 1));
 
     let later = t + chrono::Duration::minutes(5);
-    store.finish_message(m[1], &SendResult::Retry { error: "timeout".into(), at: later }, t).await.unwrap();
+    store.outbox().finish(m[1], &SendResult::Retry { error: "timeout".into(), at: later }, t).await.unwrap();
     assert_eq!(status(store.clone(), "p2").await, ("pending".to_string(), 1));
-    assert!(store.claim_messages(t, lease, 10).await.unwrap().is_empty(), "not due yet");
-    let again = store.claim_messages(later, later + chrono::Duration::minutes(1), 10).await.unwrap();
+    assert!(store.outbox().claim(t, lease, 10).await.unwrap().is_empty(), "not due yet");
+    let again = store.outbox().claim(later, later + chrono::Duration::minutes(1), 10).await.unwrap();
     assert_eq!(again.iter().map(|c| (c.message_id, c.attempts)).collect::<Vec<_>>(), vec![(m[1], 1)]);
     assert_eq!(status(store.clone(), "p2").await, ("sending".to_string(), 2));
 
     let failed = SendResult::Failed { error: "21211 invalid number".into(), dead: false };
-    store.finish_message(m[2], &failed, t).await.unwrap();
+    store.outbox().finish(m[2], &failed, t).await.unwrap();
     assert_eq!(status(store.clone(), "p3").await, ("failed".to_string(), 1));
     let dead = SendResult::Failed { error: "gave up after 5 attempts".into(), dead: true };
-    store.finish_message(m[3], &dead, t).await.unwrap();
+    store.outbox().finish(m[3], &dead, t).await.unwrap();
     assert_eq!(status(store.clone(), "p4").await, ("dead".to_string(), 1));
 
-    assert_eq!(store.patient_alerts("p3").await.unwrap(), vec!["message_failed: 21211 invalid number".to_string()]);
-    assert_eq!(store.patient_alerts("p4").await.unwrap(), vec!["message_dead: gave up after 5 attempts".to_string()]);
-    assert!(store.patient_alerts("p1").await.unwrap().is_empty());
-    assert!(store.patient_alerts("p2").await.unwrap().is_empty());
+    assert_eq!(
+        store.calls().patient_alerts("p3").await.unwrap(),
+        vec!["message_failed: 21211 invalid number".to_string()]
+    );
+    assert_eq!(
+        store.calls().patient_alerts("p4").await.unwrap(),
+        vec!["message_dead: gave up after 5 attempts".to_string()]
+    );
+    assert!(store.calls().patient_alerts("p1").await.unwrap().is_empty());
+    assert!(store.calls().patient_alerts("p2").await.unwrap().is_empty());
 }
 
 async fn delivery_statuses_from_the_provider_update_the_message(store: Store) {
     let t = now();
     let m = messages_written(&store, &["p1"], t).await;
-    store.claim_messages(t, t + chrono::Duration::minutes(1), 10).await.unwrap();
+    store.outbox().claim(t, t + chrono::Duration::minutes(1), 10).await.unwrap();
     store
-        .finish_message(m[0], &SendResult::Sent { provider_id: "SM1".into(), status: "queued".into() }, t)
+        .outbox()
+        .finish(m[0], &SendResult::Sent { provider_id: "SM1".into(), status: "queued".into() }, t)
         .await
         .unwrap();
 
-    assert!(store.message_status("SM1", "sent", None).await.unwrap());
-    assert_eq!(store.messages("p1").await.unwrap()[0].2, "sent");
-    assert!(store.message_status("SM1", "delivered", None).await.unwrap());
-    assert_eq!(store.messages("p1").await.unwrap()[0].2, "delivered");
-    assert!(store.message_status("SM1", "undelivered", Some("30003")).await.unwrap(), "known, but delivered is final");
-    assert_eq!(store.messages("p1").await.unwrap()[0].2, "delivered");
-    assert!(!store.message_status("SM-unknown", "delivered", None).await.unwrap());
+    assert!(store.outbox().status("SM1", "sent", None).await.unwrap());
+    assert_eq!(store.outbox().for_patient("p1").await.unwrap()[0].2, "sent");
+    assert!(store.outbox().status("SM1", "delivered", None).await.unwrap());
+    assert_eq!(store.outbox().for_patient("p1").await.unwrap()[0].2, "delivered");
+    assert!(store.outbox().status("SM1", "undelivered", Some("30003")).await.unwrap(), "known, but delivered is final");
+    assert_eq!(store.outbox().for_patient("p1").await.unwrap()[0].2, "delivered");
+    assert!(!store.outbox().status("SM-unknown", "delivered", None).await.unwrap());
 }
 
 async fn a_failure_reported_before_the_send_was_recorded_is_not_overwritten(store: Store) {
     let t = now();
     let m = messages_written(&store, &["p1"], t).await;
-    store.claim_messages(t, t + chrono::Duration::minutes(1), 10).await.unwrap();
+    store.outbox().claim(t, t + chrono::Duration::minutes(1), 10).await.unwrap();
     // The carrier's callback comes while the sender still waits for the API's answer: the
     // webhook records the send, then the failure.
     let sent = SendResult::Sent { provider_id: "SM1".into(), status: "failed".into() };
-    store.finish_message(m[0], &sent, t).await.unwrap();
-    store.message_status("SM1", "failed", Some("30005")).await.unwrap();
-    store.finish_message(m[0], &SendResult::Failed { error: "failed 30005".into(), dead: false }, t).await.unwrap();
+    store.outbox().finish(m[0], &sent, t).await.unwrap();
+    store.outbox().status("SM1", "failed", Some("30005")).await.unwrap();
+    store.outbox().finish(m[0], &SendResult::Failed { error: "failed 30005".into(), dead: false }, t).await.unwrap();
     // Then the sender records what the API answered.
     let late = SendResult::Sent { provider_id: "SM1".into(), status: "queued".into() };
-    store.finish_message(m[0], &late, t).await.unwrap();
-    assert_eq!(store.messages("p1").await.unwrap()[0].2, "failed");
+    store.outbox().finish(m[0], &late, t).await.unwrap();
+    assert_eq!(store.outbox().for_patient("p1").await.unwrap()[0].2, "failed");
 }
 
 async fn a_message_whose_lease_ran_out_waits_for_a_callback_before_it_is_sent_again(store: Store) {
@@ -1173,29 +1195,32 @@ async fn a_message_whose_lease_ran_out_waits_for_a_callback_before_it_is_sent_ag
     messages_written(&store, &["p1"], t).await;
     let lease = t + chrono::Duration::minutes(1);
     let resend = |at: DateTime<Utc>| at + chrono::Duration::minutes(10);
-    assert_eq!(store.claim_messages(t, lease, 10).await.unwrap().len(), 1);
-    assert_eq!(store.release_expired_leases(t, resend(t)).await.unwrap(), 0, "the lease is running");
+    assert_eq!(store.outbox().claim(t, lease, 10).await.unwrap().len(), 1);
+    assert_eq!(store.outbox().release_expired_leases(t, resend(t)).await.unwrap(), 0, "the lease is running");
     let just_before = lease - chrono::Duration::seconds(1);
-    assert_eq!(store.release_expired_leases(just_before, resend(just_before)).await.unwrap(), 0);
-    assert_eq!(store.release_expired_leases(lease, resend(lease)).await.unwrap(), 1);
-    assert_eq!(store.messages("p1").await.unwrap(), vec![("sms".into(), "+819000000001".into(), "pending".into(), 1)]);
+    assert_eq!(store.outbox().release_expired_leases(just_before, resend(just_before)).await.unwrap(), 0);
+    assert_eq!(store.outbox().release_expired_leases(lease, resend(lease)).await.unwrap(), 1);
+    assert_eq!(
+        store.outbox().for_patient("p1").await.unwrap(),
+        vec![("sms".into(), "+819000000001".into(), "pending".into(), 1)]
+    );
     let later = lease + chrono::Duration::minutes(1);
-    assert!(store.claim_messages(later, later, 10).await.unwrap().is_empty(), "it may have gone out: wait");
+    assert!(store.outbox().claim(later, later, 10).await.unwrap().is_empty(), "it may have gone out: wait");
     let after = resend(lease) + chrono::Duration::seconds(1);
-    assert_eq!(store.claim_messages(after, after, 10).await.unwrap().len(), 1, "no callback came: sent again");
+    assert_eq!(store.outbox().claim(after, after, 10).await.unwrap().len(), 1, "no callback came: sent again");
 }
 
 // ---- API tokens ----
 
 async fn api_tokens_are_unique_by_name_and_found_by_hash(store: Store) {
-    store.add_token("contact-app", "hash-a").await.unwrap();
-    let err = store.add_token("contact-app", "hash-b").await.unwrap_err();
+    store.numbers().add_token("contact-app", "hash-a").await.unwrap();
+    let err = store.numbers().add_token("contact-app", "hash-b").await.unwrap_err();
     assert!(matches!(&err, StoreError::Duplicate(what) if what.contains("contact-app")), "{err:?}");
-    store.add_token("reception", "hash-c").await.unwrap();
-    assert_eq!(store.token_name("hash-a").await.unwrap().as_deref(), Some("contact-app"));
-    assert_eq!(store.token_name("hash-c").await.unwrap().as_deref(), Some("reception"));
-    assert_eq!(store.token_name("hash-b").await.unwrap(), None, "the refused token was not stored");
-    assert_eq!(store.token_name("nothing").await.unwrap(), None);
+    store.numbers().add_token("reception", "hash-c").await.unwrap();
+    assert_eq!(store.numbers().token_name("hash-a").await.unwrap().as_deref(), Some("contact-app"));
+    assert_eq!(store.numbers().token_name("hash-c").await.unwrap().as_deref(), Some("reception"));
+    assert_eq!(store.numbers().token_name("hash-b").await.unwrap(), None, "the refused token was not stored");
+    assert_eq!(store.numbers().token_name("nothing").await.unwrap(), None);
 }
 
 // ---- delivery fallbacks ----
@@ -1209,81 +1234,82 @@ async fn an_sms_to_a_landline_falls_back_once_to_email_or_to_the_next_call(store
     let t = now();
     let m = messages_written(&store, &["p1", "p2", "p3"], t).await;
     for id in ["p1", "p3"] {
-        let p = Patient { email: Some(format!("{id}@example.jp")), ..store.patient(id).await.unwrap().unwrap() };
-        store.upsert_patient(&p).await.unwrap();
+        let p = Patient { email: Some(format!("{id}@example.jp")), ..store.patients().get(id).await.unwrap().unwrap() };
+        store.patients().upsert(&p).await.unwrap();
     }
     let lease = t + chrono::Duration::minutes(1);
-    assert_eq!(store.claim_messages(t, lease, 10).await.unwrap().len(), 3);
+    assert_eq!(store.outbox().claim(t, lease, 10).await.unwrap().len(), 3);
     for (i, id) in m.iter().enumerate() {
         let sent = SendResult::Sent { provider_id: format!("SM{i}"), status: "queued".into() };
-        store.finish_message(*id, &sent, t).await.unwrap();
+        store.outbox().finish(*id, &sent, t).await.unwrap();
     }
 
     // p1 has an address and e-mail is configured: the same text goes by e-mail.
-    assert_eq!(store.finish_message(m[0], &landline(true), t).await.unwrap(), Some(Fallback::Email));
+    assert_eq!(store.outbox().finish(m[0], &landline(true), t).await.unwrap(), Some(Fallback::Email));
     // p2 has no address, p3's cannot be used (no e-mail settings): read on the next call.
-    assert_eq!(store.finish_message(m[1], &landline(true), t).await.unwrap(), Some(Fallback::ReadAloud));
-    assert_eq!(store.finish_message(m[2], &landline(false), t).await.unwrap(), Some(Fallback::ReadAloud));
+    assert_eq!(store.outbox().finish(m[1], &landline(true), t).await.unwrap(), Some(Fallback::ReadAloud));
+    assert_eq!(store.outbox().finish(m[2], &landline(false), t).await.unwrap(), Some(Fallback::ReadAloud));
     // A replayed callback changes nothing, and its status does not overwrite the outcome.
     for id in &m {
-        assert_eq!(store.finish_message(*id, &landline(true), t).await.unwrap(), None);
+        assert_eq!(store.outbox().finish(*id, &landline(true), t).await.unwrap(), None);
     }
-    assert!(store.message_status("SM0", "undelivered", Some("30006")).await.unwrap());
+    assert!(store.outbox().status("SM0", "undelivered", Some("30006")).await.unwrap());
 
     assert_eq!(
-        store.messages("p1").await.unwrap(),
+        store.outbox().for_patient("p1").await.unwrap(),
         vec![
             ("sms".into(), "+819000000001".into(), "failed".into(), 1),
             ("email".into(), "p1@example.jp".into(), "pending".into(), 0)
         ]
     );
-    let email = store.claim_messages(t, lease, 10).await.unwrap();
+    let email = store.outbox().claim(t, lease, 10).await.unwrap();
     assert_eq!(email.len(), 1);
     assert_eq!(email[0].body_sealed, "sealed:v1:body-".to_string() + &email[0].body_sealed[15..], "the SMS text");
     assert!(email[0].number_id.is_some());
     assert_eq!(
-        store.patient_alerts("p1").await.unwrap(),
+        store.calls().patient_alerts("p1").await.unwrap(),
         vec!["message_failed: SMS failed: landline (undelivered 30006); sent by e-mail instead".to_string()]
     );
     for id in ["p2", "p3"] {
-        assert_eq!(store.messages(id).await.unwrap().len(), 1, "{id}: no other message");
-        assert!(store.valid_number(id, t).await.unwrap().unwrap().read_pending, "{id}");
+        assert_eq!(store.outbox().for_patient(id).await.unwrap().len(), 1, "{id}: no other message");
+        assert!(store.numbers().valid(id, t).await.unwrap().unwrap().read_pending, "{id}");
         assert_eq!(
-            store.patient_alerts(id).await.unwrap(),
+            store.calls().patient_alerts(id).await.unwrap(),
             vec![
                 "message_failed: SMS failed: landline (undelivered 30006); number will be read on the next call"
                     .to_string()
             ]
         );
     }
-    assert!(!store.valid_number("p1", t).await.unwrap().unwrap().read_pending);
-    let fallbacks = store.audit_log().await.unwrap().into_iter().filter(|(_, action, _)| action == "fallback").count();
+    assert!(!store.numbers().valid("p1", t).await.unwrap().unwrap().read_pending);
+    let fallbacks =
+        store.numbers().audit_log().await.unwrap().into_iter().filter(|(_, action, _)| action == "fallback").count();
     assert_eq!(fallbacks, 3);
 }
 
 async fn a_number_held_for_the_next_call_is_done_once_the_call_reads_it(store: Store) {
     call_started(&store).await;
     let t = now();
-    let issued = store.issue_number(&sms_number("p1", "+819012345678", &fresh_hash(), t)).await.unwrap();
+    let issued = store.numbers().issue(&sms_number("p1", "+819012345678", &fresh_hash(), t)).await.unwrap();
     let m = issued.message_id.unwrap();
-    store.claim_messages(t, t + chrono::Duration::minutes(1), 10).await.unwrap();
-    assert_eq!(store.finish_message(m, &landline(false), t).await.unwrap(), Some(Fallback::ReadAloud));
-    assert!(store.valid_number("p1", t).await.unwrap().unwrap().read_pending);
+    store.outbox().claim(t, t + chrono::Duration::minutes(1), 10).await.unwrap();
+    assert_eq!(store.outbox().finish(m, &landline(false), t).await.unwrap(), Some(Fallback::ReadAloud));
+    assert!(store.numbers().valid("p1", t).await.unwrap().unwrap().read_pending);
 
-    store.turn("CA1", 1, None, engine(TurnWrite { number_read: true, ..write("turn 1") })).await.unwrap();
-    let valid = store.valid_number("p1", t).await.unwrap().unwrap();
+    store.calls().turn("CA1", 1, None, engine(TurnWrite { number_read: true, ..write("turn 1") })).await.unwrap();
+    let valid = store.numbers().valid("p1", t).await.unwrap().unwrap();
     assert_eq!((valid.number_id, valid.read_pending), (issued.number_id, false), "read, and still valid");
-    let read = store.audit_log().await.unwrap().into_iter().filter(|(_, action, _)| action == "read").count();
+    let read = store.numbers().audit_log().await.unwrap().into_iter().filter(|(_, action, _)| action == "read").count();
     assert_eq!(read, 1);
 }
 
 async fn a_number_that_expired_before_its_message_went_out_is_replaced_once(store: Store) {
     let t = now();
     let m = messages_written(&store, &["p1"], t).await[0];
-    let first = store.valid_number("p1", t).await.unwrap().unwrap();
+    let first = store.numbers().valid("p1", t).await.unwrap().unwrap();
     let late_at = t + hours(25);
-    assert!(store.claim_messages(late_at, late_at, 10).await.unwrap().is_empty(), "never sent expired");
-    let late = store.late_messages(late_at, 10).await.unwrap();
+    assert!(store.outbox().claim(late_at, late_at, 10).await.unwrap().is_empty(), "never sent expired");
+    let late = store.outbox().late(late_at, 10).await.unwrap();
     assert_eq!(
         late,
         vec![LateMessage {
@@ -1295,7 +1321,7 @@ async fn a_number_that_expired_before_its_message_went_out_is_replaced_once(stor
             reissued: false,
         }]
     );
-    assert!(store.late_messages(t, 10).await.unwrap().is_empty(), "not late while the number runs");
+    assert!(store.outbox().late(t, 10).await.unwrap().is_empty(), "not late while the number runs");
 
     let fresh = NewNumber {
         issued_at: late_at,
@@ -1310,37 +1336,41 @@ async fn a_number_that_expired_before_its_message_went_out_is_replaced_once(stor
         }),
         ..fresh
     };
-    assert!(store.replace_late(m, Some(&fresh), late_at).await.unwrap());
-    assert!(!store.replace_late(m, Some(&fresh), late_at).await.unwrap(), "once");
-    assert!(store.late_messages(late_at, 10).await.unwrap().is_empty());
-    let second = store.valid_number("p1", late_at).await.unwrap().expect("the fresh number");
+    assert!(store.outbox().replace_late(m, Some(&fresh), late_at).await.unwrap());
+    assert!(!store.outbox().replace_late(m, Some(&fresh), late_at).await.unwrap(), "once");
+    assert!(store.outbox().late(late_at, 10).await.unwrap().is_empty());
+    let second = store.numbers().valid("p1", late_at).await.unwrap().expect("the fresh number");
     assert_ne!(second.number_id, first.number_id);
-    assert_eq!(store.valid_count().await.unwrap(), 1, "the expired one is no longer valid");
+    assert_eq!(store.numbers().valid_count().await.unwrap(), 1, "the expired one is no longer valid");
     assert_eq!(
-        store.messages("p1").await.unwrap(),
+        store.outbox().for_patient("p1").await.unwrap(),
         vec![
             ("sms".into(), "+819000000001".into(), "cancelled".into(), 0),
             ("sms".into(), "+819000000001".into(), "pending".into(), 0)
         ]
     );
-    let claimed = store.claim_messages(late_at, late_at + chrono::Duration::minutes(1), 10).await.unwrap();
+    let claimed = store.outbox().claim(late_at, late_at + chrono::Duration::minutes(1), 10).await.unwrap();
     assert_eq!((claimed.len(), claimed[0].body_sealed.as_str()), (1, "sealed:v1:fresh"));
-    assert_eq!(store.patient_alerts("p1").await.unwrap(), vec![REISSUED_ALERT.to_string()]);
-    assert!(store.audit_log().await.unwrap().contains(&("nurse-tanaka".into(), "issue".into(), "delivery sms".into())));
+    assert_eq!(store.calls().patient_alerts("p1").await.unwrap(), vec![REISSUED_ALERT.to_string()]);
+    assert!(store.numbers().audit_log().await.unwrap().contains(&(
+        "nurse-tanaka".into(),
+        "issue".into(),
+        "delivery sms".into()
+    )));
 
     // The fresh number's message keeps failing until that number expires too: it is dead.
     let retry = SendResult::Retry { error: "503".into(), at: late_at + hours(30) };
-    store.finish_message(claimed[0].message_id, &retry, late_at).await.unwrap();
+    store.outbox().finish(claimed[0].message_id, &retry, late_at).await.unwrap();
     let later = late_at + hours(30);
-    let late = store.late_messages(later, 10).await.unwrap();
+    let late = store.outbox().late(later, 10).await.unwrap();
     assert_eq!(late.len(), 1);
     assert!(late[0].reissued, "a replacement is not replaced again");
-    assert!(store.replace_late(late[0].message_id, None, later).await.unwrap());
-    assert!(!store.replace_late(late[0].message_id, None, later).await.unwrap());
-    assert_eq!(store.messages("p1").await.unwrap()[1].2, "dead");
-    assert_eq!(store.valid_count().await.unwrap(), 0);
+    assert!(store.outbox().replace_late(late[0].message_id, None, later).await.unwrap());
+    assert!(!store.outbox().replace_late(late[0].message_id, None, later).await.unwrap());
+    assert_eq!(store.outbox().for_patient("p1").await.unwrap()[1].2, "dead");
+    assert_eq!(store.numbers().valid_count().await.unwrap(), 0);
     assert_eq!(
-        store.patient_alerts("p1").await.unwrap(),
+        store.calls().patient_alerts("p1").await.unwrap(),
         vec![REISSUED_ALERT.to_string(), LATE_DEAD_ALERT.to_string()]
     );
 }
@@ -1349,9 +1379,9 @@ async fn a_number_issued_in_a_call_is_replaced_with_the_same_consent(store: Stor
     call_started(&store).await;
     let t = now();
     let w = TurnWrite { issue: Some(call_number("p1", &fresh_hash(), 1, t)), ..write("turn 1") };
-    store.turn("CA1", 1, None, engine(w)).await.unwrap();
+    store.calls().turn("CA1", 1, None, engine(w)).await.unwrap();
     let late_at = t + hours(25);
-    let late = store.late_messages(late_at, 10).await.unwrap();
+    let late = store.outbox().late(late_at, 10).await.unwrap();
     assert_eq!(late.len(), 1);
     let fresh = NewNumber {
         issued_at: late_at,
@@ -1359,11 +1389,11 @@ async fn a_number_issued_in_a_call_is_replaced_with_the_same_consent(store: Stor
         ..call_number("p1", &fresh_hash(), 1, late_at)
     };
     assert!(
-        store.replace_late(late[0].message_id, Some(&fresh), late_at).await.unwrap(),
+        store.outbox().replace_late(late[0].message_id, Some(&fresh), late_at).await.unwrap(),
         "the consent's index allows it"
     );
-    assert!(store.valid_number("p1", late_at).await.unwrap().is_some());
-    let audit = store.audit_log().await.unwrap();
+    assert!(store.numbers().valid("p1", late_at).await.unwrap().is_some());
+    let audit = store.numbers().audit_log().await.unwrap();
     let issues: Vec<_> = audit.iter().filter(|(actor, action, _)| actor == "call" && action == "issue").collect();
     assert_eq!(issues.len(), 2, "issued on the call's consent twice: {audit:?}");
     assert!(audit.contains(&("outbox".into(), "reissue".into(), "expired before delivery".into())));

@@ -27,7 +27,7 @@ pub async fn numbers(cmd: &NumbersCommand) -> Result<()> {
         NumbersCommand::Issue { patient, send, staff, config } => {
             let (settings, store) = open(config.as_deref()).await?;
             let issuer = settings.issuer();
-            let p = store.patient(patient).await?.ok_or_else(|| format!("no patient {patient}"))?;
+            let p = store.patients().get(patient).await?.ok_or_else(|| format!("no patient {patient}"))?;
             let (lib, _) =
                 Library::load_dirs(&settings.flows.dir, &settings.flows.prompts_dir).map_err(|d| d.to_string())?;
             let catalog = lib.catalogs.get(&p.language).or_else(|| lib.catalogs.values().next()).cloned();
@@ -71,7 +71,7 @@ pub async fn tokens(cmd: &TokensCommand) -> Result<()> {
             use rand::Rng;
             let bytes: [u8; 24] = rand::rng().random();
             let token = format!("ivr_{}", hex::encode(bytes));
-            match store.add_token(name, &crate::http::api::token_hash(&token)).await {
+            match store.numbers().add_token(name, &crate::http::api::token_hash(&token)).await {
                 Err(StoreError::Duplicate(what)) => Err(format!("{what} already exists; choose another name").into()),
                 Err(e) => Err(e.into()),
                 Ok(()) => {

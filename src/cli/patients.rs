@@ -31,10 +31,10 @@ async fn import(file: &Path, config: Option<&Path>, dry_run: bool) -> Result<()>
         }
     };
     if dry_run {
-        let count = compare(&store.patients().await?, &patients);
+        let count = compare(&store.patients().all().await?, &patients);
         println!("would import {} patients ({}); nothing was changed (--dry-run)", patients.len(), summary(&count));
     } else {
-        let count = store.import_patients(&patients).await?;
+        let count = store.patients().import(&patients).await?;
         println!("imported {} patients ({})", patients.len(), summary(&count));
     }
     Ok(())

@@ -76,7 +76,7 @@ impl FromRequestParts<AppState> for Client {
             .map(|(_, t)| t.trim())
             .filter(|t| !t.is_empty());
         let Some(token) = token else { return Err(unauthorized()) };
-        match app.store.token_name(&token_hash(token)).await {
+        match app.store.numbers().token_name(&token_hash(token)).await {
             Ok(Some(name)) => Ok(Client(name)),
             Ok(None) => Err(unauthorized()),
             Err(e) => Err(Error::internal(e)),
@@ -159,7 +159,7 @@ async fn issue(
         ));
     }
     let staff = req.staff.unwrap_or_else(|| client.0.clone());
-    let patient = app.store.patient(&id).await.map_err(Error::internal)?;
+    let patient = app.store.patients().get(&id).await.map_err(Error::internal)?;
     let catalog = patient.as_ref().and_then(|p| app.flows.catalog(&p.language));
     let issued =
         numbers::issue_by_staff(&app.store, &app.turns.issuer, catalog.as_deref(), &id, req.send, &staff, Utc::now())
@@ -229,7 +229,7 @@ async fn import(State(app): State<AppState>, client: Client, CsvBody(csv): CsvBo
             );
         }
     };
-    let count = app.store.import_patients(&patients).await.map_err(Error::internal)?;
+    let count = app.store.patients().import(&patients).await.map_err(Error::internal)?;
     tracing::info!(
         client = %client.0,
         inserted = count.inserted,

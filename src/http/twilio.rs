@@ -80,9 +80,14 @@ async fn voice(
     async move {
         if let (Some(job), Some(attempt)) = (q.job, q.attempt) {
             let lease = app.campaign.clock.now() + app.campaign.policy.call_lease;
-            let noted = app.store.attempt_dialed(job, attempt, &sid).await;
+            let noted = app.store.campaign().attempt_dialed(job, attempt, &sid).await;
             let noted = match noted {
-                Ok(()) => app.store.attempt_progress(job, attempt, "in-progress", answered_by.as_deref(), lease).await,
+                Ok(()) => {
+                    app.store
+                        .campaign()
+                        .attempt_progress(job, attempt, "in-progress", answered_by.as_deref(), lease)
+                        .await
+                }
                 Err(e) => Err(e),
             };
             if let Err(e) = noted {
@@ -100,16 +105,16 @@ async fn voice(
             }
         }
         // The call may exist already: a replayed first request answers from the store.
-        let patient = match (q.job, app.store.call(&sid).await) {
+        let patient = match (q.job, app.store.calls().get(&sid).await) {
             (_, Ok(Some(_))) => None,
-            (Some(job), Ok(None)) => match app.store.job(job).await {
-                Ok(Some(j)) => match app.store.patient(&j.patient_id).await {
+            (Some(job), Ok(None)) => match app.store.campaign().job(job).await {
+                Ok(Some(j)) => match app.store.patients().get(&j.patient_id).await {
                     Ok(Some(p)) => Some((p, j.flow, Some(job), "outbound")),
                     other => return failure(&app, &form, "the job's patient is not in the roster", other.err()).await,
                 },
                 other => return failure(&app, &form, "unknown job", other.err()).await,
             },
-            (None, Ok(None)) => match app.store.patient_by_phone(&from).await {
+            (None, Ok(None)) => match app.store.patients().by_phone(&from).await {
                 Ok(Some(p)) => {
                     let flow = q.flow.clone().unwrap_or_else(|| app.inbound_flow.to_string());
                     Some((p, flow, None, "inbound"))
@@ -129,12 +134,12 @@ async fn voice(
                     return failure(&app, &form, &format!("no flow named {flow_name}"), None).await;
                 };
                 if let Some(stored) = app.flows.unsaved(&flow) {
-                    match app.store.save_flow_version(&StoredFlow::from(&stored)).await {
+                    match app.store.flows().save(&StoredFlow::from(&stored)).await {
                         Ok(()) => app.flows.mark_saved(&stored.version),
                         Err(e) => return failure(&app, &form, "storing the flow version", Some(e)).await,
                     }
                 }
-                let number = match app.store.valid_number(&p.patient_id, Utc::now()).await {
+                let number = match app.store.numbers().valid(&p.patient_id, Utc::now()).await {
                     Ok(n) => n,
                     Err(e) => return failure(&app, &form, "number lookup", Some(e)).await,
                 };
@@ -205,16 +210,16 @@ async fn status(State(app): State<AppState>, Query(q): Query<StatusQuery>, form:
     let duration = form.get("CallDuration").and_then(|d| d.parse::<i64>().ok());
     let answered_by = form.get("AnsweredBy").filter(|a| !a.is_empty());
     let recorded = async {
-        let changed = app.store.record_status(&sid, &status, duration).await?;
+        let changed = app.store.calls().record_status(&sid, &status, duration).await?;
         if let (Some(job), Some(attempt)) = (q.job, q.attempt) {
             let now = app.campaign.clock.now();
-            app.store.attempt_dialed(job, attempt, &sid).await?;
+            app.store.campaign().attempt_dialed(job, attempt, &sid).await?;
             if status_rank(&status) == Some(crate::store::FINAL_RANK) {
                 app.campaign.call_ended(&app.store, (job, attempt), Some(&sid), &status, answered_by, now).await?;
                 app.dialer_wake.notify_one();
             } else {
                 let lease = now + app.campaign.policy.call_lease;
-                app.store.attempt_progress(job, attempt, &status, answered_by, lease).await?;
+                app.store.campaign().attempt_progress(job, attempt, &status, answered_by, lease).await?;
             }
         }
         Ok::<_, StoreError>(changed)
@@ -257,14 +262,14 @@ async fn message_status(State(app): State<AppState>, Query(q): Query<MessageQuer
     }
     let now = Utc::now();
     let result = async {
-        let known = app.store.message_status(&sid, &status, code.as_deref()).await?;
+        let known = app.store.outbox().status(&sid, &status, code.as_deref()).await?;
         let Some(id) = q.msg else { return Ok::<_, StoreError>(known) };
         if !known {
             // The callback came before the send was recorded (or the sender died): it proves
             // the message was accepted, so it is never sent again.
             let sent = SendResult::Sent { provider_id: sid.clone(), status: status.clone() };
-            app.store.finish_message(id, &sent, now).await?;
-            app.store.message_status(&sid, &status, code.as_deref()).await?;
+            app.store.outbox().finish(id, &sent, now).await?;
+            app.store.outbox().status(&sid, &status, code.as_deref()).await?;
         }
         if matches!(status.as_str(), "failed" | "undelivered") {
             let error = format!("{status} {}", code.as_deref().unwrap_or(""));
@@ -273,7 +278,7 @@ async fn message_status(State(app): State<AppState>, Query(q): Query<MessageQuer
                 Some("30006") => SendResult::Undeliverable { error, email: app.email_configured },
                 _ => SendResult::Failed { error, dead: false },
             };
-            app.store.finish_message(id, &result, now).await?;
+            app.store.outbox().finish(id, &result, now).await?;
             app.outbox_wake.notify_one();
         }
         Ok(true)
@@ -290,7 +295,7 @@ async fn message_status(State(app): State<AppState>, Query(q): Query<MessageQuer
 /// Runs one turn through the store and answers its TwiML (an apology if anything fails).
 async fn take_turn(app: &AppState, sid: &str, seq: i64, create: Option<NewCall>, input: Input) -> Response {
     let f = turn_fn(&app.turns, sid, seq, input, Utc::now());
-    match app.store.turn(sid, seq, create, f).await {
+    match app.store.calls().turn(sid, seq, create, f).await {
         Ok(r) => {
             metrics::counter!("ivr_steps_total", "replay" => if r.replay { "true" } else { "false" }).increment(1);
             tracing::info!(seq, replay = r.replay, "turn");
@@ -335,12 +340,12 @@ impl<'a> From<&'a str> for Caller<'a> {
 /// calling in. Read only after something failed, so it may well fail too (then `None`).
 async fn call_language(app: &AppState, caller: Caller<'_>) -> Option<String> {
     if let Some(sid) = caller.sid.filter(|s| valid_sid(s)) {
-        if let Ok(Some(call)) = app.store.call(sid).await {
+        if let Ok(Some(call)) = app.store.calls().get(sid).await {
             return Some(call.state.lang).filter(|l| !l.is_empty());
         }
     }
     let from = caller.from.filter(|f| !f.is_empty())?;
-    app.store.patient_by_phone(from).await.ok().flatten().map(|p| p.language)
+    app.store.patients().by_phone(from).await.ok().flatten().map(|p| p.language)
 }
 
 /// Logs a failure on a voice route once, in the call's span, and gives the caller an apology
@@ -364,8 +369,8 @@ async fn failure<'a>(
 /// health centre's number (prompt `machine_message`). Detection is often wrong, so a key
 /// pressed during the message starts the call as for a person.
 async fn machine_message(app: &AppState, job: i64, attempt: i32) -> Response {
-    let language = match app.store.job(job).await {
-        Ok(Some(j)) => app.store.patient(&j.patient_id).await.ok().flatten().map(|p| p.language),
+    let language = match app.store.campaign().job(job).await {
+        Ok(Some(j)) => app.store.patients().get(&j.patient_id).await.ok().flatten().map(|p| p.language),
         _ => None,
     }
     .unwrap_or_else(|| "ja-JP".into());

@@ -51,7 +51,8 @@ pub async fn issue_by_staff(
     staff: &str,
     now: DateTime<Utc>,
 ) -> Result<ManualIssue, IssueError> {
-    let patient = store.patient(patient_id).await?.ok_or_else(|| IssueError::UnknownPatient(patient_id.into()))?;
+    let patient =
+        store.patients().get(patient_id).await?.ok_or_else(|| IssueError::UnknownPatient(patient_id.into()))?;
     let recipient = match send {
         SendBy::Sms if crate::phone_kind(&patient.phone) != "mobile" => {
             return Err(IssueError::NotMobile(patient_id.into()));
@@ -89,7 +90,7 @@ pub async fn issue_by_staff(
             .into(),
             message,
         };
-        match store.issue_number(&n).await {
+        match store.numbers().issue(&n).await {
             Err(StoreError::Conflict) => continue,
             Err(e) => return Err(e.into()),
             Ok(issued) => {
@@ -126,7 +127,7 @@ pub async fn verify(
     now: DateTime<Utc>,
 ) -> Result<Verdict, VerifyError> {
     let number = ProcessingNumber::parse(raw, issuer.digits)?;
-    let verdict = store.verify_number(&issuer.key.hash(&number), now, actor, consume).await?;
+    let verdict = store.numbers().verify(&issuer.key.hash(&number), now, actor, consume).await?;
     metrics::counter!("ivr_number_verifications_total", "result" => verdict.reason()).increment(1);
     tracing::info!(number = %number, actor, result = verdict.reason(), consume, "processing number checked");
     Ok(verdict)

@@ -131,23 +131,23 @@ impl Dispatcher {
     /// One pass: claims due messages and sends them. Returns how many were handled.
     pub async fn tick(&self, now: DateTime<Utc>) -> Result<usize, StoreError> {
         let grace = chrono::Duration::from_std(self.policy.uncertain_grace).unwrap_or_default();
-        self.store.release_expired_leases(now, now + grace).await?;
-        let late = self.store.late_messages(now, 16).await?;
+        self.store.outbox().release_expired_leases(now, now + grace).await?;
+        let late = self.store.outbox().late(now, 16).await?;
         for m in &late {
             self.replace_late(m, now).await?;
         }
         let lease_until = now + chrono::Duration::from_std(self.policy.lease).unwrap_or_default();
-        let claimed = self.store.claim_messages(now, lease_until, 16).await?;
+        let claimed = self.store.outbox().claim(now, lease_until, 16).await?;
         for m in &claimed {
             // Tried enough already (e.g. a carrier that kept reporting 30003): dead, not sent.
             if m.attempts as u32 >= self.policy.max_attempts {
                 let dead = SendResult::Failed { error: "too many attempts".into(), dead: true };
-                self.store.finish_message(m.message_id, &dead, now).await?;
+                self.store.outbox().finish(m.message_id, &dead, now).await?;
                 continue;
             }
             let attempt = self.send(m).await;
             let result = self.decide(m, attempt, Utc::now());
-            self.store.finish_message(m.message_id, &result, Utc::now()).await?;
+            self.store.outbox().finish(m.message_id, &result, Utc::now()).await?;
         }
         Ok(claimed.len() + late.len())
     }
@@ -160,7 +160,7 @@ impl Dispatcher {
                 (Some(ctx), false) => self.fresh_number(ctx, m, now).await?,
                 _ => None,
             };
-            match self.store.replace_late(m.message_id, fresh.as_ref(), now).await {
+            match self.store.outbox().replace_late(m.message_id, fresh.as_ref(), now).await {
                 // The fresh number collided with a valid one: draw another.
                 Err(StoreError::Conflict) => continue,
                 Err(StoreError::Duplicate(_)) => return Ok(()),
@@ -187,7 +187,7 @@ impl Dispatcher {
         m: &LateMessage,
         now: DateTime<Utc>,
     ) -> Result<Option<NewNumber>, StoreError> {
-        let Some(patient) = self.store.patient(&m.patient_id).await? else { return Ok(None) };
+        let Some(patient) = self.store.patients().get(&m.patient_id).await? else { return Ok(None) };
         let Some(catalog) = ctx.flows.catalog(&patient.language) else { return Ok(None) };
         let drawn = ctx.issuer.draw(now);
         let mut vars = Vars::new();

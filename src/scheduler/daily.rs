@@ -42,8 +42,8 @@ impl Planner {
     pub async fn plan(&self, store: &Store, now: DateTime<Utc>, start_now: bool) -> Result<Planned, StoreError> {
         let day = self.hours.day_of(now);
         let (from, to) = self.hours.day_bounds(day);
-        let patients = store.patients().await?;
-        let reported = store.reported_patients(from, to).await?;
+        let patients = store.patients().all().await?;
+        let reported = store.campaign().reported_patients(from, to).await?;
         let reported: HashSet<&str> = reported.iter().map(String::as_str).collect();
         let date = |s: &Option<String>| s.as_deref().and_then(|d| d.parse::<NaiveDate>().ok());
         let view: Vec<PlanPatient> = patients
@@ -67,11 +67,11 @@ impl Planner {
                 due_at: j.due_at,
             })
             .collect();
-        let new = store.plan_jobs(&jobs).await?;
+        let new = store.campaign().plan_jobs(&jobs).await?;
         let first_due = jobs.iter().map(|j| j.due_at).min();
         // Started by hand: the day's calls planned earlier for their slots are placed now too.
         let advanced = match (start_now, first_due) {
-            (true, Some(at)) => store.advance_jobs(day, at).await?,
+            (true, Some(at)) => store.campaign().advance_jobs(day, at).await?,
             _ => 0,
         };
         tracing::info!(%day, jobs = jobs.len(), new, skipped = ?plan.skipped, "day planned");

@@ -86,15 +86,19 @@ impl Campaign {
         now: DateTime<Utc>,
     ) -> Result<Option<&'static str>, StoreError> {
         let flow_done = match call_sid {
-            Some(sid) => store.call(sid).await?.map(|c| c.ended),
+            Some(sid) => store.calls().get(sid).await?.map(|c| c.ended),
             None => None,
         };
         // The voice webhook recorded who answered if the callback does not say.
         let stored = match answered_by {
             Some(_) => None,
-            None => {
-                store.attempts(job_id).await?.into_iter().find(|a| a.attempt == attempt).and_then(|a| a.answered_by)
-            }
+            None => store
+                .campaign()
+                .attempts(job_id)
+                .await?
+                .into_iter()
+                .find(|a| a.attempt == attempt)
+                .and_then(|a| a.answered_by),
         };
         let answered_by = answered_by.or(stored.as_deref());
         let outcome = outcome(status, answered_by, flow_done);
@@ -111,12 +115,12 @@ impl Campaign {
         answered_by: Option<&str>,
         now: DateTime<Utc>,
     ) -> Result<Option<&'static str>, StoreError> {
-        let slot = match store.job(job_id).await? {
-            Some(job) => store.patient(&job.patient_id).await?.and_then(|p| p.call_slot),
+        let slot = match store.campaign().job(job_id).await? {
+            Some(job) => store.patients().get(&job.patient_id).await?.and_then(|p| p.call_slot),
             None => None,
         };
         let next = self.next(outcome, attempt, slot.as_deref(), now);
-        let ended = store.end_attempt(job_id, attempt, outcome, answered_by, &next, now).await?;
+        let ended = store.campaign().end_attempt(job_id, attempt, outcome, answered_by, &next, now).await?;
         if ended {
             metrics::counter!("ivr_dial_outcomes_total", "outcome" => outcome).increment(1);
             if let JobNext::Unreachable(_) | JobNext::Failed(_) = next {
@@ -224,7 +228,7 @@ impl Dialer {
         self.reconcile(now).await?;
         let hours = &self.campaign.hours;
         let today = hours.day_of(now);
-        let closed = self.store.close_days(today, now).await?;
+        let closed = self.store.campaign().close_days(today, now).await?;
         if closed > 0 {
             tracing::warn!(closed, "calls of an earlier day were never placed; the health centre is alerted");
         }
@@ -233,7 +237,7 @@ impl Dialer {
             return Ok(0);
         }
         let policy = &self.campaign.policy;
-        let active = self.store.active_jobs().await?;
+        let active = self.store.campaign().active_jobs().await?;
         let room = i64::from(policy.max_concurrent_calls) - active;
         let batch = room.min(policy.calls_per_second.ceil().max(1.0) as i64);
         if batch <= 0 {
@@ -242,7 +246,7 @@ impl Dialer {
         if !self.leading() {
             return Ok(0);
         }
-        let jobs = self.store.claim_jobs(now, now + policy.call_lease, batch).await?;
+        let jobs = self.store.campaign().claim_jobs(now, now + policy.call_lease, batch).await?;
         let mut placing = tokio::task::JoinSet::new();
         let mut requested = 0;
         for job in jobs.iter().cloned() {
@@ -274,7 +278,7 @@ impl Dialer {
     async fn report(&self, now: DateTime<Utc>) -> Result<(), StoreError> {
         let day = self.campaign.hours.day_of(now);
         let (since, _) = self.campaign.hours.day_bounds(day);
-        let s = self.store.campaign_summary(day, since).await?;
+        let s = self.store.campaign().summary(day, since).await?;
         for status in ["planned", "dialing", "in-progress", "retry", "done", "unreachable", "failed"] {
             metrics::gauge!("ivr_campaign_jobs", "status" => status).set(s.count(status) as f64);
         }
@@ -299,7 +303,7 @@ impl Dialer {
     /// Attempts that went quiet past their lease: the carrier says how the call ended, or, with
     /// no call id and no callback, the attempt is counted lost (never dialled again).
     async fn reconcile(&self, now: DateTime<Utc>) -> Result<(), StoreError> {
-        for stale in self.store.stale_attempts(now).await? {
+        for stale in self.store.campaign().stale_attempts(now).await? {
             let Some(sid) = stale.call_sid.as_deref() else {
                 tracing::warn!(job_id = stale.job_id, attempt = stale.attempt, "attempt lost: no call id, no callback");
                 self.campaign.end(&self.store, stale.job_id, stale.attempt, "lost", None, now).await?;
@@ -313,7 +317,9 @@ impl Dialer {
                         .call_ended(&self.store, (stale.job_id, stale.attempt), Some(sid), status, answered_by, now)
                         .await?;
                 }
-                Ok(_) => self.store.extend_lease(stale.job_id, now + self.campaign.policy.call_lease).await?,
+                Ok(_) => {
+                    self.store.campaign().extend_lease(stale.job_id, now + self.campaign.policy.call_lease).await?
+                }
                 Err(e) if e.status() == Some(404) => {
                     self.campaign.end(&self.store, stale.job_id, stale.attempt, "lost", None, now).await?;
                 }
@@ -339,7 +345,7 @@ async fn place(
         Ok(call) => {
             metrics::counter!("ivr_dials_total").increment(1);
             tracing::info!(job_id = job.job_id, attempt = job.attempt, call_sid = %call.sid, to = %mask_phone(&job.phone), "dialling");
-            store.attempt_dialed(job.job_id, job.attempt, &call.sid).await
+            store.campaign().attempt_dialed(job.job_id, job.attempt, &call.sid).await
         }
         // A 4xx other than 429: an invalid number (21211) and the like, refused for good.
         Err(e) if e.status().is_some_and(|s| (400..500).contains(&s)) && !e.is_retryable() => {

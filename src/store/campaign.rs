@@ -11,7 +11,16 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, NaiveDate, Utc};
 
-use super::{Store, StoreError};
+use super::Fut;
+
+/// A call to be placed (a job created by hand, or planned for a day).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Job {
+    pub job_id: i64,
+    pub patient_id: String,
+    pub flow: String,
+    pub status: String,
+}
 
 /// A job to plan: one patient's call for one day.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -141,145 +150,62 @@ pub const DAY_ENDED: &str = "unreachable: the day ended before the call could be
 /// Statuses of a job still being worked on.
 pub const ACTIVE: [&str; 2] = ["dialing", "in-progress"];
 
-impl Store {
+/// The campaigns' operations (`store.campaign()`): jobs, planned or created by hand, and their
+/// attempts.
+pub trait Campaign {
+    /// A job created by hand (not planned for a day).
+    fn create_job<'a>(&'a self, patient_id: &'a str, flow: &'a str) -> Fut<'a, i64>;
+    fn job(&self, job_id: i64) -> Fut<'_, Option<Job>>;
     /// Plans jobs; a job already planned for the same day, patient and flow is left as it is.
     /// Returns how many are new.
-    pub async fn plan_jobs(&self, jobs: &[NewJob]) -> Result<usize, StoreError> {
-        match self {
-            Store::Sqlite(s) => s.plan_jobs(jobs),
-            Store::Postgres(s) => s.plan_jobs(jobs).await,
-        }
-    }
-
+    fn plan_jobs<'a>(&'a self, jobs: &'a [NewJob]) -> Fut<'a, usize>;
     /// Brings the day's jobs not yet dialled forward to `due_at` (a campaign started by hand
     /// with `--now`); returns how many moved.
-    pub async fn advance_jobs(&self, day: NaiveDate, due_at: DateTime<Utc>) -> Result<usize, StoreError> {
-        match self {
-            Store::Sqlite(s) => s.advance_jobs(day, due_at),
-            Store::Postgres(s) => s.advance_jobs(day, due_at).await,
-        }
-    }
-
+    fn advance_jobs(&self, day: NaiveDate, due_at: DateTime<Utc>) -> Fut<'_, usize>;
     /// Patients whose call for the day already went through (the flow reached its end) between
     /// `from` and `to`: they are not called again that day.
-    pub async fn reported_patients(&self, from: DateTime<Utc>, to: DateTime<Utc>) -> Result<Vec<String>, StoreError> {
-        match self {
-            Store::Sqlite(s) => s.reported_patients(from, to),
-            Store::Postgres(s) => s.reported_patients(from, to).await,
-        }
-    }
-
+    fn reported_patients(&self, from: DateTime<Utc>, to: DateTime<Utc>) -> Fut<'_, Vec<String>>;
     /// Claims up to `limit` jobs due at `now`, taking each one's next attempt and a lease until
     /// `lease_until`, and commits before anything is dialled.
-    pub async fn claim_jobs(
-        &self,
-        now: DateTime<Utc>,
-        lease_until: DateTime<Utc>,
-        limit: i64,
-    ) -> Result<Vec<DueJob>, StoreError> {
-        match self {
-            Store::Sqlite(s) => s.claim_jobs(now, lease_until, limit),
-            Store::Postgres(s) => s.claim_jobs(now, lease_until, limit).await,
-        }
-    }
-
+    fn claim_jobs(&self, now: DateTime<Utc>, lease_until: DateTime<Utc>, limit: i64) -> Fut<'_, Vec<DueJob>>;
     /// Jobs of days before `today` still waiting to be dialled are given up (the day ended, or
     /// its calling hours did before the calls could be placed), each with an alert. Returns
     /// how many.
-    pub async fn close_days(&self, today: NaiveDate, now: DateTime<Utc>) -> Result<usize, StoreError> {
-        match self {
-            Store::Sqlite(s) => s.close_days(today, now),
-            Store::Postgres(s) => s.close_days(today, now).await,
-        }
-    }
-
+    fn close_days(&self, today: NaiveDate, now: DateTime<Utc>) -> Fut<'_, usize>;
     /// Jobs being dialled or in a call, by every instance: the concurrency limit counts them.
-    pub async fn active_jobs(&self) -> Result<i64, StoreError> {
-        match self {
-            Store::Sqlite(s) => s.active_jobs(),
-            Store::Postgres(s) => s.active_jobs().await,
-        }
-    }
-
+    fn active_jobs(&self) -> Fut<'_, i64>;
     /// The carrier accepted the attempt's call under this id.
-    pub async fn attempt_dialed(&self, job_id: i64, attempt: i32, call_sid: &str) -> Result<(), StoreError> {
-        match self {
-            Store::Sqlite(s) => s.attempt_dialed(job_id, attempt, call_sid),
-            Store::Postgres(s) => s.attempt_dialed(job_id, attempt, call_sid).await,
-        }
-    }
-
+    fn attempt_dialed<'a>(&'a self, job_id: i64, attempt: i32, call_sid: &'a str) -> Fut<'a, ()>;
     /// A progress status of an attempt not yet ended (ringing, in-progress); an answered call
     /// moves its job to in-progress. Late or replayed callbacks change nothing.
-    pub async fn attempt_progress(
-        &self,
+    fn attempt_progress<'a>(
+        &'a self,
         job_id: i64,
         attempt: i32,
-        status: &str,
-        answered_by: Option<&str>,
+        status: &'a str,
+        answered_by: Option<&'a str>,
         lease_until: DateTime<Utc>,
-    ) -> Result<(), StoreError> {
-        match self {
-            Store::Sqlite(s) => s.attempt_progress(job_id, attempt, status, answered_by, lease_until),
-            Store::Postgres(s) => s.attempt_progress(job_id, attempt, status, answered_by, lease_until).await,
-        }
-    }
-
+    ) -> Fut<'a, ()>;
     /// Ends an attempt with `outcome` and moves its job on (`next`), raising an alert when the
     /// job is given up. Only the first end counts: returns false, changing nothing, when the
     /// attempt had already ended.
-    pub async fn end_attempt(
-        &self,
+    fn end_attempt<'a>(
+        &'a self,
         job_id: i64,
         attempt: i32,
-        outcome: &str,
-        answered_by: Option<&str>,
-        next: &JobNext,
+        outcome: &'a str,
+        answered_by: Option<&'a str>,
+        next: &'a JobNext,
         now: DateTime<Utc>,
-    ) -> Result<bool, StoreError> {
-        match self {
-            Store::Sqlite(s) => s.end_attempt(job_id, attempt, outcome, answered_by, next, now),
-            Store::Postgres(s) => s.end_attempt(job_id, attempt, outcome, answered_by, next, now).await,
-        }
-    }
-
+    ) -> Fut<'a, bool>;
     /// Attempts not ended whose job's lease ran out at `now`.
-    pub async fn stale_attempts(&self, now: DateTime<Utc>) -> Result<Vec<StaleAttempt>, StoreError> {
-        match self {
-            Store::Sqlite(s) => s.stale_attempts(now),
-            Store::Postgres(s) => s.stale_attempts(now).await,
-        }
-    }
-
+    fn stale_attempts(&self, now: DateTime<Utc>) -> Fut<'_, Vec<StaleAttempt>>;
     /// Keeps a job leased (its call is still going on).
-    pub async fn extend_lease(&self, job_id: i64, until: DateTime<Utc>) -> Result<(), StoreError> {
-        match self {
-            Store::Sqlite(s) => s.extend_lease(job_id, until),
-            Store::Postgres(s) => s.extend_lease(job_id, until).await,
-        }
-    }
-
+    fn extend_lease(&self, job_id: i64, until: DateTime<Utc>) -> Fut<'_, ()>;
     /// A day's jobs, by patient.
-    pub async fn jobs_for_day(&self, day: NaiveDate) -> Result<Vec<JobView>, StoreError> {
-        match self {
-            Store::Sqlite(s) => s.jobs_for_day(day),
-            Store::Postgres(s) => s.jobs_for_day(day).await,
-        }
-    }
-
+    fn jobs_for_day(&self, day: NaiveDate) -> Fut<'_, Vec<JobView>>;
     /// A job's attempts, first first.
-    pub async fn attempts(&self, job_id: i64) -> Result<Vec<AttemptView>, StoreError> {
-        match self {
-            Store::Sqlite(s) => s.attempts(job_id),
-            Store::Postgres(s) => s.attempts(job_id).await,
-        }
-    }
-
+    fn attempts(&self, job_id: i64) -> Fut<'_, Vec<AttemptView>>;
     /// Where the day's campaign stands; numbers, SMS and alerts are counted from `since`.
-    pub async fn campaign_summary(&self, day: NaiveDate, since: DateTime<Utc>) -> Result<CampaignSummary, StoreError> {
-        match self {
-            Store::Sqlite(s) => s.campaign_summary(day, since),
-            Store::Postgres(s) => s.campaign_summary(day, since).await,
-        }
-    }
+    fn summary(&self, day: NaiveDate, since: DateTime<Utc>) -> Fut<'_, CampaignSummary>;
 }

@@ -17,7 +17,7 @@ use rusqlite::{Connection, ErrorCode};
 use sqlx::postgres::PgConnectOptions;
 use sqlx::{Connection as _, PgConnection};
 
-use super::{Store, StoreError};
+use super::StoreError;
 
 /// The advisory lock of the dialer (a key unlikely to collide with other users of advisory
 /// locks in the same database).
@@ -56,21 +56,21 @@ pub(super) fn lock_path(path: &str) -> Option<PathBuf> {
     Some(PathBuf::from(format!("{file}-dialer")))
 }
 
-impl Store {
-    /// The dialer lock of this database, not taken yet.
-    pub fn dialer_lock(&self) -> DialerLock {
-        let inner = match self {
-            Store::Sqlite(s) => match &s.lock_path {
-                Some(path) => Inner::Sqlite { path: path.clone(), conn: None },
-                None => Inner::Alone,
-            },
-            Store::Postgres(s) => Inner::Postgres {
-                options: Box::new((*s.pool.connect_options()).clone().options(KEEPALIVE)),
-                conn: None,
-                held: false,
-            },
+impl DialerLock {
+    /// The lock of a SQLite database whose lock file is at `path` (`None`: in memory).
+    pub(super) fn sqlite(path: Option<PathBuf>) -> DialerLock {
+        let inner = match path {
+            Some(path) => Inner::Sqlite { path, conn: None },
+            None => Inner::Alone,
         };
         DialerLock { inner }
+    }
+
+    /// The lock of a PostgreSQL database, on a connection of its own made with `options`.
+    pub(super) fn postgres(options: &PgConnectOptions) -> DialerLock {
+        DialerLock {
+            inner: Inner::Postgres { options: Box::new(options.clone().options(KEEPALIVE)), conn: None, held: false },
+        }
     }
 }
 

@@ -1,6 +1,8 @@
-//! Processing numbers, the outbox and API tokens, as the store sees them.
+//! Processing numbers, API tokens and the audit log, as the store sees them.
 
 use chrono::{DateTime, Utc};
+
+use super::Fut;
 
 /// Who consented to a number being issued.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -75,91 +77,179 @@ pub struct ValidNumber {
     pub read_pending: bool,
 }
 
-/// A message claimed for sending.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct OutboxMessage {
-    pub message_id: i64,
-    pub patient_id: Option<String>,
-    pub number_id: Option<i64>,
-    pub channel: String,
-    pub recipient: String,
-    pub body_sealed: String,
-    /// Sends tried before this one.
-    pub attempts: i64,
-}
-
-/// How a send attempt ended.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum SendResult {
-    /// Accepted by the provider.
-    Sent { provider_id: String, status: String },
-    /// Try again at this time.
-    Retry { error: String, at: DateTime<Utc> },
-    /// Never again: a permanent error, or the last attempt failed.
-    Failed { error: String, dead: bool },
-    /// The SMS cannot reach this phone (a landline: Twilio's 21614 or 30006). Final for SMS; the
-    /// number it carries, while still valid, falls back once: to e-mail when the patient has an
-    /// address and `email` (e-mail is configured) is true, else to being read aloud on the
-    /// patient's next call. The health centre is alerted either way.
-    Undeliverable { error: String, email: bool },
-}
-
-/// What a message that could not be delivered fell back to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Fallback {
-    Email,
-    ReadAloud,
-    /// Nothing: the number is no longer valid, or no copy of it was kept.
-    None,
-}
-
-impl Fallback {
-    /// The name stored in `outbox.fallback`.
-    pub fn name(self) -> &'static str {
-        match self {
-            Fallback::Email => "email",
-            Fallback::ReadAloud => "read_aloud",
-            Fallback::None => "none",
-        }
-    }
-
-    /// The alert raised for the health centre.
-    pub fn alert(self, error: &str) -> String {
-        match self {
-            Fallback::Email => format!("message_failed: SMS failed: landline ({error}); sent by e-mail instead"),
-            Fallback::ReadAloud => {
-                format!("message_failed: SMS failed: landline ({error}); number will be read on the next call")
-            }
-            Fallback::None => format!("message_failed: SMS failed: landline ({error}); no other way to deliver it"),
-        }
-    }
-}
-
-/// A message due for sending whose number expired before it could be sent.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LateMessage {
-    pub message_id: i64,
-    pub patient_id: String,
-    pub number_id: i64,
-    pub channel: String,
-    pub recipient: String,
-    /// Its number was itself issued to replace an expired one: it is not replaced again.
-    pub reissued: bool,
-}
-
-/// The alert raised when a number is replaced because it expired before delivery.
-pub const REISSUED_ALERT: &str = "message_reissued: re-issued: expired before delivery";
-/// The alert raised when a replacement number also expired before delivery.
-pub const LATE_DEAD_ALERT: &str = "message_dead: expired before delivery, after a re-issue; no further number";
 /// The answer a flow records when it reads a number held for the next call
 /// (`record_answer` with `set = { number_read_aloud = true }`): the pending delivery is done.
 pub const NUMBER_READ_ANSWER: &str = "number_read_aloud";
 
-/// Timestamps as SQLite stores them: ISO 8601 in UTC with milliseconds, which sort as text.
-pub fn sqlite_time(t: DateTime<Utc>) -> String {
-    t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()
+/// How a consent is stored: (consent_seq, consent_staff, consent_channel), and the actor named
+/// in the audit log.
+pub fn consent_columns(c: &Consent) -> (Option<i64>, Option<&str>, &'static str) {
+    match c {
+        Consent::Call { seq } => (Some(*seq), None, "call"),
+        Consent::Staff { name } => (None, Some(name.as_str()), "staff"),
+    }
 }
 
-pub fn parse_sqlite_time(s: &str) -> DateTime<Utc> {
-    DateTime::parse_from_rfc3339(s).map(|t| t.with_timezone(&Utc)).unwrap_or_default()
+/// Who the audit log names for an issue: the call, or the staff member.
+pub fn consent_actor(c: &Consent) -> &str {
+    match c {
+        Consent::Call { .. } => "call",
+        Consent::Staff { name } => name,
+    }
+}
+
+/// The consent of a stored number, back from its columns (a number replacing it keeps it).
+pub fn stored_consent(call_id: Option<i64>, seq: Option<i64>, staff: Option<String>) -> Consent {
+    match (call_id, seq) {
+        (Some(_), Some(seq)) => Consent::Call { seq },
+        _ => Consent::Staff { name: staff.unwrap_or_default() },
+    }
+}
+
+/// Which rule of the database refused a new number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NumberClash {
+    /// A valid number has the same hash: draw another.
+    Hash,
+    /// This consent (turn of a call) already has its number.
+    Consent,
+    /// The expired number already has its replacement.
+    Reissue,
+    /// The patient row is missing.
+    Patient,
+}
+
+/// The error a refused number becomes.
+pub fn clash_error(
+    clash: NumberClash,
+    n: &NewNumber,
+    call_id: Option<i64>,
+    reissue_of: Option<i64>,
+) -> crate::store::StoreError {
+    use crate::store::StoreError;
+    match clash {
+        NumberClash::Hash => StoreError::Conflict,
+        NumberClash::Consent => {
+            let seq = consent_columns(&n.consent).0;
+            StoreError::Duplicate(format!(
+                "processing number for turn {} of call {}",
+                seq.unwrap_or_default(),
+                call_id.unwrap_or_default()
+            ))
+        }
+        NumberClash::Reissue => {
+            StoreError::Duplicate(format!("replacement for number {}", reissue_of.unwrap_or_default()))
+        }
+        NumberClash::Patient => StoreError::UnknownPatient(n.patient_id.clone()),
+    }
+}
+
+/// A number as found by its hash, for [`judge`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FoundNumber {
+    pub number_id: i64,
+    pub patient_id: String,
+    pub status: String,
+    pub issued_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+}
+
+/// What a number presented at `now` is worth. A valid number whose time is up is expired,
+/// whatever its stored status says.
+pub fn judge(found: Option<FoundNumber>, now: DateTime<Utc>) -> Verdict {
+    let Some(n) = found else { return Verdict::Unknown };
+    match n.status.as_str() {
+        "used" => Verdict::Used,
+        "revoked" => Verdict::Revoked,
+        "expired" => Verdict::Expired,
+        _ if n.expires_at <= now => Verdict::Expired,
+        _ => Verdict::Valid { number_id: n.number_id, patient_id: n.patient_id, issued_at: n.issued_at },
+    }
+}
+
+/// The processing numbers' operations (`store.numbers()`), with API tokens and the audit log.
+pub trait Numbers {
+    /// Issues a number outside a call (the manual path), with its message, in one transaction.
+    fn issue<'a>(&'a self, n: &'a NewNumber) -> Fut<'a, Issued>;
+    /// The patient's number that is still valid at `now`.
+    fn valid<'a>(&'a self, patient_id: &'a str, now: DateTime<Utc>) -> Fut<'a, Option<ValidNumber>>;
+    /// Looks a number up by its keyed hash ([`judge`]); with `consume`, a valid number is used
+    /// up (exactly once under concurrent calls). Every attempt goes to the audit log.
+    fn verify<'a>(&'a self, hash: &'a str, now: DateTime<Utc>, actor: &'a str, consume: bool) -> Fut<'a, Verdict>;
+    /// Stores an API token's hash under a unique name.
+    fn add_token<'a>(&'a self, name: &'a str, token_hash: &'a str) -> Fut<'a, ()>;
+    /// The name of the live API token with this hash.
+    fn token_name<'a>(&'a self, token_hash: &'a str) -> Fut<'a, Option<String>>;
+    /// (actor, action, detail) of the processing-number audit log, oldest first.
+    fn audit_log(&self) -> Fut<'_, Vec<(String, String, String)>>;
+    /// How many numbers are valid (not used, revoked or expired by status).
+    fn valid_count(&self) -> Fut<'_, i64>;
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::TimeZone;
+
+    use super::*;
+    use crate::store::StoreError;
+
+    fn at(h: u32) -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 4, 1, h, 0, 0).unwrap()
+    }
+
+    fn found(status: &str) -> FoundNumber {
+        FoundNumber {
+            number_id: 7,
+            patient_id: "p1".into(),
+            status: status.into(),
+            issued_at: at(9),
+            expires_at: at(12),
+        }
+    }
+
+    #[test]
+    fn a_number_is_valid_until_its_time_is_up_and_then_expired() {
+        assert_eq!(judge(None, at(10)), Verdict::Unknown);
+        assert_eq!(
+            judge(Some(found("valid")), at(10)),
+            Verdict::Valid { number_id: 7, patient_id: "p1".into(), issued_at: at(9) }
+        );
+        assert_eq!(judge(Some(found("valid")), at(12)), Verdict::Expired);
+        assert_eq!(judge(Some(found("used")), at(10)), Verdict::Used);
+        assert_eq!(judge(Some(found("revoked")), at(10)), Verdict::Revoked);
+        assert_eq!(judge(Some(found("expired")), at(10)), Verdict::Expired);
+    }
+
+    #[test]
+    fn a_replacement_keeps_the_consent_of_the_number_it_replaces() {
+        assert_eq!(stored_consent(Some(3), Some(2), None), Consent::Call { seq: 2 });
+        assert_eq!(stored_consent(None, None, Some("sato".into())), Consent::Staff { name: "sato".into() });
+        assert_eq!(stored_consent(None, Some(2), None), Consent::Staff { name: String::new() });
+        let staff = Consent::Staff { name: "sato".into() };
+        assert_eq!(consent_columns(&staff), (None, Some("sato"), "staff"));
+        assert_eq!(consent_actor(&staff), "sato");
+        assert_eq!(consent_columns(&Consent::Call { seq: 4 }), (Some(4), None, "call"));
+    }
+
+    #[test]
+    fn a_refused_number_names_what_refused_it() {
+        let n = NewNumber {
+            patient_id: "p1".into(),
+            number_hash: "h".into(),
+            sealed: None,
+            issued_at: at(9),
+            expires_at: at(12),
+            consent: Consent::Call { seq: 2 },
+            delivery: "sms".into(),
+            message: None,
+        };
+        assert!(matches!(clash_error(NumberClash::Hash, &n, Some(5), None), StoreError::Conflict));
+        let e = clash_error(NumberClash::Consent, &n, Some(5), None).to_string();
+        assert!(e.contains("turn 2 of call 5"), "{e}");
+        let e = clash_error(NumberClash::Reissue, &n, None, Some(9)).to_string();
+        assert!(e.contains("replacement for number 9"), "{e}");
+        assert!(
+            matches!(clash_error(NumberClash::Patient, &n, None, None), StoreError::UnknownPatient(p) if p == "p1")
+        );
+    }
 }

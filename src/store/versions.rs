@@ -2,9 +2,7 @@
 //! starts on it, so a server restarted after the files changed can rebuild the version and let
 //! the calls in progress finish on it.
 
-use rusqlite::params;
-
-use super::{PgStore, SqliteStore, Store, StoreError};
+use super::{Fut, StoreError};
 
 /// A flow version as stored: the flow file's name and text, and each catalogue's.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -17,72 +15,28 @@ pub struct StoredFlow {
     pub catalogs: Vec<(String, String, String)>,
 }
 
-impl Store {
+/// The flow versions' operations (`store.flows()`).
+pub trait Flows {
     /// Stores a flow version unless it is stored already.
-    pub async fn save_flow_version(&self, f: &StoredFlow) -> Result<(), StoreError> {
-        let catalogs = serde_json::to_string(&f.catalogs)?;
-        match self {
-            Store::Sqlite(s) => s.save_flow_version(f, &catalogs),
-            Store::Postgres(s) => s.save_flow_version(f, &catalogs).await,
-        }
-    }
-
+    fn save<'a>(&'a self, f: &'a StoredFlow) -> Fut<'a, ()>;
     /// The versions that calls not yet ended started on.
-    pub async fn flow_versions_in_use(&self) -> Result<Vec<StoredFlow>, StoreError> {
-        let rows = match self {
-            Store::Sqlite(s) => s.flow_versions_in_use()?,
-            Store::Postgres(s) => s.flow_versions_in_use().await?,
-        };
-        rows.into_iter()
-            .map(|(version, flow, source_name, source, catalogs)| {
-                Ok(StoredFlow { version, flow, source_name, source, catalogs: serde_json::from_str(&catalogs)? })
-            })
-            .collect()
-    }
+    fn in_use(&self) -> Fut<'_, Vec<StoredFlow>>;
 }
 
-type Row = (String, String, String, String, String);
+/// The catalogues as stored: one JSON text.
+pub(super) fn catalogs_json(f: &StoredFlow) -> Result<String, StoreError> {
+    Ok(serde_json::to_string(&f.catalogs)?)
+}
 
-const IN_USE: &str = "select version, flow, source_name, source, catalogs from flow_versions
+/// A stored row back into a version.
+pub(super) fn from_row((version, flow, source_name, source, catalogs): Row) -> Result<StoredFlow, StoreError> {
+    Ok(StoredFlow { version, flow, source_name, source, catalogs: serde_json::from_str(&catalogs)? })
+}
+
+/// (version, flow, source_name, source, catalogs as JSON).
+pub(super) type Row = (String, String, String, String, String);
+
+/// The versions that calls not yet ended started on.
+pub(super) const IN_USE: &str = "select version, flow, source_name, source, catalogs from flow_versions
      where version in (select distinct flow_version from calls where not ended and status_rank < 3)
      order by version";
-
-impl SqliteStore {
-    fn save_flow_version(&self, f: &StoredFlow, catalogs: &str) -> Result<(), StoreError> {
-        self.conn()
-            .prepare_cached(
-                "insert into flow_versions (version, flow, source_name, source, catalogs) values (?1, ?2, ?3, ?4, ?5)
-                 on conflict (version) do nothing",
-            )?
-            .execute(params![f.version, f.flow, f.source_name, f.source, catalogs])?;
-        Ok(())
-    }
-
-    fn flow_versions_in_use(&self) -> Result<Vec<Row>, StoreError> {
-        let conn = self.conn();
-        let mut st = conn.prepare_cached(IN_USE)?;
-        let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))?;
-        Ok(rows.collect::<Result<_, _>>()?)
-    }
-}
-
-impl PgStore {
-    async fn save_flow_version(&self, f: &StoredFlow, catalogs: &str) -> Result<(), StoreError> {
-        sqlx::query(
-            "insert into flow_versions (version, flow, source_name, source, catalogs) values ($1, $2, $3, $4, $5)
-             on conflict (version) do nothing",
-        )
-        .bind(&f.version)
-        .bind(&f.flow)
-        .bind(&f.source_name)
-        .bind(&f.source)
-        .bind(catalogs)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
-    }
-
-    async fn flow_versions_in_use(&self) -> Result<Vec<Row>, StoreError> {
-        Ok(sqlx::query_as(IN_USE).fetch_all(&self.pool).await?)
-    }
-}

@@ -32,7 +32,7 @@ async fn ivr_call_with_url_walks_the_flow_through_the_live_server() {
     assert!(stdout.contains("ivr:    36.5度ですね。"), "{stdout}");
     assert!(stdout.contains("ご回答ありがとうございました"), "{stdout}");
     let sid = stdout.split("(call ").nth(1).and_then(|r| r.split(')').next()).unwrap();
-    let call = app.store.call(sid).await.unwrap().expect("the call is stored");
+    let call = app.store.calls().get(sid).await.unwrap().expect("the call is stored");
     assert!(call.ended);
     assert_eq!(call.status, "completed");
 }

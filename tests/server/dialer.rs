@@ -18,15 +18,15 @@ async fn dialled(app: &TestApp) -> (i64, i32) {
     // claims the job itself.
     let due = now + Duration::hours(12);
     let job = NewJob { patient_id: "P001".into(), flow: "daily-health-check".into(), day, due_at: due };
-    app.store.plan_jobs(&[job]).await.unwrap();
-    let claimed = app.store.claim_jobs(due, due + Duration::minutes(20), 1).await.unwrap();
+    app.store.campaign().plan_jobs(&[job]).await.unwrap();
+    let claimed = app.store.campaign().claim_jobs(due, due + Duration::minutes(20), 1).await.unwrap();
     (claimed[0].job_id, claimed[0].attempt)
 }
 
 async fn job(app: &TestApp) -> JobView {
     let tz = app.server.as_ref().unwrap().state.campaign.hours.tz();
     let day = Utc::now().with_timezone(&tz).date_naive();
-    app.store.jobs_for_day(day).await.unwrap().remove(0)
+    app.store.campaign().jobs_for_day(day).await.unwrap().remove(0)
 }
 
 fn answered(sid: &str, by: &str) -> Vec<(&'static str, String)> {
@@ -54,7 +54,7 @@ async fn an_answering_machine_hears_the_message_and_the_job_is_retried() {
     assert_eq!(status, 200);
     assert!(twiml.contains("03-1234-5678"), "the message names the health centre's number: {twiml}");
     assert!(twiml.contains("person=1") && twiml.ends_with("<Hangup/></Response>"), "{twiml}");
-    assert!(app.store.call("CA1").await.unwrap().is_none(), "no call record for a machine");
+    assert!(app.store.calls().get("CA1").await.unwrap().is_none(), "no call record for a machine");
     let mut done = answered("CA1", "machine_end_beep");
     done[4].1 = "completed".into();
     for _ in 0..2 {
@@ -64,7 +64,7 @@ async fn an_answering_machine_hears_the_message_and_the_job_is_retried() {
     let j = job(&app).await;
     assert_eq!((j.status.as_str(), j.outcome.as_deref(), j.attempt), ("retry", Some("machine"), 1));
     assert!(j.due_at.unwrap() >= Utc::now() + Duration::minutes(29) || j.due_at.unwrap() > Utc::now());
-    let attempts = app.store.attempts(job_id).await.unwrap();
+    let attempts = app.store.campaign().attempts(job_id).await.unwrap();
     assert_eq!(attempts[0].call_sid.as_deref(), Some("CA1"));
     assert_eq!(attempts[0].answered_by.as_deref(), Some("machine_end_beep"));
 }
@@ -79,7 +79,7 @@ async fn a_machine_that_presses_a_key_is_a_person_and_the_call_goes_on() {
     pressed.push(("Digits", "1".into()));
     let (_, twiml) = post(&app, &format!("/twilio/voice?{q}&person=1"), &pressed).await;
     assert!(twiml.contains("生年月日"), "the daily call starts: {twiml}");
-    let call = app.store.call("CA2").await.unwrap().unwrap();
+    let call = app.store.calls().get("CA2").await.unwrap().unwrap();
     assert_eq!(call.job_id, Some(job_id));
     // Silence after the message instead: a machine after all, the call just ends.
     let mut silent = answered("CA3", "machine_start");
@@ -107,7 +107,7 @@ async fn a_completed_call_ends_the_job_and_unanswered_last_attempts_alert() {
     // The last attempt (max_attempts = 3) goes unanswered: the health centre hears of it.
     let later = Utc::now() + Duration::days(1);
     for n in 2..=3 {
-        let claimed = app.store.claim_jobs(later, later + Duration::minutes(20), 1).await.unwrap();
+        let claimed = app.store.campaign().claim_jobs(later, later + Duration::minutes(20), 1).await.unwrap();
         assert_eq!(claimed.len(), 1, "attempt {n} is due");
         let mut none = answered(&format!("CA5{n}"), "");
         none[4].1 = "no-answer".into();
@@ -115,6 +115,6 @@ async fn a_completed_call_ends_the_job_and_unanswered_last_attempts_alert() {
     }
     let j = job(&app).await;
     assert_eq!((j.status.as_str(), j.attempt), ("unreachable", 3));
-    let alerts = app.store.patient_alerts("P001").await.unwrap();
+    let alerts = app.store.calls().patient_alerts("P001").await.unwrap();
     assert_eq!(alerts, ["unreachable: 3 attempt(s) today, the last no-answer"]);
 }

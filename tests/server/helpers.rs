@@ -73,7 +73,7 @@ impl TestApp {
             care_end: None,
             call_slot: None,
         };
-        self.store.upsert_patient(&p).await.unwrap();
+        self.store.patients().upsert(&p).await.unwrap();
         p
     }
 

@@ -43,7 +43,7 @@ async fn api(app: &TestApp, path: &str, token: Option<&str>, body: Json) -> (u16
 
 async fn token(app: &TestApp, name: &str) -> String {
     let t = format!("ivr_test_token_{name}");
-    app.store.add_token(name, &token_hash(&t)).await.unwrap();
+    app.store.numbers().add_token(name, &token_hash(&t)).await.unwrap();
     t
 }
 
@@ -71,7 +71,7 @@ async fn a_consenting_app_user_gets_one_number_by_sms_that_verifies_once() {
         api(&app, "/api/v1/processing-numbers/verify", Some(&t), json!({"number": "00000000"})).await;
     assert_eq!((s_used, &used), (s_unknown, &unknown));
     assert_eq!(s_used, 404);
-    let audit = app.store.audit_log().await.unwrap();
+    let audit = app.store.numbers().audit_log().await.unwrap();
     let details: Vec<&str> = audit.iter().map(|(_, _, d)| d.as_str()).collect();
     assert!(details.contains(&"used") && details.contains(&"unknown"), "the audit log keeps the reason: {details:?}");
 
@@ -112,8 +112,8 @@ async fn replayed_and_concurrent_duplicate_webhooks_issue_one_number_and_one_sms
     }
     let sms = wait_for_sms(&app, 1).await;
     assert_eq!(sms.len(), 1);
-    assert_eq!(app.store.valid_count().await.unwrap(), 1);
-    assert_eq!(app.store.messages("P001").await.unwrap().len(), 1);
+    assert_eq!(app.store.numbers().valid_count().await.unwrap(), 1);
+    assert_eq!(app.store.outbox().for_patient("P001").await.unwrap().len(), 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -133,7 +133,7 @@ async fn a_landline_hears_the_number_twice_and_the_database_never_holds_it() {
     assert_eq!(number.len(), 8, "{spoken}");
     assert!(wait_for_sms(&app, 1).await.is_empty(), "a landline gets no SMS");
     // A replay of the turn that read it gives it again, from a sealed copy.
-    let call = app.store.call(&sid).await.unwrap().unwrap();
+    let call = app.store.calls().get(&sid).await.unwrap().unwrap();
     assert!(call.ended);
     // Nothing in the database file holds the number in the clear.
     let db = app._dir.path().join("ivr.db");
@@ -162,7 +162,7 @@ async fn the_verification_api_refuses_bad_input_precisely_and_changes_nothing() 
     let (s, body) = api(&app, path, Some(&t), json!({"numbr": "12345678"})).await;
     assert_eq!(s, 422, "{body}");
     assert!(body["message"].as_str().unwrap().contains("numbr"), "{body}");
-    assert_eq!(app.store.valid_count().await.unwrap(), 0);
+    assert_eq!(app.store.numbers().valid_count().await.unwrap(), 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -180,7 +180,7 @@ async fn staff_issue_by_hand_and_a_number_is_consumed_exactly_once_under_concurr
     assert_eq!((s, b["field"].as_str()), (422, Some("consent")), "{b}");
     let (s, b) = issue("P001", json!({"consent": true, "send": "email"})).await;
     assert_eq!((s, b["field"].as_str()), (422, Some("send")), "no e-mail address: {b}");
-    assert_eq!(app.store.valid_count().await.unwrap(), 0, "bad requests change nothing");
+    assert_eq!(app.store.numbers().valid_count().await.unwrap(), 0, "bad requests change nothing");
     let (s, b) = issue("P001", json!({"consent": true, "send": "none", "staff": "佐藤"})).await;
     assert_eq!(s, 201, "{b}");
     let number = b["number"].as_str().unwrap().to_string();
@@ -254,7 +254,7 @@ async fn a_landline_caller_may_type_a_mobile_number_to_get_the_number_by_sms() {
     assert_eq!(sms.len(), 1, "{sms:?}");
     assert_eq!(sms[0].to, "+818011112222");
     assert_eq!(digits_in(&sms[0].body).len(), 8, "{}", sms[0].body);
-    assert_eq!(app.store.valid_count().await.unwrap(), 1, "still one number");
+    assert_eq!(app.store.numbers().valid_count().await.unwrap(), 1, "still one number");
 }
 
 /// The number read aloud in a call, from what the caller heard.
@@ -284,10 +284,10 @@ async fn an_sms_the_carrier_cannot_deliver_to_a_landline_is_read_on_the_next_cal
         // Replayed by the carrier: the fallback happens once.
         assert_eq!(app.post("/twilio/message-status?msg=1", &callback).await.0, 200);
     }
-    let alerts = app.store.patient_alerts("P001").await.unwrap();
+    let alerts = app.store.calls().patient_alerts("P001").await.unwrap();
     assert_eq!(alerts.len(), 1, "{alerts:?}");
     assert!(alerts[0].ends_with("number will be read on the next call"), "{alerts:?}");
-    assert_eq!(app.store.messages("P001").await.unwrap().len(), 1, "no e-mail without an address");
+    assert_eq!(app.store.outbox().for_patient("P001").await.unwrap().len(), 1, "no e-mail without an address");
 
     // The next call asks the health questions, then reads the number, digit by digit, twice.
     let mut keys = CONSENTING[..9].to_vec();
@@ -301,7 +301,7 @@ async fn an_sms_the_carrier_cannot_deliver_to_a_landline_is_read_on_the_next_cal
     assert_eq!(number_heard(&heard), None, "{heard:?}");
     assert!(!heard.iter().any(|h| h.contains("接触確認アプリをご利用")), "{heard:?}");
     assert_eq!(wait_for_sms(&app, 1).await.len(), 1, "no second SMS");
-    let reads = app.store.audit_log().await.unwrap().into_iter().filter(|(_, a, _)| a == "read").count();
+    let reads = app.store.numbers().audit_log().await.unwrap().into_iter().filter(|(_, a, _)| a == "read").count();
     assert_eq!(reads, 1);
 }
 

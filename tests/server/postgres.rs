@@ -17,11 +17,11 @@ async fn the_daily_call_is_stored_on_postgresql() {
     let app = spawn_with(settings(db.url()), tempfile::tempdir().unwrap()).await;
     app.add_patient("P001", MOBILE).await;
     let (sid, _) = app.call(MOBILE, &KEYS).await;
-    let call = app.store.call(&sid).await.unwrap().unwrap();
+    let call = app.store.calls().get(&sid).await.unwrap().unwrap();
     assert!(call.ended && !call.incomplete && call.status == "completed");
-    let answers = app.store.answers(call.call_id).await.unwrap();
+    let answers = app.store.calls().answers(call.call_id).await.unwrap();
     assert!(answers.iter().any(|a| a.name == "spo2" && a.value == Value::int(91)));
-    assert_eq!(app.store.alerts(call.call_id).await.unwrap(), ["health_check"]);
+    assert_eq!(app.store.calls().alerts(call.call_id).await.unwrap(), ["health_check"]);
     app.server.unwrap().stop().await;
 }
 
@@ -54,11 +54,11 @@ async fn two_instances_on_one_database_serve_the_same_call_alternately_without_l
         let answers = set.join_all().await;
         assert!(answers.iter().all(|x| x == &answers[0]), "turn {seq}: instances disagree");
     }
-    let call = a.store.call(sid).await.unwrap().unwrap();
+    let call = a.store.calls().get(sid).await.unwrap().unwrap();
     assert!(call.ended, "the flow reached its end");
-    assert_eq!(a.store.event_count(call.call_id).await.unwrap(), KEYS.len() as i64 + 1);
-    assert_eq!(a.store.alerts(call.call_id).await.unwrap(), ["health_check"], "one alert, not four");
-    let answers = b.store.answers(call.call_id).await.unwrap();
+    assert_eq!(a.store.calls().event_count(call.call_id).await.unwrap(), KEYS.len() as i64 + 1);
+    assert_eq!(a.store.calls().alerts(call.call_id).await.unwrap(), ["health_check"], "one alert, not four");
+    let answers = b.store.calls().answers(call.call_id).await.unwrap();
     assert_eq!(answers.iter().filter(|a| a.name == "temperature").count(), 1);
     a.server.unwrap().stop().await;
     b.server.unwrap().stop().await;

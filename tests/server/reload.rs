@@ -95,7 +95,7 @@ async fn a_call_in_progress_keeps_its_version_across_a_restart_with_edited_files
     app.add_patient("P001", MOBILE).await;
     let old = "CA00000000000000000000000000000002";
     first_turn(&app, old).await;
-    let started_on = app.store.call(old).await.unwrap().unwrap().flow_version;
+    let started_on = app.store.calls().get(old).await.unwrap().unwrap().flow_version;
 
     let ja = prompts.join("ja-JP.toml");
     let text = std::fs::read_to_string(&ja).unwrap();
@@ -106,7 +106,7 @@ async fn a_call_in_progress_keeps_its_version_across_a_restart_with_edited_files
     let (_, next) =
         app.post(&format!("/twilio/voice/step?call={old}&seq=1"), &[("CallSid", old), ("Digits", "0412")]).await;
     assert!(next.contains("今日の体温を押して") && !next.contains("【新版】"), "{next}");
-    assert_eq!(app.store.call(old).await.unwrap().unwrap().flow_version, started_on);
+    assert_eq!(app.store.calls().get(old).await.unwrap().unwrap().flow_version, started_on);
     let fresh = "CA00000000000000000000000000000003";
     first_turn(&app, fresh).await;
     let (_, next) =

@@ -23,7 +23,7 @@ async fn import(app: &TestApp, token: Option<&str>, content_type: &str, body: &s
 
 async fn staff_token(app: &TestApp) -> String {
     let t = "ivr_test_token_roster".to_string();
-    app.store.add_token("roster", &token_hash(&t)).await.unwrap();
+    app.store.numbers().add_token("roster", &token_hash(&t)).await.unwrap();
     t
 }
 
@@ -33,13 +33,13 @@ async fn a_roster_posted_as_csv_is_imported_then_updated_in_place() {
     let t = staff_token(&app).await;
     let (status, body) = import(&app, Some(&t), "text/csv", ROSTER).await;
     assert_eq!((status, body), (200, json!({"inserted": 2, "updated": 0, "unchanged": 0})));
-    let p = app.store.patient("P001").await.unwrap().expect("P001 imported");
+    let p = app.store.patients().get("P001").await.unwrap().expect("P001 imported");
     assert_eq!((p.phone.as_str(), p.call_slot.as_deref()), ("+819012345670", Some("morning")));
 
     let changed = ROSTER.replace("1941-01-31,", "1941-01-31,afternoon");
     let (status, body) = import(&app, Some(&t), "text/csv; charset=utf-8", &changed).await;
     assert_eq!((status, body), (200, json!({"inserted": 0, "updated": 1, "unchanged": 1})));
-    assert_eq!(app.store.patient("P002").await.unwrap().unwrap().call_slot.as_deref(), Some("afternoon"));
+    assert_eq!(app.store.patients().get("P002").await.unwrap().unwrap().call_slot.as_deref(), Some("afternoon"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -60,7 +60,7 @@ async fn a_bad_roster_gets_every_error_with_its_field_and_changes_nothing() {
              "message": "unknown call slot 'night' (the slots are morning, afternoon)"},
         ])
     );
-    assert_eq!(app.store.patients().await.unwrap(), vec![], "not even the good rows");
+    assert_eq!(app.store.patients().all().await.unwrap(), vec![], "not even the good rows");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -75,5 +75,5 @@ async fn a_roster_needs_a_token_and_the_csv_content_type() {
         let (status, body) = import(&app, Some(&t), wrong, ROSTER).await;
         assert_eq!((status, body["error"].as_str()), (415, Some("invalid_body")), "{wrong}");
     }
-    assert_eq!(app.store.patients().await.unwrap(), vec![]);
+    assert_eq!(app.store.patients().all().await.unwrap(), vec![]);
 }

@@ -19,17 +19,17 @@ async fn the_daily_call_is_walked_through_signed_webhooks_and_every_answer_is_st
     let (sid, heard) = app.call(MOBILE, &HEALTHY).await;
     assert!(heard.iter().any(|h| h.contains("36.5度ですね")), "{heard:?}");
     assert!(heard.last().unwrap().contains("失礼いたします"));
-    let call = app.store.call(&sid).await.unwrap().unwrap();
+    let call = app.store.calls().get(&sid).await.unwrap().unwrap();
     assert!(call.ended && !call.incomplete);
     assert_eq!(call.status, "completed");
     assert_eq!(call.patient_id.as_deref(), Some("P001"));
-    let answers = app.store.answers(call.call_id).await.unwrap();
+    let answers = app.store.calls().answers(call.call_id).await.unwrap();
     assert_eq!(value(&answers, "temperature"), Some(Value::Number { raw: 365, scale: 1 }));
     assert_eq!(value(&answers, "spo2"), Some(Value::Number { raw: 97, scale: 0 }));
     assert_eq!(value(&answers, "app_use"), Some(Value::text("no")));
     assert_eq!(value(&answers, "birth_md"), Some(Value::text("0412")));
-    assert!(app.store.alerts(call.call_id).await.unwrap().is_empty());
-    assert_eq!(app.store.event_count(call.call_id).await.unwrap(), 13);
+    assert!(app.store.calls().alerts(call.call_id).await.unwrap().is_empty());
+    assert_eq!(app.store.calls().event_count(call.call_id).await.unwrap(), 13);
 }
 
 #[tokio::test]
@@ -38,8 +38,8 @@ async fn low_spo2_raises_an_alert_stored_with_the_call() {
     app.add_patient("P001", MOBILE).await;
     let (sid, heard) = app.call(MOBILE, &["0412", "365", "1", "1", "91", "1", "2", "2", "2", "2", "2", "2"]).await;
     assert!(heard.iter().any(|h| h.contains("119番")));
-    let call = app.store.call(&sid).await.unwrap().unwrap();
-    assert_eq!(app.store.alerts(call.call_id).await.unwrap(), ["health_check"]);
+    let call = app.store.calls().get(&sid).await.unwrap().unwrap();
+    assert_eq!(app.store.calls().alerts(call.call_id).await.unwrap(), ["health_check"]);
 }
 
 #[tokio::test]
@@ -59,8 +59,8 @@ async fn a_replayed_turn_returns_the_same_twiml_and_repeats_nothing() {
     let (_, t1b) = app.post(&step, &with("0412")).await;
     let (_, t1c) = app.post(&step, &with("9999")).await;
     assert_eq!((&t1, &t1), (&t1b, &t1c));
-    let call = app.store.call(sid).await.unwrap().unwrap();
-    assert_eq!((call.seq, app.store.event_count(call.call_id).await.unwrap()), (1, 2));
+    let call = app.store.calls().get(sid).await.unwrap().unwrap();
+    assert_eq!((call.seq, app.store.calls().event_count(call.call_id).await.unwrap()), (1, 2));
     // Ten copies of the next turn at once: one is taken, all get the same answer.
     let step2 = format!("/twilio/voice/step?call={sid}&seq=2");
     let mut set = tokio::task::JoinSet::new();
@@ -72,8 +72,8 @@ async fn a_replayed_turn_returns_the_same_twiml_and_repeats_nothing() {
     let bodies = set.join_all().await;
     assert!(bodies.iter().all(|b| b == &bodies[0]));
     assert!(bodies[0].contains("36.5度ですね"));
-    let call = app.store.call(sid).await.unwrap().unwrap();
-    assert_eq!((call.seq, app.store.event_count(call.call_id).await.unwrap()), (2, 3));
+    let call = app.store.calls().get(sid).await.unwrap().unwrap();
+    assert_eq!((call.seq, app.store.calls().event_count(call.call_id).await.unwrap()), (2, 3));
     // A request from the future hears the current question.
     let (_, future) = app.post(&format!("/twilio/voice/step?call={sid}&seq=9"), &with("1")).await;
     assert_eq!(future, bodies[0]);
@@ -84,10 +84,10 @@ async fn a_caller_who_hangs_up_mid_call_keeps_the_answers_given_marked_incomplet
     let app = spawn_sqlite().await;
     app.add_patient("P001", MOBILE).await;
     let (sid, _) = app.call(MOBILE, &["0412", "372#", "1"]).await;
-    let call = app.store.call(&sid).await.unwrap().unwrap();
+    let call = app.store.calls().get(&sid).await.unwrap().unwrap();
     assert!(!call.ended && call.incomplete);
     assert_eq!(call.status, "completed");
-    let answers = app.store.answers(call.call_id).await.unwrap();
+    let answers = app.store.calls().answers(call.call_id).await.unwrap();
     assert_eq!(value(&answers, "temperature"), Some(Value::Number { raw: 372, scale: 1 }));
 }
 
@@ -116,7 +116,7 @@ async fn status_callbacks_late_twice_or_out_of_order_never_undo_a_final_status()
     assert_eq!(app.post("/twilio/status", &status("in-progress")).await.0, 200, "2xx");
     assert_eq!(app.post("/twilio/status", &status("completed")).await.0, 200, "2xx");
     assert_eq!(app.post("/twilio/status", &status("ringing")).await.0, 200, "2xx");
-    let call = app.store.call(sid).await.unwrap().unwrap();
+    let call = app.store.calls().get(sid).await.unwrap().unwrap();
     assert_eq!((call.status.as_str(), call.duration), ("completed", Some(42)));
     assert!(call.incomplete, "it ended before the flow did");
 }
@@ -128,7 +128,7 @@ async fn an_unknown_caller_hears_a_polite_message_and_nothing_is_stored() {
     let (status, body) = app.post("/twilio/voice", &[("CallSid", sid), ("From", "+819099999999")]).await;
     assert_eq!(status, 200);
     assert!(body.contains("登録されていません") && body.contains("<Hangup/>"), "{body}");
-    assert!(app.store.call(sid).await.unwrap().is_none());
+    assert!(app.store.calls().get(sid).await.unwrap().is_none());
 }
 
 #[tokio::test]
@@ -146,10 +146,10 @@ async fn forged_tampered_or_unsigned_requests_get_403_and_change_nothing() {
     let tampered = format!("CallSid={sid}&From=%2B819012345679");
     assert_eq!(app.raw("/twilio/voice", ct, tampered, Some(&good)).await.0, 403);
     assert_eq!(app.raw("/twilio/voice?job=1", ct, form.clone(), Some(&good)).await.0, 403, "the query is signed too");
-    assert!(app.store.call(sid).await.unwrap().is_none());
+    assert!(app.store.calls().get(sid).await.unwrap().is_none());
     // The same request, correctly signed, is accepted.
     assert_eq!(app.raw("/twilio/voice", ct, form, Some(&good)).await.0, 200);
-    assert!(app.store.call(sid).await.unwrap().is_some());
+    assert!(app.store.calls().get(sid).await.unwrap().is_some());
     let (_, metrics) = app.get("/metrics").await;
     assert!(metrics.contains("ivr_signature_failures_total"), "{metrics}");
 }
@@ -211,7 +211,7 @@ async fn a_bad_query_string_on_a_voice_route_answers_the_apology_as_twiml() {
     let (s, body) = app.post(&format!("/twilio/voice/step?call={sid}"), &[("CallSid", sid), ("Digits", "1")]).await;
     assert_eq!(s, 200, "{body}");
     assert_apology(&body, "申し訳ありません");
-    assert!(app.store.call(sid).await.unwrap().is_none(), "nothing was stored");
+    assert!(app.store.calls().get(sid).await.unwrap().is_none(), "nothing was stored");
 }
 
 #[tokio::test]
@@ -228,7 +228,7 @@ async fn an_english_speaking_caller_hears_the_apology_in_english_on_postgresql()
 async fn english_apology(app: TestApp) {
     let mut patient = app.add_patient("P001", MOBILE).await;
     patient.language = "en-US".into();
-    app.store.upsert_patient(&patient).await.unwrap();
+    app.store.patients().upsert(&patient).await.unwrap();
     // Before the call exists: the caller's language comes from the roster.
     let sid = "CA66666666666666666666666666666666";
     let (s, body) = app.post("/twilio/voice?flow=no-such-flow", &[("CallSid", sid), ("From", MOBILE)]).await;

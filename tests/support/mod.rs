@@ -7,7 +7,6 @@
 
 use std::future::Future;
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Duration;
 
 use ivr::store::{PgStore, SqliteStore, Store};
@@ -128,10 +127,10 @@ impl TestDb {
     /// A store on this database, migrations not applied.
     pub async fn open_unmigrated(&self) -> Store {
         match &self.place {
-            Place::Sqlite { path, .. } => Store::Sqlite(Arc::new(
-                SqliteStore::open(path.to_str().expect("a UTF-8 path"), false).expect("open SQLite"),
-            )),
-            Place::Postgres { .. } => Store::Postgres(PgStore::connect(&self.url).await.expect("connect")),
+            Place::Sqlite { path, .. } => {
+                Store::new(SqliteStore::open(path.to_str().expect("a UTF-8 path"), false).expect("open SQLite"))
+            }
+            Place::Postgres { .. } => Store::new(PgStore::connect(&self.url).await.expect("connect")),
         }
     }
 }

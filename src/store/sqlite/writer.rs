@@ -9,22 +9,36 @@
 //! commit fails, every turn of the group fails. A turn never waits for a group to fill: a
 //! group is whatever queued while the previous one was written, and a lone turn commits at
 //! once. Two turns of one call in a group run one after the other in the same transaction, the
-//! second seeing what the first wrote, as if each had committed on its own. The store's other
-//! operations take the same connection between groups.
+//! second seeing what the first wrote, as if each had committed on its own.
+//!
+//! The store's other writes (and, on an in-memory database, its reads) are queued on the same
+//! thread and run between groups, each on its own, in the order they came: the thread owns the
+//! connection, and no tokio worker ever waits for SQLite.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::{Arc, Mutex, mpsc};
+use std::sync::mpsc;
 use std::thread::JoinHandle;
 
 use rusqlite::{Connection, TransactionBehavior};
 use tokio::sync::oneshot;
 
-use super::sqlite::{lock, turn_in};
-use super::{NewCall, StoreError, TurnFn, TurnResult};
+use super::calls::turn_in;
+use crate::store::{NewCall, StoreError, TurnFn, TurnResult};
 
 /// The most turns in one transaction: a bound on how long the connection is held for one
 /// group while the store's other operations wait.
 const MAX_BATCH: usize = 64;
+
+/// Work for the writer: a turn, or another operation on the connection.
+// Unboxed: a turn, the common case, moves through the queue without an allocation of its own.
+#[allow(clippy::large_enum_variant)]
+enum Work {
+    Turn(Pending),
+    Op(Op),
+}
+
+/// An operation run on the writer's connection; it answers its caller itself.
+pub(super) type Op = Box<dyn FnOnce(&mut Connection) + Send>;
 
 /// A turn waiting for the writer, and where its result goes.
 struct Pending {
@@ -38,17 +52,17 @@ struct Pending {
 /// The thread that takes the turns. Dropping it closes the queue; the thread writes what is
 /// queued and ends, and the drop waits for it.
 pub(super) struct Writer {
-    queue: Option<mpsc::Sender<Pending>>,
+    queue: Option<mpsc::Sender<Work>>,
     thread: Option<JoinHandle<()>>,
 }
 
 impl Writer {
-    /// Starts the thread, writing on `conn`.
-    pub(super) fn start(conn: Arc<Mutex<Connection>>) -> Result<Writer, StoreError> {
-        let (queue, turns) = mpsc::channel();
+    /// Starts the thread, which owns `conn` from now on.
+    pub(super) fn start(mut conn: Connection) -> Result<Writer, StoreError> {
+        let (queue, work) = mpsc::channel();
         let thread = std::thread::Builder::new()
-            .name("sqlite-turns".into())
-            .spawn(move || run(&conn, &turns))
+            .name("sqlite-writer".into())
+            .spawn(move || run(&mut conn, &work))
             .map_err(|e| StoreError::Turn(format!("turn thread: {e}")))?;
         Ok(Writer { queue: Some(queue), thread: Some(thread) })
     }
@@ -64,8 +78,14 @@ impl Writer {
         let stopped = || StoreError::Turn("the SQLite turn thread has stopped".into());
         let (reply, result) = oneshot::channel();
         let pending = Pending { sid: sid.into(), seq, create, f, reply };
-        self.queue.as_ref().ok_or_else(stopped)?.send(pending).map_err(|_| stopped())?;
+        self.queue.as_ref().ok_or_else(stopped)?.send(Work::Turn(pending)).map_err(|_| stopped())?;
         result.await.map_err(|_| stopped())?
+    }
+
+    /// Queues an operation; it runs after the work queued before it committed.
+    pub(super) fn send(&self, op: Op) -> Result<(), StoreError> {
+        let stopped = || StoreError::Turn("the SQLite writer thread has stopped".into());
+        self.queue.as_ref().ok_or_else(stopped)?.send(Work::Op(op)).map_err(|_| stopped())
     }
 }
 
@@ -81,20 +101,40 @@ impl Drop for Writer {
     }
 }
 
-/// The thread: waits for a turn, takes whatever else is waiting, writes them in one
-/// transaction, answers each.
-fn run(conn: &Mutex<Connection>, turns: &mpsc::Receiver<Pending>) {
+/// The thread: waits for work, takes whatever else is waiting (up to [`MAX_BATCH`]), writes
+/// the turns among it in groups of one transaction and runs the other operations between
+/// them, in the order they came, answering each turn once its group committed.
+fn run(conn: &mut Connection, work: &mpsc::Receiver<Work>) {
+    let mut taken = Vec::with_capacity(MAX_BATCH);
     let mut group = Vec::with_capacity(MAX_BATCH);
-    while let Ok(first) = turns.recv() {
-        group.push(first);
-        group.extend(turns.try_iter().take(MAX_BATCH - 1));
-        // The lock is released before anyone is answered.
-        let results = commit_group(&mut lock(conn), &mut group);
-        for (pending, result) in group.drain(..).zip(results) {
-            // A request that went away (its client hung up) still had its turn committed: the
-            // carrier's retry gets it as a replay.
-            let _ = pending.reply.send(result);
+    while let Ok(first) = work.recv() {
+        taken.push(first);
+        taken.extend(work.try_iter().take(MAX_BATCH - 1));
+        for w in taken.drain(..) {
+            match w {
+                Work::Turn(p) => group.push(p),
+                Work::Op(op) => {
+                    write_group(conn, &mut group);
+                    // A panic drops the op's reply (its caller hears the thread stopped) and
+                    // rolls back the transaction it had open; the thread goes on.
+                    let _ = catch_unwind(AssertUnwindSafe(|| op(conn)));
+                }
+            }
         }
+        write_group(conn, &mut group);
+    }
+}
+
+/// Commits the turns of a group and answers each (nothing when the group is empty).
+fn write_group(conn: &mut Connection, group: &mut Vec<Pending>) {
+    if group.is_empty() {
+        return;
+    }
+    let results = commit_group(conn, group);
+    for (pending, result) in group.drain(..).zip(results) {
+        // A request that went away (its client hung up) still had its turn committed: the
+        // carrier's retry gets it as a replay.
+        let _ = pending.reply.send(result);
     }
 }
 

@@ -1,0 +1,274 @@
+//! Messages waiting to be sent (SMS and e-mail), and how a send ended.
+
+use chrono::{DateTime, Utc};
+
+use super::{Fut, NewNumber};
+
+/// A message claimed for sending.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutboxMessage {
+    pub message_id: i64,
+    pub patient_id: Option<String>,
+    pub number_id: Option<i64>,
+    pub channel: String,
+    pub recipient: String,
+    pub body_sealed: String,
+    /// Sends tried before this one.
+    pub attempts: i64,
+}
+
+/// How a send attempt ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SendResult {
+    /// Accepted by the provider.
+    Sent { provider_id: String, status: String },
+    /// Try again at this time.
+    Retry { error: String, at: DateTime<Utc> },
+    /// Never again: a permanent error, or the last attempt failed.
+    Failed { error: String, dead: bool },
+    /// The SMS cannot reach this phone (a landline: Twilio's 21614 or 30006). Final for SMS; the
+    /// number it carries, while still valid, falls back once: to e-mail when the patient has an
+    /// address and `email` (e-mail is configured) is true, else to being read aloud on the
+    /// patient's next call. The health centre is alerted either way.
+    Undeliverable { error: String, email: bool },
+}
+
+/// What a message that could not be delivered fell back to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fallback {
+    Email,
+    ReadAloud,
+    /// Nothing: the number is no longer valid, or no copy of it was kept.
+    None,
+}
+
+impl Fallback {
+    /// The name stored in `outbox.fallback`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Fallback::Email => "email",
+            Fallback::ReadAloud => "read_aloud",
+            Fallback::None => "none",
+        }
+    }
+
+    /// The alert raised for the health centre.
+    pub fn alert(self, error: &str) -> String {
+        match self {
+            Fallback::Email => format!("message_failed: SMS failed: landline ({error}); sent by e-mail instead"),
+            Fallback::ReadAloud => {
+                format!("message_failed: SMS failed: landline ({error}); number will be read on the next call")
+            }
+            Fallback::None => format!("message_failed: SMS failed: landline ({error}); no other way to deliver it"),
+        }
+    }
+}
+
+/// A message due for sending whose number expired before it could be sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LateMessage {
+    pub message_id: i64,
+    pub patient_id: String,
+    pub number_id: i64,
+    pub channel: String,
+    pub recipient: String,
+    /// Its number was itself issued to replace an expired one: it is not replaced again.
+    pub reissued: bool,
+}
+
+/// The alert raised when a number is replaced because it expired before delivery.
+pub const REISSUED_ALERT: &str = "message_reissued: re-issued: expired before delivery";
+/// The alert raised when a replacement number also expired before delivery.
+pub const LATE_DEAD_ALERT: &str = "message_dead: expired before delivery, after a re-issue; no further number";
+
+/// The number a message carried, as the fallback sees it: still valid, with or without a copy
+/// kept to read aloud, and the patient's e-mail address.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NumberOnFile {
+    pub sealed_kept: bool,
+    pub email: Option<String>,
+}
+
+/// Where an undeliverable SMS goes instead.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FallbackChoice {
+    /// A copy of the message by e-mail to this address.
+    Email { address: String },
+    /// The number is read on the patient's next call.
+    ReadAloud,
+    /// Nowhere: the number is no longer valid, or no copy of it was kept.
+    None,
+}
+
+impl FallbackChoice {
+    pub fn fallback(&self) -> Fallback {
+        match self {
+            FallbackChoice::Email { .. } => Fallback::Email,
+            FallbackChoice::ReadAloud => Fallback::ReadAloud,
+            FallbackChoice::None => Fallback::None,
+        }
+    }
+}
+
+/// The fallback of an SMS that cannot reach the phone: e-mail when it is configured
+/// (`email_ok`), the patient has an address and the message a body; else read aloud when a
+/// copy of the number is kept; else none. `number` is `None` once the number is not valid.
+pub fn choose_fallback(number: Option<NumberOnFile>, email_ok: bool, body: &str) -> FallbackChoice {
+    match number {
+        Some(NumberOnFile { email: Some(address), .. }) if email_ok && address.contains('@') && !body.is_empty() => {
+            FallbackChoice::Email { address }
+        }
+        Some(NumberOnFile { sealed_kept: true, .. }) => FallbackChoice::ReadAloud,
+        _ => FallbackChoice::None,
+    }
+}
+
+/// What a send's end writes to its message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Finish<'a> {
+    /// The SMS cannot reach this phone: fall back, once per message.
+    FallBack { error: &'a str, email: bool },
+    /// Accepted: `sent`, only while the message is still in hand (a delivery callback that came
+    /// first is not overwritten).
+    Sent { provider_id: &'a str, status: &'a str },
+    /// Back to `pending`, due at `at`.
+    Retry { error: &'a str, at: DateTime<Utc> },
+    /// Closed with `status` (`failed` or `dead`), its body dropped, and the health centre
+    /// alerted with `alert`.
+    Close { status: &'static str, error: &'a str, alert: String },
+}
+
+/// The change a send result makes.
+pub fn finish_plan(result: &SendResult) -> Finish<'_> {
+    match result {
+        SendResult::Undeliverable { error, email } => Finish::FallBack { error, email: *email },
+        SendResult::Sent { provider_id, status } => Finish::Sent { provider_id, status },
+        SendResult::Retry { error, at } => Finish::Retry { error, at: *at },
+        SendResult::Failed { error, dead } => {
+            let status = if *dead { "dead" } else { "failed" };
+            Finish::Close { status, error, alert: format!("message_{status}: {error}") }
+        }
+    }
+}
+
+/// Whether a provider's delivery callback may set a message's status: states only move
+/// forward, `delivered` is final, and a message that fell back keeps its `failed`.
+pub fn takes_callback(current: &str, fell_back: bool) -> bool {
+    current != "delivered" && !fell_back
+}
+
+/// How a late message is settled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LateSettle {
+    /// A fresh number replaces the expired one: the message is cancelled.
+    Replace,
+    /// No replacement (one was already issued): the message is dead.
+    Dead,
+}
+
+impl LateSettle {
+    /// A replacement given (`fresh`) or not.
+    pub fn of(fresh: bool) -> LateSettle {
+        if fresh { LateSettle::Replace } else { LateSettle::Dead }
+    }
+
+    /// The message's new status.
+    pub fn status(self) -> &'static str {
+        match self {
+            LateSettle::Replace => "cancelled",
+            LateSettle::Dead => "dead",
+        }
+    }
+
+    /// The alert raised for the health centre.
+    pub fn alert(self) -> &'static str {
+        match self {
+            LateSettle::Replace => REISSUED_ALERT,
+            LateSettle::Dead => LATE_DEAD_ALERT,
+        }
+    }
+}
+
+/// The outbox's operations (`store.outbox()`).
+pub trait Outbox {
+    /// Claims due messages with a lease, and commits before anything is sent.
+    fn claim(&self, now: DateTime<Utc>, lease_until: DateTime<Utc>, limit: i64) -> Fut<'_, Vec<OutboxMessage>>;
+    /// Records how a send ended ([`finish_plan`]); a failed or dead message alerts the health
+    /// centre. For [`SendResult::Undeliverable`], returns the fallback taken
+    /// ([`choose_fallback`]), or `None` when the message had already fallen back (a replayed
+    /// status callback): nothing is done twice.
+    fn finish<'a>(&'a self, message_id: i64, result: &'a SendResult, now: DateTime<Utc>) -> Fut<'a, Option<Fallback>>;
+    /// Pending messages due at `now` whose number expired before they could be sent, for
+    /// [`Outbox::replace_late`].
+    fn late(&self, now: DateTime<Utc>, limit: i64) -> Fut<'_, Vec<LateMessage>>;
+    /// Settles a late message in one transaction ([`LateSettle`]): with `fresh`, the message is
+    /// cancelled and `fresh` (a new number for the same patient and consent, with its message)
+    /// is issued in its place, once per number; without, the message is dead. The health
+    /// centre is alerted. Returns false when the message was no longer late (settled by another
+    /// sender, or sent). `fresh.consent` is ignored: the old number's consent is copied.
+    fn replace_late<'a>(&'a self, message_id: i64, fresh: Option<&'a NewNumber>, now: DateTime<Utc>) -> Fut<'a, bool>;
+    /// Messages whose sender died mid-send: they may have gone out, so they wait until
+    /// `resend_at` for a status callback to say so, and are sent again only if none came.
+    fn release_expired_leases(&self, now: DateTime<Utc>, resend_at: DateTime<Utc>) -> Fut<'_, usize>;
+    /// A delivery status from the provider's callback ([`takes_callback`]: never replacing
+    /// `delivered`). Returns whether a message with this provider id is known.
+    fn status<'a>(&'a self, provider_id: &'a str, status: &'a str, error_code: Option<&'a str>) -> Fut<'a, bool>;
+    /// (channel, recipient, status, attempts) of a patient's messages, oldest first.
+    fn for_patient<'a>(&'a self, patient_id: &'a str) -> Fut<'a, Vec<(String, String, String, i64)>>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn on_file(sealed_kept: bool, email: Option<&str>) -> Option<NumberOnFile> {
+        Some(NumberOnFile { sealed_kept, email: email.map(str::to_owned) })
+    }
+
+    #[test]
+    fn an_undeliverable_sms_falls_back_to_email_then_to_reading_aloud() {
+        let email = FallbackChoice::Email { address: "a@b.jp".into() };
+        assert_eq!(choose_fallback(on_file(true, Some("a@b.jp")), true, "body"), email);
+        assert_eq!(choose_fallback(on_file(false, Some("a@b.jp")), true, "body"), email);
+        assert_eq!(choose_fallback(on_file(true, Some("a@b.jp")), false, "body"), FallbackChoice::ReadAloud);
+        assert_eq!(choose_fallback(on_file(true, Some("nobody")), true, "body"), FallbackChoice::ReadAloud);
+        assert_eq!(choose_fallback(on_file(true, Some("a@b.jp")), true, ""), FallbackChoice::ReadAloud);
+        assert_eq!(choose_fallback(on_file(false, None), true, "body"), FallbackChoice::None);
+        assert_eq!(choose_fallback(None, true, "body"), FallbackChoice::None, "the number is no longer valid");
+        assert_eq!(email.fallback(), Fallback::Email);
+    }
+
+    #[test]
+    fn a_failed_send_closes_the_message_with_an_alert_and_a_retry_does_not() {
+        let at = DateTime::<Utc>::UNIX_EPOCH;
+        assert_eq!(
+            finish_plan(&SendResult::Failed { error: "x".into(), dead: true }),
+            Finish::Close { status: "dead", error: "x", alert: "message_dead: x".into() }
+        );
+        assert!(matches!(
+            finish_plan(&SendResult::Failed { error: "x".into(), dead: false }),
+            Finish::Close { status: "failed", .. }
+        ));
+        assert_eq!(finish_plan(&SendResult::Retry { error: "x".into(), at }), Finish::Retry { error: "x", at });
+        assert_eq!(
+            finish_plan(&SendResult::Undeliverable { error: "21614".into(), email: true }),
+            Finish::FallBack { error: "21614", email: true }
+        );
+    }
+
+    #[test]
+    fn delivered_is_final_and_a_fallen_back_message_keeps_its_status() {
+        assert!(takes_callback("sent", false));
+        assert!(takes_callback("failed", false), "a later delivered may follow a failed guess");
+        assert!(!takes_callback("delivered", false));
+        assert!(!takes_callback("failed", true));
+    }
+
+    #[test]
+    fn a_late_message_is_cancelled_for_its_replacement_or_else_dead() {
+        assert_eq!(LateSettle::of(true).status(), "cancelled");
+        assert_eq!(LateSettle::of(true).alert(), REISSUED_ALERT);
+        assert_eq!(LateSettle::of(false).status(), "dead");
+        assert_eq!(LateSettle::of(false).alert(), LATE_DEAD_ALERT);
+    }
+}

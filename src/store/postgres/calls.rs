@@ -1,0 +1,294 @@
+//! Calls, their turns, answers and alerts on PostgreSQL.
+
+use sqlx::postgres::PgRow;
+use sqlx::{PgConnection, Row};
+
+use super::PgStore;
+use super::numbers::{audit, insert_number};
+use crate::store::{AfterWrite, TurnStep, after_write, answer_columns, answer_value, fut, last_answers, turn_step};
+use crate::store::{Answer, CallRecord, NewCall, StoreError, TurnFn, TurnResult, TurnWrite};
+use crate::store::{Calls, Fut, status_rank};
+
+const CALL_COLUMNS: &str = "call_id, call_sid, patient_id, job_id, direction, flow, flow_version, state, seq, ended, incomplete, status, duration";
+
+impl PgStore {
+    pub(super) async fn turn(
+        &self,
+        sid: &str,
+        seq: i64,
+        create: Option<NewCall>,
+        mut f: TurnFn,
+    ) -> Result<TurnResult, StoreError> {
+        // Dropped without a commit (any early return or error below), the transaction rolls back.
+        let mut tx = self.pool.begin().await?;
+        let call = match lock_call(&mut tx, sid).await? {
+            Some(c) => c,
+            None => match create {
+                Some(new) => {
+                    // Two instances may receive the same first webhook at once. The second insert
+                    // waits for the first transaction and then does nothing; the second turn then
+                    // locks the call the first one committed and replays its response.
+                    insert_call(&mut tx, &new).await?;
+                    lock_call(&mut tx, sid).await?.ok_or_else(|| StoreError::UnknownCall(sid.into()))?
+                }
+                None => return Err(StoreError::UnknownCall(sid.into())),
+            },
+        };
+        if let TurnStep::Replay { seq: wanted } = turn_step(call.seq, seq) {
+            let response: Option<String> =
+                sqlx::query_scalar("select response from call_events where call_id = $1 and seq = $2")
+                    .bind(call.call_id)
+                    .bind(wanted)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+            return match response {
+                Some(response) => Ok(TurnResult { response, replay: true, queued: false }),
+                None => Err(StoreError::Turn(format!("turn {seq} of call {sid} is not stored"))),
+            };
+        }
+        let mut collisions = 0;
+        let w = loop {
+            let w = f(&call).map_err(StoreError::Turn)?;
+            match write_turn(&mut tx, &call, seq, &w).await {
+                Ok(()) => break w,
+                // The number's savepoint was rolled back and nothing else was written: step
+                // again, drawing another number.
+                Err(e) if after_write(&e, collisions) == AfterWrite::StepAgain => collisions += 1,
+                Err(e) => return Err(e),
+            }
+        };
+        tx.commit().await?;
+        Ok(TurnResult { queued: w.queues_messages(), response: w.response, replay: false })
+    }
+
+    pub(super) async fn record_status(
+        &self,
+        sid: &str,
+        status: &str,
+        rank: i32,
+        duration: Option<i64>,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "update calls set status = $2, status_rank = $3, duration = coalesce($4, duration),
+               incomplete = case when $3 = 3 and not ended then true else incomplete end, updated_at = now()
+             where call_sid = $1 and status_rank < $3",
+        )
+        .bind(sid)
+        .bind(status)
+        .bind(rank)
+        .bind(duration)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() > 0)
+    }
+}
+
+fn call_row(r: &PgRow) -> Result<CallRecord, StoreError> {
+    let state: String = r.try_get(7)?;
+    Ok(CallRecord {
+        call_id: r.try_get(0)?,
+        call_sid: r.try_get(1)?,
+        patient_id: r.try_get(2)?,
+        job_id: r.try_get(3)?,
+        direction: r.try_get(4)?,
+        flow: r.try_get(5)?,
+        flow_version: r.try_get(6)?,
+        state: serde_json::from_str(&state)?,
+        seq: r.try_get(8)?,
+        ended: r.try_get(9)?,
+        incomplete: r.try_get(10)?,
+        status: r.try_get(11)?,
+        // `integer` in the schema.
+        duration: r.try_get::<Option<i32>, _>(12)?.map(i64::from),
+    })
+}
+
+/// The call, its row locked until the transaction ends.
+async fn lock_call(tx: &mut PgConnection, sid: &str) -> Result<Option<CallRecord>, StoreError> {
+    let row = sqlx::query(&format!("select {CALL_COLUMNS} from calls where call_sid = $1 for update"))
+        .bind(sid)
+        .fetch_optional(&mut *tx)
+        .await?;
+    row.map(|r| call_row(&r)).transpose()
+}
+
+async fn insert_call(tx: &mut PgConnection, new: &NewCall) -> Result<(), StoreError> {
+    sqlx::query(
+        "insert into calls (call_sid, patient_id, job_id, direction, flow, flow_version, state)
+         values ($1, $2, $3, $4, $5, $6, $7)
+         on conflict (call_sid) do nothing",
+    )
+    .bind(&new.call_sid)
+    .bind(&new.patient_id)
+    .bind(new.job_id)
+    .bind(&new.direction)
+    .bind(&new.state.flow)
+    .bind(&new.state.version)
+    .bind(serde_json::to_string(&new.state)?)
+    .execute(&mut *tx)
+    .await?;
+    Ok(())
+}
+
+async fn write_turn(tx: &mut PgConnection, call: &CallRecord, seq: i64, w: &TurnWrite) -> Result<(), StoreError> {
+    // The number first, in a savepoint: a collision rolls back only the number's statements
+    // (an error would otherwise abort the whole transaction), and the turn can step again.
+    if let Some(n) = &w.issue {
+        let mut sp = sqlx::Connection::begin(&mut *tx).await?;
+        match insert_number(&mut sp, Some(call.call_id), n, None).await {
+            Ok(_) => sp.commit().await?,
+            Err(e) => {
+                sp.rollback().await?;
+                return Err(e);
+            }
+        }
+    }
+    let state = match &w.state {
+        Some(s) => serde_json::to_string(s)?,
+        None => serde_json::to_string(&call.state)?,
+    };
+    // One statement (one round trip) for the call's state, the turn's event and its answers.
+    // An answer named twice counts once, the last one, as upserting them one by one did.
+    let (mut names, mut kinds, mut texts, mut raws, mut scales) = (vec![], vec![], vec![], vec![], vec![]);
+    for (name, v) in last_answers(&w.answers) {
+        let (kind, text, raw, scale) = answer_columns(v);
+        names.push(name.as_str());
+        kinds.push(kind);
+        texts.push(text);
+        raws.push(raw);
+        // `value_scale` is an `integer` in the schema.
+        scales.push(scale.map(|s| s as i32));
+    }
+    sqlx::query(
+        "with turned as (
+           update calls set state = $2, seq = $3, ended = ended or $4, updated_at = now() where call_id = $1
+         ), event as (
+           insert into call_events (call_id, seq, state, input, response) values ($1, $3, $5, $6, $7)
+         )
+         insert into answers (call_id, patient_id, name, kind, value_text, value_raw, value_scale)
+         select $1, $8, a.name, a.kind, a.value_text, a.value_raw, a.value_scale
+         from unnest($9::text[], $10::text[], $11::text[], $12::bigint[], $13::integer[])
+           with ordinality as a (name, kind, value_text, value_raw, value_scale, n)
+         order by a.n
+         on conflict (call_id, name) do update set kind = excluded.kind, value_text = excluded.value_text,
+           value_raw = excluded.value_raw, value_scale = excluded.value_scale, created_at = now()",
+    )
+    .bind(call.call_id)
+    .bind(state)
+    .bind(seq)
+    .bind(w.ended)
+    .bind(&w.event_state)
+    .bind(&w.event_input)
+    .bind(w.stored_response.as_ref().unwrap_or(&w.response))
+    .bind(&call.patient_id)
+    .bind(names)
+    .bind(kinds)
+    .bind(texts)
+    .bind(raws)
+    .bind(scales)
+    .execute(&mut *tx)
+    .await?;
+    for m in &w.messages {
+        sqlx::query(
+            "insert into outbox (patient_id, channel, recipient, body_sealed, next_attempt_at)
+             values ($1, $2, $3, $4, now())",
+        )
+        .bind(&call.patient_id)
+        .bind(&m.channel)
+        .bind(&m.recipient)
+        .bind(&m.body_sealed)
+        .execute(&mut *tx)
+        .await?;
+    }
+    if w.number_read {
+        let read: Option<i64> = sqlx::query_scalar(
+            "update processing_numbers set read_pending = false where patient_id = $1 and read_pending
+             returning number_id",
+        )
+        .bind(&call.patient_id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if read.is_some() {
+            audit(tx, "call", "read", read, "read aloud on the next call").await?;
+        }
+    }
+    for reason in &w.alerts {
+        sqlx::query("insert into alerts (patient_id, call_id, reason) values ($1, $2, $3)")
+            .bind(&call.patient_id)
+            .bind(call.call_id)
+            .bind(reason)
+            .execute(&mut *tx)
+            .await?;
+    }
+    Ok(())
+}
+
+impl Calls for PgStore {
+    fn turn<'a>(&'a self, sid: &'a str, seq: i64, create: Option<NewCall>, f: TurnFn) -> Fut<'a, TurnResult> {
+        Box::pin(self.turn(sid, seq, create, f))
+    }
+
+    fn get<'a>(&'a self, sid: &'a str) -> Fut<'a, Option<CallRecord>> {
+        fut(async move {
+            let row = sqlx::query(&format!("select {CALL_COLUMNS} from calls where call_sid = $1"))
+                .bind(sid)
+                .fetch_optional(&self.pool)
+                .await?;
+            row.map(|r| call_row(&r)).transpose()
+        })
+    }
+
+    fn record_status<'a>(&'a self, sid: &'a str, status: &'a str, duration: Option<i64>) -> Fut<'a, bool> {
+        Box::pin(async move {
+            let Some(rank) = status_rank(status) else { return Ok(false) };
+            self.record_status(sid, status, rank, duration).await
+        })
+    }
+
+    fn answers(&self, call_id: i64) -> Fut<'_, Vec<Answer>> {
+        fut(async move {
+            let rows = sqlx::query(
+                "select name, kind, value_text, value_raw, value_scale from answers where call_id = $1
+                 order by name collate \"C\"",
+            )
+            .bind(call_id)
+            .fetch_all(&self.pool)
+            .await?;
+            let answer = |r: &PgRow| -> Result<Answer, sqlx::Error> {
+                let kind: String = r.try_get(1)?;
+                // `value_scale` is an `integer` in the schema.
+                let scale = r.try_get::<Option<i32>, _>(4)?.map(i64::from);
+                Ok(Answer { name: r.try_get(0)?, value: answer_value(&kind, r.try_get(2)?, r.try_get(3)?, scale) })
+            };
+            Ok(rows.iter().map(answer).collect::<Result<_, _>>()?)
+        })
+    }
+
+    fn alerts(&self, call_id: i64) -> Fut<'_, Vec<String>> {
+        fut(async move {
+            Ok(sqlx::query_scalar("select reason from alerts where call_id = $1 order by alert_id")
+                .bind(call_id)
+                .fetch_all(&self.pool)
+                .await?)
+        })
+    }
+
+    /// Alert reasons for a patient.
+    fn patient_alerts<'a>(&'a self, patient_id: &'a str) -> Fut<'a, Vec<String>> {
+        fut(async move {
+            Ok(sqlx::query_scalar("select reason from alerts where patient_id = $1 order by alert_id")
+                .bind(patient_id)
+                .fetch_all(&self.pool)
+                .await?)
+        })
+    }
+
+    fn event_count(&self, call_id: i64) -> Fut<'_, i64> {
+        fut(async move {
+            Ok(sqlx::query_scalar("select count(*) from call_events where call_id = $1")
+                .bind(call_id)
+                .fetch_one(&self.pool)
+                .await?)
+        })
+    }
+}

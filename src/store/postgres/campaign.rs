@@ -1,0 +1,369 @@
+//! Daily campaigns on PostgreSQL (see [`super::campaign`]). Dialers on several instances claim
+//! jobs with `for update skip locked`, so each job goes to one of them.
+
+use chrono::{DateTime, NaiveDate, Utc};
+use sqlx::Row;
+use sqlx::postgres::PgRow;
+
+use super::PgStore;
+use crate::store::campaign::{AttemptView, CampaignSummary, DueJob, JobNext, JobView, NewJob, StaleAttempt};
+use crate::store::{Campaign, Fut, Job, fut};
+
+impl Campaign for PgStore {
+    fn create_job<'a>(&'a self, patient_id: &'a str, flow: &'a str) -> Fut<'a, i64> {
+        fut(async move {
+            Ok(sqlx::query_scalar("insert into jobs (patient_id, flow) values ($1, $2) returning job_id")
+                .bind(patient_id)
+                .bind(flow)
+                .fetch_one(&self.pool)
+                .await?)
+        })
+    }
+
+    fn job(&self, job_id: i64) -> Fut<'_, Option<Job>> {
+        fut(async move {
+            let row: Option<(i64, String, String, String)> =
+                sqlx::query_as("select job_id, patient_id, flow, status from jobs where job_id = $1")
+                    .bind(job_id)
+                    .fetch_optional(&self.pool)
+                    .await?;
+            Ok(row.map(|(job_id, patient_id, flow, status)| Job { job_id, patient_id, flow, status }))
+        })
+    }
+
+    fn plan_jobs<'a>(&'a self, jobs: &'a [NewJob]) -> Fut<'a, usize> {
+        fut(async move {
+            let mut new = 0;
+            // Batches of arrays: one statement per few thousand jobs.
+            for chunk in jobs.chunks(5000) {
+                let ids: Vec<&str> = chunk.iter().map(|j| j.patient_id.as_str()).collect();
+                let flows: Vec<&str> = chunk.iter().map(|j| j.flow.as_str()).collect();
+                let days: Vec<NaiveDate> = chunk.iter().map(|j| j.day).collect();
+                let due: Vec<DateTime<Utc>> = chunk.iter().map(|j| j.due_at).collect();
+                let r = sqlx::query(
+                    "insert into jobs (patient_id, flow, day, due_at, status, updated_at)
+                     select p, f, d, t, 'planned', t from unnest($1::text[], $2::text[], $3::date[], $4::timestamptz[]) as u(p, f, d, t)
+                     on conflict (day, patient_id, flow) do nothing",
+                )
+                .bind(&ids)
+                .bind(&flows)
+                .bind(&days)
+                .bind(&due)
+                .execute(&self.pool)
+                .await?;
+                new += r.rows_affected() as usize;
+            }
+            Ok(new)
+        })
+    }
+
+    fn advance_jobs(&self, day: NaiveDate, due_at: DateTime<Utc>) -> Fut<'_, usize> {
+        fut(async move {
+            let r = sqlx::query(
+                "update jobs set due_at = $2, updated_at = $2 where day = $1 and status = 'planned' and due_at > $2",
+            )
+            .bind(day)
+            .bind(due_at)
+            .execute(&self.pool)
+            .await?;
+            Ok(r.rows_affected() as usize)
+        })
+    }
+
+    fn reported_patients(&self, from: DateTime<Utc>, to: DateTime<Utc>) -> Fut<'_, Vec<String>> {
+        fut(async move {
+            Ok(sqlx::query_scalar(
+                "select distinct patient_id from calls
+                 where ended and patient_id is not null and created_at >= $1 and created_at < $2",
+            )
+            .bind(from)
+            .bind(to)
+            .fetch_all(&self.pool)
+            .await?)
+        })
+    }
+
+    fn claim_jobs(&self, now: DateTime<Utc>, lease_until: DateTime<Utc>, limit: i64) -> Fut<'_, Vec<DueJob>> {
+        fut(async move {
+            let mut tx = self.pool.begin().await?;
+            let rows = sqlx::query(
+                "with due as (
+                   select job_id from jobs where status in ('planned', 'retry') and due_at <= $1
+                   order by due_at, job_id limit $3
+                   for update skip locked
+                 ), claimed as (
+                   update jobs j set status = 'dialing', attempt = j.attempt + 1, lease_until = $2, updated_at = $1
+                   from due where j.job_id = due.job_id
+                   returning j.job_id, j.patient_id, j.flow, j.attempt
+                 ), attempts as (
+                   insert into job_attempts (job_id, attempt, started_at) select job_id, attempt, $1 from claimed
+                 )
+                 select c.job_id, c.patient_id, p.phone, c.flow, c.attempt
+                 from claimed c join patients p on p.patient_id = c.patient_id order by c.job_id",
+            )
+            .bind(now)
+            .bind(lease_until)
+            .bind(limit)
+            .fetch_all(&mut *tx)
+            .await?;
+            tx.commit().await?;
+            let job = |r: &PgRow| -> Result<DueJob, sqlx::Error> {
+                Ok(DueJob {
+                    job_id: r.try_get(0)?,
+                    patient_id: r.try_get(1)?,
+                    phone: r.try_get(2)?,
+                    flow: r.try_get(3)?,
+                    attempt: r.try_get(4)?,
+                })
+            };
+            Ok(rows.iter().map(job).collect::<Result<_, _>>()?)
+        })
+    }
+
+    fn close_days(&self, today: NaiveDate, now: DateTime<Utc>) -> Fut<'_, usize> {
+        fut(async move {
+            let mut tx = self.pool.begin().await?;
+            let closed = sqlx::query(
+                "with closed as (
+                   update jobs set status = 'unreachable', outcome = 'day ended', lease_until = null, updated_at = $2
+                   where day < $1 and status in ('planned', 'retry') returning patient_id
+                 )
+                 insert into alerts (patient_id, reason, created_at) select patient_id, $3, $2 from closed",
+            )
+            .bind(today)
+            .bind(now)
+            .bind(crate::store::campaign::DAY_ENDED)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            tx.commit().await?;
+            Ok(closed as usize)
+        })
+    }
+
+    fn active_jobs(&self) -> Fut<'_, i64> {
+        fut(async move {
+            Ok(sqlx::query_scalar("select count(*) from jobs where status in ('dialing', 'in-progress')")
+                .fetch_one(&self.pool)
+                .await?)
+        })
+    }
+
+    fn attempt_dialed<'a>(&'a self, job_id: i64, attempt: i32, call_sid: &'a str) -> Fut<'a, ()> {
+        fut(async move {
+            sqlx::query(
+                "update job_attempts set call_sid = $3 where job_id = $1 and attempt = $2 and call_sid is null",
+            )
+            .bind(job_id)
+            .bind(attempt)
+            .bind(call_sid)
+            .execute(&self.pool)
+            .await?;
+            Ok(())
+        })
+    }
+
+    fn attempt_progress<'a>(
+        &'a self,
+        job_id: i64,
+        attempt: i32,
+        status: &'a str,
+        answered_by: Option<&'a str>,
+        lease_until: DateTime<Utc>,
+    ) -> Fut<'a, ()> {
+        fut(async move {
+            let mut tx = self.pool.begin().await?;
+            let open = sqlx::query(
+                "update job_attempts set status = $3, answered_by = coalesce($4, answered_by)
+                 where job_id = $1 and attempt = $2 and ended_at is null",
+            )
+            .bind(job_id)
+            .bind(attempt)
+            .bind(status)
+            .bind(answered_by)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            if open > 0 && status == "in-progress" {
+                sqlx::query(
+                    "update jobs set status = 'in-progress', lease_until = $3
+                     where job_id = $1 and attempt = $2 and status = 'dialing'",
+                )
+                .bind(job_id)
+                .bind(attempt)
+                .bind(lease_until)
+                .execute(&mut *tx)
+                .await?;
+            }
+            tx.commit().await?;
+            Ok(())
+        })
+    }
+
+    fn end_attempt<'a>(
+        &'a self,
+        job_id: i64,
+        attempt: i32,
+        outcome: &'a str,
+        answered_by: Option<&'a str>,
+        next: &'a JobNext,
+        now: DateTime<Utc>,
+    ) -> Fut<'a, bool> {
+        fut(async move {
+            let mut tx = self.pool.begin().await?;
+            let ended = sqlx::query(
+                "update job_attempts set status = $3, answered_by = coalesce($4, answered_by), ended_at = $5
+                 where job_id = $1 and attempt = $2 and ended_at is null",
+            )
+            .bind(job_id)
+            .bind(attempt)
+            .bind(outcome)
+            .bind(answered_by)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            if ended == 0 {
+                return Ok(false);
+            }
+            let moved = sqlx::query(
+                "update jobs set status = $3, outcome = $4, due_at = coalesce($5, due_at), lease_until = null, updated_at = $6
+                 where job_id = $1 and attempt = $2 and status in ('dialing', 'in-progress')",
+            )
+            .bind(job_id)
+            .bind(attempt)
+            .bind(next.status())
+            .bind(outcome)
+            .bind(next.due_at())
+            .bind(now)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            if let (1, Some(reason)) = (moved, next.alert()) {
+                sqlx::query(
+                    "insert into alerts (patient_id, reason, created_at) select patient_id, $2, $3 from jobs where job_id = $1",
+                )
+                .bind(job_id)
+                .bind(reason)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+            }
+            tx.commit().await?;
+            Ok(true)
+        })
+    }
+
+    fn stale_attempts(&self, now: DateTime<Utc>) -> Fut<'_, Vec<StaleAttempt>> {
+        fut(async move {
+            let rows = sqlx::query(
+                "select a.job_id, a.attempt, a.call_sid, a.started_at from jobs j
+                 join job_attempts a on a.job_id = j.job_id and a.attempt = j.attempt
+                 where j.status in ('dialing', 'in-progress') and j.lease_until <= $1 and a.ended_at is null
+                 order by j.job_id",
+            )
+            .bind(now)
+            .fetch_all(&self.pool)
+            .await?;
+            let stale = |r: &PgRow| -> Result<StaleAttempt, sqlx::Error> {
+                Ok(StaleAttempt {
+                    job_id: r.try_get(0)?,
+                    attempt: r.try_get(1)?,
+                    call_sid: r.try_get(2)?,
+                    started_at: r.try_get(3)?,
+                })
+            };
+            Ok(rows.iter().map(stale).collect::<Result<_, _>>()?)
+        })
+    }
+
+    fn extend_lease(&self, job_id: i64, until: DateTime<Utc>) -> Fut<'_, ()> {
+        fut(async move {
+            sqlx::query("update jobs set lease_until = $2 where job_id = $1")
+                .bind(job_id)
+                .bind(until)
+                .execute(&self.pool)
+                .await?;
+            Ok(())
+        })
+    }
+
+    fn jobs_for_day(&self, day: NaiveDate) -> Fut<'_, Vec<JobView>> {
+        fut(async move {
+            let rows = sqlx::query(
+                "select job_id, patient_id, flow, day, status, attempt, outcome, due_at from jobs
+                 where day = $1 order by patient_id collate \"C\", job_id",
+            )
+            .bind(day)
+            .fetch_all(&self.pool)
+            .await?;
+            let job = |r: &PgRow| -> Result<JobView, sqlx::Error> {
+                Ok(JobView {
+                    job_id: r.try_get(0)?,
+                    patient_id: r.try_get(1)?,
+                    flow: r.try_get(2)?,
+                    day: r.try_get(3)?,
+                    status: r.try_get(4)?,
+                    attempt: r.try_get(5)?,
+                    outcome: r.try_get(6)?,
+                    due_at: r.try_get(7)?,
+                })
+            };
+            Ok(rows.iter().map(job).collect::<Result<_, _>>()?)
+        })
+    }
+
+    fn attempts(&self, job_id: i64) -> Fut<'_, Vec<AttemptView>> {
+        fut(async move {
+            let rows = sqlx::query(
+                "select attempt, call_sid, status, answered_by, started_at, ended_at is not null from job_attempts
+                 where job_id = $1 order by attempt",
+            )
+            .bind(job_id)
+            .fetch_all(&self.pool)
+            .await?;
+            let attempt = |r: &PgRow| -> Result<AttemptView, sqlx::Error> {
+                Ok(AttemptView {
+                    attempt: r.try_get(0)?,
+                    call_sid: r.try_get(1)?,
+                    status: r.try_get(2)?,
+                    answered_by: r.try_get(3)?,
+                    started_at: r.try_get(4)?,
+                    ended: r.try_get(5)?,
+                })
+            };
+            Ok(rows.iter().map(attempt).collect::<Result<_, _>>()?)
+        })
+    }
+
+    fn summary(&self, day: NaiveDate, since: DateTime<Utc>) -> Fut<'_, CampaignSummary> {
+        fut(async move {
+            let mut summary = CampaignSummary::default();
+            let rows = sqlx::query("select status, count(*) from jobs where day = $1 group by status")
+                .bind(day)
+                .fetch_all(&self.pool)
+                .await?;
+            for r in rows {
+                summary.jobs.insert(r.try_get(0)?, r.try_get(1)?);
+            }
+            let r = sqlx::query(
+                "select count(*), count(*) filter (where a.status in ('no-answer', 'busy', 'failed', 'machine', 'lost', 'refused'))
+                 from job_attempts a join jobs j on j.job_id = a.job_id where j.day = $1",
+            )
+            .bind(day)
+            .fetch_one(&self.pool)
+            .await?;
+            (summary.attempts, summary.unanswered) = (r.try_get(0)?, r.try_get(1)?);
+            let r = sqlx::query(
+                "select (select count(*) from processing_numbers where issued_at >= $1),
+                        (select count(*) from outbox where channel = 'sms' and status in ('sent', 'delivered') and created_at >= $1),
+                        (select count(*) from alerts where created_at >= $1)",
+            )
+            .bind(since)
+            .fetch_one(&self.pool)
+            .await?;
+            (summary.numbers_issued, summary.sms_sent, summary.alerts) = (r.try_get(0)?, r.try_get(1)?, r.try_get(2)?);
+            Ok(summary)
+        })
+    }
+}

@@ -1,0 +1,380 @@
+//! Daily campaigns on SQLite (see [`super::campaign`]).
+
+use chrono::{DateTime, NaiveDate, Utc};
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
+
+use super::{SqliteStore, parse_sqlite_time, sqlite_time};
+use crate::store::StoreError;
+use crate::store::campaign::{AttemptView, CampaignSummary, DueJob, JobNext, JobView, NewJob, StaleAttempt};
+use crate::store::{Campaign, Fut, Job};
+
+fn day_text(day: NaiveDate) -> String {
+    day.format("%Y-%m-%d").to_string()
+}
+
+pub(super) fn create_job(conn: &mut Connection, patient_id: &str, flow: &str) -> Result<i64, StoreError> {
+    conn.prepare_cached("insert into jobs (patient_id, flow) values (?1, ?2)")?.execute([patient_id, flow])?;
+    Ok(conn.last_insert_rowid())
+}
+
+pub(super) fn job(conn: &mut Connection, job_id: i64) -> Result<Option<Job>, StoreError> {
+    let mut st = conn.prepare_cached("select job_id, patient_id, flow, status from jobs where job_id = ?1")?;
+    Ok(st
+        .query_row([job_id], |r| {
+            Ok(Job { job_id: r.get(0)?, patient_id: r.get(1)?, flow: r.get(2)?, status: r.get(3)? })
+        })
+        .optional()?)
+}
+
+pub(super) fn plan_jobs(conn: &mut Connection, jobs: &[NewJob]) -> Result<usize, StoreError> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let mut new = 0;
+    {
+        let mut st = tx.prepare_cached(
+            "insert into jobs (patient_id, flow, day, due_at, status, updated_at) values (?1, ?2, ?3, ?4, 'planned', ?4)
+             on conflict (day, patient_id, flow) do nothing",
+        )?;
+        for j in jobs {
+            new += st.execute(params![j.patient_id, j.flow, day_text(j.day), sqlite_time(j.due_at)])?;
+        }
+    }
+    tx.commit()?;
+    Ok(new)
+}
+
+pub(super) fn advance_jobs(conn: &mut Connection, day: NaiveDate, due_at: DateTime<Utc>) -> Result<usize, StoreError> {
+    let t = sqlite_time(due_at);
+    Ok(conn
+        .prepare_cached(
+            "update jobs set due_at = ?2, updated_at = ?2 where day = ?1 and status = 'planned' and due_at > ?2",
+        )?
+        .execute(params![day_text(day), t])?)
+}
+
+pub(super) fn reported_patients(
+    conn: &mut Connection,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+) -> Result<Vec<String>, StoreError> {
+    let mut st = conn.prepare_cached(
+        "select distinct patient_id from calls
+         where ended = 1 and patient_id is not null and created_at >= ?1 and created_at < ?2",
+    )?;
+    let rows = st.query_map([sqlite_time(from), sqlite_time(to)], |r| r.get(0))?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+pub(super) fn claim_jobs(
+    conn: &mut Connection,
+    now: DateTime<Utc>,
+    lease_until: DateTime<Utc>,
+    limit: i64,
+) -> Result<Vec<DueJob>, StoreError> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let t = sqlite_time(now);
+    let claimed = {
+        let mut st = tx.prepare_cached(
+            "update jobs set status = 'dialing', attempt = attempt + 1, lease_until = ?2, updated_at = ?1
+             where job_id in (
+               select job_id from jobs where status in ('planned', 'retry') and due_at <= ?1
+               order by due_at, job_id limit ?3)
+             returning job_id, patient_id, flow, attempt",
+        )?;
+        let rows = st.query_map(params![t, sqlite_time(lease_until), limit], |r| {
+            Ok(DueJob {
+                job_id: r.get(0)?,
+                patient_id: r.get(1)?,
+                phone: String::new(),
+                flow: r.get(2)?,
+                attempt: r.get(3)?,
+            })
+        })?;
+        rows.collect::<Result<Vec<_>, _>>()?
+    };
+    let mut jobs = Vec::with_capacity(claimed.len());
+    {
+        let mut attempt =
+            tx.prepare_cached("insert into job_attempts (job_id, attempt, started_at) values (?1, ?2, ?3)")?;
+        let mut phone = tx.prepare_cached("select phone from patients where patient_id = ?1")?;
+        for mut j in claimed {
+            attempt.execute(params![j.job_id, j.attempt, t])?;
+            j.phone = phone.query_row([&j.patient_id], |r| r.get(0))?;
+            jobs.push(j);
+        }
+    }
+    jobs.sort_by_key(|j| j.job_id);
+    tx.commit()?;
+    Ok(jobs)
+}
+
+pub(super) fn close_days(conn: &mut Connection, today: NaiveDate, now: DateTime<Utc>) -> Result<usize, StoreError> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let (day, t) = (day_text(today), sqlite_time(now));
+    tx.prepare_cached(
+        "insert into alerts (patient_id, reason, created_at)
+         select patient_id, ?3, ?2 from jobs where day < ?1 and status in ('planned', 'retry')",
+    )?
+    .execute(params![day, t, crate::store::campaign::DAY_ENDED])?;
+    let closed = tx
+        .prepare_cached(
+            "update jobs set status = 'unreachable', outcome = 'day ended', lease_until = null, updated_at = ?2
+             where day < ?1 and status in ('planned', 'retry')",
+        )?
+        .execute(params![day, t])?;
+    tx.commit()?;
+    Ok(closed)
+}
+
+pub(super) fn active_jobs(conn: &mut Connection) -> Result<i64, StoreError> {
+    let mut st = conn.prepare_cached("select count(*) from jobs where status in ('dialing', 'in-progress')")?;
+    Ok(st.query_row([], |r| r.get(0))?)
+}
+
+pub(super) fn attempt_dialed(
+    conn: &mut Connection,
+    job_id: i64,
+    attempt: i32,
+    call_sid: &str,
+) -> Result<(), StoreError> {
+    conn.prepare_cached(
+        "update job_attempts set call_sid = ?3 where job_id = ?1 and attempt = ?2 and call_sid is null",
+    )?
+    .execute(params![job_id, attempt, call_sid])?;
+    Ok(())
+}
+
+pub(super) fn attempt_progress(
+    conn: &mut Connection,
+    job_id: i64,
+    attempt: i32,
+    status: &str,
+    answered_by: Option<&str>,
+    lease_until: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let open = tx
+        .prepare_cached(
+            "update job_attempts set status = ?3, answered_by = coalesce(?4, answered_by)
+             where job_id = ?1 and attempt = ?2 and ended_at is null",
+        )?
+        .execute(params![job_id, attempt, status, answered_by])?;
+    if open > 0 && status == "in-progress" {
+        tx.prepare_cached(
+            "update jobs set status = 'in-progress', lease_until = ?3
+             where job_id = ?1 and attempt = ?2 and status = 'dialing'",
+        )?
+        .execute(params![job_id, attempt, sqlite_time(lease_until)])?;
+    }
+    tx.commit()?;
+    Ok(())
+}
+
+pub(super) fn end_attempt(
+    conn: &mut Connection,
+    job_id: i64,
+    attempt: i32,
+    outcome: &str,
+    answered_by: Option<&str>,
+    next: &JobNext,
+    now: DateTime<Utc>,
+) -> Result<bool, StoreError> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let t = sqlite_time(now);
+    let ended = tx
+        .prepare_cached(
+            "update job_attempts set status = ?3, answered_by = coalesce(?4, answered_by), ended_at = ?5
+             where job_id = ?1 and attempt = ?2 and ended_at is null",
+        )?
+        .execute(params![job_id, attempt, outcome, answered_by, t])?;
+    if ended == 0 {
+        return Ok(false);
+    }
+    let moved = tx
+        .prepare_cached(
+            "update jobs set status = ?3, outcome = ?4, due_at = coalesce(?5, due_at), lease_until = null, updated_at = ?6
+             where job_id = ?1 and attempt = ?2 and status in ('dialing', 'in-progress')",
+        )?
+        .execute(params![job_id, attempt, next.status(), outcome, next.due_at().map(sqlite_time), t])?;
+    if let (1, Some(reason)) = (moved, next.alert()) {
+        tx.prepare_cached(
+            "insert into alerts (patient_id, reason, created_at) select patient_id, ?2, ?3 from jobs where job_id = ?1",
+        )?
+        .execute(params![job_id, reason, t])?;
+    }
+    tx.commit()?;
+    Ok(true)
+}
+
+pub(super) fn stale_attempts(conn: &mut Connection, now: DateTime<Utc>) -> Result<Vec<StaleAttempt>, StoreError> {
+    let mut st = conn.prepare_cached(
+        "select a.job_id, a.attempt, a.call_sid, a.started_at from jobs j
+         join job_attempts a on a.job_id = j.job_id and a.attempt = j.attempt
+         where j.status in ('dialing', 'in-progress') and j.lease_until <= ?1 and a.ended_at is null
+         order by j.job_id",
+    )?;
+    let rows = st.query_map([sqlite_time(now)], |r| {
+        Ok(StaleAttempt {
+            job_id: r.get(0)?,
+            attempt: r.get(1)?,
+            call_sid: r.get(2)?,
+            started_at: parse_sqlite_time(&r.get::<_, String>(3)?),
+        })
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+pub(super) fn extend_lease(conn: &mut Connection, job_id: i64, until: DateTime<Utc>) -> Result<(), StoreError> {
+    conn.prepare_cached("update jobs set lease_until = ?2 where job_id = ?1")?
+        .execute(params![job_id, sqlite_time(until)])?;
+    Ok(())
+}
+
+pub(super) fn jobs_for_day(conn: &mut Connection, day: NaiveDate) -> Result<Vec<JobView>, StoreError> {
+    let mut st = conn.prepare_cached(
+        "select job_id, patient_id, flow, day, status, attempt, outcome, due_at from jobs
+         where day = ?1 order by patient_id, job_id",
+    )?;
+    let rows = st.query_map([day_text(day)], |r| {
+        Ok(JobView {
+            job_id: r.get(0)?,
+            patient_id: r.get(1)?,
+            flow: r.get(2)?,
+            day: r.get::<_, Option<String>>(3)?.and_then(|d| d.parse().ok()),
+            status: r.get(4)?,
+            attempt: r.get(5)?,
+            outcome: r.get(6)?,
+            due_at: r.get::<_, Option<String>>(7)?.map(|t| parse_sqlite_time(&t)),
+        })
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+pub(super) fn attempts(conn: &mut Connection, job_id: i64) -> Result<Vec<AttemptView>, StoreError> {
+    let mut st = conn.prepare_cached(
+        "select attempt, call_sid, status, answered_by, started_at, ended_at is not null from job_attempts
+         where job_id = ?1 order by attempt",
+    )?;
+    let rows = st.query_map([job_id], |r| {
+        Ok(AttemptView {
+            attempt: r.get(0)?,
+            call_sid: r.get(1)?,
+            status: r.get(2)?,
+            answered_by: r.get(3)?,
+            started_at: parse_sqlite_time(&r.get::<_, String>(4)?),
+            ended: r.get(5)?,
+        })
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+pub(super) fn campaign_summary(
+    conn: &mut Connection,
+    day: NaiveDate,
+    since: DateTime<Utc>,
+) -> Result<CampaignSummary, StoreError> {
+    let mut summary = CampaignSummary::default();
+    let mut st = conn.prepare_cached("select status, count(*) from jobs where day = ?1 group by status")?;
+    for row in st.query_map([day_text(day)], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))? {
+        let (status, n) = row?;
+        summary.jobs.insert(status, n);
+    }
+    let mut st = conn.prepare_cached(
+        "select count(*), coalesce(sum(a.status in ('no-answer', 'busy', 'failed', 'machine', 'lost', 'refused')), 0)
+         from job_attempts a join jobs j on j.job_id = a.job_id where j.day = ?1",
+    )?;
+    (summary.attempts, summary.unanswered) = st.query_row([day_text(day)], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    let t = sqlite_time(since);
+    let count = |sql: &str| -> Result<i64, StoreError> { Ok(conn.prepare_cached(sql)?.query_row([&t], |r| r.get(0))?) };
+    summary.numbers_issued = count("select count(*) from processing_numbers where issued_at >= ?1")?;
+    summary.sms_sent = count(
+        "select count(*) from outbox where channel = 'sms' and status in ('sent', 'delivered') and created_at >= ?1",
+    )?;
+    summary.alerts = count("select count(*) from alerts where created_at >= ?1")?;
+    Ok(summary)
+}
+
+impl Campaign for SqliteStore {
+    fn create_job<'a>(&'a self, patient_id: &'a str, flow: &'a str) -> Fut<'a, i64> {
+        let (patient_id, flow) = (patient_id.to_owned(), flow.to_owned());
+        self.write(move |c| create_job(c, &patient_id, &flow))
+    }
+
+    fn job(&self, job_id: i64) -> Fut<'_, Option<Job>> {
+        self.read(move |c| job(c, job_id))
+    }
+
+    fn plan_jobs<'a>(&'a self, jobs: &'a [NewJob]) -> Fut<'a, usize> {
+        let jobs = jobs.to_vec();
+        self.write(move |c| plan_jobs(c, &jobs))
+    }
+
+    fn advance_jobs(&self, day: NaiveDate, due_at: DateTime<Utc>) -> Fut<'_, usize> {
+        self.write(move |c| advance_jobs(c, day, due_at))
+    }
+
+    fn reported_patients(&self, from: DateTime<Utc>, to: DateTime<Utc>) -> Fut<'_, Vec<String>> {
+        self.read(move |c| reported_patients(c, from, to))
+    }
+
+    fn claim_jobs(&self, now: DateTime<Utc>, lease_until: DateTime<Utc>, limit: i64) -> Fut<'_, Vec<DueJob>> {
+        self.write(move |c| claim_jobs(c, now, lease_until, limit))
+    }
+
+    fn close_days(&self, today: NaiveDate, now: DateTime<Utc>) -> Fut<'_, usize> {
+        self.write(move |c| close_days(c, today, now))
+    }
+
+    fn active_jobs(&self) -> Fut<'_, i64> {
+        self.read(active_jobs)
+    }
+
+    fn attempt_dialed<'a>(&'a self, job_id: i64, attempt: i32, call_sid: &'a str) -> Fut<'a, ()> {
+        let call_sid = call_sid.to_owned();
+        self.write(move |c| attempt_dialed(c, job_id, attempt, &call_sid))
+    }
+
+    fn attempt_progress<'a>(
+        &'a self,
+        job_id: i64,
+        attempt: i32,
+        status: &'a str,
+        answered_by: Option<&'a str>,
+        lease_until: DateTime<Utc>,
+    ) -> Fut<'a, ()> {
+        let (status, answered_by) = (status.to_owned(), answered_by.map(str::to_owned));
+        self.write(move |c| attempt_progress(c, job_id, attempt, &status, answered_by.as_deref(), lease_until))
+    }
+
+    fn end_attempt<'a>(
+        &'a self,
+        job_id: i64,
+        attempt: i32,
+        outcome: &'a str,
+        answered_by: Option<&'a str>,
+        next: &'a JobNext,
+        now: DateTime<Utc>,
+    ) -> Fut<'a, bool> {
+        let (outcome, answered_by, next) = (outcome.to_owned(), answered_by.map(str::to_owned), next.clone());
+        self.write(move |c| end_attempt(c, job_id, attempt, &outcome, answered_by.as_deref(), &next, now))
+    }
+
+    fn stale_attempts(&self, now: DateTime<Utc>) -> Fut<'_, Vec<StaleAttempt>> {
+        self.read(move |c| stale_attempts(c, now))
+    }
+
+    fn extend_lease(&self, job_id: i64, until: DateTime<Utc>) -> Fut<'_, ()> {
+        self.write(move |c| extend_lease(c, job_id, until))
+    }
+
+    fn jobs_for_day(&self, day: NaiveDate) -> Fut<'_, Vec<JobView>> {
+        self.read(move |c| jobs_for_day(c, day))
+    }
+
+    fn attempts(&self, job_id: i64) -> Fut<'_, Vec<AttemptView>> {
+        self.read(move |c| attempts(c, job_id))
+    }
+
+    fn summary(&self, day: NaiveDate, since: DateTime<Utc>) -> Fut<'_, CampaignSummary> {
+        self.read(move |c| campaign_summary(c, day, since))
+    }
+}

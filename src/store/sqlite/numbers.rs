@@ -1,0 +1,235 @@
+//! Processing numbers, API tokens and the audit log on SQLite.
+
+use chrono::{DateTime, Utc};
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
+
+use super::{SqliteStore, parse_sqlite_time, sqlite_time};
+use crate::store::{FoundNumber, Issued, NewNumber, NumberClash, StoreError, ValidNumber, Verdict};
+use crate::store::{Fut, Numbers};
+use crate::store::{clash_error, consent_actor, consent_columns, judge};
+
+/// Records a number (and its message): expires numbers whose time is up, revokes the
+/// patient's previous number, inserts. A hash equal to a valid number's is a [`StoreError::Conflict`].
+pub(super) fn insert_number(
+    tx: &Connection,
+    call_id: Option<i64>,
+    n: &NewNumber,
+    reissue_of: Option<i64>,
+) -> Result<Issued, StoreError> {
+    let now = sqlite_time(n.issued_at);
+    // Two statements, each on its index: with `number_hash = ?2 or patient_id = ?3` in one,
+    // SQLite read every valid number for each number issued.
+    tx.prepare_cached(
+        "update processing_numbers set status = 'expired'
+         where number_hash = ?2 and status = 'valid' and expires_at <= ?1",
+    )?
+    .execute(params![now, n.number_hash])?;
+    // The patient's number: expired if its time is up, else revoked (its sealed copy dropped).
+    tx.prepare_cached(
+        "update processing_numbers
+         set status = case when expires_at <= ?2 then 'expired' else 'revoked' end,
+             revoked_at = case when expires_at <= ?2 then revoked_at else ?2 end,
+             sealed = case when expires_at <= ?2 then sealed end
+         where patient_id = ?1 and status = 'valid'",
+    )?
+    .execute(params![n.patient_id, now])?;
+    let (seq, staff, channel) = consent_columns(&n.consent);
+    let inserted = tx
+        .prepare_cached(
+            "insert into processing_numbers (patient_id, number_hash, sealed, issued_at, expires_at,
+               consent_channel, consent_call_id, consent_seq, consent_staff, delivery, reissue_of)
+             values (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+        )?
+        .execute(params![
+            n.patient_id,
+            n.number_hash,
+            n.sealed,
+            now,
+            sqlite_time(n.expires_at),
+            channel,
+            call_id,
+            seq,
+            staff,
+            n.delivery,
+            reissue_of
+        ]);
+    if let Err(rusqlite::Error::SqliteFailure(e, msg)) = &inserted
+        && e.code == rusqlite::ErrorCode::ConstraintViolation
+    {
+        // SQLite names the columns of the unique index refused; a foreign key, nothing.
+        let msg = msg.as_deref().unwrap_or("");
+        let clash = if msg.contains("number_hash") {
+            NumberClash::Hash
+        } else if msg.contains("consent_call_id") {
+            NumberClash::Consent
+        } else if msg.contains("reissue_of") {
+            NumberClash::Reissue
+        } else {
+            NumberClash::Patient
+        };
+        return Err(clash_error(clash, n, call_id, reissue_of));
+    }
+    inserted?;
+    let number_id = tx.last_insert_rowid();
+    let message_id = match &n.message {
+        Some(m) => {
+            tx.prepare_cached(
+                "insert into outbox (patient_id, number_id, channel, recipient, body_sealed, next_attempt_at)
+                 values (?1, ?2, ?3, ?4, ?5, ?6)",
+            )?
+            .execute(params![n.patient_id, number_id, m.channel, m.recipient, m.body_sealed, now])?;
+            Some(tx.last_insert_rowid())
+        }
+        None => None,
+    };
+    audit(tx, consent_actor(&n.consent), "issue", Some(number_id), &format!("delivery {}", n.delivery))?;
+    Ok(Issued { number_id, message_id })
+}
+
+pub(super) fn audit(
+    tx: &Connection,
+    actor: &str,
+    action: &str,
+    number_id: Option<i64>,
+    detail: &str,
+) -> Result<(), StoreError> {
+    tx.prepare_cached("insert into audit_log (actor, action, number_id, detail) values (?1, ?2, ?3, ?4)")?
+        .execute(params![actor, action, number_id, detail])?;
+    Ok(())
+}
+
+/// Issues a number outside a call (the manual path), in one transaction.
+pub(super) fn issue_number(conn: &mut Connection, n: &NewNumber) -> Result<Issued, StoreError> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let issued = insert_number(&tx, None, n, None)?;
+    tx.commit()?;
+    Ok(issued)
+}
+
+/// The patient's number that is still valid at `now`.
+pub(super) fn valid_number(
+    conn: &mut Connection,
+    patient_id: &str,
+    now: DateTime<Utc>,
+) -> Result<Option<ValidNumber>, StoreError> {
+    let mut st = conn.prepare_cached(
+        "select number_id, expires_at, sealed, read_pending from processing_numbers
+         where patient_id = ?1 and status = 'valid' and expires_at > ?2 order by number_id desc limit 1",
+    )?;
+    Ok(st
+        .query_row(params![patient_id, sqlite_time(now)], |r| {
+            Ok(ValidNumber {
+                number_id: r.get(0)?,
+                expires_at: parse_sqlite_time(&r.get::<_, String>(1)?),
+                sealed: r.get(2)?,
+                read_pending: r.get(3)?,
+            })
+        })
+        .optional()?)
+}
+
+/// Looks a number up by its hash; with `consume`, a valid number becomes used (once: the
+/// transaction serialises concurrent attempts). Every attempt is in the audit log.
+pub(super) fn verify_number(
+    conn: &mut Connection,
+    hash: &str,
+    now: DateTime<Utc>,
+    actor: &str,
+    consume: bool,
+) -> Result<Verdict, StoreError> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let found = tx
+        .prepare_cached(
+            "select number_id, patient_id, status, issued_at, expires_at from processing_numbers
+             where number_hash = ?1 order by (status = 'valid') desc, number_id desc limit 1",
+        )?
+        .query_row([hash], |r| {
+            Ok(FoundNumber {
+                number_id: r.get(0)?,
+                patient_id: r.get(1)?,
+                status: r.get(2)?,
+                issued_at: parse_sqlite_time(&r.get::<_, String>(3)?),
+                expires_at: parse_sqlite_time(&r.get::<_, String>(4)?),
+            })
+        })
+        .optional()?;
+    let verdict = judge(found, now);
+    if let (Verdict::Valid { number_id, .. }, true) = (&verdict, consume) {
+        tx.prepare_cached(
+            "update processing_numbers set status = 'used', used_at = ?2, used_by = ?3, sealed = null
+             where number_id = ?1",
+        )?
+        .execute(params![number_id, sqlite_time(now), actor])?;
+    }
+    let number_id = match &verdict {
+        Verdict::Valid { number_id, .. } => Some(*number_id),
+        _ => None,
+    };
+    let action = if consume { "verify" } else { "check" };
+    audit(&tx, actor, action, number_id, verdict.reason())?;
+    tx.commit()?;
+    Ok(verdict)
+}
+
+pub(super) fn add_token(conn: &mut Connection, name: &str, token_hash: &str) -> Result<(), StoreError> {
+    match conn.prepare_cached("insert into api_tokens (name, token_hash) values (?1, ?2)")?.execute([name, token_hash])
+    {
+        Err(rusqlite::Error::SqliteFailure(e, _)) if e.code == rusqlite::ErrorCode::ConstraintViolation => {
+            Err(StoreError::Duplicate(format!("token '{name}'")))
+        }
+        r => r.map(|_| ()).map_err(Into::into),
+    }
+}
+
+/// The name of the live token with this hash.
+pub(super) fn token_name(conn: &mut Connection, token_hash: &str) -> Result<Option<String>, StoreError> {
+    let mut st = conn.prepare_cached("select name from api_tokens where token_hash = ?1 and revoked_at is null")?;
+    Ok(st.query_row([token_hash], |r| r.get(0)).optional()?)
+}
+
+/// (action, detail) of the audit log for a number, or all numbers when `None`.
+pub(super) fn audit_log(conn: &mut Connection) -> Result<Vec<(String, String, String)>, StoreError> {
+    let mut st = conn.prepare_cached("select actor, action, detail from audit_log order by audit_id")?;
+    let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// How many numbers are valid now (for tests and metrics).
+pub(super) fn valid_count(conn: &mut Connection) -> Result<i64, StoreError> {
+    Ok(conn.query_row("select count(*) from processing_numbers where status = 'valid'", [], |r| r.get(0))?)
+}
+
+impl Numbers for SqliteStore {
+    fn issue<'a>(&'a self, n: &'a NewNumber) -> Fut<'a, Issued> {
+        let n = n.clone();
+        self.write(move |c| issue_number(c, &n))
+    }
+
+    fn valid<'a>(&'a self, patient_id: &'a str, now: DateTime<Utc>) -> Fut<'a, Option<ValidNumber>> {
+        let patient_id = patient_id.to_owned();
+        self.read(move |c| valid_number(c, &patient_id, now))
+    }
+
+    fn verify<'a>(&'a self, hash: &'a str, now: DateTime<Utc>, actor: &'a str, consume: bool) -> Fut<'a, Verdict> {
+        let (hash, actor) = (hash.to_owned(), actor.to_owned());
+        self.write(move |c| verify_number(c, &hash, now, &actor, consume))
+    }
+
+    fn add_token<'a>(&'a self, name: &'a str, token_hash: &'a str) -> Fut<'a, ()> {
+        let (name, token_hash) = (name.to_owned(), token_hash.to_owned());
+        self.write(move |c| add_token(c, &name, &token_hash))
+    }
+
+    fn token_name<'a>(&'a self, token_hash: &'a str) -> Fut<'a, Option<String>> {
+        let token_hash = token_hash.to_owned();
+        self.read(move |c| token_name(c, &token_hash))
+    }
+
+    fn audit_log(&self) -> Fut<'_, Vec<(String, String, String)>> {
+        self.read(audit_log)
+    }
+
+    fn valid_count(&self) -> Fut<'_, i64> {
+        self.read(valid_count)
+    }
+}
