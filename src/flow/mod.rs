@@ -16,6 +16,9 @@ pub mod source;
 pub mod validate;
 mod value;
 
+#[cfg(test)]
+mod tests;
+
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 

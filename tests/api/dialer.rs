@@ -4,7 +4,7 @@
 use chrono::{Duration, Utc};
 use ivr::store::{JobView, NewJob};
 
-use crate::helpers::*;
+use crate::common::app::*;
 
 const MOBILE: &str = "+819012345670";
 
@@ -47,7 +47,7 @@ async fn post(app: &TestApp, path: &str, params: &[(&'static str, String)]) -> (
 
 #[tokio::test]
 async fn an_answering_machine_hears_the_message_and_the_job_is_retried() {
-    let app = spawn_sqlite().await;
+    let app = spawn_app().await;
     let (job_id, attempt) = dialled(&app).await;
     let q = format!("job={job_id}&attempt={attempt}");
     let (status, twiml) = post(&app, &format!("/twilio/voice?{q}"), &answered("CA1", "machine_end_beep")).await;
@@ -71,7 +71,7 @@ async fn an_answering_machine_hears_the_message_and_the_job_is_retried() {
 
 #[tokio::test]
 async fn a_machine_that_presses_a_key_is_a_person_and_the_call_goes_on() {
-    let app = spawn_sqlite().await;
+    let app = spawn_app().await;
     let (job_id, attempt) = dialled(&app).await;
     let q = format!("job={job_id}&attempt={attempt}");
     post(&app, &format!("/twilio/voice?{q}"), &answered("CA2", "machine_start")).await;
@@ -90,7 +90,7 @@ async fn a_machine_that_presses_a_key_is_a_person_and_the_call_goes_on() {
 
 #[tokio::test]
 async fn a_completed_call_ends_the_job_and_unanswered_last_attempts_alert() {
-    let app = spawn_sqlite().await;
+    let app = spawn_app().await;
     let (job_id, attempt) = dialled(&app).await;
     let q = format!("job={job_id}&attempt={attempt}");
     for status in ["initiated", "ringing"] {
