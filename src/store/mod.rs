@@ -1,6 +1,6 @@
 //! Everything durable: patients, calls and their turns, answers, alerts. One interface,
 //! [`Store`], with two back ends: SQLite (default; rusqlite on the server's own threads) and
-//! PostgreSQL (sqlx, for several instances). Both pass the same test suite (`tests/store.rs`).
+//! PostgreSQL (sqlx, for several instances). Both pass the same test suite (`tests/store/`).
 //!
 //! A webhook turn is one transaction ([`Store::turn`]): lock the call, check the turn's
 //! sequence number, run the engine (a closure), write state, event, answers and alerts, commit.
