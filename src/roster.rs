@@ -351,8 +351,6 @@ fn email(v: &str) -> Result<String, String> {
 
 #[cfg(test)]
 mod tests {
-    use std::path::Path;
-
     use super::*;
 
     const LANGS: &[&str] = &["en-US", "ja-JP"];
@@ -451,94 +449,5 @@ mod tests {
                 "r.csv:2:6: error: unknown language 'fr-FR' (prompts exist for en-US, ja-JP)",
             ]
         );
-    }
-
-    // ---- whole files ----
-
-    const HEADER: &str = "patient_id,name,phone,birth_date,language,care_start,care_end,call_slot,email,area\n";
-
-    fn good() -> String {
-        format!(
-            "{HEADER}\
-             P001,山田 花子,090-1234-5670,1950-04-12,ja-JP,2026-11-01,2027-01-31,morning,,north\n\
-             P002,Emily Carter,+818012345671,1962-12-01,en-US,,,afternoon,e.carter@example.jp,south\n\
-             P003,佐藤 太郎,03-1234-5678,1941-01-31,,2026-11-01,,,,\n"
-        )
-    }
-
-    #[test]
-    fn a_good_file_becomes_patients_with_phones_in_e164_and_birth_month_and_day() {
-        let patients = parse_roster("r.csv", good().as_bytes(), DEFAULT_SLOTS, LANGS).unwrap();
-        let ids: Vec<_> = patients.iter().map(|p| p.patient_id.as_str()).collect();
-        assert_eq!(ids, ["P001", "P002", "P003"]);
-        let phones: Vec<_> = patients.iter().map(|p| p.phone.as_str()).collect();
-        assert_eq!(phones, ["+819012345670", "+818012345671", "+81312345678"]);
-        assert_eq!(patients[0].birth_md.as_deref(), Some("0412"));
-        assert_eq!(patients[1].email.as_deref(), Some("e.carter@example.jp"));
-        assert_eq!(patients[2].language, "ja-JP", "the default language");
-        assert_eq!(patients[2].call_slot, None, "the first slot");
-        assert_eq!((patients[2].care_start.as_deref(), patients[2].care_end.as_deref()), (Some("2026-11-01"), None));
-    }
-
-    #[test]
-    fn columns_may_come_in_any_order_with_a_byte_order_mark_and_crlf_lines() {
-        let text = "\u{feff}phone , birth_date,name,patient_id\r\n 090-1234-5670 ,1950-04-12,山田 花子,P001\r\n";
-        let patients = parse_roster("r.csv", text.as_bytes(), DEFAULT_SLOTS, LANGS).unwrap();
-        assert_eq!(patients.len(), 1);
-        assert_eq!((patients[0].patient_id.as_str(), patients[0].phone.as_str()), ("P001", "+819012345670"));
-    }
-
-    #[test]
-    fn every_bad_row_is_reported_at_its_line_and_column_and_nothing_is_returned() {
-        let text = format!(
-            "{HEADER}\
-             P001,山田 花子,090-1234-5670,1950-04-12,ja-JP,2026-11-01,2027-01-31,morning,,north\n\
-             P002,鈴木 一郎,0120-12,1950-02-30,ko-KR,,,,,\n\
-             P003,佐藤 太郎,03-1234-5678,1941-01-31,,2026-12-01,2026-11-01,evening,taro@,\n\
-             \"P004\",\"高橋, 幸子\",090-1234-5674,1960-06-06,,,,,,\n\
-             P001,田中 和子,090-1234-5675,1970-07-07,,,,,,\n"
-        );
-        let e = parse_roster("r.csv", text.as_bytes(), DEFAULT_SLOTS, LANGS).unwrap_err();
-        assert_eq!(
-            e.to_string(),
-            "r.csv:3:3: error: '0120-12' is not a phone number like 090-1234-5678, 03-1234-5678 or +819012345678\n\
-             r.csv:3:4: error: '1950-02-30' is not a date written YYYY-MM-DD\n\
-             r.csv:3:5: error: unknown language 'ko-KR' (prompts exist for en-US, ja-JP)\n\
-             r.csv:4:7: error: care ends (2026-11-01) before it starts (2026-12-01)\n\
-             r.csv:4:8: error: unknown call slot 'evening' (the slots are morning, afternoon)\n\
-             r.csv:4:9: error: 'taro@' is not an e-mail address\n\
-             r.csv:6:1: error: patient P001 is already on line 2"
-        );
-        let phone = &e.errors[0];
-        assert_eq!((phone.row, phone.col, phone.column.as_str()), (3, 3, "phone"));
-    }
-
-    #[test]
-    fn an_unknown_column_and_a_missing_one_are_named() {
-        let text = "patient_id,name,telephone,birth_date\nP001,山田 花子,090-1234-5670,1950-04-12\n";
-        let e = parse_roster("r.csv", text.as_bytes(), DEFAULT_SLOTS, LANGS).unwrap_err();
-        let lines: Vec<_> = e.to_string().lines().map(String::from).collect();
-        assert_eq!(lines[0], "r.csv:1:1: error: missing required column 'phone'");
-        assert!(lines[1].starts_with("r.csv:1:3: error: unknown column 'telephone' (the columns are "), "{e}");
-        assert_eq!(lines.len(), 2);
-    }
-
-    #[test]
-    fn the_example_roster_is_clean_and_covers_every_simulated_persona() {
-        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-        let bytes = std::fs::read(root.join("examples/patients.csv")).unwrap();
-        let langs = crate::roster::catalogue_languages(&root.join("prompts")).unwrap();
-        let langs: Vec<&str> = langs.iter().map(String::as_str).collect();
-        let patients =
-            parse_roster("examples/patients.csv", &bytes, DEFAULT_SLOTS, &langs).unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(patients.len(), 50);
-        for digit in '0'..='9' {
-            let n =
-                patients.iter().filter(|p| crate::phone_kind(&p.phone) == "mobile" && p.phone.ends_with(digit)).count();
-            assert!(n >= 3, "{n} mobile(s) end in {digit}");
-        }
-        assert!(patients.iter().filter(|p| crate::phone_kind(&p.phone) == "landline").count() >= 3);
-        assert!((3..=4).contains(&patients.iter().filter(|p| p.language == "en-US").count()));
-        assert_eq!(patients.iter().filter(|p| p.email.is_some()).count(), 5);
     }
 }
