@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """A real SMTP server for tests (PyPI `aiosmtpd`) that stores what it receives.
 
-Used by tests/email.rs; also handy by hand, to see what `ivr` sends:
+Used by tests/api/email.rs; also handy by hand, to see what `ivr` sends:
 
     python3 scripts/smtp-sink.py --port 2525 /tmp/mail
 

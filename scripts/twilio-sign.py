@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Signs and validates webhook requests with Twilio's official helper library (PyPI `twilio`).
 
-Used by tests/signature_interop.rs to hold `ivr::carrier::signature` to the library's behaviour.
+Used by tests/api/signature_interop.rs to hold `ivr::carrier::signature` to the library's behaviour.
 
 stdin: a JSON list of cases:
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Writes TwiML fixtures with Twilio's official helper library (PyPI `twilio`).
 
-The Rust interop test (tests/twiml_interop.rs) checks that `ivr::twiml::parse` reads each
+The Rust interop test (tests/api/twiml_interop.rs) checks that `ivr::twiml::parse` reads each
 fixture as the verbs it expects, and that `ivr::twiml::render` of those verbs is the same
 document. Each case below has a twin, with the same name, in that test.
 

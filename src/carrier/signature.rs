@@ -1,6 +1,6 @@
 //! Twilio webhook signatures (the `X-Twilio-Signature` header), computed and checked exactly as
 //! Twilio's official helper library does it: `twilio.request_validator.RequestValidator` in the
-//! PyPI package `twilio` (9.x). `scripts/twilio-sign.py` and `tests/signature_interop.rs` check
+//! PyPI package `twilio` (9.x). `scripts/twilio-sign.py` and `tests/api/signature_interop.rs` check
 //! this module against that library.
 //!
 //! The signature is `base64(HMAC-SHA1(auth token, url + name₁ + value₁ + name₂ + value₂ …))`:

@@ -216,3 +216,30 @@ fn transport_error(e: reqwest::Error) -> TwilioError {
 fn is_sid(s: &str) -> bool {
     !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ACCOUNT: &str = "AC0123456789abcdef0123456789abcdef";
+    const TOKEN: &str = "test-auth-token-0123456789abcdef";
+
+    #[test]
+    fn settings_without_credentials_name_what_is_missing() {
+        let mut settings = crate::config::Settings::load(None).unwrap();
+        settings.carrier.account_sid = None;
+        let e = TwilioClient::from_settings(&settings.carrier).unwrap_err();
+        assert!(e.to_string().contains("carrier.account_sid"), "{e}");
+        settings.carrier.account_sid = Some(ACCOUNT.into());
+        settings.carrier.auth_token = Some(TOKEN.into());
+        assert_eq!(TwilioClient::from_settings(&settings.carrier).unwrap().account_sid(), ACCOUNT);
+    }
+
+    #[test]
+    fn the_client_never_shows_its_auth_token() {
+        let twilio = TwilioClient::new("https://api.twilio.com", ACCOUNT, TOKEN).unwrap();
+        assert!(!format!("{twilio:?}").contains(TOKEN));
+        assert!(TwilioClient::new("ftp://api.twilio.com", ACCOUNT, TOKEN).is_err());
+        assert!(TwilioClient::new("https://api.twilio.com", "AC/../x", TOKEN).is_err());
+    }
+}

@@ -18,6 +18,9 @@ pub mod source;
 pub mod validate;
 mod value;
 
+#[cfg(test)]
+mod tests;
+
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 

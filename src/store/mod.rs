@@ -1,7 +1,7 @@
 //! Everything durable: patients, calls and their turns, numbers, the outbox, campaigns and
 //! flow versions. One [`Store`] with two back ends: SQLite (default; rusqlite on the store's own
 //! threads) and PostgreSQL (sqlx, for several instances). Both pass the same test suite
-//! (`tests/store.rs`).
+//! (`tests/store/`).
 //!
 //! ## Layout
 //! One module per record: `patients`, `calls` (calls, their turns, answers, alerts), `numbers`

@@ -19,8 +19,9 @@ use ivr::server::Server;
 use ivr::store::{JobView, Patient, Store};
 use secrecy::SecretString;
 
-#[allow(dead_code)] // the campaign tests use the PostgreSQL part of the support module
-mod support;
+use crate::common::app;
+use crate::common::db as support;
+use crate::common::patients::{PatientBuilder, patient};
 
 const TOKEN: &str = "campaign-auth-token-0123456789abcdef";
 const PATIENTS: usize = 240;
@@ -34,14 +35,10 @@ fn day() -> NaiveDate {
 }
 
 fn settings(dir: &Path) -> Settings {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let mut s = Settings::load(None).expect("default settings");
-    s.server.listen = "127.0.0.1:0".parse().unwrap();
-    s.database.url = SecretString::from(format!("sqlite://{}", dir.join("ivr.db").display()));
+    let mut s = app::settings(&app::sqlite_url(dir));
+    s.server.public_url = None;
     s.carrier.auth_token = Some(SecretString::from(TOKEN));
     s.carrier.simulator_speed = 0.0;
-    s.flows.dir = root.join("call-flows");
-    s.flows.prompts_dir = root.join("prompts");
     // The defaults: morning 09:00-11:00, afternoon 14:00-16:00, quiet 20:00-09:00, three
     // attempts 30 minutes apart. Limits high enough that the test never waits on them.
     s.scheduler.autostart = false;
@@ -56,18 +53,11 @@ fn roster() -> Vec<Patient> {
     (0..PATIENTS)
         .map(|i| {
             let phone = if i % 11 == 10 { format!("+8131234{i:04}") } else { format!("+819011{i:05}{}", i % 10) };
-            Patient {
-                patient_id: format!("P{i:04}"),
-                name: format!("患者 {i}"),
-                phone,
-                birth_md: Some("0412".into()),
-                language: if i % 13 == 0 { "en-US" } else { "ja-JP" }.into(),
-                email: None,
-                area: Some(if i % 2 == 0 { "north" } else { "south" }.into()),
-                care_start: Some("2026-11-01".into()),
-                care_end: Some(if i % 37 == 36 { "2026-11-20" } else { "2026-12-31" }.into()),
-                call_slot: Some(if i % 3 == 0 { "afternoon" } else { "morning" }.into()),
-            }
+            patient(&format!("P{i:04}"), &phone)
+                .language(if i % 13 == 0 { "en-US" } else { "ja-JP" })
+                .area(if i % 2 == 0 { "north" } else { "south" })
+                .care("2026-11-01", if i % 37 == 36 { "2026-11-20" } else { "2026-12-31" })
+                .slot(if i % 3 == 0 { "afternoon" } else { "morning" })
         })
         .collect()
 }
@@ -134,7 +124,7 @@ async fn a_simulated_day_calls_every_patient_in_their_slot_and_follows_each_one_
     let dir = tempfile::tempdir().unwrap();
     let settings = settings(dir.path());
     let clock = Clock::manual(tokyo(8, 0));
-    let server = Server::start_with_clock(&settings, clock.clone()).await.expect("server starts");
+    let server = app::spawn_app_at(settings.clone(), dir, clock.clone()).await;
     let store = server.state.store.clone();
     let sim = server.state.simulator.clone().expect("the simulator is the carrier");
     let patients = roster();
@@ -244,8 +234,8 @@ async fn two_instances_on_one_postgresql_share_a_campaign() {
     settings.scheduler.calls_per_second = 50.0;
     settings.scheduler.max_concurrent_calls = 8;
     let clock = Clock::manual(tokyo(9, 0));
-    let a = Server::start_with_clock(&settings, clock.clone()).await.expect("first server");
-    let b = Server::start_with_clock(&settings, clock.clone()).await.expect("second server");
+    let a = app::spawn_app_at(settings.clone(), dir, clock.clone()).await;
+    let b = app::spawn_app_at(settings.clone(), tempfile::tempdir().unwrap(), clock.clone()).await;
     let store = a.state.store.clone();
     let patients: Vec<Patient> = roster().into_iter().take(80).collect();
     store.patients().import(&patients).await.unwrap();

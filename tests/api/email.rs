@@ -7,8 +7,7 @@
 //! Without aiosmtpd the server tests print `SKIP: aiosmtpd not installed` and pass, except under
 //! `CI=true`, where they fail (`python3 -m pip install -r scripts/requirements.txt`).
 
-#[path = "peers/mod.rs"]
-mod peers;
+use crate::common::peers;
 
 use std::fs::File;
 use std::net::{Ipv4Addr, TcpListener, TcpStream};

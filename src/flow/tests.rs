@@ -3,8 +3,8 @@
 use std::path::Path;
 use std::sync::{Arc, OnceLock};
 
-use ivr::flow::driver::{Actions, Outcome, run_turn};
-use ivr::flow::{CallState, Effect, Flow, Input, Library, Phase, Value, Vars, Wait, step};
+use crate::flow::driver::{Actions, Outcome, run_turn};
+use crate::flow::{CallState, Effect, Flow, Input, Library, Phase, Value, Vars, Wait, step};
 use proptest::prelude::*;
 
 fn daily() -> Arc<Flow> {

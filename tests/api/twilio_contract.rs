@@ -7,8 +7,7 @@
 //! Needs npm (the script installs Prism into `.cache/prism`); without it the test prints
 //! `SKIP: Prism not available` and passes, except in CI (`CI=true`), where it fails.
 
-#[path = "peers/mod.rs"]
-mod peers;
+use crate::common::peers;
 
 use std::io::Write as _;
 use std::os::unix::process::CommandExt;

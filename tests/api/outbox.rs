@@ -14,7 +14,9 @@ use chrono::Utc;
 use ivr::carrier::twilio::{RetryPolicy, Sender, TwilioClient};
 use ivr::issuer::{IssuerKey, ProcessingNumber};
 use ivr::notify::outbox::{Dispatcher, Policy, Reissue, SmsGateway};
-use ivr::store::{Consent, NewMessage, NewNumber, Patient, Store};
+use ivr::store::{Consent, NewMessage, NewNumber, Store};
+
+use crate::common::patients::{PatientBuilder, patient};
 
 type Hits = Arc<Mutex<HashMap<String, usize>>>;
 
@@ -69,18 +71,7 @@ async fn setup(phones: &[&str]) -> (Dispatcher, Hits, Store, tempfile::TempDir) 
     let key_for_reissue = key.clone();
     for (i, phone) in phones.iter().enumerate() {
         let id = format!("P{i}");
-        let p = Patient {
-            patient_id: id.clone(),
-            name: "患者".into(),
-            phone: phone.to_string(),
-            birth_md: None,
-            language: "ja-JP".into(),
-            email: None,
-            area: None,
-            care_start: None,
-            care_end: None,
-            call_slot: None,
-        };
+        let p = patient(&id, phone).no_birthday();
         store.patients().upsert(&p).await.unwrap();
         let n = ProcessingNumber::generate(8);
         let now = Utc::now();

@@ -1,8 +1,9 @@
 //! The store's conformance suite: every test runs once on SQLite and once on PostgreSQL
 //! (`sqlite::…` and `postgres::…`), each on a database of its own. PostgreSQL tests are skipped
-//! when no server answers (see `support`), except under `CI=true`.
+//! when no server answers (see `common::db`), except under `CI=true`.
 
-mod support;
+use crate::common::db as support;
+use crate::common::patients::{self, PatientBuilder};
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -65,18 +66,7 @@ on_both_backends! {
 // ---- helpers ----
 
 fn patient(id: &str, phone: &str) -> Patient {
-    Patient {
-        patient_id: id.into(),
-        name: format!("Patient {id}"),
-        phone: phone.into(),
-        birth_md: Some("0412".into()),
-        language: "ja-JP".into(),
-        email: None,
-        area: Some("north".into()),
-        care_start: Some("2024-04-01".into()),
-        care_end: None,
-        call_slot: None,
-    }
+    patients::patient(id, phone).area("north").care_from("2024-04-01")
 }
 
 fn call_state(at: &str) -> CallState {

@@ -5,17 +5,15 @@
 //! the documented error examples must be the server's answers, word for word.
 
 use std::collections::BTreeSet;
-use std::path::Path;
 
-use ivr::config::Settings;
 use ivr::http::api::token_hash;
-use ivr::server::Server;
-use ivr::store::{Patient, Store};
 use secrecy::SecretString;
 use serde_json::{Value, json};
 
-const SPEC: &str = include_str!("../docs/openapi.json");
-const API_SOURCE: &str = include_str!("../src/http/api.rs");
+use crate::common::app::{TestApp as App, settings, spawn_app_with, sqlite_url};
+
+const SPEC: &str = include_str!("../../docs/openapi.json");
+const API_SOURCE: &str = include_str!("../../src/http/api.rs");
 
 const VERIFY: &str = "/api/v1/processing-numbers/verify";
 const ISSUE: &str = "/api/v1/patients/{id}/processing-number";
@@ -296,50 +294,17 @@ fn validate(spec: &Value, schema: &Value, v: &Value, at: &str) -> Vec<String> {
 const MOBILE: &str = "+819012345678";
 const LANDLINE: &str = "+81312345678";
 
-fn settings(db_url: &str) -> Settings {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let mut s = Settings::load(None).expect("default settings");
-    s.server.listen = "127.0.0.1:0".parse().unwrap();
-    s.database.url = SecretString::from(db_url);
-    s.carrier.auth_token = Some(SecretString::from("openapi-test-auth-token"));
-    s.issuer.key = Some(SecretString::from("openapi-test-issuer-key"));
-    s.flows.dir = root.join("call-flows");
-    s.flows.prompts_dir = root.join("prompts");
-    // One verification a minute per client: each case below has its own token.
-    s.api.verify_per_minute = 1;
-    s
-}
-
-struct App {
-    server: Server,
-    addr: String,
-    store: Store,
-    db: std::path::PathBuf,
-    _dir: tempfile::TempDir,
-}
-
 async fn spawn() -> App {
     let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("ivr.db");
-    let server = Server::start(&settings(&format!("sqlite://{}", db.display()))).await.expect("server starts");
-    let addr = format!("http://{}", server.addr);
-    let store = server.state.store.clone();
+    let mut s = settings(&sqlite_url(dir.path()));
+    s.issuer.key = Some(SecretString::from("openapi-test-issuer-key"));
+    // One verification a minute per client: each case below has its own token.
+    s.api.verify_per_minute = 1;
+    let app = spawn_app_with(s, dir).await;
     for (id, phone) in [("P001", MOBILE), ("P003", LANDLINE)] {
-        let p = Patient {
-            patient_id: id.into(),
-            name: "山田 花子".into(),
-            phone: phone.into(),
-            birth_md: Some("0412".into()),
-            language: "ja-JP".into(),
-            email: None,
-            area: None,
-            care_start: None,
-            care_end: None,
-            call_slot: None,
-        };
-        store.patients().upsert(&p).await.unwrap();
+        app.add_patient(id, phone).await;
     }
-    App { server, addr, store, db, _dir: dir }
+    app
 }
 
 /// One request, what it must get, and which documented example (if any) is its answer.
@@ -660,7 +625,7 @@ async fn every_documented_status_is_one_the_handlers_return_with_the_documented_
     let broken = spawn().await;
     let staff = token(&broken, "staff").await;
     let app_token = token(&broken, "app").await;
-    rusqlite::Connection::open(&broken.db).unwrap().execute_batch("drop table audit_log").unwrap();
+    rusqlite::Connection::open(broken.sqlite_path()).unwrap().execute_batch("drop table audit_log").unwrap();
     run(
         &spec,
         &broken,
@@ -682,7 +647,7 @@ async fn every_documented_status_is_one_the_handlers_return_with_the_documented_
     )
     .await;
     assert_eq!(broken.store.numbers().valid_count().await.unwrap(), 0, "nothing is issued when the database fails");
-    rusqlite::Connection::open(&broken.db)
+    rusqlite::Connection::open(broken.sqlite_path())
         .unwrap()
         .execute_batch("create trigger broken before insert on patients begin select raise(abort, 'disk full'); end")
         .unwrap();
@@ -717,6 +682,6 @@ async fn every_documented_status_is_one_the_handlers_return_with_the_documented_
     let unmatched: Vec<_> = error_examples.difference(&seen.examples).collect();
     assert!(unmatched.is_empty(), "documented error examples that no request here was answered with: {unmatched:?}");
 
-    app.server.stop().await;
-    broken.server.stop().await;
+    app.stop().await;
+    broken.stop().await;
 }

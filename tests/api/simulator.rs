@@ -2,7 +2,6 @@
 //! its carrier, calls placed through our own Twilio client against the server's `/simulator`,
 //! each persona answering the daily health check through signed webhooks and TwiML.
 
-use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,21 +11,22 @@ use ivr::carrier::twilio::{
 };
 use ivr::config::Settings;
 use ivr::flow::Value;
-use ivr::server::Server;
-use ivr::store::{CallRecord, Patient, Store};
+use ivr::store::{CallRecord, Store};
 use secrecy::SecretString;
+
+use crate::common::app::{TestApp, settings, spawn_app_with, sqlite_url};
+use crate::common::patients::{PatientBuilder, patient};
 
 const TOKEN: &str = "simulator-test-token-0123456789ab";
 const ACCOUNT: &str = ivr::carrier::simulator::ACCOUNT_SID;
 const OURS: &str = "+815000000000";
 
 struct App {
-    _server: Server,
+    _app: TestApp,
     base: String,
     store: Store,
     sim: Arc<Simulator>,
     twilio: TwilioClient,
-    _dir: tempfile::TempDir,
 }
 
 async fn spawn() -> App {
@@ -35,40 +35,21 @@ async fn spawn() -> App {
 
 async fn spawn_with(change: impl FnOnce(&mut Settings)) -> App {
     let dir = tempfile::tempdir().unwrap();
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let mut s = Settings::load(None).expect("default settings");
-    s.server.listen = "127.0.0.1:0".parse().unwrap();
+    let mut s = settings(&sqlite_url(dir.path()));
     s.server.public_url = None;
-    s.database.url = SecretString::from(format!("sqlite://{}", dir.path().join("ivr.db").display()));
     s.carrier.auth_token = Some(SecretString::from(TOKEN));
     s.carrier.simulator_speed = 0.0;
-    // The tests place their own calls.
-    s.scheduler.autostart = false;
-    s.flows.dir = root.join("call-flows");
-    s.flows.prompts_dir = root.join("prompts");
     change(&mut s);
-    let server = Server::start(&s).await.expect("server starts");
-    let base = format!("http://{}", server.addr);
-    let sim = server.state.simulator.clone().expect("the simulator is the carrier");
+    let app = spawn_app_with(s, dir).await;
+    let base = app.addr.clone();
+    let sim = app.state.simulator.clone().expect("the simulator is the carrier");
     let twilio = TwilioClient::new(&format!("{base}/simulator"), ACCOUNT, TOKEN.to_string()).unwrap();
-    App { store: server.state.store.clone(), _server: server, base, sim, twilio, _dir: dir }
+    App { store: app.store.clone(), _app: app, base, sim, twilio }
 }
 
 impl App {
     async fn add_patient(&self, id: &str, phone: &str, language: &str) {
-        let p = Patient {
-            patient_id: id.into(),
-            name: "山田 花子".into(),
-            phone: phone.into(),
-            birth_md: Some("0412".into()),
-            language: language.into(),
-            email: None,
-            area: None,
-            care_start: None,
-            care_end: None,
-            call_slot: None,
-        };
-        self.store.patients().upsert(&p).await.unwrap();
+        self.store.patients().upsert(&patient(id, phone).language(language)).await.unwrap();
     }
 
     /// Places the daily health check to a new patient at `phone`, as the dialer will.

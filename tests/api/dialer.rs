@@ -4,9 +4,20 @@
 use chrono::{Duration, Utc};
 use ivr::store::{JobView, NewJob};
 
-use crate::helpers::*;
+use crate::common::app::*;
 
 const MOBILE: &str = "+819012345670";
+
+/// A server that may call at any hour: a retry half an hour on still falls in a slot of the day,
+/// whatever the hour the tests run at.
+async fn spawn_all_day() -> TestApp {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = settings(&sqlite_url(dir.path()));
+    let all_day = [("morning", "00:00-23:59"), ("afternoon", "00:00-23:59")];
+    s.scheduler.slots = Some(all_day.into_iter().map(|(k, v)| (k.to_string(), v.to_string())).collect());
+    s.scheduler.quiet_hours = "none".into();
+    spawn_app_with(s, dir).await
+}
 
 /// A planned job for P001, claimed as the dialer would: (job id, attempt).
 async fn dialled(app: &TestApp) -> (i64, i32) {
@@ -47,7 +58,7 @@ async fn post(app: &TestApp, path: &str, params: &[(&'static str, String)]) -> (
 
 #[tokio::test]
 async fn an_answering_machine_hears_the_message_and_the_job_is_retried() {
-    let app = spawn_sqlite().await;
+    let app = spawn_all_day().await;
     let (job_id, attempt) = dialled(&app).await;
     let q = format!("job={job_id}&attempt={attempt}");
     let (status, twiml) = post(&app, &format!("/twilio/voice?{q}"), &answered("CA1", "machine_end_beep")).await;
@@ -71,7 +82,7 @@ async fn an_answering_machine_hears_the_message_and_the_job_is_retried() {
 
 #[tokio::test]
 async fn a_machine_that_presses_a_key_is_a_person_and_the_call_goes_on() {
-    let app = spawn_sqlite().await;
+    let app = spawn_all_day().await;
     let (job_id, attempt) = dialled(&app).await;
     let q = format!("job={job_id}&attempt={attempt}");
     post(&app, &format!("/twilio/voice?{q}"), &answered("CA2", "machine_start")).await;
@@ -90,7 +101,7 @@ async fn a_machine_that_presses_a_key_is_a_person_and_the_call_goes_on() {
 
 #[tokio::test]
 async fn a_completed_call_ends_the_job_and_unanswered_last_attempts_alert() {
-    let app = spawn_sqlite().await;
+    let app = spawn_all_day().await;
     let (job_id, attempt) = dialled(&app).await;
     let q = format!("job={job_id}&attempt={attempt}");
     for status in ["initiated", "ringing"] {

@@ -12,7 +12,9 @@ use axum::extract::{Form, State};
 use axum::routing::post;
 use ivr::carrier::signature::AuthToken;
 use ivr::carrier::webhook::WebhookClient;
-use ivr::store::{Patient, Store};
+use ivr::store::Store;
+
+use crate::common::patients::patient;
 
 const TOKEN: &str = "crash-test-token";
 const MOBILE: &str = "+819012345678";
@@ -105,18 +107,7 @@ async fn a_server_killed_while_the_sms_is_in_flight_sends_it_once_and_records_it
     let mut server = serve(port, &db, &api_base);
     ready(port).await;
     let store = Store::open(&db, false).await.unwrap();
-    let patient = Patient {
-        patient_id: "P001".into(),
-        name: "山田 花子".into(),
-        phone: MOBILE.into(),
-        birth_md: Some("0412".into()),
-        language: "ja-JP".into(),
-        email: None,
-        area: None,
-        care_start: None,
-        care_end: None,
-        call_slot: None,
-    };
+    let patient = patient("P001", MOBILE);
     store.patients().upsert(&patient).await.unwrap();
 
     let base = format!("http://127.0.0.1:{port}");

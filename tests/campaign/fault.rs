@@ -14,6 +14,8 @@ use std::time::{Duration, Instant};
 
 use ivr::store::{Patient, Store};
 
+use crate::common::patients::{PatientBuilder, patient, roster_csv};
+
 const TOKEN: &str = "fault-test-auth-token-0123456789";
 const PATIENTS: usize = 60;
 
@@ -84,17 +86,15 @@ async fn ready(port: u16) {
 }
 
 fn roster(dir: &Path) -> std::path::PathBuf {
-    let mut csv = String::from("patient_id,name,phone,birth_date,call_slot\n");
-    for i in 0..PATIENTS {
-        let phone =
-            if i % 11 == 10 { format!("03-1234-{i:04}") } else { format!("090-11{i:02}-00{}{}", i % 7, i % 10) };
-        csv.push_str(&format!(
-            "F{i:03},患者 {i},{phone},1960-04-12,{}\n",
-            if i % 2 == 0 { "morning" } else { "afternoon" }
-        ));
-    }
+    let patients: Vec<Patient> = (0..PATIENTS)
+        .map(|i| {
+            let phone =
+                if i % 11 == 10 { format!("+8131234{i:04}") } else { format!("+819011{i:02}00{}{}", i % 7, i % 10) };
+            patient(&format!("F{i:03}"), &phone).slot(if i % 2 == 0 { "morning" } else { "afternoon" })
+        })
+        .collect();
     let file = dir.join("patients.csv");
-    std::fs::write(&file, csv).unwrap();
+    std::fs::write(&file, roster_csv(&patients)).unwrap();
     file
 }
 

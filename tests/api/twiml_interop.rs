@@ -14,8 +14,7 @@
 //! `<Gather ...></Gather>` here. Escaping of text and attributes is byte-for-byte the same, which
 //! [`without_a_gather_only_the_empty_element_form_differs`] checks.
 
-#[path = "peers/mod.rs"]
-mod peers;
+use crate::common::peers;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -5,8 +5,7 @@
 //! Without the library the tests print `SKIP: PyPI twilio not installed` and pass, except under
 //! `CI=true`, where a skipped interoperability check would be a silent hole: there they fail.
 
-#[path = "peers/mod.rs"]
-mod peers;
+use crate::common::peers;
 
 use std::io::Write as _;
 use std::path::Path;

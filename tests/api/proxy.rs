@@ -5,14 +5,14 @@
 use std::io::Write;
 use std::process::{Command, Stdio};
 
-use crate::helpers::*;
+use crate::common::app::*;
 
 const MOBILE: &str = "+819012345678";
 
 /// Signatures computed by the official library for `(url, params)`, or `None` (skipped)
 /// when it is not installed outside CI.
 fn official_signatures(cases: &[(&str, Vec<(&str, &str)>)]) -> Option<Vec<String>> {
-    if !crate::peers::python_module("twilio", "PyPI twilio not installed") {
+    if !crate::common::peers::python_module("twilio", "PyPI twilio not installed") {
         return None;
     }
     let json: Vec<serde_json::Value> =
@@ -35,7 +35,7 @@ async fn requests_signed_by_the_official_library_are_accepted_and_tampered_ones_
     let dir = tempfile::tempdir().unwrap();
     let mut s = settings(&format!("sqlite://{}", dir.path().join("ivr.db").display()));
     s.server.public_url = Some("https://ivr.example.jp:8443/".into());
-    let app = spawn_with(s, dir).await;
+    let app = spawn_app_with(s, dir).await;
     app.add_patient("P001", MOBILE).await;
     let sid = "CA55555555555555555555555555555555";
     let voice = vec![("CallSid", sid), ("From", MOBILE), ("CallerName", "山田 花子"), ("Empty", "")];
@@ -87,7 +87,7 @@ async fn behind_a_trusted_proxy_the_signed_url_is_rebuilt_from_forwarded_headers
         let mut s = settings(&format!("sqlite://{}", dir.path().join("ivr.db").display()));
         s.server.public_url = None;
         s.server.trust_forwarded_headers = trust;
-        let app = spawn_with(s, dir).await;
+        let app = spawn_app_with(s, dir).await;
         app.add_patient("P001", MOBILE).await;
         let status = send(app.addr.clone(), sig.clone()).await;
         assert_eq!(status, if trust { 200 } else { 403 }, "trust_forwarded_headers = {trust}");

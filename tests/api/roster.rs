@@ -3,7 +3,7 @@
 use ivr::http::api::token_hash;
 use serde_json::{Value as Json, json};
 
-use crate::helpers::*;
+use crate::common::app::*;
 
 const ROSTER: &str = "patient_id,name,phone,birth_date,call_slot\n\
                       P001,山田 花子,090-1234-5670,1950-04-12,morning\n\
@@ -29,7 +29,7 @@ async fn staff_token(app: &TestApp) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_roster_posted_as_csv_is_imported_then_updated_in_place() {
-    let app = spawn_sqlite().await;
+    let app = spawn_app().await;
     let t = staff_token(&app).await;
     let (status, body) = import(&app, Some(&t), "text/csv", ROSTER).await;
     assert_eq!((status, body), (200, json!({"inserted": 2, "updated": 0, "unchanged": 0})));
@@ -44,7 +44,7 @@ async fn a_roster_posted_as_csv_is_imported_then_updated_in_place() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bad_roster_gets_every_error_with_its_field_and_changes_nothing() {
-    let app = spawn_sqlite().await;
+    let app = spawn_app().await;
     let t = staff_token(&app).await;
     let bad = format!("{ROSTER}P003,鈴木 一郎,12345,1950-01-01,\nP004,高橋 幸子,090-1234-5674,1960-13-01,night\n");
     let (status, body) = import(&app, Some(&t), "text/csv", &bad).await;
@@ -65,7 +65,7 @@ async fn a_bad_roster_gets_every_error_with_its_field_and_changes_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_roster_needs_a_token_and_the_csv_content_type() {
-    let app = spawn_sqlite().await;
+    let app = spawn_app().await;
     let t = staff_token(&app).await;
     let (status, body) = import(&app, None, "text/csv", ROSTER).await;
     assert_eq!((status, body["error"].as_str()), (401, Some("unauthorized")));

@@ -5,8 +5,8 @@ use ivr::carrier::signature::AuthToken;
 use ivr::carrier::webhook::WebhookClient;
 use ivr::flow::Value;
 
-use crate::helpers::*;
-use crate::support::{Backend, TestDb};
+use crate::common::app::*;
+use crate::common::db::{Backend, TestDb};
 
 const MOBILE: &str = "+819012345678";
 const KEYS: [&str; 12] = ["0412", "365", "1", "1", "91", "1", "2", "2", "2", "2", "2", "2"];
@@ -14,7 +14,7 @@ const KEYS: [&str; 12] = ["0412", "365", "1", "1", "91", "1", "2", "2", "2", "2"
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_daily_call_is_stored_on_postgresql() {
     let Some(db) = TestDb::new(Backend::Postgres).await else { return };
-    let app = spawn_with(settings(db.url()), tempfile::tempdir().unwrap()).await;
+    let app = spawn_app_with(settings(db.url()), tempfile::tempdir().unwrap()).await;
     app.add_patient("P001", MOBILE).await;
     let (sid, _) = app.call(MOBILE, &KEYS).await;
     let call = app.store.calls().get(&sid).await.unwrap().unwrap();
@@ -28,8 +28,8 @@ async fn the_daily_call_is_stored_on_postgresql() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_instances_on_one_database_serve_the_same_call_alternately_without_loss_or_doubles() {
     let Some(db) = TestDb::new(Backend::Postgres).await else { return };
-    let a = spawn_with(settings(db.url()), tempfile::tempdir().unwrap()).await;
-    let b = spawn_with(settings(db.url()), tempfile::tempdir().unwrap()).await;
+    let a = spawn_app_with(settings(db.url()), tempfile::tempdir().unwrap()).await;
+    let b = spawn_app_with(settings(db.url()), tempfile::tempdir().unwrap()).await;
     a.add_patient("P001", MOBILE).await;
     let clients = [a.client.clone(), WebhookClient::new(AuthToken::new(TOKEN)).behind_proxy(PUBLIC, &b.addr)];
     let sid = "CA77777777777777777777777777777777";

@@ -1,8 +1,8 @@
 use ivr::carrier::signature::{AuthToken, sign};
 use ivr::flow::Value;
 
-use crate::helpers::*;
-use crate::support::{Backend, TestDb};
+use crate::common::app::*;
+use crate::common::db::{Backend, TestDb};
 
 const MOBILE: &str = "+819012345678";
 /// Every question answered, no alert, no to the app question.
@@ -14,7 +14,7 @@ fn value(answers: &[ivr::store::Answer], name: &str) -> Option<Value> {
 
 #[tokio::test]
 async fn the_daily_call_is_walked_through_signed_webhooks_and_every_answer_is_stored() {
-    let app = spawn_sqlite().await;
+    let app = spawn_app().await;
     app.add_patient("P001", MOBILE).await;
     let (sid, heard) = app.call(MOBILE, &HEALTHY).await;
     assert!(heard.iter().any(|h| h.contains("36.5度ですね")), "{heard:?}");
@@ -34,7 +34,7 @@ async fn the_daily_call_is_walked_through_signed_webhooks_and_every_answer_is_st
 
 #[tokio::test]
 async fn low_spo2_raises_an_alert_stored_with_the_call() {
-    let app = spawn_sqlite().await;
+    let app = spawn_app().await;
     app.add_patient("P001", MOBILE).await;
     let (sid, heard) = app.call(MOBILE, &["0412", "365", "1", "1", "91", "1", "2", "2", "2", "2", "2", "2"]).await;
     assert!(heard.iter().any(|h| h.contains("119番")));
@@ -44,7 +44,7 @@ async fn low_spo2_raises_an_alert_stored_with_the_call() {
 
 #[tokio::test]
 async fn a_replayed_turn_returns_the_same_twiml_and_repeats_nothing() {
-    let app = spawn_sqlite().await;
+    let app = spawn_app().await;
     app.add_patient("P001", MOBILE).await;
     let sid = "CA0123456789abcdef0123456789abcdef";
     let base = [("CallSid", sid), ("From", MOBILE), ("To", "+81300000000")];
@@ -81,7 +81,7 @@ async fn a_replayed_turn_returns_the_same_twiml_and_repeats_nothing() {
 
 #[tokio::test]
 async fn a_caller_who_hangs_up_mid_call_keeps_the_answers_given_marked_incomplete() {
-    let app = spawn_sqlite().await;
+    let app = spawn_app().await;
     app.add_patient("P001", MOBILE).await;
     let (sid, _) = app.call(MOBILE, &["0412", "372#", "1"]).await;
     let call = app.store.calls().get(&sid).await.unwrap().unwrap();
@@ -93,7 +93,7 @@ async fn a_caller_who_hangs_up_mid_call_keeps_the_answers_given_marked_incomplet
 
 #[tokio::test]
 async fn a_restart_in_the_middle_of_a_call_goes_on_where_it_was() {
-    let mut app = spawn_sqlite().await;
+    let mut app = spawn_app().await;
     app.add_patient("P001", MOBILE).await;
     let sid = "CAfeedfacefeedfacefeedfacefeedface";
     let p = |d: &'static str| [("CallSid", sid), ("From", MOBILE), ("Digits", d)];
@@ -107,7 +107,7 @@ async fn a_restart_in_the_middle_of_a_call_goes_on_where_it_was() {
 
 #[tokio::test]
 async fn status_callbacks_late_twice_or_out_of_order_never_undo_a_final_status() {
-    let app = spawn_sqlite().await;
+    let app = spawn_app().await;
     app.add_patient("P001", MOBILE).await;
     let sid = "CA11111111111111111111111111111111";
     app.post("/twilio/voice", &[("CallSid", sid), ("From", MOBILE)]).await;
@@ -123,7 +123,7 @@ async fn status_callbacks_late_twice_or_out_of_order_never_undo_a_final_status()
 
 #[tokio::test]
 async fn an_unknown_caller_hears_a_polite_message_and_nothing_is_stored() {
-    let app = spawn_sqlite().await;
+    let app = spawn_app().await;
     let sid = "CA22222222222222222222222222222222";
     let (status, body) = app.post("/twilio/voice", &[("CallSid", sid), ("From", "+819099999999")]).await;
     assert_eq!(status, 200);
@@ -133,7 +133,7 @@ async fn an_unknown_caller_hears_a_polite_message_and_nothing_is_stored() {
 
 #[tokio::test]
 async fn forged_tampered_or_unsigned_requests_get_403_and_change_nothing() {
-    let app = spawn_sqlite().await;
+    let app = spawn_app().await;
     app.add_patient("P001", MOBILE).await;
     let sid = "CA33333333333333333333333333333333";
     let form = format!("CallSid={sid}&From=%2B819012345678");
@@ -156,7 +156,7 @@ async fn forged_tampered_or_unsigned_requests_get_403_and_change_nothing() {
 
 #[tokio::test]
 async fn bad_requests_are_refused_cleanly() {
-    let app = spawn_sqlite().await;
+    let app = spawn_app().await;
     let (s, _) = app.raw("/twilio/voice", "application/json", "{}".into(), None).await;
     assert_eq!(s, 415);
     let big = format!("CallSid=CA1&Body={}", "x".repeat(100_000));
@@ -191,7 +191,7 @@ fn assert_apology(body: &str, words: &str) {
 
 #[tokio::test]
 async fn a_get_on_the_voice_webhook_is_405_allowing_post() {
-    let app = spawn_sqlite().await;
+    let app = spawn_app().await;
     for path in ["/twilio/voice", "/twilio/voice/step"] {
         let resp = reqwest::get(format!("{}{path}", app.addr)).await.unwrap();
         assert_eq!(resp.status().as_u16(), 405, "{path}");
@@ -202,7 +202,7 @@ async fn a_get_on_the_voice_webhook_is_405_allowing_post() {
 
 #[tokio::test]
 async fn a_bad_query_string_on_a_voice_route_answers_the_apology_as_twiml() {
-    let app = spawn_sqlite().await;
+    let app = spawn_app().await;
     app.add_patient("P001", MOBILE).await;
     let sid = "CA55555555555555555555555555555555";
     let (s, body) = app.post("/twilio/voice?job=not-a-number&attempt=1", &[("CallSid", sid), ("From", MOBILE)]).await;
@@ -216,13 +216,13 @@ async fn a_bad_query_string_on_a_voice_route_answers_the_apology_as_twiml() {
 
 #[tokio::test]
 async fn an_english_speaking_caller_hears_the_apology_in_english() {
-    english_apology(spawn_sqlite().await).await;
+    english_apology(spawn_app().await).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_english_speaking_caller_hears_the_apology_in_english_on_postgresql() {
     let Some(db) = TestDb::new(Backend::Postgres).await else { return };
-    english_apology(spawn_with(settings(db.url()), tempfile::tempdir().unwrap()).await).await;
+    english_apology(spawn_app_with(settings(db.url()), tempfile::tempdir().unwrap()).await).await;
 }
 
 async fn english_apology(app: TestApp) {
@@ -247,7 +247,7 @@ async fn english_apology(app: TestApp) {
 
 #[tokio::test]
 async fn a_turn_that_fails_inside_still_answers_valid_twiml() {
-    let app = spawn_sqlite().await;
+    let app = spawn_app().await;
     // A step for a call the server never saw: an apology, as TwiML, not a bare 500.
     let (status, body) = app.post("/twilio/voice/step?call=CA44&seq=1", &[("CallSid", "CA44"), ("Digits", "1")]).await;
     assert_eq!(status, 200);
@@ -258,7 +258,7 @@ async fn a_turn_that_fails_inside_still_answers_valid_twiml() {
 
 #[tokio::test]
 async fn health_readiness_and_metrics_answer() {
-    let app = spawn_sqlite().await;
+    let app = spawn_app().await;
     assert_eq!(app.get("/healthz").await.0, 200);
     let (s, body) = app.get("/readyz").await;
     assert_eq!(s, 200, "{body}");

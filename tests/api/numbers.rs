@@ -6,7 +6,7 @@ use std::time::Duration;
 use ivr::http::api::token_hash;
 use serde_json::{Value as Json, json};
 
-use crate::helpers::*;
+use crate::common::app::*;
 
 const MOBILE: &str = "+819012345678";
 const LANDLINE: &str = "+81312345678";
@@ -49,7 +49,7 @@ async fn token(app: &TestApp, name: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_consenting_app_user_gets_one_number_by_sms_that_verifies_once() {
-    let app = spawn_sqlite().await;
+    let app = spawn_app().await;
     app.add_patient("P001", MOBILE).await;
     let (_, heard) = app.call(MOBILE, &CONSENTING).await;
     assert!(heard.iter().any(|h| h.contains("ショートメッセージでお送りしました")), "{heard:?}");
@@ -82,7 +82,7 @@ async fn a_consenting_app_user_gets_one_number_by_sms_that_verifies_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replayed_and_concurrent_duplicate_webhooks_issue_one_number_and_one_sms() {
-    let app = spawn_sqlite().await;
+    let app = spawn_app().await;
     app.add_patient("P001", MOBILE).await;
     let sid = "CA88888888888888888888888888888888";
     let p = |d: Option<&str>| {
@@ -118,7 +118,7 @@ async fn replayed_and_concurrent_duplicate_webhooks_issue_one_number_and_one_sms
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_landline_hears_the_number_twice_and_the_database_never_holds_it() {
-    let app = spawn_sqlite().await;
+    let app = spawn_app().await;
     app.add_patient("P002", LANDLINE).await;
     let (sid, heard) =
         app.call(LANDLINE, &["0412", "365", "1", "2", "2", "2", "2", "2", "2", "1", "1", "1", "2"]).await;
@@ -149,7 +149,7 @@ async fn a_landline_hears_the_number_twice_and_the_database_never_holds_it() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_verification_api_refuses_bad_input_precisely_and_changes_nothing() {
-    let app = spawn_sqlite().await;
+    let app = spawn_app().await;
     app.add_patient("P001", MOBILE).await;
     let t = token(&app, "cocoa").await;
     let path = "/api/v1/processing-numbers/verify";
@@ -167,7 +167,7 @@ async fn the_verification_api_refuses_bad_input_precisely_and_changes_nothing() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn staff_issue_by_hand_and_a_number_is_consumed_exactly_once_under_concurrent_calls() {
-    let app = spawn_sqlite().await;
+    let app = spawn_app().await;
     app.add_patient("P001", MOBILE).await;
     let staff = token(&app, "hokenjo-staff").await;
     let issue = |id: &'static str, body: Json| {
@@ -216,7 +216,7 @@ async fn guessing_is_slowed_by_a_per_client_rate_limit() {
     let dir = tempfile::tempdir().unwrap();
     let mut s = settings(&format!("sqlite://{}", dir.path().join("ivr.db").display()));
     s.api.verify_per_minute = 5;
-    let app = spawn_with(s, dir).await;
+    let app = spawn_app_with(s, dir).await;
     let (a, b) = (token(&app, "a").await, token(&app, "b").await);
     let path = "/api/v1/processing-numbers/verify";
     let mut codes = Vec::new();
@@ -241,7 +241,7 @@ async fn guessing_is_slowed_by_a_per_client_rate_limit() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_landline_caller_may_type_a_mobile_number_to_get_the_number_by_sms() {
-    let app = spawn_sqlite().await;
+    let app = spawn_app().await;
     app.add_patient("P002", LANDLINE).await;
     let health = ["0412", "365", "1", "2", "2", "2", "2", "2", "2", "1", "1"];
     // 3: by SMS; a landline typed first is refused, then a mobile number, confirmed.
@@ -272,7 +272,7 @@ fn number_heard(heard: &[String]) -> Option<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_sms_the_carrier_cannot_deliver_to_a_landline_is_read_on_the_next_call_once() {
-    let app = spawn_sqlite().await;
+    let app = spawn_app().await;
     // The roster says mobile, but the line is a landline: the carrier reports 30006.
     app.add_patient("P001", MOBILE).await;
     app.call(MOBILE, &CONSENTING).await;
@@ -307,7 +307,7 @@ async fn an_sms_the_carrier_cannot_deliver_to_a_landline_is_read_on_the_next_cal
 
 #[tokio::test]
 async fn an_api_request_with_a_wrong_key_or_value_is_a_4xx_naming_the_field() {
-    let app = spawn_sqlite().await;
+    let app = spawn_app().await;
     let t = token(&app, "app").await;
     let verify = "/api/v1/processing-numbers/verify";
     let (status, body) = api(&app, verify, Some(&t), json!({"numbr": "12345678"})).await;

@@ -2,8 +2,8 @@
 //! is claimed by one dialer, each attempt ends once, retries come back when due, leases run
 //! out into reconciliation, and the health centre is alerted about the unreachable.
 
-#[allow(dead_code)] // the campaign suite uses part of the support module
-mod support;
+use crate::common::db as support;
+use crate::common::patients;
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -37,18 +37,7 @@ fn day() -> NaiveDate {
 }
 
 fn patient(id: &str) -> Patient {
-    Patient {
-        patient_id: id.into(),
-        name: format!("Patient {id}"),
-        phone: format!("+8190{:08}", id.trim_start_matches('p').parse::<u32>().unwrap_or(0)),
-        birth_md: Some("0412".into()),
-        language: "ja-JP".into(),
-        email: None,
-        area: None,
-        care_start: None,
-        care_end: None,
-        call_slot: None,
-    }
+    patients::patient(id, &format!("+8190{:08}", id.trim_start_matches('p').parse::<u32>().unwrap_or(0)))
 }
 
 fn job(id: &str, due: DateTime<Utc>) -> NewJob {

@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use crate::helpers::*;
+use crate::common::app::*;
 
 const MOBILE: &str = "+819012345678";
 
@@ -31,7 +31,7 @@ async fn edits_are_served_live_bad_edits_refused_and_calls_keep_their_version() 
     let mut s = settings(&format!("sqlite://{}", dir.path().join("ivr.db").display()));
     s.flows.dir = flows.clone();
     s.flows.prompts_dir = prompts.clone();
-    let app = spawn_with(s, dir).await;
+    let app = spawn_app_with(s, dir).await;
     app.add_patient("P001", MOBILE).await;
 
     // A call in progress, at the birthday question.
@@ -91,7 +91,7 @@ async fn a_call_in_progress_keeps_its_version_across_a_restart_with_edited_files
     let mut s = settings(&format!("sqlite://{}", dir.path().join("ivr.db").display()));
     s.flows.dir = flows.clone();
     s.flows.prompts_dir = prompts.clone();
-    let mut app = spawn_with(s, dir).await;
+    let mut app = spawn_app_with(s, dir).await;
     app.add_patient("P001", MOBILE).await;
     let old = "CA00000000000000000000000000000002";
     first_turn(&app, old).await;

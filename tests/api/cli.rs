@@ -2,14 +2,14 @@
 
 use std::process::Command;
 
-use crate::helpers::*;
+use crate::common::app::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ivr_call_with_url_walks_the_flow_through_the_live_server() {
     let dir = tempfile::tempdir().unwrap();
     let mut s = settings(&format!("sqlite://{}", dir.path().join("ivr.db").display()));
     s.server.public_url = None; // the server is called directly, as a carrier would without a proxy
-    let app = spawn_with(s, dir).await;
+    let app = spawn_app_with(s, dir).await;
     app.add_patient("P001", "+819012345678").await;
     let args = [
         "call",

@@ -1,12 +1,21 @@
-use std::path::Path;
+//! A test server: `ivr serve`'s [`Server`] started for real on 127.0.0.1 port 0 with the shipped
+//! flows, driven by signed webhooks as the carrier sends them, through a TLS proxy at [`PUBLIC`].
+//! Every server a test starts is a [`TestApp`] from [`spawn_app`] (or [`spawn_app_with`] its own
+//! settings, [`spawn_app_at`] a clock of its own).
+
+use std::ops::Deref;
+use std::path::{Path, PathBuf};
 
 use ivr::carrier::signature::AuthToken;
 use ivr::carrier::webhook::{CallInfo, WebhookClient, new_call_sid, play_call};
 use ivr::config::Settings;
+use ivr::scheduler::clock::Clock;
 use ivr::server::Server;
 use ivr::store::{Patient, Store};
 use ivr::twiml::phone::{Heard, Next};
 use secrecy::SecretString;
+
+use super::patients::patient;
 
 pub const TOKEN: &str = "test-auth-token-0123456789abcdef";
 /// The URL the carrier calls; the tests reach the server through it as through a TLS proxy.
@@ -21,6 +30,7 @@ pub struct TestApp {
     pub _dir: tempfile::TempDir,
 }
 
+/// The settings of a test server on the database at `db_url`.
 pub fn settings(db_url: &str) -> Settings {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let mut s = Settings::load(None).expect("default settings");
@@ -35,18 +45,37 @@ pub fn settings(db_url: &str) -> Settings {
     s
 }
 
-pub async fn spawn_sqlite() -> TestApp {
-    let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}", dir.path().join("ivr.db").display());
-    spawn_with(settings(&url), dir).await
+/// The URL of the SQLite database `ivr.db` in `dir`.
+pub fn sqlite_url(dir: &Path) -> String {
+    format!("sqlite://{}", dir.join("ivr.db").display())
 }
 
-pub async fn spawn_with(settings: Settings, dir: tempfile::TempDir) -> TestApp {
-    let server = Server::start(&settings).await.expect("server starts");
+/// A server with the test settings on a fresh SQLite database.
+pub async fn spawn_app() -> TestApp {
+    let dir = tempfile::tempdir().unwrap();
+    spawn_app_with(settings(&sqlite_url(dir.path())), dir).await
+}
+
+/// A server with `settings`; `dir` (its files, e.g. the SQLite database) lives as long as it.
+pub async fn spawn_app_with(settings: Settings, dir: tempfile::TempDir) -> TestApp {
+    spawn_app_at(settings, dir, Clock::System).await
+}
+
+/// [`spawn_app_with`] on a clock of the test's (a whole day of calls on a manual one).
+pub async fn spawn_app_at(settings: Settings, dir: tempfile::TempDir, clock: Clock) -> TestApp {
+    let server = Server::start_with_clock(&settings, clock).await.expect("server starts");
     let addr = format!("http://{}", server.addr);
     let store = server.state.store.clone();
     let client = WebhookClient::new(AuthToken::new(TOKEN)).behind_proxy(PUBLIC, &addr);
     TestApp { server: Some(server), addr, store, client, settings, _dir: dir }
+}
+
+/// The running server (its state, its address).
+impl Deref for TestApp {
+    type Target = Server;
+    fn deref(&self) -> &Server {
+        self.server.as_ref().expect("the server is running")
+    }
 }
 
 impl TestApp {
@@ -60,19 +89,23 @@ impl TestApp {
         self.server = Some(server);
     }
 
+    /// Stops the server (its background workers too).
+    pub async fn stop(mut self) {
+        self.server.take().unwrap().stop().await;
+    }
+
+    /// The file of the SQLite database of an app from [`spawn_app`].
+    pub fn sqlite_path(&self) -> PathBuf {
+        self._dir.path().join("ivr.db")
+    }
+
+    /// Stores [`patient`]`(id, phone)`.
     pub async fn add_patient(&self, id: &str, phone: &str) -> Patient {
-        let p = Patient {
-            patient_id: id.into(),
-            name: "山田 花子".into(),
-            phone: phone.into(),
-            birth_md: Some("0412".into()),
-            language: "ja-JP".into(),
-            email: None,
-            area: None,
-            care_start: None,
-            care_end: None,
-            call_slot: None,
-        };
+        self.add(patient(id, phone)).await
+    }
+
+    /// Stores `p` (new or changed).
+    pub async fn add(&self, p: Patient) -> Patient {
         self.store.patients().upsert(&p).await.unwrap();
         p
     }

@@ -1,4 +1,4 @@
-//! Fresh databases for the store tests: SQLite in a temporary directory, PostgreSQL in a
+//! Fresh databases for the tests: SQLite in a temporary directory, PostgreSQL in a
 //! database created for one test and dropped after it (even when the test fails).
 //!
 //! PostgreSQL is found at `IVR_TEST_PG_URL`, else at `postgres://postgres@127.0.0.1:5432/test`

@@ -1,0 +1,11 @@
+//! What every test program shares: a running server (`app`), fresh databases on both back ends
+//! (`db`), the peers written by others (`peers`), and the patients and rosters the tests use
+//! (`patients`). Each program includes this directory with `#[path = "../common/mod.rs"]`; not
+//! every program uses every part.
+#![allow(dead_code, unused_imports, unused_macros)]
+
+pub mod app;
+#[macro_use]
+pub mod db;
+pub mod patients;
+pub mod peers;
