@@ -1,32 +1,37 @@
 //! The webhooks of calls the dialer placed: answering machines, a "machine" that is a person,
 //! and status callbacks that end an attempt once and move its job on.
 
-use chrono::{Duration, Utc};
+use chrono::{DateTime, Duration, Utc};
+use ivr::scheduler::clock::Clock;
 use ivr::store::{JobView, NewJob};
 
 use crate::common::app::*;
 
 const MOBILE: &str = "+819012345670";
 
-/// A server that may call at any hour: a retry half an hour on still falls in a slot of the day,
-/// whatever the hour the tests run at.
-async fn spawn_all_day() -> TestApp {
+/// A server whose clock stands at 10:00 in Tokyo today, inside the calling hours: a retry half
+/// an hour on falls in the same slot whatever the hour the tests run at.
+async fn spawn_at_ten() -> TestApp {
     let dir = tempfile::tempdir().unwrap();
-    let mut s = settings(&sqlite_url(dir.path()));
-    let all_day = [("morning", "00:00-23:59"), ("afternoon", "00:00-23:59")];
-    s.scheduler.slots = Some(all_day.into_iter().map(|(k, v)| (k.to_string(), v.to_string())).collect());
-    s.scheduler.quiet_hours = "none".into();
-    spawn_app_with(s, dir).await
+    let s = settings(&sqlite_url(dir.path()));
+    let today = Utc::now().with_timezone(&chrono_tz::Asia::Tokyo).date_naive();
+    let ten = today.and_hms_opt(10, 0, 0).unwrap().and_local_timezone(chrono_tz::Asia::Tokyo).unwrap();
+    spawn_app_at(s, dir, Clock::manual(ten.with_timezone(&Utc))).await
+}
+
+/// The server's time.
+fn now(app: &TestApp) -> DateTime<Utc> {
+    app.state.campaign.clock.now()
 }
 
 /// A planned job for P001, claimed as the dialer would: (job id, attempt).
 async fn dialled(app: &TestApp) -> (i64, i32) {
     app.add_patient("P001", MOBILE).await;
-    let now = Utc::now();
+    let now = now(app);
     let day = app.server.as_ref().unwrap().state.campaign.hours.tz();
     let day = now.with_timezone(&day).date_naive();
-    // Due later than the server's own dialer looks (it runs on the system clock): this test
-    // claims the job itself.
+    // Due later than the server's own dialer looks (its clock stands still): this test claims
+    // the job itself.
     let due = now + Duration::hours(12);
     let job = NewJob { patient_id: "P001".into(), flow: "daily-health-check".into(), day, due_at: due };
     app.store.campaign().plan_jobs(&[job]).await.unwrap();
@@ -36,7 +41,7 @@ async fn dialled(app: &TestApp) -> (i64, i32) {
 
 async fn job(app: &TestApp) -> JobView {
     let tz = app.server.as_ref().unwrap().state.campaign.hours.tz();
-    let day = Utc::now().with_timezone(&tz).date_naive();
+    let day = now(app).with_timezone(&tz).date_naive();
     app.store.campaign().jobs_for_day(day).await.unwrap().remove(0)
 }
 
@@ -58,7 +63,7 @@ async fn post(app: &TestApp, path: &str, params: &[(&'static str, String)]) -> (
 
 #[tokio::test]
 async fn an_answering_machine_hears_the_message_and_the_job_is_retried() {
-    let app = spawn_all_day().await;
+    let app = spawn_at_ten().await;
     let (job_id, attempt) = dialled(&app).await;
     let q = format!("job={job_id}&attempt={attempt}");
     let (status, twiml) = post(&app, &format!("/twilio/voice?{q}"), &answered("CA1", "machine_end_beep")).await;
@@ -74,7 +79,7 @@ async fn an_answering_machine_hears_the_message_and_the_job_is_retried() {
     }
     let j = job(&app).await;
     assert_eq!((j.status.as_str(), j.outcome.as_deref(), j.attempt), ("retry", Some("machine"), 1));
-    assert!(j.due_at.unwrap() >= Utc::now() + Duration::minutes(29) || j.due_at.unwrap() > Utc::now());
+    assert_eq!(j.due_at.unwrap(), now(&app) + Duration::minutes(30), "retried half an hour on");
     let attempts = app.store.campaign().attempts(job_id).await.unwrap();
     assert_eq!(attempts[0].call_sid.as_deref(), Some("CA1"));
     assert_eq!(attempts[0].answered_by.as_deref(), Some("machine_end_beep"));
@@ -82,7 +87,7 @@ async fn an_answering_machine_hears_the_message_and_the_job_is_retried() {
 
 #[tokio::test]
 async fn a_machine_that_presses_a_key_is_a_person_and_the_call_goes_on() {
-    let app = spawn_all_day().await;
+    let app = spawn_at_ten().await;
     let (job_id, attempt) = dialled(&app).await;
     let q = format!("job={job_id}&attempt={attempt}");
     post(&app, &format!("/twilio/voice?{q}"), &answered("CA2", "machine_start")).await;
@@ -101,7 +106,7 @@ async fn a_machine_that_presses_a_key_is_a_person_and_the_call_goes_on() {
 
 #[tokio::test]
 async fn a_completed_call_ends_the_job_and_unanswered_last_attempts_alert() {
-    let app = spawn_all_day().await;
+    let app = spawn_at_ten().await;
     let (job_id, attempt) = dialled(&app).await;
     let q = format!("job={job_id}&attempt={attempt}");
     for status in ["initiated", "ringing"] {
@@ -116,7 +121,7 @@ async fn a_completed_call_ends_the_job_and_unanswered_last_attempts_alert() {
     assert_eq!(job(&app).await.status, "retry");
 
     // The last attempt (max_attempts = 3) goes unanswered: the health centre hears of it.
-    let later = Utc::now() + Duration::days(1);
+    let later = now(&app) + Duration::days(1);
     for n in 2..=3 {
         let claimed = app.store.campaign().claim_jobs(later, later + Duration::minutes(20), 1).await.unwrap();
         assert_eq!(claimed.len(), 1, "attempt {n} is due");
