@@ -25,7 +25,19 @@ pub struct Settings {
     pub api: Api,
     /// SMTP, for patients who get their number by e-mail.
     pub email: Option<crate::notify::email::EmailSettings>,
+    pub centre: Centre,
 }
+
+/// The health centre itself, as patients hear of it.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Centre {
+    /// The number patients call back, said in calls (`{health_center.phone}`) and left on
+    /// answering machines.
+    pub phone: String,
+}
+
+/// The shipped `centre.phone`: fine with the simulator, refused with a real carrier.
+pub const PLACEHOLDER_PHONE: &str = "03-1234-5678";
 
 #[derive(Debug, Clone, Deserialize)]
 pub struct Api {
@@ -194,6 +206,7 @@ pub const KNOWN_KEYS: &[&str] = &[
     "flows.dir",
     "flows.prompts_dir",
     "flows.inbound",
+    "centre.phone",
 ];
 
 /// `IVR_…` variables the program reads that are not settings: the log format, and knobs of
@@ -340,6 +353,9 @@ retry_base_secs = 30
 retry_max_secs = 1800
 lease_secs = 60
 
+[centre]
+phone = "03-1234-5678"
+
 [flows]
 dir = "call-flows"
 prompts_dir = "prompts"
@@ -440,6 +456,21 @@ impl Settings {
             return Err(ConfigError::Invalid {
                 key: "carrier.from",
                 message: "twilio needs the caller id (E.164) calls and SMS come from".into(),
+            });
+        }
+        let phone = crate::normalize_phone(&self.centre.phone);
+        if phone.is_none() {
+            return Err(ConfigError::Invalid {
+                key: "centre.phone",
+                message: format!("'{}' is not a phone number like 03-1234-5678", self.centre.phone),
+            });
+        }
+        if self.carrier_kind() == "twilio" && phone == crate::normalize_phone(PLACEHOLDER_PHONE) {
+            return Err(ConfigError::Invalid {
+                key: "centre.phone",
+                message: format!(
+                    "{PLACEHOLDER_PHONE} is the shipped placeholder: set the number patients call back (IVR_CENTRE__PHONE)"
+                ),
             });
         }
         match self.carrier_kind() {
@@ -811,8 +842,8 @@ mod tests {
         let mut documented = Vec::new();
         let mut section = None;
         for line in doc.lines() {
-            if let Some(rest) = line.strip_prefix("## ") {
-                section = rest.split_once("`[").and_then(|(_, s)| s.split_once("]`")).map(|(s, _)| s.to_string());
+            if line.starts_with("## ") || line.starts_with("### ") {
+                section = line.split_once("`[").and_then(|(_, s)| s.split_once("]`")).map(|(s, _)| s.to_string());
             } else if let (Some(section), Some(row)) = (&section, line.strip_prefix("| `")) {
                 let (key, rest) = row.split_once('`').unwrap();
                 let table = rest.trim_start_matches(" |").trim_start().starts_with("table");
@@ -831,5 +862,20 @@ mod tests {
         assert_eq!(edit_distance("kitten", "sitting"), 3);
         assert_eq!(edit_distance("", "abc"), 3);
         assert_eq!(edit_distance("体温", "体温"), 0);
+    }
+
+    #[test]
+    fn the_placeholder_centre_phone_is_refused_with_a_real_carrier_only() {
+        let twilio = [
+            ("IVR_CARRIER__ACCOUNT_SID", "AC1"),
+            ("IVR_CARRIER__AUTH_TOKEN", "token"),
+            ("IVR_CARRIER__FROM", "+815000000000"),
+            ("IVR_ISSUER__KEY", "key"),
+        ];
+        assert_eq!(load("", &[]).unwrap().centre.phone, PLACEHOLDER_PHONE);
+        assert_eq!(invalid_key("", &twilio).0, "centre.phone");
+        let s = load("[centre]\nphone = \"03-5321-0000\"\n", &twilio).unwrap();
+        assert_eq!(s.centre.phone, "03-5321-0000");
+        assert_eq!(invalid_key("", &[("IVR_CENTRE__PHONE", "call us")]).0, "centre.phone");
     }
 }

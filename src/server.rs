@@ -135,6 +135,7 @@ impl Server {
             simulator,
             email_configured: settings.email.is_some(),
             turns: crate::calls::TurnContext {
+                centre_phone: settings.centre.phone.clone().into(),
                 flows: flows.clone(),
                 issuer: Arc::new(settings.issuer()),
                 public_url: public_url.clone().into(),

@@ -78,6 +78,8 @@ pub struct State {
     /// Where the state's name is in the file.
     pub at: usize,
     pub kind: Kind,
+    /// `keep = "why"`: the state is kept though nothing leads to it (no error for that).
+    pub keep: bool,
 }
 
 /// A transition to another state, resolved to its index when the flow loads.
