@@ -110,3 +110,27 @@ fn graph_prints_a_mermaid_flowchart() {
     assert!(text.contains("|\"key 1\"|"));
     assert!(text.contains("-.->|\"give up\"|"));
 }
+
+#[test]
+fn times_are_told_in_the_centres_zone_not_the_computers() {
+    let run = |zone: Option<&str>| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_ivr"));
+        cmd.args(["call", "daily-health-check", "--digits", "0412,365#,1,1,97#,1,2,2,2,2,2,1,1"])
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .env("TZ", "UTC");
+        if let Some(z) = zone {
+            cmd.env("IVR_SCHEDULER__TIMEZONE", z);
+        }
+        let before = chrono::Utc::now() + chrono::Duration::hours(24);
+        let out = String::from_utf8_lossy(&cmd.output().unwrap().stdout).into_owned();
+        let after = chrono::Utc::now() + chrono::Duration::hours(24);
+        (out, before, after)
+    };
+    for (zone, tz) in [(None, chrono_tz::Asia::Tokyo), (Some("America/New_York"), chrono_tz::America::New_York)] {
+        let (out, before, after) = run(zone);
+        let told = |t: chrono::DateTime<chrono::Utc>| {
+            format!("valid until {} {tz})", t.with_timezone(&tz).format("%Y-%m-%d %H:%M"))
+        };
+        assert!(out.contains(&told(before)) || out.contains(&told(after)), "{zone:?}: {out}");
+    }
+}
