@@ -134,3 +134,48 @@ fn times_are_told_in_the_centres_zone_not_the_computers() {
         assert!(out.contains(&told(before)) || out.contains(&told(after)), "{zone:?}: {out}");
     }
 }
+
+/// `ivr serve --demo` started where there is no source tree, its output read through a pipe.
+#[test]
+fn the_demo_runs_from_any_directory_with_its_built_in_files_and_no_colour() {
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ivr"))
+        .args(["serve", "--demo"])
+        .current_dir(dir.path())
+        .env("TMPDIR", dir.path())
+        .env("IVR_SERVER__LISTEN", format!("127.0.0.1:{port}"))
+        .env("IVR_CARRIER__SIMULATOR_SPEED", "0")
+        .env_remove("NO_COLOR")
+        .env("TERM", "xterm-256color")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut seen = Vec::new();
+    for line in std::io::BufReader::new(child.stdout.take().unwrap()).lines() {
+        let line = line.unwrap();
+        let calling = line.starts_with('[') && !line.contains("ringing 0 · in call 0 · completed 0");
+        seen.push(line);
+        if calling {
+            break;
+        }
+    }
+    let copies = dir.path().join(format!("ivr-demo-{}", child.id()));
+    assert!(copies.join("flows/daily-health-check.toml").exists(), "{seen:?}");
+    // Ctrl-C stops it and takes the copies away.
+    Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let text = seen.join("\n");
+    assert!(text.contains("ivr demo: 50 patients, "), "{text}\n{stderr}");
+    assert!(
+        text.contains(
+            "flows: built into ivr (no call-flows/ here); prompts: built into ivr (no prompts/ here); roster: built into ivr"
+        ),
+        "{text}"
+    );
+    assert!(!text.contains('\x1b') && !stderr.contains('\x1b'), "colour codes on a pipe:\n{text}\n{stderr}");
+    assert!(!copies.exists(), "the copies are left in {}", copies.display());
+}
