@@ -40,7 +40,10 @@ fn silence_reaches_the_no_input_give_up() {
     let out = call(&["daily-health-check", "--digits", "0412,,-,"]);
     assert_eq!(out.matches("caller: (silence)").count(), 3, "{out}");
     assert!(out.contains("alert health centre: no_response"), "{out}");
-    assert!(out.contains("保健所から改めてご連絡します。失礼いたします。"), "{out}");
+    assert!(
+        out.contains("ボタンの操作が確認できませんでした。保健所から改めてご連絡いたします。失礼いたします。"),
+        "{out}"
+    );
 }
 
 #[test]
@@ -178,4 +181,21 @@ fn the_demo_runs_from_any_directory_with_its_built_in_files_and_no_colour() {
     );
     assert!(!text.contains('\x1b') && !stderr.contains('\x1b'), "colour codes on a pipe:\n{text}\n{stderr}");
     assert!(!copies.exists(), "the copies are left in {}", copies.display());
+}
+
+#[test]
+fn the_give_up_line_says_whether_keys_were_pressed() {
+    let wrong = call(&["daily-health-check", "--digits", "0412,9,,9"]);
+    assert!(wrong.contains("ivr:    押されたボタンでは、お答えを確認できませんでした。"), "{wrong}");
+    let silent = call(&["daily-health-check", "--digits", "0412,,,"]);
+    assert!(silent.contains("ivr:    ボタンの操作が確認できませんでした。保健所から"), "{silent}");
+    let english = call(&["daily-health-check", "--lang", "en-US", "--digits", "0412,9,9,9"]);
+    assert!(english.contains("The keys you pressed did not give us an answer"), "{english}");
+}
+
+#[test]
+fn a_typed_mobile_number_is_read_back_as_it_is_said() {
+    let keys = "0412,365#,1,1,97#,1,2,2,2,2,2,1,1,3,09011112222#,1";
+    let out = call(&["daily-health-check", "--from", "+81312345678", "--digits", keys]);
+    assert!(out.contains("ivr:    0 9 0、1 1 1 1、2 2 2 2、ですね。"), "{out}");
 }
