@@ -120,3 +120,19 @@ fn with_a_real_carrier_the_placeholder_phone_number_is_refused() {
     assert_eq!(run(Some("+81312345678")).0, Some(1), "the placeholder written another way");
     assert_eq!(run(Some("03-5321-0000")), (Some(0), String::new()));
 }
+
+#[test]
+fn a_misspelt_setting_is_named_with_the_one_meant() {
+    let out = Command::new(env!("CARGO_BIN_EXE_ivr"))
+        .arg("check")
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env("IVR_SCHEDULER__CALL_PER_SECOND", "2")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert_eq!(
+        stdout,
+        "error: environment: unknown variable IVR_SCHEDULER__CALL_PER_SECOND (did you mean IVR_SCHEDULER__CALLS_PER_SECOND?)\n"
+    );
+}
