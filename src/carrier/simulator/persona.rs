@@ -250,7 +250,8 @@ mod tests {
 
     #[test]
     fn the_last_question_heard_is_the_one_answered() {
-        let notice = "保健所から、折り返しお電話いたします。息苦しさが強いなど、緊急の場合は、119番に電話してください。";
+        let notice =
+            "保健所から、折り返しお電話いたします。息苦しさが強いなど、緊急の場合は、119番に電話してください。";
         let app = "接触確認アプリをご利用の方は１を、ご利用でない方は２を押して下さい。";
         assert_eq!(recognise(&[notice.into(), app.into()]), Some(Question::AppUse));
         assert_eq!(
