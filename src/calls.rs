@@ -25,6 +25,8 @@ pub struct TurnContext {
     pub issuer: Arc<Issuer>,
     /// The base URL the carrier calls (no trailing slash).
     pub public_url: Arc<str>,
+    /// `centre.phone`: the number patients call back, said in calls and on answering machines.
+    pub centre_phone: Arc<str>,
 }
 
 /// A flow version is kept in the database with the calls that run on it.

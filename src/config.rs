@@ -25,7 +25,19 @@ pub struct Settings {
     pub api: Api,
     /// SMTP, for patients who get their number by e-mail.
     pub email: Option<crate::notify::email::EmailSettings>,
+    pub centre: Centre,
 }
+
+/// The health centre itself, as patients hear of it.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Centre {
+    /// The number patients call back, said in calls (`{health_center.phone}`) and left on
+    /// answering machines.
+    pub phone: String,
+}
+
+/// The shipped `centre.phone`: fine with the simulator, refused with a real carrier.
+pub const PLACEHOLDER_PHONE: &str = "03-1234-5678";
 
 #[derive(Debug, Clone, Deserialize)]
 pub struct Api {
@@ -136,6 +148,169 @@ pub enum ConfigError {
     Load(#[from] config::ConfigError),
     #[error("configuration: {key}: {message}")]
     Invalid { key: &'static str, message: String },
+    /// A key in the settings file, or an `IVR_…` variable, that no setting has.
+    #[error("{source_name}: unknown {what} {name}{}", suggestion(.nearest))]
+    Unknown { source_name: String, what: &'static str, name: String, nearest: Option<String> },
+}
+
+fn suggestion(nearest: &Option<String>) -> String {
+    nearest.as_ref().map(|n| format!(" (did you mean {n}?)")).unwrap_or_default()
+}
+
+/// Every key a settings file may hold, `section.key`. A key ending in `.*` is a table whose
+/// entries are named by the operator (`scheduler.slots.morning`). docs/configuration.md has one
+/// table row per key (a test keeps the two in step).
+pub const KNOWN_KEYS: &[&str] = &[
+    "server.listen",
+    "server.public_url",
+    "server.trust_forwarded_headers",
+    "server.body_limit",
+    "database.url",
+    "database.sqlite_synchronous",
+    "carrier.kind",
+    "carrier.account_sid",
+    "carrier.auth_token",
+    "carrier.from",
+    "carrier.api_base",
+    "carrier.simulator_speed",
+    "carrier.simulator_log",
+    "issuer.digits",
+    "issuer.valid_for",
+    "issuer.key",
+    "issuer.link",
+    "scheduler.timezone",
+    "scheduler.slots.*",
+    "scheduler.quiet_hours",
+    "scheduler.blocked_days",
+    "scheduler.area_capacity.*",
+    "scheduler.calls_per_second",
+    "scheduler.max_concurrent_calls",
+    "scheduler.retry_after",
+    "scheduler.max_attempts",
+    "scheduler.ring_timeout",
+    "scheduler.machine_detection",
+    "scheduler.call_lease",
+    "scheduler.plan_at",
+    "scheduler.autostart",
+    "api.verify_per_minute",
+    "outbox.max_attempts",
+    "outbox.retry_base_secs",
+    "outbox.retry_max_secs",
+    "outbox.lease_secs",
+    "email.host",
+    "email.port",
+    "email.from",
+    "email.username",
+    "email.password",
+    "email.tls",
+    "flows.dir",
+    "flows.prompts_dir",
+    "flows.inbound",
+    "centre.phone",
+];
+
+/// `IVR_…` variables the program reads that are not settings: the log format, and knobs of
+/// the test suite (`IVR_TEST_…`, `IVR_BULK_NUMBERS`).
+const OTHER_VARIABLES: &[&str] = &["log_format", "bulk_numbers"];
+
+/// Whether `key` (`section.key`, or `section.table.entry`) names a setting.
+fn is_known(key: &str) -> bool {
+    KNOWN_KEYS.iter().any(|k| match k.strip_suffix(".*") {
+        Some(table) => key.strip_prefix(table).is_some_and(|rest| rest.is_empty() || rest.starts_with('.')),
+        None => *k == key,
+    })
+}
+
+/// The known key closest to `key` by edit distance, if it is close enough to be a slip.
+fn nearest_key(key: &str) -> Option<String> {
+    let (best, distance) = KNOWN_KEYS
+        .iter()
+        .map(|k| match k.strip_suffix(".*") {
+            // A table entry is compared with the same entry under the table.
+            Some(table) => {
+                let entry: Vec<&str> = key.split('.').skip(table.split('.').count()).collect();
+                if entry.is_empty() { table.to_string() } else { format!("{table}.{}", entry.join(".")) }
+            }
+            None => k.to_string(),
+        })
+        .map(|k| {
+            let d = edit_distance(key, &k);
+            (k, d)
+        })
+        .min_by_key(|(_, d)| *d)?;
+    (distance <= 3.max(key.chars().count() / 4)).then_some(best)
+}
+
+/// Levenshtein distance, in characters.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut diagonal = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let above = row[j + 1];
+            row[j + 1] = (diagonal + usize::from(ca != *cb)).min(row[j] + 1).min(above + 1);
+            diagonal = above;
+        }
+    }
+    row[b.len()]
+}
+
+/// Every leaf key of a TOML table, dotted. A table under a table key (`scheduler.slots`) is one
+/// leaf per entry.
+fn toml_keys(prefix: &str, table: &toml::Table, out: &mut Vec<String>) {
+    for (k, v) in table {
+        let key = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
+        match v {
+            toml::Value::Table(t) if !t.is_empty() => toml_keys(&key, t, out),
+            _ => out.push(key),
+        }
+    }
+}
+
+/// Refuses a key of the settings file that no setting has.
+fn check_file_keys(name: &str, text: &str) -> Result<(), ConfigError> {
+    // Syntax errors are reported by the loader, with their position.
+    let Ok(table) = text.parse::<toml::Table>() else { return Ok(()) };
+    let mut keys = Vec::new();
+    toml_keys("", &table, &mut keys);
+    match keys.into_iter().find(|k| !is_known(k)) {
+        Some(key) => Err(ConfigError::Unknown {
+            source_name: name.to_string(),
+            what: "key",
+            nearest: nearest_key(&key),
+            name: key,
+        }),
+        None => Ok(()),
+    }
+}
+
+/// Refuses an `IVR_…` variable that names no setting (a misspelt key, or one underscore where
+/// two separate the section from the key).
+fn check_variables<'a>(vars: impl IntoIterator<Item = (&'a str, &'a str)>) -> Result<(), ConfigError> {
+    let mut names: Vec<&str> = vars.into_iter().map(|(k, _)| k).collect();
+    names.sort();
+    for var in names {
+        let lower = var.to_lowercase();
+        let Some(rest) = lower.strip_prefix("ivr_") else { continue };
+        if OTHER_VARIABLES.contains(&rest) || rest.starts_with("test_") {
+            continue;
+        }
+        let key = rest.replace("__", ".");
+        let table = KNOWN_KEYS.iter().any(|k| k.strip_suffix(".*").is_some_and(|t| key.starts_with(t)));
+        if is_known(&key) && !table {
+            continue;
+        }
+        let nearest = nearest_key(&key).filter(|k| KNOWN_KEYS.contains(&k.as_str()));
+        return Err(ConfigError::Unknown {
+            source_name: "environment".into(),
+            what: "variable",
+            name: var.to_string(),
+            nearest: nearest.map(|k| format!("IVR_{}", k.replace('.', "__").to_uppercase())),
+        });
+    }
+    Ok(())
 }
 
 const DEFAULTS: &str = r#"
@@ -178,6 +353,9 @@ retry_base_secs = 30
 retry_max_secs = 1800
 lease_secs = 60
 
+[centre]
+phone = "03-1234-5678"
+
 [flows]
 dir = "call-flows"
 prompts_dir = "prompts"
@@ -198,6 +376,21 @@ impl Settings {
             Some(f) => b.add_source(config::File::from(f).required(true)),
             None => b.add_source(config::File::with_name("ivr.toml").required(false)),
         };
+        let file_name = file.unwrap_or(Path::new("ivr.toml"));
+        if file_name.extension().is_some_and(|e| e == "toml") {
+            if let Ok(text) = std::fs::read_to_string(file_name) {
+                check_file_keys(&file_name.display().to_string(), &text)?;
+            }
+        }
+        match &env {
+            Some(vars) => check_variables(vars.iter().map(|(k, v)| (k.as_str(), v.as_str())))?,
+            None => {
+                let vars: Vec<(String, String)> = std::env::vars_os()
+                    .filter_map(|(k, v)| Some((k.into_string().ok()?, v.to_string_lossy().into_owned())))
+                    .collect();
+                check_variables(vars.iter().map(|(k, v)| (k.as_str(), v.as_str())))?
+            }
+        }
         b = b.add_source(config::Environment::with_prefix("IVR").prefix_separator("_").separator("__").source(env));
         let s: Settings = b.build()?.try_deserialize()?;
         s.validate()?;
@@ -263,6 +456,21 @@ impl Settings {
             return Err(ConfigError::Invalid {
                 key: "carrier.from",
                 message: "twilio needs the caller id (E.164) calls and SMS come from".into(),
+            });
+        }
+        let phone = crate::normalize_phone(&self.centre.phone);
+        if phone.is_none() {
+            return Err(ConfigError::Invalid {
+                key: "centre.phone",
+                message: format!("'{}' is not a phone number like 03-1234-5678", self.centre.phone),
+            });
+        }
+        if self.carrier_kind() == "twilio" && phone == crate::normalize_phone(PLACEHOLDER_PHONE) {
+            return Err(ConfigError::Invalid {
+                key: "centre.phone",
+                message: format!(
+                    "{PLACEHOLDER_PHONE} is the shipped placeholder: set the number patients call back (IVR_CENTRE__PHONE)"
+                ),
             });
         }
         match self.carrier_kind() {
@@ -581,5 +789,93 @@ mod tests {
             assert_eq!(k, key, "{toml} {env:?}: {m}");
             assert!(m.contains(message), "{key}: {m}");
         }
+    }
+
+    #[test]
+    fn an_unknown_key_is_refused_with_the_nearest_known_one() {
+        let err = load("[scheduler]\ncall_per_second = 2\n", &[]).unwrap_err().to_string();
+        assert!(
+            err.ends_with("ivr.toml: unknown key scheduler.call_per_second (did you mean scheduler.calls_per_second?)"),
+            "{err}"
+        );
+        let err = load("[server]\nlistne = \"127.0.0.1:9000\"\n", &[]).unwrap_err().to_string();
+        assert!(err.ends_with("unknown key server.listne (did you mean server.listen?)"), "{err}");
+        let err = load("[scheduler]\nrate = 2\n", &[]).unwrap_err().to_string();
+        assert!(err.ends_with("unknown key scheduler.rate"), "{err}");
+        let err = load("[sheduler.slots]\nmorning = \"09:00-10:00\"\n", &[]).unwrap_err().to_string();
+        assert!(err.ends_with("unknown key sheduler.slots.morning (did you mean scheduler.slots.morning?)"), "{err}");
+        // Table entries are the operator's names.
+        load("[scheduler.slots]\nnoon = \"12:00-13:00\"\n[scheduler.area_capacity]\n", &[]).unwrap();
+    }
+
+    #[test]
+    fn an_unknown_variable_is_refused_with_the_nearest_known_one() {
+        let cases = [
+            ("IVR_SERVER_LISTEN", "unknown variable IVR_SERVER_LISTEN (did you mean IVR_SERVER__LISTEN?)"),
+            ("IVR_SCHEDULER__CALL_PER_SECOND", "(did you mean IVR_SCHEDULER__CALLS_PER_SECOND?)"),
+            ("ivr_database__ulr", "unknown variable ivr_database__ulr (did you mean IVR_DATABASE__URL?)"),
+            ("IVR_SCHEDULER__SLOTS__MORNING", "unknown variable IVR_SCHEDULER__SLOTS__MORNING"),
+            ("IVR_WHATEVER", "unknown variable IVR_WHATEVER"),
+        ];
+        for (var, message) in cases {
+            let err = load("", &[(var, "1")]).unwrap_err().to_string();
+            assert!(err.starts_with("environment: ") && err.ends_with(message), "{var}: {err}");
+        }
+        // Read by the program, not settings.
+        load("", &[("IVR_LOG_FORMAT", "json"), ("IVR_TEST_PG_URL", "x"), ("IVR_BULK_NUMBERS", "9")]).unwrap();
+        load("", &[("IVR_SERVER__LISTEN", "127.0.0.1:9000"), ("PATH", "/bin"), ("IVRX", "1")]).unwrap();
+    }
+
+    #[test]
+    fn the_complete_example_in_the_configuration_guide_loads() {
+        let doc = include_str!("../docs/configuration.md");
+        let start = doc.find("## 12. A complete `ivr.toml`").unwrap();
+        let block = &doc[start..];
+        let block = &block[block.find("```toml\n").unwrap() + 8..];
+        let block = &block[..block.find("```").unwrap()];
+        load(block, &[]).unwrap();
+    }
+
+    #[test]
+    fn every_known_key_has_a_row_in_the_configuration_guide() {
+        let doc = include_str!("../docs/configuration.md");
+        let mut documented = Vec::new();
+        let mut section = None;
+        for line in doc.lines() {
+            if line.starts_with("## ") || line.starts_with("### ") {
+                section = line.split_once("`[").and_then(|(_, s)| s.split_once("]`")).map(|(s, _)| s.to_string());
+            } else if let (Some(section), Some(row)) = (&section, line.strip_prefix("| `")) {
+                let (key, rest) = row.split_once('`').unwrap();
+                let table = rest.trim_start_matches(" |").trim_start().starts_with("table");
+                documented.push(format!("{section}.{key}{}", if table { ".*" } else { "" }));
+            }
+        }
+        let known: Vec<String> = KNOWN_KEYS.iter().map(|k| k.to_string()).collect();
+        documented.sort();
+        let mut sorted = known.clone();
+        sorted.sort();
+        assert_eq!(documented, sorted);
+    }
+
+    #[test]
+    fn edit_distance_counts_single_character_edits() {
+        assert_eq!(edit_distance("kitten", "sitting"), 3);
+        assert_eq!(edit_distance("", "abc"), 3);
+        assert_eq!(edit_distance("体温", "体温"), 0);
+    }
+
+    #[test]
+    fn the_placeholder_centre_phone_is_refused_with_a_real_carrier_only() {
+        let twilio = [
+            ("IVR_CARRIER__ACCOUNT_SID", "AC1"),
+            ("IVR_CARRIER__AUTH_TOKEN", "token"),
+            ("IVR_CARRIER__FROM", "+815000000000"),
+            ("IVR_ISSUER__KEY", "key"),
+        ];
+        assert_eq!(load("", &[]).unwrap().centre.phone, PLACEHOLDER_PHONE);
+        assert_eq!(invalid_key("", &twilio).0, "centre.phone");
+        let s = load("[centre]\nphone = \"03-5321-0000\"\n", &twilio).unwrap();
+        assert_eq!(s.centre.phone, "03-5321-0000");
+        assert_eq!(invalid_key("", &[("IVR_CENTRE__PHONE", "call us")]).0, "centre.phone");
     }
 }

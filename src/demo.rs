@@ -4,7 +4,7 @@
 //! and a campaign that starts at once. The terminal shows the campaign as it goes; the same
 //! figures are on `/metrics`.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
@@ -18,6 +18,54 @@ use crate::store::CampaignSummary;
 pub const DEMO_DB: &str = "ivr-demo.db";
 /// The demo's roster.
 pub const DEMO_ROSTER: &str = "examples/patients.csv";
+
+/// The sample roster, flow and prompts, built in for a demo started outside the source tree.
+const BUILT_IN_ROSTER: &str = include_str!("../examples/patients.csv");
+/// A built-in file: its name and its text.
+type BuiltIn = (&'static str, &'static str);
+const BUILT_IN_FLOWS: [BuiltIn; 1] =
+    [("daily-health-check.toml", include_str!("../call-flows/daily-health-check.toml"))];
+const BUILT_IN_PROMPTS: [BuiltIn; 2] =
+    [("ja-JP.toml", include_str!("../prompts/ja-JP.toml")), ("en-US.toml", include_str!("../prompts/en-US.toml"))];
+
+/// Where the demo's flows and prompts come from: the folders the settings name when they are
+/// there, else the built-in copies, written to a private folder for the server to load (and
+/// watch, as it watches any flow folder). Returns that folder, if one was made, and one line
+/// per source for the terminal.
+pub fn use_built_in_files(settings: &mut Settings) -> std::io::Result<(Option<PathBuf>, Vec<String>)> {
+    let mut made = None;
+    let mut lines = Vec::new();
+    let folders: [(&mut PathBuf, &str, &[BuiltIn]); 2] = [
+        (&mut settings.flows.dir, "flows", &BUILT_IN_FLOWS),
+        (&mut settings.flows.prompts_dir, "prompts", &BUILT_IN_PROMPTS),
+    ];
+    for (dir, what, files) in folders {
+        if dir.is_dir() {
+            lines.push(format!("{what}: {}/", dir.display()));
+            continue;
+        }
+        let root = made.get_or_insert_with(|| std::env::temp_dir().join(format!("ivr-demo-{}", std::process::id())));
+        let copy = root.join(what);
+        std::fs::create_dir_all(&copy)?;
+        for (name, text) in files {
+            std::fs::write(copy.join(name), text)?;
+        }
+        lines.push(format!("{what}: built into ivr (no {}/ here)", dir.display()));
+        *dir = copy;
+    }
+    Ok((made, lines))
+}
+
+/// The demo's roster: `examples/patients.csv` when it is there, else the built-in copy.
+pub fn roster() -> Result<(Vec<u8>, String)> {
+    match std::fs::read(DEMO_ROSTER) {
+        Ok(bytes) => Ok((bytes, format!("roster: {DEMO_ROSTER}"))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            Ok((BUILT_IN_ROSTER.as_bytes().to_vec(), format!("roster: built into ivr (no {DEMO_ROSTER} here)")))
+        }
+        Err(e) => Err(format!("{DEMO_ROSTER}: {e}").into()),
+    }
+}
 
 type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
 
@@ -53,27 +101,38 @@ pub async fn run(config: Option<&Path>) -> Result<()> {
         unsafe { std::env::set_var("RUST_LOG", "warn") };
     }
     crate::telemetry::init();
-    let settings = demo_settings(Settings::load(config)?);
+    let mut settings = demo_settings(Settings::load(config)?);
     for suffix in ["", "-wal", "-shm"] {
         let _ = std::fs::remove_file(format!("{DEMO_DB}{suffix}"));
     }
-    let server = Server::start(&settings).await?;
+    let (copies, mut sources) = use_built_in_files(&mut settings)?;
+    let result = demo(&settings, &mut sources).await;
+    if let Some(dir) = copies {
+        let _ = std::fs::remove_dir_all(dir);
+    }
+    result
+}
+
+async fn demo(settings: &Settings, sources: &mut Vec<String>) -> Result<()> {
+    let server = Server::start(settings).await?;
     let store = server.state.store.clone();
 
-    let bytes = std::fs::read(DEMO_ROSTER).map_err(|e| format!("{DEMO_ROSTER}: {e}"))?;
+    let (bytes, source) = roster()?;
+    sources.push(source);
     let patients = server.state.parse_roster(DEMO_ROSTER, &bytes)?;
     store.patients().import(&patients).await?;
 
     let started = Utc::now();
-    let planner = crate::server::planner(&settings);
+    let planner = crate::server::planner(settings);
     let plan = planner.plan(&store, started, true).await?;
     server.state.dialer_wake.notify_one();
     println!(
-        "ivr demo: {} patients from {DEMO_ROSTER}, {} calls planned for {} (the others are out of care)",
+        "ivr demo: {} patients, {} calls planned for {} (the others are out of care)",
         patients.len(),
         plan.jobs,
         plan.day
     );
+    println!("{}", sources.join("; "));
     println!(
         "webhooks at {}; metrics at {}/metrics; database {DEMO_DB}. Ctrl-C stops.\n",
         server.state.public_url, server.state.public_url
@@ -100,7 +159,7 @@ pub async fn run(config: Option<&Path>) -> Result<()> {
         }
     };
     println!("\n{}", report(&summary, clock.elapsed()));
-    println!("The server keeps running (see /metrics); Ctrl-C stops it.");
+    println!("\n{}", next_steps(&server.state.public_url));
     server.wait().await?;
     Ok(())
 }
@@ -122,6 +181,17 @@ fn progress(s: &CampaignSummary) -> String {
     )
 }
 
+/// What a newcomer can do once the campaign is over.
+fn next_steps(url: &str) -> String {
+    format!(
+        "The server keeps running. Next:\n  \
+         {url}/metrics   the campaign's figures, for Prometheus\n  \
+         {url}/healthz   alive (200)\n  \
+         {url}/readyz    ready to take calls (200; 503 while it is not)\n\
+         Ctrl-C stops the server."
+    )
+}
+
 /// The summary at the end.
 fn report(s: &CampaignSummary, took: Duration) -> String {
     format!(
@@ -136,4 +206,50 @@ fn report(s: &CampaignSummary, took: Duration) -> String {
         s.sms_sent,
         s.alerts
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_built_in_flow_and_prompts_pass_the_check_and_the_roster_reads() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut settings = Settings::load(None).unwrap();
+        settings.flows.dir = dir.path().join("no-flows");
+        settings.flows.prompts_dir = dir.path().join("no-prompts");
+        let (made, lines) = use_built_in_files(&mut settings).unwrap();
+        let made = made.expect("a folder for the copies");
+        assert!(lines[0].starts_with("flows: built into ivr (no ") && lines[1].starts_with("prompts: built into ivr"));
+        let registry =
+            crate::flow::registry::Registry::load(settings.flows.dir.clone(), settings.flows.prompts_dir.clone());
+        assert!(registry.is_ok(), "{:?}", registry.err().map(|d| d.to_string()));
+        std::fs::remove_dir_all(made).unwrap();
+        let roster = crate::roster::parse_roster(
+            "built-in",
+            BUILT_IN_ROSTER.as_bytes(),
+            &["morning", "afternoon"],
+            &["ja-JP", "en-US"],
+        );
+        assert_eq!(roster.map(|p| p.len()).unwrap_or(0), 50);
+    }
+
+    #[test]
+    fn the_folders_that_are_there_are_used() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut settings = Settings::load(None).unwrap();
+        settings.flows.dir = dir.path().to_path_buf();
+        settings.flows.prompts_dir = dir.path().to_path_buf();
+        let (made, lines) = use_built_in_files(&mut settings).unwrap();
+        assert!(made.is_none() && settings.flows.dir == dir.path());
+        assert_eq!(lines[0], format!("flows: {}/", dir.path().display()));
+    }
+
+    #[test]
+    fn after_the_summary_the_demo_says_what_to_do_next() {
+        let text = next_steps("http://127.0.0.1:8080");
+        for part in ["http://127.0.0.1:8080/metrics", "/healthz", "/readyz", "Ctrl-C stops"] {
+            assert!(text.contains(part), "{part}: {text}");
+        }
+    }
 }

@@ -10,7 +10,7 @@ use secrecy::ExposeSecret;
 fn main() {
     let cli = Cli::parse();
     let code = match &cli.command {
-        Command::Check { paths } => cli::check::run(paths),
+        Command::Check { paths, config } => cli::check::run(paths, config.as_deref()),
         Command::Call(args) => cli::call::run(args),
         Command::Graph { flow, dirs } => cli::graph::run(flow, dirs),
         Command::Serve { config, demo } => run_async(serve(config.as_deref(), *demo)),

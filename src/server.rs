@@ -28,12 +28,29 @@ pub enum ServeError {
     Flows(Diagnostics),
     #[error("listen: {0}")]
     Io(#[from] std::io::Error),
+    /// The address cannot be bound: named with the setting that changes it.
+    #[error(
+        "cannot listen on {addr}: {source}; {hint}, or set server.listen in ivr.toml (or IVR_SERVER__LISTEN) to another address"
+    )]
+    Bind { addr: SocketAddr, source: std::io::Error, hint: &'static str },
     #[error("watching flow files: {0}")]
     Watch(#[from] notify::Error),
     #[error("carrier: {0}")]
     Carrier(String),
     #[error("email: {0}")]
     Email(String),
+}
+
+/// Binds the listening address, or says which setting changes it.
+async fn bind(addr: SocketAddr) -> Result<TcpListener, ServeError> {
+    TcpListener::bind(addr).await.map_err(|source| {
+        let hint = match source.kind() {
+            std::io::ErrorKind::AddrInUse => "another program (perhaps another ivr serve) listens there: stop it",
+            std::io::ErrorKind::PermissionDenied => "ports below 1024 need privileges: use a port above 1024",
+            _ => "check the address is one of this machine's",
+        };
+        ServeError::Bind { addr, source, hint }
+    })
 }
 
 /// A running server: its address, and a handle to stop it.
@@ -77,7 +94,7 @@ impl Server {
             tracing::info!(restored, "flow versions of calls in progress restored from the database");
         }
         let watcher = flows.watch()?;
-        let listener = TcpListener::bind(settings.server.listen).await?;
+        let listener = bind(settings.server.listen).await?;
         let addr = listener.local_addr()?;
         let public_url = match &settings.server.public_url {
             Some(u) => u.trim_end_matches('/').to_string(),
@@ -118,6 +135,7 @@ impl Server {
             simulator,
             email_configured: settings.email.is_some(),
             turns: crate::calls::TurnContext {
+                centre_phone: settings.centre.phone.clone().into(),
                 flows: flows.clone(),
                 issuer: Arc::new(settings.issuer()),
                 public_url: public_url.clone().into(),
@@ -285,4 +303,19 @@ fn random_token() -> String {
     use rand::Rng;
     let bytes: [u8; 16] = rand::rng().random();
     hex::encode(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    #[tokio::test]
+    async fn an_address_in_use_is_named_with_the_setting_that_changes_it() {
+        let taken = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = taken.local_addr().unwrap();
+        let err = super::bind(addr).await.unwrap_err().to_string();
+        assert!(err.starts_with(&format!("cannot listen on {addr}: ")), "{err}");
+        assert!(
+            err.contains("another program") && err.contains("server.listen") && err.contains("IVR_SERVER__LISTEN"),
+            "{err}"
+        );
+    }
 }

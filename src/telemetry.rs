@@ -7,8 +7,20 @@ use tracing_subscriber::EnvFilter;
 pub fn init() {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn"));
     let json = std::env::var("IVR_LOG_FORMAT").is_ok_and(|f| f == "json");
-    let b = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false);
+    let b = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .with_ansi(colour(&std::io::stderr()));
     let _ = if json { b.json().try_init() } else { b.try_init() };
+}
+
+/// Whether colour escape codes may be written to `stream`: only to a terminal, and never with
+/// `NO_COLOR` set (to anything but the empty string) or `TERM=dumb`.
+pub fn colour(stream: &impl std::io::IsTerminal) -> bool {
+    let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
+    let dumb = std::env::var_os("TERM").is_some_and(|t| t == "dumb");
+    stream.is_terminal() && !no_color && !dumb
 }
 
 /// `+819012345678` → `+8190****5678`: enough to tell numbers apart, not enough to call one.

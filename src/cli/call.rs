@@ -36,6 +36,10 @@ pub struct Args {
     /// TwiML, real effects. The patient is the one with the --from number in its roster.
     #[arg(long)]
     pub url: Option<String>,
+    /// Settings to read the time zone and the centre's phone number from (default: ivr.toml
+    /// if present, and IVR_ variables).
+    #[arg(long)]
+    pub config: Option<std::path::PathBuf>,
     /// The auth token the server checks webhook signatures with.
     #[arg(long, env = "IVR_CARRIER__AUTH_TOKEN", hide_env_values = true)]
     pub auth_token: Option<String>,
@@ -58,7 +62,6 @@ pub fn sample_patient(from: &str) -> Vars {
         ("patient.birth_md", "0412"),
         ("patient.number_issued", "false"),
         ("patient.number_to_read", "false"),
-        ("health_center.phone", "+81312345678"),
     ] {
         vars.insert(k.into(), Value::parse_literal(v));
     }
@@ -69,10 +72,11 @@ pub fn sample_patient(from: &str) -> Vars {
 
 pub use crate::phone_kind;
 
-/// Dry-run actions: records what would happen, makes up a processing number.
-#[derive(Default)]
+/// Dry-run actions: records what would happen, makes up a processing number whose expiry is
+/// told in the health centre's zone.
 pub struct DryRun {
     pub log: Vec<String>,
+    pub tz: chrono_tz::Tz,
 }
 
 impl Actions for DryRun {
@@ -82,14 +86,17 @@ impl Actions for DryRun {
         let outcome = match effect {
             Effect::IssueProcessingNumber => {
                 let number = format!("{:08}", rand::rng().random_range(0..100_000_000u32));
-                let expires = (chrono::Local::now() + chrono::Duration::hours(24)).format("%Y-%m-%dT%H:%M").to_string();
+                let expires = (chrono::Utc::now() + chrono::Duration::hours(24)).with_timezone(&self.tz);
+                let expires = expires.format("%Y-%m-%dT%H:%M").to_string();
                 let mobile = call.vars.get("patient.phone_kind").is_some_and(|k| k.to_string() == "mobile");
                 let mut o = Outcome::named(if mobile { "sms" } else { "read_aloud" });
                 self.log.push(format!(
-                    "issue processing number → {} ({} {}, valid until {expires})",
+                    "issue processing number → {} ({} {}, valid until {} {})",
                     o.name,
                     &number[..4],
-                    &number[4..]
+                    &number[4..],
+                    expires.replace('T', " "),
+                    self.tz
                 ));
                 o.vars.insert("processing_number".into(), Value::text(number));
                 o.vars.insert("processing_number.expires".into(), Value::text(expires));
@@ -164,7 +171,15 @@ pub fn run(args: &Args) -> i32 {
         );
         return 1;
     };
+    let settings = match crate::config::Settings::load(args.config.as_deref()) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return 1;
+        }
+    };
     let mut vars = sample_patient(&args.from);
+    vars.insert("health_center.phone".into(), Value::text(&settings.centre.phone));
     for (k, v) in &args.vars {
         vars.insert(k.clone(), Value::parse_literal(v));
     }
@@ -172,7 +187,7 @@ pub fn run(args: &Args) -> i32 {
     let mut line = LocalLine {
         flow: flow.clone(),
         call: CallState::new(&flow, &args.lang, vars),
-        actions: DryRun::default(),
+        actions: DryRun { log: Vec::new(), tz: settings.timezone() },
         seq: 0,
     };
     println!("── {} ({}, version {}) ──", flow.name, line.call.lang, flow.version);

@@ -4,8 +4,10 @@ use std::path::{Path, PathBuf};
 
 use crate::flow::library::{Files, Library};
 
-/// Prints diagnostics to stdout and a summary to stderr; returns the exit code.
-pub fn run(paths: &[PathBuf]) -> i32 {
+/// Prints diagnostics to stdout and a summary to stderr; returns the exit code. The settings
+/// (`config`, else `ivr.toml` if present, and the environment) are checked too, as `ivr serve`
+/// would check them.
+pub fn run(paths: &[PathBuf], config: Option<&Path>) -> i32 {
     let paths: Vec<PathBuf> =
         if paths.is_empty() { vec!["call-flows".into(), "prompts".into()] } else { paths.to_vec() };
     let mut files = match Files::from_paths(&paths) {
@@ -28,8 +30,12 @@ pub fn run(paths: &[PathBuf]) -> i32 {
         }
     }
     let (_, diags) = Library::load(&files);
-    let errors = diags.error_count();
-    let warnings = diags.items.len() - errors;
+    let settings_error = crate::config::Settings::load(config).err();
+    let errors = diags.error_count() + usize::from(settings_error.is_some());
+    if let Some(e) = settings_error {
+        println!("error: {e}");
+    }
+    let warnings = diags.items.len() - diags.error_count();
     for d in diags.sorted() {
         println!("{d}");
     }

@@ -114,10 +114,13 @@ pub enum Command {
         #[arg(long)]
         config: Option<PathBuf>,
     },
-    /// Validate call-flow files and prompts; prints file:line:col: error: …, exits 1 on errors.
+    /// Validate call-flow files, prompts and settings; prints file:line:col: error: …, exits 1 on errors.
     Check {
         /// Files or directories (default: call-flows/ and prompts/).
         paths: Vec<PathBuf>,
+        /// The settings to check (default: ivr.toml if present, and IVR_ variables).
+        #[arg(long)]
+        config: Option<PathBuf>,
     },
     /// Walk a flow as a phone would: type keys, or give them with --digits.
     Call(call::Args),

@@ -7,7 +7,8 @@ use std::path::Path;
 use super::PatientsCommand;
 use super::numbers::{Result, open};
 use crate::roster;
-use crate::store::{ImportCount, Patient};
+use crate::store::{ImportCount, Patient, Store};
+use secrecy::ExposeSecret;
 
 pub async fn patients(cmd: &PatientsCommand) -> Result<()> {
     match cmd {
@@ -16,28 +17,55 @@ pub async fn patients(cmd: &PatientsCommand) -> Result<()> {
 }
 
 async fn import(file: &Path, config: Option<&Path>, dry_run: bool) -> Result<()> {
+    if dry_run {
+        return dry_import(file, config).await;
+    }
     let (settings, store) = open(config).await?;
-    let bytes = std::fs::read(file).map_err(|e| format!("{}: {e}", file.display()))?;
+    let bytes = read_roster(file)?;
+    let patients = parse(file, &settings, &bytes)?;
+    let count = store.patients().import(&patients).await?;
+    println!("imported {} patients ({})", patients.len(), summary(&count));
+    Ok(())
+}
+
+/// Checks the file and counts what would change. Writes nothing: a database that does not
+/// exist yet is not created (every patient would be new), and none is migrated.
+async fn dry_import(file: &Path, config: Option<&Path>) -> Result<()> {
+    let settings = crate::config::Settings::load(config)?;
+    let bytes = read_roster(file)?;
+    let patients = parse(file, &settings, &bytes)?;
+    let url = settings.database.url.expose_secret();
+    let sqlite = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:"));
+    let missing = sqlite.is_some_and(|p| p == ":memory:" || !Path::new(p.split('?').next().unwrap_or(p)).exists());
+    let existing = if missing {
+        Vec::new()
+    } else {
+        let store = Store::open(url, false).await?;
+        store.patients().all().await.map_err(|e| format!("{e} (is the database migrated? `ivr migrate` does it)"))?
+    };
+    let count = compare(&existing, &patients);
+    println!("would import {} patients ({}); nothing was changed (--dry-run)", patients.len(), summary(&count));
+    Ok(())
+}
+
+fn read_roster(file: &Path) -> Result<Vec<u8>> {
+    Ok(std::fs::read(file).map_err(|e| format!("{}: {e}", file.display()))?)
+}
+
+/// The roster, every row checked against the slots and languages of the deployment.
+fn parse(file: &Path, settings: &crate::config::Settings, bytes: &[u8]) -> Result<Vec<Patient>> {
     let languages = roster::catalogue_languages(&settings.flows.prompts_dir)
         .map_err(|e| format!("prompt catalogues in {}: {e}", settings.flows.prompts_dir.display()))?;
     let languages: Vec<&str> = languages.iter().map(String::as_str).collect();
     let hours = settings.calling_hours();
     let slots = hours.slot_names();
-    let patients = match roster::parse_roster(&file.display().to_string(), &bytes, &slots, &languages) {
-        Ok(p) => p,
+    match roster::parse_roster(&file.display().to_string(), bytes, &slots, &languages) {
+        Ok(p) => Ok(p),
         Err(errors) => {
             eprintln!("{errors}");
-            return Err(format!("{} error(s) in {}; nothing was imported", errors.errors.len(), file.display()).into());
+            Err(format!("{} error(s) in {}; nothing was imported", errors.errors.len(), file.display()).into())
         }
-    };
-    if dry_run {
-        let count = compare(&store.patients().all().await?, &patients);
-        println!("would import {} patients ({}); nothing was changed (--dry-run)", patients.len(), summary(&count));
-    } else {
-        let count = store.patients().import(&patients).await?;
-        println!("imported {} patients ({})", patients.len(), summary(&count));
     }
-    Ok(())
 }
 
 fn summary(c: &ImportCount) -> String {

@@ -143,6 +143,10 @@ struct Machine<'f> {
     response: Response,
 }
 
+/// Set when a question fails a try: `no_match` once keys were pressed at it (wrong ones),
+/// `no_input` while nothing was; the give-up states can say which.
+pub const GAVE_UP: &str = "call.gave_up";
+
 /// Why an answer was refused.
 enum Refusal {
     NoInput,
@@ -197,6 +201,7 @@ impl<'f> Machine<'f> {
                 }
                 kind => {
                     let q = kind.question().expect("the other kinds are questions");
+                    self.call.vars.remove(GAVE_UP);
                     self.ask(kind, q);
                     return Wait::Keys;
                 }
@@ -310,6 +315,10 @@ impl<'f> Machine<'f> {
 
     /// Counts a failed try: says why and asks again, or gives up after the last try.
     fn retry(&mut self, kind: &Kind, q: &Question, why: Refusal) -> Wait {
+        // What the give-up line can tell: keys were pressed at some try, or never.
+        let pressed = !matches!(why, Refusal::NoInput)
+            || self.call.vars.get(GAVE_UP).is_some_and(|v| v.to_string() == "no_match");
+        self.call.vars.insert(GAVE_UP.into(), Value::text(if pressed { "no_match" } else { "no_input" }));
         self.call.tries += 1;
         if self.call.tries >= q.tries {
             return self.enter(q.give_up.idx);

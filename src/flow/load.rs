@@ -98,8 +98,10 @@ pub fn parse(name: &str, src: Source, diags: &mut Diagnostics) -> Option<Flow> {
                     }
                     // A state with errors still takes its name, so transitions to it resolve
                     // and the operator is not told twice about one mistake.
-                    let kind = read_state(&src, &sname, v, &defaults, diags).unwrap_or(Kind::Hangup { prompt: vec![] });
-                    states.push(State { name: sname, at: k.span().start, kind });
+                    let mut keep = false;
+                    let kind = read_state(&src, &sname, v, &defaults, &mut keep, diags)
+                        .unwrap_or(Kind::Hangup { prompt: vec![] });
+                    states.push(State { name: sname, at: k.span().start, kind, keep });
                 }
             }
             other => diags.error(
@@ -238,10 +240,17 @@ fn read_state(
     name: &str,
     v: &Spanned<DeValue<'_>>,
     defaults: &Defaults,
+    keep: &mut bool,
     diags: &mut Diagnostics,
 ) -> Option<Kind> {
     let what = format!("state '{name}'");
     let mut f = Fields::new(src, &what, v, diags)?;
+    if let Some(why) = f.str("keep", diags) {
+        if why.value.trim().is_empty() {
+            diags.error(src, why.at, format!("{what}: keep says why the state is kept though nothing leads to it"));
+        }
+        *keep = true;
+    }
     let Some(kind) = f.str("kind", diags) else {
         if !f.has("kind") {
             diags.error(src, f.at(), format!("{what} needs kind = one of {}", KINDS.join(", ")));
@@ -303,7 +312,7 @@ fn read_state(
         }
     };
     let mut allowed = allowed;
-    allowed.push("kind");
+    allowed.extend(["kind", "keep"]);
     f.finish(&allowed, diags);
     state
 }
@@ -519,6 +528,18 @@ fn read_number(f: &mut Fields<'_, '_>, what: &str, defaults: &Defaults, diags: &
         if scale != 0 {
             diags.error(src, f.key_at("scale").unwrap_or(f.at()), "scale applies only to format = \"number\"");
         }
+    }
+    if format == NumberFormat::Number && !bad_format && (lo.is_none() || hi.is_none()) {
+        let missing = match (&lo, &hi) {
+            (None, None) => "min and max",
+            (None, Some(_)) => "min",
+            _ => "max",
+        };
+        diags.error(
+            src,
+            f.at(),
+            format!("{what} needs {missing}: without a range any number typed is taken (99.9 for a temperature)"),
+        );
     }
     if let (Some(a), Some(b)) = (&lo, &hi) {
         if a.value > b.value {

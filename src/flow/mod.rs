@@ -81,6 +81,8 @@ pub struct State {
     /// Where the state's name is in the file.
     pub at: usize,
     pub kind: Kind,
+    /// `keep = "why"`: the state is kept though nothing leads to it (no error for that).
+    pub keep: bool,
 }
 
 /// A transition to another state, resolved to its index when the flow loads.
@@ -342,7 +344,7 @@ impl Effect {
 
 /// Variables every flow may read without setting them: the patient's roster data, the call,
 /// and what actions set.
-pub const BUILTIN_VARS: [(&str, &str); 12] = [
+pub const BUILTIN_VARS: [(&str, &str); 13] = [
     ("patient.id", "the patient's id in the roster"),
     ("patient.name", "the patient's name"),
     ("patient.birth_md", "birth month and day, four digits (0412)"),
@@ -355,6 +357,10 @@ pub const BUILTIN_VARS: [(&str, &str); 12] = [
         "true when the patient's valid number could not be sent (a landline) and is to be read on this call; processing_number then holds it",
     ),
     ("call.lang", "the call's language, e.g. ja-JP"),
+    (
+        "call.gave_up",
+        "after a failed try at a question: no_match once wrong keys were pressed at it, no_input while none were",
+    ),
     ("health_center.phone", "the health centre's phone number"),
     ("processing_number", "set by issue_processing_number, or at the start when patient.number_to_read"),
     ("processing_number.expires", "when that number expires, set by issue_processing_number"),

@@ -34,6 +34,9 @@ pub enum Format {
     Digits,
     /// Groups of four for the eye (SMS, e-mail): `1234 5678`.
     Groups,
+    /// A phone number digit by digit, grouped as Japanese numbers are said: a mobile
+    /// `0 9 0、1 1 1 1、2 2 2 2`, Tokyo and Osaka `0 3、1 2 3 4、5 6 7 8`.
+    Phone,
     /// `0412` → `4月12日` / `April 12`.
     MonthDay,
     /// `2026-11-25` → `11月25日` / `November 25`.
@@ -43,7 +46,8 @@ pub enum Format {
 }
 
 impl Format {
-    pub const NAMES: [&str; 7] = ["temperature", "percent", "digits", "groups", "month_day", "date", "datetime"];
+    pub const NAMES: [&str; 8] =
+        ["temperature", "percent", "digits", "groups", "phone", "month_day", "date", "datetime"];
 
     fn parse(name: &str) -> Option<Format> {
         Some(match name {
@@ -52,6 +56,7 @@ impl Format {
             "percent" => Format::Percent,
             "digits" => Format::Digits,
             "groups" => Format::Groups,
+            "phone" => Format::Phone,
             "month_day" => Format::MonthDay,
             "date" => Format::Date,
             "datetime" => Format::DateTime,
@@ -343,6 +348,23 @@ pub fn read_aloud(v: &Value, format: Format, ja: bool) -> String {
             let digits: Vec<char> = s.chars().filter(|c| c.is_ascii_digit()).collect();
             digits.chunks(4).map(|g| g.iter().collect::<String>()).collect::<Vec<_>>().join(" ")
         }
+        Format::Phone => {
+            let national = match s.trim().strip_prefix("+81") {
+                Some(rest) => format!("0{rest}"),
+                None => s.clone(),
+            };
+            let digits: Vec<char> = national.chars().filter(|c| c.is_ascii_digit()).collect();
+            let sep = if ja { "、" } else { ", " };
+            let mut groups = Vec::new();
+            let mut rest = &digits[..];
+            for size in phone_groups(&digits) {
+                let (group, tail) = rest.split_at(size.min(rest.len()));
+                groups.push(group.iter().map(char::to_string).collect::<Vec<_>>().join(" "));
+                rest = tail;
+            }
+            groups.retain(|g| !g.is_empty());
+            groups.join(sep)
+        }
         Format::MonthDay => {
             let md = format!("{s:0>4}");
             match (md[..2].parse::<u32>(), md[2..].parse::<u32>()) {
@@ -361,6 +383,20 @@ pub fn read_aloud(v: &Value, format: Format, ja: bool) -> String {
             Some(t) => format!("{}, {}:{:02}", month_day(t.month(), t.day(), false), t.hour(), t.minute()),
             None => s,
         },
+    }
+}
+
+/// How a national number (leading 0) is grouped when said: mobiles and IP phones 3-4-4; Tokyo
+/// (03) and Osaka (06) 2-4-4; free dial (0120) 4-3-3; any other ten-digit landline 3-3-4, the
+/// shape of most area codes (045, 052, 092…); anything else in fours.
+fn phone_groups(d: &[char]) -> Vec<usize> {
+    let starts = |p: &str| d.iter().take(p.len()).copied().eq(p.chars());
+    match d.len() {
+        11 if ["050", "060", "070", "080", "090"].iter().any(|p| starts(p)) => vec![3, 4, 4],
+        10 if starts("03") || starts("06") => vec![2, 4, 4],
+        10 if starts("0120") => vec![4, 3, 3],
+        10 if starts("0") => vec![3, 3, 4],
+        n => vec![4; n.div_ceil(4)],
     }
 }
 
@@ -418,6 +454,14 @@ mod tests {
         let n = Value::text("12345678");
         assert_eq!(read_aloud(&n, Format::Digits, true), "1 2 3 4、5 6 7 8");
         assert_eq!(read_aloud(&n, Format::Digits, false), "1 2 3 4, 5 6 7 8");
+        let phone = |p: &str, ja| read_aloud(&Value::text(p), Format::Phone, ja);
+        assert_eq!(phone("09011112222", true), "0 9 0、1 1 1 1、2 2 2 2");
+        assert_eq!(phone("+819011112222", false), "0 9 0, 1 1 1 1, 2 2 2 2");
+        assert_eq!(phone("0312345678", true), "0 3、1 2 3 4、5 6 7 8");
+        assert_eq!(phone("+81612345678", true), "0 6、1 2 3 4、5 6 7 8");
+        assert_eq!(phone("0451234567", true), "0 4 5、1 2 3、4 5 6 7");
+        assert_eq!(phone("0120123456", true), "0 1 2 0、1 2 3、4 5 6");
+        assert_eq!(phone("123456", true), "1 2 3 4、5 6");
         assert_eq!(read_aloud(&n, Format::Groups, true), "1234 5678");
         assert_eq!(read_aloud(&Value::text("0412"), Format::MonthDay, true), "4月12日");
         assert_eq!(read_aloud(&Value::text("0412"), Format::MonthDay, false), "April 12");

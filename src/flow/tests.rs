@@ -202,7 +202,7 @@ fn a_whole_degree_typed_alone_reads_as_that_temperature() {
 fn star_repeats_the_question_without_using_a_try() {
     let w = walk(&["0412", "*", "*", "*", "365"]);
     assert_eq!(w.call.state, "temperature_confirm");
-    assert_eq!(w.heard.iter().filter(|h| h.starts_with("今日の体温を押して")).count(), 4);
+    assert_eq!(w.heard.iter().filter(|h| h.starts_with("本日の体温を、数字で押して")).count(), 4);
 }
 
 #[test]

@@ -123,11 +123,19 @@ fn check_graph(flow: &Flow, diags: &mut Diagnostics) {
     let edges: Vec<Vec<usize>> =
         flow.states.iter().map(|s| s.kind.edges().iter().map(|(_, t)| t.idx).collect()).collect();
 
-    // Reachable from the start: the rest is dead text, worth a warning.
+    // Reachable from the start: the rest is a mistake (a transition forgotten or misnamed)
+    // unless the state says why it is kept.
     let reach = reachable(&[flow.start], |i| edges[i].clone(), n);
     for (i, s) in flow.states.iter().enumerate() {
-        if !reach[i] {
-            diags.warning(&flow.source, s.at, format!("state '{}' can never be reached from start", s.name));
+        if !reach[i] && !s.keep {
+            diags.error(
+                &flow.source,
+                s.at,
+                format!(
+                    "state '{}' can never be reached from start; link to it, remove it, or say why it is kept with keep = \"…\"",
+                    s.name
+                ),
+            );
         }
     }
 

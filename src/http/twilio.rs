@@ -143,7 +143,8 @@ async fn voice(
                     Ok(n) => n,
                     Err(e) => return failure(&app, &form, "number lookup", Some(e)).await,
                 };
-                let vars = patient_vars(&p, number.as_ref(), &app.turns.issuer);
+                let mut vars = patient_vars(&p, number.as_ref(), &app.turns.issuer);
+                vars.insert(CENTRE_PHONE.into(), crate::flow::Value::text(&*app.turns.centre_phone));
                 let state = CallState::new(&flow, &p.language, vars);
                 Some(NewCall {
                     call_sid: sid.clone(),
@@ -365,6 +366,9 @@ async fn failure<'a>(
     twiml_response(twiml::render(&twiml::from_response(&Speech::apology(&language), "")))
 }
 
+/// The variable that holds `centre.phone`, for flows and the answering-machine message.
+const CENTRE_PHONE: &str = "health_center.phone";
+
 /// What an answering machine hears, once its greeting has ended: a short message with the
 /// health centre's number (prompt `machine_message`). Detection is often wrong, so a key
 /// pressed during the message starts the call as for a person.
@@ -375,7 +379,10 @@ async fn machine_message(app: &AppState, job: i64, attempt: i32) -> Response {
     }
     .unwrap_or_else(|| "ja-JP".into());
     let speech = match app.flows.catalog(&language) {
-        Some(c) if c.get("machine_message").is_some() => c.speech("machine_message", &Default::default()),
+        Some(c) if c.get("machine_message").is_some() => {
+            let vars = [(CENTRE_PHONE.to_string(), crate::flow::Value::text(&*app.turns.centre_phone))];
+            c.speech("machine_message", &vars.into_iter().collect())
+        }
         _ => Say::Say {
             text: "こちらは保健所です。健康観察のお電話をいたしました。後ほど改めてお電話します。".into(),
             language: "ja-JP".into(),

@@ -68,7 +68,10 @@ async fn an_answering_machine_hears_the_message_and_the_job_is_retried() {
     let q = format!("job={job_id}&attempt={attempt}");
     let (status, twiml) = post(&app, &format!("/twilio/voice?{q}"), &answered("CA1", "machine_end_beep")).await;
     assert_eq!(status, 200);
-    assert!(twiml.contains("03-1234-5678"), "the message names the health centre's number: {twiml}");
+    assert!(
+        twiml.contains("0 3、1 2 3 4、5 6 7 8"),
+        "the message names the health centre's number (centre.phone): {twiml}"
+    );
     assert!(twiml.contains("person=1") && twiml.ends_with("<Hangup/></Response>"), "{twiml}");
     assert!(app.store.calls().get("CA1").await.unwrap().is_none(), "no call record for a machine");
     let mut done = answered("CA1", "machine_end_beep");

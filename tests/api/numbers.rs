@@ -247,8 +247,8 @@ async fn a_landline_caller_may_type_a_mobile_number_to_get_the_number_by_sms() {
     // 3: by SMS; a landline typed first is refused, then a mobile number, confirmed.
     let keys: Vec<&str> = health.iter().copied().chain(["3", "03123456789", "1", "3", "08011112222", "1"]).collect();
     let (_, heard) = app.call(LANDLINE, &keys).await;
-    assert!(heard.iter().any(|h| h.contains("ショートメッセージを送れません")), "{heard:?}");
-    assert!(heard.iter().any(|h| h.contains("0 8 0 1、1 1 1 2、2 2 2、ですね")), "{heard:?}");
+    assert!(heard.iter().any(|h| h.contains("ショートメッセージをお送りできません")), "{heard:?}");
+    assert!(heard.iter().any(|h| h.contains("0 8 0、1 1 1 1、2 2 2 2、ですね")), "{heard:?}");
     assert!(heard.iter().any(|h| h.contains("ショートメッセージでお送りしました")), "{heard:?}");
     let sms = wait_for_sms(&app, 1).await;
     assert_eq!(sms.len(), 1, "{sms:?}");

@@ -56,7 +56,7 @@ async fn requests_signed_by_the_official_library_are_accepted_and_tampered_ones_
     assert_eq!(app.raw(&path, ct, form(&tampered), Some(&sigs[1])).await.0, 403);
     let (status, body) = app.raw(&path, ct, form(&step), Some(&sigs[1])).await;
     assert_eq!(status, 200, "{body}");
-    assert!(body.contains("今日の体温を押して"), "{body}");
+    assert!(body.contains("本日の体温を、数字で押して"), "{body}");
 }
 
 #[tokio::test]

@@ -42,7 +42,7 @@ async fn edits_are_served_live_bad_edits_refused_and_calls_keep_their_version() 
     let text = std::fs::read_to_string(&ja).unwrap();
     let edited = text
         .replace("こちらは保健所の自動音声", "【新版】こちらは保健所の自動音声")
-        .replace("今日の体温を押して", "【新版】今日の体温を押して");
+        .replace("本日の体温を、数字で押して", "【新版】本日の体温を、数字で押して");
     std::fs::write(&ja, &edited).unwrap();
 
     // New calls get the edit once it is picked up.
@@ -60,7 +60,7 @@ async fn edits_are_served_live_bad_edits_refused_and_calls_keep_their_version() 
     // The call that started before the edit goes on with the version it started with.
     let (_, next) =
         app.post(&format!("/twilio/voice/step?call={old}&seq=1"), &[("CallSid", old), ("Digits", "0412")]).await;
-    assert!(next.contains("今日の体温を押して") && !next.contains("【新版】"), "{next}");
+    assert!(next.contains("本日の体温を、数字で押して") && !next.contains("【新版】"), "{next}");
 
     // A broken edit is refused; the last good version keeps serving.
     std::fs::write(flows.join("daily-health-check.toml"), "[flow]\nstart = \n").unwrap();
@@ -99,17 +99,17 @@ async fn a_call_in_progress_keeps_its_version_across_a_restart_with_edited_files
 
     let ja = prompts.join("ja-JP.toml");
     let text = std::fs::read_to_string(&ja).unwrap();
-    std::fs::write(&ja, text.replace("今日の体温を押して", "【新版】今日の体温を押して")).unwrap();
+    std::fs::write(&ja, text.replace("本日の体温を、数字で押して", "【新版】本日の体温を、数字で押して")).unwrap();
     // A new process, which never loaded the version the call started on.
     app.restart().await;
 
     let (_, next) =
         app.post(&format!("/twilio/voice/step?call={old}&seq=1"), &[("CallSid", old), ("Digits", "0412")]).await;
-    assert!(next.contains("今日の体温を押して") && !next.contains("【新版】"), "{next}");
+    assert!(next.contains("本日の体温を、数字で押して") && !next.contains("【新版】"), "{next}");
     assert_eq!(app.store.calls().get(old).await.unwrap().unwrap().flow_version, started_on);
     let fresh = "CA00000000000000000000000000000003";
     first_turn(&app, fresh).await;
     let (_, next) =
         app.post(&format!("/twilio/voice/step?call={fresh}&seq=1"), &[("CallSid", fresh), ("Digits", "0412")]).await;
-    assert!(next.contains("【新版】今日の体温を押して"), "{next}");
+    assert!(next.contains("【新版】本日の体温を、数字で押して"), "{next}");
 }

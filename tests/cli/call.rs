@@ -40,7 +40,10 @@ fn silence_reaches_the_no_input_give_up() {
     let out = call(&["daily-health-check", "--digits", "0412,,-,"]);
     assert_eq!(out.matches("caller: (silence)").count(), 3, "{out}");
     assert!(out.contains("alert health centre: no_response"), "{out}");
-    assert!(out.contains("保健所から改めてご連絡します。失礼いたします。"), "{out}");
+    assert!(
+        out.contains("ボタンの操作が確認できませんでした。保健所から改めてご連絡いたします。失礼いたします。"),
+        "{out}"
+    );
 }
 
 #[test]
@@ -109,4 +112,90 @@ fn graph_prints_a_mermaid_flowchart() {
     assert!(text.starts_with("flowchart TD\n"));
     assert!(text.contains("|\"key 1\"|"));
     assert!(text.contains("-.->|\"give up\"|"));
+}
+
+#[test]
+fn times_are_told_in_the_centres_zone_not_the_computers() {
+    let run = |zone: Option<&str>| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_ivr"));
+        cmd.args(["call", "daily-health-check", "--digits", "0412,365#,1,1,97#,1,2,2,2,2,2,1,1"])
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .env("TZ", "UTC");
+        if let Some(z) = zone {
+            cmd.env("IVR_SCHEDULER__TIMEZONE", z);
+        }
+        let before = chrono::Utc::now() + chrono::Duration::hours(24);
+        let out = String::from_utf8_lossy(&cmd.output().unwrap().stdout).into_owned();
+        let after = chrono::Utc::now() + chrono::Duration::hours(24);
+        (out, before, after)
+    };
+    for (zone, tz) in [(None, chrono_tz::Asia::Tokyo), (Some("America/New_York"), chrono_tz::America::New_York)] {
+        let (out, before, after) = run(zone);
+        let told = |t: chrono::DateTime<chrono::Utc>| {
+            format!("valid until {} {tz})", t.with_timezone(&tz).format("%Y-%m-%d %H:%M"))
+        };
+        assert!(out.contains(&told(before)) || out.contains(&told(after)), "{zone:?}: {out}");
+    }
+}
+
+/// `ivr serve --demo` started where there is no source tree, its output read through a pipe.
+#[test]
+fn the_demo_runs_from_any_directory_with_its_built_in_files_and_no_colour() {
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ivr"))
+        .args(["serve", "--demo"])
+        .current_dir(dir.path())
+        .env("TMPDIR", dir.path())
+        .env("IVR_SERVER__LISTEN", format!("127.0.0.1:{port}"))
+        .env("IVR_CARRIER__SIMULATOR_SPEED", "0")
+        .env_remove("NO_COLOR")
+        .env("TERM", "xterm-256color")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut seen = Vec::new();
+    for line in std::io::BufReader::new(child.stdout.take().unwrap()).lines() {
+        let line = line.unwrap();
+        let calling = line.starts_with('[') && !line.contains("ringing 0 · in call 0 · completed 0");
+        seen.push(line);
+        if calling {
+            break;
+        }
+    }
+    let copies = dir.path().join(format!("ivr-demo-{}", child.id()));
+    assert!(copies.join("flows/daily-health-check.toml").exists(), "{seen:?}");
+    // Ctrl-C stops it and takes the copies away.
+    Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let text = seen.join("\n");
+    assert!(text.contains("ivr demo: 50 patients, "), "{text}\n{stderr}");
+    assert!(
+        text.contains(
+            "flows: built into ivr (no call-flows/ here); prompts: built into ivr (no prompts/ here); roster: built into ivr"
+        ),
+        "{text}"
+    );
+    assert!(!text.contains('\x1b') && !stderr.contains('\x1b'), "colour codes on a pipe:\n{text}\n{stderr}");
+    assert!(!copies.exists(), "the copies are left in {}", copies.display());
+}
+
+#[test]
+fn the_give_up_line_says_whether_keys_were_pressed() {
+    let wrong = call(&["daily-health-check", "--digits", "0412,9,,9"]);
+    assert!(wrong.contains("ivr:    押されたボタンでは、お答えを確認できませんでした。"), "{wrong}");
+    let silent = call(&["daily-health-check", "--digits", "0412,,,"]);
+    assert!(silent.contains("ivr:    ボタンの操作が確認できませんでした。保健所から"), "{silent}");
+    let english = call(&["daily-health-check", "--lang", "en-US", "--digits", "0412,9,9,9"]);
+    assert!(english.contains("The keys you pressed did not give us an answer"), "{english}");
+}
+
+#[test]
+fn a_typed_mobile_number_is_read_back_as_it_is_said() {
+    let keys = "0412,365#,1,1,97#,1,2,2,2,2,2,1,1,3,09011112222#,1";
+    let out = call(&["daily-health-check", "--from", "+81312345678", "--digits", keys]);
+    assert!(out.contains("ivr:    0 9 0、1 1 1 1、2 2 2 2、ですね。"), "{out}");
 }

@@ -95,3 +95,44 @@ fn a_missing_path_is_an_error_not_a_pass() {
     assert_eq!(code, 2);
     assert!(stderr.contains("no/such/dir"), "{stderr}");
 }
+
+#[test]
+fn with_a_real_carrier_the_placeholder_phone_number_is_refused() {
+    let twilio = [
+        ("IVR_CARRIER__KIND", "twilio"),
+        ("IVR_CARRIER__ACCOUNT_SID", "AC00000000000000000000000000000000"),
+        ("IVR_CARRIER__AUTH_TOKEN", "token"),
+        ("IVR_CARRIER__FROM", "+815000000000"),
+        ("IVR_ISSUER__KEY", "key"),
+    ];
+    let run = |phone: Option<&str>| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_ivr"));
+        cmd.arg("check").current_dir(env!("CARGO_MANIFEST_DIR")).envs(twilio);
+        if let Some(p) = phone {
+            cmd.env("IVR_CENTRE__PHONE", p);
+        }
+        let out = cmd.output().unwrap();
+        (out.status.code(), String::from_utf8_lossy(&out.stdout).into_owned())
+    };
+    let (code, stdout) = run(None);
+    assert_eq!(code, Some(1), "{stdout}");
+    assert!(stdout.contains("error: configuration: centre.phone: 03-1234-5678 is the shipped placeholder"), "{stdout}");
+    assert_eq!(run(Some("+81312345678")).0, Some(1), "the placeholder written another way");
+    assert_eq!(run(Some("03-5321-0000")), (Some(0), String::new()));
+}
+
+#[test]
+fn a_misspelt_setting_is_named_with_the_one_meant() {
+    let out = Command::new(env!("CARGO_BIN_EXE_ivr"))
+        .arg("check")
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env("IVR_SCHEDULER__CALL_PER_SECOND", "2")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert_eq!(
+        stdout,
+        "error: environment: unknown variable IVR_SCHEDULER__CALL_PER_SECOND (did you mean IVR_SCHEDULER__CALLS_PER_SECOND?)\n"
+    );
+}

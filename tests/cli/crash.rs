@@ -71,6 +71,7 @@ fn serve(port: u16, db: &str, api_base: &str) -> Child {
         .env("IVR_CARRIER__FROM", "+815000000000")
         .env("IVR_CARRIER__API_BASE", api_base)
         .env("IVR_ISSUER__KEY", "crash-test-issuer-key")
+        .env("IVR_CENTRE__PHONE", "03-5555-0100")
         .env("IVR_OUTBOX__LEASE_SECS", "1")
         .env("IVR_FLOWS__DIR", format!("{root}/call-flows"))
         .env("IVR_FLOWS__PROMPTS_DIR", format!("{root}/prompts"))

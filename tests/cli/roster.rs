@@ -184,3 +184,14 @@ fn ivr_patients_import_takes_the_example_roster() {
     assert_eq!(code, 0, "{stderr}");
     assert_eq!(stdout, "imported 50 patients (50 new, 0 updated, 0 unchanged)\n");
 }
+
+#[test]
+fn a_dry_run_writes_nothing_not_even_a_new_database() {
+    let cli = Cli::new();
+    let file = cli.write("roster.csv", &good());
+    let (code, stdout, stderr) = cli.ivr(&["patients", "import", &file, "--dry-run"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(stdout, "would import 3 patients (3 new, 0 updated, 0 unchanged); nothing was changed (--dry-run)\n");
+    let db = cli.dir.path().join("ivr.db");
+    assert!(!db.exists(), "the dry run created {}", db.display());
+}

@@ -105,11 +105,11 @@ pub enum Question {
 /// that no question's words occur in another prompt.
 const KEYWORDS: &[(Question, &[&str])] = &[
     (Question::Identity, &["生年月日の月と日", "month and day of your birth"]),
-    (Question::Temperature, &["今日の体温", "today's temperature"]),
+    (Question::Temperature, &["本日の体温", "today's temperature"]),
     (Question::Oximeter, &["オキシメーターをお持ち", "If you have a pulse oximeter"]),
     (Question::Spo2, &["酸素飽和度の数値", "oxygen saturation shown"]),
     (Question::Breathless, &["息苦しさはありますか", "Are you short of breath"]),
-    (Question::Cough, &["せきは出ますか", "Do you have a cough"]),
+    (Question::Cough, &["せきは出ていますか", "Do you have a cough"]),
     (Question::Fatigue, &["強いだるさ", "feel very tired"]),
     (Question::TasteSmell, &["味やにおい", "sense of taste or smell"]),
     (Question::Trend, &["昨日と比べて", "Compared with yesterday"]),
@@ -117,7 +117,7 @@ const KEYWORDS: &[(Question, &[&str])] = &[
     (Question::Consent, &["処理番号の発行を希望", "To receive a processing number"]),
     (Question::NumberReadAloud, &["処理番号は、", "Your processing number is"]),
     (Question::Confirm, &["正しければ1", "If that is correct, press 1"]),
-    (Question::MachineMessage, &["後ほど改めてお電話します", "We will call again later"]),
+    (Question::MachineMessage, &["改めてお電話いたします", "We will call again later"]),
 ];
 
 /// The question a document asks: of the questions whose words were heard, the one heard last
@@ -250,7 +250,8 @@ mod tests {
 
     #[test]
     fn the_last_question_heard_is_the_one_answered() {
-        let notice = "保健所から折り返しお電話します。息苦しさが強いなど、緊急の場合は、119番に電話してください。";
+        let notice =
+            "保健所から、折り返しお電話いたします。息苦しさが強いなど、緊急の場合は、119番に電話してください。";
         let app = "接触確認アプリをご利用の方は１を、ご利用でない方は２を押して下さい。";
         assert_eq!(recognise(&[notice.into(), app.into()]), Some(Question::AppUse));
         assert_eq!(
@@ -269,5 +270,17 @@ mod tests {
         assert_eq!(p.reply(&oximeter), Reply::Keys("1".into()));
         assert_eq!(p.reply(&asked("Press 5 for the weather.")), Reply::HangUp);
         assert!(p.unrecognised.is_some());
+    }
+
+    /// The words of every question are in the shipped prompts: a prompt reworded without its
+    /// keywords would leave the simulated patients hanging up on it.
+    #[test]
+    fn every_question_is_recognised_in_the_shipped_prompts() {
+        let catalogues = [include_str!("../../../prompts/ja-JP.toml"), include_str!("../../../prompts/en-US.toml")];
+        for (question, words) in KEYWORDS {
+            for (catalogue, word) in catalogues.iter().zip(words.iter()) {
+                assert!(catalogue.contains(word), "{question:?}: '{word}' is not in the prompts");
+            }
+        }
     }
 }
