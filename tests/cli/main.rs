@@ -8,4 +8,5 @@ mod common;
 mod call;
 mod check;
 mod crash;
+mod readme;
 mod roster;

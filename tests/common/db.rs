@@ -2,8 +2,8 @@
 //! database created for one test and dropped after it (even when the test fails).
 //!
 //! PostgreSQL is found at `IVR_TEST_PG_URL`, else at `postgres://postgres@127.0.0.1:5432/test`
-//! or `postgres://root@127.0.0.1:5432/test`. When none answers, the PostgreSQL tests are skipped
-//! with a note on stderr — unless `CI=true`, where they fail.
+//! or `postgres://root@127.0.0.1:5432/test`. When none answers, each PostgreSQL test prints
+//! `SKIP: …` (the first with where it looked) and passes — unless `CI=true`, where they fail.
 
 use std::future::Future;
 use std::path::PathBuf;
@@ -47,7 +47,18 @@ impl TestDb {
                         panic!("PostgreSQL not reachable at {why} (CI=true: the PostgreSQL tests must run)")
                     }
                     Err(why) => {
-                        eprintln!("SKIP: PostgreSQL not reachable at {why}");
+                        static TOLD: std::sync::Once = std::sync::Once::new();
+                        let mut said = false;
+                        TOLD.call_once(|| {
+                            super::peers::skip(&format!(
+                                "PostgreSQL not reachable at {why}; set IVR_TEST_PG_URL to a server \
+                                 whose user may create databases"
+                            ));
+                            said = true;
+                        });
+                        if !said {
+                            super::peers::skip("PostgreSQL not reachable");
+                        }
                         return None;
                     }
                 };
