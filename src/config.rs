@@ -61,6 +61,9 @@ pub struct Scheduler {
     /// A duration like `20m`: a call with no news for this long is looked up at the carrier
     /// (or counted lost, never dialled again for the same attempt).
     pub call_lease: String,
+    /// A duration like `1m`: a call with no news (no status callback, no answer from a lookup)
+    /// for this long is looked up at the carrier, and freed if it ended. At most `call_lease`.
+    pub call_check_after: String,
     /// `HH:MM`: when the server plans the day by itself.
     pub plan_at: String,
     /// Whether the server plans and dials daily by itself.
@@ -165,6 +168,7 @@ retry_after = "30m"
 max_attempts = 3
 ring_timeout = "45s"
 call_lease = "20m"
+call_check_after = "1m"
 machine_detection = true
 plan_at = "08:00"
 autostart = true
@@ -308,6 +312,12 @@ impl Settings {
         if parse_duration(&s.call_lease).is_none() {
             return invalid("scheduler.call_lease", format!("'{}' is not a duration like 20m", s.call_lease));
         }
+        if parse_duration(&s.call_check_after).is_none() {
+            return invalid(
+                "scheduler.call_check_after",
+                format!("'{}' is not a duration like 1m", s.call_check_after),
+            );
+        }
         if DayTime::parse(&s.plan_at).map_or(true, |t| t == DayTime::END_OF_DAY) {
             return invalid("scheduler.plan_at", format!("'{}' is not a time of day like 08:00", s.plan_at));
         }
@@ -361,6 +371,7 @@ impl Settings {
             ring_timeout: parse_duration(&s.ring_timeout).expect("validated at load"),
             machine_detection: s.machine_detection,
             call_lease: parse_duration(&s.call_lease).expect("validated at load"),
+            call_check_after: parse_duration(&s.call_check_after).expect("validated at load"),
         }
     }
 
@@ -498,6 +509,7 @@ mod tests {
                 ring_timeout: chrono::Duration::seconds(45),
                 machine_detection: true,
                 call_lease: chrono::Duration::minutes(20),
+                call_check_after: chrono::Duration::minutes(1),
             }
         );
         assert!(s.area_capacity().is_empty());

@@ -8,11 +8,20 @@
 //! reconciled (a status callback may have filled it in, or the call is fetched from the carrier)
 //! and never dialled again: a lost attempt counts as an unanswered one.
 //!
+//! Recovery: the carrier does not repeat a final status callback that found the server down, so
+//! a call that ended during a crash would hold its concurrency slot until its lease ran out.
+//! Instead, when an instance starts leading (after a start, or on taking over from a dead
+//! leader) it asks the carrier at once how every call still open stands, and later any call
+//! with no news for `call_check_after`; each that ended is recorded as its status callback
+//! would have been, and frees its slot. An attempt without a call id waits for its lease: only
+//! then is it certain that no call for it is still ringing.
+//!
 //! One dialer at a time: with a [`DialerLock`], the dialer works only while its instance leads
 //! ([`super::leader`]), so `calls_per_second` holds for the carrier account across instances.
 
 use std::num::NonZeroU32;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use chrono::{DateTime, Utc};
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
@@ -144,6 +153,8 @@ pub struct Dialer {
     leading: watch::Receiver<bool>,
     /// The lock to hold while running, with the sender of `leading`.
     lock: std::sync::Mutex<Option<(DialerLock, watch::Sender<bool>)>>,
+    /// Whether the calls open when this instance began to lead have been looked up.
+    swept: AtomicBool,
 }
 
 impl Dialer {
@@ -158,7 +169,18 @@ impl Dialer {
         let limiter = RateLimiter::direct(quota(campaign.policy.calls_per_second));
         // Nothing ever changes it: a dialer without a lock always leads.
         let (_, leading) = watch::channel(true);
-        Dialer { store, carrier, from, public_url, campaign, limiter, wake, leading, lock: Default::default() }
+        Dialer {
+            store,
+            carrier,
+            from,
+            public_url,
+            campaign,
+            limiter,
+            wake,
+            leading,
+            lock: Default::default(),
+            swept: AtomicBool::new(false),
+        }
     }
 
     /// Dials only while this instance holds `lock` (taken and kept by [`Dialer::run`]), so that
@@ -213,12 +235,15 @@ impl Dialer {
         }
     }
 
-    /// One round at `now`, when this instance leads: reconciles attempts whose lease ran out,
+    /// One round at `now`, when this instance leads: looks up the calls with no recent news (all
+    /// open calls in its first round as leader) and reconciles attempts whose lease ran out,
     /// then claims as many due jobs as the concurrency limit leaves room for (at most a second's
     /// worth of calls) and dials them at the configured rate. Returns how many calls were
     /// requested.
     pub async fn tick(&self, now: DateTime<Utc>) -> Result<usize, StoreError> {
         if !self.leading() {
+            // Whoever leads next looks up every open call first.
+            self.swept.store(false, Ordering::Relaxed);
             return Ok(0);
         }
         self.reconcile(now).await?;
@@ -296,11 +321,27 @@ impl Dialer {
         req
     }
 
-    /// Attempts that went quiet past their lease: the carrier says how the call ended, or, with
-    /// no call id and no callback, the attempt is counted lost (never dialled again).
+    /// Open attempts with no news for `call_check_after` (every open attempt in the first
+    /// round as leader): the carrier says how each call stands. One that ended is recorded as
+    /// its final status callback would have been and frees its slot; one still in progress is
+    /// asked again after `call_check_after`. An attempt without a call id is counted lost once
+    /// its lease runs out (never dialled again).
     async fn reconcile(&self, now: DateTime<Utc>) -> Result<(), StoreError> {
-        for stale in self.store.stale_attempts(now).await? {
+        let policy = &self.campaign.policy;
+        // The lease is renewed to `call_lease` ahead at each piece of news, so a lease that ends
+        // before `now + call_lease - call_check_after` had no news for `call_check_after`.
+        let quiet = policy.call_check_after.min(policy.call_lease);
+        let everything = !self.swept.swap(true, Ordering::Relaxed);
+        let horizon = if everything { now + chrono::Duration::days(3650) } else { now + policy.call_lease - quiet };
+        let stale = self.store.stale_attempts(horizon).await?;
+        if everything && !stale.is_empty() {
+            tracing::info!(open = stale.len(), "leading the dialer: asking the carrier how the open calls stand");
+        }
+        for stale in stale {
             let Some(sid) = stale.call_sid.as_deref() else {
+                if stale.started_at + policy.call_lease > now {
+                    continue;
+                }
                 tracing::warn!(job_id = stale.job_id, attempt = stale.attempt, "attempt lost: no call id, no callback");
                 self.campaign.end(&self.store, stale.job_id, stale.attempt, "lost", None, now).await?;
                 continue;
@@ -309,16 +350,23 @@ impl Dialer {
                 Ok(call) if call.status.is_final() => {
                     let answered_by = call.answered_by.map(AnsweredBy::as_str);
                     let status = call.status.as_str();
-                    self.campaign
+                    let ended = self
+                        .campaign
                         .call_ended(&self.store, (stale.job_id, stale.attempt), Some(sid), status, answered_by, now)
                         .await?;
+                    if ended.is_some() {
+                        metrics::counter!("ivr_dial_calls_recovered_total").increment(1);
+                        tracing::info!(job_id = stale.job_id, attempt = stale.attempt, call_sid = %sid, status, "the carrier says the call ended: its slot is free");
+                    }
                 }
-                Ok(_) => self.store.extend_lease(stale.job_id, now + self.campaign.policy.call_lease).await?,
+                Ok(_) => self.store.extend_lease(stale.job_id, now + policy.call_lease).await?,
                 Err(e) if e.status() == Some(404) => {
                     self.campaign.end(&self.store, stale.job_id, stale.attempt, "lost", None, now).await?;
                 }
                 Err(e) => {
-                    tracing::warn!(job_id = stale.job_id, error = %e, "could not fetch a quiet call; trying later")
+                    // Asked again after `call_check_after`, not at every round.
+                    tracing::warn!(job_id = stale.job_id, error = %e, "could not look up a quiet call; trying later");
+                    self.store.extend_lease(stale.job_id, now + policy.call_lease).await?;
                 }
             }
         }
