@@ -113,6 +113,15 @@ pub struct Server {
     pub trust_forwarded_headers: bool,
     /// Largest webhook body accepted, in bytes.
     pub body_limit: usize,
+    /// A duration like `10s`: a connection that has not sent a whole request head (request line
+    /// and headers) for this long is closed; so is a keep-alive connection idle for as long.
+    pub header_read_timeout: String,
+    /// A duration like `30s`: a request whose body has not arrived this long after its head is
+    /// answered with an error and its connection closed.
+    pub body_read_timeout: String,
+    /// Open client connections at most (also kept below the process's file limit); further
+    /// ones wait in the listen backlog until one closes.
+    pub max_connections: usize,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -146,6 +155,9 @@ const DEFAULTS: &str = r#"
 listen = "127.0.0.1:8080"
 trust_forwarded_headers = false
 body_limit = 65536
+header_read_timeout = "10s"
+body_read_timeout = "30s"
+max_connections = 1024
 
 [database]
 url = "sqlite://ivr.db"
@@ -229,6 +241,17 @@ impl Settings {
                     message: format!("'{u}' is not an http(s) URL"),
                 });
             }
+        }
+        for (key, value) in [
+            ("server.header_read_timeout", &self.server.header_read_timeout),
+            ("server.body_read_timeout", &self.server.body_read_timeout),
+        ] {
+            if parse_duration(value).is_none() {
+                return Err(ConfigError::Invalid { key, message: format!("'{value}' is not a duration like 10s") });
+            }
+        }
+        if self.server.max_connections == 0 {
+            return Err(ConfigError::Invalid { key: "server.max_connections", message: "must be at least 1".into() });
         }
         if !(self.carrier.simulator_speed.is_finite() && self.carrier.simulator_speed >= 0.0) {
             return Err(ConfigError::Invalid {
@@ -358,6 +381,16 @@ impl Settings {
     /// Slots, quiet hours and blocked days in the health centre's zone.
     pub fn calling_hours(&self) -> CallingHours {
         self.try_calling_hours().expect("validated at load")
+    }
+
+    /// How long a client may take to send a request head.
+    pub fn server_header_read_timeout(&self) -> std::time::Duration {
+        parse_duration(&self.server.header_read_timeout).expect("validated at load").to_std().unwrap_or_default()
+    }
+
+    /// How long a client may take to send a request body.
+    pub fn server_body_read_timeout(&self) -> std::time::Duration {
+        parse_duration(&self.server.body_read_timeout).expect("validated at load").to_std().unwrap_or_default()
     }
 
     /// Rates, retries and ringing for the dialer.

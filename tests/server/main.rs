@@ -9,6 +9,7 @@ mod postgres;
 mod proxy;
 mod reload;
 mod roster;
+mod slow_clients;
 // The store suite's helpers: fresh SQLite and PostgreSQL databases (only some are used here).
 #[allow(dead_code, unused_macros)]
 #[path = "../support/mod.rs"]
