@@ -438,6 +438,109 @@ mod tests {
         assert_eq!(outcome("canceled", None, None), "failed");
     }
 
+    /// A call whose status callbacks never come, with the server up all along: the dialer
+    /// asks the carrier once it has had no news for `call_check_after`, not before, and frees
+    /// its slot as the carrier ended it.
+    #[tokio::test]
+    async fn a_call_without_news_for_call_check_after_is_looked_up_and_freed() {
+        use crate::carrier::signature::AuthToken;
+        use crate::carrier::simulator::{self as sim, Persona, Simulator};
+        use crate::scheduler::hours::Slot;
+        use crate::store::{NewJob, Patient};
+
+        const TOKEN: &str = "dialer-test-auth-token-0123456789";
+        let carrier = Simulator::new(sim::Options {
+            auth_token: AuthToken::new(TOKEN),
+            webhooks: crate::carrier::webhook::WebhookClient::new(AuthToken::new(TOKEN)),
+            people: sim::nobody(),
+            speed: 0.0,
+            log: None,
+        })
+        .unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let api_base = format!("http://{}", listener.local_addr().unwrap());
+        let router = carrier.router();
+        tokio::spawn(async move { axum::serve(listener, router).await });
+        let client = TwilioClient::new(&api_base, sim::ACCOUNT_SID, TOKEN.to_string()).unwrap();
+
+        // Where the webhooks go: a peer that takes them and tells nobody, as if they were lost.
+        let void = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let void_url = format!("http://{}", void.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(void, axum::Router::new().fallback(|| async { "" })).await });
+
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&format!("sqlite://{}", dir.path().join("ivr.db").display()), false).await.unwrap();
+        store.migrate().await.unwrap();
+        let phone = "+819012345670";
+        let patient = Patient {
+            patient_id: "P001".into(),
+            name: "山田 花子".into(),
+            phone: phone.into(),
+            birth_md: Some("0412".into()),
+            language: "ja-JP".into(),
+            email: None,
+            area: None,
+            care_start: None,
+            care_end: None,
+            call_slot: None,
+        };
+        store.upsert_patient(&patient).await.unwrap();
+        let tz = chrono_tz::Asia::Tokyo;
+        let hours = CallingHours::new(tz, vec![Slot::parse("all", "00:00-23:59").unwrap()], None, vec![]).unwrap();
+        let policy = DialPolicy {
+            calls_per_second: 10.0,
+            max_concurrent_calls: 1,
+            retry_after: chrono::Duration::minutes(30),
+            max_attempts: 3,
+            ring_timeout: chrono::Duration::seconds(30),
+            machine_detection: false,
+            call_lease: chrono::Duration::minutes(20),
+            call_check_after: chrono::Duration::minutes(1),
+        };
+        let clock = crate::scheduler::clock::Clock::System;
+        let campaign = Arc::new(Campaign { policy, hours, clock });
+        let dialer = Dialer::new(
+            store.clone(),
+            client.clone(),
+            "+815000000000".into(),
+            void_url,
+            campaign,
+            Arc::new(Notify::new()),
+        );
+
+        use chrono::TimeZone;
+        let t0 = tz.with_ymd_and_hms(2026, 11, 25, 12, 0, 0).unwrap().with_timezone(&Utc);
+        // The first round, as leader: no open call to ask about.
+        assert_eq!(dialer.tick(t0).await.unwrap(), 0);
+        let day = t0.with_timezone(&tz).date_naive();
+        let job = NewJob { patient_id: "P001".into(), flow: "daily-health-check".into(), day, due_at: t0 };
+        store.plan_jobs(&[job]).await.unwrap();
+        // A busy line: the carrier ends the call at once, and nobody hears of it.
+        carrier.set_persona(phone, Persona::Busy);
+        assert_eq!(dialer.tick(t0).await.unwrap(), 1);
+        let job_id = store.jobs_for_day(day).await.unwrap()[0].job_id;
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        loop {
+            let calls = carrier.calls();
+            if calls.len() == 1 && calls[0].status.is_final() {
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, "the carrier did not end the call: {calls:?}");
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+
+        // Half a minute without news: the slot stays held, nothing more is dialled.
+        assert_eq!(dialer.tick(t0 + chrono::Duration::seconds(30)).await.unwrap(), 0);
+        assert_eq!(store.active_jobs().await.unwrap(), 1);
+        // A minute: the carrier is asked, the attempt ends busy and the job waits for its retry.
+        dialer.tick(t0 + chrono::Duration::seconds(61)).await.unwrap();
+        assert_eq!(store.active_jobs().await.unwrap(), 0, "the slot is free");
+        let attempts = store.attempts(job_id).await.unwrap();
+        assert!(attempts.len() == 1 && attempts[0].ended && attempts[0].status == "busy", "{attempts:?}");
+        assert_eq!(store.jobs_for_day(day).await.unwrap()[0].status, "retry");
+        assert_eq!(carrier.calls().len(), 1, "dialled once");
+    }
+
     #[test]
     fn rates_below_one_per_second_are_periods() {
         assert_eq!(quota(0.5).replenish_interval(), std::time::Duration::from_secs(2));
