@@ -116,8 +116,8 @@ pub struct Server {
     /// A duration like `10s`: a connection that has not sent a whole request head (request line
     /// and headers) for this long is closed; so is a keep-alive connection idle for as long.
     pub header_read_timeout: String,
-    /// A duration like `30s`: a request whose body has not arrived this long after its head is
-    /// answered with an error and its connection closed.
+    /// A duration like `30s`: a request whose whole body has not arrived this long after its
+    /// head is answered with an error and its connection closed.
     pub body_read_timeout: String,
     /// Open client connections at most (also kept below the process's file limit); further
     /// ones wait in the listen backlog until one closes.

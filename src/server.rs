@@ -182,8 +182,9 @@ impl Server {
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         // A client that sends its body slowly gets an error answer (and its connection closed)
         // after `body_read_timeout`; see `listen` for the header-read timeout and the cap.
+        let body_read_timeout = settings.server_body_read_timeout();
         let app = http::router(state.clone())
-            .layer(tower_http::timeout::RequestBodyTimeoutLayer::new(settings.server_body_read_timeout()));
+            .layer(axum::middleware::map_request(move |r| http::deadline::deadline(r, body_read_timeout)));
         let limits = listen::Limits {
             header_read_timeout: settings.server_header_read_timeout(),
             max_connections: settings.server.max_connections,

@@ -11,7 +11,8 @@
 //!   connections wait in the kernel's listen backlog and are served as others close, instead
 //!   of being refused; a webhook then arrives late rather than not at all.
 //!
-//! The body-read timeout is a layer on the router (`server.body_read_timeout`).
+//! The body-read timeout is a middleware on the router (`server.body_read_timeout`,
+//! [`crate::http::deadline`]).
 
 use std::future::Future;
 use std::sync::Arc;
