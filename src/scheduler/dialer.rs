@@ -337,7 +337,7 @@ impl Dialer {
         if everything && !stale.is_empty() {
             tracing::info!(open = stale.len(), "leading the dialer: asking the carrier how the open calls stand");
         }
-        // Claimed at a time still ahead of the dialer's clock (a test's claim): not ours to ask.
+        // Claimed at a time still ahead of this dialer's clock: no call of ours yet, nothing to ask.
         for stale in stale.into_iter().filter(|s| s.started_at <= now) {
             let Some(sid) = stale.call_sid.as_deref() else {
                 if stale.started_at + policy.call_lease > now {
