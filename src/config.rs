@@ -73,6 +73,9 @@ pub struct Scheduler {
     /// A duration like `20m`: a call with no news for this long is looked up at the carrier
     /// (or counted lost, never dialled again for the same attempt).
     pub call_lease: String,
+    /// A duration like `1m`: a call with no news (no status callback, no answer from a lookup)
+    /// for this long is looked up at the carrier, and freed if it ended. At most `call_lease`.
+    pub call_check_after: String,
     /// `HH:MM`: when the server plans the day by itself.
     pub plan_at: String,
     /// Whether the server plans and dials daily by itself.
@@ -122,6 +125,15 @@ pub struct Server {
     pub trust_forwarded_headers: bool,
     /// Largest webhook body accepted, in bytes.
     pub body_limit: usize,
+    /// A duration like `10s`: a connection that has not sent a whole request head (request line
+    /// and headers) for this long is closed; so is a keep-alive connection idle for as long.
+    pub header_read_timeout: String,
+    /// A duration like `30s`: a request whose whole body has not arrived this long after its
+    /// head is answered with an error and its connection closed.
+    pub body_read_timeout: String,
+    /// Open client connections at most (also kept below the process's file limit); further
+    /// ones wait in the listen backlog until one closes.
+    pub max_connections: usize,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -165,6 +177,9 @@ pub const KNOWN_KEYS: &[&str] = &[
     "server.public_url",
     "server.trust_forwarded_headers",
     "server.body_limit",
+    "server.header_read_timeout",
+    "server.body_read_timeout",
+    "server.max_connections",
     "database.url",
     "database.sqlite_synchronous",
     "carrier.kind",
@@ -190,6 +205,7 @@ pub const KNOWN_KEYS: &[&str] = &[
     "scheduler.ring_timeout",
     "scheduler.machine_detection",
     "scheduler.call_lease",
+    "scheduler.call_check_after",
     "scheduler.plan_at",
     "scheduler.autostart",
     "api.verify_per_minute",
@@ -318,6 +334,9 @@ const DEFAULTS: &str = r#"
 listen = "127.0.0.1:8080"
 trust_forwarded_headers = false
 body_limit = 65536
+header_read_timeout = "10s"
+body_read_timeout = "30s"
+max_connections = 1024
 
 [database]
 url = "sqlite://ivr.db"
@@ -340,6 +359,7 @@ retry_after = "30m"
 max_attempts = 3
 ring_timeout = "45s"
 call_lease = "20m"
+call_check_after = "1m"
 machine_detection = true
 plan_at = "08:00"
 autostart = true
@@ -418,6 +438,17 @@ impl Settings {
                     message: format!("'{u}' is not an http(s) URL"),
                 });
             }
+        }
+        for (key, value) in [
+            ("server.header_read_timeout", &self.server.header_read_timeout),
+            ("server.body_read_timeout", &self.server.body_read_timeout),
+        ] {
+            if parse_duration(value).is_none() {
+                return Err(ConfigError::Invalid { key, message: format!("'{value}' is not a duration like 10s") });
+            }
+        }
+        if self.server.max_connections == 0 {
+            return Err(ConfigError::Invalid { key: "server.max_connections", message: "must be at least 1".into() });
         }
         if !(self.carrier.simulator_speed.is_finite() && self.carrier.simulator_speed >= 0.0) {
             return Err(ConfigError::Invalid {
@@ -516,6 +547,12 @@ impl Settings {
         if parse_duration(&s.call_lease).is_none() {
             return invalid("scheduler.call_lease", format!("'{}' is not a duration like 20m", s.call_lease));
         }
+        if parse_duration(&s.call_check_after).is_none() {
+            return invalid(
+                "scheduler.call_check_after",
+                format!("'{}' is not a duration like 1m", s.call_check_after),
+            );
+        }
         if DayTime::parse(&s.plan_at).map_or(true, |t| t == DayTime::END_OF_DAY) {
             return invalid("scheduler.plan_at", format!("'{}' is not a time of day like 08:00", s.plan_at));
         }
@@ -558,6 +595,16 @@ impl Settings {
         self.try_calling_hours().expect("validated at load")
     }
 
+    /// How long a client may take to send a request head.
+    pub fn server_header_read_timeout(&self) -> std::time::Duration {
+        parse_duration(&self.server.header_read_timeout).expect("validated at load").to_std().unwrap_or_default()
+    }
+
+    /// How long a client may take to send a request body.
+    pub fn server_body_read_timeout(&self) -> std::time::Duration {
+        parse_duration(&self.server.body_read_timeout).expect("validated at load").to_std().unwrap_or_default()
+    }
+
     /// Rates, retries and ringing for the dialer.
     pub fn dial_policy(&self) -> DialPolicy {
         let s = &self.scheduler;
@@ -569,6 +616,7 @@ impl Settings {
             ring_timeout: parse_duration(&s.ring_timeout).expect("validated at load"),
             machine_detection: s.machine_detection,
             call_lease: parse_duration(&s.call_lease).expect("validated at load"),
+            call_check_after: parse_duration(&s.call_check_after).expect("validated at load"),
         }
     }
 
@@ -706,6 +754,7 @@ mod tests {
                 ring_timeout: chrono::Duration::seconds(45),
                 machine_detection: true,
                 call_lease: chrono::Duration::minutes(20),
+                call_check_after: chrono::Duration::minutes(1),
             }
         );
         assert!(s.area_capacity().is_empty());

@@ -18,6 +18,8 @@ use crate::flow::registry::{FlowVersion, Registry};
 use crate::http::{self, AppState};
 use crate::store::{Store, StoreError};
 
+mod listen;
+
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
     #[error(transparent)]
@@ -196,18 +198,22 @@ impl Server {
             workers.push((tokio::spawn(daily), stop));
         }
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let app = http::router(state.clone());
-        let task = tokio::spawn(async move {
-            axum::serve(listener, app)
-                .with_graceful_shutdown(async move {
-                    tokio::select! {
-                        _ = rx => {},
-                        _ = shutdown_signal() => {},
-                    }
-                    tracing::info!("shutting down: finishing requests in flight");
-                })
-                .await
-        });
+        // A client that sends its body slowly gets an error answer (and its connection closed)
+        // after `body_read_timeout`; see `listen` for the header-read timeout and the cap.
+        let body_read_timeout = settings.server_body_read_timeout();
+        let app = http::router(state.clone())
+            .layer(axum::middleware::map_request(move |r| http::deadline::deadline(r, body_read_timeout)));
+        let limits = listen::Limits {
+            header_read_timeout: settings.server_header_read_timeout(),
+            max_connections: settings.server.max_connections,
+        };
+        let task = tokio::spawn(listen::serve(listener, app, limits, async move {
+            tokio::select! {
+                _ = rx => {},
+                _ = shutdown_signal() => {},
+            }
+            tracing::info!("shutting down: finishing requests in flight");
+        }));
         tracing::info!(%addr, public_url, database = state.store.backend(), flows = state.flows.flow_count(), "listening");
         Ok(Server { addr, state, shutdown: Some(tx), task, workers, _watcher: watcher })
     }

@@ -4,9 +4,11 @@
 //!   [`verify`]'s signature check.
 //! - [`api`]: the JSON API, behind bearer tokens.
 //! - [`ops`]: `/healthz`, `/readyz`, `/metrics`.
+//! - [`deadline`]: a deadline on each request body, for clients that send theirs slowly.
 //! - [`error`]: the one error type of the JSON face, [`Error`]; voice routes answer TwiML.
 
 pub mod api;
+pub mod deadline;
 pub mod error;
 pub mod ops;
 pub mod twilio;

@@ -57,6 +57,10 @@ pub async fn twilio_signature(State(app): State<AppState>, req: Request, next: N
     }
     let bytes = match axum::body::to_bytes(body, app.body_limit).await {
         Ok(b) => b,
+        Err(e) if super::deadline::timed_out(&e) => {
+            let message = "the body did not arrive in time";
+            return Error::new(StatusCode::REQUEST_TIMEOUT, "invalid_body", None, message).into_response();
+        }
         Err(_) => {
             return Error::new(StatusCode::PAYLOAD_TOO_LARGE, "invalid_body", None, "body too large").into_response();
         }

@@ -8,11 +8,20 @@
 //! reconciled (a status callback may have filled it in, or the call is fetched from the carrier)
 //! and never dialled again: a lost attempt counts as an unanswered one.
 //!
+//! Recovery: the carrier does not repeat a final status callback that found the server down, so
+//! a call that ended during a crash would hold its concurrency slot until its lease ran out.
+//! Instead, when an instance starts leading (after a start, or on taking over from a dead
+//! leader) it asks the carrier at once how every call still open stands, and later any call
+//! with no news for `call_check_after`; each that ended is recorded as its status callback
+//! would have been, and frees its slot. An attempt without a call id waits for its lease: only
+//! then is it certain that no call for it is still ringing.
+//!
 //! One dialer at a time: with a [`DialerLock`], the dialer works only while its instance leads
 //! ([`super::leader`]), so `calls_per_second` holds for the carrier account across instances.
 
 use std::num::NonZeroU32;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use chrono::{DateTime, Utc};
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
@@ -148,6 +157,8 @@ pub struct Dialer {
     leading: watch::Receiver<bool>,
     /// The lock to hold while running, with the sender of `leading`.
     lock: std::sync::Mutex<Option<(DialerLock, watch::Sender<bool>)>>,
+    /// Whether the calls open when this instance began to lead have been looked up.
+    swept: AtomicBool,
 }
 
 impl Dialer {
@@ -162,7 +173,18 @@ impl Dialer {
         let limiter = RateLimiter::direct(quota(campaign.policy.calls_per_second));
         // Nothing ever changes it: a dialer without a lock always leads.
         let (_, leading) = watch::channel(true);
-        Dialer { store, carrier, from, public_url, campaign, limiter, wake, leading, lock: Default::default() }
+        Dialer {
+            store,
+            carrier,
+            from,
+            public_url,
+            campaign,
+            limiter,
+            wake,
+            leading,
+            lock: Default::default(),
+            swept: AtomicBool::new(false),
+        }
     }
 
     /// Dials only while this instance holds `lock` (taken and kept by [`Dialer::run`]), so that
@@ -217,12 +239,15 @@ impl Dialer {
         }
     }
 
-    /// One round at `now`, when this instance leads: reconciles attempts whose lease ran out,
+    /// One round at `now`, when this instance leads: looks up the calls with no recent news (all
+    /// open calls in its first round as leader) and reconciles attempts whose lease ran out,
     /// then claims as many due jobs as the concurrency limit leaves room for (at most a second's
     /// worth of calls) and dials them at the configured rate. Returns how many calls were
     /// requested.
     pub async fn tick(&self, now: DateTime<Utc>) -> Result<usize, StoreError> {
         if !self.leading() {
+            // Whoever leads next looks up every open call first.
+            self.swept.store(false, Ordering::Relaxed);
             return Ok(0);
         }
         self.reconcile(now).await?;
@@ -300,11 +325,28 @@ impl Dialer {
         req
     }
 
-    /// Attempts that went quiet past their lease: the carrier says how the call ended, or, with
-    /// no call id and no callback, the attempt is counted lost (never dialled again).
+    /// Open attempts with no news for `call_check_after` (every open attempt in the first
+    /// round as leader): the carrier says how each call stands. One that ended is recorded as
+    /// its final status callback would have been and frees its slot; one still in progress is
+    /// asked again after `call_check_after`. An attempt without a call id is counted lost once
+    /// its lease runs out (never dialled again).
     async fn reconcile(&self, now: DateTime<Utc>) -> Result<(), StoreError> {
-        for stale in self.store.campaign().stale_attempts(now).await? {
+        let policy = &self.campaign.policy;
+        // The lease is renewed to `call_lease` ahead at each piece of news, so a lease that ends
+        // before `now + call_lease - call_check_after` had no news for `call_check_after`.
+        let quiet = policy.call_check_after.min(policy.call_lease);
+        let everything = !self.swept.swap(true, Ordering::Relaxed);
+        let horizon = if everything { now + chrono::Duration::days(3650) } else { now + policy.call_lease - quiet };
+        let stale = self.store.campaign().stale_attempts(horizon).await?;
+        if everything && !stale.is_empty() {
+            tracing::info!(open = stale.len(), "leading the dialer: asking the carrier how the open calls stand");
+        }
+        // Claimed at a time still ahead of this dialer's clock: no call of ours yet, nothing to ask.
+        for stale in stale.into_iter().filter(|s| s.started_at <= now) {
             let Some(sid) = stale.call_sid.as_deref() else {
+                if stale.started_at + policy.call_lease > now {
+                    continue;
+                }
                 tracing::warn!(job_id = stale.job_id, attempt = stale.attempt, "attempt lost: no call id, no callback");
                 self.campaign.end(&self.store, stale.job_id, stale.attempt, "lost", None, now).await?;
                 continue;
@@ -313,18 +355,23 @@ impl Dialer {
                 Ok(call) if call.status.is_final() => {
                     let answered_by = call.answered_by.map(AnsweredBy::as_str);
                     let status = call.status.as_str();
-                    self.campaign
+                    let ended = self
+                        .campaign
                         .call_ended(&self.store, (stale.job_id, stale.attempt), Some(sid), status, answered_by, now)
                         .await?;
+                    if ended.is_some() {
+                        metrics::counter!("ivr_dial_calls_recovered_total").increment(1);
+                        tracing::info!(job_id = stale.job_id, attempt = stale.attempt, call_sid = %sid, status, "the carrier says the call ended: its slot is free");
+                    }
                 }
-                Ok(_) => {
-                    self.store.campaign().extend_lease(stale.job_id, now + self.campaign.policy.call_lease).await?
-                }
+                Ok(_) => self.store.campaign().extend_lease(stale.job_id, now + policy.call_lease).await?,
                 Err(e) if e.status() == Some(404) => {
                     self.campaign.end(&self.store, stale.job_id, stale.attempt, "lost", None, now).await?;
                 }
                 Err(e) => {
-                    tracing::warn!(job_id = stale.job_id, error = %e, "could not fetch a quiet call; trying later")
+                    // Asked again after `call_check_after`, not at every round.
+                    tracing::warn!(job_id = stale.job_id, error = %e, "could not look up a quiet call; trying later");
+                    self.store.campaign().extend_lease(stale.job_id, now + policy.call_lease).await?;
                 }
             }
         }
@@ -393,6 +440,109 @@ mod tests {
         assert_eq!(outcome("busy", None, None), "busy");
         assert_eq!(outcome("no-answer", None, None), "no-answer");
         assert_eq!(outcome("canceled", None, None), "failed");
+    }
+
+    /// A call whose status callbacks never come, with the server up all along: the dialer
+    /// asks the carrier once it has had no news for `call_check_after`, not before, and frees
+    /// its slot as the carrier ended it.
+    #[tokio::test]
+    async fn a_call_without_news_for_call_check_after_is_looked_up_and_freed() {
+        use crate::carrier::signature::AuthToken;
+        use crate::carrier::simulator::{self as sim, Persona, Simulator};
+        use crate::scheduler::hours::Slot;
+        use crate::store::{NewJob, Patient};
+
+        const TOKEN: &str = "dialer-test-auth-token-0123456789";
+        let carrier = Simulator::new(sim::Options {
+            auth_token: AuthToken::new(TOKEN),
+            webhooks: crate::carrier::webhook::WebhookClient::new(AuthToken::new(TOKEN)),
+            people: sim::nobody(),
+            speed: 0.0,
+            log: None,
+        })
+        .unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let api_base = format!("http://{}", listener.local_addr().unwrap());
+        let router = carrier.router();
+        tokio::spawn(async move { axum::serve(listener, router).await });
+        let client = TwilioClient::new(&api_base, sim::ACCOUNT_SID, TOKEN.to_string()).unwrap();
+
+        // Where the webhooks go: a peer that takes them and tells nobody, as if they were lost.
+        let void = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let void_url = format!("http://{}", void.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(void, axum::Router::new().fallback(|| async { "" })).await });
+
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&format!("sqlite://{}", dir.path().join("ivr.db").display()), false).await.unwrap();
+        store.migrate().await.unwrap();
+        let phone = "+819012345670";
+        let patient = Patient {
+            patient_id: "P001".into(),
+            name: "山田 花子".into(),
+            phone: phone.into(),
+            birth_md: Some("0412".into()),
+            language: "ja-JP".into(),
+            email: None,
+            area: None,
+            care_start: None,
+            care_end: None,
+            call_slot: None,
+        };
+        store.patients().upsert(&patient).await.unwrap();
+        let tz = chrono_tz::Asia::Tokyo;
+        let hours = CallingHours::new(tz, vec![Slot::parse("all", "00:00-23:59").unwrap()], None, vec![]).unwrap();
+        let policy = DialPolicy {
+            calls_per_second: 10.0,
+            max_concurrent_calls: 1,
+            retry_after: chrono::Duration::minutes(30),
+            max_attempts: 3,
+            ring_timeout: chrono::Duration::seconds(30),
+            machine_detection: false,
+            call_lease: chrono::Duration::minutes(20),
+            call_check_after: chrono::Duration::minutes(1),
+        };
+        let clock = crate::scheduler::clock::Clock::System;
+        let campaign = Arc::new(Campaign { policy, hours, clock });
+        let dialer = Dialer::new(
+            store.clone(),
+            client.clone(),
+            "+815000000000".into(),
+            void_url,
+            campaign,
+            Arc::new(Notify::new()),
+        );
+
+        use chrono::TimeZone;
+        let t0 = tz.with_ymd_and_hms(2026, 11, 25, 12, 0, 0).unwrap().with_timezone(&Utc);
+        // The first round, as leader: no open call to ask about.
+        assert_eq!(dialer.tick(t0).await.unwrap(), 0);
+        let day = t0.with_timezone(&tz).date_naive();
+        let job = NewJob { patient_id: "P001".into(), flow: "daily-health-check".into(), day, due_at: t0 };
+        store.campaign().plan_jobs(&[job]).await.unwrap();
+        // A busy line: the carrier ends the call at once, and nobody hears of it.
+        carrier.set_persona(phone, Persona::Busy);
+        assert_eq!(dialer.tick(t0).await.unwrap(), 1);
+        let job_id = store.campaign().jobs_for_day(day).await.unwrap()[0].job_id;
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        loop {
+            let calls = carrier.calls();
+            if calls.len() == 1 && calls[0].status.is_final() {
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, "the carrier did not end the call: {calls:?}");
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+
+        // Half a minute without news: the slot stays held, nothing more is dialled.
+        assert_eq!(dialer.tick(t0 + chrono::Duration::seconds(30)).await.unwrap(), 0);
+        assert_eq!(store.campaign().active_jobs().await.unwrap(), 1);
+        // A minute: the carrier is asked, the attempt ends busy and the job waits for its retry.
+        dialer.tick(t0 + chrono::Duration::seconds(61)).await.unwrap();
+        assert_eq!(store.campaign().active_jobs().await.unwrap(), 0, "the slot is free");
+        let attempts = store.campaign().attempts(job_id).await.unwrap();
+        assert!(attempts.len() == 1 && attempts[0].ended && attempts[0].status == "busy", "{attempts:?}");
+        assert_eq!(store.campaign().jobs_for_day(day).await.unwrap()[0].status, "retry");
+        assert_eq!(carrier.calls().len(), 1, "dialled once");
     }
 
     #[test]

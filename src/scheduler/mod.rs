@@ -29,7 +29,13 @@ pub struct DialPolicy {
     pub ring_timeout: chrono::Duration,
     /// Whether the carrier is asked to tell an answering machine from a person.
     pub machine_detection: bool,
-    /// How long a call may go without news (no status callback) before the dialer asks the
-    /// carrier how it ended, or counts it lost.
+    /// How long an attempt without a call id may go without news before it is counted lost
+    /// (never dialled again); a call is looked up at the carrier long before, after
+    /// `call_check_after`.
     pub call_lease: chrono::Duration,
+    /// How long a call may go without news (no status callback) before the dialer asks the
+    /// carrier how it stands; also every call open when this instance starts leading is asked
+    /// at once. A call that ended frees its slot; one still in progress is asked again after
+    /// as long.
+    pub call_check_after: chrono::Duration,
 }

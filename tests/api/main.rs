@@ -20,6 +20,7 @@ mod reload;
 mod roster;
 mod signature_interop;
 mod simulator;
+mod slow_clients;
 mod twilio_client;
 mod twilio_contract;
 mod twiml_interop;

@@ -348,6 +348,9 @@ async fn two_instances_keep_to_the_account_rate(backend: support::Backend) {
             r#"
 [database]
 url = "{db}"
+[centre]
+phone = "03-5555-0100"
+
 [carrier]
 kind = "twilio"
 account_sid = "{account}"
@@ -456,4 +459,197 @@ async fn two_instances_on_one_sqlite_file_keep_to_the_account_rate() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_instances_on_one_postgresql_keep_to_the_account_rate() {
     two_instances_keep_to_the_account_rate(support::Backend::Postgres).await;
+}
+
+/// `ivr serve` killed while its calls are in progress, the carrier simulator outside it: the
+/// calls end at the carrier while the server is down (their final status callbacks are lost,
+/// as Twilio does not repeat them), and the restarted server asks the carrier how they stand,
+/// frees their slots and dials on at once, long before the 20-minute lease; no attempt is
+/// dialled twice and the campaign finishes.
+async fn a_restarted_server_frees_the_slots_of_calls_that_ended_while_it_was_down(backend: support::Backend) {
+    use ivr::carrier::simulator::{self as sim, Simulator};
+    use ivr::carrier::twilio::CallStatus;
+    const SLOTS: usize = 4;
+    let Some(db) = support::TestDb::new(backend).await else { return };
+    let dir = tempfile::tempdir().unwrap();
+    // Calls last a few seconds (ringing, then one answer after another), so some are in
+    // progress when the server dies.
+    let carrier = Simulator::new(sim::Options {
+        auth_token: ivr::carrier::signature::AuthToken::new(TOKEN),
+        webhooks: ivr::carrier::webhook::WebhookClient::new(ivr::carrier::signature::AuthToken::new(TOKEN)),
+        people: std::sync::Arc::new(|_| Box::pin(async { Some("0412".to_string()) })),
+        speed: 0.5,
+        log: None,
+    })
+    .unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let api_base = format!("http://{}", listener.local_addr().unwrap());
+    let router = carrier.router();
+    tokio::spawn(async move { axum::serve(listener, router).await });
+
+    let root = env!("CARGO_MANIFEST_DIR");
+    let config = dir.path().join("ivr.toml");
+    // The default `call_lease` (20 minutes) and `call_check_after` (1 minute).
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+[database]
+url = "{db}"
+[centre]
+phone = "03-5555-0100"
+
+[carrier]
+kind = "twilio"
+account_sid = "{account}"
+auth_token = "{TOKEN}"
+from = "+815000000000"
+api_base = "{api_base}"
+[issuer]
+key = "recovery-test-issuer-key"
+[scheduler]
+slots = {{ all = "00:00-23:59" }}
+quiet_hours = "none"
+calls_per_second = {SLOTS}
+max_concurrent_calls = {SLOTS}
+retry_after = "1s"
+autostart = false
+[flows]
+dir = "{root}/call-flows"
+prompts_dir = "{root}/prompts"
+"#,
+            db = db.url(),
+            account = sim::ACCOUNT_SID,
+        ),
+    )
+    .unwrap();
+    // Ten patients who answer every question (mobile numbers ending in 1: no SMS).
+    let mut csv = String::from("patient_id,name,phone,birth_date\n");
+    for i in 0..10 {
+        csv.push_str(&format!("K{i:03},患者 {i},090-13{i:02}-{i:03}1,1960-04-12\n"));
+    }
+    std::fs::write(dir.path().join("patients.csv"), csv).unwrap();
+    let ivr = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_ivr"))
+            .args(args)
+            .arg("--config")
+            .arg(&config)
+            .env_remove("IVR_DATABASE__URL")
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "ivr {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    ivr(&["patients", "import", dir.path().join("patients.csv").to_str().unwrap()]);
+
+    let log = dir.path().join("server.log");
+    let server_log = || std::fs::read_to_string(&log).unwrap_or_default();
+    let store = Store::open(db.url(), false).await.unwrap();
+    let today = Utc::now().with_timezone(&chrono_tz::Asia::Tokyo).date_naive();
+    let open_attempts = || async {
+        let mut open = Vec::new();
+        for j in store.campaign().jobs_for_day(today).await.unwrap() {
+            open.extend(
+                store
+                    .campaign()
+                    .attempts(j.job_id)
+                    .await
+                    .unwrap()
+                    .into_iter()
+                    .filter(|a| !a.ended)
+                    .map(|a| (j.job_id, a)),
+            );
+        }
+        open
+    };
+
+    let first = Instance::start(&config, &log);
+    let deadline = Instant::now() + StdDuration::from_secs(120);
+    while first.leads().await != Some(true) {
+        assert!(Instant::now() < deadline, "the server did not take the lead\n{}", server_log());
+        tokio::time::sleep(StdDuration::from_millis(100)).await;
+    }
+    ivr(&["dial", "--now"]);
+
+    // Every slot holds a call the carrier is playing, each with its call id recorded.
+    loop {
+        let open = open_attempts().await;
+        let playing = carrier.calls().iter().filter(|c| !c.status.is_final()).count();
+        if open.len() == SLOTS && playing == SLOTS && open.iter().all(|(_, a)| a.call_sid.is_some()) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the slots did not fill: {open:?}\n{}", server_log());
+        tokio::time::sleep(StdDuration::from_millis(10)).await;
+    }
+    drop(first);
+    let held: Vec<(i64, i32, String)> =
+        open_attempts().await.into_iter().map(|(job, a)| (job, a.attempt, a.call_sid.unwrap())).collect();
+    assert!(!held.is_empty(), "calls were in progress at the kill");
+
+    // The carrier ends those calls (their webhooks find nobody), and gives up on their final
+    // status callbacks before the server is back.
+    loop {
+        let calls = carrier.calls();
+        let over = held.iter().all(|(_, _, sid)| calls.iter().any(|c| &c.sid == sid && c.status.is_final()));
+        if over {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the carrier did not end the calls: {calls:?}");
+        tokio::time::sleep(StdDuration::from_millis(50)).await;
+    }
+    let placed_before = carrier.calls().len();
+    for (_, _, sid) in &held {
+        let call = carrier.calls().into_iter().find(|c| &c.sid == sid).unwrap();
+        assert!(!call.reported.iter().any(|s| s == call.status.as_str()), "the final status was reported: {call:?}");
+    }
+    assert_eq!(open_attempts().await.len(), held.len(), "the slots are still held while the server is down");
+
+    // Restarted, the server frees the slots and dials on within about a minute.
+    let restarted_at = Instant::now();
+    let _second = Instance::start(&config, &log);
+    let bound = StdDuration::from_secs(60);
+    loop {
+        let open = open_attempts().await;
+        let freed = held.iter().all(|(job, attempt, _)| !open.iter().any(|(j, a)| j == job && a.attempt == *attempt));
+        if freed && carrier.calls().len() > placed_before {
+            break;
+        }
+        assert!(restarted_at.elapsed() < bound, "the slots were not freed: {open:?}\n{}", server_log());
+        tokio::time::sleep(StdDuration::from_millis(50)).await;
+    }
+    for (job, attempt, sid) in &held {
+        let rows = store.campaign().attempts(*job).await.unwrap();
+        let row = rows.iter().find(|a| a.attempt == *attempt).unwrap();
+        let at_carrier = carrier.calls().into_iter().find(|c| &c.sid == sid).unwrap().status;
+        // Cut off mid-flow, or before its first question was answered.
+        let expected = if at_carrier == CallStatus::Completed { "incomplete" } else { "failed" };
+        assert!(row.ended && row.status == expected, "job {job}: {row:?}, the carrier says {at_carrier:?}");
+    }
+
+    // The campaign finishes, each attempt dialled once.
+    loop {
+        let jobs = store.campaign().jobs_for_day(today).await.unwrap();
+        if jobs.len() == 10 && jobs.iter().all(|j| j.status == "done") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the campaign did not finish: {jobs:?}\n{}", server_log());
+        tokio::time::sleep(StdDuration::from_millis(100)).await;
+    }
+    let calls = carrier.calls();
+    let urls: std::collections::HashSet<_> = calls.iter().map(|c| &c.url).collect();
+    assert_eq!(urls.len(), calls.len(), "an attempt was dialled twice");
+    let mut attempts = 0;
+    for j in store.campaign().jobs_for_day(today).await.unwrap() {
+        attempts += store.campaign().attempts(j.job_id).await.unwrap().len();
+    }
+    assert_eq!(attempts, calls.len(), "one call per attempt");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_server_on_sqlite_frees_the_slots_of_calls_that_ended_while_it_was_down() {
+    a_restarted_server_frees_the_slots_of_calls_that_ended_while_it_was_down(support::Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_server_on_postgresql_frees_the_slots_of_calls_that_ended_while_it_was_down() {
+    a_restarted_server_frees_the_slots_of_calls_that_ended_while_it_was_down(support::Backend::Postgres).await;
 }
