@@ -136,9 +136,9 @@ fn patient_id(i: usize) -> String {
 
 fn patient(i: usize) -> Patient {
     Patient {
-        patient_id: patient_id(i),
+        patient_id: patient_id(i).parse().expect("a patient id"),
         name: format!("Patient {i}"),
-        phone: format!("+8190{i:08}"),
+        phone: format!("+8190{i:08}").parse().expect("a phone number"),
         birth_md: None,
         language: "ja-JP".into(),
         email: None,

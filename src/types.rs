@@ -21,7 +21,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 pub struct Invalid(&'static str);
 
 impl Invalid {
-    /// What was expected, e.g. "a phone number: 090-1234-5678 or +819012345678".
+    /// What was expected, e.g. "a phone number like 090-1234-5678, 03-1234-5678 or +819012345678".
     pub fn expected(&self) -> &'static str {
         self.0
     }
@@ -49,6 +49,71 @@ macro_rules! string_serde {
         impl AsRef<str> for $t {
             fn as_ref(&self) -> &str {
                 self.as_str()
+            }
+        }
+        /// Hashes and compares as its text, so a map keyed by it is looked up with a `&str`.
+        impl std::borrow::Borrow<str> for $t {
+            fn borrow(&self) -> &str {
+                &self.0
+            }
+        }
+        impl PartialEq<str> for $t {
+            fn eq(&self, other: &str) -> bool {
+                self.0 == other
+            }
+        }
+        impl PartialEq<&str> for $t {
+            fn eq(&self, other: &&str) -> bool {
+                self.0 == *other
+            }
+        }
+        impl From<$t> for String {
+            fn from(v: $t) -> String {
+                v.0
+            }
+        }
+        sql_text!($t);
+    };
+}
+
+/// Stored as text in both back ends: written with `as_str`, read back through `parse`, so a
+/// stored value that is no longer valid is a decoding error, never a wrong value past the edge.
+macro_rules! sql_text {
+    ($t:ty) => {
+        impl rusqlite::types::ToSql for $t {
+            fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+                Ok(rusqlite::types::ToSqlOutput::Borrowed(rusqlite::types::ValueRef::Text(self.as_str().as_bytes())))
+            }
+        }
+        impl rusqlite::types::FromSql for $t {
+            fn column_result(v: rusqlite::types::ValueRef<'_>) -> rusqlite::types::FromSqlResult<Self> {
+                v.as_str()?.parse().map_err(|e: Invalid| rusqlite::types::FromSqlError::Other(Box::new(e)))
+            }
+        }
+        impl sqlx::Type<sqlx::Postgres> for $t {
+            fn type_info() -> sqlx::postgres::PgTypeInfo {
+                <String as sqlx::Type<sqlx::Postgres>>::type_info()
+            }
+            fn compatible(ty: &sqlx::postgres::PgTypeInfo) -> bool {
+                <String as sqlx::Type<sqlx::Postgres>>::compatible(ty)
+            }
+        }
+        impl sqlx::postgres::PgHasArrayType for $t {
+            fn array_type_info() -> sqlx::postgres::PgTypeInfo {
+                <String as sqlx::postgres::PgHasArrayType>::array_type_info()
+            }
+        }
+        impl sqlx::Encode<'_, sqlx::Postgres> for $t {
+            fn encode_by_ref(
+                &self,
+                buf: &mut sqlx::postgres::PgArgumentBuffer,
+            ) -> Result<sqlx::encode::IsNull, sqlx::error::BoxDynError> {
+                <&str as sqlx::Encode<sqlx::Postgres>>::encode(self.as_str(), buf)
+            }
+        }
+        impl<'r> sqlx::Decode<'r, sqlx::Postgres> for $t {
+            fn decode(v: sqlx::postgres::PgValueRef<'r>) -> Result<Self, sqlx::error::BoxDynError> {
+                Ok(<&str as sqlx::Decode<sqlx::Postgres>>::decode(v)?.parse()?)
             }
         }
     };
@@ -89,7 +154,7 @@ const MOBILE_PREFIXES: [&str; 4] = ["+8160", "+8170", "+8180", "+8190"];
 
 impl E164 {
     pub fn parse(s: &str) -> Result<E164, Invalid> {
-        const EXPECTED: Invalid = Invalid("a phone number: 090-1234-5678 or +819012345678");
+        const EXPECTED: Invalid = Invalid("a phone number like 090-1234-5678, 03-1234-5678 or +819012345678");
         let compact: String = s.trim().chars().filter(|c| !matches!(c, ' ' | '-' | '(' | ')')).collect();
         let (plus, digits) = compact.strip_prefix('+').map_or((false, compact.as_str()), |d| (true, d));
         if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
@@ -246,7 +311,7 @@ impl PatientId {
         if (1..=64).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-') {
             Ok(PatientId(s.to_owned()))
         } else {
-            Err(Invalid("a patient id: 1 to 64 of A-Z, a-z, 0-9, _ and -"))
+            Err(Invalid("a patient id: 1 to 64 letters A-Z a-z, digits, _ or -"))
         }
     }
 
@@ -318,6 +383,8 @@ macro_rules! named_enum {
                 $t::parse(&s).map_err(serde::de::Error::custom)
             }
         }
+
+        sql_text!($t);
     };
 }
 

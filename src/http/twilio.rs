@@ -139,7 +139,7 @@ async fn voice(
                         Err(e) => return failure(&app, &form, "storing the flow version", Some(e)).await,
                     }
                 }
-                let number = match app.store.numbers().valid(&p.patient_id, Utc::now()).await {
+                let number = match app.store.numbers().valid(p.patient_id.as_str(), Utc::now()).await {
                     Ok(n) => n,
                     Err(e) => return failure(&app, &form, "number lookup", Some(e)).await,
                 };
@@ -147,7 +147,7 @@ async fn voice(
                 let state = CallState::new(&flow, &p.language, vars);
                 Some(NewCall {
                     call_sid: sid.clone(),
-                    patient_id: Some(p.patient_id),
+                    patient_id: Some(p.patient_id.into()),
                     job_id,
                     direction: direction.into(),
                     state,

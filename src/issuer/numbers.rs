@@ -54,10 +54,10 @@ pub async fn issue_by_staff(
     let patient =
         store.patients().get(patient_id).await?.ok_or_else(|| IssueError::UnknownPatient(patient_id.into()))?;
     let recipient = match send {
-        SendBy::Sms if crate::phone_kind(&patient.phone) != "mobile" => {
+        SendBy::Sms if !patient.phone.is_mobile() => {
             return Err(IssueError::NotMobile(patient_id.into()));
         }
-        SendBy::Sms => Some(patient.phone.clone()),
+        SendBy::Sms => Some(patient.phone.to_string()),
         SendBy::Email => Some(patient.email.clone().ok_or_else(|| IssueError::NoEmail(patient_id.into()))?),
         SendBy::None => None,
     };
@@ -75,7 +75,7 @@ pub async fn issue_by_staff(
             _ => None,
         };
         let n = NewNumber {
-            patient_id: patient.patient_id.clone(),
+            patient_id: patient.patient_id.to_string(),
             number_hash: drawn.hash.clone(),
             // Kept while it is being sent: an SMS a landline cannot take is read on the next call.
             sealed: (send != SendBy::None).then(|| drawn.sealed.clone()),

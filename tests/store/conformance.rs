@@ -156,10 +156,10 @@ async fn a_patient_is_inserted_then_updated_in_place(store: Store) {
     assert_eq!(store.patients().get("p1").await.unwrap(), Some(p.clone()));
 
     p.name = "Renamed".into();
-    p.phone = "+819087654321".into();
+    p.phone = "+819087654321".parse().unwrap();
     p.email = Some("p1@example.jp".into());
     p.area = None;
-    p.care_end = Some("2024-05-01".into());
+    p.care_end = Some(patients::day("2024-05-01"));
     store.patients().upsert(&p).await.unwrap();
     assert_eq!(store.patients().get("p1").await.unwrap(), Some(p.clone()), "every field updated, none kept");
     assert_eq!(store.patients().by_phone("+819012345678").await.unwrap(), None, "the old number is gone");
@@ -1055,7 +1055,7 @@ async fn messages_written(store: &Store, ids: &[&str], at: DateTime<Utc>) -> Vec
     let mut out = Vec::new();
     for id in ids {
         let phone = store.patients().get(id).await.unwrap().unwrap().phone;
-        let issued = store.numbers().issue(&sms_number(id, &phone, &fresh_hash(), at)).await.unwrap();
+        let issued = store.numbers().issue(&sms_number(id, phone.as_str(), &fresh_hash(), at)).await.unwrap();
         out.push(issued.message_id.expect("a message for an SMS delivery"));
     }
     out
