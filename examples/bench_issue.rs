@@ -102,7 +102,7 @@ async fn run(label: &str, store: &Store, args: &Args) -> Result<(), StoreError> 
                             issued_at: now,
                             expires_at: now + chrono::Duration::hours(24),
                             consent: Consent::Staff { name: "bench".into() },
-                            delivery: "none".into(),
+                            delivery: ivr::types::NumberDelivery::None,
                             message: None,
                         };
                         match store.numbers().issue(&n).await {

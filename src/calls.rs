@@ -17,7 +17,7 @@ use crate::store::{
 };
 use crate::telemetry::mask_digits;
 use crate::twiml;
-use crate::types::E164;
+use crate::types::{Channel, E164};
 
 /// What every turn needs besides the call.
 #[derive(Clone)]
@@ -180,7 +180,7 @@ impl TurnEffects<'_> {
             return Outcome::named("failed");
         };
         let body_sealed = self.issuer.key.seal(text);
-        self.messages.push(NewMessage { channel: "sms".into(), recipient, body_sealed });
+        self.messages.push(NewMessage { channel: Channel::Sms, recipient, body_sealed });
         Outcome::named("queued")
     }
 
@@ -209,10 +209,10 @@ impl TurnEffects<'_> {
                 vars.extend(out.vars.clone());
                 let text = self.issuer.message(self.catalog, &vars, &drawn.number);
                 let (channel, recipient) = match delivery {
-                    Delivery::Sms => ("sms", phone.clone()),
-                    _ => ("email", email.clone().unwrap_or_default()),
+                    Delivery::Sms => (Channel::Sms, phone.clone()),
+                    _ => (Channel::Email, email.clone().unwrap_or_default()),
                 };
-                Some(NewMessage { channel: channel.into(), recipient, body_sealed: self.issuer.key.seal(&text) })
+                Some(NewMessage { channel, recipient, body_sealed: self.issuer.key.seal(&text) })
             }
         };
         self.issue = Some(NewNumber {
@@ -222,7 +222,7 @@ impl TurnEffects<'_> {
             issued_at: self.now,
             expires_at: drawn.expires_at,
             consent: Consent::Call { seq: self.seq },
-            delivery: delivery.name().into(),
+            delivery: delivery.number_delivery(),
             message,
         });
         out

@@ -441,6 +441,27 @@ named_enum!(
     }
 );
 
+impl Channel {
+    /// How a number sent on this channel is delivered.
+    pub fn delivery(self) -> NumberDelivery {
+        match self {
+            Channel::Sms => NumberDelivery::Sms,
+            Channel::Email => NumberDelivery::Email,
+        }
+    }
+}
+
+named_enum!(
+    /// How a processing number reaches the patient: a message, read aloud on the call, or not
+    /// at all (a number given by other means).
+    NumberDelivery, "a delivery: sms, email, read_aloud or none" {
+        Sms = "sms",
+        Email = "email",
+        ReadAloud = "read_aloud",
+        None = "none",
+    }
+);
+
 named_enum!(
     /// A message's state in the outbox. States move only forward; `delivered`, `dead` and
     /// `cancelled` are final.
@@ -574,6 +595,10 @@ mod tests {
         }
         for c in Channel::ALL {
             assert_eq!(c.to_string().parse::<Channel>(), Ok(*c));
+            assert_eq!(c.delivery().as_str(), c.as_str());
+        }
+        for d in NumberDelivery::ALL {
+            assert_eq!(NumberDelivery::parse(d.as_str()), Ok(*d));
         }
         for s in DeliveryStatus::ALL {
             assert_eq!(serde_json::from_value::<DeliveryStatus>(serde_json::json!(s.as_str())).unwrap(), *s);

@@ -19,7 +19,7 @@ use hmac::{Hmac, Mac};
 use rand::TryRngCore;
 use sha2::Sha256;
 
-use crate::types::E164;
+use crate::types::{E164, NumberDelivery};
 
 /// A processing number. Its `Debug` and `Display` show only the last two digits, so it never
 /// reaches a log whole; [`ProcessingNumber::expose`] gives the digits where they must go (the
@@ -235,6 +235,15 @@ pub enum Delivery {
 }
 
 impl Delivery {
+    /// How the number is recorded as delivered.
+    pub fn number_delivery(self) -> NumberDelivery {
+        match self {
+            Delivery::Sms => NumberDelivery::Sms,
+            Delivery::Email => NumberDelivery::Email,
+            Delivery::ReadAloud => NumberDelivery::ReadAloud,
+        }
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             Delivery::Sms => "sms",

@@ -8,6 +8,7 @@ use crate::flow::prompts::Catalog;
 use crate::flow::{Value, Vars};
 use crate::issuer::{Issuer, NumberError, ProcessingNumber};
 use crate::store::{Consent, Issued, NewMessage, NewNumber, Store, StoreError, Verdict};
+use crate::types::{Channel, NumberDelivery};
 
 /// How a staff member wants the number delivered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, serde::Serialize, clap::ValueEnum)]
@@ -69,8 +70,8 @@ pub async fn issue_by_staff(
                 vars.insert("processing_number".into(), Value::text(drawn.number.expose()));
                 vars.insert("processing_number.expires".into(), Value::text(&drawn.expires_local));
                 let text = issuer.message(c, &vars, &drawn.number);
-                let channel = if send == SendBy::Sms { "sms" } else { "email" };
-                Some(NewMessage { channel: channel.into(), recipient: to.clone(), body_sealed: issuer.key.seal(&text) })
+                let channel = if send == SendBy::Sms { Channel::Sms } else { Channel::Email };
+                Some(NewMessage { channel, recipient: to.clone(), body_sealed: issuer.key.seal(&text) })
             }
             _ => None,
         };
@@ -83,11 +84,10 @@ pub async fn issue_by_staff(
             expires_at: drawn.expires_at,
             consent: Consent::Staff { name: staff.into() },
             delivery: match send {
-                SendBy::Sms => "sms",
-                SendBy::Email => "email",
-                SendBy::None => "none",
-            }
-            .into(),
+                SendBy::Sms => NumberDelivery::Sms,
+                SendBy::Email => NumberDelivery::Email,
+                SendBy::None => NumberDelivery::None,
+            },
             message,
         };
         match store.numbers().issue(&n).await {
