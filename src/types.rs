@@ -222,6 +222,13 @@ fn is_sid(s: &str, prefixes: &[&str]) -> bool {
         && s[2..].bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
+/// An id as a carrier sends it, checked before it goes into a URL path, a log line or a
+/// query: 2 to 64 of A-Z, a-z, 0-9, `_` and `-`. Looser than [`CallSid`] (a carrier other
+/// than Twilio, or a test, may use other ids); nothing that passes can change a URL's path.
+pub fn is_carrier_id(s: &str) -> bool {
+    (2..=64).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
 macro_rules! sid_type {
     ($(#[$doc:meta])* $t:ident, [$($prefix:literal),+], $expected:literal) => {
         $(#[$doc])*
@@ -558,6 +565,8 @@ mod tests {
         assert!(MessageSid::parse(&call.replace("CA", "SM")).is_ok());
         assert!(MessageSid::parse(&call.replace("CA", "MM")).is_ok());
         assert!(AccountSid::parse(&call.replace("CA", "AC")).is_ok());
+        assert!(is_carrier_id(&call) && is_carrier_id("CA1") && is_carrier_id("test-call_1"));
+        assert!(!is_carrier_id("C") && !is_carrier_id("AC/../x") && !is_carrier_id("CA 1") && !is_carrier_id(""));
     }
 
     #[test]

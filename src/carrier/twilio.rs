@@ -51,6 +51,7 @@ pub use resources::{
 pub use retry::RetryPolicy;
 
 use crate::telemetry::mask_phone;
+use crate::types::is_carrier_id;
 use retry::Replay;
 
 /// Twilio's production API.
@@ -82,7 +83,7 @@ impl TwilioClient {
         if !matches!(base.scheme(), "http" | "https") {
             return Err(TwilioError::Config(format!("api_base '{api_base}' is not an http(s) URL")));
         }
-        if !is_sid(account_sid) {
+        if !is_carrier_id(account_sid) {
             return Err(TwilioError::Config(format!("'{account_sid}' is not an account SID")));
         }
         let http = reqwest::Client::builder()
@@ -164,7 +165,7 @@ impl TwilioClient {
     /// call ended when its status callback was missed (after a restart, say). A read, so it is
     /// retried on any retryable failure.
     pub async fn fetch_call(&self, sid: &str) -> Result<CallResource, TwilioError> {
-        if !is_sid(sid) {
+        if !is_carrier_id(sid) {
             return Err(TwilioError::Config(format!("'{sid}' is not a call SID")));
         }
         let url = self.url(&format!("Calls/{sid}.json"));
@@ -209,12 +210,6 @@ fn transport_error(e: reqwest::Error) -> TwilioError {
     } else {
         TwilioError::Network(e)
     }
-}
-
-/// Twilio SIDs are two letters and 32 hex digits; anything that is not alphanumeric would
-/// change the URL's path.
-fn is_sid(s: &str) -> bool {
-    !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric())
 }
 
 #[cfg(test)]

@@ -18,7 +18,7 @@ use chrono::{DateTime, Utc};
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use tokio::sync::{Notify, watch};
 
-use crate::carrier::twilio::{AnsweredBy, CallRequest, MachineDetection, TwilioClient};
+use crate::carrier::twilio::{AnsweredBy, CallRequest, CallResource, MachineDetection, TwilioClient};
 use crate::scheduler::DialPolicy;
 use crate::scheduler::hours::CallingHours;
 use crate::store::{DialerLock, DueJob, JobNext, Store, StoreError};
@@ -310,9 +310,9 @@ impl Dialer {
                 continue;
             };
             match self.carrier.fetch_call(sid).await {
-                Ok(call) if call.status.is_final() => {
-                    let answered_by = call.answered_by.map(AnsweredBy::as_str);
-                    let status = call.status.as_str();
+                Ok(CallResource { status: Some(status), answered_by, .. }) if status.is_final() => {
+                    let answered_by = answered_by.map(AnsweredBy::as_str);
+                    let status = status.as_str();
                     self.campaign
                         .call_ended(&self.store, (stale.job_id, stale.attempt), Some(sid), status, answered_by, now)
                         .await?;
