@@ -516,6 +516,47 @@ named_enum!(
     }
 );
 
+/// An alert the engine raises by itself, for the health centre: its kind and what happened.
+/// Stored and shown as `kind: detail` (`unreachable: 3 attempt(s) today, the last busy`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Alert {
+    pub kind: AlertKind,
+    pub detail: String,
+}
+
+impl Alert {
+    pub fn new(kind: AlertKind, detail: impl Into<String>) -> Alert {
+        Alert { kind, detail: detail.into() }
+    }
+}
+
+impl fmt::Display for Alert {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.kind, self.detail)
+    }
+}
+
+impl rusqlite::types::ToSql for Alert {
+    fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+        Ok(rusqlite::types::ToSqlOutput::Owned(rusqlite::types::Value::Text(self.to_string())))
+    }
+}
+
+impl sqlx::Type<sqlx::Postgres> for Alert {
+    fn type_info() -> sqlx::postgres::PgTypeInfo {
+        <String as sqlx::Type<sqlx::Postgres>>::type_info()
+    }
+}
+
+impl sqlx::Encode<'_, sqlx::Postgres> for Alert {
+    fn encode_by_ref(
+        &self,
+        buf: &mut sqlx::postgres::PgArgumentBuffer,
+    ) -> Result<sqlx::encode::IsNull, sqlx::error::BoxDynError> {
+        <String as sqlx::Encode<sqlx::Postgres>>::encode(self.to_string(), buf)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -615,6 +656,10 @@ mod tests {
         for k in AlertKind::ALL {
             assert_eq!(AlertKind::parse(k.as_str()), Ok(*k));
         }
+        assert_eq!(
+            Alert::new(AlertKind::Unreachable, "1 attempt(s) today").to_string(),
+            "unreachable: 1 attempt(s) today"
+        );
         assert!(DeliveryStatus::Delivered.is_final() && !DeliveryStatus::Undelivered.is_final());
     }
 }

@@ -60,14 +60,14 @@ impl Campaign {
     pub fn next(&self, outcome: &str, attempt: i32, slot: Option<&str>, now: DateTime<Utc>) -> JobNext {
         match outcome {
             "completed" => JobNext::Done,
-            "refused" => JobNext::Failed("unreachable: the carrier refused the patient's number".into()),
+            "refused" => JobNext::Failed("the carrier refused the patient's number".into()),
             _ if attempt as u32 >= self.policy.max_attempts => {
-                JobNext::Unreachable(format!("unreachable: {attempt} attempt(s) today, the last {outcome}"))
+                JobNext::Unreachable(format!("{attempt} attempt(s) today, the last {outcome}"))
             }
             _ => match self.hours.next_call_time(now + self.policy.retry_after, slot) {
                 Some(at) => JobNext::Retry(at),
                 None => JobNext::Unreachable(format!(
-                    "unreachable: no calling time left today after {attempt} attempt(s), the last {outcome}"
+                    "no calling time left today after {attempt} attempt(s), the last {outcome}"
                 )),
             },
         }

@@ -3,7 +3,7 @@
 use chrono::{DateTime, Utc};
 
 use super::{Fut, NewNumber};
-use crate::types::{Channel, DeliveryStatus};
+use crate::types::{Alert, AlertKind, Channel, DeliveryStatus};
 
 /// A message claimed for sending.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -54,14 +54,13 @@ impl Fallback {
     }
 
     /// The alert raised for the health centre.
-    pub fn alert(self, error: &str) -> String {
-        match self {
-            Fallback::Email => format!("message_failed: SMS failed: landline ({error}); sent by e-mail instead"),
-            Fallback::ReadAloud => {
-                format!("message_failed: SMS failed: landline ({error}); number will be read on the next call")
-            }
-            Fallback::None => format!("message_failed: SMS failed: landline ({error}); no other way to deliver it"),
-        }
+    pub fn alert(self, error: &str) -> Alert {
+        let then = match self {
+            Fallback::Email => "sent by e-mail instead",
+            Fallback::ReadAloud => "number will be read on the next call",
+            Fallback::None => "no other way to deliver it",
+        };
+        Alert::new(AlertKind::MessageFailed, format!("SMS failed: landline ({error}); {then}"))
     }
 }
 
@@ -77,9 +76,9 @@ pub struct LateMessage {
     pub reissued: bool,
 }
 
-/// The alert raised when a number is replaced because it expired before delivery.
+/// The alert raised when a number is replaced because it expired before delivery, as stored.
 pub const REISSUED_ALERT: &str = "message_reissued: re-issued: expired before delivery";
-/// The alert raised when a replacement number also expired before delivery.
+/// The alert raised when a replacement number also expired before delivery, as stored.
 pub const LATE_DEAD_ALERT: &str = "message_dead: expired before delivery, after a re-issue; no further number";
 
 /// The number a message carried, as the fallback sees it: still valid, with or without a copy
@@ -136,7 +135,7 @@ pub enum Finish<'a> {
     Retry { error: &'a str, at: DateTime<Utc> },
     /// Closed with `status` (`failed` or `dead`), its body dropped, and the health centre
     /// alerted with `alert`.
-    Close { status: DeliveryStatus, error: &'a str, alert: String },
+    Close { status: DeliveryStatus, error: &'a str, alert: Alert },
 }
 
 /// The change a send result makes.
@@ -146,8 +145,12 @@ pub fn finish_plan(result: &SendResult) -> Finish<'_> {
         SendResult::Sent { provider_id, status } => Finish::Sent { provider_id, status },
         SendResult::Retry { error, at } => Finish::Retry { error, at: *at },
         SendResult::Failed { error, dead } => {
-            let status = if *dead { DeliveryStatus::Dead } else { DeliveryStatus::Failed };
-            Finish::Close { status, error, alert: format!("message_{status}: {error}") }
+            let (status, kind) = if *dead {
+                (DeliveryStatus::Dead, AlertKind::MessageDead)
+            } else {
+                (DeliveryStatus::Failed, AlertKind::MessageFailed)
+            };
+            Finish::Close { status, error, alert: Alert::new(kind, error.as_str()) }
         }
     }
 }
@@ -183,11 +186,13 @@ impl LateSettle {
         }
     }
 
-    /// The alert raised for the health centre.
-    pub fn alert(self) -> &'static str {
+    /// The alert raised for the health centre ([`REISSUED_ALERT`], [`LATE_DEAD_ALERT`]).
+    pub fn alert(self) -> Alert {
         match self {
-            LateSettle::Replace => REISSUED_ALERT,
-            LateSettle::Dead => LATE_DEAD_ALERT,
+            LateSettle::Replace => Alert::new(AlertKind::MessageReissued, "re-issued: expired before delivery"),
+            LateSettle::Dead => {
+                Alert::new(AlertKind::MessageDead, "expired before delivery, after a re-issue; no further number")
+            }
         }
     }
 }
@@ -239,6 +244,10 @@ mod tests {
         assert_eq!(choose_fallback(on_file(false, None), true, "body"), FallbackChoice::None);
         assert_eq!(choose_fallback(None, true, "body"), FallbackChoice::None, "the number is no longer valid");
         assert_eq!(email.fallback(), Fallback::Email);
+        assert_eq!(
+            Fallback::ReadAloud.alert("21614").to_string(),
+            "message_failed: SMS failed: landline (21614); number will be read on the next call"
+        );
     }
 
     #[test]
@@ -246,7 +255,7 @@ mod tests {
         let at = DateTime::<Utc>::UNIX_EPOCH;
         assert_eq!(
             finish_plan(&SendResult::Failed { error: "x".into(), dead: true }),
-            Finish::Close { status: DeliveryStatus::Dead, error: "x", alert: "message_dead: x".into() }
+            Finish::Close { status: DeliveryStatus::Dead, error: "x", alert: Alert::new(AlertKind::MessageDead, "x") }
         );
         assert!(matches!(
             finish_plan(&SendResult::Failed { error: "x".into(), dead: false }),
@@ -271,8 +280,8 @@ mod tests {
     #[test]
     fn a_late_message_is_cancelled_for_its_replacement_or_else_dead() {
         assert_eq!(LateSettle::of(true).status(), DeliveryStatus::Cancelled);
-        assert_eq!(LateSettle::of(true).alert(), REISSUED_ALERT);
+        assert_eq!(LateSettle::of(true).alert().to_string(), REISSUED_ALERT);
         assert_eq!(LateSettle::of(false).status(), DeliveryStatus::Dead);
-        assert_eq!(LateSettle::of(false).alert(), LATE_DEAD_ALERT);
+        assert_eq!(LateSettle::of(false).alert().to_string(), LATE_DEAD_ALERT);
     }
 }
