@@ -102,7 +102,7 @@ async fn run(label: &str, store: &Store, args: &Args) -> Result<(), StoreError> 
                             issued_at: now,
                             expires_at: now + chrono::Duration::hours(24),
                             consent: Consent::Staff { name: "bench".into() },
-                            delivery: "none".into(),
+                            delivery: ivr::types::NumberDelivery::None,
                             message: None,
                         };
                         match store.numbers().issue(&n).await {
@@ -136,9 +136,9 @@ fn patient_id(i: usize) -> String {
 
 fn patient(i: usize) -> Patient {
     Patient {
-        patient_id: patient_id(i),
+        patient_id: patient_id(i).parse().expect("a patient id"),
         name: format!("Patient {i}"),
-        phone: format!("+8190{i:08}"),
+        phone: format!("+8190{i:08}").parse().expect("a phone number"),
         birth_md: None,
         language: "ja-JP".into(),
         email: None,

@@ -135,9 +135,9 @@ async fn seed(db: &str, patients: usize) -> Result<(), Box<dyn std::error::Error
         store
             .patients()
             .upsert(&Patient {
-                patient_id: format!("P{i:05}"),
+                patient_id: format!("P{i:05}").parse()?,
                 name: format!("患者 {i}"),
-                phone: phone_of(i),
+                phone: phone_of(i).parse()?,
                 birth_md: Some("0412".into()),
                 language: "ja-JP".into(),
                 email: None,

@@ -17,6 +17,7 @@ use crate::store::{
 };
 use crate::telemetry::mask_digits;
 use crate::twiml;
+use crate::types::{Channel, E164};
 
 /// What every turn needs besides the call.
 #[derive(Clone)]
@@ -176,12 +177,12 @@ impl TurnEffects<'_> {
     /// typed, which must be a mobile number, or to the patient's own mobile phone.
     fn send_sms(&mut self, call: &CallState, text: &str, to: Option<&str>) -> Outcome {
         let own = call.vars.get("patient.phone").map(ToString::to_string);
-        let Some(recipient) = to.map_or(own, crate::normalize_phone) else { return Outcome::named("failed") };
-        if crate::phone_kind(&recipient) != "mobile" {
+        let recipient = to.or(own.as_deref()).and_then(|n| E164::parse(n).ok());
+        let Some(recipient) = recipient.filter(E164::is_mobile).map(String::from) else {
             return Outcome::named("failed");
-        }
+        };
         let body_sealed = self.issuer.key.seal(text);
-        self.messages.push(NewMessage { channel: "sms".into(), recipient, body_sealed });
+        self.messages.push(NewMessage { channel: Channel::Sms, recipient, body_sealed });
         Outcome::named("queued")
     }
 
@@ -196,7 +197,7 @@ impl TurnEffects<'_> {
             return Outcome::named("failed"); // one number per turn
         }
         let email = var("patient.email");
-        let delivery = Delivery::choose(&phone, email.as_deref());
+        let delivery = Delivery::choose(E164::parse(&phone).ok().as_ref(), email.as_deref());
         let drawn = self.issuer.draw(self.now);
         metrics::counter!("ivr_numbers_issued_total", "channel" => "call").increment(1);
         tracing::info!(patient = %patient_id, number = %drawn.number, delivery = delivery.name(), "processing number issued in the call");
@@ -210,10 +211,10 @@ impl TurnEffects<'_> {
                 vars.extend(out.vars.clone());
                 let text = self.issuer.message(self.catalog, &vars, &drawn.number);
                 let (channel, recipient) = match delivery {
-                    Delivery::Sms => ("sms", phone.clone()),
-                    _ => ("email", email.clone().unwrap_or_default()),
+                    Delivery::Sms => (Channel::Sms, phone.clone()),
+                    _ => (Channel::Email, email.clone().unwrap_or_default()),
                 };
-                Some(NewMessage { channel: channel.into(), recipient, body_sealed: self.issuer.key.seal(&text) })
+                Some(NewMessage { channel, recipient, body_sealed: self.issuer.key.seal(&text) })
             }
         };
         self.issue = Some(NewNumber {
@@ -223,7 +224,7 @@ impl TurnEffects<'_> {
             issued_at: self.now,
             expires_at: drawn.expires_at,
             consent: Consent::Call { seq: self.seq },
-            delivery: delivery.name().into(),
+            delivery: delivery.number_delivery(),
             message,
         });
         out
@@ -243,10 +244,10 @@ pub fn patient_vars(p: &Patient, number: Option<&ValidNumber>, issuer: &Issuer) 
         v.insert(NUMBER.into(), Value::Text(sealed));
         v.insert("processing_number.expires".into(), Value::text(issuer.local_time(expires_at)));
     }
-    v.insert("patient.id".into(), Value::text(&p.patient_id));
+    v.insert("patient.id".into(), Value::text(p.patient_id.as_str()));
     v.insert("patient.name".into(), Value::text(&p.name));
-    v.insert("patient.phone".into(), Value::text(&p.phone));
-    v.insert("patient.phone_kind".into(), Value::text(crate::phone_kind(&p.phone)));
+    v.insert("patient.phone".into(), Value::text(p.phone.as_str()));
+    v.insert("patient.phone_kind".into(), Value::text(p.phone.kind().as_str()));
     v.insert("patient.number_issued".into(), Value::Bool(number_issued));
     if let Some(md) = &p.birth_md {
         v.insert("patient.birth_md".into(), Value::text(md));

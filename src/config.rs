@@ -489,14 +489,14 @@ impl Settings {
                 message: "twilio needs the caller id (E.164) calls and SMS come from".into(),
             });
         }
-        let phone = crate::normalize_phone(&self.centre.phone);
+        let phone = crate::types::E164::parse(&self.centre.phone).ok();
         if phone.is_none() {
             return Err(ConfigError::Invalid {
                 key: "centre.phone",
                 message: format!("'{}' is not a phone number like 03-1234-5678", self.centre.phone),
             });
         }
-        if self.carrier_kind() == "twilio" && phone == crate::normalize_phone(PLACEHOLDER_PHONE) {
+        if self.carrier_kind() == "twilio" && phone == crate::types::E164::parse(PLACEHOLDER_PHONE).ok() {
             return Err(ConfigError::Invalid {
                 key: "centre.phone",
                 message: format!(

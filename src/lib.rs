@@ -43,30 +43,3 @@ pub mod store;
 pub mod telemetry;
 pub mod twiml;
 pub mod types;
-
-/// Japanese mobile numbers start +8170, +8180 or +8190 (and +8160 for new mobile blocks);
-/// anything else is taken as a landline, which cannot receive SMS.
-pub fn phone_kind(e164: &str) -> &'static str {
-    types::E164::parse(e164).map_or("landline", |n| n.kind().as_str())
-}
-
-/// A phone number as people write it in Japan (`090-1234-5678`, `03 1234 5678`) or in E.164
-/// (`+819012345678`), as E.164; `None` if it is neither.
-pub fn normalize_phone(s: &str) -> Option<String> {
-    types::E164::parse(s).ok().map(|n| n.as_str().to_owned())
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn japanese_numbers_become_e164() {
-        assert_eq!(super::normalize_phone("090-1234-5678").as_deref(), Some("+819012345678"));
-        assert_eq!(super::normalize_phone("03 1234 5678").as_deref(), Some("+81312345678"));
-        assert_eq!(super::normalize_phone("+819012345678").as_deref(), Some("+819012345678"));
-        assert_eq!(super::normalize_phone("09012345"), None);
-        assert_eq!(super::normalize_phone("0012345678901"), None);
-        assert_eq!(super::normalize_phone("abc"), None);
-        assert_eq!(super::phone_kind("+819012345678"), "mobile");
-        assert_eq!(super::phone_kind("+81312345678"), "landline");
-    }
-}

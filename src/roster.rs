@@ -11,11 +11,13 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::path::Path;
+use std::str::FromStr;
 
 use chrono::NaiveDate;
 use serde::Serialize;
 
 use crate::store::Patient;
+use crate::types::{E164, Invalid, PatientId};
 
 /// The call slots when the settings name none: a patient without `call_slot` is called in the
 /// first.
@@ -127,7 +129,7 @@ fn read(bytes: &[u8], slots: &[&str], languages: &[&str], errors: &mut Vec<Roste
     let Some(columns) = header_columns(&header, errors) else { return vec![] };
 
     let mut patients = Vec::new();
-    let mut first_line: HashMap<String, u64> = HashMap::new();
+    let mut first_line: HashMap<PatientId, u64> = HashMap::new();
     for record in records {
         let record = match record {
             Ok(r) => r,
@@ -139,23 +141,17 @@ fn read(bytes: &[u8], slots: &[&str], languages: &[&str], errors: &mut Vec<Roste
         let line = record.position().map_or(0, |p| p.line());
         let Some(fields) = fields(&record, line, &columns.names, errors) else { continue };
         let before = errors.len();
-        let patient = row(&fields, line, &columns, slots, languages, errors);
-        if let Some(p) = patient {
-            match first_line.get(&p.patient_id) {
-                Some(first) => {
-                    let (_, i) = columns.get(&fields, "patient_id").expect("a required column");
-                    errors.push(err(
-                        line,
-                        i + 1,
-                        "patient_id",
-                        format!("patient {} is already on line {first}", p.patient_id),
-                    ));
-                }
-                None => {
-                    first_line.insert(p.patient_id.clone(), line);
-                    if errors.len() == before {
-                        patients.push(p);
-                    }
+        let (id, patient) = row(&fields, line, &columns, slots, languages, errors);
+        let Some(id) = id else { continue };
+        match first_line.get(&id) {
+            Some(first) => {
+                let (_, i) = columns.get(&fields, "patient_id").expect("a required column");
+                errors.push(err(line, i + 1, "patient_id", format!("patient {id} is already on line {first}")));
+            }
+            None => {
+                first_line.insert(id, line);
+                if let Some(p) = patient.filter(|_| errors.len() == before) {
+                    patients.push(p);
                 }
             }
         }
@@ -235,8 +231,8 @@ fn fields(record: &csv::ByteRecord, line: u64, names: &[String], errors: &mut Ve
     ok.then_some(fields)
 }
 
-/// One row as a patient; each bad field is reported. The patient is returned whenever its id
-/// is good (so a later duplicate can be found), whatever else is wrong.
+/// One row as a patient; each bad field is reported. The patient id comes back whenever it is
+/// good (so a later duplicate can be found), the patient only when it could be built.
 fn row(
     fields: &[String],
     line: u64,
@@ -244,8 +240,13 @@ fn row(
     slots: &[&str],
     languages: &[&str],
     errors: &mut Vec<RosterError>,
-) -> Option<Patient> {
-    let mut check = |name: &'static str, f: &dyn Fn(&str) -> Result<Option<String>, String>| -> Option<String> {
+) -> (Option<PatientId>, Option<Patient>) {
+    fn field<T>(
+        (fields, line, columns): (&[String], u64, &Columns),
+        errors: &mut Vec<RosterError>,
+        name: &'static str,
+        f: impl Fn(&str) -> Result<Option<T>, String>,
+    ) -> Option<T> {
         let (value, i) = columns.get(fields, name)?;
         match f(value) {
             Ok(v) => v,
@@ -254,27 +255,30 @@ fn row(
                 None
             }
         }
-    };
-    let patient_id = check("patient_id", &|v| required(v).and_then(patient_id).map(Some));
-    let name = check("name", &|v| required(v).and_then(name).map(Some));
-    let phone = check("phone", &|v| required(v).and_then(phone).map(Some));
-    let birth_md = check("birth_date", &|v| required(v).and_then(date).map(|d| Some(d.format("%m%d").to_string())));
-    let language = check("language", &|v| optional(v, |v| one_of(v, languages, "language", "prompts exist for")));
-    let care_start = check("care_start", &|v| optional(v, |v| date(v).map(|d| d.to_string())));
-    let care_end = check("care_end", &|v| optional(v, |v| date(v).map(|d| d.to_string())));
-    let call_slot = check("call_slot", &|v| optional(v, |v| one_of(v, slots, "call slot", "the slots are")));
-    let email = check("email", &|v| optional(v, email));
-    let area = check("area", &|v| Ok((!v.is_empty()).then(|| v.to_string())));
-    if let (Some(start), Some(end)) = (&care_start, &care_end) {
+    }
+    let at = (fields, line, columns);
+    let patient_id = field(at, errors, "patient_id", |v| required(v).and_then(edge::<PatientId>).map(Some));
+    let name = field(at, errors, "name", |v| required(v).and_then(name).map(Some));
+    let phone = field(at, errors, "phone", |v| required(v).and_then(edge::<E164>).map(Some));
+    let birth_md =
+        field(at, errors, "birth_date", |v| required(v).and_then(date).map(|d| Some(d.format("%m%d").to_string())));
+    let language =
+        field(at, errors, "language", |v| optional(v, |v| one_of(v, languages, "language", "prompts exist for")));
+    let care_start = field(at, errors, "care_start", |v| optional(v, date));
+    let care_end = field(at, errors, "care_end", |v| optional(v, date));
+    let call_slot = field(at, errors, "call_slot", |v| optional(v, |v| one_of(v, slots, "call slot", "the slots are")));
+    let email = field(at, errors, "email", |v| optional(v, email));
+    let area = field(at, errors, "area", |v| Ok((!v.is_empty()).then(|| v.to_string())));
+    if let (Some(start), Some(end)) = (care_start, care_end) {
         if end < start {
             let (_, i) = columns.get(fields, "care_end").expect("care_end was read");
             errors.push(err(line, i + 1, "care_end", format!("care ends ({end}) before it starts ({start})")));
         }
     }
-    Some(Patient {
-        patient_id: patient_id?,
+    let patient = patient_id.clone().zip(phone).map(|(patient_id, phone)| Patient {
+        patient_id,
         name: name.unwrap_or_default(),
-        phone: phone.unwrap_or_default(),
+        phone,
         birth_md,
         language: language.unwrap_or_else(|| DEFAULT_LANGUAGE.to_string()),
         email,
@@ -282,24 +286,21 @@ fn row(
         care_start,
         care_end,
         call_slot,
-    })
+    });
+    (patient_id, patient)
 }
 
 fn required(v: &str) -> Result<&str, String> {
     if v.is_empty() { Err("required, but empty".into()) } else { Ok(v) }
 }
 
-fn optional(v: &str, f: impl Fn(&str) -> Result<String, String>) -> Result<Option<String>, String> {
+fn optional<T>(v: &str, f: impl Fn(&str) -> Result<T, String>) -> Result<Option<T>, String> {
     if v.is_empty() { Ok(None) } else { f(v).map(Some) }
 }
 
-fn patient_id(v: &str) -> Result<String, String> {
-    let ok = v.len() <= 64 && v.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
-    if ok {
-        Ok(v.to_string())
-    } else {
-        Err(format!("'{v}' is not a patient id: 1 to 64 letters A-Z a-z, digits, _ or -"))
-    }
+/// A value checked at the edge; the message repeats it, for whoever fixes the file.
+fn edge<T: FromStr<Err = Invalid>>(v: &str) -> Result<T, String> {
+    v.parse().map_err(|e: Invalid| format!("'{v}' is not {}", e.expected()))
 }
 
 fn name(v: &str) -> Result<String, String> {
@@ -310,11 +311,6 @@ fn name(v: &str) -> Result<String, String> {
     } else {
         Ok(v.to_string())
     }
-}
-
-fn phone(v: &str) -> Result<String, String> {
-    crate::normalize_phone(v)
-        .ok_or_else(|| format!("'{v}' is not a phone number like 090-1234-5678, 03-1234-5678 or +819012345678"))
 }
 
 fn date(v: &str) -> Result<NaiveDate, String> {
@@ -380,9 +376,9 @@ mod tests {
 
     #[test]
     fn fields_are_checked_one_by_one() {
-        assert!(patient_id("P-001_a").is_ok());
-        assert!(patient_id(&"x".repeat(65)).is_err());
-        assert!(patient_id("P 1").is_err());
+        assert!(edge::<PatientId>("P-001_a").is_ok());
+        assert!(edge::<PatientId>(&"x".repeat(65)).is_err());
+        assert!(edge::<PatientId>("P 1").is_err());
         assert!(date("2026-02-29").is_err(), "no such day");
         assert!(date("2026-2-01").is_err(), "two-digit months");
         assert!(date("2028-02-29").is_ok());
@@ -390,8 +386,11 @@ mod tests {
         for bad in ["a@b", "@example.jp", "a@@example.jp", "a b@example.jp", "a@example..jp", "a@.jp"] {
             assert!(email(bad).is_err(), "{bad}");
         }
-        assert!(phone("03-1234-5678").is_ok());
-        assert!(phone("1234").is_err());
+        assert!(edge::<E164>("03-1234-5678").is_ok());
+        assert_eq!(
+            edge::<E164>("1234").unwrap_err(),
+            "'1234' is not a phone number like 090-1234-5678, 03-1234-5678 or +819012345678"
+        );
     }
 
     #[test]

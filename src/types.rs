@@ -21,7 +21,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 pub struct Invalid(&'static str);
 
 impl Invalid {
-    /// What was expected, e.g. "a phone number: 090-1234-5678 or +819012345678".
+    /// What was expected, e.g. "a phone number like 090-1234-5678, 03-1234-5678 or +819012345678".
     pub fn expected(&self) -> &'static str {
         self.0
     }
@@ -49,6 +49,71 @@ macro_rules! string_serde {
         impl AsRef<str> for $t {
             fn as_ref(&self) -> &str {
                 self.as_str()
+            }
+        }
+        /// Hashes and compares as its text, so a map keyed by it is looked up with a `&str`.
+        impl std::borrow::Borrow<str> for $t {
+            fn borrow(&self) -> &str {
+                &self.0
+            }
+        }
+        impl PartialEq<str> for $t {
+            fn eq(&self, other: &str) -> bool {
+                self.0 == other
+            }
+        }
+        impl PartialEq<&str> for $t {
+            fn eq(&self, other: &&str) -> bool {
+                self.0 == *other
+            }
+        }
+        impl From<$t> for String {
+            fn from(v: $t) -> String {
+                v.0
+            }
+        }
+        sql_text!($t);
+    };
+}
+
+/// Stored as text in both back ends: written with `as_str`, read back through `parse`, so a
+/// stored value that is no longer valid is a decoding error, never a wrong value past the edge.
+macro_rules! sql_text {
+    ($t:ty) => {
+        impl rusqlite::types::ToSql for $t {
+            fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+                Ok(rusqlite::types::ToSqlOutput::Borrowed(rusqlite::types::ValueRef::Text(self.as_str().as_bytes())))
+            }
+        }
+        impl rusqlite::types::FromSql for $t {
+            fn column_result(v: rusqlite::types::ValueRef<'_>) -> rusqlite::types::FromSqlResult<Self> {
+                v.as_str()?.parse().map_err(|e: Invalid| rusqlite::types::FromSqlError::Other(Box::new(e)))
+            }
+        }
+        impl sqlx::Type<sqlx::Postgres> for $t {
+            fn type_info() -> sqlx::postgres::PgTypeInfo {
+                <String as sqlx::Type<sqlx::Postgres>>::type_info()
+            }
+            fn compatible(ty: &sqlx::postgres::PgTypeInfo) -> bool {
+                <String as sqlx::Type<sqlx::Postgres>>::compatible(ty)
+            }
+        }
+        impl sqlx::postgres::PgHasArrayType for $t {
+            fn array_type_info() -> sqlx::postgres::PgTypeInfo {
+                <String as sqlx::postgres::PgHasArrayType>::array_type_info()
+            }
+        }
+        impl sqlx::Encode<'_, sqlx::Postgres> for $t {
+            fn encode_by_ref(
+                &self,
+                buf: &mut sqlx::postgres::PgArgumentBuffer,
+            ) -> Result<sqlx::encode::IsNull, sqlx::error::BoxDynError> {
+                <&str as sqlx::Encode<sqlx::Postgres>>::encode(self.as_str(), buf)
+            }
+        }
+        impl<'r> sqlx::Decode<'r, sqlx::Postgres> for $t {
+            fn decode(v: sqlx::postgres::PgValueRef<'r>) -> Result<Self, sqlx::error::BoxDynError> {
+                Ok(<&str as sqlx::Decode<sqlx::Postgres>>::decode(v)?.parse()?)
             }
         }
     };
@@ -89,7 +154,7 @@ const MOBILE_PREFIXES: [&str; 4] = ["+8160", "+8170", "+8180", "+8190"];
 
 impl E164 {
     pub fn parse(s: &str) -> Result<E164, Invalid> {
-        const EXPECTED: Invalid = Invalid("a phone number: 090-1234-5678 or +819012345678");
+        const EXPECTED: Invalid = Invalid("a phone number like 090-1234-5678, 03-1234-5678 or +819012345678");
         let compact: String = s.trim().chars().filter(|c| !matches!(c, ' ' | '-' | '(' | ')')).collect();
         let (plus, digits) = compact.strip_prefix('+').map_or((false, compact.as_str()), |d| (true, d));
         if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
@@ -155,6 +220,13 @@ fn is_sid(s: &str, prefixes: &[&str]) -> bool {
     s.len() == 34
         && prefixes.iter().any(|p| s.starts_with(p))
         && s[2..].bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+/// An id as a carrier sends it, checked before it goes into a URL path, a log line or a
+/// query: 2 to 64 of A-Z, a-z, 0-9, `_` and `-`. Looser than [`CallSid`] (a carrier other
+/// than Twilio, or a test, may use other ids); nothing that passes can change a URL's path.
+pub fn is_carrier_id(s: &str) -> bool {
+    (2..=64).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
 macro_rules! sid_type {
@@ -246,7 +318,7 @@ impl PatientId {
         if (1..=64).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-') {
             Ok(PatientId(s.to_owned()))
         } else {
-            Err(Invalid("a patient id: 1 to 64 of A-Z, a-z, 0-9, _ and -"))
+            Err(Invalid("a patient id: 1 to 64 letters A-Z a-z, digits, _ or -"))
         }
     }
 
@@ -318,6 +390,8 @@ macro_rules! named_enum {
                 $t::parse(&s).map_err(serde::de::Error::custom)
             }
         }
+
+        sql_text!($t);
     };
 }
 
@@ -374,6 +448,27 @@ named_enum!(
     }
 );
 
+impl Channel {
+    /// How a number sent on this channel is delivered.
+    pub fn delivery(self) -> NumberDelivery {
+        match self {
+            Channel::Sms => NumberDelivery::Sms,
+            Channel::Email => NumberDelivery::Email,
+        }
+    }
+}
+
+named_enum!(
+    /// How a processing number reaches the patient: a message, read aloud on the call, or not
+    /// at all (a number given by other means).
+    NumberDelivery, "a delivery: sms, email, read_aloud or none" {
+        Sms = "sms",
+        Email = "email",
+        ReadAloud = "read_aloud",
+        None = "none",
+    }
+);
+
 named_enum!(
     /// A message's state in the outbox. States move only forward; `delivered`, `dead` and
     /// `cancelled` are final.
@@ -420,6 +515,47 @@ named_enum!(
         Flow = "flow",
     }
 );
+
+/// An alert the engine raises by itself, for the health centre: its kind and what happened.
+/// Stored and shown as `kind: detail` (`unreachable: 3 attempt(s) today, the last busy`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Alert {
+    pub kind: AlertKind,
+    pub detail: String,
+}
+
+impl Alert {
+    pub fn new(kind: AlertKind, detail: impl Into<String>) -> Alert {
+        Alert { kind, detail: detail.into() }
+    }
+}
+
+impl fmt::Display for Alert {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.kind, self.detail)
+    }
+}
+
+impl rusqlite::types::ToSql for Alert {
+    fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+        Ok(rusqlite::types::ToSqlOutput::Owned(rusqlite::types::Value::Text(self.to_string())))
+    }
+}
+
+impl sqlx::Type<sqlx::Postgres> for Alert {
+    fn type_info() -> sqlx::postgres::PgTypeInfo {
+        <String as sqlx::Type<sqlx::Postgres>>::type_info()
+    }
+}
+
+impl sqlx::Encode<'_, sqlx::Postgres> for Alert {
+    fn encode_by_ref(
+        &self,
+        buf: &mut sqlx::postgres::PgArgumentBuffer,
+    ) -> Result<sqlx::encode::IsNull, sqlx::error::BoxDynError> {
+        <String as sqlx::Encode<sqlx::Postgres>>::encode(self.to_string(), buf)
+    }
+}
 
 #[cfg(test)]
 mod tests {
@@ -470,6 +606,8 @@ mod tests {
         assert!(MessageSid::parse(&call.replace("CA", "SM")).is_ok());
         assert!(MessageSid::parse(&call.replace("CA", "MM")).is_ok());
         assert!(AccountSid::parse(&call.replace("CA", "AC")).is_ok());
+        assert!(is_carrier_id(&call) && is_carrier_id("CA1") && is_carrier_id("test-call_1"));
+        assert!(!is_carrier_id("C") && !is_carrier_id("AC/../x") && !is_carrier_id("CA 1") && !is_carrier_id(""));
     }
 
     #[test]
@@ -507,6 +645,10 @@ mod tests {
         }
         for c in Channel::ALL {
             assert_eq!(c.to_string().parse::<Channel>(), Ok(*c));
+            assert_eq!(c.delivery().as_str(), c.as_str());
+        }
+        for d in NumberDelivery::ALL {
+            assert_eq!(NumberDelivery::parse(d.as_str()), Ok(*d));
         }
         for s in DeliveryStatus::ALL {
             assert_eq!(serde_json::from_value::<DeliveryStatus>(serde_json::json!(s.as_str())).unwrap(), *s);
@@ -514,6 +656,10 @@ mod tests {
         for k in AlertKind::ALL {
             assert_eq!(AlertKind::parse(k.as_str()), Ok(*k));
         }
+        assert_eq!(
+            Alert::new(AlertKind::Unreachable, "1 attempt(s) today").to_string(),
+            "unreachable: 1 attempt(s) today"
+        );
         assert!(DeliveryStatus::Delivered.is_final() && !DeliveryStatus::Undelivered.is_final());
     }
 }

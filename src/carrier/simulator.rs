@@ -33,6 +33,7 @@ use super::twilio::{AnsweredBy, CallStatus};
 use super::webhook::WebhookClient;
 use crate::carrier::signature::AuthToken;
 use crate::telemetry::mask_phone;
+use crate::types::E164;
 
 /// The account the simulator serves: `AC` and 32 zeros.
 pub const ACCOUNT_SID: &str = "AC00000000000000000000000000000000";
@@ -181,9 +182,13 @@ impl Simulator {
         lock(&self.shared.personas).insert(phone.to_string(), persona);
     }
 
-    /// Who answers `phone`: the persona set for it, else the one its number chooses.
+    /// Who answers `phone`: the persona set for it, else the one its number chooses (what is
+    /// not a phone number answers as a landline would).
     pub fn persona(&self, phone: &str) -> Persona {
-        lock(&self.shared.personas).get(phone).copied().unwrap_or_else(|| Persona::for_number(phone))
+        lock(&self.shared.personas)
+            .get(phone)
+            .copied()
+            .unwrap_or_else(|| E164::parse(phone).map_or(Persona::LandlineAppUser, |n| Persona::for_number(&n)))
     }
 
     /// Every call placed, oldest first.

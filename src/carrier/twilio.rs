@@ -51,6 +51,7 @@ pub use resources::{
 pub use retry::RetryPolicy;
 
 use crate::telemetry::mask_phone;
+use crate::types::is_carrier_id;
 use retry::Replay;
 
 /// Twilio's production API.
@@ -82,7 +83,7 @@ impl TwilioClient {
         if !matches!(base.scheme(), "http" | "https") {
             return Err(TwilioError::Config(format!("api_base '{api_base}' is not an http(s) URL")));
         }
-        if !is_sid(account_sid) {
+        if !is_carrier_id(account_sid) {
             return Err(TwilioError::Config(format!("'{account_sid}' is not an account SID")));
         }
         let http = reqwest::Client::builder()
@@ -164,7 +165,7 @@ impl TwilioClient {
     /// call ended when its status callback was missed (after a restart, say). A read, so it is
     /// retried on any retryable failure.
     pub async fn fetch_call(&self, sid: &str) -> Result<CallResource, TwilioError> {
-        if !is_sid(sid) {
+        if !is_carrier_id(sid) {
             return Err(TwilioError::Config(format!("'{sid}' is not a call SID")));
         }
         let url = self.url(&format!("Calls/{sid}.json"));
@@ -211,12 +212,6 @@ fn transport_error(e: reqwest::Error) -> TwilioError {
     }
 }
 
-/// Twilio SIDs are two letters and 32 hex digits; anything that is not alphanumeric would
-/// change the URL's path.
-fn is_sid(s: &str) -> bool {
-    !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -226,7 +221,7 @@ mod tests {
 
     #[test]
     fn settings_without_credentials_name_what_is_missing() {
-        let mut settings = crate::carrier::CarrierSettings {
+        let mut carrier = crate::carrier::CarrierSettings {
             kind: None,
             account_sid: None,
             auth_token: None,
@@ -235,11 +230,11 @@ mod tests {
             simulator_log: None,
             simulator_speed: 1.0,
         };
-        let e = TwilioClient::from_settings(&settings).unwrap_err();
+        let e = TwilioClient::from_settings(&carrier).unwrap_err();
         assert!(e.to_string().contains("carrier.account_sid"), "{e}");
-        settings.account_sid = Some(ACCOUNT.into());
-        settings.auth_token = Some(TOKEN.into());
-        assert_eq!(TwilioClient::from_settings(&settings).unwrap().account_sid(), ACCOUNT);
+        carrier.account_sid = Some(ACCOUNT.into());
+        carrier.auth_token = Some(TOKEN.into());
+        assert_eq!(TwilioClient::from_settings(&carrier).unwrap().account_sid(), ACCOUNT);
     }
 
     #[test]

@@ -14,6 +14,7 @@ use crate::flow::driver::{Actions, Outcome, run_turn};
 use crate::flow::{CallState, Effect, Flow, Input, Library, Value, Vars};
 use crate::twiml;
 use crate::twiml::phone::{self, Heard, Next};
+use crate::types::{E164, LineKind};
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct Args {
@@ -66,11 +67,10 @@ pub fn sample_patient(from: &str) -> Vars {
         vars.insert(k.into(), Value::parse_literal(v));
     }
     vars.insert("patient.phone".into(), Value::text(from));
-    vars.insert("patient.phone_kind".into(), Value::text(phone_kind(from)));
+    let kind = E164::parse(from).map_or(LineKind::Landline, |n| n.kind());
+    vars.insert("patient.phone_kind".into(), Value::text(kind.as_str()));
     vars
 }
-
-pub use crate::phone_kind;
 
 /// Dry-run actions: records what would happen, makes up a processing number whose expiry is
 /// told in the health centre's zone.

@@ -23,9 +23,10 @@ use crate::calls::{patient_vars, turn_fn};
 use crate::flow::response::{Response as Speech, Speech as Say};
 use crate::flow::{CallState, Input};
 use crate::issuer::is_sealed;
-use crate::store::{NewCall, SendResult, StoreError, StoredFlow, status_rank};
+use crate::store::{NewCall, SendResult, StoreError, StoredFlow};
 use crate::telemetry::mask_phone;
 use crate::twiml;
+use crate::types::{CallStatus, is_carrier_id};
 
 /// The carrier's routes, each behind the signature check. The check wraps the handlers only, so
 /// a method a route does not take gets its `405` with `Allow: POST`.
@@ -40,11 +41,6 @@ pub fn router(state: &AppState) -> Router<AppState> {
 
 fn twiml_response(body: String) -> Response {
     ([(header::CONTENT_TYPE, "text/xml; charset=utf-8")], body).into_response()
-}
-
-/// A call id as carriers send them (Twilio: `CA` and 32 hex digits).
-fn valid_sid(sid: &str) -> bool {
-    (2..=64).contains(&sid.len()) && sid.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
 #[derive(Debug, Deserialize)]
@@ -70,7 +66,7 @@ async fn voice(
         Err(r) => return failure(&app, &form, Error::from(r), None).await,
     };
     let sid = match form.require("CallSid") {
-        Ok(s) if valid_sid(s) => s.to_string(),
+        Ok(s) if is_carrier_id(s) => s.to_string(),
         Ok(_) => return failure(&app, &form, Error::invalid("CallSid", "CallSid is not a call id"), None).await,
         Err(e) => return failure(&app, &form, e, None).await,
     };
@@ -139,7 +135,7 @@ async fn voice(
                         Err(e) => return failure(&app, &form, "storing the flow version", Some(e)).await,
                     }
                 }
-                let number = match app.store.numbers().valid(&p.patient_id, Utc::now()).await {
+                let number = match app.store.numbers().valid(p.patient_id.as_str(), Utc::now()).await {
                     Ok(n) => n,
                     Err(e) => return failure(&app, &form, "number lookup", Some(e)).await,
                 };
@@ -148,7 +144,7 @@ async fn voice(
                 let state = CallState::new(&flow, &p.language, vars);
                 Some(NewCall {
                     call_sid: sid.clone(),
-                    patient_id: Some(p.patient_id),
+                    patient_id: Some(p.patient_id.into()),
                     job_id,
                     direction: direction.into(),
                     state,
@@ -178,7 +174,7 @@ async fn step(
         Err(r) => return failure(&app, &form, Error::from(r), None).await,
     };
     let sid = match form.require("CallSid") {
-        Ok(s) if s == q.call && valid_sid(s) => s.to_string(),
+        Ok(s) if s == q.call && is_carrier_id(s) => s.to_string(),
         Ok(_) => {
             let e = Error::invalid("CallSid", "CallSid does not match the call in the URL");
             return failure(&app, &form, e, None).await;
@@ -215,7 +211,7 @@ async fn status(State(app): State<AppState>, Query(q): Query<StatusQuery>, form:
         if let (Some(job), Some(attempt)) = (q.job, q.attempt) {
             let now = app.campaign.clock.now();
             app.store.campaign().attempt_dialed(job, attempt, &sid).await?;
-            if status_rank(&status) == Some(crate::store::FINAL_RANK) {
+            if CallStatus::parse(&status).is_ok_and(CallStatus::is_final) {
                 app.campaign.call_ended(&app.store, (job, attempt), Some(&sid), &status, answered_by, now).await?;
                 app.dialer_wake.notify_one();
             } else {
@@ -340,7 +336,7 @@ impl<'a> From<&'a str> for Caller<'a> {
 /// The language of a call, when the store knows it: the call's own, else that of the patient
 /// calling in. Read only after something failed, so it may well fail too (then `None`).
 async fn call_language(app: &AppState, caller: Caller<'_>) -> Option<String> {
-    if let Some(sid) = caller.sid.filter(|s| valid_sid(s)) {
+    if let Some(sid) = caller.sid.filter(|s| is_carrier_id(s)) {
         if let Ok(Some(call)) = app.store.calls().get(sid).await {
             return Some(call.state.lang).filter(|l| !l.is_empty());
         }

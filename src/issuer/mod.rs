@@ -19,6 +19,8 @@ use hmac::{Hmac, Mac};
 use rand::TryRngCore;
 use sha2::Sha256;
 
+use crate::types::{E164, NumberDelivery};
+
 /// A processing number. Its `Debug` and `Display` show only the last two digits, so it never
 /// reaches a log whole; [`ProcessingNumber::expose`] gives the digits where they must go (the
 /// caller's ear, the patient's SMS).
@@ -233,6 +235,15 @@ pub enum Delivery {
 }
 
 impl Delivery {
+    /// How the number is recorded as delivered.
+    pub fn number_delivery(self) -> NumberDelivery {
+        match self {
+            Delivery::Sms => NumberDelivery::Sms,
+            Delivery::Email => NumberDelivery::Email,
+            Delivery::ReadAloud => NumberDelivery::ReadAloud,
+        }
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             Delivery::Sms => "sms",
@@ -243,8 +254,8 @@ impl Delivery {
 
     /// SMS to a mobile number; e-mail for a patient without one who gave an address; else
     /// the number is read aloud on the call.
-    pub fn choose(phone: &str, email: Option<&str>) -> Delivery {
-        if crate::phone_kind(phone) == "mobile" {
+    pub fn choose(phone: Option<&E164>, email: Option<&str>) -> Delivery {
+        if phone.is_some_and(E164::is_mobile) {
             Delivery::Sms
         } else if email.is_some_and(|e| e.contains('@')) {
             Delivery::Email

@@ -8,6 +8,7 @@ use crate::flow::prompts::Catalog;
 use crate::flow::{Value, Vars};
 use crate::issuer::{Issuer, NumberError, ProcessingNumber};
 use crate::store::{Consent, Issued, NewMessage, NewNumber, Store, StoreError, Verdict};
+use crate::types::{Channel, NumberDelivery};
 
 /// How a staff member wants the number delivered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, serde::Serialize, clap::ValueEnum)]
@@ -54,10 +55,10 @@ pub async fn issue_by_staff(
     let patient =
         store.patients().get(patient_id).await?.ok_or_else(|| IssueError::UnknownPatient(patient_id.into()))?;
     let recipient = match send {
-        SendBy::Sms if crate::phone_kind(&patient.phone) != "mobile" => {
+        SendBy::Sms if !patient.phone.is_mobile() => {
             return Err(IssueError::NotMobile(patient_id.into()));
         }
-        SendBy::Sms => Some(patient.phone.clone()),
+        SendBy::Sms => Some(patient.phone.to_string()),
         SendBy::Email => Some(patient.email.clone().ok_or_else(|| IssueError::NoEmail(patient_id.into()))?),
         SendBy::None => None,
     };
@@ -69,13 +70,13 @@ pub async fn issue_by_staff(
                 vars.insert("processing_number".into(), Value::text(drawn.number.expose()));
                 vars.insert("processing_number.expires".into(), Value::text(&drawn.expires_local));
                 let text = issuer.message(c, &vars, &drawn.number);
-                let channel = if send == SendBy::Sms { "sms" } else { "email" };
-                Some(NewMessage { channel: channel.into(), recipient: to.clone(), body_sealed: issuer.key.seal(&text) })
+                let channel = if send == SendBy::Sms { Channel::Sms } else { Channel::Email };
+                Some(NewMessage { channel, recipient: to.clone(), body_sealed: issuer.key.seal(&text) })
             }
             _ => None,
         };
         let n = NewNumber {
-            patient_id: patient.patient_id.clone(),
+            patient_id: patient.patient_id.to_string(),
             number_hash: drawn.hash.clone(),
             // Kept while it is being sent: an SMS a landline cannot take is read on the next call.
             sealed: (send != SendBy::None).then(|| drawn.sealed.clone()),
@@ -83,11 +84,10 @@ pub async fn issue_by_staff(
             expires_at: drawn.expires_at,
             consent: Consent::Staff { name: staff.into() },
             delivery: match send {
-                SendBy::Sms => "sms",
-                SendBy::Email => "email",
-                SendBy::None => "none",
-            }
-            .into(),
+                SendBy::Sms => NumberDelivery::Sms,
+                SendBy::Email => NumberDelivery::Email,
+                SendBy::None => NumberDelivery::None,
+            },
             message,
         };
         match store.numbers().issue(&n).await {

@@ -26,6 +26,7 @@ use crate::issuer::IssuerKey;
 use crate::notify::email::mask_email;
 use crate::store::{Consent, LateMessage, NewMessage, NewNumber, OutboxMessage, SendResult, Store, StoreError};
 use crate::telemetry::mask_phone;
+use crate::types::Channel;
 
 /// The `[outbox]` settings.
 #[derive(Debug, Clone, serde::Deserialize)]
@@ -168,7 +169,7 @@ impl Dispatcher {
                 Ok(done) => {
                     let outcome = if fresh.is_some() { "reissued" } else { "dead" };
                     if done {
-                        metrics::counter!("ivr_messages_total", "channel" => m.channel.clone(), "outcome" => outcome)
+                        metrics::counter!("ivr_messages_total", "channel" => m.channel.as_str(), "outcome" => outcome)
                             .increment(1);
                         tracing::info!(message_id = m.message_id, patient = %m.patient_id, outcome, "outbox: number expired before delivery");
                     }
@@ -202,9 +203,9 @@ impl Dispatcher {
             expires_at: drawn.expires_at,
             // The store copies the replaced number's consent.
             consent: Consent::Staff { name: String::new() },
-            delivery: m.channel.clone(),
+            delivery: m.channel.delivery(),
             message: Some(NewMessage {
-                channel: m.channel.clone(),
+                channel: m.channel,
                 recipient: m.recipient.clone(),
                 body_sealed: ctx.issuer.key.seal(&text),
             }),
@@ -235,8 +236,8 @@ impl Dispatcher {
             SendResult::Failed { .. } => "failed",
             SendResult::Undeliverable { .. } => "undeliverable",
         };
-        metrics::counter!("ivr_messages_total", "channel" => m.channel.clone(), "outcome" => outcome).increment(1);
-        let to = if m.channel == "email" { mask_email(&m.recipient) } else { mask_phone(&m.recipient) };
+        metrics::counter!("ivr_messages_total", "channel" => m.channel.as_str(), "outcome" => outcome).increment(1);
+        let to = if m.channel == Channel::Email { mask_email(&m.recipient) } else { mask_phone(&m.recipient) };
         tracing::info!(message_id = m.message_id, channel = %m.channel, to = %to, attempt = tries, outcome, "outbox send");
         result
     }
@@ -245,9 +246,9 @@ impl Dispatcher {
         let Some(body) = self.key.open(&m.body_sealed) else {
             return Attempt::Permanent("the message cannot be opened with this issuer.key".into());
         };
-        match m.channel.as_str() {
-            "sms" => self.send_sms(m, body).await,
-            "email" => match &self.email {
+        match m.channel {
+            Channel::Sms => self.send_sms(m, body).await,
+            Channel::Email => match &self.email {
                 Some(e) => match e.send(&m.recipient, "接触確認アプリの処理番号 / Processing number", &body).await
                 {
                     Ok(id) => Attempt::Accepted { provider_id: id, status: "sent".into() },
@@ -256,7 +257,6 @@ impl Dispatcher {
                 },
                 None => Attempt::Permanent("no [email] settings: e-mail cannot be sent".into()),
             },
-            other => Attempt::Permanent(format!("unknown channel {other}")),
         }
     }
 

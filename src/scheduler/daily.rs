@@ -45,15 +45,14 @@ impl Planner {
         let patients = store.patients().all().await?;
         let reported = store.campaign().reported_patients(from, to).await?;
         let reported: HashSet<&str> = reported.iter().map(String::as_str).collect();
-        let date = |s: &Option<String>| s.as_deref().and_then(|d| d.parse::<NaiveDate>().ok());
         let view: Vec<PlanPatient> = patients
             .iter()
             .map(|p| PlanPatient {
-                id: &p.patient_id,
+                id: p.patient_id.as_str(),
                 area: p.area.as_deref(),
                 slot: p.call_slot.as_deref(),
-                care_start: date(&p.care_start),
-                care_end: date(&p.care_end),
+                care_start: p.care_start,
+                care_end: p.care_end,
             })
             .collect();
         let plan = plan::plan_day(day, now, &view, &reported, &self.hours, &self.capacity, start_now);
@@ -61,7 +60,7 @@ impl Planner {
             .jobs
             .iter()
             .map(|j| NewJob {
-                patient_id: patients[j.patient].patient_id.clone(),
+                patient_id: patients[j.patient].patient_id.to_string(),
                 flow: self.flow.clone(),
                 day,
                 due_at: j.due_at,

@@ -27,7 +27,7 @@ use chrono::{DateTime, Utc};
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use tokio::sync::{Notify, watch};
 
-use crate::carrier::twilio::{AnsweredBy, CallRequest, MachineDetection, TwilioClient};
+use crate::carrier::twilio::{AnsweredBy, CallRequest, CallResource, MachineDetection, TwilioClient};
 use crate::scheduler::DialPolicy;
 use crate::scheduler::hours::CallingHours;
 use crate::store::{DialerLock, DueJob, JobNext, Store, StoreError};
@@ -69,14 +69,14 @@ impl Campaign {
     pub fn next(&self, outcome: &str, attempt: i32, slot: Option<&str>, now: DateTime<Utc>) -> JobNext {
         match outcome {
             "completed" => JobNext::Done,
-            "refused" => JobNext::Failed("unreachable: the carrier refused the patient's number".into()),
+            "refused" => JobNext::Failed("the carrier refused the patient's number".into()),
             _ if attempt as u32 >= self.policy.max_attempts => {
-                JobNext::Unreachable(format!("unreachable: {attempt} attempt(s) today, the last {outcome}"))
+                JobNext::Unreachable(format!("{attempt} attempt(s) today, the last {outcome}"))
             }
             _ => match self.hours.next_call_time(now + self.policy.retry_after, slot) {
                 Some(at) => JobNext::Retry(at),
                 None => JobNext::Unreachable(format!(
-                    "unreachable: no calling time left today after {attempt} attempt(s), the last {outcome}"
+                    "no calling time left today after {attempt} attempt(s), the last {outcome}"
                 )),
             },
         }
@@ -352,9 +352,9 @@ impl Dialer {
                 continue;
             };
             match self.carrier.fetch_call(sid).await {
-                Ok(call) if call.status.is_final() => {
-                    let answered_by = call.answered_by.map(AnsweredBy::as_str);
-                    let status = call.status.as_str();
+                Ok(CallResource { status: Some(status), answered_by, .. }) if status.is_final() => {
+                    let answered_by = answered_by.map(AnsweredBy::as_str);
+                    let status = status.as_str();
                     let ended = self
                         .campaign
                         .call_ended(&self.store, (stale.job_id, stale.attempt), Some(sid), status, answered_by, now)
@@ -477,9 +477,9 @@ mod tests {
         store.migrate().await.unwrap();
         let phone = "+819012345670";
         let patient = Patient {
-            patient_id: "P001".into(),
+            patient_id: crate::types::PatientId::parse("P001").unwrap(),
             name: "山田 花子".into(),
-            phone: phone.into(),
+            phone: crate::types::E164::parse(phone).unwrap(),
             birth_md: Some("0412".into()),
             language: "ja-JP".into(),
             email: None,

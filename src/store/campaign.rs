@@ -12,6 +12,7 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, NaiveDate, Utc};
 
 use super::Fut;
+use crate::types::{Alert, AlertKind};
 
 /// A call to be placed (a job created by hand, or planned for a day).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -60,9 +61,10 @@ pub enum JobNext {
     Done,
     /// Dial again from this time.
     Retry(DateTime<Utc>),
-    /// No more attempts today: the health centre is alerted with this reason.
+    /// No more attempts today: the health centre is alerted (`unreachable`) with this detail.
     Unreachable(String),
-    /// The carrier refused the number for good: the health centre is alerted with this reason.
+    /// The carrier refused the number for good: the health centre is alerted (`unreachable`)
+    /// with this detail.
     Failed(String),
 }
 
@@ -76,9 +78,9 @@ impl JobNext {
         }
     }
 
-    pub(super) fn alert(&self) -> Option<&str> {
+    pub(super) fn alert(&self) -> Option<Alert> {
         match self {
-            JobNext::Unreachable(r) | JobNext::Failed(r) => Some(r),
+            JobNext::Unreachable(r) | JobNext::Failed(r) => Some(Alert::new(AlertKind::Unreachable, r.as_str())),
             _ => None,
         }
     }
@@ -145,7 +147,9 @@ impl CampaignSummary {
 }
 
 /// The alert for a patient whose call for a day could not be placed before the day ended.
-pub const DAY_ENDED: &str = "unreachable: the day ended before the call could be placed";
+pub fn day_ended() -> Alert {
+    Alert::new(AlertKind::Unreachable, "the day ended before the call could be placed")
+}
 
 /// Statuses of a job still being worked on.
 pub const ACTIVE: [&str; 2] = ["dialing", "in-progress"];

@@ -3,6 +3,7 @@
 use chrono::{DateTime, Utc};
 
 use super::Fut;
+use crate::types::{Channel, NumberDelivery};
 
 /// Who consented to a number being issued.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -23,16 +24,14 @@ pub struct NewNumber {
     pub issued_at: DateTime<Utc>,
     pub expires_at: DateTime<Utc>,
     pub consent: Consent,
-    /// sms | email | read_aloud | none
-    pub delivery: String,
+    pub delivery: NumberDelivery,
     pub message: Option<NewMessage>,
 }
 
 /// A message for the outbox.
 #[derive(Debug, Clone)]
 pub struct NewMessage {
-    /// sms | email
-    pub channel: String,
+    pub channel: Channel,
     pub recipient: String,
     pub body_sealed: String,
 }
@@ -240,7 +239,7 @@ mod tests {
             issued_at: at(9),
             expires_at: at(12),
             consent: Consent::Call { seq: 2 },
-            delivery: "sms".into(),
+            delivery: NumberDelivery::Sms,
             message: None,
         };
         assert!(matches!(clash_error(NumberClash::Hash, &n, Some(5), None), StoreError::Conflict));

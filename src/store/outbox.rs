@@ -3,6 +3,7 @@
 use chrono::{DateTime, Utc};
 
 use super::{Fut, NewNumber};
+use crate::types::{Alert, AlertKind, Channel, DeliveryStatus};
 
 /// A message claimed for sending.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -10,7 +11,7 @@ pub struct OutboxMessage {
     pub message_id: i64,
     pub patient_id: Option<String>,
     pub number_id: Option<i64>,
-    pub channel: String,
+    pub channel: Channel,
     pub recipient: String,
     pub body_sealed: String,
     /// Sends tried before this one.
@@ -53,14 +54,13 @@ impl Fallback {
     }
 
     /// The alert raised for the health centre.
-    pub fn alert(self, error: &str) -> String {
-        match self {
-            Fallback::Email => format!("message_failed: SMS failed: landline ({error}); sent by e-mail instead"),
-            Fallback::ReadAloud => {
-                format!("message_failed: SMS failed: landline ({error}); number will be read on the next call")
-            }
-            Fallback::None => format!("message_failed: SMS failed: landline ({error}); no other way to deliver it"),
-        }
+    pub fn alert(self, error: &str) -> Alert {
+        let then = match self {
+            Fallback::Email => "sent by e-mail instead",
+            Fallback::ReadAloud => "number will be read on the next call",
+            Fallback::None => "no other way to deliver it",
+        };
+        Alert::new(AlertKind::MessageFailed, format!("SMS failed: landline ({error}); {then}"))
     }
 }
 
@@ -70,15 +70,15 @@ pub struct LateMessage {
     pub message_id: i64,
     pub patient_id: String,
     pub number_id: i64,
-    pub channel: String,
+    pub channel: Channel,
     pub recipient: String,
     /// Its number was itself issued to replace an expired one: it is not replaced again.
     pub reissued: bool,
 }
 
-/// The alert raised when a number is replaced because it expired before delivery.
+/// The alert raised when a number is replaced because it expired before delivery, as stored.
 pub const REISSUED_ALERT: &str = "message_reissued: re-issued: expired before delivery";
-/// The alert raised when a replacement number also expired before delivery.
+/// The alert raised when a replacement number also expired before delivery, as stored.
 pub const LATE_DEAD_ALERT: &str = "message_dead: expired before delivery, after a re-issue; no further number";
 
 /// The number a message carried, as the fallback sees it: still valid, with or without a copy
@@ -135,7 +135,7 @@ pub enum Finish<'a> {
     Retry { error: &'a str, at: DateTime<Utc> },
     /// Closed with `status` (`failed` or `dead`), its body dropped, and the health centre
     /// alerted with `alert`.
-    Close { status: &'static str, error: &'a str, alert: String },
+    Close { status: DeliveryStatus, error: &'a str, alert: Alert },
 }
 
 /// The change a send result makes.
@@ -145,16 +145,22 @@ pub fn finish_plan(result: &SendResult) -> Finish<'_> {
         SendResult::Sent { provider_id, status } => Finish::Sent { provider_id, status },
         SendResult::Retry { error, at } => Finish::Retry { error, at: *at },
         SendResult::Failed { error, dead } => {
-            let status = if *dead { "dead" } else { "failed" };
-            Finish::Close { status, error, alert: format!("message_{status}: {error}") }
+            let (status, kind) = if *dead {
+                (DeliveryStatus::Dead, AlertKind::MessageDead)
+            } else {
+                (DeliveryStatus::Failed, AlertKind::MessageFailed)
+            };
+            Finish::Close { status, error, alert: Alert::new(kind, error.as_str()) }
         }
     }
 }
 
 /// Whether a provider's delivery callback may set a message's status: states only move
-/// forward, `delivered` is final, and a message that fell back keeps its `failed`.
-pub fn takes_callback(current: &str, fell_back: bool) -> bool {
-    current != "delivered" && !fell_back
+/// forward, `delivered` is final, and a message that fell back keeps its `failed`. `current`
+/// is `None` for a provider's interim status the outbox has no name for (`queued`,
+/// `accepted`…), which any later one replaces.
+pub fn takes_callback(current: Option<DeliveryStatus>, fell_back: bool) -> bool {
+    current != Some(DeliveryStatus::Delivered) && !fell_back
 }
 
 /// How a late message is settled.
@@ -173,18 +179,20 @@ impl LateSettle {
     }
 
     /// The message's new status.
-    pub fn status(self) -> &'static str {
+    pub fn status(self) -> DeliveryStatus {
         match self {
-            LateSettle::Replace => "cancelled",
-            LateSettle::Dead => "dead",
+            LateSettle::Replace => DeliveryStatus::Cancelled,
+            LateSettle::Dead => DeliveryStatus::Dead,
         }
     }
 
-    /// The alert raised for the health centre.
-    pub fn alert(self) -> &'static str {
+    /// The alert raised for the health centre ([`REISSUED_ALERT`], [`LATE_DEAD_ALERT`]).
+    pub fn alert(self) -> Alert {
         match self {
-            LateSettle::Replace => REISSUED_ALERT,
-            LateSettle::Dead => LATE_DEAD_ALERT,
+            LateSettle::Replace => Alert::new(AlertKind::MessageReissued, "re-issued: expired before delivery"),
+            LateSettle::Dead => {
+                Alert::new(AlertKind::MessageDead, "expired before delivery, after a re-issue; no further number")
+            }
         }
     }
 }
@@ -236,6 +244,10 @@ mod tests {
         assert_eq!(choose_fallback(on_file(false, None), true, "body"), FallbackChoice::None);
         assert_eq!(choose_fallback(None, true, "body"), FallbackChoice::None, "the number is no longer valid");
         assert_eq!(email.fallback(), Fallback::Email);
+        assert_eq!(
+            Fallback::ReadAloud.alert("21614").to_string(),
+            "message_failed: SMS failed: landline (21614); number will be read on the next call"
+        );
     }
 
     #[test]
@@ -243,11 +255,11 @@ mod tests {
         let at = DateTime::<Utc>::UNIX_EPOCH;
         assert_eq!(
             finish_plan(&SendResult::Failed { error: "x".into(), dead: true }),
-            Finish::Close { status: "dead", error: "x", alert: "message_dead: x".into() }
+            Finish::Close { status: DeliveryStatus::Dead, error: "x", alert: Alert::new(AlertKind::MessageDead, "x") }
         );
         assert!(matches!(
             finish_plan(&SendResult::Failed { error: "x".into(), dead: false }),
-            Finish::Close { status: "failed", .. }
+            Finish::Close { status: DeliveryStatus::Failed, .. }
         ));
         assert_eq!(finish_plan(&SendResult::Retry { error: "x".into(), at }), Finish::Retry { error: "x", at });
         assert_eq!(
@@ -258,17 +270,18 @@ mod tests {
 
     #[test]
     fn delivered_is_final_and_a_fallen_back_message_keeps_its_status() {
-        assert!(takes_callback("sent", false));
-        assert!(takes_callback("failed", false), "a later delivered may follow a failed guess");
-        assert!(!takes_callback("delivered", false));
-        assert!(!takes_callback("failed", true));
+        assert!(takes_callback(None, false), "a provider's queued");
+        assert!(takes_callback(Some(DeliveryStatus::Sent), false));
+        assert!(takes_callback(Some(DeliveryStatus::Failed), false), "a later delivered may follow a failed guess");
+        assert!(!takes_callback(Some(DeliveryStatus::Delivered), false));
+        assert!(!takes_callback(Some(DeliveryStatus::Failed), true));
     }
 
     #[test]
     fn a_late_message_is_cancelled_for_its_replacement_or_else_dead() {
-        assert_eq!(LateSettle::of(true).status(), "cancelled");
-        assert_eq!(LateSettle::of(true).alert(), REISSUED_ALERT);
-        assert_eq!(LateSettle::of(false).status(), "dead");
-        assert_eq!(LateSettle::of(false).alert(), LATE_DEAD_ALERT);
+        assert_eq!(LateSettle::of(true).status(), DeliveryStatus::Cancelled);
+        assert_eq!(LateSettle::of(true).alert().to_string(), REISSUED_ALERT);
+        assert_eq!(LateSettle::of(false).status(), DeliveryStatus::Dead);
+        assert_eq!(LateSettle::of(false).alert().to_string(), LATE_DEAD_ALERT);
     }
 }

@@ -2,18 +2,18 @@
 
 use std::borrow::Cow;
 
+use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 
 use super::Fut;
+use crate::types::{E164, PatientId};
 
 /// A patient of the roster.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Patient {
-    /// The health centre's id, `[A-Za-z0-9_-]{1,64}`.
-    pub patient_id: String,
+    pub patient_id: PatientId,
     pub name: String,
-    /// E.164.
-    pub phone: String,
+    pub phone: E164,
     /// Birth month and day, `MMDD` (asked back on the phone to confirm who answers).
     pub birth_md: Option<String>,
     /// The prompt catalogue the calls use, e.g. `ja-JP`.
@@ -21,9 +21,9 @@ pub struct Patient {
     pub email: Option<String>,
     /// A free grouping for the health centre, e.g. `north`.
     pub area: Option<String>,
-    /// The home-care period, `YYYY-MM-DD` (both ends included).
-    pub care_start: Option<String>,
-    pub care_end: Option<String>,
+    /// The home-care period, both ends included (`YYYY-MM-DD` on the wire).
+    pub care_start: Option<NaiveDate>,
+    pub care_end: Option<NaiveDate>,
     /// The preferred call slot's name; `None` for the first configured slot.
     pub call_slot: Option<String>,
 }
@@ -34,6 +34,16 @@ pub struct ImportCount {
     pub inserted: usize,
     pub updated: usize,
     pub unchanged: usize,
+}
+
+/// A care date as stored: text, `YYYY-MM-DD`.
+pub(super) fn date_text(d: Option<NaiveDate>) -> Option<String> {
+    d.map(|d| d.to_string())
+}
+
+/// A stored care date read back.
+pub(super) fn text_date(s: Option<String>) -> Result<Option<NaiveDate>, chrono::ParseError> {
+    s.map(|s| s.parse()).transpose()
 }
 
 /// Whether some patient id is given twice.
@@ -77,9 +87,9 @@ mod tests {
 
     fn patient(id: &str, name: &str) -> Patient {
         Patient {
-            patient_id: id.into(),
+            patient_id: PatientId::parse(id).unwrap(),
             name: name.into(),
-            phone: "+819012345678".into(),
+            phone: E164::parse("+819012345678").unwrap(),
             birth_md: None,
             language: "ja-JP".into(),
             email: None,

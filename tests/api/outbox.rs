@@ -84,9 +84,9 @@ async fn setup(phones: &[&str]) -> (Dispatcher, Hits, Store, tempfile::TempDir) 
                 issued_at: now,
                 expires_at: now + chrono::Duration::hours(24),
                 consent: Consent::Staff { name: "test".into() },
-                delivery: "sms".into(),
+                delivery: ivr::types::NumberDelivery::Sms,
                 message: Some(NewMessage {
-                    channel: "sms".into(),
+                    channel: ivr::types::Channel::Sms,
                     recipient: phone.to_string(),
                     body_sealed: key.seal(&format!("処理番号は {} です。", n.expose())),
                 }),

@@ -34,6 +34,11 @@ fn day() -> NaiveDate {
     NaiveDate::from_ymd_opt(2026, 11, 25).unwrap()
 }
 
+/// The last day of care of the patients whose care ended before [`day`].
+fn ended() -> NaiveDate {
+    NaiveDate::from_ymd_opt(2026, 11, 20).unwrap()
+}
+
 fn settings(dir: &Path) -> Settings {
     let mut s = app::settings(&app::sqlite_url(dir));
     s.server.public_url = None;
@@ -106,7 +111,7 @@ async fn outbox_settled(store: &Store, patients: &[Patient]) {
     loop {
         let mut busy = false;
         for p in patients {
-            let messages = store.outbox().for_patient(&p.patient_id).await.unwrap();
+            let messages = store.outbox().for_patient(p.patient_id.as_str()).await.unwrap();
             busy |= messages.iter().any(|(_, _, status, _)| matches!(status.as_str(), "pending" | "sending"));
         }
         if !busy {
@@ -132,7 +137,7 @@ async fn a_simulated_day_calls_every_patient_in_their_slot_and_follows_each_one_
 
     let planner = ivr::server::planner(&settings);
     let plan = planner.plan(&store, clock.now(), false).await.unwrap();
-    let out_of_care = patients.iter().filter(|p| p.care_end.as_deref() == Some("2026-11-20")).count();
+    let out_of_care = patients.iter().filter(|p| p.care_end == Some(ended())).count();
     assert_eq!((plan.jobs, plan.skipped.out_of_care), (PATIENTS - out_of_care, out_of_care));
 
     run_day(&server, &clock).await;
@@ -144,16 +149,16 @@ async fn a_simulated_day_calls_every_patient_in_their_slot_and_follows_each_one_
     let sms = sim.messages();
     let mut seen: HashMap<&'static str, usize> = HashMap::new();
     for p in &patients {
-        let id = &p.patient_id;
+        let id = p.patient_id.as_str();
         let Some(job) = jobs.get(id) else {
-            assert_eq!(p.care_end.as_deref(), Some("2026-11-20"), "{id} in care but not planned");
+            assert_eq!(p.care_end, Some(ended()), "{id} in care but not planned");
             continue;
         };
         let persona = Persona::for_number(&p.phone);
         *seen.entry(persona.as_str()).or_default() += 1;
         let attempts = store.campaign().attempts(job.job_id).await.unwrap();
         let alerts = store.calls().patient_alerts(id).await.unwrap();
-        let texts: Vec<_> = sms.iter().filter(|m| m.to == p.phone).collect();
+        let texts: Vec<_> = sms.iter().filter(|m| m.to == p.phone.as_str()).collect();
 
         // Every attempt in calling hours: the first in the patient's slot, the others in a slot
         // of the day, at least `retry_after` apart; each attempt dialled once, with its call.
@@ -167,7 +172,7 @@ async fn a_simulated_day_calls_every_patient_in_their_slot_and_follows_each_one_
                 hours.day_windows(day()).into_iter().flatten().any(|(s, e)| a.started_at >= s && a.started_at < e);
             assert!(in_a_slot && a.ended, "{id}: attempt {} at {} ({})", a.attempt, a.started_at, a.status);
         }
-        let placed = sim.calls().into_iter().filter(|c| c.to == p.phone).count();
+        let placed = sim.calls().into_iter().filter(|c| c.to == p.phone.as_str()).count();
         assert_eq!(placed, attempts.len(), "{id}: one call per attempt");
 
         let unreachable = alerts.iter().filter(|a| a.starts_with("unreachable")).count();
@@ -240,7 +245,7 @@ async fn two_instances_on_one_postgresql_share_a_campaign() {
     let patients: Vec<Patient> = roster().into_iter().take(80).collect();
     store.patients().import(&patients).await.unwrap();
     let plan = ivr::server::planner(&settings).plan(&store, clock.now(), true).await.unwrap();
-    assert_eq!(plan.jobs, patients.iter().filter(|p| p.care_end.as_deref() != Some("2026-11-20")).count());
+    assert_eq!(plan.jobs, patients.iter().filter(|p| p.care_end != Some(ended())).count());
 
     // Both dialers run on their own; the clock moves on to each retry.
     let deadline = Instant::now() + StdDuration::from_secs(120);

@@ -192,5 +192,5 @@ async fn a_campaign_survives_a_kill_without_dialling_or_texting_anyone_twice() {
         let placed = calls.iter().filter(|u| u.contains(&format!("job={}&", job.job_id))).count();
         assert!(placed <= attempts.len(), "{id}: {placed} calls for {} attempts", attempts.len());
     }
-    assert!(store.patients().all().await.unwrap().iter().all(|p: &Patient| p.patient_id.starts_with('F')));
+    assert!(store.patients().all().await.unwrap().iter().all(|p: &Patient| p.patient_id.as_str().starts_with('F')));
 }

@@ -9,9 +9,9 @@ use ivr::store::Patient;
 /// A patient with the birthday 04-12, calls in Japanese, no e-mail, area, care period or slot.
 pub fn patient(id: &str, phone: &str) -> Patient {
     Patient {
-        patient_id: id.into(),
+        patient_id: id.parse().unwrap_or_else(|e| panic!("{id}: {e}")),
         name: format!("患者 {id}"),
-        phone: phone.into(),
+        phone: phone.parse().unwrap_or_else(|e| panic!("{phone}: {e}")),
         birth_md: Some("0412".into()),
         language: "ja-JP".into(),
         email: None,
@@ -55,14 +55,19 @@ impl PatientBuilder for Patient {
         Patient { call_slot: Some(slot.into()), ..self }
     }
     fn care_from(self, start: &str) -> Self {
-        Patient { care_start: Some(start.into()), care_end: None, ..self }
+        Patient { care_start: Some(day(start)), care_end: None, ..self }
     }
     fn care(self, start: &str, end: &str) -> Self {
-        Patient { care_start: Some(start.into()), care_end: Some(end.into()), ..self }
+        Patient { care_start: Some(day(start)), care_end: Some(day(end)), ..self }
     }
     fn no_birthday(self) -> Self {
         Patient { birth_md: None, ..self }
     }
+}
+
+/// A day written `YYYY-MM-DD`.
+pub fn day(s: &str) -> chrono::NaiveDate {
+    s.parse().unwrap_or_else(|e| panic!("{s}: {e}"))
 }
 
 /// The header of [`roster_csv`]: every column a roster may have.
@@ -73,14 +78,16 @@ pub fn roster_csv(patients: &[Patient]) -> String {
     let mut csv = format!("{ROSTER_HEADER}\n");
     for p in patients {
         let birth = p.birth_md.as_deref().map(|md| format!("1950-{}-{}", &md[..2], &md[2..])).unwrap_or_default();
+        let day = |d: Option<chrono::NaiveDate>| d.map(|d| d.to_string()).unwrap_or_default();
+        let (care_start, care_end) = (day(p.care_start), day(p.care_end));
         let cells = [
             p.patient_id.as_str(),
             &p.name,
-            &p.phone,
+            p.phone.as_str(),
             &birth,
             &p.language,
-            p.care_start.as_deref().unwrap_or(""),
-            p.care_end.as_deref().unwrap_or(""),
+            &care_start,
+            &care_end,
             p.call_slot.as_deref().unwrap_or(""),
             p.email.as_deref().unwrap_or(""),
             p.area.as_deref().unwrap_or(""),

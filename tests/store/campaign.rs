@@ -166,9 +166,9 @@ async fn unreachable_and_refused_jobs_alert_the_health_centre(store: Store) {
     planned(&store, 2).await;
     let a = claim_one(&store, at(0, 0)).await;
     let b = claim_one(&store, at(0, 1)).await;
-    let gone = JobNext::Unreachable("unreachable: 1 attempt(s) today, the last busy".into());
+    let gone = JobNext::Unreachable("1 attempt(s) today, the last busy".into());
     store.campaign().end_attempt(a.job_id, 1, "busy", None, &gone, at(0, 2)).await.unwrap();
-    let refused = JobNext::Failed("unreachable: the carrier refused the patient's number".into());
+    let refused = JobNext::Failed("the carrier refused the patient's number".into());
     store.campaign().end_attempt(b.job_id, 1, "refused", None, &refused, at(0, 2)).await.unwrap();
     assert_eq!(store.calls().patient_alerts("p1").await.unwrap(), ["unreachable: 1 attempt(s) today, the last busy"]);
     assert_eq!(
@@ -214,7 +214,7 @@ async fn the_summary_counts_jobs_attempts_and_alerts(store: Store) {
     store.campaign().end_attempt(a.job_id, 1, "completed", None, &JobNext::Done, at(0, 5)).await.unwrap();
     store
         .campaign()
-        .end_attempt(b.job_id, 1, "busy", None, &JobNext::Unreachable("unreachable".into()), at(0, 5))
+        .end_attempt(b.job_id, 1, "busy", None, &JobNext::Unreachable("no more attempts".into()), at(0, 5))
         .await
         .unwrap();
     let s = store.campaign().summary(day(), at(0, 0)).await.unwrap();
@@ -266,7 +266,7 @@ async fn calls_of_an_earlier_day_never_placed_are_given_up_with_an_alert(store: 
     for p in ["p1", "p3"] {
         let v = status_of(&store, p).await;
         assert_eq!((v.status.as_str(), v.outcome.as_deref()), ("unreachable", Some("day ended")));
-        assert_eq!(store.calls().patient_alerts(p).await.unwrap(), [DAY_ENDED]);
+        assert_eq!(store.calls().patient_alerts(p).await.unwrap(), [day_ended().to_string()]);
     }
     assert_eq!(store.campaign().close_days(tomorrow, at(23, 59)).await.unwrap(), 0);
 }

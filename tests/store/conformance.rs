@@ -14,6 +14,7 @@ use chrono::{DateTime, SubsecRound, Utc};
 use ivr::flow::{CallState, Phase, Value};
 use ivr::issuer::{IssuerKey, ProcessingNumber};
 use ivr::store::*;
+use ivr::types::{Channel, NumberDelivery};
 
 on_both_backends! {
     with_db: migrations_apply_once_and_the_database_answers;
@@ -156,10 +157,10 @@ async fn a_patient_is_inserted_then_updated_in_place(store: Store) {
     assert_eq!(store.patients().get("p1").await.unwrap(), Some(p.clone()));
 
     p.name = "Renamed".into();
-    p.phone = "+819087654321".into();
+    p.phone = "+819087654321".parse().unwrap();
     p.email = Some("p1@example.jp".into());
     p.area = None;
-    p.care_end = Some("2024-05-01".into());
+    p.care_end = Some(patients::day("2024-05-01"));
     store.patients().upsert(&p).await.unwrap();
     assert_eq!(store.patients().get("p1").await.unwrap(), Some(p.clone()), "every field updated, none kept");
     assert_eq!(store.patients().by_phone("+819012345678").await.unwrap(), None, "the old number is gone");
@@ -694,7 +695,7 @@ fn staff_number(patient_id: &str, hash: &str, at: DateTime<Utc>) -> NewNumber {
         issued_at: at,
         expires_at: at + hours(24),
         consent: Consent::Staff { name: "nurse-tanaka".into() },
-        delivery: "none".into(),
+        delivery: NumberDelivery::None,
         message: None,
     }
 }
@@ -702,9 +703,9 @@ fn staff_number(patient_id: &str, hash: &str, at: DateTime<Utc>) -> NewNumber {
 /// The same, sent by SMS to the patient's phone.
 fn sms_number(patient_id: &str, phone: &str, hash: &str, at: DateTime<Utc>) -> NewNumber {
     NewNumber {
-        delivery: "sms".into(),
+        delivery: NumberDelivery::Sms,
         message: Some(NewMessage {
-            channel: "sms".into(),
+            channel: Channel::Sms,
             recipient: phone.into(),
             body_sealed: format!("sealed:v1:body-{}", &hash[..8]),
         }),
@@ -1055,7 +1056,7 @@ async fn messages_written(store: &Store, ids: &[&str], at: DateTime<Utc>) -> Vec
     let mut out = Vec::new();
     for id in ids {
         let phone = store.patients().get(id).await.unwrap().unwrap().phone;
-        let issued = store.numbers().issue(&sms_number(id, &phone, &fresh_hash(), at)).await.unwrap();
+        let issued = store.numbers().issue(&sms_number(id, phone.as_str(), &fresh_hash(), at)).await.unwrap();
         out.push(issued.message_id.expect("a message for an SMS delivery"));
     }
     out
@@ -1088,7 +1089,9 @@ async fn each_message_is_claimed_by_one_of_several_simultaneous_senders(store: S
     let distinct: HashSet<i64> = claimed.iter().map(|m| m.message_id).collect();
     assert_eq!(claimed.len(), 20, "no message claimed twice");
     assert_eq!(distinct, written.iter().copied().collect(), "every message claimed");
-    assert!(claimed.iter().all(|m| m.attempts == 0 && m.channel == "sms" && m.body_sealed.starts_with("sealed:v1:")));
+    assert!(
+        claimed.iter().all(|m| m.attempts == 0 && m.channel == Channel::Sms && m.body_sealed.starts_with("sealed:v1:"))
+    );
     let first = claimed.iter().find(|m| m.message_id == written[0]).unwrap();
     assert_eq!(first.patient_id.as_deref(), Some("p00"));
     assert_eq!(first.recipient, "+819000000001");
@@ -1306,7 +1309,7 @@ async fn a_number_that_expired_before_its_message_went_out_is_replaced_once(stor
             message_id: m,
             patient_id: "p1".into(),
             number_id: first.number_id,
-            channel: "sms".into(),
+            channel: Channel::Sms,
             recipient: "+819000000001".into(),
             reissued: false,
         }]
@@ -1320,7 +1323,7 @@ async fn a_number_that_expired_before_its_message_went_out_is_replaced_once(stor
     };
     let fresh = NewNumber {
         message: Some(NewMessage {
-            channel: "sms".into(),
+            channel: Channel::Sms,
             recipient: "+819000000001".into(),
             body_sealed: "sealed:v1:fresh".into(),
         }),

@@ -16,6 +16,7 @@ use super::{ACCOUNT_SID, SimulatedCall, SimulatedSms, Simulator, lock};
 use crate::carrier::twilio::{CallEvent, CallStatus, MachineDetection};
 use crate::carrier::webhook::new_call_sid;
 use crate::telemetry::mask_phone;
+use crate::types::E164;
 
 pub(super) fn router(sim: Simulator) -> Router {
     Router::new()
@@ -273,7 +274,7 @@ async fn create_message(
     if status_callback.as_deref().is_some_and(|cb| !is_url(cb)) {
         return Err(bad(21609, "Invalid StatusCallback url"));
     }
-    if crate::phone_kind(&to) != "mobile" {
+    if !E164::parse(&to).is_ok_and(|n| n.is_mobile()) {
         return Err(bad(21614, format!("'To' number {to} is not a valid mobile number")));
     }
     let persona = sim.persona(&to);

@@ -4,6 +4,7 @@
 use serde::Serialize;
 
 use crate::twiml::phone::{Heard, Next};
+use crate::types::E164;
 
 /// How a simulated patient behaves on the phone.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -39,11 +40,11 @@ pub enum Persona {
 impl Persona {
     /// The persona that answers `to`: every landline is a [`Persona::LandlineAppUser`]; a
     /// mobile number is chosen by its last digit (see the variants).
-    pub fn for_number(to: &str) -> Persona {
-        if crate::phone_kind(to) == "landline" {
+    pub fn for_number(to: &E164) -> Persona {
+        if !to.is_mobile() {
             return Persona::LandlineAppUser;
         }
-        match to.chars().last() {
+        match to.as_str().chars().last() {
             Some('1') => Persona::NotAppUser,
             Some('2') => Persona::Slow,
             Some('3') => Persona::WrongKey,
@@ -241,11 +242,12 @@ mod tests {
 
     #[test]
     fn numbers_choose_personas_by_kind_and_last_digit() {
-        assert_eq!(Persona::for_number("+81312345670"), Persona::LandlineAppUser);
-        assert_eq!(Persona::for_number("+819012345670"), Persona::AppUser);
-        assert_eq!(Persona::for_number("+819012345672"), Persona::Slow);
-        assert_eq!(Persona::for_number("+818012345675"), Persona::NoAnswer);
-        assert_eq!(Persona::for_number("+817012345679"), Persona::LowSpo2);
+        let n = |s: &str| E164::parse(s).unwrap();
+        assert_eq!(Persona::for_number(&n("+81312345670")), Persona::LandlineAppUser);
+        assert_eq!(Persona::for_number(&n("+819012345670")), Persona::AppUser);
+        assert_eq!(Persona::for_number(&n("+819012345672")), Persona::Slow);
+        assert_eq!(Persona::for_number(&n("+818012345675")), Persona::NoAnswer);
+        assert_eq!(Persona::for_number(&n("+817012345679")), Persona::LowSpo2);
     }
 
     #[test]

@@ -10,6 +10,7 @@ use serde::{Deserialize, Deserializer};
 
 use super::DeliveryError;
 use crate::telemetry::mask_phone;
+pub use crate::types::CallStatus;
 
 /// Who an SMS is sent from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -243,48 +244,6 @@ impl MessageResource {
     }
 }
 
-/// Where a call is. The last five are final.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum CallStatus {
-    Queued,
-    Ringing,
-    InProgress,
-    Completed,
-    Busy,
-    Failed,
-    NoAnswer,
-    Canceled,
-    /// A status this client does not know yet.
-    #[serde(other)]
-    Other,
-}
-
-impl CallStatus {
-    /// The name Twilio uses (`no-answer`, `in-progress`…).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            CallStatus::Queued => "queued",
-            CallStatus::Ringing => "ringing",
-            CallStatus::InProgress => "in-progress",
-            CallStatus::Completed => "completed",
-            CallStatus::Busy => "busy",
-            CallStatus::Failed => "failed",
-            CallStatus::NoAnswer => "no-answer",
-            CallStatus::Canceled => "canceled",
-            CallStatus::Other => "other",
-        }
-    }
-
-    /// The call is over and its status will not change.
-    pub fn is_final(self) -> bool {
-        matches!(
-            self,
-            CallStatus::Completed | CallStatus::Busy | CallStatus::Failed | CallStatus::NoAnswer | CallStatus::Canceled
-        )
-    }
-}
-
 /// Who picked up, when answering machine detection ran.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -323,8 +282,9 @@ impl AnsweredBy {
 pub struct CallResource {
     /// `CA…`.
     pub sid: String,
-    /// Where the call is.
-    pub status: CallStatus,
+    /// Where the call is; `None` for a status this client does not know yet.
+    #[serde(deserialize_with = "lenient_status")]
+    pub status: Option<CallStatus>,
     /// Seconds the call lasted, once it is over and was answered.
     #[serde(default, deserialize_with = "lenient_u32")]
     pub duration: Option<u32>,
@@ -337,6 +297,12 @@ pub struct CallResource {
     /// When it ended (RFC 2822, UTC), if it has.
     #[serde(default)]
     pub end_time: Option<String>,
+}
+
+/// A call status, or `None` for one Twilio added after this client was written: the call
+/// was created all the same.
+fn lenient_status<'de, D: Deserializer<'de>>(d: D) -> Result<Option<CallStatus>, D::Error> {
+    Ok(CallStatus::parse(&String::deserialize(d)?).ok())
 }
 
 /// Twilio sends counts as strings (`"duration": "15"`) and codes as numbers. An empty or
@@ -385,12 +351,12 @@ mod tests {
         .unwrap();
         assert_eq!(
             (call.status, call.duration, call.answered_by),
-            (CallStatus::NoAnswer, Some(0), Some(AnsweredBy::MachineEndBeep))
+            (Some(CallStatus::NoAnswer), Some(0), Some(AnsweredBy::MachineEndBeep))
         );
-        assert!(call.status.is_final());
+        assert!(call.status.is_some_and(CallStatus::is_final));
         let call: CallResource =
             serde_json::from_value(serde_json::json!({"sid": "CA1", "status": "teleported", "duration": ""})).unwrap();
-        assert_eq!((call.status, call.duration, call.answered_by), (CallStatus::Other, None, None));
+        assert_eq!((call.status, call.duration, call.answered_by), (None, None, None));
         let sms: MessageResource = serde_json::from_value(serde_json::json!({
             "sid": "SM1", "status": "undelivered", "error_code": 30003, "error_message": "Unreachable", "num_segments": "2"
         }))

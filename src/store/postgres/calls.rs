@@ -194,7 +194,7 @@ async fn write_turn(tx: &mut PgConnection, call: &CallRecord, seq: i64, w: &Turn
              values ($1, $2, $3, $4, now())",
         )
         .bind(&call.patient_id)
-        .bind(&m.channel)
+        .bind(m.channel)
         .bind(&m.recipient)
         .bind(&m.body_sealed)
         .execute(&mut *tx)

@@ -132,7 +132,7 @@ impl Campaign for PgStore {
             )
             .bind(today)
             .bind(now)
-            .bind(crate::store::campaign::DAY_ENDED)
+            .bind(crate::store::campaign::day_ended())
             .execute(&mut *tx)
             .await?
             .rows_affected();

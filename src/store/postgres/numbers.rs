@@ -67,7 +67,7 @@ pub(super) async fn insert_number(
     .bind(call_id)
     .bind(seq)
     .bind(staff)
-    .bind(&n.delivery)
+    .bind(n.delivery)
     .bind(reissue_of)
     .fetch_one(&mut *tx)
     .await;
@@ -92,7 +92,7 @@ pub(super) async fn insert_number(
             )
             .bind(&n.patient_id)
             .bind(number_id)
-            .bind(&m.channel)
+            .bind(m.channel)
             .bind(&m.recipient)
             .bind(&m.body_sealed)
             .bind(n.issued_at)

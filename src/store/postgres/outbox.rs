@@ -11,6 +11,7 @@ use crate::store::{
 };
 use crate::store::{Fut, Outbox};
 use crate::store::{SendResult, StoreError, choose_fallback, finish_plan, stored_consent, takes_callback};
+use crate::types::{Channel, DeliveryStatus};
 
 /// (number_id, patient_id, consent_call_id, consent_seq, consent_staff) of a late message's number.
 type LateRow = (i64, String, Option<i64>, Option<i64>, Option<String>);
@@ -211,7 +212,7 @@ impl Outbox for PgStore {
     /// Pending messages due at `now` whose number expired before they could be sent.
     fn late(&self, now: DateTime<Utc>, limit: i64) -> Fut<'_, Vec<LateMessage>> {
         fut(async move {
-            let rows: Vec<(i64, String, i64, String, String, bool)> = sqlx::query_as(
+            let rows: Vec<(i64, String, i64, Channel, String, bool)> = sqlx::query_as(
                 "select o.message_id, n.patient_id, n.number_id, o.channel, o.recipient, n.reissue_of is not null
                  from outbox o join processing_numbers n on n.number_id = o.number_id
                  where o.status = 'pending' and o.next_attempt_at <= $1 and n.status = 'valid' and n.expires_at <= $1
@@ -316,7 +317,7 @@ impl Outbox for PgStore {
             .fetch_all(&mut *tx)
             .await?;
             for (message_id, current, fell_back) in &messages {
-                if takes_callback(current, *fell_back) {
+                if takes_callback(DeliveryStatus::parse(current).ok(), *fell_back) {
                     sqlx::query(
                         "update outbox set status = $2, last_error = coalesce($3, last_error), updated_at = now()
                          where message_id = $1",

@@ -4,6 +4,7 @@ use sqlx::Row;
 use sqlx::postgres::PgRow;
 
 use super::PgStore;
+use crate::store::patients::{date_text, text_date};
 use crate::store::{Fut, Patients, fut, unique_ids};
 use crate::store::{ImportCount, Patient, StoreError};
 
@@ -40,16 +41,19 @@ impl PgStore {
         let mut tx = self.pool.begin().await?;
         for batch in patients.chunks(IMPORT_BATCH) {
             let column = |f: fn(&Patient) -> Option<&String>| batch.iter().map(f).collect::<Vec<_>>();
+            let date = |f: fn(&Patient) -> Option<chrono::NaiveDate>| {
+                batch.iter().map(|p| date_text(f(p))).collect::<Vec<_>>()
+            };
             let inserted: Vec<bool> = sqlx::query_scalar(&sql)
-                .bind(column(|p| Some(&p.patient_id)))
+                .bind(batch.iter().map(|p| &p.patient_id).collect::<Vec<_>>())
                 .bind(column(|p| Some(&p.name)))
-                .bind(column(|p| Some(&p.phone)))
+                .bind(batch.iter().map(|p| &p.phone).collect::<Vec<_>>())
                 .bind(column(|p| p.birth_md.as_ref()))
                 .bind(column(|p| Some(&p.language)))
                 .bind(column(|p| p.email.as_ref()))
                 .bind(column(|p| p.area.as_ref()))
-                .bind(column(|p| p.care_start.as_ref()))
-                .bind(column(|p| p.care_end.as_ref()))
+                .bind(date(|p| p.care_start))
+                .bind(date(|p| p.care_end))
                 .bind(column(|p| p.call_slot.as_ref()))
                 .fetch_all(&mut *tx)
                 .await?;
@@ -64,6 +68,7 @@ impl PgStore {
 }
 
 fn patient_row(r: &PgRow) -> Result<Patient, sqlx::Error> {
+    let date = |i: usize| text_date(r.try_get(i)?).map_err(|e| sqlx::Error::Decode(Box::new(e)));
     Ok(Patient {
         patient_id: r.try_get(0)?,
         name: r.try_get(1)?,
@@ -72,8 +77,8 @@ fn patient_row(r: &PgRow) -> Result<Patient, sqlx::Error> {
         language: r.try_get(4)?,
         email: r.try_get(5)?,
         area: r.try_get(6)?,
-        care_start: r.try_get(7)?,
-        care_end: r.try_get(8)?,
+        care_start: date(7)?,
+        care_end: date(8)?,
         call_slot: r.try_get(9)?,
     })
 }
@@ -92,8 +97,8 @@ impl Patients for PgStore {
             .bind(&p.language)
             .bind(&p.email)
             .bind(&p.area)
-            .bind(&p.care_start)
-            .bind(&p.care_end)
+            .bind(date_text(p.care_start))
+            .bind(date_text(p.care_end))
             .bind(&p.call_slot)
             .execute(&self.pool)
             .await?;

@@ -114,7 +114,7 @@ pub(super) fn close_days(conn: &mut Connection, today: NaiveDate, now: DateTime<
         "insert into alerts (patient_id, reason, created_at)
          select patient_id, ?3, ?2 from jobs where day < ?1 and status in ('planned', 'retry')",
     )?
-    .execute(params![day, t, crate::store::campaign::DAY_ENDED])?;
+    .execute(params![day, t, crate::store::campaign::day_ended()])?;
     let closed = tx
         .prepare_cached(
             "update jobs set status = 'unreachable', outcome = 'day ended', lease_until = null, updated_at = ?2

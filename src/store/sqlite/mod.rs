@@ -237,9 +237,9 @@ mod tests {
             Ok(())
         });
         let p1 = crate::store::Patient {
-            patient_id: "p1".into(),
+            patient_id: "p1".parse().unwrap(),
             name: "Sato".into(),
-            phone: "+819012345678".into(),
+            phone: "+819012345678".parse().unwrap(),
             birth_md: None,
             language: "ja-JP".into(),
             email: None,

@@ -8,6 +8,7 @@ use super::{NOW, SqliteStore, sqlite_time};
 use crate::store::{Fallback, FallbackChoice, Finish, LateMessage, LateSettle, NewNumber, NumberOnFile, OutboxMessage};
 use crate::store::{Fut, Outbox};
 use crate::store::{SendResult, StoreError, choose_fallback, finish_plan, stored_consent, takes_callback};
+use crate::types::DeliveryStatus;
 
 /// (number_id, patient_id, consent_call_id, consent_seq, consent_staff) of a late message's number.
 type LateRow = (i64, String, Option<i64>, Option<i64>, Option<String>);
@@ -198,7 +199,7 @@ pub(super) fn message_status(
         .query_map([provider_id], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?, r.get::<_, bool>(2)?)))?
         .collect::<Result<Vec<_>, _>>()?;
     for (message_id, current, fell_back) in &messages {
-        if takes_callback(current, *fell_back) {
+        if takes_callback(DeliveryStatus::parse(current).ok(), *fell_back) {
             tx.prepare_cached(&format!(
                 "update outbox set status = ?2, last_error = coalesce(?3, last_error), updated_at = {NOW}
                  where message_id = ?1"

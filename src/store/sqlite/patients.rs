@@ -3,9 +3,14 @@
 use rusqlite::{Connection, OptionalExtension, Row, Transaction, TransactionBehavior};
 
 use super::{NOW, SqliteStore};
+use crate::store::patients::{date_text, text_date};
 use crate::store::{Fut, ImportCount, Patient, Patients, StoreError, unique_ids};
 
 fn patient_row(r: &Row<'_>) -> rusqlite::Result<Patient> {
+    let date = |i: usize| {
+        text_date(r.get(i)?)
+            .map_err(|e| rusqlite::Error::FromSqlConversionFailure(i, rusqlite::types::Type::Text, Box::new(e)))
+    };
     Ok(Patient {
         patient_id: r.get(0)?,
         name: r.get(1)?,
@@ -14,8 +19,8 @@ fn patient_row(r: &Row<'_>) -> rusqlite::Result<Patient> {
         language: r.get(4)?,
         email: r.get(5)?,
         area: r.get(6)?,
-        care_start: r.get(7)?,
-        care_end: r.get(8)?,
+        care_start: date(7)?,
+        care_end: date(8)?,
         call_slot: r.get(9)?,
     })
 }
@@ -44,23 +49,17 @@ fn upsert_sql(only_if_changed: bool) -> String {
     )
 }
 
-fn patient_params(p: &Patient) -> [&dyn rusqlite::ToSql; 10] {
-    [
-        &p.patient_id,
-        &p.name,
-        &p.phone,
-        &p.birth_md,
-        &p.language,
-        &p.email,
-        &p.area,
-        &p.care_start,
-        &p.care_end,
-        &p.call_slot,
-    ]
+/// The care dates as stored, for [`patient_params`].
+fn care_text(p: &Patient) -> [Option<String>; 2] {
+    [date_text(p.care_start), date_text(p.care_end)]
+}
+
+fn patient_params<'a>(p: &'a Patient, care: &'a [Option<String>; 2]) -> [&'a dyn rusqlite::ToSql; 10] {
+    [&p.patient_id, &p.name, &p.phone, &p.birth_md, &p.language, &p.email, &p.area, &care[0], &care[1], &p.call_slot]
 }
 
 pub(super) fn upsert_patient(conn: &mut Connection, p: &Patient) -> Result<(), StoreError> {
-    conn.prepare_cached(&upsert_sql(false))?.execute(&patient_params(p)[..])?;
+    conn.prepare_cached(&upsert_sql(false))?.execute(&patient_params(p, &care_text(p))[..])?;
     Ok(())
 }
 
@@ -76,7 +75,7 @@ pub(super) fn import_patients(conn: &mut Connection, patients: &[Patient]) -> Re
         // the `where`, and counts no change.
         let mut st = tx.prepare_cached(&upsert_sql(true))?;
         for p in patients {
-            changed += st.execute(&patient_params(p)[..])?;
+            changed += st.execute(&patient_params(p, &care_text(p))[..])?;
         }
     }
     let inserted = usize::try_from(count(&tx)? - before).unwrap_or(0);
