@@ -132,9 +132,13 @@ impl DialerLock {
 
     /// Releases the lock and closes its connection cleanly (at shutdown).
     pub async fn release(mut self) {
-        if let Inner::Postgres { conn, .. } = &mut self.inner {
-            if let Some(c) = conn.take() {
-                // Closing ends the session, and the session's advisory lock with it.
+        if let Inner::Postgres { conn, held, .. } = &mut self.inner {
+            if let Some(mut c) = conn.take() {
+                // Unlocked first: closing ends the session and its lock too, but the server
+                // notices that only after this returns, and another instance may ask at once.
+                if *held {
+                    let _ = sqlx::query("select pg_advisory_unlock($1)").bind(DIALER_LOCK).execute(&mut c).await;
+                }
                 let _ = c.close().await;
             }
         }
