@@ -77,6 +77,8 @@ pub enum StoreError {
     Duplicate(String),
     #[error("no patient {0}")]
     UnknownPatient(String),
+    #[error("no patient has the calling number")]
+    UnknownCaller,
     #[error("{0}")]
     Turn(String),
     #[error("database url: {0}")]

@@ -7,7 +7,7 @@ use super::PgStore;
 use crate::store::{Fut, Patients, fut, unique_ids};
 use crate::store::{ImportCount, Patient, StoreError};
 
-const PATIENT_COLUMNS: &str =
+pub(super) const PATIENT_COLUMNS: &str =
     "patient_id, name, phone, birth_md, language, email, area, care_start, care_end, call_slot";
 
 /// The patient columns a roster import sets (every one but the timestamps).
@@ -63,7 +63,7 @@ impl PgStore {
     }
 }
 
-fn patient_row(r: &PgRow) -> Result<Patient, sqlx::Error> {
+pub(super) fn patient_row(r: &PgRow) -> Result<Patient, sqlx::Error> {
     Ok(Patient {
         patient_id: r.try_get(0)?,
         name: r.try_get(1)?,
