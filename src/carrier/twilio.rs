@@ -226,13 +226,20 @@ mod tests {
 
     #[test]
     fn settings_without_credentials_name_what_is_missing() {
-        let mut settings = crate::config::Settings::load(None).unwrap();
-        settings.carrier.account_sid = None;
-        let e = TwilioClient::from_settings(&settings.carrier).unwrap_err();
+        let mut settings = super::super::CarrierSettings {
+            kind: Some("twilio".into()),
+            account_sid: None,
+            auth_token: None,
+            from: None,
+            api_base: "https://api.twilio.com".into(),
+            simulator_log: None,
+            simulator_speed: 1.0,
+        };
+        let e = TwilioClient::from_settings(&settings).unwrap_err();
         assert!(e.to_string().contains("carrier.account_sid"), "{e}");
-        settings.carrier.account_sid = Some(ACCOUNT.into());
-        settings.carrier.auth_token = Some(TOKEN.into());
-        assert_eq!(TwilioClient::from_settings(&settings.carrier).unwrap().account_sid(), ACCOUNT);
+        settings.account_sid = Some(ACCOUNT.into());
+        settings.auth_token = Some(TOKEN.into());
+        assert_eq!(TwilioClient::from_settings(&settings).unwrap().account_sid(), ACCOUNT);
     }
 
     #[test]

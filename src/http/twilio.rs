@@ -79,6 +79,10 @@ async fn voice(
     let span = tracing::info_span!("call", call_sid = %sid, flow = field::Empty, state = field::Empty);
     async move {
         if let (Some(job), Some(attempt)) = (q.job, q.attempt) {
+            // The dialer's attempt is noted before, and apart from, the turn: an answering
+            // machine gets no turn but its attempt is answered all the same, both updates are
+            // idempotent (a replay repeats them harmlessly), and a failure to note them must
+            // not stop the call.
             let lease = app.campaign.clock.now() + app.campaign.policy.call_lease;
             let noted = app.store.campaign().attempt_dialed(job, attempt, &sid).await;
             let noted = match noted {
