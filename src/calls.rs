@@ -3,7 +3,7 @@
 //! message carrying it), and the TwiML answered. A number kept in the call's state or in a
 //! stored answer is sealed; nothing in the database reveals it.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use chrono::{DateTime, Utc};
 
@@ -13,7 +13,8 @@ use crate::flow::registry::{FlowVersion, Registry};
 use crate::flow::{CallState, Effect, Input, Phase, Value, Vars};
 use crate::issuer::{Delivery, Issuer, is_sealed};
 use crate::store::{
-    CallRecord, Consent, NUMBER_READ_ANSWER, NewMessage, NewNumber, Patient, StoredFlow, TurnFn, TurnWrite, ValidNumber,
+    CallRecord, Caller, Consent, FirstTurn, Found, NUMBER_READ_ANSWER, NewCall, NewMessage, NewNumber, Patient,
+    StoredFlow, TurnFn, TurnWrite, ValidNumber,
 };
 use crate::telemetry::mask_digits;
 use crate::twiml;
@@ -56,6 +57,49 @@ impl From<StoredFlow> for FlowVersion {
 }
 
 const NUMBER: &str = "processing_number";
+
+/// The variable a flow reads the health centre's number from (`centre.phone`).
+pub const CENTRE_PHONE: &str = "health_center.phone";
+
+/// The first turn of call `sid`, not yet stored: the store finds its patient (the job's, or the
+/// one with the calling number) and their valid number in the turn's transaction, and the call
+/// starts on the current version of its flow (the job's; `inbound_flow` for a call in).
+///
+/// The version's texts go with the new call when this process has not stored them yet; once
+/// the turn committed, the returned cell holds that version, for [`Registry::mark_saved`].
+pub fn first_turn(
+    ctx: &TurnContext,
+    sid: &str,
+    caller: Caller,
+    inbound_flow: &str,
+    now: DateTime<Utc>,
+) -> (FirstTurn, Arc<OnceLock<String>>) {
+    let stored = Arc::new(OnceLock::new());
+    let (ctx, sid, inbound_flow, cell) = (ctx.clone(), sid.to_string(), inbound_flow.to_string(), stored.clone());
+    let start = Box::new(move |found: Found<'_>| {
+        let (name, direction) = match found.job {
+            Some(job) => (job.flow.as_str(), "outbound"),
+            None => (inbound_flow.as_str(), "inbound"),
+        };
+        let flow = ctx.flows.current(name).ok_or_else(|| format!("no flow named {name}"))?;
+        let flow_version = ctx.flows.unsaved(&flow).map(|v| {
+            let _ = cell.set(v.version.clone());
+            StoredFlow::from(&v)
+        });
+        let p = found.patient;
+        let mut vars = patient_vars(p, found.number, &ctx.issuer);
+        vars.insert(CENTRE_PHONE.into(), Value::text(&*ctx.centre_phone));
+        Ok(NewCall {
+            call_sid: sid,
+            patient_id: Some(p.patient_id.as_str().to_owned()),
+            job_id: found.job.map(|j| j.job_id),
+            direction: direction.into(),
+            state: CallState::new(&flow, &p.language, vars),
+            flow_version,
+        })
+    });
+    (FirstTurn { caller, now, start }, stored)
+}
 
 /// The engine's step for turn `seq` of call `sid`, to run inside the store's transaction.
 pub fn turn_fn(ctx: &TurnContext, sid: &str, seq: i64, input: Input, now: DateTime<Utc>) -> TurnFn {

@@ -19,11 +19,12 @@ use super::verify::TwilioParams;
 use super::{AppState, Error};
 use chrono::Utc;
 
-use crate::calls::{patient_vars, turn_fn};
+use crate::calls::CENTRE_PHONE;
+use crate::calls::{first_turn, turn_fn};
+use crate::flow::Input;
 use crate::flow::response::{Response as Speech, Speech as Say};
-use crate::flow::{CallState, Input};
 use crate::issuer::is_sealed;
-use crate::store::{NewCall, SendResult, StoreError, StoredFlow};
+use crate::store::{self, Create, SendResult, StoreError, TurnResult};
 use crate::telemetry::mask_phone;
 use crate::twiml;
 use crate::types::{CallStatus, is_carrier_id};
@@ -75,6 +76,10 @@ async fn voice(
     let span = tracing::info_span!("call", call_sid = %sid, flow = field::Empty, state = field::Empty);
     async move {
         if let (Some(job), Some(attempt)) = (q.job, q.attempt) {
+            // The dialer's attempt is noted before, and apart from, the turn: an answering
+            // machine gets no turn but its attempt is answered all the same, both updates are
+            // idempotent (a replay repeats them harmlessly), and a failure to note them must
+            // not stop the call.
             let lease = app.campaign.clock.now() + app.campaign.policy.call_lease;
             let noted = app.store.campaign().attempt_dialed(job, attempt, &sid).await;
             let noted = match noted {
@@ -100,58 +105,30 @@ async fn voice(
                 None => {}
             }
         }
-        // The call may exist already: a replayed first request answers from the store.
-        let patient = match (q.job, app.store.calls().get(&sid).await) {
-            (_, Ok(Some(_))) => None,
-            (Some(job), Ok(None)) => match app.store.campaign().job(job).await {
-                Ok(Some(j)) => match app.store.patients().get(&j.patient_id).await {
-                    Ok(Some(p)) => Some((p, j.flow, Some(job), "outbound")),
-                    other => return failure(&app, &form, "the job's patient is not in the roster", other.err()).await,
-                },
-                other => return failure(&app, &form, "unknown job", other.err()).await,
-            },
-            (None, Ok(None)) => match app.store.patients().by_phone(&from).await {
-                Ok(Some(p)) => {
-                    let flow = q.flow.clone().unwrap_or_else(|| app.inbound_flow.to_string());
-                    Some((p, flow, None, "inbound"))
-                }
-                Ok(None) => {
-                    tracing::info!(from = %mask_phone(&from), "inbound call from an unknown number");
-                    return twiml_response(twiml::render(&twiml::from_response(&unknown_caller(), "")));
-                }
-                Err(e) => return failure(&app, &form, "patient lookup", Some(e)).await,
-            },
-            (_, Err(e)) => return failure(&app, &form, "call lookup", Some(e)).await,
+        // Everything the first turn reads (the call, if a replayed request made it already; the
+        // job and its patient, or the patient with the calling number; the patient's valid
+        // number) is read in the turn's own transaction, with the call's creation.
+        let caller = match q.job {
+            Some(job) => store::Caller::Job(job),
+            None => store::Caller::Phone(from.clone()),
         };
-        let create = match patient {
-            None => None,
-            Some((p, flow_name, job_id, direction)) => {
-                let Some(flow) = app.flows.current(&flow_name) else {
-                    return failure(&app, &form, &format!("no flow named {flow_name}"), None).await;
-                };
-                if let Some(stored) = app.flows.unsaved(&flow) {
-                    match app.store.flows().save(&StoredFlow::from(&stored)).await {
-                        Ok(()) => app.flows.mark_saved(&stored.version),
-                        Err(e) => return failure(&app, &form, "storing the flow version", Some(e)).await,
-                    }
+        let inbound = q.flow.as_deref().unwrap_or(&app.inbound_flow);
+        let now = Utc::now();
+        let (first, stored) = first_turn(&app.turns, &sid, caller, inbound, now);
+        let f = turn_fn(&app.turns, &sid, 0, Input::Start, now);
+        match app.store.calls().turn(&sid, 0, Some(Create::Find(first)), f).await {
+            Ok(r) => {
+                if let Some(version) = stored.get() {
+                    app.flows.mark_saved(version);
                 }
-                let number = match app.store.numbers().valid(p.patient_id.as_str(), Utc::now()).await {
-                    Ok(n) => n,
-                    Err(e) => return failure(&app, &form, "number lookup", Some(e)).await,
-                };
-                let mut vars = patient_vars(&p, number.as_ref(), &app.turns.issuer);
-                vars.insert(CENTRE_PHONE.into(), crate::flow::Value::text(&*app.turns.centre_phone));
-                let state = CallState::new(&flow, &p.language, vars);
-                Some(NewCall {
-                    call_sid: sid.clone(),
-                    patient_id: Some(p.patient_id.into()),
-                    job_id,
-                    direction: direction.into(),
-                    state,
-                })
+                answer(&app, &sid, 0, r).await
             }
-        };
-        take_turn(&app, &sid, 0, create, Input::Start).await
+            Err(StoreError::UnknownCaller) => {
+                tracing::info!(from = %mask_phone(&from), "inbound call from an unknown number");
+                twiml_response(twiml::render(&twiml::from_response(&unknown_caller(), "")))
+            }
+            Err(e) => failure(&app, &form, "first turn failed", Some(e)).await,
+        }
     }
     .instrument(span)
     .await
@@ -187,7 +164,7 @@ async fn step(
     let digits = form.get("Digits").unwrap_or("").trim();
     let input = if digits.is_empty() { Input::NoInput } else { Input::Digits(digits.to_string()) };
     let span = tracing::info_span!("call", call_sid = %sid, flow = field::Empty, state = field::Empty);
-    take_turn(&app, &sid, q.seq, None, input).instrument(span).await
+    take_turn(&app, &sid, q.seq, input).instrument(span).await
 }
 
 #[derive(Debug, Deserialize)]
@@ -289,27 +266,29 @@ async fn message_status(State(app): State<AppState>, Query(q): Query<MessageQuer
     }
 }
 
-/// Runs one turn through the store and answers its TwiML (an apology if anything fails).
-async fn take_turn(app: &AppState, sid: &str, seq: i64, create: Option<NewCall>, input: Input) -> Response {
+/// Runs one turn of a stored call through the store and answers its TwiML (an apology if
+/// anything fails).
+async fn take_turn(app: &AppState, sid: &str, seq: i64, input: Input) -> Response {
     let f = turn_fn(&app.turns, sid, seq, input, Utc::now());
-    match app.store.calls().turn(sid, seq, create, f).await {
-        Ok(r) => {
-            metrics::counter!("ivr_steps_total", "replay" => if r.replay { "true" } else { "false" }).increment(1);
-            tracing::info!(seq, replay = r.replay, "turn");
-            // Only a turn that wrote messages wakes the dispatcher: a wake costs it two
-            // transactions.
-            if r.queued {
-                app.outbox_wake.notify_one();
-            }
-            // A stored answer that holds a processing number was sealed.
-            let response =
-                if is_sealed(&r.response) { app.turns.issuer.key.open(&r.response) } else { Some(r.response) };
-            match response {
-                Some(body) => twiml_response(body),
-                None => failure(app, sid, "a stored answer could not be opened (was issuer.key changed?)", None).await,
-            }
-        }
+    match app.store.calls().turn(sid, seq, None, f).await {
+        Ok(r) => answer(app, sid, seq, r).await,
         Err(e) => failure(app, sid, "turn failed", Some(e)).await,
+    }
+}
+
+/// The TwiML of a turn taken (or replayed).
+async fn answer(app: &AppState, sid: &str, seq: i64, r: TurnResult) -> Response {
+    metrics::counter!("ivr_steps_total", "replay" => if r.replay { "true" } else { "false" }).increment(1);
+    tracing::info!(seq, replay = r.replay, "turn");
+    // Only a turn that wrote messages wakes the dispatcher: a wake costs it two transactions.
+    if r.queued {
+        app.outbox_wake.notify_one();
+    }
+    // A stored answer that holds a processing number was sealed.
+    let response = if is_sealed(&r.response) { app.turns.issuer.key.open(&r.response) } else { Some(r.response) };
+    match response {
+        Some(body) => twiml_response(body),
+        None => failure(app, sid, "a stored answer could not be opened (was issuer.key changed?)", None).await,
     }
 }
 
@@ -361,9 +340,6 @@ async fn failure<'a>(
     let language = call_language(app, caller.into()).await.unwrap_or_else(|| "ja-JP".into());
     twiml_response(twiml::render(&twiml::from_response(&Speech::apology(&language), "")))
 }
-
-/// The variable that holds `centre.phone`, for flows and the answering-machine message.
-const CENTRE_PHONE: &str = "health_center.phone";
 
 /// What an answering machine hears, once its greeting has ended: a short message with the
 /// health centre's number (prompt `machine_message`). Detection is often wrong, so a key

@@ -1,8 +1,13 @@
 //! Calls, their turns, answers and alerts; jobs created by hand.
 
+use chrono::{DateTime, Utc};
+
 use crate::flow::{CallState, Value};
 
-use super::numbers::{NewMessage, NewNumber};
+use super::campaign::Job;
+use super::numbers::{NewMessage, NewNumber, ValidNumber};
+use super::patients::Patient;
+use super::versions::StoredFlow;
 use super::{Fut, StoreError};
 
 /// A call as stored.
@@ -32,6 +37,58 @@ pub struct NewCall {
     pub job_id: Option<i64>,
     pub direction: String,
     pub state: CallState,
+    /// The texts of the flow version the call starts on, when this process has not stored
+    /// them yet: written (once per version, `on conflict do nothing`) in the same transaction
+    /// as the call.
+    pub flow_version: Option<StoredFlow>,
+}
+
+/// How the first turn of a call creates it when the call does not exist yet.
+pub enum Create {
+    /// The call as given.
+    Call(Box<NewCall>),
+    /// The call of a patient found in the turn's transaction, with what a first turn reads
+    /// about them: a replayed or concurrent first request never sees a half-made call, and the
+    /// lookups cost no transaction of their own.
+    Find(FirstTurn),
+}
+
+impl From<NewCall> for Create {
+    fn from(call: NewCall) -> Create {
+        Create::Call(Box::new(call))
+    }
+}
+
+/// Who is on a new call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Caller {
+    /// An outbound call placed for this job: its patient.
+    Job(i64),
+    /// An inbound call: the patient with this number.
+    Phone(String),
+}
+
+/// What the turn's transaction found for a new call.
+pub struct Found<'a> {
+    pub patient: &'a Patient,
+    /// The job that placed an outbound call.
+    pub job: Option<&'a Job>,
+    /// The patient's processing number still valid now.
+    pub number: Option<&'a ValidNumber>,
+}
+
+/// Builds the call from what was found (the flow's start state, the patient's variables).
+pub type StartFn = Box<dyn FnOnce(Found<'_>) -> Result<NewCall, String> + Send>;
+
+/// A first turn whose call the store creates from what it finds: the patient (through the job,
+/// or by the calling number) and the patient's valid number. An unknown number fails the turn
+/// with [`StoreError::UnknownCaller`], an unknown job or a job whose patient is gone with
+/// [`StoreError::Turn`]; nothing is written.
+pub struct FirstTurn {
+    pub caller: Caller,
+    /// When the number must still be valid.
+    pub now: DateTime<Utc>,
+    pub start: StartFn,
 }
 
 /// What one turn writes, built by the engine inside the transaction.
@@ -169,9 +226,11 @@ pub fn last_answers(answers: &[(String, Value)]) -> impl Iterator<Item = &(Strin
 /// The calls' operations (`store.calls()`).
 pub trait Calls {
     /// One turn of a call, in one transaction. `seq` is the turn's number (0 for the first,
-    /// which creates the call from `create`). A turn already taken returns its stored response;
-    /// a turn from the future returns the latest one; neither runs `f` ([`turn_step`]).
-    fn turn<'a>(&'a self, sid: &'a str, seq: i64, create: Option<NewCall>, f: TurnFn) -> Fut<'a, TurnResult>;
+    /// which creates the call from `create`, looking its patient up in the same transaction
+    /// when asked to: [`Create::Find`]). A turn already taken returns its stored response; a
+    /// turn from the future returns the latest one; neither runs `f` ([`turn_step`]), nor
+    /// `create`.
+    fn turn<'a>(&'a self, sid: &'a str, seq: i64, create: Option<Create>, f: TurnFn) -> Fut<'a, TurnResult>;
     fn get<'a>(&'a self, sid: &'a str) -> Fut<'a, Option<CallRecord>>;
     /// Records a carrier status callback. A status never replaces a later one (`completed`
     /// stays `completed` when `in-progress` arrives late, [`status_rank`]); a call that ends

@@ -26,6 +26,8 @@
 //! ## Turns
 //! A webhook turn is one transaction ([`Calls::turn`]): lock the call, check the turn's
 //! sequence number, run the engine (a closure), write state, event, answers and alerts, commit.
+//! A call's first turn creates the call in that transaction, finding its patient (through the
+//! job, or by the calling number) and their valid number there too ([`Create::Find`]).
 //! A turn already taken returns its stored response and changes nothing. On SQLite, the turns
 //! waiting share one transaction, each in a savepoint of its own, and are answered only once
 //! it committed.
@@ -77,6 +79,8 @@ pub enum StoreError {
     Duplicate(String),
     #[error("no patient {0}")]
     UnknownPatient(String),
+    #[error("no patient has the calling number")]
+    UnknownCaller,
     #[error("{0}")]
     Turn(String),
     #[error("database url: {0}")]

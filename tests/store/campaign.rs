@@ -234,9 +234,10 @@ async fn patients_whose_call_went_through_today_are_reported(store: Store) {
         job_id: None,
         direction: "outbound".into(),
         state: Default::default(),
+        flow_version: None,
     };
     let ended = TurnWrite { response: "<Response/>".into(), ended: true, ..Default::default() };
-    store.calls().turn("CA1", 0, Some(call), Box::new(move |_| Ok(ended.clone()))).await.unwrap();
+    store.calls().turn("CA1", 0, Some(call.into()), Box::new(move |_| Ok(ended.clone()))).await.unwrap();
     let reported =
         store.campaign().reported_patients(now - Duration::hours(1), now + Duration::hours(1)).await.unwrap();
     assert_eq!(reported, ["p1"]);

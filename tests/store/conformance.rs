@@ -30,6 +30,8 @@ on_both_backends! {
     with_store: the_next_turn_advances_the_call_and_answers_are_upserted_by_name;
     with_store: answers_keep_their_types;
     with_store: an_answer_named_twice_in_one_turn_is_stored_once_with_its_last_value;
+    with_store: a_first_turn_finds_its_patient_by_job_or_by_number_and_their_valid_number;
+    with_store: a_first_turn_for_an_unknown_number_or_job_writes_nothing;
     with_store: a_replayed_turn_returns_its_stored_response_without_running_the_engine;
     with_store: a_turn_from_the_future_returns_the_latest_response_without_running_the_engine;
     with_store: twenty_copies_of_one_request_at_once_run_the_engine_once;
@@ -88,6 +90,7 @@ fn new_call(sid: &str) -> NewCall {
         job_id: None,
         direction: "outbound".into(),
         state: call_state(""),
+        flow_version: None,
     }
 }
 
@@ -124,7 +127,7 @@ fn counting(runs: &Arc<AtomicUsize>, response: &str) -> TurnFn {
 /// A store with patient p1 and call CA1 after its first turn ("turn 0").
 async fn call_started(store: &Store) -> CallRecord {
     store.patients().upsert(&patient("p1", "+819012345678")).await.unwrap();
-    store.calls().turn("CA1", 0, Some(new_call("CA1")), engine(write("turn 0"))).await.unwrap();
+    store.calls().turn("CA1", 0, Some(new_call("CA1").into()), engine(write("turn 0"))).await.unwrap();
     store.calls().get("CA1").await.unwrap().unwrap()
 }
 
@@ -311,7 +314,7 @@ async fn the_first_turn_creates_the_call_and_stores_its_state_event_answers_and_
         })
     };
     let new = NewCall { job_id: Some(job), ..new_call("CA1") };
-    let result = store.calls().turn("CA1", 0, Some(new.clone()), engine).await.unwrap();
+    let result = store.calls().turn("CA1", 0, Some(new.clone().into()), engine).await.unwrap();
     assert_eq!(result, TurnResult { response: "turn 0".into(), replay: false, queued: false });
 
     let seen = seen.lock().unwrap().take().expect("the engine ran");
@@ -335,6 +338,86 @@ async fn the_first_turn_creates_the_call_and_stores_its_state_event_answers_and_
         vec![Answer { name: "temperature".into(), value: Value::Number { raw: 365, scale: 1 } }]
     );
     assert_eq!(store.calls().alerts(call.call_id).await.unwrap(), vec!["health_check".to_string()]);
+}
+
+/// A first turn that records what the store found, and starts the call from it (with the flow
+/// version `v9` to store).
+fn finding(sid: &str, caller: Caller, at: DateTime<Utc>, seen: &Arc<Mutex<Vec<String>>>) -> Create {
+    let (sid, seen) = (sid.to_string(), seen.clone());
+    let start: StartFn = Box::new(move |found: Found<'_>| {
+        let number = found.number.map_or("no number".to_string(), |n| n.number_id.to_string());
+        let job = found.job.map_or("no job".to_string(), |j| format!("{} {}", j.job_id, j.flow));
+        seen.lock().unwrap().push(format!("{}, {job}, {number}", found.patient.patient_id));
+        let flow_version = Some(StoredFlow {
+            version: "v9".into(),
+            flow: "daily-health-check".into(),
+            source_name: "daily.yaml".into(),
+            source: "states: {}".into(),
+            catalogs: vec![],
+        });
+        let direction = if found.job.is_some() { "outbound" } else { "inbound" };
+        Ok(NewCall {
+            patient_id: Some(found.patient.patient_id.as_str().to_owned()),
+            job_id: found.job.map(|j| j.job_id),
+            direction: direction.into(),
+            state: CallState { version: "v9".into(), ..call_state("") },
+            flow_version,
+            ..new_call(&sid)
+        })
+    });
+    Create::Find(FirstTurn { caller, now: at, start })
+}
+
+async fn a_first_turn_finds_its_patient_by_job_or_by_number_and_their_valid_number(store: Store) {
+    add_patients(&store, &["p1", "p2"]).await;
+    let job = store.campaign().create_job("p1", "welcome").await.unwrap();
+    let (t, hash) = (now(), fresh_hash());
+    let issued = store.numbers().issue(&staff_number("p2", &hash, t)).await.unwrap();
+    let seen = Arc::new(Mutex::new(vec![]));
+
+    let first = finding("CA1", Caller::Job(job), t, &seen);
+    assert_eq!(store.calls().turn("CA1", 0, Some(first), engine(write("turn 0"))).await.unwrap().response, "turn 0");
+    let call = store.calls().get("CA1").await.unwrap().expect("the call is stored");
+    assert_eq!((call.patient_id.as_deref(), call.job_id, call.direction.as_str()), (Some("p1"), Some(job), "outbound"));
+
+    let first = finding("CA2", Caller::Phone("+819000000002".into()), t, &seen);
+    store.calls().turn("CA2", 0, Some(first), engine(write("turn 0"))).await.unwrap();
+    let call = store.calls().get("CA2").await.unwrap().expect("the call is stored");
+    assert_eq!((call.patient_id.as_deref(), call.job_id, call.direction.as_str()), (Some("p2"), None, "inbound"));
+    assert_eq!(
+        *seen.lock().unwrap(),
+        vec![format!("p1, {job} welcome, no number"), format!("p2, no job, {}", issued.number_id)]
+    );
+    // The flow version went with the calls, stored once.
+    let versions = store.flows().in_use().await.unwrap();
+    assert_eq!(versions.iter().map(|v| v.version.as_str()).collect::<Vec<_>>(), ["v9"]);
+
+    // A replayed first request finds the call: nothing is looked up or created again.
+    let first = finding("CA2", Caller::Phone("+819000000002".into()), t, &seen);
+    let replay = store.calls().turn("CA2", 0, Some(first), must_not_run()).await.unwrap();
+    assert_eq!((replay.response.as_str(), replay.replay), ("turn 0", true));
+    assert_eq!(seen.lock().unwrap().len(), 2);
+}
+
+async fn a_first_turn_for_an_unknown_number_or_job_writes_nothing(store: Store) {
+    add_patients(&store, &["p1"]).await;
+    let seen = Arc::new(Mutex::new(vec![]));
+    let first = finding("CA1", Caller::Phone("+819099999999".into()), now(), &seen);
+    let err = store.calls().turn("CA1", 0, Some(first), must_not_run()).await.unwrap_err();
+    assert!(matches!(err, StoreError::UnknownCaller), "{err:?}");
+    let first = finding("CA1", Caller::Job(424242), now(), &seen);
+    let err = store.calls().turn("CA1", 0, Some(first), must_not_run()).await.unwrap_err();
+    assert!(matches!(err, StoreError::Turn(_)), "{err:?}");
+    assert!(seen.lock().unwrap().is_empty());
+    assert_eq!(store.calls().get("CA1").await.unwrap(), None);
+    assert!(store.flows().in_use().await.unwrap().is_empty());
+
+    // A start that fails (a flow not loaded) leaves nothing either.
+    let start: StartFn = Box::new(|_| Err("no flow named gone".into()));
+    let first = Create::Find(FirstTurn { caller: Caller::Phone("+819000000001".into()), now: now(), start });
+    let err = store.calls().turn("CA1", 0, Some(first), must_not_run()).await.unwrap_err();
+    assert!(matches!(&err, StoreError::Turn(m) if m == "no flow named gone"), "{err:?}");
+    assert_eq!(store.calls().get("CA1").await.unwrap(), None);
 }
 
 async fn the_next_turn_advances_the_call_and_answers_are_upserted_by_name(store: Store) {
@@ -428,7 +511,7 @@ async fn a_replayed_turn_returns_its_stored_response_without_running_the_engine(
 
     let replay = store.calls().turn("CA1", 1, None, must_not_run()).await.unwrap();
     assert_eq!(replay, TurnResult { response: "turn 1".into(), replay: true, queued: false });
-    let replay = store.calls().turn("CA1", 0, Some(new_call("CA1")), must_not_run()).await.unwrap();
+    let replay = store.calls().turn("CA1", 0, Some(new_call("CA1").into()), must_not_run()).await.unwrap();
     assert_eq!(
         replay,
         TurnResult { response: "turn 0".into(), replay: true, queued: false },
@@ -476,7 +559,7 @@ async fn ten_simultaneous_first_turns_create_one_call(store: Store) {
     let tasks: Vec<_> = (0..10)
         .map(|_| {
             let (store, engine) = (store.clone(), counting(&runs, "turn 0"));
-            tokio::spawn(async move { store.calls().turn("CA1", 0, Some(new_call("CA1")), engine).await })
+            tokio::spawn(async move { store.calls().turn("CA1", 0, Some(new_call("CA1").into()), engine).await })
         })
         .collect();
     let mut results = Vec::new();
@@ -503,7 +586,7 @@ async fn two_hundred_turns_of_twenty_calls_at_once_all_commit_with_every_event(s
                 for seq in 0..10 {
                     let answers = vec![(format!("q{seq}"), Value::Number { raw: seq, scale: 0 })];
                     let w = TurnWrite { answers, ..write(&format!("{sid} turn {seq}")) };
-                    let create = (seq == 0).then(|| new_call(&sid));
+                    let create = (seq == 0).then(|| new_call(&sid).into());
                     let result = store.calls().turn(&sid, seq, create, engine(w)).await.unwrap();
                     assert_eq!((result.response, result.replay), (format!("{sid} turn {seq}"), false));
                 }
@@ -604,7 +687,7 @@ async fn a_turn_for_an_unknown_call_without_creation_fails(store: Store) {
 
     // A later turn of a call never started cannot create it (its first turn is not stored).
     store.patients().upsert(&patient("p1", "+819012345678")).await.unwrap();
-    let err = store.calls().turn("CA2", 3, Some(new_call("CA2")), must_not_run()).await.unwrap_err();
+    let err = store.calls().turn("CA2", 3, Some(new_call("CA2").into()), must_not_run()).await.unwrap_err();
     assert!(matches!(err, StoreError::Turn(_)), "{err:?}");
     assert_eq!(store.calls().get("CA2").await.unwrap(), None, "the creation was rolled back");
 }
@@ -623,7 +706,7 @@ async fn an_engine_error_rolls_the_turn_back(store: Store) {
 
     // An engine error on the first turn leaves no call behind.
     let failing: TurnFn = Box::new(|_| Err("no".into()));
-    assert!(store.calls().turn("CA2", 0, Some(new_call("CA2")), failing).await.is_err());
+    assert!(store.calls().turn("CA2", 0, Some(new_call("CA2").into()), failing).await.is_err());
     assert_eq!(store.calls().get("CA2").await.unwrap(), None);
 }
 
@@ -647,7 +730,7 @@ async fn a_failing_turn_among_waiting_turns_loses_only_itself(store: Store) {
             let (store, sid) = (store.clone(), format!("CA{i}"));
             let f: TurnFn =
                 if i == 6 { Box::new(|_| Err("the flow is broken".into())) } else { engine(write("turn 0")) };
-            tokio::spawn(async move { store.calls().turn(&sid, 0, Some(new_call(&sid)), f).await })
+            tokio::spawn(async move { store.calls().turn(&sid, 0, Some(new_call(&sid).into()), f).await })
         })
         .collect();
 

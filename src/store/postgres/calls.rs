@@ -4,9 +4,13 @@ use sqlx::postgres::PgRow;
 use sqlx::{PgConnection, Row};
 
 use super::PgStore;
-use super::numbers::{audit, insert_number};
+use super::numbers::{audit, insert_number, valid_number};
+use super::patients::{PATIENT_COLUMNS, patient_row};
+use super::versions::save_flow_version;
+use crate::store::versions::catalogs_json;
 use crate::store::{AfterWrite, TurnStep, after_write, answer_columns, answer_value, fut, last_answers, turn_step};
 use crate::store::{Answer, CallRecord, NewCall, StoreError, TurnFn, TurnResult, TurnWrite};
+use crate::store::{Caller, Create, FirstTurn, Found, Job};
 use crate::store::{Calls, Fut, status_rank};
 
 const CALL_COLUMNS: &str = "call_id, call_sid, patient_id, job_id, direction, flow, flow_version, state, seq, ended, incomplete, status, duration";
@@ -16,7 +20,7 @@ impl PgStore {
         &self,
         sid: &str,
         seq: i64,
-        create: Option<NewCall>,
+        create: Option<Create>,
         mut f: TurnFn,
     ) -> Result<TurnResult, StoreError> {
         // Dropped without a commit (any early return or error below), the transaction rolls back.
@@ -24,7 +28,14 @@ impl PgStore {
         let call = match lock_call(&mut tx, sid).await? {
             Some(c) => c,
             None => match create {
-                Some(new) => {
+                Some(create) => {
+                    let new = match create {
+                        Create::Call(new) => *new,
+                        Create::Find(first) => start_call(&mut tx, first).await?,
+                    };
+                    if let Some(v) = &new.flow_version {
+                        save_flow_version(&mut *tx, v, &catalogs_json(v)?).await?;
+                    }
                     // Two instances may receive the same first webhook at once. The second insert
                     // waits for the first transaction and then does nothing; the second turn then
                     // locks the call the first one committed and replays its response.
@@ -81,6 +92,48 @@ impl PgStore {
         .await?;
         Ok(done.rows_affected() > 0)
     }
+}
+
+/// A new call's patient (through its job, or by the calling number) and valid number, read in
+/// the turn's transaction, and the call built from them.
+async fn start_call(tx: &mut PgConnection, first: FirstTurn) -> Result<NewCall, StoreError> {
+    let (patient_id, job) = match &first.caller {
+        Caller::Job(id) => {
+            let row: Option<(i64, String, String, String)> =
+                sqlx::query_as("select job_id, patient_id, flow, status from jobs where job_id = $1")
+                    .bind(id)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+            let (job_id, patient_id, flow, status) = row.ok_or_else(|| StoreError::Turn(format!("no job {id}")))?;
+            (Some(patient_id.clone()), Some(Job { job_id, patient_id, flow, status }))
+        }
+        Caller::Phone(_) => (None, None),
+    };
+    let row = match (&first.caller, &patient_id) {
+        (_, Some(id)) => {
+            sqlx::query(&format!("select {PATIENT_COLUMNS} from patients where patient_id = $1"))
+                .bind(id)
+                .fetch_optional(&mut *tx)
+                .await?
+        }
+        (Caller::Phone(phone), None) => {
+            sqlx::query(&format!(
+                "select {PATIENT_COLUMNS} from patients where phone = $1 order by patient_id collate \"C\" limit 1"
+            ))
+            .bind(phone)
+            .fetch_optional(&mut *tx)
+            .await?
+        }
+        (Caller::Job(_), None) => None,
+    };
+    let patient = match (row, patient_id) {
+        (Some(r), _) => patient_row(&r)?,
+        (None, Some(id)) => return Err(StoreError::UnknownPatient(id)),
+        (None, None) => return Err(StoreError::UnknownCaller),
+    };
+    let number = valid_number(&mut *tx, patient.patient_id.as_str(), first.now).await?;
+    let found = Found { patient: &patient, job: job.as_ref(), number: number.as_ref() };
+    (first.start)(found).map_err(StoreError::Turn)
 }
 
 fn call_row(r: &PgRow) -> Result<CallRecord, StoreError> {
@@ -224,7 +277,7 @@ async fn write_turn(tx: &mut PgConnection, call: &CallRecord, seq: i64, w: &Turn
 }
 
 impl Calls for PgStore {
-    fn turn<'a>(&'a self, sid: &'a str, seq: i64, create: Option<NewCall>, f: TurnFn) -> Fut<'a, TurnResult> {
+    fn turn<'a>(&'a self, sid: &'a str, seq: i64, create: Option<Create>, f: TurnFn) -> Fut<'a, TurnResult> {
         Box::pin(self.turn(sid, seq, create, f))
     }
 

@@ -16,6 +16,28 @@ const VALID_HASH_INDEX: &str = "processing_numbers_valid";
 /// The unique index that keeps one number per consent in a call.
 const CONSENT_INDEX: &str = "processing_numbers_consent";
 
+/// The patient's number that is still valid at `now`.
+pub(super) async fn valid_number(
+    conn: impl sqlx::PgExecutor<'_>,
+    patient_id: &str,
+    now: DateTime<Utc>,
+) -> Result<Option<ValidNumber>, StoreError> {
+    let row: Option<(i64, DateTime<Utc>, Option<String>, bool)> = sqlx::query_as(
+        "select number_id, expires_at, sealed, read_pending from processing_numbers
+         where patient_id = $1 and status = 'valid' and expires_at > $2 order by number_id desc limit 1",
+    )
+    .bind(patient_id)
+    .bind(now)
+    .fetch_optional(conn)
+    .await?;
+    Ok(row.map(|(number_id, expires_at, sealed, read_pending)| ValidNumber {
+        number_id,
+        expires_at,
+        sealed,
+        read_pending,
+    }))
+}
+
 /// Records a number (and its message): expires numbers whose time is up, revokes the
 /// patient's previous number, inserts. A hash equal to a valid number's is a
 /// [`StoreError::Conflict`]; the caller rolls back (a savepoint in a turn), since a failed
@@ -135,22 +157,7 @@ impl Numbers for PgStore {
 
     /// The patient's number that is still valid at `now`.
     fn valid<'a>(&'a self, patient_id: &'a str, now: DateTime<Utc>) -> Fut<'a, Option<ValidNumber>> {
-        fut(async move {
-            let row: Option<(i64, DateTime<Utc>, Option<String>, bool)> = sqlx::query_as(
-                "select number_id, expires_at, sealed, read_pending from processing_numbers
-                 where patient_id = $1 and status = 'valid' and expires_at > $2 order by number_id desc limit 1",
-            )
-            .bind(patient_id)
-            .bind(now)
-            .fetch_optional(&self.pool)
-            .await?;
-            Ok(row.map(|(number_id, expires_at, sealed, read_pending)| ValidNumber {
-                number_id,
-                expires_at,
-                sealed,
-                read_pending,
-            }))
-        })
+        fut(valid_number(&self.pool, patient_id, now))
     }
 
     /// Looks a number up by its hash; with `consume`, a valid number becomes used. The row is

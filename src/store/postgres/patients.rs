@@ -8,7 +8,7 @@ use crate::store::patients::{date_text, text_date};
 use crate::store::{Fut, Patients, fut, unique_ids};
 use crate::store::{ImportCount, Patient, StoreError};
 
-const PATIENT_COLUMNS: &str =
+pub(super) const PATIENT_COLUMNS: &str =
     "patient_id, name, phone, birth_md, language, email, area, care_start, care_end, call_slot";
 
 /// The patient columns a roster import sets (every one but the timestamps).
@@ -67,7 +67,7 @@ impl PgStore {
     }
 }
 
-fn patient_row(r: &PgRow) -> Result<Patient, sqlx::Error> {
+pub(super) fn patient_row(r: &PgRow) -> Result<Patient, sqlx::Error> {
     let date = |i: usize| text_date(r.try_get(i)?).map_err(|e| sqlx::Error::Decode(Box::new(e)));
     Ok(Patient {
         patient_id: r.try_get(0)?,

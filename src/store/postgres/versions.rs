@@ -6,22 +6,27 @@ use crate::store::versions::{IN_USE, Row, StoredFlow};
 use crate::store::versions::{catalogs_json, from_row};
 use crate::store::{Flows, Fut};
 
-impl PgStore {
-    pub(super) async fn save_flow_version(&self, f: &StoredFlow, catalogs: &str) -> Result<(), StoreError> {
-        sqlx::query(
-            "insert into flow_versions (version, flow, source_name, source, catalogs) values ($1, $2, $3, $4, $5)
+/// Stores a version once (a second save does nothing).
+pub(super) async fn save_flow_version(
+    conn: impl sqlx::PgExecutor<'_>,
+    f: &StoredFlow,
+    catalogs: &str,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "insert into flow_versions (version, flow, source_name, source, catalogs) values ($1, $2, $3, $4, $5)
              on conflict (version) do nothing",
-        )
-        .bind(&f.version)
-        .bind(&f.flow)
-        .bind(&f.source_name)
-        .bind(&f.source)
-        .bind(catalogs)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
-    }
+    )
+    .bind(&f.version)
+    .bind(&f.flow)
+    .bind(&f.source_name)
+    .bind(&f.source)
+    .bind(catalogs)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
 
+impl PgStore {
     pub(super) async fn flow_versions_in_use(&self) -> Result<Vec<Row>, StoreError> {
         Ok(sqlx::query_as(IN_USE).fetch_all(&self.pool).await?)
     }
@@ -29,7 +34,7 @@ impl PgStore {
 
 impl Flows for PgStore {
     fn save<'a>(&'a self, f: &'a StoredFlow) -> Fut<'a, ()> {
-        Box::pin(async move { self.save_flow_version(f, &catalogs_json(f)?).await })
+        Box::pin(async move { save_flow_version(&self.pool, f, &catalogs_json(f)?).await })
     }
 
     fn in_use(&self) -> Fut<'_, Vec<StoredFlow>> {

@@ -2,10 +2,15 @@
 
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
-use super::numbers::{audit, insert_number};
+use super::campaign::job;
+use super::numbers::{audit, insert_number, valid_number};
+use super::patients::{patient, patient_by_phone};
+use super::versions::save_flow_version;
 use super::{NOW, SqliteStore};
+use crate::store::versions::catalogs_json;
 use crate::store::{AfterWrite, TurnStep, after_write, answer_columns, answer_value, last_answers, turn_step};
 use crate::store::{Answer, CallRecord, NewCall, StoreError, TurnFn, TurnResult, TurnWrite};
+use crate::store::{Caller, Create, FirstTurn, Found};
 use crate::store::{Calls, Fut, status_rank};
 
 const CALL_COLUMNS: &str = "call_id, call_sid, patient_id, job_id, direction, flow, flow_version, state, seq, ended, incomplete, status, duration";
@@ -84,13 +89,20 @@ pub(super) fn turn_in(
     tx: &Connection,
     sid: &str,
     seq: i64,
-    create: Option<NewCall>,
+    create: Option<Create>,
     f: &mut TurnFn,
 ) -> Result<TurnResult, StoreError> {
     let call = match load_call(tx, sid)? {
         Some(c) => c,
         None => match create {
-            Some(new) => {
+            Some(create) => {
+                let new = match create {
+                    Create::Call(new) => *new,
+                    Create::Find(first) => start_call(tx, first)?,
+                };
+                if let Some(v) = &new.flow_version {
+                    save_flow_version(tx, v, &catalogs_json(v)?)?;
+                }
                 insert_call(tx, &new)?;
                 load_call(tx, sid)?.ok_or_else(|| StoreError::UnknownCall(sid.into()))?
             }
@@ -118,6 +130,23 @@ pub(super) fn turn_in(
         }
     };
     Ok(TurnResult { queued: w.queues_messages(), response: w.response, replay: false })
+}
+
+/// A new call's patient (through its job, or by the calling number) and valid number, read in
+/// the turn's transaction, and the call built from them.
+fn start_call(tx: &Connection, first: FirstTurn) -> Result<NewCall, StoreError> {
+    let (patient, job) = match &first.caller {
+        Caller::Job(id) => {
+            let job = job(tx, *id)?.ok_or_else(|| StoreError::Turn(format!("no job {id}")))?;
+            let patient =
+                patient(tx, &job.patient_id)?.ok_or_else(|| StoreError::UnknownPatient(job.patient_id.clone()))?;
+            (patient, Some(job))
+        }
+        Caller::Phone(phone) => (patient_by_phone(tx, phone)?.ok_or(StoreError::UnknownCaller)?, None),
+    };
+    let number = valid_number(tx, patient.patient_id.as_str(), first.now)?;
+    let found = Found { patient: &patient, job: job.as_ref(), number: number.as_ref() };
+    (first.start)(found).map_err(StoreError::Turn)
 }
 
 fn load_call(conn: &Connection, sid: &str) -> Result<Option<CallRecord>, StoreError> {
@@ -221,7 +250,7 @@ fn write_turn(tx: &Connection, call: &CallRecord, seq: i64, w: &TurnWrite) -> Re
 
 impl Calls for SqliteStore {
     /// Committed with the other turns waiting ([`super::writer`]).
-    fn turn<'a>(&'a self, sid: &'a str, seq: i64, create: Option<NewCall>, f: TurnFn) -> Fut<'a, TurnResult> {
+    fn turn<'a>(&'a self, sid: &'a str, seq: i64, create: Option<Create>, f: TurnFn) -> Fut<'a, TurnResult> {
         Box::pin(self.writer.turn(sid, seq, create, f))
     }
 

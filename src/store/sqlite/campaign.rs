@@ -17,7 +17,7 @@ pub(super) fn create_job(conn: &mut Connection, patient_id: &str, flow: &str) ->
     Ok(conn.last_insert_rowid())
 }
 
-pub(super) fn job(conn: &mut Connection, job_id: i64) -> Result<Option<Job>, StoreError> {
+pub(super) fn job(conn: &Connection, job_id: i64) -> Result<Option<Job>, StoreError> {
     let mut st = conn.prepare_cached("select job_id, patient_id, flow, status from jobs where job_id = ?1")?;
     Ok(st
         .query_row([job_id], |r| {

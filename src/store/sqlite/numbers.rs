@@ -108,7 +108,7 @@ pub(super) fn issue_number(conn: &mut Connection, n: &NewNumber) -> Result<Issue
 
 /// The patient's number that is still valid at `now`.
 pub(super) fn valid_number(
-    conn: &mut Connection,
+    conn: &Connection,
     patient_id: &str,
     now: DateTime<Utc>,
 ) -> Result<Option<ValidNumber>, StoreError> {

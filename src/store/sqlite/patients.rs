@@ -89,12 +89,12 @@ pub(super) fn patients(conn: &mut Connection) -> Result<Vec<Patient>, StoreError
     Ok(rows)
 }
 
-pub(super) fn patient(conn: &mut Connection, id: &str) -> Result<Option<Patient>, StoreError> {
+pub(super) fn patient(conn: &Connection, id: &str) -> Result<Option<Patient>, StoreError> {
     let mut st = conn.prepare_cached(&format!("select {PATIENT_COLUMNS} from patients where patient_id = ?1"))?;
     Ok(st.query_row([id], patient_row).optional()?)
 }
 
-pub(super) fn patient_by_phone(conn: &mut Connection, phone: &str) -> Result<Option<Patient>, StoreError> {
+pub(super) fn patient_by_phone(conn: &Connection, phone: &str) -> Result<Option<Patient>, StoreError> {
     let mut st = conn.prepare_cached(&format!(
         "select {PATIENT_COLUMNS} from patients where phone = ?1 order by patient_id limit 1"
     ))?;

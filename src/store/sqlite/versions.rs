@@ -8,7 +8,7 @@ use crate::store::versions::{IN_USE, Row, StoredFlow};
 use crate::store::versions::{catalogs_json, from_row};
 use crate::store::{Flows, Fut};
 
-pub(super) fn save_flow_version(conn: &mut Connection, f: &StoredFlow, catalogs: &str) -> Result<(), StoreError> {
+pub(super) fn save_flow_version(conn: &Connection, f: &StoredFlow, catalogs: &str) -> Result<(), StoreError> {
     conn.prepare_cached(
         "insert into flow_versions (version, flow, source_name, source, catalogs) values (?1, ?2, ?3, ?4, ?5)
              on conflict (version) do nothing",

@@ -23,7 +23,7 @@ use rusqlite::{Connection, TransactionBehavior};
 use tokio::sync::oneshot;
 
 use super::calls::turn_in;
-use crate::store::{NewCall, StoreError, TurnFn, TurnResult};
+use crate::store::{Create, StoreError, TurnFn, TurnResult};
 
 /// The most turns in one transaction: a bound on how long the connection is held for one
 /// group while the store's other operations wait.
@@ -44,7 +44,7 @@ pub(super) type Op = Box<dyn FnOnce(&mut Connection) + Send>;
 struct Pending {
     sid: String,
     seq: i64,
-    create: Option<NewCall>,
+    create: Option<Create>,
     f: TurnFn,
     reply: oneshot::Sender<Result<TurnResult, StoreError>>,
 }
@@ -72,7 +72,7 @@ impl Writer {
         &self,
         sid: &str,
         seq: i64,
-        create: Option<NewCall>,
+        create: Option<Create>,
         f: TurnFn,
     ) -> Result<TurnResult, StoreError> {
         let stopped = || StoreError::Turn("the SQLite turn thread has stopped".into());
