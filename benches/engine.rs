@@ -8,6 +8,7 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use ivr::flow::driver::{Actions, Outcome, run_turn};
 use ivr::flow::{CallState, Effect, Input, Library, Value, Vars, step};
 use ivr::twiml;
+use ivr::types::Digits;
 
 struct NoOp;
 impl Actions for NoOp {
@@ -26,15 +27,18 @@ fn bench(c: &mut Criterion) {
     let start = CallState::new(&flow, "ja-JP", vars);
     // The call as it waits for the temperature.
     let mut at_temperature = run_turn(&flow, &start, Input::Start, &mut NoOp).unwrap().state;
-    at_temperature = run_turn(&flow, &at_temperature, Input::Digits("0412".into()), &mut NoOp).unwrap().state;
+    at_temperature =
+        run_turn(&flow, &at_temperature, Input::Digits(Digits::parse("0412").unwrap()), &mut NoOp).unwrap().state;
     let action = "https://ivr.example.jp/twilio/voice/step?call=CA0123456789abcdef0123456789abcdef&seq=3";
 
     c.bench_function("step: temperature answered", |b| {
-        b.iter(|| step(black_box(&flow), black_box(&at_temperature), Input::Digits("365".into())))
+        b.iter(|| step(black_box(&flow), black_box(&at_temperature), Input::Digits(Digits::parse("365").unwrap())))
     });
     c.bench_function("turn: step + TwiML render", |b| {
         b.iter(|| {
-            let turn = run_turn(&flow, black_box(&at_temperature), Input::Digits("365".into()), &mut NoOp).unwrap();
+            let turn =
+                run_turn(&flow, black_box(&at_temperature), Input::Digits(Digits::parse("365").unwrap()), &mut NoOp)
+                    .unwrap();
             twiml::render(&twiml::from_response(&turn.response, action))
         })
     });
@@ -44,7 +48,7 @@ fn bench(c: &mut Criterion) {
             let mut turn = run_turn(&flow, &start, Input::Start, &mut NoOp).unwrap();
             let mut bytes = twiml::render(&twiml::from_response(&turn.response, action)).len();
             for k in keys {
-                turn = run_turn(&flow, &turn.state, Input::Digits(k.into()), &mut NoOp).unwrap();
+                turn = run_turn(&flow, &turn.state, Input::Digits(Digits::parse(k).unwrap()), &mut NoOp).unwrap();
                 bytes += twiml::render(&twiml::from_response(&turn.response, action)).len();
             }
             bytes

@@ -18,7 +18,7 @@ use crate::store::{
 };
 use crate::telemetry::mask_digits;
 use crate::twiml;
-use crate::types::{Channel, E164};
+use crate::types::{CallSid, Channel, Direction, E164};
 
 /// What every turn needs besides the call.
 #[derive(Clone)]
@@ -69,17 +69,17 @@ pub const CENTRE_PHONE: &str = "health_center.phone";
 /// the turn committed, the returned cell holds that version, for [`Registry::mark_saved`].
 pub fn first_turn(
     ctx: &TurnContext,
-    sid: &str,
+    sid: &CallSid,
     caller: Caller,
     inbound_flow: &str,
     now: DateTime<Utc>,
 ) -> (FirstTurn, Arc<OnceLock<String>>) {
     let stored = Arc::new(OnceLock::new());
-    let (ctx, sid, inbound_flow, cell) = (ctx.clone(), sid.to_string(), inbound_flow.to_string(), stored.clone());
+    let (ctx, sid, inbound_flow, cell) = (ctx.clone(), sid.clone(), inbound_flow.to_string(), stored.clone());
     let start = Box::new(move |found: Found<'_>| {
         let (name, direction) = match found.job {
-            Some(job) => (job.flow.as_str(), "outbound"),
-            None => (inbound_flow.as_str(), "inbound"),
+            Some(job) => (job.flow.as_str(), Direction::Outbound),
+            None => (inbound_flow.as_str(), Direction::Inbound),
         };
         let flow = ctx.flows.current(name).ok_or_else(|| format!("no flow named {name}"))?;
         let flow_version = ctx.flows.unsaved(&flow).map(|v| {
@@ -90,10 +90,10 @@ pub fn first_turn(
         let mut vars = patient_vars(p, found.number, &ctx.issuer);
         vars.insert(CENTRE_PHONE.into(), Value::text(&*ctx.centre_phone));
         Ok(NewCall {
-            call_sid: sid,
-            patient_id: Some(p.patient_id.as_str().to_owned()),
+            call_sid: sid.clone(),
+            patient_id: Some(p.patient_id.clone()),
             job_id: found.job.map(|j| j.job_id),
-            direction: direction.into(),
+            direction,
             state: CallState::new(&flow, &p.language, vars),
             flow_version,
         })
@@ -107,7 +107,7 @@ pub fn turn_fn(ctx: &TurnContext, sid: &str, seq: i64, input: Input, now: DateTi
     let action = format!("{}/twilio/voice/step?call={}&seq={}", ctx.public_url, sid, seq + 1);
     let event_input = match &input {
         Input::Start => "(start)".to_string(),
-        Input::Digits(d) => mask_digits(d),
+        Input::Digits(d) => mask_digits(d.as_str()),
         Input::NoInput => "(no input)".to_string(),
         Input::Hangup => "(hang-up)".to_string(),
         Input::Outcome { name, .. } => name.clone(),

@@ -267,7 +267,8 @@ impl LocalLine {
     fn post(&mut self, digits: Option<&str>, start: bool) -> String {
         let input = match digits {
             _ if start => Input::Start,
-            Some(d) if !d.is_empty() => Input::Digits(d.to_string()),
+            // A keypad sends only its keys (`phone::press` keeps those): anything else is silence.
+            Some(d) if !d.is_empty() => crate::types::Digits::parse(d).map_or(Input::NoInput, Input::Digits),
             _ => Input::NoInput,
         };
         let Ok(turn) = run_turn(&self.flow, &self.call, input, &mut self.actions);

@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{Action, Effect, Flow, Kind, NumberFormat, NumberSpec, PromptRef, Question, Value, Vars};
 use crate::flow::response::{Gather, Response};
+use crate::types::Digits;
 
 /// Transitions followed in one step before the engine gives up (validation rules out loops
 /// that ask nothing, so a valid flow never comes near it).
@@ -73,7 +74,7 @@ pub enum Input {
     /// The call was answered.
     Start,
     /// Keys pressed at a question (`*` repeats it).
-    Digits(String),
+    Digits(Digits),
     /// The question timed out with no key.
     NoInput,
     /// The caller hung up.
@@ -128,7 +129,7 @@ pub fn step(flow: &Flow, call: &CallState, input: Input) -> Step {
             Wait::End
         }
         (Phase::New, _) => m.enter(flow.start),
-        (Phase::Asking, Input::Digits(d)) => m.answer(Some(&d)),
+        (Phase::Asking, Input::Digits(d)) => m.answer(Some(d.as_str())),
         (Phase::Asking, Input::NoInput) => m.answer(None),
         (Phase::Acting, Input::Outcome { name, vars }) => m.outcome(&name, vars),
         _ => m.resume(),

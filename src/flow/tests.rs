@@ -5,7 +5,13 @@ use std::sync::{Arc, OnceLock};
 
 use crate::flow::driver::{Actions, Outcome, run_turn};
 use crate::flow::{CallState, Effect, Flow, Input, Library, Phase, Value, Vars, Wait, step};
+use crate::types::Digits;
 use proptest::prelude::*;
+
+/// Keys pressed, as a keypad sends them.
+fn pressed(k: &str) -> Digits {
+    Digits::parse(k).unwrap()
+}
 
 fn daily() -> Arc<Flow> {
     static LIB: OnceLock<Library> = OnceLock::new();
@@ -80,7 +86,7 @@ fn walk_with(lang: &str, vars: Vars, channel: &'static str, keys: &[&str]) -> Wa
         if turn.ended() {
             break;
         }
-        let input = if k.is_empty() { Input::NoInput } else { Input::Digits(k.to_string()) };
+        let input = if k.is_empty() { Input::NoInput } else { Input::Digits(pressed(k)) };
         turn = run_turn(&flow, &call, input, &mut actions).unwrap();
     }
     heard.extend(turn.response.transcript());
@@ -228,7 +234,7 @@ fn a_hang_up_mid_call_keeps_the_answers_and_ends() {
     let flow = daily();
     let mut a = Recorder { channel: "sms", effects: vec![] };
     let mut call = CallState::new(&flow, "ja-JP", patient());
-    for input in [Input::Start, Input::Digits("0412".into()), Input::Digits("365".into())] {
+    for input in [Input::Start, Input::Digits(pressed("0412")), Input::Digits(pressed("365"))] {
         call = run_turn(&flow, &call, input, &mut a).unwrap().state;
     }
     let s = step(&flow, &call, Input::Hangup);
@@ -239,7 +245,7 @@ fn a_hang_up_mid_call_keeps_the_answers_and_ends() {
         vec![("birth_md".into(), Value::text("0412")), ("temperature".into(), Value::Number { raw: 365, scale: 1 })]
     );
     // Anything after the end is a no-op.
-    let again = step(&flow, &s.state, Input::Digits("1".into()));
+    let again = step(&flow, &s.state, Input::Digits(pressed("1")));
     assert_eq!((again.wait, again.effects.len(), again.state), (Wait::End, 0, s.state));
 }
 
@@ -279,7 +285,7 @@ fn step_is_deterministic() {
 
 fn input() -> impl Strategy<Value = Input> {
     prop_oneof![
-        6 => "[0-9*#]{1,5}".prop_map(Input::Digits),
+        6 => "[0-9*#]{1,5}".prop_map(|d| Input::Digits(pressed(&d))),
         2 => Just(Input::NoInput),
         1 => Just(Input::Start),
         1 => "[a-z_]{1,12}".prop_map(|name| Input::Outcome { name, vars: Vars::new() }),

@@ -27,7 +27,7 @@ use crate::issuer::is_sealed;
 use crate::store::{self, Create, SendResult, StoreError, TurnResult};
 use crate::telemetry::mask_phone;
 use crate::twiml;
-use crate::types::{CallStatus, is_carrier_id};
+use crate::types::{CallSid, CallStatus, Digits, E164, is_carrier_id};
 
 /// The carrier's routes, each behind the signature check. The check wraps the handlers only, so
 /// a method a route does not take gets its `405` with `Allow: POST`.
@@ -66,9 +66,9 @@ async fn voice(
         Ok(q) => q.0,
         Err(r) => return failure(&app, &form, Error::from(r), None).await,
     };
-    let sid = match form.require("CallSid") {
-        Ok(s) if is_carrier_id(s) => s.to_string(),
-        Ok(_) => return failure(&app, &form, Error::invalid("CallSid", "CallSid is not a call id"), None).await,
+    let sid = match form.require("CallSid").map(CallSid::parse) {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => return failure(&app, &form, Error::invalid("CallSid", e.expected()), None).await,
         Err(e) => return failure(&app, &form, e, None).await,
     };
     let from = form.get("From").unwrap_or("").to_string();
@@ -81,7 +81,7 @@ async fn voice(
             // idempotent (a replay repeats them harmlessly), and a failure to note them must
             // not stop the call.
             let lease = app.campaign.clock.now() + app.campaign.policy.call_lease;
-            let noted = app.store.campaign().attempt_dialed(job, attempt, &sid).await;
+            let noted = app.store.campaign().attempt_dialed(job, attempt, sid.as_str()).await;
             let noted = match noted {
                 Ok(()) => {
                     app.store
@@ -108,25 +108,24 @@ async fn voice(
         // Everything the first turn reads (the call, if a replayed request made it already; the
         // job and its patient, or the patient with the calling number; the patient's valid
         // number) is read in the turn's own transaction, with the call's creation.
-        let caller = match q.job {
-            Some(job) => store::Caller::Job(job),
-            None => store::Caller::Phone(from.clone()),
+        let caller = match (q.job, E164::parse(&from)) {
+            (Some(job), _) => store::Caller::Job(job),
+            (None, Ok(phone)) => store::Caller::Phone(phone),
+            // A withheld or foreign caller id: nobody of the roster.
+            (None, Err(_)) => return unknown(&from),
         };
         let inbound = q.flow.as_deref().unwrap_or(&app.inbound_flow);
         let now = Utc::now();
         let (first, stored) = first_turn(&app.turns, &sid, caller, inbound, now);
-        let f = turn_fn(&app.turns, &sid, 0, Input::Start, now);
-        match app.store.calls().turn(&sid, 0, Some(Create::Find(first)), f).await {
+        let f = turn_fn(&app.turns, sid.as_str(), 0, Input::Start, now);
+        match app.store.calls().turn(sid.as_str(), 0, Some(Create::Find(first)), f).await {
             Ok(r) => {
                 if let Some(version) = stored.get() {
                     app.flows.mark_saved(version);
                 }
-                answer(&app, &sid, 0, r).await
+                answer(&app, sid.as_str(), 0, r).await
             }
-            Err(StoreError::UnknownCaller) => {
-                tracing::info!(from = %mask_phone(&from), "inbound call from an unknown number");
-                twiml_response(twiml::render(&twiml::from_response(&unknown_caller(), "")))
-            }
+            Err(StoreError::UnknownCaller) => unknown(&from),
             Err(e) => failure(&app, &form, "first turn failed", Some(e)).await,
         }
     }
@@ -150,8 +149,8 @@ async fn step(
         Ok(q) => q.0,
         Err(r) => return failure(&app, &form, Error::from(r), None).await,
     };
-    let sid = match form.require("CallSid") {
-        Ok(s) if s == q.call && is_carrier_id(s) => s.to_string(),
+    let sid = match form.require("CallSid").map(CallSid::parse) {
+        Ok(Ok(s)) if s.as_str() == q.call => s,
         Ok(_) => {
             let e = Error::invalid("CallSid", "CallSid does not match the call in the URL");
             return failure(&app, &form, e, None).await;
@@ -161,10 +160,13 @@ async fn step(
     if q.seq < 1 {
         return failure(&app, &form, Error::invalid("seq", "seq must be 1 or more"), None).await;
     }
-    let digits = form.get("Digits").unwrap_or("").trim();
-    let input = if digits.is_empty() { Input::NoInput } else { Input::Digits(digits.to_string()) };
+    let input = match Digits::parse(form.get("Digits").unwrap_or("").trim()) {
+        Ok(d) if d.is_empty() => Input::NoInput,
+        Ok(d) => Input::Digits(d),
+        Err(e) => return failure(&app, &form, Error::invalid("Digits", e.expected()), None).await,
+    };
     let span = tracing::info_span!("call", call_sid = %sid, flow = field::Empty, state = field::Empty);
-    take_turn(&app, &sid, q.seq, input).instrument(span).await
+    take_turn(&app, sid.as_str(), q.seq, input).instrument(span).await
 }
 
 #[derive(Debug, Deserialize)]
@@ -178,22 +180,29 @@ pub struct StatusQuery {
 /// placed, the final status ends its attempt and moves the job on (done, retry, unreachable).
 async fn status(State(app): State<AppState>, Query(q): Query<StatusQuery>, form: TwilioParams) -> Response {
     let (sid, status) = match (form.require("CallSid"), form.require("CallStatus")) {
-        (Ok(s), Ok(st)) => (s.to_string(), st.to_string()),
+        (Ok(s), Ok(st)) => (s, st),
         (Err(e), _) | (_, Err(e)) => return e.into_response(),
+    };
+    let (sid, status) = match (CallSid::parse(sid), CallStatus::parse(status)) {
+        (Ok(sid), Ok(status)) => (sid, status),
+        (Err(e), _) => return Error::invalid("CallSid", e.expected()).into_response(),
+        (_, Err(e)) => return Error::invalid("CallStatus", e.expected()).into_response(),
     };
     let duration = form.get("CallDuration").and_then(|d| d.parse::<i64>().ok());
     let answered_by = form.get("AnsweredBy").filter(|a| !a.is_empty());
     let recorded = async {
-        let changed = app.store.calls().record_status(&sid, &status, duration).await?;
+        let changed = app.store.calls().record_status(sid.as_str(), status, duration).await?;
         if let (Some(job), Some(attempt)) = (q.job, q.attempt) {
             let now = app.campaign.clock.now();
-            app.store.campaign().attempt_dialed(job, attempt, &sid).await?;
-            if CallStatus::parse(&status).is_ok_and(CallStatus::is_final) {
-                app.campaign.call_ended(&app.store, (job, attempt), Some(&sid), &status, answered_by, now).await?;
+            app.store.campaign().attempt_dialed(job, attempt, sid.as_str()).await?;
+            if status.is_final() {
+                app.campaign
+                    .call_ended(&app.store, (job, attempt), Some(sid.as_str()), status.as_str(), answered_by, now)
+                    .await?;
                 app.dialer_wake.notify_one();
             } else {
                 let lease = now + app.campaign.policy.call_lease;
-                app.store.campaign().attempt_progress(job, attempt, &status, answered_by, lease).await?;
+                app.store.campaign().attempt_progress(job, attempt, status.as_str(), answered_by, lease).await?;
             }
         }
         Ok::<_, StoreError>(changed)
@@ -201,9 +210,9 @@ async fn status(State(app): State<AppState>, Query(q): Query<StatusQuery>, form:
     match recorded.await {
         Ok(changed) => {
             if changed {
-                metrics::counter!("ivr_calls_total", "status" => status.clone()).increment(1);
+                metrics::counter!("ivr_calls_total", "status" => status.as_str()).increment(1);
             }
-            tracing::info!(call_sid = %sid, status, changed, "call status");
+            tracing::info!(call_sid = %sid, status = status.as_str(), changed, "call status");
             StatusCode::NO_CONTENT.into_response()
         }
         Err(e) => {
@@ -377,6 +386,12 @@ async fn machine_message(app: &AppState, job: i64, attempt: i32) -> Response {
         twiml::Verb::Hangup,
     ];
     twiml_response(twiml::render(&verbs))
+}
+
+/// A call from a number not in the roster: told so, and nothing is stored.
+fn unknown(from: &str) -> Response {
+    tracing::info!(from = %mask_phone(from), "inbound call from an unknown number");
+    twiml_response(twiml::render(&twiml::from_response(&unknown_caller(), "")))
 }
 
 /// What a caller from an unknown number hears.

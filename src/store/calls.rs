@@ -3,6 +3,7 @@
 use chrono::{DateTime, Utc};
 
 use crate::flow::{CallState, Value};
+use crate::types::{CallSid, CallStatus, Direction, E164, PatientId};
 
 use super::campaign::Job;
 use super::numbers::{NewMessage, NewNumber, ValidNumber};
@@ -14,10 +15,10 @@ use super::{Fut, StoreError};
 #[derive(Debug, Clone, PartialEq)]
 pub struct CallRecord {
     pub call_id: i64,
-    pub call_sid: String,
-    pub patient_id: Option<String>,
+    pub call_sid: CallSid,
+    pub patient_id: Option<PatientId>,
     pub job_id: Option<i64>,
-    pub direction: String,
+    pub direction: Direction,
     pub flow: String,
     pub flow_version: String,
     pub state: CallState,
@@ -25,17 +26,17 @@ pub struct CallRecord {
     pub seq: i64,
     pub ended: bool,
     pub incomplete: bool,
-    pub status: String,
+    pub status: CallStatus,
     pub duration: Option<i64>,
 }
 
 /// A call to create on its first turn.
 #[derive(Debug, Clone)]
 pub struct NewCall {
-    pub call_sid: String,
-    pub patient_id: Option<String>,
+    pub call_sid: CallSid,
+    pub patient_id: Option<PatientId>,
     pub job_id: Option<i64>,
-    pub direction: String,
+    pub direction: Direction,
     pub state: CallState,
     /// The texts of the flow version the call starts on, when this process has not stored
     /// them yet: written (once per version, `on conflict do nothing`) in the same transaction
@@ -65,7 +66,7 @@ pub enum Caller {
     /// An outbound call placed for this job: its patient.
     Job(i64),
     /// An inbound call: the patient with this number.
-    Phone(String),
+    Phone(E164),
 }
 
 /// What the turn's transaction found for a new call.
@@ -140,20 +141,6 @@ pub struct TurnResult {
 pub struct Answer {
     pub name: String,
     pub value: Value,
-}
-
-/// The rank of the statuses that end a call (completed, busy, no-answer, failed, canceled).
-pub const FINAL_RANK: i32 = 3;
-
-/// Call statuses by how far a call got; a status never replaces a later one.
-pub fn status_rank(status: &str) -> Option<i32> {
-    Some(match status {
-        "queued" | "initiated" => 0,
-        "ringing" => 1,
-        "in-progress" | "answered" => 2,
-        "completed" | "busy" | "no-answer" | "failed" | "canceled" => FINAL_RANK,
-        _ => return None,
-    })
 }
 
 /// The engine step run inside a turn's transaction.
@@ -233,9 +220,9 @@ pub trait Calls {
     fn turn<'a>(&'a self, sid: &'a str, seq: i64, create: Option<Create>, f: TurnFn) -> Fut<'a, TurnResult>;
     fn get<'a>(&'a self, sid: &'a str) -> Fut<'a, Option<CallRecord>>;
     /// Records a carrier status callback. A status never replaces a later one (`completed`
-    /// stays `completed` when `in-progress` arrives late, [`status_rank`]); a call that ends
+    /// stays `completed` when `in-progress` arrives late, [`CallStatus::rank`]); a call that ends
     /// before its flow did is marked incomplete. Returns whether anything changed.
-    fn record_status<'a>(&'a self, sid: &'a str, status: &'a str, duration: Option<i64>) -> Fut<'a, bool>;
+    fn record_status<'a>(&'a self, sid: &'a str, status: CallStatus, duration: Option<i64>) -> Fut<'a, bool>;
     fn answers(&self, call_id: i64) -> Fut<'_, Vec<Answer>>;
     /// Alert reasons raised for a call.
     fn alerts(&self, call_id: i64) -> Fut<'_, Vec<String>>;
@@ -265,16 +252,6 @@ mod tests {
         }
         assert_eq!(after_write(&StoreError::Conflict, MAX_COLLISIONS), AfterWrite::Fail);
         assert_eq!(after_write(&StoreError::UnknownCall("CA1".into()), 0), AfterWrite::Fail);
-    }
-
-    #[test]
-    fn statuses_rank_by_how_far_the_call_got() {
-        assert_eq!(status_rank("queued"), Some(0));
-        assert!(status_rank("ringing") < status_rank("in-progress"));
-        for s in ["completed", "busy", "no-answer", "failed", "canceled"] {
-            assert_eq!(status_rank(s), Some(FINAL_RANK), "{s}");
-        }
-        assert_eq!(status_rank("bogus"), None);
     }
 
     #[test]

@@ -34,7 +34,7 @@ async fn ivr_call_with_url_walks_the_flow_through_the_live_server() {
     let sid = stdout.split("(call ").nth(1).and_then(|r| r.split(')').next()).unwrap();
     let call = app.store.calls().get(sid).await.unwrap().expect("the call is stored");
     assert!(call.ended);
-    assert_eq!(call.status, "completed");
+    assert_eq!(call.status.as_str(), "completed");
 }
 
 #[test]

@@ -18,7 +18,7 @@ async fn the_daily_call_is_stored_on_postgresql() {
     app.add_patient("P001", MOBILE).await;
     let (sid, _) = app.call(MOBILE, &KEYS).await;
     let call = app.store.calls().get(&sid).await.unwrap().unwrap();
-    assert!(call.ended && !call.incomplete && call.status == "completed");
+    assert!(call.ended && !call.incomplete && call.status.as_str() == "completed");
     let answers = app.store.calls().answers(call.call_id).await.unwrap();
     assert!(answers.iter().any(|a| a.name == "spo2" && a.value == Value::int(91)));
     assert_eq!(app.store.calls().alerts(call.call_id).await.unwrap(), ["health_check"]);

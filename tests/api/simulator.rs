@@ -120,7 +120,7 @@ async fn a_cooperative_app_user_answers_everything_and_gets_one_number_by_sms() 
     assert_eq!(call.reported, ["initiated", "ringing", "in-progress", "completed"]);
     let record = app.record(&sid).await;
     assert!(record.ended && !record.incomplete, "{record:?}");
-    assert_eq!(record.status, "completed");
+    assert_eq!(record.status.as_str(), "completed");
     assert_eq!(app.answer(&record, "temperature").await, Some(Value::Number { raw: 365, scale: 1 }));
     assert_eq!(app.answer(&record, "spo2").await, Some(Value::int(97)));
     assert_eq!(app.answer(&record, "consent").await, Some(Value::text("yes")));
@@ -200,7 +200,7 @@ async fn a_patient_who_hangs_up_after_the_spo2_question_leaves_an_incomplete_cal
     assert_eq!(app.ended(&sid).await.status, CallStatus::Completed);
     let record = app.record(&sid).await;
     assert!(!record.ended && record.incomplete, "{record:?}");
-    assert_eq!(record.status, "completed");
+    assert_eq!(record.status.as_str(), "completed");
     assert!(app.answer(&record, "temperature").await.is_some());
     assert_eq!(app.answer(&record, "trend").await, None);
 }

@@ -21,8 +21,8 @@ async fn the_daily_call_is_walked_through_signed_webhooks_and_every_answer_is_st
     assert!(heard.last().unwrap().contains("失礼いたします"));
     let call = app.store.calls().get(&sid).await.unwrap().unwrap();
     assert!(call.ended && !call.incomplete);
-    assert_eq!(call.status, "completed");
-    assert_eq!(call.patient_id.as_deref(), Some("P001"));
+    assert_eq!(call.status.as_str(), "completed");
+    assert_eq!(call.patient_id.as_ref().map(|p| p.as_str()), Some("P001"));
     let answers = app.store.calls().answers(call.call_id).await.unwrap();
     assert_eq!(value(&answers, "temperature"), Some(Value::Number { raw: 365, scale: 1 }));
     assert_eq!(value(&answers, "spo2"), Some(Value::Number { raw: 97, scale: 0 }));
@@ -86,7 +86,7 @@ async fn a_caller_who_hangs_up_mid_call_keeps_the_answers_given_marked_incomplet
     let (sid, _) = app.call(MOBILE, &["0412", "372#", "1"]).await;
     let call = app.store.calls().get(&sid).await.unwrap().unwrap();
     assert!(!call.ended && call.incomplete);
-    assert_eq!(call.status, "completed");
+    assert_eq!(call.status.as_str(), "completed");
     let answers = app.store.calls().answers(call.call_id).await.unwrap();
     assert_eq!(value(&answers, "temperature"), Some(Value::Number { raw: 372, scale: 1 }));
 }
@@ -170,11 +170,19 @@ async fn bad_requests_are_refused_cleanly() {
     let (s, body) = app.post("/twilio/status?job=x", &[("CallSid", "CA1"), ("CallStatus", "completed")]).await;
     assert_eq!(s, 400);
     assert!(body.contains(r#""field":"job""#), "{body}");
+    // A status no carrier sends, or a call id that is none, is refused at the edge.
+    let (s, body) = app.post("/twilio/status", &[("CallSid", "CA1"), ("CallStatus", "on-hold")]).await;
+    assert_eq!((s, body.contains(r#""field":"CallStatus""#)), (400, true), "{body}");
+    let (s, body) = app.post("/twilio/status", &[("CallSid", "CA/../1"), ("CallStatus", "completed")]).await;
+    assert_eq!((s, body.contains(r#""field":"CallSid""#)), (400, true), "{body}");
     // On a voice route the phone still gets TwiML: an apology, and the call ends.
     for (path, form) in [
         ("/twilio/voice", vec![("From", MOBILE)]),
         ("/twilio/voice/step?call=CA1&seq=1", vec![("CallSid", "CA2")]),
         ("/twilio/voice/step?call=CA1&seq=0", vec![("CallSid", "CA1")]),
+        // Keys no keypad has.
+        ("/twilio/voice/step?call=CA1&seq=1", vec![("CallSid", "CA1"), ("Digits", "1A")]),
+        ("/twilio/voice", vec![("CallSid", "CA 1"), ("From", MOBILE)]),
     ] {
         let (s, body) = app.post(path, &form).await;
         assert_eq!(s, 200, "{path}: {body}");

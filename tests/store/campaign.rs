@@ -10,6 +10,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Duration, NaiveDate, TimeZone, Utc};
 use ivr::store::*;
+use ivr::types::{CallSid, Direction, PatientId};
 
 on_both_backends! {
     with_store: planning_a_day_twice_adds_only_new_patients;
@@ -229,10 +230,10 @@ async fn patients_whose_call_went_through_today_are_reported(store: Store) {
         store.campaign().reported_patients(now - Duration::hours(1), now + Duration::hours(1)).await.unwrap();
     assert!(reported.is_empty());
     let call = NewCall {
-        call_sid: "CA1".into(),
-        patient_id: Some("p1".into()),
+        call_sid: CallSid::parse("CA1").unwrap(),
+        patient_id: Some(PatientId::parse("p1").unwrap()),
         job_id: None,
-        direction: "outbound".into(),
+        direction: Direction::Outbound,
         state: Default::default(),
         flow_version: None,
     };

@@ -14,7 +14,7 @@ use chrono::{DateTime, SubsecRound, Utc};
 use ivr::flow::{CallState, Phase, Value};
 use ivr::issuer::{IssuerKey, ProcessingNumber};
 use ivr::store::*;
-use ivr::types::{Channel, NumberDelivery};
+use ivr::types::{CallSid, CallStatus, Channel, Direction, E164, NumberDelivery, PatientId};
 
 on_both_backends! {
     with_db: migrations_apply_once_and_the_database_answers;
@@ -85,10 +85,10 @@ fn call_state(at: &str) -> CallState {
 
 fn new_call(sid: &str) -> NewCall {
     NewCall {
-        call_sid: sid.into(),
-        patient_id: Some("p1".into()),
+        call_sid: CallSid::parse(sid).unwrap(),
+        patient_id: Some(PatientId::parse("p1").unwrap()),
         job_id: None,
-        direction: "outbound".into(),
+        direction: Direction::Outbound,
         state: call_state(""),
         flow_version: None,
     }
@@ -323,10 +323,10 @@ async fn the_first_turn_creates_the_call_and_stores_its_state_event_answers_and_
 
     let call = store.calls().get("CA1").await.unwrap().expect("the call is stored");
     assert_eq!(call.call_id, seen.call_id);
-    assert_eq!(call.call_sid, "CA1");
-    assert_eq!(call.patient_id.as_deref(), Some("p1"));
+    assert_eq!(call.call_sid.as_str(), "CA1");
+    assert_eq!(call.patient_id.as_ref().map(|p| p.as_str()), Some("p1"));
     assert_eq!(call.job_id, Some(job));
-    assert_eq!(call.direction, "outbound");
+    assert_eq!(call.direction, Direction::Outbound);
     assert_eq!((call.flow.as_str(), call.flow_version.as_str()), ("daily-health-check", "3"));
     assert_eq!(call.state, call_state("turn 0"));
     assert_eq!(call.seq, 0);
@@ -355,11 +355,11 @@ fn finding(sid: &str, caller: Caller, at: DateTime<Utc>, seen: &Arc<Mutex<Vec<St
             source: "states: {}".into(),
             catalogs: vec![],
         });
-        let direction = if found.job.is_some() { "outbound" } else { "inbound" };
+        let direction = if found.job.is_some() { Direction::Outbound } else { Direction::Inbound };
         Ok(NewCall {
-            patient_id: Some(found.patient.patient_id.as_str().to_owned()),
+            patient_id: Some(found.patient.patient_id.clone()),
             job_id: found.job.map(|j| j.job_id),
-            direction: direction.into(),
+            direction,
             state: CallState { version: "v9".into(), ..call_state("") },
             flow_version,
             ..new_call(&sid)
@@ -378,12 +378,18 @@ async fn a_first_turn_finds_its_patient_by_job_or_by_number_and_their_valid_numb
     let first = finding("CA1", Caller::Job(job), t, &seen);
     assert_eq!(store.calls().turn("CA1", 0, Some(first), engine(write("turn 0"))).await.unwrap().response, "turn 0");
     let call = store.calls().get("CA1").await.unwrap().expect("the call is stored");
-    assert_eq!((call.patient_id.as_deref(), call.job_id, call.direction.as_str()), (Some("p1"), Some(job), "outbound"));
+    assert_eq!(
+        (call.patient_id.as_ref().map(|p| p.as_str()), call.job_id, call.direction.as_str()),
+        (Some("p1"), Some(job), "outbound")
+    );
 
-    let first = finding("CA2", Caller::Phone("+819000000002".into()), t, &seen);
+    let first = finding("CA2", Caller::Phone(E164::parse("+819000000002").unwrap()), t, &seen);
     store.calls().turn("CA2", 0, Some(first), engine(write("turn 0"))).await.unwrap();
     let call = store.calls().get("CA2").await.unwrap().expect("the call is stored");
-    assert_eq!((call.patient_id.as_deref(), call.job_id, call.direction.as_str()), (Some("p2"), None, "inbound"));
+    assert_eq!(
+        (call.patient_id.as_ref().map(|p| p.as_str()), call.job_id, call.direction.as_str()),
+        (Some("p2"), None, "inbound")
+    );
     assert_eq!(
         *seen.lock().unwrap(),
         vec![format!("p1, {job} welcome, no number"), format!("p2, no job, {}", issued.number_id)]
@@ -393,7 +399,7 @@ async fn a_first_turn_finds_its_patient_by_job_or_by_number_and_their_valid_numb
     assert_eq!(versions.iter().map(|v| v.version.as_str()).collect::<Vec<_>>(), ["v9"]);
 
     // A replayed first request finds the call: nothing is looked up or created again.
-    let first = finding("CA2", Caller::Phone("+819000000002".into()), t, &seen);
+    let first = finding("CA2", Caller::Phone(E164::parse("+819000000002").unwrap()), t, &seen);
     let replay = store.calls().turn("CA2", 0, Some(first), must_not_run()).await.unwrap();
     assert_eq!((replay.response.as_str(), replay.replay), ("turn 0", true));
     assert_eq!(seen.lock().unwrap().len(), 2);
@@ -402,7 +408,7 @@ async fn a_first_turn_finds_its_patient_by_job_or_by_number_and_their_valid_numb
 async fn a_first_turn_for_an_unknown_number_or_job_writes_nothing(store: Store) {
     add_patients(&store, &["p1"]).await;
     let seen = Arc::new(Mutex::new(vec![]));
-    let first = finding("CA1", Caller::Phone("+819099999999".into()), now(), &seen);
+    let first = finding("CA1", Caller::Phone(E164::parse("+819099999999").unwrap()), now(), &seen);
     let err = store.calls().turn("CA1", 0, Some(first), must_not_run()).await.unwrap_err();
     assert!(matches!(err, StoreError::UnknownCaller), "{err:?}");
     let first = finding("CA1", Caller::Job(424242), now(), &seen);
@@ -414,7 +420,8 @@ async fn a_first_turn_for_an_unknown_number_or_job_writes_nothing(store: Store) 
 
     // A start that fails (a flow not loaded) leaves nothing either.
     let start: StartFn = Box::new(|_| Err("no flow named gone".into()));
-    let first = Create::Find(FirstTurn { caller: Caller::Phone("+819000000001".into()), now: now(), start });
+    let first =
+        Create::Find(FirstTurn { caller: Caller::Phone(E164::parse("+819000000001").unwrap()), now: now(), start });
     let err = store.calls().turn("CA1", 0, Some(first), must_not_run()).await.unwrap_err();
     assert!(matches!(&err, StoreError::Turn(m) if m == "no flow named gone"), "{err:?}");
     assert_eq!(store.calls().get("CA1").await.unwrap(), None);
@@ -639,21 +646,33 @@ async fn two_instances_on_one_database_take_turns_on_a_call(db: support::TestDb)
 
 async fn status_callbacks_move_forward_and_never_back(store: Store) {
     let call = call_started(&store).await;
-    assert_eq!(call.status, "in-progress");
-    assert!(!store.calls().record_status("CA1", "ringing", None).await.unwrap(), "an earlier status is ignored");
-    assert!(!store.calls().record_status("CA1", "in-progress", None).await.unwrap(), "already in progress");
-    assert!(store.calls().record_status("CA1", "completed", Some(42)).await.unwrap());
+    assert_eq!(call.status.as_str(), "in-progress");
+    assert!(
+        !store.calls().record_status("CA1", CallStatus::parse("ringing").unwrap(), None).await.unwrap(),
+        "an earlier status is ignored"
+    );
+    assert!(
+        !store.calls().record_status("CA1", CallStatus::parse("in-progress").unwrap(), None).await.unwrap(),
+        "already in progress"
+    );
+    assert!(store.calls().record_status("CA1", CallStatus::parse("completed").unwrap(), Some(42)).await.unwrap());
     let done = store.calls().get("CA1").await.unwrap().unwrap();
     assert_eq!((done.status.as_str(), done.duration), ("completed", Some(42)));
 
-    assert!(!store.calls().record_status("CA1", "in-progress", Some(7)).await.unwrap(), "late in-progress");
-    assert!(!store.calls().record_status("CA1", "failed", Some(9)).await.unwrap(), "a second final status");
+    assert!(
+        !store.calls().record_status("CA1", CallStatus::parse("in-progress").unwrap(), Some(7)).await.unwrap(),
+        "late in-progress"
+    );
+    assert!(
+        !store.calls().record_status("CA1", CallStatus::parse("failed").unwrap(), Some(9)).await.unwrap(),
+        "a second final status"
+    );
     assert_eq!(store.calls().get("CA1").await.unwrap().unwrap(), done, "nothing changed");
 }
 
 async fn a_call_that_ends_before_its_flow_is_marked_incomplete(store: Store) {
     call_started(&store).await;
-    assert!(store.calls().record_status("CA1", "completed", None).await.unwrap());
+    assert!(store.calls().record_status("CA1", CallStatus::parse("completed").unwrap(), None).await.unwrap());
     let call = store.calls().get("CA1").await.unwrap().unwrap();
     assert!(call.incomplete && !call.ended);
     assert_eq!((call.status.as_str(), call.duration), ("completed", None));
@@ -662,7 +681,7 @@ async fn a_call_that_ends_before_its_flow_is_marked_incomplete(store: Store) {
 async fn a_call_whose_flow_ended_stays_complete(store: Store) {
     call_started(&store).await;
     store.calls().turn("CA1", 1, None, engine(TurnWrite { ended: true, ..write("goodbye") })).await.unwrap();
-    assert!(store.calls().record_status("CA1", "completed", Some(95)).await.unwrap());
+    assert!(store.calls().record_status("CA1", CallStatus::parse("completed").unwrap(), Some(95)).await.unwrap());
     let call = store.calls().get("CA1").await.unwrap().unwrap();
     assert!(call.ended && !call.incomplete);
     assert_eq!((call.status.as_str(), call.duration), ("completed", Some(95)));
@@ -670,10 +689,13 @@ async fn a_call_whose_flow_ended_stays_complete(store: Store) {
 
 async fn unknown_statuses_and_unknown_calls_change_nothing(store: Store) {
     let call = call_started(&store).await;
-    assert!(!store.calls().record_status("CA1", "on-hold", Some(5)).await.unwrap());
-    assert!(!store.calls().record_status("CA1", "", None).await.unwrap());
+    // A status the carrier never sends does not pass the edge; an earlier one changes nothing.
+    assert!(CallStatus::parse("on-hold").is_err() && CallStatus::parse("").is_err());
+    assert!(!store.calls().record_status("CA1", CallStatus::Queued, Some(5)).await.unwrap());
     assert_eq!(store.calls().get("CA1").await.unwrap().unwrap(), call);
-    assert!(!store.calls().record_status("CA-unknown", "completed", Some(5)).await.unwrap());
+    assert!(
+        !store.calls().record_status("CA-unknown", CallStatus::parse("completed").unwrap(), Some(5)).await.unwrap()
+    );
     assert_eq!(store.calls().get("CA-unknown").await.unwrap(), None);
 }
 

@@ -11,7 +11,8 @@ use crate::store::versions::catalogs_json;
 use crate::store::{AfterWrite, TurnStep, after_write, answer_columns, answer_value, fut, last_answers, turn_step};
 use crate::store::{Answer, CallRecord, NewCall, StoreError, TurnFn, TurnResult, TurnWrite};
 use crate::store::{Caller, Create, FirstTurn, Found, Job};
-use crate::store::{Calls, Fut, status_rank};
+use crate::store::{Calls, Fut};
+use crate::types::CallStatus;
 
 const CALL_COLUMNS: &str = "call_id, call_sid, patient_id, job_id, direction, flow, flow_version, state, seq, ended, incomplete, status, duration";
 
@@ -75,10 +76,10 @@ impl PgStore {
     pub(super) async fn record_status(
         &self,
         sid: &str,
-        status: &str,
-        rank: i32,
+        status: CallStatus,
         duration: Option<i64>,
     ) -> Result<bool, StoreError> {
+        let rank = status.rank();
         let done = sqlx::query(
             "update calls set status = $2, status_rank = $3, duration = coalesce($4, duration),
                incomplete = case when $3 = 3 and not ended then true else incomplete end, updated_at = now()
@@ -174,7 +175,7 @@ async fn insert_call(tx: &mut PgConnection, new: &NewCall) -> Result<(), StoreEr
     .bind(&new.call_sid)
     .bind(&new.patient_id)
     .bind(new.job_id)
-    .bind(&new.direction)
+    .bind(new.direction)
     .bind(&new.state.flow)
     .bind(&new.state.version)
     .bind(serde_json::to_string(&new.state)?)
@@ -291,11 +292,8 @@ impl Calls for PgStore {
         })
     }
 
-    fn record_status<'a>(&'a self, sid: &'a str, status: &'a str, duration: Option<i64>) -> Fut<'a, bool> {
-        Box::pin(async move {
-            let Some(rank) = status_rank(status) else { return Ok(false) };
-            self.record_status(sid, status, rank, duration).await
-        })
+    fn record_status<'a>(&'a self, sid: &'a str, status: CallStatus, duration: Option<i64>) -> Fut<'a, bool> {
+        Box::pin(self.record_status(sid, status, duration))
     }
 
     fn answers(&self, call_id: i64) -> Fut<'_, Vec<Answer>> {

@@ -11,7 +11,8 @@ use crate::store::versions::catalogs_json;
 use crate::store::{AfterWrite, TurnStep, after_write, answer_columns, answer_value, last_answers, turn_step};
 use crate::store::{Answer, CallRecord, NewCall, StoreError, TurnFn, TurnResult, TurnWrite};
 use crate::store::{Caller, Create, FirstTurn, Found};
-use crate::store::{Calls, Fut, status_rank};
+use crate::store::{Calls, Fut};
+use crate::types::CallStatus;
 
 const CALL_COLUMNS: &str = "call_id, call_sid, patient_id, job_id, direction, flow, flow_version, state, seq, ended, incomplete, status, duration";
 
@@ -42,10 +43,10 @@ pub(super) fn call(conn: &mut Connection, sid: &str) -> Result<Option<CallRecord
 pub(super) fn record_status(
     conn: &mut Connection,
     sid: &str,
-    status: &str,
-    rank: i32,
+    status: CallStatus,
     duration: Option<i64>,
 ) -> Result<bool, StoreError> {
+    let rank = status.rank();
     let n = conn
         .prepare_cached(&format!(
             "update calls set status = ?2, status_rank = ?3, duration = coalesce(?4, duration),
@@ -142,7 +143,7 @@ fn start_call(tx: &Connection, first: FirstTurn) -> Result<NewCall, StoreError> 
                 patient(tx, &job.patient_id)?.ok_or_else(|| StoreError::UnknownPatient(job.patient_id.clone()))?;
             (patient, Some(job))
         }
-        Caller::Phone(phone) => (patient_by_phone(tx, phone)?.ok_or(StoreError::UnknownCaller)?, None),
+        Caller::Phone(phone) => (patient_by_phone(tx, phone.as_str())?.ok_or(StoreError::UnknownCaller)?, None),
     };
     let number = valid_number(tx, patient.patient_id.as_str(), first.now)?;
     let found = Found { patient: &patient, job: job.as_ref(), number: number.as_ref() };
@@ -259,10 +260,9 @@ impl Calls for SqliteStore {
         self.read(move |c| call(c, &sid))
     }
 
-    fn record_status<'a>(&'a self, sid: &'a str, status: &'a str, duration: Option<i64>) -> Fut<'a, bool> {
-        let Some(rank) = status_rank(status) else { return Box::pin(async { Ok(false) }) };
-        let (sid, status) = (sid.to_owned(), status.to_owned());
-        self.write(move |c| record_status(c, &sid, &status, rank, duration))
+    fn record_status<'a>(&'a self, sid: &'a str, status: CallStatus, duration: Option<i64>) -> Fut<'a, bool> {
+        let sid = sid.to_owned();
+        self.write(move |c| record_status(c, &sid, status, duration))
     }
 
     fn answers(&self, call_id: i64) -> Fut<'_, Vec<Answer>> {
