@@ -325,18 +325,16 @@ impl Drop for Instance {
     }
 }
 
-/// Two `ivr serve` on one database, the carrier simulator outside both: only the instance that
-/// leads dials, the account's rate holds over the whole campaign, and when the leader is killed
-/// the other takes over and finishes the campaign.
-async fn two_instances_keep_to_the_account_rate(backend: support::Backend) {
+/// The carrier simulator on a port of its own, outside every `ivr serve` of the test (its
+/// callers answer `0412` to the birth date and every question): the simulator and its API base.
+async fn carrier_outside(speed: f64) -> (ivr::carrier::simulator::Simulator, String) {
+    use ivr::carrier::signature::AuthToken;
     use ivr::carrier::simulator::{self as sim, Simulator};
-    let Some(db) = support::TestDb::new(backend).await else { return };
-    let dir = tempfile::tempdir().unwrap();
     let carrier = Simulator::new(sim::Options {
-        auth_token: ivr::carrier::signature::AuthToken::new(TOKEN),
-        webhooks: ivr::carrier::webhook::WebhookClient::new(ivr::carrier::signature::AuthToken::new(TOKEN)),
+        auth_token: AuthToken::new(TOKEN),
+        webhooks: ivr::carrier::webhook::WebhookClient::new(AuthToken::new(TOKEN)),
         people: std::sync::Arc::new(|_| Box::pin(async { Some("0412".to_string()) })),
-        speed: 0.0,
+        speed,
         log: None,
     })
     .unwrap();
@@ -344,13 +342,17 @@ async fn two_instances_keep_to_the_account_rate(backend: support::Backend) {
     let api_base = format!("http://{}", listener.local_addr().unwrap());
     let router = carrier.router();
     tokio::spawn(async move { axum::serve(listener, router).await });
+    (carrier, api_base)
+}
 
+/// `ivr.toml` for an `ivr serve` process on `db` that dials through the carrier at
+/// `api_base` at any hour, with `scheduler` lines of the test's own (rate, slots, leases).
+fn outside_config(dir: &Path, db: &str, api_base: &str, issuer_key: &str, scheduler: &str) -> std::path::PathBuf {
     let root = env!("CARGO_MANIFEST_DIR");
-    let config = dir.path().join("ivr.toml");
-    std::fs::write(
-        &config,
-        format!(
-            r#"
+    let account = ivr::carrier::simulator::ACCOUNT_SID;
+    let config = dir.join("ivr.toml");
+    let toml = format!(
+        r#"
 [database]
 url = "{db}"
 [centre]
@@ -363,41 +365,57 @@ auth_token = "{TOKEN}"
 from = "+815000000000"
 api_base = "{api_base}"
 [issuer]
-key = "rate-test-issuer-key"
+key = "{issuer_key}"
 [scheduler]
 slots = {{ all = "00:00-23:59" }}
 quiet_hours = "none"
-calls_per_second = {RATE}
-max_concurrent_calls = 30
-retry_after = "1s"
-call_lease = "3s"
 autostart = false
+{scheduler}
 [flows]
 dir = "{root}/call-flows"
 prompts_dir = "{root}/prompts"
-"#,
-            db = db.url(),
-            account = sim::ACCOUNT_SID,
-        ),
-    )
-    .unwrap();
-    // Thirty patients who answer every question (mobile numbers ending in 1: no SMS).
+"#
+    );
+    std::fs::write(&config, toml).unwrap();
+    config
+}
+
+/// Imports `count` patients with ids `PREFIX000…` through `ivr patients import`, each on a
+/// mobile number `090-BLOCK??-???1` (ending in 1: a cooperative non-app user, no SMS).
+fn import(dir: &Path, config: &Path, prefix: &str, block: u32, count: usize) {
     let mut csv = String::from("patient_id,name,phone,birth_date\n");
-    for i in 0..30 {
-        csv.push_str(&format!("R{i:03},患者 {i},090-12{i:02}-{i:03}1,1960-04-12\n"));
+    for i in 0..count {
+        csv.push_str(&format!("{prefix}{i:03},患者 {i},090-{block}{i:02}-{i:03}1,1960-04-12\n"));
     }
-    std::fs::write(dir.path().join("patients.csv"), csv).unwrap();
-    let ivr = |args: &[&str]| {
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_ivr"))
-            .args(args)
-            .arg("--config")
-            .arg(&config)
-            .env_remove("IVR_DATABASE__URL")
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "ivr {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-    };
-    ivr(&["patients", "import", dir.path().join("patients.csv").to_str().unwrap()]);
+    let file = dir.join("patients.csv");
+    std::fs::write(&file, csv).unwrap();
+    run_ivr(config, &["patients", "import", file.to_str().unwrap()]);
+}
+
+/// Runs an `ivr` command on `config` and checks it succeeded.
+fn run_ivr(config: &Path, args: &[&str]) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ivr"))
+        .args(args)
+        .arg("--config")
+        .arg(config)
+        .env_remove("IVR_DATABASE__URL")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "ivr {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// Two `ivr serve` on one database, the carrier simulator outside both: only the instance that
+/// leads dials, the account's rate holds over the whole campaign, and when the leader is killed
+/// the other takes over and finishes the campaign.
+async fn two_instances_keep_to_the_account_rate(backend: support::Backend) {
+    let Some(db) = support::TestDb::new(backend).await else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let (carrier, api_base) = carrier_outside(0.0).await;
+    let scheduler =
+        format!("calls_per_second = {RATE}\nmax_concurrent_calls = 30\nretry_after = \"1s\"\ncall_lease = \"3s\"\n");
+    let config = outside_config(dir.path(), db.url(), &api_base, "rate-test-issuer-key", &scheduler);
+    // Thirty patients who answer every question (mobile numbers ending in 1: no SMS).
+    import(dir.path(), &config, "R", 12, 30);
 
     let log = dir.path().join("server.log");
     let mut instances = vec![Instance::start(&config, &log), Instance::start(&config, &log)];
@@ -413,7 +431,7 @@ prompts_dir = "{root}/prompts"
         assert!(Instant::now() < deadline, "no instance took the lead: {a:?} {b:?}\n{}", server_log());
         tokio::time::sleep(StdDuration::from_millis(100)).await;
     };
-    ivr(&["dial", "--now"]);
+    run_ivr(&config, &["dial", "--now"]);
 
     // The leader dials a third of the campaign, then dies.
     while carrier.calls().len() < 10 {
@@ -472,79 +490,18 @@ async fn two_instances_on_one_postgresql_keep_to_the_account_rate() {
 /// frees their slots and dials on at once, long before the 20-minute lease; no attempt is
 /// dialled twice and the campaign finishes.
 async fn a_restarted_server_frees_the_slots_of_calls_that_ended_while_it_was_down(backend: support::Backend) {
-    use ivr::carrier::simulator::{self as sim, Simulator};
     use ivr::carrier::twilio::CallStatus;
     const SLOTS: usize = 4;
     let Some(db) = support::TestDb::new(backend).await else { return };
     let dir = tempfile::tempdir().unwrap();
     // Calls last a few seconds (ringing, then one answer after another), so some are in
     // progress when the server dies.
-    let carrier = Simulator::new(sim::Options {
-        auth_token: ivr::carrier::signature::AuthToken::new(TOKEN),
-        webhooks: ivr::carrier::webhook::WebhookClient::new(ivr::carrier::signature::AuthToken::new(TOKEN)),
-        people: std::sync::Arc::new(|_| Box::pin(async { Some("0412".to_string()) })),
-        speed: 0.5,
-        log: None,
-    })
-    .unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let api_base = format!("http://{}", listener.local_addr().unwrap());
-    let router = carrier.router();
-    tokio::spawn(async move { axum::serve(listener, router).await });
-
-    let root = env!("CARGO_MANIFEST_DIR");
-    let config = dir.path().join("ivr.toml");
+    let (carrier, api_base) = carrier_outside(0.5).await;
     // The default `call_lease` (20 minutes) and `call_check_after` (1 minute).
-    std::fs::write(
-        &config,
-        format!(
-            r#"
-[database]
-url = "{db}"
-[centre]
-phone = "03-5555-0100"
-
-[carrier]
-kind = "twilio"
-account_sid = "{account}"
-auth_token = "{TOKEN}"
-from = "+815000000000"
-api_base = "{api_base}"
-[issuer]
-key = "recovery-test-issuer-key"
-[scheduler]
-slots = {{ all = "00:00-23:59" }}
-quiet_hours = "none"
-calls_per_second = {SLOTS}
-max_concurrent_calls = {SLOTS}
-retry_after = "1s"
-autostart = false
-[flows]
-dir = "{root}/call-flows"
-prompts_dir = "{root}/prompts"
-"#,
-            db = db.url(),
-            account = sim::ACCOUNT_SID,
-        ),
-    )
-    .unwrap();
+    let scheduler = format!("calls_per_second = {SLOTS}\nmax_concurrent_calls = {SLOTS}\nretry_after = \"1s\"\n");
+    let config = outside_config(dir.path(), db.url(), &api_base, "recovery-test-issuer-key", &scheduler);
     // Ten patients who answer every question (mobile numbers ending in 1: no SMS).
-    let mut csv = String::from("patient_id,name,phone,birth_date\n");
-    for i in 0..10 {
-        csv.push_str(&format!("K{i:03},患者 {i},090-13{i:02}-{i:03}1,1960-04-12\n"));
-    }
-    std::fs::write(dir.path().join("patients.csv"), csv).unwrap();
-    let ivr = |args: &[&str]| {
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_ivr"))
-            .args(args)
-            .arg("--config")
-            .arg(&config)
-            .env_remove("IVR_DATABASE__URL")
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "ivr {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-    };
-    ivr(&["patients", "import", dir.path().join("patients.csv").to_str().unwrap()]);
+    import(dir.path(), &config, "K", 13, 10);
 
     let log = dir.path().join("server.log");
     let server_log = || std::fs::read_to_string(&log).unwrap_or_default();
@@ -573,7 +530,7 @@ prompts_dir = "{root}/prompts"
         assert!(Instant::now() < deadline, "the server did not take the lead\n{}", server_log());
         tokio::time::sleep(StdDuration::from_millis(100)).await;
     }
-    ivr(&["dial", "--now"]);
+    run_ivr(&config, &["dial", "--now"]);
 
     // Every slot holds a call the carrier is playing, each with its call id recorded.
     loop {
