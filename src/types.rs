@@ -216,28 +216,28 @@ string_serde!(E164);
 // Carrier identifiers
 
 /// Twilio's resource ids: two letters and 32 lowercase hexadecimal digits.
-fn is_sid(s: &str, prefixes: &[&str]) -> bool {
+pub fn is_twilio_sid(s: &str, prefixes: &[&str]) -> bool {
     s.len() == 34
         && prefixes.iter().any(|p| s.starts_with(p))
         && s[2..].bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 /// An id as a carrier sends it, checked before it goes into a URL path, a log line or a
-/// query: 2 to 64 of A-Z, a-z, 0-9, `_` and `-`. Looser than [`CallSid`] (a carrier other
-/// than Twilio, or a test, may use other ids); nothing that passes can change a URL's path.
+/// query: 2 to 64 of A-Z, a-z, 0-9, `_` and `-` (what [`CallSid`], [`MessageSid`] and
+/// [`AccountSid`] accept); nothing that passes can change a URL's path.
 pub fn is_carrier_id(s: &str) -> bool {
     (2..=64).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
 macro_rules! sid_type {
-    ($(#[$doc:meta])* $t:ident, [$($prefix:literal),+], $expected:literal) => {
+    ($(#[$doc:meta])* $t:ident, $expected:literal) => {
         $(#[$doc])*
         #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
         pub struct $t(String);
 
         impl $t {
             pub fn parse(s: &str) -> Result<$t, Invalid> {
-                if is_sid(s, &[$($prefix),+]) { Ok($t(s.to_owned())) } else { Err(Invalid($expected)) }
+                if is_carrier_id(s) { Ok($t(s.to_owned())) } else { Err(Invalid($expected)) }
             }
             pub fn as_str(&self) -> &str {
                 &self.0
@@ -254,17 +254,19 @@ macro_rules! sid_type {
     };
 }
 
+// Twilio's ids are two letters and 32 lowercase hexadecimal digits (`is_twilio_sid`); a
+// TwiML-compatible provider may use others (UUIDs, say), so the types take any carrier id.
 sid_type!(
-    /// A call's id at the carrier (`CA` + 32 hex digits).
-    CallSid, ["CA"], "a call SID: CA and 32 hexadecimal digits"
+    /// A call's id at the carrier (Twilio: `CA` + 32 hex digits).
+    CallSid, "a call id: 2 to 64 of A-Z, a-z, 0-9, - and _"
 );
 sid_type!(
-    /// A message's id at the carrier (`SM`/`MM` + 32 hex digits).
-    MessageSid, ["SM", "MM"], "a message SID: SM or MM and 32 hexadecimal digits"
+    /// A message's id at the carrier (Twilio: `SM`/`MM` + 32 hex digits).
+    MessageSid, "a message id: 2 to 64 of A-Z, a-z, 0-9, - and _"
 );
 sid_type!(
-    /// The carrier account's id (`AC` + 32 hex digits).
-    AccountSid, ["AC"], "an account SID: AC and 32 hexadecimal digits"
+    /// The carrier account's id (Twilio: `AC` + 32 hex digits).
+    AccountSid, "an account id: 2 to 64 of A-Z, a-z, 0-9, - and _"
 );
 
 // ---------------------------------------------------------------------------------------------
@@ -597,17 +599,19 @@ mod tests {
     }
 
     #[test]
-    fn sids_have_their_prefix_and_32_hex_digits() {
+    fn carrier_ids_are_short_plain_tokens_and_twilios_have_their_prefix() {
         let call = format!("CA{}", "0123456789abcdef".repeat(2));
+        assert!(is_twilio_sid(&call, &["CA"]));
+        assert!(!is_twilio_sid(&call, &["SM", "MM"]) && !is_twilio_sid(&call.to_uppercase(), &["CA"]));
+        assert!(!is_twilio_sid(&call[..33], &["CA"]));
         assert_eq!(CallSid::parse(&call).unwrap().as_str(), call);
-        assert!(CallSid::parse(&call.replace("CA", "SM")).is_err());
-        assert!(CallSid::parse(&call.to_uppercase()).is_err());
-        assert!(CallSid::parse(&call[..33]).is_err());
-        assert!(MessageSid::parse(&call.replace("CA", "SM")).is_ok());
-        assert!(MessageSid::parse(&call.replace("CA", "MM")).is_ok());
-        assert!(AccountSid::parse(&call.replace("CA", "AC")).is_ok());
+        // A TwiML-compatible provider's UUID, and the short ids of tests.
+        assert!(CallSid::parse("0f8fad5b-d9cb-469f-a165-70867728950e").is_ok());
+        assert!(MessageSid::parse("SM1").is_ok() && AccountSid::parse(&call.replace("CA", "AC")).is_ok());
+        for bad in ["C", "AC/../x", "CA 1", "", &"x".repeat(65)] {
+            assert!(CallSid::parse(bad).is_err(), "{bad}");
+        }
         assert!(is_carrier_id(&call) && is_carrier_id("CA1") && is_carrier_id("test-call_1"));
-        assert!(!is_carrier_id("C") && !is_carrier_id("AC/../x") && !is_carrier_id("CA 1") && !is_carrier_id(""));
     }
 
     #[test]
