@@ -33,7 +33,7 @@ use super::twilio::{AnsweredBy, CallStatus};
 use super::webhook::WebhookClient;
 use crate::carrier::signature::AuthToken;
 use crate::telemetry::mask_phone;
-use crate::types::E164;
+use crate::types::{CallSid, E164};
 
 /// The account the simulator serves: `AC` and 32 zeros.
 pub const ACCOUNT_SID: &str = "AC00000000000000000000000000000000";
@@ -68,7 +68,7 @@ pub struct Options {
 /// how much was heard.
 #[derive(Clone)]
 pub struct SimulatedCall {
-    pub sid: String,
+    pub sid: CallSid,
     pub from: String,
     pub to: String,
     /// The webhook asked for when the call is answered.

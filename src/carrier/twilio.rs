@@ -51,7 +51,7 @@ pub use resources::{
 pub use retry::RetryPolicy;
 
 use crate::telemetry::mask_phone;
-use crate::types::is_carrier_id;
+use crate::types::{CallSid, is_carrier_id};
 use retry::Replay;
 
 /// Twilio's production API.
@@ -164,10 +164,7 @@ impl TwilioClient {
     /// Reads a call: `GET /2010-04-01/Accounts/{AccountSid}/Calls/{sid}.json`, to learn how a
     /// call ended when its status callback was missed (after a restart, say). A read, so it is
     /// retried on any retryable failure.
-    pub async fn fetch_call(&self, sid: &str) -> Result<CallResource, TwilioError> {
-        if !is_carrier_id(sid) {
-            return Err(TwilioError::Config(format!("'{sid}' is not a call SID")));
-        }
+    pub async fn fetch_call(&self, sid: &CallSid) -> Result<CallResource, TwilioError> {
         let url = self.url(&format!("Calls/{sid}.json"));
         retry::run(self.retry, "fetch_call", Replay::Idempotent, || self.send(self.http.get(&url))).await
     }

@@ -26,7 +26,7 @@ use crate::issuer::is_sealed;
 use crate::store::{NewCall, SendResult, StoreError, StoredFlow};
 use crate::telemetry::mask_phone;
 use crate::twiml;
-use crate::types::{CallStatus, is_carrier_id};
+use crate::types::{CallSid, CallStatus, is_carrier_id};
 
 /// The carrier's routes, each behind the signature check. The check wraps the handlers only, so
 /// a method a route does not take gets its `405` with `Allow: POST`.
@@ -76,7 +76,10 @@ async fn voice(
     async move {
         if let (Some(job), Some(attempt)) = (q.job, q.attempt) {
             let lease = app.campaign.clock.now() + app.campaign.policy.call_lease;
-            let noted = app.store.campaign().attempt_dialed(job, attempt, &sid).await;
+            let noted = match CallSid::parse(&sid) {
+                Ok(call) => app.store.campaign().attempt_dialed(job, attempt, &call).await,
+                Err(_) => Err(StoreError::UnknownCall(sid.clone())),
+            };
             let noted = match noted {
                 Ok(()) => {
                     app.store
@@ -201,13 +204,16 @@ pub struct StatusQuery {
 /// placed, the final status ends its attempt and moves the job on (done, retry, unreachable).
 async fn status(State(app): State<AppState>, Query(q): Query<StatusQuery>, form: TwilioParams) -> Response {
     let (sid, status) = match (form.require("CallSid"), form.require("CallStatus")) {
-        (Ok(s), Ok(st)) => (s.to_string(), st.to_string()),
+        (Ok(s), Ok(st)) => match CallSid::parse(s) {
+            Ok(sid) => (sid, st.to_string()),
+            Err(_) => return Error::invalid("CallSid", "CallSid is not a call id").into_response(),
+        },
         (Err(e), _) | (_, Err(e)) => return e.into_response(),
     };
     let duration = form.get("CallDuration").and_then(|d| d.parse::<i64>().ok());
     let answered_by = form.get("AnsweredBy").filter(|a| !a.is_empty());
     let recorded = async {
-        let changed = app.store.calls().record_status(&sid, &status, duration).await?;
+        let changed = app.store.calls().record_status(sid.as_str(), &status, duration).await?;
         if let (Some(job), Some(attempt)) = (q.job, q.attempt) {
             let now = app.campaign.clock.now();
             app.store.campaign().attempt_dialed(job, attempt, &sid).await?;

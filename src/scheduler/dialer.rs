@@ -32,6 +32,7 @@ use crate::scheduler::DialPolicy;
 use crate::scheduler::hours::CallingHours;
 use crate::store::{DialerLock, DueJob, JobNext, Store, StoreError};
 use crate::telemetry::mask_phone;
+use crate::types::CallSid;
 
 /// The rules the dialer and the status webhook share: what follows an attempt.
 pub struct Campaign {
@@ -89,13 +90,13 @@ impl Campaign {
         &self,
         store: &Store,
         (job_id, attempt): (i64, i32),
-        call_sid: Option<&str>,
+        call_sid: Option<&CallSid>,
         status: &str,
         answered_by: Option<&str>,
         now: DateTime<Utc>,
     ) -> Result<Option<&'static str>, StoreError> {
         let flow_done = match call_sid {
-            Some(sid) => store.calls().get(sid).await?.map(|c| c.ended),
+            Some(sid) => store.calls().get(sid.as_str()).await?.map(|c| c.ended),
             None => None,
         };
         // The voice webhook recorded who answered if the callback does not say.
@@ -343,7 +344,7 @@ impl Dialer {
         }
         // Claimed at a time still ahead of this dialer's clock: no call of ours yet, nothing to ask.
         for stale in stale.into_iter().filter(|s| s.started_at <= now) {
-            let Some(sid) = stale.call_sid.as_deref() else {
+            let Some(sid) = stale.call_sid.as_ref() else {
                 if stale.started_at + policy.call_lease > now {
                     continue;
                 }

@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 use ivr::carrier::twilio::{
     CallRequest, MachineDetection, MessageRequest, RetryPolicy, Sender, TwilioClient, TwilioError,
 };
+use ivr::types::CallSid;
 
 const ACCOUNT: &str = "AC0123456789abcdef0123456789abcdef";
 const PATIENT: &str = "+819012345678";
@@ -121,7 +122,7 @@ async fn requests_match_twilios_openapi_description() {
     call.machine_detection = Some(MachineDetection::DetectMessageEnd);
     call.async_amd_status_callback = Some("https://ivr.example.jp/twilio/amd".into());
     let created = prism.expect("create_call", twilio.create_call(&call).await);
-    assert!(created.sid.starts_with("CA") && created.sid.len() == 34, "{created:?}");
+    assert!(created.sid.as_str().starts_with("CA") && created.sid.as_str().len() == 34, "{created:?}");
     let fetched = prism.expect("fetch_call", twilio.fetch_call(&created.sid).await);
     assert_eq!(fetched.sid, created.sid);
 
@@ -143,7 +144,7 @@ async fn requests_match_twilios_openapi_description() {
     let e = twilio.send_message(&bad_service).await.unwrap_err();
     assert_eq!(e.status(), Some(422), "{e}");
     assert!(!e.is_retryable());
-    assert_eq!(twilio.fetch_call("CA123").await.unwrap_err().status(), Some(422));
+    assert_eq!(twilio.fetch_call(&CallSid::parse("CA123").unwrap()).await.unwrap_err().status(), Some(422));
 
     // Prism does check: no `To`, or no credentials, is refused.
     let http = reqwest::Client::new();

@@ -170,6 +170,10 @@ async fn bad_requests_are_refused_cleanly() {
     let (s, body) = app.post("/twilio/status?job=x", &[("CallSid", "CA1"), ("CallStatus", "completed")]).await;
     assert_eq!(s, 400);
     assert!(body.contains(r#""field":"job""#), "{body}");
+    // A call id that is not one (it could not be a carrier's): refused, naming the field.
+    let (s, body) = app.post("/twilio/status", &[("CallSid", "CA/../1"), ("CallStatus", "completed")]).await;
+    assert_eq!(s, 400);
+    assert!(body.contains(r#""error":"invalid_field","field":"CallSid""#), "{body}");
     // On a voice route the phone still gets TwiML: an apology, and the call ends.
     for (path, form) in [
         ("/twilio/voice", vec![("From", MOBILE)]),

@@ -279,7 +279,7 @@ async fn create_message(
     }
     let persona = sim.persona(&to);
     let sms = SimulatedSms {
-        sid: format!("SM{}", &new_call_sid()[2..]),
+        sid: format!("SM{}", &new_call_sid().as_str()[2..]),
         to,
         from,
         body: text.to_string(),

@@ -280,8 +280,8 @@ impl AnsweredBy {
 /// A Call resource, as created or fetched.
 #[derive(Debug, Clone, Deserialize)]
 pub struct CallResource {
-    /// `CA…`.
-    pub sid: String,
+    /// `CA…` at Twilio.
+    pub sid: crate::types::CallSid,
     /// Where the call is; `None` for a status this client does not know yet.
     #[serde(deserialize_with = "lenient_status")]
     pub status: Option<CallStatus>,
