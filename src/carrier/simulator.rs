@@ -33,7 +33,7 @@ use super::twilio::{AnsweredBy, CallStatus};
 use super::webhook::WebhookClient;
 use crate::carrier::signature::AuthToken;
 use crate::telemetry::mask_phone;
-use crate::types::{CallSid, E164};
+use crate::types::{CallSid, E164, MessageSid};
 
 /// The account the simulator serves: `AC` and 32 zeros.
 pub const ACCOUNT_SID: &str = "AC00000000000000000000000000000000";
@@ -95,7 +95,7 @@ pub struct SimulatedCall {
 /// shows its length and the number masked).
 #[derive(Clone, PartialEq, Eq)]
 pub struct SimulatedSms {
-    pub sid: String,
+    pub sid: MessageSid,
     pub to: String,
     pub from: String,
     pub body: String,

@@ -26,7 +26,7 @@ use crate::issuer::is_sealed;
 use crate::store::{NewCall, SendResult, StoreError, StoredFlow};
 use crate::telemetry::mask_phone;
 use crate::twiml;
-use crate::types::{CallSid, CallStatus, is_carrier_id};
+use crate::types::{CallSid, CallStatus, MessageSid, is_carrier_id};
 
 /// The carrier's routes, each behind the signature check. The check wraps the handlers only, so
 /// a method a route does not take gets its `405` with `Allow: POST`.
@@ -255,7 +255,10 @@ pub struct MessageQuery {
 /// on the next call; others (30007 filtered, 21610 unsubscribed…) are final and alert the centre.
 async fn message_status(State(app): State<AppState>, Query(q): Query<MessageQuery>, form: TwilioParams) -> Response {
     let (sid, status) = match (form.require("MessageSid"), form.require("MessageStatus")) {
-        (Ok(s), Ok(st)) => (s.to_string(), st.to_lowercase()),
+        (Ok(s), Ok(st)) => match MessageSid::parse(s) {
+            Ok(sid) => (sid, st.to_lowercase()),
+            Err(_) => return Error::invalid("MessageSid", "MessageSid is not a message id").into_response(),
+        },
         (Err(e), _) | (_, Err(e)) => return e.into_response(),
     };
     let code = form.get("ErrorCode").filter(|c| !c.is_empty()).map(str::to_string);
@@ -265,14 +268,14 @@ async fn message_status(State(app): State<AppState>, Query(q): Query<MessageQuer
     }
     let now = Utc::now();
     let result = async {
-        let known = app.store.outbox().status(&sid, &status, code.as_deref()).await?;
+        let known = app.store.outbox().status(sid.as_str(), &status, code.as_deref()).await?;
         let Some(id) = q.msg else { return Ok::<_, StoreError>(known) };
         if !known {
             // The callback came before the send was recorded (or the sender died): it proves
             // the message was accepted, so it is never sent again.
-            let sent = SendResult::Sent { provider_id: sid.clone(), status: status.clone() };
+            let sent = SendResult::Sent { provider_id: sid.to_string(), status: status.clone() };
             app.store.outbox().finish(id, &sent, now).await?;
-            app.store.outbox().status(&sid, &status, code.as_deref()).await?;
+            app.store.outbox().status(sid.as_str(), &status, code.as_deref()).await?;
         }
         if matches!(status.as_str(), "failed" | "undelivered") {
             let error = format!("{status} {}", code.as_deref().unwrap_or(""));

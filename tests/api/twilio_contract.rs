@@ -134,7 +134,7 @@ async fn requests_match_twilios_openapi_description() {
         status_callback: Some("https://ivr.example.jp/twilio/sms-status?id=42".into()),
     };
     let sent = prism.expect("send_message", twilio.send_message(&sms).await);
-    assert!(sent.sid.starts_with("SM") || sent.sid.starts_with("MM"), "{sent:?}");
+    assert!(sent.sid.as_str().starts_with("SM") || sent.sid.as_str().starts_with("MM"), "{sent:?}");
     let service =
         MessageRequest { sender: Sender::MessagingService("MG0123456789abcdef0123456789abcdef".into()), ..sms.clone() };
     prism.expect("send_message via a service", twilio.send_message(&service).await);

@@ -174,6 +174,9 @@ async fn bad_requests_are_refused_cleanly() {
     let (s, body) = app.post("/twilio/status", &[("CallSid", "CA/../1"), ("CallStatus", "completed")]).await;
     assert_eq!(s, 400);
     assert!(body.contains(r#""error":"invalid_field","field":"CallSid""#), "{body}");
+    let (s, body) = app.post("/twilio/message-status", &[("MessageSid", "SM 1"), ("MessageStatus", "sent")]).await;
+    assert_eq!(s, 400);
+    assert!(body.contains(r#""error":"invalid_field","field":"MessageSid""#), "{body}");
     // On a voice route the phone still gets TwiML: an apology, and the call ends.
     for (path, form) in [
         ("/twilio/voice", vec![("From", MOBILE)]),

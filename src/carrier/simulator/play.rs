@@ -212,12 +212,12 @@ pub(super) async fn deliver(sim: Simulator, sms: SimulatedSms, status_callback: 
     let last = if persona == Persona::UndeliverableSms { "undelivered" } else { "delivered" };
     for status in ["sent", last] {
         tokio::time::sleep(DELIVERY_FLOOR + sim.pause(0.5, 2.0)).await;
-        sim.update_message(&sms.sid, status);
+        sim.update_message(sms.sid.as_str(), status);
         let Some(url) = &status_callback else { continue };
         let mut params: Vec<(String, String)> = [
             ("AccountSid", super::ACCOUNT_SID),
-            ("MessageSid", &sms.sid),
-            ("SmsSid", &sms.sid),
+            ("MessageSid", sms.sid.as_str()),
+            ("SmsSid", sms.sid.as_str()),
             ("From", &sms.from),
             ("To", &sms.to),
             ("MessageStatus", status),
