@@ -33,10 +33,15 @@ use super::twilio::{AnsweredBy, CallStatus};
 use super::webhook::WebhookClient;
 use crate::carrier::signature::AuthToken;
 use crate::telemetry::mask_phone;
-use crate::types::{CallSid, E164, MessageSid};
+use crate::types::{AccountSid, CallSid, E164, MessageSid};
 
 /// The account the simulator serves: `AC` and 32 zeros.
 pub const ACCOUNT_SID: &str = "AC00000000000000000000000000000000";
+
+/// [`ACCOUNT_SID`], typed.
+pub fn account_sid() -> AccountSid {
+    AccountSid::parse(ACCOUNT_SID).expect("AC and 32 hex digits is an account id")
+}
 
 /// Birth month-day a patient unknown to [`People`] gives.
 pub const DEFAULT_BIRTH_MD: &str = "0101";

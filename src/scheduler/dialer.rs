@@ -466,7 +466,7 @@ mod tests {
         let api_base = format!("http://{}", listener.local_addr().unwrap());
         let router = carrier.router();
         tokio::spawn(async move { axum::serve(listener, router).await });
-        let client = TwilioClient::new(&api_base, sim::ACCOUNT_SID, TOKEN.to_string()).unwrap();
+        let client = TwilioClient::new(&api_base, &sim::account_sid(), TOKEN.to_string()).unwrap();
 
         // Where the webhooks go: a peer that takes them and tells nobody, as if they were lost.
         let void = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

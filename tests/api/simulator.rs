@@ -19,7 +19,6 @@ use crate::common::app::{TestApp, settings, spawn_app_with, sqlite_url};
 use crate::common::patients::{PatientBuilder, patient};
 
 const TOKEN: &str = "simulator-test-token-0123456789ab";
-const ACCOUNT: &str = ivr::carrier::simulator::ACCOUNT_SID;
 const OURS: &str = "+815000000000";
 
 struct App {
@@ -44,7 +43,9 @@ async fn spawn_with(change: impl FnOnce(&mut Settings)) -> App {
     let app = spawn_app_with(s, dir).await;
     let base = app.addr.clone();
     let sim = app.state.simulator.clone().expect("the simulator is the carrier");
-    let twilio = TwilioClient::new(&format!("{base}/simulator"), ACCOUNT, TOKEN.to_string()).unwrap();
+    let twilio =
+        TwilioClient::new(&format!("{base}/simulator"), &ivr::carrier::simulator::account_sid(), TOKEN.to_string())
+            .unwrap();
     App { store: app.store.clone(), _app: app, base, sim, twilio }
 }
 
@@ -317,7 +318,12 @@ async fn refusals_come_back_as_twilio_errors_our_client_reads() {
     assert!(err.is_not_a_mobile_number(), "{err}");
     assert!(!err.to_string().contains("312345678"), "numbers masked: {err}");
 
-    let wrong = TwilioClient::new(&format!("{}/simulator", app.base), ACCOUNT, "not-the-token".to_string()).unwrap();
+    let wrong = TwilioClient::new(
+        &format!("{}/simulator", app.base),
+        &ivr::carrier::simulator::account_sid(),
+        "not-the-token".to_string(),
+    )
+    .unwrap();
     let err = wrong.send_message(&sms(&mobile(0))).await.unwrap_err();
     assert_eq!((err.status(), err.code()), (Some(401), Some(20003)));
     let err = app.twilio.fetch_call(&CallSid::parse("CA00000000000000000000000000000404").unwrap()).await.unwrap_err();

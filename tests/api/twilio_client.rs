@@ -13,7 +13,7 @@ use ivr::carrier::twilio::{
     AnsweredBy, CallRequest, CallStatus, MachineDetection, MessageRequest, MessageStatus, RetryPolicy, Sender,
     TwilioClient, TwilioError,
 };
-use ivr::types::CallSid;
+use ivr::types::{AccountSid, CallSid};
 use serde_json::json;
 
 const ACCOUNT: &str = "AC0123456789abcdef0123456789abcdef";
@@ -103,7 +103,10 @@ async fn fake_twilio(answers: Vec<Answer>) -> (TwilioClient, Arc<Mutex<Vec<Seen>
 fn client(base: &str) -> TwilioClient {
     let policy =
         RetryPolicy { max_attempts: 3, base_delay: Duration::from_millis(10), max_delay: Duration::from_millis(100) };
-    TwilioClient::new(base, ACCOUNT, TOKEN).unwrap().with_retry(policy).with_timeout(Duration::from_secs(1))
+    TwilioClient::new(base, &AccountSid::parse(ACCOUNT).unwrap(), TOKEN)
+        .unwrap()
+        .with_retry(policy)
+        .with_timeout(Duration::from_secs(1))
 }
 
 fn pairs(expected: &[(&str, &str)]) -> Vec<(String, String)> {

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use ivr::carrier::twilio::{
     CallRequest, MachineDetection, MessageRequest, RetryPolicy, Sender, TwilioClient, TwilioError,
 };
-use ivr::types::CallSid;
+use ivr::types::{AccountSid, CallSid};
 
 const ACCOUNT: &str = "AC0123456789abcdef0123456789abcdef";
 const PATIENT: &str = "+819012345678";
@@ -112,8 +112,9 @@ async fn requests_match_twilios_openapi_description() {
     let ready = started.elapsed();
     // Any refusal must surface at once: Prism's 422s are not retryable anyway, but a 5xx from a
     // broken mock should fail the test rather than be retried.
-    let twilio =
-        TwilioClient::new(&prism.base, ACCOUNT, "contract-test-token").unwrap().with_retry(RetryPolicy::never());
+    let twilio = TwilioClient::new(&prism.base, &AccountSid::parse(ACCOUNT).unwrap(), "contract-test-token")
+        .unwrap()
+        .with_retry(RetryPolicy::never());
 
     // A call with every option we use, events as a repeated name.
     let mut call = CallRequest::new(PATIENT, OURS, "https://ivr.example.jp/twilio/voice?attempt=7")
