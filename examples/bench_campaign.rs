@@ -30,7 +30,7 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 use clap::Parser;
 use governor::{Quota, RateLimiter};
-use ivr::carrier::simulator::ACCOUNT_SID;
+use ivr::carrier::simulator::account_sid;
 use ivr::carrier::twilio::{CallRequest, MachineDetection, TwilioClient};
 
 const TOKEN: &str = "bench-campaign-auth-token-0123456789";
@@ -515,7 +515,7 @@ struct Floor {
 
 /// The same number of calls placed straight through the simulator's API at the same rate.
 async fn floor(args: &Args, dir: &Path) -> Result<Floor> {
-    let client = TwilioClient::new(&format!("http://127.0.0.1:{}/simulator", args.port), ACCOUNT_SID, TOKEN)?;
+    let client = TwilioClient::new(&format!("http://127.0.0.1:{}/simulator", args.port), &account_sid(), TOKEN)?;
     let limiter = Arc::new(RateLimiter::direct(
         Quota::per_second(std::num::NonZeroU32::new(args.calls_per_second.round().max(1.0) as u32).expect("positive"))
             .allow_burst(std::num::NonZeroU32::MIN),

@@ -412,7 +412,15 @@ impl Settings {
             }
         }
         b = b.add_source(config::Environment::with_prefix("IVR").prefix_separator("_").separator("__").source(env));
-        let s: Settings = b.build()?.try_deserialize()?;
+        let built = b.build()?;
+        // Checked here, where the key can be named; the field's own parse would not say which.
+        if let Ok(sid) = built.get_string("carrier.account_sid") {
+            if let Err(e) = crate::types::AccountSid::parse(&sid) {
+                let message = format!("'{sid}' is not {}", e.expected());
+                return Err(ConfigError::Invalid { key: "carrier.account_sid", message });
+            }
+        }
+        let s: Settings = built.try_deserialize()?;
         s.validate()?;
         Ok(s)
     }
@@ -926,5 +934,16 @@ mod tests {
         let s = load("[centre]\nphone = \"03-5321-0000\"\n", &twilio).unwrap();
         assert_eq!(s.centre.phone, "03-5321-0000");
         assert_eq!(invalid_key("", &[("IVR_CENTRE__PHONE", "call us")]).0, "centre.phone");
+    }
+
+    #[test]
+    fn an_account_sid_that_is_not_a_carrier_id_is_refused_by_name() {
+        let (key, message) = invalid_key("[carrier]\naccount_sid = \"AC 123/x\"\n", &[]);
+        assert_eq!(key, "carrier.account_sid");
+        assert!(message.contains("an account id"), "{message}");
+        assert_eq!(invalid_key("", &[("IVR_CARRIER__ACCOUNT_SID", "A")]).0, "carrier.account_sid");
+        let sid = "0f8fad5b-d9cb-469f-a165-70867728950e";
+        let s = load(&format!("[carrier]\naccount_sid = \"{sid}\"\n"), &[]).unwrap();
+        assert_eq!(s.carrier.account_sid.unwrap(), sid);
     }
 }

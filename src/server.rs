@@ -119,7 +119,7 @@ impl Server {
         // The simulator serves Twilio's API on this very server: SMS (and calls) go through the
         // same client, over HTTP, as with Twilio.
         let carrier = match &simulator {
-            Some(_) => TwilioClient::new(&format!("http://{addr}/simulator"), sim::ACCOUNT_SID, token_text),
+            Some(_) => TwilioClient::new(&format!("http://{addr}/simulator"), &sim::account_sid(), token_text),
             None => TwilioClient::from_settings(&settings.carrier),
         }
         .map_err(|e| ServeError::Carrier(e.to_string()))?;

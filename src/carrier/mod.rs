@@ -13,7 +13,8 @@ use secrecy::SecretString;
 pub struct CarrierSettings {
     /// `twilio` or `simulator` (the default without Twilio credentials).
     pub kind: Option<String>,
-    pub account_sid: Option<String>,
+    /// Checked when the settings load (an error names `carrier.account_sid`).
+    pub account_sid: Option<crate::types::AccountSid>,
     /// Signs webhooks. Without one, `ivr serve` makes a random token for its built-in simulator.
     pub auth_token: Option<SecretString>,
     /// The caller id for outbound calls and SMS, E.164.

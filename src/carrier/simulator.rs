@@ -33,10 +33,15 @@ use super::twilio::{AnsweredBy, CallStatus};
 use super::webhook::WebhookClient;
 use crate::carrier::signature::AuthToken;
 use crate::telemetry::mask_phone;
-use crate::types::E164;
+use crate::types::{AccountSid, CallSid, E164, MessageSid};
 
 /// The account the simulator serves: `AC` and 32 zeros.
 pub const ACCOUNT_SID: &str = "AC00000000000000000000000000000000";
+
+/// [`ACCOUNT_SID`], typed.
+pub fn account_sid() -> AccountSid {
+    AccountSid::parse(ACCOUNT_SID).expect("AC and 32 hex digits is an account id")
+}
 
 /// Birth month-day a patient unknown to [`People`] gives.
 pub const DEFAULT_BIRTH_MD: &str = "0101";
@@ -68,7 +73,7 @@ pub struct Options {
 /// how much was heard.
 #[derive(Clone)]
 pub struct SimulatedCall {
-    pub sid: String,
+    pub sid: CallSid,
     pub from: String,
     pub to: String,
     /// The webhook asked for when the call is answered.
@@ -95,7 +100,7 @@ pub struct SimulatedCall {
 /// shows its length and the number masked).
 #[derive(Clone, PartialEq, Eq)]
 pub struct SimulatedSms {
-    pub sid: String,
+    pub sid: MessageSid,
     pub to: String,
     pub from: String,
     pub body: String,

@@ -51,7 +51,7 @@ pub use resources::{
 pub use retry::RetryPolicy;
 
 use crate::telemetry::mask_phone;
-use crate::types::is_carrier_id;
+use crate::types::{AccountSid, CallSid};
 use retry::Replay;
 
 /// Twilio's production API.
@@ -68,7 +68,7 @@ const DEFAULT_TIMEOUT: Duration = Duration::from_secs(15);
 pub struct TwilioClient {
     http: reqwest::Client,
     api_base: String,
-    account_sid: String,
+    account_sid: AccountSid,
     auth_token: SecretString,
     timeout: Duration,
     retry: RetryPolicy,
@@ -78,13 +78,14 @@ impl TwilioClient {
     /// A client for `account_sid` (`AC…`) authenticating with its auth token (HTTP basic auth),
     /// talking to `api_base` ([`DEFAULT_API_BASE`], or a test server), with the default
     /// [`RetryPolicy`] and a 15 s timeout.
-    pub fn new(api_base: &str, account_sid: &str, auth_token: impl Into<SecretString>) -> Result<Self, TwilioError> {
+    pub fn new(
+        api_base: &str,
+        account_sid: &AccountSid,
+        auth_token: impl Into<SecretString>,
+    ) -> Result<Self, TwilioError> {
         let base = url::Url::parse(api_base).map_err(|e| TwilioError::Config(format!("api_base '{api_base}': {e}")))?;
         if !matches!(base.scheme(), "http" | "https") {
             return Err(TwilioError::Config(format!("api_base '{api_base}' is not an http(s) URL")));
-        }
-        if !is_carrier_id(account_sid) {
-            return Err(TwilioError::Config(format!("'{account_sid}' is not an account SID")));
         }
         let http = reqwest::Client::builder()
             .connect_timeout(CONNECT_TIMEOUT)
@@ -93,7 +94,7 @@ impl TwilioClient {
         Ok(TwilioClient {
             http,
             api_base: api_base.trim_end_matches('/').to_string(),
-            account_sid: account_sid.to_string(),
+            account_sid: account_sid.clone(),
             auth_token: auth_token.into(),
             timeout: DEFAULT_TIMEOUT,
             retry: RetryPolicy::default(),
@@ -103,7 +104,7 @@ impl TwilioClient {
     /// The client for the `[carrier]` settings; an error names the missing setting.
     pub fn from_settings(carrier: &super::CarrierSettings) -> Result<Self, TwilioError> {
         let missing = |key| TwilioError::Config(format!("carrier.{key} is not set"));
-        let sid = carrier.account_sid.as_deref().ok_or_else(|| missing("account_sid"))?;
+        let sid = carrier.account_sid.as_ref().ok_or_else(|| missing("account_sid"))?;
         let token = carrier.auth_token.clone().ok_or_else(|| missing("auth_token"))?;
         TwilioClient::new(&carrier.api_base, sid, token)
     }
@@ -127,7 +128,7 @@ impl TwilioClient {
     }
 
     /// The account this client acts for.
-    pub fn account_sid(&self) -> &str {
+    pub fn account_sid(&self) -> &AccountSid {
         &self.account_sid
     }
 
@@ -164,10 +165,7 @@ impl TwilioClient {
     /// Reads a call: `GET /2010-04-01/Accounts/{AccountSid}/Calls/{sid}.json`, to learn how a
     /// call ended when its status callback was missed (after a restart, say). A read, so it is
     /// retried on any retryable failure.
-    pub async fn fetch_call(&self, sid: &str) -> Result<CallResource, TwilioError> {
-        if !is_carrier_id(sid) {
-            return Err(TwilioError::Config(format!("'{sid}' is not a call SID")));
-        }
+    pub async fn fetch_call(&self, sid: &CallSid) -> Result<CallResource, TwilioError> {
         let url = self.url(&format!("Calls/{sid}.json"));
         retry::run(self.retry, "fetch_call", Replay::Idempotent, || self.send(self.http.get(&url))).await
     }
@@ -232,16 +230,16 @@ mod tests {
         };
         let e = TwilioClient::from_settings(&carrier).unwrap_err();
         assert!(e.to_string().contains("carrier.account_sid"), "{e}");
-        carrier.account_sid = Some(ACCOUNT.into());
+        carrier.account_sid = Some(AccountSid::parse(ACCOUNT).unwrap());
         carrier.auth_token = Some(TOKEN.into());
         assert_eq!(TwilioClient::from_settings(&carrier).unwrap().account_sid(), ACCOUNT);
     }
 
     #[test]
     fn the_client_never_shows_its_auth_token() {
-        let twilio = TwilioClient::new("https://api.twilio.com", ACCOUNT, TOKEN).unwrap();
+        let account = AccountSid::parse(ACCOUNT).unwrap();
+        let twilio = TwilioClient::new("https://api.twilio.com", &account, TOKEN).unwrap();
         assert!(!format!("{twilio:?}").contains(TOKEN));
-        assert!(TwilioClient::new("ftp://api.twilio.com", ACCOUNT, TOKEN).is_err());
-        assert!(TwilioClient::new("https://api.twilio.com", "AC/../x", TOKEN).is_err());
+        assert!(TwilioClient::new("ftp://api.twilio.com", &account, TOKEN).is_err());
     }
 }

@@ -7,6 +7,7 @@ use std::time::Duration;
 use crate::carrier::signature::{self, AuthToken, SIGNATURE_HEADER};
 use crate::twiml;
 use crate::twiml::phone::{self, Heard, Next};
+use crate::types::CallSid;
 
 #[derive(Debug, thiserror::Error)]
 pub enum WebhookError {
@@ -70,7 +71,7 @@ impl WebhookClient {
 /// Who is calling whom.
 #[derive(Debug, Clone)]
 pub struct CallInfo {
-    pub call_sid: String,
+    pub call_sid: CallSid,
     pub from: String,
     pub to: String,
     /// `inbound` or `outbound-api`.
@@ -82,7 +83,7 @@ impl CallInfo {
     pub fn params(&self) -> Vec<(String, String)> {
         vec![
             ("AccountSid".into(), "AC00000000000000000000000000000000".into()),
-            ("CallSid".into(), self.call_sid.clone()),
+            ("CallSid".into(), self.call_sid.to_string()),
             ("From".into(), self.from.clone()),
             ("To".into(), self.to.clone()),
             ("Direction".into(), self.direction.clone()),
@@ -102,10 +103,10 @@ pub enum Ending {
 }
 
 /// A new call id in Twilio's shape: `CA` and 32 hex digits.
-pub fn new_call_sid() -> String {
+pub fn new_call_sid() -> CallSid {
     use rand::Rng;
     let bytes: [u8; 16] = rand::rng().random();
-    format!("CA{}", hex::encode(bytes))
+    CallSid::parse(&format!("CA{}", hex::encode(bytes))).expect("CA and 32 hex digits is a call id")
 }
 
 /// Someone on the line: hears each document the server answers and decides what to press.

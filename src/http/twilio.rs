@@ -27,7 +27,7 @@ use crate::issuer::is_sealed;
 use crate::store::{self, Create, SendResult, StoreError, TurnResult};
 use crate::telemetry::mask_phone;
 use crate::twiml;
-use crate::types::{CallSid, CallStatus, Digits, E164, is_carrier_id};
+use crate::types::{CallSid, CallStatus, Digits, E164, MessageSid, is_carrier_id};
 
 /// The carrier's routes, each behind the signature check. The check wraps the handlers only, so
 /// a method a route does not take gets its `405` with `Allow: POST`.
@@ -81,7 +81,7 @@ async fn voice(
             // idempotent (a replay repeats them harmlessly), and a failure to note them must
             // not stop the call.
             let lease = app.campaign.clock.now() + app.campaign.policy.call_lease;
-            let noted = app.store.campaign().attempt_dialed(job, attempt, sid.as_str()).await;
+            let noted = app.store.campaign().attempt_dialed(job, attempt, &sid).await;
             let noted = match noted {
                 Ok(()) => {
                     app.store
@@ -194,10 +194,10 @@ async fn status(State(app): State<AppState>, Query(q): Query<StatusQuery>, form:
         let changed = app.store.calls().record_status(sid.as_str(), status, duration).await?;
         if let (Some(job), Some(attempt)) = (q.job, q.attempt) {
             let now = app.campaign.clock.now();
-            app.store.campaign().attempt_dialed(job, attempt, sid.as_str()).await?;
+            app.store.campaign().attempt_dialed(job, attempt, &sid).await?;
             if status.is_final() {
                 app.campaign
-                    .call_ended(&app.store, (job, attempt), Some(sid.as_str()), status.as_str(), answered_by, now)
+                    .call_ended(&app.store, (job, attempt), Some(&sid), status.as_str(), answered_by, now)
                     .await?;
                 app.dialer_wake.notify_one();
             } else {
@@ -235,7 +235,10 @@ pub struct MessageQuery {
 /// on the next call; others (30007 filtered, 21610 unsubscribed…) are final and alert the centre.
 async fn message_status(State(app): State<AppState>, Query(q): Query<MessageQuery>, form: TwilioParams) -> Response {
     let (sid, status) = match (form.require("MessageSid"), form.require("MessageStatus")) {
-        (Ok(s), Ok(st)) => (s.to_string(), st.to_lowercase()),
+        (Ok(s), Ok(st)) => match MessageSid::parse(s) {
+            Ok(sid) => (sid, st.to_lowercase()),
+            Err(_) => return Error::invalid("MessageSid", "MessageSid is not a message id").into_response(),
+        },
         (Err(e), _) | (_, Err(e)) => return e.into_response(),
     };
     let code = form.get("ErrorCode").filter(|c| !c.is_empty()).map(str::to_string);
@@ -245,14 +248,14 @@ async fn message_status(State(app): State<AppState>, Query(q): Query<MessageQuer
     }
     let now = Utc::now();
     let result = async {
-        let known = app.store.outbox().status(&sid, &status, code.as_deref()).await?;
+        let known = app.store.outbox().status(sid.as_str(), &status, code.as_deref()).await?;
         let Some(id) = q.msg else { return Ok::<_, StoreError>(known) };
         if !known {
             // The callback came before the send was recorded (or the sender died): it proves
             // the message was accepted, so it is never sent again.
-            let sent = SendResult::Sent { provider_id: sid.clone(), status: status.clone() };
+            let sent = SendResult::Sent { provider_id: sid.to_string(), status: status.clone() };
             app.store.outbox().finish(id, &sent, now).await?;
-            app.store.outbox().status(&sid, &status, code.as_deref()).await?;
+            app.store.outbox().status(sid.as_str(), &status, code.as_deref()).await?;
         }
         if matches!(status.as_str(), "failed" | "undelivered") {
             let error = format!("{status} {}", code.as_deref().unwrap_or(""));

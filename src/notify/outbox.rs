@@ -270,7 +270,10 @@ impl Dispatcher {
                     status_callback: Some(format!("{}/twilio/message-status?msg={}", self.public_url, m.message_id)),
                 };
                 match client.send_message(&req).await {
-                    Ok(r) => Attempt::Accepted { provider_id: r.sid, status: format!("{:?}", r.status).to_lowercase() },
+                    Ok(r) => Attempt::Accepted {
+                        provider_id: r.sid.into(),
+                        status: format!("{:?}", r.status).to_lowercase(),
+                    },
                     Err(e) => classify(&e),
                 }
             }

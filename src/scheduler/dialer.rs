@@ -32,6 +32,7 @@ use crate::scheduler::DialPolicy;
 use crate::scheduler::hours::CallingHours;
 use crate::store::{DialerLock, DueJob, JobNext, Store, StoreError};
 use crate::telemetry::mask_phone;
+use crate::types::CallSid;
 
 /// The rules the dialer and the status webhook share: what follows an attempt.
 pub struct Campaign {
@@ -89,13 +90,13 @@ impl Campaign {
         &self,
         store: &Store,
         (job_id, attempt): (i64, i32),
-        call_sid: Option<&str>,
+        call_sid: Option<&CallSid>,
         status: &str,
         answered_by: Option<&str>,
         now: DateTime<Utc>,
     ) -> Result<Option<&'static str>, StoreError> {
         let flow_done = match call_sid {
-            Some(sid) => store.calls().get(sid).await?.map(|c| c.ended),
+            Some(sid) => store.calls().get(sid.as_str()).await?.map(|c| c.ended),
             None => None,
         };
         // The voice webhook recorded who answered if the callback does not say.
@@ -343,7 +344,7 @@ impl Dialer {
         }
         // Claimed at a time still ahead of this dialer's clock: no call of ours yet, nothing to ask.
         for stale in stale.into_iter().filter(|s| s.started_at <= now) {
-            let Some(sid) = stale.call_sid.as_deref() else {
+            let Some(sid) = stale.call_sid.as_ref() else {
                 if stale.started_at + policy.call_lease > now {
                     continue;
                 }
@@ -465,7 +466,7 @@ mod tests {
         let api_base = format!("http://{}", listener.local_addr().unwrap());
         let router = carrier.router();
         tokio::spawn(async move { axum::serve(listener, router).await });
-        let client = TwilioClient::new(&api_base, sim::ACCOUNT_SID, TOKEN.to_string()).unwrap();
+        let client = TwilioClient::new(&api_base, &sim::account_sid(), TOKEN.to_string()).unwrap();
 
         // Where the webhooks go: a peer that takes them and tells nobody, as if they were lost.
         let void = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, NaiveDate, Utc};
 
 use super::Fut;
-use crate::types::{Alert, AlertKind};
+use crate::types::{Alert, AlertKind, CallSid};
 
 /// A call to be placed (a job created by hand, or planned for a day).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -50,7 +50,7 @@ pub struct DueJob {
 pub struct StaleAttempt {
     pub job_id: i64,
     pub attempt: i32,
-    pub call_sid: Option<String>,
+    pub call_sid: Option<CallSid>,
     pub started_at: DateTime<Utc>,
 }
 
@@ -110,7 +110,7 @@ pub struct JobView {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AttemptView {
     pub attempt: i32,
-    pub call_sid: Option<String>,
+    pub call_sid: Option<CallSid>,
     pub status: String,
     pub answered_by: Option<String>,
     pub started_at: DateTime<Utc>,
@@ -179,7 +179,7 @@ pub trait Campaign {
     /// Jobs being dialled or in a call, by every instance: the concurrency limit counts them.
     fn active_jobs(&self) -> Fut<'_, i64>;
     /// The carrier accepted the attempt's call under this id.
-    fn attempt_dialed<'a>(&'a self, job_id: i64, attempt: i32, call_sid: &'a str) -> Fut<'a, ()>;
+    fn attempt_dialed<'a>(&'a self, job_id: i64, attempt: i32, call_sid: &'a CallSid) -> Fut<'a, ()>;
     /// A progress status of an attempt not yet ended (ringing, in-progress); an answered call
     /// moves its job to in-progress. Late or replayed callbacks change nothing.
     fn attempt_progress<'a>(

@@ -21,7 +21,8 @@ pub struct OutboxMessage {
 /// How a send attempt ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SendResult {
-    /// Accepted by the provider.
+    /// Accepted by the provider. `provider_id` is the SMS's `MessageSid` or the e-mail's
+    /// Message-ID (an RFC 5322 `<…@…>`, not a carrier id), so it stays a `String`.
     Sent { provider_id: String, status: String },
     /// Try again at this time.
     Retry { error: String, at: DateTime<Utc> },

@@ -95,7 +95,7 @@ async fn setup(phones: &[&str]) -> (Dispatcher, Hits, Store, tempfile::TempDir) 
             .unwrap();
     }
     let (base, hits) = mock_twilio().await;
-    let client = TwilioClient::new(&base, "AC00000000000000000000000000000000", "token")
+    let client = TwilioClient::new(&base, &ivr::carrier::simulator::account_sid(), "token")
         .unwrap()
         .with_retry(RetryPolicy { max_attempts: 1, ..RetryPolicy::default() })
         .with_timeout(Duration::from_millis(500));

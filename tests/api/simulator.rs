@@ -12,13 +12,13 @@ use ivr::carrier::twilio::{
 use ivr::config::Settings;
 use ivr::flow::Value;
 use ivr::store::{CallRecord, Store};
+use ivr::types::CallSid;
 use secrecy::SecretString;
 
 use crate::common::app::{TestApp, settings, spawn_app_with, sqlite_url};
 use crate::common::patients::{PatientBuilder, patient};
 
 const TOKEN: &str = "simulator-test-token-0123456789ab";
-const ACCOUNT: &str = ivr::carrier::simulator::ACCOUNT_SID;
 const OURS: &str = "+815000000000";
 
 struct App {
@@ -43,7 +43,9 @@ async fn spawn_with(change: impl FnOnce(&mut Settings)) -> App {
     let app = spawn_app_with(s, dir).await;
     let base = app.addr.clone();
     let sim = app.state.simulator.clone().expect("the simulator is the carrier");
-    let twilio = TwilioClient::new(&format!("{base}/simulator"), ACCOUNT, TOKEN.to_string()).unwrap();
+    let twilio =
+        TwilioClient::new(&format!("{base}/simulator"), &ivr::carrier::simulator::account_sid(), TOKEN.to_string())
+            .unwrap();
     App { store: app.store.clone(), _app: app, base, sim, twilio }
 }
 
@@ -53,11 +55,11 @@ impl App {
     }
 
     /// Places the daily health check to a new patient at `phone`, as the dialer will.
-    async fn place(&self, phone: &str, amd: Option<MachineDetection>) -> String {
+    async fn place(&self, phone: &str, amd: Option<MachineDetection>) -> CallSid {
         self.place_in(phone, amd, "ja-JP").await
     }
 
-    async fn place_in(&self, phone: &str, amd: Option<MachineDetection>, language: &str) -> String {
+    async fn place_in(&self, phone: &str, amd: Option<MachineDetection>, language: &str) -> CallSid {
         let id = format!("P{}", &phone[phone.len() - 4..]);
         self.add_patient(&id, phone, language).await;
         let job = self.store.campaign().create_job(&id, "daily-health-check").await.unwrap();
@@ -70,18 +72,18 @@ impl App {
     }
 
     /// The call once it is over and its last status callback went out.
-    async fn ended(&self, sid: &str) -> SimulatedCall {
+    async fn ended(&self, sid: &CallSid) -> SimulatedCall {
         for _ in 0..600 {
-            match self.sim.call(sid) {
+            match self.sim.call(sid.as_str()) {
                 Some(c) if c.status.is_final() => return c,
                 _ => tokio::time::sleep(Duration::from_millis(50)).await,
             }
         }
-        panic!("call {sid} did not end: {:?}", self.sim.call(sid).map(|c| c.status));
+        panic!("call {sid} did not end: {:?}", self.sim.call(sid.as_str()).map(|c| c.status));
     }
 
-    async fn record(&self, sid: &str) -> CallRecord {
-        self.store.calls().get(sid).await.unwrap().expect("a call record")
+    async fn record(&self, sid: &CallSid) -> CallRecord {
+        self.store.calls().get(sid.as_str()).await.unwrap().expect("a call record")
     }
 
     async fn answer(&self, call: &CallRecord, name: &str) -> Option<Value> {
@@ -214,7 +216,7 @@ async fn unanswered_and_busy_calls_leave_no_record_and_report_their_status() {
         assert_eq!(call.status, status);
         assert_eq!(call.reported.last().map(String::as_str), Some(final_word), "{:?}", call.reported);
         assert!(call.heard.is_empty());
-        assert!(app.store.calls().get(&sid).await.unwrap().is_none(), "no webhook, no call record");
+        assert!(app.store.calls().get(sid.as_str()).await.unwrap().is_none(), "no webhook, no call record");
         assert_eq!(app.twilio.fetch_call(&sid).await.unwrap().status, Some(status));
     }
 }
@@ -316,10 +318,15 @@ async fn refusals_come_back_as_twilio_errors_our_client_reads() {
     assert!(err.is_not_a_mobile_number(), "{err}");
     assert!(!err.to_string().contains("312345678"), "numbers masked: {err}");
 
-    let wrong = TwilioClient::new(&format!("{}/simulator", app.base), ACCOUNT, "not-the-token".to_string()).unwrap();
+    let wrong = TwilioClient::new(
+        &format!("{}/simulator", app.base),
+        &ivr::carrier::simulator::account_sid(),
+        "not-the-token".to_string(),
+    )
+    .unwrap();
     let err = wrong.send_message(&sms(&mobile(0))).await.unwrap_err();
     assert_eq!((err.status(), err.code()), (Some(401), Some(20003)));
-    let err = app.twilio.fetch_call("CA00000000000000000000000000000404").await.unwrap_err();
+    let err = app.twilio.fetch_call(&CallSid::parse("CA00000000000000000000000000000404").unwrap()).await.unwrap_err();
     assert_eq!((err.status(), err.code()), (Some(404), Some(20404)));
     assert!(app.sim.calls().is_empty() && app.sim.messages().is_empty(), "refusals keep nothing");
 }

@@ -13,11 +13,16 @@ use ivr::carrier::twilio::{
     AnsweredBy, CallRequest, CallStatus, MachineDetection, MessageRequest, MessageStatus, RetryPolicy, Sender,
     TwilioClient, TwilioError,
 };
+use ivr::types::{AccountSid, CallSid};
 use serde_json::json;
 
 const ACCOUNT: &str = "AC0123456789abcdef0123456789abcdef";
 const TOKEN: &str = "test-auth-token-0123456789abcdef";
 const CALL_SID: &str = "CAfedcba9876543210fedcba9876543210";
+
+fn call_sid() -> CallSid {
+    CallSid::parse(CALL_SID).unwrap()
+}
 const PATIENT: &str = "+819012345678";
 const OURS: &str = "+815012345678";
 
@@ -98,7 +103,10 @@ async fn fake_twilio(answers: Vec<Answer>) -> (TwilioClient, Arc<Mutex<Vec<Seen>
 fn client(base: &str) -> TwilioClient {
     let policy =
         RetryPolicy { max_attempts: 3, base_delay: Duration::from_millis(10), max_delay: Duration::from_millis(100) };
-    TwilioClient::new(base, ACCOUNT, TOKEN).unwrap().with_retry(policy).with_timeout(Duration::from_secs(1))
+    TwilioClient::new(base, &AccountSid::parse(ACCOUNT).unwrap(), TOKEN)
+        .unwrap()
+        .with_retry(policy)
+        .with_timeout(Duration::from_secs(1))
 }
 
 fn pairs(expected: &[(&str, &str)]) -> Vec<(String, String)> {
@@ -229,7 +237,7 @@ async fn a_server_error_does_not_place_the_call_again_but_a_read_is_retried_a_bo
     assert_eq!(seen.lock().unwrap().len(), 1, "a 500 may have placed the call");
 
     let (twilio, seen) = fake_twilio(errors()).await;
-    let e = twilio.fetch_call(CALL_SID).await.unwrap_err();
+    let e = twilio.fetch_call(&call_sid()).await.unwrap_err();
     assert_eq!(e.status(), Some(500));
     let seen = seen.lock().unwrap();
     assert_eq!(seen.len(), 3, "max_attempts");
@@ -274,7 +282,7 @@ async fn a_call_that_timed_out_is_not_placed_again_but_a_read_is() {
 
     let (twilio, seen) = fake_twilio(vec![slow(), answer(200, call_json("completed"))]).await;
     let twilio = twilio.with_timeout(Duration::from_millis(200));
-    assert_eq!(twilio.fetch_call(CALL_SID).await.unwrap().status, Some(CallStatus::Completed));
+    assert_eq!(twilio.fetch_call(&call_sid()).await.unwrap().status, Some(CallStatus::Completed));
     assert_eq!(seen.lock().unwrap().len(), 2);
 }
 
@@ -291,11 +299,11 @@ async fn a_fetched_call_reports_how_it_ended() {
     let ended = json!({"sid": CALL_SID, "status": "completed", "duration": "47", "answered_by": "human",
         "start_time": "Tue, 25 Nov 2025 01:00:03 +0000", "end_time": "Tue, 25 Nov 2025 01:00:50 +0000"});
     let (twilio, _) = fake_twilio(vec![answer(200, ended)]).await;
-    let call = twilio.fetch_call(CALL_SID).await.unwrap();
+    let call = twilio.fetch_call(&call_sid()).await.unwrap();
     assert_eq!(
         (call.status, call.duration, call.answered_by),
         (Some(CallStatus::Completed), Some(47), Some(AnsweredBy::Human))
     );
     assert_eq!(call.end_time.as_deref(), Some("Tue, 25 Nov 2025 01:00:50 +0000"));
-    assert!(matches!(twilio.fetch_call("../Messages").await, Err(TwilioError::Config(_))));
+    assert!(CallSid::parse("../Messages").is_err(), "a call id cannot leave the Calls path");
 }

@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 use ivr::carrier::twilio::{
     CallRequest, MachineDetection, MessageRequest, RetryPolicy, Sender, TwilioClient, TwilioError,
 };
+use ivr::types::{AccountSid, CallSid};
 
 const ACCOUNT: &str = "AC0123456789abcdef0123456789abcdef";
 const PATIENT: &str = "+819012345678";
@@ -111,8 +112,9 @@ async fn requests_match_twilios_openapi_description() {
     let ready = started.elapsed();
     // Any refusal must surface at once: Prism's 422s are not retryable anyway, but a 5xx from a
     // broken mock should fail the test rather than be retried.
-    let twilio =
-        TwilioClient::new(&prism.base, ACCOUNT, "contract-test-token").unwrap().with_retry(RetryPolicy::never());
+    let twilio = TwilioClient::new(&prism.base, &AccountSid::parse(ACCOUNT).unwrap(), "contract-test-token")
+        .unwrap()
+        .with_retry(RetryPolicy::never());
 
     // A call with every option we use, events as a repeated name.
     let mut call = CallRequest::new(PATIENT, OURS, "https://ivr.example.jp/twilio/voice?attempt=7")
@@ -121,7 +123,7 @@ async fn requests_match_twilios_openapi_description() {
     call.machine_detection = Some(MachineDetection::DetectMessageEnd);
     call.async_amd_status_callback = Some("https://ivr.example.jp/twilio/amd".into());
     let created = prism.expect("create_call", twilio.create_call(&call).await);
-    assert!(created.sid.starts_with("CA") && created.sid.len() == 34, "{created:?}");
+    assert!(created.sid.as_str().starts_with("CA") && created.sid.as_str().len() == 34, "{created:?}");
     let fetched = prism.expect("fetch_call", twilio.fetch_call(&created.sid).await);
     assert_eq!(fetched.sid, created.sid);
 
@@ -133,7 +135,7 @@ async fn requests_match_twilios_openapi_description() {
         status_callback: Some("https://ivr.example.jp/twilio/sms-status?id=42".into()),
     };
     let sent = prism.expect("send_message", twilio.send_message(&sms).await);
-    assert!(sent.sid.starts_with("SM") || sent.sid.starts_with("MM"), "{sent:?}");
+    assert!(sent.sid.as_str().starts_with("SM") || sent.sid.as_str().starts_with("MM"), "{sent:?}");
     let service =
         MessageRequest { sender: Sender::MessagingService("MG0123456789abcdef0123456789abcdef".into()), ..sms.clone() };
     prism.expect("send_message via a service", twilio.send_message(&service).await);
@@ -143,7 +145,7 @@ async fn requests_match_twilios_openapi_description() {
     let e = twilio.send_message(&bad_service).await.unwrap_err();
     assert_eq!(e.status(), Some(422), "{e}");
     assert!(!e.is_retryable());
-    assert_eq!(twilio.fetch_call("CA123").await.unwrap_err().status(), Some(422));
+    assert_eq!(twilio.fetch_call(&CallSid::parse("CA123").unwrap()).await.unwrap_err().status(), Some(422));
 
     // Prism does check: no `To`, or no credentials, is refused.
     let http = reqwest::Client::new();

@@ -175,6 +175,13 @@ async fn bad_requests_are_refused_cleanly() {
     assert_eq!((s, body.contains(r#""field":"CallStatus""#)), (400, true), "{body}");
     let (s, body) = app.post("/twilio/status", &[("CallSid", "CA/../1"), ("CallStatus", "completed")]).await;
     assert_eq!((s, body.contains(r#""field":"CallSid""#)), (400, true), "{body}");
+    // A call id that is not one (it could not be a carrier's): refused, naming the field.
+    let (s, body) = app.post("/twilio/status", &[("CallSid", "CA/../1"), ("CallStatus", "completed")]).await;
+    assert_eq!(s, 400);
+    assert!(body.contains(r#""error":"invalid_field","field":"CallSid""#), "{body}");
+    let (s, body) = app.post("/twilio/message-status", &[("MessageSid", "SM 1"), ("MessageStatus", "sent")]).await;
+    assert_eq!(s, 400);
+    assert!(body.contains(r#""error":"invalid_field","field":"MessageSid""#), "{body}");
     // On a voice route the phone still gets TwiML: an apology, and the call ends.
     for (path, form) in [
         ("/twilio/voice", vec![("From", MOBILE)]),

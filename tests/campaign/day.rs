@@ -199,7 +199,7 @@ async fn a_simulated_day_calls_every_patient_in_their_slot_and_follows_each_one_
             _ => {
                 assert_eq!((job.status.as_str(), attempts.len(), unreachable), ("done", 1, 0), "{id} ({persona:?})");
                 let sid = attempts[0].call_sid.clone().unwrap();
-                let call = store.calls().get(&sid).await.unwrap().unwrap();
+                let call = store.calls().get(sid.as_str()).await.unwrap().unwrap();
                 assert!(call.ended && !call.incomplete, "{id}: the call went through");
                 let answers = store.calls().answers(call.call_id).await.unwrap();
                 let answer = |name: &str| answers.iter().find(|a| a.name == name).map(|a| a.value.clone());
@@ -543,7 +543,7 @@ async fn a_restarted_server_frees_the_slots_of_calls_that_ended_while_it_was_dow
         tokio::time::sleep(StdDuration::from_millis(10)).await;
     }
     drop(first);
-    let held: Vec<(i64, i32, String)> =
+    let held: Vec<(i64, i32, ivr::types::CallSid)> =
         open_attempts().await.into_iter().map(|(job, a)| (job, a.attempt, a.call_sid.unwrap())).collect();
     assert!(!held.is_empty(), "calls were in progress at the kill");
 

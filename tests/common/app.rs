@@ -137,7 +137,7 @@ impl TestApp {
         })
         .await
         .expect("call plays");
-        (info.call_sid, heard)
+        (info.call_sid.into(), heard)
     }
 
     /// A signed form post to a path under the public URL: (status, body), 200 for any 2xx.

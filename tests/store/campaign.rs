@@ -12,6 +12,10 @@ use chrono::{DateTime, Duration, NaiveDate, TimeZone, Utc};
 use ivr::store::*;
 use ivr::types::{CallSid, Direction, PatientId};
 
+fn sid(s: &str) -> CallSid {
+    CallSid::parse(s).unwrap()
+}
+
 on_both_backends! {
     with_store: planning_a_day_twice_adds_only_new_patients;
     with_store: due_jobs_are_claimed_with_their_next_attempt_and_only_once;
@@ -88,10 +92,10 @@ async fn due_jobs_are_claimed_with_their_next_attempt_and_only_once(store: Store
     assert_eq!(store.campaign().active_jobs().await.unwrap(), 2);
     let attempts = store.campaign().attempts(jobs[0].job_id).await.unwrap();
     assert_eq!((attempts.len(), attempts[0].attempt, attempts[0].ended), (1, 1, false));
-    store.campaign().attempt_dialed(jobs[0].job_id, 1, "CA1").await.unwrap();
-    store.campaign().attempt_dialed(jobs[0].job_id, 1, "CA2").await.unwrap();
+    store.campaign().attempt_dialed(jobs[0].job_id, 1, &sid("CA1")).await.unwrap();
+    store.campaign().attempt_dialed(jobs[0].job_id, 1, &sid("CA2")).await.unwrap();
     assert_eq!(
-        store.campaign().attempts(jobs[0].job_id).await.unwrap()[0].call_sid.as_deref(),
+        store.campaign().attempts(jobs[0].job_id).await.unwrap()[0].call_sid.as_ref().map(CallSid::as_str),
         Some("CA1"),
         "the first id stays"
     );
@@ -196,12 +200,12 @@ async fn attempts_that_went_quiet_are_found_when_their_lease_runs_out(store: Sto
     planned(&store, 2).await;
     let a = claim_one(&store, at(0, 0)).await;
     let b = claim_one(&store, at(0, 1)).await;
-    store.campaign().attempt_dialed(b.job_id, 1, "CAb").await.unwrap();
+    store.campaign().attempt_dialed(b.job_id, 1, &sid("CAb")).await.unwrap();
     assert!(store.campaign().stale_attempts(at(0, 19)).await.unwrap().is_empty());
     let stale = store.campaign().stale_attempts(at(0, 21)).await.unwrap();
     assert_eq!(
         stale.iter().map(|s| (s.job_id, s.attempt, s.call_sid.clone())).collect::<Vec<_>>(),
-        [(a.job_id, 1, None), (b.job_id, 1, Some("CAb".to_string()))]
+        [(a.job_id, 1, None), (b.job_id, 1, Some(sid("CAb")))]
     );
     store.campaign().extend_lease(b.job_id, at(1, 0)).await.unwrap();
     assert_eq!(store.campaign().stale_attempts(at(0, 21)).await.unwrap().len(), 1);

@@ -16,7 +16,7 @@ use super::{ACCOUNT_SID, SimulatedCall, SimulatedSms, Simulator, lock};
 use crate::carrier::twilio::{CallEvent, CallStatus, MachineDetection};
 use crate::carrier::webhook::new_call_sid;
 use crate::telemetry::mask_phone;
-use crate::types::E164;
+use crate::types::{E164, MessageSid};
 
 pub(super) fn router(sim: Simulator) -> Router {
     Router::new()
@@ -279,7 +279,8 @@ async fn create_message(
     }
     let persona = sim.persona(&to);
     let sms = SimulatedSms {
-        sid: format!("SM{}", &new_call_sid()[2..]),
+        sid: MessageSid::parse(&format!("SM{}", &new_call_sid().as_str()[2..]))
+            .expect("SM and 32 hex digits is a message id"),
         to,
         from,
         body: text.to_string(),

@@ -12,6 +12,7 @@ use crate::carrier::twilio::{AnsweredBy, CallEvent, CallStatus, MachineDetection
 use crate::carrier::webhook::{CallInfo, Caller, converse};
 use crate::telemetry::mask_phone;
 use crate::twiml::phone::{Heard, Next};
+use crate::types::CallSid;
 
 /// Tries of a status callback, the first included; waits double from the first.
 const CALLBACK_TRIES: u32 = 5;
@@ -82,20 +83,20 @@ async fn post_with_retry(sim: &Simulator, url: &str, params: &[(String, String)]
 }
 
 /// Plays a placed call to its end, as Twilio would.
-pub(super) async fn play(sim: Simulator, sid: String, plan: CallPlan, persona: Persona) {
+pub(super) async fn play(sim: Simulator, sid: CallSid, plan: CallPlan, persona: Persona) {
     let info = CallInfo {
         call_sid: sid.clone(),
         from: plan.from.clone(),
         to: plan.to.clone(),
         direction: "outbound-api".into(),
     };
-    let mut progress = Progress { sim: &sim, sid: &sid, plan: &plan, params: info.params(), sequence: 0 };
+    let mut progress = Progress { sim: &sim, sid: sid.as_str(), plan: &plan, params: info.params(), sequence: 0 };
     progress.report(CallEvent::Initiated, "initiated", &[]).await;
     if persona == Persona::Busy {
         tokio::time::sleep(sim.pause(0.5, 1.5)).await;
         return finish(&mut progress, CallStatus::Busy, Vec::new()).await;
     }
-    sim.update_call(&sid, |c| c.status = CallStatus::Ringing);
+    sim.update_call(sid.as_str(), |c| c.status = CallStatus::Ringing);
     progress.report(CallEvent::Ringing, "ringing", &[]).await;
     if persona == Persona::NoAnswer {
         tokio::time::sleep(sim.scaled(f64::from(plan.timeout))).await;
@@ -104,7 +105,7 @@ pub(super) async fn play(sim: Simulator, sid: String, plan: CallPlan, persona: P
     tokio::time::sleep(sim.pause(1.0, 4.0)).await;
 
     let answered_by = plan.machine_detection.map(|detection| detect(persona, detection));
-    sim.update_call(&sid, |c| {
+    sim.update_call(sid.as_str(), |c| {
         c.status = CallStatus::InProgress;
         c.answered_at = Some(Utc::now());
         c.answered_by = answered_by;
@@ -211,12 +212,12 @@ pub(super) async fn deliver(sim: Simulator, sms: SimulatedSms, status_callback: 
     let last = if persona == Persona::UndeliverableSms { "undelivered" } else { "delivered" };
     for status in ["sent", last] {
         tokio::time::sleep(DELIVERY_FLOOR + sim.pause(0.5, 2.0)).await;
-        sim.update_message(&sms.sid, status);
+        sim.update_message(sms.sid.as_str(), status);
         let Some(url) = &status_callback else { continue };
         let mut params: Vec<(String, String)> = [
             ("AccountSid", super::ACCOUNT_SID),
-            ("MessageSid", &sms.sid),
-            ("SmsSid", &sms.sid),
+            ("MessageSid", sms.sid.as_str()),
+            ("SmsSid", sms.sid.as_str()),
             ("From", &sms.from),
             ("To", &sms.to),
             ("MessageStatus", status),

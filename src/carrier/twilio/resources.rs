@@ -223,8 +223,8 @@ pub enum MessageStatus {
 /// A Message resource, as created or fetched.
 #[derive(Debug, Clone, Deserialize)]
 pub struct MessageResource {
-    /// `SM…` (or `MM…` for MMS).
-    pub sid: String,
+    /// `SM…` (or `MM…` for MMS) at Twilio.
+    pub sid: crate::types::MessageSid,
     /// Where the message is.
     pub status: MessageStatus,
     /// Why it failed or was not delivered (30xxx), once it has.
@@ -280,8 +280,8 @@ impl AnsweredBy {
 /// A Call resource, as created or fetched.
 #[derive(Debug, Clone, Deserialize)]
 pub struct CallResource {
-    /// `CA…`.
-    pub sid: String,
+    /// `CA…` at Twilio.
+    pub sid: crate::types::CallSid,
     /// Where the call is; `None` for a status this client does not know yet.
     #[serde(deserialize_with = "lenient_status")]
     pub status: Option<CallStatus>,

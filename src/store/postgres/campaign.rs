@@ -8,6 +8,7 @@ use sqlx::postgres::PgRow;
 use super::PgStore;
 use crate::store::campaign::{AttemptView, CampaignSummary, DueJob, JobNext, JobView, NewJob, StaleAttempt};
 use crate::store::{Campaign, Fut, Job, fut};
+use crate::types::CallSid;
 
 impl Campaign for PgStore {
     fn create_job<'a>(&'a self, patient_id: &'a str, flow: &'a str) -> Fut<'a, i64> {
@@ -149,7 +150,7 @@ impl Campaign for PgStore {
         })
     }
 
-    fn attempt_dialed<'a>(&'a self, job_id: i64, attempt: i32, call_sid: &'a str) -> Fut<'a, ()> {
+    fn attempt_dialed<'a>(&'a self, job_id: i64, attempt: i32, call_sid: &'a CallSid) -> Fut<'a, ()> {
         fut(async move {
             sqlx::query(
                 "update job_attempts set call_sid = $3 where job_id = $1 and attempt = $2 and call_sid is null",

@@ -7,6 +7,7 @@ use super::{SqliteStore, parse_sqlite_time, sqlite_time};
 use crate::store::StoreError;
 use crate::store::campaign::{AttemptView, CampaignSummary, DueJob, JobNext, JobView, NewJob, StaleAttempt};
 use crate::store::{Campaign, Fut, Job};
+use crate::types::CallSid;
 
 fn day_text(day: NaiveDate) -> String {
     day.format("%Y-%m-%d").to_string()
@@ -134,7 +135,7 @@ pub(super) fn attempt_dialed(
     conn: &mut Connection,
     job_id: i64,
     attempt: i32,
-    call_sid: &str,
+    call_sid: &CallSid,
 ) -> Result<(), StoreError> {
     conn.prepare_cached(
         "update job_attempts set call_sid = ?3 where job_id = ?1 and attempt = ?2 and call_sid is null",
@@ -328,8 +329,8 @@ impl Campaign for SqliteStore {
         self.read(active_jobs)
     }
 
-    fn attempt_dialed<'a>(&'a self, job_id: i64, attempt: i32, call_sid: &'a str) -> Fut<'a, ()> {
-        let call_sid = call_sid.to_owned();
+    fn attempt_dialed<'a>(&'a self, job_id: i64, attempt: i32, call_sid: &'a CallSid) -> Fut<'a, ()> {
+        let call_sid = call_sid.clone();
         self.write(move |c| attempt_dialed(c, job_id, attempt, &call_sid))
     }
 
