@@ -96,7 +96,7 @@ async fn run(label: &str, store: &Store, args: &Args) -> Result<(), StoreError> 
                     loop {
                         let now = Utc::now();
                         let n = NewNumber {
-                            patient_id: patient_id(p),
+                            patient_id: ivr::types::PatientId::parse(&patient_id(p)).unwrap(),
                             number_hash: key.hash(&ProcessingNumber::generate(8)),
                             sealed: None,
                             issued_at: now,

@@ -18,7 +18,7 @@ use crate::store::{
 };
 use crate::telemetry::mask_digits;
 use crate::twiml;
-use crate::types::{CallSid, Channel, Direction, E164};
+use crate::types::{CallSid, Channel, Direction, E164, PatientId};
 
 /// What every turn needs besides the call.
 #[derive(Clone)]
@@ -234,7 +234,8 @@ impl TurnEffects<'_> {
     /// with this turn as the consent; a replayed turn never gets here.
     fn issue(&mut self, call: &CallState) -> Outcome {
         let var = |k: &str| call.vars.get(k).map(ToString::to_string);
-        let (Some(patient_id), Some(phone)) = (var("patient.id"), var("patient.phone")) else {
+        let patient_id = var("patient.id").and_then(|p| PatientId::parse(&p).ok());
+        let (Some(patient_id), Some(phone)) = (patient_id, var("patient.phone")) else {
             return Outcome::named("failed");
         };
         if self.issue.is_some() {

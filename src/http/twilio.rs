@@ -358,7 +358,7 @@ async fn failure<'a>(
 /// pressed during the message starts the call as for a person.
 async fn machine_message(app: &AppState, job: i64, attempt: i32) -> Response {
     let language = match app.store.campaign().job(job).await {
-        Ok(Some(j)) => app.store.patients().get(&j.patient_id).await.ok().flatten().map(|p| p.language),
+        Ok(Some(j)) => app.store.patients().get(j.patient_id.as_str()).await.ok().flatten().map(|p| p.language),
         _ => None,
     }
     .unwrap_or_else(|| "ja-JP".into());

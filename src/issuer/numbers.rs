@@ -76,7 +76,7 @@ pub async fn issue_by_staff(
             _ => None,
         };
         let n = NewNumber {
-            patient_id: patient.patient_id.to_string(),
+            patient_id: patient.patient_id.clone(),
             number_hash: drawn.hash.clone(),
             // Kept while it is being sent: an SMS a landline cannot take is read on the next call.
             sealed: (send != SendBy::None).then(|| drawn.sealed.clone()),

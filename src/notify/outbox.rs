@@ -188,7 +188,7 @@ impl Dispatcher {
         m: &LateMessage,
         now: DateTime<Utc>,
     ) -> Result<Option<NewNumber>, StoreError> {
-        let Some(patient) = self.store.patients().get(&m.patient_id).await? else { return Ok(None) };
+        let Some(patient) = self.store.patients().get(m.patient_id.as_str()).await? else { return Ok(None) };
         let Some(catalog) = ctx.flows.catalog(&patient.language) else { return Ok(None) };
         let drawn = ctx.issuer.draw(now);
         let mut vars = Vars::new();

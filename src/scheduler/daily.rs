@@ -60,7 +60,7 @@ impl Planner {
             .jobs
             .iter()
             .map(|j| NewJob {
-                patient_id: patients[j.patient].patient_id.to_string(),
+                patient_id: patients[j.patient].patient_id.clone(),
                 flow: self.flow.clone(),
                 day,
                 due_at: j.due_at,

@@ -31,7 +31,7 @@ use crate::carrier::twilio::{AnsweredBy, CallRequest, CallResource, MachineDetec
 use crate::scheduler::DialPolicy;
 use crate::scheduler::hours::CallingHours;
 use crate::store::{DialerLock, DueJob, JobNext, Store, StoreError};
-use crate::telemetry::mask_phone;
+
 use crate::types::CallSid;
 
 /// The rules the dialer and the status webhook share: what follows an attempt.
@@ -126,7 +126,7 @@ impl Campaign {
         now: DateTime<Utc>,
     ) -> Result<Option<&'static str>, StoreError> {
         let slot = match store.campaign().job(job_id).await? {
-            Some(job) => store.patients().get(&job.patient_id).await?.and_then(|p| p.call_slot),
+            Some(job) => store.patients().get(job.patient_id.as_str()).await?.and_then(|p| p.call_slot),
             None => None,
         };
         let next = self.next(outcome, attempt, slot.as_deref(), now);
@@ -318,7 +318,7 @@ impl Dialer {
 
     fn request(&self, job: &DueJob) -> CallRequest {
         let q = format!("job={}&attempt={}", job.job_id, job.attempt);
-        let mut req = CallRequest::new(&job.phone, &self.from, format!("{}/twilio/voice?{q}", self.public_url))
+        let mut req = CallRequest::new(job.phone.as_str(), &self.from, format!("{}/twilio/voice?{q}", self.public_url))
             .with_status_callback(format!("{}/twilio/status?{q}", self.public_url));
         req.timeout_secs = Some(self.campaign.policy.ring_timeout.num_seconds().clamp(5, 600) as u32);
         // The message for a machine is left after its greeting ends.
@@ -392,12 +392,12 @@ async fn place(
     match carrier.create_call(&request).await {
         Ok(call) => {
             metrics::counter!("ivr_dials_total").increment(1);
-            tracing::info!(job_id = job.job_id, attempt = job.attempt, call_sid = %call.sid, to = %mask_phone(&job.phone), "dialling");
+            tracing::info!(job_id = job.job_id, attempt = job.attempt, call_sid = %call.sid, to = %job.phone.masked(), "dialling");
             store.campaign().attempt_dialed(job.job_id, job.attempt, &call.sid).await
         }
         // A 4xx other than 429: an invalid number (21211) and the like, refused for good.
         Err(e) if e.status().is_some_and(|s| (400..500).contains(&s)) && !e.is_retryable() => {
-            tracing::warn!(job_id = job.job_id, to = %mask_phone(&job.phone), error = %e, "the carrier refused the number");
+            tracing::warn!(job_id = job.job_id, to = %job.phone.masked(), error = %e, "the carrier refused the number");
             campaign.end(&store, job.job_id, job.attempt, "refused", None, now).await.map(drop)
         }
         Err(e) if e.is_safe_to_resend() => {
@@ -518,7 +518,12 @@ mod tests {
         // The first round, as leader: no open call to ask about.
         assert_eq!(dialer.tick(t0).await.unwrap(), 0);
         let day = t0.with_timezone(&tz).date_naive();
-        let job = NewJob { patient_id: "P001".into(), flow: "daily-health-check".into(), day, due_at: t0 };
+        let job = NewJob {
+            patient_id: crate::types::PatientId::parse("P001").unwrap(),
+            flow: "daily-health-check".into(),
+            day,
+            due_at: t0,
+        };
         store.campaign().plan_jobs(&[job]).await.unwrap();
         // A busy line: the carrier ends the call at once, and nobody hears of it.
         carrier.set_persona(phone, Persona::Busy);

@@ -12,13 +12,13 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, NaiveDate, Utc};
 
 use super::Fut;
-use crate::types::{Alert, AlertKind, CallSid};
+use crate::types::{Alert, AlertKind, CallSid, E164, PatientId};
 
 /// A call to be placed (a job created by hand, or planned for a day).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Job {
     pub job_id: i64,
-    pub patient_id: String,
+    pub patient_id: PatientId,
     pub flow: String,
     pub status: String,
 }
@@ -26,7 +26,7 @@ pub struct Job {
 /// A job to plan: one patient's call for one day.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewJob {
-    pub patient_id: String,
+    pub patient_id: PatientId,
     pub flow: String,
     pub day: NaiveDate,
     pub due_at: DateTime<Utc>,
@@ -36,9 +36,8 @@ pub struct NewJob {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DueJob {
     pub job_id: i64,
-    pub patient_id: String,
-    /// E.164.
-    pub phone: String,
+    pub patient_id: PatientId,
+    pub phone: E164,
     pub flow: String,
     /// This attempt's number, from 1.
     pub attempt: i32,
@@ -97,7 +96,7 @@ impl JobNext {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct JobView {
     pub job_id: i64,
-    pub patient_id: String,
+    pub patient_id: PatientId,
     pub flow: String,
     pub day: Option<NaiveDate>,
     pub status: String,

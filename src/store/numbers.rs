@@ -3,7 +3,7 @@
 use chrono::{DateTime, Utc};
 
 use super::Fut;
-use crate::types::{Channel, NumberDelivery};
+use crate::types::{Channel, NumberDelivery, PatientId};
 
 /// Who consented to a number being issued.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -17,7 +17,7 @@ pub enum Consent {
 /// A number to record, with the message that delivers it.
 #[derive(Debug, Clone)]
 pub struct NewNumber {
-    pub patient_id: String,
+    pub patient_id: PatientId,
     pub number_hash: String,
     /// The number sealed, kept while it may be said or sent again.
     pub sealed: Option<String>,
@@ -47,7 +47,7 @@ pub struct Issued {
 /// `Valid` alike; the precise reason goes to the audit log and the metrics.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Verdict {
-    Valid { number_id: i64, patient_id: String, issued_at: DateTime<Utc> },
+    Valid { number_id: i64, patient_id: PatientId, issued_at: DateTime<Utc> },
     Unknown,
     Used,
     Expired,
@@ -139,7 +139,7 @@ pub fn clash_error(
         NumberClash::Reissue => {
             StoreError::Duplicate(format!("replacement for number {}", reissue_of.unwrap_or_default()))
         }
-        NumberClash::Patient => StoreError::UnknownPatient(n.patient_id.clone()),
+        NumberClash::Patient => StoreError::UnknownPatient(n.patient_id.to_string()),
     }
 }
 
@@ -147,7 +147,7 @@ pub fn clash_error(
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FoundNumber {
     pub number_id: i64,
-    pub patient_id: String,
+    pub patient_id: PatientId,
     pub status: String,
     pub issued_at: DateTime<Utc>,
     pub expires_at: DateTime<Utc>,
@@ -199,7 +199,7 @@ mod tests {
     fn found(status: &str) -> FoundNumber {
         FoundNumber {
             number_id: 7,
-            patient_id: "p1".into(),
+            patient_id: PatientId::parse("p1").unwrap(),
             status: status.into(),
             issued_at: at(9),
             expires_at: at(12),
@@ -211,7 +211,7 @@ mod tests {
         assert_eq!(judge(None, at(10)), Verdict::Unknown);
         assert_eq!(
             judge(Some(found("valid")), at(10)),
-            Verdict::Valid { number_id: 7, patient_id: "p1".into(), issued_at: at(9) }
+            Verdict::Valid { number_id: 7, patient_id: PatientId::parse("p1").unwrap(), issued_at: at(9) }
         );
         assert_eq!(judge(Some(found("valid")), at(12)), Verdict::Expired);
         assert_eq!(judge(Some(found("used")), at(10)), Verdict::Used);
@@ -233,7 +233,7 @@ mod tests {
     #[test]
     fn a_refused_number_names_what_refused_it() {
         let n = NewNumber {
-            patient_id: "p1".into(),
+            patient_id: PatientId::parse("p1").unwrap(),
             number_hash: "h".into(),
             sealed: None,
             issued_at: at(9),

@@ -3,13 +3,13 @@
 use chrono::{DateTime, Utc};
 
 use super::{Fut, NewNumber};
-use crate::types::{Alert, AlertKind, Channel, DeliveryStatus};
+use crate::types::{Alert, AlertKind, Channel, DeliveryStatus, PatientId};
 
 /// A message claimed for sending.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OutboxMessage {
     pub message_id: i64,
-    pub patient_id: Option<String>,
+    pub patient_id: Option<PatientId>,
     pub number_id: Option<i64>,
     pub channel: Channel,
     pub recipient: String,
@@ -69,7 +69,7 @@ impl Fallback {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LateMessage {
     pub message_id: i64,
-    pub patient_id: String,
+    pub patient_id: PatientId,
     pub number_id: i64,
     pub channel: Channel,
     pub recipient: String,

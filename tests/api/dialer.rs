@@ -33,7 +33,12 @@ async fn dialled(app: &TestApp) -> (i64, i32) {
     // Due later than the server's own dialer looks (its clock stands still): this test claims
     // the job itself.
     let due = now + Duration::hours(12);
-    let job = NewJob { patient_id: "P001".into(), flow: "daily-health-check".into(), day, due_at: due };
+    let job = NewJob {
+        patient_id: ivr::types::PatientId::parse("P001").unwrap(),
+        flow: "daily-health-check".into(),
+        day,
+        due_at: due,
+    };
     app.store.campaign().plan_jobs(&[job]).await.unwrap();
     let claimed = app.store.campaign().claim_jobs(due, due + Duration::minutes(20), 1).await.unwrap();
     (claimed[0].job_id, claimed[0].attempt)

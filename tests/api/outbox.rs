@@ -78,7 +78,7 @@ async fn setup(phones: &[&str]) -> (Dispatcher, Hits, Store, tempfile::TempDir) 
         store
             .numbers()
             .issue(&NewNumber {
-                patient_id: id,
+                patient_id: p.patient_id.clone(),
                 number_hash: key.hash(&n),
                 sealed: Some(key.seal(n.expose())),
                 issued_at: now,

@@ -144,8 +144,14 @@ async fn a_simulated_day_calls_every_patient_in_their_slot_and_follows_each_one_
     outbox_settled(&store, &patients).await;
 
     let hours = &server.state.campaign.hours;
-    let jobs: HashMap<String, JobView> =
-        store.campaign().jobs_for_day(day()).await.unwrap().into_iter().map(|j| (j.patient_id.clone(), j)).collect();
+    let jobs: HashMap<String, JobView> = store
+        .campaign()
+        .jobs_for_day(day())
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|j| (j.patient_id.to_string(), j))
+        .collect();
     let sms = sim.messages();
     let mut seen: HashMap<&'static str, usize> = HashMap::new();
     for p in &patients {

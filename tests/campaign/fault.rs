@@ -184,7 +184,7 @@ async fn a_campaign_survives_a_kill_without_dialling_or_texting_anyone_twice() {
     for i in 0..PATIENTS {
         let id = format!("F{i:03}");
         let jobs = store.campaign().jobs_for_day(day).await.unwrap();
-        let job = jobs.iter().find(|j| j.patient_id == id).unwrap();
+        let job = jobs.iter().find(|j| j.patient_id.as_str() == id).unwrap();
         let attempts = store.campaign().attempts(job.job_id).await.unwrap();
         assert!(attempts.iter().all(|a| a.ended), "{id}: {attempts:?}");
         assert_eq!(attempts.len(), job.attempt as usize, "{id}: one row per attempt");

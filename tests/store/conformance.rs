@@ -287,7 +287,7 @@ async fn a_job_is_created_planned_and_read_back(store: Store) {
         store.campaign().job(first).await.unwrap(),
         Some(Job {
             job_id: first,
-            patient_id: "p1".into(),
+            patient_id: PatientId::parse("p1").unwrap(),
             flow: "daily-health-check".into(),
             status: "planned".into()
         })
@@ -794,7 +794,7 @@ fn hours(h: i64) -> chrono::Duration {
 /// A number issued by a staff member at `at`, valid for a day, not sent.
 fn staff_number(patient_id: &str, hash: &str, at: DateTime<Utc>) -> NewNumber {
     NewNumber {
-        patient_id: patient_id.into(),
+        patient_id: PatientId::parse(patient_id).unwrap(),
         number_hash: hash.into(),
         sealed: Some(format!("sealed:v1:{}", &hash[..8])),
         issued_at: at,
@@ -836,7 +836,7 @@ async fn check(store: &Store, hash: &str) -> Verdict {
 
 fn valid_for(v: &Verdict) -> Option<&str> {
     match v {
-        Verdict::Valid { patient_id, .. } => Some(patient_id),
+        Verdict::Valid { patient_id, .. } => Some(patient_id.as_str()),
         _ => None,
     }
 }
@@ -863,7 +863,8 @@ async fn a_number_is_issued_and_found_valid_for_its_patient(store: Store) {
     assert_eq!(store.numbers().valid_count().await.unwrap(), 1);
 
     // A check reports the number without using it up.
-    let expected = Verdict::Valid { number_id: issued.number_id, patient_id: "p1".into(), issued_at: t };
+    let expected =
+        Verdict::Valid { number_id: issued.number_id, patient_id: PatientId::parse("p1").unwrap(), issued_at: t };
     assert_eq!(store.numbers().verify(&hash, t, "contact-app", false).await.unwrap(), expected);
     assert_eq!(store.numbers().verify(&hash, t, "contact-app", false).await.unwrap(), expected);
     assert_eq!(store.numbers().valid_count().await.unwrap(), 1);
@@ -900,7 +901,10 @@ async fn a_number_is_consumed_once_and_unknown_or_expired_numbers_are_refused(st
     let (t, hash) = (now(), fresh_hash());
     let issued = store.numbers().issue(&staff_number("p1", &hash, t)).await.unwrap();
     let verdict = store.numbers().verify(&hash, t, "contact-app", true).await.unwrap();
-    assert_eq!(verdict, Verdict::Valid { number_id: issued.number_id, patient_id: "p1".into(), issued_at: t });
+    assert_eq!(
+        verdict,
+        Verdict::Valid { number_id: issued.number_id, patient_id: PatientId::parse("p1").unwrap(), issued_at: t }
+    );
     assert_eq!(store.numbers().verify(&hash, t, "contact-app", true).await.unwrap(), Verdict::Used);
     assert_eq!(check(&store, &hash).await, Verdict::Used);
     assert_eq!(store.numbers().valid("p1", t).await.unwrap(), None, "a used number is no longer the patient's");
@@ -1198,7 +1202,7 @@ async fn each_message_is_claimed_by_one_of_several_simultaneous_senders(store: S
         claimed.iter().all(|m| m.attempts == 0 && m.channel == Channel::Sms && m.body_sealed.starts_with("sealed:v1:"))
     );
     let first = claimed.iter().find(|m| m.message_id == written[0]).unwrap();
-    assert_eq!(first.patient_id.as_deref(), Some("p00"));
+    assert_eq!(first.patient_id.as_ref().map(|p| p.as_str()), Some("p00"));
     assert_eq!(first.recipient, "+819000000001");
     assert!(first.number_id.is_some());
     assert_eq!(
@@ -1412,7 +1416,7 @@ async fn a_number_that_expired_before_its_message_went_out_is_replaced_once(stor
         late,
         vec![LateMessage {
             message_id: m,
-            patient_id: "p1".into(),
+            patient_id: PatientId::parse("p1").unwrap(),
             number_id: first.number_id,
             channel: Channel::Sms,
             recipient: "+819000000001".into(),

@@ -12,7 +12,7 @@ use crate::store::{AfterWrite, TurnStep, after_write, answer_columns, answer_val
 use crate::store::{Answer, CallRecord, NewCall, StoreError, TurnFn, TurnResult, TurnWrite};
 use crate::store::{Caller, Create, FirstTurn, Found, Job};
 use crate::store::{Calls, Fut};
-use crate::types::CallStatus;
+use crate::types::{CallStatus, PatientId};
 
 const CALL_COLUMNS: &str = "call_id, call_sid, patient_id, job_id, direction, flow, flow_version, state, seq, ended, incomplete, status, duration";
 
@@ -100,7 +100,7 @@ impl PgStore {
 async fn start_call(tx: &mut PgConnection, first: FirstTurn) -> Result<NewCall, StoreError> {
     let (patient_id, job) = match &first.caller {
         Caller::Job(id) => {
-            let row: Option<(i64, String, String, String)> =
+            let row: Option<(i64, PatientId, String, String)> =
                 sqlx::query_as("select job_id, patient_id, flow, status from jobs where job_id = $1")
                     .bind(id)
                     .fetch_optional(&mut *tx)
@@ -129,7 +129,7 @@ async fn start_call(tx: &mut PgConnection, first: FirstTurn) -> Result<NewCall, 
     };
     let patient = match (row, patient_id) {
         (Some(r), _) => patient_row(&r)?,
-        (None, Some(id)) => return Err(StoreError::UnknownPatient(id)),
+        (None, Some(id)) => return Err(StoreError::UnknownPatient(id.to_string())),
         (None, None) => return Err(StoreError::UnknownCaller),
     };
     let number = valid_number(&mut *tx, patient.patient_id.as_str(), first.now).await?;

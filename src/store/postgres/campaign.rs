@@ -8,7 +8,7 @@ use sqlx::postgres::PgRow;
 use super::PgStore;
 use crate::store::campaign::{AttemptView, CampaignSummary, DueJob, JobNext, JobView, NewJob, StaleAttempt};
 use crate::store::{Campaign, Fut, Job, fut};
-use crate::types::CallSid;
+use crate::types::{CallSid, PatientId};
 
 impl Campaign for PgStore {
     fn create_job<'a>(&'a self, patient_id: &'a str, flow: &'a str) -> Fut<'a, i64> {
@@ -23,7 +23,7 @@ impl Campaign for PgStore {
 
     fn job(&self, job_id: i64) -> Fut<'_, Option<Job>> {
         fut(async move {
-            let row: Option<(i64, String, String, String)> =
+            let row: Option<(i64, PatientId, String, String)> =
                 sqlx::query_as("select job_id, patient_id, flow, status from jobs where job_id = $1")
                     .bind(job_id)
                     .fetch_optional(&self.pool)

@@ -11,10 +11,10 @@ use crate::store::{
 };
 use crate::store::{Fut, Outbox};
 use crate::store::{SendResult, StoreError, choose_fallback, finish_plan, stored_consent, takes_callback};
-use crate::types::{Channel, DeliveryStatus};
+use crate::types::{Channel, DeliveryStatus, PatientId};
 
 /// (number_id, patient_id, consent_call_id, consent_seq, consent_staff) of a late message's number.
-type LateRow = (i64, String, Option<i64>, Option<i64>, Option<String>);
+type LateRow = (i64, PatientId, Option<i64>, Option<i64>, Option<String>);
 
 /// The fallback for an SMS that cannot reach the phone, once per message (see
 /// [`SendResult::Undeliverable`]). `None` when the message had already fallen back. The
@@ -212,7 +212,7 @@ impl Outbox for PgStore {
     /// Pending messages due at `now` whose number expired before they could be sent.
     fn late(&self, now: DateTime<Utc>, limit: i64) -> Fut<'_, Vec<LateMessage>> {
         fut(async move {
-            let rows: Vec<(i64, String, i64, Channel, String, bool)> = sqlx::query_as(
+            let rows: Vec<(i64, PatientId, i64, Channel, String, bool)> = sqlx::query_as(
                 "select o.message_id, n.patient_id, n.number_id, o.channel, o.recipient, n.reissue_of is not null
                  from outbox o join processing_numbers n on n.number_id = o.number_id
                  where o.status = 'pending' and o.next_attempt_at <= $1 and n.status = 'valid' and n.expires_at <= $1

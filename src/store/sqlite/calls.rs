@@ -139,8 +139,8 @@ fn start_call(tx: &Connection, first: FirstTurn) -> Result<NewCall, StoreError> 
     let (patient, job) = match &first.caller {
         Caller::Job(id) => {
             let job = job(tx, *id)?.ok_or_else(|| StoreError::Turn(format!("no job {id}")))?;
-            let patient =
-                patient(tx, &job.patient_id)?.ok_or_else(|| StoreError::UnknownPatient(job.patient_id.clone()))?;
+            let patient = patient(tx, job.patient_id.as_str())?
+                .ok_or_else(|| StoreError::UnknownPatient(job.patient_id.to_string()))?;
             (patient, Some(job))
         }
         Caller::Phone(phone) => (patient_by_phone(tx, phone.as_str())?.ok_or(StoreError::UnknownCaller)?, None),

@@ -7,7 +7,7 @@ use super::{SqliteStore, parse_sqlite_time, sqlite_time};
 use crate::store::StoreError;
 use crate::store::campaign::{AttemptView, CampaignSummary, DueJob, JobNext, JobView, NewJob, StaleAttempt};
 use crate::store::{Campaign, Fut, Job};
-use crate::types::CallSid;
+use crate::types::{CallSid, PatientId};
 
 fn day_text(day: NaiveDate) -> String {
     day.format("%Y-%m-%d").to_string()
@@ -82,13 +82,7 @@ pub(super) fn claim_jobs(
              returning job_id, patient_id, flow, attempt",
         )?;
         let rows = st.query_map(params![t, sqlite_time(lease_until), limit], |r| {
-            Ok(DueJob {
-                job_id: r.get(0)?,
-                patient_id: r.get(1)?,
-                phone: String::new(),
-                flow: r.get(2)?,
-                attempt: r.get(3)?,
-            })
+            Ok((r.get::<_, i64>(0)?, r.get::<_, PatientId>(1)?, r.get::<_, String>(2)?, r.get::<_, i32>(3)?))
         })?;
         rows.collect::<Result<Vec<_>, _>>()?
     };
@@ -97,10 +91,10 @@ pub(super) fn claim_jobs(
         let mut attempt =
             tx.prepare_cached("insert into job_attempts (job_id, attempt, started_at) values (?1, ?2, ?3)")?;
         let mut phone = tx.prepare_cached("select phone from patients where patient_id = ?1")?;
-        for mut j in claimed {
-            attempt.execute(params![j.job_id, j.attempt, t])?;
-            j.phone = phone.query_row([&j.patient_id], |r| r.get(0))?;
-            jobs.push(j);
+        for (job_id, patient_id, flow, n) in claimed {
+            attempt.execute(params![job_id, n, t])?;
+            let phone = phone.query_row([&patient_id], |r| r.get(0))?;
+            jobs.push(DueJob { job_id, patient_id, phone, flow, attempt: n });
         }
     }
     jobs.sort_by_key(|j| j.job_id);

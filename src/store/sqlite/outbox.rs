@@ -8,10 +8,10 @@ use super::{NOW, SqliteStore, sqlite_time};
 use crate::store::{Fallback, FallbackChoice, Finish, LateMessage, LateSettle, NewNumber, NumberOnFile, OutboxMessage};
 use crate::store::{Fut, Outbox};
 use crate::store::{SendResult, StoreError, choose_fallback, finish_plan, stored_consent, takes_callback};
-use crate::types::DeliveryStatus;
+use crate::types::{DeliveryStatus, PatientId};
 
 /// (number_id, patient_id, consent_call_id, consent_seq, consent_staff) of a late message's number.
-type LateRow = (i64, String, Option<i64>, Option<i64>, Option<String>);
+type LateRow = (i64, PatientId, Option<i64>, Option<i64>, Option<String>);
 
 /// Claims up to `limit` messages due at `now` for `lease_until`, and commits: a sender that
 /// dies leaves its lease to run out, it never holds a transaction while sending.
