@@ -1273,6 +1273,21 @@ async fn delivery_statuses_from_the_provider_update_the_message(store: Store) {
     assert_eq!(store.outbox().for_patient("p1").await.unwrap()[0].2, "delivered");
     assert!(store.outbox().status("SM1", "undelivered", Some("30003")).await.unwrap(), "known, but delivered is final");
     assert_eq!(store.outbox().for_patient("p1").await.unwrap()[0].2, "delivered");
+    // What the webhook does next with a late 30003 or a late failure changes nothing either:
+    // no second send, no alert.
+    let retry = SendResult::Retry { error: "undelivered 30003".into(), at: t };
+    store.outbox().finish(m[0], &retry, t).await.unwrap();
+    store.outbox().finish(m[0], &SendResult::Failed { error: "failed 30005".into(), dead: false }, t).await.unwrap();
+    assert_eq!(store.outbox().for_patient("p1").await.unwrap()[0].2, "delivered");
+    assert!(
+        store
+            .outbox()
+            .claim(t + chrono::Duration::hours(1), t + chrono::Duration::hours(2), 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(store.calls().patient_alerts("p1").await.unwrap().is_empty());
     assert!(!store.outbox().status("SM-unknown", "delivered", None).await.unwrap());
 }
 

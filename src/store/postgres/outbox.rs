@@ -172,9 +172,10 @@ impl Outbox for PgStore {
                 }
                 Finish::Retry { error, at } => {
                     sqlx::query(
+                        // `delivered` is final: a late failure callback sends nothing again.
                         "update outbox set status = 'pending', next_attempt_at = $2, last_error = $3, lease_until = null,
                            updated_at = $4
-                         where message_id = $1",
+                         where message_id = $1 and status <> 'delivered'",
                     )
                     .bind(message_id)
                     .bind(at)
@@ -184,10 +185,10 @@ impl Outbox for PgStore {
                     .await?;
                 }
                 Finish::Close { status, error, alert } => {
-                    sqlx::query(
+                    let closed = sqlx::query(
                         "update outbox set status = $2, last_error = $3, lease_until = null, body_sealed = '',
                            updated_at = $4
-                         where message_id = $1",
+                         where message_id = $1 and status <> 'delivered'",
                     )
                     .bind(message_id)
                     .bind(status)
@@ -195,13 +196,15 @@ impl Outbox for PgStore {
                     .bind(now)
                     .execute(&mut *tx)
                     .await?;
-                    sqlx::query(
-                        "insert into alerts (patient_id, reason) select patient_id, $2 from outbox where message_id = $1",
-                    )
-                    .bind(message_id)
-                    .bind(alert)
-                    .execute(&mut *tx)
-                    .await?;
+                    if closed.rows_affected() > 0 {
+                        sqlx::query(
+                            "insert into alerts (patient_id, reason) select patient_id, $2 from outbox where message_id = $1",
+                        )
+                        .bind(message_id)
+                        .bind(alert)
+                        .execute(&mut *tx)
+                        .await?;
+                    }
                 }
             }
             tx.commit().await?;

@@ -82,21 +82,25 @@ pub(super) fn finish_message(
         }
         Finish::Retry { error, at } => {
             tx.prepare_cached(
+                // `delivered` is final: a late failure callback sends nothing again.
                 "update outbox set status = 'pending', next_attempt_at = ?2, last_error = ?3, lease_until = null, updated_at = ?4
-                 where message_id = ?1",
+                 where message_id = ?1 and status <> 'delivered'",
             )?
             .execute(params![message_id, sqlite_time(at), error, t])?;
         }
         Finish::Close { status, error, alert } => {
-            tx.prepare_cached(
-                "update outbox set status = ?2, last_error = ?3, lease_until = null, body_sealed = '', updated_at = ?4
-                 where message_id = ?1",
-            )?
-            .execute(params![message_id, status, error, t])?;
-            tx.prepare_cached(
-                "insert into alerts (patient_id, reason) select patient_id, ?2 from outbox where message_id = ?1",
-            )?
-            .execute(params![message_id, alert])?;
+            let closed = tx
+                .prepare_cached(
+                    "update outbox set status = ?2, last_error = ?3, lease_until = null, body_sealed = '', updated_at = ?4
+                     where message_id = ?1 and status <> 'delivered'",
+                )?
+                .execute(params![message_id, status, error, t])?;
+            if closed > 0 {
+                tx.prepare_cached(
+                    "insert into alerts (patient_id, reason) select patient_id, ?2 from outbox where message_id = ?1",
+                )?
+                .execute(params![message_id, alert])?;
+            }
         }
     }
     tx.commit()?;
