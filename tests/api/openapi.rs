@@ -398,6 +398,7 @@ async fn run(spec: &Value, app: &App, c: Case, seen: &mut Seen) -> Value {
         .and_then(|v| v.to_str().ok())
         .map(|v| v.split(';').next().unwrap_or("").trim().to_string())
         .unwrap_or_default();
+    let headers = resp.headers().clone();
     let body = resp.text().await.unwrap();
 
     assert_eq!(status, c.status, "{name}: {body}");
@@ -405,6 +406,10 @@ async fn run(spec: &Value, app: &App, c: Case, seen: &mut Seen) -> Value {
         .get(status.to_string())
         .map(|r| resolve(spec, r))
         .unwrap_or_else(|| panic!("{name}: status {status} is not documented for POST {}", c.path));
+    // Every header documented for the answer is sent (`Retry-After` with a 429).
+    for header in response.get("headers").and_then(Value::as_object).into_iter().flat_map(|h| h.keys()) {
+        assert!(headers.contains_key(header.as_str()), "{name}: no {header} header, which is documented");
+    }
     let media = response["content"]
         .get(&ct)
         .unwrap_or_else(|| panic!("{name}: {status} answered {ct}, which is not documented: {body}"));
