@@ -236,7 +236,11 @@ async fn issue(
     }
     let staff = req.staff.unwrap_or_else(|| client.name.clone());
     let patient = app.store.patients().get(&id).await.map_err(Error::internal)?;
-    // Counted for patients on the roster only: unknown ids take no room in the limiter.
+    // Counted only for a patient on the roster who can get the number as asked: unknown ids
+    // take no room in the limiter, and a mistaken channel costs the patient no issue.
+    if let Some(p) = &patient {
+        numbers::recipient(p, req.send).map_err(issue_error)?;
+    }
     if patient.is_some()
         && let Err(not_until) = app.issue_limits.per_patient.check_key(&id)
     {
@@ -261,13 +265,20 @@ async fn issue(
             )
                 .into_response())
         }
-        Err(IssueError::UnknownPatient(_)) => {
-            Err(Error::new(StatusCode::NOT_FOUND, "unknown_patient", Some("id"), format!("no patient {id}")))
+        Err(e) => Err(issue_error(e)),
+    }
+}
+
+/// A refused issue as the API answers it.
+fn issue_error(e: IssueError) -> Error {
+    match e {
+        IssueError::UnknownPatient(id) => {
+            Error::new(StatusCode::NOT_FOUND, "unknown_patient", Some("id"), format!("no patient {id}"))
         }
-        Err(e @ (IssueError::NoEmail(_) | IssueError::NotMobile(_))) => {
-            Err(Error::new(StatusCode::UNPROCESSABLE_ENTITY, "cannot_send", Some("send"), e.to_string()))
+        e @ (IssueError::NoEmail(_) | IssueError::NotMobile(_)) => {
+            Error::new(StatusCode::UNPROCESSABLE_ENTITY, "cannot_send", Some("send"), e.to_string())
         }
-        Err(IssueError::Store(e)) => Err(Error::internal(e)),
+        IssueError::Store(e) => Error::internal(e),
     }
 }
 

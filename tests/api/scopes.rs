@@ -198,6 +198,15 @@ async fn issuing_is_limited_per_patient_whichever_token_asks_and_per_token() {
     app.add_patient("P002", "+819012345679").await;
     let (a, b) = (app.add_token("nurse-a", "issue").await, app.add_token("nurse-b", "issue").await);
 
+    // A request the patient cannot be served by (no e-mail address) costs the patient nothing.
+    let resp = reqwest::Client::new()
+        .post(format!("{}/api/v1/patients/P001/processing-number", app.addr))
+        .bearer_auth(&b)
+        .json(&json!({"consent": true, "send": "email"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 422);
     assert_eq!(issue(&app, &a, "P001").await.0, 201);
     assert_eq!(issue(&app, &a, "P001").await.0, 201);
     let audit = app.store.numbers().audit_log().await.unwrap().len();
@@ -214,7 +223,7 @@ async fn issuing_is_limited_per_patient_whichever_token_asks_and_per_token() {
     assert_eq!(status, 429, "{body}");
     assert!(body["message"].as_str().unwrap().contains("client"), "{body}");
     assert!(retry.is_some_and(|s| (1..=20).contains(&s)), "Retry-After: {retry:?}");
-    assert_eq!(issue(&app, &b, "P002").await.0, 201, "another token is not slowed");
+    assert_eq!(issue(&app, &b, "P002").await.0, 201, "another token is not slowed (its third request)");
 
     assert_eq!(app.store.numbers().valid_count().await.unwrap(), 2, "P001's second number and P002's");
     assert_eq!(app.store.numbers().audit_log().await.unwrap().len(), audit + 1, "refusals leave no audit row");
