@@ -141,6 +141,15 @@ async fn a_revoked_token_is_refused_like_an_unknown_one() {
     let token = app.add_token("contact-app", "verify").await;
     let verify = routes().into_iter().find(|r| r.scope == Scope::Verify).unwrap();
     assert_eq!(post(&app, &verify, &token).await.0, 404, "live: the number is checked");
+    let lower = reqwest::Client::new()
+        .post(format!("{}{}", app.addr, verify.path))
+        .header("content-type", &verify.content_type)
+        .header("authorization", format!("bearer {token}"))
+        .body(verify.body.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(lower.status().as_u16(), 404, "the scheme's name in any case");
     let at = chrono::Utc::now();
     assert_eq!(app.store.numbers().revoke_token("contact-app", at).await.unwrap(), ivr::store::Revoke::Revoked);
     let revoked = post(&app, &verify, &token).await;
@@ -148,7 +157,7 @@ async fn a_revoked_token_is_refused_like_an_unknown_one() {
     assert_eq!(revoked.0, 401, "{}", revoked.1);
     assert_eq!(revoked, unknown, "the same answer as for a token never made");
     let audit = app.store.numbers().audit_log().await.unwrap();
-    assert_eq!(audit.len(), 1, "only the check made while the token was live: {audit:?}");
+    assert_eq!(audit.len(), 2, "only the checks made while the token was live: {audit:?}");
     app.stop().await;
 }
 
