@@ -51,6 +51,9 @@ async fn a_token_needs_a_scope_and_the_message_lists_them() {
     let (code, _, err) = cli.ivr(&["tokens", "add", "contact-app", "--scope", "admin"]);
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("possible values: verify, issue, import, read, staff"), "{err}");
+    let (code, _, err) = cli.ivr(&["tokens", "add", " ", "--scope", "verify"]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("non-empty"), "{err}");
     let (code, out, _) = cli.ivr(&["tokens", "list"]);
     assert_eq!((code, out.as_str()), (0, ""), "no token was made");
 }
