@@ -13,7 +13,7 @@ use crate::flow::registry::{FlowVersion, Registry};
 use crate::flow::{CallState, Effect, Input, Phase, Value, Vars};
 use crate::issuer::{Delivery, Issuer, is_sealed};
 use crate::store::{
-    CallRecord, Caller, Consent, FirstTurn, Found, NUMBER_READ_ANSWER, NewCall, NewMessage, NewNumber, Patient,
+    NewAlert,    CallRecord, Caller, Consent, FirstTurn, Found, NUMBER_READ_ANSWER, NewCall, NewMessage, NewNumber, Patient,
     StoredFlow, TurnFn, TurnWrite, ValidNumber,
 };
 use crate::telemetry::mask_digits;
@@ -191,7 +191,7 @@ struct TurnEffects<'a> {
     now: DateTime<Utc>,
     seq: i64,
     answers: Vec<(String, Value)>,
-    alerts: Vec<String>,
+    alerts: Vec<NewAlert>,
     issue: Option<NewNumber>,
     messages: Vec<NewMessage>,
 }
@@ -205,8 +205,8 @@ impl Actions for TurnEffects<'_> {
                 self.answers.extend(answers.iter().cloned());
                 None
             }
-            Effect::AlertHealthCenter { reason } => {
-                self.alerts.push(reason.clone());
+            Effect::AlertHealthCenter { reason, severity } => {
+                self.alerts.push(NewAlert::flow(reason, *severity));
                 None
             }
             Effect::EndCallSummary { .. } => None,

@@ -6,6 +6,8 @@ use std::collections::{BTreeMap, HashMap};
 use toml::Spanned;
 use toml::de::DeValue;
 
+use crate::types::Severity as Urgency;
+
 use super::source::{At, Diagnostics, Fields, Source, closest, parse_toml, type_name};
 use super::{
     Action, BUILTIN_VARS, Choice, Cond, Flow, Kind, NumberFormat, NumberSpec, PromptRef, Question, Rule, State, Target,
@@ -301,7 +303,7 @@ fn read_state(
             )
         }
         "action" => {
-            (read_action(&mut f, &what, diags), vec!["action", "next", "on", "vars", "set", "message", "to", "reason"])
+            (read_action(&mut f, &what, diags), vec!["action", "next", "on", "vars", "set", "message", "to", "reason", "severity"])
         }
         "branch" => (read_branch(&mut f, &what, diags), vec!["rules", "default"]),
         other => {
@@ -604,6 +606,7 @@ fn read_action(f: &mut Fields<'_, '_>, what: &str, diags: &mut Diagnostics) -> O
     let message = f.str("message", diags);
     let to = f.str("to", diags);
     let reason = f.str("reason", diags);
+    let severity = f.str("severity", diags);
     let only = |field: &str, for_action: &str, diags: &mut Diagnostics| {
         if name.value != for_action {
             if let Some(at) = f.key_at(field) {
@@ -616,6 +619,7 @@ fn read_action(f: &mut Fields<'_, '_>, what: &str, diags: &mut Diagnostics) -> O
     only("message", "send_sms", diags);
     only("to", "send_sms", diags);
     only("reason", "alert_health_center", diags);
+    only("severity", "alert_health_center", diags);
     let action = match name.value.as_str() {
         "record_answer" => Action::RecordAnswer { vars, set: read_set(src, set, diags) },
         "issue_processing_number" => Action::IssueProcessingNumber,
@@ -627,7 +631,15 @@ fn read_action(f: &mut Fields<'_, '_>, what: &str, diags: &mut Diagnostics) -> O
             }
         },
         "alert_health_center" => {
-            Action::AlertHealthCenter { reason: reason.map_or_else(|| "alert".into(), |r| r.value) }
+            let severity = match severity {
+                None => Urgency::Normal,
+                Some(s) => Urgency::parse(&s.value).unwrap_or_else(|_| {
+                    let names: Vec<&str> = Urgency::ALL.iter().map(|s| s.as_str()).collect();
+                    diags.error(src, s.at, format!("unknown severity '{}'; severities: {}", s.value, names.join(", ")));
+                    Urgency::Normal
+                }),
+            };
+            Action::AlertHealthCenter { reason: reason.map_or_else(|| "alert".into(), |r| r.value), severity }
         }
         "end_call_summary" => Action::EndCallSummary,
         other => {

@@ -3,7 +3,7 @@
 use chrono::{DateTime, Utc};
 
 use crate::flow::{CallState, Value};
-use crate::types::{CallSid, CallStatus, Direction, E164, PatientId};
+use crate::types::{Alert, AlertKind, CallSid, CallStatus, Direction, E164, PatientId};
 
 use super::campaign::Job;
 use super::numbers::{NewMessage, NewNumber, ValidNumber};
@@ -110,8 +110,9 @@ pub struct TurnWrite {
     pub event_input: String,
     /// Answers given or recorded in this turn (upserted by name).
     pub answers: Vec<(String, Value)>,
-    /// Alerts raised for the health centre (reasons).
-    pub alerts: Vec<String>,
+    /// Alerts raised for the health centre, each opening or joining the patient's follow-up
+    /// item in the turn's transaction.
+    pub alerts: Vec<super::followups::NewAlert>,
     /// The flow reached a hang-up.
     pub ended: bool,
     /// The call read the patient's number held for it (after a failed SMS): that pending
@@ -181,6 +182,12 @@ pub fn turn_step(last: i64, seq: i64) -> TurnStep {
     if seq == last + 1 { TurnStep::Take } else { TurnStep::Replay { seq: seq.min(last) } }
 }
 
+/// The alert for a patient who hung up before the call's flow ended (its follow-up item opens
+/// with it).
+pub fn hung_up() -> Alert {
+    Alert::new(AlertKind::HungUp, "the call ended before its flow did")
+}
+
 /// How many times a turn is stepped again after its new number collided with a valid one.
 pub const MAX_COLLISIONS: u32 = 5;
 
@@ -221,7 +228,8 @@ pub trait Calls {
     fn get<'a>(&'a self, sid: &'a str) -> Fut<'a, Option<CallRecord>>;
     /// Records a carrier status callback. A status never replaces a later one (`completed`
     /// stays `completed` when `in-progress` arrives late, [`CallStatus::rank`]); a call that ends
-    /// before its flow did is marked incomplete. Returns whether anything changed.
+    /// before its flow did is marked incomplete, and its patient gets a `hung_up` alert with a
+    /// follow-up item, in the same transaction. Returns whether anything changed.
     fn record_status<'a>(&'a self, sid: &'a str, status: CallStatus, duration: Option<i64>) -> Fut<'a, bool>;
     fn answers(&self, call_id: i64) -> Fut<'_, Vec<Answer>>;
     /// Alert reasons raised for a call.

@@ -4,6 +4,7 @@ use sqlx::postgres::PgRow;
 use sqlx::{PgConnection, Row};
 
 use super::PgStore;
+use super::followups::raise_in;
 use super::numbers::{audit, insert_number, valid_number};
 use super::patients::{PATIENT_COLUMNS, patient_row};
 use super::versions::save_flow_version;
@@ -80,18 +81,30 @@ impl PgStore {
         duration: Option<i64>,
     ) -> Result<bool, StoreError> {
         let rank = status.rank();
-        let done = sqlx::query(
+        let mut tx = self.pool.begin().await?;
+        // The row locked first: of two callbacks at once, one sees the other's `incomplete`.
+        let before: Option<(i64, Option<String>, bool)> =
+            sqlx::query_as("select call_id, patient_id, incomplete from calls where call_sid = $1 for update")
+                .bind(sid)
+                .fetch_optional(&mut *tx)
+                .await?;
+        let after: Option<bool> = sqlx::query_scalar(
             "update calls set status = $2, status_rank = $3, duration = coalesce($4, duration),
                incomplete = case when $3 = 3 and not ended then true else incomplete end, updated_at = now()
-             where call_sid = $1 and status_rank < $3",
+             where call_sid = $1 and status_rank < $3 returning incomplete",
         )
         .bind(sid)
         .bind(status)
         .bind(rank)
         .bind(duration)
-        .execute(&self.pool)
+        .fetch_optional(&mut *tx)
         .await?;
-        Ok(done.rows_affected() > 0)
+        if let (Some(true), Some((call_id, patient_id, false))) = (after, &before) {
+            let alert = crate::store::NewAlert::engine(&crate::store::hung_up());
+            raise_in(&mut tx, patient_id.as_deref(), Some(*call_id), &alert, chrono::Utc::now()).await?;
+        }
+        tx.commit().await?;
+        Ok(after.is_some())
     }
 }
 
@@ -266,13 +279,9 @@ async fn write_turn(tx: &mut PgConnection, call: &CallRecord, seq: i64, w: &Turn
             audit(tx, "call", "read", read, "read aloud on the next call").await?;
         }
     }
-    for reason in &w.alerts {
-        sqlx::query("insert into alerts (patient_id, call_id, reason) values ($1, $2, $3)")
-            .bind(&call.patient_id)
-            .bind(call.call_id)
-            .bind(reason)
-            .execute(&mut *tx)
-            .await?;
+    let now = chrono::Utc::now();
+    for alert in &w.alerts {
+        raise_in(tx, call.patient_id.as_ref().map(|p| p.as_str()), Some(call.call_id), alert, now).await?;
     }
     Ok(())
 }

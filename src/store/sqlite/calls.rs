@@ -3,6 +3,7 @@
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use super::campaign::job;
+use super::followups::raise_in;
 use super::numbers::{audit, insert_number, valid_number};
 use super::patients::{patient, patient_by_phone};
 use super::versions::save_flow_version;
@@ -47,14 +48,25 @@ pub(super) fn record_status(
     duration: Option<i64>,
 ) -> Result<bool, StoreError> {
     let rank = status.rank();
-    let n = conn
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    let before: Option<(i64, Option<String>, bool)> = tx
+        .prepare_cached("select call_id, patient_id, incomplete from calls where call_sid = ?1")?
+        .query_row([sid], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .optional()?;
+    let after: Option<bool> = tx
         .prepare_cached(&format!(
             "update calls set status = ?2, status_rank = ?3, duration = coalesce(?4, duration),
                incomplete = case when ?3 = 3 and ended = 0 then 1 else incomplete end, updated_at = {NOW}
-             where call_sid = ?1 and status_rank < ?3"
+             where call_sid = ?1 and status_rank < ?3 returning incomplete"
         ))?
-        .execute(params![sid, status, rank, duration])?;
-    Ok(n > 0)
+        .query_row(params![sid, status, rank, duration], |r| r.get(0))
+        .optional()?;
+    if let (Some(true), Some((call_id, patient_id, false))) = (after, &before) {
+        let alert = crate::store::NewAlert::engine(&crate::store::hung_up());
+        raise_in(&tx, patient_id.as_deref(), Some(*call_id), &alert, chrono::Utc::now())?;
+    }
+    tx.commit()?;
+    Ok(after.is_some())
 }
 
 pub(super) fn answers(conn: &mut Connection, call_id: i64) -> Result<Vec<Answer>, StoreError> {
@@ -239,12 +251,9 @@ fn write_turn(tx: &Connection, call: &CallRecord, seq: i64, w: &TurnWrite) -> Re
             audit(tx, "call", "read", read, "read aloud on the next call")?;
         }
     }
-    for reason in &w.alerts {
-        tx.prepare_cached("insert into alerts (patient_id, call_id, reason) values (?1, ?2, ?3)")?.execute(params![
-            call.patient_id,
-            call.call_id,
-            reason
-        ])?;
+    let now = chrono::Utc::now();
+    for alert in &w.alerts {
+        raise_in(tx, call.patient_id.as_ref().map(|p| p.as_str()), Some(call.call_id), alert, now)?;
     }
     Ok(())
 }
