@@ -13,8 +13,8 @@ use crate::flow::registry::{FlowVersion, Registry};
 use crate::flow::{CallState, Effect, Input, Phase, Value, Vars};
 use crate::issuer::{Delivery, Issuer, is_sealed};
 use crate::store::{
-    NewAlert,    CallRecord, Caller, Consent, FirstTurn, Found, NUMBER_READ_ANSWER, NewCall, NewMessage, NewNumber, Patient,
-    StoredFlow, TurnFn, TurnWrite, ValidNumber,
+    CallRecord, Caller, Consent, FirstTurn, Found, NUMBER_READ_ANSWER, NewAlert, NewCall, NewMessage, NewNumber,
+    Patient, StoredFlow, TurnFn, TurnWrite, ValidNumber,
 };
 use crate::telemetry::mask_digits;
 use crate::twiml;

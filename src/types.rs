@@ -646,8 +646,7 @@ pub const STAFF_SCOPES: [Scope; 4] = [Scope::Issue, Scope::Import, Scope::Read, 
 pub struct Scopes(u8);
 
 /// What [`Scopes::parse`] expects.
-pub const SCOPES_EXPECTED: &str =
-    "one or more scopes, comma separated: verify, issue, import, read, followup, or staff (= issue,import,read,followup)";
+pub const SCOPES_EXPECTED: &str = "one or more scopes, comma separated: verify, issue, import, read, followup, or staff (= issue,import,read,followup)";
 
 impl Scopes {
     /// A set of these scopes (`None` when there are none).

@@ -302,9 +302,10 @@ fn read_state(
                 with_question(&["yes_key", "no_key", "next", "retry"]),
             )
         }
-        "action" => {
-            (read_action(&mut f, &what, diags), vec!["action", "next", "on", "vars", "set", "message", "to", "reason", "severity"])
-        }
+        "action" => (
+            read_action(&mut f, &what, diags),
+            vec!["action", "next", "on", "vars", "set", "message", "to", "reason", "severity"],
+        ),
         "branch" => (read_branch(&mut f, &what, diags), vec!["rules", "default"]),
         other => {
             let hint = closest(other, KINDS)

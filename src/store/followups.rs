@@ -209,7 +209,10 @@ pub fn decide(item: &Followup, act: &Act) -> Result<Option<Followup>, Refusal> {
         return Err(refuse(item, format!("this item is claimed by {holder} since {since}")));
     }
     if act.version.is_some_and(|v| v != item.version) {
-        return Err(refuse(item, format!("this item changed since version {}: {}", act.version.unwrap_or(0), said(&item.last))));
+        return Err(refuse(
+            item,
+            format!("this item changed since version {}: {}", act.version.unwrap_or(0), said(&item.last)),
+        ));
     }
     let mut next = item.clone();
     next.version += 1;

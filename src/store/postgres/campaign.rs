@@ -242,8 +242,10 @@ impl Campaign for PgStore {
             .await?
             .rows_affected();
             if let (1, Some(alert)) = (moved, next.alert()) {
-                let patient: String =
-                    sqlx::query_scalar("select patient_id from jobs where job_id = $1").bind(job_id).fetch_one(&mut *tx).await?;
+                let patient: String = sqlx::query_scalar("select patient_id from jobs where job_id = $1")
+                    .bind(job_id)
+                    .fetch_one(&mut *tx)
+                    .await?;
                 raise_in(&mut tx, Some(&patient), None, &NewAlert::engine(&alert), now).await?;
             }
             tx.commit().await?;

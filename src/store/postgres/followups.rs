@@ -9,8 +9,8 @@ use sqlx::{PgConnection, Row};
 
 use super::PgStore;
 use crate::store::followups::{ENGINE, decide, item};
-use crate::store::{Act, Acted, Change, ChangeKind, Followup, Followups, Fut, ListQuery, NewAlert, Reason, StoreError};
 use crate::store::fut;
+use crate::store::{Act, Acted, Change, ChangeKind, Followup, Followups, Fut, ListQuery, NewAlert, Reason, StoreError};
 use crate::types::Severity;
 
 /// Writes an alert, and opens the patient's follow-up item or joins the one still open, in the

@@ -193,7 +193,8 @@ pub(super) fn end_attempt(
         )?
         .execute(params![job_id, attempt, next.status(), outcome, next.due_at().map(sqlite_time), t])?;
     if let (1, Some(alert)) = (moved, next.alert()) {
-        let patient: String = tx.prepare_cached("select patient_id from jobs where job_id = ?1")?.query_row([job_id], |r| r.get(0))?;
+        let patient: String =
+            tx.prepare_cached("select patient_id from jobs where job_id = ?1")?.query_row([job_id], |r| r.get(0))?;
         raise_in(&tx, Some(&patient), None, &NewAlert::engine(&alert), now)?;
     }
     tx.commit()?;

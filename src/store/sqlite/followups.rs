@@ -20,7 +20,9 @@ pub(super) fn raise_in(
 ) -> Result<(), StoreError> {
     let t = sqlite_time(at);
     let alert_id: i64 = tx
-        .prepare_cached("insert into alerts (patient_id, call_id, reason, created_at) values (?1, ?2, ?3, ?4) returning alert_id")?
+        .prepare_cached(
+            "insert into alerts (patient_id, call_id, reason, created_at) values (?1, ?2, ?3, ?4) returning alert_id",
+        )?
         .query_row(params![patient_id, call_id, alert.text, t], |r| r.get(0))?;
     let (Some(patient_id), Some(severity)) = (patient_id, alert.opens) else { return Ok(()) };
     let followup_id: i64 = tx
@@ -46,8 +48,9 @@ const COLUMNS: &str = "f.followup_id, f.patient_id, f.status, f.urgency, f.opene
 
 fn row(r: &Row<'_>) -> rusqlite::Result<Followup> {
     let time = |i: usize| -> rusqlite::Result<DateTime<Utc>> { Ok(parse_sqlite_time(&r.get::<_, String>(i)?)) };
-    let opt_time =
-        |i: usize| -> rusqlite::Result<Option<DateTime<Utc>>> { Ok(r.get::<_, Option<String>>(i)?.map(|s| parse_sqlite_time(&s))) };
+    let opt_time = |i: usize| -> rusqlite::Result<Option<DateTime<Utc>>> {
+        Ok(r.get::<_, Option<String>>(i)?.map(|s| parse_sqlite_time(&s)))
+    };
     Ok(item(
         r.get(0)?,
         r.get(1)?,
