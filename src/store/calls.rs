@@ -217,6 +217,20 @@ pub fn last_answers(answers: &[(String, Value)]) -> impl Iterator<Item = &(Strin
         .map(|(_, a)| a)
 }
 
+/// A call of a patient, as staff see it in a list (no state: it may hold a sealed number).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PatientCall {
+    pub call_id: i64,
+    pub call_sid: CallSid,
+    pub direction: Direction,
+    pub flow: String,
+    pub status: CallStatus,
+    pub ended: bool,
+    pub incomplete: bool,
+    pub duration: Option<i64>,
+    pub started_at: DateTime<Utc>,
+}
+
 /// The calls' operations (`store.calls()`).
 pub trait Calls {
     /// One turn of a call, in one transaction. `seq` is the turn's number (0 for the first,
@@ -236,6 +250,8 @@ pub trait Calls {
     fn alerts(&self, call_id: i64) -> Fut<'_, Vec<String>>;
     /// Alert reasons raised for a patient (by calls, the outbox or the dialer).
     fn patient_alerts<'a>(&'a self, patient_id: &'a str) -> Fut<'a, Vec<String>>;
+    /// A patient's calls, newest first, at most `limit`.
+    fn of_patient<'a>(&'a self, patient_id: &'a str, limit: i64) -> Fut<'a, Vec<PatientCall>>;
     /// The number of turns stored for a call.
     fn event_count(&self, call_id: i64) -> Fut<'_, i64>;
 }

@@ -10,7 +10,7 @@ use super::patients::{PATIENT_COLUMNS, patient_row};
 use super::versions::save_flow_version;
 use crate::store::versions::catalogs_json;
 use crate::store::{AfterWrite, TurnStep, after_write, answer_columns, answer_value, fut, last_answers, turn_step};
-use crate::store::{Answer, CallRecord, NewCall, StoreError, TurnFn, TurnResult, TurnWrite};
+use crate::store::{Answer, CallRecord, NewCall, PatientCall, StoreError, TurnFn, TurnResult, TurnWrite};
 use crate::store::{Caller, Create, FirstTurn, Found, Job};
 use crate::store::{Calls, Fut};
 use crate::types::{CallStatus, PatientId};
@@ -298,6 +298,33 @@ impl Calls for PgStore {
                 .fetch_optional(&self.pool)
                 .await?;
             row.map(|r| call_row(&r)).transpose()
+        })
+    }
+
+    fn of_patient<'a>(&'a self, patient_id: &'a str, limit: i64) -> Fut<'a, Vec<PatientCall>> {
+        fut(async move {
+            let rows = sqlx::query(
+                "select call_id, call_sid, direction, flow, status, ended, incomplete, duration, created_at from calls
+                 where patient_id = $1 order by created_at desc, call_id desc limit $2",
+            )
+            .bind(patient_id)
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?;
+            let call = |r: &PgRow| -> Result<PatientCall, sqlx::Error> {
+                Ok(PatientCall {
+                    call_id: r.try_get(0)?,
+                    call_sid: r.try_get(1)?,
+                    direction: r.try_get(2)?,
+                    flow: r.try_get(3)?,
+                    status: r.try_get(4)?,
+                    ended: r.try_get(5)?,
+                    incomplete: r.try_get(6)?,
+                    duration: r.try_get(7)?,
+                    started_at: r.try_get(8)?,
+                })
+            };
+            Ok(rows.iter().map(call).collect::<Result<_, _>>()?)
         })
     }
 

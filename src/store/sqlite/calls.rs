@@ -10,7 +10,7 @@ use super::versions::save_flow_version;
 use super::{NOW, SqliteStore};
 use crate::store::versions::catalogs_json;
 use crate::store::{AfterWrite, TurnStep, after_write, answer_columns, answer_value, last_answers, turn_step};
-use crate::store::{Answer, CallRecord, NewCall, StoreError, TurnFn, TurnResult, TurnWrite};
+use crate::store::{Answer, CallRecord, NewCall, PatientCall, StoreError, TurnFn, TurnResult, TurnWrite};
 use crate::store::{Caller, Create, FirstTurn, Found};
 use crate::store::{Calls, Fut};
 use crate::types::CallStatus;
@@ -258,6 +258,27 @@ fn write_turn(tx: &Connection, call: &CallRecord, seq: i64, w: &TurnWrite) -> Re
     Ok(())
 }
 
+fn of_patient(conn: &mut Connection, patient_id: &str, limit: i64) -> Result<Vec<PatientCall>, StoreError> {
+    let mut st = conn.prepare_cached(
+        "select call_id, call_sid, direction, flow, status, ended, incomplete, duration, created_at from calls
+         where patient_id = ?1 order by created_at desc, call_id desc limit ?2",
+    )?;
+    let rows = st.query_map(params![patient_id, limit], |r| {
+        Ok(PatientCall {
+            call_id: r.get(0)?,
+            call_sid: r.get(1)?,
+            direction: r.get(2)?,
+            flow: r.get(3)?,
+            status: r.get(4)?,
+            ended: r.get(5)?,
+            incomplete: r.get(6)?,
+            duration: r.get(7)?,
+            started_at: super::parse_sqlite_time(&r.get::<_, String>(8)?),
+        })
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
 impl Calls for SqliteStore {
     /// Committed with the other turns waiting ([`super::writer`]).
     fn turn<'a>(&'a self, sid: &'a str, seq: i64, create: Option<Create>, f: TurnFn) -> Fut<'a, TurnResult> {
@@ -285,6 +306,11 @@ impl Calls for SqliteStore {
     fn patient_alerts<'a>(&'a self, patient_id: &'a str) -> Fut<'a, Vec<String>> {
         let patient_id = patient_id.to_owned();
         self.read(move |c| patient_alerts(c, &patient_id))
+    }
+
+    fn of_patient<'a>(&'a self, patient_id: &'a str, limit: i64) -> Fut<'a, Vec<PatientCall>> {
+        let patient_id = patient_id.to_owned();
+        self.read(move |c| of_patient(c, &patient_id, limit))
     }
 
     fn event_count(&self, call_id: i64) -> Fut<'_, i64> {
