@@ -8,7 +8,9 @@
 //! - `GET /api/v1/patients`, `GET /api/v1/patients/{id}`, `GET /api/v1/patients/{id}/calls`
 //!   (`read`): the roster, a patient's record, their calls with answers and alerts.
 //!
-//! Every read of a patient's data and every action leaves a row in the audit log ([`audit`]).
+//! Every read of a patient's data and every action leaves a row in the audit log ([`audit`]),
+//! written before the data is read or the item changed: when the log cannot be written, the
+//! request fails (500) and nothing is read or changed.
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -124,9 +126,14 @@ pub(super) async fn list(
     };
     let (limit, offset) = page(p.limit, p.offset)?;
     let area = p.area.filter(|a| !a.is_empty());
+    let detail = format!(
+        "status {} area {} limit {limit} offset {offset}",
+        p.status.as_deref().unwrap_or("active"),
+        area.as_deref().unwrap_or("*")
+    );
+    audit(&app, &client.name, "followups.list", &detail).await?;
     let q = ListQuery { status, area, limit, offset };
     let items = app.store.followups().list(&q).await.map_err(Error::internal)?;
-    audit(&app, &client.name, "followups.list", &format!("{} item(s)", items.len())).await?;
     let next = next_offset(items.len(), limit, offset);
     let items: Vec<Value> = items.iter().map(item_json).collect();
     Ok(axum::Json(json!({ "items": items, "next_offset": next })).into_response())
@@ -177,14 +184,14 @@ fn item_id(id: &str) -> Result<i64, Error> {
 async fn act(app: &AppState, id: &str, action: Action, by: String, version: Option<i64>) -> Result<Response, Error> {
     let followup_id = item_id(id)?;
     let name = action.name();
+    let detail = match &action {
+        Action::Close { outcome, .. } => format!("followup {followup_id}: {outcome}"),
+        _ => format!("followup {followup_id}"),
+    };
+    audit(app, &by, &format!("followup.{name}"), &detail).await?;
     let a = Act { action, by, version, at: Utc::now() };
     match app.store.followups().act(followup_id, &a).await.map_err(Error::internal)? {
         Acted::Done(f) => {
-            let detail = match &f.outcome {
-                Some(o) if name == "close" => format!("followup {followup_id} patient {}: {o}", f.patient_id),
-                _ => format!("followup {followup_id} patient {}", f.patient_id),
-            };
-            audit(app, &a.by, &format!("followup.{name}"), &detail).await?;
             tracing::info!(followup = followup_id, by = %a.by, action = name, "follow-up item changed");
             Ok(axum::Json(item_json(&f)).into_response())
         }
@@ -256,8 +263,8 @@ pub(super) async fn patients(
     Query(p): Query<PageParams>,
 ) -> Result<Response, Error> {
     let (limit, offset) = page(p.limit, p.offset)?;
+    audit(&app, &client.name, "patients.list", &format!("limit {limit} offset {offset}")).await?;
     let list = app.store.patients().page(limit, offset).await.map_err(Error::internal)?;
-    audit(&app, &client.name, "patients.list", &format!("{} patient(s) from {offset}", list.len())).await?;
     let next = next_offset(list.len(), limit, offset);
     Ok(axum::Json(json!({ "patients": list, "next_offset": next })).into_response())
 }
@@ -271,8 +278,8 @@ pub(super) async fn patient(
     client: Client<scope::Read>,
     Path(id): Path<String>,
 ) -> Result<Response, Error> {
-    let p = app.store.patients().get(&id).await.map_err(Error::internal)?.ok_or_else(|| unknown_patient(&id))?;
     audit(&app, &client.name, "patient.read", &format!("patient {id}")).await?;
+    let p = app.store.patients().get(&id).await.map_err(Error::internal)?.ok_or_else(|| unknown_patient(&id))?;
     Ok(axum::Json(p).into_response())
 }
 
@@ -282,6 +289,7 @@ pub(super) async fn patient_calls(
     Path(id): Path<String>,
 ) -> Result<Response, Error> {
     let store = &app.store;
+    audit(&app, &client.name, "patient.calls", &format!("patient {id}")).await?;
     if store.patients().get(&id).await.map_err(Error::internal)?.is_none() {
         return Err(unknown_patient(&id));
     }
@@ -306,6 +314,5 @@ pub(super) async fn patient_calls(
             "alerts": alerts,
         }));
     }
-    audit(&app, &client.name, "patient.calls", &format!("patient {id}: {} call(s)", out.len())).await?;
     Ok(axum::Json(json!({ "patient_id": id, "calls": out })).into_response())
 }
