@@ -50,7 +50,7 @@ async fn a_token_needs_a_scope_and_the_message_lists_them() {
     }
     let (code, _, err) = cli.ivr(&["tokens", "add", "contact-app", "--scope", "admin"]);
     assert_eq!(code, 2, "{err}");
-    assert!(err.contains("possible values: verify, issue, import, read, staff"), "{err}");
+    assert!(err.contains("possible values: verify, issue, import, read, followup, staff"), "{err}");
     let (code, _, err) = cli.ivr(&["tokens", "add", " ", "--scope", "verify"]);
     assert_eq!(code, 1, "{err}");
     assert!(err.contains("non-empty"), "{err}");
