@@ -96,7 +96,7 @@ fn page(limit: Option<i64>, offset: Option<i64>) -> Result<(i64, i64), Error> {
 }
 
 fn next_offset(len: usize, limit: i64, offset: i64) -> Option<i64> {
-    (len as i64 == limit).then_some(offset + limit)
+    (len as i64 == limit).then_some(offset.saturating_add(limit))
 }
 
 #[derive(Deserialize)]
