@@ -337,6 +337,37 @@ impl FromStr for PatientId {
 }
 string_serde!(PatientId);
 
+/// Who issued a number by hand, as the consent and the audit log record it: 1 to 100
+/// characters, not all of them white space (a consent must name someone).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StaffName(String);
+
+impl StaffName {
+    /// The longest name, in characters.
+    pub const MAX_CHARS: usize = 100;
+
+    pub fn parse(s: &str) -> Result<StaffName, Invalid> {
+        let n = s.chars().count();
+        if (1..=Self::MAX_CHARS).contains(&n) && s.chars().any(|c| !c.is_whitespace()) {
+            Ok(StaffName(s.to_owned()))
+        } else {
+            Err(Invalid("a staff name: 1 to 100 characters, not only spaces"))
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl FromStr for StaffName {
+    type Err = Invalid;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        StaffName::parse(s)
+    }
+}
+string_serde!(StaffName);
+
 // ---------------------------------------------------------------------------------------------
 // Closed sets of names
 
@@ -665,5 +696,15 @@ mod tests {
             "unreachable: 1 attempt(s) today"
         );
         assert!(DeliveryStatus::Delivered.is_final() && !DeliveryStatus::Undelivered.is_final());
+    }
+
+    #[test]
+    fn a_staff_name_has_1_to_100_characters_not_all_white_space() {
+        for ok in ["佐藤", "a", " 佐藤 ", &"x".repeat(100), &"保".repeat(100)] {
+            assert_eq!(StaffName::parse(ok).unwrap().as_str(), ok);
+        }
+        for bad in ["", " ", "\u{3000}", "\t\n", &"x".repeat(101)] {
+            assert!(StaffName::parse(bad).is_err(), "{bad:?}");
+        }
     }
 }

@@ -39,9 +39,9 @@ pub enum NumbersCommand {
         /// How the patient gets it.
         #[arg(long, value_enum, default_value = "sms")]
         send: crate::issuer::numbers::SendBy,
-        /// Who issues it (recorded as the consent).
+        /// Who issues it (recorded as the consent): 1 to 100 characters, not only spaces.
         #[arg(long, env = "USER", default_value = "staff")]
-        staff: String,
+        staff: crate::types::StaffName,
         #[arg(long)]
         config: Option<PathBuf>,
     },
