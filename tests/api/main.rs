@@ -18,6 +18,7 @@ mod postgres;
 mod proxy;
 mod reload;
 mod roster;
+mod schemathesis;
 mod signature_interop;
 mod simulator;
 mod slow_clients;
