@@ -1,8 +1,9 @@
-//! docs/openapi.json against the code. The description must list exactly the API router's
-//! routes with their methods; every response status it documents must be one a handler really
-//! returns (each is produced here by a request to a running server, and the body checked
-//! against the documented schema); every status the API module names must be documented; and
-//! the documented error examples must be the server's answers, word for word.
+//! docs/openapi.json against the code. The description must list exactly the API and ops
+//! routers' routes with their methods; every response status it documents must be one a handler
+//! really returns (each is produced here by a request to a running server, and the body checked
+//! against the documented schema), but 403, which waits for token scopes; every status the two
+//! modules name must be documented; and the documented error examples must be the server's
+//! answers, word for word. Schemathesis (tests/api/schemathesis.rs) generates requests of its own.
 
 use std::collections::BTreeSet;
 
@@ -14,10 +15,14 @@ use crate::common::app::{TestApp as App, settings, spawn_app_with, sqlite_url};
 
 const SPEC: &str = include_str!("../../docs/openapi.json");
 const API_SOURCE: &str = include_str!("../../src/http/api.rs");
+const OPS_SOURCE: &str = include_str!("../../src/http/ops.rs");
 
 const VERIFY: &str = "/api/v1/processing-numbers/verify";
 const ISSUE: &str = "/api/v1/patients/{id}/processing-number";
 const IMPORT: &str = "/api/v1/patients/import";
+const HEALTHZ: &str = "/healthz";
+const READYZ: &str = "/readyz";
+const METRICS: &str = "/metrics";
 const METHODS: [&str; 8] = ["get", "put", "post", "delete", "options", "head", "patch", "trace"];
 
 fn spec() -> Value {
@@ -48,10 +53,18 @@ fn documented_operations(spec: &Value) -> BTreeSet<(String, String)> {
     ops
 }
 
-/// (path, method) of every `.route("…", method(handler)…)` in the API router's source.
+/// (path, method) of every `.route("…", method(handler)…)` in the API and ops routers' sources.
 fn routed_operations() -> BTreeSet<(String, String)> {
     let mut ops = BTreeSet::new();
-    let mut rest = API_SOURCE;
+    for source in [API_SOURCE, OPS_SOURCE] {
+        routes_in(source, &mut ops);
+    }
+    ops
+}
+
+fn routes_in(source: &str, ops: &mut BTreeSet<(String, String)>) {
+    let before = ops.len();
+    let mut rest = source;
     while let Some(i) = rest.find(".route(\"") {
         rest = &rest[i + ".route(\"".len()..];
         let end = rest.find('"').expect("the path's closing quote");
@@ -71,8 +84,7 @@ fn routed_operations() -> BTreeSet<(String, String)> {
             }
         }
     }
-    assert!(!ops.is_empty(), "no routes found in src/http/api.rs");
-    ops
+    assert!(ops.len() > before, "no routes found in a router's source");
 }
 
 #[test]
@@ -85,7 +97,10 @@ fn every_route_of_the_api_router_is_documented_with_its_method_and_nothing_else_
         BTreeSet::from([
             (VERIFY.to_string(), "post".to_string()),
             (ISSUE.to_string(), "post".to_string()),
-            (IMPORT.to_string(), "post".to_string())
+            (IMPORT.to_string(), "post".to_string()),
+            (HEALTHZ.to_string(), "get".to_string()),
+            (READYZ.to_string(), "get".to_string()),
+            (METRICS.to_string(), "get".to_string())
         ]),
         "the routes this test drives below"
     );
@@ -103,8 +118,16 @@ fn every_route_of_the_api_router_is_documented_with_its_method_and_nothing_else_
         let in_path: BTreeSet<&str> =
             path.split('/').filter_map(|s| s.strip_prefix('{').and_then(|s| s.strip_suffix('}'))).collect();
         assert_eq!(declared, in_path, "{method} {path}: path parameters");
-        // Every route is behind a bearer token, so every operation documents 401.
-        assert!(op["responses"].get("401").is_some(), "{method} {path} documents 401");
+        // The API is behind a bearer token, so its operations document 401 (and 403, for a token
+        // without the scope); the operations routes say they need none.
+        if path.starts_with("/api/") {
+            assert!(op.get("security").is_none(), "{method} {path}: the document's bearer security");
+            for status in ["401", "403"] {
+                assert!(op["responses"].get(status).is_some(), "{method} {path} documents {status}");
+            }
+        } else {
+            assert_eq!(op["security"], json!([]), "{method} {path}: no token");
+        }
     }
     let scheme = &spec["components"]["securitySchemes"]["bearer"];
     assert_eq!((scheme["type"].as_str(), scheme["scheme"].as_str()), (Some("http"), Some("bearer")));
@@ -140,7 +163,7 @@ fn every_status_the_api_module_names_is_documented() {
         .map(|s| s.parse().expect("numeric status codes only"))
         .collect();
     let mut named = BTreeSet::new();
-    for part in API_SOURCE.split("StatusCode::").skip(1) {
+    for part in [API_SOURCE, OPS_SOURCE].iter().flat_map(|s| s.split("StatusCode::").skip(1)) {
         let name: String = part.chars().take_while(|c| c.is_ascii_uppercase() || *c == '_').collect();
         if !name.is_empty() {
             named.insert(status_code(&name));
@@ -334,6 +357,8 @@ async fn spawn() -> App {
 /// One request, what it must get, and which documented example (if any) is its answer.
 struct Case {
     name: String,
+    /// The method, as documented (`post` for the API, `get` for the operations routes).
+    method: &'static str,
     /// The operation, as documented.
     path: &'static str,
     /// The path requested (the operation's, with parameters filled in).
@@ -351,6 +376,7 @@ impl Case {
     fn new(name: &str, path: &'static str, url: &str, status: u16) -> Case {
         Case {
             name: name.into(),
+            method: "post",
             path,
             url: url.into(),
             token: None,
@@ -360,6 +386,10 @@ impl Case {
             status,
             example: None,
         }
+    }
+    /// A GET without a body (the operations routes).
+    fn get(name: &str, path: &'static str, status: u16) -> Case {
+        Case { method: "get", content_type: None, ..Case::new(name, path, path, status) }
     }
     fn token(mut self, t: &str) -> Case {
         self.token = Some(t.into());
@@ -402,7 +432,8 @@ struct Seen {
 /// body matches the documented schema, and equals the named example. Returns the body.
 async fn run(spec: &Value, app: &App, c: Case, seen: &mut Seen) -> Value {
     let name = &c.name;
-    let mut req = reqwest::Client::new().post(format!("{}{}", app.addr, c.url)).body(c.body.clone());
+    let method = reqwest::Method::from_bytes(c.method.to_uppercase().as_bytes()).unwrap();
+    let mut req = reqwest::Client::new().request(method, format!("{}{}", app.addr, c.url)).body(c.body.clone());
     if let Some(ct) = c.content_type {
         req = req.header("content-type", ct);
     }
@@ -421,10 +452,10 @@ async fn run(spec: &Value, app: &App, c: Case, seen: &mut Seen) -> Value {
     let body = resp.text().await.unwrap();
 
     assert_eq!(status, c.status, "{name}: {body}");
-    let response = spec["paths"][c.path]["post"]["responses"]
+    let response = spec["paths"][c.path][c.method]["responses"]
         .get(status.to_string())
         .map(|r| resolve(spec, r))
-        .unwrap_or_else(|| panic!("{name}: status {status} is not documented for POST {}", c.path));
+        .unwrap_or_else(|| panic!("{name}: status {status} is not documented for {} {}", c.method, c.path));
     // Documented headers: present when required, and of their schema (integers read as such).
     for (header, h) in response["headers"].as_object().into_iter().flatten() {
         let h = resolve(spec, h);
@@ -684,6 +715,26 @@ async fn every_documented_status_is_one_the_handlers_return_with_the_documented_
         run(&spec, &app, c, &mut seen).await;
     }
     assert!(app.store.patients().get("P011").await.unwrap().is_none(), "a refused roster imports nothing");
+
+    // The operations routes, without a token.
+    for c in [
+        Case::get("healthz", HEALTHZ, 200).example("ok"),
+        // Not the example: how many flows call-flows/ holds is not this test's business.
+        Case::get("readyz", READYZ, 200),
+        Case::get("metrics", METRICS, 200),
+    ] {
+        run(&spec, &app, c, &mut seen).await;
+    }
+    // Not ready: a server whose folder of flows is empty.
+    let flowless = {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = settings(&sqlite_url(dir.path()));
+        s.flows.dir = dir.path().join("flows");
+        std::fs::create_dir(&s.flows.dir).unwrap();
+        spawn_app_with(s, dir).await
+    };
+    run(&spec, &flowless, Case::get("readyz, no flows", READYZ, 503).example("no_flows"), &mut seen).await;
+    flowless.stop().await;
 
     // A database that fails: a second server whose audit log has gone.
     let broken = spawn().await;
