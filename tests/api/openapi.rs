@@ -129,6 +129,27 @@ fn every_route_of_the_api_router_is_documented_with_its_method_and_nothing_else_
             assert_eq!(op["security"], json!([]), "{method} {path}: no token");
         }
     }
+    // Links (which Schemathesis follows: an issued number, then its verification) name
+    // operations that exist, and keys of the answer they come from.
+    let ids: BTreeSet<&str> = routed.iter().filter_map(|(p, m)| spec["paths"][p][m]["operationId"].as_str()).collect();
+    assert_eq!(ids.len(), routed.len(), "every operation has its own operationId");
+    let mut links = 0;
+    for (path, method) in &routed {
+        for (status, r) in spec["paths"][path][method]["responses"].as_object().unwrap() {
+            let r = resolve(&spec, r);
+            for (name, link) in r["links"].as_object().into_iter().flatten() {
+                let target = link["operationId"].as_str().unwrap_or_default();
+                assert!(ids.contains(target), "{method} {path} {status} link {name}: no operation {target}");
+                let schema = resolve(&spec, &r["content"]["application/json"]["schema"]);
+                for expr in link["requestBody"].as_object().into_iter().flatten().filter_map(|(_, v)| v.as_str()) {
+                    let key = expr.strip_prefix("$response.body#/").expect("a link from the answer's body");
+                    assert!(schema["properties"].get(key).is_some(), "{name}: the answer has no {key}");
+                }
+                links += 1;
+            }
+        }
+    }
+    assert!(links >= 1, "the issue-then-verify link");
     let scheme = &spec["components"]["securitySchemes"]["bearer"];
     assert_eq!((scheme["type"].as_str(), scheme["scheme"].as_str()), (Some("http"), Some("bearer")));
     assert_eq!(spec["security"], json!([{"bearer": []}]));
