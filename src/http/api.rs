@@ -172,9 +172,9 @@ async fn issue(
     Json(req): Json<IssueRequest>,
 ) -> Result<Response, Error> {
     // No roster id has another shape: say so rather than look it up.
-    let id = PatientId::parse(&id)
-        .map_err(|e| Error::new(StatusCode::BAD_REQUEST, "invalid_path", Some("id"), format!("expected {e}")))?;
-    let id = id.as_str();
+    if let Err(e) = PatientId::parse(&id) {
+        return Err(Error::new(StatusCode::BAD_REQUEST, "invalid_path", Some("id"), format!("expected {e}")));
+    }
     if req.consent != Some(true) {
         return Err(Error::new(
             StatusCode::UNPROCESSABLE_ENTITY,
@@ -184,10 +184,10 @@ async fn issue(
         ));
     }
     let staff = req.staff.map_or_else(|| client.0.clone(), |s| s.as_str().to_string());
-    let patient = app.store.patients().get(id).await.map_err(Error::internal)?;
+    let patient = app.store.patients().get(&id).await.map_err(Error::internal)?;
     let catalog = patient.as_ref().and_then(|p| app.flows.catalog(&p.language));
     let issued =
-        numbers::issue_by_staff(&app.store, &app.turns.issuer, catalog.as_deref(), id, req.send, &staff, Utc::now())
+        numbers::issue_by_staff(&app.store, &app.turns.issuer, catalog.as_deref(), &id, req.send, &staff, Utc::now())
             .await;
     match issued {
         Ok(m) => {
