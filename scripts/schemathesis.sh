@@ -67,6 +67,10 @@ verify_per_minute = 1000000
 dir = "$PWD/call-flows"
 prompts_dir = "$PWD/prompts"
 TOML
+    # The same for issue limits, where this version has them (a key it does not know is an error).
+    if grep -q '`issue_per_minute`' docs/configuration.md; then
+        sed -i 's/^verify_per_minute = .*/&\nissue_per_minute = 1000000\nissue_per_patient_per_hour = 1000000/' "$dir/ivr.toml"
+    fi
     cat >"$dir/roster.csv" <<'CSV'
 patient_id,name,phone,birth_date,email
 P001,山田 花子,090-1234-5670,1950-04-12,hanako@example.jp
