@@ -43,6 +43,10 @@ pub const PLACEHOLDER_PHONE: &str = "03-1234-5678";
 pub struct Api {
     /// Verification attempts one API client may make per minute.
     pub verify_per_minute: u32,
+    /// Numbers one API client may issue per minute.
+    pub issue_per_minute: u32,
+    /// Numbers the API may issue for one patient per hour, whichever client asks.
+    pub issue_per_patient_per_hour: u32,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -209,6 +213,8 @@ pub const KNOWN_KEYS: &[&str] = &[
     "scheduler.plan_at",
     "scheduler.autostart",
     "api.verify_per_minute",
+    "api.issue_per_minute",
+    "api.issue_per_patient_per_hour",
     "outbox.max_attempts",
     "outbox.retry_base_secs",
     "outbox.retry_max_secs",
@@ -366,6 +372,8 @@ autostart = true
 
 [api]
 verify_per_minute = 60
+issue_per_minute = 20
+issue_per_patient_per_hour = 3
 
 [outbox]
 max_attempts = 5

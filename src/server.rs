@@ -133,6 +133,10 @@ impl Server {
             body_limit: settings.server.body_limit,
             inbound_flow: settings.flows.inbound.clone().into(),
             verify_limiter: http::api::limiter(settings.api.verify_per_minute),
+            issue_limits: http::api::IssueLimits::new(
+                settings.api.issue_per_minute,
+                settings.api.issue_per_patient_per_hour,
+            ),
             outbox_wake: Arc::new(tokio::sync::Notify::new()),
             simulator,
             email_configured: settings.email.is_some(),

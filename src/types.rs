@@ -590,6 +590,92 @@ impl sqlx::Encode<'_, sqlx::Postgres> for Alert {
     }
 }
 
+// ---------------------------------------------------------------------------------------------
+// API token scopes
+
+named_enum!(
+    /// What an API token may do. The contact app's server gets `verify` only; staff tools get
+    /// the staff scopes (`issue`, `import`, `read`).
+    Scope, "a scope: verify, issue, import or read" {
+        /// Check and consume a processing number (the contact app's server). Reads no health data.
+        Verify = "verify",
+        /// Issue a processing number for a patient (the manual path).
+        Issue = "issue",
+        /// Import the roster.
+        Import = "import",
+        /// Read staff data (patients, calls, answers, alerts).
+        Read = "read",
+    }
+);
+
+/// The staff scopes, which `staff` stands for on the command line.
+pub const STAFF_SCOPES: [Scope; 3] = [Scope::Issue, Scope::Import, Scope::Read];
+
+/// The scopes of a token: a non-empty set. Written as a comma-separated list in a fixed order
+/// (`issue,import,read`); read from one where `staff` stands for the staff scopes.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Scopes(u8);
+
+/// What [`Scopes::parse`] expects.
+pub const SCOPES_EXPECTED: &str =
+    "one or more scopes, comma separated: verify, issue, import, read, or staff (= issue,import,read)";
+
+impl Scopes {
+    /// A set of these scopes (`None` when there are none).
+    pub fn of(scopes: &[Scope]) -> Option<Scopes> {
+        let bits = scopes.iter().fold(0u8, |b, s| b | Scopes::bit(*s));
+        (bits != 0).then_some(Scopes(bits))
+    }
+
+    fn bit(s: Scope) -> u8 {
+        let i = Scope::ALL.iter().position(|x| *x == s).expect("every scope is in ALL");
+        1 << i
+    }
+
+    /// A comma-separated list (spaces around names ignored); `staff` stands for
+    /// [`STAFF_SCOPES`]. An empty list is refused.
+    pub fn parse(list: &str) -> Result<Scopes, Invalid> {
+        let mut all = Vec::new();
+        for name in list.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+            match name {
+                "staff" => all.extend(STAFF_SCOPES),
+                _ => all.push(Scope::parse(name).map_err(|_| Invalid(SCOPES_EXPECTED))?),
+            }
+        }
+        Scopes::of(&all).ok_or(Invalid(SCOPES_EXPECTED))
+    }
+
+    /// The token may do this.
+    pub fn allows(self, scope: Scope) -> bool {
+        self.0 & Scopes::bit(scope) != 0
+    }
+
+    /// The scopes held, in [`Scope::ALL`]'s order.
+    pub fn iter(self) -> impl Iterator<Item = Scope> {
+        Scope::ALL.iter().copied().filter(move |s| self.allows(*s))
+    }
+}
+
+impl fmt::Display for Scopes {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let names: Vec<&str> = self.iter().map(Scope::as_str).collect();
+        f.write_str(&names.join(","))
+    }
+}
+
+impl fmt::Debug for Scopes {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Scopes({self})")
+    }
+}
+
+impl FromStr for Scopes {
+    type Err = Invalid;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Scopes::parse(s)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -660,6 +746,25 @@ mod tests {
         assert!(PatientId::parse("").is_err());
         assert!(PatientId::parse("a b").is_err());
         assert!(PatientId::parse(&"x".repeat(65)).is_err());
+    }
+
+    #[test]
+    fn scopes_read_from_a_list_with_staff_for_the_staff_scopes_and_write_back_in_order() {
+        let s = Scopes::parse("read, issue").unwrap();
+        assert!(s.allows(Scope::Read) && s.allows(Scope::Issue) && !s.allows(Scope::Verify));
+        assert_eq!(s.to_string(), "issue,read");
+        assert_eq!(Scopes::parse("staff").unwrap().to_string(), "issue,import,read");
+        assert_eq!(Scopes::parse("verify,staff,issue").unwrap().to_string(), "verify,issue,import,read");
+        assert_eq!(Scopes::parse("verify").unwrap().iter().collect::<Vec<_>>(), vec![Scope::Verify]);
+        for bad in ["", " , ", "admin", "verify,everything", "VERIFY"] {
+            let e = Scopes::parse(bad).unwrap_err();
+            assert!(e.expected().contains("verify, issue, import, read, or staff"), "{bad}: {e}");
+        }
+        for s in Scope::ALL {
+            let one = Scopes::of(&[*s]).unwrap();
+            assert_eq!(one.to_string().parse::<Scopes>(), Ok(one));
+        }
+        assert_eq!(Scopes::of(&[]), None);
     }
 
     #[test]

@@ -73,8 +73,25 @@ pub enum PatientsCommand {
 
 #[derive(Debug, Subcommand)]
 pub enum TokensCommand {
-    /// Create a token; it is printed once and stored only as a hash.
+    /// Create a token with its scopes; it is printed once and stored only as a hash.
     Add {
+        /// A name of its own (names are never reused, even once revoked).
+        name: String,
+        /// What it may do: verify (the contact app's server), issue, import, read, or staff
+        /// (issue, import and read). Repeat it or separate with commas; at least one.
+        #[arg(long = "scope", value_name = "SCOPE", value_delimiter = ',',
+              value_parser = clap::builder::PossibleValuesParser::new(["verify", "issue", "import", "read", "staff"]))]
+        scopes: Vec<String>,
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// List the tokens: name, scopes, created, last used, revoked (never the token).
+    List {
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Revoke a token: from now on it is refused like an unknown one.
+    Revoke {
         name: String,
         #[arg(long)]
         config: Option<PathBuf>,

@@ -1,5 +1,5 @@
-//! `ivr numbers issue|verify` and `ivr tokens add`: the health centre's manual path, through the
-//! same issuer and store as the call.
+//! `ivr numbers issue|verify` and `ivr tokens add|list|revoke`: the health centre's manual path,
+//! through the same issuer and store as the call, and the API's bearer tokens.
 
 use std::path::Path;
 
@@ -10,7 +10,8 @@ use super::{NumbersCommand, TokensCommand};
 use crate::config::Settings;
 use crate::flow::Library;
 use crate::issuer::numbers::{self, SendBy};
-use crate::store::{Store, StoreError, Verdict};
+use crate::store::{Revoke, Store, StoreError, Verdict};
+use crate::types::{SCOPES_EXPECTED, Scopes};
 
 pub(super) type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
 
@@ -72,21 +73,82 @@ pub async fn numbers(cmd: &NumbersCommand) -> Result<()> {
     }
 }
 
+/// What `ivr tokens add` says when no scope is given.
+const NO_SCOPE: &str = "a token needs at least one scope: --scope verify for the contact app's server, \
+     --scope staff for staff tools (issue, import, read), or any of verify, issue, import, read";
+
 pub async fn tokens(cmd: &TokensCommand) -> Result<()> {
     match cmd {
-        TokensCommand::Add { name, config } => {
+        TokensCommand::Add { name, scopes, config } => {
+            if scopes.is_empty() {
+                return Err(NO_SCOPE.into());
+            }
+            let scopes = Scopes::parse(&scopes.join(",")).map_err(|_| format!("--scope: {SCOPES_EXPECTED}"))?;
+            let name = name.trim();
+            if name.is_empty() || name.chars().any(char::is_control) {
+                return Err("a token's name must be a non-empty printable name".into());
+            }
             let (_, store) = open(config.as_deref()).await?;
             use rand::Rng;
             let bytes: [u8; 24] = rand::rng().random();
             let token = format!("ivr_{}", hex::encode(bytes));
-            match store.numbers().add_token(name, &crate::http::api::token_hash(&token)).await {
+            match store.numbers().add_token(name, &crate::http::api::token_hash(&token), scopes).await {
                 Err(StoreError::Duplicate(what)) => Err(format!("{what} already exists; choose another name").into()),
                 Err(e) => Err(e.into()),
                 Ok(()) => {
                     println!("{token}");
-                    eprintln!("token '{name}' created; it is shown only this once (the database keeps a hash)");
+                    eprintln!(
+                        "token '{name}' created with scope(s) {scopes}; it is shown only this once (the database keeps a hash)"
+                    );
                     Ok(())
                 }
+            }
+        }
+        TokensCommand::List { config } => {
+            let (settings, store) = open(config.as_deref()).await?;
+            let tokens = store.numbers().tokens().await?;
+            if tokens.is_empty() {
+                eprintln!("no API tokens yet; make one with `ivr tokens add NAME --scope …`");
+                return Ok(());
+            }
+            let tz = settings.timezone();
+            let time = |t: Option<chrono::DateTime<Utc>>| {
+                t.map_or_else(|| "-".to_string(), |t| t.with_timezone(&tz).format("%Y-%m-%d %H:%M").to_string())
+            };
+            let rows: Vec<[String; 5]> = tokens
+                .iter()
+                .map(|t| {
+                    [
+                        t.name.clone(),
+                        t.scopes.to_string(),
+                        time(Some(t.created_at)),
+                        time(t.last_used_at),
+                        time(t.revoked_at),
+                    ]
+                })
+                .collect();
+            let header = ["NAME", "SCOPES", "CREATED", "LAST USED", "REVOKED"].map(String::from);
+            let widths: Vec<usize> =
+                (0..5).map(|i| rows.iter().chain([&header]).map(|r| r[i].chars().count()).max().unwrap_or(0)).collect();
+            for row in [&header].into_iter().chain(&rows) {
+                let cells: Vec<String> = row.iter().zip(&widths).map(|(c, w)| format!("{c:<w$}", w = w)).collect();
+                println!("{}", cells.join("  ").trim_end());
+            }
+            eprintln!("times in {tz}");
+            Ok(())
+        }
+        TokensCommand::Revoke { name, config } => {
+            let (_, store) = open(config.as_deref()).await?;
+            match store.numbers().revoke_token(name, Utc::now()).await? {
+                Revoke::Revoked => {
+                    println!("token '{name}' revoked: the API refuses it from now on");
+                    Ok(())
+                }
+                Revoke::AlreadyRevoked => {
+                    println!("token '{name}' was already revoked");
+                    Ok(())
+                }
+                Revoke::Unknown => Err(format!("no token '{name}' (`ivr tokens list` shows them)").into()),
             }
         }
     }

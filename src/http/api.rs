@@ -1,15 +1,19 @@
-//! The JSON API, behind bearer tokens (`ivr tokens add NAME`, stored as SHA-256 hashes):
-//! - `POST /api/v1/processing-numbers/verify` for the contact app's server: a valid number is
-//!   consumed once; used, expired, revoked and unknown numbers all get the same 404, so the
-//!   API tells a guesser nothing (the audit log and metrics keep the reason). Per-client rate
-//!   limits slow guessing.
-//! - `POST /api/v1/patients/{id}/processing-number` for staff: the manual issue button.
-//! - `POST /api/v1/patients/import` for staff: the roster as CSV (`text/csv`), imported whole
-//!   or not at all; a bad file gets every mistake with its row and column.
+//! The JSON API, behind bearer tokens (`ivr tokens add NAME --scope …`, stored as SHA-256
+//! hashes). Each route needs one scope ([`Scope`]); a token without it gets 403 and changes
+//! nothing, a revoked or unknown token 401.
+//! - `POST /api/v1/processing-numbers/verify` (`verify`), for the contact app's server: a valid
+//!   number is consumed once; used, expired, revoked and unknown numbers all get the same 404,
+//!   so the API tells a guesser nothing (the audit log and metrics keep the reason). Per-client
+//!   rate limits slow guessing.
+//! - `POST /api/v1/patients/{id}/processing-number` (`issue`), for staff: the manual issue
+//!   button, rate limited per token and per patient (each number revokes the patient's last).
+//! - `POST /api/v1/patients/import` (`import`), for staff: the roster as CSV (`text/csv`),
+//!   imported whole or not at all; a bad file gets every mistake with its row and column.
 //!
 //! Bad input is a 4xx with a JSON body naming the field, and changes nothing; every error is a
 //! [`super::Error`].
 
+use std::marker::PhantomData;
 use std::num::NonZeroU32;
 use std::sync::Arc;
 
@@ -21,7 +25,7 @@ use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use chrono::Utc;
-use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use governor::{DefaultKeyedRateLimiter, NotUntil, Quota, RateLimiter};
 use serde::Deserialize;
 use serde_json::json;
 use sha2::{Digest, Sha256};
@@ -30,7 +34,7 @@ use super::AppState;
 use super::error::{Error, Json, Path};
 use crate::issuer::numbers::{self, IssueError, SendBy, VerifyError};
 use crate::store::Verdict;
-use crate::types::{PatientId, StaffName};
+use crate::types::{PatientId, Scope, StaffName};
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -49,14 +53,69 @@ pub fn limiter(per_minute: u32) -> Arc<DefaultKeyedRateLimiter<String>> {
     Arc::new(RateLimiter::keyed(quota))
 }
 
-/// The client a bearer token belongs to.
-pub struct Client(pub String);
+/// How many numbers the API issues: per client and minute, and per patient and hour (each
+/// number revokes the patient's previous one, so a burst would leave the patient none that
+/// works). Counted in memory by each instance.
+pub struct IssueLimits {
+    per_client: DefaultKeyedRateLimiter<String>,
+    per_patient: DefaultKeyedRateLimiter<String>,
+}
+
+impl IssueLimits {
+    /// `0` counts as `1`.
+    pub fn new(per_minute: u32, per_patient_per_hour: u32) -> Arc<IssueLimits> {
+        let n = |x: u32| NonZeroU32::new(x.max(1)).expect("non-zero");
+        Arc::new(IssueLimits {
+            per_client: RateLimiter::keyed(Quota::per_minute(n(per_minute))),
+            per_patient: RateLimiter::keyed(Quota::per_hour(n(per_patient_per_hour))),
+        })
+    }
+}
+
+/// A 429 with the JSON error body and `Retry-After`: when the next attempt is allowed, in whole
+/// seconds (at least 1).
+fn rate_limited(not_until: &NotUntil<governor::clock::QuantaInstant>, message: &str) -> Response {
+    let wait = not_until.wait_time_from(governor::clock::Clock::now(&governor::clock::DefaultClock::default()));
+    let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+    let mut response = Error::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", None, message).into_response();
+    response.headers_mut().insert(axum::http::header::RETRY_AFTER, secs.max(1).into());
+    response
+}
+
+/// The scope a route needs, as a type: `Client<scope::Issue>` in a handler's arguments.
+pub trait RequiredScope: Send + Sync {
+    const SCOPE: Scope;
+}
+
+/// Marker types for [`Client`], one per [`Scope`].
+pub mod scope {
+    use super::{RequiredScope, Scope};
+
+    macro_rules! scopes {
+        ($($t:ident),+) => {$(
+            #[doc = concat!("The `", stringify!($t), "` scope.")]
+            pub struct $t;
+            impl RequiredScope for $t {
+                const SCOPE: Scope = Scope::$t;
+            }
+        )+};
+    }
+    scopes!(Verify, Issue, Import, Read);
+}
+
+/// The client a bearer token belongs to (the token's name), when the token is live and holds
+/// the scope `S`. A missing, unknown or revoked token is a 401; a token without the scope, a 403.
+/// Both are refused before the body is read, and change nothing.
+pub struct Client<S: RequiredScope> {
+    pub name: String,
+    scope: PhantomData<S>,
+}
 
 pub fn token_hash(token: &str) -> String {
     hex::encode(Sha256::digest(token.as_bytes()))
 }
 
-impl FromRequestParts<AppState> for Client {
+impl<S: RequiredScope> FromRequestParts<AppState> for Client<S> {
     type Rejection = Error;
 
     async fn from_request_parts(parts: &mut Parts, app: &AppState) -> Result<Self, Self::Rejection> {
@@ -77,11 +136,29 @@ impl FromRequestParts<AppState> for Client {
             .map(|(_, t)| t.trim())
             .filter(|t| !t.is_empty());
         let Some(token) = token else { return Err(unauthorized()) };
-        match app.store.numbers().token_name(&token_hash(token)).await {
-            Ok(Some(name)) => Ok(Client(name)),
-            Ok(None) => Err(unauthorized()),
-            Err(e) => Err(Error::internal(e)),
+        let token = match app.store.numbers().token(&token_hash(token)).await {
+            Ok(Some(t)) => t,
+            Ok(None) => return Err(unauthorized()),
+            Err(e) => return Err(Error::internal(e)),
+        };
+        if !token.scopes.allows(S::SCOPE) {
+            metrics::counter!("ivr_api_forbidden_total", "scope" => S::SCOPE.as_str()).increment(1);
+            tracing::warn!(client = %token.name, scope = %S::SCOPE, "token without the route's scope refused");
+            return Err(Error::new(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                Some("authorization"),
+                format!("this token lacks the '{}' scope this route needs", S::SCOPE),
+            ));
         }
+        // Last use to the minute: at most one write per token and minute.
+        let now = Utc::now();
+        if token.use_is_news(now)
+            && let Err(e) = app.store.numbers().token_used(&token.name, now).await
+        {
+            tracing::warn!(client = %token.name, error = %e, "could not record the token's use");
+        }
+        Ok(Client { name: token.name, scope: PhantomData })
     }
 }
 
@@ -93,23 +170,16 @@ struct VerifyRequest {
 
 async fn verify(
     State(app): State<AppState>,
-    client: Client,
+    client: Client<scope::Verify>,
     Json(req): Json<VerifyRequest>,
 ) -> Result<Response, Error> {
-    if let Err(not_until) = app.verify_limiter.check_key(&client.0) {
+    if let Err(not_until) = app.verify_limiter.check_key(&client.name) {
         metrics::counter!("ivr_number_verifications_total", "result" => "rate_limited").increment(1);
-        tracing::warn!(client = %client.0, "verification rate limit reached");
-        // When the next attempt is allowed, in whole seconds (at least 1).
-        let wait = not_until.wait_time_from(governor::clock::Clock::now(&governor::clock::DefaultClock::default()));
-        let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
-        let mut response =
-            Error::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", None, "too many attempts; try again later")
-                .into_response();
-        response.headers_mut().insert(axum::http::header::RETRY_AFTER, secs.max(1).into());
-        return Ok(response);
+        tracing::warn!(client = %client.name, "verification rate limit reached");
+        return Ok(rate_limited(&not_until, "too many attempts; try again later"));
     }
     let issuer = &app.turns.issuer;
-    match numbers::verify(&app.store, issuer, &req.number, &client.0, true, Utc::now()).await {
+    match numbers::verify(&app.store, issuer, &req.number, &client.name, true, Utc::now()).await {
         Ok(Verdict::Valid { issued_at, .. }) => Ok((
             StatusCode::OK,
             axum::Json(json!({ "valid": true, "issued_at": issued_at.with_timezone(&issuer.tz).to_rfc3339() })),
@@ -167,10 +237,15 @@ fn present<'de, D: serde::Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Resul
 
 async fn issue(
     State(app): State<AppState>,
-    client: Client,
+    client: Client<scope::Issue>,
     Path(id): Path<String>,
     Json(req): Json<IssueRequest>,
 ) -> Result<Response, Error> {
+    if let Err(not_until) = app.issue_limits.per_client.check_key(&client.name) {
+        metrics::counter!("ivr_number_issues_refused_total", "limit" => "client").increment(1);
+        tracing::warn!(client = %client.name, "issue rate limit reached for the client");
+        return Ok(rate_limited(&not_until, "too many numbers issued by this client; try again later"));
+    }
     // No roster id has another shape: say so rather than look it up.
     if let Err(e) = PatientId::parse(&id) {
         return Err(Error::new(StatusCode::BAD_REQUEST, "invalid_path", Some("id"), format!("expected {e}")));
@@ -183,8 +258,20 @@ async fn issue(
             "a number is issued only with the patient's consent: send \"consent\": true",
         ));
     }
-    let staff = req.staff.map_or_else(|| client.0.clone(), |s| s.as_str().to_string());
+    let staff = req.staff.map_or_else(|| client.name.clone(), |s| s.as_str().to_string());
     let patient = app.store.patients().get(&id).await.map_err(Error::internal)?;
+    // Counted only for a patient on the roster who can get the number as asked: unknown ids
+    // take no room in the limiter, and a mistaken channel costs the patient no issue.
+    if let Some(p) = &patient {
+        numbers::recipient(p, req.send).map_err(issue_error)?;
+    }
+    if patient.is_some()
+        && let Err(not_until) = app.issue_limits.per_patient.check_key(&id)
+    {
+        metrics::counter!("ivr_number_issues_refused_total", "limit" => "patient").increment(1);
+        tracing::warn!(client = %client.name, "issue rate limit reached for a patient");
+        return Ok(rate_limited(&not_until, "too many numbers issued for this patient; try again later"));
+    }
     let catalog = patient.as_ref().and_then(|p| app.flows.catalog(&p.language));
     let issued =
         numbers::issue_by_staff(&app.store, &app.turns.issuer, catalog.as_deref(), &id, req.send, &staff, Utc::now())
@@ -202,13 +289,20 @@ async fn issue(
             )
                 .into_response())
         }
-        Err(IssueError::UnknownPatient(_)) => {
-            Err(Error::new(StatusCode::NOT_FOUND, "unknown_patient", Some("id"), format!("no patient {id}")))
+        Err(e) => Err(issue_error(e)),
+    }
+}
+
+/// A refused issue as the API answers it.
+fn issue_error(e: IssueError) -> Error {
+    match e {
+        IssueError::UnknownPatient(id) => {
+            Error::new(StatusCode::NOT_FOUND, "unknown_patient", Some("id"), format!("no patient {id}"))
         }
-        Err(e @ (IssueError::NoEmail(_) | IssueError::NotMobile(_))) => {
-            Err(Error::new(StatusCode::UNPROCESSABLE_ENTITY, "cannot_send", Some("send"), e.to_string()))
+        e @ (IssueError::NoEmail(_) | IssueError::NotMobile(_)) => {
+            Error::new(StatusCode::UNPROCESSABLE_ENTITY, "cannot_send", Some("send"), e.to_string())
         }
-        Err(IssueError::Store(e)) => Err(Error::internal(e)),
+        IssueError::Store(e) => Error::internal(e),
     }
 }
 
@@ -243,11 +337,15 @@ impl<S: Send + Sync> FromRequest<S> for CsvBody {
     }
 }
 
-async fn import(State(app): State<AppState>, client: Client, CsvBody(csv): CsvBody) -> Result<Response, Error> {
+async fn import(
+    State(app): State<AppState>,
+    client: Client<scope::Import>,
+    CsvBody(csv): CsvBody,
+) -> Result<Response, Error> {
     let patients = match app.parse_roster("request", &csv) {
         Ok(p) => p,
         Err(e) => {
-            tracing::info!(client = %client.0, errors = e.errors.len(), "roster refused");
+            tracing::info!(client = %client.name, errors = e.errors.len(), "roster refused");
             let message = format!("{} error(s) in the roster; nothing was imported", e.errors.len());
             return Err(
                 Error::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_roster", None, message).with("errors", e.errors)
@@ -256,7 +354,7 @@ async fn import(State(app): State<AppState>, client: Client, CsvBody(csv): CsvBo
     };
     let count = app.store.patients().import(&patients).await.map_err(Error::internal)?;
     tracing::info!(
-        client = %client.0,
+        client = %client.name,
         inserted = count.inserted,
         updated = count.updated,
         unchanged = count.unchanged,

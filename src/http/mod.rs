@@ -45,6 +45,8 @@ pub struct AppState {
     pub turns: crate::calls::TurnContext,
     /// Verification attempts per API client.
     pub verify_limiter: Arc<governor::DefaultKeyedRateLimiter<String>>,
+    /// Numbers issued through the API, per client and per patient.
+    pub issue_limits: Arc<api::IssueLimits>,
     /// Wakes the outbox dispatcher when a message is written.
     pub outbox_wake: Arc<tokio::sync::Notify>,
     /// The built-in carrier simulator (with `carrier.kind = "simulator"`): the calls it

@@ -42,6 +42,18 @@ pub struct ManualIssue {
     pub issued: Issued,
 }
 
+/// Where a number sent `send` goes for this patient: their mobile, their e-mail address, or
+/// nowhere (`None`); an error when the patient cannot get it that way.
+pub fn recipient(patient: &crate::store::Patient, send: SendBy) -> Result<Option<String>, IssueError> {
+    let id = || patient.patient_id.to_string();
+    match send {
+        SendBy::Sms if !patient.phone.is_mobile() => Err(IssueError::NotMobile(id())),
+        SendBy::Sms => Ok(Some(patient.phone.to_string())),
+        SendBy::Email => Ok(Some(patient.email.clone().ok_or_else(|| IssueError::NoEmail(id()))?)),
+        SendBy::None => Ok(None),
+    }
+}
+
 /// Issues a number for a patient on a staff member's word that the patient consented.
 pub async fn issue_by_staff(
     store: &Store,
@@ -54,14 +66,7 @@ pub async fn issue_by_staff(
 ) -> Result<ManualIssue, IssueError> {
     let patient =
         store.patients().get(patient_id).await?.ok_or_else(|| IssueError::UnknownPatient(patient_id.into()))?;
-    let recipient = match send {
-        SendBy::Sms if !patient.phone.is_mobile() => {
-            return Err(IssueError::NotMobile(patient_id.into()));
-        }
-        SendBy::Sms => Some(patient.phone.to_string()),
-        SendBy::Email => Some(patient.email.clone().ok_or_else(|| IssueError::NoEmail(patient_id.into()))?),
-        SendBy::None => None,
-    };
+    let recipient = recipient(&patient, send)?;
     for _ in 0..5 {
         let drawn = issuer.draw(now);
         let message = match (&recipient, catalog) {

@@ -97,8 +97,10 @@ impl DailySpan {
     pub fn parse(s: &str) -> Result<DailySpan, HoursError> {
         let (a, b) = s.split_once('-').ok_or_else(|| HoursError::Span(s.to_string()))?;
         let span = DailySpan { start: DayTime::parse(a)?, end: DayTime::parse(b)? };
-        // 00:00-24:00 and 24:00-00:00 are a whole day and no time; both read as neither.
-        if span.start.0 % (24 * 60) == span.end.0 % (24 * 60) {
+        // 00:00-24:00 is the whole day; 00:00-00:00, 24:00-00:00 and 12:00-12:00 could be the
+        // whole day or no time at all, so they read as neither.
+        let whole_day = span.start.0 == 0 && span.end == DayTime::END_OF_DAY;
+        if !whole_day && span.start.0 % (24 * 60) == span.end.0 % (24 * 60) {
             return Err(HoursError::EmptySpan(s.to_string()));
         }
         Ok(span)
@@ -400,7 +402,11 @@ mod tests {
         }
         assert_eq!(DailySpan::parse("09:00"), Err(HoursError::Span("09:00".into())));
         assert_eq!(DailySpan::parse("09:00-09:00"), Err(HoursError::EmptySpan("09:00-09:00".into())));
-        assert_eq!(DailySpan::parse("00:00-24:00"), Err(HoursError::EmptySpan("00:00-24:00".into())));
+        let day = DailySpan::parse("00:00-24:00").unwrap();
+        assert!(!day.wraps());
+        assert!(day.contains(DayTime::parse("00:00").unwrap()) && day.contains(DayTime::parse("23:59").unwrap()));
+        assert_eq!(DailySpan::parse("24:00-00:00"), Err(HoursError::EmptySpan("24:00-00:00".into())));
+        assert_eq!(DailySpan::parse("00:00-00:00"), Err(HoursError::EmptySpan("00:00-00:00".into())));
         assert!(DailySpan::parse("20:00-09:00").unwrap().wraps());
         assert_eq!(Slot::parse("night", "22:00-02:00"), Err(HoursError::SlotWraps("22:00-02:00".into())));
     }
@@ -525,6 +531,13 @@ mod tests {
         assert_eq!(lunch.next_allowed_time(day, utc("2025-06-02T03:30:00Z")), Some(utc("2025-06-02T04:00:00Z")));
         assert_eq!(lunch.next_allowed_time(day, utc("2025-06-02T14:59:00Z")), Some(utc("2025-06-02T14:59:00Z")));
         assert_eq!(lunch.next_allowed_time(day, utc("2025-06-02T15:00:00Z")), None);
+    }
+
+    #[test]
+    fn a_whole_day_slot_is_cut_by_quiet_hours_at_both_ends() {
+        let h = hours(chrono_tz::Asia::Tokyo, &[("any", "00:00-24:00")], "20:00-09:00", &[]).unwrap();
+        let day = date("2025-06-02");
+        assert_eq!(h.slot_window(day, None), Some((utc("2025-06-02T00:00:00Z"), utc("2025-06-02T11:00:00Z"))));
     }
 
     #[test]

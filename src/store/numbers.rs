@@ -3,7 +3,7 @@
 use chrono::{DateTime, Utc};
 
 use super::Fut;
-use crate::types::{Channel, NumberDelivery, PatientId};
+use crate::types::{Channel, NumberDelivery, PatientId, Scopes};
 
 /// Who consented to a number being issued.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -166,6 +166,52 @@ pub fn judge(found: Option<FoundNumber>, now: DateTime<Utc>) -> Verdict {
     }
 }
 
+/// A live API token, as a request presenting it is judged.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiToken {
+    pub name: String,
+    pub scopes: Scopes,
+    /// When it was last used, to the minute ([`TOKEN_USE_PRECISION`]).
+    pub last_used_at: Option<DateTime<Utc>>,
+}
+
+/// How often a token's `last_used_at` is written: at most once in this time, so that a busy
+/// client costs the database no write per request.
+pub const TOKEN_USE_PRECISION: chrono::TimeDelta = chrono::TimeDelta::minutes(1);
+
+impl ApiToken {
+    /// Its use at `now` is worth recording (the last one recorded is older than the precision).
+    pub fn use_is_news(&self, now: DateTime<Utc>) -> bool {
+        self.last_used_at.is_none_or(|t| now - t >= TOKEN_USE_PRECISION)
+    }
+}
+
+/// An API token as `ivr tokens list` shows it: never the token or its hash.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenInfo {
+    pub name: String,
+    pub scopes: Scopes,
+    pub created_at: DateTime<Utc>,
+    pub last_used_at: Option<DateTime<Utc>>,
+    pub revoked_at: Option<DateTime<Utc>>,
+}
+
+/// What revoking a token by name did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Revoke {
+    /// It was live; it is refused from now on.
+    Revoked,
+    /// It had been revoked before (nothing changed).
+    AlreadyRevoked,
+    /// No token has this name.
+    Unknown,
+}
+
+/// Scopes as stored (`verify,issue`), back into their type.
+pub fn stored_scopes(text: &str) -> Result<Scopes, crate::store::StoreError> {
+    Scopes::parse(text).map_err(|e| crate::store::StoreError::Turn(format!("api_tokens.scopes '{text}': {e}")))
+}
+
 /// The processing numbers' operations (`store.numbers()`), with API tokens and the audit log.
 pub trait Numbers {
     /// Issues a number outside a call (the manual path), with its message, in one transaction.
@@ -175,10 +221,17 @@ pub trait Numbers {
     /// Looks a number up by its keyed hash ([`judge`]); with `consume`, a valid number is used
     /// up (exactly once under concurrent calls). Every attempt goes to the audit log.
     fn verify<'a>(&'a self, hash: &'a str, now: DateTime<Utc>, actor: &'a str, consume: bool) -> Fut<'a, Verdict>;
-    /// Stores an API token's hash under a unique name.
-    fn add_token<'a>(&'a self, name: &'a str, token_hash: &'a str) -> Fut<'a, ()>;
-    /// The name of the live API token with this hash.
-    fn token_name<'a>(&'a self, token_hash: &'a str) -> Fut<'a, Option<String>>;
+    /// Stores an API token's hash and scopes under a unique name (a revoked token keeps its
+    /// name: the audit log names tokens).
+    fn add_token<'a>(&'a self, name: &'a str, token_hash: &'a str, scopes: Scopes) -> Fut<'a, ()>;
+    /// The live (not revoked) API token with this hash.
+    fn token<'a>(&'a self, token_hash: &'a str) -> Fut<'a, Option<ApiToken>>;
+    /// Records that the token was used at `at` (kept only if later than what is stored).
+    fn token_used<'a>(&'a self, name: &'a str, at: DateTime<Utc>) -> Fut<'a, ()>;
+    /// Every API token, revoked ones too, by name.
+    fn tokens(&self) -> Fut<'_, Vec<TokenInfo>>;
+    /// Revokes the token with this name at `at`: from then on it is refused like an unknown one.
+    fn revoke_token<'a>(&'a self, name: &'a str, at: DateTime<Utc>) -> Fut<'a, Revoke>;
     /// (actor, action, detail) of the processing-number audit log, oldest first.
     fn audit_log(&self) -> Fut<'_, Vec<(String, String, String)>>;
     /// How many numbers are valid (not used, revoked or expired by status).

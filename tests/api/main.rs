@@ -19,6 +19,7 @@ mod proxy;
 mod reload;
 mod roster;
 mod schemathesis;
+mod scopes;
 mod signature_interop;
 mod simulator;
 mod slow_clients;

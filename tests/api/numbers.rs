@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use ivr::http::api::token_hash;
+use ivr::types::Scopes;
 use serde_json::{Value as Json, json};
 
 use crate::common::app::*;
@@ -41,9 +42,10 @@ async fn api(app: &TestApp, path: &str, token: Option<&str>, body: Json) -> (u16
     (status, resp.json().await.unwrap_or(Json::Null))
 }
 
-async fn token(app: &TestApp, name: &str) -> String {
+/// A token with these scopes (`verify`, `staff`, `verify,issue`…).
+async fn token(app: &TestApp, name: &str, scopes: &str) -> String {
     let t = format!("ivr_test_token_{name}");
-    app.store.numbers().add_token(name, &token_hash(&t)).await.unwrap();
+    app.store.numbers().add_token(name, &token_hash(&t), Scopes::parse(scopes).unwrap()).await.unwrap();
     t
 }
 
@@ -61,7 +63,7 @@ async fn a_consenting_app_user_gets_one_number_by_sms_that_verifies_once() {
     let number = digits_in(&sms[0].body);
     assert_eq!(number.len(), 8, "{}", sms[0].body);
 
-    let t = token(&app, "cocoa").await;
+    let t = token(&app, "cocoa", "verify").await;
     let (s, body) = api(&app, "/api/v1/processing-numbers/verify", Some(&t), json!({"number": number})).await;
     assert_eq!(s, 200, "{body}");
     assert!(body["issued_at"].as_str().unwrap().ends_with("+09:00"), "{body}");
@@ -151,7 +153,7 @@ async fn a_landline_hears_the_number_twice_and_the_database_never_holds_it() {
 async fn the_verification_api_refuses_bad_input_precisely_and_changes_nothing() {
     let app = spawn_app().await;
     app.add_patient("P001", MOBILE).await;
-    let t = token(&app, "cocoa").await;
+    let t = token(&app, "cocoa", "verify").await;
     let path = "/api/v1/processing-numbers/verify";
     assert_eq!(api(&app, path, None, json!({"number": "12345678"})).await.0, 401);
     assert_eq!(api(&app, path, Some("ivr_wrong"), json!({"number": "12345678"})).await.0, 401);
@@ -169,7 +171,7 @@ async fn the_verification_api_refuses_bad_input_precisely_and_changes_nothing() 
 async fn staff_issue_by_hand_and_a_number_is_consumed_exactly_once_under_concurrent_calls() {
     let app = spawn_app().await;
     app.add_patient("P001", MOBILE).await;
-    let staff = token(&app, "hokenjo-staff").await;
+    let staff = token(&app, "hokenjo-staff", "staff").await;
     let issue = |id: &'static str, body: Json| {
         let (app, staff) = (&app, staff.clone());
         async move { api(app, &format!("/api/v1/patients/{id}/processing-number"), Some(&staff), body).await }
@@ -187,7 +189,7 @@ async fn staff_issue_by_hand_and_a_number_is_consumed_exactly_once_under_concurr
     // A second number revokes the first.
     let (_, b2) = issue("P001", json!({"consent": true, "send": "sms"})).await;
     let second = b2["number"].as_str().unwrap().to_string();
-    let app_token = token(&app, "cocoa").await;
+    let app_token = token(&app, "cocoa", "verify").await;
     let path = "/api/v1/processing-numbers/verify";
     assert_eq!(api(&app, path, Some(&app_token), json!({"number": number})).await.0, 404, "revoked");
     let mut set = tokio::task::JoinSet::new();
@@ -217,7 +219,7 @@ async fn guessing_is_slowed_by_a_per_client_rate_limit() {
     let mut s = settings(&format!("sqlite://{}", dir.path().join("ivr.db").display()));
     s.api.verify_per_minute = 5;
     let app = spawn_app_with(s, dir).await;
-    let (a, b) = (token(&app, "a").await, token(&app, "b").await);
+    let (a, b) = (token(&app, "a", "verify").await, token(&app, "b", "verify").await);
     let path = "/api/v1/processing-numbers/verify";
     let mut codes = Vec::new();
     for i in 0..8 {
@@ -308,7 +310,7 @@ async fn an_sms_the_carrier_cannot_deliver_to_a_landline_is_read_on_the_next_cal
 #[tokio::test]
 async fn an_api_request_with_a_wrong_key_or_value_is_a_4xx_naming_the_field() {
     let app = spawn_app().await;
-    let t = token(&app, "app").await;
+    let t = token(&app, "app", "verify,issue").await;
     let verify = "/api/v1/processing-numbers/verify";
     let (status, body) = api(&app, verify, Some(&t), json!({"numbr": "12345678"})).await;
     assert_eq!(status, 422, "{body}");

@@ -1,6 +1,7 @@
 //! `POST /api/v1/patients/import`: the roster through the staff API of a running server.
 
 use ivr::http::api::token_hash;
+use ivr::types::Scopes;
 use serde_json::{Value as Json, json};
 
 use crate::common::app::*;
@@ -23,7 +24,7 @@ async fn import(app: &TestApp, token: Option<&str>, content_type: &str, body: &s
 
 async fn staff_token(app: &TestApp) -> String {
     let t = "ivr_test_token_roster".to_string();
-    app.store.numbers().add_token("roster", &token_hash(&t)).await.unwrap();
+    app.store.numbers().add_token("roster", &token_hash(&t), Scopes::parse("import").unwrap()).await.unwrap();
     t
 }
 

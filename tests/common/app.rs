@@ -99,6 +99,16 @@ impl TestApp {
         self._dir.path().join("ivr.db")
     }
 
+    /// Makes an API token with these scopes (`verify`, `staff`, `verify,issue`…), as
+    /// `ivr tokens add NAME --scope SCOPES` does; returns the token.
+    #[allow(dead_code)] // not every suite using these helpers needs it
+    pub async fn add_token(&self, name: &str, scopes: &str) -> String {
+        let token = format!("ivr_test_{name}");
+        let scopes = ivr::types::Scopes::parse(scopes).expect("scopes");
+        self.store.numbers().add_token(name, &ivr::http::api::token_hash(&token), scopes).await.unwrap();
+        token
+    }
+
     /// Stores [`patient`]`(id, phone)`.
     pub async fn add_patient(&self, id: &str, phone: &str) -> Patient {
         self.add(patient(id, phone)).await

@@ -14,7 +14,7 @@ use chrono::{DateTime, SubsecRound, Utc};
 use ivr::flow::{CallState, Phase, Value};
 use ivr::issuer::{IssuerKey, ProcessingNumber};
 use ivr::store::*;
-use ivr::types::{CallSid, CallStatus, Channel, Direction, E164, NumberDelivery, PatientId};
+use ivr::types::{CallSid, CallStatus, Channel, Direction, E164, NumberDelivery, PatientId, Scopes};
 
 on_both_backends! {
     with_db: migrations_apply_once_and_the_database_answers;
@@ -59,7 +59,8 @@ on_both_backends! {
     with_store: delivery_statuses_from_the_provider_update_the_message;
     with_store: a_failure_reported_before_the_send_was_recorded_is_not_overwritten;
     with_store: a_message_whose_lease_ran_out_waits_for_a_callback_before_it_is_sent_again;
-    with_store: api_tokens_are_unique_by_name_and_found_by_hash;
+    with_store: api_tokens_are_unique_by_name_and_found_by_hash_with_their_scopes;
+    with_db: tokens_made_before_scopes_existed_may_only_verify;
     with_store: an_sms_to_a_landline_falls_back_once_to_email_or_to_the_next_call;
     with_store: a_number_held_for_the_next_call_is_done_once_the_call_reads_it;
     with_store: a_number_that_expired_before_its_message_went_out_is_replaced_once;
@@ -1329,15 +1330,63 @@ async fn a_message_whose_lease_ran_out_waits_for_a_callback_before_it_is_sent_ag
 
 // ---- API tokens ----
 
-async fn api_tokens_are_unique_by_name_and_found_by_hash(store: Store) {
-    store.numbers().add_token("contact-app", "hash-a").await.unwrap();
-    let err = store.numbers().add_token("contact-app", "hash-b").await.unwrap_err();
+async fn api_tokens_are_unique_by_name_and_found_by_hash_with_their_scopes(store: Store) {
+    let verify = Scopes::parse("verify").unwrap();
+    let staff = Scopes::parse("staff").unwrap();
+    store.numbers().add_token("contact-app", "hash-a", verify).await.unwrap();
+    let err = store.numbers().add_token("contact-app", "hash-b", staff).await.unwrap_err();
     assert!(matches!(&err, StoreError::Duplicate(what) if what.contains("contact-app")), "{err:?}");
-    store.numbers().add_token("reception", "hash-c").await.unwrap();
-    assert_eq!(store.numbers().token_name("hash-a").await.unwrap().as_deref(), Some("contact-app"));
-    assert_eq!(store.numbers().token_name("hash-c").await.unwrap().as_deref(), Some("reception"));
-    assert_eq!(store.numbers().token_name("hash-b").await.unwrap(), None, "the refused token was not stored");
-    assert_eq!(store.numbers().token_name("nothing").await.unwrap(), None);
+    store.numbers().add_token("reception", "hash-c", staff).await.unwrap();
+    let a = store.numbers().token("hash-a").await.unwrap().expect("hash-a");
+    assert_eq!((a.name.as_str(), a.scopes, a.last_used_at), ("contact-app", verify, None));
+    let c = store.numbers().token("hash-c").await.unwrap().expect("hash-c");
+    assert_eq!((c.name.as_str(), c.scopes.to_string().as_str()), ("reception", "issue,import,read"));
+    assert_eq!(store.numbers().token("hash-b").await.unwrap(), None, "the refused token was not stored");
+    assert_eq!(store.numbers().token("nothing").await.unwrap(), None);
+
+    // Last use: kept when later than the one stored.
+    let t0 = Utc::now().trunc_subsecs(3);
+    store.numbers().token_used("contact-app", t0).await.unwrap();
+    store.numbers().token_used("contact-app", t0 - chrono::Duration::minutes(5)).await.unwrap();
+    let a = store.numbers().token("hash-a").await.unwrap().unwrap();
+    assert_eq!(a.last_used_at, Some(t0));
+    assert!(!a.use_is_news(t0 + chrono::Duration::seconds(30)) && a.use_is_news(t0 + chrono::Duration::minutes(1)));
+
+    // Revoked: refused like an unknown token, listed with when, its name still taken.
+    let later = t0 + chrono::Duration::minutes(2);
+    assert_eq!(store.numbers().revoke_token("contact-app", later).await.unwrap(), Revoke::Revoked);
+    assert_eq!(store.numbers().revoke_token("contact-app", later).await.unwrap(), Revoke::AlreadyRevoked);
+    assert_eq!(store.numbers().revoke_token("nobody", later).await.unwrap(), Revoke::Unknown);
+    assert_eq!(store.numbers().token("hash-a").await.unwrap(), None);
+    assert!(store.numbers().token("hash-c").await.unwrap().is_some(), "the other token lives on");
+    let err = store.numbers().add_token("contact-app", "hash-d", verify).await.unwrap_err();
+    assert!(matches!(err, StoreError::Duplicate(_)), "a revoked token's name is not reused: {err:?}");
+    let listed = store.numbers().tokens().await.unwrap();
+    let names: Vec<_> = listed.iter().map(|t| (t.name.as_str(), t.scopes, t.revoked_at)).collect();
+    assert_eq!(names, vec![("contact-app", verify, Some(later)), ("reception", staff, None)]);
+    assert_eq!(listed[0].last_used_at, Some(t0));
+    assert!((Utc::now() - listed[1].created_at).num_minutes().abs() < 5, "{:?}", listed[1].created_at);
+}
+
+/// Tokens made before scopes existed (migration 0008) may verify numbers, and nothing else.
+async fn tokens_made_before_scopes_existed_may_only_verify(db: support::TestDb) {
+    let store = db.open().await;
+    // The database as it was before 0008: the columns gone, the migration not recorded.
+    db.execute(
+        "delete from schema_migrations where version = 8;
+         alter table api_tokens drop column scopes;
+         alter table api_tokens drop column last_used_at;
+         insert into api_tokens (name, token_hash) values ('old-contact-app', 'hash-old');",
+    )
+    .await;
+    drop(store);
+    let store = db.open_unmigrated().await;
+    assert_eq!(store.migrate().await.unwrap(), 1, "0008 alone");
+    let old = store.numbers().token("hash-old").await.unwrap().expect("the old token lives on");
+    assert_eq!(
+        (old.name.as_str(), old.scopes.to_string().as_str(), old.last_used_at),
+        ("old-contact-app", "verify", None)
+    );
 }
 
 // ---- delivery fallbacks ----

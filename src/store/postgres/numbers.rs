@@ -4,9 +4,11 @@ use chrono::{DateTime, Utc};
 use sqlx::{PgConnection, Row};
 
 use super::{PgStore, violation};
+use crate::store::{ApiToken, Revoke, TokenInfo, stored_scopes};
 use crate::store::{FoundNumber, Issued, NewNumber, NumberClash, StoreError, ValidNumber, Verdict, fut};
 use crate::store::{Fut, Numbers};
 use crate::store::{clash_error, consent_actor, consent_columns, judge};
+use crate::types::Scopes;
 
 /// The unique index that keeps one replacement per expired number.
 const REISSUE_INDEX: &str = "processing_numbers_reissue";
@@ -203,11 +205,12 @@ impl Numbers for PgStore {
         })
     }
 
-    fn add_token<'a>(&'a self, name: &'a str, token_hash: &'a str) -> Fut<'a, ()> {
+    fn add_token<'a>(&'a self, name: &'a str, token_hash: &'a str, scopes: Scopes) -> Fut<'a, ()> {
         fut(async move {
-            let added = sqlx::query("insert into api_tokens (name, token_hash) values ($1, $2)")
+            let added = sqlx::query("insert into api_tokens (name, token_hash, scopes) values ($1, $2, $3)")
                 .bind(name)
                 .bind(token_hash)
+                .bind(scopes.to_string())
                 .execute(&self.pool)
                 .await;
             match added {
@@ -220,13 +223,72 @@ impl Numbers for PgStore {
         })
     }
 
-    /// The name of the live token with this hash.
-    fn token_name<'a>(&'a self, token_hash: &'a str) -> Fut<'a, Option<String>> {
+    /// The live token with this hash.
+    fn token<'a>(&'a self, token_hash: &'a str) -> Fut<'a, Option<ApiToken>> {
         fut(async move {
-            Ok(sqlx::query_scalar("select name from api_tokens where token_hash = $1 and revoked_at is null")
-                .bind(token_hash)
-                .fetch_optional(&self.pool)
-                .await?)
+            let row: Option<(String, String, Option<DateTime<Utc>>)> = sqlx::query_as(
+                "select name, scopes, last_used_at from api_tokens where token_hash = $1 and revoked_at is null",
+            )
+            .bind(token_hash)
+            .fetch_optional(&self.pool)
+            .await?;
+            row.map(|(name, scopes, last_used_at)| Ok(ApiToken { name, scopes: stored_scopes(&scopes)?, last_used_at }))
+                .transpose()
+        })
+    }
+
+    fn token_used<'a>(&'a self, name: &'a str, at: DateTime<Utc>) -> Fut<'a, ()> {
+        fut(async move {
+            sqlx::query(
+                "update api_tokens set last_used_at = $2
+                 where name = $1 and (last_used_at is null or last_used_at < $2)",
+            )
+            .bind(name)
+            .bind(at)
+            .execute(&self.pool)
+            .await?;
+            Ok(())
+        })
+    }
+
+    fn tokens(&self) -> Fut<'_, Vec<TokenInfo>> {
+        fut(async move {
+            type Row = (String, String, DateTime<Utc>, Option<DateTime<Utc>>, Option<DateTime<Utc>>);
+            let rows: Vec<Row> = sqlx::query_as(
+                "select name, scopes, created_at, last_used_at, revoked_at from api_tokens order by name",
+            )
+            .fetch_all(&self.pool)
+            .await?;
+            rows.into_iter()
+                .map(|(name, scopes, created_at, last_used_at, revoked_at)| {
+                    Ok(TokenInfo { name, scopes: stored_scopes(&scopes)?, created_at, last_used_at, revoked_at })
+                })
+                .collect()
+        })
+    }
+
+    fn revoke_token<'a>(&'a self, name: &'a str, at: DateTime<Utc>) -> Fut<'a, Revoke> {
+        fut(async move {
+            let mut tx = self.pool.begin().await?;
+            let revoked: Option<Option<DateTime<Utc>>> =
+                sqlx::query_scalar("select revoked_at from api_tokens where name = $1 for update")
+                    .bind(name)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+            let outcome = match revoked {
+                None => Revoke::Unknown,
+                Some(Some(_)) => Revoke::AlreadyRevoked,
+                Some(None) => {
+                    sqlx::query("update api_tokens set revoked_at = $2 where name = $1")
+                        .bind(name)
+                        .bind(at)
+                        .execute(&mut *tx)
+                        .await?;
+                    Revoke::Revoked
+                }
+            };
+            tx.commit().await?;
+            Ok(outcome)
         })
     }
 

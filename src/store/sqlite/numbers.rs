@@ -4,9 +4,11 @@ use chrono::{DateTime, Utc};
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
 use super::{SqliteStore, parse_sqlite_time, sqlite_time};
+use crate::store::{ApiToken, Revoke, TokenInfo, stored_scopes};
 use crate::store::{FoundNumber, Issued, NewNumber, NumberClash, StoreError, ValidNumber, Verdict};
 use crate::store::{Fut, Numbers};
 use crate::store::{clash_error, consent_actor, consent_columns, judge};
+use crate::types::Scopes;
 
 /// Records a number (and its message): expires numbers whose time is up, revokes the
 /// patient's previous number, inserts. A hash equal to a valid number's is a [`StoreError::Conflict`].
@@ -171,9 +173,11 @@ pub(super) fn verify_number(
     Ok(verdict)
 }
 
-pub(super) fn add_token(conn: &mut Connection, name: &str, token_hash: &str) -> Result<(), StoreError> {
-    match conn.prepare_cached("insert into api_tokens (name, token_hash) values (?1, ?2)")?.execute([name, token_hash])
-    {
+pub(super) fn add_token(conn: &mut Connection, name: &str, token_hash: &str, scopes: Scopes) -> Result<(), StoreError> {
+    let added = conn
+        .prepare_cached("insert into api_tokens (name, token_hash, scopes) values (?1, ?2, ?3)")?
+        .execute(params![name, token_hash, scopes.to_string()]);
+    match added {
         Err(rusqlite::Error::SqliteFailure(e, _)) if e.code == rusqlite::ErrorCode::ConstraintViolation => {
             Err(StoreError::Duplicate(format!("token '{name}'")))
         }
@@ -181,10 +185,70 @@ pub(super) fn add_token(conn: &mut Connection, name: &str, token_hash: &str) -> 
     }
 }
 
-/// The name of the live token with this hash.
-pub(super) fn token_name(conn: &mut Connection, token_hash: &str) -> Result<Option<String>, StoreError> {
-    let mut st = conn.prepare_cached("select name from api_tokens where token_hash = ?1 and revoked_at is null")?;
-    Ok(st.query_row([token_hash], |r| r.get(0)).optional()?)
+/// The live token with this hash.
+pub(super) fn token(conn: &mut Connection, token_hash: &str) -> Result<Option<ApiToken>, StoreError> {
+    let mut st = conn.prepare_cached(
+        "select name, scopes, last_used_at from api_tokens where token_hash = ?1 and revoked_at is null",
+    )?;
+    let row: Option<(String, String, Option<String>)> =
+        st.query_row([token_hash], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?))).optional()?;
+    row.map(|(name, scopes, last)| {
+        Ok(ApiToken { name, scopes: stored_scopes(&scopes)?, last_used_at: last.as_deref().map(parse_sqlite_time) })
+    })
+    .transpose()
+}
+
+pub(super) fn token_used(conn: &mut Connection, name: &str, at: DateTime<Utc>) -> Result<(), StoreError> {
+    conn.prepare_cached(
+        "update api_tokens set last_used_at = ?2 where name = ?1 and (last_used_at is null or last_used_at < ?2)",
+    )?
+    .execute(params![name, sqlite_time(at)])?;
+    Ok(())
+}
+
+pub(super) fn tokens(conn: &mut Connection) -> Result<Vec<TokenInfo>, StoreError> {
+    let mut st =
+        conn.prepare_cached("select name, scopes, created_at, last_used_at, revoked_at from api_tokens order by name")?;
+    let rows = st.query_map([], |r| {
+        Ok((
+            r.get::<_, String>(0)?,
+            r.get::<_, String>(1)?,
+            r.get::<_, String>(2)?,
+            r.get::<_, Option<String>>(3)?,
+            r.get::<_, Option<String>>(4)?,
+        ))
+    })?;
+    let time = |t: Option<String>| t.as_deref().map(parse_sqlite_time);
+    rows.map(|row| {
+        let (name, scopes, created, last, revoked) = row?;
+        Ok(TokenInfo {
+            name,
+            scopes: stored_scopes(&scopes)?,
+            created_at: parse_sqlite_time(&created),
+            last_used_at: time(last),
+            revoked_at: time(revoked),
+        })
+    })
+    .collect()
+}
+
+pub(super) fn revoke_token(conn: &mut Connection, name: &str, at: DateTime<Utc>) -> Result<Revoke, StoreError> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let revoked: Option<Option<String>> = tx
+        .prepare_cached("select revoked_at from api_tokens where name = ?1")?
+        .query_row([name], |r| r.get(0))
+        .optional()?;
+    let outcome = match revoked {
+        None => Revoke::Unknown,
+        Some(Some(_)) => Revoke::AlreadyRevoked,
+        Some(None) => {
+            tx.prepare_cached("update api_tokens set revoked_at = ?2 where name = ?1")?
+                .execute(params![name, sqlite_time(at)])?;
+            Revoke::Revoked
+        }
+    };
+    tx.commit()?;
+    Ok(outcome)
 }
 
 /// (action, detail) of the audit log for a number, or all numbers when `None`.
@@ -215,14 +279,28 @@ impl Numbers for SqliteStore {
         self.write(move |c| verify_number(c, &hash, now, &actor, consume))
     }
 
-    fn add_token<'a>(&'a self, name: &'a str, token_hash: &'a str) -> Fut<'a, ()> {
+    fn add_token<'a>(&'a self, name: &'a str, token_hash: &'a str, scopes: Scopes) -> Fut<'a, ()> {
         let (name, token_hash) = (name.to_owned(), token_hash.to_owned());
-        self.write(move |c| add_token(c, &name, &token_hash))
+        self.write(move |c| add_token(c, &name, &token_hash, scopes))
     }
 
-    fn token_name<'a>(&'a self, token_hash: &'a str) -> Fut<'a, Option<String>> {
+    fn token<'a>(&'a self, token_hash: &'a str) -> Fut<'a, Option<ApiToken>> {
         let token_hash = token_hash.to_owned();
-        self.read(move |c| token_name(c, &token_hash))
+        self.read(move |c| token(c, &token_hash))
+    }
+
+    fn token_used<'a>(&'a self, name: &'a str, at: DateTime<Utc>) -> Fut<'a, ()> {
+        let name = name.to_owned();
+        self.write(move |c| token_used(c, &name, at))
+    }
+
+    fn tokens(&self) -> Fut<'_, Vec<TokenInfo>> {
+        self.read(tokens)
+    }
+
+    fn revoke_token<'a>(&'a self, name: &'a str, at: DateTime<Utc>) -> Fut<'a, Revoke> {
+        let name = name.to_owned();
+        self.write(move |c| revoke_token(c, &name, at))
     }
 
     fn audit_log(&self) -> Fut<'_, Vec<(String, String, String)>> {
