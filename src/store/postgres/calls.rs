@@ -154,6 +154,7 @@ fn call_row(r: &PgRow) -> Result<CallRecord, StoreError> {
         status: r.try_get(11)?,
         // `integer` in the schema.
         duration: r.try_get::<Option<i32>, _>(12)?.map(i64::from),
+        patient: None, // read by the caller
     })
 }
 
@@ -163,7 +164,22 @@ async fn lock_call(tx: &mut PgConnection, sid: &str) -> Result<Option<CallRecord
         .bind(sid)
         .fetch_optional(&mut *tx)
         .await?;
-    row.map(|r| call_row(&r)).transpose()
+    let Some(mut call) = row.map(|r| call_row(&r)).transpose()? else { return Ok(None) };
+    call.patient = read_patient(&mut *tx, call.patient_id.as_ref()).await?;
+    Ok(Some(call))
+}
+
+/// The call's patient as the roster has them now.
+async fn read_patient(
+    conn: &mut PgConnection,
+    patient_id: Option<&PatientId>,
+) -> Result<Option<crate::store::Patient>, StoreError> {
+    let Some(id) = patient_id else { return Ok(None) };
+    let row = sqlx::query(&format!("select {PATIENT_COLUMNS} from patients where patient_id = $1"))
+        .bind(id)
+        .fetch_optional(&mut *conn)
+        .await?;
+    Ok(row.map(|r| patient_row(&r)).transpose()?)
 }
 
 async fn insert_call(tx: &mut PgConnection, new: &NewCall) -> Result<(), StoreError> {
@@ -284,11 +300,14 @@ impl Calls for PgStore {
 
     fn get<'a>(&'a self, sid: &'a str) -> Fut<'a, Option<CallRecord>> {
         fut(async move {
+            let mut conn = self.pool.acquire().await?;
             let row = sqlx::query(&format!("select {CALL_COLUMNS} from calls where call_sid = $1"))
                 .bind(sid)
-                .fetch_optional(&self.pool)
+                .fetch_optional(&mut *conn)
                 .await?;
-            row.map(|r| call_row(&r)).transpose()
+            let Some(mut call) = row.map(|r| call_row(&r)).transpose()? else { return Ok(None) };
+            call.patient = read_patient(&mut conn, call.patient_id.as_ref()).await?;
+            Ok(Some(call))
         })
     }
 
