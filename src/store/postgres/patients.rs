@@ -68,18 +68,23 @@ impl PgStore {
 }
 
 pub(super) fn patient_row(r: &PgRow) -> Result<Patient, sqlx::Error> {
-    let date = |i: usize| text_date(r.try_get(i)?).map_err(|e| sqlx::Error::Decode(Box::new(e)));
+    patient_row_at(r, 0)
+}
+
+/// A patient from the row's columns `at..at + 10`, in [`PATIENT_COLUMNS`]' order.
+pub(super) fn patient_row_at(r: &PgRow, at: usize) -> Result<Patient, sqlx::Error> {
+    let date = |i: usize| text_date(r.try_get(at + i)?).map_err(|e| sqlx::Error::Decode(Box::new(e)));
     Ok(Patient {
-        patient_id: r.try_get(0)?,
-        name: r.try_get(1)?,
-        phone: r.try_get(2)?,
-        birth_md: r.try_get(3)?,
-        language: r.try_get(4)?,
-        email: r.try_get(5)?,
-        area: r.try_get(6)?,
+        patient_id: r.try_get(at)?,
+        name: r.try_get(at + 1)?,
+        phone: r.try_get(at + 2)?,
+        birth_md: r.try_get(at + 3)?,
+        language: r.try_get(at + 4)?,
+        email: r.try_get(at + 5)?,
+        area: r.try_get(at + 6)?,
         care_start: date(7)?,
         care_end: date(8)?,
-        call_slot: r.try_get(9)?,
+        call_slot: r.try_get(at + 9)?,
     })
 }
 
