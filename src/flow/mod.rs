@@ -342,6 +342,10 @@ impl Effect {
     }
 }
 
+/// The answer a flow records (`record_answer` with `set = { number_read_aloud = true }`) once
+/// a number it read aloud was heard to the end: the number is then delivered.
+pub const NUMBER_READ: &str = "number_read_aloud";
+
 /// Variables every flow may read without setting them: the patient's roster data, the call,
 /// and what actions set.
 pub const BUILTIN_VARS: [(&str, &str); 13] = [

@@ -87,7 +87,7 @@ pub struct ValidNumber {
 
 /// The answer a flow records when it reads a number held for the next call
 /// (`record_answer` with `set = { number_read_aloud = true }`): the pending delivery is done.
-pub const NUMBER_READ_ANSWER: &str = "number_read_aloud";
+pub const NUMBER_READ_ANSWER: &str = crate::flow::NUMBER_READ;
 
 /// How a consent is stored: (consent_seq, consent_staff, consent_channel), and the actor named
 /// in the audit log.
