@@ -3,6 +3,7 @@
 //! before the cut-off, and a number no call read is followed up by one alert.
 
 use crate::common::db as support;
+use crate::common::db::TestDb;
 use crate::common::patients::{self, PatientBuilder};
 
 use std::sync::Arc;
@@ -15,6 +16,7 @@ use ivr::store::*;
 use ivr::types::{CallSid, Channel, Digits, Direction, E164, NumberDelivery, PatientId};
 
 on_both_backends! {
+    with_db: the_migration_strips_personal_data_from_calls_stored_before_it;
     with_store: a_new_calls_stored_state_holds_no_phone_name_or_birth_date;
     with_store: retention_empties_exactly_the_calls_of_patients_whose_care_ended_before_the_cut_off;
     with_store: a_number_no_call_read_to_the_end_raises_one_alert_after_the_bound;
@@ -251,4 +253,44 @@ async fn a_number_no_call_read_to_the_end_raises_one_alert_after_the_bound(store
     assert_eq!(alerts.len(), 1);
     assert!(alerts[0].starts_with("number_unread: "), "{alerts:?}");
     assert!(store.calls().patient_alerts("read").await.unwrap().is_empty(), "a number read is delivered");
+}
+
+/// A database at migration 7, as a deployment had it before calls stopped keeping personal
+/// data, with one call stored then; migrating strips it.
+async fn the_migration_strips_personal_data_from_calls_stored_before_it(db: TestDb) {
+    let backend = if db.is_sqlite() { "sqlite" } else { "postgres" };
+    let applied_at = if db.is_sqlite() { "text" } else { "timestamptz" };
+    db.execute(&format!(
+        "create table schema_migrations (version bigint primary key, name text not null, applied_at {applied_at} not null)"
+    ))
+    .await;
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations").join(backend);
+    let mut files: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).collect();
+    files.sort();
+    for (i, file) in files.iter().take(7).enumerate() {
+        db.execute(&std::fs::read_to_string(file).unwrap()).await;
+        let now = if db.is_sqlite() { "'2026-01-01T00:00:00Z'" } else { "now()" };
+        db.execute(&format!("insert into schema_migrations values ({}, 'before', {now})", i + 1)).await;
+    }
+    let old_state = r#"{"flow":"daily-health-check","version":"v1","lang":"ja-JP","state":"temperature","phase":"asking","tries":0,"vars":{"patient.id":"p1","patient.name":"山田 花子","patient.phone":"+819012345678","patient.birth_md":"0412","patient.email":"h@example.jp","patient.phone_kind":"mobile","birth_md":"0412","temperature":{"raw":365,"scale":1}}}"#;
+    db.execute(&format!(
+        "insert into patients (patient_id, name, phone, birth_md) values ('p1', '山田 花子', '+819012345678', '0412');
+         insert into calls (call_sid, patient_id, direction, flow, flow_version, state)
+           values ('CA1', 'p1', 'outbound', 'daily-health-check', 'v1', '{old_state}');
+         insert into answers (call_id, patient_id, name, kind, value_text)
+           select call_id, 'p1', 'birth_md', 'text', '0412' from calls;
+         insert into answers (call_id, patient_id, name, kind, value_text, value_raw, value_scale)
+           select call_id, 'p1', 'temperature', 'number', '36.5', 365, 1 from calls;"
+    ))
+    .await;
+
+    let store = Store::open(db.url(), false).await.unwrap();
+    assert_eq!(store.migrate().await.unwrap(), MIGRATION_COUNT - 7);
+    let call = store.calls().get("CA1").await.unwrap().unwrap();
+    let names: Vec<&str> = call.state.vars.keys().map(String::as_str).collect();
+    assert_eq!(names, ["patient.id", "patient.phone_kind", "temperature"], "the rest is stripped");
+    assert_eq!(call.state.state, "temperature", "the call goes on where it was");
+    let answers = store.calls().answers(call.call_id).await.unwrap();
+    let answers: Vec<(String, String)> = answers.into_iter().map(|a| (a.name, a.value.to_string())).collect();
+    assert_eq!(answers, [("identity".into(), "confirmed".into()), ("temperature".into(), "36.5".into())]);
 }
