@@ -26,6 +26,8 @@ pub struct Settings {
     /// SMTP, for patients who get their number by e-mail.
     pub email: Option<crate::notify::email::EmailSettings>,
     pub centre: Centre,
+    /// How long the personal data of calls is kept.
+    pub retention: crate::scheduler::upkeep::Retention,
 }
 
 /// The health centre itself, as patients hear of it.
@@ -229,6 +231,7 @@ pub const KNOWN_KEYS: &[&str] = &[
     "flows.prompts_dir",
     "flows.inbound",
     "centre.phone",
+    "retention.calls_after_care_days",
 ];
 
 /// `IVR_…` variables the program reads that are not settings: the log format, and knobs of
@@ -383,6 +386,9 @@ lease_secs = 60
 
 [centre]
 phone = "03-1234-5678"
+
+[retention]
+calls_after_care_days = 90
 
 [flows]
 dir = "call-flows"

@@ -61,7 +61,7 @@ pub struct Server {
     pub state: AppState,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     task: tokio::task::JoinHandle<std::io::Result<()>>,
-    /// The outbox dispatcher, the dialer and the daily planner, each with its stop signal.
+    /// The outbox dispatcher, the dialer, the upkeep and the daily planner, each with its stop signal.
     workers: Vec<(tokio::task::JoinHandle<()>, Arc<tokio::sync::Notify>)>,
     _watcher: notify::RecommendedWatcher,
 }
@@ -189,6 +189,16 @@ impl Server {
         .with_lock(state.store.dialer_lock());
         let stop = Arc::new(tokio::sync::Notify::new());
         workers.push((tokio::spawn(Arc::new(dialer).run(stop.clone())), stop));
+        // Numbers no call read are followed up, and retention runs daily, on every instance
+        // (both are safe to run concurrently).
+        let upkeep = crate::scheduler::upkeep::Upkeep {
+            store: state.store.clone(),
+            hours: Arc::new(settings.calling_hours()),
+            retention: settings.retention,
+            clock: clock.clone(),
+        };
+        let stop = Arc::new(tokio::sync::Notify::new());
+        workers.push((tokio::spawn(upkeep.run(stop.clone())), stop));
         if settings.scheduler.autostart {
             let stop = Arc::new(tokio::sync::Notify::new());
             let daily = crate::scheduler::daily::run_daily(

@@ -69,6 +69,15 @@ pub enum PatientsCommand {
         #[arg(long)]
         dry_run: bool,
     },
+    /// Empty the calls of patients whose care ended more than `retention.calls_after_care_days`
+    /// ago of their personal data, as the server does daily (docs/personal-data.md).
+    Purge {
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Count what would be emptied, without changing anything.
+        #[arg(long)]
+        dry_run: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -37,6 +37,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     (6, "delivery_fallback", include_str!("../../../migrations/postgres/0006_delivery_fallback.sql")),
     (7, "flow_versions", include_str!("../../../migrations/postgres/0007_flow_versions.sql")),
     (8, "token_scopes", include_str!("../../../migrations/postgres/0008_token_scopes.sql")),
+    (9, "personal_data", include_str!("../../../migrations/postgres/0009_personal_data.sql")),
 ];
 
 /// The advisory lock that instances starting at the same time take in turn to migrate (a key

@@ -64,9 +64,11 @@ async fn fall_back(
         }
         FallbackChoice::ReadAloud => {
             sqlx::query(
-                "update processing_numbers set read_pending = true, delivery = 'read_aloud' where number_id = $1",
+                "update processing_numbers set read_pending = true, read_pending_since = $2, delivery = 'read_aloud'
+                 where number_id = $1",
             )
             .bind(number_id)
+            .bind(now)
             .execute(&mut *tx)
             .await?;
         }

@@ -265,9 +265,10 @@ fn fall_back(
         }
         FallbackChoice::ReadAloud => {
             tx.prepare_cached(
-                "update processing_numbers set read_pending = 1, delivery = 'read_aloud' where number_id = ?1",
+                "update processing_numbers set read_pending = 1, read_pending_since = ?2, delivery = 'read_aloud'
+                 where number_id = ?1",
             )?
-            .execute([number_id])?;
+            .execute(params![number_id, t])?;
         }
         FallbackChoice::None => {}
     }
