@@ -36,6 +36,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     (5, "campaigns", include_str!("../../../migrations/postgres/0005_campaigns.sql")),
     (6, "delivery_fallback", include_str!("../../../migrations/postgres/0006_delivery_fallback.sql")),
     (7, "flow_versions", include_str!("../../../migrations/postgres/0007_flow_versions.sql")),
+    (8, "outbox_claims", include_str!("../../../migrations/postgres/0008_outbox_claims.sql")),
 ];
 
 /// The advisory lock that instances starting at the same time take in turn to migrate (a key

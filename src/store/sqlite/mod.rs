@@ -37,6 +37,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     (5, "campaigns", include_str!("../../../migrations/sqlite/0005_campaigns.sql")),
     (6, "delivery_fallback", include_str!("../../../migrations/sqlite/0006_delivery_fallback.sql")),
     (7, "flow_versions", include_str!("../../../migrations/sqlite/0007_flow_versions.sql")),
+    (8, "outbox_claims", include_str!("../../../migrations/sqlite/0008_outbox_claims.sql")),
 ];
 
 pub(super) const NOW: &str = "strftime('%Y-%m-%dT%H:%M:%fZ', 'now')";
