@@ -60,6 +60,7 @@ on_both_backends! {
     with_store: a_failure_reported_before_the_send_was_recorded_is_not_overwritten;
     with_store: claims_left_unfinished_are_taken_over_by_their_owner_at_once_and_by_others_after_the_lease;
     with_store: a_send_handed_to_the_provider_keeps_its_time_until_its_outcome_is_known;
+    with_store: the_sms_sent_figure_counts_each_message_the_carrier_took_once_and_never_goes_down;
     with_store: api_tokens_are_unique_by_name_and_found_by_hash;
     with_store: an_sms_to_a_landline_falls_back_once_to_email_or_to_the_next_call;
     with_store: a_number_held_for_the_next_call_is_done_once_the_call_reads_it;
@@ -1381,6 +1382,32 @@ async fn a_send_handed_to_the_provider_keeps_its_time_until_its_outcome_is_known
     store.outbox().hand(m[0], later).await.unwrap();
     assert_eq!(store.outbox().for_patient("p1").await.unwrap()[0].2, "sent");
     assert!(store.outbox().claim("a", later + chrono::Duration::hours(1), lease(later), 10).await.unwrap().is_empty());
+}
+
+async fn the_sms_sent_figure_counts_each_message_the_carrier_took_once_and_never_goes_down(store: Store) {
+    let t = now();
+    let since = Utc::now() - chrono::Duration::hours(1);
+    let day = t.date_naive();
+    let sent = |store: Store| async move { store.campaign().summary(day, since).await.unwrap().sms_sent };
+    let m = messages_written(&store, &["p1", "p2"], t).await;
+    assert_eq!(sent(store.clone()).await, 0, "written, not yet sent");
+    let lease = t + chrono::Duration::minutes(1);
+    store.outbox().claim("test", t, lease, 10).await.unwrap();
+    for (i, id) in m.iter().enumerate() {
+        store.outbox().hand(*id, t).await.unwrap();
+        let result = SendResult::Sent { provider_id: format!("SM{i}"), status: "queued".into() };
+        store.outbox().finish(*id, &result, t).await.unwrap();
+    }
+    assert_eq!(sent(store.clone()).await, 2);
+    // Reported undelivered (a handset off): back in the outbox, still counted; sent again, once.
+    store.outbox().status("SM0", "undelivered", Some("30003")).await.unwrap();
+    store.outbox().finish(m[0], &SendResult::Retry { error: "undelivered 30003".into(), at: t }, t).await.unwrap();
+    assert_eq!(sent(store.clone()).await, 2, "an undelivered report takes none back");
+    store.outbox().claim("test", t, lease, 10).await.unwrap();
+    store.outbox().hand(m[0], t).await.unwrap();
+    let again = SendResult::Sent { provider_id: "SM9".into(), status: "queued".into() };
+    store.outbox().finish(m[0], &again, t).await.unwrap();
+    assert_eq!(sent(store.clone()).await, 2, "a message sent twice counts once");
 }
 
 // ---- API tokens ----
