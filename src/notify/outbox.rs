@@ -293,7 +293,7 @@ impl Dispatcher {
         };
         let SmsGateway::Twilio { client, .. } = &self.sms;
         let listed = client.list_messages(&m.recipient, since).await.map_err(|e| e.to_string())?;
-        let found = listed.into_iter().find(|r| r.body.as_deref() == Some(body.as_str()));
+        let found = listed.into_iter().find(|r| r.body.as_deref().is_some_and(|sent| same_text(sent, &body)));
         let outcome = if found.is_some() { "found" } else { "not found" };
         metrics::counter!("ivr_message_lookups_total", "outcome" => outcome).increment(1);
         tracing::info!(message_id = m.message_id, to = %mask_phone(&m.recipient), outcome, "outbox: looked up at the carrier");
@@ -454,6 +454,14 @@ impl Dispatcher {
     }
 }
 
+/// Whether the text of a message listed by the carrier is the text we sent: the same once line
+/// ends are made alike, or holding it whole (a trial account prefixes its own words).
+fn same_text(listed: &str, ours: &str) -> bool {
+    let plain = |t: &str| t.replace("\r\n", "\n").trim().to_string();
+    let (listed, ours) = (plain(listed), plain(ours));
+    !ours.is_empty() && listed.contains(&ours)
+}
+
 /// Twilio's answer decides: invalid or unsubscribed numbers are final; a landline is final for
 /// SMS and falls back; rate limits, server errors and refused connections are retried (not
 /// before a `Retry-After`); anything where the request may have reached Twilio is looked up
@@ -470,5 +478,55 @@ fn classify(e: &TwilioError) -> Attempt {
         Attempt::Uncertain(text)
     } else {
         Attempt::Permanent(text)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_listed_message_is_ours_when_it_holds_our_text() {
+        let ours = "処理番号は 1234-5678 です。\n期限: 12月8日";
+        assert!(same_text(ours, ours));
+        assert!(same_text("処理番号は 1234-5678 です。\r\n期限: 12月8日\n", ours), "line ends");
+        assert!(same_text(&format!("Sent from your Twilio trial account - {ours}"), ours), "a trial prefix");
+        assert!(!same_text("処理番号は 1234-5679 です。\n期限: 12月8日", ours), "another number");
+        assert!(!same_text("anything", ""), "an empty text matches nothing");
+    }
+
+    #[test]
+    fn a_delivery_that_may_pass_is_retried_until_the_attempts_are_used_up() {
+        let policy = Policy {
+            max_attempts: 3,
+            base: Duration::from_secs(30),
+            max: Duration::from_secs(600),
+            lease: Duration::from_secs(60),
+            uncertain_grace: Duration::from_secs(60),
+        };
+        let now = DateTime::<Utc>::UNIX_EPOCH;
+        for code in ["30003", "30008"] {
+            let SendResult::Retry { at, error } =
+                after_delivery_failure(&policy, "undelivered", Some(code), 2, false, now)
+            else {
+                panic!("{code} is retried")
+            };
+            assert_eq!(error, format!("undelivered {code}"));
+            // Attempt 2: between half and all of 60 s.
+            assert!(at >= now + chrono::Duration::seconds(30) && at <= now + chrono::Duration::seconds(60), "{at}");
+            assert_eq!(
+                after_delivery_failure(&policy, "undelivered", Some(code), 3, false, now),
+                SendResult::Failed { error: format!("undelivered {code}; gave up after 3 attempts"), dead: true }
+            );
+        }
+        assert_eq!(
+            after_delivery_failure(&policy, "undelivered", Some("30005"), 1, false, now),
+            SendResult::Failed { error: "undelivered 30005".into(), dead: false },
+            "an unknown handset is final"
+        );
+        assert!(matches!(
+            after_delivery_failure(&policy, "undelivered", Some("30006"), 1, true, now),
+            SendResult::Undeliverable { email: true, .. }
+        ));
     }
 }
