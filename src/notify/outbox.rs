@@ -149,8 +149,8 @@ enum Found {
 /// Records a delivery status the carrier reported for an SMS (its status callback, or the
 /// message found in its Messages list) and what follows from it. `message_id` is our outbox id
 /// when the carrier gave it back (the callback's `?msg=`): a status for a send that was never
-/// recorded proves it went out, so the message is marked sent and never sent again. A failure
-/// then decides: 30003 (handset unreachable) and 30008 (unknown) are tried again after a
+/// recorded proves it went out, so the message is marked sent and never sent again (a report
+/// on an earlier send of a message sent again since is ignored). A failure then decides: 30003 (handset unreachable) and 30008 (unknown) are tried again after a
 /// backoff, up to `max_attempts` sends, then the message is dead and the health centre
 /// alerted; 30006 (a landline) falls back once to e-mail or to being read on the next call;
 /// any other (30005 unknown handset, 30007 filtered…) is final, with an alert.
@@ -167,12 +167,15 @@ pub async fn record_delivery(
 ) -> Result<(), StoreError> {
     let known = store.outbox().status(sid, status, code).await?;
     let Some(id) = message_id else { return Ok(()) };
+    let mut ours = known;
     if !known {
         let sent = SendResult::Sent { provider_id: sid.to_string(), status: status.to_string() };
         store.outbox().finish(id, &sent, now).await?;
-        store.outbox().status(sid, status, code).await?;
+        // Taken only by a message still in hand: not by one sent again since, under another id.
+        ours = store.outbox().status(sid, status, code).await?;
     }
-    if matches!(status, "failed" | "undelivered") {
+    // A late report on an earlier send of a message sent again since changes nothing.
+    if ours && matches!(status, "failed" | "undelivered") {
         let attempts = store.outbox().attempts(id).await?.unwrap_or(0);
         let result = after_delivery_failure(policy, status, code, attempts, email_configured, now);
         store.outbox().finish(id, &result, now).await?;

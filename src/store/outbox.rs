@@ -165,11 +165,12 @@ pub fn finish_plan(result: &SendResult) -> Finish<'_> {
 }
 
 /// Whether a provider's delivery callback may set a message's status: states only move
-/// forward, `delivered` is final, and a message that fell back keeps its `failed`. `current`
+/// forward, `delivered`, `dead` and `cancelled` are final, and a message that fell back keeps
+/// its `failed`. `current`
 /// is `None` for a provider's interim status the outbox has no name for (`queued`,
 /// `accepted`…), which any later one replaces.
 pub fn takes_callback(current: Option<DeliveryStatus>, fell_back: bool) -> bool {
-    current != Some(DeliveryStatus::Delivered) && !fell_back
+    !current.is_some_and(DeliveryStatus::is_final) && !fell_back
 }
 
 /// How a late message is settled.
@@ -313,6 +314,8 @@ mod tests {
         assert!(takes_callback(Some(DeliveryStatus::Sent), false));
         assert!(takes_callback(Some(DeliveryStatus::Failed), false), "a later delivered may follow a failed guess");
         assert!(!takes_callback(Some(DeliveryStatus::Delivered), false));
+        assert!(!takes_callback(Some(DeliveryStatus::Dead), false), "a late report does not revive a dead message");
+        assert!(!takes_callback(Some(DeliveryStatus::Cancelled), false));
         assert!(!takes_callback(Some(DeliveryStatus::Failed), true));
     }
 

@@ -291,10 +291,12 @@ async fn an_sms_the_carrier_cannot_deliver_for_now_is_retried_a_bounded_number_o
         })
         .unwrap()
     };
+    let mut sids = Vec::new();
     for round in 1..=5 {
         d.tick(now).await.unwrap();
         if let (Some(sid), _) = provider_id(1) {
             if status(&store.outbox().for_patient("P0").await.unwrap()).0 == "sent" {
+                sids.push(sid.clone());
                 ivr::notify::outbox::record_delivery(
                     &store,
                     &d.policy,
@@ -334,6 +336,20 @@ async fn an_sms_the_carrier_cannot_deliver_for_now_is_retried_a_bounded_number_o
         store.calls().patient_alerts("P0").await.unwrap(),
         vec!["message_dead: undelivered 30003; gave up after 3 attempts".to_string()]
     );
+    // Late or repeated reports, on any of its sends, neither revive it nor alert again.
+    assert_eq!(sids.len(), 3);
+    for sid in &sids {
+        for report in ["undelivered", "sent", "delivered"] {
+            let code = (report == "undelivered").then_some("30003");
+            ivr::notify::outbox::record_delivery(&store, &d.policy, false, Some(1), sid, report, code, now)
+                .await
+                .unwrap();
+        }
+    }
+    d.tick(now + chrono::Duration::hours(5)).await.unwrap();
+    assert_eq!(hit(phones[0]), 3);
+    assert_eq!(status(&store.outbox().for_patient("P0").await.unwrap()), ("dead", 3));
+    assert_eq!(store.calls().patient_alerts("P0").await.unwrap().len(), 1);
     assert_eq!(hit(phones[1]), 1);
     assert_eq!(status(&store.outbox().for_patient("P1").await.unwrap()), ("delivered", 1));
     assert_eq!(provider_id(2).1, None, "a delivered message has no last_error");

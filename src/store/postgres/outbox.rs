@@ -241,10 +241,10 @@ impl Outbox for PgStore {
                 }
                 Finish::Retry { error, at, unsure } => {
                     sqlx::query(
-                        // `delivered` is final: a late failure callback sends nothing again.
+                        // Final states stay: a late failure callback sends nothing again.
                         "update outbox set status = 'pending', next_attempt_at = $2, last_error = $3, lease_until = null,
                            handed_at = case when $5 then handed_at end, updated_at = $4
-                         where message_id = $1 and status <> 'delivered'",
+                         where message_id = $1 and status not in ('delivered', 'dead', 'cancelled')",
                     )
                     .bind(message_id)
                     .bind(at)
@@ -258,7 +258,7 @@ impl Outbox for PgStore {
                     let closed = sqlx::query(
                         "update outbox set status = $2, last_error = $3, lease_until = null, body_sealed = '',
                            handed_at = null, updated_at = $4
-                         where message_id = $1 and status <> 'delivered'",
+                         where message_id = $1 and status not in ('delivered', 'dead', 'cancelled')",
                     )
                     .bind(message_id)
                     .bind(status)

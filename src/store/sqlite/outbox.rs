@@ -129,10 +129,10 @@ pub(super) fn finish_message(
         }
         Finish::Retry { error, at, unsure } => {
             tx.prepare_cached(
-                // `delivered` is final: a late failure callback sends nothing again.
+                // Final states stay: a late failure callback sends nothing again.
                 "update outbox set status = 'pending', next_attempt_at = ?2, last_error = ?3, lease_until = null,
                    handed_at = case when ?5 then handed_at end, updated_at = ?4
-                 where message_id = ?1 and status <> 'delivered'",
+                 where message_id = ?1 and status not in ('delivered', 'dead', 'cancelled')",
             )?
             .execute(params![message_id, sqlite_time(at), error, t, unsure])?;
         }
@@ -141,7 +141,7 @@ pub(super) fn finish_message(
                 .prepare_cached(
                     "update outbox set status = ?2, last_error = ?3, lease_until = null, body_sealed = '', handed_at = null,
                        updated_at = ?4
-                     where message_id = ?1 and status <> 'delivered'",
+                     where message_id = ?1 and status not in ('delivered', 'dead', 'cancelled')",
                 )?
                 .execute(params![message_id, status, error, t])?;
             if closed > 0 {
