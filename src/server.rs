@@ -140,6 +140,7 @@ impl Server {
             outbox_wake: Arc::new(tokio::sync::Notify::new()),
             simulator,
             email_configured: settings.email.is_some(),
+            outbox: crate::notify::outbox::Policy::from_settings(&settings.outbox),
             turns: crate::calls::TurnContext {
                 centre_phone: settings.centre.phone.clone().into(),
                 flows: flows.clone(),
@@ -167,13 +168,15 @@ impl Server {
                 )),
                 None => None,
             },
-            policy: crate::notify::outbox::Policy::from_settings(&settings.outbox),
+            policy: state.outbox.clone(),
             public_url: public_url.clone(),
             wake: state.outbox_wake.clone(),
             reissue: Some(crate::notify::outbox::Reissue {
                 flows: state.turns.flows.clone(),
                 issuer: state.turns.issuer.clone(),
             }),
+            owner: crate::notify::outbox::instance_name(addr),
+            started: chrono::Utc::now(),
         };
         let mut workers = Vec::new();
         let stop = Arc::new(tokio::sync::Notify::new());

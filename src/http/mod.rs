@@ -58,6 +58,8 @@ pub struct AppState {
     pub dialer_wake: Arc<tokio::sync::Notify>,
     /// E-mail can be sent (`[email]` is set): an SMS that cannot reach a landline falls back to it.
     pub email_configured: bool,
+    /// The outbox's retry rules: a delivery failure the carrier reports is retried by them.
+    pub outbox: crate::notify::outbox::Policy,
     pub metrics: PrometheusHandle,
 }
 

@@ -130,7 +130,7 @@ async fn call_with_personal_data(store: &Store, patient: &str, n: u32, t: DateTi
     };
     let issued = store.numbers().issue(&number).await.unwrap();
     let sent = SendResult::Sent { provider_id: format!("SM{n:032}"), status: "queued".into() };
-    store.outbox().claim(t, t + chrono::Duration::minutes(1), 10).await.unwrap();
+    store.outbox().claim("test", t, t + chrono::Duration::minutes(1), 10).await.unwrap();
     store.outbox().finish(issued.message_id.unwrap(), &sent, t).await.unwrap();
 }
 

@@ -38,6 +38,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     (7, "flow_versions", include_str!("../../../migrations/postgres/0007_flow_versions.sql")),
     (8, "token_scopes", include_str!("../../../migrations/postgres/0008_token_scopes.sql")),
     (9, "personal_data", include_str!("../../../migrations/postgres/0009_personal_data.sql")),
+    (10, "outbox_claims", include_str!("../../../migrations/postgres/0010_outbox_claims.sql")),
 ];
 
 /// The advisory lock that instances starting at the same time take in turn to migrate (a key

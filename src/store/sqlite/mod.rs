@@ -39,6 +39,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     (7, "flow_versions", include_str!("../../../migrations/sqlite/0007_flow_versions.sql")),
     (8, "token_scopes", include_str!("../../../migrations/sqlite/0008_token_scopes.sql")),
     (9, "personal_data", include_str!("../../../migrations/sqlite/0009_personal_data.sql")),
+    (10, "outbox_claims", include_str!("../../../migrations/sqlite/0010_outbox_claims.sql")),
 ];
 
 pub(super) const NOW: &str = "strftime('%Y-%m-%dT%H:%M:%fZ', 'now')";
