@@ -17,6 +17,7 @@ mod campaign;
 mod numbers;
 mod outbox;
 mod patients;
+mod users;
 mod versions;
 
 use std::str::FromStr;
@@ -36,6 +37,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     (5, "campaigns", include_str!("../../../migrations/postgres/0005_campaigns.sql")),
     (6, "delivery_fallback", include_str!("../../../migrations/postgres/0006_delivery_fallback.sql")),
     (7, "flow_versions", include_str!("../../../migrations/postgres/0007_flow_versions.sql")),
+    (8, "staff", include_str!("../../../migrations/postgres/0008_staff.sql")),
 ];
 
 /// The advisory lock that instances starting at the same time take in turn to migrate (a key

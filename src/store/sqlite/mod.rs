@@ -15,6 +15,7 @@ mod numbers;
 mod outbox;
 mod patients;
 mod readers;
+mod users;
 mod versions;
 mod writer;
 
@@ -37,6 +38,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     (5, "campaigns", include_str!("../../../migrations/sqlite/0005_campaigns.sql")),
     (6, "delivery_fallback", include_str!("../../../migrations/sqlite/0006_delivery_fallback.sql")),
     (7, "flow_versions", include_str!("../../../migrations/sqlite/0007_flow_versions.sql")),
+    (8, "staff", include_str!("../../../migrations/sqlite/0008_staff.sql")),
 ];
 
 pub(super) const NOW: &str = "strftime('%Y-%m-%dT%H:%M:%fZ', 'now')";
