@@ -21,6 +21,7 @@ mod roster;
 mod signature_interop;
 mod simulator;
 mod slow_clients;
+mod staff;
 mod twilio_client;
 mod twilio_contract;
 mod twiml_interop;

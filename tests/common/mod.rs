@@ -9,3 +9,4 @@ pub mod app;
 pub mod db;
 pub mod patients;
 pub mod peers;
+pub mod staff;
