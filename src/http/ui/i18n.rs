@@ -250,6 +250,27 @@ impl Text {
         }
     }
 
+    /// An audit action's name, for people (the CSV keeps the code).
+    pub fn action(&self, code: &str) -> &'static str {
+        let ja = std::ptr::eq(self, &JA);
+        let (j, e) = match code {
+            "login" => ("ログイン", "Signed in"),
+            "login_failed" => ("ログイン失敗", "Sign-in failed"),
+            "login_throttled" => ("ログイン試行の制限", "Sign-in throttled"),
+            "logout" => ("ログアウト", "Signed out"),
+            "add_user" => ("ユーザーの追加", "Added a user"),
+            "disable_user" => ("ユーザーの無効化", "Disabled a user"),
+            "reset_password" => ("パスワードの再設定", "Reset a password"),
+            "set_language" => ("表示言語の変更", "Changed the language"),
+            "view_audit" => ("監査ログの閲覧", "Viewed the audit log"),
+            "export_audit" => ("監査ログの書き出し", "Exported the audit log"),
+            "csrf_refused" => ("無効なフォームを拒否", "Refused a form without its token"),
+            "view_patient" => ("患者情報の閲覧", "Viewed a patient"),
+            _ => ("", ""),
+        };
+        if ja { j } else { e }
+    }
+
     /// A language's name.
     pub fn language(&self, language: UiLanguage) -> &'static str {
         match language {

@@ -478,6 +478,7 @@ struct Audit {
 
 struct AuditRow {
     at: String,
+    action_label: &'static str,
     actor: String,
     action: String,
     target: String,
@@ -490,17 +491,19 @@ async fn audit(State(state): State<AppState>, staff: Staff) -> Result<Response, 
     let entries =
         state.store.users().audit_rows(PAGE_ROWS).await.map_err(|e| PageError::internal(staff.user.language, e))?;
     let tz = state.turns.issuer.tz;
+    let t = i18n::text(staff.user.language);
     let rows = entries
         .into_iter()
         .map(|e| AuditRow {
             at: e.at.with_timezone(&tz).format("%Y-%m-%d %H:%M:%S").to_string(),
+            action_label: t.action(&e.action),
             actor: e.actor,
             action: e.action,
             target: e.target,
             address: e.address,
         })
         .collect();
-    Ok(html(&Audit { t: i18n::text(staff.user.language), frame: Frame::of(&staff, "/ui/audit"), rows }))
+    Ok(html(&Audit { t, frame: Frame::of(&staff, "/ui/audit"), rows }))
 }
 
 async fn audit_csv(State(state): State<AppState>, staff: Staff) -> Result<Response, PageError> {
