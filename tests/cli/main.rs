@@ -1,5 +1,5 @@
-//! The `ivr` binary as an operator runs it: `ivr check`, `ivr call`, `ivr patients import`, and
-//! `ivr serve` killed and started again.
+//! The `ivr` binary as an operator runs it: `ivr check`, `ivr call`, `ivr patients import`,
+//! `ivr serve` killed and started again, and `ivr serve`'s log while staff sign in.
 
 #[macro_use]
 #[path = "../common/mod.rs"]
@@ -10,3 +10,4 @@ mod check;
 mod crash;
 mod readme;
 mod roster;
+mod staff;
