@@ -172,6 +172,7 @@ pub struct SignedIn {
 pub async fn sign_in(
     store: &Store,
     throttle: &LoginThrottle,
+    rules: &SessionRules,
     name: &str,
     password: &SecretString,
     address: &str,
@@ -215,6 +216,8 @@ pub async fn sign_in(
         last_seen_at: now,
     };
     store.users().add_session(&session).await?;
+    // Sessions nobody will use again (their browsers never came back) go now.
+    store.users().end_stale_sessions(now - rules.idle, now - rules.lifetime).await?;
     store.users().audit(&audit("login")).await?;
     Ok(SignedIn { session_id, session, user })
 }

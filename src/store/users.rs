@@ -80,6 +80,9 @@ pub trait Users {
     fn touch_session<'a>(&'a self, session_hash: &'a str, now: DateTime<Utc>) -> Fut<'a, ()>;
     /// Ends a session (nothing if there is none).
     fn end_session<'a>(&'a self, session_hash: &'a str) -> Fut<'a, ()>;
+    /// Ends every session last used before `idle_before` or opened before `opened_before`
+    /// (sessions nobody will use again); returns how many.
+    fn end_stale_sessions(&self, idle_before: DateTime<Utc>, opened_before: DateTime<Utc>) -> Fut<'_, u64>;
     /// Appends a row to the staff audit log.
     fn audit<'a>(&'a self, entry: &'a AuditEntry) -> Fut<'a, ()>;
     /// The staff audit log, newest first, at most `limit` rows.

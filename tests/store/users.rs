@@ -31,6 +31,7 @@ on_both_backends! {
     with_store: a_session_is_found_by_its_hash_with_its_user_and_touched_and_ended;
     with_store: disabling_a_user_or_changing_their_password_ends_their_sessions_only;
     with_store: the_language_of_a_user_is_changed;
+    with_store: stale_sessions_are_ended_and_live_ones_kept;
     with_store: the_staff_audit_log_reads_back_newest_first;
 }
 
@@ -105,4 +106,23 @@ async fn the_staff_audit_log_reads_back_newest_first(store: Store) {
     assert_eq!((rows[1].target.as_str(), rows[1].address.as_str()), ("P001", "192.0.2.1"));
     assert_eq!(rows[2].at, t0());
     assert_eq!(store.users().audit_rows(2).await.unwrap().len(), 2);
+}
+
+async fn stale_sessions_are_ended_and_live_ones_kept(store: Store) {
+    let id = add(&store, "sato", Role::Nurse).await;
+    let mut idle = session("idle", id, t0());
+    idle.last_seen_at = t0();
+    let mut old = session("old", id, t0() - Duration::hours(13));
+    old.last_seen_at = t0() + Duration::minutes(50);
+    let mut live = session("live", id, t0() + Duration::minutes(10));
+    live.last_seen_at = t0() + Duration::minutes(55);
+    for s in [&idle, &old, &live] {
+        store.users().add_session(s).await.unwrap();
+    }
+    let now = t0() + Duration::hours(1);
+    let ended = store.users().end_stale_sessions(now - Duration::minutes(30), now - Duration::hours(12)).await.unwrap();
+    assert_eq!(ended, 2);
+    assert!(store.users().session("live").await.unwrap().is_some());
+    assert!(store.users().session("idle").await.unwrap().is_none());
+    assert!(store.users().session("old").await.unwrap().is_none());
 }

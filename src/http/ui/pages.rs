@@ -197,7 +197,8 @@ async fn login(State(state): State<AppState>, request: axum::extract::Request) -
     let password = SecretString::from(fields.password);
     let now = state.campaign.clock.now();
     let name = fields.name.trim().to_lowercase();
-    match staff::sign_in(&state.store, &state.staff.throttle, &name, &password, &address, now).await {
+    match staff::sign_in(&state.store, &state.staff.throttle, &state.staff.rules, &name, &password, &address, now).await
+    {
         Ok(signed_in) => {
             let mut resp = Redirect::to("/ui/").into_response();
             let h = resp.headers_mut();

@@ -160,6 +160,17 @@ impl Users for PgStore {
         })
     }
 
+    fn end_stale_sessions(&self, idle_before: DateTime<Utc>, opened_before: DateTime<Utc>) -> Fut<'_, u64> {
+        fut(async move {
+            let done = sqlx::query("delete from staff_sessions where last_seen_at < $1 or created_at < $2")
+                .bind(idle_before)
+                .bind(opened_before)
+                .execute(&self.pool)
+                .await?;
+            Ok(done.rows_affected())
+        })
+    }
+
     fn audit<'a>(&'a self, e: &'a AuditEntry) -> Fut<'a, ()> {
         fut(async move {
             sqlx::query("insert into staff_audit (at, actor, action, target, address) values ($1, $2, $3, $4, $5)")

@@ -180,6 +180,15 @@ impl Users for SqliteStore {
         })
     }
 
+    fn end_stale_sessions(&self, idle_before: DateTime<Utc>, opened_before: DateTime<Utc>) -> Fut<'_, u64> {
+        self.write(move |c| {
+            let n = c
+                .prepare_cached("delete from staff_sessions where last_seen_at < ?1 or created_at < ?2")?
+                .execute([sqlite_time(idle_before), sqlite_time(opened_before)])?;
+            Ok(n as u64)
+        })
+    }
+
     fn audit<'a>(&'a self, entry: &'a AuditEntry) -> Fut<'a, ()> {
         let entry = entry.clone();
         self.write(move |c| audit(c, &entry))
