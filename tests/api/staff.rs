@@ -214,6 +214,9 @@ async fn each_action_leaves_an_audit_row_that_an_admin_reads_and_exports() {
         page.submit("/ui/", "/ui/language", &[("language", "en"), ("back", "/ui/users")]).await.location.as_deref(),
         Some("/ui/users")
     );
+    let own = page.submit("/ui/users", "/ui/users/abe/disable", &[]).await;
+    assert!(own.status == 409 && own.body.contains("You cannot disable your own account"), "{}", own.body);
+    assert!(!app.store.users().user("abe").await.unwrap().unwrap().disabled);
     let audit = page.get("/ui/audit").await;
     assert_eq!(audit.status, 200);
     assert!(audit.body.contains("Audit log") && audit.body.contains("lang=\"en\""), "now in English");

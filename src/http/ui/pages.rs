@@ -414,6 +414,11 @@ async fn disable_user(
 ) -> Result<Response, PageError> {
     staff.require(Role::can_manage)?;
     let t = i18n::text(staff.user.language);
+    // An admin cannot lock themselves out (the last admin would leave nobody to manage users).
+    if name == staff.user.name.as_str() {
+        let page = users_page(&state, &staff, AddForm::default(), None, Some(t.err_disable_self)).await?;
+        return Ok((StatusCode::CONFLICT, html(&page)).into_response());
+    }
     let disabled = match UserName::parse(&name) {
         Ok(n) => staff::disable_user(&state.store, &n).await.map(|()| n),
         Err(_) => Err(AccountError::Unknown(name.clone())),
@@ -535,4 +540,38 @@ async fn audit_csv(State(state): State<AppState>, staff: Staff) -> Result<Respon
 /// shows it as text.
 fn spreadsheet_safe(cell: &str) -> String {
     if cell.starts_with(['=', '+', '-', '@', '\t', '\r']) { format!("'{cell}") } else { cell.to_owned() }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cell_a_spreadsheet_would_run_as_a_formula_is_kept_as_text() {
+        assert_eq!(spreadsheet_safe("=HYPERLINK(\"x\")"), "'=HYPERLINK(\"x\")");
+        assert_eq!(spreadsheet_safe("+81"), "'+81");
+        assert_eq!(spreadsheet_safe("-1"), "'-1");
+        assert_eq!(spreadsheet_safe("@sum"), "'@sum");
+        assert_eq!(spreadsheet_safe("sato"), "sato");
+        assert_eq!(spreadsheet_safe(""), "");
+    }
+
+    #[test]
+    fn every_audit_action_the_pages_write_has_a_name_in_both_languages() {
+        for code in [
+            "login",
+            "login_failed",
+            "login_throttled",
+            "logout",
+            "add_user",
+            "disable_user",
+            "reset_password",
+            "set_language",
+            "view_audit",
+            "export_audit",
+            "csrf_refused",
+        ] {
+            assert!(!i18n::JA.action(code).is_empty() && !i18n::EN.action(code).is_empty(), "{code}");
+        }
+    }
 }
