@@ -2,6 +2,7 @@
 //! which the test starts on a free port and stops. Without chromium or chromedriver the test
 //! prints a SKIP line (a failure under `CI=true`, see `peers`).
 
+use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -30,6 +31,20 @@ pub struct Browser {
     driver: Child,
 }
 
+/// Ends chromedriver's process group (chromedriver and its Chromium): after a test's panic,
+/// nothing is left running.
+fn end_group(driver: &mut Child) {
+    let group = format!("-{}", driver.id());
+    let _ = Command::new("kill").args(["-KILL", "--", &group]).stderr(Stdio::null()).status();
+    let _ = driver.wait();
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        end_group(&mut self.driver);
+    }
+}
+
 fn found(program: &str) -> Option<String> {
     let out = Command::new("sh").args(["-c", &format!("command -v {program}")]).output().ok()?;
     out.status.success().then(|| String::from_utf8_lossy(&out.stdout).trim().to_owned())
@@ -45,7 +60,10 @@ impl Browser {
             return None;
         };
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        // A process group of its own: a test that fails before `close` still ends chromedriver
+        // and the Chromium it started (see `Drop`).
         let child = Command::new(driver)
+            .process_group(0)
             .arg(format!("--port={port}"))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -62,7 +80,7 @@ impl Browser {
             match ClientBuilder::new(HttpConnector::new()).capabilities(caps.clone()).connect(&url).await {
                 Ok(c) => break c,
                 Err(e) if started.elapsed() > Duration::from_secs(30) => {
-                    let _ = driver.kill();
+                    end_group(&mut driver);
                     panic!("chromedriver did not answer: {e}");
                 }
                 Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
@@ -72,11 +90,9 @@ impl Browser {
         Some(Browser { client, driver })
     }
 
-    /// Ends the session (Chromium quits) and stops chromedriver.
-    pub async fn close(mut self) {
+    /// Ends the session (Chromium quits), then chromedriver (on drop).
+    pub async fn close(self) {
         let _ = self.client.clone().close().await;
-        let _ = self.driver.kill();
-        let _ = self.driver.wait();
     }
 
     pub async fn goto(&self, url: &str) {
