@@ -237,7 +237,7 @@ impl IntoResponse for PageError {
         let pick = |k: &str| match k {
             "forbidden" => (t.forbidden_title, t.forbidden_body),
             "csrf" => (t.csrf_title, t.csrf_body),
-            "sign_in" => (t.forbidden_title, t.login_expired),
+            "sign_in" => (t.forbidden_title, t.sign_in_needed),
             _ => (t.error_title, t.error_body),
         };
         let signed_in = !matches!(self_kind, Kind::Anonymous);
