@@ -154,6 +154,7 @@ impl Server {
                 clock: clock.clone(),
             }),
             dialer_wake: Arc::new(tokio::sync::Notify::new()),
+            staff: Arc::new(http::ui::StaffContext::new(settings.session_rules(), &public_url)),
         };
         let dispatcher = crate::notify::outbox::Dispatcher {
             store: state.store.clone(),

@@ -677,6 +677,67 @@ impl FromStr for Scopes {
         Scopes::parse(s)
     }
 }
+// Staff
+
+/// A staff member's sign-in name: `[a-z0-9._-]{1,64}`, starting with a letter or digit
+/// (lower case, so `Sato` and `sato` cannot be two accounts).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct UserName(String);
+
+impl UserName {
+    pub fn parse(s: &str) -> Result<UserName, Invalid> {
+        let ok = (1..=64).contains(&s.len())
+            && s.bytes().next().is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+            && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'_' | b'-'));
+        if ok {
+            Ok(UserName(s.to_owned()))
+        } else {
+            Err(Invalid("a user name: 1 to 64 letters a-z, digits, '.', '_' or '-', starting with a letter or digit"))
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl FromStr for UserName {
+    type Err = Invalid;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        UserName::parse(s)
+    }
+}
+string_serde!(UserName);
+
+named_enum!(
+    /// What a staff member may do: a viewer reads; a nurse also acts on patients (follow-ups,
+    /// numbers, calls); an admin also manages users and tokens.
+    Role, "a role: admin, nurse or viewer" {
+        Admin = "admin",
+        Nurse = "nurse",
+        Viewer = "viewer",
+    }
+);
+
+impl Role {
+    /// Acts on patients: a nurse or an admin.
+    pub fn can_act(self) -> bool {
+        matches!(self, Role::Admin | Role::Nurse)
+    }
+
+    /// Manages users, tokens, and reads the audit log: an admin.
+    pub fn can_manage(self) -> bool {
+        self == Role::Admin
+    }
+}
+
+named_enum!(
+    /// The language of the staff pages, per user.
+    UiLanguage, "a language: ja or en" {
+        Ja = "ja",
+        En = "en",
+    }
+);
 
 #[cfg(test)]
 mod tests {
@@ -813,5 +874,18 @@ mod tests {
         for bad in ["", " ", "\u{3000}", "\t\n", &"x".repeat(101)] {
             assert!(StaffName::parse(bad).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn user_names_are_lower_case_and_plain_and_roles_nest() {
+        assert!(UserName::parse("sato.h-01").is_ok());
+        for bad in ["", "Sato", ".sato", "sa to", "佐藤", &"a".repeat(65)] {
+            assert!(UserName::parse(bad).is_err(), "{bad}");
+        }
+        assert!(Role::Admin.can_manage() && Role::Admin.can_act());
+        assert!(Role::Nurse.can_act() && !Role::Nurse.can_manage());
+        assert!(!Role::Viewer.can_act() && !Role::Viewer.can_manage());
+        assert_eq!(Role::parse("nurse"), Ok(Role::Nurse));
+        assert_eq!(UiLanguage::parse("en"), Ok(UiLanguage::En));
     }
 }

@@ -6,6 +6,7 @@ pub mod dial;
 pub mod graph;
 pub mod numbers;
 pub mod patients;
+pub mod users;
 
 use std::path::PathBuf;
 
@@ -107,6 +108,51 @@ pub enum TokensCommand {
     },
 }
 
+/// `admin`, `nurse` or `viewer`, listed in `--help`.
+fn role_parser() -> impl clap::builder::TypedValueParser<Value = crate::types::Role> {
+    use clap::builder::TypedValueParser;
+    clap::builder::PossibleValuesParser::new(["admin", "nurse", "viewer"])
+        .map(|s| crate::types::Role::parse(&s).expect("one of the possible values"))
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UsersCommand {
+    /// Add a staff account for the pages under /ui/; its password is read from the terminal
+    /// twice (or from standard input).
+    Add {
+        name: String,
+        #[arg(long, value_parser = role_parser())]
+        role: crate::types::Role,
+        /// The pages' language (each user can switch it later).
+        #[arg(long, default_value = "ja", value_parser = ["ja", "en"])]
+        language: String,
+        /// Read the password from standard input (one line), as when it is not a terminal.
+        #[arg(long)]
+        password_stdin: bool,
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Set a new password (read as for `add`); the user's sessions end.
+    Passwd {
+        name: String,
+        #[arg(long)]
+        password_stdin: bool,
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Disable an account; its sessions end at once.
+    Disable {
+        name: String,
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// List the accounts: name, role, language, active or disabled.
+    List {
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+}
+
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Serve the carrier's webhooks, the JSON API and the outbox dispatcher.
@@ -159,6 +205,9 @@ pub enum Command {
     /// API tokens for the contact app's server and staff tools.
     #[command(subcommand)]
     Tokens(TokensCommand),
+    /// Staff accounts for the pages under /ui/.
+    #[command(subcommand)]
+    Users(UsersCommand),
     /// Print a flow as a Mermaid diagram.
     Graph {
         /// The flow's name (its file name without .toml).

@@ -1,5 +1,5 @@
 //! The `ivr` binary as an operator runs it: `ivr check`, `ivr call`, `ivr patients import`,
-//! `ivr tokens`, and `ivr serve` killed and started again.
+//! `ivr tokens`, `ivr serve` killed and started again, and `ivr serve`'s log while staff sign in.
 
 #[macro_use]
 #[path = "../common/mod.rs"]
@@ -11,3 +11,4 @@ mod crash;
 mod readme;
 mod roster;
 mod tokens;
+mod staff;

@@ -8,3 +8,4 @@ mod common;
 mod campaign;
 mod conformance;
 mod personal;
+mod users;

@@ -17,6 +17,7 @@ mod campaign;
 mod numbers;
 mod outbox;
 mod patients;
+mod users;
 mod versions;
 
 use std::str::FromStr;
@@ -39,6 +40,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     (8, "token_scopes", include_str!("../../../migrations/postgres/0008_token_scopes.sql")),
     (9, "personal_data", include_str!("../../../migrations/postgres/0009_personal_data.sql")),
     (10, "outbox_claims", include_str!("../../../migrations/postgres/0010_outbox_claims.sql")),
+    (11, "staff", include_str!("../../../migrations/postgres/0011_staff.sql")),
 ];
 
 /// The advisory lock that instances starting at the same time take in turn to migrate (a key

@@ -15,6 +15,7 @@ mod numbers;
 mod outbox;
 mod patients;
 mod readers;
+mod users;
 mod versions;
 mod writer;
 
@@ -40,6 +41,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     (8, "token_scopes", include_str!("../../../migrations/sqlite/0008_token_scopes.sql")),
     (9, "personal_data", include_str!("../../../migrations/sqlite/0009_personal_data.sql")),
     (10, "outbox_claims", include_str!("../../../migrations/sqlite/0010_outbox_claims.sql")),
+    (11, "staff", include_str!("../../../migrations/sqlite/0011_staff.sql")),
 ];
 
 pub(super) const NOW: &str = "strftime('%Y-%m-%dT%H:%M:%fZ', 'now')";
