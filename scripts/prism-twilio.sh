@@ -21,11 +21,14 @@ SPEC_PATH=package/twilio-oai/spec/json/twilio_api_v2010.json
 
 DIR=.cache/prism
 SPEC="$DIR/twilio_api_v2010.json"
-STAMP="$DIR/.installed-$PRISM_VERSION-$SPEC_VERSION"
+# Bumped when patch_spec changes, so an older install is patched again.
+PATCH_VERSION=2
+STAMP="$DIR/.installed-$PRISM_VERSION-$SPEC_VERSION-p$PATCH_VERSION"
 
 install() {
     [[ -f "$STAMP" ]] && return 0
     command -v npm >/dev/null || { echo "prism-twilio: npm not found" >&2; return 1; }
+    rm -f "$DIR"/.installed-*
     mkdir -p "$DIR"
     printf '{ "private": true, "dependencies": { "@stoplight/prism-cli": "%s" } }\n' "$PRISM_VERSION" >"$DIR/package.json"
     npm install --prefix "$DIR" --no-audit --no-fund --loglevel=error >&2
@@ -64,8 +67,24 @@ for (const item of Object.values(spec.paths)) {
   }
 }
 if (patched === 0) throw new Error("no array field found: has the description changed?");
+// A list page's `uri`, `first_page_uri`, `next_page_uri` and `previous_page_uri` are relative
+// (`/2010-04-01/Accounts/…/Messages.json?PageSize=50&Page=0`), in Twilio's answers and in the
+// description's own examples, but are declared `format: uri` (absolute): Prism, which checks
+// its answers too, then refuses every list. Drop that format from list pages.
+let pages = 0;
+for (const item of Object.values(spec.paths)) {
+  for (const op of Object.values(item)) {
+    const schema = op?.responses?.["200"]?.content?.["application/json"]?.schema;
+    const props = schema?.properties;
+    if (!props?.first_page_uri) continue;
+    for (const name of ["uri", "first_page_uri", "next_page_uri", "previous_page_uri"]) {
+      if (props[name]?.format === "uri") { delete props[name].format; pages++; }
+    }
+  }
+}
+if (pages === 0) throw new Error("no list page found: has the description changed?");
 fs.writeFileSync(dst, JSON.stringify(spec));
-console.error(`prism-twilio: form encoding declared for ${patched} list fields`);
+console.error(`prism-twilio: form encoding declared for ${patched} list fields; ${pages} page links made relative`);
 JS
 }
 

@@ -121,6 +121,10 @@ pub fn turn_fn(ctx: &TurnContext, sid: &str, seq: i64, input: Input, now: DateTi
         span.record("flow", call.flow.as_str());
         let mut state = call.state.clone();
         unseal_number(&ctx.issuer, &mut state.vars);
+        // The patient's personal data, read with the call, for this turn only.
+        if let Some(p) = &call.patient {
+            state.vars.extend(personal_vars(p));
+        }
         let before = state.answers();
         let catalog = flow.catalog(&state.lang);
         let mut fx = TurnEffects {
@@ -145,6 +149,9 @@ pub fn turn_fn(ctx: &TurnContext, sid: &str, seq: i64, input: Input, now: DateTi
         let number_read = answers.iter().any(|(k, v)| k == NUMBER_READ_ANSWER && *v == Value::Bool(true));
         let response = twiml::render(&twiml::from_response(&turn.response, &action));
         let mut new_state = turn.state;
+        for k in PERSONAL_VARS {
+            new_state.vars.remove(k);
+        }
         // While the call holds a number, what is stored of it is sealed.
         let stored_response = new_state.vars.contains_key(NUMBER).then(|| ctx.issuer.key.seal(&response));
         seal_number(&ctx.issuer, &mut new_state.vars);
@@ -276,8 +283,10 @@ impl TurnEffects<'_> {
     }
 }
 
-/// The variables a flow reads about its patient. `number` is the patient's valid processing
-/// number, if any: while it waits to be read aloud (its SMS could not reach the phone),
+/// The variables a flow reads about its patient that a call's stored state keeps: the id,
+/// the kind of phone and where the patient's number stands. `number` is the patient's valid
+/// processing number, if any: while it waits to be read aloud (issued on a call to a
+/// landline that did not read it to the end, or its SMS could not reach the phone),
 /// `patient.number_to_read` is true and the call holds the number (sealed, as the call's state
 /// keeps it) and its expiry, for the flow to read them.
 pub fn patient_vars(p: &Patient, number: Option<&ValidNumber>, issuer: &Issuer) -> Vars {
@@ -290,10 +299,20 @@ pub fn patient_vars(p: &Patient, number: Option<&ValidNumber>, issuer: &Issuer) 
         v.insert("processing_number.expires".into(), Value::text(issuer.local_time(expires_at)));
     }
     v.insert("patient.id".into(), Value::text(p.patient_id.as_str()));
-    v.insert("patient.name".into(), Value::text(&p.name));
-    v.insert("patient.phone".into(), Value::text(p.phone.as_str()));
     v.insert("patient.phone_kind".into(), Value::text(p.phone.kind().as_str()));
     v.insert("patient.number_issued".into(), Value::Bool(number_issued));
+    v
+}
+
+/// The patient's personal variables: set from the roster at each turn, removed before the
+/// call's state is stored, so the database keeps them only in the roster.
+pub const PERSONAL_VARS: [&str; 4] = ["patient.name", "patient.phone", "patient.birth_md", "patient.email"];
+
+/// The values of [`PERSONAL_VARS`] for a patient (those the roster has).
+pub fn personal_vars(p: &Patient) -> Vars {
+    let mut v = Vars::new();
+    v.insert("patient.name".into(), Value::text(&p.name));
+    v.insert("patient.phone".into(), Value::text(p.phone.as_str()));
     if let Some(md) = &p.birth_md {
         v.insert("patient.birth_md".into(), Value::text(md));
     }

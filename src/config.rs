@@ -26,6 +26,19 @@ pub struct Settings {
     /// SMTP, for patients who get their number by e-mail.
     pub email: Option<crate::notify::email::EmailSettings>,
     pub centre: Centre,
+    /// How long the personal data of calls is kept.
+    pub retention: crate::scheduler::upkeep::Retention,
+    /// The staff pages under `/ui/`: sessions.
+    pub staff: Staff,
+}
+
+/// The staff pages' sessions.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Staff {
+    /// A duration like `30m`: a session unused this long ends (the staff member signs in again).
+    pub session_idle: String,
+    /// A duration like `12h`: a session ends this long after sign-in, however busy.
+    pub session_lifetime: String,
 }
 
 /// The health centre itself, as patients hear of it.
@@ -229,6 +242,9 @@ pub const KNOWN_KEYS: &[&str] = &[
     "flows.prompts_dir",
     "flows.inbound",
     "centre.phone",
+    "retention.calls_after_care_days",
+    "staff.session_idle",
+    "staff.session_lifetime",
 ];
 
 /// `IVR_…` variables the program reads that are not settings: the log format, and knobs of
@@ -384,6 +400,12 @@ lease_secs = 60
 [centre]
 phone = "03-1234-5678"
 
+[retention]
+calls_after_care_days = 90
+[staff]
+session_idle = "30m"
+session_lifetime = "12h"
+
 [flows]
 dir = "call-flows"
 prompts_dir = "prompts"
@@ -461,6 +483,13 @@ impl Settings {
         ] {
             if parse_duration(value).is_none() {
                 return Err(ConfigError::Invalid { key, message: format!("'{value}' is not a duration like 10s") });
+            }
+        }
+        for (key, value) in
+            [("staff.session_idle", &self.staff.session_idle), ("staff.session_lifetime", &self.staff.session_lifetime)]
+        {
+            if parse_duration(value).is_none() {
+                return Err(ConfigError::Invalid { key, message: format!("'{value}' is not a duration like 30m") });
             }
         }
         if self.server.max_connections == 0 {
@@ -619,6 +648,14 @@ impl Settings {
     /// How long a client may take to send a request body.
     pub fn server_body_read_timeout(&self) -> std::time::Duration {
         parse_duration(&self.server.body_read_timeout).expect("validated at load").to_std().unwrap_or_default()
+    }
+
+    /// How long a staff session lasts: unused, and at most.
+    pub fn session_rules(&self) -> crate::staff::SessionRules {
+        crate::staff::SessionRules {
+            idle: parse_duration(&self.staff.session_idle).expect("validated at load"),
+            lifetime: parse_duration(&self.staff.session_lifetime).expect("validated at load"),
+        }
     }
 
     /// Rates, retries and ringing for the dialer.

@@ -122,6 +122,8 @@ async fn demo(settings: &Settings, sources: &mut Vec<String>) -> Result<()> {
     let patients = server.state.parse_roster(DEMO_ROSTER, &bytes)?;
     store.patients().import(&patients).await?;
 
+    let password = demo_account(&store).await?;
+
     let started = Utc::now();
     let planner = crate::server::planner(settings);
     let plan = planner.plan(&store, started, true).await?;
@@ -134,9 +136,10 @@ async fn demo(settings: &Settings, sources: &mut Vec<String>) -> Result<()> {
     );
     println!("{}", sources.join("; "));
     println!(
-        "webhooks at {}; metrics at {}/metrics; database {DEMO_DB}. Ctrl-C stops.\n",
+        "webhooks at {}; metrics at {}/metrics; database {DEMO_DB}. Ctrl-C stops.",
         server.state.public_url, server.state.public_url
     );
+    println!("{}\n", staff_pages(&server.state.public_url, &password));
 
     let clock = Instant::now();
     let mut last = String::new();
@@ -181,13 +184,34 @@ fn progress(s: &CampaignSummary) -> String {
     )
 }
 
+/// The demo's staff account: `demo`, an admin, with a fresh random password (returned, to be
+/// printed: the database keeps only its hash).
+async fn demo_account(store: &crate::store::Store) -> Result<String> {
+    let password = hex::encode(rand::random::<[u8; 8]>());
+    let name = crate::types::UserName::parse(DEMO_USER).expect("a valid name");
+    let secret = secrecy::SecretString::from(password.clone());
+    crate::staff::add_user(store, &name, crate::types::Role::Admin, crate::types::UiLanguage::Ja, &secret)
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(password)
+}
+
+/// The demo's staff account's name.
+pub const DEMO_USER: &str = "demo";
+
+/// Where the staff pages are, and the demo account to sign in with.
+fn staff_pages(url: &str, password: &str) -> String {
+    format!("staff pages at {url}/ui/ (user {DEMO_USER}, password {password})")
+}
+
 /// What a newcomer can do once the campaign is over.
 fn next_steps(url: &str) -> String {
     format!(
         "The server keeps running. Next:\n  \
          {url}/metrics   the campaign's figures, for Prometheus\n  \
          {url}/healthz   alive (200)\n  \
-         {url}/readyz    ready to take calls (200; 503 while it is not)\n\
+         {url}/readyz    ready to take calls (200; 503 while it is not)\n  \
+         {url}/ui/       the staff pages (要フォロー), as user {DEMO_USER}\n\
          Ctrl-C stops the server."
     )
 }
@@ -246,9 +270,15 @@ mod tests {
     }
 
     #[test]
+    fn the_demo_prints_where_the_staff_pages_are_and_how_to_sign_in() {
+        let text = staff_pages("http://127.0.0.1:8080", "0123456789abcdef");
+        assert_eq!(text, "staff pages at http://127.0.0.1:8080/ui/ (user demo, password 0123456789abcdef)");
+    }
+
+    #[test]
     fn after_the_summary_the_demo_says_what_to_do_next() {
         let text = next_steps("http://127.0.0.1:8080");
-        for part in ["http://127.0.0.1:8080/metrics", "/healthz", "/readyz", "Ctrl-C stops"] {
+        for part in ["http://127.0.0.1:8080/metrics", "/healthz", "/readyz", "/ui/", "Ctrl-C stops"] {
             assert!(text.contains(part), "{part}: {text}");
         }
     }

@@ -6,7 +6,8 @@
 //!   store, flows, carrier, dispatcher and scheduler put together) and [`demo`]
 //!   (`ivr serve --demo`).
 //! - [`config`]: the settings, composed of the settings types each module owns.
-//! - [`http`]: the router, the carrier's webhooks, the JSON API and its one error type.
+//! - [`http`]: the router, the carrier's webhooks, the JSON API and its one error type, and the
+//!   staff pages (`http::ui`).
 //! - [`calls`]: one turn of a call: load, step the engine, apply its effects, save, render.
 //! - the domain:
 //!   - [`flow`]: call-flow files (model, loading with `file:line:col` errors, validation), the
@@ -21,6 +22,7 @@
 //!   - [`carrier`]: Twilio's REST API, the carrier simulator, and Twilio's webhook signatures
 //!     (`carrier::signature`).
 //!   - [`roster`]: the patient roster, read from CSV with every mistake at its `file:row:col`.
+//!   - [`staff`]: the health centre's staff: passwords, sessions, sign-in and its throttle.
 //! - [`store`]: the database, SQLite or PostgreSQL behind one interface.
 //! - [`telemetry`]: logs, and how personal data is masked in them.
 //! - [`types`]: values checked at the edge (phone numbers, SIDs, keys, ids, closed sets of names).
@@ -39,6 +41,7 @@ pub mod notify;
 pub mod roster;
 pub mod scheduler;
 pub mod server;
+pub mod staff;
 pub mod store;
 pub mod telemetry;
 pub mod twiml;

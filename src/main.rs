@@ -19,6 +19,7 @@ fn main() {
         Command::Numbers(cmd) => run_async(cli::numbers::numbers(cmd)),
         Command::Patients(cmd) => run_async(cli::patients::patients(cmd)),
         Command::Tokens(cmd) => run_async(cli::numbers::tokens(cmd)),
+        Command::Users(cmd) => run_async(cli::users::users(cmd)),
     };
     std::process::exit(code);
 }

@@ -61,7 +61,7 @@ pub struct Server {
     pub state: AppState,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     task: tokio::task::JoinHandle<std::io::Result<()>>,
-    /// The outbox dispatcher, the dialer and the daily planner, each with its stop signal.
+    /// The outbox dispatcher, the dialer, the upkeep and the daily planner, each with its stop signal.
     workers: Vec<(tokio::task::JoinHandle<()>, Arc<tokio::sync::Notify>)>,
     _watcher: notify::RecommendedWatcher,
 }
@@ -140,6 +140,7 @@ impl Server {
             outbox_wake: Arc::new(tokio::sync::Notify::new()),
             simulator,
             email_configured: settings.email.is_some(),
+            outbox: crate::notify::outbox::Policy::from_settings(&settings.outbox),
             turns: crate::calls::TurnContext {
                 centre_phone: settings.centre.phone.clone().into(),
                 flows: flows.clone(),
@@ -153,6 +154,7 @@ impl Server {
                 clock: clock.clone(),
             }),
             dialer_wake: Arc::new(tokio::sync::Notify::new()),
+            staff: Arc::new(http::ui::StaffContext::new(settings.session_rules(), &public_url)),
         };
         let dispatcher = crate::notify::outbox::Dispatcher {
             store: state.store.clone(),
@@ -167,13 +169,15 @@ impl Server {
                 )),
                 None => None,
             },
-            policy: crate::notify::outbox::Policy::from_settings(&settings.outbox),
+            policy: state.outbox.clone(),
             public_url: public_url.clone(),
             wake: state.outbox_wake.clone(),
             reissue: Some(crate::notify::outbox::Reissue {
                 flows: state.turns.flows.clone(),
                 issuer: state.turns.issuer.clone(),
             }),
+            owner: crate::notify::outbox::instance_name(addr),
+            started: chrono::Utc::now(),
         };
         let mut workers = Vec::new();
         let stop = Arc::new(tokio::sync::Notify::new());
@@ -189,6 +193,16 @@ impl Server {
         .with_lock(state.store.dialer_lock());
         let stop = Arc::new(tokio::sync::Notify::new());
         workers.push((tokio::spawn(Arc::new(dialer).run(stop.clone())), stop));
+        // Numbers no call read are followed up, and retention runs daily, on every instance
+        // (both are safe to run concurrently).
+        let upkeep = crate::scheduler::upkeep::Upkeep {
+            store: state.store.clone(),
+            hours: Arc::new(settings.calling_hours()),
+            retention: settings.retention,
+            clock: clock.clone(),
+        };
+        let stop = Arc::new(tokio::sync::Notify::new());
+        workers.push((tokio::spawn(upkeep.run(stop.clone())), stop));
         if settings.scheduler.autostart {
             let stop = Arc::new(tokio::sync::Notify::new());
             let daily = crate::scheduler::daily::run_daily(

@@ -337,6 +337,37 @@ impl FromStr for PatientId {
 }
 string_serde!(PatientId);
 
+/// Who issued a number by hand, as the consent and the audit log record it: 1 to 100
+/// characters, not all of them white space (a consent must name someone).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StaffName(String);
+
+impl StaffName {
+    /// The longest name, in characters.
+    pub const MAX_CHARS: usize = 100;
+
+    pub fn parse(s: &str) -> Result<StaffName, Invalid> {
+        let n = s.chars().count();
+        if (1..=Self::MAX_CHARS).contains(&n) && s.chars().any(|c| !c.is_whitespace()) {
+            Ok(StaffName(s.to_owned()))
+        } else {
+            Err(Invalid("a staff name: 1 to 100 characters, not only spaces"))
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl FromStr for StaffName {
+    type Err = Invalid;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        StaffName::parse(s)
+    }
+}
+string_serde!(StaffName);
+
 // ---------------------------------------------------------------------------------------------
 // Closed sets of names
 
@@ -504,7 +535,7 @@ impl DeliveryStatus {
 named_enum!(
     /// The kinds of alert the engine raises by itself; a flow's own alerts carry the reason its
     /// file gives.
-    AlertKind, "an alert kind: unreachable, message_failed, message_reissued, message_dead, hung_up, asked_for_person, flow" {
+    AlertKind, "an alert kind: unreachable, message_failed, message_reissued, message_dead, number_unread, hung_up, asked_for_person, flow" {
         /// The patient could not be reached after every attempt.
         Unreachable = "unreachable",
         /// A message could not be delivered.
@@ -513,6 +544,8 @@ named_enum!(
         MessageReissued = "message_reissued",
         /// A message was given up.
         MessageDead = "message_dead",
+        /// A number waiting to be read aloud was not read by any call in time.
+        NumberUnread = "number_unread",
         /// The patient answered and hung up before the flow's end.
         HungUp = "hung_up",
         /// The caller asked to speak to a person.
@@ -703,6 +736,67 @@ impl FromStr for Scopes {
         Scopes::parse(s)
     }
 }
+// Staff
+
+/// A staff member's sign-in name: `[a-z0-9._-]{1,64}`, starting with a letter or digit
+/// (lower case, so `Sato` and `sato` cannot be two accounts).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct UserName(String);
+
+impl UserName {
+    pub fn parse(s: &str) -> Result<UserName, Invalid> {
+        let ok = (1..=64).contains(&s.len())
+            && s.bytes().next().is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+            && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'_' | b'-'));
+        if ok {
+            Ok(UserName(s.to_owned()))
+        } else {
+            Err(Invalid("a user name: 1 to 64 letters a-z, digits, '.', '_' or '-', starting with a letter or digit"))
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl FromStr for UserName {
+    type Err = Invalid;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        UserName::parse(s)
+    }
+}
+string_serde!(UserName);
+
+named_enum!(
+    /// What a staff member may do: a viewer reads; a nurse also acts on patients (follow-ups,
+    /// numbers, calls); an admin also manages users and tokens.
+    Role, "a role: admin, nurse or viewer" {
+        Admin = "admin",
+        Nurse = "nurse",
+        Viewer = "viewer",
+    }
+);
+
+impl Role {
+    /// Acts on patients: a nurse or an admin.
+    pub fn can_act(self) -> bool {
+        matches!(self, Role::Admin | Role::Nurse)
+    }
+
+    /// Manages users, tokens, and reads the audit log: an admin.
+    pub fn can_manage(self) -> bool {
+        self == Role::Admin
+    }
+}
+
+named_enum!(
+    /// The language of the staff pages, per user.
+    UiLanguage, "a language: ja or en" {
+        Ja = "ja",
+        En = "en",
+    }
+);
 
 #[cfg(test)]
 mod tests {
@@ -836,5 +930,28 @@ mod tests {
         for o in FollowupOutcome::ALL {
             assert_eq!(FollowupOutcome::parse(o.as_str()), Ok(*o));
         }
+    }
+
+    #[test]
+    fn a_staff_name_has_1_to_100_characters_not_all_white_space() {
+        for ok in ["佐藤", "a", " 佐藤 ", &"x".repeat(100), &"保".repeat(100)] {
+            assert_eq!(StaffName::parse(ok).unwrap().as_str(), ok);
+        }
+        for bad in ["", " ", "\u{3000}", "\t\n", &"x".repeat(101)] {
+            assert!(StaffName::parse(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn user_names_are_lower_case_and_plain_and_roles_nest() {
+        assert!(UserName::parse("sato.h-01").is_ok());
+        for bad in ["", "Sato", ".sato", "sa to", "佐藤", &"a".repeat(65)] {
+            assert!(UserName::parse(bad).is_err(), "{bad}");
+        }
+        assert!(Role::Admin.can_manage() && Role::Admin.can_act());
+        assert!(Role::Nurse.can_act() && !Role::Nurse.can_manage());
+        assert!(!Role::Viewer.can_act() && !Role::Viewer.can_manage());
+        assert_eq!(Role::parse("nurse"), Ok(Role::Nurse));
+        assert_eq!(UiLanguage::parse("en"), Ok(UiLanguage::En));
     }
 }

@@ -1,6 +1,7 @@
 //! Twilio's REST API (version 2010-04-01), as much as the product uses: send an SMS (the
-//! processing number), place a call (the daily health check), and read a call back (to
-//! reconcile after a crash).
+//! processing number), place a call (the daily health check), read a call back (to reconcile
+//! after a crash), and list the SMS sent to a number (to learn whether a send whose answer was
+//! lost went out).
 //!
 //! ```no_run
 //! # async fn f(settings: ivr::config::Settings) -> Result<(), ivr::carrier::twilio::TwilioError> {
@@ -17,8 +18,8 @@
 //! # Retries
 //! Each method retries by itself, per its [`RetryPolicy`] (exponential backoff, full jitter,
 //! bounded tries), but only where a second request cannot do harm:
-//! - [`TwilioClient::fetch_call`] reads, so any retryable failure is tried again: 429, 5xx,
-//!   network errors, timeouts.
+//! - [`TwilioClient::fetch_call`] and [`TwilioClient::list_messages`] read, so any retryable
+//!   failure is tried again: 429, 5xx, network errors, timeouts.
 //! - [`TwilioClient::create_call`] and [`TwilioClient::send_message`] create something, and
 //!   Twilio's API takes no idempotency key: a request that timed out may have placed the call
 //!   anyway, and sending it again would ring the patient twice (or send a second SMS). They
@@ -45,8 +46,8 @@ use serde::de::DeserializeOwned;
 
 pub use error::{DeliveryError, TwilioError, codes};
 pub use resources::{
-    AnsweredBy, CallEvent, CallRequest, CallResource, CallStatus, MachineDetection, MessageRequest, MessageResource,
-    MessageStatus, Sender,
+    AnsweredBy, CallEvent, CallRequest, CallResource, CallStatus, MachineDetection, MessagePage, MessageRequest,
+    MessageResource, MessageStatus, Sender,
 };
 pub use retry::RetryPolicy;
 
@@ -168,6 +169,29 @@ impl TwilioClient {
     pub async fn fetch_call(&self, sid: &CallSid) -> Result<CallResource, TwilioError> {
         let url = self.url(&format!("Calls/{sid}.json"));
         retry::run(self.retry, "fetch_call", Replay::Idempotent, || self.send(self.http.get(&url))).await
+    }
+
+    /// The messages sent to `to` since `since`, newest first: `GET
+    /// /2010-04-01/Accounts/{AccountSid}/Messages.json?To=…&PageSize=50`, to learn whether a send
+    /// whose answer was lost (a crash, a time-out) reached Twilio before sending it again.
+    /// `since` is applied here, on `date_created`, with a minute's margin for clocks: Twilio's
+    /// own `DateSent` filter would leave out a message still queued (it has no `date_sent` yet),
+    /// the very one that must not be sent twice. Only the newest 50 messages to that number are
+    /// read. A read, so it is retried on any retryable failure.
+    pub async fn list_messages(
+        &self,
+        to: &str,
+        since: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Vec<MessageResource>, TwilioError> {
+        let url = self.url("Messages.json");
+        let query = [("To", to), ("PageSize", "50")];
+        tracing::debug!(to = %mask_phone(to), "listing the SMS sent through Twilio");
+        let page: MessagePage = retry::run(self.retry, "list_messages", Replay::Idempotent, || {
+            self.send(self.http.get(&url).query(&query))
+        })
+        .await?;
+        let margin = chrono::Duration::minutes(1);
+        Ok(page.messages.into_iter().filter(|m| m.created().is_none_or(|t| t >= since - margin)).collect())
     }
 
     fn url(&self, tail: &str) -> String {

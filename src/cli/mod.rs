@@ -6,6 +6,7 @@ pub mod dial;
 pub mod graph;
 pub mod numbers;
 pub mod patients;
+pub mod users;
 
 use std::path::PathBuf;
 
@@ -39,9 +40,9 @@ pub enum NumbersCommand {
         /// How the patient gets it.
         #[arg(long, value_enum, default_value = "sms")]
         send: crate::issuer::numbers::SendBy,
-        /// Who issues it (recorded as the consent).
+        /// Who issues it (recorded as the consent): 1 to 100 characters, not only spaces.
         #[arg(long, env = "USER", default_value = "staff")]
-        staff: String,
+        staff: crate::types::StaffName,
         #[arg(long)]
         config: Option<PathBuf>,
     },
@@ -69,6 +70,15 @@ pub enum PatientsCommand {
         #[arg(long)]
         dry_run: bool,
     },
+    /// Empty the calls of patients whose care ended more than `retention.calls_after_care_days`
+    /// ago of their personal data, as the server does daily (docs/personal-data.md).
+    Purge {
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Count what would be emptied, without changing anything.
+        #[arg(long)]
+        dry_run: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -93,6 +103,51 @@ pub enum TokensCommand {
     /// Revoke a token: from now on it is refused like an unknown one.
     Revoke {
         name: String,
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+}
+
+/// `admin`, `nurse` or `viewer`, listed in `--help`.
+fn role_parser() -> impl clap::builder::TypedValueParser<Value = crate::types::Role> {
+    use clap::builder::TypedValueParser;
+    clap::builder::PossibleValuesParser::new(["admin", "nurse", "viewer"])
+        .map(|s| crate::types::Role::parse(&s).expect("one of the possible values"))
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UsersCommand {
+    /// Add a staff account for the pages under /ui/; its password is read from the terminal
+    /// twice (or from standard input).
+    Add {
+        name: String,
+        #[arg(long, value_parser = role_parser())]
+        role: crate::types::Role,
+        /// The pages' language (each user can switch it later).
+        #[arg(long, default_value = "ja", value_parser = ["ja", "en"])]
+        language: String,
+        /// Read the password from standard input (one line), as when it is not a terminal.
+        #[arg(long)]
+        password_stdin: bool,
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Set a new password (read as for `add`); the user's sessions end.
+    Passwd {
+        name: String,
+        #[arg(long)]
+        password_stdin: bool,
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Disable an account; its sessions end at once.
+    Disable {
+        name: String,
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// List the accounts: name, role, language, active or disabled.
+    List {
         #[arg(long)]
         config: Option<PathBuf>,
     },
@@ -150,6 +205,9 @@ pub enum Command {
     /// API tokens for the contact app's server and staff tools.
     #[command(subcommand)]
     Tokens(TokensCommand),
+    /// Staff accounts for the pages under /ui/.
+    #[command(subcommand)]
+    Users(UsersCommand),
     /// Print a flow as a Mermaid diagram.
     Graph {
         /// The flow's name (its file name without .toml).

@@ -32,8 +32,16 @@ pub async fn numbers(cmd: &NumbersCommand) -> Result<()> {
             let (lib, _) =
                 Library::load_dirs(&settings.flows.dir, &settings.flows.prompts_dir).map_err(|d| d.to_string())?;
             let catalog = lib.catalogs.get(&p.language).or_else(|| lib.catalogs.values().next()).cloned();
-            let m =
-                numbers::issue_by_staff(&store, &issuer, catalog.as_deref(), patient, *send, staff, Utc::now()).await?;
+            let m = numbers::issue_by_staff(
+                &store,
+                &issuer,
+                catalog.as_deref(),
+                patient,
+                *send,
+                staff.as_str(),
+                Utc::now(),
+            )
+            .await?;
             let digits = m.number.expose();
             println!(
                 "processing number for {patient}: {} {}",

@@ -1,5 +1,6 @@
 //! `ivr patients import FILE.csv`: loads or updates the roster. The whole file is checked
 //! first; one bad row and nothing is imported, every mistake printed at its `FILE:ROW:COL`.
+//! `ivr patients purge [--dry-run]`: retention now (docs/personal-data.md).
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -13,7 +14,30 @@ use secrecy::ExposeSecret;
 pub async fn patients(cmd: &PatientsCommand) -> Result<()> {
     match cmd {
         PatientsCommand::Import { file, config, dry_run } => import(file, config.as_deref(), *dry_run).await,
+        PatientsCommand::Purge { config, dry_run } => purge(config.as_deref(), *dry_run).await,
     }
+}
+
+/// Retention now, as the server runs it daily.
+async fn purge(config: Option<&Path>, dry_run: bool) -> Result<()> {
+    let (settings, store) = open(config).await?;
+    let hours = settings.calling_hours();
+    let today = hours.day_of(chrono::Utc::now());
+    let Some(before) = settings.retention.care_ended_before(today) else {
+        println!("retention.calls_after_care_days is 0: calls are kept; nothing was changed");
+        return Ok(());
+    };
+    let a = store.patients().anonymise_ended_care(before, dry_run).await?;
+    let counts = format!(
+        "{} patient(s) whose care ended before {before}: {} call(s), {} answer(s), {} message(s), {} number(s)",
+        a.patients, a.calls, a.answers, a.messages, a.numbers
+    );
+    if dry_run {
+        println!("would empty {counts}; nothing was changed (--dry-run)");
+    } else {
+        println!("emptied {counts}");
+    }
+    Ok(())
 }
 
 async fn import(file: &Path, config: Option<&Path>, dry_run: bool) -> Result<()> {

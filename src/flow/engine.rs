@@ -148,6 +148,10 @@ struct Machine<'f> {
 /// `no_input` while nothing was; the give-up states can say which.
 pub const GAVE_UP: &str = "call.gave_up";
 
+/// The value a `number` state with `expect` sets its variable to once the answer matches: the
+/// digits typed (personal data equal to the roster's) are never kept.
+pub const CONFIRMED: &str = "confirmed";
+
 /// Why an answer was refused.
 enum Refusal {
     NoInput,
@@ -388,6 +392,8 @@ fn accept(n: &NumberSpec, digits: &str, vars: &Vars) -> Result<Value, Refusal> {
         if !vars.get(&expect.value).is_some_and(|e| e.same_as(&value)) {
             return Err(Refusal::Mismatch);
         }
+        // What was typed equals what the roster holds (a birth date): only the fact is kept.
+        return Ok(Value::text(CONFIRMED));
     }
     Ok(value)
 }

@@ -348,6 +348,10 @@ impl Effect {
     }
 }
 
+/// The answer a flow records (`record_answer` with `set = { number_read_aloud = true }`) once
+/// a number it read aloud was heard to the end: the number is then delivered.
+pub const NUMBER_READ: &str = "number_read_aloud";
+
 fn normal() -> Urgency {
     Urgency::Normal
 }
@@ -356,7 +360,7 @@ fn normal() -> Urgency {
 /// and what actions set.
 pub const BUILTIN_VARS: [(&str, &str); 13] = [
     ("patient.id", "the patient's id in the roster"),
-    ("patient.name", "the patient's name"),
+    ("patient.name", "the patient's name (read from the roster at each turn, never stored with the call)"),
     ("patient.birth_md", "birth month and day, four digits (0412)"),
     ("patient.phone", "the patient's phone number (E.164)"),
     ("patient.phone_kind", "mobile or landline"),
@@ -364,7 +368,7 @@ pub const BUILTIN_VARS: [(&str, &str); 13] = [
     ("patient.number_issued", "true while a processing number issued to the patient is valid"),
     (
         "patient.number_to_read",
-        "true when the patient's valid number could not be sent (a landline) and is to be read on this call; processing_number then holds it",
+        "true when the patient's valid number was delivered by no channel yet (an earlier call ended before its read-back finished, or its SMS could not reach the phone) and is to be read on this call; processing_number then holds it",
     ),
     ("call.lang", "the call's language, e.g. ja-JP"),
     (

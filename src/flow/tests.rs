@@ -159,7 +159,7 @@ fn silence_at_every_try_gives_up_politely_and_alerts() {
     assert!(
         w.effects
             .iter()
-            .any(|e| matches!(e, Effect::RecordAnswers { answers } if answers.iter().any(|(k, _)| k == "birth_md")))
+            .any(|e| matches!(e, Effect::RecordAnswers { answers } if answers.iter().any(|(k, v)| k == "identity" && *v == Value::text("confirmed"))))
     );
 }
 
@@ -242,7 +242,10 @@ fn a_hang_up_mid_call_keeps_the_answers_and_ends() {
     assert_eq!(s.state.phase, Phase::Ended);
     assert_eq!(
         s.state.answers(),
-        vec![("birth_md".into(), Value::text("0412")), ("temperature".into(), Value::Number { raw: 365, scale: 1 })]
+        vec![
+            ("identity".into(), Value::text("confirmed")),
+            ("temperature".into(), Value::Number { raw: 365, scale: 1 })
+        ]
     );
     // Anything after the end is a no-op.
     let again = step(&flow, &s.state, Input::Digits(pressed("1")));
@@ -320,4 +323,34 @@ proptest! {
             s = step(&flow, &call, i);
         }
     }
+}
+
+#[test]
+fn a_number_waiting_to_be_read_is_read_once_the_patient_is_known_then_the_check_goes_on() {
+    let mut vars = patient();
+    vars.insert("patient.number_issued".into(), Value::Bool(true));
+    vars.insert("patient.number_to_read".into(), Value::Bool(true));
+    vars.insert("processing_number".into(), Value::text("12345678"));
+    vars.insert("processing_number.expires".into(), Value::text("2026-11-26T14:00"));
+    let read_done = |w: &Walk| {
+        w.effects.iter().any(|e| {
+            matches!(e, Effect::RecordAnswers { answers }
+                if answers.iter().any(|(k, v)| k == "number_read_aloud" && *v == Value::Bool(true)))
+        })
+    };
+    // Not before the identity check: whoever answers first hears no number.
+    let w = walk_with("ja-JP", vars.clone(), "sms", &[]);
+    assert!(!w.heard("1 2 3 4"), "{:?}", w.heard);
+    // Right after it, then the health check goes on; the delivery is recorded once the caller
+    // answered the menu after the number.
+    let w = walk_with("ja-JP", vars.clone(), "sms", &["0412"]);
+    assert!(w.heard("以前のお電話で発行した、処理番号をお伝えします。"), "{:?}", w.heard);
+    assert!(w.heard("1 2 3 4"), "{:?}", w.heard);
+    assert!(!read_done(&w), "a call that drops while the number is read leaves it waiting");
+    let keys: Vec<&str> = ["0412", "1", "2"].into_iter().chain(HEALTHY[1..].iter().copied()).collect();
+    let w = walk_with("ja-JP", vars, "sms", &keys);
+    assert!(read_done(&w));
+    assert_eq!(w.var("temperature").as_deref(), Some("36.5"));
+    assert!(!w.heard("接触確認アプリをご利用"));
+    assert_eq!(w.call.state, "goodbye");
 }

@@ -5,13 +5,14 @@
 use std::collections::{BTreeSet, HashSet};
 
 use super::source::{Diagnostics, closest};
-use super::{Action, BUILTIN_VARS, Flow, Kind, PromptRef};
+use super::{Action, BUILTIN_VARS, Flow, Kind, NUMBER_READ, PromptRef, Value};
 
 /// Runs every check; errors and warnings go to `diags`.
 pub fn check(flow: &Flow, diags: &mut Diagnostics) {
     check_prompts(flow, diags);
     check_vars(flow, diags);
     check_graph(flow, diags);
+    check_number_delivery(flow, diags);
 }
 
 /// Every prompt the flow names, with where it names it.
@@ -171,6 +172,49 @@ fn check_graph(flow: &Flow, diags: &mut Diagnostics) {
                 names.join(", ")
             ),
         );
+    }
+}
+
+/// A number read aloud counts as delivered only once the call records `number_read_aloud =
+/// true` after reading it. Where a flow reads one (the `read_aloud` outcome of
+/// `issue_processing_number`, or a branch on `patient.number_to_read`) and no such
+/// `record_answer` can follow, the number is never delivered: read again on the next call and
+/// alerted. A warning, since the flow still works.
+fn check_number_delivery(flow: &Flow, diags: &mut Diagnostics) {
+    let n = flow.states.len();
+    let edges: Vec<Vec<usize>> =
+        flow.states.iter().map(|s| s.kind.edges().iter().map(|(_, t)| t.idx).collect()).collect();
+    let records_read = |i: usize| {
+        matches!(&flow.states[i].kind, Kind::Action { action: Action::RecordAnswer { set, .. }, .. }
+            if set.iter().any(|(k, v)| k == NUMBER_READ && *v == Value::Bool(true)))
+    };
+    let mut reads: Vec<(usize, usize, &str)> = Vec::new();
+    for s in &flow.states {
+        match &s.kind {
+            Kind::Action { action: Action::IssueProcessingNumber, outcomes } => {
+                if let Some((_, t)) = outcomes.iter().find(|(o, _)| o == "read_aloud") {
+                    reads.push((s.at, t.idx, "its read_aloud outcome"));
+                }
+            }
+            Kind::Branch { rules, .. } => {
+                for r in rules.iter().filter(|r| r.var.value == "patient.number_to_read") {
+                    reads.push((r.var.at, r.next.idx, "this rule"));
+                }
+            }
+            _ => {}
+        }
+    }
+    for (at, from, what) in reads {
+        let reach = reachable(&[from], |i| edges[i].clone(), n);
+        if !(0..n).any(|i| reach[i] && records_read(i)) {
+            diags.warning(
+                &flow.source,
+                at,
+                format!(
+                    "no record_answer with set = {{ {NUMBER_READ} = true }} follows {what}: a number read aloud is never recorded delivered, so it is read again on the next call and alerted as not delivered"
+                ),
+            );
+        }
     }
 }
 

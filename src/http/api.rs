@@ -38,7 +38,7 @@ use super::error::{Error, Json, Path};
 use super::followups;
 use crate::issuer::numbers::{self, IssueError, SendBy, VerifyError};
 use crate::store::Verdict;
-use crate::types::Scope;
+use crate::types::{PatientId, Scope, StaffName};
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -216,14 +216,34 @@ async fn verify(
 struct IssueRequest {
     /// The staff member's word that the patient consented to registering as positive.
     consent: Option<bool>,
-    #[serde(default = "default_send")]
+    #[serde(default = "default_send", deserialize_with = "send_by")]
     send: SendBy,
-    /// Who pressed the button (defaults to the token's name).
-    staff: Option<String>,
+    /// Who pressed the button (defaults to the token's name). Optional, but not `null`: a
+    /// client that sends the key means to name someone.
+    #[serde(default, deserialize_with = "present")]
+    staff: Option<StaffName>,
 }
 
 fn default_send() -> SendBy {
     SendBy::Sms
+}
+
+/// `send` read from a string: serde_json reads an enum from anything else (`null`, `5`) as a
+/// syntax error, which would be answered 400 "not JSON" without naming the key.
+fn send_by<'de, D: serde::Deserializer<'de>>(d: D) -> Result<SendBy, D::Error> {
+    const NAMES: &[&str] = &["sms", "email", "none"];
+    let name = std::borrow::Cow::<'de, str>::deserialize(d)?;
+    match name.as_ref() {
+        "sms" => Ok(SendBy::Sms),
+        "email" => Ok(SendBy::Email),
+        "none" => Ok(SendBy::None),
+        other => Err(serde::de::Error::unknown_variant(other, NAMES)),
+    }
+}
+
+/// An optional key that, when present, must hold a value (`null` is refused, not read as absent).
+fn present<'de, D: serde::Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Option<T>, D::Error> {
+    T::deserialize(d).map(Some)
 }
 
 async fn issue(
@@ -237,6 +257,10 @@ async fn issue(
         tracing::warn!(client = %client.name, "issue rate limit reached for the client");
         return Ok(rate_limited(&not_until, "too many numbers issued by this client; try again later"));
     }
+    // No roster id has another shape: say so rather than look it up.
+    if let Err(e) = PatientId::parse(&id) {
+        return Err(Error::new(StatusCode::BAD_REQUEST, "invalid_path", Some("id"), format!("expected {e}")));
+    }
     if req.consent != Some(true) {
         return Err(Error::new(
             StatusCode::UNPROCESSABLE_ENTITY,
@@ -245,7 +269,7 @@ async fn issue(
             "a number is issued only with the patient's consent: send \"consent\": true",
         ));
     }
-    let staff = req.staff.unwrap_or_else(|| client.name.clone());
+    let staff = req.staff.map_or_else(|| client.name.clone(), |s| s.as_str().to_string());
     let patient = app.store.patients().get(&id).await.map_err(Error::internal)?;
     // Counted only for a patient on the roster who can get the number as asked: unknown ids
     // take no room in the limiter, and a mistaken channel costs the patient no issue.

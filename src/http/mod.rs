@@ -4,6 +4,7 @@
 //!   [`verify`]'s signature check.
 //! - [`api`]: the JSON API, behind bearer tokens.
 //! - [`ops`]: `/healthz`, `/readyz`, `/metrics`.
+//! - [`ui`]: the staff pages under `/ui/`, behind staff sessions.
 //! - [`deadline`]: a deadline on each request body, for clients that send theirs slowly.
 //! - [`error`]: the one error type of the JSON face, [`Error`]; voice routes answer TwiML.
 
@@ -13,6 +14,7 @@ pub mod error;
 pub mod followups;
 pub mod ops;
 pub mod twilio;
+pub mod ui;
 pub mod verify;
 
 use std::sync::Arc;
@@ -59,14 +61,23 @@ pub struct AppState {
     pub dialer_wake: Arc<tokio::sync::Notify>,
     /// E-mail can be sent (`[email]` is set): an SMS that cannot reach a landline falls back to it.
     pub email_configured: bool,
+    /// The outbox's retry rules: a delivery failure the carrier reports is retried by them.
+    pub outbox: crate::notify::outbox::Policy,
     pub metrics: PrometheusHandle,
+    /// The staff pages' sessions and sign-in throttle.
+    pub staff: Arc<ui::StaffContext>,
 }
 
 /// The whole router. With the simulator, its Twilio API is under `/simulator`, outside the
 /// webhook signature check (it authenticates as Twilio does, with basic auth).
 pub fn router(state: AppState) -> Router {
     let twilio = twilio::router(&state);
-    let mut app = Router::new().merge(twilio).merge(ops::router()).merge(api::router()).with_state(state.clone());
+    let mut app = Router::new()
+        .merge(twilio)
+        .merge(ops::router())
+        .merge(api::router())
+        .merge(ui::router())
+        .with_state(state.clone());
     if let Some(simulator) = &state.simulator {
         app = app.nest("/simulator", simulator.router());
     }

@@ -24,7 +24,8 @@ use crate::calls::{first_turn, turn_fn};
 use crate::flow::Input;
 use crate::flow::response::{Response as Speech, Speech as Say};
 use crate::issuer::is_sealed;
-use crate::store::{self, Create, SendResult, StoreError, TurnResult};
+use crate::notify::outbox::record_delivery;
+use crate::store::{self, Create, StoreError, TurnResult};
 use crate::telemetry::mask_phone;
 use crate::twiml;
 use crate::types::{CallSid, CallStatus, Digits, E164, MessageSid, is_carrier_id};
@@ -229,10 +230,11 @@ pub struct MessageQuery {
     msg: Option<i64>,
 }
 
-/// A delivery status for an SMS (queued, sent, delivered, undelivered, failed). Delivery
-/// errors decide what follows: 30003 (unreachable) and 30008 (unknown) are tried again later;
-/// 30006 (landline) is final for SMS and the number falls back, once, to e-mail or to being read
-/// on the next call; others (30007 filtered, 21610 unsubscribed…) are final and alert the centre.
+/// A delivery status for an SMS (queued, sent, delivered, undelivered, failed), recorded by
+/// [`record_delivery`]: 30003 (unreachable) and 30008 (unknown) are tried again after a backoff,
+/// up to `outbox.max_attempts` sends, then dead with an alert; 30006 (landline) is final for SMS
+/// and the number falls back, once, to e-mail or to being read on the next call; others (30005
+/// unknown handset, 30007 filtered, 21610 unsubscribed…) are final and alert the centre.
 async fn message_status(State(app): State<AppState>, Query(q): Query<MessageQuery>, form: TwilioParams) -> Response {
     let (sid, status) = match (form.require("MessageSid"), form.require("MessageStatus")) {
         (Ok(s), Ok(st)) => match MessageSid::parse(s) {
@@ -246,28 +248,14 @@ async fn message_status(State(app): State<AppState>, Query(q): Query<MessageQuer
     if !matches!(status.as_str(), "queued" | "sent" | "delivered" | "undelivered" | "failed") {
         return StatusCode::NO_CONTENT.into_response();
     }
-    let now = Utc::now();
     let result = async {
-        let known = app.store.outbox().status(sid.as_str(), &status, code.as_deref()).await?;
-        let Some(id) = q.msg else { return Ok::<_, StoreError>(known) };
-        if !known {
-            // The callback came before the send was recorded (or the sender died): it proves
-            // the message was accepted, so it is never sent again.
-            let sent = SendResult::Sent { provider_id: sid.to_string(), status: status.clone() };
-            app.store.outbox().finish(id, &sent, now).await?;
-            app.store.outbox().status(sid.as_str(), &status, code.as_deref()).await?;
-        }
+        let (store, policy) = (&app.store, &app.outbox);
+        record_delivery(store, policy, app.email_configured, q.msg, sid.as_str(), &status, code.as_deref(), Utc::now())
+            .await?;
         if matches!(status.as_str(), "failed" | "undelivered") {
-            let error = format!("{status} {}", code.as_deref().unwrap_or(""));
-            let result = match code.as_deref() {
-                Some("30003" | "30008") => SendResult::Retry { error, at: now + chrono::Duration::minutes(5) },
-                Some("30006") => SendResult::Undeliverable { error, email: app.email_configured },
-                _ => SendResult::Failed { error, dead: false },
-            };
-            app.store.outbox().finish(id, &result, now).await?;
             app.outbox_wake.notify_one();
         }
-        Ok(true)
+        Ok::<_, StoreError>(true)
     };
     match result.await {
         Ok(_) => {

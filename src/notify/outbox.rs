@@ -1,12 +1,19 @@
 //! The outbox dispatcher: sends the messages written with processing numbers.
 //!
-//! A message is claimed with a lease and the claim committed; it is sent outside any
-//! transaction; the result is recorded. Retryable failures (429, 5xx, network) are tried again
-//! with exponential backoff and full jitter; permanent ones (invalid or landline number,
-//! unsubscribed) are final; after `max_attempts` a message is dead. Both alert the health
-//! centre. A send whose outcome is unknown (a timeout after the request left) is not repeated
-//! until the provider's status callback has had time to say it arrived, so a crash or a lost
-//! answer sends no message twice.
+//! A message is claimed (by this instance, with a lease) and the claim committed; just before
+//! it is handed to the provider that is recorded too (`handed_at`); it is sent outside any
+//! transaction; the result is recorded. Retryable failures (429, 5xx, network, and delivery
+//! reports such as 30003 and 30008) are tried again with exponential backoff and jitter;
+//! permanent ones (invalid or landline number, unsubscribed) are final; after `max_attempts` a
+//! message is dead. Both alert the health centre.
+//!
+//! No SMS twice, none lost, across crashes: a send whose outcome is unknown (a time-out after
+//! the request left, a `5xx`, or a process that died between handing it over and recording the
+//! answer) is looked up at the carrier (its Messages list for that number since the hand-over,
+//! matched by the exact text) before it is sent again, and only sent again if it is not there.
+//! On start the dispatcher takes over at once the claims its own previous process left
+//! unfinished (an instance is its host name and listen address, which no two live processes
+//! share); another instance's claims are taken over when their lease runs out.
 //!
 //! Two fallbacks keep a processing number reaching its patient. An SMS that cannot reach the
 //! phone (a landline: 21614 from the API, 30006 in a status callback) falls back once to
@@ -20,7 +27,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use rand::Rng;
 
-use crate::carrier::twilio::{MessageRequest, Sender, TwilioClient, TwilioError};
+use crate::carrier::twilio::{MessageRequest, MessageResource, Sender, TwilioClient, TwilioError};
 use crate::flow::{Value, Vars};
 use crate::issuer::IssuerKey;
 use crate::notify::email::mask_email;
@@ -47,7 +54,8 @@ pub struct Policy {
     pub base: Duration,
     pub max: Duration,
     pub lease: Duration,
-    /// How long to wait for a status callback before resending after an uncertain failure.
+    /// How long to wait, after a send whose outcome is unknown, before looking the message up at
+    /// the carrier (and sending it again only if it is not there).
     pub uncertain_grace: Duration,
 }
 
@@ -58,8 +66,16 @@ impl Policy {
             base: Duration::from_secs(o.retry_base_secs),
             max: Duration::from_secs(o.retry_max_secs),
             lease: Duration::from_secs(o.lease_secs),
-            uncertain_grace: Duration::from_secs(o.retry_max_secs.max(600)),
+            uncertain_grace: Duration::from_secs(o.lease_secs.clamp(5, 600)),
         }
+    }
+
+    /// The wait after the carrier reported attempt `attempt` undelivered for a reason that may
+    /// pass (30003 handset off, 30008): the same doubling as [`Policy::backoff`], but at least
+    /// half of it ("equal jitter"), so a handset that is off gets some time.
+    pub fn delivery_backoff(&self, attempt: u32) -> Duration {
+        let cap = self.base.saturating_mul(1 << attempt.saturating_sub(1).min(20)).min(self.max);
+        cap.mul_f64(rand::rng().random_range(0.5..=1.0))
     }
 
     /// Full jitter: a random wait up to `base × 2^(attempt-1)`, capped.
@@ -102,6 +118,93 @@ pub struct Dispatcher {
     /// Flows (for the prompts) and the issuer, to replace a number that expired before its
     /// message went out. Without them such a message is dead, with an alert.
     pub reissue: Option<Reissue>,
+    /// Who claims: this instance ([`instance_name`]).
+    pub owner: String,
+    /// When this process started: its own claims made before are a previous process's.
+    pub started: DateTime<Utc>,
+}
+
+/// This instance's name in the outbox's claims: the host name and the address it listens on.
+/// Two live processes never share it (the second could not bind the address), so claims under
+/// this name from before this process started were left by a process that is gone.
+pub fn instance_name(addr: std::net::SocketAddr) -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .or_else(|_| std::fs::read_to_string("/etc/hostname"))
+        .map(|h| h.trim().to_string())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| "localhost".into());
+    format!("{host}/{addr}")
+}
+
+/// What the carrier's Messages list says of a send whose outcome was not known.
+enum Found {
+    /// It went out: the carrier's message.
+    Sent(Box<MessageResource>),
+    /// It is not there: it never reached the carrier.
+    NotSent,
+}
+
+/// Records a delivery status the carrier reported for an SMS (its status callback, or the
+/// message found in its Messages list) and what follows from it. `message_id` is our outbox id
+/// when the carrier gave it back (the callback's `?msg=`): a status for a send that was never
+/// recorded proves it went out, so the message is marked sent and never sent again (a report
+/// on an earlier send of a message sent again since is ignored). A failure then decides: 30003 (handset unreachable) and 30008 (unknown) are tried again after a
+/// backoff, up to `max_attempts` sends, then the message is dead and the health centre
+/// alerted; 30006 (a landline) falls back once to e-mail or to being read on the next call;
+/// any other (30005 unknown handset, 30007 filtered…) is final, with an alert.
+#[allow(clippy::too_many_arguments)]
+pub async fn record_delivery(
+    store: &Store,
+    policy: &Policy,
+    email_configured: bool,
+    message_id: Option<i64>,
+    sid: &str,
+    status: &str,
+    code: Option<&str>,
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    let known = store.outbox().status(sid, status, code).await?;
+    let Some(id) = message_id else { return Ok(()) };
+    let mut ours = known;
+    if !known {
+        let sent = SendResult::Sent { provider_id: sid.to_string(), status: status.to_string() };
+        store.outbox().finish(id, &sent, now).await?;
+        // Taken only by a message still in hand: not by one sent again since, under another id.
+        ours = store.outbox().status(sid, status, code).await?;
+    }
+    // A late report on an earlier send of a message sent again since changes nothing.
+    if ours && matches!(status, "failed" | "undelivered") {
+        let attempts = store.outbox().attempts(id).await?.unwrap_or(0);
+        let result = after_delivery_failure(policy, status, code, attempts, email_configured, now);
+        store.outbox().finish(id, &result, now).await?;
+    }
+    Ok(())
+}
+
+/// What a delivery failure reported after `attempts` sends leads to; see [`record_delivery`].
+pub fn after_delivery_failure(
+    policy: &Policy,
+    status: &str,
+    code: Option<&str>,
+    attempts: i64,
+    email_configured: bool,
+    now: DateTime<Utc>,
+) -> SendResult {
+    let error = format!("{status} {}", code.unwrap_or(""));
+    let tries = u32::try_from(attempts).unwrap_or(0);
+    match code {
+        Some("30003" | "30008") if tries >= policy.max_attempts => {
+            SendResult::Failed { error: format!("{error}; gave up after {tries} attempts"), dead: true }
+        }
+        Some("30003" | "30008") => {
+            let wait = chrono::Duration::from_std(policy.delivery_backoff(tries)).unwrap_or_default();
+            SendResult::Retry { error, at: now + wait }
+        }
+        Some("30006") => SendResult::Undeliverable { error, email: email_configured },
+        _ => SendResult::Failed { error, dead: false },
+    }
 }
 
 /// What replacing an expired number takes: the prompts (for the message's text in the
@@ -129,28 +232,99 @@ impl Dispatcher {
         }
     }
 
-    /// One pass: claims due messages and sends them. Returns how many were handled.
+    /// One pass: takes over the claims left unfinished (by this instance's previous process,
+    /// or whose lease ran out), then claims due messages, and settles or sends each. Returns
+    /// how many were handled.
     pub async fn tick(&self, now: DateTime<Utc>) -> Result<usize, StoreError> {
-        let grace = chrono::Duration::from_std(self.policy.uncertain_grace).unwrap_or_default();
-        self.store.outbox().release_expired_leases(now, now + grace).await?;
+        let lease_until = now + chrono::Duration::from_std(self.policy.lease).unwrap_or_default();
+        let left = self.store.outbox().unfinished(&self.owner, self.started, now, lease_until, 16).await?;
+        for m in &left {
+            tracing::info!(
+                message_id = m.message_id,
+                handed = m.handed_at.is_some(),
+                "outbox: settling a claim left unfinished"
+            );
+            self.process(m).await?;
+        }
         let late = self.store.outbox().late(now, 16).await?;
         for m in &late {
             self.replace_late(m, now).await?;
         }
-        let lease_until = now + chrono::Duration::from_std(self.policy.lease).unwrap_or_default();
-        let claimed = self.store.outbox().claim(now, lease_until, 16).await?;
+        let claimed = self.store.outbox().claim(&self.owner, now, lease_until, 16).await?;
         for m in &claimed {
-            // Tried enough already (e.g. a carrier that kept reporting 30003): dead, not sent.
-            if m.attempts as u32 >= self.policy.max_attempts {
-                let dead = SendResult::Failed { error: "too many attempts".into(), dead: true };
-                self.store.outbox().finish(m.message_id, &dead, now).await?;
-                continue;
-            }
-            let attempt = self.send(m).await;
-            let result = self.decide(m, attempt, Utc::now());
-            self.store.outbox().finish(m.message_id, &result, Utc::now()).await?;
+            self.process(m).await?;
         }
-        Ok(claimed.len() + late.len())
+        Ok(left.len() + claimed.len() + late.len())
+    }
+
+    /// Settles or sends one claimed message. A send whose outcome is not known is looked up at
+    /// the carrier first; a message that has had its attempts is dead, not sent.
+    async fn process(&self, m: &OutboxMessage) -> Result<(), StoreError> {
+        if m.handed_at.is_some() && m.channel == Channel::Sms {
+            match self.look_up(m).await {
+                Ok(Found::Sent(found)) => return self.record_found(m, &found).await,
+                Ok(Found::NotSent) => {}
+                Err(error) => {
+                    // Not known yet: looked up again later, never sent blindly.
+                    let wait = self.policy.backoff(m.attempts as u32 + 1).max(Duration::from_secs(1));
+                    let at = Utc::now() + chrono::Duration::from_std(wait).unwrap_or_default();
+                    tracing::warn!(message_id = m.message_id, error = %error, "outbox: the carrier could not be asked whether a send went out");
+                    let unsure = SendResult::Unsure { error: format!("lookup failed: {error}"), at };
+                    self.store.outbox().finish(m.message_id, &unsure, Utc::now()).await?;
+                    return Ok(());
+                }
+            }
+        }
+        // Tried enough already (e.g. a carrier that kept failing): dead, not sent.
+        if m.attempts as u32 >= self.policy.max_attempts {
+            let dead = SendResult::Failed { error: format!("gave up after {} attempts", m.attempts), dead: true };
+            self.store.outbox().finish(m.message_id, &dead, Utc::now()).await?;
+            return Ok(());
+        }
+        self.store.outbox().hand(m.message_id, Utc::now()).await?;
+        let attempt = self.send(m).await;
+        let result = self.decide(m, attempt, Utc::now());
+        self.store.outbox().finish(m.message_id, &result, Utc::now()).await?;
+        Ok(())
+    }
+
+    /// Whether a message handed to the carrier earlier is in the carrier's Messages list for
+    /// its number since then, with its exact text.
+    async fn look_up(&self, m: &OutboxMessage) -> Result<Found, String> {
+        let (Some(since), Some(body)) = (m.handed_at, self.key.open(&m.body_sealed)) else {
+            return Ok(Found::NotSent);
+        };
+        let SmsGateway::Twilio { client, .. } = &self.sms;
+        let listed = client.list_messages(&m.recipient, since).await.map_err(|e| e.to_string())?;
+        let found = listed.into_iter().find(|r| r.body.as_deref().is_some_and(|sent| same_text(sent, &body)));
+        let outcome = if found.is_some() { "found" } else { "not found" };
+        metrics::counter!("ivr_message_lookups_total", "outcome" => outcome).increment(1);
+        tracing::info!(message_id = m.message_id, to = %mask_phone(&m.recipient), outcome, "outbox: looked up at the carrier");
+        Ok(found.map_or(Found::NotSent, |r| Found::Sent(Box::new(r))))
+    }
+
+    /// A send found at the carrier: recorded as sent, with the status the carrier gives it.
+    async fn record_found(&self, m: &OutboxMessage, found: &MessageResource) -> Result<(), StoreError> {
+        let status = format!("{:?}", found.status).to_lowercase();
+        let now = Utc::now();
+        let sent = SendResult::Sent { provider_id: found.sid.to_string(), status: status.clone() };
+        self.store.outbox().finish(m.message_id, &sent, now).await?;
+        if matches!(status.as_str(), "sent" | "delivered" | "undelivered" | "failed") {
+            let code = found.error_code.map(|c| c.to_string());
+            let email = self.email.is_some();
+            record_delivery(
+                &self.store,
+                &self.policy,
+                email,
+                Some(m.message_id),
+                found.sid.as_str(),
+                &status,
+                code.as_deref(),
+                now,
+            )
+            .await?;
+        }
+        Ok(())
     }
 
     /// A message whose number expired before it could be sent: a fresh number for the same
@@ -219,19 +393,21 @@ impl Dispatcher {
             Attempt::Accepted { provider_id, status } => SendResult::Sent { provider_id, status },
             Attempt::Permanent(error) => SendResult::Failed { error, dead: false },
             Attempt::Landline(error) => SendResult::Undeliverable { error, email: self.email.is_some() },
-            Attempt::Retryable(error, _) | Attempt::Uncertain(error) if tries >= self.policy.max_attempts => {
-                SendResult::Failed { error, dead: true }
+            Attempt::Retryable(error, _) if tries >= self.policy.max_attempts => {
+                SendResult::Failed { error: format!("{error}; gave up after {tries} attempts"), dead: true }
             }
             // The provider's Retry-After, when longer than our backoff, is waited out.
             Attempt::Retryable(error, after) => {
                 let wait = self.policy.backoff(tries).max(after.unwrap_or_default());
                 SendResult::Retry { error, at: later(wait) }
             }
-            Attempt::Uncertain(error) => SendResult::Retry { error, at: later(self.policy.uncertain_grace) },
+            // It may have gone out: looked up at the carrier before any resend (and dead then, if
+            // it did not and this was the last attempt).
+            Attempt::Uncertain(error) => SendResult::Unsure { error, at: later(self.policy.uncertain_grace) },
         };
         let outcome = match &result {
             SendResult::Sent { .. } => "sent",
-            SendResult::Retry { .. } => "retry",
+            SendResult::Retry { .. } | SendResult::Unsure { .. } => "retry",
             SendResult::Failed { dead: true, .. } => "dead",
             SendResult::Failed { .. } => "failed",
             SendResult::Undeliverable { .. } => "undeliverable",
@@ -281,10 +457,18 @@ impl Dispatcher {
     }
 }
 
+/// Whether the text of a message listed by the carrier is the text we sent: the same once line
+/// ends are made alike, or holding it whole (a trial account prefixes its own words).
+fn same_text(listed: &str, ours: &str) -> bool {
+    let plain = |t: &str| t.replace("\r\n", "\n").trim().to_string();
+    let (listed, ours) = (plain(listed), plain(ours));
+    !ours.is_empty() && listed.contains(&ours)
+}
+
 /// Twilio's answer decides: invalid or unsubscribed numbers are final; a landline is final for
 /// SMS and falls back; rate limits, server errors and refused connections are retried (not
-/// before a `Retry-After`); anything where the request may have reached Twilio waits for its
-/// status callback.
+/// before a `Retry-After`); anything where the request may have reached Twilio is looked up
+/// there before it is sent again.
 fn classify(e: &TwilioError) -> Attempt {
     let text = e.to_string();
     if e.is_not_a_mobile_number() {
@@ -297,5 +481,55 @@ fn classify(e: &TwilioError) -> Attempt {
         Attempt::Uncertain(text)
     } else {
         Attempt::Permanent(text)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_listed_message_is_ours_when_it_holds_our_text() {
+        let ours = "処理番号は 1234-5678 です。\n期限: 12月8日";
+        assert!(same_text(ours, ours));
+        assert!(same_text("処理番号は 1234-5678 です。\r\n期限: 12月8日\n", ours), "line ends");
+        assert!(same_text(&format!("Sent from your Twilio trial account - {ours}"), ours), "a trial prefix");
+        assert!(!same_text("処理番号は 1234-5679 です。\n期限: 12月8日", ours), "another number");
+        assert!(!same_text("anything", ""), "an empty text matches nothing");
+    }
+
+    #[test]
+    fn a_delivery_that_may_pass_is_retried_until_the_attempts_are_used_up() {
+        let policy = Policy {
+            max_attempts: 3,
+            base: Duration::from_secs(30),
+            max: Duration::from_secs(600),
+            lease: Duration::from_secs(60),
+            uncertain_grace: Duration::from_secs(60),
+        };
+        let now = DateTime::<Utc>::UNIX_EPOCH;
+        for code in ["30003", "30008"] {
+            let SendResult::Retry { at, error } =
+                after_delivery_failure(&policy, "undelivered", Some(code), 2, false, now)
+            else {
+                panic!("{code} is retried")
+            };
+            assert_eq!(error, format!("undelivered {code}"));
+            // Attempt 2: between half and all of 60 s.
+            assert!(at >= now + chrono::Duration::seconds(30) && at <= now + chrono::Duration::seconds(60), "{at}");
+            assert_eq!(
+                after_delivery_failure(&policy, "undelivered", Some(code), 3, false, now),
+                SendResult::Failed { error: format!("undelivered {code}; gave up after 3 attempts"), dead: true }
+            );
+        }
+        assert_eq!(
+            after_delivery_failure(&policy, "undelivered", Some("30005"), 1, false, now),
+            SendResult::Failed { error: "undelivered 30005".into(), dead: false },
+            "an unknown handset is final"
+        );
+        assert!(matches!(
+            after_delivery_failure(&policy, "undelivered", Some("30006"), 1, true, now),
+            SendResult::Undeliverable { email: true, .. }
+        ));
     }
 }

@@ -28,6 +28,9 @@ pub struct CallRecord {
     pub incomplete: bool,
     pub status: CallStatus,
     pub duration: Option<i64>,
+    /// The call's patient as the roster has them now, read with the call: a turn takes their
+    /// name, phone, e-mail and birth date from here, never from the stored state.
+    pub patient: Option<Patient>,
 }
 
 /// A call to create on its first turn.

@@ -126,6 +126,8 @@ pub struct CampaignSummary {
     /// Attempts that ended unanswered (no-answer, busy, machine, failed, lost).
     pub unanswered: i64,
     pub numbers_issued: i64,
+    /// SMS the carrier accepted (each message counted once, however many times it was sent): a
+    /// later `undelivered` report takes none back, so the figure never goes down.
     pub sms_sent: i64,
     pub alerts: i64,
 }

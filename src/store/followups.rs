@@ -61,7 +61,7 @@ impl NewAlert {
 pub fn opening(kind: AlertKind) -> Option<Severity> {
     match kind {
         AlertKind::Unreachable | AlertKind::AskedForPerson | AlertKind::HungUp => Some(Severity::High),
-        AlertKind::MessageFailed | AlertKind::MessageDead => Some(Severity::Normal),
+        AlertKind::MessageFailed | AlertKind::MessageDead | AlertKind::NumberUnread => Some(Severity::Normal),
         AlertKind::MessageReissued => None,
         AlertKind::Flow => Some(Severity::Normal),
     }

@@ -6,7 +6,8 @@
 //! ## Layout
 //! One module per record: `patients`, `calls` (calls, their turns, answers, alerts), `numbers`
 //! (processing numbers, API tokens, the audit log), `outbox`, `campaign` (jobs and attempts),
-//! `versions` (flow versions), `followups` (the follow-up queue, opened by every alert). Each holds the record's types, its rules as pure functions with
+//! `versions` (flow versions), `users` (staff accounts, their sessions, the staff audit log),
+//! `followups` (the follow-up queue, opened by every alert). Each holds the record's types, its rules as pure functions with
 //! their unit tests (a turn's sequence and replay, a number's collision and verdict, a message's
 //! fallback and states, a late number's replacement), and the trait of its operations. Each
 //! back end (`sqlite/`, `postgres/`) holds, per record, only its SQL and the trait's
@@ -14,13 +15,13 @@
 //!
 //! ## Handles
 //! `store.patients()`, `store.calls()`, `store.numbers()`, `store.outbox()`, `store.campaign()`,
-//! `store.flows()`, `store.followups()` each return the record's trait object (`&dyn Patients`, …), whose methods
+//! `store.flows()`, `store.users()`, `store.followups()` each return the record's trait object (`&dyn Patients`, …), whose methods
 //! are called as on any value (`store.patients().get(id).await`). The dispatch to a back end is
 //! confined to one place: [`Store`] holds an `Arc<dyn Backend>`, and [`Backend`] is every
 //! record trait together, implemented by [`SqliteStore`] and [`PgStore`]. Each method returns a
 //! boxed future ([`Fut`]), which is what makes the traits usable as objects. Adding an
 //! operation is a method in the record's trait and its SQL once per back end; adding a record
-//! (staff users, sessions, follow-ups) is one more module with its trait, one more supertrait
+//! (follow-ups, say) is one more module with its trait, one more supertrait
 //! of [`Backend`] and one more handle here, touching no other record.
 //!
 //! ## Turns
@@ -41,6 +42,7 @@ mod outbox;
 mod patients;
 mod postgres;
 mod sqlite;
+mod users;
 mod versions;
 
 use std::future::Future;
@@ -59,13 +61,14 @@ pub use outbox::*;
 pub use patients::*;
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
+pub use users::{AuditEntry, NewUser, Session, User, Users};
 pub use versions::{Flows, StoredFlow};
 
 /// What every store operation returns: a boxed future of its result.
 pub type Fut<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'a>>;
 
 /// How many numbered migrations each back end has (`migrations/sqlite`, `migrations/postgres`).
-pub const MIGRATION_COUNT: usize = 9;
+pub const MIGRATION_COUNT: usize = 12;
 
 /// A store failure. Details go to the log; callers hear an apology.
 #[derive(Debug, thiserror::Error)]
@@ -93,7 +96,7 @@ pub enum StoreError {
 }
 
 /// A back end: every record's operations, and the database's own.
-pub trait Backend: Patients + Calls + Numbers + Outbox + Campaign + Flows + Followups + Send + Sync {
+pub trait Backend: Patients + Calls + Numbers + Outbox + Campaign + Flows + Users + Followups + Send + Sync {
     /// `sqlite` or `postgres`.
     fn name(&self) -> &'static str;
     /// Applies the migrations not yet applied; returns how many ran.
@@ -179,6 +182,11 @@ impl Store {
 
     /// Flow versions kept with the calls.
     pub fn flows(&self) -> &dyn Flows {
+        &*self.0
+    }
+
+    /// Staff accounts, their sessions and the staff audit log.
+    pub fn users(&self) -> &dyn Users {
         &*self.0
     }
 

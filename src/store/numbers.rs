@@ -3,7 +3,7 @@
 use chrono::{DateTime, Utc};
 
 use super::Fut;
-use crate::types::{Channel, NumberDelivery, PatientId, Scopes};
+use crate::types::{Alert, AlertKind, Channel, NumberDelivery, PatientId, Scopes};
 
 /// Who consented to a number being issued.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -34,6 +34,15 @@ pub struct NewMessage {
     pub channel: Channel,
     pub recipient: String,
     pub body_sealed: String,
+}
+
+impl NewNumber {
+    /// A number read aloud on the call that issued it waits to be read until the call says the
+    /// read-back finished (the flow records [`NUMBER_READ_ANSWER`]): a call that drops first
+    /// leaves it for the next call, or for the follow-up alert.
+    pub fn waits_to_be_read(&self) -> bool {
+        self.delivery == NumberDelivery::ReadAloud && self.sealed.is_some()
+    }
 }
 
 /// A number recorded.
@@ -78,7 +87,7 @@ pub struct ValidNumber {
 
 /// The answer a flow records when it reads a number held for the next call
 /// (`record_answer` with `set = { number_read_aloud = true }`): the pending delivery is done.
-pub const NUMBER_READ_ANSWER: &str = "number_read_aloud";
+pub const NUMBER_READ_ANSWER: &str = crate::flow::NUMBER_READ;
 
 /// How a consent is stored: (consent_seq, consent_staff, consent_channel), and the actor named
 /// in the audit log.
@@ -238,6 +247,19 @@ pub trait Numbers {
     fn audit_log(&self) -> Fut<'_, Vec<(String, String, String)>>;
     /// How many numbers are valid (not used, revoked or expired by status).
     fn valid_count(&self) -> Fut<'_, i64>;
+    /// The follow-up of numbers no channel delivered: each number still waiting to be read
+    /// aloud (neither used nor replaced) that began waiting before `waiting_since_before`, or
+    /// whose time is up at `now`, raises [`unread_alert`] for its patient, once. Returns how
+    /// many were alerted.
+    fn alert_unread(&self, waiting_since_before: DateTime<Utc>, now: DateTime<Utc>) -> Fut<'_, usize>;
+}
+
+/// The alert for a number that no call read aloud in time and no message delivered.
+pub fn unread_alert() -> Alert {
+    Alert::new(
+        AlertKind::NumberUnread,
+        "a processing number was issued but never delivered (no call read it to the end); call the patient back",
+    )
 }
 
 #[cfg(test)]

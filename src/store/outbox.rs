@@ -16,8 +16,11 @@ pub struct OutboxMessage {
     pub channel: Channel,
     pub recipient: String,
     pub body_sealed: String,
-    /// Sends tried before this one.
+    /// Sends handed to the provider before this claim ([`Outbox::hand`] counts them).
     pub attempts: i64,
+    /// When an earlier send whose outcome is not known began (it may have reached the
+    /// provider): the message is looked up at the provider from then on before it is sent again.
+    pub handed_at: Option<DateTime<Utc>>,
 }
 
 /// How a send attempt ended.
@@ -26,8 +29,11 @@ pub enum SendResult {
     /// Accepted by the provider. `provider_id` is the SMS's `MessageSid` or the e-mail's
     /// Message-ID (an RFC 5322 `<…@…>`, not a carrier id), so it stays a `String`.
     Sent { provider_id: String, status: String },
-    /// Try again at this time.
+    /// Try again at this time: the provider certainly does not have it.
     Retry { error: String, at: DateTime<Utc> },
+    /// Try again at this time, but the provider may have it (a time-out after the request
+    /// left, a `5xx`, a lookup that could not be made): it is looked up there first.
+    Unsure { error: String, at: DateTime<Utc> },
     /// Never again: a permanent error, or the last attempt failed.
     Failed { error: String, dead: bool },
     /// The SMS cannot reach this phone (a landline: Twilio's 21614 or 30006). Final for SMS; the
@@ -141,8 +147,9 @@ pub enum Finish<'a> {
     /// Accepted: `sent`, only while the message is still in hand (a delivery callback that came
     /// first is not overwritten).
     Sent { provider_id: &'a str, status: &'a str },
-    /// Back to `pending`, due at `at`.
-    Retry { error: &'a str, at: DateTime<Utc> },
+    /// Back to `pending`, due at `at`; `unsure`: the send may have reached the provider (its
+    /// `handed_at` is kept for the lookup before the next send), else `handed_at` is cleared.
+    Retry { error: &'a str, at: DateTime<Utc>, unsure: bool },
     /// Closed with `status` (`failed` or `dead`), its body dropped, and the health centre
     /// alerted with `alert`.
     Close { status: DeliveryStatus, error: &'a str, alert: Alert },
@@ -153,7 +160,8 @@ pub fn finish_plan(result: &SendResult) -> Finish<'_> {
     match result {
         SendResult::Undeliverable { error, email } => Finish::FallBack { error, email: *email },
         SendResult::Sent { provider_id, status } => Finish::Sent { provider_id, status },
-        SendResult::Retry { error, at } => Finish::Retry { error, at: *at },
+        SendResult::Retry { error, at } => Finish::Retry { error, at: *at, unsure: false },
+        SendResult::Unsure { error, at } => Finish::Retry { error, at: *at, unsure: true },
         SendResult::Failed { error, dead } => {
             let (status, kind) = if *dead {
                 (DeliveryStatus::Dead, AlertKind::MessageDead)
@@ -166,11 +174,12 @@ pub fn finish_plan(result: &SendResult) -> Finish<'_> {
 }
 
 /// Whether a provider's delivery callback may set a message's status: states only move
-/// forward, `delivered` is final, and a message that fell back keeps its `failed`. `current`
+/// forward, `delivered`, `dead` and `cancelled` are final, and a message that fell back keeps
+/// its `failed`. `current`
 /// is `None` for a provider's interim status the outbox has no name for (`queued`,
 /// `accepted`…), which any later one replaces.
 pub fn takes_callback(current: Option<DeliveryStatus>, fell_back: bool) -> bool {
-    current != Some(DeliveryStatus::Delivered) && !fell_back
+    !current.is_some_and(DeliveryStatus::is_final) && !fell_back
 }
 
 /// How a late message is settled.
@@ -209,8 +218,33 @@ impl LateSettle {
 
 /// The outbox's operations (`store.outbox()`).
 pub trait Outbox {
-    /// Claims due messages with a lease, and commits before anything is sent.
-    fn claim(&self, now: DateTime<Utc>, lease_until: DateTime<Utc>, limit: i64) -> Fut<'_, Vec<OutboxMessage>>;
+    /// Claims due messages for `owner` (an instance: host name and listen address) with a
+    /// lease, and commits before anything is sent.
+    fn claim<'a>(
+        &'a self,
+        owner: &'a str,
+        now: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
+        limit: i64,
+    ) -> Fut<'a, Vec<OutboxMessage>>;
+    /// Takes over, for `owner`, the claims left unfinished: those `owner` itself made before
+    /// `started` (the process that made them is gone: no two live processes share an owner), and
+    /// any whose lease ran out by `now`. They are leased again until `lease_until`. Whether a
+    /// send had begun is in [`OutboxMessage::handed_at`].
+    fn unfinished<'a>(
+        &'a self,
+        owner: &'a str,
+        started: DateTime<Utc>,
+        now: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
+        limit: i64,
+    ) -> Fut<'a, Vec<OutboxMessage>>;
+    /// Records, just before a claimed message is handed to the provider, that its outcome is
+    /// not known until it is recorded (`handed_at`; an earlier, still unknown one is kept), and
+    /// counts the send in `attempts`.
+    fn hand(&self, message_id: i64, now: DateTime<Utc>) -> Fut<'_, ()>;
+    /// The sends a message has been given ([`Outbox::hand`]), or `None` for no such message.
+    fn attempts(&self, message_id: i64) -> Fut<'_, Option<i64>>;
     /// Records how a send ended ([`finish_plan`]); a failed or dead message alerts the health
     /// centre. For [`SendResult::Undeliverable`], returns the fallback taken
     /// ([`choose_fallback`]), or `None` when the message had already fallen back (a replayed
@@ -225,11 +259,9 @@ pub trait Outbox {
     /// centre is alerted. Returns false when the message was no longer late (settled by another
     /// sender, or sent). `fresh.consent` is ignored: the old number's consent is copied.
     fn replace_late<'a>(&'a self, message_id: i64, fresh: Option<&'a NewNumber>, now: DateTime<Utc>) -> Fut<'a, bool>;
-    /// Messages whose sender died mid-send: they may have gone out, so they wait until
-    /// `resend_at` for a status callback to say so, and are sent again only if none came.
-    fn release_expired_leases(&self, now: DateTime<Utc>, resend_at: DateTime<Utc>) -> Fut<'_, usize>;
     /// A delivery status from the provider's callback ([`takes_callback`]: never replacing
-    /// `delivered`). Returns whether a message with this provider id is known.
+    /// `delivered`; a `delivered` message keeps no `last_error`). Returns whether a message with
+    /// this provider id is known.
     fn status<'a>(&'a self, provider_id: &'a str, status: &'a str, error_code: Option<&'a str>) -> Fut<'a, bool>;
     /// (channel, recipient, status, attempts) of a patient's messages, oldest first.
     fn for_patient<'a>(&'a self, patient_id: &'a str) -> Fut<'a, Vec<(String, String, String, i64)>>;
@@ -271,7 +303,14 @@ mod tests {
             finish_plan(&SendResult::Failed { error: "x".into(), dead: false }),
             Finish::Close { status: DeliveryStatus::Failed, .. }
         ));
-        assert_eq!(finish_plan(&SendResult::Retry { error: "x".into(), at }), Finish::Retry { error: "x", at });
+        assert_eq!(
+            finish_plan(&SendResult::Retry { error: "x".into(), at }),
+            Finish::Retry { error: "x", at, unsure: false }
+        );
+        assert_eq!(
+            finish_plan(&SendResult::Unsure { error: "x".into(), at }),
+            Finish::Retry { error: "x", at, unsure: true }
+        );
         assert_eq!(
             finish_plan(&SendResult::Undeliverable { error: "21614".into(), email: true }),
             Finish::FallBack { error: "21614", email: true }
@@ -284,6 +323,8 @@ mod tests {
         assert!(takes_callback(Some(DeliveryStatus::Sent), false));
         assert!(takes_callback(Some(DeliveryStatus::Failed), false), "a later delivered may follow a failed guess");
         assert!(!takes_callback(Some(DeliveryStatus::Delivered), false));
+        assert!(!takes_callback(Some(DeliveryStatus::Dead), false), "a late report does not revive a dead message");
+        assert!(!takes_callback(Some(DeliveryStatus::Cancelled), false));
         assert!(!takes_callback(Some(DeliveryStatus::Failed), true));
     }
 

@@ -76,6 +76,27 @@ pub trait Patients {
     fn get<'a>(&'a self, id: &'a str) -> Fut<'a, Option<Patient>>;
     /// The patient with this phone number (E.164), for inbound calls.
     fn by_phone<'a>(&'a self, phone: &'a str) -> Fut<'a, Option<Patient>>;
+    /// Retention: empties the calls of every patient whose care ended before `care_ended_before`
+    /// of their personal data, in one transaction ([`Anonymised`] says what). Calls already
+    /// emptied are left alone; with `dry_run` nothing is written and the counts say what would be.
+    fn anonymise_ended_care(&self, care_ended_before: NaiveDate, dry_run: bool) -> Fut<'_, Anonymised>;
+}
+
+/// What retention emptied (or, in a dry run, would empty), for patients whose care ended long
+/// enough ago. In each call: the state's variables (`{}`), the TwiML of its turns (`''`), and
+/// the answers made only of digits (a typed phone number or date); the numbers' sealed copies;
+/// the recipient and text of the patient's messages no longer in hand. What stays: the patient
+/// id, the call's times and statuses, its health answers (numbers and choices) and alerts, and
+/// the roster row itself (the roster file is the health centre's).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Anonymised {
+    /// Patients whose care ended before the cut-off and who had something left to empty.
+    pub patients: usize,
+    pub calls: usize,
+    /// Answers deleted.
+    pub answers: usize,
+    pub messages: usize,
+    pub numbers: usize,
 }
 
 /// The patients of an import, each id once: the last row of an id given twice, in its place.

@@ -2,7 +2,7 @@
 //! port 0 and driven by signed webhooks as a carrier sends them (`common::app` starts apps); its
 //! JSON API checked against docs/openapi.json; the carrier simulator; the Twilio REST client and
 //! the outbox against stand-ins and Prism; e-mail against an SMTP server; signatures and TwiML
-//! against Twilio's own helper library.
+//! against Twilio's own helper library; the staff pages' security rules and `ivr users`.
 
 #[macro_use]
 #[path = "../common/mod.rs"]
@@ -19,10 +19,12 @@ mod postgres;
 mod proxy;
 mod reload;
 mod roster;
+mod schemathesis;
 mod scopes;
 mod signature_interop;
 mod simulator;
 mod slow_clients;
+mod staff;
 mod twilio_client;
 mod twilio_contract;
 mod twiml_interop;

@@ -291,9 +291,9 @@ async fn an_sms_the_carrier_cannot_deliver_to_a_landline_is_read_on_the_next_cal
     assert!(alerts[0].ends_with("number will be read on the next call"), "{alerts:?}");
     assert_eq!(app.store.outbox().for_patient("P001").await.unwrap().len(), 1, "no e-mail without an address");
 
-    // The next call asks the health questions, then reads the number, digit by digit, twice.
-    let mut keys = CONSENTING[..9].to_vec();
-    keys.push("2");
+    // The next call reads the number, digit by digit, twice, once the patient is known, then
+    // asks the health questions.
+    let keys: Vec<&str> = ["0412", "2"].into_iter().chain(CONSENTING[1..9].iter().copied()).collect();
     let (_, heard) = app.call(MOBILE, &keys).await;
     assert_eq!(number_heard(&heard).as_deref(), Some(number.as_str()), "{heard:?}");
     assert!(heard.iter().any(|h| h.contains("繰り返します")), "{heard:?}");
@@ -325,4 +325,58 @@ async fn an_api_request_with_a_wrong_key_or_value_is_a_4xx_naming_the_field() {
     let (status, body) = api(&app, verify, None, json!({"number": "12345678"})).await;
     assert_eq!(status, 401, "{body}");
     assert_eq!(body["field"], "authorization", "{body}");
+}
+
+/// The follow-up of numbers no channel delivered, as the server runs it every minute.
+fn upkeep(app: &TestApp) -> ivr::scheduler::upkeep::Upkeep {
+    let state = &app.server.as_ref().unwrap().state;
+    ivr::scheduler::upkeep::Upkeep {
+        store: app.store.clone(),
+        hours: std::sync::Arc::new(state.campaign.hours.clone()),
+        retention: ivr::scheduler::upkeep::Retention { calls_after_care_days: 0 },
+        clock: state.campaign.clock.clone(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_landline_number_whose_call_dropped_during_the_read_back_is_read_on_the_next_call() {
+    let app = spawn_app().await;
+    app.add_patient("P002", LANDLINE).await;
+    // The call drops while the number is being read: no key ever comes at the menu after it.
+    let (_, heard) = app.call(LANDLINE, &CONSENTING[..11]).await;
+    let number = number_heard(&heard).expect("the number was being read");
+    let now = chrono::Utc::now();
+    assert!(app.store.numbers().valid("P002", now).await.unwrap().unwrap().read_pending, "not delivered yet");
+
+    // The next call reads it right after the identity check, then the health check goes on.
+    let keys: Vec<&str> = ["0412", "2"].into_iter().chain(CONSENTING[1..9].iter().copied()).collect();
+    let (sid, heard) = app.call(LANDLINE, &keys).await;
+    assert!(heard.iter().any(|h| h.contains("以前のお電話で発行した、処理番号をお伝えします。")), "{heard:?}");
+    assert_eq!(number_heard(&heard).as_deref(), Some(number.as_str()), "{heard:?}");
+    assert!(heard.iter().any(|h| h.contains("36.5度ですね")), "{heard:?}");
+    assert!(!heard.iter().any(|h| h.contains("接触確認アプリをご利用")), "no second number: {heard:?}");
+    let call = app.store.calls().get(&sid).await.unwrap().unwrap();
+    assert!(call.ended);
+    // Delivered by voice: never read again, never alerted.
+    assert!(!app.store.numbers().valid("P002", now).await.unwrap().unwrap().read_pending);
+    assert_eq!(upkeep(&app).follow_up_unread(now + chrono::Duration::days(2)).await.unwrap(), 0);
+    assert!(app.store.calls().patient_alerts("P002").await.unwrap().is_empty());
+    let (_, heard) = app.call(LANDLINE, &CONSENTING[..9]).await;
+    assert_eq!(number_heard(&heard), None, "{heard:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_landline_number_no_call_reads_to_the_end_raises_a_follow_up_alert_the_next_day() {
+    let app = spawn_app().await;
+    app.add_patient("P002", LANDLINE).await;
+    let (_, heard) = app.call(LANDLINE, &CONSENTING[..11]).await;
+    assert!(number_heard(&heard).is_some());
+    let now = chrono::Utc::now();
+    let upkeep = upkeep(&app);
+    assert_eq!(upkeep.follow_up_unread(now).await.unwrap(), 0, "the patient may still be called today");
+    assert_eq!(upkeep.follow_up_unread(now + chrono::Duration::days(1)).await.unwrap(), 1);
+    assert_eq!(upkeep.follow_up_unread(now + chrono::Duration::days(1)).await.unwrap(), 0, "once");
+    let alerts = app.store.calls().patient_alerts("P002").await.unwrap();
+    assert_eq!(alerts.len(), 1, "{alerts:?}");
+    assert!(alerts[0].starts_with("number_unread: "), "{alerts:?}");
 }

@@ -1,8 +1,8 @@
-//! docs/openapi.json against the code. The description must list exactly the API router's
-//! routes with their methods; every response status it documents must be one a handler really
-//! returns (each is produced here by a request to a running server, and the body checked
-//! against the documented schema); every status the API module names must be documented; and
-//! the documented error examples must be the server's answers, word for word.
+//! docs/openapi.json against the code. The description must list exactly the API and ops
+//! routers' routes with their methods; every response status it documents must be one a handler
+//! really returns (each is produced here by a request to a running server, and the body checked
+//! against the documented schema); every status the two modules name must be documented; and
+//! the documented error examples must be the server's answers, word for word. Schemathesis (tests/api/schemathesis.rs) generates requests of its own.
 
 use std::collections::BTreeSet;
 
@@ -17,6 +17,7 @@ const SPEC: &str = include_str!("../../docs/openapi.json");
 const API_SOURCE: &str = include_str!("../../src/http/api.rs");
 /// The handlers of the staff routes the API router names.
 const FOLLOWUPS_SOURCE: &str = include_str!("../../src/http/followups.rs");
+const OPS_SOURCE: &str = include_str!("../../src/http/ops.rs");
 
 const VERIFY: &str = "/api/v1/processing-numbers/verify";
 const ISSUE: &str = "/api/v1/patients/{id}/processing-number";
@@ -28,6 +29,9 @@ const CLOSE: &str = "/api/v1/followups/{id}/close";
 const PATIENTS: &str = "/api/v1/patients";
 const PATIENT: &str = "/api/v1/patients/{id}";
 const PATIENT_CALLS: &str = "/api/v1/patients/{id}/calls";
+const HEALTHZ: &str = "/healthz";
+const READYZ: &str = "/readyz";
+const METRICS: &str = "/metrics";
 const METHODS: [&str; 8] = ["get", "put", "post", "delete", "options", "head", "patch", "trace"];
 
 fn spec() -> Value {
@@ -58,10 +62,18 @@ fn documented_operations(spec: &Value) -> BTreeSet<(String, String)> {
     ops
 }
 
-/// (path, method) of every `.route("…", method(handler)…)` in the API router's source.
+/// (path, method) of every `.route("…", method(handler)…)` in the API and ops routers' sources.
 fn routed_operations() -> BTreeSet<(String, String)> {
     let mut ops = BTreeSet::new();
-    let mut rest = API_SOURCE;
+    for source in [API_SOURCE, OPS_SOURCE] {
+        routes_in(source, &mut ops);
+    }
+    ops
+}
+
+fn routes_in(source: &str, ops: &mut BTreeSet<(String, String)>) {
+    let before = ops.len();
+    let mut rest = source;
     while let Some(i) = rest.find(".route(\"") {
         rest = &rest[i + ".route(\"".len()..];
         let end = rest.find('"').expect("the path's closing quote");
@@ -81,8 +93,7 @@ fn routed_operations() -> BTreeSet<(String, String)> {
             }
         }
     }
-    assert!(!ops.is_empty(), "no routes found in src/http/api.rs");
-    ops
+    assert!(ops.len() > before, "no routes found in a router's source");
 }
 
 #[test]
@@ -103,6 +114,9 @@ fn every_route_of_the_api_router_is_documented_with_its_method_and_nothing_else_
             (PATIENTS.to_string(), "get".to_string()),
             (PATIENT.to_string(), "get".to_string()),
             (PATIENT_CALLS.to_string(), "get".to_string()),
+            (HEALTHZ.to_string(), "get".to_string()),
+            (READYZ.to_string(), "get".to_string()),
+            (METRICS.to_string(), "get".to_string()),
         ]),
         "the routes this test drives below"
     );
@@ -120,9 +134,40 @@ fn every_route_of_the_api_router_is_documented_with_its_method_and_nothing_else_
         let in_path: BTreeSet<&str> =
             path.split('/').filter_map(|s| s.strip_prefix('{').and_then(|s| s.strip_suffix('}'))).collect();
         assert_eq!(declared, in_path, "{method} {path}: path parameters");
-        // Every route is behind a bearer token, so every operation documents 401.
-        assert!(op["responses"].get("401").is_some(), "{method} {path} documents 401");
+        // The API is behind a bearer token, so its operations document 401 (and 403, for a token
+        // without the scope); the operations routes say they need none.
+        if path.starts_with("/api/") {
+            let security = op.get("security").unwrap_or(&spec["security"]);
+            let bearer = security.as_array().is_some_and(|s| s.iter().any(|r| r.get("bearer").is_some()));
+            assert!(bearer, "{method} {path}: a bearer token");
+            for status in ["401", "403"] {
+                assert!(op["responses"].get(status).is_some(), "{method} {path} documents {status}");
+            }
+        } else {
+            assert_eq!(op["security"], json!([]), "{method} {path}: no token");
+        }
     }
+    // Links (which Schemathesis follows: an issued number, then its verification) name
+    // operations that exist, and keys of the answer they come from.
+    let ids: BTreeSet<&str> = routed.iter().filter_map(|(p, m)| spec["paths"][p][m]["operationId"].as_str()).collect();
+    assert_eq!(ids.len(), routed.len(), "every operation has its own operationId");
+    let mut links = 0;
+    for (path, method) in &routed {
+        for (status, r) in spec["paths"][path][method]["responses"].as_object().unwrap() {
+            let r = resolve(&spec, r);
+            for (name, link) in r["links"].as_object().into_iter().flatten() {
+                let target = link["operationId"].as_str().unwrap_or_default();
+                assert!(ids.contains(target), "{method} {path} {status} link {name}: no operation {target}");
+                let schema = resolve(&spec, &r["content"]["application/json"]["schema"]);
+                for expr in link["requestBody"].as_object().into_iter().flatten().filter_map(|(_, v)| v.as_str()) {
+                    let key = expr.strip_prefix("$response.body#/").expect("a link from the answer's body");
+                    assert!(schema["properties"].get(key).is_some(), "{name}: the answer has no {key}");
+                }
+                links += 1;
+            }
+        }
+    }
+    assert!(links >= 1, "the issue-then-verify link");
     let scheme = &spec["components"]["securitySchemes"]["bearer"];
     assert_eq!((scheme["type"].as_str(), scheme["scheme"].as_str()), (Some("http"), Some("bearer")));
     assert_eq!(spec["security"], json!([{"bearer": []}]));
@@ -157,7 +202,7 @@ fn every_status_the_api_module_names_is_documented() {
         .map(|s| s.parse().expect("numeric status codes only"))
         .collect();
     let mut named = BTreeSet::new();
-    for part in [API_SOURCE, FOLLOWUPS_SOURCE].concat().split("StatusCode::").skip(1) {
+    for part in [API_SOURCE, OPS_SOURCE, FOLLOWUPS_SOURCE].iter().flat_map(|s| s.split("StatusCode::").skip(1)) {
         let name: String = part.chars().take_while(|c| c.is_ascii_uppercase() || *c == '_').collect();
         if !name.is_empty() {
             named.insert(status_code(&name));
@@ -174,6 +219,14 @@ fn every_example_in_the_description_matches_its_schema() {
     let mut checked = 0;
     for (path, method) in documented_operations(&spec) {
         let op = &spec["paths"][&path][&method];
+        for p in op["parameters"].as_array().into_iter().flatten() {
+            let p = resolve(&spec, p);
+            if let Some(ex) = p.get("example") {
+                let errors = validate(&spec, &p["schema"], ex, "$");
+                assert!(errors.is_empty(), "{method} {path} parameter {}: {errors:?}", p["name"]);
+                checked += 1;
+            }
+        }
         let mut media = vec![];
         if let Some(body) = op.get("requestBody") {
             for (ct, m) in resolve(&spec, body)["content"].as_object().unwrap() {
@@ -314,6 +367,22 @@ fn validate(spec: &Value, schema: &Value, v: &Value, at: &str) -> Vec<String> {
                     }
                 }
             }
+            "pattern" => {
+                // ECMA-262 in the description; the patterns used are in the common subset.
+                let re = regex::Regex::new(s.as_str().expect("a pattern is a string"))
+                    .unwrap_or_else(|e| panic!("{at}: pattern {s}: {e}"));
+                if let Some(t) = v.as_str() {
+                    if !re.is_match(t) {
+                        errors.push(format!("{at}: {t:?} does not match {s}"));
+                    }
+                }
+            }
+            "minimum" => {
+                let bound = s.as_i64().expect("an integer minimum");
+                if v.as_i64().is_some_and(|n| n < bound) {
+                    errors.push(format!("{at}: {v} is below {bound}"));
+                }
+            }
             "minLength" | "maxLength" => {
                 if let Some(t) = v.as_str() {
                     let n = t.chars().count() as u64;
@@ -353,9 +422,10 @@ async fn spawn() -> App {
 /// One request, what it must get, and which documented example (if any) is its answer.
 struct Case {
     name: String,
+    /// The method, as documented (`post` for most of the API, `get` for the staff reads and the operations routes).
+    method: &'static str,
     /// The operation, as documented.
     path: &'static str,
-    method: &'static str,
     /// The path requested (the operation's, with parameters filled in).
     url: String,
     token: Option<String>,
@@ -371,8 +441,8 @@ impl Case {
     fn new(name: &str, path: &'static str, url: &str, status: u16) -> Case {
         Case {
             name: name.into(),
-            path,
             method: "post",
+            path,
             url: url.into(),
             token: None,
             scheme: "Bearer",
@@ -382,8 +452,12 @@ impl Case {
             example: None,
         }
     }
-    /// A GET, with no body.
-    fn get(mut self) -> Case {
+    /// A GET without a body (the operations routes).
+    fn get(name: &str, path: &'static str, status: u16) -> Case {
+        Case { method: "get", content_type: None, ..Case::new(name, path, path, status) }
+    }
+    /// The same request as a GET, with no body (the staff reads).
+    fn read_by_get(mut self) -> Case {
         self.method = "get";
         self.content_type = None;
         self
@@ -454,9 +528,23 @@ async fn run(spec: &Value, app: &App, c: Case, seen: &mut Seen) -> Value {
         .get(status.to_string())
         .map(|r| resolve(spec, r))
         .unwrap_or_else(|| panic!("{name}: status {status} is not documented for {} {}", c.method, c.path));
-    // Every header documented for the answer is sent (`Retry-After` with a 429).
-    for header in response.get("headers").and_then(Value::as_object).into_iter().flat_map(|h| h.keys()) {
-        assert!(headers.contains_key(header.as_str()), "{name}: no {header} header, which is documented");
+    // Every header documented for the answer is sent (`Retry-After` with a 429), and is of its
+    // schema (an integer read as one).
+    for (header, h) in response["headers"].as_object().into_iter().flatten() {
+        let h = resolve(spec, h);
+        let text = headers
+            .get(header.as_str())
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_else(|| panic!("{name}: no {header} header, which is documented"));
+        let value = if h["schema"]["type"] == "integer" {
+            text.parse::<i64>()
+                .map(Value::from)
+                .unwrap_or_else(|_| panic!("{name}: {header}: {text} is not an integer"))
+        } else {
+            Value::String(text.to_string())
+        };
+        let errors = validate(spec, &h["schema"], &value, header);
+        assert!(errors.is_empty(), "{name}: {header}: {errors:?}");
     }
     let media = response["content"]
         .get(&ct)
@@ -523,6 +611,10 @@ async fn every_documented_status_is_one_the_handlers_return_with_the_documented_
             .token(&staff)
             .json(json!({"consent": true}))
             .example("bad_path"),
+        Case::new("issue, id no roster holds", ISSUE, &issue_p("P%201"), 400)
+            .token(&staff)
+            .json(json!({"consent": true}))
+            .example("not_a_patient_id"),
         Case::new("issue, unknown patient", ISSUE, &issue_p("P999"), 404)
             .token(&staff)
             .json(json!({"consent": true}))
@@ -551,6 +643,19 @@ async fn every_documented_status_is_one_the_handlers_return_with_the_documented_
             .token(&staff)
             .json(json!({"consent": true, "send": "email"}))
             .example("no_email"),
+        Case::new("issue, staff null", ISSUE, &issue_p("P001"), 422)
+            .token(&staff)
+            .raw(r#"{"consent": true, "staff": null}"#)
+            .example("staff_null"),
+        Case::new("issue, staff only spaces", ISSUE, &issue_p("P001"), 422)
+            .token(&staff)
+            .json(json!({"consent": true, "staff": "\u{3000} "})),
+        Case::new("issue, staff too long", ISSUE, &issue_p("P001"), 422)
+            .token(&staff)
+            .json(json!({"consent": true, "staff": "x".repeat(101)})),
+        Case::new("issue, send null", ISSUE, &issue_p("P001"), 422)
+            .token(&staff)
+            .json(json!({"consent": true, "send": null})),
         Case::new("issue, unknown channel", ISSUE, &issue_p("P001"), 422)
             .token(&staff)
             .raw(r#"{"consent": true, "send": "fax"}"#)
@@ -563,7 +668,7 @@ async fn every_documented_status_is_one_the_handlers_return_with_the_documented_
     // Verification: each case has its own client, so the rate limit (1 a minute) touches none
     // but the one about it.
     let mut clients = Vec::new();
-    for i in 0..12 {
+    for i in 0..14 {
         clients.push(token(&app, &format!("app-{i}"), "verify").await);
     }
     let mut clients = clients.into_iter();
@@ -628,6 +733,11 @@ async fn every_documented_status_is_one_the_handlers_return_with_the_documented_
             .token(&client())
             .json(json!({"number": "１２３４５６７８"}))
             .example("not_digits"),
+        Case::new("verify, letters", VERIFY, VERIFY, 422)
+            .token(&client())
+            .json(json!({"number": "1234-567a"}))
+            .example("not_digits"),
+        Case::new("verify, null", VERIFY, VERIFY, 422).token(&client()).json(json!({"number": null})),
         Case::new("verify, misspelt key", VERIFY, VERIFY, 422)
             .token(&client())
             .raw(r#"{"numbr": "12345678"}"#)
@@ -731,6 +841,25 @@ async fn every_documented_status_is_one_the_handlers_return_with_the_documented_
     assert!(app.store.patients().get("P011").await.unwrap().is_none(), "a refused roster imports nothing");
 
     staff_cases(&spec, &app, &staff, &app_only, &mut seen).await;
+    // The operations routes, without a token.
+    for c in [
+        Case::get("healthz", HEALTHZ, 200).example("ok"),
+        // Not the example: how many flows call-flows/ holds is not this test's business.
+        Case::get("readyz", READYZ, 200),
+        Case::get("metrics", METRICS, 200),
+    ] {
+        run(&spec, &app, c, &mut seen).await;
+    }
+    // Not ready: a server whose folder of flows is empty.
+    let flowless = {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = settings(&sqlite_url(dir.path()));
+        s.flows.dir = dir.path().join("flows");
+        std::fs::create_dir(&s.flows.dir).unwrap();
+        spawn_app_with(s, dir).await
+    };
+    run(&spec, &flowless, Case::get("readyz, no flows", READYZ, 503).example("no_flows"), &mut seen).await;
+    flowless.stop().await;
 
     // A database that fails: a second server whose audit log has gone.
     let broken = spawn().await;
@@ -765,7 +894,10 @@ async fn every_documented_status_is_one_the_handlers_return_with_the_documented_
         (PATIENT, "/api/v1/patients/P001".to_string()),
         (PATIENT_CALLS, "/api/v1/patients/P001/calls".to_string()),
     ] {
-        let c = Case::new(&format!("{path}, database fails"), path, &url, 500).get().token(&staff).example("internal");
+        let c = Case::new(&format!("{path}, database fails"), path, &url, 500)
+            .read_by_get()
+            .token(&staff)
+            .example("internal");
         run(&spec, &broken, c, &mut seen).await;
     }
     for (path, body) in [(CLAIM, json!({})), (RELEASE, json!({})), (CLOSE, json!({"outcome": "visited", "note": ""}))] {
@@ -833,44 +965,56 @@ async fn staff_cases(spec: &Value, app: &App, staff: &str, app_only: &str, seen:
     let url = |path: &str, id: i64| path.replace("{id}", &id.to_string());
 
     let mut cases = vec![
-        Case::new("list", FOLLOWUPS, FOLLOWUPS, 200).get().token(staff),
+        Case::new("list", FOLLOWUPS, FOLLOWUPS, 200).read_by_get().token(staff),
         Case::new("list, closed", FOLLOWUPS, "/api/v1/followups?status=closed&area=north&limit=10&offset=0", 200)
-            .get()
+            .read_by_get()
             .token(staff),
         Case::new("list, unknown parameter", FOLLOWUPS, "/api/v1/followups?sort=x", 400)
-            .get()
+            .read_by_get()
             .token(staff)
             .example("unknown_parameter"),
-        Case::new("list, no token", FOLLOWUPS, FOLLOWUPS, 401).get().example("unauthorized"),
-        Case::new("list, a verify token", FOLLOWUPS, FOLLOWUPS, 403).get().token(app_only).example("forbidden"),
+        Case::new("list, no token", FOLLOWUPS, FOLLOWUPS, 401).read_by_get().example("unauthorized"),
+        Case::new("list, a verify token", FOLLOWUPS, FOLLOWUPS, 403).read_by_get().token(app_only).example("forbidden"),
         Case::new("list, unknown status", FOLLOWUPS, "/api/v1/followups?status=done", 422)
-            .get()
+            .read_by_get()
             .token(staff)
             .example("bad_status"),
-        Case::new("list, limit 0", FOLLOWUPS, "/api/v1/followups?limit=0", 422).get().token(staff).example("bad_limit"),
-        Case::new("patients", PATIENTS, "/api/v1/patients?limit=1", 200).get().token(staff),
+        Case::new("list, limit 0", FOLLOWUPS, "/api/v1/followups?limit=0", 422)
+            .read_by_get()
+            .token(staff)
+            .example("bad_limit"),
+        Case::new("patients", PATIENTS, "/api/v1/patients?limit=1", 200).read_by_get().token(staff),
         Case::new("patients, limit not a number", PATIENTS, "/api/v1/patients?limit=abc", 400)
-            .get()
+            .read_by_get()
             .token(staff)
             .example("not_a_number"),
-        Case::new("patients, no token", PATIENTS, PATIENTS, 401).get().example("unauthorized"),
-        Case::new("patients, a verify token", PATIENTS, PATIENTS, 403).get().token(app_only).example("forbidden"),
+        Case::new("patients, no token", PATIENTS, PATIENTS, 401).read_by_get().example("unauthorized"),
+        Case::new("patients, a verify token", PATIENTS, PATIENTS, 403)
+            .read_by_get()
+            .token(app_only)
+            .example("forbidden"),
         Case::new("patients, limit too large", PATIENTS, "/api/v1/patients?limit=201", 422)
-            .get()
+            .read_by_get()
             .token(staff)
             .example("bad_limit"),
     ];
     for path in [PATIENT, PATIENT_CALLS] {
         let p = |id: &str| path.replace("{id}", id);
         cases.extend([
-            Case::new(path, path, &p("P001"), 200).get().token(staff),
-            Case::new(&format!("{path}, not UTF-8"), path, &p("P%FF"), 400).get().token(staff).example("bad_path"),
-            Case::new(&format!("{path}, no token"), path, &p("P001"), 401).get().example("unauthorized"),
+            Case::new(path, path, &p("P001"), 200).read_by_get().token(staff),
+            Case::new(&format!("{path}, not UTF-8"), path, &p("P%FF"), 400)
+                .read_by_get()
+                .token(staff)
+                .example("bad_path"),
+            Case::new(&format!("{path}, no token"), path, &p("P001"), 401).read_by_get().example("unauthorized"),
             Case::new(&format!("{path}, a verify token"), path, &p("P001"), 403)
-                .get()
+                .read_by_get()
                 .token(app_only)
                 .example("forbidden"),
-            Case::new(&format!("{path}, unknown"), path, &p("P999"), 404).get().token(staff).example("unknown_patient"),
+            Case::new(&format!("{path}, unknown"), path, &p("P999"), 404)
+                .read_by_get()
+                .token(staff)
+                .example("unknown_patient"),
         ]);
     }
     for c in cases {

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use axum::extract::{Form, State};
+use axum::extract::{Form, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
@@ -18,14 +18,21 @@ use ivr::store::{Consent, NewMessage, NewNumber, Store};
 
 use crate::common::patients::{PatientBuilder, patient};
 
+/// Sends asked for, by recipient; and the messages the mock carrier has (to, body, sid).
+#[derive(Clone, Default)]
+struct Carrier {
+    hits: Arc<Mutex<HashMap<String, usize>>>,
+    kept: Arc<Mutex<Vec<(String, String, String)>>>,
+}
 type Hits = Arc<Mutex<HashMap<String, usize>>>;
 
 /// Answers by recipient: …0429 is rate-limited once, …0500 always fails, …1211 is an invalid
-/// number, …1614 a landline, …0999 answers too late; anything else is accepted.
-async fn messages(State(hits): State<Hits>, Form(form): Form<HashMap<String, String>>) -> Response {
+/// number, …1614 a landline, …0999 answers too late (and never had the message), …0777 takes
+/// the message but answers too late; anything else is accepted.
+async fn messages(State(carrier): State<Carrier>, Form(form): Form<HashMap<String, String>>) -> Response {
     let to = form.get("To").cloned().unwrap_or_default();
     let n = {
-        let mut h = hits.lock().unwrap();
+        let mut h = carrier.hits.lock().unwrap();
         let n = h.entry(to.clone()).or_default();
         *n += 1;
         *n
@@ -39,6 +46,9 @@ async fn messages(State(hits): State<Hits>, Form(form): Form<HashMap<String, Str
         )
             .into_response()
     };
+    let sid = format!("SM{:030}{n:02}", to[1..].parse::<u64>().unwrap_or(0) % 1_000_000);
+    let keep =
+        || carrier.kept.lock().unwrap().push((to.clone(), form.get("Body").cloned().unwrap_or_default(), sid.clone()));
     match &to[to.len() - 4..] {
         "0429" if n == 1 => error(StatusCode::TOO_MANY_REQUESTS, 20429),
         "0500" => error(StatusCode::INTERNAL_SERVER_ERROR, 20500),
@@ -48,19 +58,42 @@ async fn messages(State(hits): State<Hits>, Form(form): Form<HashMap<String, Str
             tokio::time::sleep(Duration::from_secs(3)).await;
             error(StatusCode::INTERNAL_SERVER_ERROR, 20500)
         }
-        _ => (StatusCode::CREATED, axum::Json(serde_json::json!({"sid": format!("SM{n:032}"), "status": "queued"})))
-            .into_response(),
+        "0777" => {
+            keep();
+            tokio::time::sleep(Duration::from_secs(3)).await;
+            error(StatusCode::INTERNAL_SERVER_ERROR, 20500)
+        }
+        _ => {
+            keep();
+            (StatusCode::CREATED, axum::Json(serde_json::json!({"sid": sid, "status": "queued"}))).into_response()
+        }
     }
 }
 
-async fn mock_twilio() -> (String, Hits) {
-    let hits: Hits = Arc::default();
-    let app =
-        axum::Router::new().route("/2010-04-01/Accounts/{sid}/Messages.json", post(messages)).with_state(hits.clone());
+/// The Messages list: what the mock carrier has for `To`, newest first.
+async fn list(State(carrier): State<Carrier>, Query(q): Query<HashMap<String, String>>) -> Response {
+    let to = q.get("To").cloned().unwrap_or_default();
+    let kept = carrier.kept.lock().unwrap().clone();
+    let messages: Vec<_> = kept
+        .iter()
+        .rev()
+        .filter(|(t, _, _)| *t == to)
+        .map(|(t, body, sid)| {
+            serde_json::json!({"sid": sid, "status": "sent", "to": t, "body": body, "date_created": Utc::now().to_rfc2822()})
+        })
+        .collect();
+    axum::Json(serde_json::json!({"messages": messages, "page": 0})).into_response()
+}
+
+async fn mock_twilio() -> (String, Carrier) {
+    let carrier = Carrier::default();
+    let app = axum::Router::new()
+        .route("/2010-04-01/Accounts/{sid}/Messages.json", post(messages).get(list))
+        .with_state(carrier.clone());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, app).await });
-    (format!("http://{addr}"), hits)
+    (format!("http://{addr}"), carrier)
 }
 
 async fn setup(phones: &[&str]) -> (Dispatcher, Hits, Store, tempfile::TempDir) {
@@ -94,7 +127,8 @@ async fn setup(phones: &[&str]) -> (Dispatcher, Hits, Store, tempfile::TempDir) 
             .await
             .unwrap();
     }
-    let (base, hits) = mock_twilio().await;
+    let (base, carrier) = mock_twilio().await;
+    let hits = carrier.hits.clone();
     let client = TwilioClient::new(&base, &ivr::carrier::simulator::account_sid(), "token")
         .unwrap()
         .with_retry(RetryPolicy { max_attempts: 1, ..RetryPolicy::default() })
@@ -104,7 +138,7 @@ async fn setup(phones: &[&str]) -> (Dispatcher, Hits, Store, tempfile::TempDir) 
         base: Duration::from_secs(30),
         max: Duration::from_secs(300),
         lease: Duration::from_secs(60),
-        uncertain_grace: Duration::from_secs(600),
+        uncertain_grace: Duration::from_secs(60),
     };
     let d = Dispatcher {
         store: store.clone(),
@@ -115,6 +149,8 @@ async fn setup(phones: &[&str]) -> (Dispatcher, Hits, Store, tempfile::TempDir) 
         public_url: "https://ivr.example.jp".into(),
         wake: Arc::default(),
         reissue: Some(reissue_context(key_for_reissue)),
+        owner: "test-host/127.0.0.1:8080".into(),
+        started: Utc::now(),
     };
     (d, hits, store, dir)
 }
@@ -152,7 +188,8 @@ async fn retries_give_up_and_alerts_follow_the_carriers_answers() {
     // Rate-limited once, then sent.
     assert_eq!(status(&store.outbox().for_patient("P0").await.unwrap()), ("sent", 2));
     assert_eq!(hit(phones[0]), 2);
-    // A server error every time: tried max_attempts times, then dead, and the centre is told.
+    // A server error every time (the carrier may have it: looked up before each resend): sent
+    // max_attempts times, then dead, and the centre is told.
     assert_eq!(status(&store.outbox().for_patient("P1").await.unwrap()), ("dead", 3));
     assert_eq!(hit(phones[1]), 3);
     assert!(store.calls().patient_alerts("P1").await.unwrap()[0].starts_with("message_dead"));
@@ -175,43 +212,147 @@ async fn retries_give_up_and_alerts_follow_the_carriers_answers() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_send_with_an_unknown_outcome_is_not_repeated_before_the_callback_could_arrive() {
-    let (d, hits, store, _dir) = setup(&["+819011110999"]).await;
+async fn a_send_with_an_unknown_outcome_is_looked_up_at_the_carrier_before_any_resend() {
+    // Both answers come too late: the carrier took one of the two messages.
+    let phones = ["+819011110777", "+819011110999"];
+    let (d, hits, store, _dir) = setup(&phones).await;
+    let hit = |p: &str| hits.lock().unwrap().get(p).copied().unwrap_or(0);
     let now = Utc::now();
     d.tick(now).await.unwrap();
-    // Minutes later the message is still waiting: the carrier may have it.
-    for m in [1, 5, 9] {
-        d.tick(now + chrono::Duration::minutes(m)).await.unwrap();
-    }
-    assert_eq!(hits.lock().unwrap().values().sum::<usize>(), 1);
+    d.tick(now + chrono::Duration::seconds(30)).await.unwrap();
+    assert_eq!((hit(phones[0]), hit(phones[1])), (1, 1), "nothing sent again before it is looked up");
     assert_eq!(status(&store.outbox().for_patient("P0").await.unwrap()), ("pending", 1));
-    // A status callback that proves it arrived settles it for good.
-    store
-        .outbox()
-        .finish(1, &ivr::store::SendResult::Sent { provider_id: "SMabc".into(), status: "sent".into() }, now)
-        .await
-        .unwrap();
-    d.tick(now + chrono::Duration::minutes(20)).await.unwrap();
-    assert_eq!(hits.lock().unwrap().values().sum::<usize>(), 1);
-    assert_eq!(status(&store.outbox().for_patient("P0").await.unwrap()).0, "sent");
+    d.tick(now + chrono::Duration::minutes(2)).await.unwrap();
+    // Found at the carrier, by its text: recorded as sent, not sent again.
+    assert_eq!(hit(phones[0]), 1, "found at the carrier: not sent twice");
+    assert_eq!(status(&store.outbox().for_patient("P0").await.unwrap()), ("sent", 1));
+    // Not there: sent again.
+    assert_eq!(hit(phones[1]), 2, "not at the carrier: sent again");
 }
 
+/// A process claimed two messages, handed one to the carrier (which took it) and died before it
+/// recorded the answer. Started again (the same instance), it settles both at once, long
+/// before their lease runs out: the one the carrier has is recorded, the other is sent.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_sender_that_died_mid_send_is_resent_only_if_no_callback_says_it_went_out() {
-    let (d, hits, store, _dir) = setup(&["+819011110001"]).await;
+async fn claims_left_by_a_dead_process_are_settled_at_once_when_it_starts_again() {
+    let phones = ["+819011110001", "+819011110002"];
+    let (mut d, hits, store, _dir) = setup(&phones).await;
+    let hit = |p: &str| hits.lock().unwrap().get(p).copied().unwrap_or(0);
     let now = Utc::now();
-    // Claimed (and committed) by a sender that then died before recording anything.
-    let claimed = store.outbox().claim(now, now + chrono::Duration::seconds(60), 10).await.unwrap();
-    assert_eq!(claimed.len(), 1);
-    d.tick(now + chrono::Duration::seconds(30)).await.unwrap();
-    assert_eq!(hits.lock().unwrap().values().sum::<usize>(), 0, "the lease still holds");
-    d.tick(now + chrono::Duration::minutes(2)).await.unwrap();
-    assert_eq!(hits.lock().unwrap().values().sum::<usize>(), 0, "it may have gone out: wait for the callback");
-    assert_eq!(status(&store.outbox().for_patient("P0").await.unwrap()).0, "pending");
-    // No callback came within the grace period: it never went out, so it is sent now.
-    d.tick(now + chrono::Duration::minutes(13)).await.unwrap();
-    assert_eq!(hits.lock().unwrap().values().sum::<usize>(), 1, "lost none");
-    assert_eq!(status(&store.outbox().for_patient("P0").await.unwrap()), ("sent", 2));
+    let claimed = store.outbox().claim(&d.owner, now, now + chrono::Duration::seconds(60), 10).await.unwrap();
+    assert_eq!(claimed.len(), 2);
+    store.outbox().hand(claimed[0].message_id, now).await.unwrap();
+    let SmsGateway::Twilio { client, sender } = d.sms.clone();
+    let body = d.key.open(&claimed[0].body_sealed).unwrap();
+    let request = ivr::carrier::twilio::MessageRequest { to: phones[0].into(), sender, body, status_callback: None };
+    client.send_message(&request).await.unwrap();
+    // The process died here. Another instance would wait for the lease…
+    let other = Dispatcher { owner: "other-host/127.0.0.1:8080".into(), ..clone_of(&d) };
+    other.tick(now + chrono::Duration::seconds(2)).await.unwrap();
+    assert_eq!((hit(phones[0]), hit(phones[1])), (1, 0), "another instance waits for the lease");
+    // …the same instance, started again, does not.
+    d.started = now + chrono::Duration::seconds(1);
+    d.tick(now + chrono::Duration::seconds(2)).await.unwrap();
+    assert_eq!(hit(phones[0]), 1, "the carrier had it: not sent twice");
+    assert_eq!(status(&store.outbox().for_patient("P0").await.unwrap()), ("sent", 1));
+    assert_eq!(hit(phones[1]), 1, "never handed over: sent now");
+    assert_eq!(status(&store.outbox().for_patient("P1").await.unwrap()), ("sent", 1), "one attempt, not two");
+}
+
+/// A copy of a dispatcher's parts.
+fn clone_of(d: &Dispatcher) -> Dispatcher {
+    Dispatcher {
+        store: d.store.clone(),
+        key: d.key.clone(),
+        sms: d.sms.clone(),
+        email: None,
+        policy: d.policy.clone(),
+        public_url: d.public_url.clone(),
+        wake: Arc::default(),
+        reissue: None,
+        owner: d.owner.clone(),
+        started: d.started,
+    }
+}
+
+/// The carrier reports a handset off (30003) after each send: the message is sent again after
+/// a backoff, `max_attempts` times in all, then dead with an alert; never sent for ever. One that
+/// is delivered keeps no error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_sms_the_carrier_cannot_deliver_for_now_is_retried_a_bounded_number_of_times() {
+    let phones = ["+819011110001", "+819011110002"];
+    let (d, hits, store, dir) = setup(&phones).await;
+    let hit = |p: &str| hits.lock().unwrap().get(p).copied().unwrap_or(0);
+    let mut now = Utc::now();
+    let provider_id = |message_id: i64| {
+        let conn = rusqlite::Connection::open(dir.path().join("ivr.db")).unwrap();
+        conn.query_row("select provider_id, last_error from outbox where message_id = ?1", [message_id], |r| {
+            Ok((r.get::<_, Option<String>>(0)?, r.get::<_, Option<String>>(1)?))
+        })
+        .unwrap()
+    };
+    let mut sids = Vec::new();
+    for round in 1..=5 {
+        d.tick(now).await.unwrap();
+        if let (Some(sid), _) = provider_id(1) {
+            if status(&store.outbox().for_patient("P0").await.unwrap()).0 == "sent" {
+                sids.push(sid.clone());
+                ivr::notify::outbox::record_delivery(
+                    &store,
+                    &d.policy,
+                    false,
+                    Some(1),
+                    &sid,
+                    "undelivered",
+                    Some("30003"),
+                    now,
+                )
+                .await
+                .unwrap();
+            }
+        }
+        if round == 1 {
+            let (sid, error) = provider_id(2);
+            ivr::notify::outbox::record_delivery(
+                &store,
+                &d.policy,
+                false,
+                Some(2),
+                &sid.unwrap(),
+                "delivered",
+                None,
+                now,
+            )
+            .await
+            .unwrap();
+            assert_eq!(error, None, "accepted: no error");
+        }
+        now += chrono::Duration::hours(1); // past any backoff of this policy
+    }
+    assert_eq!(hit(phones[0]), 3, "max_attempts sends, no more");
+    assert_eq!(status(&store.outbox().for_patient("P0").await.unwrap()), ("dead", 3));
+    assert_eq!(provider_id(1).1.as_deref(), Some("undelivered 30003; gave up after 3 attempts"));
+    assert_eq!(
+        store.calls().patient_alerts("P0").await.unwrap(),
+        vec!["message_dead: undelivered 30003; gave up after 3 attempts".to_string()]
+    );
+    // Late or repeated reports, on any of its sends, neither revive it nor alert again.
+    assert_eq!(sids.len(), 3);
+    for sid in &sids {
+        for report in ["undelivered", "sent", "delivered"] {
+            let code = (report == "undelivered").then_some("30003");
+            ivr::notify::outbox::record_delivery(&store, &d.policy, false, Some(1), sid, report, code, now)
+                .await
+                .unwrap();
+        }
+    }
+    d.tick(now + chrono::Duration::hours(5)).await.unwrap();
+    assert_eq!(hit(phones[0]), 3);
+    assert_eq!(status(&store.outbox().for_patient("P0").await.unwrap()), ("dead", 3));
+    assert_eq!(store.calls().patient_alerts("P0").await.unwrap().len(), 1);
+    assert_eq!(hit(phones[1]), 1);
+    assert_eq!(status(&store.outbox().for_patient("P1").await.unwrap()), ("delivered", 1));
+    assert_eq!(provider_id(2).1, None, "a delivered message has no last_error");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -22,13 +22,16 @@ struct Route {
     body: Vec<u8>,
 }
 
-/// Every operation of docs/openapi.json (which tests/api/openapi.rs holds to the router), with
-/// the one scope its `security` names.
+/// Every operation of docs/openapi.json behind a token (which tests/api/openapi.rs holds to the
+/// router), with the one scope its `security` names; the operations routes need none.
 fn routes() -> Vec<Route> {
     let spec: Value = serde_json::from_str(SPEC).unwrap();
     let mut routes = Vec::new();
     for (path, item) in spec["paths"].as_object().unwrap() {
         for (method, op) in item.as_object().unwrap() {
+            if op["security"].as_array().is_some_and(Vec::is_empty) {
+                continue;
+            }
             assert!(method == "post" || method == "get", "{path}: the requests below are POSTs and GETs");
             let scopes = op["security"][0]["bearer"].as_array().unwrap_or_else(|| panic!("{path}: no scope named"));
             assert_eq!(scopes.len(), 1, "{path}: one scope per route");

@@ -330,3 +330,39 @@ async fn refusals_come_back_as_twilio_errors_our_client_reads() {
     assert_eq!((err.status(), err.code()), (Some(404), Some(20404)));
     assert!(app.sim.calls().is_empty() && app.sim.messages().is_empty(), "refusals keep nothing");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_messages_list_gives_what_was_sent_to_a_number_newest_first_with_its_text() {
+    let app = spawn().await;
+    let start = chrono::Utc::now() - chrono::Duration::seconds(1);
+    let sms = |to: &str, body: &str| MessageRequest {
+        to: to.into(),
+        sender: Sender::From(OURS.into()),
+        body: body.into(),
+        status_callback: None,
+    };
+    let (a, b) = (mobile(0), mobile(1));
+    let first = app.twilio.send_message(&sms(&a, "一通目")).await.unwrap();
+    app.twilio.send_message(&sms(&b, "other")).await.unwrap();
+    let second = app.twilio.send_message(&sms(&a, "二通目")).await.unwrap();
+    let listed = app.twilio.list_messages(&a, start).await.unwrap();
+    let seen: Vec<(String, Option<String>, Option<String>)> =
+        listed.iter().map(|m| (m.sid.to_string(), m.body.clone(), m.to.clone())).collect();
+    assert_eq!(
+        seen,
+        vec![
+            (second.sid.to_string(), Some("二通目".into()), Some(a.clone())),
+            (first.sid.to_string(), Some("一通目".into()), Some(a.clone())),
+        ]
+    );
+    assert!(listed.iter().all(|m| m.created().is_some_and(|t| t >= start - chrono::Duration::seconds(1))));
+    let later = chrono::Utc::now() + chrono::Duration::minutes(5);
+    assert!(app.twilio.list_messages(&a, later).await.unwrap().is_empty(), "nothing since then");
+    let wrong = TwilioClient::new(
+        &format!("{}/simulator", app.base),
+        &ivr::carrier::simulator::account_sid(),
+        "not-the-token".to_string(),
+    )
+    .unwrap();
+    assert_eq!(wrong.list_messages(&a, start).await.unwrap_err().status(), Some(401));
+}

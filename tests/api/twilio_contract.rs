@@ -139,6 +139,16 @@ async fn requests_match_twilios_openapi_description() {
     let service =
         MessageRequest { sender: Sender::MessagingService("MG0123456789abcdef0123456789abcdef".into()), ..sms.clone() };
     prism.expect("send_message via a service", twilio.send_message(&service).await);
+    // The Messages list for one number, read to learn whether a send whose answer was lost went
+    // out. The description's example is an old message: none is that recent.
+    let long_ago = chrono::DateTime::<chrono::Utc>::UNIX_EPOCH;
+    let listed = prism.expect("list_messages", twilio.list_messages(PATIENT, long_ago).await);
+    assert!(listed.iter().all(|m| m.sid.as_str().starts_with("SM") || m.sid.as_str().starts_with("MM")), "{listed:?}");
+    assert!(
+        listed.iter().any(|m| m.body.is_some() && m.created().is_some()),
+        "body and date_created are read: {listed:?}"
+    );
+    assert!(prism.expect("list_messages, recent", twilio.list_messages(PATIENT, chrono::Utc::now()).await).is_empty());
 
     // What the description forbids is refused, and the client reads the refusal as final.
     let bad_service = MessageRequest { sender: Sender::MessagingService("MG123".into()), ..sms };
@@ -165,6 +175,7 @@ async fn requests_match_twilios_openapi_description() {
         prism.expect("create_call, generated answer", dynamic.create_call(&call).await);
         prism.expect("fetch_call, generated answer", dynamic.fetch_call(&created.sid).await);
         prism.expect("send_message, generated answer", dynamic.send_message(&service).await);
+        prism.expect("list_messages, generated answer", dynamic.list_messages(PATIENT, long_ago).await);
     }
 
     drop(prism);

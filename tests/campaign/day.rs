@@ -22,8 +22,8 @@ use secrecy::SecretString;
 use crate::common::app;
 use crate::common::db as support;
 use crate::common::patients::{PatientBuilder, patient};
+use crate::outside::{Instance, TOKEN, carrier_outside, import, outside_config, run_ivr};
 
-const TOKEN: &str = "campaign-auth-token-0123456789abcdef";
 const PATIENTS: usize = 240;
 
 fn tokyo(h: u32, m: u32) -> DateTime<Utc> {
@@ -293,122 +293,6 @@ async fn two_instances_on_one_postgresql_share_a_campaign() {
 
 /// The account's rate: calls a second, for the test below.
 const RATE: usize = 3;
-
-/// A real `ivr serve`, killed when dropped (a failing test leaves no process behind).
-struct Instance {
-    child: std::process::Child,
-    port: u16,
-}
-
-impl Instance {
-    fn start(config: &Path, log: &Path) -> Instance {
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(log).unwrap();
-        let child = std::process::Command::new(env!("CARGO_BIN_EXE_ivr"))
-            .args(["serve", "--config"])
-            .arg(config)
-            .env("IVR_SERVER__LISTEN", format!("127.0.0.1:{port}"))
-            .env("RUST_LOG", "warn,ivr::scheduler=info")
-            .env_remove("IVR_DATABASE__URL")
-            .stdout(std::process::Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("ivr serve starts");
-        Instance { child, port }
-    }
-
-    /// Whether it answers `/metrics` with `ivr_dialer_leader 1`; `None` while it does not answer.
-    async fn leads(&self) -> Option<bool> {
-        let text = reqwest::get(format!("http://127.0.0.1:{}/metrics", self.port)).await.ok()?.text().await.ok()?;
-        Some(text.lines().any(|l| l.trim() == "ivr_dialer_leader 1"))
-    }
-}
-
-impl Drop for Instance {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// The carrier simulator on a port of its own, outside every `ivr serve` of the test (its
-/// callers answer `0412` to the birth date and every question): the simulator and its API base.
-async fn carrier_outside(speed: f64) -> (ivr::carrier::simulator::Simulator, String) {
-    use ivr::carrier::signature::AuthToken;
-    use ivr::carrier::simulator::{self as sim, Simulator};
-    let carrier = Simulator::new(sim::Options {
-        auth_token: AuthToken::new(TOKEN),
-        webhooks: ivr::carrier::webhook::WebhookClient::new(AuthToken::new(TOKEN)),
-        people: std::sync::Arc::new(|_| Box::pin(async { Some("0412".to_string()) })),
-        speed,
-        log: None,
-    })
-    .unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let api_base = format!("http://{}", listener.local_addr().unwrap());
-    let router = carrier.router();
-    tokio::spawn(async move { axum::serve(listener, router).await });
-    (carrier, api_base)
-}
-
-/// `ivr.toml` for an `ivr serve` process on `db` that dials through the carrier at
-/// `api_base` at any hour, with `scheduler` lines of the test's own (rate, slots, leases).
-fn outside_config(dir: &Path, db: &str, api_base: &str, issuer_key: &str, scheduler: &str) -> std::path::PathBuf {
-    let root = env!("CARGO_MANIFEST_DIR");
-    let account = ivr::carrier::simulator::ACCOUNT_SID;
-    let config = dir.join("ivr.toml");
-    let toml = format!(
-        r#"
-[database]
-url = "{db}"
-[centre]
-phone = "03-5555-0100"
-
-[carrier]
-kind = "twilio"
-account_sid = "{account}"
-auth_token = "{TOKEN}"
-from = "+815000000000"
-api_base = "{api_base}"
-[issuer]
-key = "{issuer_key}"
-[scheduler]
-slots = {{ all = "00:00-23:59" }}
-quiet_hours = "none"
-autostart = false
-{scheduler}
-[flows]
-dir = "{root}/call-flows"
-prompts_dir = "{root}/prompts"
-"#
-    );
-    std::fs::write(&config, toml).unwrap();
-    config
-}
-
-/// Imports `count` patients with ids `PREFIX000…` through `ivr patients import`, each on a
-/// mobile number `090-BLOCK??-???1` (ending in 1: a cooperative non-app user, no SMS).
-fn import(dir: &Path, config: &Path, prefix: &str, block: u32, count: usize) {
-    let mut csv = String::from("patient_id,name,phone,birth_date\n");
-    for i in 0..count {
-        csv.push_str(&format!("{prefix}{i:03},患者 {i},090-{block}{i:02}-{i:03}1,1960-04-12\n"));
-    }
-    let file = dir.join("patients.csv");
-    std::fs::write(&file, csv).unwrap();
-    run_ivr(config, &["patients", "import", file.to_str().unwrap()]);
-}
-
-/// Runs an `ivr` command on `config` and checks it succeeded.
-fn run_ivr(config: &Path, args: &[&str]) {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ivr"))
-        .args(args)
-        .arg("--config")
-        .arg(config)
-        .env_remove("IVR_DATABASE__URL")
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "ivr {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-}
 
 /// Two `ivr serve` on one database, the carrier simulator outside both: only the instance that
 /// leads dials, the account's rate holds over the whole campaign, and when the leader is killed

@@ -7,3 +7,4 @@ mod common;
 
 mod day;
 mod fault;
+mod outside;

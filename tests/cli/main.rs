@@ -1,5 +1,5 @@
 //! The `ivr` binary as an operator runs it: `ivr check`, `ivr call`, `ivr patients import`,
-//! `ivr tokens`, and `ivr serve` killed and started again.
+//! `ivr tokens`, `ivr serve` killed and started again, and `ivr serve`'s log while staff sign in.
 
 #[macro_use]
 #[path = "../common/mod.rs"]
@@ -10,4 +10,5 @@ mod check;
 mod crash;
 mod readme;
 mod roster;
+mod staff;
 mod tokens;

@@ -196,3 +196,27 @@ fn a_dry_run_writes_nothing_not_even_a_new_database() {
     let db = cli.dir.path().join("ivr.db");
     assert!(!db.exists(), "the dry run created {}", db.display());
 }
+
+#[test]
+fn ivr_patients_purge_empties_what_is_kept_of_care_that_ended_long_ago_once_and_dry_runs_first() {
+    let cli = Cli::new();
+    let text = format!(
+        "{HEADER}\
+         P001,山田 花子,090-1234-5670,1950-04-12,,2020-01-01,2020-01-31,,,\n\
+         P002,鈴木 一郎,090-1234-5672,1950-01-01,,2026-11-01,,,,\n"
+    );
+    let file = cli.write("roster.csv", &text);
+    assert_eq!(cli.ivr(&["patients", "import", &file]).0, 0);
+    for p in ["P001", "P002"] {
+        let (code, _, stderr) = cli.ivr(&["numbers", "issue", "--patient", p, "--send", "sms"]);
+        assert_eq!(code, 0, "{stderr}");
+    }
+    let (code, stdout, stderr) = cli.ivr(&["patients", "purge", "--dry-run"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.starts_with("would empty 1 patient(s) whose care ended before "), "{stdout}");
+    assert!(stdout.ends_with(": 0 call(s), 0 answer(s), 0 message(s), 1 number(s); nothing was changed (--dry-run)\n"));
+    let (_, stdout, _) = cli.ivr(&["patients", "purge"]);
+    assert!(stdout.starts_with("emptied 1 patient(s)") && stdout.ends_with("1 number(s)\n"), "{stdout}");
+    let (_, stdout, _) = cli.ivr(&["patients", "purge"]);
+    assert!(stdout.starts_with("emptied 0 patient(s)") && stdout.ends_with("0 number(s)\n"), "{stdout}");
+}

@@ -5,7 +5,9 @@
 #![allow(dead_code, unused_imports, unused_macros)]
 
 pub mod app;
+pub mod browser;
 #[macro_use]
 pub mod db;
 pub mod patients;
 pub mod peers;
+pub mod staff;

@@ -58,7 +58,9 @@ on_both_backends! {
     with_store: a_finished_send_is_recorded_and_a_failure_alerts_the_health_centre;
     with_store: delivery_statuses_from_the_provider_update_the_message;
     with_store: a_failure_reported_before_the_send_was_recorded_is_not_overwritten;
-    with_store: a_message_whose_lease_ran_out_waits_for_a_callback_before_it_is_sent_again;
+    with_store: claims_left_unfinished_are_taken_over_by_their_owner_at_once_and_by_others_after_the_lease;
+    with_store: a_send_handed_to_the_provider_keeps_its_time_until_its_outcome_is_known;
+    with_store: the_sms_sent_figure_counts_each_message_the_carrier_took_once_and_never_goes_down;
     with_store: api_tokens_are_unique_by_name_and_found_by_hash_with_their_scopes;
     with_db: tokens_made_before_scopes_existed_may_only_verify;
     with_store: an_sms_to_a_landline_falls_back_once_to_email_or_to_the_next_call;
@@ -1187,7 +1189,7 @@ async fn each_message_is_claimed_by_one_of_several_simultaneous_senders(store: S
             tokio::spawn(async move {
                 let mut claimed = Vec::new();
                 loop {
-                    let batch = store.outbox().claim(t, t + chrono::Duration::minutes(1), 3).await.unwrap();
+                    let batch = store.outbox().claim("test", t, t + chrono::Duration::minutes(1), 3).await.unwrap();
                     if batch.is_empty() {
                         break claimed;
                     }
@@ -1212,16 +1214,20 @@ async fn each_message_is_claimed_by_one_of_several_simultaneous_senders(store: S
     assert!(first.number_id.is_some());
     assert_eq!(
         store.outbox().for_patient("p00").await.unwrap(),
-        vec![("sms".into(), "+819000000001".into(), "sending".into(), 1)]
+        vec![("sms".into(), "+819000000001".into(), "sending".into(), 0)],
+        "claimed, not yet handed to the provider: no send counted"
     );
-    assert!(store.outbox().claim(t, t, 10).await.unwrap().is_empty(), "nothing left to claim");
+    assert!(store.outbox().claim("test", t, t, 10).await.unwrap().is_empty(), "nothing left to claim");
 }
 
 async fn a_finished_send_is_recorded_and_a_failure_alerts_the_health_centre(store: Store) {
     let t = now();
     let m = messages_written(&store, &["p1", "p2", "p3", "p4"], t).await;
     let lease = t + chrono::Duration::minutes(1);
-    assert_eq!(store.outbox().claim(t, lease, 10).await.unwrap().len(), 4);
+    assert_eq!(store.outbox().claim("test", t, lease, 10).await.unwrap().len(), 4);
+    for id in &m {
+        store.outbox().hand(*id, t).await.unwrap();
+    }
     let status = |store: Store, id: &'static str| async move {
         let all = store.outbox().for_patient(id).await.unwrap();
         assert_eq!(all.len(), 1);
@@ -1238,9 +1244,10 @@ async fn a_finished_send_is_recorded_and_a_failure_alerts_the_health_centre(stor
     let later = t + chrono::Duration::minutes(5);
     store.outbox().finish(m[1], &SendResult::Retry { error: "timeout".into(), at: later }, t).await.unwrap();
     assert_eq!(status(store.clone(), "p2").await, ("pending".to_string(), 1));
-    assert!(store.outbox().claim(t, lease, 10).await.unwrap().is_empty(), "not due yet");
-    let again = store.outbox().claim(later, later + chrono::Duration::minutes(1), 10).await.unwrap();
+    assert!(store.outbox().claim("test", t, lease, 10).await.unwrap().is_empty(), "not due yet");
+    let again = store.outbox().claim("test", later, later + chrono::Duration::minutes(1), 10).await.unwrap();
     assert_eq!(again.iter().map(|c| (c.message_id, c.attempts)).collect::<Vec<_>>(), vec![(m[1], 1)]);
+    store.outbox().hand(m[1], later).await.unwrap();
     assert_eq!(status(store.clone(), "p2").await, ("sending".to_string(), 2));
 
     let failed = SendResult::Failed { error: "21211 invalid number".into(), dead: false };
@@ -1265,7 +1272,7 @@ async fn a_finished_send_is_recorded_and_a_failure_alerts_the_health_centre(stor
 async fn delivery_statuses_from_the_provider_update_the_message(store: Store) {
     let t = now();
     let m = messages_written(&store, &["p1"], t).await;
-    store.outbox().claim(t, t + chrono::Duration::minutes(1), 10).await.unwrap();
+    store.outbox().claim("test", t, t + chrono::Duration::minutes(1), 10).await.unwrap();
     store
         .outbox()
         .finish(m[0], &SendResult::Sent { provider_id: "SM1".into(), status: "queued".into() }, t)
@@ -1287,7 +1294,7 @@ async fn delivery_statuses_from_the_provider_update_the_message(store: Store) {
     assert!(
         store
             .outbox()
-            .claim(t + chrono::Duration::hours(1), t + chrono::Duration::hours(2), 10)
+            .claim("test", t + chrono::Duration::hours(1), t + chrono::Duration::hours(2), 10)
             .await
             .unwrap()
             .is_empty()
@@ -1299,7 +1306,7 @@ async fn delivery_statuses_from_the_provider_update_the_message(store: Store) {
 async fn a_failure_reported_before_the_send_was_recorded_is_not_overwritten(store: Store) {
     let t = now();
     let m = messages_written(&store, &["p1"], t).await;
-    store.outbox().claim(t, t + chrono::Duration::minutes(1), 10).await.unwrap();
+    store.outbox().claim("test", t, t + chrono::Duration::minutes(1), 10).await.unwrap();
     // The carrier's callback comes while the sender still waits for the API's answer: the
     // webhook records the send, then the failure.
     let sent = SendResult::Sent { provider_id: "SM1".into(), status: "failed".into() };
@@ -1312,24 +1319,100 @@ async fn a_failure_reported_before_the_send_was_recorded_is_not_overwritten(stor
     assert_eq!(store.outbox().for_patient("p1").await.unwrap()[0].2, "failed");
 }
 
-async fn a_message_whose_lease_ran_out_waits_for_a_callback_before_it_is_sent_again(store: Store) {
+async fn claims_left_unfinished_are_taken_over_by_their_owner_at_once_and_by_others_after_the_lease(store: Store) {
     let t = now();
-    messages_written(&store, &["p1"], t).await;
+    let m = messages_written(&store, &["p1", "p2"], t).await;
     let lease = t + chrono::Duration::minutes(1);
-    let resend = |at: DateTime<Utc>| at + chrono::Duration::minutes(10);
-    assert_eq!(store.outbox().claim(t, lease, 10).await.unwrap().len(), 1);
-    assert_eq!(store.outbox().release_expired_leases(t, resend(t)).await.unwrap(), 0, "the lease is running");
-    let just_before = lease - chrono::Duration::seconds(1);
-    assert_eq!(store.outbox().release_expired_leases(just_before, resend(just_before)).await.unwrap(), 0);
-    assert_eq!(store.outbox().release_expired_leases(lease, resend(lease)).await.unwrap(), 1);
+    let started = t + chrono::Duration::seconds(5);
+    // Claimed by a process of instance "a" that then died; "a" starts again at `started`.
+    assert_eq!(store.outbox().claim("a", t, lease, 10).await.unwrap().len(), 2);
+    let unfinished = |owner: &'static str, at: DateTime<Utc>| {
+        let store = store.clone();
+        async move { store.outbox().unfinished(owner, started, at, at + chrono::Duration::minutes(1), 10).await.unwrap() }
+    };
+    assert!(unfinished("b", started).await.is_empty(), "another instance waits for the lease");
+    let taken = unfinished("a", started).await;
+    assert_eq!(taken.iter().map(|c| (c.message_id, c.attempts)).collect::<Vec<_>>(), vec![(m[0], 0), (m[1], 0)]);
+    assert!(taken.iter().all(|c| c.handed_at.is_none()), "never handed to the provider");
+    assert!(unfinished("a", started).await.is_empty(), "taken once: now a claim of this process");
     assert_eq!(
         store.outbox().for_patient("p1").await.unwrap(),
-        vec![("sms".into(), "+819000000001".into(), "pending".into(), 1)]
+        vec![("sms".into(), "+819000000001".into(), "sending".into(), 0)],
+        "nothing was handed to the provider"
     );
-    let later = lease + chrono::Duration::minutes(1);
-    assert!(store.outbox().claim(later, later, 10).await.unwrap().is_empty(), "it may have gone out: wait");
-    let after = resend(lease) + chrono::Duration::seconds(1);
-    assert_eq!(store.outbox().claim(after, after, 10).await.unwrap().len(), 1, "no callback came: sent again");
+    // The new process hands one to the provider and dies too; another instance takes both over
+    // once their lease has run out, and sees which may have gone out, and since when.
+    let handed = started + chrono::Duration::seconds(1);
+    store.outbox().hand(m[0], handed).await.unwrap();
+    let expiry = started + chrono::Duration::minutes(1);
+    assert!(unfinished("b", expiry - chrono::Duration::seconds(1)).await.is_empty());
+    let taken = unfinished("b", expiry).await;
+    assert_eq!(taken.len(), 2);
+    assert_eq!(taken.iter().find(|c| c.message_id == m[0]).unwrap().handed_at, Some(handed));
+    assert_eq!(taken.iter().find(|c| c.message_id == m[1]).unwrap().handed_at, None);
+    // A finished claim is nobody's to take over.
+    let sent = SendResult::Sent { provider_id: "SM1".into(), status: "queued".into() };
+    store.outbox().finish(m[0], &sent, expiry).await.unwrap();
+    let failed = SendResult::Failed { error: "21211".into(), dead: false };
+    store.outbox().finish(m[1], &failed, expiry).await.unwrap();
+    assert!(unfinished("b", expiry + chrono::Duration::hours(1)).await.is_empty());
+    assert!(unfinished("a", expiry + chrono::Duration::hours(1)).await.is_empty());
+}
+
+async fn a_send_handed_to_the_provider_keeps_its_time_until_its_outcome_is_known(store: Store) {
+    let t = now();
+    let m = messages_written(&store, &["p1"], t).await;
+    assert_eq!(store.outbox().attempts(m[0]).await.unwrap(), Some(0));
+    assert_eq!(store.outbox().attempts(m[0] + 1000).await.unwrap(), None);
+    let lease = |at: DateTime<Utc>| at + chrono::Duration::minutes(1);
+    assert_eq!(store.outbox().claim("a", t, lease(t), 10).await.unwrap()[0].handed_at, None);
+    store.outbox().hand(m[0], t).await.unwrap();
+    // The answer was lost: it may have gone out. The next claim says since when.
+    let next = t + chrono::Duration::minutes(1);
+    store.outbox().finish(m[0], &SendResult::Unsure { error: "timeout".into(), at: next }, t).await.unwrap();
+    assert_eq!(store.outbox().for_patient("p1").await.unwrap()[0].2, "pending");
+    let again = store.outbox().claim("a", next, lease(next), 10).await.unwrap();
+    assert_eq!(again.iter().map(|c| (c.attempts, c.handed_at)).collect::<Vec<_>>(), vec![(1, Some(t))]);
+    assert_eq!(store.outbox().attempts(m[0]).await.unwrap(), Some(1), "claimed, not yet sent again");
+    // Handed again: the first time is kept. Then a refusal that proves nothing went out.
+    store.outbox().hand(m[0], next).await.unwrap();
+    assert_eq!(store.outbox().attempts(m[0]).await.unwrap(), Some(2));
+    let later = next + chrono::Duration::minutes(1);
+    store.outbox().finish(m[0], &SendResult::Retry { error: "429".into(), at: later }, next).await.unwrap();
+    let third = store.outbox().claim("a", later, lease(later), 10).await.unwrap();
+    assert_eq!(third.iter().map(|c| (c.attempts, c.handed_at)).collect::<Vec<_>>(), vec![(2, None)]);
+    // `hand` touches only a message in hand.
+    let sent = SendResult::Sent { provider_id: "SM1".into(), status: "queued".into() };
+    store.outbox().finish(m[0], &sent, later).await.unwrap();
+    store.outbox().hand(m[0], later).await.unwrap();
+    assert_eq!(store.outbox().for_patient("p1").await.unwrap()[0].2, "sent");
+    assert!(store.outbox().claim("a", later + chrono::Duration::hours(1), lease(later), 10).await.unwrap().is_empty());
+}
+
+async fn the_sms_sent_figure_counts_each_message_the_carrier_took_once_and_never_goes_down(store: Store) {
+    let t = now();
+    let since = Utc::now() - chrono::Duration::hours(1);
+    let day = t.date_naive();
+    let sent = |store: Store| async move { store.campaign().summary(day, since).await.unwrap().sms_sent };
+    let m = messages_written(&store, &["p1", "p2"], t).await;
+    assert_eq!(sent(store.clone()).await, 0, "written, not yet sent");
+    let lease = t + chrono::Duration::minutes(1);
+    store.outbox().claim("test", t, lease, 10).await.unwrap();
+    for (i, id) in m.iter().enumerate() {
+        store.outbox().hand(*id, t).await.unwrap();
+        let result = SendResult::Sent { provider_id: format!("SM{i}"), status: "queued".into() };
+        store.outbox().finish(*id, &result, t).await.unwrap();
+    }
+    assert_eq!(sent(store.clone()).await, 2);
+    // Reported undelivered (a handset off): back in the outbox, still counted; sent again, once.
+    store.outbox().status("SM0", "undelivered", Some("30003")).await.unwrap();
+    store.outbox().finish(m[0], &SendResult::Retry { error: "undelivered 30003".into(), at: t }, t).await.unwrap();
+    assert_eq!(sent(store.clone()).await, 2, "an undelivered report takes none back");
+    store.outbox().claim("test", t, lease, 10).await.unwrap();
+    store.outbox().hand(m[0], t).await.unwrap();
+    let again = SendResult::Sent { provider_id: "SM9".into(), status: "queued".into() };
+    store.outbox().finish(m[0], &again, t).await.unwrap();
+    assert_eq!(sent(store.clone()).await, 2, "a message sent twice counts once");
 }
 
 // ---- API tokens ----
@@ -1408,8 +1491,9 @@ async fn an_sms_to_a_landline_falls_back_once_to_email_or_to_the_next_call(store
         store.patients().upsert(&p).await.unwrap();
     }
     let lease = t + chrono::Duration::minutes(1);
-    assert_eq!(store.outbox().claim(t, lease, 10).await.unwrap().len(), 3);
+    assert_eq!(store.outbox().claim("test", t, lease, 10).await.unwrap().len(), 3);
     for (i, id) in m.iter().enumerate() {
+        store.outbox().hand(*id, t).await.unwrap();
         let sent = SendResult::Sent { provider_id: format!("SM{i}"), status: "queued".into() };
         store.outbox().finish(*id, &sent, t).await.unwrap();
     }
@@ -1432,7 +1516,7 @@ async fn an_sms_to_a_landline_falls_back_once_to_email_or_to_the_next_call(store
             ("email".into(), "p1@example.jp".into(), "pending".into(), 0)
         ]
     );
-    let email = store.outbox().claim(t, lease, 10).await.unwrap();
+    let email = store.outbox().claim("test", t, lease, 10).await.unwrap();
     assert_eq!(email.len(), 1);
     assert_eq!(email[0].body_sealed, "sealed:v1:body-".to_string() + &email[0].body_sealed[15..], "the SMS text");
     assert!(email[0].number_id.is_some());
@@ -1462,7 +1546,7 @@ async fn a_number_held_for_the_next_call_is_done_once_the_call_reads_it(store: S
     let t = now();
     let issued = store.numbers().issue(&sms_number("p1", "+819012345678", &fresh_hash(), t)).await.unwrap();
     let m = issued.message_id.unwrap();
-    store.outbox().claim(t, t + chrono::Duration::minutes(1), 10).await.unwrap();
+    store.outbox().claim("test", t, t + chrono::Duration::minutes(1), 10).await.unwrap();
     assert_eq!(store.outbox().finish(m, &landline(false), t).await.unwrap(), Some(Fallback::ReadAloud));
     assert!(store.numbers().valid("p1", t).await.unwrap().unwrap().read_pending);
 
@@ -1478,7 +1562,7 @@ async fn a_number_that_expired_before_its_message_went_out_is_replaced_once(stor
     let m = messages_written(&store, &["p1"], t).await[0];
     let first = store.numbers().valid("p1", t).await.unwrap().unwrap();
     let late_at = t + hours(25);
-    assert!(store.outbox().claim(late_at, late_at, 10).await.unwrap().is_empty(), "never sent expired");
+    assert!(store.outbox().claim("test", late_at, late_at, 10).await.unwrap().is_empty(), "never sent expired");
     let late = store.outbox().late(late_at, 10).await.unwrap();
     assert_eq!(
         late,
@@ -1519,7 +1603,7 @@ async fn a_number_that_expired_before_its_message_went_out_is_replaced_once(stor
             ("sms".into(), "+819000000001".into(), "pending".into(), 0)
         ]
     );
-    let claimed = store.outbox().claim(late_at, late_at + chrono::Duration::minutes(1), 10).await.unwrap();
+    let claimed = store.outbox().claim("test", late_at, late_at + chrono::Duration::minutes(1), 10).await.unwrap();
     assert_eq!((claimed.len(), claimed[0].body_sealed.as_str()), (1, "sealed:v1:fresh"));
     assert_eq!(store.calls().patient_alerts("p1").await.unwrap(), vec![REISSUED_ALERT.to_string()]);
     assert!(store.numbers().audit_log().await.unwrap().contains(&(

@@ -8,3 +8,5 @@ mod common;
 mod campaign;
 mod conformance;
 mod followups;
+mod personal;
+mod users;

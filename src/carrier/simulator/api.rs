@@ -3,7 +3,7 @@
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -22,7 +22,7 @@ pub(super) fn router(sim: Simulator) -> Router {
     Router::new()
         .route("/2010-04-01/Accounts/{account}/Calls.json", post(create_call))
         .route("/2010-04-01/Accounts/{account}/Calls/{sid}", get(fetch_call))
-        .route("/2010-04-01/Accounts/{account}/Messages.json", post(create_message))
+        .route("/2010-04-01/Accounts/{account}/Messages.json", post(create_message).get(list_messages))
         .with_state(sim)
 }
 
@@ -294,22 +294,84 @@ async fn create_message(
     .map_err(|e| log_failed(&e))?;
     lock(&sim.shared.messages).push(sms.clone());
     tracing::info!(sid = %sms.sid, to = %mask_phone(&sms.to), persona = persona.as_str(), "simulator: SMS accepted");
-    let answer = json!({
+    let answer = message_json(&sms);
+    tokio::spawn(deliver(sim.clone(), sms, status_callback, persona));
+    Ok((StatusCode::CREATED, axum::Json(answer)).into_response())
+}
+
+/// The Message resource as Twilio writes it (counts as strings, times in RFC 2822).
+fn message_json(sms: &SimulatedSms) -> Json {
+    let error_code = (sms.status == "undelivered").then_some(crate::carrier::twilio::codes::UNKNOWN_DESTINATION);
+    json!({
         "account_sid": ACCOUNT_SID,
         "sid": sms.sid,
         "to": sms.to,
         "from": sms.from,
-        "status": "queued",
-        "error_code": null,
-        "error_message": null,
+        "body": sms.body,
+        "status": sms.status,
+        "error_code": error_code,
+        "error_message": error_code.map(|_| "Unknown destination handset"),
         "num_segments": crate::issuer::sms_segments(&sms.body).to_string(),
         "direction": "outbound-api",
         "api_version": "2010-04-01",
         "date_created": sms.at.to_rfc2822(),
+        "date_sent": (sms.status != "queued").then(|| sms.at.to_rfc2822()),
         "uri": format!("/2010-04-01/Accounts/{ACCOUNT_SID}/Messages/{}.json", sms.sid),
+    })
+}
+
+/// `GET …/Messages.json`: the messages accepted, newest first, filtered as Twilio does by
+/// `To`, `From` and `DateSent>=` (a date, or a time) when given, `PageSize` at a time (50
+/// unless asked, at most 1,000); one page.
+async fn list_messages(
+    State(sim): State<Simulator>,
+    Path(account): Path<String>,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+) -> Result<Response, ApiError> {
+    authorize(&sim, &account, &headers)?;
+    let form = Form::parse(query.unwrap_or_default().as_bytes());
+    let page_size = match form.get("PageSize") {
+        None => 50,
+        Some(n) => match n.parse::<usize>() {
+            Ok(n) if (1..=1000).contains(&n) => n,
+            _ => return Err(bad(20001, format!("Invalid PageSize '{n}'"))),
+        },
+    };
+    let since = match form.get("DateSent>") {
+        None => None,
+        Some(t) => Some(
+            chrono::DateTime::parse_from_rfc3339(t)
+                .map(|t| t.with_timezone(&Utc))
+                .or_else(|_| {
+                    chrono::NaiveDate::parse_from_str(t, "%Y-%m-%d")
+                        .map(|d| d.and_time(chrono::NaiveTime::MIN).and_utc())
+                })
+                .map_err(|_| bad(20001, format!("Invalid DateSent '{t}'")))?,
+        ),
+    };
+    let mut messages: Vec<SimulatedSms> = sim
+        .messages()
+        .into_iter()
+        .filter(|m| form.get("To").is_none_or(|to| m.to == to))
+        .filter(|m| form.get("From").is_none_or(|from| m.from == from))
+        .filter(|m| since.is_none_or(|t| m.at >= t))
+        .collect();
+    messages.reverse();
+    messages.truncate(page_size);
+    let uri = format!("/2010-04-01/Accounts/{ACCOUNT_SID}/Messages.json?PageSize={page_size}&Page=0");
+    let page = json!({
+        "messages": messages.iter().map(message_json).collect::<Vec<_>>(),
+        "page": 0,
+        "page_size": page_size,
+        "start": 0,
+        "end": messages.len().saturating_sub(1),
+        "uri": uri,
+        "first_page_uri": uri,
+        "next_page_uri": null,
+        "previous_page_uri": null,
     });
-    tokio::spawn(deliver(sim.clone(), sms, status_callback, persona));
-    Ok((StatusCode::CREATED, axum::Json(answer)).into_response())
+    Ok(axum::Json(page).into_response())
 }
 
 /// The record could not be written: refuse rather than act unrecorded (the client may retry).

@@ -235,12 +235,37 @@ pub struct MessageResource {
     /// How many SMS segments the body took (what is billed).
     #[serde(default, deserialize_with = "lenient_u32")]
     pub num_segments: Option<u32>,
+    /// The text as sent (in a list or a fetch; the outbox matches an unrecorded send by it).
+    #[serde(default)]
+    pub body: Option<String>,
+    /// The recipient, E.164.
+    #[serde(default)]
+    pub to: Option<String>,
+    /// When Twilio created it, in RFC 2822 (`Mon, 07 Dec 2026 09:00:00 +0000`).
+    #[serde(default)]
+    pub date_created: Option<String>,
+}
+
+/// A page of the Messages list (`GET …/Messages.json`), newest first.
+#[derive(Debug, Clone, Deserialize)]
+pub struct MessagePage {
+    #[serde(default)]
+    pub messages: Vec<MessageResource>,
 }
 
 impl MessageResource {
     /// The delivery failure the product handles, from `error_code`.
     pub fn delivery_error(&self) -> Option<DeliveryError> {
         self.error_code.and_then(DeliveryError::from_code)
+    }
+
+    /// `date_created`, when present and readable.
+    pub fn created(&self) -> Option<chrono::DateTime<chrono::Utc>> {
+        let text = self.date_created.as_deref()?;
+        chrono::DateTime::parse_from_rfc2822(text)
+            .or_else(|_| chrono::DateTime::parse_from_rfc3339(text))
+            .ok()
+            .map(|t| t.with_timezone(&chrono::Utc))
     }
 }
 

@@ -6,7 +6,7 @@ use sqlx::{PgConnection, Row};
 use super::PgStore;
 use super::followups::raise_in;
 use super::numbers::{audit, insert_number, valid_number};
-use super::patients::{PATIENT_COLUMNS, patient_row};
+use super::patients::{PATIENT_COLUMNS, patient_row, patient_row_at};
 use super::versions::save_flow_version;
 use crate::store::versions::catalogs_json;
 use crate::store::{AfterWrite, TurnStep, after_write, answer_columns, answer_value, fut, last_answers, turn_step};
@@ -15,7 +15,11 @@ use crate::store::{Caller, Create, FirstTurn, Found, Job};
 use crate::store::{Calls, Fut};
 use crate::types::{CallStatus, PatientId};
 
-const CALL_COLUMNS: &str = "call_id, call_sid, patient_id, job_id, direction, flow, flow_version, state, seq, ended, incomplete, status, duration";
+const CALL_COLUMNS: &str = "c.call_id, c.call_sid, c.patient_id, c.job_id, c.direction, c.flow, c.flow_version, c.state, c.seq, c.ended, c.incomplete, c.status, c.duration";
+const CALL_COLUMN_COUNT: usize = 13;
+/// [`PATIENT_COLUMNS`] of the joined patient `p`.
+const PATIENT_JOINED: &str =
+    "p.patient_id, p.name, p.phone, p.birth_md, p.language, p.email, p.area, p.care_start, p.care_end, p.call_slot";
 
 impl PgStore {
     pub(super) async fn turn(
@@ -167,16 +171,39 @@ fn call_row(r: &PgRow) -> Result<CallRecord, StoreError> {
         status: r.try_get(11)?,
         // `integer` in the schema.
         duration: r.try_get::<Option<i32>, _>(12)?.map(i64::from),
+        patient: None, // read by the caller
     })
 }
 
 /// The call, its row locked until the transaction ends.
 async fn lock_call(tx: &mut PgConnection, sid: &str) -> Result<Option<CallRecord>, StoreError> {
-    let row = sqlx::query(&format!("select {CALL_COLUMNS} from calls where call_sid = $1 for update"))
-        .bind(sid)
-        .fetch_optional(&mut *tx)
+    // The patient comes with the call, in the same round trip: a turn reads them from the
+    // roster rather than from the call's state.
+    let row = sqlx::query(&format!(
+        "select {CALL_COLUMNS}, {PATIENT_JOINED} from calls c left join patients p on p.patient_id = c.patient_id
+         where c.call_sid = $1 for update of c"
+    ))
+    .bind(sid)
+    .fetch_optional(&mut *tx)
+    .await?;
+    let Some(r) = row else { return Ok(None) };
+    let mut call = call_row(&r)?;
+    let joined: Option<PatientId> = r.try_get(CALL_COLUMN_COUNT)?;
+    call.patient = joined.map(|_| patient_row_at(&r, CALL_COLUMN_COUNT)).transpose()?;
+    Ok(Some(call))
+}
+
+/// The call's patient as the roster has them now.
+async fn read_patient(
+    conn: &mut PgConnection,
+    patient_id: Option<&PatientId>,
+) -> Result<Option<crate::store::Patient>, StoreError> {
+    let Some(id) = patient_id else { return Ok(None) };
+    let row = sqlx::query(&format!("select {PATIENT_COLUMNS} from patients where patient_id = $1"))
+        .bind(id)
+        .fetch_optional(&mut *conn)
         .await?;
-    row.map(|r| call_row(&r)).transpose()
+    Ok(row.map(|r| patient_row(&r)).transpose()?)
 }
 
 async fn insert_call(tx: &mut PgConnection, new: &NewCall) -> Result<(), StoreError> {
@@ -293,11 +320,14 @@ impl Calls for PgStore {
 
     fn get<'a>(&'a self, sid: &'a str) -> Fut<'a, Option<CallRecord>> {
         fut(async move {
-            let row = sqlx::query(&format!("select {CALL_COLUMNS} from calls where call_sid = $1"))
+            let mut conn = self.pool.acquire().await?;
+            let row = sqlx::query(&format!("select {CALL_COLUMNS} from calls c where c.call_sid = $1"))
                 .bind(sid)
-                .fetch_optional(&self.pool)
+                .fetch_optional(&mut *conn)
                 .await?;
-            row.map(|r| call_row(&r)).transpose()
+            let Some(mut call) = row.map(|r| call_row(&r)).transpose()? else { return Ok(None) };
+            call.patient = read_patient(&mut conn, call.patient_id.as_ref()).await?;
+            Ok(Some(call))
         })
     }
 

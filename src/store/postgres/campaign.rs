@@ -355,7 +355,7 @@ impl Campaign for PgStore {
             (summary.attempts, summary.unanswered) = (r.try_get(0)?, r.try_get(1)?);
             let r = sqlx::query(
                 "select (select count(*) from processing_numbers where issued_at >= $1),
-                        (select count(*) from outbox where channel = 'sms' and status in ('sent', 'delivered') and created_at >= $1),
+                        (select count(*) from outbox where channel = 'sms' and provider_id is not null and created_at >= $1),
                         (select count(*) from alerts where created_at >= $1)",
             )
             .bind(since)

@@ -18,6 +18,7 @@ mod followups;
 mod numbers;
 mod outbox;
 mod patients;
+mod users;
 mod versions;
 
 use std::str::FromStr;
@@ -38,7 +39,10 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     (6, "delivery_fallback", include_str!("../../../migrations/postgres/0006_delivery_fallback.sql")),
     (7, "flow_versions", include_str!("../../../migrations/postgres/0007_flow_versions.sql")),
     (8, "token_scopes", include_str!("../../../migrations/postgres/0008_token_scopes.sql")),
-    (9, "followups", include_str!("../../../migrations/postgres/0009_followups.sql")),
+    (9, "personal_data", include_str!("../../../migrations/postgres/0009_personal_data.sql")),
+    (10, "outbox_claims", include_str!("../../../migrations/postgres/0010_outbox_claims.sql")),
+    (11, "staff", include_str!("../../../migrations/postgres/0011_staff.sql")),
+    (12, "followups", include_str!("../../../migrations/postgres/0012_followups.sql")),
 ];
 
 /// The advisory lock that instances starting at the same time take in turn to migrate (a key

@@ -7,8 +7,8 @@ use super::{PgStore, violation};
 use crate::store::{ApiToken, Revoke, TokenInfo, stored_scopes};
 use crate::store::{FoundNumber, Issued, NewNumber, NumberClash, StoreError, ValidNumber, Verdict, fut};
 use crate::store::{Fut, Numbers};
-use crate::store::{clash_error, consent_actor, consent_columns, judge};
-use crate::types::Scopes;
+use crate::store::{clash_error, consent_actor, consent_columns, judge, unread_alert};
+use crate::types::{PatientId, Scopes};
 
 /// The unique index that keeps one replacement per expired number.
 const REISSUE_INDEX: &str = "processing_numbers_reissue";
@@ -78,8 +78,9 @@ pub(super) async fn insert_number(
     let (seq, staff, channel) = consent_columns(&n.consent);
     let inserted = sqlx::query_scalar(
         "insert into processing_numbers (patient_id, number_hash, sealed, issued_at, expires_at,
-           consent_channel, consent_call_id, consent_seq, consent_staff, delivery, reissue_of)
-         values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+           consent_channel, consent_call_id, consent_seq, consent_staff, delivery, reissue_of,
+           read_pending, read_pending_since)
+         values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, case when $12 then $4 end)
          returning number_id",
     )
     .bind(&n.patient_id)
@@ -93,6 +94,7 @@ pub(super) async fn insert_number(
     .bind(staff)
     .bind(n.delivery)
     .bind(reissue_of)
+    .bind(n.waits_to_be_read())
     .fetch_one(&mut *tx)
     .await;
     let number_id: i64 = match inserted {
@@ -314,6 +316,29 @@ impl Numbers for PgStore {
             Ok(sqlx::query_scalar("select count(*) from processing_numbers where status = 'valid'")
                 .fetch_one(&self.pool)
                 .await?)
+        })
+    }
+
+    fn alert_unread(&self, waiting_since_before: DateTime<Utc>, now: DateTime<Utc>) -> Fut<'_, usize> {
+        fut(async move {
+            let mut tx = self.pool.begin().await?;
+            let due: Vec<(i64, PatientId, Option<i64>)> = sqlx::query_as(
+                "update processing_numbers set unread_alerted_at = $2
+                 where read_pending and status = 'valid' and unread_alerted_at is null
+                   and (read_pending_since < $1 or expires_at <= $2)
+                 returning number_id, patient_id, consent_call_id",
+            )
+            .bind(waiting_since_before)
+            .bind(now)
+            .fetch_all(&mut *tx)
+            .await?;
+            for (number_id, patient_id, call_id) in &due {
+                let alert = crate::store::NewAlert::engine(&unread_alert());
+                super::followups::raise_in(&mut tx, Some(patient_id.as_str()), *call_id, &alert, now).await?;
+                audit(&mut tx, "upkeep", "unread", Some(*number_id), "not read aloud in time: alerted").await?;
+            }
+            tx.commit().await?;
+            Ok(due.len())
         })
     }
 }

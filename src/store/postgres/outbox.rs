@@ -65,9 +65,11 @@ async fn fall_back(
         }
         FallbackChoice::ReadAloud => {
             sqlx::query(
-                "update processing_numbers set read_pending = true, delivery = 'read_aloud' where number_id = $1",
+                "update processing_numbers set read_pending = true, read_pending_since = $2, delivery = 'read_aloud'
+                 where number_id = $1",
             )
             .bind(number_id)
+            .bind(now)
             .execute(&mut *tx)
             .await?;
         }
@@ -92,11 +94,33 @@ async fn fall_back(
     Ok(Some(fallback))
 }
 
+/// A claimed message from its row: id, patient, number, channel, recipient, body, attempts
+/// before this one, `handed_at`.
+fn message_row(r: &PgRow) -> Result<OutboxMessage, sqlx::Error> {
+    Ok(OutboxMessage {
+        message_id: r.try_get(0)?,
+        patient_id: r.try_get(1)?,
+        number_id: r.try_get(2)?,
+        channel: r.try_get(3)?,
+        recipient: r.try_get(4)?,
+        body_sealed: r.try_get(5)?,
+        attempts: r.try_get(6)?,
+        handed_at: r.try_get(7)?,
+    })
+}
+
 impl Outbox for PgStore {
-    /// Claims up to `limit` messages due at `now` for `lease_until`, and commits: a sender that
-    /// dies leaves its lease to run out, it never holds a transaction while sending. Rows
-    /// another sender is claiming are skipped, not waited for, and never claimed twice.
-    fn claim(&self, now: DateTime<Utc>, lease_until: DateTime<Utc>, limit: i64) -> Fut<'_, Vec<OutboxMessage>> {
+    /// Claims up to `limit` messages due at `now` for `owner` until `lease_until`, and commits:
+    /// a sender that dies leaves its claim to be settled, it never holds a transaction while
+    /// sending. Rows another sender is claiming are skipped, not waited for, and never claimed
+    /// twice.
+    fn claim<'a>(
+        &'a self,
+        owner: &'a str,
+        now: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
+        limit: i64,
+    ) -> Fut<'a, Vec<OutboxMessage>> {
         fut(async move {
             // A number used, revoked or expired since its message was written is not sent.
             sqlx::query(
@@ -115,31 +139,79 @@ impl Outbox for PgStore {
                    order by next_attempt_at, message_id limit $3
                    for update skip locked
                  ), claimed as (
-                   update outbox o set status = 'sending', lease_until = $2, attempts = o.attempts + 1, updated_at = $1
+                   update outbox o set status = 'sending', lease_until = $2, claimed_by = $4, claimed_at = $1, updated_at = $1
                    from due where o.message_id = due.message_id
                    returning o.message_id, o.patient_id, o.number_id, o.channel, o.recipient, o.body_sealed,
-                     o.attempts - 1 as attempts, o.next_attempt_at
+                     o.attempts, o.handed_at, o.next_attempt_at
                  )
-                 select message_id, patient_id, number_id, channel, recipient, body_sealed, attempts::bigint
+                 select message_id, patient_id, number_id, channel, recipient, body_sealed, attempts::bigint, handed_at
                  from claimed order by next_attempt_at, message_id",
             )
             .bind(now)
             .bind(lease_until)
             .bind(limit)
+            .bind(owner)
             .fetch_all(&self.pool)
             .await?;
-            let message = |r: &PgRow| -> Result<OutboxMessage, sqlx::Error> {
-                Ok(OutboxMessage {
-                    message_id: r.try_get(0)?,
-                    patient_id: r.try_get(1)?,
-                    number_id: r.try_get(2)?,
-                    channel: r.try_get(3)?,
-                    recipient: r.try_get(4)?,
-                    body_sealed: r.try_get(5)?,
-                    attempts: r.try_get(6)?,
-                })
-            };
-            Ok(rows.iter().map(message).collect::<Result<_, _>>()?)
+            Ok(rows.iter().map(message_row).collect::<Result<_, _>>()?)
+        })
+    }
+
+    /// Takes over the claims left unfinished; see [`Outbox::unfinished`]. Rows being taken
+    /// by another instance are skipped.
+    fn unfinished<'a>(
+        &'a self,
+        owner: &'a str,
+        started: DateTime<Utc>,
+        now: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
+        limit: i64,
+    ) -> Fut<'a, Vec<OutboxMessage>> {
+        fut(async move {
+            let rows = sqlx::query(
+                "with left_over as (
+                   select message_id from outbox where status = 'sending'
+                     and ((claimed_by = $1 and claimed_at < $2) or lease_until <= $4)
+                   order by message_id limit $5
+                   for update skip locked
+                 )
+                 update outbox o set lease_until = $3, claimed_by = $1, claimed_at = $4, updated_at = $4
+                 from left_over where o.message_id = left_over.message_id
+                 returning o.message_id, o.patient_id, o.number_id, o.channel, o.recipient, o.body_sealed,
+                   o.attempts::bigint, o.handed_at",
+            )
+            .bind(owner)
+            .bind(started)
+            .bind(lease_until)
+            .bind(now)
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?;
+            Ok(rows.iter().map(message_row).collect::<Result<_, _>>()?)
+        })
+    }
+
+    /// Marks a claimed message as handed to the provider (the first such time is kept).
+    fn hand(&self, message_id: i64, now: DateTime<Utc>) -> Fut<'_, ()> {
+        fut(async move {
+            sqlx::query(
+                "update outbox set handed_at = coalesce(handed_at, $2), attempts = attempts + 1 where message_id = $1 and status = 'sending'",
+            )
+            .bind(message_id)
+            .bind(now)
+            .execute(&self.pool)
+            .await?;
+            Ok(())
+        })
+    }
+
+    fn attempts(&self, message_id: i64) -> Fut<'_, Option<i64>> {
+        fut(async move {
+            let row: Option<(i32,)> = sqlx::query_as("select attempts from outbox where message_id = $1")
+                .bind(message_id)
+                .fetch_optional(&self.pool)
+                .await?;
+            Ok(row.map(|(n,)| i64::from(n)))
         })
     }
 
@@ -152,40 +224,40 @@ impl Outbox for PgStore {
                 Finish::FallBack { error, email } => {
                     fallback = fall_back(&mut tx, message_id, error, email, now).await?;
                 }
-                Finish::Sent { provider_id, status } => {
+                Finish::Sent { provider_id, status: _ } => {
                     sqlx::query(
                         // Only a message still in hand: a delivery callback that came first (and
                         // perhaps said `failed`) is not overwritten by the sender's late record.
-                        "update outbox set status = 'sent', provider_id = $2, last_error = $3, lease_until = null,
-                           updated_at = $4
+                        "update outbox set status = 'sent', provider_id = $2, last_error = null, lease_until = null,
+                           handed_at = null, updated_at = $3
                          where message_id = $1 and status in ('sending', 'pending')",
                     )
                     .bind(message_id)
                     .bind(provider_id)
-                    .bind(status)
                     .bind(now)
                     .execute(&mut *tx)
                     .await?;
                 }
-                Finish::Retry { error, at } => {
+                Finish::Retry { error, at, unsure } => {
                     sqlx::query(
-                        // `delivered` is final: a late failure callback sends nothing again.
+                        // Final states stay: a late failure callback sends nothing again.
                         "update outbox set status = 'pending', next_attempt_at = $2, last_error = $3, lease_until = null,
-                           updated_at = $4
-                         where message_id = $1 and status <> 'delivered'",
+                           handed_at = case when $5 then handed_at end, updated_at = $4
+                         where message_id = $1 and status not in ('delivered', 'dead', 'cancelled')",
                     )
                     .bind(message_id)
                     .bind(at)
                     .bind(error)
                     .bind(now)
+                    .bind(unsure)
                     .execute(&mut *tx)
                     .await?;
                 }
                 Finish::Close { status, error, alert } => {
                     let closed = sqlx::query(
                         "update outbox set status = $2, last_error = $3, lease_until = null, body_sealed = '',
-                           updated_at = $4
-                         where message_id = $1 and status <> 'delivered'",
+                           handed_at = null, updated_at = $4
+                         where message_id = $1 and status not in ('delivered', 'dead', 'cancelled')",
                     )
                     .bind(message_id)
                     .bind(status)
@@ -283,23 +355,6 @@ impl Outbox for PgStore {
         })
     }
 
-    /// Messages whose sender's lease ran out: they may have gone out, so they wait until
-    /// `resend_at` for a status callback, and are sent again only if none came.
-    fn release_expired_leases(&self, now: DateTime<Utc>, resend_at: DateTime<Utc>) -> Fut<'_, usize> {
-        fut(async move {
-            let done = sqlx::query(
-                "update outbox set status = 'pending', next_attempt_at = $2, lease_until = null,
-                   last_error = 'sender stopped mid-send', updated_at = $1
-                 where status = 'sending' and lease_until <= $1",
-            )
-            .bind(now)
-            .bind(resend_at)
-            .execute(&self.pool)
-            .await?;
-            Ok(done.rows_affected() as usize)
-        })
-    }
-
     /// A delivery status from the provider's callback, by the provider's message id.
     fn status<'a>(&'a self, provider_id: &'a str, status: &'a str, error_code: Option<&'a str>) -> Fut<'a, bool> {
         fut(async move {
@@ -314,7 +369,9 @@ impl Outbox for PgStore {
             for (message_id, current, fell_back) in &messages {
                 if takes_callback(DeliveryStatus::parse(current).ok(), *fell_back) {
                     sqlx::query(
-                        "update outbox set status = $2, last_error = coalesce($3, last_error), updated_at = now()
+                        "update outbox set status = $2,
+                           last_error = case when $2 = 'delivered' then null else coalesce($3, last_error) end,
+                           updated_at = now()
                          where message_id = $1",
                     )
                     .bind(message_id)

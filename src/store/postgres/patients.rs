@@ -5,8 +5,8 @@ use sqlx::postgres::PgRow;
 
 use super::PgStore;
 use crate::store::patients::{date_text, text_date};
+use crate::store::{Anonymised, ImportCount, Patient, StoreError};
 use crate::store::{Fut, Patients, fut, unique_ids};
-use crate::store::{ImportCount, Patient, StoreError};
 
 pub(super) const PATIENT_COLUMNS: &str =
     "patient_id, name, phone, birth_md, language, email, area, care_start, care_end, call_slot";
@@ -68,18 +68,23 @@ impl PgStore {
 }
 
 pub(super) fn patient_row(r: &PgRow) -> Result<Patient, sqlx::Error> {
-    let date = |i: usize| text_date(r.try_get(i)?).map_err(|e| sqlx::Error::Decode(Box::new(e)));
+    patient_row_at(r, 0)
+}
+
+/// A patient from the row's columns `at..at + 10`, in [`PATIENT_COLUMNS`]' order.
+pub(super) fn patient_row_at(r: &PgRow, at: usize) -> Result<Patient, sqlx::Error> {
+    let date = |i: usize| text_date(r.try_get(at + i)?).map_err(|e| sqlx::Error::Decode(Box::new(e)));
     Ok(Patient {
-        patient_id: r.try_get(0)?,
-        name: r.try_get(1)?,
-        phone: r.try_get(2)?,
-        birth_md: r.try_get(3)?,
-        language: r.try_get(4)?,
-        email: r.try_get(5)?,
-        area: r.try_get(6)?,
+        patient_id: r.try_get(at)?,
+        name: r.try_get(at + 1)?,
+        phone: r.try_get(at + 2)?,
+        birth_md: r.try_get(at + 3)?,
+        language: r.try_get(at + 4)?,
+        email: r.try_get(at + 5)?,
+        area: r.try_get(at + 6)?,
         care_start: date(7)?,
         care_end: date(8)?,
-        call_slot: r.try_get(9)?,
+        call_slot: r.try_get(at + 9)?,
     })
 }
 
@@ -152,6 +157,75 @@ impl Patients for PgStore {
             .fetch_optional(&self.pool)
             .await?;
             Ok(row.map(|r| patient_row(&r)).transpose()?)
+        })
+    }
+
+    /// Retention: written, then rolled back for a dry run.
+    fn anonymise_ended_care(&self, care_ended_before: chrono::NaiveDate, dry_run: bool) -> Fut<'_, Anonymised> {
+        fut(async move {
+            const ENDED: &str = "select patient_id from patients where care_end is not null and care_end < $1";
+            let cut = care_ended_before.to_string();
+            let calls = format!("select call_id from calls where anonymised_at is null and patient_id in ({ENDED})");
+            let mut tx = self.pool.begin().await?;
+            let patients: i64 = sqlx::query_scalar(&format!(
+                "select count(*) from ({ENDED}) e where exists
+                   (select 1 from calls c where c.patient_id = e.patient_id and c.anonymised_at is null)
+                 or exists (select 1 from outbox o where o.patient_id = e.patient_id
+                   and o.status not in ('pending', 'sending') and (o.recipient <> '' or o.body_sealed <> ''))
+                 or exists (select 1 from processing_numbers n where n.patient_id = e.patient_id and n.sealed is not null)"
+            ))
+            .bind(&cut)
+            .fetch_one(&mut *tx)
+            .await?;
+            let answers = sqlx::query(&format!(
+                "delete from answers where call_id in ({calls}) and kind = 'text' and value_text ~ '^[0-9]+$'"
+            ))
+            .bind(&cut)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            sqlx::query(&format!("update call_events set response = '' where call_id in ({calls})"))
+                .bind(&cut)
+                .execute(&mut *tx)
+                .await?;
+            let calls = sqlx::query(&format!(
+                "update calls set state = jsonb_set(state::jsonb, '{{vars}}', '{{}}'::jsonb)::text,
+                   anonymised_at = now(), updated_at = now()
+                 where call_id in ({calls})"
+            ))
+            .bind(&cut)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            let messages = sqlx::query(&format!(
+                "update outbox set recipient = '', body_sealed = '', updated_at = now()
+                 where patient_id in ({ENDED}) and status not in ('pending', 'sending')
+                   and (recipient <> '' or body_sealed <> '')"
+            ))
+            .bind(&cut)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            let numbers = sqlx::query(&format!(
+                "update processing_numbers set sealed = null where patient_id in ({ENDED}) and sealed is not null"
+            ))
+            .bind(&cut)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            if dry_run {
+                tx.rollback().await?;
+            } else {
+                tx.commit().await?;
+            }
+            let n = |x: u64| x as usize;
+            Ok(Anonymised {
+                patients: patients as usize,
+                calls: n(calls),
+                answers: n(answers),
+                messages: n(messages),
+                numbers: n(numbers),
+            })
         })
     }
 }

@@ -33,6 +33,7 @@ fn call_row(r: &Row<'_>) -> rusqlite::Result<(CallRecord, String)> {
         incomplete: r.get(10)?,
         status: r.get(11)?,
         duration: r.get(12)?,
+        patient: None, // read by the caller
     };
     Ok((call, state))
 }
@@ -167,6 +168,9 @@ fn load_call(conn: &Connection, sid: &str) -> Result<Option<CallRecord>, StoreEr
     match st.query_row([sid], call_row).optional()? {
         Some((mut call, state)) => {
             call.state = serde_json::from_str(&state)?;
+            if let Some(id) = &call.patient_id {
+                call.patient = patient(conn, id.as_str())?;
+            }
             Ok(Some(call))
         }
         None => Ok(None),

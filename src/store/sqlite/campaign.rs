@@ -282,9 +282,8 @@ pub(super) fn campaign_summary(
     let t = sqlite_time(since);
     let count = |sql: &str| -> Result<i64, StoreError> { Ok(conn.prepare_cached(sql)?.query_row([&t], |r| r.get(0))?) };
     summary.numbers_issued = count("select count(*) from processing_numbers where issued_at >= ?1")?;
-    summary.sms_sent = count(
-        "select count(*) from outbox where channel = 'sms' and status in ('sent', 'delivered') and created_at >= ?1",
-    )?;
+    summary.sms_sent =
+        count("select count(*) from outbox where channel = 'sms' and provider_id is not null and created_at >= ?1")?;
     summary.alerts = count("select count(*) from alerts where created_at >= ?1")?;
     Ok(summary)
 }

@@ -16,6 +16,7 @@ mod numbers;
 mod outbox;
 mod patients;
 mod readers;
+mod users;
 mod versions;
 mod writer;
 
@@ -39,7 +40,10 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     (6, "delivery_fallback", include_str!("../../../migrations/sqlite/0006_delivery_fallback.sql")),
     (7, "flow_versions", include_str!("../../../migrations/sqlite/0007_flow_versions.sql")),
     (8, "token_scopes", include_str!("../../../migrations/sqlite/0008_token_scopes.sql")),
-    (9, "followups", include_str!("../../../migrations/sqlite/0009_followups.sql")),
+    (9, "personal_data", include_str!("../../../migrations/sqlite/0009_personal_data.sql")),
+    (10, "outbox_claims", include_str!("../../../migrations/sqlite/0010_outbox_claims.sql")),
+    (11, "staff", include_str!("../../../migrations/sqlite/0011_staff.sql")),
+    (12, "followups", include_str!("../../../migrations/sqlite/0012_followups.sql")),
 ];
 
 pub(super) const NOW: &str = "strftime('%Y-%m-%dT%H:%M:%fZ', 'now')";

@@ -7,7 +7,7 @@ use super::{SqliteStore, parse_sqlite_time, sqlite_time};
 use crate::store::{ApiToken, Revoke, TokenInfo, stored_scopes};
 use crate::store::{FoundNumber, Issued, NewNumber, NumberClash, StoreError, ValidNumber, Verdict};
 use crate::store::{Fut, Numbers};
-use crate::store::{clash_error, consent_actor, consent_columns, judge};
+use crate::store::{clash_error, consent_actor, consent_columns, judge, unread_alert};
 use crate::types::Scopes;
 
 /// Records a number (and its message): expires numbers whose time is up, revokes the
@@ -39,8 +39,9 @@ pub(super) fn insert_number(
     let inserted = tx
         .prepare_cached(
             "insert into processing_numbers (patient_id, number_hash, sealed, issued_at, expires_at,
-               consent_channel, consent_call_id, consent_seq, consent_staff, delivery, reissue_of)
-             values (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+               consent_channel, consent_call_id, consent_seq, consent_staff, delivery, reissue_of,
+               read_pending, read_pending_since)
+             values (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, case when ?12 then ?4 end)",
         )?
         .execute(params![
             n.patient_id,
@@ -53,7 +54,8 @@ pub(super) fn insert_number(
             seq,
             staff,
             n.delivery,
-            reissue_of
+            reissue_of,
+            n.waits_to_be_read()
         ]);
     if let Err(rusqlite::Error::SqliteFailure(e, msg)) = &inserted
         && e.code == rusqlite::ErrorCode::ConstraintViolation
@@ -263,6 +265,35 @@ pub(super) fn valid_count(conn: &mut Connection) -> Result<i64, StoreError> {
     Ok(conn.query_row("select count(*) from processing_numbers where status = 'valid'", [], |r| r.get(0))?)
 }
 
+/// Alerts each number waiting to be read since before `before` (or whose time is up), once.
+pub(super) fn alert_unread(
+    conn: &mut Connection,
+    before: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> Result<usize, StoreError> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let due: Vec<(i64, String, Option<i64>)> = {
+        let mut st = tx.prepare_cached(
+            "select number_id, patient_id, consent_call_id from processing_numbers
+             where read_pending = 1 and status = 'valid' and unread_alerted_at is null
+               and (read_pending_since < ?1 or expires_at <= ?2)
+             order by number_id",
+        )?;
+        let rows =
+            st.query_map(params![sqlite_time(before), sqlite_time(now)], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+        rows.collect::<Result<_, _>>()?
+    };
+    for (number_id, patient_id, call_id) in &due {
+        tx.prepare_cached("update processing_numbers set unread_alerted_at = ?2 where number_id = ?1")?
+            .execute(params![number_id, sqlite_time(now)])?;
+        let alert = crate::store::NewAlert::engine(&unread_alert());
+        super::followups::raise_in(&tx, Some(patient_id.as_str()), *call_id, &alert, now)?;
+        audit(&tx, "upkeep", "unread", Some(*number_id), "not read aloud in time: alerted")?;
+    }
+    tx.commit()?;
+    Ok(due.len())
+}
+
 impl Numbers for SqliteStore {
     fn issue<'a>(&'a self, n: &'a NewNumber) -> Fut<'a, Issued> {
         let n = n.clone();
@@ -314,5 +345,9 @@ impl Numbers for SqliteStore {
 
     fn valid_count(&self) -> Fut<'_, i64> {
         self.read(valid_count)
+    }
+
+    fn alert_unread(&self, waiting_since_before: DateTime<Utc>, now: DateTime<Utc>) -> Fut<'_, usize> {
+        self.write(move |c| alert_unread(c, waiting_since_before, now))
     }
 }

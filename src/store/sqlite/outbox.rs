@@ -5,7 +5,7 @@ use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
 use super::followups::raise_in;
 use super::numbers::{audit, insert_number};
-use super::{NOW, SqliteStore, sqlite_time};
+use super::{NOW, SqliteStore, parse_sqlite_time, sqlite_time};
 use crate::store::{Fallback, FallbackChoice, Finish, LateMessage, LateSettle, NewNumber, NumberOnFile, OutboxMessage};
 use crate::store::{Fut, NewAlert, Outbox};
 use crate::store::{SendResult, StoreError, choose_fallback, finish_plan, stored_consent, takes_callback};
@@ -14,10 +14,27 @@ use crate::types::{DeliveryStatus, PatientId};
 /// (number_id, patient_id, consent_call_id, consent_seq, consent_staff) of a late message's number.
 type LateRow = (i64, PatientId, Option<i64>, Option<i64>, Option<String>);
 
-/// Claims up to `limit` messages due at `now` for `lease_until`, and commits: a sender that
-/// dies leaves its lease to run out, it never holds a transaction while sending.
+/// The columns of a claimed message, in [`message_row`]'s order.
+const CLAIMED: &str = "message_id, patient_id, number_id, channel, recipient, body_sealed, attempts, handed_at";
+
+fn message_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<OutboxMessage> {
+    Ok(OutboxMessage {
+        message_id: r.get(0)?,
+        patient_id: r.get(1)?,
+        number_id: r.get(2)?,
+        channel: r.get(3)?,
+        recipient: r.get(4)?,
+        body_sealed: r.get(5)?,
+        attempts: r.get(6)?,
+        handed_at: r.get::<_, Option<String>>(7)?.map(|t| parse_sqlite_time(&t)),
+    })
+}
+
+/// Claims up to `limit` messages due at `now` for `owner` until `lease_until`, and commits: a
+/// sender that dies leaves its claim to be settled, it never holds a transaction while sending.
 pub(super) fn claim_messages(
     conn: &mut Connection,
+    owner: &str,
     now: DateTime<Utc>,
     lease_until: DateTime<Utc>,
     limit: i64,
@@ -32,30 +49,59 @@ pub(super) fn claim_messages(
     .execute([sqlite_time(now)])?;
     // A number that expired before its message went out is replaced first (`replace_late`).
     let claimed = {
-        let mut st = tx.prepare_cached(
-            "update outbox set status = 'sending', lease_until = ?2, attempts = attempts + 1, updated_at = ?1
+        let mut st = tx.prepare_cached(&format!(
+            "update outbox set status = 'sending', lease_until = ?2, claimed_by = ?4,
+               claimed_at = ?1, updated_at = ?1
              where message_id in (
                select message_id from outbox where status = 'pending' and next_attempt_at <= ?1
                  and (number_id is null or number_id not in (
                    select number_id from processing_numbers where expires_at <= ?1))
                order by next_attempt_at limit ?3)
-             returning message_id, patient_id, number_id, channel, recipient, body_sealed, attempts - 1",
-        )?;
-        let rows = st.query_map(params![sqlite_time(now), sqlite_time(lease_until), limit], |r| {
-            Ok(OutboxMessage {
-                message_id: r.get(0)?,
-                patient_id: r.get(1)?,
-                number_id: r.get(2)?,
-                channel: r.get(3)?,
-                recipient: r.get(4)?,
-                body_sealed: r.get(5)?,
-                attempts: r.get(6)?,
-            })
-        })?;
+             returning {CLAIMED}"
+        ))?;
+        let rows = st.query_map(params![sqlite_time(now), sqlite_time(lease_until), limit, owner], message_row)?;
         rows.collect::<Result<Vec<_>, _>>()?
     };
     tx.commit()?;
     Ok(claimed)
+}
+
+/// Takes over the claims left unfinished; see [`Outbox::unfinished`].
+pub(super) fn unfinished(
+    conn: &mut Connection,
+    owner: &str,
+    started: DateTime<Utc>,
+    now: DateTime<Utc>,
+    lease_until: DateTime<Utc>,
+    limit: i64,
+) -> Result<Vec<OutboxMessage>, StoreError> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let taken = {
+        let mut st = tx.prepare_cached(&format!(
+            "update outbox set lease_until = ?3, claimed_by = ?1, claimed_at = ?4, updated_at = ?4
+             where message_id in (
+               select message_id from outbox where status = 'sending'
+                 and ((claimed_by = ?1 and claimed_at < ?2) or lease_until <= ?4)
+               order by message_id limit ?5)
+             returning {CLAIMED}"
+        ))?;
+        let rows = st.query_map(
+            params![owner, sqlite_time(started), sqlite_time(lease_until), sqlite_time(now), limit],
+            message_row,
+        )?;
+        rows.collect::<Result<Vec<_>, _>>()?
+    };
+    tx.commit()?;
+    Ok(taken)
+}
+
+/// Marks a claimed message as handed to the provider (the first such time is kept).
+pub(super) fn hand(conn: &mut Connection, message_id: i64, now: DateTime<Utc>) -> Result<(), StoreError> {
+    conn.prepare_cached(
+        "update outbox set handed_at = coalesce(handed_at, ?2), attempts = attempts + 1 where message_id = ?1 and status = 'sending'",
+    )?
+    .execute(params![message_id, sqlite_time(now)])?;
+    Ok(())
 }
 
 /// Records how a send ended. A dead message raises an alert for the health centre.
@@ -72,28 +118,31 @@ pub(super) fn finish_message(
         Finish::FallBack { error, email } => {
             fallback = fall_back(&tx, message_id, error, email, now)?;
         }
-        Finish::Sent { provider_id, status } => {
+        Finish::Sent { provider_id, status: _ } => {
             tx.prepare_cached(
                 // Only a message still in hand: a delivery callback that came first (and
                 // perhaps said `failed`) is not overwritten by the sender's late record.
-                "update outbox set status = 'sent', provider_id = ?2, last_error = ?3, lease_until = null, updated_at = ?4
+                "update outbox set status = 'sent', provider_id = ?2, last_error = null, lease_until = null,
+                   handed_at = null, updated_at = ?3
                  where message_id = ?1 and status in ('sending', 'pending')",
             )?
-            .execute(params![message_id, provider_id, status, t])?;
+            .execute(params![message_id, provider_id, t])?;
         }
-        Finish::Retry { error, at } => {
+        Finish::Retry { error, at, unsure } => {
             tx.prepare_cached(
-                // `delivered` is final: a late failure callback sends nothing again.
-                "update outbox set status = 'pending', next_attempt_at = ?2, last_error = ?3, lease_until = null, updated_at = ?4
-                 where message_id = ?1 and status <> 'delivered'",
+                // Final states stay: a late failure callback sends nothing again.
+                "update outbox set status = 'pending', next_attempt_at = ?2, last_error = ?3, lease_until = null,
+                   handed_at = case when ?5 then handed_at end, updated_at = ?4
+                 where message_id = ?1 and status not in ('delivered', 'dead', 'cancelled')",
             )?
-            .execute(params![message_id, sqlite_time(at), error, t])?;
+            .execute(params![message_id, sqlite_time(at), error, t, unsure])?;
         }
         Finish::Close { status, error, alert } => {
             let closed = tx
                 .prepare_cached(
-                    "update outbox set status = ?2, last_error = ?3, lease_until = null, body_sealed = '', updated_at = ?4
-                     where message_id = ?1 and status <> 'delivered'",
+                    "update outbox set status = ?2, last_error = ?3, lease_until = null, body_sealed = '', handed_at = null,
+                       updated_at = ?4
+                     where message_id = ?1 and status not in ('delivered', 'dead', 'cancelled')",
                 )?
                 .execute(params![message_id, status, error, t])?;
             if closed > 0 {
@@ -175,21 +224,6 @@ pub(super) fn replace_late(
     Ok(true)
 }
 
-/// Messages whose sender's lease ran out: back to pending (the dispatcher decides).
-pub(super) fn release_expired_leases(
-    conn: &mut Connection,
-    now: DateTime<Utc>,
-    resend_at: DateTime<Utc>,
-) -> Result<usize, StoreError> {
-    Ok(conn
-        .prepare_cached(
-            "update outbox set status = 'pending', next_attempt_at = ?2, lease_until = null,
-               last_error = 'sender stopped mid-send', updated_at = ?1
-             where status = 'sending' and lease_until <= ?1",
-        )?
-        .execute([sqlite_time(now), sqlite_time(resend_at)])?)
-}
-
 /// A delivery status from the provider's callback, by the provider's message id.
 pub(super) fn message_status(
     conn: &mut Connection,
@@ -205,7 +239,9 @@ pub(super) fn message_status(
     for (message_id, current, fell_back) in &messages {
         if takes_callback(DeliveryStatus::parse(current).ok(), *fell_back) {
             tx.prepare_cached(&format!(
-                "update outbox set status = ?2, last_error = coalesce(?3, last_error), updated_at = {NOW}
+                "update outbox set status = ?2,
+                   last_error = case when ?2 = 'delivered' then null else coalesce(?3, last_error) end,
+                   updated_at = {NOW}
                  where message_id = ?1"
             ))?
             .execute(params![message_id, status, error_code])?;
@@ -266,9 +302,10 @@ fn fall_back(
         }
         FallbackChoice::ReadAloud => {
             tx.prepare_cached(
-                "update processing_numbers set read_pending = 1, delivery = 'read_aloud' where number_id = ?1",
+                "update processing_numbers set read_pending = 1, read_pending_since = ?2, delivery = 'read_aloud'
+                 where number_id = ?1",
             )?
-            .execute([number_id])?;
+            .execute(params![number_id, t])?;
         }
         FallbackChoice::None => {}
     }
@@ -287,8 +324,39 @@ fn fall_back(
 }
 
 impl Outbox for SqliteStore {
-    fn claim(&self, now: DateTime<Utc>, lease_until: DateTime<Utc>, limit: i64) -> Fut<'_, Vec<OutboxMessage>> {
-        self.write(move |c| claim_messages(c, now, lease_until, limit))
+    fn claim<'a>(
+        &'a self,
+        owner: &'a str,
+        now: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
+        limit: i64,
+    ) -> Fut<'a, Vec<OutboxMessage>> {
+        let owner = owner.to_owned();
+        self.write(move |c| claim_messages(c, &owner, now, lease_until, limit))
+    }
+
+    fn unfinished<'a>(
+        &'a self,
+        owner: &'a str,
+        started: DateTime<Utc>,
+        now: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
+        limit: i64,
+    ) -> Fut<'a, Vec<OutboxMessage>> {
+        let owner = owner.to_owned();
+        self.write(move |c| unfinished(c, &owner, started, now, lease_until, limit))
+    }
+
+    fn hand(&self, message_id: i64, now: DateTime<Utc>) -> Fut<'_, ()> {
+        self.write(move |c| hand(c, message_id, now))
+    }
+
+    fn attempts(&self, message_id: i64) -> Fut<'_, Option<i64>> {
+        self.read(move |c| {
+            Ok(c.prepare_cached("select attempts from outbox where message_id = ?1")?
+                .query_row([message_id], |r| r.get(0))
+                .optional()?)
+        })
     }
 
     fn finish<'a>(&'a self, message_id: i64, result: &'a SendResult, now: DateTime<Utc>) -> Fut<'a, Option<Fallback>> {
@@ -303,10 +371,6 @@ impl Outbox for SqliteStore {
     fn replace_late<'a>(&'a self, message_id: i64, fresh: Option<&'a NewNumber>, now: DateTime<Utc>) -> Fut<'a, bool> {
         let fresh = fresh.cloned();
         self.write(move |c| replace_late(c, message_id, fresh.as_ref(), now))
-    }
-
-    fn release_expired_leases(&self, now: DateTime<Utc>, resend_at: DateTime<Utc>) -> Fut<'_, usize> {
-        self.write(move |c| release_expired_leases(c, now, resend_at))
     }
 
     fn status<'a>(&'a self, provider_id: &'a str, status: &'a str, error_code: Option<&'a str>) -> Fut<'a, bool> {

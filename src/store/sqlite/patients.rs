@@ -4,7 +4,7 @@ use rusqlite::{Connection, OptionalExtension, Row, Transaction, TransactionBehav
 
 use super::{NOW, SqliteStore};
 use crate::store::patients::{date_text, text_date};
-use crate::store::{Fut, ImportCount, Patient, Patients, StoreError, unique_ids};
+use crate::store::{Anonymised, Fut, ImportCount, Patient, Patients, StoreError, unique_ids};
 
 fn patient_row(r: &Row<'_>) -> rusqlite::Result<Patient> {
     let date = |i: usize| {
@@ -101,6 +101,64 @@ pub(super) fn patient_by_phone(conn: &Connection, phone: &str) -> Result<Option<
     Ok(st.query_row([phone], patient_row).optional()?)
 }
 
+/// Patients whose care ended before `?1`.
+const ENDED: &str = "select patient_id from patients where care_end is not null and care_end < ?1";
+
+/// Retention ([`Patients::anonymise_ended_care`]): written, then rolled back for a dry run.
+fn anonymise_ended_care(
+    conn: &mut Connection,
+    before: chrono::NaiveDate,
+    dry_run: bool,
+) -> Result<Anonymised, StoreError> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let cut = before.to_string();
+    let calls = format!("select call_id from calls where anonymised_at is null and patient_id in ({ENDED})");
+    let patients: i64 = tx.query_row(
+        &format!(
+            "select count(*) from ({ENDED}) e where exists
+               (select 1 from calls c where c.patient_id = e.patient_id and c.anonymised_at is null)
+             or exists (select 1 from outbox o where o.patient_id = e.patient_id
+               and o.status not in ('pending', 'sending') and (o.recipient <> '' or o.body_sealed <> ''))
+             or exists (select 1 from processing_numbers n where n.patient_id = e.patient_id and n.sealed is not null)"
+        ),
+        [&cut],
+        |r| r.get(0),
+    )?;
+    let answers = tx.execute(
+        &format!(
+            "delete from answers where call_id in ({calls}) and kind = 'text' and value_text <> ''
+               and value_text not glob '*[^0-9]*'"
+        ),
+        [&cut],
+    )?;
+    tx.execute(&format!("update call_events set response = '' where call_id in ({calls})"), [&cut])?;
+    let calls = tx.execute(
+        &format!(
+            "update calls set state = json_set(state, '$.vars', json('{{}}')), anonymised_at = {NOW}, updated_at = {NOW}
+             where call_id in ({calls})"
+        ),
+        [&cut],
+    )?;
+    let messages = tx.execute(
+        &format!(
+            "update outbox set recipient = '', body_sealed = '', updated_at = {NOW}
+             where patient_id in ({ENDED}) and status not in ('pending', 'sending')
+               and (recipient <> '' or body_sealed <> '')"
+        ),
+        [&cut],
+    )?;
+    let numbers = tx.execute(
+        &format!("update processing_numbers set sealed = null where patient_id in ({ENDED}) and sealed is not null"),
+        [&cut],
+    )?;
+    if dry_run {
+        tx.rollback()?;
+    } else {
+        tx.commit()?;
+    }
+    Ok(Anonymised { patients: patients as usize, calls, answers, messages, numbers })
+}
+
 impl Patients for SqliteStore {
     fn upsert<'a>(&'a self, p: &'a Patient) -> Fut<'a, ()> {
         let p = p.clone();
@@ -134,5 +192,9 @@ impl Patients for SqliteStore {
     fn by_phone<'a>(&'a self, phone: &'a str) -> Fut<'a, Option<Patient>> {
         let phone = phone.to_owned();
         self.read(move |c| patient_by_phone(c, &phone))
+    }
+
+    fn anonymise_ended_care(&self, care_ended_before: chrono::NaiveDate, dry_run: bool) -> Fut<'_, Anonymised> {
+        self.write(move |c| anonymise_ended_care(c, care_ended_before, dry_run))
     }
 }

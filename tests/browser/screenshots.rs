@@ -1,0 +1,73 @@
+//! Screenshots of each staff page in Japanese and English, at a phone's width and a desk's,
+//! for docs/health-centre.md: `IVR_TEST_SCREENSHOTS=docs/screenshots cargo test --test browser
+//! screenshots`. Without the variable the test does nothing (it would rewrite the docs).
+
+use chrono::Utc;
+use ivr::scheduler::clock::Clock;
+use ivr::store::AuditEntry;
+use ivr::types::Role;
+
+use crate::common::app::{settings, spawn_app_at, sqlite_url};
+use crate::common::browser::Browser;
+use crate::common::staff::{PASSWORD, add_user};
+
+const SIZES: [(&str, u32, u32); 2] = [("phone", 390, 844), ("desktop", 1280, 800)];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn screenshots_of_each_page_in_both_languages() {
+    let Ok(out) = std::env::var("IVR_TEST_SCREENSHOTS") else { return };
+    let out = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(out);
+    std::fs::create_dir_all(&out).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = settings(&sqlite_url(dir.path()));
+    s.server.public_url = None;
+    let app = spawn_app_at(s, dir, Clock::System).await;
+    add_user(&app.store, "abe", Role::Admin).await;
+    add_user(&app.store, "sato", Role::Nurse).await;
+    add_user(&app.store, "ito", Role::Viewer).await;
+    for (what, address) in [("login", "192.0.2.10"), ("add_user", "192.0.2.10")] {
+        let entry = AuditEntry {
+            at: Utc::now(),
+            actor: "abe".into(),
+            action: what.into(),
+            target: if what == "add_user" { "sato".into() } else { String::new() },
+            address: address.into(),
+        };
+        app.store.users().audit(&entry).await.unwrap();
+    }
+    for (size, width, height) in SIZES {
+        let Some(b) = Browser::start(width, height).await else { return };
+        for lang in ["ja", "en"] {
+            b.goto(&format!("{}/ui/login?lang={lang}", app.addr)).await;
+            shot(&b, &out, &format!("login-{lang}-{size}"), width, height).await;
+            // Another account's wrong password: the one signing in next is not throttled.
+            b.fill("name", "ito").await;
+            b.fill("password", "wrong password").await;
+            b.click("form.stack button[type=submit]").await;
+            shot(&b, &out, &format!("login-error-{lang}-{size}"), width, height).await;
+            b.fill("name", "abe").await;
+            b.fill("password", PASSWORD).await;
+            b.click("form.stack button[type=submit]").await;
+            let want = if lang == "ja" { "ja" } else { "en" };
+            app.store.users().set_language("abe", ivr::types::UiLanguage::parse(want).unwrap()).await.unwrap();
+            for (page, path) in [("home", "/ui/"), ("users", "/ui/users"), ("audit", "/ui/audit")] {
+                b.goto(&format!("{}{path}", app.addr)).await;
+                shot(&b, &out, &format!("{page}-{lang}-{size}"), width, height).await;
+            }
+            b.click("form[action='/ui/logout'] button").await;
+        }
+        b.close().await;
+    }
+}
+
+/// A screenshot of the whole page (the window made as tall as the page), as `NAME.png`.
+async fn shot(b: &Browser, out: &std::path::Path, name: &str, width: u32, height: u32) {
+    // The window's own bars take some of its height: added, so the page fits whole.
+    let script = "return document.documentElement.scrollHeight + (window.outerHeight - window.innerHeight)";
+    let tall = b.client.execute(script, vec![]).await.unwrap();
+    let tall = tall.as_u64().unwrap_or(u64::from(height)) as u32;
+    b.client.set_window_size(width, tall.max(height)).await.unwrap();
+    let png = b.client.screenshot().await.unwrap();
+    std::fs::write(out.join(format!("{name}.png")), png).unwrap();
+    b.client.set_window_size(width, height).await.unwrap();
+}
