@@ -119,6 +119,8 @@ pub mod scope {
 /// Both are refused before the body is read, and change nothing.
 pub struct Client<S: RequiredScope> {
     pub name: String,
+    /// The client's address, for the staff audit log.
+    pub address: String,
     scope: PhantomData<S>,
 }
 
@@ -169,7 +171,8 @@ impl<S: RequiredScope> FromRequestParts<AppState> for Client<S> {
         {
             tracing::warn!(client = %token.name, error = %e, "could not record the token's use");
         }
-        Ok(Client { name: token.name, scope: PhantomData })
+        let address = super::ui::client_address(parts, app);
+        Ok(Client { name: token.name, address, scope: PhantomData })
     }
 }
 

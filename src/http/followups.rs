@@ -20,9 +20,9 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::AppState;
-use super::api::{Client, scope};
+use super::api::{Client, RequiredScope, scope};
 use super::error::{Error, Json, Path, Query};
-use crate::store::{Act, Acted, Action, Followup, ListQuery, NOTE_MAX, Refusal, StatusFilter};
+use crate::store::{Act, Acted, Action, AuditEntry, Followup, ListQuery, NOTE_MAX, Refusal, StatusFilter};
 use crate::types::FollowupOutcome;
 
 /// The most items or patients one page holds.
@@ -30,10 +30,27 @@ pub const PAGE_MAX: i64 = 200;
 /// The calls of a patient answered, newest first.
 pub const CALLS_MAX: i64 = 100;
 
-/// Writes who read or did what to the audit log. The one place the API's audit rows are
-/// written: pointing them at another log changes only this function.
-async fn audit(app: &AppState, who: &str, action: &str, detail: &str) -> Result<(), Error> {
-    app.store.numbers().audit(who, action, detail).await.map_err(Error::internal)
+/// Writes who read or did what to the staff audit log (the one the pages write and admins
+/// read): `api:TOKEN`, or `NAME (api:TOKEN)` when the request names the staff member.
+async fn audit<S: RequiredScope>(
+    app: &AppState,
+    client: &Client<S>,
+    staff: Option<&str>,
+    action: &str,
+    target: &str,
+) -> Result<(), Error> {
+    let actor = match staff {
+        Some(name) if name != client.name => format!("{name} (api:{})", client.name),
+        _ => format!("api:{}", client.name),
+    };
+    let entry = AuditEntry {
+        at: app.campaign.clock.now(),
+        actor,
+        action: action.into(),
+        target: target.into(),
+        address: client.address.clone(),
+    };
+    app.store.users().audit(&entry).await.map_err(Error::internal)
 }
 
 fn time(t: DateTime<Utc>) -> String {
@@ -131,7 +148,7 @@ pub(super) async fn list(
         p.status.as_deref().unwrap_or("active"),
         area.as_deref().unwrap_or("*")
     );
-    audit(&app, &client.name, "followups.list", &detail).await?;
+    audit(&app, &client, None, "view_followups", &detail).await?;
     let q = ListQuery { status, area, limit, offset };
     let items = app.store.followups().list(&q).await.map_err(Error::internal)?;
     let next = next_offset(items.len(), limit, offset);
@@ -143,6 +160,7 @@ pub(super) async fn list(
 #[serde(deny_unknown_fields)]
 pub(super) struct ClaimRequest {
     /// The item's version the person saw; any change since is refused.
+    #[serde(default, deserialize_with = "integer")]
     version: Option<i64>,
     /// Who acts (defaults to the token's name).
     staff: Option<String>,
@@ -153,8 +171,22 @@ pub(super) struct ClaimRequest {
 pub(super) struct CloseRequest {
     outcome: FollowupOutcome,
     note: String,
+    #[serde(default, deserialize_with = "integer")]
     version: Option<i64>,
     staff: Option<String>,
+}
+
+/// A version: an integer, written as JSON allows one (`3`, or `3.0`, which JSON Schema calls an
+/// integer too), from 1 to `i64::MAX`; `null` as absent.
+fn integer<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
+    let Some(n) = Option::<serde_json::Number>::deserialize(d)? else { return Ok(None) };
+    let whole = n.as_i64().or_else(|| {
+        n.as_f64().filter(|f| f.fract() == 0.0 && *f >= 1.0 && *f < 9.223_372_036_854_776e18).map(|f| f as i64)
+    });
+    match whole {
+        Some(v) if v >= 1 => Ok(Some(v)),
+        _ => Err(serde::de::Error::custom(format!("{n} is not an integer from 1 to {}", i64::MAX))),
+    }
 }
 
 /// Who acts: the name sent, checked, or the token's.
@@ -181,23 +213,30 @@ fn item_id(id: &str) -> Result<i64, Error> {
     id.parse::<i64>().ok().filter(|n| *n > 0).ok_or_else(|| unknown_item(id))
 }
 
-async fn act(app: &AppState, id: &str, action: Action, by: String, version: Option<i64>) -> Result<Response, Error> {
+async fn act(
+    app: &AppState,
+    client: &Client<scope::Followup>,
+    id: &str,
+    action: Action,
+    by: String,
+    version: Option<i64>,
+) -> Result<Response, Error> {
     let followup_id = item_id(id)?;
     let name = action.name();
-    let detail = match &action {
+    let target = match &action {
         Action::Close { outcome, .. } => format!("followup {followup_id}: {outcome}"),
         _ => format!("followup {followup_id}"),
     };
-    audit(app, &by, &format!("followup.{name}"), &detail).await?;
-    let a = Act { action, by, version, at: Utc::now() };
+    audit(app, client, Some(&by), &format!("{name}_followup"), &target).await?;
+    let a = Act { action, by, version, at: app.campaign.clock.now() };
     match app.store.followups().act(followup_id, &a).await.map_err(Error::internal)? {
         Acted::Done(f) => {
             tracing::info!(followup = followup_id, by = %a.by, action = name, "follow-up item changed");
             Ok(axum::Json(item_json(&f)).into_response())
         }
         Acted::Refused(r) => {
-            audit(app, &a.by, &format!("followup.{name}.refused"), &format!("followup {followup_id}: {}", r.message))
-                .await?;
+            let target = format!("followup {followup_id}: {}", r.message);
+            audit(app, client, Some(&a.by), "refused_followup", &target).await?;
             Err(stale(r))
         }
         Acted::Unknown => Err(unknown_item(id)),
@@ -219,7 +258,7 @@ pub(super) async fn claim(
     Json(req): Json<ClaimRequest>,
 ) -> Result<Response, Error> {
     let by = who(&client.name, req.staff)?;
-    act(&app, &id, Action::Claim, by, req.version).await
+    act(&app, &client, &id, Action::Claim, by, req.version).await
 }
 
 pub(super) async fn release(
@@ -229,7 +268,7 @@ pub(super) async fn release(
     Json(req): Json<ClaimRequest>,
 ) -> Result<Response, Error> {
     let by = who(&client.name, req.staff)?;
-    act(&app, &id, Action::Release, by, req.version).await
+    act(&app, &client, &id, Action::Release, by, req.version).await
 }
 
 pub(super) async fn close(
@@ -247,7 +286,7 @@ pub(super) async fn close(
             format!("note is at most {NOTE_MAX} characters"),
         ));
     }
-    act(&app, &id, Action::Close { outcome: req.outcome, note: req.note }, by, req.version).await
+    act(&app, &client, &id, Action::Close { outcome: req.outcome, note: req.note }, by, req.version).await
 }
 
 #[derive(Deserialize)]
@@ -263,7 +302,7 @@ pub(super) async fn patients(
     Query(p): Query<PageParams>,
 ) -> Result<Response, Error> {
     let (limit, offset) = page(p.limit, p.offset)?;
-    audit(&app, &client.name, "patients.list", &format!("limit {limit} offset {offset}")).await?;
+    audit(&app, &client, None, "view_roster", &format!("limit {limit} offset {offset}")).await?;
     let list = app.store.patients().page(limit, offset).await.map_err(Error::internal)?;
     let next = next_offset(list.len(), limit, offset);
     Ok(axum::Json(json!({ "patients": list, "next_offset": next })).into_response())
@@ -278,7 +317,7 @@ pub(super) async fn patient(
     client: Client<scope::Read>,
     Path(id): Path<String>,
 ) -> Result<Response, Error> {
-    audit(&app, &client.name, "patient.read", &format!("patient {id}")).await?;
+    audit(&app, &client, None, "view_patient", &id).await?;
     let p = app.store.patients().get(&id).await.map_err(Error::internal)?.ok_or_else(|| unknown_patient(&id))?;
     Ok(axum::Json(p).into_response())
 }
@@ -289,7 +328,7 @@ pub(super) async fn patient_calls(
     Path(id): Path<String>,
 ) -> Result<Response, Error> {
     let store = &app.store;
-    audit(&app, &client.name, "patient.calls", &format!("patient {id}")).await?;
+    audit(&app, &client, None, "view_patient_calls", &id).await?;
     if store.patients().get(&id).await.map_err(Error::internal)?.is_none() {
         return Err(unknown_patient(&id));
     }

@@ -109,19 +109,22 @@ async fn low_spo2_in_a_call_fills_the_queue_and_a_nurse_claims_and_closes_it() {
     assert_eq!(rest["patients"][0]["patient_id"], "P002");
 
     // Every read and action is in the audit log, refusals included.
-    let audit = app.store.numbers().audit_log().await.unwrap();
-    let rows: Vec<(&str, &str)> = audit.iter().map(|(who, what, _)| (who.as_str(), what.as_str())).collect();
-    for row in [
-        ("nurse-a", "followup.claim"),
-        ("nurse-b", "followup.claim.refused"),
-        ("nurse-a", "followup.close.refused"),
-        ("nurse-a", "followup.close"),
-        ("nurse-b", "patient.read"),
-        ("nurse-b", "patient.calls"),
-        ("nurse-b", "patients.list"),
-        ("nurse-a", "followups.list"),
+    let audit = app.store.users().audit_rows(1000).await.unwrap();
+    let rows: Vec<(&str, &str, &str)> =
+        audit.iter().map(|e| (e.actor.as_str(), e.action.as_str(), e.target.as_str())).collect();
+    let target = |s: &str| s.to_string();
+    for (who, what, on) in [
+        ("api:nurse-a", "claim_followup", target(&format!("followup {id}"))),
+        ("api:nurse-b", "refused_followup", format!("followup {id}: this item is claimed by nurse-a since {since}")),
+        ("api:nurse-a", "close_followup", format!("followup {id}: referred_to_hospital")),
+        ("api:nurse-b", "view_patient", target("P001")),
+        ("api:nurse-b", "view_patient_calls", target("P001")),
+        ("api:nurse-b", "view_roster", target("limit 1 offset 0")),
+        ("api:nurse-a", "view_followups", target("status active area * limit 50 offset 0")),
     ] {
+        let row = (who, what, on.as_str());
         assert!(rows.contains(&row), "{row:?} in {rows:?}");
+        assert!(audit.iter().all(|e| e.address == "127.0.0.1"), "the client's address is kept");
     }
     app.stop().await;
 }
@@ -133,7 +136,7 @@ async fn tokens_without_the_scopes_read_and_change_nothing_of_the_queue() {
     app.call(MOBILE, &LOW_SPO2).await;
     let verify = app.add_token("contact-app", "verify").await;
     let read = app.add_token("viewer", "read").await;
-    let audit = app.store.numbers().audit_log().await.unwrap().len();
+    let audit = app.store.users().audit_rows(1000).await.unwrap().len();
     for path in ["/api/v1/followups", "/api/v1/patients", "/api/v1/patients/P001", "/api/v1/patients/P001/calls"] {
         let (status, body) = get(&app, path, &verify).await;
         assert_eq!(
@@ -156,7 +159,7 @@ async fn tokens_without_the_scopes_read_and_change_nothing_of_the_queue() {
     let item = app.store.followups().get(id).await.unwrap().unwrap();
     assert_eq!((item.status.as_str(), item.version), ("open", 1), "refused actions changed nothing");
     assert_eq!(
-        app.store.numbers().audit_log().await.unwrap().len(),
+        app.store.users().audit_rows(1000).await.unwrap().len(),
         audit + 5,
         "only the five reads let through are audited"
     );

@@ -360,7 +360,8 @@ async fn a_landline_number_whose_call_dropped_during_the_read_back_is_read_on_th
     // Delivered by voice: never read again, never alerted.
     assert!(!app.store.numbers().valid("P002", now).await.unwrap().unwrap().read_pending);
     assert_eq!(upkeep(&app).follow_up_unread(now + chrono::Duration::days(2)).await.unwrap(), 0);
-    assert!(app.store.calls().patient_alerts("P002").await.unwrap().is_empty());
+    let alerts = app.store.calls().patient_alerts("P002").await.unwrap();
+    assert!(alerts.iter().all(|a| a.starts_with("hung_up: ")), "only the dropped call's hang-up: {alerts:?}");
     let (_, heard) = app.call(LANDLINE, &CONSENTING[..9]).await;
     assert_eq!(number_heard(&heard), None, "{heard:?}");
 }
@@ -376,7 +377,18 @@ async fn a_landline_number_no_call_reads_to_the_end_raises_a_follow_up_alert_the
     assert_eq!(upkeep.follow_up_unread(now).await.unwrap(), 0, "the patient may still be called today");
     assert_eq!(upkeep.follow_up_unread(now + chrono::Duration::days(1)).await.unwrap(), 1);
     assert_eq!(upkeep.follow_up_unread(now + chrono::Duration::days(1)).await.unwrap(), 0, "once");
-    let alerts = app.store.calls().patient_alerts("P002").await.unwrap();
+    // The call that read the number hung up before its end (a hang-up alert of its own).
+    let alerts: Vec<String> = app
+        .store
+        .calls()
+        .patient_alerts("P002")
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|a| !a.starts_with("hung_up: "))
+        .collect();
     assert_eq!(alerts.len(), 1, "{alerts:?}");
     assert!(alerts[0].starts_with("number_unread: "), "{alerts:?}");
+    let item = app.store.followups().open_for("P002").await.unwrap().expect("the unread number opens an item");
+    assert!(item.reasons.iter().any(|r| r.kind == ivr::types::AlertKind::NumberUnread), "{item:?}");
 }

@@ -383,6 +383,14 @@ fn validate(spec: &Value, schema: &Value, v: &Value, at: &str) -> Vec<String> {
                     errors.push(format!("{at}: {v} is below {bound}"));
                 }
             }
+            "minimum" | "maximum" => {
+                // Compared as JSON Schema does: 5.0 is the integer 5.
+                if let (Some(n), Some(bound)) = (v.as_f64(), s.as_f64()) {
+                    if (k == "minimum" && n < bound) || (k == "maximum" && n > bound) {
+                        errors.push(format!("{at}: {n} breaks {k} {bound}"));
+                    }
+                }
+            }
             "minLength" | "maxLength" => {
                 if let Some(t) = v.as_str() {
                     let n = t.chars().count() as u64;
@@ -865,7 +873,10 @@ async fn every_documented_status_is_one_the_handlers_return_with_the_documented_
     let broken = spawn().await;
     let staff = token(&broken, "staff", "staff").await;
     let app_token = token(&broken, "app", "verify").await;
-    rusqlite::Connection::open(broken.sqlite_path()).unwrap().execute_batch("drop table audit_log").unwrap();
+    rusqlite::Connection::open(broken.sqlite_path())
+        .unwrap()
+        .execute_batch("drop table audit_log; drop table staff_audit")
+        .unwrap();
     run(
         &spec,
         &broken,

@@ -272,6 +272,13 @@ impl Text {
             "export_audit" => ("監査ログの書き出し", "Exported the audit log"),
             "csrf_refused" => ("無効なフォームを拒否", "Refused a form without its token"),
             "view_patient" => ("患者情報の閲覧", "Viewed a patient"),
+            "view_patient_calls" => ("通話記録の閲覧", "Viewed a patient's calls"),
+            "view_roster" => ("患者名簿の閲覧", "Viewed the roster"),
+            "view_followups" => ("要フォロー一覧の閲覧", "Viewed the follow-up queue"),
+            "claim_followup" => ("要フォローの対応開始", "Claimed a follow-up"),
+            "release_followup" => ("要フォローの対応解除", "Released a follow-up"),
+            "close_followup" => ("要フォローの完了", "Closed a follow-up"),
+            "refused_followup" => ("要フォロー操作の拒否", "Refused a follow-up action"),
             _ => ("", ""),
         };
         if ja { j } else { e }

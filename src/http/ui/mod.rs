@@ -100,7 +100,7 @@ fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
 
 /// The client's address: the connection's peer, or with `server.trust_forwarded_headers` the
 /// last address the proxy added to `X-Forwarded-For`.
-fn client_address(parts: &Parts, state: &AppState) -> String {
+pub(crate) fn client_address(parts: &Parts, state: &AppState) -> String {
     if state.trust_forwarded_headers {
         let forwarded = parts.headers.get("x-forwarded-for").and_then(|v| v.to_str().ok());
         if let Some(last) = forwarded.and_then(|v| v.rsplit(',').next()).map(str::trim).filter(|v| !v.is_empty()) {

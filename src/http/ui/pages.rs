@@ -570,6 +570,14 @@ mod tests {
             "view_audit",
             "export_audit",
             "csrf_refused",
+            "view_patient",
+            "view_patient_calls",
+            "view_roster",
+            "view_followups",
+            "claim_followup",
+            "release_followup",
+            "close_followup",
+            "refused_followup",
         ] {
             assert!(!i18n::JA.action(code).is_empty() && !i18n::EN.action(code).is_empty(), "{code}");
         }

@@ -295,13 +295,6 @@ impl Numbers for PgStore {
     }
 
     /// (actor, action, detail) of the audit log, oldest first.
-    fn audit<'a>(&'a self, actor: &'a str, action: &'a str, detail: &'a str) -> Fut<'a, ()> {
-        fut(async move {
-            let mut conn = self.pool.acquire().await?;
-            audit(&mut conn, actor, action, None, detail).await
-        })
-    }
-
     fn audit_log(&self) -> Fut<'_, Vec<(String, String, String)>> {
         fut(async move {
             Ok(sqlx::query_as("select actor, action, detail from audit_log order by audit_id")

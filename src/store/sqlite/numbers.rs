@@ -334,11 +334,6 @@ impl Numbers for SqliteStore {
         self.write(move |c| revoke_token(c, &name, at))
     }
 
-    fn audit<'a>(&'a self, actor: &'a str, action: &'a str, detail: &'a str) -> Fut<'a, ()> {
-        let (actor, action, detail) = (actor.to_owned(), action.to_owned(), detail.to_owned());
-        self.write(move |c| audit(c, &actor, &action, None, &detail))
-    }
-
     fn audit_log(&self) -> Fut<'_, Vec<(String, String, String)>> {
         self.read(audit_log)
     }
