@@ -383,12 +383,10 @@ fn validate(spec: &Value, schema: &Value, v: &Value, at: &str) -> Vec<String> {
                     errors.push(format!("{at}: {v} is below {bound}"));
                 }
             }
-            "minimum" | "maximum" => {
-                // Compared as JSON Schema does: 5.0 is the integer 5.
-                if let (Some(n), Some(bound)) = (v.as_f64(), s.as_f64()) {
-                    if (k == "minimum" && n < bound) || (k == "maximum" && n > bound) {
-                        errors.push(format!("{at}: {n} breaks {k} {bound}"));
-                    }
+            "maximum" => {
+                let bound = s.as_i64().expect("an integer maximum");
+                if v.as_i64().is_some_and(|n| n > bound) {
+                    errors.push(format!("{at}: {v} is above {bound}"));
                 }
             }
             "minLength" | "maxLength" => {
