@@ -535,7 +535,7 @@ impl DeliveryStatus {
 named_enum!(
     /// The kinds of alert the engine raises by itself; a flow's own alerts carry the reason its
     /// file gives.
-    AlertKind, "an alert kind: unreachable, message_failed, message_reissued, message_dead, flow" {
+    AlertKind, "an alert kind: unreachable, message_failed, message_reissued, message_dead, asked_for_person, flow" {
         /// The patient could not be reached after every attempt.
         Unreachable = "unreachable",
         /// A message could not be delivered.
@@ -544,6 +544,9 @@ named_enum!(
         MessageReissued = "message_reissued",
         /// A message was given up.
         MessageDead = "message_dead",
+        /// The caller pressed the transfer key and could not speak with the centre (outside
+        /// its hours, or nobody answered).
+        AskedForPerson = "asked_for_person",
         /// Raised by the call flow (low SpO2, breathlessness, identity not confirmed…).
         Flow = "flow",
     }
