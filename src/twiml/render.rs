@@ -100,16 +100,16 @@ impl Renderer {
         }
     }
 
-    /// Attributes in the order Twilio's helper library writes them for
-    /// `dial(action=…, method="POST", timeout=…, caller_id=…)`.
+    /// Attributes sorted, as Twilio's helper library writes them, so the document is
+    /// byte for byte what `VoiceResponse().dial(…).number(…)` gives.
     fn dial(&mut self, dial: &Dial) {
         self.open("Dial");
         self.attr("action", &dial.action);
-        self.attr("method", "POST");
-        self.number_attr("timeout", dial.timeout);
         if let Some(caller_id) = &dial.caller_id {
             self.attr("callerId", caller_id);
         }
+        self.attr("method", "POST");
+        self.number_attr("timeout", dial.timeout);
         self.emit_start();
         self.open("Number");
         self.text_element("Number", &dial.number);

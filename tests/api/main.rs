@@ -23,6 +23,7 @@ mod scopes;
 mod signature_interop;
 mod simulator;
 mod slow_clients;
+mod transfer;
 mod twilio_client;
 mod twilio_contract;
 mod twiml_interop;
