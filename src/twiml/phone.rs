@@ -93,6 +93,15 @@ mod tests {
     }
 
     #[test]
+    fn a_dial_is_heard_after_the_speech_before_it() {
+        let dial = Dial { number: "+81312345678".into(), action: "/a".into(), timeout: 20, caller_id: None };
+        let verbs = vec![Verb::Say { text: "a".into(), language: None, voice: None }, Verb::Dial(dial.clone())];
+        let heard = listen(&verbs);
+        assert_eq!(heard.speech, vec!["a"]);
+        assert_eq!(heard.next, Next::Dial(dial));
+    }
+
+    #[test]
     fn a_document_is_heard_up_to_its_gather() {
         let verbs = vec![
             Verb::Say { text: "a".into(), language: None, voice: None },
