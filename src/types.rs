@@ -535,7 +535,7 @@ impl DeliveryStatus {
 named_enum!(
     /// The kinds of alert the engine raises by itself; a flow's own alerts carry the reason its
     /// file gives.
-    AlertKind, "an alert kind: unreachable, message_failed, message_reissued, message_dead, number_unread, flow" {
+    AlertKind, "an alert kind: unreachable, message_failed, message_reissued, message_dead, number_unread, asked_for_person, flow" {
         /// The patient could not be reached after every attempt.
         Unreachable = "unreachable",
         /// A message could not be delivered.
@@ -546,6 +546,9 @@ named_enum!(
         MessageDead = "message_dead",
         /// A number waiting to be read aloud was not read by any call in time.
         NumberUnread = "number_unread",
+        /// The caller pressed the transfer key and could not speak with the centre (outside
+        /// its hours, or nobody answered).
+        AskedForPerson = "asked_for_person",
         /// Raised by the call flow (low SpO2, breathlessness, identity not confirmed…).
         Flow = "flow",
     }
