@@ -156,7 +156,7 @@ fn after_speaking_with_the_centre_the_call_ends_politely() {
     let w = walk(&["0412", "0", "completed"]);
     assert_eq!(w.call.phase, Phase::Ended);
     assert_eq!(w.var("transfer").as_deref(), Some("completed"));
-    assert_eq!(w.var("birth_md").as_deref(), Some("0412"));
+    assert_eq!(w.var("identity").as_deref(), Some("confirmed"));
     assert!(w.heard("お電話ありがとうございました"));
     assert!(w.alerts().is_empty());
 }
@@ -199,7 +199,7 @@ fn outside_the_centres_hours_nothing_is_dialled() {
 fn zero_as_part_of_an_answer_is_an_answer() {
     // A birthday in April starts with 0; "0#" alone at a number question asks for a person.
     let w = walk(&["0412", "0#", "no-answer"]);
-    assert_eq!(w.var("birth_md").as_deref(), Some("0412"));
+    assert_eq!(w.var("identity").as_deref(), Some("confirmed"));
     assert_eq!(w.var("transfer").as_deref(), Some("no_answer"));
     assert_eq!(w.call.state, "temperature");
 }
