@@ -8,5 +8,6 @@ mod common;
 mod call;
 mod check;
 mod crash;
+mod package;
 mod readme;
 mod roster;

@@ -7,3 +7,4 @@ mod common;
 
 mod campaign;
 mod conformance;
+mod tls;
