@@ -14,7 +14,12 @@ pub fn run(paths: &[PathBuf], config: Option<&Path>) -> i32 {
     let paths: Vec<PathBuf> = match (paths.is_empty(), &settings) {
         (false, _) => paths.to_vec(),
         (true, Ok(s)) => vec![s.flows.dir.clone(), s.flows.prompts_dir.clone()],
-        (true, Err(_)) => vec!["call-flows".into(), "prompts".into()],
+        (true, Err(_)) if Path::new("call-flows").is_dir() => vec!["call-flows".into(), "prompts".into()],
+        (true, Err(e)) => {
+            println!("error: {e}");
+            eprintln!("the settings have an error, so the flows and prompts they name were not checked");
+            return 1;
+        }
     };
     let mut files = match Files::from_paths(&paths) {
         Ok(f) => f,

@@ -89,3 +89,26 @@ fn ivr_check_with_the_packaged_settings_passes_on_the_shipped_flows() {
     assert!(out.status.success(), "{}{stderr}", String::from_utf8_lossy(&out.stdout));
     assert!(stderr.contains("checked 1 flow file(s) and 2 prompt file(s): 0 error(s), 0 warning(s)"), "{stderr}");
 }
+
+#[test]
+fn ivr_check_outside_the_source_tree_names_a_settings_error_without_looking_for_flows() {
+    // The packaged file switched to Twilio, with everything but the centre's own number.
+    let out = Command::new(env!("CARGO_BIN_EXE_ivr"))
+        .args(["check", "--config", packaged().to_str().unwrap()])
+        .envs([
+            ("IVR_CARRIER__KIND", "twilio"),
+            ("IVR_CARRIER__ACCOUNT_SID", "AC00000000000000000000000000000000"),
+            ("IVR_CARRIER__AUTH_TOKEN", "token"),
+            ("IVR_CARRIER__FROM", "+815000000000"),
+            ("IVR_ISSUER__KEY", "key"),
+        ])
+        .current_dir(std::env::temp_dir())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert_eq!(
+        stdout,
+        "error: configuration: centre.phone: 03-1234-5678 is the shipped placeholder: set the number patients call back (IVR_CENTRE__PHONE)\n"
+    );
+}
