@@ -57,8 +57,15 @@ cleanup() {
 }
 trap cleanup EXIT
 
-step "dpkg -i $(basename "$deb")"
-dpkg_ -i "$deb"
+step "dpkg -i $(basename "$deb"), with systemd's helpers failing"
+# Without systemd as PID 1, or with its helpers broken, the install must still succeed: the
+# first install runs with deb-systemd-helper, deb-systemd-invoke and systemctl that all fail.
+mkdir "$work/failing"
+for tool in deb-systemd-helper deb-systemd-invoke systemctl; do
+    printf '#!/bin/sh\nexit 1\n' >"$work/failing/$tool"
+    chmod +x "$work/failing/$tool"
+done
+PATH="$work/failing:$PATH" dpkg_ -i "$deb"
 
 step "installed files"
 [ -x /usr/bin/ivr ] || fail "/usr/bin/ivr is not installed"
