@@ -318,12 +318,14 @@ fn edit_distance(a: &str, b: &str) -> usize {
 }
 
 /// Every leaf key of a TOML table, dotted. A table under a table key (`scheduler.slots`) is one
-/// leaf per entry.
+/// leaf per entry. An empty section that settings live in (`[issuer]` with every key commented
+/// out, as in the packaged file) holds no key; an empty one of another name is a leaf.
 fn toml_keys(prefix: &str, table: &toml::Table, out: &mut Vec<String>) {
     for (k, v) in table {
         let key = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
         match v {
             toml::Value::Table(t) if !t.is_empty() => toml_keys(&key, t, out),
+            toml::Value::Table(_) if KNOWN_KEYS.iter().any(|known| known.starts_with(&format!("{key}."))) => {}
             _ => out.push(key),
         }
     }
@@ -979,6 +981,10 @@ mod tests {
         assert!(err.ends_with("unknown key sheduler.slots.morning (did you mean scheduler.slots.morning?)"), "{err}");
         // Table entries are the operator's names.
         load("[scheduler.slots]\nnoon = \"12:00-13:00\"\n[scheduler.area_capacity]\n", &[]).unwrap();
+        // A section whose keys are all commented out is empty, not unknown; a misspelt one is.
+        load("[issuer]\n#key = \"x\"\n[api]\n", &[]).unwrap();
+        let err = load("[isuer]\n", &[]).unwrap_err().to_string();
+        assert!(err.ends_with("unknown key isuer"), "{err}");
     }
 
     #[test]

@@ -9,3 +9,4 @@ mod campaign;
 mod conformance;
 mod personal;
 mod users;
+mod tls;
