@@ -118,6 +118,19 @@ def special_characters():
     return r
 
 
+def dial_centre():
+    r = VoiceResponse()
+    r.say("保健所の担当者におつなぎします。そのまま、お待ちください。", language="ja-JP", voice="Polly.Mizuki")
+    d = r.dial(
+        action=f"{STEP}?call=CA123&seq=5",
+        method="POST",
+        timeout=20,
+        caller_id="+815012345678",
+    )
+    d.number("+81353210001")
+    return r
+
+
 def say_en_us():
     r = VoiceResponse()
     r.say("Please enter your temperature, then press the hash key.", language="en-US")
@@ -134,6 +147,7 @@ CASES = [
     say_then_hangup,
     special_characters,
     say_en_us,
+    dial_centre,
 ]
 
 

@@ -10,15 +10,18 @@ use chrono::{DateTime, Utc};
 use crate::flow::driver::{Actions, Outcome, run_turn};
 use crate::flow::prompts::Catalog;
 use crate::flow::registry::{FlowVersion, Registry};
-use crate::flow::{CallState, Effect, Input, Phase, Value, Vars};
+use crate::flow::{
+    CallState, Effect, Input, Phase, TRANSFER_CALLER_ID, TRANSFER_CLOSED, TRANSFER_DIAL, TRANSFER_TO, Value, Vars,
+};
 use crate::issuer::{Delivery, Issuer, is_sealed};
+use crate::scheduler::hours::OpeningHours;
 use crate::store::{
     CallRecord, Caller, Consent, FirstTurn, Found, NUMBER_READ_ANSWER, NewAlert, NewCall, NewMessage, NewNumber,
     Patient, StoredFlow, TurnFn, TurnWrite, ValidNumber,
 };
 use crate::telemetry::mask_digits;
 use crate::twiml;
-use crate::types::{CallSid, Channel, Direction, E164, PatientId};
+use crate::types::{Alert, AlertKind, CallSid, Channel, Direction, E164, PatientId, Severity};
 
 /// What every turn needs besides the call.
 #[derive(Clone)]
@@ -29,7 +32,49 @@ pub struct TurnContext {
     pub public_url: Arc<str>,
     /// `centre.phone`: the number patients call back, said in calls and on answering machines.
     pub centre_phone: Arc<str>,
+    /// Where and when a caller who asks for a person is put through.
+    pub desk: Arc<Desk>,
 }
+
+/// The health centre's phone desk, for callers who ask for a person: the number they are put
+/// through to, the caller id that leg shows (the carrier number), and when someone answers.
+#[derive(Debug, Clone)]
+pub struct Desk {
+    pub to: E164,
+    pub caller_id: Option<String>,
+    pub hours: OpeningHours,
+}
+
+impl Desk {
+    /// The outcome of [`Effect::TransferToCentre`] at `now`: dial, or closed.
+    pub fn transfer(&self, now: DateTime<Utc>) -> Outcome {
+        if !self.hours.is_open(now) {
+            return Outcome::named(TRANSFER_CLOSED);
+        }
+        let mut o = Outcome::named(TRANSFER_DIAL);
+        o.vars.insert(TRANSFER_TO.into(), Value::text(self.to.as_str()));
+        if let Some(c) = &self.caller_id {
+            o.vars.insert(TRANSFER_CALLER_ID.into(), Value::text(c));
+        }
+        o
+    }
+
+    /// The variables a flow says the hours with (`health_center.opens`, `…closes`).
+    pub fn vars(&self) -> Vars {
+        let time = |t: crate::scheduler::hours::DayTime| {
+            let m = t.minutes();
+            Value::text(format!("{}:{:02}", m / 60, m % 60))
+        };
+        let mut v = Vars::new();
+        v.insert(CENTRE_OPENS.into(), time(self.hours.span.start));
+        v.insert(CENTRE_CLOSES.into(), time(self.hours.span.end));
+        v
+    }
+}
+
+/// The variables a flow reads the centre's hours from.
+pub const CENTRE_OPENS: &str = "health_center.opens";
+pub const CENTRE_CLOSES: &str = "health_center.closes";
 
 /// A flow version is kept in the database with the calls that run on it.
 impl From<&FlowVersion> for StoredFlow {
@@ -89,6 +134,7 @@ pub fn first_turn(
         let p = found.patient;
         let mut vars = patient_vars(p, found.number, &ctx.issuer);
         vars.insert(CENTRE_PHONE.into(), Value::text(&*ctx.centre_phone));
+        vars.extend(ctx.desk.vars());
         Ok(NewCall {
             call_sid: sid.clone(),
             patient_id: Some(p.patient_id.clone()),
@@ -129,6 +175,7 @@ pub fn turn_fn(ctx: &TurnContext, sid: &str, seq: i64, input: Input, now: DateTi
         let catalog = flow.catalog(&state.lang);
         let mut fx = TurnEffects {
             issuer: &ctx.issuer,
+            desk: &ctx.desk,
             catalog,
             now,
             seq,
@@ -190,9 +237,21 @@ fn seal_number(issuer: &Issuer, vars: &mut Vars) {
     }
 }
 
+/// A flow's alert as the store writes it: the engine's own alert for a caller who asked for a
+/// person (`asked_for_person: …`, written so by the engine), the flow's otherwise.
+fn flow_alert(reason: &str, severity: Severity) -> NewAlert {
+    match reason.split_once(": ") {
+        Some((kind, detail)) if AlertKind::parse(kind) == Ok(AlertKind::AskedForPerson) => {
+            NewAlert { opens: Some(severity), ..NewAlert::engine(&Alert::new(AlertKind::AskedForPerson, detail)) }
+        }
+        _ => NewAlert::flow(reason, severity),
+    }
+}
+
 /// The effects of one turn, collected for the store to write in the turn's transaction.
 struct TurnEffects<'a> {
     issuer: &'a Issuer,
+    desk: &'a Desk,
     /// The call's language: messages are written in it.
     catalog: &'a Catalog,
     now: DateTime<Utc>,
@@ -213,10 +272,11 @@ impl Actions for TurnEffects<'_> {
                 None
             }
             Effect::AlertHealthCenter { reason, severity } => {
-                self.alerts.push(NewAlert::flow(reason, *severity));
+                self.alerts.push(flow_alert(reason, *severity));
                 None
             }
             Effect::EndCallSummary { .. } => None,
+            Effect::TransferToCentre => Some(self.desk.transfer(self.now)),
             Effect::IssueProcessingNumber => Some(self.issue(call)),
             Effect::SendSms { text, to } => Some(self.send_sms(call, text, to.as_deref())),
         })

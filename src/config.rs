@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use secrecy::{ExposeSecret, SecretString};
 
 use crate::scheduler::DialPolicy;
-use crate::scheduler::hours::{BlockedDay, CallingHours, DailySpan, DayTime, HoursError, Slot};
+use crate::scheduler::hours::{BlockedDay, CallingHours, DailySpan, DayTime, HoursError, OpeningHours, Slot};
 use serde::Deserialize;
 
 /// Every setting of `ivr serve` and the commands that share its database.
@@ -47,7 +47,21 @@ pub struct Centre {
     /// The number patients call back, said in calls (`{health_center.phone}`) and left on
     /// answering machines.
     pub phone: String,
+    /// The number a caller who asks for a person (the flow's `[transfer]` key) is put through
+    /// to; `centre.phone` when not set.
+    #[serde(default)]
+    pub transfer_to: Option<String>,
+    /// When someone answers that number, `HH:MM-HH:MM` in the health centre's zone.
+    pub hours: String,
+    /// Days nobody answers: weekdays (`sat`), dates and ranges, as `scheduler.blocked_days`.
+    /// Not in the defaults (a list there would be merged): `None` means Saturday and Sunday;
+    /// `[]` open every day. From the environment, one string separated by commas.
+    #[serde(default, deserialize_with = "some_list_or_commas")]
+    pub closed_days: Option<Vec<String>>,
 }
+
+/// The centre's closed days when `centre.closed_days` is not set.
+pub const DEFAULT_CLOSED_DAYS: [&str; 2] = ["sat", "sun"];
 
 /// The shipped `centre.phone`: fine with the simulator, refused with a real carrier.
 pub const PLACEHOLDER_PHONE: &str = "03-1234-5678";
@@ -101,6 +115,11 @@ pub struct Scheduler {
 
 /// The slots used when `scheduler.slots` is not set.
 pub const DEFAULT_SLOTS: [(&str, &str); 2] = [("morning", "09:00-11:00"), ("afternoon", "14:00-16:00")];
+
+/// [`list_or_commas`], for a setting whose absence means its own default.
+fn some_list_or_commas<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Vec<String>>, D::Error> {
+    list_or_commas(d).map(Some)
+}
 
 /// A list of strings, or one string whose items are separated by commas (an environment
 /// variable cannot hold a list).
@@ -245,6 +264,9 @@ pub const KNOWN_KEYS: &[&str] = &[
     "retention.calls_after_care_days",
     "staff.session_idle",
     "staff.session_lifetime",
+    "centre.transfer_to",
+    "centre.hours",
+    "centre.closed_days",
 ];
 
 /// `IVR_…` variables the program reads that are not settings: the log format, and knobs of
@@ -296,12 +318,14 @@ fn edit_distance(a: &str, b: &str) -> usize {
 }
 
 /// Every leaf key of a TOML table, dotted. A table under a table key (`scheduler.slots`) is one
-/// leaf per entry.
+/// leaf per entry. An empty section that settings live in (`[issuer]` with every key commented
+/// out, as in the packaged file) holds no key; an empty one of another name is a leaf.
 fn toml_keys(prefix: &str, table: &toml::Table, out: &mut Vec<String>) {
     for (k, v) in table {
         let key = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
         match v {
             toml::Value::Table(t) if !t.is_empty() => toml_keys(&key, t, out),
+            toml::Value::Table(_) if KNOWN_KEYS.iter().any(|known| known.starts_with(&format!("{key}."))) => {}
             _ => out.push(key),
         }
     }
@@ -399,9 +423,11 @@ lease_secs = 60
 
 [centre]
 phone = "03-1234-5678"
+hours = "08:30-17:15"
 
 [retention]
 calls_after_care_days = 90
+
 [staff]
 session_idle = "30m"
 session_lifetime = "12h"
@@ -549,6 +575,7 @@ impl Settings {
                 ),
             });
         }
+        self.validate_transfer()?;
         match self.carrier_kind() {
             "twilio" if self.carrier.account_sid.is_none() || self.carrier.auth_token.is_none() => {
                 Err(ConfigError::Invalid {
@@ -562,6 +589,52 @@ impl Settings {
                 message: format!("'{other}' is not twilio or simulator"),
             }),
         }
+    }
+
+    /// `centre.transfer_to` (a phone number, not the placeholder with a real carrier),
+    /// `centre.hours` and `centre.closed_days`.
+    fn validate_transfer(&self) -> Result<(), ConfigError> {
+        if let Some(to) = &self.centre.transfer_to {
+            let phone = crate::types::E164::parse(to).map_err(|_| ConfigError::Invalid {
+                key: "centre.transfer_to",
+                message: format!("'{to}' is not a phone number like 03-1234-5678"),
+            })?;
+            if self.carrier_kind() == "twilio" && crate::types::E164::parse(PLACEHOLDER_PHONE).ok() == Some(phone) {
+                return Err(ConfigError::Invalid {
+                    key: "centre.transfer_to",
+                    message: format!(
+                        "{PLACEHOLDER_PHONE} is the shipped placeholder: set the number callers are put through to (IVR_CENTRE__TRANSFER_TO)"
+                    ),
+                });
+            }
+        }
+        self.try_opening_hours().map(|_| ())
+    }
+
+    fn try_opening_hours(&self) -> Result<OpeningHours, ConfigError> {
+        let span = DailySpan::parse(&self.centre.hours)
+            .map_err(|e| ConfigError::Invalid { key: "centre.hours", message: e.to_string() })?;
+        let closed = match &self.centre.closed_days {
+            Some(days) => days.iter().map(String::as_str).map(BlockedDay::parse).collect::<Result<Vec<_>, _>>(),
+            None => DEFAULT_CLOSED_DAYS.iter().copied().map(BlockedDay::parse).collect(),
+        }
+        .map_err(|e| ConfigError::Invalid { key: "centre.closed_days", message: e.to_string() })?;
+        let tz = self.scheduler.timezone.parse().map_err(|_| ConfigError::Invalid {
+            key: "scheduler.timezone",
+            message: format!("'{}' is not a time zone like Asia/Tokyo", self.scheduler.timezone),
+        })?;
+        Ok(OpeningHours { tz, span, closed })
+    }
+
+    /// When the centre answers the phone a caller asks to be put through to.
+    pub fn opening_hours(&self) -> OpeningHours {
+        self.try_opening_hours().expect("validated at load")
+    }
+
+    /// The number a caller who asks for a person is put through to (E.164).
+    pub fn transfer_to(&self) -> crate::types::E164 {
+        let number = self.centre.transfer_to.as_deref().unwrap_or(&self.centre.phone);
+        crate::types::E164::parse(number).expect("validated at load")
     }
 
     fn validate_scheduler(&self) -> Result<(), ConfigError> {
@@ -908,6 +981,10 @@ mod tests {
         assert!(err.ends_with("unknown key sheduler.slots.morning (did you mean scheduler.slots.morning?)"), "{err}");
         // Table entries are the operator's names.
         load("[scheduler.slots]\nnoon = \"12:00-13:00\"\n[scheduler.area_capacity]\n", &[]).unwrap();
+        // A section whose keys are all commented out is empty, not unknown; a misspelt one is.
+        load("[issuer]\n#key = \"x\"\n[api]\n", &[]).unwrap();
+        let err = load("[isuer]\n", &[]).unwrap_err().to_string();
+        assert!(err.ends_with("unknown key isuer"), "{err}");
     }
 
     #[test]
@@ -964,6 +1041,31 @@ mod tests {
         assert_eq!(edit_distance("kitten", "sitting"), 3);
         assert_eq!(edit_distance("", "abc"), 3);
         assert_eq!(edit_distance("体温", "体温"), 0);
+    }
+
+    #[test]
+    fn the_transfer_number_and_the_centre_hours_are_checked() {
+        let twilio = [
+            ("IVR_CARRIER__ACCOUNT_SID", "AC0123456789abcdef0123456789abcdef"),
+            ("IVR_CARRIER__AUTH_TOKEN", "secret"),
+            ("IVR_CARRIER__FROM", "+815012345678"),
+            ("IVR_ISSUER__KEY", "k"),
+            ("IVR_CENTRE__PHONE", "03-5321-0000"),
+        ];
+        let s = load("", &[]).unwrap();
+        assert_eq!(s.transfer_to().as_str(), "+81312345678", "centre.phone when not set");
+        assert_eq!(s.opening_hours().span.to_string(), "08:30-17:15");
+        assert_eq!(s.opening_hours().closed.len(), 2);
+        let s = load("[centre]\ntransfer_to = \"03-5321-1111\"\nhours = \"09:00-17:00\"\nclosed_days = [\"sun\", \"2026-12-31\"]\n", &[]).unwrap();
+        assert_eq!(s.transfer_to().as_str(), "+81353211111");
+        assert_eq!(s.opening_hours().closed.len(), 2);
+        assert_eq!(invalid_key("[centre]\ntransfer_to = \"call us\"\n", &[]).0, "centre.transfer_to");
+        assert_eq!(invalid_key("[centre]\ntransfer_to = \"03-1234-5678\"\n", &twilio).0, "centre.transfer_to");
+        assert_eq!(invalid_key("[centre]\nhours = \"9-17\"\n", &[]).0, "centre.hours");
+        assert_eq!(invalid_key("[centre]\nclosed_days = [\"weekend\"]\n", &[]).0, "centre.closed_days");
+        let s = load("", &[("IVR_CENTRE__CLOSED_DAYS", "sun,2026-12-31")]).unwrap();
+        assert_eq!(s.centre.closed_days.as_deref(), Some(&["sun".to_string(), "2026-12-31".to_string()][..]));
+        assert!(load("[centre]\nclosed_days = []\n", &[]).unwrap().opening_hours().closed.is_empty());
     }
 
     #[test]

@@ -143,6 +143,11 @@ impl Server {
             outbox: crate::notify::outbox::Policy::from_settings(&settings.outbox),
             turns: crate::calls::TurnContext {
                 centre_phone: settings.centre.phone.clone().into(),
+                desk: Arc::new(crate::calls::Desk {
+                    to: settings.transfer_to(),
+                    caller_id: Some(sender.clone()),
+                    hours: settings.opening_hours(),
+                }),
                 flows: flows.clone(),
                 issuer: Arc::new(settings.issuer()),
                 public_url: public_url.clone().into(),

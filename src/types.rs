@@ -548,7 +548,8 @@ named_enum!(
         NumberUnread = "number_unread",
         /// The patient answered and hung up before the flow's end.
         HungUp = "hung_up",
-        /// The caller asked to speak to a person.
+        /// The caller pressed the transfer key and could not speak with the centre (outside
+        /// its hours, or nobody answered).
         AskedForPerson = "asked_for_person",
         /// Raised by the call flow (low SpO2, breathlessness, identity not confirmed…).
         Flow = "flow",

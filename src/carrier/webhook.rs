@@ -121,6 +121,13 @@ pub trait Caller {
     fn delay(&mut self, _heard: &Heard, _keys: Option<&str>) -> Duration {
         Duration::ZERO
     }
+
+    /// How a `<Dial>` to `dial.number` ends, as the carrier's `DialCallStatus`: `completed`
+    /// (someone answered and the two spoke), `no-answer`, `busy` or `failed`. Nobody answers
+    /// by default.
+    fn dial(&mut self, _dial: &twiml::Dial) -> String {
+        "no-answer".into()
+    }
 }
 
 impl<F: FnMut(&Heard) -> Option<String>> Caller for F {
@@ -177,6 +184,18 @@ pub async fn converse(
         let (next_url, digits) = match &heard.next {
             Next::Hangup => return Ok(Ending::Completed),
             Next::Redirect(u) => (u.clone(), None),
+            Next::Dial(dial) => {
+                let status = caller.dial(dial);
+                let mut params = params.to_vec();
+                params.push(("DialCallStatus".into(), status.clone()));
+                if status == "completed" {
+                    params.push(("DialCallSid".into(), new_call_sid().to_string()));
+                    params.push(("DialCallDuration".into(), "60".into()));
+                }
+                url = resolve(voice_url, &dial.action);
+                doc = client.post(&url, &params).await?;
+                continue;
+            }
             Next::Gather { gather, after } => {
                 let wait = caller.delay(&heard, keys.as_deref());
                 if !wait.is_zero() {

@@ -8,10 +8,12 @@ use std::sync::Arc;
 use rand::Rng;
 
 use super::FlowDirs;
+use crate::calls::Desk;
 use crate::carrier::signature::AuthToken;
 use crate::carrier::webhook::{CallInfo, Ending, WebhookClient, new_call_sid, play_call};
 use crate::flow::driver::{Actions, Outcome, run_turn};
-use crate::flow::{CallState, Effect, Flow, Input, Library, Value, Vars};
+use crate::flow::{CallState, Effect, Flow, Input, Library, TRANSFER_CLOSED, Value, Vars};
+use crate::scheduler::hours::DailySpan;
 use crate::twiml;
 use crate::twiml::phone::{self, Heard, Next};
 use crate::types::{E164, LineKind};
@@ -41,6 +43,11 @@ pub struct Args {
     /// if present, and IVR_ variables).
     #[arg(long)]
     pub config: Option<std::path::PathBuf>,
+    /// How the health centre answers a caller who asks for a person (the flow's [transfer]
+    /// key): completed (someone answers), no-answer, busy, failed, or closed (outside its
+    /// hours). Default: closed outside centre.hours, else someone answers.
+    #[arg(long, value_parser = ["completed", "no-answer", "busy", "failed", "closed"])]
+    pub centre: Option<String>,
     /// The auth token the server checks webhook signatures with.
     #[arg(long, env = "IVR_CARRIER__AUTH_TOKEN", hide_env_values = true)]
     pub auth_token: Option<String>,
@@ -77,6 +84,10 @@ pub fn sample_patient(from: &str) -> Vars {
 pub struct DryRun {
     pub log: Vec<String>,
     pub tz: chrono_tz::Tz,
+    /// The centre's desk, for a caller who asks for a person.
+    pub desk: Desk,
+    /// `--centre`: how the centre answers (`None`: by its hours now, then someone answers).
+    pub centre: Option<String>,
 }
 
 impl Actions for DryRun {
@@ -105,6 +116,20 @@ impl Actions for DryRun {
             Effect::SendSms { .. } => {
                 self.log.push(effect.describe());
                 Some(Outcome::named("queued"))
+            }
+            Effect::TransferToCentre => {
+                let mut open = self.desk.clone();
+                // Any --centre but closed: open at any time.
+                if self.centre.as_deref().is_some_and(|c| c != TRANSFER_CLOSED) {
+                    open.hours.closed.clear();
+                    open.hours.span = DailySpan::parse("00:00-24:00").expect("the whole day");
+                }
+                let o = match self.centre.as_deref() {
+                    Some(TRANSFER_CLOSED) => Outcome::named(TRANSFER_CLOSED),
+                    _ => open.transfer(chrono::Utc::now()),
+                };
+                self.log.push(format!("{} → {}", effect.describe(), o.name));
+                Some(o)
             }
             _ => {
                 self.log.push(effect.describe());
@@ -180,6 +205,9 @@ pub fn run(args: &Args) -> i32 {
     };
     let mut vars = sample_patient(&args.from);
     vars.insert("health_center.phone".into(), Value::text(&settings.centre.phone));
+    let desk =
+        Desk { to: settings.transfer_to(), caller_id: settings.carrier.from.clone(), hours: settings.opening_hours() };
+    vars.extend(desk.vars());
     for (k, v) in &args.vars {
         vars.insert(k.clone(), Value::parse_literal(v));
     }
@@ -187,7 +215,7 @@ pub fn run(args: &Args) -> i32 {
     let mut line = LocalLine {
         flow: flow.clone(),
         call: CallState::new(&flow, &args.lang, vars),
-        actions: DryRun { log: Vec::new(), tz: settings.timezone() },
+        actions: DryRun { log: Vec::new(), tz: settings.timezone(), desk, centre: args.centre.clone() },
         seq: 0,
     };
     println!("── {} ({}, version {}) ──", flow.name, line.call.lang, flow.version);
@@ -211,6 +239,10 @@ pub fn run(args: &Args) -> i32 {
 fn caller(keys: &mut Keys, heard: &Heard) -> Option<String> {
     for s in &heard.speech {
         println!("ivr:    {s}");
+    }
+    if let Next::Dial(dial) = &heard.next {
+        println!("        → transferred to {} (rings up to {} s)", national(&dial.number), dial.timeout);
+        return None;
     }
     let Next::Gather { gather, .. } = &heard.next else { return None };
     let limit = gather.num_digits.map_or(String::new(), |n| format!("up to {n} key(s), "));
@@ -249,6 +281,12 @@ fn walk(line: &mut LocalLine, mut keys: Keys) -> Result<(), twiml::ParseError> {
                 }
             }
             Next::Redirect(_) => line.post(None, false),
+            Next::Dial(dial) => {
+                let status = line.actions.centre.clone().unwrap_or_else(|| "completed".into());
+                let status = if status == TRANSFER_CLOSED { "failed".to_string() } else { status };
+                line.actions.log.push(format!("transferred to {} → {status}", national(&dial.number)));
+                line.dialled(&status)
+            }
             Next::Hangup => return Ok(()),
         };
     }
@@ -271,6 +309,10 @@ impl LocalLine {
             Some(d) if !d.is_empty() => crate::types::Digits::parse(d).map_or(Input::NoInput, Input::Digits),
             _ => Input::NoInput,
         };
+        self.turn(input)
+    }
+
+    fn turn(&mut self, input: Input) -> String {
         let Ok(turn) = run_turn(&self.flow, &self.call, input, &mut self.actions);
         self.call = turn.state;
         self.seq += 1;
@@ -278,9 +320,32 @@ impl LocalLine {
         twiml::render(&twiml::from_response(&turn.response, &action))
     }
 
+    /// How the call put through to the centre ended (`DialCallStatus`).
+    fn dialled(&mut self, status: &str) -> String {
+        println!(
+            "centre: {}",
+            match status {
+                "completed" => "(answers; the caller speaks with the health centre)",
+                "busy" => "(busy)",
+                "no-answer" => "(nobody answers)",
+                _ => "(the call could not be put through)",
+            }
+        );
+        self.turn(Input::Outcome { name: status.into(), vars: Vars::new() })
+    }
+
     fn hang_up(&mut self) {
         let Ok(turn) = run_turn(&self.flow, &self.call, Input::Hangup, &mut self.actions);
         self.call = turn.state;
+    }
+}
+
+/// A number as people write it in Japan: `+81312345678` → `03-1234-5678` (others as given).
+fn national(e164: &str) -> String {
+    match e164.strip_prefix("+81") {
+        Some(rest) if rest.len() == 9 => format!("0{}-{}-{}", &rest[..1], &rest[1..5], &rest[5..]),
+        Some(rest) if rest.len() == 10 => format!("0{}-{}-{}", &rest[..2], &rest[2..6], &rest[6..]),
+        _ => e164.to_string(),
     }
 }
 

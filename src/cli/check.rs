@@ -7,9 +7,20 @@ use crate::flow::library::{Files, Library};
 /// Prints diagnostics to stdout and a summary to stderr; returns the exit code. The settings
 /// (`config`, else `ivr.toml` if present, and the environment) are checked too, as `ivr serve`
 /// would check them.
+/// Without paths, the folders the settings name (`flows.dir`, `flows.prompts_dir`: by default
+/// `call-flows/` and `prompts/`) are checked, the ones `ivr serve` would load.
 pub fn run(paths: &[PathBuf], config: Option<&Path>) -> i32 {
-    let paths: Vec<PathBuf> =
-        if paths.is_empty() { vec!["call-flows".into(), "prompts".into()] } else { paths.to_vec() };
+    let settings = crate::config::Settings::load(config);
+    let paths: Vec<PathBuf> = match (paths.is_empty(), &settings) {
+        (false, _) => paths.to_vec(),
+        (true, Ok(s)) => vec![s.flows.dir.clone(), s.flows.prompts_dir.clone()],
+        (true, Err(_)) if Path::new("call-flows").is_dir() => vec!["call-flows".into(), "prompts".into()],
+        (true, Err(e)) => {
+            println!("error: {e}");
+            eprintln!("the settings have an error, so the flows and prompts they name were not checked");
+            return 1;
+        }
+    };
     let mut files = match Files::from_paths(&paths) {
         Ok(f) => f,
         Err(e) => {
@@ -30,7 +41,7 @@ pub fn run(paths: &[PathBuf], config: Option<&Path>) -> i32 {
         }
     }
     let (_, diags) = Library::load(&files);
-    let settings_error = crate::config::Settings::load(config).err();
+    let settings_error = settings.err();
     let errors = diags.error_count() + usize::from(settings_error.is_some());
     if let Some(e) = settings_error {
         println!("error: {e}");

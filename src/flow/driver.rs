@@ -40,7 +40,7 @@ pub struct Turn {
 
 impl Turn {
     pub fn ended(&self) -> bool {
-        self.response.gather.is_none()
+        self.response.gather.is_none() && self.response.dial.is_none()
     }
 }
 
@@ -59,6 +59,10 @@ pub fn run_turn<A: Actions>(flow: &Flow, call: &CallState, input: Input, actions
         match s.wait {
             Wait::Keys => {
                 turn.response.gather = s.response.gather;
+                return Ok(turn);
+            }
+            Wait::Dial => {
+                turn.response.dial = s.response.dial;
                 return Ok(turn);
             }
             Wait::End => return Ok(turn),

@@ -3,9 +3,12 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{Action, Effect, Flow, Kind, NumberFormat, NumberSpec, PromptRef, Question, Value, Vars};
-use crate::flow::response::{Gather, Response};
-use crate::types::Digits;
+use super::{
+    Action, Effect, Flow, Kind, NumberFormat, NumberSpec, PromptRef, Question, TRANSFER_ANSWER, TRANSFER_CALLER_ID,
+    TRANSFER_CLOSED, TRANSFER_DIAL, TRANSFER_TO, Value, Vars,
+};
+use crate::flow::response::{Dial, Gather, Response};
+use crate::types::{Alert, AlertKind, Digits, Severity};
 
 /// Transitions followed in one step before the engine gives up (validation rules out loops
 /// that ask nothing, so a valid flow never comes near it).
@@ -22,6 +25,9 @@ pub enum Phase {
     Asking,
     /// Waiting for the outcome of an action.
     Acting,
+    /// The caller asked for a person at the current question: waiting to hear whether the
+    /// centre is open, then how the call put through to it ended.
+    Transfer,
     /// Hung up, by the flow or by the caller.
     Ended,
 }
@@ -90,6 +96,9 @@ pub enum Wait {
     Keys,
     /// The outcome of this effect, fed back as [`Input::Outcome`].
     Outcome(Effect),
+    /// How the call put through ended (the response has a dial), fed back as
+    /// [`Input::Outcome`] with the carrier's status (`completed`, `no-answer`, `busy`…).
+    Dial,
     /// Nothing: the call is over.
     End,
 }
@@ -132,6 +141,7 @@ pub fn step(flow: &Flow, call: &CallState, input: Input) -> Step {
         (Phase::Asking, Input::Digits(d)) => m.answer(Some(d.as_str())),
         (Phase::Asking, Input::NoInput) => m.answer(None),
         (Phase::Acting, Input::Outcome { name, vars }) => m.outcome(&name, vars),
+        (Phase::Transfer, Input::Outcome { name, vars }) => m.transfer(&name, &vars),
         _ => m.resume(),
     };
     Step { state: m.call, effects: m.effects, response: m.response, wait }
@@ -287,6 +297,14 @@ impl<'f> Machine<'f> {
         let Some(d) = digits else {
             return self.retry(kind, q, Refusal::NoInput);
         };
+        if let Some(t) = &self.flow.transfer {
+            // The key alone (a number question's `#` aside) asks for a person; validation keeps
+            // it from being an answer anywhere.
+            if d.trim_end_matches('#') == t.key.value.to_string() {
+                self.call.phase = Phase::Transfer;
+                return Wait::Outcome(Effect::TransferToCentre);
+            }
+        }
         if q.repeat_key.is_some_and(|k| d.contains(k)) {
             self.ask(kind, q);
             return Wait::Keys;
@@ -339,6 +357,52 @@ impl<'f> Machine<'f> {
         self.ask(kind, q);
         self.call.tries = tries;
         Wait::Keys
+    }
+
+    /// The caller asked for a person: `dial` puts the call through (the centre is open);
+    /// `completed` or `answered` (the carrier's `DialCallStatus`) means they spoke with the
+    /// centre, and the call ends politely; anything else (closed, no-answer, busy, failed…) gets
+    /// the hours and the emergency number, a follow-up for the centre, and the question again.
+    fn transfer(&mut self, name: &str, vars: &Vars) -> Wait {
+        let (Some(t), Some((_, kind))) = (&self.flow.transfer, self.current()) else {
+            return self.resume();
+        };
+        let Some(q) = kind.question() else {
+            return self.resume();
+        };
+        let p = &t.prompts;
+        let to = vars.get(TRANSFER_TO).map(ToString::to_string).filter(|n| !n.is_empty());
+        match (name, to) {
+            (TRANSFER_DIAL, Some(to)) => {
+                self.say(std::slice::from_ref(&p.connecting));
+                let caller_id = vars.get(TRANSFER_CALLER_ID).map(ToString::to_string);
+                self.response.dial = Some(Dial { to, caller_id, timeout: t.timeout });
+                Wait::Dial
+            }
+            ("completed" | "answered", _) => {
+                self.call.vars.insert(TRANSFER_ANSWER.into(), Value::text("completed"));
+                self.say(std::slice::from_ref(&p.goodbye));
+                self.call.phase = Phase::Ended;
+                Wait::End
+            }
+            (other, _) => {
+                let (answer, prompt, detail) = if other == TRANSFER_CLOSED || other == TRANSFER_DIAL {
+                    ("closed", &p.closed, "asked for a person outside the centre's hours".to_string())
+                } else {
+                    ("no_answer", &p.no_answer, format!("asked for a person; nobody answered at the centre ({other})"))
+                };
+                self.call.vars.insert(TRANSFER_ANSWER.into(), Value::text(answer));
+                let reason = Alert::new(AlertKind::AskedForPerson, detail).to_string();
+                // As urgent as the engine's other alerts that need a person (follow-up.md).
+                self.effects.push(Effect::AlertHealthCenter { reason, severity: Severity::High });
+                self.say(std::slice::from_ref(prompt));
+                self.say(std::slice::from_ref(&p.back));
+                self.call.vars.remove(GAVE_UP);
+                self.call.tries = 0;
+                self.ask(kind, q);
+                Wait::Keys
+            }
+        }
     }
 
     fn outcome(&mut self, name: &str, vars: Vars) -> Wait {

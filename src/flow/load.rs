@@ -11,7 +11,7 @@ use crate::types::Severity as Urgency;
 use super::source::{At, Diagnostics, Fields, Source, closest, parse_toml, type_name};
 use super::{
     Action, BUILTIN_VARS, Choice, Cond, Flow, Kind, NumberFormat, NumberSpec, PromptRef, Question, Rule, State, Target,
-    Value,
+    Transfer, TransferPrompts, Value,
 };
 
 const QUESTION_FIELDS: [&str; 7] = ["prompt", "timeout", "tries", "no_input", "no_match", "give_up", "repeat_key"];
@@ -114,7 +114,11 @@ pub fn parse(name: &str, src: Source, diags: &mut Diagnostics) -> Option<Flow> {
         },
         None => diags.error(&src, 0, "no states: add [states.NAME] tables"),
     }
-    top.finish(&["flow", "defaults", "states"], diags);
+    let transfer = top.raw("transfer").and_then(|v| read_transfer(&src, v, diags));
+    top.finish(&["flow", "defaults", "states", "transfer"], diags);
+    if let Some(t) = &transfer {
+        check_transfer_key(&src, t, &states, diags);
+    }
 
     let index: HashMap<String, usize> = states.iter().enumerate().map(|(i, s)| (s.name.clone(), i)).collect();
     let names: Vec<String> = states.iter().map(|s| s.name.clone()).collect();
@@ -154,7 +158,93 @@ pub fn parse(name: &str, src: Source, diags: &mut Diagnostics) -> Option<Flow> {
         catalogs: BTreeMap::new(),
         broken_catalogs: Vec::new(),
         source: src,
+        transfer,
     })
+}
+
+/// Seconds a transfer rings the centre when the flow does not say.
+const TRANSFER_TIMEOUT: u32 = 20;
+
+/// `[transfer]`: `key` (default `"0"`), `enabled` (default true), `timeout` in seconds
+/// (default 20, 5 to 120). `None` when it is turned off or has errors.
+fn read_transfer(src: &Source, v: &Spanned<DeValue<'_>>, diags: &mut Diagnostics) -> Option<Transfer> {
+    let mut f = Fields::new(src, "[transfer]", v, diags)?;
+    let at = f.at();
+    let key = match f.str("key", diags) {
+        Some(k) => {
+            let c = read_key(src, &k, diags);
+            if c == Some('#') {
+                diags.error(src, k.at, "# ends the caller's numbers and cannot ask for a person; use 0");
+            }
+            c.filter(|&c| c != '#').map(|c| At::new(c, k.at))
+        }
+        None if f.has("key") => None,
+        None => Some(At::new('0', at)),
+    };
+    let enabled = f.bool("enabled", diags).is_none_or(|e| e.value);
+    let timeout = match f.count("timeout", 5, diags) {
+        Some(t) if t.value > 120 => {
+            diags.error(src, t.at, "timeout is at most 120 seconds: the caller waits while it rings");
+            TRANSFER_TIMEOUT
+        }
+        Some(t) => t.value,
+        None => TRANSFER_TIMEOUT,
+    };
+    f.finish(&["key", "enabled", "timeout"], diags);
+    let key = key?;
+    enabled.then(|| Transfer { key, timeout, prompts: TransferPrompts::at(at) })
+}
+
+/// The transfer key must not be an answer at any question: not a menu's or a confirmation's
+/// key, not the key that repeats a question, and not a whole answer to a number question.
+fn check_transfer_key(src: &Source, t: &Transfer, states: &[State], diags: &mut Diagnostics) {
+    let k = t.key.value;
+    let taken = |what: String| {
+        format!(
+            "{what}, but [transfer] key = \"{k}\" asks for a person at every question; use another key here, or change or turn off [transfer]"
+        )
+    };
+    for s in states {
+        let Some(q) = s.kind.question() else { continue };
+        if q.repeat_key == Some(k) {
+            diags.error(src, s.at, taken(format!("state '{}' repeats its question on key {k}", s.name)));
+        }
+        match &s.kind {
+            Kind::Menu { choices, .. } => {
+                for c in choices.iter().filter(|c| c.key.value == k) {
+                    diags.error(src, c.key.at, taken(format!("key {k} is a choice of state '{}'", s.name)));
+                }
+            }
+            Kind::Confirm { yes_key, no_key, .. } if *yes_key == k || *no_key == k => {
+                diags.error(src, s.at, taken(format!("state '{}' confirms with key {k}", s.name)));
+            }
+            Kind::Number(n) if number_takes(n, k) => {
+                let what = format!(
+                    "state '{}' takes the single key {k} as an answer (set min_digits = 2 or a min above it)",
+                    s.name
+                );
+                diags.error(src, s.at, taken(what));
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Whether a number question accepts the key alone as its answer.
+fn number_takes(n: &NumberSpec, k: char) -> bool {
+    let Some(d) = k.to_digit(10) else { return false };
+    if n.min_digits > 1 {
+        return false;
+    }
+    match n.format {
+        NumberFormat::Digits => true,
+        NumberFormat::MonthDay => false,
+        NumberFormat::Number => {
+            let in_range = |r: i64| n.min.is_none_or(|m| r >= m) && n.max.is_none_or(|m| r <= m);
+            let d = i64::from(d);
+            in_range(d) || (n.scale > 0 && in_range(d * 10i64.pow(u32::from(n.scale))))
+        }
+    }
 }
 
 fn targets_mut(kind: &mut Kind) -> Vec<&mut Target> {

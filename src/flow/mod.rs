@@ -54,7 +54,68 @@ pub struct Flow {
     /// Languages whose prompt file exists but has errors (for a precise message).
     pub broken_catalogs: Vec<String>,
     pub source: Source,
+    /// `[transfer]`: the key that asks for a person at any question; `None` when the flow has
+    /// no `[transfer]` table or turns it off.
+    pub transfer: Option<Transfer>,
 }
+
+/// A person on request: at any question, the caller presses `key` and is put through to the
+/// health centre during its hours; otherwise, or when nobody answers there, the caller hears the
+/// hours and the emergency number, the centre gets a follow-up, and the question is asked again.
+#[derive(Debug, Clone)]
+pub struct Transfer {
+    /// The key, with where the file names it (the table's start when left at its default).
+    pub key: At<char>,
+    /// Seconds the centre's phone rings before the caller is told nobody could answer.
+    pub timeout: u32,
+    /// The prompts the transfer says, fixed ids under `transfer.` in every catalogue.
+    pub prompts: TransferPrompts,
+}
+
+/// The prompts of a transfer, each named where the `[transfer]` table is.
+#[derive(Debug, Clone)]
+pub struct TransferPrompts {
+    /// `transfer.connecting`: before the centre's phone rings.
+    pub connecting: PromptRef,
+    /// `transfer.closed`: outside the centre's hours (the hours and the emergency number).
+    pub closed: PromptRef,
+    /// `transfer.no_answer`: nobody answered at the centre (the hours and the emergency number).
+    pub no_answer: PromptRef,
+    /// `transfer.back`: before the question is asked again.
+    pub back: PromptRef,
+    /// `transfer.goodbye`: after the caller spoke with the centre.
+    pub goodbye: PromptRef,
+}
+
+impl TransferPrompts {
+    /// The prompts at their fixed ids, named at `at`.
+    pub fn at(at: usize) -> TransferPrompts {
+        let p = |id: &str| At::new(format!("transfer.{id}"), at);
+        TransferPrompts {
+            connecting: p("connecting"),
+            closed: p("closed"),
+            no_answer: p("no_answer"),
+            back: p("back"),
+            goodbye: p("goodbye"),
+        }
+    }
+
+    pub fn all(&self) -> [&PromptRef; 5] {
+        [&self.connecting, &self.closed, &self.no_answer, &self.back, &self.goodbye]
+    }
+}
+
+/// The outcome of [`Effect::TransferToCentre`] when the centre is open: the call is dialled
+/// through. Its variables ([`TRANSFER_TO`], [`TRANSFER_CALLER_ID`]) say to which number.
+pub const TRANSFER_DIAL: &str = "dial";
+/// The outcome of [`Effect::TransferToCentre`] outside the centre's hours.
+pub const TRANSFER_CLOSED: &str = "closed";
+/// The number to dial, an outcome variable of [`TRANSFER_DIAL`] (not kept in the call).
+pub const TRANSFER_TO: &str = "transfer.to";
+/// The caller id the dialled leg shows (the carrier number), an outcome variable too.
+pub const TRANSFER_CALLER_ID: &str = "transfer.caller_id";
+/// The answer a transfer leaves: `completed`, `no_answer` or `closed`.
+pub const TRANSFER_ANSWER: &str = "transfer";
 
 impl Flow {
     pub fn state(&self, name: &str) -> Option<&State> {
@@ -326,6 +387,9 @@ pub enum Effect {
     EndCallSummary {
         answers: Vec<(String, Value)>,
     },
+    /// The caller asked for a person: the outcome is [`TRANSFER_DIAL`] while the centre is
+    /// open, else [`TRANSFER_CLOSED`].
+    TransferToCentre,
 }
 
 impl Effect {
@@ -344,6 +408,7 @@ impl Effect {
             Effect::EndCallSummary { answers } => {
                 format!("end-of-call summary ({} answers)", answers.len())
             }
+            Effect::TransferToCentre => "transfer to the health centre".into(),
         }
     }
 }
@@ -358,7 +423,7 @@ fn normal() -> Urgency {
 
 /// Variables every flow may read without setting them: the patient's roster data, the call,
 /// and what actions set.
-pub const BUILTIN_VARS: [(&str, &str); 13] = [
+pub const BUILTIN_VARS: [(&str, &str); 16] = [
     ("patient.id", "the patient's id in the roster"),
     ("patient.name", "the patient's name (read from the roster at each turn, never stored with the call)"),
     ("patient.birth_md", "birth month and day, four digits (0412)"),
@@ -376,6 +441,12 @@ pub const BUILTIN_VARS: [(&str, &str); 13] = [
         "after a failed try at a question: no_match once wrong keys were pressed at it, no_input while none were",
     ),
     ("health_center.phone", "the health centre's phone number"),
+    ("health_center.opens", "when the health centre opens on its days (centre.hours), e.g. 8:30"),
+    ("health_center.closes", "when the health centre closes on its days (centre.hours), e.g. 17:15"),
+    (
+        "transfer",
+        "after the caller pressed the [transfer] key: completed, no_answer (nobody answered at the centre) or closed",
+    ),
     ("processing_number", "set by issue_processing_number, or at the start when patient.number_to_read"),
     ("processing_number.expires", "when that number expires, set by issue_processing_number"),
 ];

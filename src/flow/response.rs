@@ -25,12 +25,27 @@ pub struct Gather {
     pub finish_on_key: String,
 }
 
+/// The call put through to another number after the speech; how that ended comes back as
+/// the outcome of the transfer (`completed`, `no-answer`, `busy`, `failed`…).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Dial {
+    /// The number to ring (E.164).
+    pub to: String,
+    /// The number the dialled phone shows; `None` for the carrier's default.
+    pub caller_id: Option<String>,
+    /// Seconds to ring before giving up.
+    pub timeout: u32,
+}
+
 /// The response to one turn of a call.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Response {
     pub speech: Vec<Speech>,
-    /// `Some`: wait for keys. `None`: hang up after the speech.
+    /// `Some`: wait for keys. `None`: hang up after the speech (unless it dials).
     pub gather: Option<Gather>,
+    /// `Some`: put the call through after the speech, and wait for how that ended.
+    #[serde(default)]
+    pub dial: Option<Dial>,
 }
 
 impl Response {
@@ -44,6 +59,7 @@ impl Response {
         Response {
             speech: vec![Speech::Say { text: text.into(), language: language.into(), voice: None }],
             gather: None,
+            dial: None,
         }
     }
 

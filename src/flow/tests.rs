@@ -4,7 +4,10 @@ use std::path::Path;
 use std::sync::{Arc, OnceLock};
 
 use crate::flow::driver::{Actions, Outcome, run_turn};
-use crate::flow::{CallState, Effect, Flow, Input, Library, Phase, Value, Vars, Wait, step};
+use crate::flow::response::Dial;
+use crate::flow::{
+    CallState, Effect, Flow, Input, Library, Phase, TRANSFER_CALLER_ID, TRANSFER_TO, Value, Vars, Wait, step,
+};
 use crate::types::Digits;
 use proptest::prelude::*;
 
@@ -22,9 +25,11 @@ fn daily() -> Arc<Flow> {
     lib.flow("daily-health-check").unwrap().clone()
 }
 
-/// Actions for tests: issues "12345678" and delivers it by `channel`.
+/// Actions for tests: issues "12345678" and delivers it by `channel`; the centre is open
+/// (`dial`) or `closed` for a caller who asks for a person.
 struct Recorder {
     channel: &'static str,
+    centre: &'static str,
     effects: Vec<Effect>,
 }
 
@@ -34,6 +39,12 @@ impl Actions for Recorder {
         self.effects.push(e.clone());
         if !waited {
             return Ok(None);
+        }
+        if *e == Effect::TransferToCentre {
+            let mut o = Outcome::named(self.centre);
+            o.vars.insert(TRANSFER_TO.into(), Value::text("+81312345678"));
+            o.vars.insert(TRANSFER_CALLER_ID.into(), Value::text("+815012345678"));
+            return Ok(Some(o));
         }
         let mut o = Outcome::named(self.channel);
         o.vars.insert("processing_number".into(), Value::text("12345678"));
@@ -75,8 +86,14 @@ impl Walk {
 
 /// Walks the daily flow with `keys` ("" is silence); stops when the call ends or keys run out.
 fn walk_with(lang: &str, vars: Vars, channel: &'static str, keys: &[&str]) -> Walk {
+    walk_centre(lang, vars, channel, "dial", keys)
+}
+
+/// [`walk_with`], the centre open (`dial`) or `closed`. Where the call is put through, the
+/// next "key" is how the dial ended (`completed`, `no-answer`…).
+fn walk_centre(lang: &str, vars: Vars, channel: &'static str, centre: &'static str, keys: &[&str]) -> Walk {
     let flow = daily();
-    let mut actions = Recorder { channel, effects: vec![] };
+    let mut actions = Recorder { channel, centre, effects: vec![] };
     let mut call = CallState::new(&flow, lang, vars);
     let mut heard = Vec::new();
     let mut turn = run_turn(&flow, &call, Input::Start, &mut actions).unwrap();
@@ -86,7 +103,11 @@ fn walk_with(lang: &str, vars: Vars, channel: &'static str, keys: &[&str]) -> Wa
         if turn.ended() {
             break;
         }
-        let input = if k.is_empty() { Input::NoInput } else { Input::Digits(pressed(k)) };
+        let input = match *k {
+            _ if turn.response.dial.is_some() => Input::Outcome { name: k.to_string(), vars: Vars::new() },
+            "" => Input::NoInput,
+            _ => Input::Digits(pressed(k)),
+        };
         turn = run_turn(&flow, &call, input, &mut actions).unwrap();
     }
     heard.extend(turn.response.transcript());
@@ -101,6 +122,86 @@ const HEALTHY: [&str; 11] = ["0412", "365", "1", "1", "97", "1", "2", "2", "2", 
 
 fn then<'a>(rest: &[&'a str]) -> Vec<&'a str> {
     HEALTHY.iter().copied().chain(rest.iter().copied()).collect()
+}
+
+/// The dial a walk stopped at, if it did.
+fn dialled(keys: &[&str]) -> (Walk, Option<Dial>) {
+    let flow = daily();
+    let mut actions = Recorder { channel: "sms", centre: "dial", effects: vec![] };
+    let mut turn = run_turn(&flow, &CallState::new(&flow, "ja-JP", patient()), Input::Start, &mut actions).unwrap();
+    let mut heard = turn.response.transcript();
+    for k in keys {
+        turn = run_turn(&flow, &turn.state, Input::Digits(pressed(k)), &mut actions).unwrap();
+        heard.extend(turn.response.transcript());
+    }
+    let dial = turn.response.dial.clone();
+    (Walk { call: turn.state, effects: actions.effects, heard }, dial)
+}
+
+#[test]
+fn zero_at_a_question_puts_the_caller_through_to_the_centre_when_it_is_open() {
+    let (w, dial) = dialled(&["0412", "365", "1", "0"]);
+    let dial = dial.expect("the call is put through");
+    assert_eq!(dial, Dial { to: "+81312345678".into(), caller_id: Some("+815012345678".into()), timeout: 20 });
+    assert_eq!(w.call.phase, Phase::Transfer);
+    assert_eq!(w.call.state, "oximeter", "the question asked when 0 was pressed");
+    assert!(w.heard("担当者におつなぎします"));
+    assert_eq!(w.var("temperature").as_deref(), Some("36.5"), "the answers so far are kept");
+    assert!(w.alerts().is_empty());
+    assert!(!w.call.vars.contains_key(TRANSFER_TO), "the number is not kept in the call");
+}
+
+#[test]
+fn after_speaking_with_the_centre_the_call_ends_politely() {
+    let w = walk(&["0412", "0", "completed"]);
+    assert_eq!(w.call.phase, Phase::Ended);
+    assert_eq!(w.var("transfer").as_deref(), Some("completed"));
+    assert_eq!(w.var("identity").as_deref(), Some("confirmed"));
+    assert!(w.heard("お電話ありがとうございました"));
+    assert!(w.alerts().is_empty());
+}
+
+#[test]
+fn when_nobody_answers_the_caller_hears_the_hours_and_119_and_the_question_again() {
+    for status in ["no-answer", "busy", "failed", "canceled"] {
+        let w = walk(&["0412", "0", status]);
+        assert_eq!(w.call.phase, Phase::Asking, "{status}");
+        assert_eq!(w.call.state, "temperature");
+        assert_eq!(w.call.tries, 0, "asking for a person costs no try");
+        assert!(w.heard("担当者が電話に出ることができません") && w.heard("119番"), "{:?}", w.heard);
+        assert!(w.heard("質問を続けます"));
+        assert_eq!(w.var("transfer").as_deref(), Some("no_answer"));
+        assert_eq!(
+            w.alerts(),
+            vec![format!("asked_for_person: asked for a person; nobody answered at the centre ({status})").as_str()]
+        );
+    }
+    // And the call goes on to its end, the transfer among its answers.
+    let w = walk(&["0412", "0", "no-answer", "365", "1", "1", "97", "1", "2", "2", "2", "2", "2", "2"]);
+    assert_eq!(w.call.state, "goodbye");
+    assert!(
+        matches!(w.effects.last(), Some(Effect::EndCallSummary { answers }) if answers.iter().any(|(k, _)| k == "transfer"))
+    );
+}
+
+#[test]
+fn outside_the_centres_hours_nothing_is_dialled() {
+    let w = walk_centre("en-US", patient(), "sms", "closed", &["0412", "365", "0"]);
+    assert_eq!(w.call.phase, Phase::Asking);
+    assert_eq!(w.call.state, "temperature_confirm");
+    assert!(w.heard("The health centre is closed now") && w.heard("call 119"), "{:?}", w.heard);
+    assert_eq!(w.var("transfer").as_deref(), Some("closed"));
+    assert_eq!(w.alerts(), vec!["asked_for_person: asked for a person outside the centre's hours"]);
+    assert!(w.effects.contains(&Effect::TransferToCentre));
+}
+
+#[test]
+fn zero_as_part_of_an_answer_is_an_answer() {
+    // A birthday in April starts with 0; "0#" alone at a number question asks for a person.
+    let w = walk(&["0412", "0#", "no-answer"]);
+    assert_eq!(w.var("identity").as_deref(), Some("confirmed"));
+    assert_eq!(w.var("transfer").as_deref(), Some("no_answer"));
+    assert_eq!(w.call.state, "temperature");
 }
 
 #[test]
@@ -232,7 +333,7 @@ fn the_call_speaks_english_when_asked() {
 #[test]
 fn a_hang_up_mid_call_keeps_the_answers_and_ends() {
     let flow = daily();
-    let mut a = Recorder { channel: "sms", effects: vec![] };
+    let mut a = Recorder { channel: "sms", centre: "dial", effects: vec![] };
     let mut call = CallState::new(&flow, "ja-JP", patient());
     for input in [Input::Start, Input::Digits(pressed("0412")), Input::Digits(pressed("365"))] {
         call = run_turn(&flow, &call, input, &mut a).unwrap().state;
@@ -317,6 +418,7 @@ proptest! {
             match s.wait {
                 Wait::Keys => prop_assert!(s.response.gather.is_some() && s.state.phase == Phase::Asking),
                 Wait::End => { prop_assert_eq!(s.state.phase, Phase::Ended); prop_assert!(s.response.gather.is_none()); }
+                Wait::Dial => prop_assert!(s.response.dial.is_some() && s.state.phase == Phase::Transfer),
                 Wait::Outcome(_) => unreachable!(),
             }
             call = s.state.clone();

@@ -29,6 +29,9 @@ pub fn prompt_refs(flow: &Flow) -> Vec<&PromptRef> {
             out.extend(q.prompt.iter().chain(&q.no_input).chain(&q.no_match));
         }
     }
+    if let Some(t) = &flow.transfer {
+        out.extend(t.prompts.all());
+    }
     out
 }
 

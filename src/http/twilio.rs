@@ -161,13 +161,28 @@ async fn step(
     if q.seq < 1 {
         return failure(&app, &form, Error::invalid("seq", "seq must be 1 or more"), None).await;
     }
-    let input = match Digits::parse(form.get("Digits").unwrap_or("").trim()) {
-        Ok(d) if d.is_empty() => Input::NoInput,
-        Ok(d) => Input::Digits(d),
-        Err(e) => return failure(&app, &form, Error::invalid("Digits", e.expected()), None).await,
+    let input = match (form.get("DialCallStatus"), Digits::parse(form.get("Digits").unwrap_or("").trim())) {
+        // The action of a `<Dial>`: how the call put through to the centre ended.
+        (Some(status), _) => Input::Outcome { name: dial_status(status).into(), vars: Default::default() },
+        (None, Ok(d)) if d.is_empty() => Input::NoInput,
+        (None, Ok(d)) => Input::Digits(d),
+        (None, Err(e)) => return failure(&app, &form, Error::invalid("Digits", e.expected()), None).await,
     };
     let span = tracing::info_span!("call", call_sid = %sid, flow = field::Empty, state = field::Empty);
     take_turn(&app, sid.as_str(), q.seq, input).instrument(span).await
+}
+
+/// A `DialCallStatus` as Twilio documents it; anything else counts as `failed`, never as a
+/// person reached.
+fn dial_status(status: &str) -> &'static str {
+    match status.trim().to_ascii_lowercase().as_str() {
+        "completed" => "completed",
+        "answered" => "answered",
+        "busy" => "busy",
+        "no-answer" => "no-answer",
+        "canceled" => "canceled",
+        _ => "failed",
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -361,7 +376,7 @@ async fn machine_message(app: &AppState, job: i64, attempt: i32) -> Response {
             voice: None,
         },
     };
-    let message = Speech { speech: vec![speech], gather: None };
+    let message = Speech { speech: vec![speech], gather: None, dial: None };
     let say: Vec<twiml::Verb> =
         twiml::from_response(&message, "").into_iter().filter(|v| *v != twiml::Verb::Hangup).collect();
     let action = format!("{}/twilio/voice?job={job}&attempt={attempt}&person=1", app.public_url);
@@ -400,5 +415,6 @@ fn unknown_caller() -> Speech {
             ),
         ],
         gather: None,
+        dial: None,
     }
 }

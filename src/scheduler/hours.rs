@@ -193,6 +193,29 @@ impl BlockedDay {
     }
 }
 
+/// When the health centre answers its phone: a daily span in its zone, except on closed days
+/// (weekdays, dates and ranges, as for [`BlockedDay`]).
+#[derive(Debug, Clone)]
+pub struct OpeningHours {
+    pub tz: Tz,
+    pub span: DailySpan,
+    pub closed: Vec<BlockedDay>,
+}
+
+impl OpeningHours {
+    /// Whether the centre is open at `t`. A span that crosses midnight belongs to the day it
+    /// starts on.
+    pub fn is_open(&self, t: DateTime<Utc>) -> bool {
+        let local = t.with_timezone(&self.tz).naive_local();
+        let time = DayTime((local.time().signed_duration_since(chrono::NaiveTime::MIN).num_minutes()) as u16);
+        if !self.span.contains(time) {
+            return false;
+        }
+        let day = if self.span.wraps() && time < self.span.end { local.date().pred_opt() } else { Some(local.date()) };
+        day.is_some_and(|d| !self.closed.iter().any(|c| c.covers(d)))
+    }
+}
+
 /// Which way an ambiguous or skipped local time is resolved.
 #[derive(Clone, Copy)]
 enum Edge {
@@ -390,6 +413,26 @@ mod tests {
     fn tokyo() -> CallingHours {
         hours(chrono_tz::Asia::Tokyo, &[("afternoon", "14:00-16:00"), ("morning", "09:00-11:00")], "20:00-09:00", &[])
             .unwrap()
+    }
+
+    #[test]
+    fn the_centre_is_open_in_its_hours_on_its_days_in_its_zone() {
+        let closed = ["sat", "sun", "2026-12-29..2027-01-03"].iter().map(|b| BlockedDay::parse(b).unwrap()).collect();
+        let desk = OpeningHours { tz: chrono_tz::Asia::Tokyo, span: DailySpan::parse("08:30-17:15").unwrap(), closed };
+        // Monday 7 December 2026, Tokyo is UTC+9.
+        assert!(desk.is_open(utc("2026-12-06T23:30:00Z")), "08:30 Monday");
+        assert!(!desk.is_open(utc("2026-12-06T23:29:00Z")), "08:29 Monday");
+        assert!(desk.is_open(utc("2026-12-07T08:14:00Z")), "17:14 Monday");
+        assert!(!desk.is_open(utc("2026-12-07T08:15:00Z")), "17:15 Monday: the end is excluded");
+        assert!(!desk.is_open(utc("2026-12-05T01:00:00Z")), "10:00 Saturday");
+        assert!(!desk.is_open(utc("2026-12-29T01:00:00Z")), "10:00 on a closed date");
+        let night = OpeningHours {
+            tz: chrono_tz::Asia::Tokyo,
+            span: DailySpan::parse("20:00-02:00").unwrap(),
+            closed: vec![BlockedDay::parse("sat").unwrap()],
+        };
+        assert!(night.is_open(utc("2026-12-07T16:00:00Z")), "01:00 Tuesday belongs to Monday night");
+        assert!(!night.is_open(utc("2026-12-05T16:00:00Z")), "01:00 Sunday belongs to Saturday night, closed");
     }
 
     #[test]

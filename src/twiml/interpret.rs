@@ -14,7 +14,7 @@ use quick_xml::escape::{resolve_predefined_entity, unescape};
 use quick_xml::events::{BytesRef, BytesStart, Event};
 
 use super::render::is_xml_char;
-use super::{Gather, Verb};
+use super::{Dial, Gather, Verb};
 
 /// Why a document is not TwiML this engine can run. Every variant carries the byte offset
 /// (`at`) of the element or text at fault.
@@ -38,9 +38,10 @@ pub enum ParseError {
     /// A known attribute with a value this engine does not accept.
     #[error("invalid {attribute}=\"{value}\" on <{verb}> at byte {at}: {expected}")]
     InvalidValue { attribute: &'static str, value: String, verb: &'static str, expected: &'static str, at: u64 },
-    /// A `<Gather>` without `action`: the keys would go back to the document's own URL.
-    #[error("<Gather> at byte {at} has no action (this engine always posts keys to one)")]
-    MissingAction { at: u64 },
+    /// A `<Gather>` or `<Dial>` without `action`: its result would go back to the document's
+    /// own URL.
+    #[error("<{verb}> at byte {at} has no action (this engine always posts {what} to one)", what = if *verb == "Dial" { "the dial's result" } else { "keys" })]
+    MissingAction { verb: &'static str, at: u64 },
     /// A verb other than `Say`, `Play` or `Pause` nested in `<Gather>`.
     #[error("<Gather> may only contain <Say>, <Play>, <Pause>; found <{found}> at byte {at}")]
     GatherChild { found: String, at: u64 },
@@ -201,6 +202,7 @@ impl<'a> Parser<'a> {
                 }
                 Ok(Verb::Redirect { url: self.text("Redirect", empty)? })
             }
+            b"Dial" => self.dial(start, empty, at),
             b"Hangup" => {
                 no_attributes(start, "Hangup", at)?;
                 self.nothing("Hangup", empty)?;
@@ -249,11 +251,56 @@ impl<'a> Parser<'a> {
                 (other, _) => return Err(unknown_attribute(other, VERB, at)),
             }
         }
-        gather.action = action.ok_or(ParseError::MissingAction { at })?;
+        gather.action = action.ok_or(ParseError::MissingAction { verb: "Gather", at })?;
         if !empty {
             gather.children = self.children(Parent::Gather)?;
         }
         Ok(Verb::Gather(gather))
+    }
+
+    /// `<Dial>` with its number as text or in one `<Number>`; `action` required, as for
+    /// `<Gather>` (this engine always wants to hear how a dial ended).
+    fn dial(&mut self, start: &BytesStart<'_>, empty: bool, at: u64) -> Result<Verb, ParseError> {
+        const VERB: &str = "Dial";
+        let mut action = None;
+        // Twilio's default ring time.
+        let mut dial = Dial { number: String::new(), action: String::new(), timeout: 30, caller_id: None };
+        for attribute in attributes(start, at) {
+            match attribute? {
+                (b"action", value) => action = Some(value),
+                (b"method", value) => post_only(value, VERB, at)?,
+                (b"timeout", value) => dial.timeout = number(value, "timeout", VERB, at)?,
+                (b"callerId", value) => dial.caller_id = Some(value),
+                (other, _) => return Err(unknown_attribute(other, VERB, at)),
+            }
+        }
+        dial.action = action.ok_or(ParseError::MissingAction { verb: VERB, at })?;
+        if empty {
+            return Ok(Verb::Dial(dial));
+        }
+        loop {
+            let (at, event) = self.next()?;
+            let empty = matches!(event, Event::Empty(_));
+            match event {
+                Event::Start(s) | Event::Empty(s) if s.name().as_ref() == b"Number" => {
+                    no_attributes(&s, "Number", at)?;
+                    dial.number.push_str(&self.text("Number", empty)?);
+                }
+                Event::Start(s) | Event::Empty(s) => {
+                    let found = String::from_utf8_lossy(s.name().as_ref()).into_owned();
+                    return Err(ParseError::UnexpectedElement { found, verb: VERB, at });
+                }
+                Event::Text(raw) => {
+                    let piece = raw.xml10_content().map_err(|e| malformed(e, at))?;
+                    check_chars(&piece, at)?;
+                    dial.number.push_str(piece.trim());
+                }
+                Event::GeneralRef(reference) => dial.number.push_str(resolve(&reference, at)?.trim()),
+                Event::End(_) => return Ok(Verb::Dial(dial)),
+                Event::Comment(_) | Event::PI(_) => {}
+                other => return Err(misplaced(&other, VERB, at)),
+            }
+        }
     }
 
     /// Reads the text content of `verb` up to its end tag.
@@ -502,10 +549,35 @@ mod tests {
         // Offsets count from the start of the document: `<Response>` is bytes 0..10 here,
         // `<Say>hi</Say>` 10..23; below, the 38-byte declaration comes first.
         assert_eq!(
-            parse("<Response><Say>hi</Say><Dial>+81</Dial></Response>").unwrap_err().to_string(),
-            "unknown verb <Dial> at byte 23"
+            parse("<Response><Say>hi</Say><Conference>x</Conference></Response>").unwrap_err().to_string(),
+            "unknown verb <Conference> at byte 23"
         );
         assert_eq!(error("<Record/>"), "unknown verb <Record> at byte 48");
+    }
+
+    #[test]
+    fn a_dial_takes_its_number_as_text_or_in_number_and_needs_an_action() {
+        let dial = |number: &str, timeout, caller_id: Option<&str>| {
+            Verb::Dial(Dial {
+                number: number.into(),
+                action: "/a".into(),
+                timeout,
+                caller_id: caller_id.map(Into::into),
+            })
+        };
+        assert_eq!(
+            parse(&doc(
+                r#"<Dial action="/a" timeout="20" callerId="+815012345678"><Number>+81312345678</Number></Dial>"#
+            )),
+            Ok(vec![dial("+81312345678", 20, Some("+815012345678"))])
+        );
+        assert_eq!(parse(&doc(r#"<Dial action="/a"> +81312345678 </Dial>"#)), Ok(vec![dial("+81312345678", 30, None)]));
+        assert_eq!(
+            error(r#"<Dial>+81312345678</Dial>"#),
+            "<Dial> at byte 48 has no action (this engine always posts the dial's result to one)"
+        );
+        assert!(error(r#"<Dial action="/a" record="true"/>"#).starts_with("unknown attribute record on <Dial>"));
+        assert!(error(r#"<Dial action="/a"><Sip>x</Sip></Dial>"#).starts_with("<Sip> is not allowed inside <Dial>"));
     }
 
     #[test]

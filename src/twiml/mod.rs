@@ -26,6 +26,17 @@ pub fn from_response(response: &Response, action: &str) -> Vec<Verb> {
         Speech::Play { url } => Verb::Play { url: url.clone() },
         Speech::Pause { seconds } => Verb::Pause { length: *seconds },
     });
+    if let Some(d) = &response.dial {
+        // Twilio posts how the dial ended to `action`; nothing after a `<Dial action>` plays.
+        return speech
+            .chain([Verb::Dial(Dial {
+                number: d.to.clone(),
+                action: action.to_string(),
+                timeout: d.timeout,
+                caller_id: d.caller_id.clone(),
+            })])
+            .collect();
+    }
     match &response.gather {
         Some(g) => vec![
             Verb::Gather(Gather {
@@ -57,6 +68,23 @@ pub enum Verb {
     Redirect { url: String },
     /// `<Hangup/>`.
     Hangup,
+    /// `<Dial action=".." timeout=".." callerId=".."><Number>..</Number></Dial>`: puts the
+    /// call through to a number.
+    Dial(Dial),
+}
+
+/// `<Dial>`: the caller is connected to `number`; when that leg ends (or never answers), the
+/// carrier posts `DialCallStatus` to `action` and plays what it answers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Dial {
+    /// The number rung, `<Number>` (E.164).
+    pub number: String,
+    /// Where the carrier posts how the dial ended (`method="POST"`).
+    pub action: String,
+    /// Seconds to ring before `no-answer`.
+    pub timeout: u32,
+    /// The number the dialled phone shows; `None` for the carrier's default.
+    pub caller_id: Option<String>,
 }
 
 /// `<Gather>`: keys pressed while `children` play, posted to `action` as `Digits`.
@@ -123,6 +151,13 @@ mod tests {
             }),
             Verb::Redirect { url: "/twilio/voice/step?call=CA123&seq=5".into() },
             Verb::Hangup,
+            Verb::Dial(Dial {
+                number: "+81312345678".into(),
+                action: "https://ivr.example/twilio/voice/step?call=CA123&seq=6".into(),
+                timeout: 20,
+                caller_id: Some("+815012345678".into()),
+            }),
+            Verb::Dial(Dial { number: "+81312345678".into(), action: "/a".into(), timeout: 30, caller_id: None }),
         ];
         assert_eq!(round_trip(&verbs), Ok(verbs));
     }
@@ -197,7 +232,9 @@ mod tests {
                     children,
                 })
             });
-        prop_oneof![prompt(), text().prop_map(|url| Verb::Redirect { url }), Just(Verb::Hangup), gather,]
+        let dial = (text(), text(), any::<u32>(), prop::option::of(text()))
+            .prop_map(|(number, action, timeout, caller_id)| Verb::Dial(Dial { number, action, timeout, caller_id }));
+        prop_oneof![prompt(), text().prop_map(|url| Verb::Redirect { url }), Just(Verb::Hangup), gather, dial]
     }
 
     proptest! {

@@ -1,7 +1,7 @@
 //! A phone: plays TwiML as a caller hears it and presses keys as a carrier collects them.
 //! `ivr call` walks flows with it, so a terminal hears exactly what a phone would get.
 
-use crate::twiml::{Gather, Verb};
+use crate::twiml::{Dial, Gather, Verb};
 
 /// What a caller hears from one TwiML document, and what happens next.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -19,6 +19,8 @@ pub enum Next {
     Gather { gather: Gather, after: Vec<Verb> },
     /// Fetches the next document from this URL.
     Redirect(String),
+    /// Is put through to another number; how that ends is posted to the dial's action.
+    Dial(Dial),
     /// The call is over (a `<Hangup/>`, or the end of the document).
     Hangup,
 }
@@ -34,6 +36,7 @@ pub fn listen(verbs: &[Verb]) -> Heard {
                 return Heard { speech, next: Next::Gather { gather: g.clone(), after: verbs[i + 1..].to_vec() } };
             }
             Verb::Redirect { url } => return Heard { speech, next: Next::Redirect(url.clone()) },
+            Verb::Dial(d) => return Heard { speech, next: Next::Dial(d.clone()) },
             Verb::Hangup => break,
         }
     }
@@ -87,6 +90,15 @@ mod tests {
         assert_eq!(press(&gather(Some(1), ""), "12"), "1");
         assert_eq!(press(&gather(Some(1), ""), "#"), "#");
         assert_eq!(press(&gather(None, "#"), ""), "");
+    }
+
+    #[test]
+    fn a_dial_is_heard_after_the_speech_before_it() {
+        let dial = Dial { number: "+81312345678".into(), action: "/a".into(), timeout: 20, caller_id: None };
+        let verbs = vec![Verb::Say { text: "a".into(), language: None, voice: None }, Verb::Dial(dial.clone())];
+        let heard = listen(&verbs);
+        assert_eq!(heard.speech, vec!["a"]);
+        assert_eq!(heard.next, Next::Dial(dial));
     }
 
     #[test]

@@ -17,7 +17,7 @@ use quick_xml::events::attributes::Attribute;
 use quick_xml::events::{BytesDecl, BytesEnd, BytesStart, BytesText, Event};
 use quick_xml::name::QName;
 
-use super::{Gather, Verb};
+use super::{Dial, Gather, Verb};
 
 /// Renders `verbs` as a complete TwiML document:
 /// `<?xml version="1.0" encoding="UTF-8"?><Response>…</Response>`, without indentation.
@@ -96,7 +96,24 @@ impl Renderer {
                 self.text_element("Redirect", url);
             }
             Verb::Hangup => self.emit(Event::Empty(BytesStart::new("Hangup"))),
+            Verb::Dial(dial) => self.dial(dial),
         }
+    }
+
+    /// Attributes sorted, as Twilio's helper library writes them, so the document is
+    /// byte for byte what `VoiceResponse().dial(…).number(…)` gives.
+    fn dial(&mut self, dial: &Dial) {
+        self.open("Dial");
+        self.attr("action", &dial.action);
+        if let Some(caller_id) = &dial.caller_id {
+            self.attr("callerId", caller_id);
+        }
+        self.attr("method", "POST");
+        self.number_attr("timeout", dial.timeout);
+        self.emit_start();
+        self.open("Number");
+        self.text_element("Number", &dial.number);
+        self.emit(Event::End(BytesEnd::new("Dial")));
     }
 
     fn gather(&mut self, gather: &Gather) {
@@ -222,6 +239,11 @@ fn verb_len(verb: &Verb) -> usize {
         }
         Verb::Redirect { url } => r#"<Redirect method="POST"></Redirect>"#.len() + url.len(),
         Verb::Hangup => "<Hangup/>".len(),
+        Verb::Dial(d) => {
+            const FIXED: usize =
+                r#"<Dial action="" method="POST" timeout="4294967295" callerId=""><Number></Number></Dial>"#.len();
+            FIXED + d.action.len() + d.number.len() + d.caller_id.as_ref().map_or(0, String::len)
+        }
     }
 }
 

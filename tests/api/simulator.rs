@@ -366,3 +366,41 @@ async fn the_messages_list_gives_what_was_sent_to_a_number_newest_first_with_its
     .unwrap();
     assert_eq!(wrong.list_messages(&a, start).await.unwrap_err().status(), Some(401));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_patient_who_presses_zero_is_dialled_through_to_the_centre() {
+    let app = spawn_with(|s| {
+        s.centre.transfer_to = Some("03-5321-0001".into());
+        s.centre.hours = "00:00-24:00".into();
+        s.centre.closed_days = Some(vec![]);
+    })
+    .await;
+    // The centre answers: the call ends after the conversation, the answers so far kept.
+    app.sim.set_persona(&mobile(1), Persona::AsksForPerson);
+    let sid = app.place(&mobile(1), None).await;
+    let call = app.ended(&sid).await;
+    assert_eq!(call.status, CallStatus::Completed);
+    assert!(heard(&call, "担当者におつなぎします"), "{:?}", call.heard);
+    assert!(heard(&call, "[dial +8135***0001 → completed]"), "{:?}", call.heard);
+    assert!(heard(&call, "お電話ありがとうございました"));
+    let record = app.record(&sid).await;
+    assert!(record.ended);
+    assert_eq!(app.answer(&record, "transfer").await, Some(Value::text("completed")));
+    assert_eq!(app.answer(&record, "spo2").await, Some(Value::int(97)));
+    assert!(app.store.calls().alerts(record.call_id).await.unwrap().is_empty());
+
+    // Nobody answers: the hours and 119, a follow-up, and the check goes on to its end.
+    app.sim.set_persona(&mobile(2), Persona::AsksForPersonUnanswered);
+    let sid = app.place(&mobile(2), None).await;
+    let call = app.ended(&sid).await;
+    assert!(heard(&call, "[dial +8135***0001 → no-answer]"), "{:?}", call.heard);
+    assert!(heard(&call, "119番"));
+    let record = app.record(&sid).await;
+    assert!(record.ended && !record.incomplete, "{record:?}");
+    assert_eq!(app.answer(&record, "transfer").await, Some(Value::text("no_answer")));
+    assert_eq!(app.answer(&record, "trend").await, Some(Value::text("same")));
+    assert_eq!(
+        app.store.calls().alerts(record.call_id).await.unwrap(),
+        ["asked_for_person: asked for a person; nobody answered at the centre (no-answer)"]
+    );
+}

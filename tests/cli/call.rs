@@ -199,3 +199,29 @@ fn a_typed_mobile_number_is_read_back_as_it_is_said() {
     let out = call(&["daily-health-check", "--from", "+81312345678", "--digits", keys]);
     assert!(out.contains("ivr:    0 9 0、1 1 1 1、2 2 2 2、ですね。"), "{out}");
 }
+
+#[test]
+fn zero_shows_the_transfer_to_the_centre_and_how_it_ended() {
+    let out = call(&["daily-health-check", "--digits", "0412,0", "--centre", "completed"]);
+    assert!(out.contains("→ transferred to 03-1234-5678 (rings up to 20 s)"), "{out}");
+    assert!(out.contains("centre: (answers; the caller speaks with the health centre)"), "{out}");
+    assert!(out.contains("  transfer = completed\n"), "{out}");
+    assert!(out.contains("  birth_md = 0412\n"), "the answers so far are kept: {out}");
+
+    let out = call(&["daily-health-check", "--digits", "0412,0,365#", "--centre", "busy"]);
+    assert!(out.contains("centre: (busy)"), "{out}");
+    assert!(out.contains("119番"), "{out}");
+    assert!(
+        out.contains("alert health centre: asked_for_person: asked for a person; nobody answered at the centre (busy)"),
+        "{out}"
+    );
+    assert!(out.contains("ivr:    36.5度ですね。"), "the call goes on: {out}");
+
+    let out = call(&["daily-health-check", "--lang", "en-US", "--digits", "0", "--centre", "closed"]);
+    assert!(!out.contains("transferred to"), "{out}");
+    assert!(out.contains("The health centre is closed now. Its hours are 8:30 to 17:15."), "{out}");
+    assert!(
+        out.contains("alert health centre: asked_for_person: asked for a person outside the centre's hours"),
+        "{out}"
+    );
+}

@@ -136,3 +136,39 @@ fn a_misspelt_setting_is_named_with_the_one_meant() {
         "error: environment: unknown variable IVR_SCHEDULER__CALL_PER_SECOND (did you mean IVR_SCHEDULER__CALLS_PER_SECOND?)\n"
     );
 }
+
+#[test]
+fn the_transfer_number_and_the_centre_hours_are_checked_with_the_settings() {
+    let check = |env: &[(&str, &str)]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_ivr"))
+            .arg("check")
+            .envs(env.iter().copied())
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .output()
+            .unwrap();
+        (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into_owned())
+    };
+    let (code, out) = check(&[("IVR_CENTRE__TRANSFER_TO", "the desk")]);
+    assert_eq!(
+        (code, out.trim()),
+        (1, "error: configuration: centre.transfer_to: 'the desk' is not a phone number like 03-1234-5678")
+    );
+    let (code, out) = check(&[("IVR_CENTRE__HOURS", "9-17")]);
+    assert_eq!((code, out.trim()), (1, "error: configuration: centre.hours: '9' is not a time of day like 09:00"));
+    let twilio = [
+        ("IVR_CARRIER__ACCOUNT_SID", "AC0123456789abcdef0123456789abcdef"),
+        ("IVR_CARRIER__AUTH_TOKEN", "token"),
+        ("IVR_CARRIER__FROM", "+815012345678"),
+        ("IVR_ISSUER__KEY", "key"),
+        ("IVR_CENTRE__PHONE", "03-5321-0000"),
+        ("IVR_CENTRE__TRANSFER_TO", "03-1234-5678"),
+    ];
+    let (code, out) = check(&twilio);
+    assert_eq!(code, 1);
+    assert!(
+        out.starts_with("error: configuration: centre.transfer_to: 03-1234-5678 is the shipped placeholder"),
+        "{out}"
+    );
+    let (code, out) = check(&twilio[..5]);
+    assert_eq!((code, out.as_str()), (0, ""));
+}

@@ -8,6 +8,7 @@ mod common;
 mod call;
 mod check;
 mod crash;
+mod package;
 mod readme;
 mod roster;
 mod staff;

@@ -9,4 +9,5 @@ mod campaign;
 mod conformance;
 mod followups;
 mod personal;
+mod tls;
 mod users;

@@ -41,7 +41,13 @@ fn issuer() -> Issuer {
 fn context() -> TurnContext {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
     let flows = ivr::flow::registry::Registry::load(root.join("call-flows"), root.join("prompts")).expect("flows load");
+    let settings = ivr::config::Settings::load(None).expect("default settings");
     TurnContext {
+        desk: Arc::new(ivr::calls::Desk {
+            to: settings.transfer_to(),
+            caller_id: None,
+            hours: settings.opening_hours(),
+        }),
         flows: Arc::new(flows),
         issuer: Arc::new(issuer()),
         public_url: "http://ivr.test".into(),

@@ -35,6 +35,14 @@ pub enum Persona {
     /// An app user on a landline: hears the processing number read aloud and presses 2 to
     /// finish (every landline number).
     LandlineAppUser,
+    /// Presses 0 at the breathlessness question to speak with someone; the simulated centre
+    /// answers (`DialCallStatus` completed) and the call ends there. Set with
+    /// [`super::Simulator::set_persona`].
+    AsksForPerson,
+    /// Presses 0 at the breathlessness question; nobody answers at the simulated centre
+    /// (`no-answer`), so the patient hears the hours and 119, and answers the rest. Set with
+    /// [`super::Simulator::set_persona`].
+    AsksForPersonUnanswered,
 }
 
 impl Persona {
@@ -72,6 +80,16 @@ impl Persona {
             Persona::UndeliverableSms => "undeliverable_sms",
             Persona::LowSpo2 => "low_spo2",
             Persona::LandlineAppUser => "landline_app_user",
+            Persona::AsksForPerson => "asks_for_person",
+            Persona::AsksForPersonUnanswered => "asks_for_person_unanswered",
+        }
+    }
+
+    /// How a `<Dial>` this persona's call is put through with ends at the simulated centre.
+    pub fn centre_answer(self) -> &'static str {
+        match self {
+            Persona::AsksForPerson => "completed",
+            _ => "no-answer",
         }
     }
 
@@ -142,6 +160,7 @@ pub struct Patient {
     questions: usize,
     wrong_key_pressed: bool,
     spo2_answered: bool,
+    asked_for_person: bool,
     /// A question this patient did not recognise, once it hung up on it.
     pub unrecognised: Option<String>,
 }
@@ -165,6 +184,7 @@ impl Patient {
             questions: 0,
             wrong_key_pressed: false,
             spo2_answered: false,
+            asked_for_person: false,
             unrecognised: None,
         }
     }
@@ -196,6 +216,11 @@ impl Patient {
             question,
             Question::Identity | Question::Temperature | Question::Spo2 | Question::Confirm | Question::NumberReadAloud
         );
+        let asks = matches!(self.persona, Persona::AsksForPerson | Persona::AsksForPersonUnanswered);
+        if asks && question == Question::Breathless && !self.asked_for_person {
+            self.asked_for_person = true;
+            return Reply::Keys("0".into());
+        }
         if self.persona == Persona::WrongKey && is_menu && !self.wrong_key_pressed {
             self.wrong_key_pressed = true;
             return Reply::Keys("9".into());

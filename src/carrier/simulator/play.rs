@@ -196,6 +196,14 @@ impl Caller for OnTheLine<'_> {
         }
     }
 
+    /// The simulated centre: answers or not as the persona says; the line is noted in what
+    /// the patient heard.
+    fn dial(&mut self, dial: &crate::twiml::Dial) -> String {
+        let status = self.patient.persona.centre_answer();
+        self.heard.push(format!("[dial {} → {status}]", mask_phone(&dial.number)));
+        status.to_string()
+    }
+
     fn delay(&mut self, heard: &Heard, keys: Option<&str>) -> Duration {
         match (keys, &heard.next) {
             // Silence lasts as long as the gather waits.
