@@ -8,5 +8,5 @@ mod common;
 mod campaign;
 mod conformance;
 mod personal;
-mod users;
 mod tls;
+mod users;
