@@ -58,7 +58,7 @@ async fn zero_during_the_centres_hours_dials_the_centre_keeping_the_answers() {
     let call = app.store.calls().get(SID).await.unwrap().unwrap();
     assert!(!call.ended);
     let answers = app.store.calls().answers(call.call_id).await.unwrap();
-    assert!(answers.iter().any(|a| a.name == "birth_md" && a.value == Value::text("0412")));
+    assert!(answers.iter().any(|a| a.name == "identity" && a.value == Value::text("confirmed")));
     assert!(app.store.calls().alerts(call.call_id).await.unwrap().is_empty());
 
     // The centre answered and the two spoke: the call ends politely.

@@ -206,7 +206,7 @@ fn zero_shows_the_transfer_to_the_centre_and_how_it_ended() {
     assert!(out.contains("→ transferred to 03-1234-5678 (rings up to 20 s)"), "{out}");
     assert!(out.contains("centre: (answers; the caller speaks with the health centre)"), "{out}");
     assert!(out.contains("  transfer = completed\n"), "{out}");
-    assert!(out.contains("  birth_md = 0412\n"), "the answers so far are kept: {out}");
+    assert!(out.contains("  identity = confirmed\n"), "the answers so far are kept: {out}");
 
     let out = call(&["daily-health-check", "--digits", "0412,0,365#", "--centre", "busy"]);
     assert!(out.contains("centre: (busy)"), "{out}");
