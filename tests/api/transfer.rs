@@ -110,6 +110,15 @@ async fn outside_the_centres_hours_nothing_is_dialled_and_the_centre_gets_a_foll
     );
     let answers = app.store.calls().answers(call.call_id).await.unwrap();
     assert!(answers.iter().any(|a| a.name == "transfer" && a.value == Value::text("closed")));
+    // The follow-up: an item for the patient, high, naming what the caller asked for.
+    let patient = call.patient_id.as_ref().expect("a known caller");
+    let item = app.store.followups().open_for(patient.as_str()).await.unwrap().expect("an item is open");
+    assert_eq!(item.severity, ivr::types::Severity::High);
+    let reasons: Vec<_> = item.reasons.iter().map(|r| (r.kind, r.reason.as_str(), r.call_id)).collect();
+    assert_eq!(
+        reasons,
+        [(ivr::types::AlertKind::AskedForPerson, "asked for a person outside the centre's hours", Some(call.call_id))]
+    );
 }
 
 #[tokio::test]
