@@ -212,7 +212,9 @@ fn zero_shows_the_transfer_to_the_centre_and_how_it_ended() {
     assert!(out.contains("centre: (busy)"), "{out}");
     assert!(out.contains("119番"), "{out}");
     assert!(
-        out.contains("alert health centre: asked_for_person: asked for a person; nobody answered at the centre (busy)"),
+        out.contains(
+            "alert health centre (high): asked_for_person: asked for a person; nobody answered at the centre (busy)"
+        ),
         "{out}"
     );
     assert!(out.contains("ivr:    36.5度ですね。"), "the call goes on: {out}");
@@ -221,7 +223,7 @@ fn zero_shows_the_transfer_to_the_centre_and_how_it_ended() {
     assert!(!out.contains("transferred to"), "{out}");
     assert!(out.contains("The health centre is closed now. Its hours are 8:30 to 17:15."), "{out}");
     assert!(
-        out.contains("alert health centre: asked_for_person: asked for a person outside the centre's hours"),
+        out.contains("alert health centre (high): asked_for_person: asked for a person outside the centre's hours"),
         "{out}"
     );
 }
