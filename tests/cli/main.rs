@@ -10,5 +10,5 @@ mod check;
 mod crash;
 mod readme;
 mod roster;
-mod tokens;
 mod staff;
+mod tokens;
