@@ -419,8 +419,9 @@ impl Dialer {
         let policy = &self.campaign.policy;
         let (job_id, attempt) = (stale.job_id, stale.attempt);
         let look_at = stale.started_at + UNRECORDED_CALL_GRACE;
-        if now < look_at && stale.started_at + policy.call_lease > now {
-            // A request for it may still be on its way to the carrier.
+        if now < look_at {
+            // A request for it may still be on its way to the carrier (however short
+            // `call_lease` is).
             self.ask_again_at(job_id, look_at).await?;
             return Ok(None);
         }
