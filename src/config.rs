@@ -101,8 +101,9 @@ pub struct Scheduler {
     /// A duration like `45s`, at most 600s (Twilio's limit).
     pub ring_timeout: String,
     pub machine_detection: bool,
-    /// A duration like `20m`: a call with no news for this long is looked up at the carrier
-    /// (or counted lost, never dialled again for the same attempt).
+    /// A duration like `20m`: the last resort for an attempt without a call id that the carrier
+    /// could not be asked about for this long: it counts as lost (never dialled again for the
+    /// same attempt). Also the longest a call goes unreconciled.
     pub call_lease: String,
     /// A duration like `1m`: a call with no news (no status callback, no answer from a lookup)
     /// for this long is looked up at the carrier, and freed if it ended. At most `call_lease`.

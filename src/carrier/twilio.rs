@@ -1,7 +1,8 @@
 //! Twilio's REST API (version 2010-04-01), as much as the product uses: send an SMS (the
 //! processing number), place a call (the daily health check), read a call back (to reconcile
-//! after a crash), and list the SMS sent to a number (to learn whether a send whose answer was
-//! lost went out).
+//! after a crash), list the calls placed to a number (to find a call whose id was lost in a
+//! crash), and list the SMS sent to a number (to learn whether a send whose answer was lost went
+//! out).
 //!
 //! ```no_run
 //! # async fn f(settings: ivr::config::Settings) -> Result<(), ivr::carrier::twilio::TwilioError> {
@@ -18,7 +19,8 @@
 //! # Retries
 //! Each method retries by itself, per its [`RetryPolicy`] (exponential backoff, full jitter,
 //! bounded tries), but only where a second request cannot do harm:
-//! - [`TwilioClient::fetch_call`] and [`TwilioClient::list_messages`] read, so any retryable
+//! - [`TwilioClient::fetch_call`], [`TwilioClient::list_calls`] and
+//!   [`TwilioClient::list_messages`] read, so any retryable
 //!   failure is tried again: 429, 5xx, network errors, timeouts.
 //! - [`TwilioClient::create_call`] and [`TwilioClient::send_message`] create something, and
 //!   Twilio's API takes no idempotency key: a request that timed out may have placed the call
@@ -46,8 +48,8 @@ use serde::de::DeserializeOwned;
 
 pub use error::{DeliveryError, TwilioError, codes};
 pub use resources::{
-    AnsweredBy, CallEvent, CallRequest, CallResource, CallStatus, MachineDetection, MessagePage, MessageRequest,
-    MessageResource, MessageStatus, Sender,
+    AnsweredBy, CallEvent, CallPage, CallRequest, CallResource, CallStatus, MachineDetection, MessagePage,
+    MessageRequest, MessageResource, MessageStatus, Sender,
 };
 pub use retry::RetryPolicy;
 
@@ -169,6 +171,28 @@ impl TwilioClient {
     pub async fn fetch_call(&self, sid: &CallSid) -> Result<CallResource, TwilioError> {
         let url = self.url(&format!("Calls/{sid}.json"));
         retry::run(self.retry, "fetch_call", Replay::Idempotent, || self.send(self.http.get(&url))).await
+    }
+
+    /// The calls placed to `to` since `since`, newest first: `GET
+    /// /2010-04-01/Accounts/{AccountSid}/Calls.json?To=…&PageSize=50`, to find a call whose id
+    /// was never recorded (the process died between the request and Twilio's answer). `since` is
+    /// applied here, on `date_created`, with a minute's margin for clocks: Twilio's own
+    /// `StartTime` filter would leave out a call still queued or ringing (it has no `start_time`
+    /// yet), the very one that must be found. Only the newest 50 calls to that number are read.
+    /// A read, so it is retried on any retryable failure.
+    pub async fn list_calls(
+        &self,
+        to: &str,
+        since: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Vec<CallResource>, TwilioError> {
+        let url = self.url("Calls.json");
+        let query = [("To", to), ("PageSize", "50")];
+        tracing::debug!(to = %mask_phone(to), "listing the calls placed through Twilio");
+        let page: CallPage =
+            retry::run(self.retry, "list_calls", Replay::Idempotent, || self.send(self.http.get(&url).query(&query)))
+                .await?;
+        let margin = chrono::Duration::minutes(1);
+        Ok(page.calls.into_iter().filter(|c| c.created().is_none_or(|t| t >= since - margin)).collect())
     }
 
     /// The messages sent to `to` since `since`, newest first: `GET

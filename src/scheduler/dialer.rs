@@ -4,17 +4,22 @@
 //!
 //! Durability: a job is claimed, with its next attempt's row, in a transaction committed before
 //! the carrier is asked to dial, and the request is made outside any transaction. If the process
-//! dies in between, the attempt is left without a call id; when its lease runs out it is
-//! reconciled (a status callback may have filled it in, or the call is fetched from the carrier)
-//! and never dialled again: a lost attempt counts as an unanswered one.
+//! dies in between, the attempt is left without a call id. It is never dialled again: once
+//! [`UNRECORDED_CALL_GRACE`] has passed since its claim (longer than [`DIAL_DEADLINE`], so any
+//! request for it has reached the carrier or failed by then), the dialer looks for its call in
+//! the carrier's Calls list (calls to the patient's number created since the claim). A call found
+//! is recorded as the attempt's and reconciled like any other; none found means the request
+//! never reached the carrier, and the attempt counts as lost (an unanswered one: the retry
+//! policy decides what follows) and frees its slot at once.
 //!
 //! Recovery: the carrier does not repeat a final status callback that found the server down, so
 //! a call that ended during a crash would hold its concurrency slot until its lease ran out.
 //! Instead, when an instance starts leading (after a start, or on taking over from a dead
 //! leader) it asks the carrier at once how every call still open stands, and later any call
 //! with no news for `call_check_after`; each that ended is recorded as its status callback
-//! would have been, and frees its slot. An attempt without a call id waits for its lease: only
-//! then is it certain that no call for it is still ringing.
+//! would have been, and frees its slot. While the carrier cannot be asked, nothing is freed:
+//! the lookup is tried again shortly, and `call_lease` stays the last resort (an attempt without
+//! a call id that could not be looked up for that long counts as lost).
 //!
 //! One dialer at a time: with a [`DialerLock`], the dialer works only while its instance leads
 //! ([`super::leader`]), so `calls_per_second` holds for the carrier account across instances.
@@ -33,6 +38,20 @@ use crate::scheduler::hours::CallingHours;
 use crate::store::{DialerLock, DueJob, JobNext, Store, StoreError};
 
 use crate::types::CallSid;
+
+/// How long after its claim the dialer waits for the carrier to take an attempt's call (the
+/// rate limiter's wait, the request and its own safe retries included). Past it the request is
+/// dropped, and whether the call was placed is unknown until the carrier is asked.
+pub const DIAL_DEADLINE: std::time::Duration = std::time::Duration::from_secs(20);
+
+/// How long after its claim an attempt without a call id is looked for in the carrier's Calls
+/// list: [`DIAL_DEADLINE`] and ten seconds more, so that the request for it, even one from an
+/// instance that has just stopped leading, has reached the carrier or failed by then, and a call
+/// not found was never placed.
+pub const UNRECORDED_CALL_GRACE: chrono::Duration = chrono::Duration::seconds(30);
+
+/// How soon a lookup the carrier did not answer is tried again.
+const LOOKUP_RETRY: chrono::Duration = chrono::Duration::seconds(5);
 
 /// The rules the dialer and the status webhook share: what follows an attempt.
 pub struct Campaign {
@@ -273,6 +292,7 @@ impl Dialer {
             return Ok(0);
         }
         let jobs = self.store.campaign().claim_jobs(now, now + policy.call_lease, batch).await?;
+        let deadline = tokio::time::Instant::now() + DIAL_DEADLINE;
         let mut placing = tokio::task::JoinSet::new();
         let mut requested = 0;
         for job in jobs.iter().cloned() {
@@ -289,7 +309,7 @@ impl Dialer {
             requested += 1;
             let (store, carrier, campaign) = (self.store.clone(), self.carrier.clone(), self.campaign.clone());
             let request = self.request(&job);
-            placing.spawn(async move { place(store, carrier, campaign, job, request, now).await });
+            placing.spawn(async move { place(store, carrier, campaign, job, request, now, deadline).await });
         }
         while let Some(r) = placing.join_next().await {
             if let Ok(Err(e)) = r {
@@ -329,8 +349,9 @@ impl Dialer {
     /// Open attempts with no news for `call_check_after` (every open attempt in the first
     /// round as leader): the carrier says how each call stands. One that ended is recorded as
     /// its final status callback would have been and frees its slot; one still in progress is
-    /// asked again after `call_check_after`. An attempt without a call id is counted lost once
-    /// its lease runs out (never dialled again).
+    /// asked again after `call_check_after`. An attempt without a call id is looked for in the
+    /// carrier's Calls list once [`UNRECORDED_CALL_GRACE`] has passed since its claim (never
+    /// dialled again).
     async fn reconcile(&self, now: DateTime<Utc>) -> Result<(), StoreError> {
         let policy = &self.campaign.policy;
         // The lease is renewed to `call_lease` ahead at each piece of news, so a lease that ends
@@ -344,13 +365,16 @@ impl Dialer {
         }
         // Claimed at a time still ahead of this dialer's clock: no call of ours yet, nothing to ask.
         for stale in stale.into_iter().filter(|s| s.started_at <= now) {
-            let Some(sid) = stale.call_sid.as_ref() else {
-                if stale.started_at + policy.call_lease > now {
-                    continue;
-                }
-                tracing::warn!(job_id = stale.job_id, attempt = stale.attempt, "attempt lost: no call id, no callback");
-                self.campaign.end(&self.store, stale.job_id, stale.attempt, "lost", None, now).await?;
-                continue;
+            let found;
+            let sid = match stale.call_sid.as_ref() {
+                Some(sid) => sid,
+                None => match self.find_unrecorded(&stale, now).await? {
+                    Some(sid) => {
+                        found = sid;
+                        &found
+                    }
+                    None => continue,
+                },
             };
             match self.carrier.fetch_call(sid).await {
                 Ok(CallResource { status: Some(status), answered_by, .. }) if status.is_final() => {
@@ -378,6 +402,71 @@ impl Dialer {
         }
         Ok(())
     }
+
+    /// The call of an attempt claimed without a call id, from the carrier's Calls list: the
+    /// newest call to the patient's number created since the claim that no other attempt of the
+    /// job owns (a patient is never dialled twice at once, so it is this attempt's). The call's
+    /// webhook URLs name the attempt, but the Call resource does not carry them: the number and
+    /// the time are what the carrier gives back. A call found is recorded as the attempt's and
+    /// returned; none found ends the attempt as lost, freeing its slot. Before
+    /// [`UNRECORDED_CALL_GRACE`], or while the carrier cannot be asked, the attempt is left as
+    /// it is and asked about later (after `call_lease` without an answer it counts as lost).
+    async fn find_unrecorded(
+        &self,
+        stale: &crate::store::StaleAttempt,
+        now: DateTime<Utc>,
+    ) -> Result<Option<CallSid>, StoreError> {
+        let policy = &self.campaign.policy;
+        let (job_id, attempt) = (stale.job_id, stale.attempt);
+        let look_at = stale.started_at + UNRECORDED_CALL_GRACE;
+        if now < look_at {
+            // A request for it may still be on its way to the carrier (however short
+            // `call_lease` is).
+            self.ask_again_at(job_id, look_at).await?;
+            return Ok(None);
+        }
+        let calls = match self.carrier.list_calls(stale.phone.as_str(), stale.started_at).await {
+            Ok(calls) => calls,
+            Err(e) if stale.started_at + policy.call_lease <= now => {
+                tracing::warn!(job_id, attempt, error = %e, "attempt lost: no call id, and the carrier could not be asked for as long as call_lease");
+                self.campaign.end(&self.store, job_id, attempt, "lost", None, now).await?;
+                return Ok(None);
+            }
+            Err(e) => {
+                // Never freed blindly: the call may be ringing.
+                tracing::warn!(job_id, attempt, error = %e, "could not look for a call whose id was never recorded; trying again shortly");
+                self.ask_again_at(job_id, now + LOOKUP_RETRY).await?;
+                return Ok(None);
+            }
+        };
+        let owned: std::collections::HashSet<CallSid> =
+            self.store.campaign().attempts(job_id).await?.into_iter().filter_map(|a| a.call_sid).collect();
+        let phone = stale.phone.as_str();
+        let ours = calls.into_iter().find(|c| !owned.contains(&c.sid) && c.to.as_deref().is_none_or(|to| to == phone));
+        match ours {
+            Some(call) => {
+                metrics::counter!("ivr_call_lookups_total", "outcome" => "found").increment(1);
+                tracing::info!(job_id, attempt, call_sid = %call.sid, "the carrier placed the call whose id was never recorded");
+                self.store.campaign().attempt_dialed(job_id, attempt, &call.sid).await?;
+                Ok(Some(call.sid))
+            }
+            None => {
+                metrics::counter!("ivr_call_lookups_total", "outcome" => "not found").increment(1);
+                tracing::warn!(job_id, attempt, "attempt lost: the carrier never placed its call; its slot is free");
+                self.campaign.end(&self.store, job_id, attempt, "lost", None, now).await?;
+                Ok(None)
+            }
+        }
+    }
+
+    /// Has an open attempt looked at again from `at` (and not before): its lease is set so that
+    /// it counts as quiet then (`reconcile` takes leases ending before `now + call_lease -
+    /// call_check_after`).
+    async fn ask_again_at(&self, job_id: i64, at: DateTime<Utc>) -> Result<(), StoreError> {
+        let policy = &self.campaign.policy;
+        let quiet = policy.call_check_after.min(policy.call_lease);
+        self.store.campaign().extend_lease(job_id, at + policy.call_lease - quiet).await
+    }
 }
 
 /// Asks the carrier to dial one attempt and records what it said.
@@ -388,8 +477,18 @@ async fn place(
     job: DueJob,
     request: CallRequest,
     now: DateTime<Utc>,
+    deadline: tokio::time::Instant,
 ) -> Result<(), StoreError> {
-    match carrier.create_call(&request).await {
+    let Ok(answer) = tokio::time::timeout_at(deadline, carrier.create_call(&request)).await else {
+        // Perhaps placed: the attempt is looked for at the carrier after `UNRECORDED_CALL_GRACE`.
+        tracing::warn!(
+            job_id = job.job_id,
+            attempt = job.attempt,
+            "no answer from the carrier in time: unknown whether the call was placed"
+        );
+        return Ok(());
+    };
+    match answer {
         Ok(call) => {
             metrics::counter!("ivr_dials_total").increment(1);
             tracing::info!(job_id = job.job_id, attempt = job.attempt, call_sid = %call.sid, to = %job.phone.masked(), "dialling");
@@ -407,8 +506,8 @@ async fn place(
             campaign.end(&store, job.job_id, job.attempt, "failed", None, now).await.map(drop)
         }
         Err(e) => {
-            // Perhaps placed: its status callback will say, or the lease runs out and the call
-            // is reconciled. Never dialled again for this attempt.
+            // Perhaps placed: its status callback will say, or the call is looked for at the
+            // carrier after `UNRECORDED_CALL_GRACE`. Never dialled again for this attempt.
             tracing::warn!(job_id = job.job_id, attempt = job.attempt, error = %e, "unknown whether the call was placed");
             Ok(())
         }

@@ -31,9 +31,10 @@ pub struct DialPolicy {
     pub ring_timeout: chrono::Duration,
     /// Whether the carrier is asked to tell an answering machine from a person.
     pub machine_detection: bool,
-    /// How long an attempt without a call id may go without news before it is counted lost
-    /// (never dialled again); a call is looked up at the carrier long before, after
-    /// `call_check_after`.
+    /// The last resort for an attempt without a call id: counted lost (never dialled again) once
+    /// this long has passed since its claim with the carrier unable to say whether it placed
+    /// the call. It is looked for in the carrier's Calls list long before, after
+    /// [`dialer::UNRECORDED_CALL_GRACE`]; a call with an id is looked up after `call_check_after`.
     pub call_lease: chrono::Duration,
     /// How long a call may go without news (no status callback) before the dialer asks the
     /// carrier how it stands; also every call open when this instance starts leading is asked

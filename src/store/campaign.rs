@@ -51,6 +51,8 @@ pub struct StaleAttempt {
     pub attempt: i32,
     pub call_sid: Option<CallSid>,
     pub started_at: DateTime<Utc>,
+    /// The patient's number: where a call whose id was never recorded is looked for.
+    pub phone: E164,
 }
 
 /// What happens to a job after an attempt ended.

@@ -368,6 +368,32 @@ async fn the_messages_list_gives_what_was_sent_to_a_number_newest_first_with_its
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_calls_list_gives_the_calls_placed_to_a_number_newest_first() {
+    let app = spawn().await;
+    let start = chrono::Utc::now() - chrono::Duration::seconds(1);
+    let (a, b) = (mobile(6), mobile(5));
+    // Busy and unanswered lines: the calls end without a turn.
+    let call = |to: &str| CallRequest::new(to, OURS, format!("{}/twilio/voice", app.base));
+    let first = app.twilio.create_call(&call(&a)).await.unwrap();
+    app.twilio.create_call(&call(&b)).await.unwrap();
+    let second = app.twilio.create_call(&call(&a)).await.unwrap();
+    let listed = app.twilio.list_calls(&a, start).await.unwrap();
+    let seen: Vec<(String, Option<String>)> = listed.iter().map(|c| (c.sid.to_string(), c.to.clone())).collect();
+    assert_eq!(seen, vec![(second.sid.to_string(), Some(a.clone())), (first.sid.to_string(), Some(a.clone()))]);
+    assert!(listed.iter().all(|c| c.created().is_some_and(|t| t >= start - chrono::Duration::seconds(1))));
+    assert!(listed.iter().all(|c| c.status.is_some()), "{listed:?}");
+    let later = chrono::Utc::now() + chrono::Duration::minutes(5);
+    assert!(app.twilio.list_calls(&a, later).await.unwrap().is_empty(), "nothing since then");
+    let wrong = TwilioClient::new(
+        &format!("{}/simulator", app.base),
+        &ivr::carrier::simulator::account_sid(),
+        "not-the-token".to_string(),
+    )
+    .unwrap();
+    assert_eq!(wrong.list_calls(&a, start).await.unwrap_err().status(), Some(401));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_patient_who_presses_zero_is_dialled_through_to_the_centre() {
     let app = spawn_with(|s| {
         s.centre.transfer_to = Some("03-5321-0001".into());

@@ -126,6 +126,13 @@ async fn requests_match_twilios_openapi_description() {
     assert!(created.sid.as_str().starts_with("CA") && created.sid.as_str().len() == 34, "{created:?}");
     let fetched = prism.expect("fetch_call", twilio.fetch_call(&created.sid).await);
     assert_eq!(fetched.sid, created.sid);
+    // The Calls list for one number, read to find a call whose id was lost in a crash. The
+    // description's example is an old call: none is that recent.
+    let long_ago = chrono::DateTime::<chrono::Utc>::UNIX_EPOCH;
+    let listed = prism.expect("list_calls", twilio.list_calls(PATIENT, long_ago).await);
+    assert!(!listed.is_empty() && listed.iter().all(|c| c.sid.as_str().starts_with("CA")), "{listed:?}");
+    assert!(listed.iter().any(|c| c.to.is_some() && c.created().is_some()), "to and date_created are read: {listed:?}");
+    assert!(prism.expect("list_calls, recent", twilio.list_calls(PATIENT, chrono::Utc::now()).await).is_empty());
 
     // SMS from our number, and through a Messaging Service.
     let sms = MessageRequest {
@@ -141,7 +148,6 @@ async fn requests_match_twilios_openapi_description() {
     prism.expect("send_message via a service", twilio.send_message(&service).await);
     // The Messages list for one number, read to learn whether a send whose answer was lost went
     // out. The description's example is an old message: none is that recent.
-    let long_ago = chrono::DateTime::<chrono::Utc>::UNIX_EPOCH;
     let listed = prism.expect("list_messages", twilio.list_messages(PATIENT, long_ago).await);
     assert!(listed.iter().all(|m| m.sid.as_str().starts_with("SM") || m.sid.as_str().starts_with("MM")), "{listed:?}");
     assert!(
@@ -174,6 +180,7 @@ async fn requests_match_twilios_openapi_description() {
     for _ in 0..20 {
         prism.expect("create_call, generated answer", dynamic.create_call(&call).await);
         prism.expect("fetch_call, generated answer", dynamic.fetch_call(&created.sid).await);
+        prism.expect("list_calls, generated answer", dynamic.list_calls(PATIENT, long_ago).await);
         prism.expect("send_message, generated answer", dynamic.send_message(&service).await);
         prism.expect("list_messages, generated answer", dynamic.list_messages(PATIENT, long_ago).await);
     }

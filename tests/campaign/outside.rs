@@ -71,14 +71,16 @@ impl Drop for Instance {
 /// The carrier simulator on a port of its own, outside every `ivr serve` of the test (its
 /// callers answer `0412` to the birth date and every question): the simulator and its API base.
 pub async fn carrier_outside(speed: f64) -> (ivr::carrier::simulator::Simulator, String) {
-    carrier_outside_with(speed, Duration::ZERO).await
+    carrier_outside_with(speed, Duration::ZERO, Duration::ZERO).await
 }
 
 /// [`carrier_outside`] whose Messages API answers a send `sms_answer_delay` after it took the
-/// SMS: a sender killed in that time has handed the SMS over without learning so.
+/// SMS, and whose Calls API answers `call_answer_delay` after it placed the call: a server
+/// killed in that time has handed the SMS or the call over without learning its id.
 pub async fn carrier_outside_with(
     speed: f64,
     sms_answer_delay: Duration,
+    call_answer_delay: Duration,
 ) -> (ivr::carrier::simulator::Simulator, String) {
     use ivr::carrier::signature::AuthToken;
     use ivr::carrier::simulator::{self as sim, Simulator};
@@ -94,12 +96,15 @@ pub async fn carrier_outside_with(
     let api_base = format!("http://{}", listener.local_addr().unwrap());
     let router = carrier.router().layer(axum::middleware::from_fn(
         move |request: axum::extract::Request, next: axum::middleware::Next| async move {
-            let sending =
-                request.method() == axum::http::Method::POST && request.uri().path().ends_with("/Messages.json");
+            let post = request.method() == axum::http::Method::POST;
+            let path = request.uri().path();
+            let delay = match () {
+                _ if post && path.ends_with("/Messages.json") => sms_answer_delay,
+                _ if post && path.ends_with("/Calls.json") => call_answer_delay,
+                _ => Duration::ZERO,
+            };
             let response = next.run(request).await;
-            if sending {
-                tokio::time::sleep(sms_answer_delay).await;
-            }
+            tokio::time::sleep(delay).await;
             response
         },
     ));

@@ -261,11 +261,7 @@ impl MessageResource {
 
     /// `date_created`, when present and readable.
     pub fn created(&self) -> Option<chrono::DateTime<chrono::Utc>> {
-        let text = self.date_created.as_deref()?;
-        chrono::DateTime::parse_from_rfc2822(text)
-            .or_else(|_| chrono::DateTime::parse_from_rfc3339(text))
-            .ok()
-            .map(|t| t.with_timezone(&chrono::Utc))
+        rfc2822_time(self.date_created.as_deref()?)
     }
 }
 
@@ -322,6 +318,35 @@ pub struct CallResource {
     /// When it ended (RFC 2822, UTC), if it has.
     #[serde(default)]
     pub end_time: Option<String>,
+    /// The number called, E.164 (in a list or a fetch; the dialer matches a call whose id it
+    /// never recorded by it).
+    #[serde(default)]
+    pub to: Option<String>,
+    /// When Twilio created it (RFC 2822, UTC): as soon as it took the request, before any ringing.
+    #[serde(default)]
+    pub date_created: Option<String>,
+}
+
+impl CallResource {
+    /// `date_created`, when present and readable.
+    pub fn created(&self) -> Option<chrono::DateTime<chrono::Utc>> {
+        rfc2822_time(self.date_created.as_deref()?)
+    }
+}
+
+/// A page of the Calls list (`GET …/Calls.json`), newest first.
+#[derive(Debug, Clone, Deserialize)]
+pub struct CallPage {
+    #[serde(default)]
+    pub calls: Vec<CallResource>,
+}
+
+/// A time as Twilio writes it (RFC 2822), or RFC 3339.
+fn rfc2822_time(text: &str) -> Option<chrono::DateTime<chrono::Utc>> {
+    chrono::DateTime::parse_from_rfc2822(text)
+        .or_else(|_| chrono::DateTime::parse_from_rfc3339(text))
+        .ok()
+        .map(|t| t.with_timezone(&chrono::Utc))
 }
 
 /// A call status, or `None` for one Twilio added after this client was written: the call

@@ -256,8 +256,9 @@ impl Campaign for PgStore {
     fn stale_attempts(&self, now: DateTime<Utc>) -> Fut<'_, Vec<StaleAttempt>> {
         fut(async move {
             let rows = sqlx::query(
-                "select a.job_id, a.attempt, a.call_sid, a.started_at from jobs j
+                "select a.job_id, a.attempt, a.call_sid, a.started_at, p.phone from jobs j
                  join job_attempts a on a.job_id = j.job_id and a.attempt = j.attempt
+                 join patients p on p.patient_id = j.patient_id
                  where j.status in ('dialing', 'in-progress') and j.lease_until <= $1 and a.ended_at is null
                  order by j.job_id",
             )
@@ -270,6 +271,7 @@ impl Campaign for PgStore {
                     attempt: r.try_get(1)?,
                     call_sid: r.try_get(2)?,
                     started_at: r.try_get(3)?,
+                    phone: r.try_get(4)?,
                 })
             };
             Ok(rows.iter().map(stale).collect::<Result<_, _>>()?)

@@ -203,8 +203,9 @@ pub(super) fn end_attempt(
 
 pub(super) fn stale_attempts(conn: &mut Connection, now: DateTime<Utc>) -> Result<Vec<StaleAttempt>, StoreError> {
     let mut st = conn.prepare_cached(
-        "select a.job_id, a.attempt, a.call_sid, a.started_at from jobs j
+        "select a.job_id, a.attempt, a.call_sid, a.started_at, p.phone from jobs j
          join job_attempts a on a.job_id = j.job_id and a.attempt = j.attempt
+         join patients p on p.patient_id = j.patient_id
          where j.status in ('dialing', 'in-progress') and j.lease_until <= ?1 and a.ended_at is null
          order by j.job_id",
     )?;
@@ -214,6 +215,7 @@ pub(super) fn stale_attempts(conn: &mut Connection, now: DateTime<Utc>) -> Resul
             attempt: r.get(1)?,
             call_sid: r.get(2)?,
             started_at: parse_sqlite_time(&r.get::<_, String>(3)?),
+            phone: r.get(4)?,
         })
     })?;
     Ok(rows.collect::<Result<_, _>>()?)
