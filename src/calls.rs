@@ -16,8 +16,8 @@ use crate::flow::{
 use crate::issuer::{Delivery, Issuer, is_sealed};
 use crate::scheduler::hours::OpeningHours;
 use crate::store::{
-    CallRecord, Caller, Consent, FirstTurn, Found, NUMBER_READ_ANSWER, NewCall, NewMessage, NewNumber, Patient,
-    StoredFlow, TurnFn, TurnWrite, ValidNumber,
+    CallRecord, Caller, Consent, FirstTurn, Found, NUMBER_READ_ANSWER, NewAlert, NewCall, NewMessage, NewNumber,
+    Patient, StoredFlow, TurnFn, TurnWrite, ValidNumber,
 };
 use crate::telemetry::mask_digits;
 use crate::twiml;
@@ -246,7 +246,7 @@ struct TurnEffects<'a> {
     now: DateTime<Utc>,
     seq: i64,
     answers: Vec<(String, Value)>,
-    alerts: Vec<String>,
+    alerts: Vec<NewAlert>,
     issue: Option<NewNumber>,
     messages: Vec<NewMessage>,
 }
@@ -260,8 +260,8 @@ impl Actions for TurnEffects<'_> {
                 self.answers.extend(answers.iter().cloned());
                 None
             }
-            Effect::AlertHealthCenter { reason } => {
-                self.alerts.push(reason.clone());
+            Effect::AlertHealthCenter { reason, severity } => {
+                self.alerts.push(NewAlert::flow(reason, *severity));
                 None
             }
             Effect::EndCallSummary { .. } => None,

@@ -535,7 +535,7 @@ impl DeliveryStatus {
 named_enum!(
     /// The kinds of alert the engine raises by itself; a flow's own alerts carry the reason its
     /// file gives.
-    AlertKind, "an alert kind: unreachable, message_failed, message_reissued, message_dead, number_unread, asked_for_person, flow" {
+    AlertKind, "an alert kind: unreachable, message_failed, message_reissued, message_dead, number_unread, hung_up, asked_for_person, flow" {
         /// The patient could not be reached after every attempt.
         Unreachable = "unreachable",
         /// A message could not be delivered.
@@ -546,6 +546,8 @@ named_enum!(
         MessageDead = "message_dead",
         /// A number waiting to be read aloud was not read by any call in time.
         NumberUnread = "number_unread",
+        /// The patient answered and hung up before the flow's end.
+        HungUp = "hung_up",
         /// The caller pressed the transfer key and could not speak with the centre (outside
         /// its hours, or nobody answered).
         AskedForPerson = "asked_for_person",
@@ -595,35 +597,90 @@ impl sqlx::Encode<'_, sqlx::Postgres> for Alert {
     }
 }
 
+named_enum!(
+    /// How soon a person must look at a follow-up item: the flow's alert definition gives it
+    /// (`severity = "urgent"`), the engine's own alerts have theirs.
+    Severity, "a severity: urgent, high or normal" {
+        /// Today, at once (SpO2 at or under 93 %, breathlessness).
+        Urgent = "urgent",
+        /// Today.
+        High = "high",
+        /// When the urgent and high ones are done.
+        Normal = "normal",
+    }
+);
+
+impl Severity {
+    /// Higher is more urgent: 3, 2, 1 (stored, so the queue sorts in SQL).
+    pub fn rank(self) -> i64 {
+        match self {
+            Severity::Urgent => 3,
+            Severity::High => 2,
+            Severity::Normal => 1,
+        }
+    }
+
+    /// The severity of a stored rank (an unknown rank reads as `normal`).
+    pub fn of_rank(rank: i64) -> Severity {
+        match rank {
+            3.. => Severity::Urgent,
+            2 => Severity::High,
+            _ => Severity::Normal,
+        }
+    }
+}
+
+named_enum!(
+    /// How a follow-up item ended: what the person did. Closing an item needs one.
+    FollowupOutcome, "an outcome: reached_by_phone, visited, referred_to_hospital, no_action_needed or could_not_reach" {
+        ReachedByPhone = "reached_by_phone",
+        Visited = "visited",
+        ReferredToHospital = "referred_to_hospital",
+        NoActionNeeded = "no_action_needed",
+        CouldNotReach = "could_not_reach",
+    }
+);
+
+named_enum!(
+    /// Where a follow-up item stands: waiting for a person, claimed by one (対応中), or closed
+    /// with an outcome.
+    FollowupStatus, "a status: open, claimed or closed" {
+        Open = "open",
+        Claimed = "claimed",
+        Closed = "closed",
+    }
+);
+
 // ---------------------------------------------------------------------------------------------
 // API token scopes
 
 named_enum!(
     /// What an API token may do. The contact app's server gets `verify` only; staff tools get
     /// the staff scopes (`issue`, `import`, `read`).
-    Scope, "a scope: verify, issue, import or read" {
+    Scope, "a scope: verify, issue, import, read or followup" {
         /// Check and consume a processing number (the contact app's server). Reads no health data.
         Verify = "verify",
         /// Issue a processing number for a patient (the manual path).
         Issue = "issue",
         /// Import the roster.
         Import = "import",
-        /// Read staff data (patients, calls, answers, alerts).
+        /// Read staff data (patients, calls, answers, alerts, the follow-up queue).
         Read = "read",
+        /// Claim, release and close follow-up items.
+        Followup = "followup",
     }
 );
 
 /// The staff scopes, which `staff` stands for on the command line.
-pub const STAFF_SCOPES: [Scope; 3] = [Scope::Issue, Scope::Import, Scope::Read];
+pub const STAFF_SCOPES: [Scope; 4] = [Scope::Issue, Scope::Import, Scope::Read, Scope::Followup];
 
 /// The scopes of a token: a non-empty set. Written as a comma-separated list in a fixed order
-/// (`issue,import,read`); read from one where `staff` stands for the staff scopes.
+/// (`issue,import,read,followup`); read from one where `staff` stands for the staff scopes.
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Scopes(u8);
 
 /// What [`Scopes::parse`] expects.
-pub const SCOPES_EXPECTED: &str =
-    "one or more scopes, comma separated: verify, issue, import, read, or staff (= issue,import,read)";
+pub const SCOPES_EXPECTED: &str = "one or more scopes, comma separated: verify, issue, import, read, followup, or staff (= issue,import,read,followup)";
 
 impl Scopes {
     /// A set of these scopes (`None` when there are none).
@@ -819,12 +876,12 @@ mod tests {
         let s = Scopes::parse("read, issue").unwrap();
         assert!(s.allows(Scope::Read) && s.allows(Scope::Issue) && !s.allows(Scope::Verify));
         assert_eq!(s.to_string(), "issue,read");
-        assert_eq!(Scopes::parse("staff").unwrap().to_string(), "issue,import,read");
-        assert_eq!(Scopes::parse("verify,staff,issue").unwrap().to_string(), "verify,issue,import,read");
+        assert_eq!(Scopes::parse("staff").unwrap().to_string(), "issue,import,read,followup");
+        assert_eq!(Scopes::parse("verify,staff,issue").unwrap().to_string(), "verify,issue,import,read,followup");
         assert_eq!(Scopes::parse("verify").unwrap().iter().collect::<Vec<_>>(), vec![Scope::Verify]);
         for bad in ["", " , ", "admin", "verify,everything", "VERIFY"] {
             let e = Scopes::parse(bad).unwrap_err();
-            assert!(e.expected().contains("verify, issue, import, read, or staff"), "{bad}: {e}");
+            assert!(e.expected().contains("verify, issue, import, read, followup, or staff"), "{bad}: {e}");
         }
         for s in Scope::ALL {
             let one = Scopes::of(&[*s]).unwrap();
@@ -867,6 +924,13 @@ mod tests {
             "unreachable: 1 attempt(s) today"
         );
         assert!(DeliveryStatus::Delivered.is_final() && !DeliveryStatus::Undelivered.is_final());
+        for s in Severity::ALL {
+            assert_eq!(Severity::of_rank(s.rank()), *s);
+        }
+        assert!(Severity::Urgent.rank() > Severity::High.rank() && Severity::High.rank() > Severity::Normal.rank());
+        for o in FollowupOutcome::ALL {
+            assert_eq!(FollowupOutcome::parse(o.as_str()), Ok(*o));
+        }
     }
 
     #[test]

@@ -87,10 +87,10 @@ pub enum TokensCommand {
     Add {
         /// A name of its own (names are never reused, even once revoked).
         name: String,
-        /// What it may do: verify (the contact app's server), issue, import, read, or staff
-        /// (issue, import and read). Repeat it or separate with commas; at least one.
+        /// What it may do: verify (the contact app's server), issue, import, read, followup, or
+        /// staff (issue, import, read and followup). Repeat it or separate with commas; at least one.
         #[arg(long = "scope", value_name = "SCOPE", value_delimiter = ',',
-              value_parser = clap::builder::PossibleValuesParser::new(["verify", "issue", "import", "read", "staff"]))]
+              value_parser = clap::builder::PossibleValuesParser::new(["verify", "issue", "import", "read", "followup", "staff"]))]
         scopes: Vec<String>,
         #[arg(long)]
         config: Option<PathBuf>,

@@ -75,7 +75,7 @@ pub async fn numbers(cmd: &NumbersCommand) -> Result<()> {
 
 /// What `ivr tokens add` says when no scope is given.
 const NO_SCOPE: &str = "a token needs at least one scope: --scope verify for the contact app's server, \
-     --scope staff for staff tools (issue, import, read), or any of verify, issue, import, read";
+     --scope staff for staff tools (issue, import, read, followup), or any of verify, issue, import, read, followup";
 
 pub async fn tokens(cmd: &TokensCommand) -> Result<()> {
     match cmd {

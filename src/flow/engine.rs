@@ -254,7 +254,9 @@ impl<'f> Machine<'f> {
                 text: self.flow.catalog(&self.call.lang).text(&message.value, &self.call.vars),
                 to: to.as_ref().and_then(|v| self.call.vars.get(&v.value)).map(ToString::to_string),
             },
-            Action::AlertHealthCenter { reason } => Effect::AlertHealthCenter { reason: reason.clone() },
+            Action::AlertHealthCenter { reason, severity } => {
+                Effect::AlertHealthCenter { reason: reason.clone(), severity: *severity }
+            }
             Action::EndCallSummary => Effect::EndCallSummary { answers: self.call.answers() },
         }
     }

@@ -6,6 +6,8 @@ use std::collections::{BTreeMap, HashMap};
 use toml::Spanned;
 use toml::de::DeValue;
 
+use crate::types::Severity as Urgency;
+
 use super::source::{At, Diagnostics, Fields, Source, closest, parse_toml, type_name};
 use super::{
     Action, BUILTIN_VARS, Choice, Cond, Flow, Kind, NumberFormat, NumberSpec, PromptRef, Question, Rule, State, Target,
@@ -390,9 +392,10 @@ fn read_state(
                 with_question(&["yes_key", "no_key", "next", "retry"]),
             )
         }
-        "action" => {
-            (read_action(&mut f, &what, diags), vec!["action", "next", "on", "vars", "set", "message", "to", "reason"])
-        }
+        "action" => (
+            read_action(&mut f, &what, diags),
+            vec!["action", "next", "on", "vars", "set", "message", "to", "reason", "severity"],
+        ),
         "branch" => (read_branch(&mut f, &what, diags), vec!["rules", "default"]),
         other => {
             let hint = closest(other, KINDS)
@@ -694,6 +697,7 @@ fn read_action(f: &mut Fields<'_, '_>, what: &str, diags: &mut Diagnostics) -> O
     let message = f.str("message", diags);
     let to = f.str("to", diags);
     let reason = f.str("reason", diags);
+    let severity = f.str("severity", diags);
     let only = |field: &str, for_action: &str, diags: &mut Diagnostics| {
         if name.value != for_action {
             if let Some(at) = f.key_at(field) {
@@ -706,6 +710,7 @@ fn read_action(f: &mut Fields<'_, '_>, what: &str, diags: &mut Diagnostics) -> O
     only("message", "send_sms", diags);
     only("to", "send_sms", diags);
     only("reason", "alert_health_center", diags);
+    only("severity", "alert_health_center", diags);
     let action = match name.value.as_str() {
         "record_answer" => Action::RecordAnswer { vars, set: read_set(src, set, diags) },
         "issue_processing_number" => Action::IssueProcessingNumber,
@@ -717,7 +722,15 @@ fn read_action(f: &mut Fields<'_, '_>, what: &str, diags: &mut Diagnostics) -> O
             }
         },
         "alert_health_center" => {
-            Action::AlertHealthCenter { reason: reason.map_or_else(|| "alert".into(), |r| r.value) }
+            let severity = match severity {
+                None => Urgency::Normal,
+                Some(s) => Urgency::parse(&s.value).unwrap_or_else(|_| {
+                    let names: Vec<&str> = Urgency::ALL.iter().map(|s| s.as_str()).collect();
+                    diags.error(src, s.at, format!("unknown severity '{}'; severities: {}", s.value, names.join(", ")));
+                    Urgency::Normal
+                }),
+            };
+            Action::AlertHealthCenter { reason: reason.map_or_else(|| "alert".into(), |r| r.value), severity }
         }
         "end_call_summary" => Action::EndCallSummary,
         other => {

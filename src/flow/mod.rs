@@ -32,6 +32,7 @@ pub use source::{At, Diagnostic, Diagnostics, Severity, Source};
 pub use value::{Value, Vars, parse_decimal};
 
 use crate::flow::prompts::Catalog;
+use crate::types::Severity as Urgency;
 
 /// A loaded, valid call flow with its prompt catalogues.
 #[derive(Debug, Clone)]
@@ -278,8 +279,9 @@ pub enum Action {
     /// Sends the text of a prompt by SMS: to the number in the variable `to` (one the caller
     /// typed), or to the patient's own phone.
     SendSms { message: PromptRef, to: Option<At<String>> },
-    /// Tells the health centre to call the patient back.
-    AlertHealthCenter { reason: String },
+    /// Tells the health centre to call the patient back: opens a follow-up item as urgent as
+    /// `severity` (`normal` when the file says nothing).
+    AlertHealthCenter { reason: String, severity: Urgency },
     /// Closes the call's record with a summary of its answers.
     EndCallSummary,
 }
@@ -378,6 +380,9 @@ pub enum Effect {
     },
     AlertHealthCenter {
         reason: String,
+        /// Turns stored before severities existed read as `normal`.
+        #[serde(default = "normal")]
+        severity: Urgency,
     },
     EndCallSummary {
         answers: Vec<(String, Value)>,
@@ -398,7 +403,8 @@ impl Effect {
             Effect::IssueProcessingNumber => "issue processing number".into(),
             Effect::SendSms { text, to: Some(to) } => format!("send SMS to {to}: {text}"),
             Effect::SendSms { text, to: None } => format!("send SMS: {text}"),
-            Effect::AlertHealthCenter { reason } => format!("alert health centre: {reason}"),
+            Effect::AlertHealthCenter { reason, severity: Urgency::Normal } => format!("alert health centre: {reason}"),
+            Effect::AlertHealthCenter { reason, severity } => format!("alert health centre ({severity}): {reason}"),
             Effect::EndCallSummary { answers } => {
                 format!("end-of-call summary ({} answers)", answers.len())
             }
@@ -410,6 +416,10 @@ impl Effect {
 /// The answer a flow records (`record_answer` with `set = { number_read_aloud = true }`) once
 /// a number it read aloud was heard to the end: the number is then delivered.
 pub const NUMBER_READ: &str = "number_read_aloud";
+
+fn normal() -> Urgency {
+    Urgency::Normal
+}
 
 /// Variables every flow may read without setting them: the patient's roster data, the call,
 /// and what actions set.

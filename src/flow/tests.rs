@@ -74,7 +74,7 @@ impl Walk {
         self.effects
             .iter()
             .filter_map(|e| match e {
-                Effect::AlertHealthCenter { reason } => Some(reason.as_str()),
+                Effect::AlertHealthCenter { reason, .. } => Some(reason.as_str()),
                 _ => None,
             })
             .collect()
@@ -360,7 +360,10 @@ fn an_unknown_outcome_takes_the_failed_path() {
     call.state = "issue".into();
     call.phase = Phase::Acting;
     let s = step(&flow, &call, Input::Outcome { name: "carrier_exploded".into(), vars: Vars::new() });
-    assert!(s.effects.contains(&Effect::AlertHealthCenter { reason: "processing_number_failed".into() }));
+    assert!(s.effects.contains(&Effect::AlertHealthCenter {
+        reason: "processing_number_failed".into(),
+        severity: crate::types::Severity::Normal
+    }));
 }
 
 #[test]

@@ -10,6 +10,9 @@
 //! - `POST /api/v1/patients/import` (`import`), for staff: the roster as CSV (`text/csv`),
 //!   imported whole or not at all; a bad file gets every mistake with its row and column.
 //!
+//! - The follow-up queue and the roster for staff tools (`read`, `followup`): see
+//!   [`super::followups`].
+//!
 //! Bad input is a 4xx with a JSON body naming the field, and changes nothing; every error is a
 //! [`super::Error`].
 
@@ -23,7 +26,7 @@ use axum::extract::{DefaultBodyLimit, FromRequest, FromRequestParts, State};
 use axum::http::StatusCode;
 use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
+use axum::routing::{get, post};
 use chrono::Utc;
 use governor::{DefaultKeyedRateLimiter, NotUntil, Quota, RateLimiter};
 use serde::Deserialize;
@@ -32,6 +35,7 @@ use sha2::{Digest, Sha256};
 
 use super::AppState;
 use super::error::{Error, Json, Path};
+use super::followups;
 use crate::issuer::numbers::{self, IssueError, SendBy, VerifyError};
 use crate::store::Verdict;
 use crate::types::{PatientId, Scope, StaffName};
@@ -40,6 +44,13 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route("/api/v1/processing-numbers/verify", post(verify))
         .route("/api/v1/patients/{id}/processing-number", post(issue))
+        .route("/api/v1/followups", get(followups::list))
+        .route("/api/v1/followups/{id}/claim", post(followups::claim))
+        .route("/api/v1/followups/{id}/release", post(followups::release))
+        .route("/api/v1/followups/{id}/close", post(followups::close))
+        .route("/api/v1/patients", get(followups::patients))
+        .route("/api/v1/patients/{id}", get(followups::patient))
+        .route("/api/v1/patients/{id}/calls", get(followups::patient_calls))
         // A roster of tens of thousands of patients, where the other routes take a line of JSON.
         .merge(Router::new().route("/api/v1/patients/import", post(import)).layer(DefaultBodyLimit::max(ROSTER_LIMIT)))
 }
@@ -100,7 +111,7 @@ pub mod scope {
             }
         )+};
     }
-    scopes!(Verify, Issue, Import, Read);
+    scopes!(Verify, Issue, Import, Read, Followup);
 }
 
 /// The client a bearer token belongs to (the token's name), when the token is live and holds

@@ -3,7 +3,7 @@
 use chrono::{DateTime, Utc};
 
 use crate::flow::{CallState, Value};
-use crate::types::{CallSid, CallStatus, Direction, E164, PatientId};
+use crate::types::{Alert, AlertKind, CallSid, CallStatus, Direction, E164, PatientId};
 
 use super::campaign::Job;
 use super::numbers::{NewMessage, NewNumber, ValidNumber};
@@ -113,8 +113,9 @@ pub struct TurnWrite {
     pub event_input: String,
     /// Answers given or recorded in this turn (upserted by name).
     pub answers: Vec<(String, Value)>,
-    /// Alerts raised for the health centre (reasons).
-    pub alerts: Vec<String>,
+    /// Alerts raised for the health centre, each opening or joining the patient's follow-up
+    /// item in the turn's transaction.
+    pub alerts: Vec<super::followups::NewAlert>,
     /// The flow reached a hang-up.
     pub ended: bool,
     /// The call read the patient's number held for it (after a failed SMS): that pending
@@ -184,6 +185,12 @@ pub fn turn_step(last: i64, seq: i64) -> TurnStep {
     if seq == last + 1 { TurnStep::Take } else { TurnStep::Replay { seq: seq.min(last) } }
 }
 
+/// The alert for a patient who hung up before the call's flow ended (its follow-up item opens
+/// with it).
+pub fn hung_up() -> Alert {
+    Alert::new(AlertKind::HungUp, "the call ended before its flow did")
+}
+
 /// How many times a turn is stepped again after its new number collided with a valid one.
 pub const MAX_COLLISIONS: u32 = 5;
 
@@ -213,6 +220,20 @@ pub fn last_answers(answers: &[(String, Value)]) -> impl Iterator<Item = &(Strin
         .map(|(_, a)| a)
 }
 
+/// A call of a patient, as staff see it in a list (no state: it may hold a sealed number).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PatientCall {
+    pub call_id: i64,
+    pub call_sid: CallSid,
+    pub direction: Direction,
+    pub flow: String,
+    pub status: CallStatus,
+    pub ended: bool,
+    pub incomplete: bool,
+    pub duration: Option<i64>,
+    pub started_at: DateTime<Utc>,
+}
+
 /// The calls' operations (`store.calls()`).
 pub trait Calls {
     /// One turn of a call, in one transaction. `seq` is the turn's number (0 for the first,
@@ -224,13 +245,16 @@ pub trait Calls {
     fn get<'a>(&'a self, sid: &'a str) -> Fut<'a, Option<CallRecord>>;
     /// Records a carrier status callback. A status never replaces a later one (`completed`
     /// stays `completed` when `in-progress` arrives late, [`CallStatus::rank`]); a call that ends
-    /// before its flow did is marked incomplete. Returns whether anything changed.
+    /// before its flow did is marked incomplete, and its patient gets a `hung_up` alert with a
+    /// follow-up item, in the same transaction. Returns whether anything changed.
     fn record_status<'a>(&'a self, sid: &'a str, status: CallStatus, duration: Option<i64>) -> Fut<'a, bool>;
     fn answers(&self, call_id: i64) -> Fut<'_, Vec<Answer>>;
     /// Alert reasons raised for a call.
     fn alerts(&self, call_id: i64) -> Fut<'_, Vec<String>>;
     /// Alert reasons raised for a patient (by calls, the outbox or the dialer).
     fn patient_alerts<'a>(&'a self, patient_id: &'a str) -> Fut<'a, Vec<String>>;
+    /// A patient's calls, newest first, at most `limit`.
+    fn of_patient<'a>(&'a self, patient_id: &'a str, limit: i64) -> Fut<'a, Vec<PatientCall>>;
     /// The number of turns stored for a call.
     fn event_count(&self, call_id: i64) -> Fut<'_, i64>;
 }

@@ -241,7 +241,9 @@ pub trait Numbers {
     fn tokens(&self) -> Fut<'_, Vec<TokenInfo>>;
     /// Revokes the token with this name at `at`: from then on it is refused like an unknown one.
     fn revoke_token<'a>(&'a self, name: &'a str, at: DateTime<Utc>) -> Fut<'a, Revoke>;
-    /// (actor, action, detail) of the processing-number audit log, oldest first.
+    /// Writes a row of the audit log: a staff read of a patient's data or a staff action.
+    fn audit<'a>(&'a self, actor: &'a str, action: &'a str, detail: &'a str) -> Fut<'a, ()>;
+    /// (actor, action, detail) of the audit log, oldest first.
     fn audit_log(&self) -> Fut<'_, Vec<(String, String, String)>>;
     /// How many numbers are valid (not used, revoked or expired by status).
     fn valid_count(&self) -> Fut<'_, i64>;

@@ -5,6 +5,8 @@ use chrono::{DateTime, Utc};
 use super::{Fut, NewNumber};
 use crate::types::{Alert, AlertKind, Channel, DeliveryStatus, PatientId};
 
+use super::followups::NewAlert;
+
 /// A message claimed for sending.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OutboxMessage {
@@ -58,6 +60,13 @@ impl Fallback {
             Fallback::ReadAloud => "read_aloud",
             Fallback::None => "none",
         }
+    }
+
+    /// The alert as written: a follow-up item only when nothing else will bring the number to
+    /// the patient (no fallback).
+    pub fn new_alert(self, error: &str) -> NewAlert {
+        let alert = NewAlert::engine(&self.alert(error));
+        if self == Fallback::None { alert } else { alert.told_only() }
     }
 
     /// The alert raised for the health centre.

@@ -71,6 +71,8 @@ pub trait Patients {
     fn import<'a>(&'a self, patients: &'a [Patient]) -> Fut<'a, ImportCount>;
     /// Every patient, by id (byte order).
     fn all(&self) -> Fut<'_, Vec<Patient>>;
+    /// A page of the roster, by id (byte order): at most `limit` patients after the first `offset`.
+    fn page(&self, limit: i64, offset: i64) -> Fut<'_, Vec<Patient>>;
     fn get<'a>(&'a self, id: &'a str) -> Fut<'a, Option<Patient>>;
     /// The patient with this phone number (E.164), for inbound calls.
     fn by_phone<'a>(&'a self, phone: &'a str) -> Fut<'a, Option<Patient>>;

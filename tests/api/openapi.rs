@@ -15,11 +15,20 @@ use crate::common::app::{TestApp as App, settings, spawn_app_with, sqlite_url};
 
 const SPEC: &str = include_str!("../../docs/openapi.json");
 const API_SOURCE: &str = include_str!("../../src/http/api.rs");
+/// The handlers of the staff routes the API router names.
+const FOLLOWUPS_SOURCE: &str = include_str!("../../src/http/followups.rs");
 const OPS_SOURCE: &str = include_str!("../../src/http/ops.rs");
 
 const VERIFY: &str = "/api/v1/processing-numbers/verify";
 const ISSUE: &str = "/api/v1/patients/{id}/processing-number";
 const IMPORT: &str = "/api/v1/patients/import";
+const FOLLOWUPS: &str = "/api/v1/followups";
+const CLAIM: &str = "/api/v1/followups/{id}/claim";
+const RELEASE: &str = "/api/v1/followups/{id}/release";
+const CLOSE: &str = "/api/v1/followups/{id}/close";
+const PATIENTS: &str = "/api/v1/patients";
+const PATIENT: &str = "/api/v1/patients/{id}";
+const PATIENT_CALLS: &str = "/api/v1/patients/{id}/calls";
 const HEALTHZ: &str = "/healthz";
 const READYZ: &str = "/readyz";
 const METRICS: &str = "/metrics";
@@ -98,9 +107,16 @@ fn every_route_of_the_api_router_is_documented_with_its_method_and_nothing_else_
             (VERIFY.to_string(), "post".to_string()),
             (ISSUE.to_string(), "post".to_string()),
             (IMPORT.to_string(), "post".to_string()),
+            (FOLLOWUPS.to_string(), "get".to_string()),
+            (CLAIM.to_string(), "post".to_string()),
+            (RELEASE.to_string(), "post".to_string()),
+            (CLOSE.to_string(), "post".to_string()),
+            (PATIENTS.to_string(), "get".to_string()),
+            (PATIENT.to_string(), "get".to_string()),
+            (PATIENT_CALLS.to_string(), "get".to_string()),
             (HEALTHZ.to_string(), "get".to_string()),
             (READYZ.to_string(), "get".to_string()),
-            (METRICS.to_string(), "get".to_string())
+            (METRICS.to_string(), "get".to_string()),
         ]),
         "the routes this test drives below"
     );
@@ -186,7 +202,7 @@ fn every_status_the_api_module_names_is_documented() {
         .map(|s| s.parse().expect("numeric status codes only"))
         .collect();
     let mut named = BTreeSet::new();
-    for part in [API_SOURCE, OPS_SOURCE].iter().flat_map(|s| s.split("StatusCode::").skip(1)) {
+    for part in [API_SOURCE, OPS_SOURCE, FOLLOWUPS_SOURCE].iter().flat_map(|s| s.split("StatusCode::").skip(1)) {
         let name: String = part.chars().take_while(|c| c.is_ascii_uppercase() || *c == '_').collect();
         if !name.is_empty() {
             named.insert(status_code(&name));
@@ -256,13 +272,29 @@ fn validate(spec: &Value, schema: &Value, v: &Value, at: &str) -> Vec<String> {
                     errors.extend(validate(spec, sub, v, at));
                 }
             }
+            "oneOf" => {
+                let matching = s
+                    .as_array()
+                    .expect("oneOf is a list")
+                    .iter()
+                    .filter(|sub| validate(spec, sub, v, at).is_empty())
+                    .count();
+                if matching != 1 {
+                    errors.push(format!("{at}: {v} matches {matching} of oneOf {s}"));
+                }
+            }
             "not" => {
                 if validate(spec, s, v, at).is_empty() {
                     errors.push(format!("{at}: matches {s}, which it must not"));
                 }
             }
             "type" => {
-                let ok = match s.as_str().expect("one type") {
+                // One type, or a list of them (`["string", "null"]`).
+                let types: Vec<&str> = match s {
+                    Value::Array(ts) => ts.iter().map(|t| t.as_str().expect("a type name")).collect(),
+                    t => vec![t.as_str().expect("a type name")],
+                };
+                let ok = types.iter().any(|t| match *t {
                     "object" => v.is_object(),
                     "string" => v.is_string(),
                     "boolean" => v.is_boolean(),
@@ -271,7 +303,7 @@ fn validate(spec: &Value, schema: &Value, v: &Value, at: &str) -> Vec<String> {
                     "array" => v.is_array(),
                     "null" => v.is_null(),
                     t => panic!("unknown type {t}"),
-                };
+                });
                 if !ok {
                     errors.push(format!("{at}: {v} is not of type {s}"));
                 }
@@ -294,12 +326,16 @@ fn validate(spec: &Value, schema: &Value, v: &Value, at: &str) -> Vec<String> {
                 }
             }
             "additionalProperties" => {
-                assert_eq!(s, &json!(false), "{at}: only additionalProperties: false is checked");
                 let known: BTreeSet<&String> =
-                    obj["properties"].as_object().map(|p| p.keys().collect()).unwrap_or_default();
+                    obj.get("properties").and_then(Value::as_object).map(|p| p.keys().collect()).unwrap_or_default();
                 if let Some(o) = v.as_object() {
-                    for name in o.keys().filter(|n| !known.contains(n)) {
-                        errors.push(format!("{at}: {name} is not allowed"));
+                    for (name, pv) in o.iter().filter(|(n, _)| !known.contains(n)) {
+                        if s == &json!(false) {
+                            errors.push(format!("{at}: {name} is not allowed"));
+                        } else {
+                            // A schema every other property must match (a map's values).
+                            errors.extend(validate(spec, s, pv, &format!("{at}.{name}")));
+                        }
                     }
                 }
             }
@@ -321,10 +357,13 @@ fn validate(spec: &Value, schema: &Value, v: &Value, at: &str) -> Vec<String> {
                 }
             }
             "format" => {
-                assert_eq!(s, "date-time", "{at}: only the date-time format is checked");
+                assert!(s == "date-time" || s == "date", "{at}: only the date-time and date formats are checked");
                 if let Some(t) = v.as_str() {
-                    if chrono::DateTime::parse_from_rfc3339(t).is_err() {
+                    if s == "date-time" && chrono::DateTime::parse_from_rfc3339(t).is_err() {
                         errors.push(format!("{at}: {t} is not an RFC 3339 date-time"));
+                    }
+                    if s == "date" && chrono::NaiveDate::parse_from_str(t, "%Y-%m-%d").is_err() {
+                        errors.push(format!("{at}: {t} is not a date"));
                     }
                 }
             }
@@ -383,7 +422,7 @@ async fn spawn() -> App {
 /// One request, what it must get, and which documented example (if any) is its answer.
 struct Case {
     name: String,
-    /// The method, as documented (`post` for the API, `get` for the operations routes).
+    /// The method, as documented (`post` for most of the API, `get` for the staff reads and the operations routes).
     method: &'static str,
     /// The operation, as documented.
     path: &'static str,
@@ -416,6 +455,12 @@ impl Case {
     /// A GET without a body (the operations routes).
     fn get(name: &str, path: &'static str, status: u16) -> Case {
         Case { method: "get", content_type: None, ..Case::new(name, path, path, status) }
+    }
+    /// The same request as a GET, with no body (the staff reads).
+    fn read_by_get(mut self) -> Case {
+        self.method = "get";
+        self.content_type = None;
+        self
     }
     fn token(mut self, t: &str) -> Case {
         self.token = Some(t.into());
@@ -795,6 +840,7 @@ async fn every_documented_status_is_one_the_handlers_return_with_the_documented_
     }
     assert!(app.store.patients().get("P011").await.unwrap().is_none(), "a refused roster imports nothing");
 
+    staff_cases(&spec, &app, &staff, &app_only, &mut seen).await;
     // The operations routes, without a token.
     for c in [
         Case::get("healthz", HEALTHZ, 200).example("ok"),
@@ -841,6 +887,25 @@ async fn every_documented_status_is_one_the_handlers_return_with_the_documented_
     )
     .await;
     assert_eq!(broken.store.numbers().valid_count().await.unwrap(), 0, "nothing is issued when the database fails");
+    // Every staff read and action writes its audit row first: without the log, each fails.
+    for (path, url) in [
+        (FOLLOWUPS, FOLLOWUPS.to_string()),
+        (PATIENTS, PATIENTS.to_string()),
+        (PATIENT, "/api/v1/patients/P001".to_string()),
+        (PATIENT_CALLS, "/api/v1/patients/P001/calls".to_string()),
+    ] {
+        let c = Case::new(&format!("{path}, database fails"), path, &url, 500)
+            .read_by_get()
+            .token(&staff)
+            .example("internal");
+        run(&spec, &broken, c, &mut seen).await;
+    }
+    for (path, body) in [(CLAIM, json!({})), (RELEASE, json!({})), (CLOSE, json!({"outcome": "visited", "note": ""}))] {
+        let url = path.replace("{id}", "1");
+        let c =
+            Case::new(&format!("{path}, database fails"), path, &url, 500).token(&staff).json(body).example("internal");
+        run(&spec, &broken, c, &mut seen).await;
+    }
     rusqlite::Connection::open(broken.sqlite_path())
         .unwrap()
         .execute_batch("create trigger broken before insert on patients begin select raise(abort, 'disk full'); end")
@@ -878,4 +943,151 @@ async fn every_documented_status_is_one_the_handlers_return_with_the_documented_
 
     app.stop().await;
     broken.stop().await;
+}
+
+/// The staff routes over the follow-up queue and the roster: every documented status but 500.
+async fn staff_cases(spec: &Value, app: &App, staff: &str, app_only: &str, seen: &mut Seen) {
+    use chrono::{DateTime, Utc};
+    use ivr::store::{Act, Acted, Action, NewAlert};
+    use ivr::types::Severity;
+
+    let at = |s: &str| DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc);
+    // Three items: P001's (open), P003's (claimed by 佐藤 at a known time), and one closed.
+    let q = app.store.followups();
+    q.raise("P001", &NewAlert::flow("health_check", Severity::Urgent), at("2026-12-07T09:00:00Z")).await.unwrap();
+    q.raise("P003", &NewAlert::flow("identity_not_confirmed", Severity::Normal), at("2026-12-07T09:01:00Z"))
+        .await
+        .unwrap();
+    let open = q.open_for("P001").await.unwrap().unwrap().followup_id;
+    let held = q.open_for("P003").await.unwrap().unwrap().followup_id;
+    let claim = Act { action: Action::Claim, by: "佐藤".into(), version: None, at: at("2026-12-07T09:05:00Z") };
+    assert!(matches!(q.act(held, &claim).await.unwrap(), Acted::Done(_)));
+    let url = |path: &str, id: i64| path.replace("{id}", &id.to_string());
+
+    let mut cases = vec![
+        Case::new("list", FOLLOWUPS, FOLLOWUPS, 200).read_by_get().token(staff),
+        Case::new("list, closed", FOLLOWUPS, "/api/v1/followups?status=closed&area=north&limit=10&offset=0", 200)
+            .read_by_get()
+            .token(staff),
+        Case::new("list, unknown parameter", FOLLOWUPS, "/api/v1/followups?sort=x", 400)
+            .read_by_get()
+            .token(staff)
+            .example("unknown_parameter"),
+        Case::new("list, no token", FOLLOWUPS, FOLLOWUPS, 401).read_by_get().example("unauthorized"),
+        Case::new("list, a verify token", FOLLOWUPS, FOLLOWUPS, 403).read_by_get().token(app_only).example("forbidden"),
+        Case::new("list, unknown status", FOLLOWUPS, "/api/v1/followups?status=done", 422)
+            .read_by_get()
+            .token(staff)
+            .example("bad_status"),
+        Case::new("list, limit 0", FOLLOWUPS, "/api/v1/followups?limit=0", 422)
+            .read_by_get()
+            .token(staff)
+            .example("bad_limit"),
+        Case::new("patients", PATIENTS, "/api/v1/patients?limit=1", 200).read_by_get().token(staff),
+        Case::new("patients, limit not a number", PATIENTS, "/api/v1/patients?limit=abc", 400)
+            .read_by_get()
+            .token(staff)
+            .example("not_a_number"),
+        Case::new("patients, no token", PATIENTS, PATIENTS, 401).read_by_get().example("unauthorized"),
+        Case::new("patients, a verify token", PATIENTS, PATIENTS, 403)
+            .read_by_get()
+            .token(app_only)
+            .example("forbidden"),
+        Case::new("patients, limit too large", PATIENTS, "/api/v1/patients?limit=201", 422)
+            .read_by_get()
+            .token(staff)
+            .example("bad_limit"),
+    ];
+    for path in [PATIENT, PATIENT_CALLS] {
+        let p = |id: &str| path.replace("{id}", id);
+        cases.extend([
+            Case::new(path, path, &p("P001"), 200).read_by_get().token(staff),
+            Case::new(&format!("{path}, not UTF-8"), path, &p("P%FF"), 400)
+                .read_by_get()
+                .token(staff)
+                .example("bad_path"),
+            Case::new(&format!("{path}, no token"), path, &p("P001"), 401).read_by_get().example("unauthorized"),
+            Case::new(&format!("{path}, a verify token"), path, &p("P001"), 403)
+                .read_by_get()
+                .token(app_only)
+                .example("forbidden"),
+            Case::new(&format!("{path}, unknown"), path, &p("P999"), 404)
+                .read_by_get()
+                .token(staff)
+                .example("unknown_patient"),
+        ]);
+    }
+    for c in cases {
+        run(spec, app, c, seen).await;
+    }
+
+    // The actions: claim P001's item, release it, claim it again and close it.
+    let claimed = run(
+        spec,
+        app,
+        Case::new("claim", CLAIM, &url(CLAIM, open), 200).token(staff).json(json!({"version": 1, "staff": "鈴木"})),
+        seen,
+    )
+    .await;
+    assert_eq!((claimed["status"].as_str(), claimed["claimed_by"].as_str()), (Some("claimed"), Some("鈴木")));
+    let released = Case::new("release", RELEASE, &url(RELEASE, open), 200).token(staff).json(json!({"staff": "鈴木"}));
+    assert_eq!(run(spec, app, released, seen).await["status"], "open");
+    let close_body = json!({"outcome": "reached_by_phone", "note": "電話で確認", "staff": "鈴木"});
+    let closed =
+        run(spec, app, Case::new("close", CLOSE, &url(CLOSE, open), 200).token(staff).json(close_body), seen).await;
+    assert_eq!((closed["status"].as_str(), closed["outcome"].as_str()), (Some("closed"), Some("reached_by_phone")));
+
+    for path in [CLAIM, RELEASE, CLOSE] {
+        let body = if path == CLOSE {
+            json!({"outcome": "visited", "note": "", "staff": "鈴木"})
+        } else {
+            json!({"staff": "鈴木"})
+        };
+        let mut cases = vec![
+            Case::new(&format!("{path}, truncated"), path, &url(path, held), 400)
+                .token(staff)
+                .raw("{")
+                .example("truncated"),
+            Case::new(&format!("{path}, no token"), path, &url(path, held), 401)
+                .json(body.clone())
+                .example("unauthorized"),
+            Case::new(&format!("{path}, a verify token"), path, &url(path, held), 403)
+                .token(app_only)
+                .json(body.clone())
+                .example("forbidden"),
+            Case::new(&format!("{path}, unknown item"), path, &url(path, 999), 404)
+                .token(staff)
+                .json(body.clone())
+                .example("unknown_followup"),
+            Case::new(&format!("{path}, claimed by another"), path, &url(path, held), 409)
+                .token(staff)
+                .json(body.clone())
+                .example("claimed_by_other"),
+            Case::new(&format!("{path}, too large"), path, &url(path, held), 413)
+                .token(staff)
+                .json(json!({"staff": "x".repeat(3 << 20)}))
+                .example("too_large"),
+            Case { content_type: None, ..Case::new(&format!("{path}, no content type"), path, &url(path, held), 415) }
+                .token(staff)
+                .json(body.clone())
+                .example("no_content_type"),
+            Case::new(&format!("{path}, unknown key"), path, &url(path, held), 422)
+                .token(staff)
+                .raw(r#"{"by": "x"}"#)
+                .example("unknown_key"),
+        ];
+        if path == CLOSE {
+            cases.push(
+                Case::new("close, unknown outcome", path, &url(path, held), 422)
+                    .token(staff)
+                    .raw(r#"{"outcome": "cured", "note": ""}"#)
+                    .example("unknown_outcome"),
+            );
+        }
+        for c in cases {
+            run(spec, app, c, seen).await;
+        }
+    }
+    let still = q.get(held).await.unwrap().unwrap();
+    assert_eq!((still.claimed_by.as_deref(), still.version), (Some("佐藤"), 2), "refused actions changed nothing");
 }

@@ -31,7 +31,7 @@ fn the_whole_call_reaches_the_processing_number_by_sms() {
 #[test]
 fn low_spo2_reaches_the_alert() {
     let out = call(&["daily-health-check", "--digits", "0412,365#,1,1,92#,1,2,2,2,2,2,2"]);
-    assert!(out.contains("alert health centre: health_check"), "{out}");
+    assert!(out.contains("alert health centre (urgent): health_check"), "{out}");
     assert!(out.contains("119番"), "{out}");
 }
 

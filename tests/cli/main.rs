@@ -11,5 +11,5 @@ mod crash;
 mod package;
 mod readme;
 mod roster;
-mod tokens;
 mod staff;
+mod tokens;

@@ -50,7 +50,7 @@ async fn a_token_needs_a_scope_and_the_message_lists_them() {
     }
     let (code, _, err) = cli.ivr(&["tokens", "add", "contact-app", "--scope", "admin"]);
     assert_eq!(code, 2, "{err}");
-    assert!(err.contains("possible values: verify, issue, import, read, staff"), "{err}");
+    assert!(err.contains("possible values: verify, issue, import, read, followup, staff"), "{err}");
     let (code, _, err) = cli.ivr(&["tokens", "add", " ", "--scope", "verify"]);
     assert_eq!(code, 1, "{err}");
     assert!(err.contains("non-empty"), "{err}");
@@ -74,7 +74,7 @@ async fn tokens_are_made_with_scopes_listed_without_the_token_and_revoked() {
     let store = cli.store().await;
     let scopes = |t: Option<ivr::store::ApiToken>| t.expect("the token is found").scopes.to_string();
     assert_eq!(scopes(store.numbers().token(&token_hash(app_token)).await.unwrap()), "verify");
-    assert_eq!(scopes(store.numbers().token(&token_hash(staff_token)).await.unwrap()), "issue,import,read");
+    assert_eq!(scopes(store.numbers().token(&token_hash(staff_token)).await.unwrap()), "issue,import,read,followup");
     assert_eq!(scopes(store.numbers().token(&token_hash(both)).await.unwrap()), "verify,issue,import");
 
     let (code, _, err) = cli.ivr(&["tokens", "add", "contact-app", "--scope", "verify"]);
@@ -88,7 +88,11 @@ async fn tokens_are_made_with_scopes_listed_without_the_token_and_revoked() {
     let rows: Vec<(&str, &str, &str)> = lines[1..].iter().map(|r| (r[0], r[1], *r.last().unwrap())).collect();
     assert_eq!(
         rows,
-        [("both", "verify,issue,import", "-"), ("contact-app", "verify", "-"), ("hokenjo", "issue,import,read", "-")],
+        [
+            ("both", "verify,issue,import", "-"),
+            ("contact-app", "verify", "-"),
+            ("hokenjo", "issue,import,read,followup", "-")
+        ],
         "{list}"
     );
     for secret in [app_token, staff_token, both] {

@@ -311,7 +311,7 @@ async fn the_first_turn_creates_the_call_and_stores_its_state_event_answers_and_
             *seen.lock().unwrap() = Some(call.clone());
             Ok(TurnWrite {
                 answers: vec![("temperature".into(), Value::Number { raw: 365, scale: 1 })],
-                alerts: vec!["health_check".into()],
+                alerts: vec![NewAlert::flow("health_check", ivr::types::Severity::Urgent)],
                 ..write("turn 0")
             })
         })
@@ -437,13 +437,13 @@ async fn the_next_turn_advances_the_call_and_answers_are_upserted_by_name(store:
             ("temperature".into(), Value::Number { raw: 365, scale: 1 }),
             ("consent".into(), Value::text("no")),
         ],
-        alerts: vec!["fever".into()],
+        alerts: vec![NewAlert::flow("fever", ivr::types::Severity::Normal)],
         ..write("turn 1")
     };
     assert!(!store.calls().turn("CA1", 1, None, engine(first)).await.unwrap().replay);
     let second = TurnWrite {
         answers: vec![("temperature".into(), Value::Number { raw: 370, scale: 1 }), ("spo2".into(), Value::int(97))],
-        alerts: vec!["low_spo2".into()],
+        alerts: vec![NewAlert::flow("low_spo2", ivr::types::Severity::Urgent)],
         ended: true,
         ..write("turn 2")
     };
@@ -515,7 +515,11 @@ async fn answers_keep_their_types(store: Store) {
 
 async fn a_replayed_turn_returns_its_stored_response_without_running_the_engine(store: Store) {
     let call = call_started(&store).await;
-    let w = TurnWrite { answers: vec![("spo2".into(), Value::int(97))], alerts: vec!["x".into()], ..write("turn 1") };
+    let w = TurnWrite {
+        answers: vec![("spo2".into(), Value::int(97))],
+        alerts: vec![NewAlert::flow("x", ivr::types::Severity::Normal)],
+        ..write("turn 1")
+    };
     store.calls().turn("CA1", 1, None, engine(w)).await.unwrap();
     let before = store.calls().get("CA1").await.unwrap().unwrap();
 
@@ -1423,7 +1427,7 @@ async fn api_tokens_are_unique_by_name_and_found_by_hash_with_their_scopes(store
     let a = store.numbers().token("hash-a").await.unwrap().expect("hash-a");
     assert_eq!((a.name.as_str(), a.scopes, a.last_used_at), ("contact-app", verify, None));
     let c = store.numbers().token("hash-c").await.unwrap().expect("hash-c");
-    assert_eq!((c.name.as_str(), c.scopes.to_string().as_str()), ("reception", "issue,import,read"));
+    assert_eq!((c.name.as_str(), c.scopes.to_string().as_str()), ("reception", "issue,import,read,followup"));
     assert_eq!(store.numbers().token("hash-b").await.unwrap(), None, "the refused token was not stored");
     assert_eq!(store.numbers().token("nothing").await.unwrap(), None);
 

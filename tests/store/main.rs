@@ -7,6 +7,7 @@ mod common;
 
 mod campaign;
 mod conformance;
+mod followups;
 mod personal;
 mod users;
 mod tls;

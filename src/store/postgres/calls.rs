@@ -4,12 +4,13 @@ use sqlx::postgres::PgRow;
 use sqlx::{PgConnection, Row};
 
 use super::PgStore;
+use super::followups::raise_in;
 use super::numbers::{audit, insert_number, valid_number};
 use super::patients::{PATIENT_COLUMNS, patient_row, patient_row_at};
 use super::versions::save_flow_version;
 use crate::store::versions::catalogs_json;
 use crate::store::{AfterWrite, TurnStep, after_write, answer_columns, answer_value, fut, last_answers, turn_step};
-use crate::store::{Answer, CallRecord, NewCall, StoreError, TurnFn, TurnResult, TurnWrite};
+use crate::store::{Answer, CallRecord, NewCall, PatientCall, StoreError, TurnFn, TurnResult, TurnWrite};
 use crate::store::{Caller, Create, FirstTurn, Found, Job};
 use crate::store::{Calls, Fut};
 use crate::types::{CallStatus, PatientId};
@@ -84,18 +85,30 @@ impl PgStore {
         duration: Option<i64>,
     ) -> Result<bool, StoreError> {
         let rank = status.rank();
-        let done = sqlx::query(
+        let mut tx = self.pool.begin().await?;
+        // The row locked first: of two callbacks at once, one sees the other's `incomplete`.
+        let before: Option<(i64, Option<String>, bool)> =
+            sqlx::query_as("select call_id, patient_id, incomplete from calls where call_sid = $1 for update")
+                .bind(sid)
+                .fetch_optional(&mut *tx)
+                .await?;
+        let after: Option<bool> = sqlx::query_scalar(
             "update calls set status = $2, status_rank = $3, duration = coalesce($4, duration),
                incomplete = case when $3 = 3 and not ended then true else incomplete end, updated_at = now()
-             where call_sid = $1 and status_rank < $3",
+             where call_sid = $1 and status_rank < $3 returning incomplete",
         )
         .bind(sid)
         .bind(status)
         .bind(rank)
         .bind(duration)
-        .execute(&self.pool)
+        .fetch_optional(&mut *tx)
         .await?;
-        Ok(done.rows_affected() > 0)
+        if let (Some(true), Some((call_id, patient_id, false))) = (after, &before) {
+            let alert = crate::store::NewAlert::engine(&crate::store::hung_up());
+            raise_in(&mut tx, patient_id.as_deref(), Some(*call_id), &alert, chrono::Utc::now()).await?;
+        }
+        tx.commit().await?;
+        Ok(after.is_some())
     }
 }
 
@@ -293,13 +306,9 @@ async fn write_turn(tx: &mut PgConnection, call: &CallRecord, seq: i64, w: &Turn
             audit(tx, "call", "read", read, "read aloud on the next call").await?;
         }
     }
-    for reason in &w.alerts {
-        sqlx::query("insert into alerts (patient_id, call_id, reason) values ($1, $2, $3)")
-            .bind(&call.patient_id)
-            .bind(call.call_id)
-            .bind(reason)
-            .execute(&mut *tx)
-            .await?;
+    let now = chrono::Utc::now();
+    for alert in &w.alerts {
+        raise_in(tx, call.patient_id.as_ref().map(|p| p.as_str()), Some(call.call_id), alert, now).await?;
     }
     Ok(())
 }
@@ -319,6 +328,33 @@ impl Calls for PgStore {
             let Some(mut call) = row.map(|r| call_row(&r)).transpose()? else { return Ok(None) };
             call.patient = read_patient(&mut conn, call.patient_id.as_ref()).await?;
             Ok(Some(call))
+        })
+    }
+
+    fn of_patient<'a>(&'a self, patient_id: &'a str, limit: i64) -> Fut<'a, Vec<PatientCall>> {
+        fut(async move {
+            let rows = sqlx::query(
+                "select call_id, call_sid, direction, flow, status, ended, incomplete, duration, created_at from calls
+                 where patient_id = $1 order by created_at desc, call_id desc limit $2",
+            )
+            .bind(patient_id)
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?;
+            let call = |r: &PgRow| -> Result<PatientCall, sqlx::Error> {
+                Ok(PatientCall {
+                    call_id: r.try_get(0)?,
+                    call_sid: r.try_get(1)?,
+                    direction: r.try_get(2)?,
+                    flow: r.try_get(3)?,
+                    status: r.try_get(4)?,
+                    ended: r.try_get(5)?,
+                    incomplete: r.try_get(6)?,
+                    duration: r.try_get(7)?,
+                    started_at: r.try_get(8)?,
+                })
+            };
+            Ok(rows.iter().map(call).collect::<Result<_, _>>()?)
         })
     }
 

@@ -6,8 +6,9 @@ use sqlx::Row;
 use sqlx::postgres::PgRow;
 
 use super::PgStore;
+use super::followups::raise_in;
 use crate::store::campaign::{AttemptView, CampaignSummary, DueJob, JobNext, JobView, NewJob, StaleAttempt};
-use crate::store::{Campaign, Fut, Job, fut};
+use crate::store::{Campaign, Fut, Job, NewAlert, fut};
 use crate::types::{CallSid, PatientId};
 
 impl Campaign for PgStore {
@@ -124,19 +125,19 @@ impl Campaign for PgStore {
     fn close_days(&self, today: NaiveDate, now: DateTime<Utc>) -> Fut<'_, usize> {
         fut(async move {
             let mut tx = self.pool.begin().await?;
-            let closed = sqlx::query(
-                "with closed as (
-                   update jobs set status = 'unreachable', outcome = 'day ended', lease_until = null, updated_at = $2
-                   where day < $1 and status in ('planned', 'retry') returning patient_id
-                 )
-                 insert into alerts (patient_id, reason, created_at) select patient_id, $3, $2 from closed",
+            let patients: Vec<String> = sqlx::query_scalar(
+                "update jobs set status = 'unreachable', outcome = 'day ended', lease_until = null, updated_at = $2
+                 where day < $1 and status in ('planned', 'retry') returning patient_id",
             )
             .bind(today)
             .bind(now)
-            .bind(crate::store::campaign::day_ended())
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
+            .fetch_all(&mut *tx)
+            .await?;
+            let alert = NewAlert::engine(&crate::store::campaign::day_ended());
+            for p in &patients {
+                raise_in(&mut tx, Some(p), None, &alert, now).await?;
+            }
+            let closed = patients.len() as u64;
             tx.commit().await?;
             Ok(closed as usize)
         })
@@ -240,15 +241,12 @@ impl Campaign for PgStore {
             .execute(&mut *tx)
             .await?
             .rows_affected();
-            if let (1, Some(reason)) = (moved, next.alert()) {
-                sqlx::query(
-                    "insert into alerts (patient_id, reason, created_at) select patient_id, $2, $3 from jobs where job_id = $1",
-                )
-                .bind(job_id)
-                .bind(reason)
-                .bind(now)
-                .execute(&mut *tx)
-                .await?;
+            if let (1, Some(alert)) = (moved, next.alert()) {
+                let patient: String = sqlx::query_scalar("select patient_id from jobs where job_id = $1")
+                    .bind(job_id)
+                    .fetch_one(&mut *tx)
+                    .await?;
+                raise_in(&mut tx, Some(&patient), None, &NewAlert::engine(&alert), now).await?;
             }
             tx.commit().await?;
             Ok(true)

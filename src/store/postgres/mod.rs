@@ -14,6 +14,7 @@
 
 mod calls;
 mod campaign;
+mod followups;
 mod numbers;
 mod outbox;
 mod patients;
@@ -41,6 +42,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     (9, "personal_data", include_str!("../../../migrations/postgres/0009_personal_data.sql")),
     (10, "outbox_claims", include_str!("../../../migrations/postgres/0010_outbox_claims.sql")),
     (11, "staff", include_str!("../../../migrations/postgres/0011_staff.sql")),
+    (12, "followups", include_str!("../../../migrations/postgres/0012_followups.sql")),
 ];
 
 /// The advisory lock that instances starting at the same time take in turn to migrate (a key

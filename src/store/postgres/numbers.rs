@@ -295,6 +295,13 @@ impl Numbers for PgStore {
     }
 
     /// (actor, action, detail) of the audit log, oldest first.
+    fn audit<'a>(&'a self, actor: &'a str, action: &'a str, detail: &'a str) -> Fut<'a, ()> {
+        fut(async move {
+            let mut conn = self.pool.acquire().await?;
+            audit(&mut conn, actor, action, None, detail).await
+        })
+    }
+
     fn audit_log(&self) -> Fut<'_, Vec<(String, String, String)>> {
         fut(async move {
             Ok(sqlx::query_as("select actor, action, detail from audit_log order by audit_id")
@@ -326,12 +333,8 @@ impl Numbers for PgStore {
             .fetch_all(&mut *tx)
             .await?;
             for (number_id, patient_id, call_id) in &due {
-                sqlx::query("insert into alerts (patient_id, call_id, reason) values ($1, $2, $3)")
-                    .bind(patient_id)
-                    .bind(call_id)
-                    .bind(unread_alert())
-                    .execute(&mut *tx)
-                    .await?;
+                let alert = crate::store::NewAlert::engine(&unread_alert());
+                super::followups::raise_in(&mut tx, Some(patient_id.as_str()), *call_id, &alert, now).await?;
                 audit(&mut tx, "upkeep", "unread", Some(*number_id), "not read aloud in time: alerted").await?;
             }
             tx.commit().await?;

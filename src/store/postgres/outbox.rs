@@ -5,11 +5,12 @@ use sqlx::postgres::PgRow;
 use sqlx::{PgConnection, Row};
 
 use super::PgStore;
+use super::followups::raise_in;
 use super::numbers::{audit, insert_number};
 use crate::store::{
     Fallback, FallbackChoice, Finish, LateMessage, LateSettle, NewNumber, NumberOnFile, OutboxMessage, fut,
 };
-use crate::store::{Fut, Outbox};
+use crate::store::{Fut, NewAlert, Outbox};
 use crate::store::{SendResult, StoreError, choose_fallback, finish_plan, stored_consent, takes_callback};
 use crate::types::{Channel, DeliveryStatus, PatientId};
 
@@ -89,11 +90,7 @@ async fn fall_back(
     if fallback != Fallback::None {
         audit(tx, "outbox", "fallback", number_id, &format!("delivery {}", fallback.name())).await?;
     }
-    sqlx::query("insert into alerts (patient_id, reason) values ($1, $2)")
-        .bind(&patient_id)
-        .bind(fallback.alert(error))
-        .execute(&mut *tx)
-        .await?;
+    raise_in(tx, patient_id.as_deref(), None, &fallback.new_alert(error), now).await?;
     Ok(Some(fallback))
 }
 
@@ -269,13 +266,12 @@ impl Outbox for PgStore {
                     .execute(&mut *tx)
                     .await?;
                     if closed.rows_affected() > 0 {
-                        sqlx::query(
-                            "insert into alerts (patient_id, reason) select patient_id, $2 from outbox where message_id = $1",
-                        )
-                        .bind(message_id)
-                        .bind(alert)
-                        .execute(&mut *tx)
-                        .await?;
+                        let patient: Option<String> =
+                            sqlx::query_scalar("select patient_id from outbox where message_id = $1")
+                                .bind(message_id)
+                                .fetch_one(&mut *tx)
+                                .await?;
+                        raise_in(&mut tx, patient.as_deref(), None, &NewAlert::engine(&alert), now).await?;
                     }
                 }
             }
@@ -353,11 +349,7 @@ impl Outbox for PgStore {
                         .await?;
                 }
             }
-            sqlx::query("insert into alerts (patient_id, reason) values ($1, $2)")
-                .bind(&patient_id)
-                .bind(settle.alert())
-                .execute(&mut *tx)
-                .await?;
+            raise_in(&mut tx, Some(patient_id.as_str()), None, &NewAlert::engine(&settle.alert()), now).await?;
             tx.commit().await?;
             Ok(true)
         })

@@ -125,6 +125,19 @@ impl Patients for PgStore {
         })
     }
 
+    fn page(&self, limit: i64, offset: i64) -> Fut<'_, Vec<Patient>> {
+        fut(async move {
+            let rows = sqlx::query(&format!(
+                "select {PATIENT_COLUMNS} from patients order by patient_id collate \"C\" limit $1 offset $2"
+            ))
+            .bind(limit)
+            .bind(offset)
+            .fetch_all(&self.pool)
+            .await?;
+            Ok(rows.iter().map(patient_row).collect::<Result<_, _>>()?)
+        })
+    }
+
     fn get<'a>(&'a self, id: &'a str) -> Fut<'a, Option<Patient>> {
         fut(async move {
             let row = sqlx::query(&format!("select {PATIENT_COLUMNS} from patients where patient_id = $1"))

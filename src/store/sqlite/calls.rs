@@ -3,13 +3,14 @@
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use super::campaign::job;
+use super::followups::raise_in;
 use super::numbers::{audit, insert_number, valid_number};
 use super::patients::{patient, patient_by_phone};
 use super::versions::save_flow_version;
 use super::{NOW, SqliteStore};
 use crate::store::versions::catalogs_json;
 use crate::store::{AfterWrite, TurnStep, after_write, answer_columns, answer_value, last_answers, turn_step};
-use crate::store::{Answer, CallRecord, NewCall, StoreError, TurnFn, TurnResult, TurnWrite};
+use crate::store::{Answer, CallRecord, NewCall, PatientCall, StoreError, TurnFn, TurnResult, TurnWrite};
 use crate::store::{Caller, Create, FirstTurn, Found};
 use crate::store::{Calls, Fut};
 use crate::types::CallStatus;
@@ -48,14 +49,25 @@ pub(super) fn record_status(
     duration: Option<i64>,
 ) -> Result<bool, StoreError> {
     let rank = status.rank();
-    let n = conn
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    let before: Option<(i64, Option<String>, bool)> = tx
+        .prepare_cached("select call_id, patient_id, incomplete from calls where call_sid = ?1")?
+        .query_row([sid], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .optional()?;
+    let after: Option<bool> = tx
         .prepare_cached(&format!(
             "update calls set status = ?2, status_rank = ?3, duration = coalesce(?4, duration),
                incomplete = case when ?3 = 3 and ended = 0 then 1 else incomplete end, updated_at = {NOW}
-             where call_sid = ?1 and status_rank < ?3"
+             where call_sid = ?1 and status_rank < ?3 returning incomplete"
         ))?
-        .execute(params![sid, status, rank, duration])?;
-    Ok(n > 0)
+        .query_row(params![sid, status, rank, duration], |r| r.get(0))
+        .optional()?;
+    if let (Some(true), Some((call_id, patient_id, false))) = (after, &before) {
+        let alert = crate::store::NewAlert::engine(&crate::store::hung_up());
+        raise_in(&tx, patient_id.as_deref(), Some(*call_id), &alert, chrono::Utc::now())?;
+    }
+    tx.commit()?;
+    Ok(after.is_some())
 }
 
 pub(super) fn answers(conn: &mut Connection, call_id: i64) -> Result<Vec<Answer>, StoreError> {
@@ -243,14 +255,32 @@ fn write_turn(tx: &Connection, call: &CallRecord, seq: i64, w: &TurnWrite) -> Re
             audit(tx, "call", "read", read, "read aloud on the next call")?;
         }
     }
-    for reason in &w.alerts {
-        tx.prepare_cached("insert into alerts (patient_id, call_id, reason) values (?1, ?2, ?3)")?.execute(params![
-            call.patient_id,
-            call.call_id,
-            reason
-        ])?;
+    let now = chrono::Utc::now();
+    for alert in &w.alerts {
+        raise_in(tx, call.patient_id.as_ref().map(|p| p.as_str()), Some(call.call_id), alert, now)?;
     }
     Ok(())
+}
+
+fn of_patient(conn: &mut Connection, patient_id: &str, limit: i64) -> Result<Vec<PatientCall>, StoreError> {
+    let mut st = conn.prepare_cached(
+        "select call_id, call_sid, direction, flow, status, ended, incomplete, duration, created_at from calls
+         where patient_id = ?1 order by created_at desc, call_id desc limit ?2",
+    )?;
+    let rows = st.query_map(params![patient_id, limit], |r| {
+        Ok(PatientCall {
+            call_id: r.get(0)?,
+            call_sid: r.get(1)?,
+            direction: r.get(2)?,
+            flow: r.get(3)?,
+            status: r.get(4)?,
+            ended: r.get(5)?,
+            incomplete: r.get(6)?,
+            duration: r.get(7)?,
+            started_at: super::parse_sqlite_time(&r.get::<_, String>(8)?),
+        })
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
 }
 
 impl Calls for SqliteStore {
@@ -280,6 +310,11 @@ impl Calls for SqliteStore {
     fn patient_alerts<'a>(&'a self, patient_id: &'a str) -> Fut<'a, Vec<String>> {
         let patient_id = patient_id.to_owned();
         self.read(move |c| patient_alerts(c, &patient_id))
+    }
+
+    fn of_patient<'a>(&'a self, patient_id: &'a str, limit: i64) -> Fut<'a, Vec<PatientCall>> {
+        let patient_id = patient_id.to_owned();
+        self.read(move |c| of_patient(c, &patient_id, limit))
     }
 
     fn event_count(&self, call_id: i64) -> Fut<'_, i64> {

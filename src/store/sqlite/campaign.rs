@@ -3,10 +3,11 @@
 use chrono::{DateTime, NaiveDate, Utc};
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
+use super::followups::raise_in;
 use super::{SqliteStore, parse_sqlite_time, sqlite_time};
 use crate::store::StoreError;
 use crate::store::campaign::{AttemptView, CampaignSummary, DueJob, JobNext, JobView, NewJob, StaleAttempt};
-use crate::store::{Campaign, Fut, Job};
+use crate::store::{Campaign, Fut, Job, NewAlert};
 use crate::types::{CallSid, PatientId};
 
 fn day_text(day: NaiveDate) -> String {
@@ -105,17 +106,18 @@ pub(super) fn claim_jobs(
 pub(super) fn close_days(conn: &mut Connection, today: NaiveDate, now: DateTime<Utc>) -> Result<usize, StoreError> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let (day, t) = (day_text(today), sqlite_time(now));
-    tx.prepare_cached(
-        "insert into alerts (patient_id, reason, created_at)
-         select patient_id, ?3, ?2 from jobs where day < ?1 and status in ('planned', 'retry')",
-    )?
-    .execute(params![day, t, crate::store::campaign::day_ended()])?;
-    let closed = tx
+    let patients: Vec<String> = tx
         .prepare_cached(
             "update jobs set status = 'unreachable', outcome = 'day ended', lease_until = null, updated_at = ?2
-             where day < ?1 and status in ('planned', 'retry')",
+             where day < ?1 and status in ('planned', 'retry') returning patient_id",
         )?
-        .execute(params![day, t])?;
+        .query_map(params![day, t], |r| r.get(0))?
+        .collect::<Result<_, _>>()?;
+    let alert = NewAlert::engine(&crate::store::campaign::day_ended());
+    for p in &patients {
+        raise_in(&tx, Some(p), None, &alert, now)?;
+    }
+    let closed = patients.len();
     tx.commit()?;
     Ok(closed)
 }
@@ -190,11 +192,10 @@ pub(super) fn end_attempt(
              where job_id = ?1 and attempt = ?2 and status in ('dialing', 'in-progress')",
         )?
         .execute(params![job_id, attempt, next.status(), outcome, next.due_at().map(sqlite_time), t])?;
-    if let (1, Some(reason)) = (moved, next.alert()) {
-        tx.prepare_cached(
-            "insert into alerts (patient_id, reason, created_at) select patient_id, ?2, ?3 from jobs where job_id = ?1",
-        )?
-        .execute(params![job_id, reason, t])?;
+    if let (1, Some(alert)) = (moved, next.alert()) {
+        let patient: String =
+            tx.prepare_cached("select patient_id from jobs where job_id = ?1")?.query_row([job_id], |r| r.get(0))?;
+        raise_in(&tx, Some(&patient), None, &NewAlert::engine(&alert), now)?;
     }
     tx.commit()?;
     Ok(true)

@@ -11,6 +11,7 @@
 
 mod calls;
 mod campaign;
+mod followups;
 mod numbers;
 mod outbox;
 mod patients;
@@ -42,6 +43,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     (9, "personal_data", include_str!("../../../migrations/sqlite/0009_personal_data.sql")),
     (10, "outbox_claims", include_str!("../../../migrations/sqlite/0010_outbox_claims.sql")),
     (11, "staff", include_str!("../../../migrations/sqlite/0011_staff.sql")),
+    (12, "followups", include_str!("../../../migrations/sqlite/0012_followups.sql")),
 ];
 
 pub(super) const NOW: &str = "strftime('%Y-%m-%dT%H:%M:%fZ', 'now')";

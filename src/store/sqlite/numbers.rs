@@ -286,11 +286,8 @@ pub(super) fn alert_unread(
     for (number_id, patient_id, call_id) in &due {
         tx.prepare_cached("update processing_numbers set unread_alerted_at = ?2 where number_id = ?1")?
             .execute(params![number_id, sqlite_time(now)])?;
-        tx.prepare_cached("insert into alerts (patient_id, call_id, reason) values (?1, ?2, ?3)")?.execute(params![
-            patient_id,
-            call_id,
-            unread_alert()
-        ])?;
+        let alert = crate::store::NewAlert::engine(&unread_alert());
+        super::followups::raise_in(&tx, Some(patient_id.as_str()), *call_id, &alert, now)?;
         audit(&tx, "upkeep", "unread", Some(*number_id), "not read aloud in time: alerted")?;
     }
     tx.commit()?;
@@ -335,6 +332,11 @@ impl Numbers for SqliteStore {
     fn revoke_token<'a>(&'a self, name: &'a str, at: DateTime<Utc>) -> Fut<'a, Revoke> {
         let name = name.to_owned();
         self.write(move |c| revoke_token(c, &name, at))
+    }
+
+    fn audit<'a>(&'a self, actor: &'a str, action: &'a str, detail: &'a str) -> Fut<'a, ()> {
+        let (actor, action, detail) = (actor.to_owned(), action.to_owned(), detail.to_owned());
+        self.write(move |c| audit(c, &actor, &action, None, &detail))
     }
 
     fn audit_log(&self) -> Fut<'_, Vec<(String, String, String)>> {

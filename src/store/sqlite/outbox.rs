@@ -3,10 +3,11 @@
 use chrono::{DateTime, Utc};
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
+use super::followups::raise_in;
 use super::numbers::{audit, insert_number};
 use super::{NOW, SqliteStore, parse_sqlite_time, sqlite_time};
 use crate::store::{Fallback, FallbackChoice, Finish, LateMessage, LateSettle, NewNumber, NumberOnFile, OutboxMessage};
-use crate::store::{Fut, Outbox};
+use crate::store::{Fut, NewAlert, Outbox};
 use crate::store::{SendResult, StoreError, choose_fallback, finish_plan, stored_consent, takes_callback};
 use crate::types::{DeliveryStatus, PatientId};
 
@@ -115,7 +116,7 @@ pub(super) fn finish_message(
     let mut fallback = None;
     match finish_plan(result) {
         Finish::FallBack { error, email } => {
-            fallback = fall_back(&tx, message_id, error, email, &t)?;
+            fallback = fall_back(&tx, message_id, error, email, now)?;
         }
         Finish::Sent { provider_id, status: _ } => {
             tx.prepare_cached(
@@ -145,10 +146,10 @@ pub(super) fn finish_message(
                 )?
                 .execute(params![message_id, status, error, t])?;
             if closed > 0 {
-                tx.prepare_cached(
-                    "insert into alerts (patient_id, reason) select patient_id, ?2 from outbox where message_id = ?1",
-                )?
-                .execute(params![message_id, alert])?;
+                let patient: Option<String> = tx
+                    .prepare_cached("select patient_id from outbox where message_id = ?1")?
+                    .query_row([message_id], |r| r.get(0))?;
+                raise_in(&tx, patient.as_deref(), None, &NewAlert::engine(&alert), now)?;
             }
         }
     }
@@ -218,8 +219,7 @@ pub(super) fn replace_late(
                 .execute([number_id])?;
         }
     }
-    tx.prepare_cached("insert into alerts (patient_id, reason) values (?1, ?2)")?
-        .execute(params![patient_id, settle.alert()])?;
+    raise_in(&tx, Some(patient_id.as_str()), None, &NewAlert::engine(&settle.alert()), now)?;
     tx.commit()?;
     Ok(true)
 }
@@ -271,8 +271,9 @@ fn fall_back(
     message_id: i64,
     error: &str,
     email_ok: bool,
-    t: &str,
+    now: DateTime<Utc>,
 ) -> Result<Option<Fallback>, StoreError> {
+    let t = &sqlite_time(now);
     let row: Option<(Option<String>, Option<i64>, String)> = tx
         .prepare_cached(
             "select patient_id, number_id, body_sealed from outbox where message_id = ?1 and fallback is null",
@@ -318,8 +319,7 @@ fn fall_back(
     if fallback != Fallback::None {
         audit(tx, "outbox", "fallback", number_id, &format!("delivery {}", fallback.name()))?;
     }
-    tx.prepare_cached("insert into alerts (patient_id, reason) values (?1, ?2)")?
-        .execute(params![patient_id, fallback.alert(error)])?;
+    raise_in(tx, patient_id.as_deref(), None, &fallback.new_alert(error), now)?;
     Ok(Some(fallback))
 }
 

@@ -174,6 +174,16 @@ impl Patients for SqliteStore {
         self.read(patients)
     }
 
+    fn page(&self, limit: i64, offset: i64) -> Fut<'_, Vec<Patient>> {
+        self.read(move |c| {
+            let mut st = c.prepare_cached(&format!(
+                "select {PATIENT_COLUMNS} from patients order by patient_id limit ?1 offset ?2"
+            ))?;
+            let rows = st.query_map([limit, offset], patient_row)?;
+            Ok(rows.collect::<Result<_, _>>()?)
+        })
+    }
+
     fn get<'a>(&'a self, id: &'a str) -> Fut<'a, Option<Patient>> {
         let id = id.to_owned();
         self.read(move |c| patient(c, &id))

@@ -1,0 +1,216 @@
+//! The follow-up queue on PostgreSQL. [`raise_in`] is the one writer of alerts: every alert
+//! goes through it, in its caller's transaction, with the item it opens or joins. An action is
+//! a compare-and-set on the item's version, so instances acting at once on one item never both
+//! succeed: the loser reads the item again and is refused with what the winner did.
+
+use chrono::{DateTime, Utc};
+use sqlx::postgres::PgRow;
+use sqlx::{PgConnection, Row};
+
+use super::PgStore;
+use crate::store::followups::{ENGINE, decide, item};
+use crate::store::fut;
+use crate::store::{Act, Acted, Change, ChangeKind, Followup, Followups, Fut, ListQuery, NewAlert, Reason, StoreError};
+use crate::types::Severity;
+
+/// Writes an alert, and opens the patient's follow-up item or joins the one still open, in the
+/// caller's transaction. An alert with no patient, or one that opens no item, is only written.
+/// Two transactions opening an item for one patient at once: the unique index makes the second
+/// wait for the first, then join its item.
+pub(super) async fn raise_in(
+    tx: &mut PgConnection,
+    patient_id: Option<&str>,
+    call_id: Option<i64>,
+    alert: &NewAlert,
+    at: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    let alert_id: i64 = sqlx::query_scalar(
+        "insert into alerts (patient_id, call_id, reason, created_at) values ($1, $2, $3, $4) returning alert_id",
+    )
+    .bind(patient_id)
+    .bind(call_id)
+    .bind(&alert.text)
+    .bind(at)
+    .fetch_one(&mut *tx)
+    .await?;
+    let (Some(patient_id), Some(severity)) = (patient_id, alert.opens) else { return Ok(()) };
+    let urgency = severity.rank() as i32;
+    let followup_id: i64 = sqlx::query_scalar(
+        "insert into followups (patient_id, status, urgency, opened_at, version, change, changed_by, changed_at)
+         values ($1, 'open', $2, $3, 1, 'opened', $4, $3)
+         on conflict (patient_id) where status <> 'closed' do update set
+           urgency = greatest(followups.urgency, excluded.urgency), version = followups.version + 1,
+           change = 'joined', changed_by = excluded.changed_by, changed_at = excluded.changed_at
+         returning followup_id",
+    )
+    .bind(patient_id)
+    .bind(urgency)
+    .bind(at)
+    .bind(ENGINE)
+    .fetch_one(&mut *tx)
+    .await?;
+    sqlx::query(
+        "insert into followup_reasons (followup_id, alert_id, kind, reason, urgency, call_id, created_at)
+         values ($1, $2, $3, $4, $5, $6, $7)",
+    )
+    .bind(followup_id)
+    .bind(alert_id)
+    .bind(alert.kind)
+    .bind(&alert.reason)
+    .bind(urgency)
+    .bind(call_id)
+    .bind(at)
+    .execute(&mut *tx)
+    .await?;
+    Ok(())
+}
+
+const COLUMNS: &str = "f.followup_id, f.patient_id, f.status, f.urgency, f.opened_at, f.claimed_by, f.claimed_at,
+    f.closed_by, f.closed_at, f.outcome, f.note, f.version, f.change, f.changed_by, f.changed_at";
+
+fn row(r: &PgRow) -> Result<Followup, StoreError> {
+    Ok(item(
+        r.try_get(0)?,
+        r.try_get(1)?,
+        r.try_get(2)?,
+        i64::from(r.try_get::<i32, _>(3)?),
+        r.try_get(4)?,
+        (r.try_get(5)?, r.try_get(6)?),
+        (r.try_get(7)?, r.try_get(8)?, r.try_get(9)?, r.try_get(10)?),
+        r.try_get(11)?,
+        Change { what: ChangeKind::parse(r.try_get(12)?), by: r.try_get(13)?, at: r.try_get(14)? },
+    ))
+}
+
+async fn with_reasons(conn: &mut PgConnection, mut items: Vec<Followup>) -> Result<Vec<Followup>, StoreError> {
+    let ids: Vec<i64> = items.iter().map(|f| f.followup_id).collect();
+    let rows = sqlx::query(
+        "select followup_id, alert_id, kind, reason, urgency, call_id, created_at from followup_reasons
+         where followup_id = any($1) order by created_at, ctid",
+    )
+    .bind(&ids)
+    .fetch_all(&mut *conn)
+    .await?;
+    for r in rows {
+        let id: i64 = r.try_get(0)?;
+        let reason = Reason {
+            alert_id: r.try_get(1)?,
+            kind: r.try_get(2)?,
+            reason: r.try_get(3)?,
+            severity: Severity::of_rank(i64::from(r.try_get::<i32, _>(4)?)),
+            call_id: r.try_get(5)?,
+            at: r.try_get(6)?,
+        };
+        if let Some(f) = items.iter_mut().find(|f| f.followup_id == id) {
+            f.reasons.push(reason);
+        }
+    }
+    Ok(items)
+}
+
+async fn one(conn: &mut PgConnection, sql: &str, key: Key<'_>) -> Result<Option<Followup>, StoreError> {
+    let q = sqlx::query(sql);
+    let q = match key {
+        Key::Id(id) => q.bind(id),
+        Key::Patient(p) => q.bind(p.to_owned()),
+    };
+    let Some(r) = q.fetch_optional(&mut *conn).await? else { return Ok(None) };
+    Ok(with_reasons(conn, vec![row(&r)?]).await?.pop())
+}
+
+enum Key<'a> {
+    Id(i64),
+    Patient(&'a str),
+}
+
+fn by_id() -> String {
+    format!("select {COLUMNS} from followups f where f.followup_id = $1")
+}
+
+impl Followups for PgStore {
+    fn list<'a>(&'a self, q: &'a ListQuery) -> Fut<'a, Vec<Followup>> {
+        fut(async move {
+            let mut conn = self.pool.acquire().await?;
+            let statuses: Vec<&str> = q.status.statuses().to_vec();
+            let rows = sqlx::query(&format!(
+                "select {COLUMNS} from followups f left join patients p on p.patient_id = f.patient_id
+                 where f.status = any($4) and ($1::text is null or p.area = $1)
+                 order by f.urgency desc, f.opened_at, f.followup_id limit $2 offset $3"
+            ))
+            .bind(&q.area)
+            .bind(q.limit)
+            .bind(q.offset)
+            .bind(statuses)
+            .fetch_all(&mut *conn)
+            .await?;
+            let items = rows.iter().map(row).collect::<Result<Vec<_>, _>>()?;
+            with_reasons(&mut conn, items).await
+        })
+    }
+
+    fn get(&self, followup_id: i64) -> Fut<'_, Option<Followup>> {
+        fut(async move {
+            let mut conn = self.pool.acquire().await?;
+            one(&mut conn, &by_id(), Key::Id(followup_id)).await
+        })
+    }
+
+    fn open_for<'a>(&'a self, patient_id: &'a str) -> Fut<'a, Option<Followup>> {
+        fut(async move {
+            let mut conn = self.pool.acquire().await?;
+            let sql = format!("select {COLUMNS} from followups f where f.patient_id = $1 and f.status <> 'closed'");
+            one(&mut conn, &sql, Key::Patient(patient_id)).await
+        })
+    }
+
+    fn act<'a>(&'a self, followup_id: i64, act: &'a Act) -> Fut<'a, Acted> {
+        fut(async move {
+            let mut conn = self.pool.acquire().await?;
+            // Read, decide, compare-and-set; another instance's change in between makes the
+            // update miss, and the action is decided again on the item as it now is.
+            loop {
+                let Some(item) = one(&mut conn, &by_id(), Key::Id(followup_id)).await? else {
+                    return Ok(Acted::Unknown);
+                };
+                let next = match decide(&item, act) {
+                    Err(refusal) => return Ok(Acted::Refused(refusal)),
+                    Ok(None) => return Ok(Acted::Done(item)),
+                    Ok(Some(next)) => next,
+                };
+                let done = sqlx::query(
+                    "update followups set status = $3, claimed_by = $4, claimed_at = $5, closed_by = $6,
+                       closed_at = $7, outcome = $8, note = $9, version = $10, change = $11, changed_by = $12,
+                       changed_at = $13
+                     where followup_id = $1 and version = $2",
+                )
+                .bind(followup_id)
+                .bind(item.version)
+                .bind(next.status)
+                .bind(&next.claimed_by)
+                .bind(next.claimed_at)
+                .bind(&next.closed_by)
+                .bind(next.closed_at)
+                .bind(next.outcome)
+                .bind(&next.note)
+                .bind(next.version)
+                .bind(next.last.what.as_str())
+                .bind(&next.last.by)
+                .bind(next.last.at)
+                .execute(&mut *conn)
+                .await?;
+                if done.rows_affected() == 1 {
+                    return Ok(Acted::Done(next));
+                }
+            }
+        })
+    }
+
+    fn raise<'a>(&'a self, patient_id: &'a str, alert: &'a NewAlert, at: DateTime<Utc>) -> Fut<'a, ()> {
+        fut(async move {
+            let mut tx = self.pool.begin().await?;
+            raise_in(&mut tx, Some(patient_id), None, alert, at).await?;
+            tx.commit().await?;
+            Ok(())
+        })
+    }
+}

@@ -1,0 +1,189 @@
+//! The follow-up queue on SQLite. [`raise_in`] is the one writer of alerts: every alert goes
+//! through it, in its caller's transaction, with the item it opens or joins.
+
+use chrono::{DateTime, Utc};
+use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params};
+
+use super::{SqliteStore, parse_sqlite_time, sqlite_time};
+use crate::store::followups::{ENGINE, item};
+use crate::store::{Act, Acted, Change, ChangeKind, Followup, Followups, Fut, ListQuery, NewAlert, Reason, StoreError};
+use crate::types::Severity;
+
+/// Writes an alert, and opens the patient's follow-up item or joins the one still open, in the
+/// caller's transaction. An alert with no patient, or one that opens no item, is only written.
+pub(super) fn raise_in(
+    tx: &Connection,
+    patient_id: Option<&str>,
+    call_id: Option<i64>,
+    alert: &NewAlert,
+    at: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    let t = sqlite_time(at);
+    let alert_id: i64 = tx
+        .prepare_cached(
+            "insert into alerts (patient_id, call_id, reason, created_at) values (?1, ?2, ?3, ?4) returning alert_id",
+        )?
+        .query_row(params![patient_id, call_id, alert.text, t], |r| r.get(0))?;
+    let (Some(patient_id), Some(severity)) = (patient_id, alert.opens) else { return Ok(()) };
+    let followup_id: i64 = tx
+        .prepare_cached(
+            "insert into followups (patient_id, status, urgency, opened_at, version, change, changed_by, changed_at)
+             values (?1, 'open', ?2, ?3, 1, 'opened', ?4, ?3)
+             on conflict (patient_id) where status <> 'closed' do update set
+               urgency = max(urgency, excluded.urgency), version = version + 1,
+               change = 'joined', changed_by = excluded.changed_by, changed_at = excluded.changed_at
+             returning followup_id",
+        )?
+        .query_row(params![patient_id, severity.rank(), t, ENGINE], |r| r.get(0))?;
+    tx.prepare_cached(
+        "insert into followup_reasons (followup_id, alert_id, kind, reason, urgency, call_id, created_at)
+         values (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    )?
+    .execute(params![followup_id, alert_id, alert.kind, alert.reason, severity.rank(), call_id, t])?;
+    Ok(())
+}
+
+const COLUMNS: &str = "f.followup_id, f.patient_id, f.status, f.urgency, f.opened_at, f.claimed_by, f.claimed_at,
+    f.closed_by, f.closed_at, f.outcome, f.note, f.version, f.change, f.changed_by, f.changed_at";
+
+fn row(r: &Row<'_>) -> rusqlite::Result<Followup> {
+    let time = |i: usize| -> rusqlite::Result<DateTime<Utc>> { Ok(parse_sqlite_time(&r.get::<_, String>(i)?)) };
+    let opt_time = |i: usize| -> rusqlite::Result<Option<DateTime<Utc>>> {
+        Ok(r.get::<_, Option<String>>(i)?.map(|s| parse_sqlite_time(&s)))
+    };
+    Ok(item(
+        r.get(0)?,
+        r.get(1)?,
+        r.get(2)?,
+        r.get(3)?,
+        time(4)?,
+        (r.get(5)?, opt_time(6)?),
+        (r.get(7)?, opt_time(8)?, r.get(9)?, r.get(10)?),
+        r.get(11)?,
+        Change { what: ChangeKind::parse(&r.get::<_, String>(12)?), by: r.get(13)?, at: time(14)? },
+    ))
+}
+
+fn with_reasons(conn: &Connection, mut f: Followup) -> Result<Followup, StoreError> {
+    let mut st = conn.prepare_cached(
+        "select alert_id, kind, reason, urgency, call_id, created_at from followup_reasons
+         where followup_id = ?1 order by created_at, rowid",
+    )?;
+    let rows = st.query_map([f.followup_id], |r| {
+        Ok(Reason {
+            alert_id: r.get(0)?,
+            kind: r.get(1)?,
+            reason: r.get(2)?,
+            severity: Severity::of_rank(r.get(3)?),
+            call_id: r.get(4)?,
+            at: parse_sqlite_time(&r.get::<_, String>(5)?),
+        })
+    })?;
+    f.reasons = rows.collect::<Result<_, _>>()?;
+    Ok(f)
+}
+
+fn get(conn: &Connection, followup_id: i64) -> Result<Option<Followup>, StoreError> {
+    let f = conn
+        .prepare_cached(&format!("select {COLUMNS} from followups f where f.followup_id = ?1"))?
+        .query_row([followup_id], row)
+        .optional()?;
+    f.map(|f| with_reasons(conn, f)).transpose()
+}
+
+fn open_for(conn: &Connection, patient_id: &str) -> Result<Option<Followup>, StoreError> {
+    let f = conn
+        .prepare_cached(&format!("select {COLUMNS} from followups f where f.patient_id = ?1 and f.status <> 'closed'"))?
+        .query_row([patient_id], row)
+        .optional()?;
+    f.map(|f| with_reasons(conn, f)).transpose()
+}
+
+fn list(conn: &Connection, q: &ListQuery) -> Result<Vec<Followup>, StoreError> {
+    let statuses = q.status.statuses();
+    let placeholders: Vec<String> = (0..statuses.len()).map(|i| format!("?{}", i + 4)).collect();
+    let sql = format!(
+        "select {COLUMNS} from followups f left join patients p on p.patient_id = f.patient_id
+         where f.status in ({}) and (?1 is null or p.area = ?1)
+         order by f.urgency desc, f.opened_at, f.followup_id limit ?2 offset ?3",
+        placeholders.join(", ")
+    );
+    let mut st = conn.prepare_cached(&sql)?;
+    let mut args: Vec<&dyn rusqlite::ToSql> = vec![&q.area, &q.limit, &q.offset];
+    for s in statuses {
+        args.push(s);
+    }
+    let items: Vec<Followup> = st.query_map(args.as_slice(), row)?.collect::<Result<_, _>>()?;
+    items.into_iter().map(|f| with_reasons(conn, f)).collect()
+}
+
+fn act(conn: &mut Connection, followup_id: i64, act: &Act) -> Result<Acted, StoreError> {
+    // The writer thread serialises SQLite's writes; the version check in the update is the same
+    // compare-and-set as on PostgreSQL.
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let Some(item) = get(&tx, followup_id)? else { return Ok(Acted::Unknown) };
+    let next = match crate::store::followups::decide(&item, act) {
+        Err(refusal) => return Ok(Acted::Refused(refusal)),
+        Ok(None) => return Ok(Acted::Done(item)),
+        Ok(Some(next)) => next,
+    };
+    let n = tx
+        .prepare_cached(
+            "update followups set status = ?3, claimed_by = ?4, claimed_at = ?5, closed_by = ?6, closed_at = ?7,
+               outcome = ?8, note = ?9, version = ?10, change = ?11, changed_by = ?12, changed_at = ?13
+             where followup_id = ?1 and version = ?2",
+        )?
+        .execute(params![
+            followup_id,
+            item.version,
+            next.status,
+            next.claimed_by,
+            next.claimed_at.map(sqlite_time),
+            next.closed_by,
+            next.closed_at.map(sqlite_time),
+            next.outcome,
+            next.note,
+            next.version,
+            next.last.what.as_str(),
+            next.last.by,
+            sqlite_time(next.last.at),
+        ])?;
+    if n != 1 {
+        return Err(StoreError::Turn("a follow-up item changed inside its own transaction".into()));
+    }
+    tx.commit()?;
+    Ok(Acted::Done(next))
+}
+
+fn raise(conn: &mut Connection, patient_id: &str, alert: &NewAlert, at: DateTime<Utc>) -> Result<(), StoreError> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    raise_in(&tx, Some(patient_id), None, alert, at)?;
+    tx.commit()?;
+    Ok(())
+}
+
+impl Followups for SqliteStore {
+    fn list<'a>(&'a self, q: &'a ListQuery) -> Fut<'a, Vec<Followup>> {
+        let q = q.clone();
+        self.read(move |c| list(c, &q))
+    }
+
+    fn get(&self, followup_id: i64) -> Fut<'_, Option<Followup>> {
+        self.read(move |c| get(c, followup_id))
+    }
+
+    fn open_for<'a>(&'a self, patient_id: &'a str) -> Fut<'a, Option<Followup>> {
+        let patient_id = patient_id.to_owned();
+        self.read(move |c| open_for(c, &patient_id))
+    }
+
+    fn act<'a>(&'a self, followup_id: i64, a: &'a Act) -> Fut<'a, Acted> {
+        let a = a.clone();
+        self.write(move |c| act(c, followup_id, &a))
+    }
+
+    fn raise<'a>(&'a self, patient_id: &'a str, alert: &'a NewAlert, at: DateTime<Utc>) -> Fut<'a, ()> {
+        let (patient_id, alert) = (patient_id.to_owned(), alert.clone());
+        self.write(move |c| raise(c, &patient_id, &alert, at))
+    }
+}
