@@ -8,7 +8,7 @@ use super::{
     TRANSFER_CLOSED, TRANSFER_DIAL, TRANSFER_TO, Value, Vars,
 };
 use crate::flow::response::{Dial, Gather, Response};
-use crate::types::{Alert, AlertKind, Digits};
+use crate::types::{Alert, AlertKind, Digits, Severity};
 
 /// Transitions followed in one step before the engine gives up (validation rules out loops
 /// that ask nothing, so a valid flow never comes near it).
@@ -392,8 +392,9 @@ impl<'f> Machine<'f> {
                     ("no_answer", &p.no_answer, format!("asked for a person; nobody answered at the centre ({other})"))
                 };
                 self.call.vars.insert(TRANSFER_ANSWER.into(), Value::text(answer));
+                // As urgent as the engine's own `asked_for_person` alerts (store::followups::opening).
                 let reason = Alert::new(AlertKind::AskedForPerson, detail).to_string();
-                self.effects.push(Effect::AlertHealthCenter { reason });
+                self.effects.push(Effect::AlertHealthCenter { reason, severity: Severity::High });
                 self.say(std::slice::from_ref(prompt));
                 self.say(std::slice::from_ref(&p.back));
                 self.call.vars.remove(GAVE_UP);
