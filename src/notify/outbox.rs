@@ -425,8 +425,7 @@ impl Dispatcher {
         match m.channel {
             Channel::Sms => self.send_sms(m, body).await,
             Channel::Email => match &self.email {
-                Some(e) => match e.send(&m.recipient, "接触確認アプリの処理番号 / Processing number", &body).await
-                {
+                Some(e) => match e.send(&m.recipient, subject(m), &body).await {
                     Ok(id) => Attempt::Accepted { provider_id: id, status: "sent".into() },
                     Err(err) if err.is_permanent() => Attempt::Permanent(err.to_string()),
                     Err(err) => Attempt::Retryable(err.to_string(), None),
@@ -454,6 +453,16 @@ impl Dispatcher {
                 }
             }
         }
+    }
+}
+
+/// An e-mail's subject: a processing number for a patient, or (a message with neither patient
+/// nor number) an urgent follow-up notice to staff.
+fn subject(m: &OutboxMessage) -> &'static str {
+    if m.patient_id.is_none() && m.number_id.is_none() {
+        "【至急】要フォロー / Urgent follow-up"
+    } else {
+        "接触確認アプリの処理番号 / Processing number"
     }
 }
 
