@@ -57,6 +57,9 @@ pub struct OnDuty {
     /// Addresses told by e-mail (needs `[email]`).
     #[serde(default)]
     pub email: Vec<String>,
+    /// An `https://` URL (or `http://127.0.0.1…`) the notice is posted to as JSON `{"text": …}`.
+    #[serde(default)]
+    pub webhook: Option<String>,
     /// `HH:MM-HH:MM` in the health centre's zone; none: on duty at every hour.
     #[serde(default)]
     pub hours: Option<String>,
@@ -695,8 +698,16 @@ impl Settings {
             if lists.iter().any(|o| o.name == l.name) {
                 return Err(at("a second list of this name".into()));
             }
-            if l.sms.is_empty() && l.email.is_empty() {
-                return Err(at("no sms number and no email address: nobody would be told".into()));
+            if l.sms.is_empty() && l.email.is_empty() && l.webhook.is_none() {
+                return Err(at("no sms number, email address or webhook: nobody would be told".into()));
+            }
+            if let Some(w) = &l.webhook {
+                let ok = url::Url::parse(w).is_ok_and(|u| {
+                    u.scheme() == "https" || (u.scheme() == "http" && u.host_str() == Some("127.0.0.1"))
+                });
+                if !ok {
+                    return Err(at(format!("webhook '{w}' is not an https:// URL (http:// only to 127.0.0.1)")));
+                }
             }
             let mut sms = Vec::new();
             for n in &l.sms {
@@ -725,6 +736,7 @@ impl Settings {
                 name: l.name.clone(),
                 sms,
                 email: l.email.clone(),
+                webhook: l.webhook.clone(),
                 hours,
                 days,
             });
@@ -1151,8 +1163,16 @@ mod tests {
                 other => panic!("{body}: {other:?}"),
             }
         }
-        let webhook = load(&list("sms = [\"090-1234-5678\"]\nwebhook = \"https://x.jp\""), &[]).unwrap_err();
-        assert!(webhook.to_string().contains("webhook"), "{webhook}");
+        let webhook = load(&list("webhook = \"https://chat.example.jp/hooks/x\""), &[]).unwrap();
+        assert_eq!(webhook.duty().lists[0].webhook.as_deref(), Some("https://chat.example.jp/hooks/x"));
+        assert!(load(&list("webhook = \"http://127.0.0.1:9/x\""), &[]).is_ok(), "plain http to this host");
+        for w in ["http://chat.example.jp/x", "ftp://x.jp", "chat"] {
+            let (key, message) = invalid_key(&list(&format!("webhook = \"{w}\"")), &[]);
+            assert_eq!(key, "alerts.on_duty");
+            assert!(message.contains("is not an https:// URL"), "{message}");
+        }
+        let unknown = load(&list("sms = [\"090-1234-5678\"]\nphone = \"x\""), &[]).unwrap_err();
+        assert!(unknown.to_string().contains("phone"), "{unknown}");
         let err = load("", &[("IVR_ALERTS__ESCALATE_AFTER", "later")]).unwrap_err();
         assert!(matches!(err, ConfigError::Invalid { key: "alerts.escalate_after", .. }), "{err}");
     }

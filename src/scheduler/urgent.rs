@@ -1,7 +1,7 @@
 //! Urgent follow-up items reach a person without anyone watching a screen.
 //!
 //! An item whose severity is `urgent` (opened urgent, or joined by an urgent alert) and that
-//! nobody has claimed is told, by SMS and e-mail through the outbox, to every contact of the
+//! nobody has claimed is told, by SMS, e-mail and webhook through the outbox, to every contact of the
 //! first `[[alerts.on_duty]]` list on duty now. Still unclaimed `alerts.escalate_after` later,
 //! it is told to the next list on duty after that one; after the last list, the last list on
 //! duty is told again at each `escalate_after`, until someone claims the item (or closes it).
@@ -29,6 +29,8 @@ pub struct DutyList {
     /// Mobile numbers (SMS).
     pub sms: Vec<E164>,
     pub email: Vec<String>,
+    /// A URL the notice is posted to as JSON `{"text": …}`.
+    pub webhook: Option<String>,
     /// `None`: on duty at every hour.
     pub hours: Option<DailySpan>,
     /// The days the list is on duty (weekdays, dates, ranges); empty: every day.
@@ -108,7 +110,9 @@ pub fn messages(list: &DutyList, text: &str, key: &IssuerKey, due: DateTime<Utc>
     let sealed = key.seal(text);
     let sms = list.sms.iter().map(|n| (Channel::Sms, n.as_str().to_string()));
     let email = list.email.iter().map(|a| (Channel::Email, a.clone()));
+    let webhook = list.webhook.iter().map(|u| (Channel::Webhook, u.clone()));
     sms.chain(email)
+        .chain(webhook)
         .map(|(channel, recipient)| NoticeMessage { channel, recipient, body_sealed: sealed.clone(), due })
         .collect()
 }
@@ -199,6 +203,7 @@ mod tests {
             name: name.into(),
             sms: vec![E164::parse("+819012345678").unwrap()],
             email: vec![],
+            webhook: None,
             hours: hours.map(|h| DailySpan::parse(h).unwrap()),
             days: days.iter().map(|d| BlockedDay::parse(d).unwrap()).collect(),
         }

@@ -1,13 +1,14 @@
 //! Urgent follow-up items reach a person: a call through the signed webhooks with SpO2 92 %
 //! opens an urgent item; within a minute of the (manual) clock the first on-duty list gets an
-//! SMS (the carrier simulator's log) and an e-mail (a real SMTP server, `scripts/smtp-sink.py`);
+//! SMS (the carrier simulator's log), an e-mail (a real SMTP server, `scripts/smtp-sink.py`) and
+//! a post to its chat webhook;
 //! an off-duty list is skipped; unclaimed 15 minutes later the next list on duty is told; a
 //! restart in between neither repeats nor loses a notice; a claim stops the escalation.
 //!
 //! Without aiosmtpd the e-mail part prints `SKIP: aiosmtpd not installed` and the SMS part still
 //! runs; under `CI=true` a missing aiosmtpd fails.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -38,6 +39,7 @@ fn list(name: &str, sms: &str, email: Option<&str>, hours: Option<&str>) -> OnDu
         name: name.into(),
         sms: vec![sms.into()],
         email: email.map(|e| vec![e.to_string()]).unwrap_or_default(),
+        webhook: None,
         hours: hours.map(str::to_owned),
         days: vec![],
     }
@@ -52,6 +54,26 @@ fn worker(app: &TestApp, clock: &Clock) -> UrgentNotices {
         clock: clock.clone(),
         outbox_wake: app.state.outbox_wake.clone(),
     }
+}
+
+/// A chat tool's incoming webhook on 127.0.0.1: what was posted to it.
+async fn chat_hook() -> (String, Arc<Mutex<Vec<serde_json::Value>>>) {
+    let posted = Arc::new(Mutex::new(Vec::new()));
+    let keep = posted.clone();
+    let app = axum::Router::new().route(
+        "/hooks/urgent",
+        axum::routing::post(move |axum::Json(v): axum::Json<serde_json::Value>| {
+            let keep = keep.clone();
+            async move {
+                keep.lock().unwrap().push(v);
+                "ok"
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hooks/urgent", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (url, posted)
 }
 
 /// The SMS this process's simulator accepted for `to`, once `n` are there (or after 15 s: what
@@ -75,11 +97,11 @@ async fn an_urgent_alert_reaches_the_on_duty_contacts_and_escalates_until_claime
     let mut settings = settings(&sqlite_url(dir.path()));
     settings.email = sink.as_ref().map(Sink::settings);
     let day_email = sink.as_ref().map(|_| DAY_EMAIL);
-    settings.alerts.on_duty = vec![
-        list("日勤", DAY_PHONE, day_email, Some("08:30-17:15")),
-        list("夜間", NIGHT_PHONE, None, Some("17:15-08:30")),
-        list("所長", CHIEF_PHONE, None, None),
-    ];
+    let (hook, posted) = chat_hook().await;
+    let mut day_list = list("日勤", DAY_PHONE, day_email, Some("08:30-17:15"));
+    day_list.webhook = Some(hook);
+    settings.alerts.on_duty =
+        vec![day_list, list("夜間", NIGHT_PHONE, None, Some("17:15-08:30")), list("所長", CHIEF_PHONE, None, None)];
     let clock = Clock::manual(monday_10());
     let mut app = spawn_app_at(settings, dir, clock.clone()).await;
     app.add_patient("P001", PATIENT_PHONE).await;
@@ -99,6 +121,15 @@ async fn an_urgent_alert_reaches_the_on_duty_contacts_and_escalates_until_claime
     assert!(text.contains("https://ivr.example.jp/ui/"), "{text}");
     assert!(!text.contains("92"), "no health data beyond the kind: {text}");
     assert!(sms_to(&app, NIGHT_PHONE, 0).await.is_empty() && sms_to(&app, CHIEF_PHONE, 0).await.is_empty());
+    for _ in 0..300 {
+        if !posted.lock().unwrap().is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let hooked = posted.lock().unwrap().clone();
+    assert_eq!(hooked.len(), 1, "the day list's webhook: {hooked:?}");
+    assert_eq!(hooked[0]["text"].as_str(), Some(text.as_str()));
     if let Some(sink) = &sink {
         let mut mails = sink.messages();
         for _ in 0..300 {
@@ -150,5 +181,6 @@ async fn an_urgent_alert_reaches_the_on_duty_contacts_and_escalates_until_claime
     assert_eq!(app.store.followups().notices(item.followup_id).await.unwrap().len(), 2);
     assert!(sms_to(&app, DAY_PHONE, 0).await.is_empty() && sms_to(&app, NIGHT_PHONE, 0).await.is_empty());
     assert_eq!(sms_to(&app, CHIEF_PHONE, 0).await.len(), 1);
+    assert_eq!(posted.lock().unwrap().len(), 1, "the day list's webhook was told once");
     app.stop().await;
 }
