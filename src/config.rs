@@ -30,6 +30,43 @@ pub struct Settings {
     pub retention: crate::scheduler::upkeep::Retention,
     /// The staff pages under `/ui/`: sessions.
     pub staff: Staff,
+    /// Who is told of urgent follow-up items, and when it escalates.
+    pub alerts: Alerts,
+}
+
+/// The `[alerts]` settings: the on-duty contact lists urgent items are sent to, in order.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Alerts {
+    /// `[[alerts.on_duty]]` tables, in the order notices escalate through them. Not in the
+    /// defaults (an array there would be merged).
+    #[serde(default)]
+    pub on_duty: Vec<OnDuty>,
+    /// A duration like `15m`: an urgent item nobody claimed this long after its last notice
+    /// goes to the next list on duty.
+    pub escalate_after: String,
+}
+
+/// One `[[alerts.on_duty]]` table.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OnDuty {
+    pub name: String,
+    /// Mobile numbers (E.164 or domestic) told by SMS.
+    #[serde(default)]
+    pub sms: Vec<String>,
+    /// Addresses told by e-mail (needs `[email]`).
+    #[serde(default)]
+    pub email: Vec<String>,
+    /// An `https://` URL (or `http://127.0.0.1…`) the notice is posted to as JSON `{"text": …}`.
+    #[serde(default)]
+    pub webhook: Option<String>,
+    /// `HH:MM-HH:MM` in the health centre's zone; none: on duty at every hour.
+    #[serde(default)]
+    pub hours: Option<String>,
+    /// The days the list is on duty: weekdays (`mon`), dates and ranges, as
+    /// `scheduler.blocked_days`; none: every day.
+    #[serde(default)]
+    pub days: Vec<String>,
 }
 
 /// The staff pages' sessions.
@@ -268,6 +305,8 @@ pub const KNOWN_KEYS: &[&str] = &[
     "centre.transfer_to",
     "centre.hours",
     "centre.closed_days",
+    "alerts.on_duty",
+    "alerts.escalate_after",
 ];
 
 /// `IVR_…` variables the program reads that are not settings: the log format, and knobs of
@@ -300,6 +339,14 @@ fn nearest_key(key: &str) -> Option<String> {
         })
         .min_by_key(|(_, d)| *d)?;
     (distance <= 3.max(key.chars().count() / 4)).then_some(best)
+}
+
+/// An e-mail address as staff lists hold them: `local@domain.tld`, no spaces, no angle
+/// brackets or commas (one address, not a header).
+fn is_email_address(a: &str) -> bool {
+    let Some((local, domain)) = a.rsplit_once('@') else { return false };
+    let plain = |s: &str| !s.is_empty() && !s.chars().any(|c| c.is_whitespace() || "<>,;\"@()[]".contains(c));
+    plain(local) && plain(domain) && domain.contains('.') && !domain.starts_with('.') && !domain.ends_with('.')
 }
 
 /// Levenshtein distance, in characters.
@@ -428,6 +475,9 @@ hours = "08:30-17:15"
 
 [retention]
 calls_after_care_days = 90
+
+[alerts]
+escalate_after = "15m"
 
 [staff]
 session_idle = "30m"
@@ -577,6 +627,7 @@ impl Settings {
             });
         }
         self.validate_transfer()?;
+        self.try_duty()?;
         match self.carrier_kind() {
             "twilio" if self.carrier.account_sid.is_none() || self.carrier.auth_token.is_none() => {
                 Err(ConfigError::Invalid {
@@ -625,6 +676,78 @@ impl Settings {
             message: format!("'{}' is not a time zone like Asia/Tokyo", self.scheduler.timezone),
         })?;
         Ok(OpeningHours { tz, span, closed })
+    }
+
+    /// The `[alerts]` settings, each part checked and named by its key: names present and
+    /// distinct, mobile numbers, e-mail addresses (and `[email]` set when one is given), hours,
+    /// days, and `escalate_after`.
+    fn try_duty(&self) -> Result<crate::scheduler::urgent::Duty, ConfigError> {
+        let invalid = |key, message: String| ConfigError::Invalid { key, message };
+        let escalate_after =
+            parse_duration(&self.alerts.escalate_after).filter(|d| *d > chrono::Duration::zero()).ok_or_else(|| {
+                invalid("alerts.escalate_after", format!("'{}' is not a duration like 15m", self.alerts.escalate_after))
+            })?;
+        let tz: chrono_tz::Tz = self.scheduler.timezone.parse().map_err(|_| {
+            invalid("scheduler.timezone", format!("'{}' is not a time zone like Asia/Tokyo", self.scheduler.timezone))
+        })?;
+        let mut lists: Vec<crate::scheduler::urgent::DutyList> = Vec::new();
+        for (i, l) in self.alerts.on_duty.iter().enumerate() {
+            let at = |m: String| invalid("alerts.on_duty", format!("list {} ({}): {m}", i + 1, l.name));
+            if l.name.trim().is_empty() {
+                return Err(invalid("alerts.on_duty", format!("list {} has no name", i + 1)));
+            }
+            if lists.iter().any(|o| o.name == l.name) {
+                return Err(at("a second list of this name".into()));
+            }
+            if l.sms.is_empty() && l.email.is_empty() && l.webhook.is_none() {
+                return Err(at("no sms number, email address or webhook: nobody would be told".into()));
+            }
+            if let Some(w) = &l.webhook {
+                let ok = url::Url::parse(w).is_ok_and(|u| {
+                    u.scheme() == "https" || (u.scheme() == "http" && u.host_str() == Some("127.0.0.1"))
+                });
+                if !ok {
+                    return Err(at(format!("webhook '{w}' is not an https:// URL (http:// only to 127.0.0.1)")));
+                }
+            }
+            let mut sms = Vec::new();
+            for n in &l.sms {
+                let phone = crate::types::E164::parse(n)
+                    .map_err(|_| at(format!("sms '{n}' is not a phone number like 090-1234-5678")))?;
+                if !phone.is_mobile() {
+                    return Err(at(format!("sms '{n}' is not a mobile number (070, 080, 090): it cannot take SMS")));
+                }
+                sms.push(phone);
+            }
+            for a in &l.email {
+                if !is_email_address(a) {
+                    return Err(at(format!("email '{a}' is not an address like nurse@example.jp")));
+                }
+            }
+            if !l.email.is_empty() && self.email.is_none() {
+                return Err(at("email addresses need the [email] settings (SMTP)".into()));
+            }
+            let hours = match &l.hours {
+                Some(h) => Some(DailySpan::parse(h).map_err(|e| at(format!("hours: {e}")))?),
+                None => None,
+            };
+            let days = l.days.iter().map(|d| BlockedDay::parse(d)).collect::<Result<Vec<_>, _>>();
+            let days = days.map_err(|e| at(format!("days: {e}")))?;
+            lists.push(crate::scheduler::urgent::DutyList {
+                name: l.name.clone(),
+                sms,
+                email: l.email.clone(),
+                webhook: l.webhook.clone(),
+                hours,
+                days,
+            });
+        }
+        Ok(crate::scheduler::urgent::Duty { tz, lists, escalate_after })
+    }
+
+    /// Who is told of urgent follow-up items, and when it escalates.
+    pub fn duty(&self) -> crate::scheduler::urgent::Duty {
+        self.try_duty().expect("validated at load")
     }
 
     /// When the centre answers the phone a caller asks to be put through to.
@@ -1014,6 +1137,45 @@ mod tests {
         let block = &block[block.find("```toml\n").unwrap() + 8..];
         let block = &block[..block.find("```").unwrap()];
         load(block, &[]).unwrap();
+    }
+
+    #[test]
+    fn on_duty_lists_are_checked_at_start_and_named_by_their_place() {
+        let list = |body: &str| format!("[[alerts.on_duty]]\nname = \"日勤\"\n{body}\n");
+        let s = load(&list("sms = [\"090-1234-5678\"]\nhours = \"08:30-17:15\"\ndays = [\"mon\"]"), &[]).unwrap();
+        let duty = s.duty();
+        assert_eq!(duty.lists[0].sms[0].as_str(), "+819012345678");
+        assert_eq!(duty.escalate_after, chrono::Duration::minutes(15), "the default");
+        assert!(load("", &[]).unwrap().duty().lists.is_empty(), "no list by default");
+        for (body, key, says) in [
+            ("sms = [\"03-1234-5678\"]", "alerts.on_duty", "list 1 (日勤): sms '03-1234-5678' is not a mobile number"),
+            ("sms = [\"123\"]", "alerts.on_duty", "is not a phone number"),
+            ("email = [\"hoken\"]", "alerts.on_duty", "email 'hoken' is not an address"),
+            ("email = [\"a@b.jp\"]", "alerts.on_duty", "need the [email] settings"),
+            ("", "alerts.on_duty", "nobody would be told"),
+            ("sms = [\"090-1234-5678\"]\nhours = \"9-17\"", "alerts.on_duty", "hours:"),
+            ("sms = [\"090-1234-5678\"]\ndays = [\"weekdays\"]", "alerts.on_duty", "days:"),
+        ] {
+            match load(&list(body), &[]) {
+                Err(ConfigError::Invalid { key: k, message }) => {
+                    assert_eq!(k, key, "{body}");
+                    assert!(message.contains(says), "{body}: {message}");
+                }
+                other => panic!("{body}: {other:?}"),
+            }
+        }
+        let webhook = load(&list("webhook = \"https://chat.example.jp/hooks/x\""), &[]).unwrap();
+        assert_eq!(webhook.duty().lists[0].webhook.as_deref(), Some("https://chat.example.jp/hooks/x"));
+        assert!(load(&list("webhook = \"http://127.0.0.1:9/x\""), &[]).is_ok(), "plain http to this host");
+        for w in ["http://chat.example.jp/x", "ftp://x.jp", "chat"] {
+            let (key, message) = invalid_key(&list(&format!("webhook = \"{w}\"")), &[]);
+            assert_eq!(key, "alerts.on_duty");
+            assert!(message.contains("is not an https:// URL"), "{message}");
+        }
+        let unknown = load(&list("sms = [\"090-1234-5678\"]\nphone = \"x\""), &[]).unwrap_err();
+        assert!(unknown.to_string().contains("phone"), "{unknown}");
+        let err = load("", &[("IVR_ALERTS__ESCALATE_AFTER", "later")]).unwrap_err();
+        assert!(matches!(err, ConfigError::Invalid { key: "alerts.escalate_after", .. }), "{err}");
     }
 
     #[test]

@@ -208,6 +208,25 @@ impl Server {
         };
         let stop = Arc::new(tokio::sync::Notify::new());
         workers.push((tokio::spawn(upkeep.run(stop.clone())), stop));
+        // Urgent items are told to the on-duty contacts, and escalated, on every instance: each
+        // notice is written once, whichever instance writes it first.
+        let duty = settings.duty();
+        metrics::gauge!("ivr_urgent_contact_lists").set(duty.lists.len() as f64);
+        if duty.lists.is_empty() {
+            tracing::warn!(
+                "no [[alerts.on_duty]] contact list: urgent follow-up items reach only the pages (/ui/), nobody is told by SMS or e-mail"
+            );
+        }
+        let urgent = crate::scheduler::urgent::UrgentNotices {
+            store: state.store.clone(),
+            duty: Arc::new(duty),
+            key: state.turns.issuer.key.clone(),
+            public_url: public_url.clone(),
+            clock: clock.clone(),
+            outbox_wake: state.outbox_wake.clone(),
+        };
+        let stop = Arc::new(tokio::sync::Notify::new());
+        workers.push((tokio::spawn(urgent.run(stop.clone())), stop));
         if settings.scheduler.autostart {
             let stop = Arc::new(tokio::sync::Notify::new());
             let daily = crate::scheduler::daily::run_daily(

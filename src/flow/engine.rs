@@ -392,8 +392,8 @@ impl<'f> Machine<'f> {
                     ("no_answer", &p.no_answer, format!("asked for a person; nobody answered at the centre ({other})"))
                 };
                 self.call.vars.insert(TRANSFER_ANSWER.into(), Value::text(answer));
+                // As urgent as the engine's own `asked_for_person` alerts (store::followups::opening).
                 let reason = Alert::new(AlertKind::AskedForPerson, detail).to_string();
-                // As urgent as the engine's other alerts that need a person (follow-up.md).
                 self.effects.push(Effect::AlertHealthCenter { reason, severity: Severity::High });
                 self.say(std::slice::from_ref(prompt));
                 self.say(std::slice::from_ref(&p.back));

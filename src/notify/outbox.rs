@@ -413,7 +413,11 @@ impl Dispatcher {
             SendResult::Undeliverable { .. } => "undeliverable",
         };
         metrics::counter!("ivr_messages_total", "channel" => m.channel.as_str(), "outcome" => outcome).increment(1);
-        let to = if m.channel == Channel::Email { mask_email(&m.recipient) } else { mask_phone(&m.recipient) };
+        let to = match m.channel {
+            Channel::Email => mask_email(&m.recipient),
+            Channel::Sms => mask_phone(&m.recipient),
+            Channel::Webhook => webhook_host(&m.recipient),
+        };
         tracing::info!(message_id = m.message_id, channel = %m.channel, to = %to, attempt = tries, outcome, "outbox send");
         result
     }
@@ -425,14 +429,14 @@ impl Dispatcher {
         match m.channel {
             Channel::Sms => self.send_sms(m, body).await,
             Channel::Email => match &self.email {
-                Some(e) => match e.send(&m.recipient, "接触確認アプリの処理番号 / Processing number", &body).await
-                {
+                Some(e) => match e.send(&m.recipient, subject(m), &body).await {
                     Ok(id) => Attempt::Accepted { provider_id: id, status: "sent".into() },
                     Err(err) if err.is_permanent() => Attempt::Permanent(err.to_string()),
                     Err(err) => Attempt::Retryable(err.to_string(), None),
                 },
                 None => Attempt::Permanent("no [email] settings: e-mail cannot be sent".into()),
             },
+            Channel::Webhook => send_webhook(&m.recipient, &body).await,
         }
     }
 
@@ -454,6 +458,43 @@ impl Dispatcher {
                 }
             }
         }
+    }
+}
+
+/// A webhook's URL as logged: its host only (the path may hold a chat tool's secret).
+fn webhook_host(url: &str) -> String {
+    url::Url::parse(url)
+        .ok()
+        .and_then(|u| u.host_str().map(|h| format!("webhook {h}")))
+        .unwrap_or_else(|| "webhook".into())
+}
+
+/// Posts an urgent notice to a staff webhook as JSON `{"text": …}` (what Slack, Mattermost and
+/// Teams' incoming webhooks take). A `2xx` is delivered; `408`, `429` and `5xx`, or no answer,
+/// are tried again as the outbox does; any other answer is final. A time-out after the request
+/// left may post the notice twice: a webhook has no way to ask whether it arrived.
+async fn send_webhook(url: &str, text: &str) -> Attempt {
+    let client = reqwest::Client::builder().timeout(Duration::from_secs(15)).build();
+    let Ok(client) = client else { return Attempt::Retryable("no HTTP client".into(), None) };
+    match client.post(url).json(&serde_json::json!({ "text": text })).send().await {
+        Ok(r) if r.status().is_success() => {
+            Attempt::Accepted { provider_id: format!("webhook:{}", r.status().as_u16()), status: "delivered".into() }
+        }
+        Ok(r) if r.status().is_server_error() || matches!(r.status().as_u16(), 408 | 429) => {
+            Attempt::Retryable(format!("webhook answered {}", r.status().as_u16()), None)
+        }
+        Ok(r) => Attempt::Permanent(format!("webhook answered {}", r.status().as_u16())),
+        Err(e) => Attempt::Retryable(format!("webhook: {}", e.without_url()), None),
+    }
+}
+
+/// An e-mail's subject: a processing number for a patient, or (a message with neither patient
+/// nor number) an urgent follow-up notice to staff.
+fn subject(m: &OutboxMessage) -> &'static str {
+    if m.patient_id.is_none() && m.number_id.is_none() {
+        "【至急】要フォロー / Urgent follow-up"
+    } else {
+        "接触確認アプリの処理番号 / Processing number"
     }
 }
 

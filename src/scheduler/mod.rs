@@ -3,6 +3,7 @@
 //! - [`hours`]: calling hours (slots, quiet hours, blocked days) and when a call may be placed.
 //! - [`leader`]: which instance dials, so the carrier account's rate holds across instances.
 //! - [`upkeep`]: numbers no call read are followed up; retention empties old calls.
+//! - [`urgent`]: urgent follow-up items told to the on-duty contacts, and escalated.
 //! - [`plan`]: the day's plan, a pure function of the roster, the reports, the hours and the
 //!   time.
 //!
@@ -15,6 +16,7 @@ pub mod hours;
 pub mod leader;
 pub mod plan;
 pub mod upkeep;
+pub mod urgent;
 
 /// How calls are dialled: the carrier's rate and concurrency limits, retries, ringing.
 #[derive(Debug, Clone, PartialEq)]

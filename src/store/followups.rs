@@ -305,6 +305,38 @@ pub trait Followups {
     /// Writes an alert for a patient outside a call, opening or joining the patient's item in
     /// the same transaction.
     fn raise<'a>(&'a self, patient_id: &'a str, alert: &'a NewAlert, at: DateTime<Utc>) -> Fut<'a, ()>;
+    /// Urgent items still open (not claimed, not closed), oldest first, each with its reasons
+    /// and the last notice sent for it.
+    fn urgent_open(&self, limit: i64) -> Fut<'_, Vec<(Followup, Option<Notice>)>>;
+    /// Records a notice of an urgent item and writes its messages to the outbox, in one
+    /// transaction, once: false (nothing written) when the item is no longer open and urgent,
+    /// or this step of it was already recorded (by another instance).
+    fn notify_urgent<'a>(&'a self, notice: &'a Notice, messages: &'a [NoticeMessage]) -> Fut<'a, bool>;
+    /// Every notice sent for an item, first first.
+    fn notices(&self, followup_id: i64) -> Fut<'_, Vec<Notice>>;
+}
+
+/// A notice of an urgent item to one on-duty contact list: step 0 the first, each later one an
+/// escalation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Notice {
+    pub followup_id: i64,
+    pub step: i64,
+    /// The list's place in `[[alerts.on_duty]]`, from 0.
+    pub list_index: i64,
+    pub list_name: String,
+    pub sent_at: DateTime<Utc>,
+}
+
+/// One message of a notice, for the outbox: no patient and no processing number are attached
+/// (it goes to staff), its text sealed like every body in the outbox.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NoticeMessage {
+    pub channel: crate::types::Channel,
+    pub recipient: String,
+    pub body_sealed: String,
+    /// When the outbox may send it.
+    pub due: DateTime<Utc>,
 }
 
 /// Turns a stored change name and row into an item (shared by the back ends).

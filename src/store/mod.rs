@@ -52,8 +52,8 @@ use std::sync::Arc;
 pub use calls::*;
 pub use campaign::*;
 pub use followups::{
-    Act, Acted, Action, Change, ChangeKind, Followup, Followups, ListQuery, NOTE_MAX, NewAlert, Reason, Refusal,
-    StatusFilter,
+    Act, Acted, Action, Change, ChangeKind, Followup, Followups, ListQuery, NOTE_MAX, NewAlert, Notice, NoticeMessage,
+    Reason, Refusal, StatusFilter,
 };
 pub use leader::DialerLock;
 pub use numbers::*;
@@ -68,7 +68,7 @@ pub use versions::{Flows, StoredFlow};
 pub type Fut<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'a>>;
 
 /// How many numbered migrations each back end has (`migrations/sqlite`, `migrations/postgres`).
-pub const MIGRATION_COUNT: usize = 12;
+pub const MIGRATION_COUNT: usize = 13;
 
 /// A store failure. Details go to the log; callers hear an apology.
 #[derive(Debug, thiserror::Error)]

@@ -26,7 +26,7 @@ const SENTENCE: &str = "接触確認アプリの陽性登録用の処理番号�
 
 /// The SMTP server process and the directory it stores messages in; the process is killed when
 /// this is dropped, whether the test passed or panicked.
-struct Sink {
+pub(crate) struct Sink {
     child: Child,
     port: u16,
     dir: tempfile::TempDir,
@@ -41,7 +41,7 @@ impl Drop for Sink {
 
 impl Sink {
     /// A running server, or `None` (skipped) when aiosmtpd is missing outside CI.
-    fn start() -> Option<Sink> {
+    pub(crate) fn start() -> Option<Sink> {
         if !aiosmtpd_available() {
             return None;
         }
@@ -89,12 +89,12 @@ impl Sink {
         std::fs::read_to_string(self.dir.path().join("sink.log")).unwrap_or_default()
     }
 
-    fn settings(&self) -> EmailSettings {
+    pub(crate) fn settings(&self) -> EmailSettings {
         settings(self.port)
     }
 
     /// The stored messages, oldest first.
-    fn messages(&self) -> Vec<PathBuf> {
+    pub(crate) fn messages(&self) -> Vec<PathBuf> {
         let mut found: Vec<PathBuf> = std::fs::read_dir(self.dir.path().join("mail"))
             .expect("mail directory")
             .map(|entry| entry.expect("entry").path())
@@ -129,7 +129,7 @@ fn header(mail: &mailparse::ParsedMail<'_>, name: &str) -> String {
     mail.headers.get_first_value(name).unwrap_or_else(|| panic!("no {name} header"))
 }
 
-fn read(path: &Path) -> Vec<u8> {
+pub(crate) fn read(path: &Path) -> Vec<u8> {
     std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 

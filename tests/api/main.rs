@@ -29,4 +29,5 @@ mod transfer;
 mod twilio_client;
 mod twilio_contract;
 mod twiml_interop;
+mod urgent;
 mod webhooks;

@@ -172,3 +172,35 @@ fn the_transfer_number_and_the_centre_hours_are_checked_with_the_settings() {
     let (code, out) = check(&twilio[..5]);
     assert_eq!((code, out.as_str()), (0, ""));
 }
+
+#[test]
+fn the_on_duty_contact_lists_are_checked_with_the_settings() {
+    let dir = tempfile::tempdir().unwrap();
+    let check = |lists: &str| {
+        let file = dir.path().join("ivr.toml");
+        std::fs::write(&file, lists).unwrap();
+        let out = Command::new(env!("CARGO_BIN_EXE_ivr"))
+            .args(["check", "--config"])
+            .arg(&file)
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .output()
+            .unwrap();
+        (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into_owned())
+    };
+    let good = "[[alerts.on_duty]]\nname = \"日勤\"\nsms = [\"090-1234-5678\"]\nhours = \"08:30-17:15\"\n\
+                days = [\"mon\", \"fri\"]\nwebhook = \"https://chat.example.jp/hooks/x\"\n";
+    assert_eq!(check(good), (0, String::new()));
+    let (code, out) = check("[[alerts.on_duty]]\nname = \"日勤\"\nsms = [\"03-1234-5678\"]\n");
+    assert_eq!(
+        (code, out.trim()),
+        (
+            1,
+            "error: configuration: alerts.on_duty: list 1 (日勤): sms '03-1234-5678' is not a mobile number (070, 080, 090): it cannot take SMS"
+        )
+    );
+    let (code, out) = check("[alerts]\nescalate_after = \"later\"\n");
+    assert_eq!(
+        (code, out.trim()),
+        (1, "error: configuration: alerts.escalate_after: 'later' is not a duration like 15m")
+    );
+}

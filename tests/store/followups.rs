@@ -19,6 +19,7 @@ on_both_backends! {
     with_store: claim_release_and_close_and_a_stale_action_is_refused_with_who_did_what;
     with_store: of_many_claims_at_once_exactly_one_wins_and_the_others_name_it;
     with_store: of_a_close_and_a_new_alert_at_once_the_alert_is_never_lost;
+    with_store: an_urgent_notice_is_written_once_with_its_messages_and_never_for_a_claimed_item;
 }
 
 fn t(minutes: i64) -> DateTime<Utc> {
@@ -308,4 +309,46 @@ async fn of_a_close_and_a_new_alert_at_once_the_alert_is_never_lost(store: Store
         let last = act(close(FollowupOutcome::NoActionNeeded), "sato", None, t(round * 10 + 2));
         assert!(matches!(store.followups().act(open.followup_id, &last).await.unwrap(), Acted::Done(_)));
     }
+}
+
+fn notice(followup_id: i64, step: i64, list: &str, at: DateTime<Utc>) -> Notice {
+    Notice { followup_id, step, list_index: step, list_name: list.into(), sent_at: at }
+}
+
+fn message(to: &str, at: DateTime<Utc>) -> NoticeMessage {
+    NoticeMessage {
+        channel: ivr::types::Channel::Sms,
+        recipient: to.into(),
+        body_sealed: "sealed:v1:x".into(),
+        due: at,
+    }
+}
+
+async fn an_urgent_notice_is_written_once_with_its_messages_and_never_for_a_claimed_item(store: Store) {
+    patients(&store, &[("p1", "north"), ("p2", "north")]).await;
+    let q = store.followups();
+    q.raise("p1", &NewAlert::flow("health_check", Severity::Urgent), t(0)).await.unwrap();
+    q.raise("p2", &NewAlert::engine(&Alert::new(AlertKind::Unreachable, "3 attempt(s)")), t(0)).await.unwrap();
+    let open = q.urgent_open(10).await.unwrap();
+    assert_eq!(open.len(), 1, "only the urgent item: {open:?}");
+    let (item, last) = &open[0];
+    assert_eq!((item.patient_id.as_str(), last), ("p1", &None));
+    assert_eq!(item.reasons.len(), 1);
+    let id = item.followup_id;
+
+    let msgs = [message("+819011110001", t(1)), message("+819011110009", t(1))];
+    assert!(q.notify_urgent(&notice(id, 0, "day", t(1)), &msgs).await.unwrap());
+    // The same step again (another instance, or a process that restarted): nothing written.
+    assert!(!q.notify_urgent(&notice(id, 0, "day", t(1)), &msgs).await.unwrap());
+    let claimed = store.outbox().claim("test", t(2), t(3), 10).await.unwrap();
+    assert_eq!(claimed.len(), 2, "the notice's two messages, once");
+    assert!(claimed.iter().all(|m| m.patient_id.is_none() && m.number_id.is_none()));
+    let open = q.urgent_open(10).await.unwrap();
+    assert_eq!(open[0].1.as_ref().map(|n| (n.step, n.list_name.as_str(), n.sent_at)), Some((0, "day", t(1))));
+
+    // Claimed: no notice is written, and the item is no longer due one.
+    q.act(id, &act(Action::Claim, "sato", None, t(5))).await.unwrap();
+    assert!(!q.notify_urgent(&notice(id, 1, "night", t(16)), &msgs).await.unwrap());
+    assert!(q.urgent_open(10).await.unwrap().is_empty());
+    assert_eq!(q.notices(id).await.unwrap().len(), 1);
 }

@@ -10,7 +10,10 @@ use sqlx::{PgConnection, Row};
 use super::PgStore;
 use crate::store::followups::{ENGINE, decide, item};
 use crate::store::fut;
-use crate::store::{Act, Acted, Change, ChangeKind, Followup, Followups, Fut, ListQuery, NewAlert, Reason, StoreError};
+use crate::store::{
+    Act, Acted, Change, ChangeKind, Followup, Followups, Fut, ListQuery, NewAlert, Notice, NoticeMessage, Reason,
+    StoreError,
+};
 use crate::types::Severity;
 
 /// Writes an alert, and opens the patient's follow-up item or joins the one still open, in the
@@ -123,6 +126,27 @@ enum Key<'a> {
     Patient(&'a str),
 }
 
+async fn notices(conn: &mut PgConnection, followup_id: i64) -> Result<Vec<Notice>, StoreError> {
+    let rows = sqlx::query(
+        "select followup_id, step, list_index, list_name, sent_at from urgent_notices where followup_id = $1
+         order by step",
+    )
+    .bind(followup_id)
+    .fetch_all(&mut *conn)
+    .await?;
+    rows.iter()
+        .map(|r| {
+            Ok(Notice {
+                followup_id: r.try_get(0)?,
+                step: i64::from(r.try_get::<i32, _>(1)?),
+                list_index: i64::from(r.try_get::<i32, _>(2)?),
+                list_name: r.try_get(3)?,
+                sent_at: r.try_get(4)?,
+            })
+        })
+        .collect()
+}
+
 fn by_id() -> String {
     format!("select {COLUMNS} from followups f where f.followup_id = $1")
 }
@@ -211,6 +235,83 @@ impl Followups for PgStore {
             raise_in(&mut tx, Some(patient_id), None, alert, at).await?;
             tx.commit().await?;
             Ok(())
+        })
+    }
+
+    fn urgent_open(&self, limit: i64) -> Fut<'_, Vec<(Followup, Option<Notice>)>> {
+        fut(async move {
+            let mut conn = self.pool.acquire().await?;
+            let rows = sqlx::query(&format!(
+                "select {COLUMNS} from followups f where f.status = 'open' and f.urgency >= $1
+                 order by f.opened_at, f.followup_id limit $2"
+            ))
+            .bind(Severity::Urgent.rank() as i32)
+            .bind(limit)
+            .fetch_all(&mut *conn)
+            .await?;
+            let items = rows.iter().map(row).collect::<Result<Vec<_>, _>>()?;
+            let items = with_reasons(&mut conn, items).await?;
+            let mut out = Vec::with_capacity(items.len());
+            for f in items {
+                let last = notices(&mut conn, f.followup_id).await?.pop();
+                out.push((f, last));
+            }
+            Ok(out)
+        })
+    }
+
+    fn notify_urgent<'a>(&'a self, n: &'a Notice, messages: &'a [NoticeMessage]) -> Fut<'a, bool> {
+        fut(async move {
+            let mut tx = self.pool.begin().await?;
+            // The item's row is locked while the notice is written: a claim waits for it, and a
+            // notice of an item claimed meanwhile is not written.
+            let open: Option<i64> = sqlx::query_scalar(
+                "select followup_id from followups where followup_id = $1 and status = 'open' and urgency >= $2
+                 for update",
+            )
+            .bind(n.followup_id)
+            .bind(Severity::Urgent.rank() as i32)
+            .fetch_optional(&mut *tx)
+            .await?;
+            if open.is_none() {
+                return Ok(false);
+            }
+            let written = sqlx::query(
+                "insert into urgent_notices (followup_id, step, list_index, list_name, messages, sent_at)
+                 values ($1, $2, $3, $4, $5, $6) on conflict do nothing",
+            )
+            .bind(n.followup_id)
+            .bind(n.step as i32)
+            .bind(n.list_index as i32)
+            .bind(&n.list_name)
+            .bind(messages.len() as i32)
+            .bind(n.sent_at)
+            .execute(&mut *tx)
+            .await?;
+            if written.rows_affected() == 0 {
+                return Ok(false);
+            }
+            for m in messages {
+                sqlx::query(
+                    "insert into outbox (patient_id, number_id, channel, recipient, body_sealed, next_attempt_at)
+                     values (null, null, $1, $2, $3, $4)",
+                )
+                .bind(m.channel)
+                .bind(&m.recipient)
+                .bind(&m.body_sealed)
+                .bind(m.due)
+                .execute(&mut *tx)
+                .await?;
+            }
+            tx.commit().await?;
+            Ok(true)
+        })
+    }
+
+    fn notices(&self, followup_id: i64) -> Fut<'_, Vec<Notice>> {
+        fut(async move {
+            let mut conn = self.pool.acquire().await?;
+            notices(&mut conn, followup_id).await
         })
     }
 }

@@ -43,6 +43,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     (10, "outbox_claims", include_str!("../../../migrations/postgres/0010_outbox_claims.sql")),
     (11, "staff", include_str!("../../../migrations/postgres/0011_staff.sql")),
     (12, "followups", include_str!("../../../migrations/postgres/0012_followups.sql")),
+    (13, "urgent_notices", include_str!("../../../migrations/postgres/0013_urgent_notices.sql")),
 ];
 
 /// The advisory lock that instances starting at the same time take in turn to migrate (a key

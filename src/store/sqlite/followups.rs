@@ -6,7 +6,10 @@ use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params};
 
 use super::{SqliteStore, parse_sqlite_time, sqlite_time};
 use crate::store::followups::{ENGINE, item};
-use crate::store::{Act, Acted, Change, ChangeKind, Followup, Followups, Fut, ListQuery, NewAlert, Reason, StoreError};
+use crate::store::{
+    Act, Acted, Change, ChangeKind, Followup, Followups, Fut, ListQuery, NewAlert, Notice, NoticeMessage, Reason,
+    StoreError,
+};
 use crate::types::Severity;
 
 /// Writes an alert, and opens the patient's follow-up item or joins the one still open, in the
@@ -162,6 +165,76 @@ fn raise(conn: &mut Connection, patient_id: &str, alert: &NewAlert, at: DateTime
     Ok(())
 }
 
+fn notice_row(r: &Row<'_>) -> rusqlite::Result<Notice> {
+    Ok(Notice {
+        followup_id: r.get(0)?,
+        step: r.get(1)?,
+        list_index: r.get(2)?,
+        list_name: r.get(3)?,
+        sent_at: parse_sqlite_time(&r.get::<_, String>(4)?),
+    })
+}
+
+fn notices(conn: &Connection, followup_id: i64) -> Result<Vec<Notice>, StoreError> {
+    let mut st = conn.prepare_cached(
+        "select followup_id, step, list_index, list_name, sent_at from urgent_notices where followup_id = ?1
+         order by step",
+    )?;
+    let rows = st.query_map([followup_id], notice_row)?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+fn urgent_open(conn: &Connection, limit: i64) -> Result<Vec<(Followup, Option<Notice>)>, StoreError> {
+    let mut st = conn.prepare_cached(&format!(
+        "select {COLUMNS} from followups f where f.status = 'open' and f.urgency >= ?1
+         order by f.opened_at, f.followup_id limit ?2"
+    ))?;
+    let items: Vec<Followup> = st.query_map(params![Severity::Urgent.rank(), limit], row)?.collect::<Result<_, _>>()?;
+    items
+        .into_iter()
+        .map(|f| {
+            let last = notices(conn, f.followup_id)?.pop();
+            Ok((with_reasons(conn, f)?, last))
+        })
+        .collect()
+}
+
+fn notify_urgent(conn: &mut Connection, n: &Notice, messages: &[NoticeMessage]) -> Result<bool, StoreError> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let open: bool = tx
+        .prepare_cached("select count(*) from followups where followup_id = ?1 and status = 'open' and urgency >= ?2")?
+        .query_row(params![n.followup_id, Severity::Urgent.rank()], |r| r.get::<_, i64>(0))?
+        > 0;
+    if !open {
+        return Ok(false);
+    }
+    let written = tx
+        .prepare_cached(
+            "insert into urgent_notices (followup_id, step, list_index, list_name, messages, sent_at)
+             values (?1, ?2, ?3, ?4, ?5, ?6) on conflict do nothing",
+        )?
+        .execute(params![
+            n.followup_id,
+            n.step,
+            n.list_index,
+            n.list_name,
+            messages.len() as i64,
+            sqlite_time(n.sent_at)
+        ])?;
+    if written == 0 {
+        return Ok(false);
+    }
+    for m in messages {
+        tx.prepare_cached(
+            "insert into outbox (patient_id, number_id, channel, recipient, body_sealed, next_attempt_at)
+             values (null, null, ?1, ?2, ?3, ?4)",
+        )?
+        .execute(params![m.channel, m.recipient, m.body_sealed, sqlite_time(m.due)])?;
+    }
+    tx.commit()?;
+    Ok(true)
+}
+
 impl Followups for SqliteStore {
     fn list<'a>(&'a self, q: &'a ListQuery) -> Fut<'a, Vec<Followup>> {
         let q = q.clone();
@@ -185,5 +258,18 @@ impl Followups for SqliteStore {
     fn raise<'a>(&'a self, patient_id: &'a str, alert: &'a NewAlert, at: DateTime<Utc>) -> Fut<'a, ()> {
         let (patient_id, alert) = (patient_id.to_owned(), alert.clone());
         self.write(move |c| raise(c, &patient_id, &alert, at))
+    }
+
+    fn urgent_open(&self, limit: i64) -> Fut<'_, Vec<(Followup, Option<Notice>)>> {
+        self.read(move |c| urgent_open(c, limit))
+    }
+
+    fn notify_urgent<'a>(&'a self, notice: &'a Notice, messages: &'a [NoticeMessage]) -> Fut<'a, bool> {
+        let (notice, messages) = (notice.clone(), messages.to_vec());
+        self.write(move |c| notify_urgent(c, &notice, &messages))
+    }
+
+    fn notices(&self, followup_id: i64) -> Fut<'_, Vec<Notice>> {
+        self.read(move |c| notices(c, followup_id))
     }
 }
