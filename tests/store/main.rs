@@ -9,5 +9,5 @@ mod campaign;
 mod conformance;
 mod followups;
 mod personal;
-mod users;
 mod tls;
+mod users;
