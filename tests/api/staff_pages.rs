@@ -1,0 +1,125 @@
+//! The follow-up queue's pages and a patient's page over plain HTTP: what each role sees and
+//! may do, tokens on every form, stale actions refused with who did what, and the audit rows.
+
+use chrono::Utc;
+use ivr::store::NewAlert;
+use ivr::types::{Role, Severity};
+
+use crate::common::app::*;
+use crate::common::patients::patient;
+use crate::common::staff::{PASSWORD, Page, add_user, csrf_of};
+
+const MOBILE: &str = "+819012345678";
+
+/// A server with a nurse, a second nurse, a viewer, and patient P001 with an urgent item.
+async fn app_with_item() -> (TestApp, i64) {
+    let app = spawn_app().await;
+    add_user(&app.store, "sato", Role::Nurse).await;
+    add_user(&app.store, "kato", Role::Nurse).await;
+    add_user(&app.store, "ito", Role::Viewer).await;
+    let mut p = patient("P001", MOBILE);
+    p.name = "山田 花子".into();
+    app.store.patients().upsert(&p).await.unwrap();
+    // As a call's flow writes it: an urgent alert opens the patient's item.
+    app.store.followups().raise("P001", &NewAlert::flow("health_check", Severity::Urgent), Utc::now()).await.unwrap();
+    let id = app.store.followups().open_for("P001").await.unwrap().unwrap().followup_id;
+    (app, id)
+}
+
+async fn signed_in(app: &TestApp, name: &str) -> Page {
+    let mut page = Page::new(&app.addr);
+    assert_eq!(page.sign_in(name, PASSWORD).await.status, 303);
+    page
+}
+
+async fn audited(app: &TestApp, actor: &str, action: &str) -> bool {
+    app.store.users().audit_rows(1000).await.unwrap().iter().any(|e| e.actor == actor && e.action == action)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_nurse_claims_an_item_another_sees_who_and_cannot_close_it_and_the_nurse_closes_it() {
+    let (app, id) = app_with_item().await;
+    let sato = signed_in(&app, "sato").await;
+    let kato = signed_in(&app, "kato").await;
+    let queue = sato.get("/ui/").await;
+    assert_eq!(queue.status, 200);
+    assert!(queue.body.contains("山田 花子") && queue.body.contains("P001"), "{}", queue.body);
+    assert!(queue.body.contains("緊急") && queue.body.contains("体調の悪化"), "{}", queue.body);
+    assert!(audited(&app, "sato", "view_queue").await);
+
+    let claim = format!("/ui/followups/{id}/claim");
+    let a = sato.submit("/ui/", &claim, &[]).await;
+    assert_eq!((a.status, a.location.as_deref()), (303, Some("/ui/?done=claimed")));
+    assert!(audited(&app, "sato", "followup_claim").await);
+    let seen = kato.get("/ui/").await.body;
+    assert!(seen.contains("対応中: sato"), "{seen}");
+
+    // kato, on the page as it was before: refused, told who, nothing changed.
+    let close = format!("/ui/followups/{id}/close");
+    let a = kato.submit("/ui/", &close, &[("outcome", "visited"), ("note", "")]).await;
+    assert_eq!(a.status, 409, "{}", a.body);
+    assert!(a.body.contains("sato さんが対応中にしました"), "{}", a.body);
+    assert!(audited(&app, "kato", "followup_refused").await);
+    let item = app.store.followups().get(id).await.unwrap().unwrap();
+    assert_eq!(item.claimed_by.as_deref(), Some("sato"));
+    assert!(item.closed_at.is_none());
+
+    // An outcome is required.
+    let a = sato.submit("/ui/", &close, &[("outcome", ""), ("note", "")]).await;
+    assert_eq!(a.status, 422);
+    assert!(a.body.contains("結果を選んでください"), "{}", a.body);
+
+    let a = sato.submit("/ui/", &close, &[("outcome", "reached_by_phone"), ("note", "SpO2 96 % on the phone")]).await;
+    assert_eq!((a.status, a.location.as_deref()), (303, Some("/ui/?done=closed")));
+    assert!(audited(&app, "sato", "followup_close").await);
+    let closed = sato.get("/ui/?status=closed").await.body;
+    assert!(closed.contains("電話で確認") && closed.contains("SpO2 96 % on the phone"), "{closed}");
+    assert!(!sato.get("/ui/").await.body.contains("山田 花子"), "a closed item leaves the queue");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_viewer_sees_the_queue_without_buttons_and_a_forged_post_is_refused() {
+    let (app, id) = app_with_item().await;
+    let ito = signed_in(&app, "ito").await;
+    let page = ito.get("/ui/").await.body;
+    assert!(page.contains("山田 花子"));
+    assert!(!page.contains("/claim\""), "no claim button for a viewer");
+    let a = ito.submit("/ui/", &format!("/ui/followups/{id}/claim"), &[]).await;
+    assert_eq!(a.status, 403);
+    assert!(app.store.followups().get(id).await.unwrap().unwrap().claimed_by.is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_queue_actions_refuse_no_session_and_a_missing_or_forged_token() {
+    let (app, id) = app_with_item().await;
+    let anonymous = Page::new(&app.addr);
+    for path in ["/ui/", "/ui/patients", "/ui/patients/P001"] {
+        assert_eq!(anonymous.get(path).await.status, 303, "{path}");
+    }
+    let sato = signed_in(&app, "sato").await;
+    for action in ["claim", "release", "close"] {
+        let path = format!("/ui/followups/{id}/{action}");
+        assert_eq!(anonymous.post(&path, &[("csrf", "x"), ("outcome", "visited")]).await.status, 403, "{path}");
+        assert_eq!(sato.post(&path, &[("outcome", "visited")]).await.status, 403, "{path} without a token");
+        let forged = "ab".repeat(16);
+        assert_eq!(sato.post(&path, &[("csrf", &forged), ("outcome", "visited")]).await.status, 403, "{path} forged");
+    }
+    assert!(audited(&app, "sato", "csrf_refused").await);
+    let item = app.store.followups().get(id).await.unwrap().unwrap();
+    assert!(item.claimed_by.is_none() && item.closed_at.is_none(), "nothing changed");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_patients_page_shows_the_roster_and_follow_up_and_each_view_is_audited() {
+    let (app, _) = app_with_item().await;
+    let ito = signed_in(&app, "ito").await;
+    let list = ito.get("/ui/patients?q=%E5%B1%B1%E7%94%B0").await;
+    assert!(list.body.contains("/ui/patients/P001"), "{}", list.body);
+    assert!(!ito.get("/ui/patients?q=nobody").await.body.contains("/ui/patients/P001"));
+    let page = ito.get("/ui/patients/P001").await;
+    assert_eq!(page.status, 200);
+    assert!(page.body.contains("山田 花子") && page.body.contains("体調の悪化"), "{}", page.body);
+    assert!(audited(&app, "ito", "view_patient").await);
+    assert!(audited(&app, "ito", "view_patients").await);
+    let _ = csrf_of(&page.body);
+}
