@@ -123,3 +123,65 @@ async fn a_patients_page_shows_the_roster_and_follow_up_and_each_view_is_audited
     assert!(audited(&app, "ito", "view_patients").await);
     let _ = csrf_of(&page.body);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_nurse_issues_a_number_only_with_consent_and_a_viewer_not_at_all() {
+    let (app, _) = app_with_item().await;
+    let sato = signed_in(&app, "sato").await;
+    let page = "/ui/patients/P001";
+    let a = sato.submit(page, "/ui/patients/P001/issue", &[("send", "none")]).await;
+    assert_eq!(a.status, 422);
+    assert!(a.body.contains("id=\"consent-error\""), "{}", a.body);
+    assert!(app.store.numbers().valid("P001", Utc::now()).await.unwrap().is_none(), "nothing issued");
+    let a = sato.submit(page, "/ui/patients/P001/issue", &[("send", "email"), ("consent", "yes")]).await;
+    assert!(a.status == 422 && a.body.contains("メールアドレスがありません"), "{}", a.body);
+    let a = sato.submit(page, "/ui/patients/P001/issue", &[("send", "none"), ("consent", "yes")]).await;
+    assert_eq!(a.status, 200);
+    assert!(a.body.contains("処理番号を発行しました"), "{}", a.body);
+    assert!(app.store.numbers().valid("P001", Utc::now()).await.unwrap().is_some());
+    assert!(audited(&app, "sato", "issue_number").await);
+    let ito = signed_in(&app, "ito").await;
+    assert!(!ito.get(page).await.body.contains("/issue\""), "no form for a viewer");
+    let a = ito.submit(page, "/ui/patients/P001/issue", &[("send", "none"), ("consent", "yes")]).await;
+    assert_eq!(a.status, 403);
+    for action in ["issue", "call", "edit"] {
+        let path = format!("/ui/patients/P001/{action}");
+        assert_eq!(sato.post(&path, &[("send", "none"), ("consent", "yes")]).await.status, 403, "{path}");
+        assert_eq!(ito.submit(page, &path, &[]).await.status, 403, "{path}");
+        assert_eq!(Page::new(&app.addr).post(&path, &[("csrf", "x")]).await.status, 403, "{path}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_edit_is_checked_like_the_roster_and_a_stale_one_is_refused_with_who() {
+    let (app, _) = app_with_item().await;
+    let sato = signed_in(&app, "sato").await;
+    let kato = signed_in(&app, "kato").await;
+    let page = "/ui/patients/P001";
+    let body = sato.get(page).await.body;
+    let seen = {
+        let at = body.find("name=\"seen\" value=\"").unwrap() + "name=\"seen\" value=\"".len();
+        body[at..at + body[at..].find('"').unwrap()].replace("&#43;", "+").replace("&#124;", "|")
+    };
+    let bad = [("phone", "12"), ("email", "nope"), ("language", "ja-JP"), ("slot", ""), ("seen", seen.as_str())];
+    let a = sato.submit(page, "/ui/patients/P001/edit", &bad).await;
+    assert_eq!(a.status, 422, "{}", a.body);
+    assert!(a.body.contains("id=\"phone-error\"") && a.body.contains("id=\"email-error\""), "{}", a.body);
+    let good = [
+        ("phone", "080-2222-3333"),
+        ("email", "hanako@example.jp"),
+        ("language", "ja-JP"),
+        ("slot", ""),
+        ("seen", &seen),
+    ];
+    let a = sato.submit(page, "/ui/patients/P001/edit", &good).await;
+    assert_eq!((a.status, a.location.as_deref()), (303, Some("/ui/patients/P001?done=edited")), "{}", a.body);
+    assert_eq!(app.store.patients().get("P001").await.unwrap().unwrap().phone.to_string(), "+818022223333");
+    assert!(audited(&app, "sato", "edit_patient").await);
+    // kato's page was shown before sato's change.
+    let stale = [("phone", "080-9999-9999"), ("email", ""), ("language", "ja-JP"), ("slot", ""), ("seen", &seen)];
+    let a = kato.submit(page, "/ui/patients/P001/edit", &stale).await;
+    assert_eq!(a.status, 409);
+    assert!(a.body.contains("sato さんが変更しました"), "{}", a.body);
+    assert_eq!(app.store.patients().get("P001").await.unwrap().unwrap().phone.to_string(), "+818022223333");
+}
