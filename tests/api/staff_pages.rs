@@ -185,3 +185,28 @@ async fn an_edit_is_checked_like_the_roster_and_a_stale_one_is_refused_with_who(
     assert!(a.body.contains("sato さんが変更しました"), "{}", a.body);
     assert_eq!(app.store.patients().get("P001").await.unwrap().unwrap().phone.to_string(), "+818022223333");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_admin_adds_a_token_shown_once_and_revokes_it_and_a_nurse_cannot() {
+    let (app, _) = app_with_item().await;
+    add_user(&app.store, "abe", Role::Admin).await;
+    let abe = signed_in(&app, "abe").await;
+    let a = abe.submit("/ui/tokens", "/ui/tokens", &[("name", "app server")]).await;
+    assert!(a.status == 422 && a.body.contains("id=\"scope-error\""), "{}", a.body);
+    let a = abe.submit("/ui/tokens", "/ui/tokens", &[("name", "app server"), ("scope", "verify")]).await;
+    assert_eq!(a.status, 200);
+    let at = a.body.find("id=\"token-value\">").unwrap() + "id=\"token-value\">".len();
+    let token = &a.body[at..at + a.body[at..].find('<').unwrap()];
+    assert!(token.starts_with("ivr_"));
+    let listed = abe.get("/ui/tokens").await.body;
+    assert!(listed.contains("app server") && !listed.contains(token), "shown once");
+    assert!(audited(&app, "abe", "add_token").await && audited(&app, "abe", "view_tokens").await);
+    let sato = signed_in(&app, "sato").await;
+    assert_eq!(sato.get("/ui/tokens").await.status, 403);
+    assert_eq!(sato.submit("/ui/", "/ui/tokens/app%20server/revoke", &[]).await.status, 403);
+    assert_eq!(abe.post("/ui/tokens/app%20server/revoke", &[]).await.status, 403, "no token field");
+    let a = abe.submit("/ui/tokens", "/ui/tokens/app%20server/revoke", &[]).await;
+    assert_eq!(a.location.as_deref(), Some("/ui/tokens?done=revoked"));
+    assert!(app.store.numbers().tokens().await.unwrap()[0].revoked_at.is_some());
+    assert!(audited(&app, "abe", "revoke_token").await);
+}

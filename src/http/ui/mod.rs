@@ -16,6 +16,7 @@ pub mod i18n;
 mod pages;
 mod patient;
 mod queue;
+mod tokens;
 
 use std::net::SocketAddr;
 
@@ -65,7 +66,11 @@ impl StaffContext {
 }
 
 pub fn router() -> Router<AppState> {
-    pages::routes().merge(queue::routes()).merge(patient::routes()).layer(middleware::from_fn(page_headers))
+    pages::routes()
+        .merge(queue::routes())
+        .merge(patient::routes())
+        .merge(tokens::routes())
+        .layer(middleware::from_fn(page_headers))
 }
 
 /// Headers on every staff page: nothing from elsewhere, nothing cached, never framed.
