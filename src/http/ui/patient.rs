@@ -41,6 +41,14 @@ fn answer_name(t: &Text, name: &str) -> String {
         "temperature" => t.say("体温", "Temperature"),
         "spo2" => t.say("SpO2（酸素飽和度）", "SpO2 (oxygen saturation)"),
         "breathless" | "breathlessness" => t.say("息苦しさ", "Breathlessness"),
+        "has_oximeter" => t.say("パルスオキシメーターあり", "Has a pulse oximeter"),
+        "cough" => t.say("せき", "Cough"),
+        "fatigue" => t.say("だるさ", "Fatigue"),
+        "taste_smell" => t.say("味覚・嗅覚の異常", "Loss of taste or smell"),
+        "trend" => t.say("前日と比べた体調", "Compared with yesterday"),
+        "app_use" => t.say("連絡アプリの利用", "Uses the contact app"),
+        "consent" => t.say("処理番号の発行への同意", "Consent to a processing number"),
+        "sms_to" => t.say("SMSの送り先", "SMS to"),
         "feeling" | "condition" => t.say("体調", "How they feel"),
         "worse" | "feeling_worse" => t.say("体調の悪化", "Feeling worse"),
         "identity" => t.say("本人確認", "Identity check"),
@@ -54,6 +62,7 @@ fn answer_value(t: &Text, value: &str) -> String {
     match value {
         "true" => t.say("はい", "yes").to_string(),
         "false" => t.say("いいえ", "no").to_string(),
+        "confirmed" => t.say("確認済み", "confirmed").to_string(),
         other => other.to_string(),
     }
 }
@@ -163,11 +172,14 @@ async fn patient_response(
         (t.say("地区", "Area"), p.area.clone().unwrap_or_else(none)),
         (
             t.say("療養期間", "Care period"),
-            format!(
-                "{} 〜 {}",
-                p.care_start.map(|d| d.to_string()).unwrap_or_default(),
-                p.care_end.map(|d| d.to_string()).unwrap_or_default()
-            ),
+            match (p.care_start, p.care_end) {
+                (None, None) => none(),
+                (start, end) => format!(
+                    "{} 〜 {}",
+                    start.map(|d| d.to_string()).unwrap_or_default(),
+                    end.map(|d| d.to_string()).unwrap_or_default()
+                ),
+            },
         ),
     ];
     let mut calls = Vec::new();
