@@ -210,3 +210,33 @@ async fn an_admin_adds_a_token_shown_once_and_revokes_it_and_a_nurse_cannot() {
     assert!(app.store.numbers().tokens().await.unwrap()[0].revoked_at.is_some());
     assert!(audited(&app, "abe", "revoke_token").await);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn call_now_is_refused_in_quiet_hours_and_planned_once_inside_them() {
+    use chrono::TimeZone;
+    use ivr::scheduler::clock::Clock;
+    // 22:00 in Tokyo: no calls.
+    let clock = Clock::manual(Utc.with_ymd_and_hms(2026, 12, 6, 13, 0, 0).unwrap());
+    let dir = tempfile::tempdir().unwrap();
+    let app = spawn_app_at(settings(&sqlite_url(dir.path())), dir, clock.clone()).await;
+    add_user(&app.store, "sato", Role::Nurse).await;
+    app.store.patients().upsert(&patient("P001", MOBILE)).await.unwrap();
+    let page = "/ui/patients/P001";
+    let sato = signed_in(&app, "sato").await;
+    let a = sato.submit(page, "/ui/patients/P001/call", &[]).await;
+    assert_eq!(a.status, 409, "{}", a.body);
+    assert!(a.body.contains("id=\"call-error\""), "{}", a.body);
+    let day = |d| chrono::NaiveDate::from_ymd_opt(2026, 12, d).unwrap();
+    assert!(app.store.campaign().jobs_for_day(day(6)).await.unwrap().is_empty(), "nothing planned");
+    // 10:00 the next morning: planned now, once.
+    clock.advance(chrono::Duration::hours(12));
+    let sato = signed_in(&app, "sato").await;
+    let a = sato.submit(page, "/ui/patients/P001/call", &[]).await;
+    assert_eq!(a.status, 200);
+    assert!(a.body.contains("発信を予定しました"), "{}", a.body);
+    let a = sato.submit(page, "/ui/patients/P001/call", &[]).await;
+    assert!(a.body.contains("すでに予定されています"), "{}", a.body);
+    let jobs = app.store.campaign().jobs_for_day(day(7)).await.unwrap();
+    assert_eq!(jobs.len(), 1);
+    assert!(audited(&app, "sato", "call_now").await);
+}
