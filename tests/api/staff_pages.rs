@@ -240,3 +240,19 @@ async fn call_now_is_refused_in_quiet_hours_and_planned_once_inside_them() {
     assert_eq!(jobs.len(), 1);
     assert!(audited(&app, "sato", "call_now").await);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_walked_through_the_webhooks_fills_the_queue_and_its_page_shows_answers_and_steps() {
+    const LOW_SPO2: [&str; 12] = ["0412", "365", "1", "1", "91", "1", "2", "2", "2", "2", "2", "2"];
+    let app = spawn_app().await;
+    add_user(&app.store, "sato", Role::Nurse).await;
+    app.add_patient("P001", MOBILE).await;
+    app.call(MOBILE, &LOW_SPO2).await;
+    let sato = signed_in(&app, "sato").await;
+    let queue = sato.get("/ui/").await.body;
+    assert!(queue.contains("緊急") && queue.contains("P001"), "{queue}");
+    let page = sato.get("/ui/patients/P001").await.body;
+    assert!(page.contains("SpO2（酸素飽和度）</dt><dd>91"), "{page}");
+    assert!(page.contains("体温</dt><dd>36.5"), "{page}");
+    assert!(page.contains("本日の体温を、数字で押してください"), "the steps as heard: {page}");
+}

@@ -74,6 +74,33 @@ struct CallView {
     incomplete: bool,
     answers: Vec<(String, String)>,
     alerts: Vec<String>,
+    /// What the patient heard, turn by turn (a turn that held a processing number is hidden).
+    steps: Vec<String>,
+}
+
+/// The text spoken in a turn's TwiML (`<Say>` elements), or `None` when the turn is sealed.
+fn heard(response: &str) -> Option<String> {
+    if !response.trim_start().starts_with('<') {
+        return None;
+    }
+    let mut out = Vec::new();
+    let mut rest = response;
+    while let Some(open) = rest.find("<Say") {
+        let after = &rest[open..];
+        let Some(start) = after.find('>') else { break };
+        let body = &after[start + 1..];
+        let Some(end) = body.find("</Say>") else { break };
+        out.push(
+            body[..end]
+                .replace("&lt;", "<")
+                .replace("&gt;", ">")
+                .replace("&quot;", "\"")
+                .replace("&apos;", "'")
+                .replace("&amp;", "&"),
+        );
+        rest = &body[end..];
+    }
+    Some(out.join(" "))
 }
 
 #[derive(Template)]
@@ -186,7 +213,18 @@ async fn patient_response(
     for c in store.calls().of_patient(&id, CALLS_SHOWN).await.map_err(fail)? {
         let answers = store.calls().answers(c.call_id).await.map_err(fail)?;
         let alerts = store.calls().alerts(c.call_id).await.map_err(fail)?;
+        let hidden = t.say("（処理番号を含むため表示しません）", "(holds a processing number: not shown)");
+        let steps = store
+            .calls()
+            .steps(c.call_id)
+            .await
+            .map_err(fail)?
+            .into_iter()
+            .map(|(_, response)| heard(&response).unwrap_or_else(|| hidden.to_string()))
+            .filter(|text| !text.is_empty())
+            .collect();
         calls.push(CallView {
+            steps,
             at: local(c.started_at),
             status: c.status.to_string(),
             direction: c.direction.to_string(),
