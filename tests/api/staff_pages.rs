@@ -67,7 +67,11 @@ async fn a_nurse_claims_an_item_another_sees_who_and_cannot_close_it_and_the_nur
     // An outcome is required.
     let a = sato.submit("/ui/", &close, &[("outcome", ""), ("note", "")]).await;
     assert_eq!(a.status, 422);
-    assert!(a.body.contains("結果を選んでください"), "{}", a.body);
+    assert!(
+        a.body.contains(&format!("id=\"close-error-{id}\"")) && a.body.contains("結果を選んでください"),
+        "{}",
+        a.body
+    );
 
     let a = sato.submit("/ui/", &close, &[("outcome", "reached_by_phone"), ("note", "SpO2 96 % on the phone")]).await;
     assert_eq!((a.status, a.location.as_deref()), (303, Some("/ui/?done=closed")));

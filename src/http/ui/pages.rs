@@ -558,6 +558,20 @@ mod tests {
             "view_audit",
             "export_audit",
             "csrf_refused",
+            "view_queue",
+            "followup_claim",
+            "followup_release",
+            "followup_close",
+            "followup_refused",
+            "view_patient",
+            "view_patients",
+            "issue_number",
+            "call_now",
+            "edit_patient",
+            "edit_patient_refused",
+            "view_tokens",
+            "add_token",
+            "revoke_token",
         ] {
             assert!(!i18n::JA.action(code).is_empty() && !i18n::EN.action(code).is_empty(), "{code}");
         }

@@ -110,6 +110,8 @@ struct Queue {
     outcomes: Vec<(&'static str, &'static str)>,
     notice: Option<String>,
     refusal: Option<String>,
+    /// A close form's error, next to its field: the item and what is wrong.
+    close_error: Option<(i64, &'static str)>,
     note_max: usize,
 }
 
@@ -211,6 +213,7 @@ async fn queue_page(
         outcomes: FollowupOutcome::ALL.iter().map(|o| (o.as_str(), outcome(t, *o))).collect(),
         notice: notice.map(str::to_string),
         refusal,
+        close_error: None,
         note_max: NOTE_MAX,
     })
 }
@@ -317,6 +320,7 @@ async fn close(
         let note = f.note.trim().to_string();
         return act(state, staff, id, Action::Close { outcome: o, note }, f).await;
     }
-    let page = queue_page(&state, &staff, QueueQuery::default(), problem.map(str::to_string)).await?;
+    let mut page = queue_page(&state, &staff, QueueQuery::default(), None).await?;
+    page.close_error = id.parse::<i64>().ok().zip(problem);
     Ok((StatusCode::UNPROCESSABLE_ENTITY, html(&page)).into_response())
 }
