@@ -453,6 +453,11 @@ async fn the_next_turn_advances_the_call_and_answers_are_upserted_by_name(store:
     assert_eq!((now.seq, now.ended), (2, true));
     assert_eq!(now.state, call_state("turn 2"));
     assert_eq!(store.calls().event_count(call.call_id).await.unwrap(), 3);
+    // The turns as the staff's page reads them: in order, each with its response.
+    let steps = store.calls().steps(call.call_id).await.unwrap();
+    let responses: Vec<&str> = steps.iter().map(|(_, r)| r.as_str()).collect();
+    assert_eq!(&responses[1..], ["turn 1", "turn 2"]);
+    assert_eq!(steps[1].0, "asking");
     assert_eq!(
         store.calls().answers(call.call_id).await.unwrap(),
         vec![
