@@ -144,6 +144,8 @@ async fn a_nurse_issues_a_number_only_with_consent_and_a_viewer_not_at_all() {
     assert!(a.body.contains("処理番号を発行しました"), "{}", a.body);
     assert!(app.store.numbers().valid("P001", Utc::now()).await.unwrap().is_some());
     assert!(audited(&app, "sato", "issue_number").await);
+    let story = sato.get(page).await.body;
+    assert!(story.contains("職員による発行: sato") && story.contains("送信なし"), "{story}");
     let ito = signed_in(&app, "ito").await;
     assert!(!ito.get(page).await.body.contains("/issue\""), "no form for a viewer");
     let a = ito.submit(page, "/ui/patients/P001/issue", &[("send", "none"), ("consent", "yes")]).await;

@@ -115,6 +115,8 @@ struct PatientPage {
     items: Vec<ItemView>,
     messages: Vec<(String, String, String, i64)>,
     number: Option<String>,
+    /// Each number's story, oldest first: issued (how, by whose consent), delivery, verified.
+    story: Vec<String>,
     can_act: bool,
     seen: String,
     forms: Forms,
@@ -269,6 +271,39 @@ async fn patient_response(
             format!("{} {until}", t.say("有効期限", "valid until"))
         }
     });
+    let story = store
+        .numbers()
+        .story(&id)
+        .await
+        .map_err(fail)?
+        .into_iter()
+        .map(|n| {
+            let consent = match n.consent_staff.as_deref() {
+                Some(by) if n.consent == "staff" => format!("{} {by}", t.say("職員による発行:", "issued by staff:")),
+                _ => t.say("通話での同意により発行", "issued on consent in a call").to_string(),
+            };
+            let delivery = match n.delivery.as_str() {
+                "sms" => t.say("SMSで送信", "sent by SMS"),
+                "email" => t.say("メールで送信", "sent by e-mail"),
+                "read_aloud" => t.say("通話で読み上げ", "read aloud on a call"),
+                _ => t.say("送信なし", "not sent"),
+            };
+            let state = match (n.status.as_str(), n.used_at) {
+                ("used", Some(at)) => format!(
+                    "{} {} ({})",
+                    t.say("アプリで確認済み", "verified by the app at"),
+                    local(at),
+                    n.used_by.unwrap_or_default()
+                ),
+                ("revoked", _) => t.say("取り消し", "revoked").to_string(),
+                ("valid", _) if n.expires_at > now => {
+                    format!("{} {}", t.say("有効・期限", "valid until"), local(n.expires_at))
+                }
+                _ => t.say("期限切れ（未使用）", "expired unused").to_string(),
+            };
+            format!("{} — {consent} — {delivery} — {state}", local(n.issued_at))
+        })
+        .collect();
     let seen_values = seen(&p);
     let page = PatientPage {
         seen: seen_values,
@@ -285,6 +320,7 @@ async fn patient_response(
         items,
         messages,
         number,
+        story,
     };
     Ok((status, html(&page)).into_response())
 }
