@@ -332,7 +332,7 @@ fn one_of(v: &str, allowed: &[&str], what: &str, listed: &str) -> Result<String,
 
 /// An address as people write it: one `@`, something before it, a domain with a dot after
 /// it, and no spaces. Whether it reaches anyone only a message can tell.
-fn email(v: &str) -> Result<String, String> {
+pub fn email(v: &str) -> Result<String, String> {
     let looks_right =
         v.split_once('@').is_some_and(|(local, domain)| {
             !local.is_empty()

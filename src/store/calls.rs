@@ -257,6 +257,9 @@ pub trait Calls {
     fn of_patient<'a>(&'a self, patient_id: &'a str, limit: i64) -> Fut<'a, Vec<PatientCall>>;
     /// The number of turns stored for a call.
     fn event_count(&self, call_id: i64) -> Fut<'_, i64>;
+    /// The call's turns in order: (state, response as stored: TwiML, or sealed when the turn
+    /// held a processing number).
+    fn steps(&self, call_id: i64) -> Fut<'_, Vec<(String, String)>>;
 }
 
 #[cfg(test)]

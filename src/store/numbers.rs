@@ -152,6 +152,23 @@ pub fn clash_error(
     }
 }
 
+/// A patient's number as the staff's page tells its story (never the number itself).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NumberStory {
+    /// `valid`, `used`, `revoked` or `expired`.
+    pub status: String,
+    pub issued_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+    /// `call`, or `staff` with the staff member's name.
+    pub consent: String,
+    pub consent_staff: Option<String>,
+    /// `sms`, `email`, `read_aloud` or `none`.
+    pub delivery: String,
+    /// When the contact app's server verified it, and which token.
+    pub used_at: Option<DateTime<Utc>>,
+    pub used_by: Option<String>,
+}
+
 /// A number as found by its hash, for [`judge`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FoundNumber {
@@ -245,6 +262,8 @@ pub trait Numbers {
     fn audit_log(&self) -> Fut<'_, Vec<(String, String, String)>>;
     /// How many numbers are valid (not used, revoked or expired by status).
     fn valid_count(&self) -> Fut<'_, i64>;
+    /// A patient's numbers, oldest first, for the staff's page.
+    fn story<'a>(&'a self, patient_id: &'a str) -> Fut<'a, Vec<NumberStory>>;
     /// The follow-up of numbers no channel delivered: each number still waiting to be read
     /// aloud (neither used nor replaced) that began waiting before `waiting_since_before`, or
     /// whose time is up at `now`, raises [`unread_alert`] for its patient, once. Returns how

@@ -25,6 +25,7 @@ mod signature_interop;
 mod simulator;
 mod slow_clients;
 mod staff;
+mod staff_pages;
 mod transfer;
 mod twilio_client;
 mod twilio_contract;

@@ -234,6 +234,7 @@ async fn each_action_leaves_an_audit_row_that_an_admin_reads_and_exports() {
             ("abe", "add_user", "tanaka"),
             ("abe", "reset_password", "tanaka"),
             ("abe", "disable_user", "tanaka"),
+            ("abe", "view_queue", "active"),
             ("abe", "set_language", "en"),
             ("abe", "view_audit", ""),
             ("abe", "export_audit", ""),

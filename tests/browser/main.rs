@@ -7,5 +7,6 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+mod queue;
 mod screenshots;
 mod ui;

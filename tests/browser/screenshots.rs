@@ -4,8 +4,8 @@
 
 use chrono::Utc;
 use ivr::scheduler::clock::Clock;
-use ivr::store::AuditEntry;
-use ivr::types::Role;
+use ivr::store::{Act, Action, AuditEntry, NewAlert};
+use ivr::types::{Role, Scopes, Severity};
 
 use crate::common::app::{settings, spawn_app_at, sqlite_url};
 use crate::common::browser::Browser;
@@ -35,6 +35,31 @@ async fn screenshots_of_each_page_in_both_languages() {
         };
         app.store.users().audit(&entry).await.unwrap();
     }
+    // The queue as a morning's calls leave it: an urgent item claimed by sato, two waiting.
+    for (id, name, phone) in [
+        ("P001", "山田 花子", "+819012345678"),
+        ("P002", "鈴木 一郎", "+819087654321"),
+        ("P003", "佐藤 美咲", "+81312345678"),
+    ] {
+        let mut p = crate::common::patients::patient(id, phone);
+        p.name = name.into();
+        p.area = Some("north".into());
+        app.store.patients().upsert(&p).await.unwrap();
+    }
+    let earlier = Utc::now() - chrono::Duration::minutes(95);
+    let followups = app.store.followups();
+    followups.raise("P003", &NewAlert::flow("no_response", Severity::Normal), earlier).await.unwrap();
+    followups.raise("P001", &NewAlert::flow("health_check", Severity::Urgent), earlier).await.unwrap();
+    let hung = ivr::types::Alert::new(ivr::types::AlertKind::HungUp, "hung up");
+    followups.raise("P002", &NewAlert::engine(&hung), Utc::now() - chrono::Duration::minutes(20)).await.unwrap();
+    let item = followups.open_for("P001").await.unwrap().unwrap().followup_id;
+    let claim = Act { action: Action::Claim, by: "sato".into(), version: None, at: Utc::now() };
+    followups.act(item, &claim).await.unwrap();
+    app.store
+        .numbers()
+        .add_token("contact-app", &ivr::http::api::token_hash("ivr_example"), Scopes::parse("verify").unwrap())
+        .await
+        .unwrap();
     for (size, width, height) in SIZES {
         let Some(b) = Browser::start(width, height).await else { return };
         for lang in ["ja", "en"] {
@@ -50,7 +75,14 @@ async fn screenshots_of_each_page_in_both_languages() {
             b.click("form.stack button[type=submit]").await;
             let want = if lang == "ja" { "ja" } else { "en" };
             app.store.users().set_language("abe", ivr::types::UiLanguage::parse(want).unwrap()).await.unwrap();
-            for (page, path) in [("home", "/ui/"), ("users", "/ui/users"), ("audit", "/ui/audit")] {
+            for (page, path) in [
+                ("home", "/ui/"),
+                ("patient", "/ui/patients/P001"),
+                ("patients", "/ui/patients"),
+                ("users", "/ui/users"),
+                ("tokens", "/ui/tokens"),
+                ("audit", "/ui/audit"),
+            ] {
                 b.goto(&format!("{}{path}", app.addr)).await;
                 shot(&b, &out, &format!("{page}-{lang}-{size}"), width, height).await;
             }

@@ -453,6 +453,11 @@ async fn the_next_turn_advances_the_call_and_answers_are_upserted_by_name(store:
     assert_eq!((now.seq, now.ended), (2, true));
     assert_eq!(now.state, call_state("turn 2"));
     assert_eq!(store.calls().event_count(call.call_id).await.unwrap(), 3);
+    // The turns as the staff's page reads them: in order, each with its response.
+    let steps = store.calls().steps(call.call_id).await.unwrap();
+    let responses: Vec<&str> = steps.iter().map(|(_, r)| r.as_str()).collect();
+    assert_eq!(&responses[1..], ["turn 1", "turn 2"]);
+    assert_eq!(steps[1].0, "asking");
     assert_eq!(
         store.calls().answers(call.call_id).await.unwrap(),
         vec![
@@ -915,6 +920,12 @@ async fn a_number_is_consumed_once_and_unknown_or_expired_numbers_are_refused(st
     assert_eq!(store.numbers().verify(&hash, t, "contact-app", true).await.unwrap(), Verdict::Used);
     assert_eq!(check(&store, &hash).await, Verdict::Used);
     assert_eq!(store.numbers().valid("p1", t).await.unwrap(), None, "a used number is no longer the patient's");
+    // Its story, for the staff's page: issued, verified by the app, by which token.
+    let story = store.numbers().story("p1").await.unwrap();
+    assert_eq!(story.len(), 1);
+    assert_eq!((story[0].status.as_str(), story[0].used_by.as_deref()), ("used", Some("contact-app")));
+    assert_eq!(story[0].issued_at, t);
+    assert!(story[0].used_at.is_some());
     assert_eq!(store.numbers().verify(&fresh_hash(), t, "contact-app", true).await.unwrap(), Verdict::Unknown);
 
     // Issued two hours ago, expired an hour ago.

@@ -279,9 +279,31 @@ impl Text {
             "release_followup" => ("要フォローの対応解除", "Released a follow-up"),
             "close_followup" => ("要フォローの完了", "Closed a follow-up"),
             "refused_followup" => ("要フォロー操作の拒否", "Refused a follow-up action"),
+            "view_queue" => ("要フォローの閲覧", "Viewed the follow-up queue"),
+            "followup_claim" => ("フォローの担当", "Claimed a follow-up"),
+            "followup_release" => ("フォローの担当解除", "Released a follow-up"),
+            "followup_close" => ("フォローの完了", "Closed a follow-up"),
+            "followup_refused" => {
+                ("フォロー操作の拒否（先に変更あり）", "Follow-up action refused (changed meanwhile)")
+            }
+            "view_patients" => ("患者一覧の閲覧", "Viewed the patient list"),
+            "issue_number" => ("処理番号の発行", "Issued a processing number"),
+            "call_now" => ("今すぐ発信", "Placed a call now"),
+            "edit_patient" => ("患者情報の変更", "Edited a patient"),
+            "edit_patient_refused" => {
+                ("患者情報の変更を拒否（先に変更あり）", "Patient edit refused (changed meanwhile)")
+            }
+            "view_tokens" => ("APIトークンの閲覧", "Viewed the API tokens"),
+            "add_token" => ("APIトークンの追加", "Added an API token"),
+            "revoke_token" => ("APIトークンの失効", "Revoked an API token"),
             _ => ("", ""),
         };
         if ja { j } else { e }
+    }
+
+    /// A string given in both languages at its point of use (the pages' later strings).
+    pub fn say(&self, ja: &'static str, en: &'static str) -> &'static str {
+        if std::ptr::eq(self, &JA) { ja } else { en }
     }
 
     /// A language's name.

@@ -14,6 +14,9 @@
 
 pub mod i18n;
 mod pages;
+mod patient;
+mod queue;
+mod tokens;
 
 use std::net::SocketAddr;
 
@@ -63,7 +66,11 @@ impl StaffContext {
 }
 
 pub fn router() -> Router<AppState> {
-    pages::routes().layer(middleware::from_fn(page_headers))
+    pages::routes()
+        .merge(queue::routes())
+        .merge(patient::routes())
+        .merge(tokens::routes())
+        .layer(middleware::from_fn(page_headers))
 }
 
 /// Headers on every staff page: nothing from elsewhere, nothing cached, never framed.
@@ -207,7 +214,7 @@ pub enum PageError {
 }
 
 impl PageError {
-    fn internal(language: UiLanguage, e: impl std::fmt::Display) -> PageError {
+    pub(super) fn internal(language: UiLanguage, e: impl std::fmt::Display) -> PageError {
         tracing::error!(error = %e, "staff page failed");
         PageError::Internal(language)
     }

@@ -19,7 +19,6 @@ use crate::types::{Role, UiLanguage, UserName};
 pub(super) fn routes() -> Router<AppState> {
     Router::new()
         .route("/ui", get(|| async { Redirect::permanent("/ui/") }))
-        .route("/ui/", get(home))
         .route("/ui/style.css", get(style))
         .route("/ui/login", get(login_page).post(login))
         .route("/ui/logout", post(logout))
@@ -45,17 +44,17 @@ pub(super) fn html(page: &impl Template) -> Response {
 /// What the layout shows around a page: the signed-in user, the token for its forms, and
 /// which page this is (for the navigation's `aria-current`).
 pub(super) struct Frame {
-    user: Option<UserView>,
-    csrf: String,
-    path: &'static str,
+    pub(super) user: Option<UserView>,
+    pub(super) csrf: String,
+    pub(super) path: &'static str,
 }
 
-struct UserView {
-    name: String,
-    role: &'static str,
-    admin: bool,
+pub(super) struct UserView {
+    pub(super) name: String,
+    pub(super) role: &'static str,
+    pub(super) admin: bool,
     /// The language the switch offers.
-    other_language: &'static str,
+    pub(super) other_language: &'static str,
 }
 
 impl Frame {
@@ -63,7 +62,7 @@ impl Frame {
         Frame { user: None, csrf: String::new(), path: "" }
     }
 
-    fn of(staff: &Staff, path: &'static str) -> Frame {
+    pub(super) fn of(staff: &Staff, path: &'static str) -> Frame {
         let t = i18n::text(staff.user.language);
         let other = match staff.user.language {
             UiLanguage::Ja => UiLanguage::En,
@@ -266,17 +265,6 @@ async fn language(
 
 // ---------------------------------------------------------------------------------------------
 // The queue's home
-
-#[derive(Template)]
-#[template(path = "ui/home.html")]
-struct Home {
-    t: &'static Text,
-    frame: Frame,
-}
-
-async fn home(staff: Staff) -> Response {
-    html(&Home { t: i18n::text(staff.user.language), frame: Frame::of(&staff, "/ui/") })
-}
 
 // ---------------------------------------------------------------------------------------------
 // Users
@@ -578,6 +566,20 @@ mod tests {
             "release_followup",
             "close_followup",
             "refused_followup",
+            "view_queue",
+            "followup_claim",
+            "followup_release",
+            "followup_close",
+            "followup_refused",
+            "view_patient",
+            "view_patients",
+            "issue_number",
+            "call_now",
+            "edit_patient",
+            "edit_patient_refused",
+            "view_tokens",
+            "add_token",
+            "revoke_token",
         ] {
             assert!(!i18n::JA.action(code).is_empty() && !i18n::EN.action(code).is_empty(), "{code}");
         }

@@ -408,4 +408,13 @@ impl Calls for PgStore {
                 .await?)
         })
     }
+
+    fn steps(&self, call_id: i64) -> Fut<'_, Vec<(String, String)>> {
+        fut(async move {
+            Ok(sqlx::query_as("select state, response from call_events where call_id = $1 order by seq")
+                .bind(call_id)
+                .fetch_all(&self.pool)
+                .await?)
+        })
+    }
 }

@@ -5,7 +5,7 @@ use sqlx::{PgConnection, Row};
 
 use super::{PgStore, violation};
 use crate::store::{ApiToken, Revoke, TokenInfo, stored_scopes};
-use crate::store::{FoundNumber, Issued, NewNumber, NumberClash, StoreError, ValidNumber, Verdict, fut};
+use crate::store::{FoundNumber, Issued, NewNumber, NumberClash, NumberStory, StoreError, ValidNumber, Verdict, fut};
 use crate::store::{Fut, Numbers};
 use crate::store::{clash_error, consent_actor, consent_columns, judge, unread_alert};
 use crate::types::{PatientId, Scopes};
@@ -309,6 +309,41 @@ impl Numbers for PgStore {
             Ok(sqlx::query_scalar("select count(*) from processing_numbers where status = 'valid'")
                 .fetch_one(&self.pool)
                 .await?)
+        })
+    }
+
+    fn story<'a>(&'a self, patient_id: &'a str) -> Fut<'a, Vec<NumberStory>> {
+        fut(async move {
+            type Row = (
+                String,
+                DateTime<Utc>,
+                DateTime<Utc>,
+                String,
+                Option<String>,
+                String,
+                Option<DateTime<Utc>>,
+                Option<String>,
+            );
+            let rows: Vec<Row> = sqlx::query_as(
+                "select status, issued_at, expires_at, consent_channel, consent_staff, delivery, used_at, used_by
+                 from processing_numbers where patient_id = $1 order by number_id",
+            )
+            .bind(patient_id)
+            .fetch_all(&self.pool)
+            .await?;
+            Ok(rows
+                .into_iter()
+                .map(|r| NumberStory {
+                    status: r.0,
+                    issued_at: r.1,
+                    expires_at: r.2,
+                    consent: r.3,
+                    consent_staff: r.4,
+                    delivery: r.5,
+                    used_at: r.6,
+                    used_by: r.7,
+                })
+                .collect())
         })
     }
 

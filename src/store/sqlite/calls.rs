@@ -90,6 +90,13 @@ pub(super) fn event_count(conn: &mut Connection, call_id: i64) -> Result<i64, St
     Ok(conn.query_row("select count(*) from call_events where call_id = ?1", [call_id], |r| r.get(0))?)
 }
 
+/// A call's turns in order: (state, stored response).
+pub(super) fn steps(conn: &mut Connection, call_id: i64) -> Result<Vec<(String, String)>, StoreError> {
+    let mut st = conn.prepare_cached("select state, response from call_events where call_id = ?1 order by seq")?;
+    let rows = st.query_map([call_id], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
 /// Alert reasons for a patient.
 pub(super) fn patient_alerts(conn: &mut Connection, patient_id: &str) -> Result<Vec<String>, StoreError> {
     let mut st = conn.prepare_cached("select reason from alerts where patient_id = ?1 order by alert_id")?;
@@ -319,5 +326,9 @@ impl Calls for SqliteStore {
 
     fn event_count(&self, call_id: i64) -> Fut<'_, i64> {
         self.read(move |c| event_count(c, call_id))
+    }
+
+    fn steps(&self, call_id: i64) -> Fut<'_, Vec<(String, String)>> {
+        self.read(move |c| steps(c, call_id))
     }
 }

@@ -5,7 +5,7 @@ use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
 use super::{SqliteStore, parse_sqlite_time, sqlite_time};
 use crate::store::{ApiToken, Revoke, TokenInfo, stored_scopes};
-use crate::store::{FoundNumber, Issued, NewNumber, NumberClash, StoreError, ValidNumber, Verdict};
+use crate::store::{FoundNumber, Issued, NewNumber, NumberClash, NumberStory, StoreError, ValidNumber, Verdict};
 use crate::store::{Fut, Numbers};
 use crate::store::{clash_error, consent_actor, consent_columns, judge, unread_alert};
 use crate::types::Scopes;
@@ -261,6 +261,27 @@ pub(super) fn audit_log(conn: &mut Connection) -> Result<Vec<(String, String, St
 }
 
 /// How many numbers are valid now (for tests and metrics).
+/// A patient's numbers, oldest first.
+pub(super) fn story(conn: &mut Connection, patient_id: &str) -> Result<Vec<NumberStory>, StoreError> {
+    let mut st = conn.prepare_cached(
+        "select status, issued_at, expires_at, consent_channel, consent_staff, delivery, used_at, used_by
+         from processing_numbers where patient_id = ?1 order by number_id",
+    )?;
+    let rows = st.query_map([patient_id], |r| {
+        Ok(NumberStory {
+            status: r.get(0)?,
+            issued_at: parse_sqlite_time(&r.get::<_, String>(1)?),
+            expires_at: parse_sqlite_time(&r.get::<_, String>(2)?),
+            consent: r.get(3)?,
+            consent_staff: r.get(4)?,
+            delivery: r.get(5)?,
+            used_at: r.get::<_, Option<String>>(6)?.map(|t| parse_sqlite_time(&t)),
+            used_by: r.get(7)?,
+        })
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
 pub(super) fn valid_count(conn: &mut Connection) -> Result<i64, StoreError> {
     Ok(conn.query_row("select count(*) from processing_numbers where status = 'valid'", [], |r| r.get(0))?)
 }
@@ -340,6 +361,11 @@ impl Numbers for SqliteStore {
 
     fn valid_count(&self) -> Fut<'_, i64> {
         self.read(valid_count)
+    }
+
+    fn story<'a>(&'a self, patient_id: &'a str) -> Fut<'a, Vec<NumberStory>> {
+        let patient_id = patient_id.to_owned();
+        self.read(move |c| story(c, &patient_id))
     }
 
     fn alert_unread(&self, waiting_since_before: DateTime<Utc>, now: DateTime<Utc>) -> Fut<'_, usize> {

@@ -1,0 +1,623 @@
+//! A patient's page (`/ui/patients/{id}`): the roster's details, each call with its answers,
+//! the alerts and follow-up items, the processing number's messages (never the number); and
+//! the patients list with a search by id or name. Each view is in the audit log.
+
+use askama::Template;
+use axum::Router;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde::Deserialize;
+
+use super::i18n::{self, Text};
+use super::pages::{Frame, html};
+use super::queue::{ItemView, item_view};
+use super::{PageError, Staff, StaffForm};
+use crate::http::AppState;
+use crate::issuer::numbers::{self, IssueError, SendBy};
+use crate::store::NewJob;
+use crate::store::{ListQuery, StatusFilter};
+use crate::telemetry::mask_phone;
+use crate::types::{E164, Role};
+
+/// The calls a patient's page shows, newest first.
+const CALLS_SHOWN: i64 = 60;
+/// The most patients the list shows.
+const LIST_MAX: usize = 200;
+
+pub(super) fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/ui/patients", get(list))
+        .route("/ui/patients/{id}", get(patient))
+        .route("/ui/patients/{id}/issue", post(issue))
+        .route("/ui/patients/{id}/call", post(call_now))
+        .route("/ui/patients/{id}/edit", post(edit))
+}
+
+/// An answer's name in words (the shipped flow's questions), or the name as the flow has it.
+fn answer_name(t: &Text, name: &str) -> String {
+    let words = match name {
+        "temperature" => t.say("体温", "Temperature"),
+        "spo2" => t.say("SpO2（酸素飽和度）", "SpO2 (oxygen saturation)"),
+        "breathless" | "breathlessness" => t.say("息苦しさ", "Breathlessness"),
+        "has_oximeter" => t.say("パルスオキシメーターあり", "Has a pulse oximeter"),
+        "cough" => t.say("せき", "Cough"),
+        "fatigue" => t.say("だるさ", "Fatigue"),
+        "taste_smell" => t.say("味覚・嗅覚の異常", "Loss of taste or smell"),
+        "trend" => t.say("前日と比べた体調", "Compared with yesterday"),
+        "app_use" => t.say("連絡アプリの利用", "Uses the contact app"),
+        "consent" => t.say("処理番号の発行への同意", "Consent to a processing number"),
+        "sms_to" => t.say("SMSの送り先", "SMS to"),
+        "feeling" | "condition" => t.say("体調", "How they feel"),
+        "worse" | "feeling_worse" => t.say("体調の悪化", "Feeling worse"),
+        "identity" => t.say("本人確認", "Identity check"),
+        "symptoms" => t.say("症状", "Symptoms"),
+        other => return other.replace('_', " "),
+    };
+    words.to_string()
+}
+
+fn answer_value(t: &Text, value: &str) -> String {
+    match value {
+        "true" => t.say("はい", "yes").to_string(),
+        "false" => t.say("いいえ", "no").to_string(),
+        "confirmed" => t.say("確認済み", "confirmed").to_string(),
+        other => other.to_string(),
+    }
+}
+
+struct CallView {
+    at: String,
+    status: String,
+    direction: String,
+    incomplete: bool,
+    answers: Vec<(String, String)>,
+    alerts: Vec<String>,
+    /// What the patient heard, turn by turn (a turn that held a processing number is hidden).
+    steps: Vec<String>,
+}
+
+/// The text spoken in a turn's TwiML (`<Say>` elements), or `None` when the turn is sealed.
+fn heard(response: &str) -> Option<String> {
+    if !response.trim_start().starts_with('<') {
+        return None;
+    }
+    let mut out = Vec::new();
+    let mut rest = response;
+    while let Some(open) = rest.find("<Say") {
+        let after = &rest[open..];
+        let Some(start) = after.find('>') else { break };
+        let body = &after[start + 1..];
+        let Some(end) = body.find("</Say>") else { break };
+        out.push(
+            body[..end]
+                .replace("&lt;", "<")
+                .replace("&gt;", ">")
+                .replace("&quot;", "\"")
+                .replace("&apos;", "'")
+                .replace("&amp;", "&"),
+        );
+        rest = &body[end..];
+    }
+    Some(out.join(" "))
+}
+
+#[derive(Template)]
+#[template(path = "ui/patient.html")]
+struct PatientPage {
+    t: &'static Text,
+    frame: Frame,
+    id: String,
+    name: String,
+    facts: Vec<(&'static str, String)>,
+    calls: Vec<CallView>,
+    items: Vec<ItemView>,
+    messages: Vec<(String, String, String, i64)>,
+    number: Option<String>,
+    /// Each number's story, oldest first: issued (how, by whose consent), delivery, verified.
+    story: Vec<String>,
+    can_act: bool,
+    seen: String,
+    forms: Forms,
+    languages: Vec<String>,
+    slots: Vec<String>,
+}
+
+/// The action forms as sent, with an error next to each field at fault, and what was done.
+#[derive(Default)]
+struct Forms {
+    notice: Option<String>,
+    refusal: Option<String>,
+    consent_error: Option<&'static str>,
+    send_error: Option<&'static str>,
+    call_error: Option<String>,
+    phone: String,
+    email: String,
+    language: String,
+    slot: String,
+    phone_error: Option<String>,
+    email_error: Option<String>,
+    language_error: Option<String>,
+    slot_error: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct PatientQuery {
+    done: Option<String>,
+}
+
+async fn patient(
+    State(state): State<AppState>,
+    staff: Staff,
+    Path(id): Path<String>,
+    Query(q): Query<PatientQuery>,
+) -> Result<Response, PageError> {
+    let t = i18n::text(staff.user.language);
+    let notice = match q.done.as_deref() {
+        Some("edited") => Some(t.say("登録情報を変更しました。", "The roster details were changed.")),
+        Some("claimed") => Some(t.say("対応中にしました。", "Claimed: it is yours now.")),
+        Some("closed") => Some(t.say("完了にしました。", "Closed with its outcome.")),
+        _ => None,
+    };
+    let forms = Forms { notice: notice.map(str::to_string), ..Forms::default() };
+    patient_response(&state, &staff, &id, forms, StatusCode::OK).await
+}
+
+/// The patient's page with `forms`, answered with `status`; a 404 for an unknown patient.
+async fn patient_response(
+    state: &AppState,
+    staff: &Staff,
+    id: &str,
+    mut forms: Forms,
+    status: StatusCode,
+) -> Result<Response, PageError> {
+    let id = id.to_string();
+    let language = staff.user.language;
+    let t = i18n::text(language);
+    let fail = |e: crate::store::StoreError| PageError::internal(language, e);
+    let store = &state.store;
+    let Some(p) = store.patients().get(&id).await.map_err(fail)? else {
+        return Ok((StatusCode::NOT_FOUND, "no such patient").into_response());
+    };
+    staff.audit(state, "view_patient", &id).await?;
+    if forms.phone.is_empty() && forms.phone_error.is_none() {
+        forms.phone = p.phone.to_string();
+        forms.email = p.email.clone().unwrap_or_default();
+        forms.language = p.language.clone();
+        forms.slot = p.call_slot.clone().unwrap_or_default();
+    }
+    let tz = state.turns.issuer.tz;
+    let local = |at: chrono::DateTime<chrono::Utc>| at.with_timezone(&tz).format("%Y-%m-%d %H:%M").to_string();
+    let none = || t.say("（なし）", "(none)").to_string();
+    let facts = vec![
+        (t.say("電話番号", "Phone"), p.phone.to_string()),
+        (t.say("メール", "E-mail"), p.email.clone().unwrap_or_else(none)),
+        (t.say("通話の言語", "Call language"), p.language.clone()),
+        (
+            t.say("発信の時間帯", "Call slot"),
+            p.call_slot.clone().unwrap_or_else(|| t.say("既定", "default").to_string()),
+        ),
+        (t.say("地区", "Area"), p.area.clone().unwrap_or_else(none)),
+        (
+            t.say("療養期間", "Care period"),
+            match (p.care_start, p.care_end) {
+                (None, None) => none(),
+                (start, end) => format!(
+                    "{} 〜 {}",
+                    start.map(|d| d.to_string()).unwrap_or_default(),
+                    end.map(|d| d.to_string()).unwrap_or_default()
+                ),
+            },
+        ),
+    ];
+    let mut calls = Vec::new();
+    for c in store.calls().of_patient(&id, CALLS_SHOWN).await.map_err(fail)? {
+        let answers = store.calls().answers(c.call_id).await.map_err(fail)?;
+        let alerts = store.calls().alerts(c.call_id).await.map_err(fail)?;
+        let hidden = t.say("（処理番号を含むため表示しません）", "(holds a processing number: not shown)");
+        let steps = store
+            .calls()
+            .steps(c.call_id)
+            .await
+            .map_err(fail)?
+            .into_iter()
+            .map(|(_, response)| heard(&response).unwrap_or_else(|| hidden.to_string()))
+            .filter(|text| !text.is_empty())
+            .collect();
+        calls.push(CallView {
+            steps,
+            at: local(c.started_at),
+            status: c.status.to_string(),
+            direction: c.direction.to_string(),
+            incomplete: c.incomplete,
+            answers: answers
+                .into_iter()
+                .map(|a| (answer_name(t, &a.name), answer_value(t, &a.value.to_string())))
+                .collect(),
+            alerts,
+        });
+    }
+    let mut items = Vec::new();
+    let all = ListQuery { status: StatusFilter::All, area: None, limit: 10_000, offset: 0 };
+    for f in store.followups().list(&all).await.map_err(fail)?.iter().filter(|f| f.patient_id.as_str() == id) {
+        items.push(item_view(state, staff, f).await?);
+    }
+    let messages = store
+        .outbox()
+        .for_patient(&id)
+        .await
+        .map_err(fail)?
+        .into_iter()
+        .map(|(channel, recipient, status, attempts)| {
+            let shown = if recipient.contains('@') {
+                crate::notify::email::mask_email(&recipient)
+            } else {
+                mask_phone(&recipient)
+            };
+            (channel, shown, status, attempts)
+        })
+        .collect();
+    let now = state.campaign.clock.now();
+    let number = store.numbers().valid(&id, now).await.map_err(fail)?.map(|v| {
+        let until = local(v.expires_at);
+        if v.read_pending {
+            format!(
+                "{} {until}（{}）",
+                t.say("有効期限", "valid until"),
+                t.say("通話での読み上げ待ち", "waiting to be read out on a call")
+            )
+        } else {
+            format!("{} {until}", t.say("有効期限", "valid until"))
+        }
+    });
+    let story = store
+        .numbers()
+        .story(&id)
+        .await
+        .map_err(fail)?
+        .into_iter()
+        .map(|n| {
+            let consent = match n.consent_staff.as_deref() {
+                Some(by) if n.consent == "staff" => format!("{} {by}", t.say("職員による発行:", "issued by staff:")),
+                _ => t.say("通話での同意により発行", "issued on consent in a call").to_string(),
+            };
+            let delivery = match n.delivery.as_str() {
+                "sms" => t.say("SMSで送信", "sent by SMS"),
+                "email" => t.say("メールで送信", "sent by e-mail"),
+                "read_aloud" => t.say("通話で読み上げ", "read aloud on a call"),
+                _ => t.say("送信なし", "not sent"),
+            };
+            let state = match (n.status.as_str(), n.used_at) {
+                ("used", Some(at)) => format!(
+                    "{} {} ({})",
+                    t.say("アプリで確認済み", "verified by the app at"),
+                    local(at),
+                    n.used_by.unwrap_or_default()
+                ),
+                ("revoked", _) => t.say("取り消し", "revoked").to_string(),
+                ("valid", _) if n.expires_at > now => {
+                    format!("{} {}", t.say("有効・期限", "valid until"), local(n.expires_at))
+                }
+                _ => t.say("期限切れ（未使用）", "expired unused").to_string(),
+            };
+            format!("{} — {consent} — {delivery} — {state}", local(n.issued_at))
+        })
+        .collect();
+    let seen_values = seen(&p);
+    let page = PatientPage {
+        seen: seen_values,
+        t,
+        frame: Frame::of(staff, "/ui/patients"),
+        can_act: staff.user.role.can_act(),
+        forms,
+        languages: state.flows.languages(),
+        slots: state.campaign.hours.slot_names().iter().map(|s| s.to_string()).collect(),
+        id: p.patient_id.to_string(),
+        name: p.name,
+        facts,
+        calls,
+        items,
+        messages,
+        number,
+        story,
+    };
+    Ok((status, html(&page)).into_response())
+}
+
+#[derive(Deserialize)]
+struct IssueFields {
+    #[serde(default)]
+    consent: String,
+    #[serde(default)]
+    send: String,
+}
+
+/// Issues a processing number by hand, once the staff member confirmed the patient's consent
+/// on screen; sent as chosen (the same issuer as the API and `ivr numbers issue`).
+async fn issue(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    StaffForm(staff, f): StaffForm<IssueFields>,
+) -> Result<Response, PageError> {
+    staff.require(Role::can_act)?;
+    let language = staff.user.language;
+    let t = i18n::text(language);
+    let mut forms = Forms::default();
+    let send = match f.send.as_str() {
+        "sms" => Some(SendBy::Sms),
+        "email" => Some(SendBy::Email),
+        "none" => Some(SendBy::None),
+        _ => None,
+    };
+    if f.consent != "yes" {
+        forms.consent_error =
+            Some(t.say("本人の同意を確認してから発行してください。", "Confirm the patient's consent first."));
+    }
+    if send.is_none() {
+        forms.send_error = Some(t.say("送り方を選んでください。", "Choose how to send it."));
+    }
+    let (Some(send), None) = (send, forms.consent_error) else {
+        return patient_response(&state, &staff, &id, forms, StatusCode::UNPROCESSABLE_ENTITY).await;
+    };
+    let patient = state.store.patients().get(&id).await.map_err(|e| PageError::internal(language, e))?;
+    let catalog = patient.as_ref().and_then(|p| state.flows.catalog(&p.language));
+    let now = state.campaign.clock.now();
+    let issued = numbers::issue_by_staff(
+        &state.store,
+        &state.turns.issuer,
+        catalog.as_deref(),
+        &id,
+        send,
+        staff.user.name.as_str(),
+        now,
+    )
+    .await;
+    match issued {
+        Ok(m) => {
+            state.outbox_wake.notify_one();
+            staff.audit(&state, "issue_number", &format!("{id} send {}", f.send)).await?;
+            forms.notice = Some(match send {
+                SendBy::None => format!(
+                    "{} {} （{} {}）",
+                    t.say("処理番号を発行しました。ご本人に伝えてください:", "Issued. Tell the patient this number:"),
+                    m.number.expose(),
+                    t.say("有効期限", "valid until"),
+                    m.expires_local
+                ),
+                SendBy::Sms => {
+                    t.say("処理番号を発行し、SMSで送ります。", "Issued; it is being sent by SMS.").to_string()
+                }
+                SendBy::Email => {
+                    t.say("処理番号を発行し、メールで送ります。", "Issued; it is being sent by e-mail.").to_string()
+                }
+            });
+            patient_response(&state, &staff, &id, forms, StatusCode::OK).await
+        }
+        Err(IssueError::UnknownPatient(_)) => Ok((StatusCode::NOT_FOUND, "no such patient").into_response()),
+        Err(IssueError::NoEmail(_)) => {
+            forms.send_error =
+                Some(t.say("この患者さんにはメールアドレスがありません。", "This patient has no e-mail address."));
+            patient_response(&state, &staff, &id, forms, StatusCode::UNPROCESSABLE_ENTITY).await
+        }
+        Err(IssueError::NotMobile(_)) => {
+            forms.send_error = Some(
+                t.say("携帯電話の番号ではないため、SMSは送れません。", "The phone is not a mobile number: no SMS."),
+            );
+            patient_response(&state, &staff, &id, forms, StatusCode::UNPROCESSABLE_ENTITY).await
+        }
+        Err(IssueError::Store(e)) => Err(PageError::internal(language, e)),
+    }
+}
+
+#[derive(Deserialize)]
+struct NoFields {}
+
+/// Plans a call to the patient now, through the campaign's jobs, inside the calling hours;
+/// outside them, says when the next call may be placed and plans nothing.
+async fn call_now(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    StaffForm(staff, NoFields {}): StaffForm<NoFields>,
+) -> Result<Response, PageError> {
+    staff.require(Role::can_act)?;
+    let language = staff.user.language;
+    let t = i18n::text(language);
+    let fail = |e: crate::store::StoreError| PageError::internal(language, e);
+    let Some(p) = state.store.patients().get(&id).await.map_err(fail)? else {
+        return Ok((StatusCode::NOT_FOUND, "no such patient").into_response());
+    };
+    let now = state.campaign.clock.now();
+    let hours = &state.campaign.hours;
+    let tz = hours.tz();
+    let mut forms = Forms::default();
+    let next = hours.next_call_time(now, p.call_slot.as_deref());
+    match next {
+        Some(at) if at <= now => {
+            let job = NewJob {
+                patient_id: p.patient_id.clone(),
+                flow: state.inbound_flow.to_string(),
+                day: hours.day_of(now),
+                due_at: now,
+            };
+            let new = state.store.campaign().plan_jobs(std::slice::from_ref(&job)).await.map_err(fail)?;
+            staff.audit(&state, "call_now", &id).await?;
+            state.dialer_wake.notify_one();
+            forms.notice = Some(if new == 1 {
+                t.say(
+                    "発信を予定しました。まもなく電話がかかります。",
+                    "A call is planned now: the phone rings shortly.",
+                )
+                .to_string()
+            } else {
+                t.say(
+                    "今日の電話はすでに予定されています（新たな発信はしません）。",
+                    "Today's call is already planned: no second call was added.",
+                )
+                .to_string()
+            });
+            patient_response(&state, &staff, &id, forms, StatusCode::OK).await
+        }
+        other => {
+            let when = other.map(|at| at.with_timezone(&tz).format("%H:%M").to_string());
+            forms.call_error = Some(match when {
+                Some(w) => format!(
+                    "{} {w}",
+                    t.say(
+                        "今は発信できる時間外です。次に発信できる時刻:",
+                        "Calls cannot be placed now (quiet hours). The next possible time:"
+                    )
+                ),
+                None => t
+                    .say(
+                        "今日はもう発信できる時間帯がありません。",
+                        "No calling hours are left today: no call was placed.",
+                    )
+                    .to_string(),
+            });
+            patient_response(&state, &staff, &id, forms, StatusCode::CONFLICT).await
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct EditFields {
+    #[serde(default)]
+    phone: String,
+    #[serde(default)]
+    email: String,
+    #[serde(default)]
+    language: String,
+    #[serde(default)]
+    slot: String,
+    /// The values the page showed, to refuse an edit over someone else's.
+    #[serde(default)]
+    seen: String,
+}
+
+/// The values a page shows, as one string its edit form sends back.
+fn seen(p: &crate::store::Patient) -> String {
+    format!("{}|{}|{}|{}", p.phone, p.email.as_deref().unwrap_or(""), p.language, p.call_slot.as_deref().unwrap_or(""))
+}
+
+/// Changes a patient's phone, e-mail, call language and slot, checked as the roster import
+/// checks them; refused when the patient changed since the page was shown.
+async fn edit(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    StaffForm(staff, f): StaffForm<EditFields>,
+) -> Result<Response, PageError> {
+    staff.require(Role::can_act)?;
+    let language = staff.user.language;
+    let t = i18n::text(language);
+    let fail = |e: crate::store::StoreError| PageError::internal(language, e);
+    let Some(mut p) = state.store.patients().get(&id).await.map_err(fail)? else {
+        return Ok((StatusCode::NOT_FOUND, "no such patient").into_response());
+    };
+    let mut forms = Forms {
+        phone: f.phone.trim().to_string(),
+        email: f.email.trim().to_string(),
+        language: f.language.trim().to_string(),
+        slot: f.slot.trim().to_string(),
+        ..Forms::default()
+    };
+    if f.seen != seen(&p) {
+        let last = state
+            .store
+            .users()
+            .audit_rows(10_000)
+            .await
+            .map_err(fail)?
+            .into_iter()
+            .find(|e| e.action == "edit_patient" && e.target == id);
+        let tz = state.turns.issuer.tz;
+        let who = last.map_or_else(String::new, |e| {
+            let at = e.at.with_timezone(&tz).format("%m/%d %H:%M").to_string();
+            if t.html_lang == "ja" {
+                format!("{at} に {} さんが変更しました。", e.actor)
+            } else {
+                format!("{} changed it at {at}.", e.actor)
+            }
+        });
+        staff.audit(&state, "edit_patient_refused", &id).await?;
+        forms = Forms::default();
+        forms.refusal = Some(format!(
+            "{} {who}",
+            t.say(
+                "この患者さんの情報は表示後に変更されたため、変更しませんでした。今の内容を確認してください。",
+                "This patient changed since the page was shown: nothing was changed. Check the details as they are now."
+            )
+        ));
+        return patient_response(&state, &staff, &id, forms, StatusCode::CONFLICT).await;
+    }
+    let phone = E164::parse(&forms.phone);
+    if phone.is_err() {
+        forms.phone_error = Some(
+            t.say(
+                "電話番号の形式が正しくありません（例: 090-1234-5678）。",
+                "Not a phone number (e.g. 090-1234-5678).",
+            )
+            .to_string(),
+        );
+    }
+    let email = if forms.email.is_empty() { Ok(None) } else { crate::roster::email(&forms.email).map(Some) };
+    if email.is_err() {
+        forms.email_error =
+            Some(t.say("メールアドレスの形式が正しくありません。", "Not an e-mail address.").to_string());
+    }
+    if !state.flows.languages().contains(&forms.language) {
+        forms.language_error = Some(t.say("この言語の音声はありません。", "No prompts in this language.").to_string());
+    }
+    let slots = state.campaign.hours.slot_names().iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    if !forms.slot.is_empty() && !slots.contains(&forms.slot) {
+        forms.slot_error = Some(t.say("この時間帯はありません。", "No such call slot.").to_string());
+    }
+    let (Ok(phone), Ok(email), None, None) = (phone, email, &forms.language_error, &forms.slot_error) else {
+        return patient_response(&state, &staff, &id, forms, StatusCode::UNPROCESSABLE_ENTITY).await;
+    };
+    p.phone = phone;
+    p.email = email;
+    p.language = forms.language.clone();
+    p.call_slot = (!forms.slot.is_empty()).then(|| forms.slot.clone());
+    state.store.patients().upsert(&p).await.map_err(fail)?;
+    staff.audit(&state, "edit_patient", &id).await?;
+    Ok(axum::response::Redirect::to(&format!("/ui/patients/{id}?done=edited")).into_response())
+}
+
+#[derive(Template)]
+#[template(path = "ui/patients.html")]
+struct PatientsPage {
+    t: &'static Text,
+    frame: Frame,
+    q: String,
+    rows: Vec<(String, String, String)>,
+}
+
+#[derive(Deserialize)]
+struct ListQueryParams {
+    q: Option<String>,
+}
+
+async fn list(
+    State(state): State<AppState>,
+    staff: Staff,
+    Query(params): Query<ListQueryParams>,
+) -> Result<Response, PageError> {
+    let language = staff.user.language;
+    let t = i18n::text(language);
+    let q: String = params.q.unwrap_or_default().trim().chars().take(100).collect();
+    staff.audit(&state, "view_patients", &q).await?;
+    let all = state.store.patients().all().await.map_err(|e| PageError::internal(language, e))?;
+    let needle = q.to_lowercase();
+    let rows = all
+        .into_iter()
+        .filter(|p| {
+            needle.is_empty()
+                || p.patient_id.as_str().to_lowercase().contains(&needle)
+                || p.name.to_lowercase().contains(&needle)
+        })
+        .take(LIST_MAX)
+        .map(|p| (p.patient_id.to_string(), p.name, p.area.unwrap_or_default()))
+        .collect();
+    Ok(html(&PatientsPage { t, frame: Frame::of(&staff, "/ui/patients"), q, rows }))
+}
