@@ -114,6 +114,8 @@ pub async fn run(config: Option<&Path>) -> Result<()> {
 }
 
 async fn demo(settings: &Settings, sources: &mut Vec<String>) -> Result<()> {
+    // Listening from the start: a Ctrl-C while the loop below reads the store is not lost.
+    let mut stop = crate::server::Shutdown::listen();
     let server = Server::start(settings).await?;
     let store = server.state.store.clone();
 
@@ -155,7 +157,7 @@ async fn demo(settings: &Settings, sources: &mut Vec<String>) -> Result<()> {
         }
         tokio::select! {
             _ = tokio::time::sleep(Duration::from_secs(1)) => {},
-            _ = crate::server::shutdown_signal() => {
+            _ = stop.recv() => {
                 server.stop().await;
                 return Ok(());
             }

@@ -180,7 +180,7 @@ fn the_demo_runs_from_any_directory_with_its_built_in_files_and_no_colour() {
         "{text}"
     );
     assert!(!text.contains('\x1b') && !stderr.contains('\x1b'), "colour codes on a pipe:\n{text}\n{stderr}");
-    assert!(!copies.exists(), "the copies are left in {}", copies.display());
+    assert!(!copies.exists(), "the copies are left in {}:\n{text}\n{stderr}", copies.display());
 }
 
 #[test]
