@@ -123,6 +123,9 @@ async fn a_patients_page_shows_the_roster_and_follow_up_and_each_view_is_audited
     let page = ito.get("/ui/patients/P001").await;
     assert_eq!(page.status, 200);
     assert!(page.body.contains("山田 花子") && page.body.contains("体調の悪化"), "{}", page.body);
+    // The title is the patient's name and nothing else; the action forms appear once, in the page.
+    assert!(page.body.contains("<title>山田 花子 | 健康観察コール 職員ページ</title>"), "{}", page.body);
+    assert!(page.body.matches("id=\"issue\"").count() <= 1, "{}", page.body);
     assert!(audited(&app, "ito", "view_patient").await);
     assert!(audited(&app, "ito", "view_patients").await);
     let _ = csrf_of(&page.body);
@@ -133,6 +136,9 @@ async fn a_nurse_issues_a_number_only_with_consent_and_a_viewer_not_at_all() {
     let (app, _) = app_with_item().await;
     let sato = signed_in(&app, "sato").await;
     let page = "/ui/patients/P001";
+    let shown = sato.get(page).await.body;
+    assert!(shown.contains("<title>山田 花子 | 健康観察コール 職員ページ</title>"), "{shown}");
+    assert_eq!(shown.matches("id=\"consent\"").count(), 1, "the issue form once, in the page: {shown}");
     let a = sato.submit(page, "/ui/patients/P001/issue", &[("send", "none")]).await;
     assert_eq!(a.status, 422);
     assert!(a.body.contains("id=\"consent-error\""), "{}", a.body);
