@@ -42,7 +42,8 @@ fi
 
 step "cargo deb (release build)"
 t=$(date +%s)
-deb=$(cargo deb 2>&1 | tee /dev/stderr | tail -n 1)
+# tee -a: /dev/stderr may be a log file, which a plain tee would empty.
+deb=$(cargo deb 2>&1 | tee -a /dev/stderr | tail -n 1)
 build_secs=$(( $(date +%s) - t ))
 [ -f "$deb" ] || fail "cargo deb did not print the package's path: $deb"
 
