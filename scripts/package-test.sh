@@ -130,13 +130,13 @@ curl -s "$url/readyz"; echo
 [ "$(stat -c '%U:%G' /var/lib/ivr/ivr.db)" = "ivr:ivr" ] || fail "the database is owned by $(stat -c '%U:%G' /var/lib/ivr/ivr.db)"
 
 step "back up while the server runs, restore, start again"
-as_ivr /usr/bin/ivr tokens add before-backup --config /etc/ivr/ivr.toml >/dev/null
+as_ivr /usr/bin/ivr tokens add before-backup --scope verify --config /etc/ivr/ivr.toml >/dev/null
 touch -d '20 days ago' /var/backups/ivr/ivr-20000101T000000Z.db
 as_ivr /usr/libexec/ivr/ivr-backup /var/lib/ivr/ivr.db /var/backups/ivr 14
 [ ! -e /var/backups/ivr/ivr-20000101T000000Z.db ] || fail "a backup older than 14 days was kept"
 backup=$(ls /var/backups/ivr/ivr-*.db)
 [ "$(stat -c '%U %a' "$backup")" = "ivr 600" ] || fail "$backup is $(stat -c '%U %a' "$backup")"
-as_ivr /usr/bin/ivr tokens add after-backup --config /etc/ivr/ivr.toml >/dev/null
+as_ivr /usr/bin/ivr tokens add after-backup --scope verify --config /etc/ivr/ivr.toml >/dev/null
 [ "$(tokens)" = "after-backup before-backup" ] || fail "tokens before the restore: $(tokens)"
 stop_server
 # The restore of docs/deployment.md: aside the database and its -wal and -shm, the backup in.
