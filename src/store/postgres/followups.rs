@@ -69,7 +69,7 @@ pub(super) async fn raise_in(
 }
 
 const COLUMNS: &str = "f.followup_id, f.patient_id, f.status, f.urgency, f.opened_at, f.claimed_by, f.claimed_at,
-    f.closed_by, f.closed_at, f.outcome, f.note, f.version, f.change, f.changed_by, f.changed_at";
+    f.closed_by, f.closed_at, f.outcome, f.note, f.version, f.change, f.changed_by, f.changed_at, coalesce(p.name, '')";
 
 fn row(r: &PgRow) -> Result<Followup, StoreError> {
     Ok(item(
@@ -82,6 +82,7 @@ fn row(r: &PgRow) -> Result<Followup, StoreError> {
         (r.try_get(7)?, r.try_get(8)?, r.try_get(9)?, r.try_get(10)?),
         r.try_get(11)?,
         Change { what: ChangeKind::parse(r.try_get(12)?), by: r.try_get(13)?, at: r.try_get(14)? },
+        r.try_get(15)?,
     ))
 }
 
@@ -148,7 +149,9 @@ async fn notices(conn: &mut PgConnection, followup_id: i64) -> Result<Vec<Notice
 }
 
 fn by_id() -> String {
-    format!("select {COLUMNS} from followups f where f.followup_id = $1")
+    format!(
+        "select {COLUMNS} from followups f left join patients p on p.patient_id = f.patient_id where f.followup_id = $1"
+    )
 }
 
 impl Followups for PgStore {
@@ -159,12 +162,14 @@ impl Followups for PgStore {
             let rows = sqlx::query(&format!(
                 "select {COLUMNS} from followups f left join patients p on p.patient_id = f.patient_id
                  where f.status = any($4) and ($1::text is null or p.area = $1)
+                   and ($5::text is null or f.patient_id = $5)
                  order by f.urgency desc, f.opened_at, f.followup_id limit $2 offset $3"
             ))
             .bind(&q.area)
             .bind(q.limit)
             .bind(q.offset)
             .bind(statuses)
+            .bind(&q.patient)
             .fetch_all(&mut *conn)
             .await?;
             let items = rows.iter().map(row).collect::<Result<Vec<_>, _>>()?;
@@ -182,7 +187,9 @@ impl Followups for PgStore {
     fn open_for<'a>(&'a self, patient_id: &'a str) -> Fut<'a, Option<Followup>> {
         fut(async move {
             let mut conn = self.pool.acquire().await?;
-            let sql = format!("select {COLUMNS} from followups f where f.patient_id = $1 and f.status <> 'closed'");
+            let sql = format!(
+                "select {COLUMNS} from followups f left join patients p on p.patient_id = f.patient_id where f.patient_id = $1 and f.status <> 'closed'"
+            );
             one(&mut conn, &sql, Key::Patient(patient_id)).await
         })
     }
@@ -242,7 +249,7 @@ impl Followups for PgStore {
         fut(async move {
             let mut conn = self.pool.acquire().await?;
             let rows = sqlx::query(&format!(
-                "select {COLUMNS} from followups f where f.status = 'open' and f.urgency >= $1
+                "select {COLUMNS} from followups f left join patients p on p.patient_id = f.patient_id where f.status = 'open' and f.urgency >= $1
                  order by f.opened_at, f.followup_id limit $2"
             ))
             .bind(Severity::Urgent.rank() as i32)

@@ -47,7 +47,7 @@ pub(super) fn raise_in(
 }
 
 const COLUMNS: &str = "f.followup_id, f.patient_id, f.status, f.urgency, f.opened_at, f.claimed_by, f.claimed_at,
-    f.closed_by, f.closed_at, f.outcome, f.note, f.version, f.change, f.changed_by, f.changed_at";
+    f.closed_by, f.closed_at, f.outcome, f.note, f.version, f.change, f.changed_by, f.changed_at, coalesce(p.name, '')";
 
 fn row(r: &Row<'_>) -> rusqlite::Result<Followup> {
     let time = |i: usize| -> rusqlite::Result<DateTime<Utc>> { Ok(parse_sqlite_time(&r.get::<_, String>(i)?)) };
@@ -64,6 +64,7 @@ fn row(r: &Row<'_>) -> rusqlite::Result<Followup> {
         (r.get(7)?, opt_time(8)?, r.get(9)?, r.get(10)?),
         r.get(11)?,
         Change { what: ChangeKind::parse(&r.get::<_, String>(12)?), by: r.get(13)?, at: time(14)? },
+        r.get(15)?,
     ))
 }
 
@@ -88,7 +89,7 @@ fn with_reasons(conn: &Connection, mut f: Followup) -> Result<Followup, StoreErr
 
 fn get(conn: &Connection, followup_id: i64) -> Result<Option<Followup>, StoreError> {
     let f = conn
-        .prepare_cached(&format!("select {COLUMNS} from followups f where f.followup_id = ?1"))?
+        .prepare_cached(&format!("select {COLUMNS} from followups f left join patients p on p.patient_id = f.patient_id where f.followup_id = ?1"))?
         .query_row([followup_id], row)
         .optional()?;
     f.map(|f| with_reasons(conn, f)).transpose()
@@ -96,7 +97,7 @@ fn get(conn: &Connection, followup_id: i64) -> Result<Option<Followup>, StoreErr
 
 fn open_for(conn: &Connection, patient_id: &str) -> Result<Option<Followup>, StoreError> {
     let f = conn
-        .prepare_cached(&format!("select {COLUMNS} from followups f where f.patient_id = ?1 and f.status <> 'closed'"))?
+        .prepare_cached(&format!("select {COLUMNS} from followups f left join patients p on p.patient_id = f.patient_id where f.patient_id = ?1 and f.status <> 'closed'"))?
         .query_row([patient_id], row)
         .optional()?;
     f.map(|f| with_reasons(conn, f)).transpose()
@@ -104,15 +105,15 @@ fn open_for(conn: &Connection, patient_id: &str) -> Result<Option<Followup>, Sto
 
 fn list(conn: &Connection, q: &ListQuery) -> Result<Vec<Followup>, StoreError> {
     let statuses = q.status.statuses();
-    let placeholders: Vec<String> = (0..statuses.len()).map(|i| format!("?{}", i + 4)).collect();
+    let placeholders: Vec<String> = (0..statuses.len()).map(|i| format!("?{}", i + 5)).collect();
     let sql = format!(
         "select {COLUMNS} from followups f left join patients p on p.patient_id = f.patient_id
-         where f.status in ({}) and (?1 is null or p.area = ?1)
+         where f.status in ({}) and (?1 is null or p.area = ?1) and (?4 is null or f.patient_id = ?4)
          order by f.urgency desc, f.opened_at, f.followup_id limit ?2 offset ?3",
         placeholders.join(", ")
     );
     let mut st = conn.prepare_cached(&sql)?;
-    let mut args: Vec<&dyn rusqlite::ToSql> = vec![&q.area, &q.limit, &q.offset];
+    let mut args: Vec<&dyn rusqlite::ToSql> = vec![&q.area, &q.limit, &q.offset, &q.patient];
     for s in statuses {
         args.push(s);
     }
@@ -186,7 +187,7 @@ fn notices(conn: &Connection, followup_id: i64) -> Result<Vec<Notice>, StoreErro
 
 fn urgent_open(conn: &Connection, limit: i64) -> Result<Vec<(Followup, Option<Notice>)>, StoreError> {
     let mut st = conn.prepare_cached(&format!(
-        "select {COLUMNS} from followups f where f.status = 'open' and f.urgency >= ?1
+        "select {COLUMNS} from followups f left join patients p on p.patient_id = f.patient_id where f.status = 'open' and f.urgency >= ?1
          order by f.opened_at, f.followup_id limit ?2"
     ))?;
     let items: Vec<Followup> = st.query_map(params![Severity::Urgent.rank(), limit], row)?.collect::<Result<_, _>>()?;
