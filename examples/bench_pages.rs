@@ -73,6 +73,25 @@ async fn main() -> Result<(), Error> {
         for sql in fill(args.items, true) {
             conn.execute_batch(&sql)?;
         }
+        for (what, patient) in [("queue", None), ("a patient's items", Some(PATIENT))] {
+            println!("sqlite: EXPLAIN QUERY PLAN, {what}:");
+            let statuses: &[&str] = if patient.is_some() { &["open", "claimed", "closed"] } else { &[] };
+            let sql = match patient {
+                Some(_) => list_sql("f.status in (?5, ?6, ?7)", "?1", "f.patient_id = ?4"),
+                None => list_sql("f.status <> 'closed'", "?1", "?4 is null"),
+            };
+            let sql = format!("explain query plan {sql}");
+            let mut st = conn.prepare(&sql)?;
+            let (area, limit, offset): (Option<&str>, i64, i64) = (None, 200, 0);
+            let mut args: Vec<&dyn rusqlite::ToSql> = vec![&area, &limit, &offset, &patient];
+            for status in statuses {
+                args.push(status);
+            }
+            let rows = st.query_map(args.as_slice(), |r| r.get::<_, String>(3))?;
+            for r in rows {
+                println!("    {}", r?);
+            }
+        }
         drop(conn);
         measure("sqlite", server, &args).await?;
     }
@@ -89,6 +108,22 @@ async fn main() -> Result<(), Error> {
                 sqlx::raw_sql(&sql).execute(&mut conn).await?;
             }
             sqlx::raw_sql("analyze").execute(&mut conn).await?;
+            for (what, patient) in [("queue", None), ("a patient's items", Some(PATIENT))] {
+                println!("postgres: EXPLAIN, {what}:");
+                let sql = match patient {
+                    Some(_) => list_sql("f.status = any($4)", "$1::text", "f.patient_id = $5"),
+                    None => list_sql("f.status <> 'closed'", "$1::text", "true"),
+                };
+                let sql = format!("explain {}", sql.replace("?2", "$2").replace("?3", "$3"));
+                let mut query = sqlx::query_as(&sql).bind(None::<String>).bind(200_i64).bind(0_i64);
+                if let Some(patient) = patient {
+                    query = query.bind(vec!["open", "claimed", "closed"]).bind(patient);
+                }
+                let rows: Vec<(String,)> = query.fetch_all(&mut conn).await?;
+                for (line,) in rows {
+                    println!("    {line}");
+                }
+            }
             conn.close().await?;
             measure("postgres", server, &args).await
         }
@@ -176,6 +211,19 @@ fn fill(items: usize, sqlite: bool) -> Vec<String> {
         batches.push("analyze;".into());
     }
     batches
+}
+
+/// The store's list query (`Followups::list`, as both back ends write it): the status condition,
+/// the area's placeholder and the patient condition, limit `?2`, offset `?3`.
+fn list_sql(statuses: &str, area: &str, patient: &str) -> String {
+    format!(
+        "select f.followup_id, f.patient_id, f.status, f.urgency, f.opened_at, f.claimed_by, f.claimed_at,
+           f.closed_by, f.closed_at, f.outcome, f.note, f.version, f.change, f.changed_by, f.changed_at,
+           coalesce(p.name, '')
+         from followups f left join patients p on p.patient_id = f.patient_id
+         where {statuses} and ({area} is null or p.area = {area}) and {patient}
+         order by f.urgency desc, f.opened_at, f.followup_id limit ?2 offset ?3"
+    )
 }
 
 /// Signs in, asks for each page, prints its row, stops the server.

@@ -12,7 +12,7 @@ use crate::store::followups::{ENGINE, decide, item};
 use crate::store::fut;
 use crate::store::{
     Act, Acted, Change, ChangeKind, Followup, Followups, Fut, ListQuery, NewAlert, Notice, NoticeMessage, Reason,
-    StoreError,
+    StatusFilter, StoreError,
 };
 use crate::types::Severity;
 
@@ -158,20 +158,31 @@ impl Followups for PgStore {
     fn list<'a>(&'a self, q: &'a ListQuery) -> Fut<'a, Vec<Followup>> {
         fut(async move {
             let mut conn = self.pool.acquire().await?;
-            let statuses: Vec<&str> = q.status.statuses().to_vec();
-            let rows = sqlx::query(&format!(
+            // As on SQLite: the active queue in the words of the partial index `followups_active`,
+            // a patient's items by `followups_patient`; each parameter only where it is used, so
+            // a cached statement's generic plan keeps using them.
+            let active = matches!(q.status, StatusFilter::Active);
+            let mut next = 4;
+            let status = if active {
+                "f.status <> 'closed'".to_string()
+            } else {
+                next += 1;
+                "f.status = any($4)".to_string()
+            };
+            let patient = if q.patient.is_some() { format!("f.patient_id = ${next}") } else { "true".to_string() };
+            let sql = format!(
                 "select {COLUMNS} from followups f left join patients p on p.patient_id = f.patient_id
-                 where f.status = any($4) and ($1::text is null or p.area = $1)
-                   and ($5::text is null or f.patient_id = $5)
+                 where {status} and ($1::text is null or p.area = $1) and {patient}
                  order by f.urgency desc, f.opened_at, f.followup_id limit $2 offset $3"
-            ))
-            .bind(&q.area)
-            .bind(q.limit)
-            .bind(q.offset)
-            .bind(statuses)
-            .bind(&q.patient)
-            .fetch_all(&mut *conn)
-            .await?;
+            );
+            let mut query = sqlx::query(&sql).bind(&q.area).bind(q.limit).bind(q.offset);
+            if !active {
+                query = query.bind(q.status.statuses().to_vec());
+            }
+            if let Some(patient) = &q.patient {
+                query = query.bind(patient);
+            }
+            let rows = query.fetch_all(&mut *conn).await?;
             let items = rows.iter().map(row).collect::<Result<Vec<_>, _>>()?;
             with_reasons(&mut conn, items).await
         })

@@ -8,7 +8,7 @@ use super::{SqliteStore, parse_sqlite_time, sqlite_time};
 use crate::store::followups::{ENGINE, item};
 use crate::store::{
     Act, Acted, Change, ChangeKind, Followup, Followups, Fut, ListQuery, NewAlert, Notice, NoticeMessage, Reason,
-    StoreError,
+    StatusFilter, StoreError,
 };
 use crate::types::Severity;
 
@@ -104,13 +104,19 @@ fn open_for(conn: &Connection, patient_id: &str) -> Result<Option<Followup>, Sto
 }
 
 fn list(conn: &Connection, q: &ListQuery) -> Result<Vec<Followup>, StoreError> {
-    let statuses = q.status.statuses();
+    // The active queue is written as the partial index `followups_active` says (`status <>
+    // 'closed'`), so the index gives its order and the page stops after `limit` rows; a
+    // patient's items are found on `followups_patient` (a `?4 is null or …` would scan).
+    let active = matches!(q.status, StatusFilter::Active);
+    let statuses: &[&str] = if active { &[] } else { q.status.statuses() };
     let placeholders: Vec<String> = (0..statuses.len()).map(|i| format!("?{}", i + 5)).collect();
+    let status =
+        if active { "f.status <> 'closed'".to_string() } else { format!("f.status in ({})", placeholders.join(", ")) };
+    let patient = if q.patient.is_some() { "f.patient_id = ?4" } else { "?4 is null" };
     let sql = format!(
         "select {COLUMNS} from followups f left join patients p on p.patient_id = f.patient_id
-         where f.status in ({}) and (?1 is null or p.area = ?1) and (?4 is null or f.patient_id = ?4)
-         order by f.urgency desc, f.opened_at, f.followup_id limit ?2 offset ?3",
-        placeholders.join(", ")
+         where {status} and (?1 is null or p.area = ?1) and {patient}
+         order by f.urgency desc, f.opened_at, f.followup_id limit ?2 offset ?3"
     );
     let mut st = conn.prepare_cached(&sql)?;
     let mut args: Vec<&dyn rusqlite::ToSql> = vec![&q.area, &q.limit, &q.offset, &q.patient];
