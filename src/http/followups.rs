@@ -149,7 +149,7 @@ pub(super) async fn list(
         area.as_deref().unwrap_or("*")
     );
     audit(&app, &client, None, "view_followups", &detail).await?;
-    let q = ListQuery { status, area, limit, offset };
+    let q = ListQuery { status, area, limit, offset, patient: None };
     let items = app.store.followups().list(&q).await.map_err(Error::internal)?;
     let next = next_offset(items.len(), limit, offset);
     let items: Vec<Value> = items.iter().map(item_json).collect();

@@ -139,6 +139,8 @@ pub struct Followup {
     pub last: Change,
     /// Its reasons, oldest first.
     pub reasons: Vec<Reason>,
+    /// The patient's name on the roster, read with the item (empty if the roster has none).
+    pub patient_name: String,
 }
 
 /// What a person does to an item.
@@ -284,11 +286,13 @@ pub struct ListQuery {
     pub area: Option<String>,
     pub limit: i64,
     pub offset: i64,
+    /// Only this patient's items (the patient's page).
+    pub patient: Option<String>,
 }
 
 impl Default for ListQuery {
     fn default() -> ListQuery {
-        ListQuery { status: StatusFilter::Active, area: None, limit: 50, offset: 0 }
+        ListQuery { status: StatusFilter::Active, area: None, limit: 50, offset: 0, patient: None }
     }
 }
 
@@ -351,6 +355,7 @@ pub(crate) fn item(
     closed: (Option<String>, Option<DateTime<Utc>>, Option<FollowupOutcome>, Option<String>),
     version: i64,
     last: Change,
+    patient_name: String,
 ) -> Followup {
     Followup {
         followup_id,
@@ -367,6 +372,7 @@ pub(crate) fn item(
         version,
         last,
         reasons: vec![],
+        patient_name,
     }
 }
 
@@ -389,6 +395,7 @@ mod tests {
             (None, None, None, None),
             1,
             Change { what: ChangeKind::Opened, by: ENGINE.into(), at: at(0) },
+            "Sato Hanako".into(),
         )
     }
 

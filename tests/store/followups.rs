@@ -110,6 +110,16 @@ async fn the_queue_is_most_urgent_first_then_longest_waiting_with_its_filters_an
     assert_eq!(ids(q.list(&ListQuery::default()).await.unwrap()), ["c", "b", "d"]);
     let all = ListQuery { status: StatusFilter::All, ..ListQuery::default() };
     assert_eq!(ids(q.list(&all).await.unwrap()), ["c", "b", "d", "a"]);
+
+    // One patient's items, of every status or of the active queue; each with the patient's name.
+    q.raise("a", &NewAlert::flow("y", Severity::High), t(7)).await.unwrap();
+    let of = |id: &str, status| ListQuery { status, patient: Some(id.into()), ..ListQuery::default() };
+    let a_items = q.list(&of("a", StatusFilter::All)).await.unwrap();
+    let statuses: Vec<FollowupStatus> = a_items.iter().map(|f| f.status).collect();
+    assert_eq!(statuses, [FollowupStatus::Open, FollowupStatus::Closed], "the open one is the more urgent");
+    assert!(a_items.iter().all(|f| f.patient_id.as_str() == "a" && !f.patient_name.is_empty()));
+    assert_eq!(ids(q.list(&of("a", StatusFilter::Active)).await.unwrap()), ["a"]);
+    assert_eq!(ids(q.list(&of("nobody", StatusFilter::All)).await.unwrap()), Vec::<String>::new());
 }
 
 fn call_state() -> CallState {

@@ -239,8 +239,9 @@ async fn patient_response(
         });
     }
     let mut items = Vec::new();
-    let all = ListQuery { status: StatusFilter::All, area: None, limit: 10_000, offset: 0 };
-    for f in store.followups().list(&all).await.map_err(fail)?.iter().filter(|f| f.patient_id.as_str() == id) {
+    let theirs =
+        ListQuery { status: StatusFilter::All, area: None, limit: 10_000, offset: 0, patient: Some(id.clone()) };
+    for f in store.followups().list(&theirs).await.map_err(fail)?.iter() {
         items.push(item_view(state, staff, f).await?);
     }
     let messages = store

@@ -137,14 +137,7 @@ pub(super) async fn item_view(state: &AppState, staff: &Staff, f: &Followup) -> 
     let tz = state.turns.issuer.tz;
     let local = |at: DateTime<Utc>| at.with_timezone(&tz).format("%m/%d %H:%M").to_string();
     let now = state.campaign.clock.now();
-    let name = state
-        .store
-        .patients()
-        .get(f.patient_id.as_str())
-        .await
-        .map_err(|e| PageError::internal(staff.user.language, e))?
-        .map(|p| p.name)
-        .unwrap_or_default();
+    let name = f.patient_name.clone();
     let closed = match (f.status, f.outcome) {
         (FollowupStatus::Closed, Some(o)) => Some(format!(
             "{} — {} {}",
@@ -190,7 +183,7 @@ async fn queue_page(
     let filter = if closed { StatusFilter::Only(FollowupStatus::Closed) } else { StatusFilter::Active };
     let wanted = q.severity.as_deref().and_then(|s| Severity::parse(s).ok());
     staff.audit(state, "view_queue", if closed { "closed" } else { "active" }).await?;
-    let lq = ListQuery { status: filter, area: None, limit: PAGE_ITEMS, offset: 0 };
+    let lq = ListQuery { status: filter, area: None, limit: PAGE_ITEMS, offset: 0, patient: None };
     let found = state.store.followups().list(&lq).await.map_err(|e| PageError::internal(language, e))?;
     let mut items = Vec::new();
     for f in found.iter().filter(|f| wanted.is_none_or(|s| f.severity == s)) {

@@ -12,7 +12,7 @@ use crate::store::followups::{ENGINE, decide, item};
 use crate::store::fut;
 use crate::store::{
     Act, Acted, Change, ChangeKind, Followup, Followups, Fut, ListQuery, NewAlert, Notice, NoticeMessage, Reason,
-    StoreError,
+    StatusFilter, StoreError,
 };
 use crate::types::Severity;
 
@@ -69,7 +69,7 @@ pub(super) async fn raise_in(
 }
 
 const COLUMNS: &str = "f.followup_id, f.patient_id, f.status, f.urgency, f.opened_at, f.claimed_by, f.claimed_at,
-    f.closed_by, f.closed_at, f.outcome, f.note, f.version, f.change, f.changed_by, f.changed_at";
+    f.closed_by, f.closed_at, f.outcome, f.note, f.version, f.change, f.changed_by, f.changed_at, coalesce(p.name, '')";
 
 fn row(r: &PgRow) -> Result<Followup, StoreError> {
     Ok(item(
@@ -82,6 +82,7 @@ fn row(r: &PgRow) -> Result<Followup, StoreError> {
         (r.try_get(7)?, r.try_get(8)?, r.try_get(9)?, r.try_get(10)?),
         r.try_get(11)?,
         Change { what: ChangeKind::parse(r.try_get(12)?), by: r.try_get(13)?, at: r.try_get(14)? },
+        r.try_get(15)?,
     ))
 }
 
@@ -148,25 +149,40 @@ async fn notices(conn: &mut PgConnection, followup_id: i64) -> Result<Vec<Notice
 }
 
 fn by_id() -> String {
-    format!("select {COLUMNS} from followups f where f.followup_id = $1")
+    format!(
+        "select {COLUMNS} from followups f left join patients p on p.patient_id = f.patient_id where f.followup_id = $1"
+    )
 }
 
 impl Followups for PgStore {
     fn list<'a>(&'a self, q: &'a ListQuery) -> Fut<'a, Vec<Followup>> {
         fut(async move {
             let mut conn = self.pool.acquire().await?;
-            let statuses: Vec<&str> = q.status.statuses().to_vec();
-            let rows = sqlx::query(&format!(
+            // As on SQLite: the active queue in the words of the partial index `followups_active`,
+            // a patient's items by `followups_patient`; each parameter only where it is used, so
+            // a cached statement's generic plan keeps using them.
+            let active = matches!(q.status, StatusFilter::Active);
+            let mut next = 4;
+            let status = if active {
+                "f.status <> 'closed'".to_string()
+            } else {
+                next += 1;
+                "f.status = any($4)".to_string()
+            };
+            let patient = if q.patient.is_some() { format!("f.patient_id = ${next}") } else { "true".to_string() };
+            let sql = format!(
                 "select {COLUMNS} from followups f left join patients p on p.patient_id = f.patient_id
-                 where f.status = any($4) and ($1::text is null or p.area = $1)
+                 where {status} and ($1::text is null or p.area = $1) and {patient}
                  order by f.urgency desc, f.opened_at, f.followup_id limit $2 offset $3"
-            ))
-            .bind(&q.area)
-            .bind(q.limit)
-            .bind(q.offset)
-            .bind(statuses)
-            .fetch_all(&mut *conn)
-            .await?;
+            );
+            let mut query = sqlx::query(&sql).bind(&q.area).bind(q.limit).bind(q.offset);
+            if !active {
+                query = query.bind(q.status.statuses().to_vec());
+            }
+            if let Some(patient) = &q.patient {
+                query = query.bind(patient);
+            }
+            let rows = query.fetch_all(&mut *conn).await?;
             let items = rows.iter().map(row).collect::<Result<Vec<_>, _>>()?;
             with_reasons(&mut conn, items).await
         })
@@ -182,7 +198,9 @@ impl Followups for PgStore {
     fn open_for<'a>(&'a self, patient_id: &'a str) -> Fut<'a, Option<Followup>> {
         fut(async move {
             let mut conn = self.pool.acquire().await?;
-            let sql = format!("select {COLUMNS} from followups f where f.patient_id = $1 and f.status <> 'closed'");
+            let sql = format!(
+                "select {COLUMNS} from followups f left join patients p on p.patient_id = f.patient_id where f.patient_id = $1 and f.status <> 'closed'"
+            );
             one(&mut conn, &sql, Key::Patient(patient_id)).await
         })
     }
@@ -242,7 +260,7 @@ impl Followups for PgStore {
         fut(async move {
             let mut conn = self.pool.acquire().await?;
             let rows = sqlx::query(&format!(
-                "select {COLUMNS} from followups f where f.status = 'open' and f.urgency >= $1
+                "select {COLUMNS} from followups f left join patients p on p.patient_id = f.patient_id where f.status = 'open' and f.urgency >= $1
                  order by f.opened_at, f.followup_id limit $2"
             ))
             .bind(Severity::Urgent.rank() as i32)

@@ -8,7 +8,7 @@ use super::{SqliteStore, parse_sqlite_time, sqlite_time};
 use crate::store::followups::{ENGINE, item};
 use crate::store::{
     Act, Acted, Change, ChangeKind, Followup, Followups, Fut, ListQuery, NewAlert, Notice, NoticeMessage, Reason,
-    StoreError,
+    StatusFilter, StoreError,
 };
 use crate::types::Severity;
 
@@ -47,7 +47,7 @@ pub(super) fn raise_in(
 }
 
 const COLUMNS: &str = "f.followup_id, f.patient_id, f.status, f.urgency, f.opened_at, f.claimed_by, f.claimed_at,
-    f.closed_by, f.closed_at, f.outcome, f.note, f.version, f.change, f.changed_by, f.changed_at";
+    f.closed_by, f.closed_at, f.outcome, f.note, f.version, f.change, f.changed_by, f.changed_at, coalesce(p.name, '')";
 
 fn row(r: &Row<'_>) -> rusqlite::Result<Followup> {
     let time = |i: usize| -> rusqlite::Result<DateTime<Utc>> { Ok(parse_sqlite_time(&r.get::<_, String>(i)?)) };
@@ -64,6 +64,7 @@ fn row(r: &Row<'_>) -> rusqlite::Result<Followup> {
         (r.get(7)?, opt_time(8)?, r.get(9)?, r.get(10)?),
         r.get(11)?,
         Change { what: ChangeKind::parse(&r.get::<_, String>(12)?), by: r.get(13)?, at: time(14)? },
+        r.get(15)?,
     ))
 }
 
@@ -88,7 +89,7 @@ fn with_reasons(conn: &Connection, mut f: Followup) -> Result<Followup, StoreErr
 
 fn get(conn: &Connection, followup_id: i64) -> Result<Option<Followup>, StoreError> {
     let f = conn
-        .prepare_cached(&format!("select {COLUMNS} from followups f where f.followup_id = ?1"))?
+        .prepare_cached(&format!("select {COLUMNS} from followups f left join patients p on p.patient_id = f.patient_id where f.followup_id = ?1"))?
         .query_row([followup_id], row)
         .optional()?;
     f.map(|f| with_reasons(conn, f)).transpose()
@@ -96,23 +97,29 @@ fn get(conn: &Connection, followup_id: i64) -> Result<Option<Followup>, StoreErr
 
 fn open_for(conn: &Connection, patient_id: &str) -> Result<Option<Followup>, StoreError> {
     let f = conn
-        .prepare_cached(&format!("select {COLUMNS} from followups f where f.patient_id = ?1 and f.status <> 'closed'"))?
+        .prepare_cached(&format!("select {COLUMNS} from followups f left join patients p on p.patient_id = f.patient_id where f.patient_id = ?1 and f.status <> 'closed'"))?
         .query_row([patient_id], row)
         .optional()?;
     f.map(|f| with_reasons(conn, f)).transpose()
 }
 
 fn list(conn: &Connection, q: &ListQuery) -> Result<Vec<Followup>, StoreError> {
-    let statuses = q.status.statuses();
-    let placeholders: Vec<String> = (0..statuses.len()).map(|i| format!("?{}", i + 4)).collect();
+    // The active queue is written as the partial index `followups_active` says (`status <>
+    // 'closed'`), so the index gives its order and the page stops after `limit` rows; a
+    // patient's items are found on `followups_patient` (a `?4 is null or …` would scan).
+    let active = matches!(q.status, StatusFilter::Active);
+    let statuses: &[&str] = if active { &[] } else { q.status.statuses() };
+    let placeholders: Vec<String> = (0..statuses.len()).map(|i| format!("?{}", i + 5)).collect();
+    let status =
+        if active { "f.status <> 'closed'".to_string() } else { format!("f.status in ({})", placeholders.join(", ")) };
+    let patient = if q.patient.is_some() { "f.patient_id = ?4" } else { "?4 is null" };
     let sql = format!(
         "select {COLUMNS} from followups f left join patients p on p.patient_id = f.patient_id
-         where f.status in ({}) and (?1 is null or p.area = ?1)
-         order by f.urgency desc, f.opened_at, f.followup_id limit ?2 offset ?3",
-        placeholders.join(", ")
+         where {status} and (?1 is null or p.area = ?1) and {patient}
+         order by f.urgency desc, f.opened_at, f.followup_id limit ?2 offset ?3"
     );
     let mut st = conn.prepare_cached(&sql)?;
-    let mut args: Vec<&dyn rusqlite::ToSql> = vec![&q.area, &q.limit, &q.offset];
+    let mut args: Vec<&dyn rusqlite::ToSql> = vec![&q.area, &q.limit, &q.offset, &q.patient];
     for s in statuses {
         args.push(s);
     }
@@ -186,7 +193,7 @@ fn notices(conn: &Connection, followup_id: i64) -> Result<Vec<Notice>, StoreErro
 
 fn urgent_open(conn: &Connection, limit: i64) -> Result<Vec<(Followup, Option<Notice>)>, StoreError> {
     let mut st = conn.prepare_cached(&format!(
-        "select {COLUMNS} from followups f where f.status = 'open' and f.urgency >= ?1
+        "select {COLUMNS} from followups f left join patients p on p.patient_id = f.patient_id where f.status = 'open' and f.urgency >= ?1
          order by f.opened_at, f.followup_id limit ?2"
     ))?;
     let items: Vec<Followup> = st.query_map(params![Severity::Urgent.rank(), limit], row)?.collect::<Result<_, _>>()?;

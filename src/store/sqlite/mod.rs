@@ -45,6 +45,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     (11, "staff", include_str!("../../../migrations/sqlite/0011_staff.sql")),
     (12, "followups", include_str!("../../../migrations/sqlite/0012_followups.sql")),
     (13, "urgent_notices", include_str!("../../../migrations/sqlite/0013_urgent_notices.sql")),
+    (14, "staff_pages", include_str!("../../../migrations/sqlite/0014_staff_pages.sql")),
 ];
 
 pub(super) const NOW: &str = "strftime('%Y-%m-%dT%H:%M:%fZ', 'now')";

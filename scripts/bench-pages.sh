@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Response times of the staff pages (the queue, a patient's page) under 10,000 open follow-up
+# items, on SQLite and on PostgreSQL (examples/bench_pages.rs); prints a Markdown table.
+#   scripts/bench-pages.sh [--items N] [--requests N] [--only sqlite|postgres]
+# PostgreSQL: IVR_TEST_PG_URL (default postgres://postgres@127.0.0.1:5432/test); a database is
+# created for the run and dropped after it. BENCH_PROFILE=debug measures the debug build.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+profile=(--release)
+if [ "${BENCH_PROFILE:-release}" = debug ]; then profile=(); fi
+echo "load average: $(cut -d' ' -f1-3 /proc/loadavg)"
+cargo run --quiet "${profile[@]}" --example bench_pages -- "$@"
+echo "load average: $(cut -d' ' -f1-3 /proc/loadavg)"
