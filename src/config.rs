@@ -300,6 +300,8 @@ pub const KNOWN_KEYS: &[&str] = &[
     "flows.inbound",
     "centre.phone",
     "retention.calls_after_care_days",
+    "retention.staff_audit_days",
+    "retention.urgent_notices_days",
     "staff.session_idle",
     "staff.session_lifetime",
     "centre.transfer_to",
@@ -475,6 +477,8 @@ hours = "08:30-17:15"
 
 [retention]
 calls_after_care_days = 90
+staff_audit_days = 1825
+urgent_notices_days = 365
 
 [alerts]
 escalate_after = "15m"

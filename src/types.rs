@@ -580,6 +580,49 @@ impl fmt::Display for Alert {
     }
 }
 
+impl Alert {
+    /// An alert as the `alerts` table keeps it, read back: `kind: detail` for the engine's own
+    /// alerts, and a flow's reason as it is (`spo2_low`), of kind `flow`.
+    pub fn from_stored(text: &str) -> Alert {
+        match text.split_once(": ") {
+            Some((kind, detail)) => match AlertKind::parse(kind) {
+                Ok(kind) if kind != AlertKind::Flow => Alert::new(kind, detail),
+                _ => Alert::new(AlertKind::Flow, text),
+            },
+            None => match AlertKind::parse(text) {
+                Ok(kind) if kind != AlertKind::Flow => Alert::new(kind, ""),
+                _ => Alert::new(AlertKind::Flow, text),
+            },
+        }
+    }
+}
+
+/// An alert in words, Japanese then English, as pages and on-duty notices name it: the
+/// engine's own kinds, and the reasons of the shipped flow (`health_check` is the single
+/// reason its earlier versions gave for every health answer, kept for old rows). `None`: a
+/// flow's reason nobody named here, shown as its file wrote it.
+pub fn alert_words(kind: AlertKind, reason: &str) -> Option<(&'static str, &'static str)> {
+    Some(match kind {
+        AlertKind::Unreachable => ("電話がつながらない", "Could not be reached by phone"),
+        AlertKind::MessageFailed => ("SMS・メールが届かない", "SMS or e-mail not delivered"),
+        AlertKind::MessageReissued => ("処理番号の再発行", "Processing number issued again"),
+        AlertKind::MessageDead => ("SMS・メールの送信を断念", "SMS or e-mail given up"),
+        AlertKind::NumberUnread => ("処理番号を伝えられていない", "Processing number not read out"),
+        AlertKind::HungUp => ("途中で電話が切れた", "Hung up before the end"),
+        AlertKind::AskedForPerson => ("職員との会話を希望", "Asked to speak with a person"),
+        AlertKind::Flow => match reason {
+            "spo2_low" => ("SpO2 低下", "Low SpO2"),
+            "breathless" | "breathlessness" => ("息苦しさ", "Breathlessness"),
+            "feeling_worse" => ("体調の悪化", "Feeling worse"),
+            "health_check" => ("体調の悪化（回答を確認）", "Health worse (see the answers)"),
+            "identity_not_confirmed" => ("本人確認ができない", "Identity not confirmed"),
+            "no_response" => ("応答なし", "No response"),
+            "processing_number_failed" => ("処理番号を発行できない", "Processing number could not be issued"),
+            _ => return None,
+        },
+    })
+}
+
 impl rusqlite::types::ToSql for Alert {
     fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
         Ok(rusqlite::types::ToSqlOutput::Owned(rusqlite::types::Value::Text(self.to_string())))

@@ -70,8 +70,10 @@ pub enum PatientsCommand {
         #[arg(long)]
         dry_run: bool,
     },
-    /// Empty the calls of patients whose care ended more than `retention.calls_after_care_days`
-    /// ago of their personal data, as the server does daily (docs/personal-data.md).
+    /// Retention now, as the server does daily (docs/personal-data.md): empty the calls of
+    /// patients whose care ended more than `retention.calls_after_care_days` ago of their
+    /// personal data; delete staff audit rows older than `retention.staff_audit_days` and the
+    /// urgent notices of closed items older than `retention.urgent_notices_days`.
     Purge {
         #[arg(long)]
         config: Option<PathBuf>,

@@ -18,24 +18,37 @@ pub async fn patients(cmd: &PatientsCommand) -> Result<()> {
     }
 }
 
-/// Retention now, as the server runs it daily.
+/// Retention now, as the server runs it daily: the calls of ended care, the staff audit log,
+/// the urgent notices.
 async fn purge(config: Option<&Path>, dry_run: bool) -> Result<()> {
     let (settings, store) = open(config).await?;
     let hours = settings.calling_hours();
-    let today = hours.day_of(chrono::Utc::now());
-    let Some(before) = settings.retention.care_ended_before(today) else {
-        println!("retention.calls_after_care_days is 0: calls are kept; nothing was changed");
-        return Ok(());
-    };
-    let a = store.patients().anonymise_ended_care(before, dry_run).await?;
-    let counts = format!(
-        "{} patient(s) whose care ended before {before}: {} call(s), {} answer(s), {} message(s), {} number(s)",
-        a.patients, a.calls, a.answers, a.messages, a.numbers
-    );
+    let now = chrono::Utc::now();
+    let done = settings.retention.run(&store, hours.day_of(now), now, dry_run).await?;
+    let (verb, deleted) = if dry_run { ("would empty", "would delete") } else { ("emptied", "deleted") };
+    let day = |at: chrono::DateTime<chrono::Utc>| at.with_timezone(&hours.tz()).format("%Y-%m-%d %H:%M").to_string();
+    match done.calls {
+        Some((before, a)) => println!(
+            "{verb} {} patient(s) whose care ended before {before}: {} call(s), {} answer(s), {} message(s), {} number(s)",
+            a.patients, a.calls, a.answers, a.messages, a.numbers
+        ),
+        None => println!("retention.calls_after_care_days is 0: calls are kept"),
+    }
+    match done.audit {
+        Some((before, n)) => println!("{deleted} {n} staff audit row(s) from before {}", day(before)),
+        None => println!("retention.staff_audit_days is 0: the staff audit log is kept"),
+    }
+    match done.notices {
+        Some((before, n)) => println!(
+            "{deleted} {} urgent notice(s) of closed items and {} notice message(s) from before {}",
+            n.notices,
+            n.messages,
+            day(before)
+        ),
+        None => println!("retention.urgent_notices_days is 0: urgent notices are kept"),
+    }
     if dry_run {
-        println!("would empty {counts}; nothing was changed (--dry-run)");
-    } else {
-        println!("emptied {counts}");
+        println!("nothing was changed (--dry-run)");
     }
     Ok(())
 }

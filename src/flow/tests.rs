@@ -8,7 +8,7 @@ use crate::flow::response::Dial;
 use crate::flow::{
     CallState, Effect, Flow, Input, Library, Phase, TRANSFER_CALLER_ID, TRANSFER_TO, Value, Vars, Wait, step,
 };
-use crate::types::Digits;
+use crate::types::{Digits, Severity};
 use proptest::prelude::*;
 
 /// Keys pressed, as a keypad sends them.
@@ -238,17 +238,30 @@ fn declining_consent_issues_nothing() {
 }
 
 #[test]
-fn low_spo2_breathlessness_or_feeling_worse_alert_the_health_centre() {
+fn low_spo2_breathlessness_or_feeling_worse_alert_the_health_centre_each_with_its_own_reason() {
     let low = walk(&["0412", "365", "1", "1", "93", "1", "2", "2", "2", "2", "2", "2"]);
-    assert_eq!(low.alerts(), ["health_check"]);
+    assert_eq!(low.alerts(), ["spo2_low"]);
     assert!(low.heard("119番"));
     let ok = walk(&["0412", "365", "1", "1", "94", "1", "2", "2", "2", "2", "2", "2"]);
     assert!(ok.alerts().is_empty());
     let breathless = walk(&["0412", "365", "1", "1", "97", "1", "1", "2", "2", "2", "2", "2"]);
-    assert_eq!(breathless.alerts(), ["health_check"]);
+    assert_eq!(breathless.alerts(), ["breathless"]);
     let worse = walk(&["0412", "365", "1", "2", "2", "2", "2", "2", "3", "2"]);
-    assert_eq!(worse.alerts(), ["health_check"]);
+    assert_eq!(worse.alerts(), ["feeling_worse"]);
     assert_eq!(worse.var("spo2"), None);
+    // Every condition the patient has is its own alert, and the notice is heard once.
+    let all = walk(&["0412", "365", "1", "1", "90", "1", "1", "2", "2", "2", "3", "2"]);
+    assert_eq!(all.alerts(), ["spo2_low", "breathless", "feeling_worse"]);
+    assert_eq!(all.heard.iter().filter(|h| h.contains("119番")).count(), 1);
+    let severities: Vec<Severity> = all
+        .effects
+        .iter()
+        .filter_map(|e| match e {
+            Effect::AlertHealthCenter { severity, .. } => Some(*severity),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(severities, [Severity::Urgent, Severity::Urgent, Severity::High]);
 }
 
 #[test]

@@ -89,25 +89,20 @@ fn item_json(f: &Followup) -> Value {
     })
 }
 
+/// A 422 naming the field at fault.
+fn invalid(field: &'static str, message: impl Into<String>) -> Error {
+    Error::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_field", Some(field), message)
+}
+
 /// A page's `limit` and `offset`, checked.
 fn page(limit: Option<i64>, offset: Option<i64>) -> Result<(i64, i64), Error> {
     let limit = limit.unwrap_or(50);
     if !(1..=PAGE_MAX).contains(&limit) {
-        return Err(Error::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "invalid_field",
-            Some("limit"),
-            format!("limit is from 1 to {PAGE_MAX}"),
-        ));
+        return Err(invalid("limit", format!("limit is from 1 to {PAGE_MAX}")));
     }
     let offset = offset.unwrap_or(0);
     if offset < 0 {
-        return Err(Error::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "invalid_field",
-            Some("offset"),
-            "offset is 0 or more",
-        ));
+        return Err(invalid("offset", "offset is 0 or more"));
     }
     Ok((limit, offset))
 }
@@ -132,14 +127,8 @@ pub(super) async fn list(
 ) -> Result<Response, Error> {
     let status = match p.status.as_deref() {
         None => StatusFilter::Active,
-        Some(s) => StatusFilter::parse(s).ok_or_else(|| {
-            Error::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "invalid_field",
-                Some("status"),
-                "status is one of active, open, claimed, closed, all",
-            )
-        })?,
+        Some(s) => StatusFilter::parse(s)
+            .ok_or_else(|| invalid("status", "status is one of active, open, claimed, closed, all"))?,
     };
     let (limit, offset) = page(p.limit, p.offset)?;
     let area = p.area.filter(|a| !a.is_empty());
@@ -194,12 +183,7 @@ fn who(client: &str, staff: Option<String>) -> Result<String, Error> {
     match staff {
         None => Ok(client.to_string()),
         Some(s) if s.trim().is_empty() || s.chars().count() > 100 || s.chars().any(char::is_control) => {
-            Err(Error::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "invalid_field",
-                Some("staff"),
-                "staff is a name of 1 to 100 characters",
-            ))
+            Err(invalid("staff", "staff is a name of 1 to 100 characters"))
         }
         Some(s) => Ok(s.trim().to_string()),
     }
@@ -251,42 +235,54 @@ fn stale(r: Refusal) -> Error {
         .with("last_change", json!({ "what": r.last.what.as_str(), "by": r.last.by, "at": time(r.last.at) }))
 }
 
-pub(super) async fn claim(
-    State(app): State<AppState>,
-    client: Client<scope::Followup>,
-    Path(id): Path<String>,
-    Json(req): Json<ClaimRequest>,
-) -> Result<Response, Error> {
-    let by = who(&client.name, req.staff)?;
-    act(&app, &client, &id, Action::Claim, by, req.version).await
+/// An action of the API on an item: how its body reads, and what it asks for.
+pub(super) trait Verb {
+    type Body: serde::de::DeserializeOwned + Send;
+    /// The action, who acts (as sent) and the version seen, or the field at fault.
+    fn action(body: Self::Body) -> Result<(Action, Option<String>, Option<i64>), Error>;
 }
 
-pub(super) async fn release(
-    State(app): State<AppState>,
-    client: Client<scope::Followup>,
-    Path(id): Path<String>,
-    Json(req): Json<ClaimRequest>,
-) -> Result<Response, Error> {
-    let by = who(&client.name, req.staff)?;
-    act(&app, &client, &id, Action::Release, by, req.version).await
-}
+/// `claim`: a person takes the item.
+pub(super) struct Claim;
+/// `release`: the person gives it back.
+pub(super) struct Release;
+/// `close`: with an outcome and a note.
+pub(super) struct Close;
 
-pub(super) async fn close(
-    State(app): State<AppState>,
-    client: Client<scope::Followup>,
-    Path(id): Path<String>,
-    Json(req): Json<CloseRequest>,
-) -> Result<Response, Error> {
-    let by = who(&client.name, req.staff)?;
-    if req.note.chars().count() > NOTE_MAX {
-        return Err(Error::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "invalid_field",
-            Some("note"),
-            format!("note is at most {NOTE_MAX} characters"),
-        ));
+impl Verb for Claim {
+    type Body = ClaimRequest;
+    fn action(b: ClaimRequest) -> Result<(Action, Option<String>, Option<i64>), Error> {
+        Ok((Action::Claim, b.staff, b.version))
     }
-    act(&app, &client, &id, Action::Close { outcome: req.outcome, note: req.note }, by, req.version).await
+}
+
+impl Verb for Release {
+    type Body = ClaimRequest;
+    fn action(b: ClaimRequest) -> Result<(Action, Option<String>, Option<i64>), Error> {
+        Ok((Action::Release, b.staff, b.version))
+    }
+}
+
+impl Verb for Close {
+    type Body = CloseRequest;
+    fn action(b: CloseRequest) -> Result<(Action, Option<String>, Option<i64>), Error> {
+        if b.note.chars().count() > NOTE_MAX {
+            return Err(invalid("note", format!("note is at most {NOTE_MAX} characters")));
+        }
+        Ok((Action::Close { outcome: b.outcome, note: b.note }, b.staff, b.version))
+    }
+}
+
+/// `POST /api/v1/followups/{id}/claim|release|close`, one handler per [`Verb`].
+pub(super) async fn act_on<V: Verb>(
+    State(app): State<AppState>,
+    client: Client<scope::Followup>,
+    Path(id): Path<String>,
+    Json(body): Json<V::Body>,
+) -> Result<Response, Error> {
+    let (action, staff, version) = V::action(body)?;
+    let by = who(&client.name, staff)?;
+    act(&app, &client, &id, action, by, version).await
 }
 
 #[derive(Deserialize)]

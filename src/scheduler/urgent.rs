@@ -20,7 +20,7 @@ use super::clock::Clock;
 use super::hours::{BlockedDay, DailySpan, DayTime};
 use crate::issuer::IssuerKey;
 use crate::store::{Followup, Notice, NoticeMessage, Store, StoreError};
-use crate::types::{AlertKind, Channel, E164, Severity};
+use crate::types::{AlertKind, Channel, E164, Severity, alert_words};
 
 /// One contact list of `[[alerts.on_duty]]`, checked.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -73,35 +73,43 @@ pub fn next_list(duty: &Duty, last: Option<&Notice>, now: DateTime<Utc>) -> Opti
     }
 }
 
-/// The alert kinds of an item, in words, for a notice: what it is about, no other health data.
-pub fn kind_in_words(item: &Followup) -> String {
-    let mut words: Vec<&str> = Vec::new();
+/// The urgent alert kinds of an item, in words (Japanese, English), for a notice: what it is
+/// about, no other health data. Each urgent reason of the shipped flow has its own words
+/// (`spo2_low`, `breathless`); a reason nobody named is given as the flow wrote it.
+pub fn kind_in_words(item: &Followup) -> (String, String) {
+    let mut words: Vec<(String, String)> = Vec::new();
     for r in item.reasons.iter().filter(|r| r.severity == Severity::Urgent) {
-        let w = match (r.kind, r.reason.as_str()) {
-            (AlertKind::Flow, "health_check") => "SpO2低下または息苦しさ",
-            (AlertKind::Flow, "spo2_low") => "SpO2低下",
-            (AlertKind::Flow, "breathless") => "息苦しさ",
-            (AlertKind::Flow, _) => "通話での至急アラート",
-            (AlertKind::AskedForPerson, _) => "職員との通話を希望",
-            (AlertKind::Unreachable, _) => "連絡がつかない",
-            (AlertKind::HungUp, _) => "通話が途中で切れた",
-            _ => "至急アラート",
+        let detail = if r.kind == AlertKind::Flow { r.reason.as_str() } else { "" };
+        let w = match alert_words(r.kind, detail) {
+            Some((ja, en)) => (ja.to_string(), en.to_string()),
+            None => (r.reason.clone(), r.reason.clone()),
         };
         if !words.contains(&w) {
             words.push(w);
         }
     }
-    if words.is_empty() { "至急アラート".to_string() } else { words.join("・") }
+    if words.is_empty() {
+        return ("至急アラート".to_string(), "urgent alert".to_string());
+    }
+    let ja = words.iter().map(|(ja, _)| ja.as_str()).collect::<Vec<_>>().join("・");
+    let en = words.iter().map(|(_, en)| en.as_str()).collect::<Vec<_>>().join(", ");
+    (ja, en)
 }
 
-/// The text of a notice: the patient id, the alert kind in words and the link to the pages.
+/// The link to the item's patient page.
+pub fn patient_link(item: &Followup, public_url: &str) -> String {
+    format!("{}/ui/patients/{}", public_url.trim_end_matches('/'), item.patient_id.as_str())
+}
+
+/// The text of a notice, in Japanese then English: the patient id, the alert kind in words and
+/// the link to the patient's page. Nothing else of the patient's health.
 pub fn notice_text(item: &Followup, public_url: &str, escalation: bool) -> String {
-    let again = if escalation { "（未対応のため再通知）" } else { "" };
+    let (ja, en) = kind_in_words(item);
+    let (again_ja, again_en) = if escalation { ("（未対応のため再通知）", " (unclaimed: told again)") } else { ("", "") };
     format!(
-        "【至急】要フォロー{again}: 患者 {} {}。対応を {}/ui/ で引き受けてください。",
-        item.patient_id.as_str(),
-        kind_in_words(item),
-        public_url.trim_end_matches('/'),
+        "【至急】要フォロー{again_ja}: 患者 {id} {ja}。 Urgent follow-up{again_en}: patient {id}, {en}. {link}",
+        id = item.patient_id.as_str(),
+        link = patient_link(item, public_url),
     )
 }
 
@@ -259,5 +267,62 @@ mod tests {
         assert_eq!(next_list(&d, Some(&notice(0, sent)), at("2026-12-07 10:15")), Some(2), "night is off duty");
         assert_eq!(next_list(&d, Some(&notice(2, sent)), at("2026-12-07 10:15")), Some(2), "the last list again");
         assert_eq!(next_list(&d, Some(&notice(0, at("2026-12-07 17:00"))), at("2026-12-07 17:20")), Some(1));
+    }
+
+    fn item(reasons: &[(AlertKind, &str, Severity)]) -> Followup {
+        use crate::store::{Change, ChangeKind, Reason};
+        let at = at("2026-12-07 10:00");
+        Followup {
+            followup_id: 7,
+            patient_id: crate::types::PatientId::parse("P001").unwrap(),
+            status: crate::types::FollowupStatus::Open,
+            severity: Severity::Urgent,
+            opened_at: at,
+            claimed_by: None,
+            claimed_at: None,
+            closed_by: None,
+            closed_at: None,
+            outcome: None,
+            note: None,
+            version: 1,
+            last: Change { what: ChangeKind::Opened, by: "ivr".into(), at },
+            reasons: reasons
+                .iter()
+                .map(|&(kind, reason, severity)| Reason {
+                    alert_id: None,
+                    kind,
+                    reason: reason.into(),
+                    severity,
+                    call_id: None,
+                    at,
+                })
+                .collect(),
+            patient_name: "山田 花子".into(),
+        }
+    }
+
+    #[test]
+    fn a_notice_names_each_urgent_condition_in_japanese_and_english_and_links_the_patients_page() {
+        let both = item(&[
+            (AlertKind::Flow, "spo2_low", Severity::Urgent),
+            (AlertKind::Flow, "breathless", Severity::Urgent),
+            (AlertKind::Flow, "feeling_worse", Severity::High),
+        ]);
+        let text = notice_text(&both, "https://ivr.example.jp/", false);
+        assert_eq!(
+            text,
+            "【至急】要フォロー: 患者 P001 SpO2 低下・息苦しさ。 Urgent follow-up: patient P001, Low SpO2, \
+             Breathlessness. https://ivr.example.jp/ui/patients/P001"
+        );
+        assert!(!text.contains("山田") && !text.contains("悪化"), "no name, no reason that is not urgent");
+        let breathless = notice_text(&item(&[(AlertKind::Flow, "breathless", Severity::Urgent)]), "https://x", true);
+        assert!(breathless.contains("（未対応のため再通知）: 患者 P001 息苦しさ。"), "{breathless}");
+        assert!(!breathless.contains("SpO2"), "{breathless}");
+        let old = kind_in_words(&item(&[(AlertKind::Flow, "health_check", Severity::Urgent)]));
+        assert_eq!(old.0, "体調の悪化（回答を確認）", "an old row still reads");
+        let own = kind_in_words(&item(&[(AlertKind::Flow, "fever_high", Severity::Urgent)]));
+        assert_eq!(own, ("fever_high".to_string(), "fever_high".to_string()), "a reason nobody named, as written");
+        let asked = kind_in_words(&item(&[(AlertKind::AskedForPerson, "outside hours", Severity::Urgent)]));
+        assert_eq!(asked.1, "Asked to speak with a person");
     }
 }

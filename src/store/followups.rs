@@ -318,6 +318,19 @@ pub trait Followups {
     fn notify_urgent<'a>(&'a self, notice: &'a Notice, messages: &'a [NoticeMessage]) -> Fut<'a, bool>;
     /// Every notice sent for an item, first first.
     fn notices(&self, followup_id: i64) -> Fut<'_, Vec<Notice>>;
+    /// Retention of urgent notices, in one transaction: deletes the notices sent before
+    /// `before` of items now closed (an item still open keeps its notices, so it is never told
+    /// again from the first step), and the notices' outbox messages (no patient, no number)
+    /// created before `before` that are no longer in hand. With `dry_run`, counts and changes
+    /// nothing.
+    fn purge_notices(&self, before: DateTime<Utc>, dry_run: bool) -> Fut<'_, NoticesPurged>;
+}
+
+/// What the retention of urgent notices removed (or would remove).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct NoticesPurged {
+    pub notices: u64,
+    pub messages: u64,
 }
 
 /// A notice of an urgent item to one on-duty contact list: step 0 the first, each later one an

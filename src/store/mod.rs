@@ -53,7 +53,7 @@ pub use calls::*;
 pub use campaign::*;
 pub use followups::{
     Act, Acted, Action, Change, ChangeKind, Followup, Followups, ListQuery, NOTE_MAX, NewAlert, Notice, NoticeMessage,
-    Reason, Refusal, StatusFilter,
+    NoticesPurged, Reason, Refusal, StatusFilter,
 };
 pub use leader::DialerLock;
 pub use numbers::*;

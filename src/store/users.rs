@@ -87,4 +87,7 @@ pub trait Users {
     fn audit<'a>(&'a self, entry: &'a AuditEntry) -> Fut<'a, ()>;
     /// The staff audit log, newest first, at most `limit` rows.
     fn audit_rows(&self, limit: usize) -> Fut<'_, Vec<AuditEntry>>;
+    /// Retention of the staff audit log: deletes the rows of before `before`; returns how many
+    /// (with `dry_run`, counts them and deletes nothing).
+    fn purge_audit(&self, before: DateTime<Utc>, dry_run: bool) -> Fut<'_, u64>;
 }

@@ -40,7 +40,7 @@ async fn low_spo2_in_a_call_fills_the_queue_and_a_nurse_claims_and_closes_it() {
     assert_eq!((item["patient_id"].as_str(), item["status"].as_str()), (Some("P001"), Some("open")));
     assert_eq!(item["severity"], "urgent");
     assert_eq!(item["reasons"][0]["kind"], "flow");
-    assert_eq!(item["reasons"][0]["reason"], "health_check");
+    assert_eq!(item["reasons"][0]["reason"], "spo2_low");
     assert_eq!(item["reasons"][0]["call_id"], call_id);
     let id = item["id"].as_i64().unwrap();
 
@@ -102,7 +102,7 @@ async fn low_spo2_in_a_call_fills_the_queue_and_a_nurse_claims_and_closes_it() {
     assert_eq!(calls.len(), 2);
     assert_eq!(calls[1]["id"], call_id, "newest first");
     assert_eq!(calls[0]["answers"]["spo2"], "91");
-    assert_eq!(calls[0]["alerts"], json!(["health_check"]));
+    assert_eq!(calls[0]["alerts"], json!(["spo2_low"]));
     let (_, roster) = get(&app, "/api/v1/patients?limit=1", &b).await;
     assert_eq!((roster["patients"][0]["patient_id"].as_str(), roster["next_offset"].as_i64()), (Some("P001"), Some(1)));
     let (_, rest) = get(&app, "/api/v1/patients?limit=1&offset=1", &b).await;

@@ -333,7 +333,11 @@ fn upkeep(app: &TestApp) -> ivr::scheduler::upkeep::Upkeep {
     ivr::scheduler::upkeep::Upkeep {
         store: app.store.clone(),
         hours: std::sync::Arc::new(state.campaign.hours.clone()),
-        retention: ivr::scheduler::upkeep::Retention { calls_after_care_days: 0 },
+        retention: ivr::scheduler::upkeep::Retention {
+            calls_after_care_days: 0,
+            staff_audit_days: 0,
+            urgent_notices_days: 0,
+        },
         clock: state.campaign.clock.clone(),
     }
 }

@@ -21,7 +21,7 @@ async fn the_daily_call_is_stored_on_postgresql() {
     assert!(call.ended && !call.incomplete && call.status.as_str() == "completed");
     let answers = app.store.calls().answers(call.call_id).await.unwrap();
     assert!(answers.iter().any(|a| a.name == "spo2" && a.value == Value::int(91)));
-    assert_eq!(app.store.calls().alerts(call.call_id).await.unwrap(), ["health_check"]);
+    assert_eq!(app.store.calls().alerts(call.call_id).await.unwrap(), ["spo2_low"]);
     app.server.unwrap().stop().await;
 }
 
@@ -57,7 +57,7 @@ async fn two_instances_on_one_database_serve_the_same_call_alternately_without_l
     let call = a.store.calls().get(sid).await.unwrap().unwrap();
     assert!(call.ended, "the flow reached its end");
     assert_eq!(a.store.calls().event_count(call.call_id).await.unwrap(), KEYS.len() as i64 + 1);
-    assert_eq!(a.store.calls().alerts(call.call_id).await.unwrap(), ["health_check"], "one alert, not four");
+    assert_eq!(a.store.calls().alerts(call.call_id).await.unwrap(), ["spo2_low"], "one alert, not four");
     let answers = b.store.calls().answers(call.call_id).await.unwrap();
     assert_eq!(answers.iter().filter(|a| a.name == "temperature").count(), 1);
     a.server.unwrap().stop().await;

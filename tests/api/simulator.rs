@@ -260,7 +260,7 @@ async fn a_low_spo2_raises_an_alert() {
     app.ended(&sid).await;
     let record = app.record(&sid).await;
     assert_eq!(app.answer(&record, "spo2").await, Some(Value::int(91)));
-    assert_eq!(app.store.calls().alerts(record.call_id).await.unwrap(), ["health_check"]);
+    assert_eq!(app.store.calls().alerts(record.call_id).await.unwrap(), ["spo2_low"]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -117,8 +117,10 @@ async fn an_urgent_alert_reaches_the_on_duty_contacts_and_escalates_until_claime
     let day = sms_to(&app, DAY_PHONE, 1).await;
     assert_eq!(day.len(), 1, "{day:?}");
     let text = &day[0];
-    assert!(text.starts_with("【至急】要フォロー: 患者 P001 SpO2低下または息苦しさ"), "{text}");
-    assert!(text.contains("https://ivr.example.jp/ui/"), "{text}");
+    assert!(text.starts_with("【至急】要フォロー: 患者 P001 SpO2 低下。"), "{text}");
+    assert!(text.contains("Urgent follow-up: patient P001, Low SpO2."), "{text}");
+    assert!(!text.contains("息苦しさ"), "the patient is not breathless: {text}");
+    assert!(text.ends_with(" https://ivr.example.jp/ui/patients/P001"), "the patient's page: {text}");
     assert!(!text.contains("92"), "no health data beyond the kind: {text}");
     assert!(sms_to(&app, NIGHT_PHONE, 0).await.is_empty() && sms_to(&app, CHIEF_PHONE, 0).await.is_empty());
     for _ in 0..300 {

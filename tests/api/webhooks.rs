@@ -40,7 +40,7 @@ async fn low_spo2_raises_an_alert_stored_with_the_call() {
     let (sid, heard) = app.call(MOBILE, &["0412", "365", "1", "1", "91", "1", "2", "2", "2", "2", "2", "2"]).await;
     assert!(heard.iter().any(|h| h.contains("119番")));
     let call = app.store.calls().get(&sid).await.unwrap().unwrap();
-    assert_eq!(app.store.calls().alerts(call.call_id).await.unwrap(), ["health_check"]);
+    assert_eq!(app.store.calls().alerts(call.call_id).await.unwrap(), ["spo2_low"]);
 }
 
 #[tokio::test]

@@ -31,7 +31,7 @@ fn the_whole_call_reaches_the_processing_number_by_sms() {
 #[test]
 fn low_spo2_reaches_the_alert() {
     let out = call(&["daily-health-check", "--digits", "0412,365#,1,1,92#,1,2,2,2,2,2,2"]);
-    assert!(out.contains("alert health centre (urgent): health_check"), "{out}");
+    assert!(out.contains("alert health centre (urgent): spo2_low"), "{out}");
     assert!(out.contains("119番"), "{out}");
 }
 
@@ -112,6 +112,15 @@ fn graph_prints_a_mermaid_flowchart() {
     assert!(text.starts_with("flowchart TD\n"));
     assert!(text.contains("|\"key 1\"|"));
     assert!(text.contains("-.->|\"give up\"|"));
+    // The [transfer] key: a node, reached from every question (the identity question, s1, too)
+    // and never from a say or an action, with where it leads.
+    assert!(text.contains("    transfer{{\"transfer<br/><i>key 0 at any question: the centre's phone rings 20 s</i>\"}}\n"));
+    assert!(text.contains("    s1 -.->|\"key 0\"| transfer\n"), "{text}");
+    assert!(!text.contains("    s0 -.->|\"key 0\"| transfer\n"), "the greeting is no question");
+    let questions = text.lines().filter(|l| l.ends_with("-.->|\"key 0\"| transfer")).count();
+    assert_eq!(questions, text.lines().filter(|l| l.contains("\"/]")).count(), "one edge per question");
+    assert!(text.contains("    transfer -->|\"answered\"| transfer_done\n"));
+    assert!(text.contains("    transfer -->|\"closed or no answer\"| transfer_back\n"));
 }
 
 #[test]

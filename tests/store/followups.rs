@@ -20,6 +20,7 @@ on_both_backends! {
     with_store: of_many_claims_at_once_exactly_one_wins_and_the_others_name_it;
     with_store: of_a_close_and_a_new_alert_at_once_the_alert_is_never_lost;
     with_store: an_urgent_notice_is_written_once_with_its_messages_and_never_for_a_claimed_item;
+    with_store: retention_deletes_old_notices_of_closed_items_and_their_sent_messages_only;
 }
 
 fn t(minutes: i64) -> DateTime<Utc> {
@@ -361,4 +362,38 @@ async fn an_urgent_notice_is_written_once_with_its_messages_and_never_for_a_clai
     assert!(!q.notify_urgent(&notice(id, 1, "night", t(16)), &msgs).await.unwrap());
     assert!(q.urgent_open(10).await.unwrap().is_empty());
     assert_eq!(q.notices(id).await.unwrap().len(), 1);
+}
+
+async fn retention_deletes_old_notices_of_closed_items_and_their_sent_messages_only(store: Store) {
+    patients(&store, &[("p1", "north")]).await;
+    let q = store.followups();
+    q.raise("p1", &NewAlert::flow("spo2_low", Severity::Urgent), t(0)).await.unwrap();
+    let id = q.open_for("p1").await.unwrap().expect("an item").followup_id;
+    let msgs = [message("+819011110001", t(1)), message("hoken@example.jp", t(1))];
+    assert!(q.notify_urgent(&notice(id, 0, "day", t(1)), &msgs).await.unwrap());
+    // The outbox stamps its rows with the wall clock: a cut-off an hour from now covers them.
+    let later = Utc::now() + Duration::hours(1);
+
+    // The item is open and its messages still to send: nothing goes.
+    assert_eq!(q.purge_notices(later, false).await.unwrap(), NoticesPurged::default());
+    assert_eq!(q.notices(id).await.unwrap().len(), 1);
+
+    // Sent, and the item closed: old enough, both go; a dry run only counts.
+    for m in store.outbox().claim("test", t(2), t(3), 10).await.unwrap() {
+        let sent = SendResult::Sent { provider_id: format!("SM{}", m.message_id), status: "sent".into() };
+        store.outbox().finish(m.message_id, &sent, t(2)).await.unwrap();
+    }
+    q.act(id, &act(Action::Claim, "sato", None, t(5))).await.unwrap();
+    q.act(id, &act(close(FollowupOutcome::ReachedByPhone), "sato", None, t(6))).await.unwrap();
+    assert_eq!(q.purge_notices(t(0), false).await.unwrap(), NoticesPurged::default(), "nothing that old");
+    let both = NoticesPurged { notices: 1, messages: 2 };
+    assert_eq!(q.purge_notices(later, true).await.unwrap(), both);
+    assert_eq!(q.notices(id).await.unwrap().len(), 1, "a dry run deletes nothing");
+    assert_eq!(q.purge_notices(later, false).await.unwrap(), both);
+    assert!(q.notices(id).await.unwrap().is_empty());
+    assert_eq!(q.purge_notices(later, false).await.unwrap(), NoticesPurged::default(), "a second run finds nothing");
+    // The item itself, its outcome and its reasons stay.
+    let item = q.get(id).await.unwrap().expect("the item stays");
+    assert_eq!((item.status, item.outcome), (FollowupStatus::Closed, Some(FollowupOutcome::ReachedByPhone)));
+    assert_eq!(item.reasons.len(), 1);
 }

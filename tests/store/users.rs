@@ -33,6 +33,7 @@ on_both_backends! {
     with_store: the_language_of_a_user_is_changed;
     with_store: stale_sessions_are_ended_and_live_ones_kept;
     with_store: the_staff_audit_log_reads_back_newest_first;
+    with_store: retention_deletes_the_audit_rows_older_than_the_cut_off_and_a_dry_run_only_counts;
 }
 
 async fn a_user_is_added_once_found_by_name_and_listed_by_name(store: Store) {
@@ -125,4 +126,24 @@ async fn stale_sessions_are_ended_and_live_ones_kept(store: Store) {
     assert!(store.users().session("live").await.unwrap().is_some());
     assert!(store.users().session("idle").await.unwrap().is_none());
     assert!(store.users().session("old").await.unwrap().is_none());
+}
+
+async fn retention_deletes_the_audit_rows_older_than_the_cut_off_and_a_dry_run_only_counts(store: Store) {
+    for (i, days) in [2000, 1826, 1824, 1].iter().enumerate() {
+        let entry = AuditEntry {
+            at: t0() - Duration::days(*days),
+            actor: "sato".into(),
+            action: format!("view_patient_{i}"),
+            target: "P001".into(),
+            address: "192.0.2.1".into(),
+        };
+        store.users().audit(&entry).await.unwrap();
+    }
+    let before = t0() - Duration::days(1825);
+    assert_eq!(store.users().purge_audit(before, true).await.unwrap(), 2, "two rows are older");
+    assert_eq!(store.users().audit_rows(10).await.unwrap().len(), 4, "a dry run deletes nothing");
+    assert_eq!(store.users().purge_audit(before, false).await.unwrap(), 2);
+    let left: Vec<String> = store.users().audit_rows(10).await.unwrap().into_iter().map(|r| r.action).collect();
+    assert_eq!(left, ["view_patient_3", "view_patient_2"]);
+    assert_eq!(store.users().purge_audit(before, false).await.unwrap(), 0, "a second run finds nothing");
 }

@@ -241,31 +241,58 @@ async fn list_calls(
     headers: HeaderMap,
     RawQuery(query): RawQuery,
 ) -> Result<Response, ApiError> {
-    authorize(&sim, &account, &headers)?;
-    let form = Form::parse(query.unwrap_or_default().as_bytes());
-    let page_size = page_size(&form)?;
-    let mut calls: Vec<SimulatedCall> = sim
+    let (form, page_size) = list_request(&sim, &account, &headers, query)?;
+    let calls = sim
         .calls()
         .into_iter()
-        .filter(|c| form.get("To").is_none_or(|to| c.to == to))
-        .filter(|c| form.get("From").is_none_or(|from| c.from == from))
-        .filter(|c| form.get("Status").is_none_or(|status| c.status.as_str() == status))
-        .collect();
-    calls.reverse();
-    calls.truncate(page_size);
-    let uri = format!("/2010-04-01/Accounts/{ACCOUNT_SID}/Calls.json?PageSize={page_size}&Page=0");
-    let page = json!({
-        "calls": calls.iter().map(call_json).collect::<Vec<_>>(),
+        .filter(|c| addressed(&form, &c.to, &c.from))
+        .filter(|c| form.get("Status").is_none_or(|status| c.status.as_str() == status));
+    Ok(page("Calls", "calls", calls, page_size, call_json))
+}
+
+/// A list request, authorized: its query string as a form, and its `PageSize`.
+fn list_request(
+    sim: &Simulator,
+    account: &str,
+    headers: &HeaderMap,
+    query: Option<String>,
+) -> Result<(Form, usize), ApiError> {
+    authorize(sim, account, headers)?;
+    let form = Form::parse(query.unwrap_or_default().as_bytes());
+    let page_size = page_size(&form)?;
+    Ok((form, page_size))
+}
+
+/// Whether a call or message matches the list's `To` and `From` filters (each when given).
+fn addressed(form: &Form, to: &str, from: &str) -> bool {
+    form.get("To").is_none_or(|t| t == to) && form.get("From").is_none_or(|f| f == from)
+}
+
+/// The first page of a list resource (`Calls`, `Messages`) as Twilio writes it: of `items`
+/// (kept oldest first), the newest `page_size`, newest first, under `key`.
+fn page<T>(
+    resource: &str,
+    key: &str,
+    items: impl Iterator<Item = T>,
+    page_size: usize,
+    to_json: fn(&T) -> Json,
+) -> Response {
+    let mut items: Vec<T> = items.collect();
+    items.reverse();
+    items.truncate(page_size);
+    let uri = format!("/2010-04-01/Accounts/{ACCOUNT_SID}/{resource}.json?PageSize={page_size}&Page=0");
+    let mut page = json!({
         "page": 0,
         "page_size": page_size,
         "start": 0,
-        "end": calls.len().saturating_sub(1),
+        "end": items.len().saturating_sub(1),
         "uri": uri,
         "first_page_uri": uri,
         "next_page_uri": null,
         "previous_page_uri": null,
     });
-    Ok(axum::Json(page).into_response())
+    page[key] = Json::Array(items.iter().map(to_json).collect());
+    axum::Json(page).into_response()
 }
 
 /// `PageSize` of a list: 50 unless asked, 1 to 1,000.
@@ -377,9 +404,7 @@ async fn list_messages(
     headers: HeaderMap,
     RawQuery(query): RawQuery,
 ) -> Result<Response, ApiError> {
-    authorize(&sim, &account, &headers)?;
-    let form = Form::parse(query.unwrap_or_default().as_bytes());
-    let page_size = page_size(&form)?;
+    let (form, page_size) = list_request(&sim, &account, &headers, query)?;
     let since = match form.get("DateSent>") {
         None => None,
         Some(t) => Some(
@@ -392,28 +417,9 @@ async fn list_messages(
                 .map_err(|_| bad(20001, format!("Invalid DateSent '{t}'")))?,
         ),
     };
-    let mut messages: Vec<SimulatedSms> = sim
-        .messages()
-        .into_iter()
-        .filter(|m| form.get("To").is_none_or(|to| m.to == to))
-        .filter(|m| form.get("From").is_none_or(|from| m.from == from))
-        .filter(|m| since.is_none_or(|t| m.at >= t))
-        .collect();
-    messages.reverse();
-    messages.truncate(page_size);
-    let uri = format!("/2010-04-01/Accounts/{ACCOUNT_SID}/Messages.json?PageSize={page_size}&Page=0");
-    let page = json!({
-        "messages": messages.iter().map(message_json).collect::<Vec<_>>(),
-        "page": 0,
-        "page_size": page_size,
-        "start": 0,
-        "end": messages.len().saturating_sub(1),
-        "uri": uri,
-        "first_page_uri": uri,
-        "next_page_uri": null,
-        "previous_page_uri": null,
-    });
-    Ok(axum::Json(page).into_response())
+    let messages =
+        sim.messages().into_iter().filter(|m| addressed(&form, &m.to, &m.from)).filter(|m| since.is_none_or(|t| m.at >= t));
+    Ok(page("Messages", "messages", messages, page_size, message_json))
 }
 
 /// The record could not be written: refuse rather than act unrecorded (the client may retry).

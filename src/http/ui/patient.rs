@@ -12,7 +12,7 @@ use serde::Deserialize;
 
 use super::i18n::{self, Text};
 use super::pages::{Frame, html};
-use super::queue::{ItemView, item_view};
+use super::queue::{ItemView, item_view, stored_alert};
 use super::{PageError, Staff, StaffForm};
 use crate::http::AppState;
 use crate::issuer::numbers::{self, IssueError, SendBy};
@@ -235,7 +235,7 @@ async fn patient_response(
                 .into_iter()
                 .map(|a| (answer_name(t, &a.name), answer_value(t, &a.value.to_string())))
                 .collect(),
-            alerts,
+            alerts: alerts.iter().map(|a| stored_alert(t, a)).collect(),
         });
     }
     let mut items = Vec::new();

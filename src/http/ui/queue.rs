@@ -16,7 +16,7 @@ use super::pages::{Frame, html};
 use super::{PageError, Staff, StaffForm};
 use crate::http::AppState;
 use crate::store::{Act, Acted, Action, ChangeKind, Followup, ListQuery, NOTE_MAX, StatusFilter};
-use crate::types::{AlertKind, FollowupOutcome, FollowupStatus, Role, Severity};
+use crate::types::{Alert, AlertKind, FollowupOutcome, FollowupStatus, Role, Severity, alert_words};
 
 /// The most items the page lists at once.
 const PAGE_ITEMS: i64 = 200;
@@ -51,25 +51,22 @@ pub(super) fn outcome(t: &Text, o: FollowupOutcome) -> &'static str {
 
 /// Why an item is open, in words: the alert's kind, or the flow's reason.
 pub(super) fn reason(t: &Text, kind: AlertKind, reason: &str) -> String {
-    let words = match kind {
-        AlertKind::Unreachable => t.say("電話がつながらない", "Could not be reached by phone"),
-        AlertKind::MessageFailed => t.say("SMS・メールが届かない", "SMS or e-mail not delivered"),
-        AlertKind::MessageReissued => t.say("処理番号の再発行", "Processing number issued again"),
-        AlertKind::MessageDead => t.say("SMS・メールの送信を断念", "SMS or e-mail given up"),
-        AlertKind::NumberUnread => t.say("処理番号を伝えられていない", "Processing number not read out"),
-        AlertKind::HungUp => t.say("途中で電話が切れた", "Hung up before the end"),
-        AlertKind::AskedForPerson => t.say("職員との会話を希望", "Asked to speak with a person"),
-        AlertKind::Flow => match reason {
-            "health_check" => t.say("体調の悪化（回答を確認）", "Health worse (see the answers)"),
-            "identity_not_confirmed" => t.say("本人確認ができない", "Identity not confirmed"),
-            "no_response" => t.say("応答なし", "No response"),
-            "processing_number_failed" => t.say("処理番号を発行できない", "Processing number could not be issued"),
-            "spo2_low" => t.say("SpO2 低下", "Low SpO2"),
-            "breathless" | "breathlessness" => t.say("息苦しさ", "Breathlessness"),
-            other => return other.to_string(),
-        },
-    };
-    words.to_string()
+    match alert_words(kind, reason) {
+        Some((ja, en)) => t.say(ja, en).to_string(),
+        None => reason.to_string(),
+    }
+}
+
+/// An alert as the `alerts` table keeps it (`spo2_low`, `unreachable: 3 attempt(s) today`), in
+/// words, with the engine's detail after it.
+pub(super) fn stored_alert(t: &Text, text: &str) -> String {
+    let alert = Alert::from_stored(text);
+    let words = reason(t, alert.kind, &alert.detail);
+    match alert.kind {
+        AlertKind::Flow => words,
+        _ if alert.detail.is_empty() => words,
+        _ => format!("{words} ({})", alert.detail),
+    }
 }
 
 /// A past change in words: "claimed by sato at 10:02".

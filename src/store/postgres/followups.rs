@@ -11,7 +11,7 @@ use super::PgStore;
 use crate::store::followups::{ENGINE, decide, item};
 use crate::store::fut;
 use crate::store::{
-    Act, Acted, Change, ChangeKind, Followup, Followups, Fut, ListQuery, NewAlert, Notice, NoticeMessage, Reason,
+    Act, Acted, Change, ChangeKind, Followup, Followups, Fut, ListQuery, NewAlert, Notice, NoticeMessage, NoticesPurged, Reason,
     StatusFilter, StoreError,
 };
 use crate::types::Severity;
@@ -147,6 +147,13 @@ async fn notices(conn: &mut PgConnection, followup_id: i64) -> Result<Vec<Notice
         })
         .collect()
 }
+
+/// The notices of closed items sent before the cut-off.
+const OLD_NOTICES: &str = "from urgent_notices where sent_at < $1
+     and followup_id in (select followup_id from followups where status = 'closed')";
+/// The notices' messages (no patient, no number) made before the cut-off and out of hand.
+const OLD_NOTICE_MESSAGES: &str = "from outbox where patient_id is null and number_id is null
+     and created_at < $1 and status not in ('pending', 'sending')";
 
 fn by_id() -> String {
     format!(
@@ -330,6 +337,27 @@ impl Followups for PgStore {
         fut(async move {
             let mut conn = self.pool.acquire().await?;
             notices(&mut conn, followup_id).await
+        })
+    }
+
+    fn purge_notices(&self, before: DateTime<Utc>, dry_run: bool) -> Fut<'_, NoticesPurged> {
+        fut(async move {
+            let mut tx = self.pool.begin().await?;
+            let purged = if dry_run {
+                let count = |from: &'static str| format!("select count(*) {from}");
+                let notices: i64 =
+                    sqlx::query_scalar(&count(OLD_NOTICES)).bind(before).fetch_one(&mut *tx).await?;
+                let messages: i64 =
+                    sqlx::query_scalar(&count(OLD_NOTICE_MESSAGES)).bind(before).fetch_one(&mut *tx).await?;
+                NoticesPurged { notices: notices as u64, messages: messages as u64 }
+            } else {
+                let delete = |from: &'static str| format!("delete {from}");
+                let notices = sqlx::query(&delete(OLD_NOTICES)).bind(before).execute(&mut *tx).await?;
+                let messages = sqlx::query(&delete(OLD_NOTICE_MESSAGES)).bind(before).execute(&mut *tx).await?;
+                NoticesPurged { notices: notices.rows_affected(), messages: messages.rows_affected() }
+            };
+            tx.commit().await?;
+            Ok(purged)
         })
     }
 }

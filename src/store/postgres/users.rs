@@ -171,6 +171,20 @@ impl Users for PgStore {
         })
     }
 
+    fn purge_audit(&self, before: DateTime<Utc>, dry_run: bool) -> Fut<'_, u64> {
+        fut(async move {
+            if dry_run {
+                let n: i64 = sqlx::query_scalar("select count(*) from staff_audit where at < $1")
+                    .bind(before)
+                    .fetch_one(&self.pool)
+                    .await?;
+                return Ok(n as u64);
+            }
+            let done = sqlx::query("delete from staff_audit where at < $1").bind(before).execute(&self.pool).await?;
+            Ok(done.rows_affected())
+        })
+    }
+
     fn audit<'a>(&'a self, e: &'a AuditEntry) -> Fut<'a, ()> {
         fut(async move {
             sqlx::query("insert into staff_audit (at, actor, action, target, address) values ($1, $2, $3, $4, $5)")

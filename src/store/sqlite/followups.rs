@@ -7,7 +7,7 @@ use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params};
 use super::{SqliteStore, parse_sqlite_time, sqlite_time};
 use crate::store::followups::{ENGINE, item};
 use crate::store::{
-    Act, Acted, Change, ChangeKind, Followup, Followups, Fut, ListQuery, NewAlert, Notice, NoticeMessage, Reason,
+    Act, Acted, Change, ChangeKind, Followup, Followups, Fut, ListQuery, NewAlert, Notice, NoticeMessage, NoticesPurged, Reason,
     StatusFilter, StoreError,
 };
 use crate::types::Severity;
@@ -242,6 +242,31 @@ fn notify_urgent(conn: &mut Connection, n: &Notice, messages: &[NoticeMessage]) 
     Ok(true)
 }
 
+/// The notices of closed items sent before the cut-off.
+const OLD_NOTICES: &str = "from urgent_notices where sent_at < ?1
+     and followup_id in (select followup_id from followups where status = 'closed')";
+/// The notices' messages (no patient, no number) made before the cut-off and out of hand.
+const OLD_NOTICE_MESSAGES: &str = "from outbox where patient_id is null and number_id is null
+     and created_at < ?1 and status not in ('pending', 'sending')";
+
+fn purge_notices(conn: &mut Connection, before: DateTime<Utc>, dry_run: bool) -> Result<NoticesPurged, StoreError> {
+    let cut = sqlite_time(before);
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let count = |from: &str| -> Result<u64, StoreError> {
+        Ok(tx.query_row(&format!("select count(*) {from}"), [&cut], |r| r.get::<_, i64>(0))? as u64)
+    };
+    let purged = if dry_run {
+        NoticesPurged { notices: count(OLD_NOTICES)?, messages: count(OLD_NOTICE_MESSAGES)? }
+    } else {
+        NoticesPurged {
+            notices: tx.execute(&format!("delete {OLD_NOTICES}"), [&cut])? as u64,
+            messages: tx.execute(&format!("delete {OLD_NOTICE_MESSAGES}"), [&cut])? as u64,
+        }
+    };
+    tx.commit()?;
+    Ok(purged)
+}
+
 impl Followups for SqliteStore {
     fn list<'a>(&'a self, q: &'a ListQuery) -> Fut<'a, Vec<Followup>> {
         let q = q.clone();
@@ -278,5 +303,9 @@ impl Followups for SqliteStore {
 
     fn notices(&self, followup_id: i64) -> Fut<'_, Vec<Notice>> {
         self.read(move |c| notices(c, followup_id))
+    }
+
+    fn purge_notices(&self, before: DateTime<Utc>, dry_run: bool) -> Fut<'_, NoticesPurged> {
+        self.write(move |c| purge_notices(c, before, dry_run))
     }
 }

@@ -189,6 +189,19 @@ impl Users for SqliteStore {
         })
     }
 
+    fn purge_audit(&self, before: DateTime<Utc>, dry_run: bool) -> Fut<'_, u64> {
+        self.write(move |c| {
+            let cut = sqlite_time(before);
+            let n = if dry_run {
+                c.prepare_cached("select count(*) from staff_audit where at < ?1")?
+                    .query_row([&cut], |r| r.get::<_, i64>(0))? as usize
+            } else {
+                c.prepare_cached("delete from staff_audit where at < ?1")?.execute([&cut])?
+            };
+            Ok(n as u64)
+        })
+    }
+
     fn audit<'a>(&'a self, entry: &'a AuditEntry) -> Fut<'a, ()> {
         let entry = entry.clone();
         self.write(move |c| audit(c, &entry))
