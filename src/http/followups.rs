@@ -329,12 +329,13 @@ pub(super) async fn patient_calls(
         return Err(unknown_patient(&id));
     }
     let calls = store.calls().of_patient(&id, CALLS_MAX).await.map_err(Error::internal)?;
+    let ids: Vec<i64> = calls.iter().map(|c| c.call_id).collect();
+    let mut details = store.calls().details(&ids, false).await.map_err(Error::internal)?;
     let mut out = Vec::with_capacity(calls.len());
     for c in calls {
-        let answers = store.calls().answers(c.call_id).await.map_err(Error::internal)?;
-        let alerts = store.calls().alerts(c.call_id).await.map_err(Error::internal)?;
+        let d = details.remove(&c.call_id).unwrap_or_default();
         let answers: serde_json::Map<String, Value> =
-            answers.into_iter().map(|a| (a.name, Value::String(a.value.to_string()))).collect();
+            d.answers.into_iter().map(|a| (a.name, Value::String(a.value.to_string()))).collect();
         out.push(json!({
             "id": c.call_id,
             "call_sid": c.call_sid.as_str(),
@@ -346,7 +347,7 @@ pub(super) async fn patient_calls(
             "duration": c.duration,
             "started_at": time(c.started_at),
             "answers": answers,
-            "alerts": alerts,
+            "alerts": d.alerts,
         }));
     }
     Ok(axum::Json(json!({ "patient_id": id, "calls": out })).into_response())

@@ -1,5 +1,7 @@
 //! Calls, their turns, answers and alerts; jobs created by hand.
 
+use std::collections::HashMap;
+
 use chrono::{DateTime, Utc};
 
 use crate::flow::{CallState, Value};
@@ -260,6 +262,26 @@ pub trait Calls {
     /// The call's turns in order: (state, response as stored: TwiML, or sealed when the turn
     /// held a processing number).
     fn steps(&self, call_id: i64) -> Fut<'_, Vec<(String, String)>>;
+    /// The answers, alerts and (with `steps`) turns of several calls at once, as [`answers`],
+    /// [`alerts`] and [`steps`] give each call's: a patient's page and the staff API read all
+    /// of a patient's calls in a fixed number of queries, however many calls. A call with none
+    /// of them is absent.
+    ///
+    /// [`answers`]: Calls::answers
+    /// [`alerts`]: Calls::alerts
+    /// [`steps`]: Calls::steps
+    fn details<'a>(&'a self, call_ids: &'a [i64], steps: bool) -> Fut<'a, HashMap<i64, CallDetails>>;
+}
+
+/// What [`Calls::details`] reads of one call.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct CallDetails {
+    /// By name.
+    pub answers: Vec<Answer>,
+    /// The alerts' reasons as stored, in the order raised.
+    pub alerts: Vec<String>,
+    /// The turns in order: (state, response as stored).
+    pub steps: Vec<(String, String)>,
 }
 
 #[cfg(test)]

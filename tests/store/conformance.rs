@@ -27,6 +27,7 @@ on_both_backends! {
     with_store: a_patient_id_given_twice_in_one_import_keeps_its_last_row;
     with_store: a_job_is_created_planned_and_read_back;
     with_store: the_first_turn_creates_the_call_and_stores_its_state_event_answers_and_alerts;
+    with_store: the_details_of_several_calls_read_at_once_are_each_calls_own;
     with_store: the_next_turn_advances_the_call_and_answers_are_upserted_by_name;
     with_store: answers_keep_their_types;
     with_store: an_answer_named_twice_in_one_turn_is_stored_once_with_its_last_value;
@@ -341,6 +342,41 @@ async fn the_first_turn_creates_the_call_and_stores_its_state_event_answers_and_
         vec![Answer { name: "temperature".into(), value: Value::Number { raw: 365, scale: 1 } }]
     );
     assert_eq!(store.calls().alerts(call.call_id).await.unwrap(), vec!["health_check".to_string()]);
+}
+
+async fn the_details_of_several_calls_read_at_once_are_each_calls_own(store: Store) {
+    store.patients().upsert(&patient("p1", "+819012345678")).await.unwrap();
+    let first = TurnWrite {
+        answers: vec![
+            ("temperature".into(), Value::Number { raw: 365, scale: 1 }),
+            ("breathless".into(), Value::text("yes")),
+        ],
+        alerts: vec![
+            NewAlert::flow("spo2_low", ivr::types::Severity::Urgent),
+            NewAlert::flow("breathless", ivr::types::Severity::Urgent),
+        ],
+        ..write("<Response><Say>first</Say></Response>")
+    };
+    store.calls().turn("CA1", 0, Some(new_call("CA1").into()), engine(first)).await.unwrap();
+    store.calls().turn("CA1", 1, None, engine(write("<Response><Say>second</Say></Response>"))).await.unwrap();
+    store.calls().turn("CA2", 0, Some(new_call("CA2").into()), engine(write("other"))).await.unwrap();
+    let one = store.calls().get("CA1").await.unwrap().unwrap().call_id;
+    let two = store.calls().get("CA2").await.unwrap().unwrap().call_id;
+
+    let all = store.calls().details(&[one, two, one + two + 1000], true).await.unwrap();
+    assert_eq!(all.len(), 2, "a call that does not exist is absent");
+    for id in [one, two] {
+        let d = &all[&id];
+        assert_eq!(d.answers, store.calls().answers(id).await.unwrap());
+        assert_eq!(d.alerts, store.calls().alerts(id).await.unwrap());
+        assert_eq!(d.steps, store.calls().steps(id).await.unwrap());
+    }
+    assert_eq!(all[&one].alerts, ["spo2_low", "breathless"], "in the order raised");
+    assert_eq!(all[&one].answers.iter().map(|a| a.name.as_str()).collect::<Vec<_>>(), ["breathless", "temperature"]);
+    assert_eq!(all[&one].steps.len(), 2);
+    let without = store.calls().details(&[one], false).await.unwrap();
+    assert!(without[&one].steps.is_empty() && without[&one].answers.len() == 2);
+    assert!(store.calls().details(&[], true).await.unwrap().is_empty());
 }
 
 /// A first turn that records what the store found, and starts the call from it (with the flow

@@ -211,16 +211,15 @@ async fn patient_response(
             },
         ),
     ];
-    let mut calls = Vec::new();
-    for c in store.calls().of_patient(&id, CALLS_SHOWN).await.map_err(fail)? {
-        let answers = store.calls().answers(c.call_id).await.map_err(fail)?;
-        let alerts = store.calls().alerts(c.call_id).await.map_err(fail)?;
-        let hidden = t.say("（処理番号を含むため表示しません）", "(holds a processing number: not shown)");
-        let steps = store
-            .calls()
-            .steps(c.call_id)
-            .await
-            .map_err(fail)?
+    let their_calls = store.calls().of_patient(&id, CALLS_SHOWN).await.map_err(fail)?;
+    let ids: Vec<i64> = their_calls.iter().map(|c| c.call_id).collect();
+    let mut details = store.calls().details(&ids, true).await.map_err(fail)?;
+    let hidden = t.say("（処理番号を含むため表示しません）", "(holds a processing number: not shown)");
+    let mut calls = Vec::with_capacity(their_calls.len());
+    for c in their_calls {
+        let d = details.remove(&c.call_id).unwrap_or_default();
+        let steps = d
+            .steps
             .into_iter()
             .map(|(_, response)| heard(&response).unwrap_or_else(|| hidden.to_string()))
             .filter(|text| !text.is_empty())
@@ -231,11 +230,12 @@ async fn patient_response(
             status: c.status.to_string(),
             direction: c.direction.to_string(),
             incomplete: c.incomplete,
-            answers: answers
+            answers: d
+                .answers
                 .into_iter()
                 .map(|a| (answer_name(t, &a.name), answer_value(t, &a.value.to_string())))
                 .collect(),
-            alerts: alerts.iter().map(|a| stored_alert(t, a)).collect(),
+            alerts: d.alerts.iter().map(|a| stored_alert(t, a)).collect(),
         });
     }
     let mut items = Vec::new();

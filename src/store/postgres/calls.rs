@@ -1,5 +1,7 @@
 //! Calls, their turns, answers and alerts on PostgreSQL.
 
+use std::collections::HashMap;
+
 use sqlx::postgres::PgRow;
 use sqlx::{PgConnection, Row};
 
@@ -10,7 +12,7 @@ use super::patients::{PATIENT_COLUMNS, patient_row, patient_row_at};
 use super::versions::save_flow_version;
 use crate::store::versions::catalogs_json;
 use crate::store::{AfterWrite, TurnStep, after_write, answer_columns, answer_value, fut, last_answers, turn_step};
-use crate::store::{Answer, CallRecord, NewCall, PatientCall, StoreError, TurnFn, TurnResult, TurnWrite};
+use crate::store::{Answer, CallDetails, CallRecord, NewCall, PatientCall, StoreError, TurnFn, TurnResult, TurnWrite};
 use crate::store::{Caller, Create, FirstTurn, Found, Job};
 use crate::store::{Calls, Fut};
 use crate::types::{CallStatus, PatientId};
@@ -406,6 +408,49 @@ impl Calls for PgStore {
                 .bind(call_id)
                 .fetch_one(&self.pool)
                 .await?)
+        })
+    }
+
+    fn details<'a>(&'a self, call_ids: &'a [i64], steps: bool) -> Fut<'a, HashMap<i64, CallDetails>> {
+        fut(async move {
+            let mut out: HashMap<i64, CallDetails> = HashMap::new();
+            if call_ids.is_empty() {
+                return Ok(out);
+            }
+            let rows = sqlx::query(
+                "select call_id, name, kind, value_text, value_raw, value_scale from answers where call_id = any($1)
+                 order by call_id, name collate \"C\"",
+            )
+            .bind(call_ids)
+            .fetch_all(&self.pool)
+            .await?;
+            for r in &rows {
+                let kind: String = r.try_get(2)?;
+                let scale = r.try_get::<Option<i32>, _>(5)?.map(i64::from);
+                let value = answer_value(&kind, r.try_get(3)?, r.try_get(4)?, scale);
+                out.entry(r.try_get(0)?).or_default().answers.push(Answer { name: r.try_get(1)?, value });
+            }
+            let alerts: Vec<(i64, String)> = sqlx::query_as(
+                "select call_id, reason from alerts where call_id = any($1) order by call_id, alert_id",
+            )
+            .bind(call_ids)
+            .fetch_all(&self.pool)
+            .await?;
+            for (id, reason) in alerts {
+                out.entry(id).or_default().alerts.push(reason);
+            }
+            if steps {
+                let turns: Vec<(i64, String, String)> = sqlx::query_as(
+                    "select call_id, state, response from call_events where call_id = any($1) order by call_id, seq",
+                )
+                .bind(call_ids)
+                .fetch_all(&self.pool)
+                .await?;
+                for (id, state, response) in turns {
+                    out.entry(id).or_default().steps.push((state, response));
+                }
+            }
+            Ok(out)
         })
     }
 

@@ -1,5 +1,7 @@
 //! Calls, their turns, answers and alerts on SQLite.
 
+use std::collections::HashMap;
+
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use super::campaign::job;
@@ -10,7 +12,7 @@ use super::versions::save_flow_version;
 use super::{NOW, SqliteStore};
 use crate::store::versions::catalogs_json;
 use crate::store::{AfterWrite, TurnStep, after_write, answer_columns, answer_value, last_answers, turn_step};
-use crate::store::{Answer, CallRecord, NewCall, PatientCall, StoreError, TurnFn, TurnResult, TurnWrite};
+use crate::store::{Answer, CallDetails, CallRecord, NewCall, PatientCall, StoreError, TurnFn, TurnResult, TurnWrite};
 use crate::store::{Caller, Create, FirstTurn, Found};
 use crate::store::{Calls, Fut};
 use crate::types::CallStatus;
@@ -95,6 +97,41 @@ pub(super) fn steps(conn: &mut Connection, call_id: i64) -> Result<Vec<(String, 
     let mut st = conn.prepare_cached("select state, response from call_events where call_id = ?1 order by seq")?;
     let rows = st.query_map([call_id], |r| Ok((r.get(0)?, r.get(1)?)))?;
     Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// The answers, alerts and turns of several calls, three queries in all.
+pub(super) fn details(conn: &mut Connection, ids: &[i64], with_steps: bool) -> Result<HashMap<i64, CallDetails>, StoreError> {
+    let mut out: HashMap<i64, CallDetails> = HashMap::new();
+    if ids.is_empty() {
+        return Ok(out);
+    }
+    let marks = vec!["?"; ids.len()].join(", ");
+    let ids = rusqlite::params_from_iter(ids.iter());
+    let mut st = conn.prepare(&format!(
+        "select call_id, name, kind, value_text, value_raw, value_scale from answers where call_id in ({marks})
+         order by call_id, name"
+    ))?;
+    let mut rows = st.query(ids.clone())?;
+    while let Some(r) = rows.next()? {
+        let value = answer_value(&r.get::<_, String>(2)?, r.get(3)?, r.get(4)?, r.get(5)?);
+        out.entry(r.get(0)?).or_default().answers.push(Answer { name: r.get(1)?, value });
+    }
+    let mut st =
+        conn.prepare(&format!("select call_id, reason from alerts where call_id in ({marks}) order by call_id, alert_id"))?;
+    let mut rows = st.query(ids.clone())?;
+    while let Some(r) = rows.next()? {
+        out.entry(r.get(0)?).or_default().alerts.push(r.get(1)?);
+    }
+    if with_steps {
+        let mut st = conn.prepare(&format!(
+            "select call_id, state, response from call_events where call_id in ({marks}) order by call_id, seq"
+        ))?;
+        let mut rows = st.query(ids)?;
+        while let Some(r) = rows.next()? {
+            out.entry(r.get(0)?).or_default().steps.push((r.get(1)?, r.get(2)?));
+        }
+    }
+    Ok(out)
 }
 
 /// Alert reasons for a patient.
@@ -330,5 +367,10 @@ impl Calls for SqliteStore {
 
     fn steps(&self, call_id: i64) -> Fut<'_, Vec<(String, String)>> {
         self.read(move |c| steps(c, call_id))
+    }
+
+    fn details<'a>(&'a self, call_ids: &'a [i64], steps: bool) -> Fut<'a, HashMap<i64, CallDetails>> {
+        let ids = call_ids.to_vec();
+        self.read(move |c| details(c, &ids, steps))
     }
 }
