@@ -26,6 +26,7 @@ mod simulator;
 mod slow_clients;
 mod staff;
 mod staff_pages;
+mod staff_security;
 mod transfer;
 mod twilio_client;
 mod twilio_contract;

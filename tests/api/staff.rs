@@ -24,7 +24,10 @@ async fn every_page_and_action_refuses_an_anonymous_request() {
     let page = Page::new(&app.addr);
     for path in PAGES {
         let a = page.get(path).await;
-        assert_eq!((a.status, a.location.as_deref()), (303, Some("/ui/login")), "GET {path}");
+        // Signing in leads back to the page asked for (the queue needs no `next`).
+        let back: String = url::form_urlencoded::byte_serialize(path.as_bytes()).collect();
+        let to = if path == "/ui/" { "/ui/login".to_string() } else { format!("/ui/login?next={back}") };
+        assert_eq!((a.status, a.location.as_deref()), (303, Some(to.as_str())), "GET {path}");
     }
     for path in ACTIONS {
         let a = page.post(path, &[("csrf", "x"), ("password", "a new password 123"), ("language", "en")]).await;

@@ -1,13 +1,22 @@
 //! Screenshots of each staff page in Japanese and English, at a phone's width and a desk's,
 //! for docs/health-centre.md: `IVR_TEST_SCREENSHOTS=docs/screenshots cargo test --test browser
 //! screenshots`. Without the variable the test does nothing (it would rewrite the docs).
+//!
+//! The patient shown had a real call: the dialer's request to the built-in carrier simulator,
+//! which plays the patient (low SpO2, uses the contact app) through signed webhooks as a carrier
+//! does; the processing number it was sent by SMS is then verified as the contact app's server
+//! does. So the patient's page shows the answers, the steps as heard and the number's story.
+
+use std::time::Duration;
 
 use chrono::Utc;
+use ivr::carrier::twilio::{CallRequest, TwilioClient};
 use ivr::scheduler::clock::Clock;
 use ivr::store::{Act, Action, AuditEntry, NewAlert};
 use ivr::types::{Role, Scopes, Severity};
+use secrecy::SecretString;
 
-use crate::common::app::{settings, spawn_app_at, sqlite_url};
+use crate::common::app::{TestApp, settings, spawn_app_at, sqlite_url};
 use crate::common::browser::Browser;
 use crate::common::staff::{PASSWORD, add_user};
 
@@ -20,7 +29,10 @@ async fn screenshots_of_each_page_in_both_languages() {
     std::fs::create_dir_all(&out).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let mut s = settings(&sqlite_url(dir.path()));
+    // The server's own address is its public URL: the simulator signs its webhooks for it.
     s.server.public_url = None;
+    s.carrier.auth_token = Some(SecretString::from(SIM_TOKEN));
+    s.carrier.simulator_speed = 0.0;
     let app = spawn_app_at(s, dir, Clock::System).await;
     add_user(&app.store, "abe", Role::Admin).await;
     add_user(&app.store, "sato", Role::Nurse).await;
@@ -37,7 +49,8 @@ async fn screenshots_of_each_page_in_both_languages() {
     }
     // The queue as a morning's calls leave it: an urgent item claimed by sato, two waiting.
     for (id, name, phone) in [
-        ("P001", "山田 花子", "+819012345678"),
+        // A mobile number ending 9: the simulator answers with SpO2 91 and uses the app.
+        ("P001", "山田 花子", "+819012345679"),
         ("P002", "鈴木 一郎", "+819087654321"),
         ("P003", "佐藤 美咲", "+81312345678"),
     ] {
@@ -49,10 +62,10 @@ async fn screenshots_of_each_page_in_both_languages() {
     let earlier = Utc::now() - chrono::Duration::minutes(95);
     let followups = app.store.followups();
     followups.raise("P003", &NewAlert::flow("no_response", Severity::Normal), earlier).await.unwrap();
-    followups.raise("P001", &NewAlert::flow("health_check", Severity::Urgent), earlier).await.unwrap();
+    daily_call(&app, "P001").await;
     let hung = ivr::types::Alert::new(ivr::types::AlertKind::HungUp, "hung up");
     followups.raise("P002", &NewAlert::engine(&hung), Utc::now() - chrono::Duration::minutes(20)).await.unwrap();
-    let item = followups.open_for("P001").await.unwrap().unwrap().followup_id;
+    let item = followups.open_for("P001").await.unwrap().expect("the call's urgent item").followup_id;
     let claim = Act { action: Action::Claim, by: "sato".into(), version: None, at: Utc::now() };
     followups.act(item, &claim).await.unwrap();
     app.store
@@ -90,6 +103,52 @@ async fn screenshots_of_each_page_in_both_languages() {
         }
         b.close().await;
     }
+}
+
+const SIM_TOKEN: &str = "screenshots-token-0123456789abcdef";
+
+/// The daily health check placed to `patient` as the dialer places it: through the carrier
+/// simulator's REST API, which then plays the call against the server with signed webhooks.
+/// Waits for the call's end and its SMS's delivery, then verifies the number it carried as the
+/// contact app's server does.
+async fn daily_call(app: &TestApp, patient: &str) {
+    let sim = app.state.simulator.clone().expect("the simulator is the carrier");
+    let phone = app.store.patients().get(patient).await.unwrap().expect("the patient").phone.to_string();
+    let job = app.store.campaign().create_job(patient, "daily-health-check").await.unwrap();
+    let twilio =
+        TwilioClient::new(&format!("{}/simulator", app.addr), &ivr::carrier::simulator::account_sid(), SIM_TOKEN.into())
+            .unwrap();
+    let req = CallRequest::new(&phone, "+815000000000", format!("{}/twilio/voice?job={job}", app.addr))
+        .with_status_callback(format!("{}/twilio/status", app.addr));
+    let sid = twilio.create_call(&req).await.expect("the simulator places the call").sid;
+    let mut sms = None;
+    for _ in 0..600 {
+        let ended = sim.call(sid.as_str()).is_some_and(|c| c.status.is_final());
+        sms = sim.messages().into_iter().find(|m| m.to == phone && m.status == "delivered");
+        if ended && sms.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let sms = sms.expect("the processing number was sent by SMS and delivered");
+    let number: String = sms
+        .body
+        .split("処理番号は")
+        .nth(1)
+        .and_then(|rest| rest.split("です").next())
+        .expect("the number in the SMS")
+        .chars()
+        .filter(char::is_ascii_digit)
+        .collect();
+    let token = app.add_token("contact-app-server", "verify").await;
+    let verified = reqwest::Client::new()
+        .post(format!("{}/api/v1/processing-numbers/verify", app.addr))
+        .bearer_auth(token)
+        .json(&serde_json::json!({ "number": number }))
+        .send()
+        .await
+        .unwrap();
+    assert!(verified.status().is_success(), "{}", verified.text().await.unwrap());
 }
 
 /// A screenshot of the whole page (the window made as tall as the page), as `NAME.png`.

@@ -92,6 +92,12 @@ async fn page_headers(req: Request, next: Next) -> Response {
     resp
 }
 
+/// `path` when it is one of these pages (a path under `/ui/`, not another site's address): the
+/// only places a form's or a link's `back`/`next` may send the browser.
+pub(super) fn local_page(path: &str) -> Option<&str> {
+    (path.starts_with("/ui/") && !path.contains("//") && !path.contains('\\')).then_some(path)
+}
+
 /// The value of cookie `name` in the request, if any.
 fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers
@@ -155,7 +161,12 @@ impl FromRequestParts<AppState> for Staff {
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
         let reading = parts.method == Method::GET || parts.method == Method::HEAD;
         let id = cookie(&parts.headers, SESSION_COOKIE);
-        let refused = |expired: bool| if reading { PageError::SignIn { expired } } else { PageError::Anonymous };
+        // A page read without a session comes back to itself after signing in (the link of an
+        // urgent notice to a patient's page); the queue is where signing in leads anyway.
+        let back = parts.uri.path_and_query().map(|p| p.as_str()).filter(|p| *p != "/ui/").and_then(local_page);
+        let back = back.map(str::to_string);
+        let refused =
+            |expired: bool| if reading { PageError::SignIn { expired, back: back.clone() } } else { PageError::Anonymous };
         let Some(id) = id else { return Err(refused(false)) };
         let now = state.campaign.clock.now();
         match staff::session(&state.store, &state.staff.rules, id, now).await {
@@ -200,7 +211,7 @@ fn csrf_field(body: &[u8]) -> Option<String> {
 #[derive(Debug)]
 pub enum PageError {
     /// A page read without a live session: to the sign-in page (saying why if it expired).
-    SignIn { expired: bool },
+    SignIn { expired: bool, back: Option<String> },
     /// An action without a live session.
     Anonymous,
     /// A role below what the page or action needs.
@@ -230,9 +241,14 @@ impl IntoResponse for PageError {
     fn into_response(self) -> Response {
         let self_kind = if matches!(self, PageError::Anonymous) { Kind::Anonymous } else { Kind::Other };
         let (status, language, heading, body) = match self {
-            PageError::SignIn { expired } => {
-                let to = if expired { "/ui/login?expired=1" } else { "/ui/login" };
-                return Redirect::to(to).into_response();
+            PageError::SignIn { expired, back } => {
+                let mut to = String::from(if expired { "/ui/login?expired=1" } else { "/ui/login" });
+                if let Some(back) = back {
+                    let next: String = url::form_urlencoded::byte_serialize(back.as_bytes()).collect();
+                    to.push_str(if expired { "&next=" } else { "?next=" });
+                    to.push_str(&next);
+                }
+                return Redirect::to(&to).into_response();
             }
             PageError::Anonymous => (StatusCode::FORBIDDEN, UiLanguage::Ja, "forbidden", "sign_in"),
             PageError::Forbidden(l) => (StatusCode::FORBIDDEN, l, "forbidden", "forbidden"),

@@ -111,6 +111,8 @@ struct Login {
     notice: Option<&'static str>,
     error: Option<&'static str>,
     other_lang: &'static str,
+    /// The page to go to once signed in (a page of these), or empty: the queue.
+    next: String,
 }
 
 #[derive(Deserialize)]
@@ -118,6 +120,12 @@ struct LoginQuery {
     lang: Option<String>,
     expired: Option<String>,
     bye: Option<String>,
+    next: Option<String>,
+}
+
+/// Where signing in leads: the page asked for, if it is one of these, else the queue.
+fn after_sign_in(next: Option<&str>) -> &str {
+    next.and_then(super::local_page).unwrap_or("/ui/")
 }
 
 fn page_language(lang: Option<&str>) -> UiLanguage {
@@ -132,13 +140,15 @@ fn login_form(
     name: &str,
     notice: Option<&'static str>,
     error: Option<&'static str>,
+    next: Option<&str>,
 ) -> Response {
     let t = i18n::text(language);
     let token = hex::encode(rand::random::<[u8; 16]>());
     let other_lang = if language == UiLanguage::Ja { "en" } else { "ja" };
     let mut frame = Frame::anonymous();
     frame.csrf = token.clone();
-    let page = Login { t, frame, name: name.chars().take(64).collect(), notice, error, other_lang };
+    let next = next.and_then(super::local_page).unwrap_or("").to_string();
+    let page = Login { t, frame, name: name.chars().take(64).collect(), notice, error, other_lang, next };
     let mut resp = (status, html(&page)).into_response();
     resp.headers_mut().append(header::SET_COOKIE, state.staff.cookie(LOGIN_COOKIE, Some(&token)));
     resp
@@ -149,7 +159,7 @@ async fn login_page(State(state): State<AppState>, headers: HeaderMap, Query(q):
     if let Some(id) = cookie(&headers, SESSION_COOKIE) {
         let now = state.campaign.clock.now();
         if let Ok(Some(_)) = staff::session(&state.store, &state.staff.rules, id, now).await {
-            return Redirect::to("/ui/").into_response();
+            return Redirect::to(after_sign_in(q.next.as_deref())).into_response();
         }
     }
     let language = page_language(q.lang.as_deref());
@@ -161,7 +171,7 @@ async fn login_page(State(state): State<AppState>, headers: HeaderMap, Query(q):
     } else {
         None
     };
-    login_form(&state, StatusCode::OK, language, "", notice, None)
+    login_form(&state, StatusCode::OK, language, "", notice, None, q.next.as_deref())
 }
 
 #[derive(Deserialize)]
@@ -173,6 +183,7 @@ struct LoginFields {
     #[serde(default)]
     password: String,
     lang: Option<String>,
+    next: Option<String>,
 }
 
 async fn login(State(state): State<AppState>, request: axum::extract::Request) -> Response {
@@ -199,7 +210,7 @@ async fn login(State(state): State<AppState>, request: axum::extract::Request) -
     match staff::sign_in(&state.store, &state.staff.throttle, &state.staff.rules, &name, &password, &address, now).await
     {
         Ok(signed_in) => {
-            let mut resp = Redirect::to("/ui/").into_response();
+            let mut resp = Redirect::to(after_sign_in(fields.next.as_deref())).into_response();
             let h = resp.headers_mut();
             h.append(
                 header::SET_COOKIE,
@@ -209,10 +220,11 @@ async fn login(State(state): State<AppState>, request: axum::extract::Request) -
             resp
         }
         Err(SignInError::Refused) => {
-            login_form(&state, StatusCode::UNAUTHORIZED, language, &name, None, Some(t.login_failed))
+            login_form(&state, StatusCode::UNAUTHORIZED, language, &name, None, Some(t.login_failed), fields.next.as_deref())
         }
         Err(SignInError::Throttled) => {
-            login_form(&state, StatusCode::TOO_MANY_REQUESTS, language, &name, None, Some(t.login_throttled))
+            let next = fields.next.as_deref();
+            login_form(&state, StatusCode::TOO_MANY_REQUESTS, language, &name, None, Some(t.login_throttled), next)
         }
         Err(SignInError::Store(e)) => PageError::internal(language, e).into_response(),
     }
@@ -259,8 +271,7 @@ async fn language(
         .map_err(|e| PageError::internal(staff.user.language, e))?;
     staff.audit(&state, "set_language", language.as_str()).await?;
     // Back to the page it was switched on, if it is one of these pages.
-    let back = form.back.filter(|b| b.starts_with("/ui/") && !b.contains("//") && !b.contains('\\'));
-    Ok(Redirect::to(back.as_deref().unwrap_or("/ui/")).into_response())
+    Ok(Redirect::to(form.back.as_deref().and_then(super::local_page).unwrap_or("/ui/")).into_response())
 }
 
 // ---------------------------------------------------------------------------------------------
