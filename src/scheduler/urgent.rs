@@ -105,7 +105,8 @@ pub fn patient_link(item: &Followup, public_url: &str) -> String {
 /// the link to the patient's page. Nothing else of the patient's health.
 pub fn notice_text(item: &Followup, public_url: &str, escalation: bool) -> String {
     let (ja, en) = kind_in_words(item);
-    let (again_ja, again_en) = if escalation { ("（未対応のため再通知）", " (unclaimed: told again)") } else { ("", "") };
+    let (again_ja, again_en) =
+        if escalation { ("（未対応のため再通知）", " (unclaimed: told again)") } else { ("", "") };
     format!(
         "【至急】要フォロー{again_ja}: 患者 {id} {ja}。 Urgent follow-up{again_en}: patient {id}, {en}. {link}",
         id = item.patient_id.as_str(),

@@ -97,6 +97,8 @@ async fn screenshots_of_each_page_in_both_languages() {
                 ("audit", "/ui/audit"),
             ] {
                 b.goto(&format!("{}{path}", app.addr)).await;
+                // The steps of each call as the patient heard them, opened.
+                b.client.execute("document.querySelectorAll('details').forEach(d => d.open = true)", vec![]).await.unwrap();
                 shot(&b, &out, &format!("{page}-{lang}-{size}"), width, height).await;
             }
             b.click("form[action='/ui/logout'] button").await;
@@ -115,9 +117,12 @@ async fn daily_call(app: &TestApp, patient: &str) {
     let sim = app.state.simulator.clone().expect("the simulator is the carrier");
     let phone = app.store.patients().get(patient).await.unwrap().expect("the patient").phone.to_string();
     let job = app.store.campaign().create_job(patient, "daily-health-check").await.unwrap();
-    let twilio =
-        TwilioClient::new(&format!("{}/simulator", app.addr), &ivr::carrier::simulator::account_sid(), SIM_TOKEN.into())
-            .unwrap();
+    let twilio = TwilioClient::new(
+        &format!("{}/simulator", app.addr),
+        &ivr::carrier::simulator::account_sid(),
+        SIM_TOKEN.to_string(),
+    )
+    .unwrap();
     let req = CallRequest::new(&phone, "+815000000000", format!("{}/twilio/voice?job={job}", app.addr))
         .with_status_callback(format!("{}/twilio/status", app.addr));
     let sid = twilio.create_call(&req).await.expect("the simulator places the call").sid;

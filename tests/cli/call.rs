@@ -114,7 +114,9 @@ fn graph_prints_a_mermaid_flowchart() {
     assert!(text.contains("-.->|\"give up\"|"));
     // The [transfer] key: a node, reached from every question (the identity question, s1, too)
     // and never from a say or an action, with where it leads.
-    assert!(text.contains("    transfer{{\"transfer<br/><i>key 0 at any question: the centre's phone rings 20 s</i>\"}}\n"));
+    assert!(
+        text.contains("    transfer{{\"transfer<br/><i>key 0 at any question: the centre's phone rings 20 s</i>\"}}\n")
+    );
     assert!(text.contains("    s1 -.->|\"key 0\"| transfer\n"), "{text}");
     assert!(!text.contains("    s0 -.->|\"key 0\"| transfer\n"), "the greeting is no question");
     let questions = text.lines().filter(|l| l.ends_with("-.->|\"key 0\"| transfer")).count();

@@ -218,7 +218,10 @@ fn ivr_patients_purge_empties_what_is_kept_of_care_that_ended_long_ago_once_and_
     assert!(lines[0].starts_with("would empty 1 patient(s) whose care ended before "), "{stdout}");
     assert!(lines[0].ends_with(": 0 call(s), 0 answer(s), 0 message(s), 1 number(s)"), "{stdout}");
     assert!(lines[1].starts_with("would delete 0 staff audit row(s) from before "), "{stdout}");
-    assert!(lines[2].starts_with("would delete 0 urgent notice(s) of closed items and 0 notice message(s)"), "{stdout}");
+    assert!(
+        lines[2].starts_with("would delete 0 urgent notice(s) of closed items and 0 notice message(s)"),
+        "{stdout}"
+    );
     assert_eq!(lines[3], "nothing was changed (--dry-run)");
     let (_, stdout, _) = cli.ivr(&["patients", "purge"]);
     assert!(stdout.starts_with("emptied 1 patient(s)") && stdout.lines().next().unwrap().ends_with("1 number(s)"));

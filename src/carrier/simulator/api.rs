@@ -417,8 +417,11 @@ async fn list_messages(
                 .map_err(|_| bad(20001, format!("Invalid DateSent '{t}'")))?,
         ),
     };
-    let messages =
-        sim.messages().into_iter().filter(|m| addressed(&form, &m.to, &m.from)).filter(|m| since.is_none_or(|t| m.at >= t));
+    let messages = sim
+        .messages()
+        .into_iter()
+        .filter(|m| addressed(&form, &m.to, &m.from))
+        .filter(|m| since.is_none_or(|t| m.at >= t));
     Ok(page("Messages", "messages", messages, page_size, message_json))
 }
 

@@ -165,8 +165,9 @@ impl FromRequestParts<AppState> for Staff {
         // urgent notice to a patient's page); the queue is where signing in leads anyway.
         let back = parts.uri.path_and_query().map(|p| p.as_str()).filter(|p| *p != "/ui/").and_then(local_page);
         let back = back.map(str::to_string);
-        let refused =
-            |expired: bool| if reading { PageError::SignIn { expired, back: back.clone() } } else { PageError::Anonymous };
+        let refused = |expired: bool| {
+            if reading { PageError::SignIn { expired, back: back.clone() } } else { PageError::Anonymous }
+        };
         let Some(id) = id else { return Err(refused(false)) };
         let now = state.campaign.clock.now();
         match staff::session(&state.store, &state.staff.rules, id, now).await {

@@ -219,9 +219,15 @@ async fn login(State(state): State<AppState>, request: axum::extract::Request) -
             h.append(header::SET_COOKIE, state.staff.cookie(LOGIN_COOKIE, None));
             resp
         }
-        Err(SignInError::Refused) => {
-            login_form(&state, StatusCode::UNAUTHORIZED, language, &name, None, Some(t.login_failed), fields.next.as_deref())
-        }
+        Err(SignInError::Refused) => login_form(
+            &state,
+            StatusCode::UNAUTHORIZED,
+            language,
+            &name,
+            None,
+            Some(t.login_failed),
+            fields.next.as_deref(),
+        ),
         Err(SignInError::Throttled) => {
             let next = fields.next.as_deref();
             login_form(&state, StatusCode::TOO_MANY_REQUESTS, language, &name, None, Some(t.login_throttled), next)

@@ -60,8 +60,11 @@ fn answer_name(t: &Text, name: &str) -> String {
 
 fn answer_value(t: &Text, value: &str) -> String {
     match value {
-        "true" => t.say("はい", "yes").to_string(),
-        "false" => t.say("いいえ", "no").to_string(),
+        "true" | "yes" => t.say("はい", "yes").to_string(),
+        "false" | "no" => t.say("いいえ", "no").to_string(),
+        "better" => t.say("良くなった", "better").to_string(),
+        "same" => t.say("変わらない", "the same").to_string(),
+        "worse" => t.say("悪くなった", "worse").to_string(),
         "confirmed" => t.say("確認済み", "confirmed").to_string(),
         other => other.to_string(),
     }

@@ -430,12 +430,11 @@ impl Calls for PgStore {
                 let value = answer_value(&kind, r.try_get(3)?, r.try_get(4)?, scale);
                 out.entry(r.try_get(0)?).or_default().answers.push(Answer { name: r.try_get(1)?, value });
             }
-            let alerts: Vec<(i64, String)> = sqlx::query_as(
-                "select call_id, reason from alerts where call_id = any($1) order by call_id, alert_id",
-            )
-            .bind(call_ids)
-            .fetch_all(&self.pool)
-            .await?;
+            let alerts: Vec<(i64, String)> =
+                sqlx::query_as("select call_id, reason from alerts where call_id = any($1) order by call_id, alert_id")
+                    .bind(call_ids)
+                    .fetch_all(&self.pool)
+                    .await?;
             for (id, reason) in alerts {
                 out.entry(id).or_default().alerts.push(reason);
             }

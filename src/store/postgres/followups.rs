@@ -11,8 +11,8 @@ use super::PgStore;
 use crate::store::followups::{ENGINE, decide, item};
 use crate::store::fut;
 use crate::store::{
-    Act, Acted, Change, ChangeKind, Followup, Followups, Fut, ListQuery, NewAlert, Notice, NoticeMessage, NoticesPurged, Reason,
-    StatusFilter, StoreError,
+    Act, Acted, Change, ChangeKind, Followup, Followups, Fut, ListQuery, NewAlert, Notice, NoticeMessage,
+    NoticesPurged, Reason, StatusFilter, StoreError,
 };
 use crate::types::Severity;
 
@@ -345,8 +345,7 @@ impl Followups for PgStore {
             let mut tx = self.pool.begin().await?;
             let purged = if dry_run {
                 let count = |from: &'static str| format!("select count(*) {from}");
-                let notices: i64 =
-                    sqlx::query_scalar(&count(OLD_NOTICES)).bind(before).fetch_one(&mut *tx).await?;
+                let notices: i64 = sqlx::query_scalar(&count(OLD_NOTICES)).bind(before).fetch_one(&mut *tx).await?;
                 let messages: i64 =
                     sqlx::query_scalar(&count(OLD_NOTICE_MESSAGES)).bind(before).fetch_one(&mut *tx).await?;
                 NoticesPurged { notices: notices as u64, messages: messages as u64 }

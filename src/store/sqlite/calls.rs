@@ -100,7 +100,11 @@ pub(super) fn steps(conn: &mut Connection, call_id: i64) -> Result<Vec<(String, 
 }
 
 /// The answers, alerts and turns of several calls, three queries in all.
-pub(super) fn details(conn: &mut Connection, ids: &[i64], with_steps: bool) -> Result<HashMap<i64, CallDetails>, StoreError> {
+pub(super) fn details(
+    conn: &mut Connection,
+    ids: &[i64],
+    with_steps: bool,
+) -> Result<HashMap<i64, CallDetails>, StoreError> {
     let mut out: HashMap<i64, CallDetails> = HashMap::new();
     if ids.is_empty() {
         return Ok(out);
@@ -116,8 +120,9 @@ pub(super) fn details(conn: &mut Connection, ids: &[i64], with_steps: bool) -> R
         let value = answer_value(&r.get::<_, String>(2)?, r.get(3)?, r.get(4)?, r.get(5)?);
         out.entry(r.get(0)?).or_default().answers.push(Answer { name: r.get(1)?, value });
     }
-    let mut st =
-        conn.prepare(&format!("select call_id, reason from alerts where call_id in ({marks}) order by call_id, alert_id"))?;
+    let mut st = conn.prepare(&format!(
+        "select call_id, reason from alerts where call_id in ({marks}) order by call_id, alert_id"
+    ))?;
     let mut rows = st.query(ids.clone())?;
     while let Some(r) = rows.next()? {
         out.entry(r.get(0)?).or_default().alerts.push(r.get(1)?);

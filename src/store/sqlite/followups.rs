@@ -7,8 +7,8 @@ use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params};
 use super::{SqliteStore, parse_sqlite_time, sqlite_time};
 use crate::store::followups::{ENGINE, item};
 use crate::store::{
-    Act, Acted, Change, ChangeKind, Followup, Followups, Fut, ListQuery, NewAlert, Notice, NoticeMessage, NoticesPurged, Reason,
-    StatusFilter, StoreError,
+    Act, Acted, Change, ChangeKind, Followup, Followups, Fut, ListQuery, NewAlert, Notice, NoticeMessage,
+    NoticesPurged, Reason, StatusFilter, StoreError,
 };
 use crate::types::Severity;
 
