@@ -51,7 +51,7 @@ fn actions(item: i64) -> Vec<(String, Vec<(&'static str, &'static str)>, Role)> 
         ),
         ("/ui/users/kato/disable".into(), vec![], Role::Admin),
         ("/ui/users/kato/password".into(), vec![("password", "another long password")], Role::Admin),
-        ("/ui/tokens".into(), vec![("name", "tool"), ("scope", "staff")], Role::Admin),
+        ("/ui/tokens".into(), vec![("name", "tool"), ("scope", "read")], Role::Admin),
         ("/ui/tokens/contact-app/revoke".into(), vec![], Role::Admin),
         ("/ui/language".into(), vec![("language", "en")], Role::Viewer),
         ("/ui/logout".into(), vec![], Role::Viewer),
@@ -292,4 +292,76 @@ async fn passwords_and_session_ids_never_reach_the_logs() {
     }
     let added = format!("{}{}", String::from_utf8_lossy(&added.stdout), String::from_utf8_lossy(&added.stderr));
     assert!(!added.contains(PASSWORD), "ivr users add printed the password");
+}
+
+/// The newest row of the audit log: (actor, action, target).
+async fn last_row(app: &TestApp) -> (String, String, String) {
+    let row = app.store.users().audit_rows(1).await.unwrap().remove(0);
+    (row.actor, row.action, row.target)
+}
+
+/// The `seen` field of a patient's edit form.
+fn seen_of(body: &str) -> String {
+    let at = body.find("name=\"seen\" value=\"").expect("an edit form");
+    let rest = &body[at + "name=\"seen\" value=\"".len()..];
+    rest[..rest.find('"').unwrap()].replace("&#34;", "\"").replace("&quot;", "\"").replace("&amp;", "&")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_view_of_a_patient_and_each_action_leaves_its_audit_row() {
+    // 10:30 in Tokyo on a Monday: inside the calling hours, so "call now" plans a call.
+    let clock = Clock::manual("2026-12-07T01:30:00Z".parse().unwrap());
+    let (app, item) = app(clock.clone()).await;
+    let abe = signed_in(&app, "abe").await;
+    for (path, action, target) in [
+        ("/ui/", "view_queue", "active"),
+        ("/ui/patients", "view_patients", ""),
+        ("/ui/patients/P001", "view_patient", "P001"),
+        ("/ui/tokens", "view_tokens", ""),
+        ("/ui/audit", "view_audit", ""),
+        ("/ui/audit.csv", "export_audit", ""),
+    ] {
+        assert_eq!(abe.get(path).await.status, 200, "GET {path}");
+        let (actor, done, on) = last_row(&app).await;
+        assert_eq!((actor.as_str(), done.as_str()), ("abe", action), "GET {path}");
+        assert!(on.starts_with(target), "GET {path}: {on}");
+    }
+    let edit_seen = seen_of(&abe.get("/ui/patients/P001").await.body);
+    let steps: Vec<(String, Vec<(&str, &str)>, &str, &str)> = vec![
+        (format!("/ui/followups/{item}/claim"), vec![], "followup_claim", "followup"),
+        (format!("/ui/followups/{item}/release"), vec![], "followup_release", "followup"),
+        (format!("/ui/followups/{item}/close"), vec![("outcome", "visited"), ("note", "訪問")], "followup_close", "followup"),
+        (format!("/ui/followups/{item}/claim"), vec![], "followup_refused", "followup"),
+        ("/ui/patients/P001/issue".into(), vec![("send", "none"), ("consent", "yes")], "issue_number", "P001"),
+        ("/ui/patients/P001/call".into(), vec![], "call_now", "P001"),
+        (
+            "/ui/patients/P001/edit".into(),
+            vec![("phone", "+819011112222"), ("email", ""), ("language", "ja-JP"), ("slot", ""), ("seen", &edit_seen)],
+            "edit_patient",
+            "P001",
+        ),
+        (
+            "/ui/users".into(),
+            vec![("name", "tanaka"), ("role", "viewer"), ("language", "ja"), ("password", "a long password 1")],
+            "add_user",
+            "tanaka",
+        ),
+        ("/ui/users/kato/password".into(), vec![("password", "another long password")], "reset_password", "kato"),
+        ("/ui/users/kato/disable".into(), vec![], "disable_user", "kato"),
+        ("/ui/tokens".into(), vec![("name", "tool"), ("scope", "read")], "add_token", "tool"),
+        ("/ui/tokens/tool/revoke".into(), vec![], "revoke_token", "tool"),
+        ("/ui/language".into(), vec![("language", "en")], "set_language", "en"),
+        ("/ui/logout".into(), vec![], "logout", ""),
+    ];
+    for (path, form, action, target) in steps {
+        let before = app.store.users().audit_rows(10_000).await.unwrap().len();
+        let a = abe.submit("/ui/patients/P001", &path, &form).await;
+        assert!(matches!(a.status, 200 | 303 | 409), "POST {path}: {} {}", a.status, a.body);
+        let rows = app.store.users().audit_rows(10_000).await.unwrap();
+        let new = &rows[..rows.len() - before];
+        let found = new.iter().any(|r| {
+            r.action == action && r.actor == "abe" && r.target.contains(target) && r.address == "127.0.0.1"
+        });
+        assert!(found, "POST {path}: no {action} row in {new:?}");
+    }
 }

@@ -463,6 +463,7 @@ async fn call_now(
             patient_response(&state, &staff, &id, forms, StatusCode::OK).await
         }
         other => {
+            staff.audit(&state, "call_now_refused", &id).await?;
             let when = other.map(|at| at.with_timezone(&tz).format("%H:%M").to_string());
             forms.call_error = Some(match when {
                 Some(w) => format!(
