@@ -208,7 +208,7 @@ async fn every_page_and_action_above_a_role_is_refused_to_it_and_changes_nothing
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_page_asked_for_before_signing_in_is_where_signing_in_leads_and_never_another_site() {
     let (app, _) = app(Clock::System).await;
-    let mut page = Page::new(&app.addr);
+    let page = Page::new(&app.addr);
     let a = page.get("/ui/patients/P001").await;
     assert_eq!(a.location.as_deref(), Some("/ui/login?next=%2Fui%2Fpatients%2FP001"));
     let form = page.get("/ui/login?next=%2Fui%2Fpatients%2FP001").await;
