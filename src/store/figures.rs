@@ -201,6 +201,18 @@ pub fn assemble(span: Span, rows: Vec<(Option<String>, Counted)>) -> Result<Span
     Ok(SpanFigures { span, areas, total })
 }
 
+/// The statement a back end (`sqlite` or `postgres`) counts one span with, for its plan
+/// (`EXPLAIN`, in the benchmark and docs/performance.md). Its parameters: the first and last
+/// day (`YYYY-MM-DD`), the span's first instant and the next span's, the app question's and the
+/// consent's answer names, and the value of a yes.
+pub fn statement(backend: &str) -> Option<&'static str> {
+    match backend {
+        "sqlite" => Some(super::sqlite::figures::FIGURES_SQL),
+        "postgres" => Some(super::postgres::figures::FIGURES_SQL),
+        _ => None,
+    }
+}
+
 /// The figures' operations (`store.figures()`).
 pub trait Figures {
     /// The figures of each span, in the order given.

@@ -14,7 +14,7 @@
 
 mod calls;
 mod campaign;
-mod figures;
+pub(crate) mod figures;
 mod followups;
 mod numbers;
 mod outbox;
