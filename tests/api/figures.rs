@@ -53,7 +53,8 @@ async fn the_figures_page_shows_each_areas_figures_and_bubbles_of_a_known_week()
     assert_eq!(row(b, "period-table", "地区未設定"), expect(["0", "0", "0", "0", "0", "1", "0", "1", "0", "—", "0.0%"]));
     assert_eq!(row(b, "period-table", "合計"), expect(["6", "5", "4", "3", "3", "2", "1", "6", "4", "100.0%", "66.7%"]));
     // By week: Tuesday to Sunday, then Monday with nothing.
-    assert!(b.contains("2026-12-01 – 2026-12-06") && b.contains(">2026-12-07</td>"), "{b}");
+    assert!(b.contains(">2026-12-01</span> – <span class=\"nowrap\">2026-12-06</span></td>"), "{b}");
+    assert!(b.contains(">2026-12-07</span></td>"), "{b}");
     // One bubble per area with both rates; the area with no new patient is named beside the chart.
     assert_eq!(b.matches("<circle ").count(), 2);
     assert!(b.contains("data-area=\"north\" data-issued=\"3\" data-issuance=\"75.0%\" data-registration=\"100.0%\""));

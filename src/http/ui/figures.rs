@@ -66,7 +66,9 @@ struct Shown {
 
 /// A row of a figures table: its span, its area (or the total), and its cells by column.
 struct Row {
-    span: String,
+    /// The span's first day, and its last when it is another.
+    first: String,
+    last: Option<String>,
     area: String,
     total: bool,
     cells: Vec<(&'static str, String)>,
@@ -153,13 +155,11 @@ fn span_label(s: &SpanFigures) -> String {
 
 /// Each area's row of a span, then its total's.
 fn rows(t: &Text, s: &SpanFigures) -> Vec<Row> {
-    let span = span_label(s);
-    let mut out: Vec<Row> = s
-        .areas
-        .iter()
-        .map(|a| Row { span: span.clone(), area: area_name(t, a.area.as_deref()), total: false, cells: cells(t, &a.counts) })
-        .collect();
-    out.push(Row { span, area: t.say("合計", "Total").to_string(), total: true, cells: cells(t, &s.total) });
+    let first = s.span.first.to_string();
+    let last = (s.span.last != s.span.first).then(|| s.span.last.to_string());
+    let row = |area: String, total: bool, c: &Counts| Row { first: first.clone(), last: last.clone(), area, total, cells: cells(t, c) };
+    let mut out: Vec<Row> = s.areas.iter().map(|a| row(area_name(t, a.area.as_deref()), false, &a.counts)).collect();
+    out.push(row(t.say("合計", "Total").to_string(), true, &s.total));
     out
 }
 
