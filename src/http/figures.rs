@@ -4,7 +4,8 @@
 //!
 //! A request names its first and last day (`from`, `to`, `YYYY-MM-DD`, local days of
 //! `scheduler.timezone`, both included, at most [`MAX_DAYS`] days) and how they are grouped
-//! (`by`: `day`, `week` or `period`). The read is written to the staff audit log first.
+//! (`by`: `day`, `week` or `period`). The API's defaults: `to` today, `from` six days before
+//! `to`, `by` the whole period. The read is written to the staff audit log first.
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -58,7 +59,7 @@ impl Problem {
     pub fn message(self, field: Field) -> String {
         let f = field.as_str();
         match self {
-            Problem::Missing => format!("{f} is required: a date, YYYY-MM-DD"),
+            Problem::Missing => format!("{f} is empty: give a date, YYYY-MM-DD, or leave {f} out"),
             Problem::NotADate => format!("{f} is not a date written YYYY-MM-DD"),
             Problem::BeforeFrom => "to is before from".to_string(),
             Problem::TooLong => format!("from and to are at most {MAX_DAYS} days apart, both included"),
@@ -173,7 +174,15 @@ pub(super) async fn figures(
     client: Client<scope::Read>,
     Query(p): Query<FiguresParams>,
 ) -> Result<Response, Error> {
-    let choice = check(p.from.as_deref(), p.to.as_deref(), p.by.as_deref(), FiguresBy::Period).map_err(|errors| {
+    // Left out: `to` is today, `from` six days before `to` (the last seven days).
+    let tz = app.turns.issuer.tz;
+    let today = app.campaign.clock.now().with_timezone(&tz).date_naive();
+    let to = p.to.unwrap_or_else(|| today.to_string());
+    let from = p.from.unwrap_or_else(|| {
+        let last = NaiveDate::parse_from_str(to.trim(), "%Y-%m-%d").unwrap_or(today);
+        (last - chrono::Days::new(6)).to_string()
+    });
+    let choice = check(Some(&from), Some(&to), p.by.as_deref(), FiguresBy::Period).map_err(|errors| {
         let (field, problem) = errors[0];
         Error::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_field", Some(field.as_str()), problem.message(field))
     })?;
@@ -186,7 +195,6 @@ pub(super) async fn figures(
         address: client.address.clone(),
     };
     app.store.users().audit(&entry).await.map_err(Error::internal)?;
-    let tz = app.turns.issuer.tz;
     let figures = app.store.figures().figures(&choice.spans(tz)).await.map_err(Error::internal)?;
     let spans: Vec<Value> = figures.iter().map(span_json).collect();
     Ok(axum::Json(json!({

@@ -140,8 +140,12 @@ async fn the_api_gives_the_figures_per_span_and_names_a_bad_field() {
     assert_eq!((none["area"].is_null(), none["issuance_rate"].is_null()), (true, true));
     assert_eq!(spans[1]["total"]["registration_rate"], Value::Null);
 
-    let (status, v) = get(format!("{}/api/v1/figures?from=2026-12-01", app.addr), read.clone()).await;
+    let (status, v) = get(format!("{}/api/v1/figures?from=2026-12-01&to=12/07", app.addr), read.clone()).await;
     assert_eq!((status, v["field"].as_str(), v["error"].as_str()), (422, Some("to"), Some("invalid_field")));
+    // Without days: the last seven, today's included.
+    let (status, v) = get(format!("{}/api/v1/figures", app.addr), read.clone()).await;
+    let today = chrono::Utc::now().with_timezone(&chrono_tz::Asia::Tokyo).date_naive();
+    assert_eq!((status, v["to"].as_str(), v["by"].as_str()), (200, Some(today.to_string().as_str()), Some("period")));
     let (status, v) = get(format!("{}/api/v1/figures?{WEEK}&by=month", app.addr), read.clone()).await;
     assert_eq!((status, v["field"].as_str()), (422, Some("by")));
     let (status, _) = get(format!("{}/api/v1/figures?{WEEK}", app.addr), verify).await;

@@ -1024,10 +1024,11 @@ async fn staff_cases(spec: &Value, app: &App, staff: &str, app_only: &str, seen:
             .read_by_get()
             .token(app_only)
             .example("forbidden"),
-        Case::new("figures, no last day", FIGURES, &figures("from=2026-12-01"), 422)
+        Case::new("figures, the last seven days", FIGURES, FIGURES, 200).read_by_get().token(staff),
+        Case::new("figures, an empty first day", FIGURES, &figures("from=&to=2026-12-07"), 422)
             .read_by_get()
             .token(staff)
-            .example("missing_to"),
+            .example("empty_from"),
         Case::new("figures, not a date", FIGURES, &figures("from=2026-12-32&to=2026-12-07"), 422)
             .read_by_get()
             .token(staff)
