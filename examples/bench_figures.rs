@@ -278,11 +278,8 @@ async fn measure(store: &str, server: Server, args: &Args) -> Result<Vec<String>
         for i in 0..=args.requests {
             let started = Instant::now();
             let req = client.get(format!("{base}{path}"));
-            let req = if page {
-                req.header("cookie", format!("ivr_session={session}"))
-            } else {
-                req.bearer_auth(TOKEN)
-            };
+            let req =
+                if page { req.header("cookie", format!("ivr_session={session}")) } else { req.bearer_auth(TOKEN) };
             let resp = req.send().await?;
             let status = resp.status();
             let body = resp.text().await?;

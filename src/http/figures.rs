@@ -214,24 +214,26 @@ mod tests {
     #[test]
     fn a_request_is_checked_field_by_field() {
         let ok = check(Some("2026-12-01"), Some("2026-12-07"), None, FiguresBy::Period).unwrap();
-        assert_eq!((ok.first.to_string(), ok.last.to_string(), ok.by), ("2026-12-01".into(), "2026-12-07".into(), FiguresBy::Period));
-        assert_eq!(check(None, Some("x"), Some("month"), FiguresBy::Day).unwrap_err(), [
-            (Field::From, Problem::Missing),
-            (Field::To, Problem::NotADate),
-            (Field::By, Problem::UnknownBy)
-        ]);
-        assert_eq!(check(Some("2026-12-07"), Some("2026-12-01"), None, FiguresBy::Day).unwrap_err(), [(
-            Field::To,
-            Problem::BeforeFrom
-        )]);
-        assert_eq!(check(Some("2026-1-5"), Some("2026-02-30"), None, FiguresBy::Day).unwrap_err(), [
-            (Field::From, Problem::NotADate),
-            (Field::To, Problem::NotADate)
-        ]);
-        assert_eq!(check(Some("2025-01-01"), Some("2026-01-02"), None, FiguresBy::Day).unwrap_err(), [(
-            Field::To,
-            Problem::TooLong
-        )]);
+        assert_eq!(
+            (ok.first.to_string(), ok.last.to_string(), ok.by),
+            ("2026-12-01".into(), "2026-12-07".into(), FiguresBy::Period)
+        );
+        assert_eq!(
+            check(None, Some("x"), Some("month"), FiguresBy::Day).unwrap_err(),
+            [(Field::From, Problem::Missing), (Field::To, Problem::NotADate), (Field::By, Problem::UnknownBy)]
+        );
+        assert_eq!(
+            check(Some("2026-12-07"), Some("2026-12-01"), None, FiguresBy::Day).unwrap_err(),
+            [(Field::To, Problem::BeforeFrom)]
+        );
+        assert_eq!(
+            check(Some("2026-1-5"), Some("2026-02-30"), None, FiguresBy::Day).unwrap_err(),
+            [(Field::From, Problem::NotADate), (Field::To, Problem::NotADate)]
+        );
+        assert_eq!(
+            check(Some("2025-01-01"), Some("2026-01-02"), None, FiguresBy::Day).unwrap_err(),
+            [(Field::To, Problem::TooLong)]
+        );
         assert!(check(Some("2025-01-01"), Some("2025-12-31"), Some("week"), FiguresBy::Day).is_ok());
     }
 

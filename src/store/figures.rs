@@ -261,7 +261,14 @@ mod tests {
 
     #[test]
     fn rates_are_none_when_their_divisor_is_zero() {
-        let c = Counts { new_patients: 8, issued_call: 2, issued_staff: 1, issued_web: 1, verified: 3, ..Counts::default() };
+        let c = Counts {
+            new_patients: 8,
+            issued_call: 2,
+            issued_staff: 1,
+            issued_web: 1,
+            verified: 3,
+            ..Counts::default()
+        };
         assert_eq!(c.issued(), 4);
         assert_eq!(c.issuance_rate(), Some(0.5));
         assert_eq!(c.registration_rate(), Some(0.75));

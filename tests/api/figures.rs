@@ -48,10 +48,22 @@ async fn the_figures_page_shows_each_areas_figures_and_bubbles_of_a_known_week()
     assert!(b.contains("href=\"/ui/figures\" aria-current=\"page\""), "in the navigation");
     // Columns: new, asked, users, consents, calls, staff, web, issued, verified, rates.
     let expect = |v: [&str; 11]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
-    assert_eq!(row(b, "period-table", "north"), expect(["4", "4", "3", "2", "2", "1", "0", "3", "3", "75.0%", "100.0%"]));
-    assert_eq!(row(b, "period-table", "south"), expect(["2", "1", "1", "1", "1", "0", "1", "2", "1", "100.0%", "50.0%"]));
-    assert_eq!(row(b, "period-table", "地区未設定"), expect(["0", "0", "0", "0", "0", "1", "0", "1", "0", "—", "0.0%"]));
-    assert_eq!(row(b, "period-table", "合計"), expect(["6", "5", "4", "3", "3", "2", "1", "6", "4", "100.0%", "66.7%"]));
+    assert_eq!(
+        row(b, "period-table", "north"),
+        expect(["4", "4", "3", "2", "2", "1", "0", "3", "3", "75.0%", "100.0%"])
+    );
+    assert_eq!(
+        row(b, "period-table", "south"),
+        expect(["2", "1", "1", "1", "1", "0", "1", "2", "1", "100.0%", "50.0%"])
+    );
+    assert_eq!(
+        row(b, "period-table", "地区未設定"),
+        expect(["0", "0", "0", "0", "0", "1", "0", "1", "0", "—", "0.0%"])
+    );
+    assert_eq!(
+        row(b, "period-table", "合計"),
+        expect(["6", "5", "4", "3", "3", "2", "1", "6", "4", "100.0%", "66.7%"])
+    );
     // By week: Tuesday to Sunday, then Monday with nothing.
     assert!(b.contains(">2026-12-01</span> – <span class=\"nowrap\">2026-12-06</span></td>"), "{b}");
     assert!(b.contains(">2026-12-07</span></td>"), "{b}");
@@ -105,9 +117,16 @@ async fn the_csv_export_reads_back_with_its_japanese_and_is_audited() {
     let rows: Vec<Vec<String>> = r.records().map(|r| r.unwrap().iter().map(str::to_owned).collect()).collect();
     let areas: Vec<&str> = rows.iter().map(|r| r[2].as_str()).collect();
     assert_eq!(areas, ["north", "south", "地区未設定", "合計"]);
-    assert_eq!(rows[3], ["2026-12-01", "2026-12-07", "合計", "6", "5", "4", "3", "3", "2", "1", "6", "4", "100.0%", "66.7%"]);
+    assert_eq!(
+        rows[3],
+        ["2026-12-01", "2026-12-07", "合計", "6", "5", "4", "3", "3", "2", "1", "6", "4", "100.0%", "66.7%"]
+    );
     let audit = app.store.users().audit_rows(100).await.unwrap();
-    assert!(audit.iter().any(|e| e.actor == "ito" && e.action == "export_figures" && e.target == "2026-12-01 2026-12-07 period"));
+    assert!(
+        audit
+            .iter()
+            .any(|e| e.actor == "ito" && e.action == "export_figures" && e.target == "2026-12-01 2026-12-07 period")
+    );
 
     // In English for a user who reads English, a row per day.
     app.store.users().set_language("ito", UiLanguage::En).await.unwrap();
@@ -167,6 +186,9 @@ async fn a_call_answering_the_app_question_and_consenting_is_counted_as_the_flow
     let v: Value = reqwest::Client::new().get(url).bearer_auth(read).send().await.unwrap().json().await.unwrap();
     let east = &v["spans"][0]["areas"][0];
     assert_eq!(east["area"], "east", "{v}");
-    assert_eq!((east["asked"].as_i64(), east["app_users"].as_i64(), east["consents"].as_i64()), (Some(1), Some(1), Some(1)));
+    assert_eq!(
+        (east["asked"].as_i64(), east["app_users"].as_i64(), east["consents"].as_i64()),
+        (Some(1), Some(1), Some(1))
+    );
     assert_eq!((east["issued"]["call"].as_i64(), east["verified"].as_i64()), (Some(1), Some(0)));
 }

@@ -60,7 +60,14 @@ fn call(sid: &str, patient: &str, at: &str, answers: &[(&str, &str)]) -> String 
 }
 
 /// A number issued to `patient` at `issued` (UTC) from `origin`, verified at `used` if given.
-fn number(hash: &str, patient: &str, origin: &str, issued: &str, used: Option<&str>, reissue_of: Option<&str>) -> String {
+fn number(
+    hash: &str,
+    patient: &str,
+    origin: &str,
+    issued: &str,
+    used: Option<&str>,
+    reissue_of: Option<&str>,
+) -> String {
     let (status, used_at) = match used {
         Some(u) => ("used", format!("'{u}'")),
         None => ("expired", "null".to_string()),

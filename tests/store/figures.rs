@@ -60,7 +60,10 @@ async fn the_figures_of_a_known_history_are_the_ones_worked_out_by_hand(db: Test
     assert_eq!(none, counts([0, 0, 0, 0, 0, 1, 0, 0]));
     assert_eq!((percent(none.issuance_rate()), percent(none.registration_rate())), ("—".into(), "0.0%".into()));
     assert_eq!(w.total, counts([6, 5, 4, 3, 3, 2, 1, 4]));
-    assert_eq!((percent(w.total.issuance_rate()), percent(w.total.registration_rate())), ("100.0%".into(), "66.7%".into()));
+    assert_eq!(
+        (percent(w.total.issuance_rate()), percent(w.total.registration_rate())),
+        ("100.0%".into(), "66.7%".into())
+    );
 
     // Per day: N2's first answer at 00:00 in Tokyo counts on 12-01, S1's at 23:30 on 12-03.
     let days = spans(d("2026-12-01"), d("2026-12-07"), FiguresBy::Day, TOKYO);

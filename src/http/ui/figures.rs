@@ -100,8 +100,57 @@ struct Bubble {
     cx: String,
     cy: String,
     r: String,
+    label_x: String,
     label_y: String,
+    /// `middle`, `start` or `end`: how the label hangs from its point.
+    anchor: &'static str,
     colour: &'static str,
+}
+
+/// The labels' font size, in SVG user units.
+const LABEL_SIZE: f64 = 15.0;
+
+/// The box a label takes (x0, y0, x1, y1) with its baseline at `y`: a Latin letter or digit is
+/// taken as 0.6 of the font size wide, any other character (kana, kanji) as a whole one.
+fn label_box(text: &str, x: f64, y: f64, anchor: &str) -> [f64; 4] {
+    let w: f64 = text.chars().map(|c| if c.is_ascii() { 0.6 } else { 1.0 }).sum::<f64>() * LABEL_SIZE;
+    let x0 = match anchor {
+        "start" => x,
+        "end" => x - w,
+        _ => x - w / 2.0,
+    };
+    [x0, y - LABEL_SIZE, x0 + w, y + 0.3 * LABEL_SIZE]
+}
+
+/// Where a bubble's label goes: above it, below, to its right or to its left, whichever
+/// covers the fewest other bubbles and labels and stays inside the plot (the first of equals).
+fn place_label(
+    text: &str,
+    (cx, cy, r): (f64, f64, f64),
+    circles: &[(f64, f64, f64)],
+    taken: &[[f64; 4]],
+    (left, top, right, bottom): (f64, f64, f64, f64),
+) -> (f64, f64, &'static str) {
+    let candidates = [
+        (cx, cy - r - 6.0, "middle"),
+        (cx, cy + r + LABEL_SIZE + 2.0, "middle"),
+        (cx + r + 5.0, cy + 5.0, "start"),
+        (cx - r - 5.0, cy + 5.0, "end"),
+    ];
+    let cost = |&(x, y, anchor): &(f64, f64, &str)| {
+        let b = label_box(text, x, y, anchor);
+        let hits_circle = |&(ox, oy, or): &(f64, f64, f64)| {
+            let nx = ox.clamp(b[0], b[2]);
+            let ny = oy.clamp(b[1], b[3]);
+            (nx - ox).powi(2) + (ny - oy).powi(2) < or * or
+        };
+        let others = circles.iter().filter(|c| **c != (cx, cy, r) && hits_circle(c)).count();
+        let labels = taken.iter().filter(|t| b[0] < t[2] && t[0] < b[2] && b[1] < t[3] && t[1] < b[3]).count();
+        let outside = b[0] < left || b[2] > right || b[1] < top || b[3] > bottom;
+        others * 2 + labels * 2 + usize::from(outside) * 3
+    };
+    let best = candidates.iter().enumerate().min_by_key(|(i, c)| (cost(c), *i)).map(|(_, c)| *c);
+    best.unwrap_or(candidates[0])
 }
 
 /// The areas' colours, in turn: distinguishable, and dark enough for their labels' outline.
@@ -146,18 +195,20 @@ fn cells(t: &Text, c: &Counts) -> Vec<(&'static str, String)> {
 }
 
 fn span_label(s: &SpanFigures) -> String {
-    if s.span.first == s.span.last {
-        s.span.first.to_string()
-    } else {
-        format!("{} – {}", s.span.first, s.span.last)
-    }
+    if s.span.first == s.span.last { s.span.first.to_string() } else { format!("{} – {}", s.span.first, s.span.last) }
 }
 
 /// Each area's row of a span, then its total's.
 fn rows(t: &Text, s: &SpanFigures) -> Vec<Row> {
     let first = s.span.first.to_string();
     let last = (s.span.last != s.span.first).then(|| s.span.last.to_string());
-    let row = |area: String, total: bool, c: &Counts| Row { first: first.clone(), last: last.clone(), area, total, cells: cells(t, c) };
+    let row = |area: String, total: bool, c: &Counts| Row {
+        first: first.clone(),
+        last: last.clone(),
+        area,
+        total,
+        cells: cells(t, c),
+    };
     let mut out: Vec<Row> = s.areas.iter().map(|a| row(area_name(t, a.area.as_deref()), false, &a.counts)).collect();
     out.push(row(t.say("合計", "Total").to_string(), true, &s.total));
     out
@@ -168,38 +219,44 @@ fn chart(t: &Text, s: &SpanFigures) -> Chart {
     let (width, height) = (720u32, 440u32);
     let (left, top, right, bottom) = (78.0, 24.0, 700.0, 380.0);
     let (plot_w, plot_h) = (right - left, bottom - top);
-    let placed: Vec<_> = s
-        .areas
-        .iter()
-        .filter_map(|a| Some((a, a.counts.issuance_rate()?, a.counts.registration_rate()?)))
-        .collect();
+    let placed: Vec<_> =
+        s.areas.iter().filter_map(|a| Some((a, a.counts.issuance_rate()?, a.counts.registration_rate()?))).collect();
     // The x axis reaches 100 %, or the largest rate rounded up to a quarter.
     let widest = placed.iter().map(|(_, x, _)| *x).fold(1.0_f64, f64::max);
     let x_max = ((widest * 4.0).ceil() * 25.0).max(100.0) as u32;
     let most = placed.iter().map(|(a, _, _)| a.counts.issued()).max().unwrap_or(1).max(1);
-    let bubbles = placed
+    let circles: Vec<(f64, f64, f64)> = placed
         .iter()
-        .enumerate()
-        .map(|(i, (a, x, y))| {
+        .map(|(a, x, y)| {
             let cx = left + plot_w * (x * 100.0 / f64::from(x_max));
             let cy = bottom - plot_h * y.min(1.0);
             // The bubble's area is proportional to the numbers issued.
             let r = 44.0 * (a.counts.issued() as f64 / most as f64).sqrt();
-            let above = cy - r - 8.0;
-            let label_y = if above < top + 14.0 { cy + r + 20.0 } else { above };
-            Bubble {
-                area: area_name(t, a.area.as_deref()),
-                issued: a.counts.issued(),
-                issuance: percent(Some(*x)),
-                registration: percent(Some(*y)),
-                cx: format!("{cx:.1}"),
-                cy: format!("{cy:.1}"),
-                r: format!("{r:.1}"),
-                label_y: format!("{label_y:.1}"),
-                colour: PALETTE[i % PALETTE.len()],
-            }
+            (cx, cy, r)
         })
         .collect();
+    let mut taken: Vec<[f64; 4]> = Vec::new();
+    let mut bubbles = Vec::with_capacity(placed.len());
+    for (i, ((a, x, y), (cx, cy, r))) in placed.iter().zip(&circles).enumerate() {
+        let area = area_name(t, a.area.as_deref());
+        let text = format!("{area} ({})", a.counts.issued());
+        let (label_x, label_y, anchor) =
+            place_label(&text, (*cx, *cy, *r), &circles, &taken, (left, top, right, bottom));
+        taken.push(label_box(&text, label_x, label_y, anchor));
+        bubbles.push(Bubble {
+            area,
+            issued: a.counts.issued(),
+            issuance: percent(Some(*x)),
+            registration: percent(Some(*y)),
+            cx: format!("{cx:.1}"),
+            cy: format!("{cy:.1}"),
+            r: format!("{r:.1}"),
+            label_x: format!("{label_x:.1}"),
+            label_y: format!("{label_y:.1}"),
+            anchor,
+            colour: PALETTE[i % PALETTE.len()],
+        });
+    }
     let unplaced = s
         .areas
         .iter()
@@ -235,13 +292,19 @@ fn problem_text(t: &Text, p: Problem) -> &'static str {
             "日付は 年-月-日 の形で入力してください（例 2026-12-01）。",
             "Enter the date as year-month-day (e.g. 2026-12-01).",
         ),
-        Problem::BeforeFrom => t.say("終了日は開始日と同じか、それより後にしてください。", "The last day cannot be before the first."),
+        Problem::BeforeFrom => {
+            t.say("終了日は開始日と同じか、それより後にしてください。", "The last day cannot be before the first.")
+        }
         Problem::TooLong => t.say("期間は366日までです。", "The period is at most 366 days."),
         Problem::UnknownBy => t.say("集計の単位を選んでください。", "Choose how to group the figures."),
     }
 }
 
-async fn page(State(state): State<AppState>, staff: Staff, Query(q): Query<FiguresQuery>) -> Result<Response, PageError> {
+async fn page(
+    State(state): State<AppState>,
+    staff: Staff,
+    Query(q): Query<FiguresQuery>,
+) -> Result<Response, PageError> {
     let language = staff.user.language;
     let t = i18n::text(language);
     let (from, to, by) = fields(&state, &q);
@@ -355,4 +418,24 @@ async fn csv_export(
     let name = format!("attachment; filename=\"ivr-figures-{}-{}-{}.csv\"", choice.first, choice.last, choice.by);
     Ok(([(header::CONTENT_TYPE, "text/csv; charset=utf-8".to_string()), (header::CONTENT_DISPOSITION, name)], body)
         .into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PLOT: (f64, f64, f64, f64) = (78.0, 24.0, 700.0, 380.0);
+
+    #[test]
+    fn a_label_goes_above_its_bubble_unless_that_covers_another() {
+        let alone = (300.0, 200.0, 20.0);
+        assert_eq!(place_label("北区 (10)", alone, &[alone], &[], PLOT), (300.0, 174.0, "middle"));
+        // A bubble just above: the label goes below.
+        let above = (300.0, 150.0, 30.0);
+        let (_, y, anchor) = place_label("北区 (10)", alone, &[alone, above], &[], PLOT);
+        assert_eq!((y, anchor), (237.0, "middle"));
+        // At the top of the plot: not above it.
+        let high = (300.0, 30.0, 20.0);
+        assert_ne!(place_label("x", high, &[high], &[], PLOT).1, 4.0);
+    }
 }
