@@ -698,6 +698,27 @@ named_enum!(
     }
 );
 
+named_enum!(
+    /// Where a processing number came from, as the store records it (`consent_channel`): a
+    /// patient's consent in a call, a staff member's manual issue (consent confirmed on screen),
+    /// or the patient's web self-report.
+    NumberOrigin, "an origin: call, staff or web" {
+        Call = "call",
+        Staff = "staff",
+        Web = "web",
+    }
+);
+
+named_enum!(
+    /// How the ministry's figures are grouped in time: per day, per week (Monday to Sunday,
+    /// cut at the period's ends), or the whole chosen period at once.
+    FiguresBy, "by: day, week or period" {
+        Day = "day",
+        Week = "week",
+        Period = "period",
+    }
+);
+
 // ---------------------------------------------------------------------------------------------
 // API token scopes
 

@@ -12,6 +12,8 @@
 //!
 //! - The follow-up queue and the roster for staff tools (`read`, `followup`): see
 //!   [`super::followups`].
+//! - `GET /api/v1/figures` (`read`): the ministry's figures per area and span of days: see
+//!   [`super::figures`].
 //!
 //! Bad input is a 4xx with a JSON body naming the field, and changes nothing; every error is a
 //! [`super::Error`].
@@ -35,7 +37,7 @@ use sha2::{Digest, Sha256};
 
 use super::AppState;
 use super::error::{Error, Json, Path};
-use super::followups;
+use super::{figures, followups};
 use crate::issuer::numbers::{self, IssueError, SendBy, VerifyError};
 use crate::store::Verdict;
 use crate::types::{PatientId, Scope, StaffName};
@@ -51,6 +53,7 @@ pub fn router() -> Router<AppState> {
         .route("/api/v1/patients", get(followups::patients))
         .route("/api/v1/patients/{id}", get(followups::patient))
         .route("/api/v1/patients/{id}/calls", get(followups::patient_calls))
+        .route("/api/v1/figures", get(figures::figures))
         // A roster of tens of thousands of patients, where the other routes take a line of JSON.
         .merge(Router::new().route("/api/v1/patients/import", post(import)).layer(DefaultBodyLimit::max(ROSTER_LIMIT)))
 }

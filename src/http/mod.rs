@@ -11,6 +11,7 @@
 pub mod api;
 pub mod deadline;
 pub mod error;
+pub mod figures;
 pub mod followups;
 pub mod ops;
 pub mod twilio;

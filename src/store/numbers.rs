@@ -3,7 +3,7 @@
 use chrono::{DateTime, Utc};
 
 use super::Fut;
-use crate::types::{Alert, AlertKind, Channel, NumberDelivery, PatientId, Scopes};
+use crate::types::{Alert, AlertKind, Channel, NumberDelivery, NumberOrigin, PatientId, Scopes};
 
 /// Who consented to a number being issued.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -90,11 +90,12 @@ pub struct ValidNumber {
 pub const NUMBER_READ_ANSWER: &str = crate::flow::NUMBER_READ;
 
 /// How a consent is stored: (consent_seq, consent_staff, consent_channel), and the actor named
-/// in the audit log.
+/// in the audit log. `consent_channel` is the number's origin ([`NumberOrigin`]), which the
+/// ministry's figures count numbers by.
 pub fn consent_columns(c: &Consent) -> (Option<i64>, Option<&str>, &'static str) {
     match c {
-        Consent::Call { seq } => (Some(*seq), None, "call"),
-        Consent::Staff { name } => (None, Some(name.as_str()), "staff"),
+        Consent::Call { seq } => (Some(*seq), None, NumberOrigin::Call.as_str()),
+        Consent::Staff { name } => (None, Some(name.as_str()), NumberOrigin::Staff.as_str()),
     }
 }
 

@@ -11,6 +11,7 @@ mod common;
 mod cli;
 mod dialer;
 mod email;
+mod figures;
 mod followups;
 mod numbers;
 mod openapi;

@@ -29,6 +29,7 @@ const CLOSE: &str = "/api/v1/followups/{id}/close";
 const PATIENTS: &str = "/api/v1/patients";
 const PATIENT: &str = "/api/v1/patients/{id}";
 const PATIENT_CALLS: &str = "/api/v1/patients/{id}/calls";
+const FIGURES: &str = "/api/v1/figures";
 const HEALTHZ: &str = "/healthz";
 const READYZ: &str = "/readyz";
 const METRICS: &str = "/metrics";
@@ -114,6 +115,7 @@ fn every_route_of_the_api_router_is_documented_with_its_method_and_nothing_else_
             (PATIENTS.to_string(), "get".to_string()),
             (PATIENT.to_string(), "get".to_string()),
             (PATIENT_CALLS.to_string(), "get".to_string()),
+            (FIGURES.to_string(), "get".to_string()),
             (HEALTHZ.to_string(), "get".to_string()),
             (READYZ.to_string(), "get".to_string()),
             (METRICS.to_string(), "get".to_string()),
@@ -902,6 +904,7 @@ async fn every_documented_status_is_one_the_handlers_return_with_the_documented_
         (PATIENTS, PATIENTS.to_string()),
         (PATIENT, "/api/v1/patients/P001".to_string()),
         (PATIENT_CALLS, "/api/v1/patients/P001/calls".to_string()),
+        (FIGURES, "/api/v1/figures?from=2026-12-01&to=2026-12-07".to_string()),
     ] {
         let c = Case::new(&format!("{path}, database fails"), path, &url, 500)
             .read_by_get()
@@ -1009,6 +1012,42 @@ async fn staff_cases(spec: &Value, app: &App, staff: &str, app_only: &str, seen:
             .token(staff)
             .example("bad_limit"),
     ];
+    let figures = |q: &str| format!("{FIGURES}?{q}");
+    cases.extend([
+        Case::new("figures", FIGURES, &figures("from=2026-12-01&to=2026-12-07&by=day"), 200).read_by_get().token(staff),
+        Case::new("figures, unknown parameter", FIGURES, &figures("from=2026-12-01&to=2026-12-07&area=x"), 400)
+            .read_by_get()
+            .token(staff)
+            .example("unknown_parameter"),
+        Case::new("figures, no token", FIGURES, &figures("from=2026-12-01&to=2026-12-07"), 401)
+            .read_by_get()
+            .example("unauthorized"),
+        Case::new("figures, a verify token", FIGURES, &figures("from=2026-12-01&to=2026-12-07"), 403)
+            .read_by_get()
+            .token(app_only)
+            .example("forbidden"),
+        Case::new("figures, the last seven days", FIGURES, FIGURES, 200).read_by_get().token(staff),
+        Case::new("figures, an empty first day", FIGURES, &figures("from=&to=2026-12-07"), 422)
+            .read_by_get()
+            .token(staff)
+            .example("empty_from"),
+        Case::new("figures, not a date", FIGURES, &figures("from=2026-12-32&to=2026-12-07"), 422)
+            .read_by_get()
+            .token(staff)
+            .example("not_a_date"),
+        Case::new("figures, backwards", FIGURES, &figures("from=2026-12-07&to=2026-12-01"), 422)
+            .read_by_get()
+            .token(staff)
+            .example("before_from"),
+        Case::new("figures, too long", FIGURES, &figures("from=2025-01-01&to=2026-12-07"), 422)
+            .read_by_get()
+            .token(staff)
+            .example("too_long"),
+        Case::new("figures, by month", FIGURES, &figures("from=2026-12-01&to=2026-12-07&by=month"), 422)
+            .read_by_get()
+            .token(staff)
+            .example("bad_by"),
+    ]);
     for path in [PATIENT, PATIENT_CALLS] {
         let p = |id: &str| path.replace("{id}", id);
         cases.extend([

@@ -7,6 +7,7 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+mod figures;
 mod queue;
 mod screenshots;
 mod ui;

@@ -157,7 +157,7 @@ async fn daily_call(app: &TestApp, patient: &str) {
 }
 
 /// A screenshot of the whole page (the window made as tall as the page), as `NAME.png`.
-async fn shot(b: &Browser, out: &std::path::Path, name: &str, width: u32, height: u32) {
+pub(crate) async fn shot(b: &Browser, out: &std::path::Path, name: &str, width: u32, height: u32) {
     // The window's own bars take some of its height: added, so the page fits whole.
     let script = "return document.documentElement.scrollHeight + (window.outerHeight - window.innerHeight)";
     let tall = b.client.execute(script, vec![]).await.unwrap();

@@ -8,6 +8,7 @@ pub mod app;
 pub mod browser;
 #[macro_use]
 pub mod db;
+pub mod figures;
 pub mod patients;
 pub mod peers;
 pub mod staff;

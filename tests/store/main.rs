@@ -7,6 +7,7 @@ mod common;
 
 mod campaign;
 mod conformance;
+mod figures;
 mod followups;
 mod personal;
 mod tls;

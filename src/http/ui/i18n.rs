@@ -296,6 +296,8 @@ impl Text {
             "view_tokens" => ("APIトークンの閲覧", "Viewed the API tokens"),
             "add_token" => ("APIトークンの追加", "Added an API token"),
             "revoke_token" => ("APIトークンの失効", "Revoked an API token"),
+            "export_figures" => ("集計のCSV書き出し", "Exported the figures as CSV"),
+            "view_figures" => ("集計の閲覧（API）", "Read the figures (API)"),
             _ => ("", ""),
         };
         if ja { j } else { e }

@@ -12,6 +12,7 @@
 //! Every action, and every view of personal data, leaves a row in the staff audit log
 //! ([`Staff::audit`]).
 
+mod figures;
 pub mod i18n;
 mod pages;
 mod patient;
@@ -70,6 +71,7 @@ pub fn router() -> Router<AppState> {
         .merge(queue::routes())
         .merge(patient::routes())
         .merge(tokens::routes())
+        .merge(figures::routes())
         .layer(middleware::from_fn(page_headers))
 }
 

@@ -14,6 +14,7 @@
 
 mod calls;
 mod campaign;
+pub(crate) mod figures;
 mod followups;
 mod numbers;
 mod outbox;
@@ -46,6 +47,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     (13, "urgent_notices", include_str!("../../../migrations/postgres/0013_urgent_notices.sql")),
     (14, "staff_pages", include_str!("../../../migrations/postgres/0014_staff_pages.sql")),
     (15, "alerts_by_call", include_str!("../../../migrations/postgres/0015_alerts_by_call.sql")),
+    (16, "figures", include_str!("../../../migrations/postgres/0016_figures.sql")),
 ];
 
 /// The advisory lock that instances starting at the same time take in turn to migrate (a key

@@ -11,6 +11,7 @@
 
 mod calls;
 mod campaign;
+pub(crate) mod figures;
 mod followups;
 mod numbers;
 mod outbox;
@@ -47,6 +48,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     (13, "urgent_notices", include_str!("../../../migrations/sqlite/0013_urgent_notices.sql")),
     (14, "staff_pages", include_str!("../../../migrations/sqlite/0014_staff_pages.sql")),
     (15, "alerts_by_call", include_str!("../../../migrations/sqlite/0015_alerts_by_call.sql")),
+    (16, "figures", include_str!("../../../migrations/sqlite/0016_figures.sql")),
 ];
 
 pub(super) const NOW: &str = "strftime('%Y-%m-%dT%H:%M:%fZ', 'now')";
