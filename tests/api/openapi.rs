@@ -1075,7 +1075,9 @@ async fn staff_cases(spec: &Value, app: &App, staff: &str, app_only: &str, seen:
     let claimed = run(
         spec,
         app,
-        Case::new("claim", CLAIM, &url(CLAIM, open), 200).token(staff).json(json!({"version": open_version, "staff": "鈴木"})),
+        Case::new("claim", CLAIM, &url(CLAIM, open), 200)
+            .token(staff)
+            .json(json!({"version": open_version, "staff": "鈴木"})),
         seen,
     )
     .await;

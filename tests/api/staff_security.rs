@@ -330,7 +330,12 @@ async fn each_view_of_a_patient_and_each_action_leaves_its_audit_row() {
     let steps: Vec<(String, Vec<(&str, &str)>, &str, &str)> = vec![
         (format!("/ui/followups/{item}/claim"), vec![], "followup_claim", "followup"),
         (format!("/ui/followups/{item}/release"), vec![], "followup_release", "followup"),
-        (format!("/ui/followups/{item}/close"), vec![("outcome", "visited"), ("note", "訪問")], "followup_close", "followup"),
+        (
+            format!("/ui/followups/{item}/close"),
+            vec![("outcome", "visited"), ("note", "訪問")],
+            "followup_close",
+            "followup",
+        ),
         (format!("/ui/followups/{item}/claim"), vec![], "followup_refused", "followup"),
         ("/ui/patients/P001/issue".into(), vec![("send", "none"), ("consent", "yes")], "issue_number", "P001"),
         ("/ui/patients/P001/call".into(), vec![], "call_now", "P001"),
@@ -359,9 +364,9 @@ async fn each_view_of_a_patient_and_each_action_leaves_its_audit_row() {
         assert!(matches!(a.status, 200 | 303 | 409), "POST {path}: {} {}", a.status, a.body);
         let rows = app.store.users().audit_rows(10_000).await.unwrap();
         let new = &rows[..rows.len() - before];
-        let found = new.iter().any(|r| {
-            r.action == action && r.actor == "abe" && r.target.contains(target) && r.address == "127.0.0.1"
-        });
+        let found = new
+            .iter()
+            .any(|r| r.action == action && r.actor == "abe" && r.target.contains(target) && r.address == "127.0.0.1");
         assert!(found, "POST {path}: no {action} row in {new:?}");
     }
 }

@@ -98,7 +98,10 @@ async fn screenshots_of_each_page_in_both_languages() {
             ] {
                 b.goto(&format!("{}{path}", app.addr)).await;
                 // The steps of each call as the patient heard them, opened.
-                b.client.execute("document.querySelectorAll('details').forEach(d => d.open = true)", vec![]).await.unwrap();
+                b.client
+                    .execute("document.querySelectorAll('details').forEach(d => d.open = true)", vec![])
+                    .await
+                    .unwrap();
                 shot(&b, &out, &format!("{page}-{lang}-{size}"), width, height).await;
             }
             b.click("form[action='/ui/logout'] button").await;
