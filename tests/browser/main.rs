@@ -9,4 +9,5 @@ mod common;
 
 mod queue;
 mod screenshots;
+mod today;
 mod ui;

@@ -11,7 +11,7 @@ use crate::common::app::{settings, spawn_app_at, sqlite_url};
 use crate::common::browser::Browser;
 use crate::common::staff::{PASSWORD, add_user};
 
-const SIZES: [(&str, u32, u32); 2] = [("phone", 390, 844), ("desktop", 1280, 800)];
+pub(crate) const SIZES: [(&str, u32, u32); 2] = [("phone", 390, 844), ("desktop", 1280, 800)];
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn screenshots_of_each_page_in_both_languages() {
@@ -93,7 +93,7 @@ async fn screenshots_of_each_page_in_both_languages() {
 }
 
 /// A screenshot of the whole page (the window made as tall as the page), as `NAME.png`.
-async fn shot(b: &Browser, out: &std::path::Path, name: &str, width: u32, height: u32) {
+pub(crate) async fn shot(b: &Browser, out: &std::path::Path, name: &str, width: u32, height: u32) {
     // The window's own bars take some of its height: added, so the page fits whole.
     let script = "return document.documentElement.scrollHeight + (window.outerHeight - window.innerHeight)";
     let tall = b.client.execute(script, vec![]).await.unwrap();
