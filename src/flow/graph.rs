@@ -115,6 +115,8 @@ pub mod size {
     pub const MARGIN: f64 = 16.0;
     /// Width given to a placeholder point of a long edge.
     pub const POINT_WIDTH: f64 = 14.0;
+    /// Room right of a question's box for its transfer arrow and label.
+    pub const STUB: f64 = 100.0;
 }
 
 /// A box in the layout.
@@ -142,17 +144,20 @@ pub struct Route {
     /// The edge's index in [`edges`].
     pub edge: usize,
     pub points: Vec<(f64, f64)>,
+    /// The middle of its label; for a loop on one state, the label's left end.
     pub label_at: (f64, f64),
     /// The edge leads back up (to an earlier layer, or to its own state).
     pub back: bool,
 }
 
-/// A flow laid out in layers, the start at the top.
+/// A flow laid out in layers, the start at the top. The transfer key, which leaves every
+/// question for the same place, is a short arrow to the right of each question's box rather
+/// than an edge across the whole diagram.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Layout {
     pub width: f64,
     pub height: f64,
-    /// The states in file order, then the transfer's box when the flow has one.
+    /// The states in file order.
     pub boxes: Vec<Placed>,
     pub routes: Vec<Route>,
     pub edges: Vec<Edge>,
@@ -164,23 +169,25 @@ pub fn text_width(text: &str, font_px: f64) -> f64 {
 }
 
 /// Lays the flow out. `label` gives each box's two lines (for their width): the state's name
-/// and kind, or the transfer's words.
+/// and kind.
 pub fn layout(flow: &Flow, label: impl Fn(Node) -> (String, String)) -> Layout {
     let edges = edges(flow);
-    let n_states = flow.states.len();
-    let has_transfer = edges.iter().any(|e| e.to == Node::Transfer);
-    let n = n_states + usize::from(has_transfer);
+    let n = flow.states.len();
+    let stubbed: Vec<bool> = (0..n).map(|i| edges.iter().any(|e| e.from == i && e.to == Node::Transfer)).collect();
+    // Transfer edges are drawn as stubs: `n` stands for their end, outside every layer.
     let index = |node: Node| match node {
         Node::State(i) => i,
-        Node::Transfer => n_states,
+        Node::Transfer => n,
     };
-    let node_of = |i: usize| if i < n_states { Node::State(i) } else { Node::Transfer };
+    let node_of = Node::State;
 
     // 1. Edges leading back (found by a depth-first walk from the start, then from every state
     //    not reached) are turned round; self-loops are left out of the layering.
     let mut adjacency: Vec<Vec<(usize, usize)>> = vec![Vec::new(); n];
     for (k, e) in edges.iter().enumerate() {
-        adjacency[e.from].push((index(e.to), k));
+        if e.to != Node::Transfer {
+            adjacency[e.from].push((index(e.to), k));
+        }
     }
     let mut state = vec![0u8; n]; // 0 new, 1 on the walk's path, 2 done
     let mut back = vec![false; edges.len()];
@@ -216,7 +223,7 @@ pub fn layout(flow: &Flow, label: impl Fn(Node) -> (String, String)) -> Layout {
     let down: Vec<(usize, usize, usize)> = edges
         .iter()
         .enumerate()
-        .filter(|(_, e)| e.from != index(e.to))
+        .filter(|(_, e)| e.to != Node::Transfer && e.from != index(e.to))
         .map(|(k, e)| if back[k] { (index(e.to), e.from, k) } else { (e.from, index(e.to), k) })
         .collect();
 
@@ -310,15 +317,15 @@ pub fn layout(flow: &Flow, label: impl Fn(Node) -> (String, String)) -> Layout {
 
     // 5. Coordinates: widths from the labels; each layer packed, then each vertex pulled
     //    towards the mean of its neighbours without overlapping, a few times over.
-    let width: Vec<f64> = (0..total)
+    let box_width: Vec<f64> = (0..n)
         .map(|v| {
-            if v < n {
-                let (a, b) = label(node_of(v));
-                text_width(&a, 14.0).max(text_width(&b, 12.0)) + 24.0
-            } else {
-                size::POINT_WIDTH
-            }
+            let (a, b) = label(node_of(v));
+            text_width(&a, 14.0).max(text_width(&b, 12.0)) + 24.0
         })
+        .collect();
+    // The room each vertex takes in its layer: its box and its transfer stub, or a point.
+    let width: Vec<f64> = (0..total)
+        .map(|v| if v < n { box_width[v] + if stubbed[v] { size::STUB } else { 0.0 } } else { size::POINT_WIDTH })
         .collect();
     let mut x = vec![0.0f64; total]; // centres
     for row in &rows {
@@ -389,11 +396,13 @@ pub fn layout(flow: &Flow, label: impl Fn(Node) -> (String, String)) -> Layout {
             node: node_of(v),
             x: x[v] - width[v] / 2.0,
             y: top(vlayer[v]),
-            w: width[v],
+            w: box_width[v],
             h: size::BOX_HEIGHT,
             layer: vlayer[v],
         })
         .collect();
+    // Where edges meet a vertex: the middle of its box, or the point.
+    let mid = |v: usize| if v < n { boxes[v].center_x() } else { x[v] };
 
     // 6. Routes: from the source's bottom to the target's top through the placeholders; an
     //    edge turned round is drawn from its real source back up; a self-loop beside its box.
@@ -401,7 +410,7 @@ pub fn layout(flow: &Flow, label: impl Fn(Node) -> (String, String)) -> Layout {
     for (k, chain) in chains {
         let mut points: Vec<(f64, f64)> = Vec::new();
         for (i, &v) in chain.iter().enumerate() {
-            let (cx, y) = (x[v], top(vlayer[v]));
+            let (cx, y) = (mid(v), top(vlayer[v]));
             if v < n {
                 let y = if i == 0 { y + size::BOX_HEIGHT } else { y };
                 points.push((cx, y));
@@ -419,11 +428,18 @@ pub fn layout(flow: &Flow, label: impl Fn(Node) -> (String, String)) -> Layout {
         routes.push(Route { edge: k, points, label_at, back: back[k] });
     }
     for (k, e) in edges.iter().enumerate() {
-        if e.from == index(e.to) {
+        if e.to == Node::Transfer {
             let b = &boxes[e.from];
-            let (r, mid) = (b.x + b.w, b.y + b.h / 2.0);
-            let points = vec![(r, mid - 10.0), (r + 26.0, mid - 10.0), (r + 26.0, mid + 10.0), (r, mid + 10.0)];
-            routes.push(Route { edge: k, points, label_at: (r + 30.0, mid), back: true });
+            let (r, y) = (b.x + b.w, b.y + b.h / 2.0);
+            let points = vec![(r, y), (r + size::STUB - 12.0, y)];
+            routes.push(Route { edge: k, points, label_at: (r + (size::STUB - 12.0) / 2.0, y - 11.0), back: false });
+        } else if e.from == index(e.to) {
+            // A loop over the box's top right corner, clear of the transfer's stub.
+            let b = &boxes[e.from];
+            let (r, top) = (b.x + b.w, b.y);
+            let points = vec![(r - 12.0, top), (r - 12.0, top - 16.0), (r + 16.0, top - 16.0), (r + 16.0, top + 10.0), (r, top + 10.0)];
+            // Its label starts right of the loop (`label_at` is the label's left end here).
+            routes.push(Route { edge: k, points, label_at: (r + 20.0, top - 10.0), back: true });
         }
     }
     routes.sort_by_key(|r| r.edge);
@@ -454,7 +470,7 @@ mod tests {
     fn every_state_gets_one_box_and_every_transition_one_route() {
         let flow = shipped();
         let l = layout(&flow, names(&flow));
-        assert_eq!(l.boxes.len(), flow.states.len() + 1, "the states and the transfer");
+        assert_eq!(l.boxes.len(), flow.states.len(), "a box per state");
         assert_eq!(l.routes.len(), l.edges.len());
         assert!(l.edges.iter().any(|e| e.kind == EdgeKind::GiveUp));
         assert!(l.edges.iter().any(|e| e.kind == EdgeKind::Transfer));
@@ -467,10 +483,7 @@ mod tests {
         assert_eq!(l.boxes[flow.start].layer, 0);
         for r in l.routes.iter().filter(|r| !r.back) {
             let e = &l.edges[r.edge];
-            let to = match e.to {
-                Node::State(i) => i,
-                Node::Transfer => flow.states.len(),
-            };
+            let Node::State(to) = e.to else { continue };
             assert!(l.boxes[to].layer > l.boxes[e.from].layer, "{} → {:?}", flow.states[e.from].name, e.to);
         }
     }

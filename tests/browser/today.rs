@@ -218,15 +218,16 @@ async fn the_flow_pages_list_the_versions_the_calls_ran_on_and_draw_every_state(
         let calls = version.find(Locator::Css("td[data-what='calls']")).await.unwrap().text().await.unwrap();
         assert_eq!(calls, mine[0].calls.to_string());
         assert!(version.text().await.unwrap().contains(if lang == "ja" { "使用中" } else { "Served now" }));
-        // The diagram: one box per state, and the transfer's.
+        // The diagram: one box per state, a transfer arrow at each question.
         let mut boxes = BTreeSet::new();
         for g in b.client.find_all(Locator::Css("svg.flow-diagram g.state")).await.unwrap() {
             boxes.insert(g.attr("data-state").await.unwrap().unwrap());
         }
         let states: BTreeSet<String> = flow.states.iter().map(|s| s.name.clone()).collect();
-        let mut with_transfer = states.clone();
-        with_transfer.insert(String::new());
-        assert_eq!(boxes, with_transfer, "{lang}: the boxes are the flow's states and the transfer");
+        assert_eq!(boxes, states, "{lang}: a box for each of the flow's states");
+        let questions = flow.states.iter().filter(|s| s.kind.question().is_some()).count();
+        let transfers = b.client.find_all(Locator::Css("svg.flow-diagram path.edge.transfer")).await.unwrap().len();
+        assert_eq!(transfers, questions, "{lang}: the transfer key's arrow at each question");
         let start = b.client.find(Locator::Css("svg.flow-diagram g.state.start")).await.unwrap();
         assert_eq!(start.attr("data-state").await.unwrap().unwrap(), flow.states[flow.start].name);
         let edges = b.client.find_all(Locator::Css("svg.flow-diagram path.edge")).await.unwrap().len();

@@ -216,6 +216,15 @@ fn box_lines(t: &Text, flow: &Flow, node: Node) -> (String, String) {
     }
 }
 
+/// An edge's label, placed.
+struct Label {
+    x: f64,
+    y: f64,
+    w: f64,
+    text: String,
+    class: &'static str,
+}
+
 /// Escapes text for SVG (XML).
 fn esc(s: &str) -> String {
     s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
@@ -241,13 +250,17 @@ fn svg(t: &Text, flow: &Flow, l: &Layout) -> String {
     let mut drawn: Vec<(usize, Node, Vec<String>, usize)> = Vec::new(); // (from, to, labels, route)
     for (ri, r) in l.routes.iter().enumerate() {
         let e = &l.edges[r.edge];
-        let words = edge_words(t, &e.label);
+        let words = match e.kind {
+            EdgeKind::Transfer => format!("{} → {}", edge_words(t, &e.label), t.say("職員", "staff")),
+            _ => edge_words(t, &e.label),
+        };
         match drawn.iter_mut().find(|d| d.0 == e.from && d.1 == e.to) {
             Some(d) => d.2.push(words),
             None => drawn.push((e.from, e.to, vec![words], ri)),
         }
     }
-    for (_, _, labels, ri) in &drawn {
+    let mut labels: Vec<Label> = Vec::new();
+    for (_, _, words, ri) in &drawn {
         let r = &l.routes[*ri];
         let e = &l.edges[r.edge];
         let class = match e.kind {
@@ -263,21 +276,38 @@ fn svg(t: &Text, flow: &Flow, l: &Layout) -> String {
         }
         let back = if r.back { " back" } else { "" };
         let _ = write!(out, r#"<path class="edge {class}{back}" d="{}" marker-end="url(#arrow)"/>"#, d.trim_end());
-        let text: Vec<&String> = labels.iter().filter(|s| !s.is_empty()).collect();
+        let text: Vec<&String> = words.iter().filter(|s| !s.is_empty()).collect();
         // The "next" of a say state goes without a label: the arrow says it.
         if e.kind != EdgeKind::Next || !e.label.is_empty() {
             let text = text.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(" / ");
             let w = graph::text_width(&text, 12.0) + 8.0;
-            let (x, y) = r.label_at;
-            let _ = write!(
-                out,
-                r#"<g class="edge-label {class}"><rect x="{:.1}" y="{:.1}" width="{w:.1}" height="18" rx="3"/><text x="{x:.1}" y="{:.1}" text-anchor="middle">{}</text></g>"#,
-                x - w / 2.0,
-                y - 9.0,
-                y + 4.0,
-                esc(&text)
-            );
+            let looped = e.to == Node::State(e.from);
+            let x = if looped { r.label_at.0 + w / 2.0 } else { r.label_at.0 };
+            labels.push(Label { x, y: r.label_at.1, w, text, class });
         }
+    }
+    // A label that would cover one placed before it (left to right) moves right of it.
+    labels.sort_by(|a, b| a.x.total_cmp(&b.x));
+    let mut placed: Vec<Label> = Vec::with_capacity(labels.len());
+    for mut l in labels {
+        while let Some(p) = placed.iter().find(|p| (p.y - l.y).abs() < 18.0 && (p.x - l.x).abs() < (p.w + l.w) / 2.0 + 4.0)
+        {
+            l.x = p.x + (p.w + l.w) / 2.0 + 4.0;
+        }
+        placed.push(l);
+    }
+    for l in &placed {
+        let _ = write!(
+            out,
+            r#"<g class="edge-label {}"><rect x="{:.1}" y="{:.1}" width="{:.1}" height="18" rx="3"/><text x="{:.1}" y="{:.1}" text-anchor="middle">{}</text></g>"#,
+            l.class,
+            l.x - l.w / 2.0,
+            l.y - 9.0,
+            l.w,
+            l.x,
+            l.y + 4.0,
+            esc(&l.text)
+        );
     }
     for b in &l.boxes {
         let (name, kind, class, state) = match b.node {
