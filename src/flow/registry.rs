@@ -70,6 +70,14 @@ impl Registry {
         self.current.read().unwrap_or_else(|e| e.into_inner()).flow(name).cloned()
     }
 
+    /// Every flow served now, by name.
+    pub fn current_flows(&self) -> Vec<Arc<Flow>> {
+        let lib = self.current.read().unwrap_or_else(|e| e.into_inner()).clone();
+        let mut flows: Vec<Arc<Flow>> = lib.flows.values().cloned().collect();
+        flows.sort_by(|a, b| a.name.cmp(&b.name));
+        flows
+    }
+
     /// The version a call started on; the current one if this process never loaded that
     /// version (it was edited while the server was down).
     pub fn version(&self, name: &str, version: &str) -> Option<Arc<Flow>> {

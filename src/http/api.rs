@@ -54,6 +54,7 @@ pub fn router() -> Router<AppState> {
         .route("/api/v1/patients/{id}", get(followups::patient))
         .route("/api/v1/patients/{id}/calls", get(followups::patient_calls))
         .route("/api/v1/figures", get(figures::figures))
+        .route("/api/v1/today", get(today))
         // A roster of tens of thousands of patients, where the other routes take a line of JSON.
         .merge(Router::new().route("/api/v1/patients/import", post(import)).layer(DefaultBodyLimit::max(ROSTER_LIMIT)))
 }
@@ -378,4 +379,45 @@ async fn import(
         "roster imported"
     );
     Ok((StatusCode::OK, axum::Json(count)).into_response())
+}
+
+/// `GET /api/v1/today` takes no parameter: any is a 400 naming it.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NoParams {}
+
+/// `GET /api/v1/today` (`read`): the day's campaign per area and in total, the figures of the
+/// Today page. Counts only, no patient: no audit row.
+async fn today(
+    State(app): State<AppState>,
+    _client: Client<scope::Read>,
+    super::error::Query(_): super::error::Query<NoParams>,
+) -> Result<Response, Error> {
+    use super::ui::today::{API_FIELDS, read, value};
+    let today = read(&app).await.map_err(Error::internal)?;
+    let figures = |a: &crate::store::AreaDay| {
+        let mut o = serde_json::Map::new();
+        for what in API_FIELDS {
+            o.insert(what.to_string(), value(a, what).into());
+        }
+        o
+    };
+    let areas: Vec<serde_json::Value> = today
+        .figures
+        .areas
+        .iter()
+        .map(|a| {
+            let mut o = figures(a);
+            let area = if a.area.is_empty() { serde_json::Value::Null } else { a.area.clone().into() };
+            o.insert("area".into(), area);
+            serde_json::Value::Object(o)
+        })
+        .collect();
+    Ok(axum::Json(json!({
+        "day": today.day.format("%Y-%m-%d").to_string(),
+        "as_of": today.as_of.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        "total": figures(&today.figures.total()),
+        "areas": areas,
+    }))
+    .into_response())
 }

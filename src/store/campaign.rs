@@ -149,6 +149,133 @@ impl CampaignSummary {
     }
 }
 
+/// One area's figures for a day (the Today page, `GET /api/v1/today`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AreaDay {
+    /// The roster's area; empty for patients without one.
+    pub area: String,
+    /// The day's jobs by status: planned, dialing, in-progress, retry, done, unreachable, failed.
+    pub jobs: BTreeMap<String, i64>,
+    /// Attempts dialled for the day's jobs.
+    pub attempts: i64,
+    /// Calls that began in the day (answered outbound calls and inbound calls).
+    pub calls: i64,
+    /// Of those, calls the patient hung up before the flow ended.
+    pub hung_up: i64,
+    /// Processing numbers issued in the day (in calls and by staff).
+    pub numbers_issued: i64,
+    /// SMS written in the day that the carrier reported delivered.
+    pub sms_delivered: i64,
+    /// SMS written in the day that could not be delivered (failed, or given up).
+    pub sms_failed: i64,
+    /// Follow-up items open or claimed now.
+    pub followups_open: i64,
+}
+
+impl AreaDay {
+    pub fn count(&self, status: &str) -> i64 {
+        self.jobs.get(status).copied().unwrap_or(0)
+    }
+
+    /// Jobs planned for the day, whatever their status.
+    pub fn planned(&self) -> i64 {
+        self.jobs.values().sum()
+    }
+
+    /// Adds one row of the store's figures query: `what` is `job:STATUS`, `attempts`,
+    /// `calls:0` (whole) / `calls:1` (hung up), `numbers`, `sms:STATUS` or `followups`.
+    fn add(&mut self, what: &str, n: i64) {
+        match what {
+            "attempts" => self.attempts += n,
+            "calls:0" => self.calls += n,
+            "calls:1" => {
+                self.calls += n;
+                self.hung_up += n;
+            }
+            "numbers" => self.numbers_issued += n,
+            "sms:delivered" => self.sms_delivered += n,
+            "sms:failed" | "sms:dead" => self.sms_failed += n,
+            "followups" => self.followups_open += n,
+            other => {
+                if let Some(status) = other.strip_prefix("job:") {
+                    *self.jobs.entry(status.to_string()).or_default() += n;
+                }
+            }
+        }
+    }
+
+    fn merge(&mut self, other: &AreaDay) {
+        for (status, n) in &other.jobs {
+            *self.jobs.entry(status.clone()).or_default() += n;
+        }
+        self.attempts += other.attempts;
+        self.calls += other.calls;
+        self.hung_up += other.hung_up;
+        self.numbers_issued += other.numbers_issued;
+        self.sms_delivered += other.sms_delivered;
+        self.sms_failed += other.sms_failed;
+        self.followups_open += other.followups_open;
+    }
+}
+
+/// A day's campaign per area, as one query of the store reads it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DayFigures {
+    /// By area name, patients without an area (`""`) last.
+    pub areas: Vec<AreaDay>,
+}
+
+impl DayFigures {
+    /// The figures from the rows of the figures query: (area, what, count).
+    pub fn from_rows(rows: impl IntoIterator<Item = (Option<String>, String, i64)>) -> DayFigures {
+        let mut areas: BTreeMap<String, AreaDay> = BTreeMap::new();
+        for (area, what, n) in rows {
+            let area = area.unwrap_or_default();
+            areas.entry(area.clone()).or_insert_with(|| AreaDay { area, ..AreaDay::default() }).add(&what, n);
+        }
+        let mut areas: Vec<AreaDay> = areas.into_values().collect();
+        areas.sort_by_key(|a| (a.area.is_empty(), a.area.clone()));
+        DayFigures { areas }
+    }
+
+    /// Every area together.
+    pub fn total(&self) -> AreaDay {
+        let mut total = AreaDay::default();
+        for a in &self.areas {
+            total.merge(a);
+        }
+        total
+    }
+}
+
+/// The figures query of both back ends, with placeholders `{day}` (the day), `{from}` and
+/// `{to}` (the day's bounds) and `{hung}` (a call's `incomplete` as 0 or 1): rows of (area,
+/// what, count) for [`DayFigures::from_rows`]. One statement, each part read through an index:
+/// `jobs_day`, `job_attempts`' key, and the day indexes of migration 15.
+pub fn figures_sql(day: &str, from: &str, to: &str, hung: &str) -> String {
+    format!(
+        "select p.area, 'job:' || j.status, count(*) from jobs j left join patients p on p.patient_id = j.patient_id
+          where j.day = {day} group by p.area, j.status
+         union all
+         select p.area, 'attempts', count(*) from jobs j join job_attempts a on a.job_id = j.job_id
+           left join patients p on p.patient_id = j.patient_id
+          where j.day = {day} group by p.area
+         union all
+         select p.area, 'calls:' || {hung}, count(*) from calls c left join patients p on p.patient_id = c.patient_id
+          where c.created_at >= {from} and c.created_at < {to} group by p.area, {hung}
+         union all
+         select p.area, 'numbers', count(*) from processing_numbers n left join patients p on p.patient_id = n.patient_id
+          where n.issued_at >= {from} and n.issued_at < {to} group by p.area
+         union all
+         select p.area, 'sms:' || o.status, count(*) from outbox o left join patients p on p.patient_id = o.patient_id
+          where o.created_at >= {from} and o.created_at < {to} and o.channel = 'sms'
+            and o.status in ('delivered', 'failed', 'dead') group by p.area, o.status
+         union all
+         select p.area, 'followups', count(*) from followups f left join patients p on p.patient_id = f.patient_id
+          where f.status <> 'closed' group by p.area"
+    )
+}
+
 /// The alert for a patient whose call for a day could not be placed before the day ended.
 pub fn day_ended() -> Alert {
     Alert::new(AlertKind::Unreachable, "the day ended before the call could be placed")
@@ -215,4 +342,8 @@ pub trait Campaign {
     fn attempts(&self, job_id: i64) -> Fut<'_, Vec<AttemptView>>;
     /// Where the day's campaign stands; numbers, SMS and alerts are counted from `since`.
     fn summary(&self, day: NaiveDate, since: DateTime<Utc>) -> Fut<'_, CampaignSummary>;
+    /// The day's campaign per area (see [`DayFigures`]), in one query: the day's jobs and
+    /// their attempts, and the calls, numbers and SMS of `from..to` (the day's bounds), with
+    /// the follow-up items open now.
+    fn day_figures(&self, day: NaiveDate, from: DateTime<Utc>, to: DateTime<Utc>) -> Fut<'_, DayFigures>;
 }

@@ -64,13 +64,13 @@ pub use patients::*;
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
 pub use users::{AuditEntry, NewUser, Session, User, Users};
-pub use versions::{Flows, StoredFlow};
+pub use versions::{Flows, StoredFlow, VersionUse};
 
 /// What every store operation returns: a boxed future of its result.
 pub type Fut<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'a>>;
 
 /// How many numbered migrations each back end has (`migrations/sqlite`, `migrations/postgres`).
-pub const MIGRATION_COUNT: usize = 16;
+pub const MIGRATION_COUNT: usize = 17;
 
 /// A store failure. Details go to the log; callers hear an apology.
 #[derive(Debug, thiserror::Error)]

@@ -30,6 +30,7 @@ const PATIENTS: &str = "/api/v1/patients";
 const PATIENT: &str = "/api/v1/patients/{id}";
 const PATIENT_CALLS: &str = "/api/v1/patients/{id}/calls";
 const FIGURES: &str = "/api/v1/figures";
+const TODAY: &str = "/api/v1/today";
 const HEALTHZ: &str = "/healthz";
 const READYZ: &str = "/readyz";
 const METRICS: &str = "/metrics";
@@ -116,6 +117,7 @@ fn every_route_of_the_api_router_is_documented_with_its_method_and_nothing_else_
             (PATIENT.to_string(), "get".to_string()),
             (PATIENT_CALLS.to_string(), "get".to_string()),
             (FIGURES.to_string(), "get".to_string()),
+            (TODAY.to_string(), "get".to_string()),
             (HEALTHZ.to_string(), "get".to_string()),
             (READYZ.to_string(), "get".to_string()),
             (METRICS.to_string(), "get".to_string()),
@@ -933,6 +935,10 @@ async fn every_documented_status_is_one_the_handlers_return_with_the_documented_
     )
     .await;
 
+    rusqlite::Connection::open(broken.sqlite_path()).unwrap().execute_batch("drop table job_attempts").unwrap();
+    let c = Case::new("today, database fails", TODAY, TODAY, 500).read_by_get().token(&staff).example("internal");
+    run(&spec, &broken, c, &mut seen).await;
+
     // Every documented status was produced, and every documented error example was answered.
     let mut documented = BTreeSet::new();
     let mut error_examples = BTreeSet::new();
@@ -1011,6 +1017,13 @@ async fn staff_cases(spec: &Value, app: &App, staff: &str, app_only: &str, seen:
             .read_by_get()
             .token(staff)
             .example("bad_limit"),
+        Case::new("today", TODAY, TODAY, 200).read_by_get().token(staff),
+        Case::new("today, a parameter", TODAY, "/api/v1/today?day=2026-12-07", 400)
+            .read_by_get()
+            .token(staff)
+            .example("unknown_parameter"),
+        Case::new("today, no token", TODAY, TODAY, 401).read_by_get().example("unauthorized"),
+        Case::new("today, a verify token", TODAY, TODAY, 403).read_by_get().token(app_only).example("forbidden"),
     ];
     let figures = |q: &str| format!("{FIGURES}?{q}");
     cases.extend([

@@ -10,4 +10,5 @@ mod common;
 mod figures;
 mod queue;
 mod screenshots;
+mod today;
 mod ui;

@@ -20,7 +20,7 @@ use crate::common::app::{TestApp, settings, spawn_app_at, sqlite_url};
 use crate::common::browser::Browser;
 use crate::common::staff::{PASSWORD, add_user};
 
-const SIZES: [(&str, u32, u32); 2] = [("phone", 390, 844), ("desktop", 1280, 800)];
+pub(crate) const SIZES: [(&str, u32, u32); 2] = [("phone", 390, 844), ("desktop", 1280, 800)];
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn screenshots_of_each_page_in_both_languages() {

@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Duration, NaiveDate, TimeZone, Utc};
 use ivr::store::*;
-use ivr::types::{CallSid, Direction, PatientId};
+use ivr::types::{CallSid, Channel, Direction, NumberDelivery, PatientId};
 
 fn sid(s: &str) -> CallSid {
     CallSid::parse(s).unwrap()
@@ -27,6 +27,7 @@ on_both_backends! {
     with_store: an_answered_call_keeps_its_job_in_progress_until_it_ends;
     with_store: attempts_that_went_quiet_are_found_when_their_lease_runs_out;
     with_store: the_summary_counts_jobs_attempts_and_alerts;
+    with_store: the_day_figures_count_each_area_and_the_total_and_nothing_of_other_days;
     with_store: patients_whose_call_went_through_today_are_reported;
     with_store: calls_of_an_earlier_day_never_placed_are_given_up_with_an_alert;
     with_store: a_campaign_started_by_hand_brings_planned_calls_forward;
@@ -324,4 +325,87 @@ async fn one_instance_at_a_time_holds_the_dialer_lock(db: support::TestDb) {
     assert!(!a.hold().await.unwrap(), "the old holder does not get it back");
     b.release().await;
     assert!(a.hold().await.unwrap());
+}
+
+/// Six patients in two areas and none: every job status, their attempts, a call, a number
+/// delivered and one given up, a follow-up; and a job and a number of other days, not counted.
+async fn the_day_figures_count_each_area_and_the_total_and_nothing_of_other_days(store: Store) {
+    let area = |id: &str, a: Option<&str>| Patient { area: a.map(str::to_string), ..patient(id) };
+    let roster = [
+        area("p1", Some("north")),
+        area("p2", Some("north")),
+        area("p3", Some("north")),
+        area("p4", Some("south")),
+        area("p5", Some("south")),
+        area("p6", None),
+    ];
+    store.patients().import(&roster).await.unwrap();
+    let jobs: Vec<NewJob> = (1..=6).map(|i| job(&format!("p{i}"), at(0, i - 1))).collect();
+    store.campaign().plan_jobs(&jobs).await.unwrap();
+    // Yesterday's job for p1, never dialled (due after every claim below).
+    let yesterday = NewJob { day: day().pred_opt().unwrap(), ..job("p1", at(23, 0)) };
+    store.campaign().plan_jobs(&[yesterday]).await.unwrap();
+    let c = store.campaign();
+    let p1 = claim_one(&store, at(0, 0)).await;
+    let p2 = claim_one(&store, at(0, 1)).await;
+    let p3 = claim_one(&store, at(0, 2)).await;
+    let p4 = claim_one(&store, at(0, 3)).await;
+    claim_one(&store, at(0, 4)).await; // p5: ringing
+    c.end_attempt(p1.job_id, 1, "completed", Some("human"), &JobNext::Done, at(0, 10)).await.unwrap();
+    c.attempt_progress(p2.job_id, 1, "in-progress", Some("human"), at(0, 30)).await.unwrap();
+    c.end_attempt(p3.job_id, 1, "busy", None, &JobNext::Retry(at(2, 0)), at(0, 10)).await.unwrap();
+    c.end_attempt(p4.job_id, 1, "no-answer", None, &JobNext::Unreachable("no answer".into()), at(0, 10)).await.unwrap();
+
+    let call = NewCall {
+        call_sid: sid("CA1"),
+        patient_id: Some(PatientId::parse("p1").unwrap()),
+        job_id: Some(p1.job_id),
+        direction: Direction::Outbound,
+        state: Default::default(),
+        flow_version: None,
+    };
+    let ended = TurnWrite { response: "<Response/>".into(), ended: true, ..Default::default() };
+    store.calls().turn("CA1", 0, Some(call.into()), Box::new(move |_| Ok(ended.clone()))).await.unwrap();
+
+    let now = Utc::now();
+    let sms = |id: &str, phone: &str, hash: &str, when: DateTime<Utc>| NewNumber {
+        patient_id: PatientId::parse(id).unwrap(),
+        number_hash: hash.into(),
+        sealed: None,
+        issued_at: when,
+        expires_at: when + Duration::hours(24),
+        consent: Consent::Staff { name: "nurse".into() },
+        delivery: NumberDelivery::Sms,
+        message: Some(NewMessage { channel: Channel::Sms, recipient: phone.into(), body_sealed: "sealed".into() }),
+    };
+    store.numbers().issue(&sms("p1", "+819000000001", "hash-p1", now)).await.unwrap();
+    store.numbers().issue(&sms("p4", "+819000000004", "hash-p4", now)).await.unwrap();
+    store.numbers().issue(&sms("p2", "+819000000002", "hash-p2-old", now - Duration::days(2))).await.unwrap();
+    let claimed = store.outbox().claim("test", now, now + Duration::minutes(5), 10).await.unwrap();
+    for m in &claimed {
+        let result = if m.recipient.ends_with('1') {
+            SendResult::Sent { provider_id: "SM1".into(), status: "sent".into() }
+        } else {
+            SendResult::Failed { error: "refused".into(), dead: true }
+        };
+        store.outbox().finish(m.message_id, &result, now).await.unwrap();
+    }
+    assert!(store.outbox().status("SM1", "delivered", None).await.unwrap());
+
+    let f = store.campaign().day_figures(day(), now - Duration::hours(1), now + Duration::hours(1)).await.unwrap();
+    let areas: Vec<&str> = f.areas.iter().map(|a| a.area.as_str()).collect();
+    assert_eq!(areas, ["north", "south", ""], "by name, no area last");
+    let (north, south, none) = (&f.areas[0], &f.areas[1], &f.areas[2]);
+    let jobs = |a: &AreaDay| ["planned", "dialing", "in-progress", "retry", "done", "unreachable"].map(|s| a.count(s));
+    assert_eq!(jobs(north), [0, 0, 1, 1, 1, 0]);
+    assert_eq!(jobs(south), [0, 1, 0, 0, 0, 1]);
+    assert_eq!(jobs(none), [1, 0, 0, 0, 0, 0]);
+    let rest = |a: &AreaDay| (a.planned(), a.attempts, a.calls, a.numbers_issued, a.sms_delivered, a.sms_failed);
+    assert_eq!(rest(north), (3, 3, 1, 1, 1, 0), "p2's older number is another day's");
+    assert_eq!(rest(south), (2, 2, 0, 1, 0, 1));
+    assert_eq!(rest(none), (1, 0, 0, 0, 0, 0));
+    assert_eq!((north.followups_open, south.followups_open, none.followups_open), (0, 1, 0));
+    let total = f.total();
+    assert_eq!(rest(&total), (6, 5, 1, 2, 1, 1), "yesterday's job is not today's");
+    assert_eq!((total.count("done"), total.followups_open, total.hung_up), (1, 1, 0));
 }

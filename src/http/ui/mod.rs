@@ -1,6 +1,7 @@
 //! The staff pages under `/ui/`: server-rendered HTML (askama templates built into the binary,
-//! checked at compile time), one stylesheet, no script. Japanese by default, English per user
-//! ([`i18n`]).
+//! checked at compile time), one stylesheet, and no script but the Today page's own, which
+//! only swaps in new figures ([`today`]); every page works without it. Japanese by default,
+//! English per user ([`i18n`]).
 //!
 //! Access: every page but the sign-in page needs a live session ([`Staff`]): without one, a
 //! `GET` is sent to `/ui/login` and anything else is refused with a 403 page. Every `POST`
@@ -13,10 +14,12 @@
 //! ([`Staff::audit`]).
 
 mod figures;
+mod flows;
 pub mod i18n;
 mod pages;
 mod patient;
 mod queue;
+pub mod today;
 mod tokens;
 
 use std::net::SocketAddr;
@@ -72,6 +75,8 @@ pub fn router() -> Router<AppState> {
         .merge(patient::routes())
         .merge(tokens::routes())
         .merge(figures::routes())
+        .merge(today::routes())
+        .merge(flows::routes())
         .layer(middleware::from_fn(page_headers))
 }
 
@@ -79,12 +84,15 @@ pub fn router() -> Router<AppState> {
 async fn page_headers(req: Request, next: Next) -> Response {
     let mut resp = next.run(req).await;
     let h = resp.headers_mut();
-    h.insert(
-        header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static(
-            "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
-        ),
-    );
+    // A page that runs its own script (Today) sets a policy allowing it; every other has none.
+    if !h.contains_key(header::CONTENT_SECURITY_POLICY) {
+        h.insert(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static(
+                "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+            ),
+        );
+    }
     h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     h.insert(header::REFERRER_POLICY, HeaderValue::from_static("same-origin"));

@@ -7,7 +7,9 @@ use sqlx::postgres::PgRow;
 
 use super::PgStore;
 use super::followups::raise_in;
-use crate::store::campaign::{AttemptView, CampaignSummary, DueJob, JobNext, JobView, NewJob, StaleAttempt};
+use crate::store::campaign::{
+    AttemptView, CampaignSummary, DayFigures, DueJob, JobNext, JobView, NewJob, StaleAttempt, figures_sql,
+};
 use crate::store::{Campaign, Fut, Job, NewAlert, fut};
 use crate::types::{CallSid, PatientId};
 
@@ -334,6 +336,15 @@ impl Campaign for PgStore {
                 })
             };
             Ok(rows.iter().map(attempt).collect::<Result<_, _>>()?)
+        })
+    }
+
+    fn day_figures(&self, day: NaiveDate, from: DateTime<Utc>, to: DateTime<Utc>) -> Fut<'_, DayFigures> {
+        fut(async move {
+            let sql = figures_sql("$1", "$2", "$3", "case when c.incomplete then '1' else '0' end");
+            let rows: Vec<(Option<String>, String, i64)> =
+                sqlx::query_as(&sql).bind(day).bind(from).bind(to).fetch_all(&self.pool).await?;
+            Ok(DayFigures::from_rows(rows))
         })
     }
 

@@ -48,6 +48,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     (14, "staff_pages", include_str!("../../../migrations/postgres/0014_staff_pages.sql")),
     (15, "alerts_by_call", include_str!("../../../migrations/postgres/0015_alerts_by_call.sql")),
     (16, "figures", include_str!("../../../migrations/postgres/0016_figures.sql")),
+    (17, "day_figures", include_str!("../../../migrations/postgres/0017_day_figures.sql")),
 ];
 
 /// The advisory lock that instances starting at the same time take in turn to migrate (a key

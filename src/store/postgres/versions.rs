@@ -2,7 +2,7 @@
 
 use super::PgStore;
 use crate::store::StoreError;
-use crate::store::versions::{IN_USE, Row, StoredFlow};
+use crate::store::versions::{IN_USE, Row, StoredFlow, USAGE, VersionUse};
 use crate::store::versions::{catalogs_json, from_row};
 use crate::store::{Flows, Fut};
 
@@ -39,5 +39,16 @@ impl Flows for PgStore {
 
     fn in_use(&self) -> Fut<'_, Vec<StoredFlow>> {
         Box::pin(async move { self.flow_versions_in_use().await?.into_iter().map(from_row).collect() })
+    }
+
+    fn usage(&self) -> Fut<'_, Vec<VersionUse>> {
+        Box::pin(async move {
+            type UseRow = (String, String, chrono::DateTime<chrono::Utc>, i64, Option<chrono::DateTime<chrono::Utc>>);
+            let rows: Vec<UseRow> = sqlx::query_as(USAGE).fetch_all(&self.pool).await?;
+            Ok(rows
+                .into_iter()
+                .map(|(flow, version, first_used, calls, last_call)| VersionUse { flow, version, first_used, calls, last_call })
+                .collect())
+        })
     }
 }

@@ -6,7 +6,9 @@ use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use super::followups::raise_in;
 use super::{SqliteStore, parse_sqlite_time, sqlite_time};
 use crate::store::StoreError;
-use crate::store::campaign::{AttemptView, CampaignSummary, DueJob, JobNext, JobView, NewJob, StaleAttempt};
+use crate::store::campaign::{
+    AttemptView, CampaignSummary, DayFigures, DueJob, JobNext, JobView, NewJob, StaleAttempt, figures_sql,
+};
 use crate::store::{Campaign, Fut, Job, NewAlert};
 use crate::types::{CallSid, PatientId};
 
@@ -290,6 +292,19 @@ pub(super) fn campaign_summary(
     Ok(summary)
 }
 
+pub(super) fn day_figures(
+    conn: &mut Connection,
+    day: NaiveDate,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+) -> Result<DayFigures, StoreError> {
+    let mut st = conn.prepare_cached(&figures_sql("?1", "?2", "?3", "c.incomplete"))?;
+    let rows = st.query_map(params![day_text(day), sqlite_time(from), sqlite_time(to)], |r| {
+        Ok((r.get::<_, Option<String>>(0)?, r.get::<_, String>(1)?, r.get::<_, i64>(2)?))
+    })?;
+    Ok(DayFigures::from_rows(rows.collect::<Result<Vec<_>, _>>()?))
+}
+
 impl Campaign for SqliteStore {
     fn create_job<'a>(&'a self, patient_id: &'a str, flow: &'a str) -> Fut<'a, i64> {
         let (patient_id, flow) = (patient_id.to_owned(), flow.to_owned());
@@ -373,5 +388,9 @@ impl Campaign for SqliteStore {
 
     fn summary(&self, day: NaiveDate, since: DateTime<Utc>) -> Fut<'_, CampaignSummary> {
         self.read(move |c| campaign_summary(c, day, since))
+    }
+
+    fn day_figures(&self, day: NaiveDate, from: DateTime<Utc>, to: DateTime<Utc>) -> Fut<'_, DayFigures> {
+        self.read(move |c| day_figures(c, day, from, to))
     }
 }

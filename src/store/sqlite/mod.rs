@@ -49,6 +49,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     (14, "staff_pages", include_str!("../../../migrations/sqlite/0014_staff_pages.sql")),
     (15, "alerts_by_call", include_str!("../../../migrations/sqlite/0015_alerts_by_call.sql")),
     (16, "figures", include_str!("../../../migrations/sqlite/0016_figures.sql")),
+    (17, "day_figures", include_str!("../../../migrations/sqlite/0017_day_figures.sql")),
 ];
 
 pub(super) const NOW: &str = "strftime('%Y-%m-%dT%H:%M:%fZ', 'now')";

@@ -4,7 +4,8 @@ use rusqlite::{Connection, params};
 
 use super::SqliteStore;
 use crate::store::StoreError;
-use crate::store::versions::{IN_USE, Row, StoredFlow};
+use super::parse_sqlite_time;
+use crate::store::versions::{IN_USE, Row, StoredFlow, USAGE, VersionUse};
 use crate::store::versions::{catalogs_json, from_row};
 use crate::store::{Flows, Fut};
 
@@ -35,5 +36,21 @@ impl Flows for SqliteStore {
 
     fn in_use(&self) -> Fut<'_, Vec<StoredFlow>> {
         self.read(|c| flow_versions_in_use(c)?.into_iter().map(from_row).collect())
+    }
+
+    fn usage(&self) -> Fut<'_, Vec<VersionUse>> {
+        self.read(|c| {
+            let mut st = c.prepare_cached(USAGE)?;
+            let rows = st.query_map([], |r| {
+                Ok(VersionUse {
+                    flow: r.get(0)?,
+                    version: r.get(1)?,
+                    first_used: parse_sqlite_time(&r.get::<_, String>(2)?),
+                    calls: r.get(3)?,
+                    last_call: r.get::<_, Option<String>>(4)?.as_deref().map(parse_sqlite_time),
+                })
+            })?;
+            Ok(rows.collect::<Result<_, _>>()?)
+        })
     }
 }
