@@ -7,7 +7,8 @@
 //! One module per record: `patients`, `calls` (calls, their turns, answers, alerts), `numbers`
 //! (processing numbers, API tokens, the audit log), `outbox`, `campaign` (jobs and attempts),
 //! `versions` (flow versions), `users` (staff accounts, their sessions, the staff audit log),
-//! `followups` (the follow-up queue, opened by every alert). Each holds the record's types, its rules as pure functions with
+//! `followups` (the follow-up queue, opened by every alert), `trends` (the patients table and a
+//! patient's charts, read only). Each holds the record's types, its rules as pure functions with
 //! their unit tests (a turn's sequence and replay, a number's collision and verdict, a message's
 //! fallback and states, a late number's replacement), and the trait of its operations. Each
 //! back end (`sqlite/`, `postgres/`) holds, per record, only its SQL and the trait's
@@ -42,6 +43,7 @@ mod outbox;
 mod patients;
 mod postgres;
 mod sqlite;
+mod trends;
 mod users;
 mod versions;
 
@@ -61,6 +63,9 @@ pub use outbox::*;
 pub use patients::*;
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
+pub use trends::{
+    AlertFilter, CallPoint, LastCall, OpenItem, Reading, SortKey, TablePage, TableQuery, TableRow, Trends,
+};
 pub use users::{AuditEntry, NewUser, Session, User, Users};
 pub use versions::{Flows, StoredFlow};
 
@@ -68,7 +73,7 @@ pub use versions::{Flows, StoredFlow};
 pub type Fut<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'a>>;
 
 /// How many numbered migrations each back end has (`migrations/sqlite`, `migrations/postgres`).
-pub const MIGRATION_COUNT: usize = 14;
+pub const MIGRATION_COUNT: usize = 15;
 
 /// A store failure. Details go to the log; callers hear an apology.
 #[derive(Debug, thiserror::Error)]
@@ -96,7 +101,9 @@ pub enum StoreError {
 }
 
 /// A back end: every record's operations, and the database's own.
-pub trait Backend: Patients + Calls + Numbers + Outbox + Campaign + Flows + Users + Followups + Send + Sync {
+pub trait Backend:
+    Patients + Calls + Numbers + Outbox + Campaign + Flows + Users + Followups + Trends + Send + Sync
+{
     /// `sqlite` or `postgres`.
     fn name(&self) -> &'static str;
     /// Applies the migrations not yet applied; returns how many ran.
@@ -192,6 +199,11 @@ impl Store {
 
     /// The follow-up queue: an item per patient who needs a person.
     pub fn followups(&self) -> &dyn Followups {
+        &*self.0
+    }
+
+    /// The patients table and a patient's charts: readings, open items, last calls.
+    pub fn trends(&self) -> &dyn Trends {
         &*self.0
     }
 }

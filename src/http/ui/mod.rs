@@ -12,10 +12,12 @@
 //! Every action, and every view of personal data, leaves a row in the staff audit log
 //! ([`Staff::audit`]).
 
+mod charts;
 pub mod i18n;
 mod pages;
 mod patient;
 mod queue;
+mod table;
 mod tokens;
 
 use std::net::SocketAddr;

@@ -18,6 +18,7 @@ mod followups;
 mod numbers;
 mod outbox;
 mod patients;
+mod trends;
 mod users;
 mod versions;
 
@@ -45,6 +46,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     (12, "followups", include_str!("../../../migrations/postgres/0012_followups.sql")),
     (13, "urgent_notices", include_str!("../../../migrations/postgres/0013_urgent_notices.sql")),
     (14, "staff_pages", include_str!("../../../migrations/postgres/0014_staff_pages.sql")),
+    (15, "trends", include_str!("../../../migrations/postgres/0015_trends.sql")),
 ];
 
 /// The advisory lock that instances starting at the same time take in turn to migrate (a key

@@ -15,6 +15,7 @@ mod followups;
 mod numbers;
 mod outbox;
 mod patients;
+mod trends;
 mod readers;
 mod users;
 mod versions;
@@ -46,6 +47,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     (12, "followups", include_str!("../../../migrations/sqlite/0012_followups.sql")),
     (13, "urgent_notices", include_str!("../../../migrations/sqlite/0013_urgent_notices.sql")),
     (14, "staff_pages", include_str!("../../../migrations/sqlite/0014_staff_pages.sql")),
+    (15, "trends", include_str!("../../../migrations/sqlite/0015_trends.sql")),
 ];
 
 pub(super) const NOW: &str = "strftime('%Y-%m-%dT%H:%M:%fZ', 'now')";
