@@ -10,4 +10,5 @@ mod conformance;
 mod followups;
 mod personal;
 mod tls;
+mod trends;
 mod users;

@@ -209,7 +209,7 @@ pub fn axis(values: impl Iterator<Item = f64>) -> Axis {
     // A step's margin below and above, so no point sits on the frame.
     let lo = ((lo / step).floor() - if (lo / step).fract().abs() < 1e-9 { 1.0 } else { 0.0 }) * step;
     let hi = ((hi / step).ceil() + if (hi / step).fract().abs() < 1e-9 { 1.0 } else { 0.0 }) * step;
-    Axis { lo: round1(lo * 10.0) / 10.0, hi: round1(hi * 10.0) / 10.0, step }
+    Axis { lo: (lo * 100.0).round() / 100.0, hi: (hi * 100.0).round() / 100.0, step }
 }
 
 impl Axis {
@@ -397,7 +397,7 @@ mod tests {
     #[test]
     fn the_axis_holds_every_value_and_threshold_with_a_margin() {
         let a = axis([96.0, 91.0, 93.0].into_iter());
-        assert_eq!((a.lo, a.hi, a.step), (90.0, 98.0, 2.0));
+        assert_eq!((a.lo, a.hi, a.step), (90.0, 97.0, 1.0));
         let b = axis([36.5, 38.2].into_iter());
         assert_eq!((b.lo, b.hi, b.step), (36.0, 38.5, 0.5));
         assert_eq!(b.y(b.hi), TOP);
@@ -434,13 +434,13 @@ mod tests {
             words,
         });
         let ax = axis([97.0, 92.0, 93.0].into_iter());
-        assert_eq!((ax.lo, ax.hi), (90.0, 98.0));
-        // x: the care period from 52 to 624; y: 98 at 16, 90 at 216.
+        assert_eq!((ax.lo, ax.hi), (91.0, 98.0));
+        // x: the care period from 52 to 624; y: 98 at 16, 91 at 216.
         assert!(svg.contains(&format!("cx=\"52\" cy=\"{}\" r=\"5\" data-value=\"97\"", ax.y(97.0))), "{svg}");
         assert!(svg.contains(&format!("class=\"pt alert\" cx=\"624\" cy=\"{}\"", ax.y(92.0))), "{svg}");
-        assert_eq!(ax.y(93.0), 141.0);
+        assert_eq!(ax.y(93.0), 158.9, "16 + (98 - 93) / 7 × 200");
         assert!(
-            svg.contains("<g class=\"threshold sev-urgent\" data-value=\"93\"><line x1=\"52\" y1=\"141\" x2=\"624\" y2=\"141\"/>"),
+            svg.contains("<g class=\"threshold sev-urgent\" data-value=\"93\"><line x1=\"52\" y1=\"158.9\" x2=\"624\" y2=\"158.9\"/>"),
             "{svg}"
         );
         assert!(svg.contains("<g class=\"missed\" data-at=\"2026-12-02T00:00:00+00:00\"><path d=\"M333,203"), "{svg}");
