@@ -9,4 +9,5 @@ mod common;
 
 mod queue;
 mod screenshots;
+mod trends;
 mod ui;

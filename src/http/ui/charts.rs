@@ -259,11 +259,19 @@ pub fn chart(spec: &ChartSpec<'_>) -> String {
     }
     for (at, label) in spec.ticks {
         let x = chart_x(*at, spec.from, spec.to);
+        // A label at either end stays inside the drawing.
+        let anchor = if x > w - RIGHT - 24.0 {
+            "end"
+        } else if x < LEFT + 24.0 {
+            "start"
+        } else {
+            "middle"
+        };
         let _ = write!(
             svg,
-            "<line class=\"grid\" x1=\"{x}\" y1=\"{TOP}\" x2=\"{x}\" y2=\"{bottom}\"/><text class=\"tick\" x=\"{x}\" y=\"{ty}\" text-anchor=\"middle\">{}</text>",
+            "<line class=\"grid\" x1=\"{x}\" y1=\"{TOP}\" x2=\"{x}\" y2=\"{bottom}\"/><text class=\"tick\" x=\"{x}\" y=\"{ty}\" text-anchor=\"{anchor}\">{}</text>",
             escape(label),
-            ty = h - 8.0
+            ty = h - 14.0
         );
     }
     let _ = write!(svg, "<rect class=\"frame\" x=\"{LEFT}\" y=\"{TOP}\" width=\"{}\" height=\"{}\"/>", w - LEFT - RIGHT, bottom - TOP);

@@ -686,7 +686,7 @@ async fn care_charts(
             "{heading}{} {} 〜 {}",
             t.say("の推移", " over the care period"),
             from.with_timezone(&tz).format("%m/%d"),
-            to.with_timezone(&tz).format("%m/%d")
+            p.care_end.unwrap_or_else(|| to.with_timezone(&tz).date_naive()).format("%m/%d")
         );
         let svg = chart(&ChartSpec {
             id: &id,
@@ -702,9 +702,10 @@ async fn care_charts(
             .iter()
             .map(|th| {
                 let sign = if th.equals { "=" } else if th.below { "≤" } else { "≥" };
+                let v = trim_number(th.value);
                 match severity(th.severity) {
-                    Some(s) => format!("{sign} {}: {} {s}", trim_number(th.value), t.say("アラート", "alert")),
-                    None => format!("{sign} {}: {}", trim_number(th.value), t.say("分岐", "branch")),
+                    Some(s) => format!("{sign} {v} → {s}{}", t.say("アラート", " alert")),
+                    None => format!("{sign} {v} → {}", t.say("フローの分岐", "the flow branches")),
                 }
             })
             .collect();
@@ -725,6 +726,8 @@ async fn care_charts(
             (local(x.at), values, status)
         })
         .collect();
-    let period = format!("{} 〜 {}", from.with_timezone(&tz).format("%Y-%m-%d"), to.with_timezone(&tz).format("%Y-%m-%d"));
+    // The last day shown: the care period's last, or the last call's.
+    let last_day = p.care_end.unwrap_or_else(|| to.with_timezone(&tz).date_naive());
+    let period = format!("{} 〜 {last_day}", from.with_timezone(&tz).format("%Y-%m-%d"));
     Ok(Trends { charts, columns: readings.iter().map(|r| answer_name(t, r)).collect(), rows, period })
 }
