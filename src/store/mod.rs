@@ -64,7 +64,8 @@ pub use patients::*;
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
 pub use trends::{
-    AlertFilter, CallPoint, LastCall, OpenItem, Reading, SortKey, TablePage, TableQuery, TableRow, Trends,
+    AlertFilter, CallPoint, Dialect, LastCall, OpenItem, PageSql, Param, Reading, SortKey, TablePage, TableQuery, TableRow,
+    Trends, page_sql,
 };
 pub use users::{AuditEntry, NewUser, Session, User, Users};
 pub use versions::{Flows, StoredFlow};

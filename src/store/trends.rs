@@ -151,14 +151,14 @@ pub trait Trends {
 
 /// How a back end writes parameters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Dialect {
+pub enum Dialect {
     Sqlite,
     Postgres,
 }
 
 /// A parameter's value.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Param {
+pub enum Param {
     Text(String),
     Int(i64),
 }
@@ -173,8 +173,8 @@ impl Dialect {
 }
 
 /// The page's ids query and the count query, with their parameters (the count's are the
-/// first ones of the page's).
-pub(crate) struct PageSql {
+/// first ones of the page's). Public for the benchmark, which shows their plans.
+pub struct PageSql {
     pub ids: String,
     pub count: String,
     pub params: Vec<Param>,
@@ -202,7 +202,7 @@ fn push(d: Dialect, params: &mut Vec<Param>, v: Param) -> String {
 }
 
 /// The SQL of a page's ids and of the count of every match.
-pub(crate) fn page_sql(d: Dialect, q: &TableQuery) -> PageSql {
+pub fn page_sql(d: Dialect, q: &TableQuery) -> PageSql {
     let mut params = Vec::new();
     // Care dates are `YYYY-MM-DD` text on both back ends.
     let today = push(d, &mut params, Param::Text(q.today.to_string()));
@@ -269,34 +269,37 @@ pub(crate) fn page_sql(d: Dialect, q: &TableQuery) -> PageSql {
         SortKey::Followup => {
             format!("case when f.followup_id is null then 1 else 0 end, f.urgency {flip}, f.opened_at {dir}, p.patient_id")
         }
-        SortKey::LastCall => {
-            joins.push(
-                "left join jobs j on j.job_id = (select max(x.job_id) from jobs x where x.patient_id = p.patient_id)"
-                    .into(),
-            );
-            format!(
-                "case when j.job_id is null then 1 else 0 end, \
-                 (case j.status when 'unreachable' then 0 when 'failed' then 1 when 'retry' then 2 \
-                  when 'dialing' then 3 when 'planned' then 4 else 5 end) {dir}, p.patient_id"
-            )
-        }
+        // The latest job's status, ranked, read for each patient on `jobs_patient` (newest first,
+        // one row), as a column of a derived table so that it is read once.
+        SortKey::LastCall => format!("case when s.k is null then 1 else 0 end, s.k {dir}, s.patient_id"),
     };
     let limit = push(d, &mut params, Param::Int(q.limit));
     let offset = push(d, &mut params, Param::Int(q.offset));
-    let ids = format!(
-        "select p.patient_id from patients p {} where {where_sql} order by {order} limit {limit} offset {offset}",
-        joins.join(" ")
-    );
+    let ids = if q.sort == SortKey::LastCall {
+        format!(
+            "select s.patient_id from (select p.patient_id, (select case x.status when 'unreachable' then 0 \
+             when 'failed' then 1 when 'retry' then 2 when 'dialing' then 3 when 'planned' then 4 else 5 end \
+             from jobs x where x.patient_id = p.patient_id order by x.job_id desc limit 1) as k \
+             from patients p {} where {where_sql}) s order by {order} limit {limit} offset {offset}",
+            joins.join(" ")
+        )
+    } else {
+        format!(
+            "select p.patient_id from patients p {} where {where_sql} order by {order} limit {limit} offset {offset}",
+            joins.join(" ")
+        )
+    };
     PageSql { ids, count, params, count_params }
 }
 
-/// The latest job of each of these patients, by id (`{ids}` is the back end's list of them).
+/// The latest job of each of these patients (`{in_ids}` is the back end's test of a patient id
+/// against the page's list).
 pub(crate) const LAST_JOBS: &str = "select j.patient_id, j.day, j.status, j.outcome, j.attempt from jobs j
-     where j.job_id in (select max(x.job_id) from jobs x where x.patient_id in ({ids}) group by x.patient_id)";
+     where j.job_id in (select max(x.job_id) from jobs x where x.patient_id {in_ids} group by x.patient_id)";
 
 /// The open items of these patients.
 pub(crate) const OPEN_ITEMS: &str = "select f.patient_id, f.followup_id, f.urgency, f.claimed_by, f.opened_at
-     from followups f where f.status <> 'closed' and f.patient_id in ({ids})";
+     from followups f where f.status <> 'closed' and f.patient_id {in_ids}";
 
 /// Puts a page's rows together, in the order of `ids`.
 pub(crate) fn assemble(

@@ -15,7 +15,6 @@ use crate::store::trends::{
 use crate::store::{Fut, StoreError, fut};
 use crate::types::Severity;
 
-const IDS: &str = "select unnest($1::text[])";
 
 fn bound<'q>(
     mut query: sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>,
@@ -48,7 +47,7 @@ impl PgStore {
             .iter()
             .map(|r| r.try_get(0))
             .collect::<Result<_, _>>()?;
-        let patients = sqlx::query(&format!("select {PATIENT_COLUMNS} from patients where patient_id in ({IDS})"))
+        let patients = sqlx::query(&format!("select {PATIENT_COLUMNS} from patients where patient_id = any($1)"))
             .bind(&ids)
             .fetch_all(&mut *conn)
             .await?
@@ -57,7 +56,7 @@ impl PgStore {
             .collect::<Result<Vec<_>, _>>()?;
         let latest = sqlx::query(&format!(
             "select patient_id, name, call_id, created_at, value_raw, value_scale from latest_answers
-             where patient_id in ({IDS}) and name = any($2)"
+             where patient_id = any($1) and name = any($2)"
         ))
         .bind(&ids)
         .bind(names)
@@ -68,7 +67,7 @@ impl PgStore {
         .collect::<Result<Vec<_>, _>>()?;
         let recent = sqlx::query(&format!(
             "select patient_id, name, call_id, created_at, value_raw, coalesce(value_scale, 0) from answers
-             where patient_id in ({IDS}) and name = any($2)
+             where patient_id = any($1) and name = any($2)
                and kind = 'number' and value_raw is not null and created_at >= $3"
         ))
         .bind(&ids)
@@ -79,7 +78,7 @@ impl PgStore {
         .iter()
         .map(reading)
         .collect::<Result<Vec<_>, _>>()?;
-        let items = sqlx::query(&OPEN_ITEMS.replace("{ids}", IDS))
+        let items = sqlx::query(&OPEN_ITEMS.replace("{in_ids}", "= any($1)"))
             .bind(&ids)
             .fetch_all(&mut *conn)
             .await?
@@ -95,7 +94,7 @@ impl PgStore {
                 Ok((r.try_get(0)?, item))
             })
             .collect::<Result<Vec<_>, _>>()?;
-        let jobs = sqlx::query(&LAST_JOBS.replace("{ids}", IDS))
+        let jobs = sqlx::query(&LAST_JOBS.replace("{in_ids}", "= any($1)"))
             .bind(&ids)
             .fetch_all(&mut *conn)
             .await?

@@ -65,7 +65,7 @@ fn table(conn: &mut Connection, q: &TableQuery, names: &[String], since: DateTim
         })?
         .collect::<Result<Vec<_>, _>>()?;
     let items = conn
-        .prepare_cached(&OPEN_ITEMS.replace("{ids}", IDS))?
+        .prepare_cached(&OPEN_ITEMS.replace("{in_ids}", &format!("in ({IDS})")))?
         .query_map([&list], |r| {
             let item = OpenItem {
                 followup_id: r.get(1)?,
@@ -77,7 +77,7 @@ fn table(conn: &mut Connection, q: &TableQuery, names: &[String], since: DateTim
         })?
         .collect::<Result<Vec<_>, _>>()?;
     let jobs = conn
-        .prepare_cached(&LAST_JOBS.replace("{ids}", IDS))?
+        .prepare_cached(&LAST_JOBS.replace("{in_ids}", &format!("in ({IDS})")))?
         .query_map([&list], |r| {
             let day: Option<String> = r.get(1)?;
             let job = LastCall {
