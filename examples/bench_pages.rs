@@ -270,7 +270,12 @@ async fn measure(store: &str, server: Server, args: &Args) -> Result<(), Error> 
 
 /// Signs in, asks for each page (label, path, a text it must show), prints its row, stops the
 /// server.
-async fn measure_pages(store: &str, server: Server, args: &Args, pages: &[(String, String, String)]) -> Result<(), Error> {
+async fn measure_pages(
+    store: &str,
+    server: Server,
+    args: &Args,
+    pages: &[(String, String, String)],
+) -> Result<(), Error> {
     ivr::staff::add_user(
         &server.state.store,
         &UserName::parse(USER)?,

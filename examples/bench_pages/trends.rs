@@ -174,18 +174,21 @@ fn pg_fill(patients: usize, days: usize) -> Vec<String> {
 }
 
 /// The sparklines' readings of a page of patients (as `Trends::table` reads them).
-const RECENT_SQLITE: &str = "select patient_id, name, call_id, created_at, value_raw, coalesce(value_scale, 0) from answers
+const RECENT_SQLITE: &str =
+    "select patient_id, name, call_id, created_at, value_raw, coalesce(value_scale, 0) from answers
      where patient_id in (select value from json_each(?1)) and name in (select value from json_each(?2))
        and kind = 'number' and value_raw is not null and created_at >= ?3";
 const RECENT_PG: &str = "select patient_id, name, call_id, created_at, value_raw, coalesce(value_scale, 0) from answers
      where patient_id = any($1) and name = any($2)
        and kind = 'number' and value_raw is not null and created_at >= $3";
 /// A patient's chart points (as `Trends::points` reads them).
-const POINTS_SQLITE: &str = "select c.call_id, c.created_at, c.status, a.name, a.kind, a.value_text, a.value_raw, a.value_scale
+const POINTS_SQLITE: &str =
+    "select c.call_id, c.created_at, c.status, a.name, a.kind, a.value_text, a.value_raw, a.value_scale
      from calls c left join answers a on a.call_id = c.call_id and a.kind = 'number'
        and a.name in (select value from json_each(?2))
      where c.patient_id = ?1 order by c.created_at, c.call_id";
-const POINTS_PG: &str = "select c.call_id, c.created_at, c.status, a.name, a.kind, a.value_text, a.value_raw, a.value_scale
+const POINTS_PG: &str =
+    "select c.call_id, c.created_at, c.status, a.name, a.kind, a.value_text, a.value_raw, a.value_scale
      from calls c left join answers a on a.call_id = c.call_id and a.kind = 'number' and a.name = any($2)
      where c.patient_id = $1 order by c.created_at, c.call_id";
 
@@ -215,7 +218,8 @@ pub async fn scenario(args: &Args) -> Result<(), Error> {
         for sql in sqlite_fill(args.patients, args.days) {
             conn.execute_batch(&format!("begin; {sql}; commit;"))?;
         }
-        let size = std::fs::metadata(&path)?.len() + std::fs::metadata(path.with_extension("db-wal")).map_or(0, |m| m.len());
+        let size =
+            std::fs::metadata(&path)?.len() + std::fs::metadata(path.with_extension("db-wal")).map_or(0, |m| m.len());
         println!("sqlite: filled in {:.0} s, {} MB", filled.elapsed().as_secs_f64(), size / 1_000_000);
         for (what, q) in queries(args.days) {
             let sql = page_sql(Dialect::Sqlite, &q);
@@ -269,11 +273,13 @@ pub async fn scenario(args: &Args) -> Result<(), Error> {
             for sql in pg_fill(args.patients, args.days) {
                 sqlx::raw_sql(&sql).execute(&mut conn).await?;
             }
-            let size: i64 = sqlx::query_scalar("select pg_database_size(current_database())").fetch_one(&mut conn).await?;
+            let size: i64 =
+                sqlx::query_scalar("select pg_database_size(current_database())").fetch_one(&mut conn).await?;
             println!("postgres: filled in {:.0} s, {} MB", filled.elapsed().as_secs_f64(), size / 1_000_000);
             for (what, q) in queries(args.days) {
                 let sql = page_sql(Dialect::Postgres, &q);
-                for (label, text, n) in [("page", &sql.ids, sql.params.len()), ("count", &sql.count, sql.count_params)] {
+                for (label, text, n) in [("page", &sql.ids, sql.params.len()), ("count", &sql.count, sql.count_params)]
+                {
                     println!("postgres: EXPLAIN, {what}, {label}:");
                     let text = format!("explain {text}");
                     let mut query = sqlx::query_as::<_, (String,)>(&text);

@@ -64,8 +64,8 @@ pub use patients::*;
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
 pub use trends::{
-    AlertFilter, CallPoint, Dialect, LastCall, OpenItem, PageSql, Param, Reading, SortKey, TablePage, TableQuery, TableRow,
-    Trends, page_sql,
+    AlertFilter, CallPoint, Dialect, LastCall, OpenItem, PageSql, Param, Reading, SortKey, TablePage, TableQuery,
+    TableRow, Trends, page_sql,
 };
 pub use users::{AuditEntry, NewUser, Session, User, Users};
 pub use versions::{Flows, StoredFlow};

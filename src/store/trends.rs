@@ -267,7 +267,9 @@ pub fn page_sql(d: Dialect, q: &TableQuery) -> PageSql {
             )
         }
         SortKey::Followup => {
-            format!("case when f.followup_id is null then 1 else 0 end, f.urgency {flip}, f.opened_at {dir}, p.patient_id")
+            format!(
+                "case when f.followup_id is null then 1 else 0 end, f.urgency {flip}, f.opened_at {dir}, p.patient_id"
+            )
         }
         // The latest job's status, ranked, read for each patient on `jobs_patient` (newest first,
         // one row), as a column of a derived table so that it is read once.

@@ -111,14 +111,14 @@ pub async fn fill(app: &TestApp, now: DateTime<Utc>) {
 /// The sparkline points the page must draw for `days` (the last 7, today's included).
 fn expected_spark(now: DateTime<Utc>, days: &[Day], spo2: bool) -> Vec<(f64, f64)> {
     let today = now.with_timezone(&tokyo()).date_naive();
-    let since = tokyo()
-        .from_local_datetime(&(today - Duration::days(6)).and_time(NaiveTime::MIN))
-        .unwrap()
-        .with_timezone(&Utc);
+    let since =
+        tokyo().from_local_datetime(&(today - Duration::days(6)).and_time(NaiveTime::MIN)).unwrap().with_timezone(&Utc);
     let values: Vec<(DateTime<Utc>, f64)> = days
         .iter()
         .enumerate()
-        .filter_map(|(i, d)| d.map(|(t, s)| (morning(now, (days.len() - 1 - i) as i64), if spo2 { s as f64 } else { t })))
+        .filter_map(|(i, d)| {
+            d.map(|(t, s)| (morning(now, (days.len() - 1 - i) as i64), if spo2 { s as f64 } else { t }))
+        })
         .filter(|(at, _)| *at >= since)
         .collect();
     let lo = values.iter().map(|v| v.1).fold(f64::INFINITY, f64::min);
@@ -157,7 +157,11 @@ async fn all_attrs(b: &Browser, css: &str, name: &str) -> Vec<String> {
 }
 
 async fn row_ids(b: &Browser) -> Vec<String> {
-    all_attrs(b, "table.patients tbody tr", "id").await.into_iter().map(|id| id.trim_start_matches("row-").to_string()).collect()
+    all_attrs(b, "table.patients tbody tr", "id")
+        .await
+        .into_iter()
+        .map(|id| id.trim_start_matches("row-").to_string())
+        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -172,7 +176,10 @@ async fn the_patients_table_and_a_patients_charts_show_the_answers_in_both_langu
     fill(&app, now).await;
     b.sign_in(&app.addr, "sato", PASSWORD).await;
 
-    for (lang, words) in [("ja", ["体温", "不通（電話がつながらず）", "緊急", "アラート ≤ 93"]), ("en", ["Temperature", "missed (not reached)", "Urgent", "Alert ≤ 93"])] {
+    for (lang, words) in [
+        ("ja", ["体温", "不通（電話がつながらず）", "緊急", "アラート ≤ 93"]),
+        ("en", ["Temperature", "missed (not reached)", "Urgent", "Alert ≤ 93"]),
+    ] {
         app.store.users().set_language("sato", UiLanguage::parse(lang).unwrap()).await.unwrap();
         b.goto(&format!("{}/ui/patients", app.addr)).await;
         assert_eq!(row_ids(&b).await, ["P001", "P002", "P003"], "{lang}");
@@ -212,27 +219,37 @@ async fn the_patients_table_and_a_patients_charts_show_the_answers_in_both_langu
         let values: Vec<String> = all_attrs(&b, "#chart-spo2 circle.pt", "data-value").await;
         let want: Vec<String> = YAMADA.iter().flatten().map(|(_, s)| s.to_string()).collect();
         assert_eq!(values, want);
-        let temps: Vec<f64> = all_attrs(&b, "#chart-temperature circle.pt", "data-value").await.iter().map(|v| v.parse().unwrap()).collect();
+        let temps: Vec<f64> = all_attrs(&b, "#chart-temperature circle.pt", "data-value")
+            .await
+            .iter()
+            .map(|v| v.parse().unwrap())
+            .collect();
         assert_eq!(temps, YAMADA.iter().flatten().map(|(t, _)| *t).collect::<Vec<_>>());
         let lo: f64 = attr(&b, "#chart-spo2", "data-lo").await.parse().unwrap();
         let hi: f64 = attr(&b, "#chart-spo2", "data-hi").await.parse().unwrap();
         let y = |v: f64| 16.0 + (hi - v) / (hi - lo) * 200.0;
-        let ys: Vec<f64> = all_attrs(&b, "#chart-spo2 circle.pt", "cy").await.iter().map(|v| v.parse().unwrap()).collect();
+        let ys: Vec<f64> =
+            all_attrs(&b, "#chart-spo2 circle.pt", "cy").await.iter().map(|v| v.parse().unwrap()).collect();
         for (drawn, value) in ys.iter().zip(YAMADA.iter().flatten()) {
             assert!((drawn - y(value.1 as f64)).abs() < 0.11, "SpO2 {} at {drawn}", value.1);
         }
-        let xs: Vec<f64> = all_attrs(&b, "#chart-spo2 circle.pt", "cx").await.iter().map(|v| v.parse().unwrap()).collect();
+        let xs: Vec<f64> =
+            all_attrs(&b, "#chart-spo2 circle.pt", "cx").await.iter().map(|v| v.parse().unwrap()).collect();
         assert!(xs.windows(2).all(|w| w[0] < w[1]), "in time order: {xs:?}");
         assert_eq!(all_attrs(&b, "#chart-spo2 g.threshold", "data-value").await, ["93"]);
         let line: f64 = attr(&b, "#chart-spo2 g.threshold line", "y1").await.parse().unwrap();
         assert!((line - y(93.0)).abs() < 0.11, "the threshold at 93: {line}");
         assert_eq!(all_attrs(&b, "#chart-spo2 circle.pt.alert", "data-value").await, ["93", "92"], "at or below 93");
-        assert!(all_attrs(&b, "#chart-temperature g.threshold", "data-value").await.is_empty(), "no rule on temperature");
+        assert!(
+            all_attrs(&b, "#chart-temperature g.threshold", "data-value").await.is_empty(),
+            "no rule on temperature"
+        );
         let missed = all_attrs(&b, "#chart-spo2 g.missed", "data-at").await;
         assert_eq!(missed, [morning(now, 5).to_rfc3339()], "the fifth day");
         // The text alternative: a row per call, the missed one too.
         assert_eq!(b.client.find_all(Locator::Css("#trend-table tbody tr")).await.unwrap().len(), 10);
-        let table = b.client.find(Locator::Id("trend-table")).await.unwrap().prop("textContent").await.unwrap().unwrap();
+        let table =
+            b.client.find(Locator::Id("trend-table")).await.unwrap().prop("textContent").await.unwrap().unwrap();
         assert!(table.contains("38.4") && table.contains("92") && table.contains(words[1]), "{lang}: {table}");
     }
     b.close().await;

@@ -48,7 +48,11 @@ fn n(raw: i64, scale: u8) -> Value {
 /// day's job was unreachable; p3's care ended yesterday; p4 (north) never answered.
 async fn roster(store: &Store) {
     let ps = [
-        patients::patient("p1", "+819011110001").name("山田 花子").area("north").slot("morning").care_from("2026-12-01"),
+        patients::patient("p1", "+819011110001")
+            .name("山田 花子")
+            .area("north")
+            .slot("morning")
+            .care_from("2026-12-01"),
         patients::patient("p2", "+819022220002").name("Jane Smith").area("south").language("en-US"),
         patients::patient("p3", "+819033330003").area("north").care("2026-11-20", "2026-12-06"),
         patients::patient("p4", "+819044440004").area("north").care("2026-12-01", "2026-12-14"),
@@ -60,11 +64,23 @@ async fn roster(store: &Store) {
     let urgent = Some(NewAlert::flow("health_check", Severity::Urgent));
     answer(store, "CA2", "p1", 0, vec![("temperature", n(382, 1)), ("spo2", n(91, 0))], urgent).await;
     // Digits a caller typed are text: never a reading.
-    answer(store, "CA3", "p2", 0, vec![("temperature", n(370, 1)), ("sms_to", Value::Text("09012345678".into()))], None)
-        .await;
+    answer(
+        store,
+        "CA3",
+        "p2",
+        0,
+        vec![("temperature", n(370, 1)), ("sms_to", Value::Text("09012345678".into()))],
+        None,
+    )
+    .await;
     answer(store, "CA3", "p2", 1, vec![("temperature", n(371, 1)), ("spo2", n(95, 0))], None).await;
     let due = Utc::now() - Duration::minutes(5);
-    let job = NewJob { patient_id: PatientId::parse("p2").unwrap(), flow: "daily-health-check".into(), day: today(), due_at: due };
+    let job = NewJob {
+        patient_id: PatientId::parse("p2").unwrap(),
+        flow: "daily-health-check".into(),
+        day: today(),
+        due_at: due,
+    };
     store.campaign().plan_jobs(&[job]).await.unwrap();
     let claimed = store.campaign().claim_jobs(Utc::now(), Utc::now() + Duration::minutes(5), 10).await.unwrap();
     assert_eq!(claimed.len(), 1);
@@ -73,7 +89,14 @@ async fn roster(store: &Store) {
     assert!(ended);
 }
 
-async fn answer(store: &Store, sid: &str, patient: &str, seq: i64, answers: Vec<(&str, Value)>, alert: Option<NewAlert>) {
+async fn answer(
+    store: &Store,
+    sid: &str,
+    patient: &str,
+    seq: i64,
+    answers: Vec<(&str, Value)>,
+    alert: Option<NewAlert>,
+) {
     let answers: Vec<(String, Value)> = answers.into_iter().map(|(k, v)| (k.to_string(), v)).collect();
     let engine: TurnFn = Box::new(move |_| {
         Ok(TurnWrite {
@@ -139,7 +162,10 @@ async fn the_table_shows_each_patients_latest_readings_open_item_and_last_call(s
     assert_eq!(p2.followup.as_ref().map(|f| f.severity), Some(Severity::High), "unreachable opens an item");
     assert!(p4.followup.is_none());
     let call = p2.last_call.as_ref().expect("p2's job");
-    assert_eq!((call.status.as_str(), call.outcome.as_deref(), call.day), ("unreachable", Some("no-answer"), Some(today())));
+    assert_eq!(
+        (call.status.as_str(), call.outcome.as_deref(), call.day),
+        ("unreachable", Some("no-answer"), Some(today()))
+    );
     assert!(p1.last_call.is_none(), "p1's calls were placed by no job");
     // Nothing from before `since` in the sparkline's readings.
     let later = store.trends().table(&query(), &names(), Utc::now() + Duration::minutes(1)).await.unwrap();
@@ -158,7 +184,11 @@ async fn the_table_filters_searches_sorts_and_pages(store: Store) {
     assert_eq!(ids(&table(by(SortKey::Reading("spo2".into()), true)).await), ["p2", "p1", "p4"]);
     assert_eq!(ids(&table(by(SortKey::Reading("temperature".into()), true)).await), ["p1", "p2", "p4"]);
     assert_eq!(ids(&table(by(SortKey::Followup, false)).await), ["p1", "p2", "p4"], "urgent, high, none");
-    assert_eq!(ids(&table(by(SortKey::LastCall, false)).await), ["p2", "p1", "p4"], "unreachable first, never called last by id");
+    assert_eq!(
+        ids(&table(by(SortKey::LastCall, false)).await),
+        ["p2", "p1", "p4"],
+        "unreachable first, never called last by id"
+    );
     assert_eq!(ids(&table(by(SortKey::Name, false)).await), ["p2", "p1", "p4"], "Jane, 山田 (U+5C71), 患者 (U+60A3)");
     assert_eq!(ids(&table(by(SortKey::Id, true)).await), ["p4", "p2", "p1"]);
 
@@ -170,7 +200,11 @@ async fn the_table_filters_searches_sorts_and_pages(store: Store) {
     assert_eq!(ids(&table(TableQuery { alert: AlertFilter::NoneOpen, ..query() }).await), ["p4"]);
     assert_eq!(ids(&table(TableQuery { language: Some("en-US".into()), ..query() }).await), ["p2"]);
     assert_eq!(ids(&table(TableQuery { slot: Some("morning".into()), ..query() }).await), ["p1"]);
-    assert_eq!(ids(&table(TableQuery { slot: Some(String::new()), ..query() }).await), ["p2", "p4"], "the default slot");
+    assert_eq!(
+        ids(&table(TableQuery { slot: Some(String::new()), ..query() }).await),
+        ["p2", "p4"],
+        "the default slot"
+    );
     let search = |s: &str| TableQuery { search: Some(s.into()), ..query() };
     assert_eq!(ids(&table(search("090-2222-0002")).await), ["p2"], "a phone number as typed");
     assert_eq!(ids(&table(search("山田")).await), ["p1"]);

@@ -274,7 +274,12 @@ pub fn chart(spec: &ChartSpec<'_>) -> String {
             ty = h - 14.0
         );
     }
-    let _ = write!(svg, "<rect class=\"frame\" x=\"{LEFT}\" y=\"{TOP}\" width=\"{}\" height=\"{}\"/>", w - LEFT - RIGHT, bottom - TOP);
+    let _ = write!(
+        svg,
+        "<rect class=\"frame\" x=\"{LEFT}\" y=\"{TOP}\" width=\"{}\" height=\"{}\"/>",
+        w - LEFT - RIGHT,
+        bottom - TOP
+    );
     for t in spec.thresholds {
         let y = ax.y(t.value);
         let words = if t.equals {
@@ -424,13 +429,10 @@ mod tests {
             when: at.format("%m/%d %H:%M").to_string(),
         };
         let points = [point(t(0, 0), Some(97.0), false), point(t(1, 0), None, true), point(t(2, 0), Some(92.0), false)];
-        let words = ChartWords {
-            at_or_below: "≤",
-            at_or_above: "≥",
-            equals: "=",
-            missed: "不通",
-            no_reading: "回答なし",
-        };
+        let words =
+            ChartWords {
+                at_or_below: "≤", at_or_above: "≥", equals: "=", missed: "不通", no_reading: "回答なし"
+            };
         let svg = chart(&ChartSpec {
             id: "chart-spo2",
             title: "SpO2",

@@ -701,7 +701,13 @@ async fn care_charts(
         let thresholds = thresholds
             .iter()
             .map(|th| {
-                let sign = if th.equals { "=" } else if th.below { "≤" } else { "≥" };
+                let sign = if th.equals {
+                    "="
+                } else if th.below {
+                    "≤"
+                } else {
+                    "≥"
+                };
                 let v = trim_number(th.value);
                 match severity(th.severity) {
                     Some(s) => format!("{sign} {v} → {s}{}", t.say("アラート", " alert")),

@@ -287,7 +287,8 @@ pub(super) async fn list(
         .map_or(now - Duration::days(SPARK_DAYS), |d| d.with_timezone(&Utc));
     let query = f.query(today);
     staff.audit(&state, "view_patients", &f.href(&f.sort, f.desc, f.page)["/ui/patients".len()..]).await?;
-    let page = state.store.trends().table(&query, &readings, since).await.map_err(|e| PageError::internal(language, e))?;
+    let page =
+        state.store.trends().table(&query, &readings, since).await.map_err(|e| PageError::internal(language, e))?;
 
     let mut headers = vec![
         ("id".to_string(), t.say("患者ID・氏名", "Patient").to_string()),
@@ -384,10 +385,10 @@ fn row_view(
         }
         (format!("sev-{}", i.severity), words)
     });
-    let (last_call, last_call_bad) = r.last_call.as_ref().map_or_else(
-        || (t.say("通話なし", "No call yet").to_string(), false),
-        |j| last_call_words(t, j),
-    );
+    let (last_call, last_call_bad) = r
+        .last_call
+        .as_ref()
+        .map_or_else(|| (t.say("通話なし", "No call yet").to_string(), false), |j| last_call_words(t, j));
     RowView {
         id: r.patient.patient_id.to_string(),
         name: r.patient.name.clone(),

@@ -15,7 +15,6 @@ use crate::store::trends::{
 use crate::store::{Fut, StoreError, fut};
 use crate::types::Severity;
 
-
 fn bound<'q>(
     mut query: sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>,
     params: &'q [Param],
@@ -130,7 +129,8 @@ impl PgStore {
             let reading = match name {
                 Some(name) => {
                     let scale: Option<i32> = r.try_get(7)?;
-                    let value = answer_value(&r.try_get::<String, _>(4)?, r.try_get(5)?, r.try_get(6)?, scale.map(i64::from));
+                    let value =
+                        answer_value(&r.try_get::<String, _>(4)?, r.try_get(5)?, r.try_get(6)?, scale.map(i64::from));
                     Some((name, value))
                 }
                 None => None,

@@ -28,15 +28,18 @@ fn bind(params: &[Param]) -> Vec<Box<dyn rusqlite::ToSql>> {
 
 const IDS: &str = "select value from json_each(?1)";
 
-fn table(conn: &mut Connection, q: &TableQuery, names: &[String], since: DateTime<Utc>) -> Result<TablePage, StoreError> {
+fn table(
+    conn: &mut Connection,
+    q: &TableQuery,
+    names: &[String],
+    since: DateTime<Utc>,
+) -> Result<TablePage, StoreError> {
     let sql = page_sql(Dialect::Sqlite, q);
     let values = bind(&sql.params);
     let refs: Vec<&dyn rusqlite::ToSql> = values.iter().map(|b| b.as_ref()).collect();
     let total: i64 = conn.prepare_cached(&sql.count)?.query_row(&refs[..sql.count_params], |r| r.get(0))?;
-    let ids: Vec<String> = conn
-        .prepare_cached(&sql.ids)?
-        .query_map(&refs[..], |r| r.get(0))?
-        .collect::<Result<_, _>>()?;
+    let ids: Vec<String> =
+        conn.prepare_cached(&sql.ids)?.query_map(&refs[..], |r| r.get(0))?.collect::<Result<_, _>>()?;
     let list = serde_json::to_string(&ids)?;
     let names_list = serde_json::to_string(names)?;
     let patients = conn
