@@ -346,12 +346,13 @@ pub(crate) fn assemble(
     rows
 }
 
+/// A call's row with one of its readings (none when it has no reading asked for): call id, time,
+/// status, reading.
+pub(crate) type CallRow = (i64, DateTime<Utc>, String, Option<(String, Value)>);
+
 /// Merges a patient's answered calls (one row per call and reading, in time order) and missed
 /// jobs into points in time order.
-pub(crate) fn merge_points(
-    calls: Vec<(i64, DateTime<Utc>, String, Option<(String, Value)>)>,
-    missed: Vec<(DateTime<Utc>, String)>,
-) -> Vec<CallPoint> {
+pub(crate) fn merge_points(calls: Vec<CallRow>, missed: Vec<(DateTime<Utc>, String)>) -> Vec<CallPoint> {
     let mut points: Vec<CallPoint> = Vec::new();
     for (call_id, at, status, reading) in calls {
         if points.last().is_none_or(|p| p.call_id != Some(call_id)) {

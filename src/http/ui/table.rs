@@ -76,8 +76,8 @@ impl Filters {
             slot.clear();
         }
         let mut sort = text_field(p.sort.as_ref());
-        let known = ["", "id", "name", "area", "followup", "last_call"].contains(&sort.as_str())
-            || readings.iter().any(|r| *r == sort);
+        let known =
+            ["", "id", "name", "area", "followup", "last_call"].contains(&sort.as_str()) || readings.contains(&sort);
         if !known {
             errors.push(("sort", t.say("この列では並べ替えできません。", "Cannot sort by that column.")));
             sort.clear();

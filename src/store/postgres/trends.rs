@@ -53,10 +53,10 @@ impl PgStore {
             .iter()
             .map(patient_row)
             .collect::<Result<Vec<_>, _>>()?;
-        let latest = sqlx::query(&format!(
+        let latest = sqlx::query(
             "select patient_id, name, call_id, created_at, value_raw, value_scale from latest_answers
-             where patient_id = any($1) and name = any($2)"
-        ))
+             where patient_id = any($1) and name = any($2)",
+        )
         .bind(&ids)
         .bind(names)
         .fetch_all(&mut *conn)
@@ -64,11 +64,11 @@ impl PgStore {
         .iter()
         .map(reading)
         .collect::<Result<Vec<_>, _>>()?;
-        let recent = sqlx::query(&format!(
+        let recent = sqlx::query(
             "select patient_id, name, call_id, created_at, value_raw, coalesce(value_scale, 0) from answers
              where patient_id = any($1) and name = any($2)
-               and kind = 'number' and value_raw is not null and created_at >= $3"
-        ))
+               and kind = 'number' and value_raw is not null and created_at >= $3",
+        )
         .bind(&ids)
         .bind(names)
         .bind(since)
