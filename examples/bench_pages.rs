@@ -1,9 +1,19 @@
 //! The staff pages under a full queue: how long `/ui/` (the queue's first page) and a patient's
-//! page (`/ui/patients/{id}`) take to answer, on each store.
+//! page (`/ui/patients/{id}`) take to answer, on each store; and the patients table
+//! (`/ui/patients`: its first page, a filtered page, pages sorted by a reading and by the last
+//! call, a search) and a patient's page with its charts, under `--patients` patients with
+//! `--days` days of answers each.
 //!
 //! ```text
-//! cargo run --release --example bench_pages -- [--items 10000] [--requests 50]
+//! cargo run --release --example bench_pages -- [--scenario queue|trends|all] [--items 10000]
+//!     [--patients 100000] [--days 30] [--requests 50]
 //! ```
+//!
+//! The trends scenario: every patient in care, one call a day at 09:00 (Tokyo) give or take two
+//! hours, each with a temperature and an SpO2, and that day's job (done); one day in 17 the job
+//! was unreachable and there is no call; a tenth of the patients have an open item. Its rows
+//! are written by SQL inside each database, the readings' summary (`latest_answers`) by the
+//! migration's own query on PostgreSQL and by its triggers on SQLite.
 //!
 //! Each store gets `--items` patients with one open follow-up item each (one reason, severities
 //! mixed: a tenth urgent, three tenths high, the rest normal), and the first patient 30 days of
@@ -14,6 +24,9 @@
 //! at the server `--pg` names (default `IVR_TEST_PG_URL`, else
 //! `postgres://postgres@127.0.0.1:5432/test`) and dropped after it. `--only sqlite` or
 //! `--only postgres` measures one back end.
+
+#[path = "bench_pages/trends.rs"]
+mod trends;
 
 use std::path::Path;
 use std::time::Instant;
@@ -34,6 +47,15 @@ const PATIENT: &str = "P000001";
 #[derive(Parser)]
 #[command(about = "Response times of the staff pages on each store")]
 struct Args {
+    /// queue (the follow-up queue), trends (the patients table) or all.
+    #[arg(long, default_value = "all")]
+    scenario: String,
+    /// Patients in care for the patients table.
+    #[arg(long, default_value_t = 100_000)]
+    patients: usize,
+    /// Days of daily calls for each of them.
+    #[arg(long, default_value_t = 30)]
+    days: usize,
     /// Patients, each with one open follow-up item.
     #[arg(long, default_value_t = 10_000)]
     items: usize,
@@ -53,6 +75,16 @@ type Error = Box<dyn std::error::Error>;
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     let args = Args::parse();
+    if args.scenario == "queue" || args.scenario == "all" {
+        queue_scenario(&args).await?;
+    }
+    if args.scenario == "trends" || args.scenario == "all" {
+        trends::scenario(&args).await?;
+    }
+    Ok(())
+}
+
+async fn queue_scenario(args: &Args) -> Result<(), Error> {
     println!(
         "{} open items, {} requests per page ({} cores, {} build)",
         args.items,
@@ -93,7 +125,7 @@ async fn main() -> Result<(), Error> {
             }
         }
         drop(conn);
-        measure("sqlite", server, &args).await?;
+        measure("sqlite", server, args).await?;
     }
     if wanted("postgres") {
         let mut admin = PgConnection::connect(&args.pg).await?;
@@ -125,7 +157,7 @@ async fn main() -> Result<(), Error> {
                 }
             }
             conn.close().await?;
-            measure("postgres", server, &args).await
+            measure("postgres", server, args).await
         }
         .await;
         sqlx::raw_sql(&format!("drop database if exists {name} with (force)")).execute(&mut admin).await?;
@@ -228,6 +260,22 @@ fn list_sql(statuses: &str, area: &str, patient: &str) -> String {
 
 /// Signs in, asks for each page, prints its row, stops the server.
 async fn measure(store: &str, server: Server, args: &Args) -> Result<(), Error> {
+    // Each page, and a text it must show (a patient's name from the roster; an answer).
+    let pages = [
+        ("queue `/ui/`".to_string(), "/ui/".to_string(), "患者 P".to_string()),
+        ("patient `/ui/patients/{id}`".to_string(), format!("/ui/patients/{PATIENT}"), "36.5".to_string()),
+    ];
+    measure_pages(store, server, args, &pages).await
+}
+
+/// Signs in, asks for each page (label, path, a text it must show), prints its row, stops the
+/// server.
+async fn measure_pages(
+    store: &str,
+    server: Server,
+    args: &Args,
+    pages: &[(String, String, String)],
+) -> Result<(), Error> {
     ivr::staff::add_user(
         &server.state.store,
         &UserName::parse(USER)?,
@@ -239,11 +287,6 @@ async fn measure(store: &str, server: Server, args: &Args) -> Result<(), Error> 
     let base = format!("http://{}", server.addr);
     let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build()?;
     let session = sign_in(&client, &base).await?;
-    // Each page, and a text it must show (a patient's name from the roster; an answer).
-    let pages = [
-        ("queue `/ui/`", "/ui/".to_string(), "患者 P"),
-        ("patient `/ui/patients/{id}`", format!("/ui/patients/{PATIENT}"), "36.5"),
-    ];
     for (label, path, shows) in pages {
         let mut times = Vec::with_capacity(args.requests);
         for i in 0..=args.requests {
@@ -253,7 +296,7 @@ async fn measure(store: &str, server: Server, args: &Args) -> Result<(), Error> 
             let status = resp.status();
             let body = resp.text().await?;
             let ms = started.elapsed().as_secs_f64() * 1000.0;
-            if !status.is_success() || !body.contains(shows) {
+            if !status.is_success() || !body.contains(shows.as_str()) {
                 return Err(format!("{path}: {status}: {body}").into());
             }
             if i > 0 {

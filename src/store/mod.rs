@@ -7,7 +7,9 @@
 //! One module per record: `patients`, `calls` (calls, their turns, answers, alerts), `numbers`
 //! (processing numbers, API tokens, the audit log), `outbox`, `campaign` (jobs and attempts),
 //! `versions` (flow versions), `users` (staff accounts, their sessions, the staff audit log),
-//! `followups` (the follow-up queue, opened by every alert), `figures` (the ministry's figures, read only). Each holds the record's types, its rules as pure functions with
+//! `followups` (the follow-up queue, opened by every alert), `figures` (the ministry's figures,
+//! read only), `trends` (the patients table and a patient's charts, read only). Each holds the
+//! record's types, its rules as pure functions with
 //! their unit tests (a turn's sequence and replay, a number's collision and verdict, a message's
 //! fallback and states, a late number's replacement), and the trait of its operations. Each
 //! back end (`sqlite/`, `postgres/`) holds, per record, only its SQL and the trait's
@@ -43,6 +45,7 @@ mod outbox;
 mod patients;
 mod postgres;
 mod sqlite;
+mod trends;
 mod users;
 mod versions;
 
@@ -63,6 +66,10 @@ pub use outbox::*;
 pub use patients::*;
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
+pub use trends::{
+    AlertFilter, CallPoint, Dialect, LastCall, OpenItem, PageSql, Param, Reading, SortKey, TablePage, TableQuery,
+    TableRow, Trends, page_sql,
+};
 pub use users::{AuditEntry, NewUser, Session, User, Users};
 pub use versions::{Flows, StoredFlow, VersionUse};
 
@@ -70,7 +77,7 @@ pub use versions::{Flows, StoredFlow, VersionUse};
 pub type Fut<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'a>>;
 
 /// How many numbered migrations each back end has (`migrations/sqlite`, `migrations/postgres`).
-pub const MIGRATION_COUNT: usize = 17;
+pub const MIGRATION_COUNT: usize = 18;
 
 /// A store failure. Details go to the log; callers hear an apology.
 #[derive(Debug, thiserror::Error)]
@@ -99,7 +106,7 @@ pub enum StoreError {
 
 /// A back end: every record's operations, and the database's own.
 pub trait Backend:
-    Patients + Calls + Numbers + Outbox + Campaign + Flows + Users + Followups + Figures + Send + Sync
+    Patients + Calls + Numbers + Outbox + Campaign + Flows + Users + Followups + Figures + Trends + Send + Sync
 {
     /// `sqlite` or `postgres`.
     fn name(&self) -> &'static str;
@@ -201,6 +208,11 @@ impl Store {
 
     /// The ministry's figures: new patients, the app question, numbers issued and verified.
     pub fn figures(&self) -> &dyn Figures {
+        &*self.0
+    }
+
+    /// The patients table and a patient's charts: readings, open items, last calls.
+    pub fn trends(&self) -> &dyn Trends {
         &*self.0
     }
 }

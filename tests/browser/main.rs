@@ -11,4 +11,5 @@ mod figures;
 mod queue;
 mod screenshots;
 mod today;
+mod trends;
 mod ui;

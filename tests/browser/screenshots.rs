@@ -57,8 +57,17 @@ async fn screenshots_of_each_page_in_both_languages() {
         let mut p = crate::common::patients::patient(id, phone);
         p.name = name.into();
         p.area = Some("north".into());
+        if id == "P001" {
+            // Ten days of care so far, four to go: the charts' whole period.
+            let start = crate::trends::morning(Utc::now(), 9).with_timezone(&chrono_tz::Asia::Tokyo).date_naive();
+            p.care_start = Some(start);
+            p.care_end = Some(start + chrono::Duration::days(13));
+        }
         app.store.patients().upsert(&p).await.unwrap();
     }
+    // Their daily answers: P001's fever and low SpO2 with a missed day, P002 well.
+    crate::trends::write_days(&app.sqlite_path(), "P001", Utc::now(), &crate::trends::YAMADA);
+    crate::trends::write_days(&app.sqlite_path(), "P002", Utc::now(), &crate::trends::SUZUKI);
     let earlier = Utc::now() - chrono::Duration::minutes(95);
     let followups = app.store.followups();
     followups.raise("P003", &NewAlert::flow("no_response", Severity::Normal), earlier).await.unwrap();

@@ -11,4 +11,5 @@ mod figures;
 mod followups;
 mod personal;
 mod tls;
+mod trends;
 mod users;

@@ -15,11 +15,13 @@
 
 mod figures;
 mod flows;
+mod charts;
 pub mod i18n;
 mod pages;
 mod patient;
 mod queue;
 pub mod today;
+mod table;
 mod tokens;
 
 use std::net::SocketAddr;

@@ -23,12 +23,10 @@ use crate::types::{E164, Role};
 
 /// The calls a patient's page shows, newest first.
 const CALLS_SHOWN: i64 = 60;
-/// The most patients the list shows.
-const LIST_MAX: usize = 200;
 
 pub(super) fn routes() -> Router<AppState> {
     Router::new()
-        .route("/ui/patients", get(list))
+        .route("/ui/patients", get(super::table::list))
         .route("/ui/patients/{id}", get(patient))
         .route("/ui/patients/{id}/issue", post(issue))
         .route("/ui/patients/{id}/call", post(call_now))
@@ -36,7 +34,7 @@ pub(super) fn routes() -> Router<AppState> {
 }
 
 /// An answer's name in words (the shipped flow's questions), or the name as the flow has it.
-fn answer_name(t: &Text, name: &str) -> String {
+pub(super) fn answer_name(t: &Text, name: &str) -> String {
     let words = match name {
         "temperature" => t.say("体温", "Temperature"),
         "spo2" => t.say("SpO2（酸素飽和度）", "SpO2 (oxygen saturation)"),
@@ -122,6 +120,7 @@ struct PatientPage {
     story: Vec<String>,
     can_act: bool,
     seen: String,
+    trends: Trends,
     forms: Forms,
     languages: Vec<String>,
     slots: Vec<String>,
@@ -215,6 +214,9 @@ async fn patient_response(
         ),
     ];
     let their_calls = store.calls().of_patient(&id, CALLS_SHOWN).await.map_err(fail)?;
+    let flow_name = their_calls.first().map_or_else(|| state.inbound_flow.to_string(), |c| c.flow.clone());
+    let now = state.campaign.clock.now();
+    let trends = care_charts(state, t, &p, &flow_name, now).await.map_err(fail)?;
     let ids: Vec<i64> = their_calls.iter().map(|c| c.call_id).collect();
     let mut details = store.calls().details(&ids, true).await.map_err(fail)?;
     let hidden = t.say("（処理番号を含むため表示しません）", "(holds a processing number: not shown)");
@@ -262,7 +264,6 @@ async fn patient_response(
             (channel, shown, status, attempts)
         })
         .collect();
-    let now = state.campaign.clock.now();
     let number = store.numbers().valid(&id, now).await.map_err(fail)?.map(|v| {
         let until = local(v.expires_at);
         if v.read_pending {
@@ -311,6 +312,7 @@ async fn patient_response(
     let seen_values = seen(&p);
     let page = PatientPage {
         seen: seen_values,
+        trends,
         t,
         frame: Frame::of(staff, "/ui/patients"),
         can_act: staff.user.role.can_act(),
@@ -589,40 +591,152 @@ async fn edit(
     Ok(axum::response::Redirect::to(&format!("/ui/patients/{id}?done=edited")).into_response())
 }
 
-#[derive(Template)]
-#[template(path = "ui/patients.html")]
-struct PatientsPage {
+/// A reading's chart on a patient's page.
+struct ChartView {
+    id: String,
+    heading: String,
+    svg: String,
+    /// The flow's thresholds in words, e.g. "≤ 93: 緊急".
+    thresholds: Vec<String>,
+}
+
+/// The charts of a patient's readings over the care period, and their text alternative: a
+/// table with a row per call (missed ones included) and a column per reading.
+struct Trends {
+    charts: Vec<ChartView>,
+    columns: Vec<String>,
+    rows: Vec<(String, Vec<String>, String)>,
+    period: String,
+}
+
+/// The charts of the readings `flow_name` asks for (its `number` questions), with its branch
+/// rules' thresholds, over the patient's care period (or their calls' when it is not set).
+async fn care_charts(
+    state: &AppState,
     t: &'static Text,
-    frame: Frame,
-    q: String,
-    rows: Vec<(String, String, String)>,
-}
-
-#[derive(Deserialize)]
-struct ListQueryParams {
-    q: Option<String>,
-}
-
-async fn list(
-    State(state): State<AppState>,
-    staff: Staff,
-    Query(params): Query<ListQueryParams>,
-) -> Result<Response, PageError> {
-    let language = staff.user.language;
-    let t = i18n::text(language);
-    let q: String = params.q.unwrap_or_default().trim().chars().take(100).collect();
-    staff.audit(&state, "view_patients", &q).await?;
-    let all = state.store.patients().all().await.map_err(|e| PageError::internal(language, e))?;
-    let needle = q.to_lowercase();
-    let rows = all
-        .into_iter()
-        .filter(|p| {
-            needle.is_empty()
-                || p.patient_id.as_str().to_lowercase().contains(&needle)
-                || p.name.to_lowercase().contains(&needle)
+    p: &crate::store::Patient,
+    flow_name: &str,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<Trends, crate::store::StoreError> {
+    use super::charts::{ChartPoint, ChartSpec, ChartWords, chart, readings_of, thresholds_of, trim_number};
+    use chrono::{Duration, NaiveTime};
+    let tz = state.turns.issuer.tz;
+    let flow = state.flows.current(flow_name).or_else(|| state.flows.current(&state.inbound_flow));
+    let readings = flow.as_deref().map(readings_of).unwrap_or_default();
+    let points = state.store.trends().points(p.patient_id.as_str(), &readings).await?;
+    let midnight = |d: chrono::NaiveDate| {
+        d.and_time(NaiveTime::MIN).and_local_timezone(tz).earliest().map(|t| t.with_timezone(&chrono::Utc))
+    };
+    let first = points.first().map(|x| x.at);
+    let last = points.last().map(|x| x.at);
+    let from = p.care_start.and_then(midnight).or(first).unwrap_or(now);
+    let to = p
+        .care_end
+        .and_then(|d| midnight(d + Duration::days(1)))
+        .or(last.map(|l| l.max(from)))
+        .unwrap_or(now)
+        .max(last.unwrap_or(from));
+    let from = from.min(first.unwrap_or(from));
+    let days = (to - from).num_days().max(1);
+    let every = match days {
+        0..=10 => 1,
+        11..=21 => 2,
+        22..=60 => 7,
+        _ => 14,
+    };
+    let mut ticks = Vec::new();
+    let mut day = from.with_timezone(&tz).date_naive();
+    while let Some(at) = midnight(day) {
+        if at > to {
+            break;
+        }
+        if at >= from {
+            ticks.push((at, day.format("%m/%d").to_string()));
+        }
+        day += Duration::days(every);
+    }
+    let local = |at: chrono::DateTime<chrono::Utc>| at.with_timezone(&tz).format("%m/%d %H:%M").to_string();
+    let severity = |s: Option<crate::types::Severity>| s.map(|s| super::queue::severity(t, s));
+    let mut charts = Vec::new();
+    for name in &readings {
+        let thresholds = flow.as_deref().map(|f| thresholds_of(f, name)).unwrap_or_default();
+        let chart_points: Vec<ChartPoint> = points
+            .iter()
+            .map(|x| {
+                let value = x.readings.iter().find(|(n, _)| n == name).map(|(_, v)| v);
+                ChartPoint {
+                    at: x.at,
+                    value: value.and_then(|v| match v {
+                        crate::flow::Value::Number { raw, scale } => Some(*raw as f64 / 10f64.powi(i32::from(*scale))),
+                        _ => None,
+                    }),
+                    missed: x.missed,
+                    text: value.map(|v| v.to_string()).unwrap_or_default(),
+                    when: local(x.at),
+                }
+            })
+            .collect();
+        let heading = answer_name(t, name);
+        let id = format!("chart-{}", name.replace(|c: char| !c.is_ascii_alphanumeric(), "-"));
+        let words = ChartWords {
+            at_or_below: t.say("アラート ≤", "Alert ≤"),
+            at_or_above: t.say("アラート ≥", "Alert ≥"),
+            equals: t.say("アラート =", "Alert ="),
+            missed: t.say("不通（電話がつながらず）", "missed (not reached)"),
+            no_reading: t.say("この回答なし", "no answer to this"),
+        };
+        let title = format!(
+            "{heading}{} {} 〜 {}",
+            t.say("の推移", " over the care period"),
+            from.with_timezone(&tz).format("%m/%d"),
+            p.care_end.unwrap_or_else(|| to.with_timezone(&tz).date_naive()).format("%m/%d")
+        );
+        let svg = chart(&ChartSpec {
+            id: &id,
+            title: &title,
+            from,
+            to,
+            points: &chart_points,
+            thresholds: &thresholds,
+            ticks: &ticks,
+            words,
+        });
+        let thresholds = thresholds
+            .iter()
+            .map(|th| {
+                let sign = if th.equals {
+                    "="
+                } else if th.below {
+                    "≤"
+                } else {
+                    "≥"
+                };
+                let v = trim_number(th.value);
+                match severity(th.severity) {
+                    Some(s) => format!("{sign} {v} → {s}{}", t.say("アラート", " alert")),
+                    None => format!("{sign} {v} → {}", t.say("フローの分岐", "the flow branches")),
+                }
+            })
+            .collect();
+        charts.push(ChartView { id, heading, svg, thresholds });
+    }
+    let rows = points
+        .iter()
+        .map(|x| {
+            let values = readings
+                .iter()
+                .map(|name| x.readings.iter().find(|(n, _)| n == name).map_or_else(String::new, |(_, v)| v.to_string()))
+                .collect();
+            let status = if x.missed {
+                t.say("不通（電話がつながらず）", "missed (not reached)").to_string()
+            } else {
+                x.status.clone()
+            };
+            (local(x.at), values, status)
         })
-        .take(LIST_MAX)
-        .map(|p| (p.patient_id.to_string(), p.name, p.area.unwrap_or_default()))
         .collect();
-    Ok(html(&PatientsPage { t, frame: Frame::of(&staff, "/ui/patients"), q, rows }))
+    // The last day shown: the care period's last, or the last call's.
+    let last_day = p.care_end.unwrap_or_else(|| to.with_timezone(&tz).date_naive());
+    let period = format!("{} 〜 {last_day}", from.with_timezone(&tz).format("%Y-%m-%d"));
+    Ok(Trends { charts, columns: readings.iter().map(|r| answer_name(t, r)).collect(), rows, period })
 }

@@ -19,6 +19,7 @@ mod followups;
 mod numbers;
 mod outbox;
 mod patients;
+mod trends;
 mod users;
 mod versions;
 
@@ -49,6 +50,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     (15, "alerts_by_call", include_str!("../../../migrations/postgres/0015_alerts_by_call.sql")),
     (16, "figures", include_str!("../../../migrations/postgres/0016_figures.sql")),
     (17, "day_figures", include_str!("../../../migrations/postgres/0017_day_figures.sql")),
+    (18, "trends", include_str!("../../../migrations/postgres/0018_trends.sql")),
 ];
 
 /// The advisory lock that instances starting at the same time take in turn to migrate (a key

@@ -17,6 +17,7 @@ mod numbers;
 mod outbox;
 mod patients;
 mod readers;
+mod trends;
 mod users;
 mod versions;
 mod writer;
@@ -50,6 +51,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     (15, "alerts_by_call", include_str!("../../../migrations/sqlite/0015_alerts_by_call.sql")),
     (16, "figures", include_str!("../../../migrations/sqlite/0016_figures.sql")),
     (17, "day_figures", include_str!("../../../migrations/sqlite/0017_day_figures.sql")),
+    (18, "trends", include_str!("../../../migrations/sqlite/0018_trends.sql")),
 ];
 
 pub(super) const NOW: &str = "strftime('%Y-%m-%dT%H:%M:%fZ', 'now')";

@@ -6,7 +6,7 @@ use super::{NOW, SqliteStore};
 use crate::store::patients::{date_text, text_date};
 use crate::store::{Anonymised, Fut, ImportCount, Patient, Patients, StoreError, unique_ids};
 
-fn patient_row(r: &Row<'_>) -> rusqlite::Result<Patient> {
+pub(super) fn patient_row(r: &Row<'_>) -> rusqlite::Result<Patient> {
     let date = |i: usize| {
         text_date(r.get(i)?)
             .map_err(|e| rusqlite::Error::FromSqlConversionFailure(i, rusqlite::types::Type::Text, Box::new(e)))
@@ -25,7 +25,7 @@ fn patient_row(r: &Row<'_>) -> rusqlite::Result<Patient> {
     })
 }
 
-const PATIENT_COLUMNS: &str =
+pub(super) const PATIENT_COLUMNS: &str =
     "patient_id, name, phone, birth_md, language, email, area, care_start, care_end, call_slot";
 
 /// Inserts a patient, or updates every field of the one with its id.
