@@ -31,8 +31,11 @@ fn pages() -> Vec<(String, Role)> {
     .collect()
 }
 
+/// A form's fields.
+type Fields = Vec<(&'static str, &'static str)>;
+
 /// The actions: path, a form that would succeed with a valid token, and the least role.
-fn actions(item: i64) -> Vec<(String, Vec<(&'static str, &'static str)>, Role)> {
+fn actions(item: i64) -> Vec<(String, Fields, Role)> {
     vec![
         (format!("/ui/followups/{item}/claim"), vec![], Role::Nurse),
         (format!("/ui/followups/{item}/release"), vec![], Role::Nurse),
@@ -294,6 +297,12 @@ async fn passwords_and_session_ids_never_reach_the_logs() {
     assert!(!added.contains(PASSWORD), "ivr users add printed the password");
 }
 
+/// The name an action's audit row has.
+type Action = &'static str;
+
+/// A form's fields, some read from a page.
+type Form<'a> = Vec<(&'a str, &'a str)>;
+
 /// The newest row of the audit log: (actor, action, target).
 async fn last_row(app: &TestApp) -> (String, String, String) {
     let row = app.store.users().audit_rows(1).await.unwrap().remove(0);
@@ -327,7 +336,8 @@ async fn each_view_of_a_patient_and_each_action_leaves_its_audit_row() {
         assert!(on.starts_with(target), "GET {path}: {on}");
     }
     let edit_seen = seen_of(&abe.get("/ui/patients/P001").await.body);
-    let steps: Vec<(String, Vec<(&str, &str)>, &str, &str)> = vec![
+    // Path, form, the action's row and its target.
+    let steps: Vec<(String, Form<'_>, Action, &str)> = vec![
         (format!("/ui/followups/{item}/claim"), vec![], "followup_claim", "followup"),
         (format!("/ui/followups/{item}/release"), vec![], "followup_release", "followup"),
         (
