@@ -170,7 +170,8 @@ pub trait Campaign {
     /// with `--now`); returns how many moved.
     fn advance_jobs(&self, day: NaiveDate, due_at: DateTime<Utc>) -> Fut<'_, usize>;
     /// Patients whose call for the day already went through (the flow reached its end) between
-    /// `from` and `to`: they are not called again that day.
+    /// `from` and `to`, or who sent their report on the web then (a call with direction `web`):
+    /// they are not called again that day.
     fn reported_patients(&self, from: DateTime<Utc>, to: DateTime<Utc>) -> Fut<'_, Vec<String>>;
     /// Claims up to `limit` jobs due at `now`, taking each one's next attempt and a lease until
     /// `lease_until`, and commits before anything is dialled.
