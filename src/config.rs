@@ -32,6 +32,16 @@ pub struct Settings {
     pub staff: Staff,
     /// Who is told of urgent follow-up items, and when it escalates.
     pub alerts: Alerts,
+    /// The patients' web self-report.
+    pub web: Web,
+}
+
+/// The `[web]` settings: the patients' web self-report (`/r/{token}`).
+#[derive(Debug, Clone, Deserialize)]
+pub struct Web {
+    /// Send each patient a personal link when their care period begins (on the daily plan and
+    /// on `ivr patients import`). Off: links go only when staff send them.
+    pub send_links: bool,
 }
 
 /// The `[alerts]` settings: the on-duty contact lists urgent items are sent to, in order.
@@ -307,6 +317,7 @@ pub const KNOWN_KEYS: &[&str] = &[
     "centre.closed_days",
     "alerts.on_duty",
     "alerts.escalate_after",
+    "web.send_links",
 ];
 
 /// `IVR_…` variables the program reads that are not settings: the log format, and knobs of
@@ -482,6 +493,9 @@ escalate_after = "15m"
 [staff]
 session_idle = "30m"
 session_lifetime = "12h"
+
+[web]
+send_links = false
 
 [flows]
 dir = "call-flows"
@@ -753,6 +767,17 @@ impl Settings {
     /// When the centre answers the phone a caller asks to be put through to.
     pub fn opening_hours(&self) -> OpeningHours {
         self.try_opening_hours().expect("validated at load")
+    }
+
+    /// What sends the patients' personal links: `server.public_url` (or the listen address),
+    /// the issuer's key, the health centre's time zone.
+    pub fn link_sender(&self) -> crate::notify::links::LinkSender {
+        let issuer = self.issuer();
+        let public_url = match &self.server.public_url {
+            Some(u) => u.trim_end_matches('/').to_string(),
+            None => format!("http://{}", self.server.listen),
+        };
+        crate::notify::links::LinkSender { public_url, key: std::sync::Arc::new(issuer.key), tz: issuer.tz }
     }
 
     /// The number a caller who asks for a person is put through to (E.164).

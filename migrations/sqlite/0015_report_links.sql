@@ -19,3 +19,6 @@ create index report_links_patient on report_links (patient_id, created_at);
 create index report_links_live on report_links (expires_at) where revoked_at is null;
 -- A day's web reports of a patient are found as their calls are.
 create index calls_patient_direction on calls (patient_id, direction, created_at);
+-- The message that carries a link's token: its text is emptied once the provider took it (or it
+-- failed for good), so the outbox keeps no working link.
+alter table outbox add column link_id integer references report_links (link_id);

@@ -13,6 +13,7 @@ pub mod api;
 pub mod deadline;
 pub mod error;
 pub mod followups;
+pub mod links;
 pub mod ops;
 pub mod report;
 pub mod twilio;
@@ -80,6 +81,7 @@ pub fn router(state: AppState) -> Router {
         .merge(api::router())
         .merge(ui::router())
         .merge(report::router())
+        .merge(links::router())
         .with_state(state.clone());
     if let Some(simulator) = &state.simulator {
         app = app.nest("/simulator", simulator.router());

@@ -19,6 +19,9 @@ pub struct Planner {
     pub capacity: HashMap<String, u32>,
     /// The flow each job runs.
     pub flow: String,
+    /// With `web.send_links`: sends a personal link to each patient whose care period began
+    /// and who has none yet, when the day is planned.
+    pub links: Option<crate::notify::links::LinkSender>,
 }
 
 /// The result of planning a day.
@@ -42,6 +45,12 @@ impl Planner {
     pub async fn plan(&self, store: &Store, now: DateTime<Utc>, start_now: bool) -> Result<Planned, StoreError> {
         let day = self.hours.day_of(now);
         let (from, to) = self.hours.day_bounds(day);
+        if let Some(links) = &self.links {
+            let sent = links.send_due(store, day, now).await?;
+            if sent > 0 {
+                tracing::info!(%day, sent, "report links sent to patients whose care began");
+            }
+        }
         let patients = store.patients().all().await?;
         let reported = store.campaign().reported_patients(from, to).await?;
         let reported: HashSet<&str> = reported.iter().map(String::as_str).collect();

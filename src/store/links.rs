@@ -18,7 +18,9 @@ use rand::Rng;
 use sha2::{Digest, Sha256};
 
 use super::Fut;
-use crate::types::PatientId;
+use super::numbers::NewMessage;
+use super::patients::Patient;
+use crate::types::{Channel, PatientId};
 
 /// The random bytes of a token: 192 bits.
 pub const TOKEN_BYTES: usize = 24;
@@ -104,6 +106,17 @@ pub struct NewLink {
     pub token: LinkToken,
 }
 
+/// Writes the message that carries a new link to its patient (the text sealed, the token in it):
+/// given the patient as stored and the new token, inside the link's transaction.
+pub type Compose = Box<dyn FnOnce(&Patient, &LinkToken) -> Result<NewMessage, String> + Send>;
+
+/// A link made and its message written to the outbox.
+#[derive(Debug, Clone)]
+pub struct SentLink {
+    pub link: Link,
+    pub channel: Channel,
+}
+
 /// The personal links' operations (`store.links()`).
 pub trait Links {
     /// A new link for the patient, live from `now` until `expires_at`; the patient's earlier
@@ -116,6 +129,17 @@ pub trait Links {
         expires_at: DateTime<Utc>,
         now: DateTime<Utc>,
     ) -> Fut<'a, NewLink>;
+    /// As [`Links::create`], and the message `compose` writes (carrying the token) goes to the
+    /// outbox in the same transaction, marked as a link's: once the provider took it (or it failed
+    /// for good) its text is emptied. A `compose` error fails it with
+    /// [`StoreError::Turn`](super::StoreError::Turn), and nothing is written.
+    fn send<'a>(
+        &'a self,
+        patient_id: &'a PatientId,
+        expires_at: DateTime<Utc>,
+        now: DateTime<Utc>,
+        compose: Compose,
+    ) -> Fut<'a, SentLink>;
     /// The link whose token this is (live, expired or revoked), if any.
     fn find<'a>(&'a self, token: &'a LinkToken) -> Fut<'a, Option<Link>>;
     /// The patient's newest link, if any (whatever its state).

@@ -58,7 +58,7 @@ pub use followups::{
     Reason, Refusal, StatusFilter,
 };
 pub use leader::DialerLock;
-pub use links::{Link, LinkState, LinkToken, Links, NewLink, REPLACED, TOKEN_BYTES, TOKEN_CHARS};
+pub use links::{Compose, Link, LinkState, LinkToken, Links, NewLink, REPLACED, SentLink, TOKEN_BYTES, TOKEN_CHARS};
 pub use numbers::*;
 pub use outbox::*;
 pub use patients::*;

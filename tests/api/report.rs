@@ -236,3 +236,82 @@ async fn a_forged_revoked_or_ended_link_gets_a_page_saying_so_and_changes_nothin
     }
     let _ = LinkToken::generate();
 }
+
+async fn wait_for_sms(app: &TestApp, n: usize) -> Vec<ivr::carrier::simulator::SimulatedSms> {
+    let sim = app.state.simulator.clone().expect("the simulator carrier");
+    for _ in 0..200 {
+        if sim.messages().len() >= n {
+            return sim.messages();
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    sim.messages()
+}
+
+async fn api(app: &TestApp, method: reqwest::Method, path: &str, token: &str) -> (u16, serde_json::Value) {
+    let resp =
+        reqwest::Client::new().request(method, format!("{}{path}", app.addr)).bearer_auth(token).send().await.unwrap();
+    let status = resp.status().as_u16();
+    (status, resp.json().await.unwrap_or(serde_json::Value::Null))
+}
+
+#[tokio::test]
+async fn staff_send_a_link_by_sms_whose_text_the_outbox_empties_once_the_carrier_took_it() {
+    let app = spawn_app().await;
+    app.add(patient("p1", MOBILE)).await;
+    app.add(patient("p2", "+81312345678")).await;
+    let token = app.add_token("desk", "followup").await;
+    let reader = app.add_token("reader", "read").await;
+
+    let (status, _) = api(&app, reqwest::Method::POST, "/api/v1/patients/p1/report-link", &reader).await;
+    assert_eq!(status, 403, "a read token sends nothing");
+    let (status, body) = api(&app, reqwest::Method::POST, "/api/v1/patients/p1/report-link", &token).await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(body["channel"], "sms");
+    assert!(body.to_string().len() < 400 && !body.to_string().contains("/r/"), "no token in the answer: {body}");
+    let sms = wait_for_sms(&app, 1).await;
+    assert_eq!(sms.len(), 1);
+    assert_eq!(sms[0].to, MOBILE);
+    let url = sms[0]
+        .body
+        .split_whitespace()
+        .find(|w| w.contains("/r/"))
+        .map(|w| w.trim_end_matches(|c: char| !c.is_ascii_alphanumeric() && c != '-' && c != '_'));
+    let url = url.unwrap_or_else(|| sms[0].body.as_str());
+    let at = url.find("/r/").unwrap_or_else(|| panic!("no link in {}", sms[0].body));
+    let path: String = url[at..].chars().take(3 + TOKEN_CHARS).collect();
+    let (status, page) = get(&app, &path).await;
+    assert_eq!(status, 200, "the link opens the patient's page: {page}");
+
+    // Once the carrier took it, the outbox keeps no working link.
+    let db = app.sqlite_path();
+    let mut emptied = false;
+    for _ in 0..100 {
+        let conn = rusqlite::Connection::open(&db).unwrap();
+        let body: String = conn
+            .query_row("select body_sealed from outbox where link_id is not null and status <> 'pending' and status <> 'sending'", [], |r| r.get(0))
+            .unwrap_or_else(|_| "x".into());
+        if body.is_empty() {
+            emptied = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(emptied, "the sent link's text is emptied");
+
+    // A new link revokes the first; DELETE revokes the new one.
+    let (status, _) = api(&app, reqwest::Method::POST, "/api/v1/patients/p1/report-link", &token).await;
+    assert_eq!(status, 201);
+    let (status, page) = get(&app, &path).await;
+    assert_eq!(status, 410, "{page}");
+    let (status, body) = api(&app, reqwest::Method::DELETE, "/api/v1/patients/p1/report-link", &token).await;
+    assert_eq!((status, body["revoked"].as_i64()), (200, Some(1)));
+    // A landline without e-mail cannot get one; an unknown patient is a 404.
+    let (status, body) = api(&app, reqwest::Method::POST, "/api/v1/patients/p2/report-link", &token).await;
+    assert_eq!((status, body["error"].as_str()), (422, Some("no_channel")));
+    let (status, _) = api(&app, reqwest::Method::POST, "/api/v1/patients/nobody/report-link", &token).await;
+    assert_eq!(status, 404);
+    let audit = app.store.users().audit_rows(20).await.unwrap();
+    assert!(audit.iter().any(|a| a.action == "send_report_link" && a.target == "p1"));
+    assert!(audit.iter().any(|a| a.action == "revoke_report_link" && a.target == "p1"));
+}

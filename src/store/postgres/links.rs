@@ -5,7 +5,8 @@ use sqlx::postgres::PgRow;
 use sqlx::{PgConnection, Row};
 
 use super::PgStore;
-use crate::store::{Fut, Link, LinkToken, Links, NewLink, REPLACED, StoreError, fut};
+use super::patients::{PATIENT_COLUMNS, patient_row};
+use crate::store::{Compose, Fut, Link, LinkToken, Links, NewLink, REPLACED, SentLink, StoreError, fut};
 use crate::types::PatientId;
 
 const LINK_COLUMNS: &str = "link_id, patient_id, created_at, expires_at, revoked_at, revoked_by";
@@ -73,6 +74,52 @@ impl Links for PgStore {
             let link = link_row(&row)?;
             tx.commit().await?;
             Ok(NewLink { link, token })
+        })
+    }
+
+    fn send<'a>(
+        &'a self,
+        patient_id: &'a PatientId,
+        expires_at: DateTime<Utc>,
+        now: DateTime<Utc>,
+        compose: Compose,
+    ) -> Fut<'a, SentLink> {
+        fut(async move {
+            let mut tx = self.pool.begin().await?;
+            let row = sqlx::query(&format!("select {PATIENT_COLUMNS} from patients where patient_id = $1 for update"))
+                .bind(patient_id)
+                .fetch_optional(&mut *tx)
+                .await?;
+            let Some(row) = row else { return Err(StoreError::UnknownPatient(patient_id.to_string())) };
+            let p = patient_row(&row)?;
+            revoke_in(&mut tx, patient_id, REPLACED, now).await?;
+            let token = LinkToken::generate();
+            let m = compose(&p, &token).map_err(StoreError::Turn)?;
+            let row = sqlx::query(&format!(
+                "insert into report_links (patient_id, token_hash, created_at, expires_at) values ($1, $2, $3, $4)
+                 returning {LINK_COLUMNS}"
+            ))
+            .bind(patient_id)
+            .bind(token.hash())
+            .bind(now)
+            .bind(expires_at)
+            .fetch_one(&mut *tx)
+            .await?;
+            let link = link_row(&row)?;
+            sqlx::query(
+                "insert into outbox (patient_id, channel, recipient, body_sealed, next_attempt_at, link_id)
+                 values ($1, $2, $3, $4, $5, $6)",
+            )
+            .bind(patient_id)
+            .bind(m.channel)
+            .bind(&m.recipient)
+            .bind(&m.body_sealed)
+            .bind(now)
+            .bind(link.link_id)
+            .execute(&mut *tx)
+            .await?;
+            tx.commit().await?;
+            Ok(SentLink { link, channel: m.channel })
         })
     }
 

@@ -3,8 +3,9 @@
 use chrono::{DateTime, Utc};
 use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params};
 
+use super::patients::patient;
 use super::{SqliteStore, parse_sqlite_time, sqlite_time};
-use crate::store::{Fut, Link, LinkToken, Links, NewLink, REPLACED, StoreError};
+use crate::store::{Compose, Fut, Link, LinkToken, Links, NewLink, REPLACED, SentLink, StoreError};
 use crate::types::PatientId;
 
 const LINK_COLUMNS: &str = "link_id, patient_id, created_at, expires_at, revoked_at, revoked_by";
@@ -42,6 +43,33 @@ fn create(
         .query_row(params![patient_id, token.hash(), sqlite_time(now), sqlite_time(expires_at)], link_row)?;
     tx.commit()?;
     Ok(NewLink { link, token })
+}
+
+fn send(
+    conn: &mut Connection,
+    patient_id: &PatientId,
+    expires_at: DateTime<Utc>,
+    now: DateTime<Utc>,
+    compose: Compose,
+) -> Result<SentLink, StoreError> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let p = patient(&tx, patient_id.as_str())?.ok_or_else(|| StoreError::UnknownPatient(patient_id.to_string()))?;
+    revoke_in(&tx, patient_id, REPLACED, now)?;
+    let token = LinkToken::generate();
+    let m = compose(&p, &token).map_err(StoreError::Turn)?;
+    let link = tx
+        .prepare_cached(&format!(
+            "insert into report_links (patient_id, token_hash, created_at, expires_at) values (?1, ?2, ?3, ?4)
+             returning {LINK_COLUMNS}"
+        ))?
+        .query_row(params![patient_id, token.hash(), sqlite_time(now), sqlite_time(expires_at)], link_row)?;
+    tx.prepare_cached(
+        "insert into outbox (patient_id, channel, recipient, body_sealed, next_attempt_at, link_id)
+         values (?1, ?2, ?3, ?4, ?5, ?6)",
+    )?
+    .execute(params![patient_id, m.channel, m.recipient, m.body_sealed, sqlite_time(now), link.link_id])?;
+    tx.commit()?;
+    Ok(SentLink { link, channel: m.channel })
 }
 
 fn revoke_in(tx: &Connection, patient_id: &PatientId, by: &str, now: DateTime<Utc>) -> Result<usize, StoreError> {
@@ -95,6 +123,17 @@ impl Links for SqliteStore {
     ) -> Fut<'a, NewLink> {
         let patient_id = patient_id.clone();
         self.write(move |c| create(c, &patient_id, expires_at, now))
+    }
+
+    fn send<'a>(
+        &'a self,
+        patient_id: &'a PatientId,
+        expires_at: DateTime<Utc>,
+        now: DateTime<Utc>,
+        compose: Compose,
+    ) -> Fut<'a, SentLink> {
+        let patient_id = patient_id.clone();
+        self.write(move |c| send(c, &patient_id, expires_at, now, compose))
     }
 
     fn find<'a>(&'a self, token: &'a LinkToken) -> Fut<'a, Option<Link>> {
