@@ -8,5 +8,6 @@
 mod common;
 
 mod queue;
+mod report;
 mod screenshots;
 mod ui;
