@@ -335,6 +335,7 @@ pub fn planner(settings: &Settings) -> crate::scheduler::daily::Planner {
         hours: Arc::new(settings.calling_hours()),
         capacity: settings.area_capacity(),
         flow: settings.flows.inbound.clone(),
+        web_grace: None,
     }
 }
 

@@ -85,16 +85,27 @@ pub fn outcome(status: &str, answered_by: Option<&str>, flow_done: Option<bool>)
 }
 
 impl Campaign {
-    /// What follows an attempt that ended with `outcome` at `now`.
-    pub fn next(&self, outcome: &str, attempt: i32, slot: Option<&str>, now: DateTime<Utc>) -> JobNext {
+    /// What follows an attempt that ended with `outcome` at `now`; a retry stays before `until`
+    /// (the end of the job's check-in).
+    pub fn next(
+        &self,
+        outcome: &str,
+        attempt: i32,
+        slot: Option<&str>,
+        until: Option<DateTime<Utc>>,
+        now: DateTime<Utc>,
+    ) -> JobNext {
         match outcome {
             "completed" => JobNext::Done,
             "refused" => JobNext::Failed("the carrier refused the patient's number".into()),
             _ if attempt as u32 >= self.policy.max_attempts => {
                 JobNext::Unreachable(format!("{attempt} attempt(s) today, the last {outcome}"))
             }
-            _ => match self.hours.next_call_time(now + self.policy.retry_after, slot) {
+            _ => match self.hours.next_call_time_before(now + self.policy.retry_after, slot, until) {
                 Some(at) => JobNext::Retry(at),
+                None if until.is_some() && self.hours.checks().len() > 1 => JobNext::Unreachable(format!(
+                    "no calling time left in this check-in after {attempt} attempt(s), the last {outcome}"
+                )),
                 None => JobNext::Unreachable(format!(
                     "no calling time left today after {attempt} attempt(s), the last {outcome}"
                 )),
@@ -144,11 +155,13 @@ impl Campaign {
         answered_by: Option<&str>,
         now: DateTime<Utc>,
     ) -> Result<Option<&'static str>, StoreError> {
-        let slot = match store.campaign().job(job_id).await? {
-            Some(job) => store.patients().get(job.patient_id.as_str()).await?.and_then(|p| p.call_slot),
-            None => None,
+        let (slot, until) = match store.campaign().job(job_id).await? {
+            Some(job) => {
+                (store.patients().get(job.patient_id.as_str()).await?.and_then(|p| p.call_slot), job.window_to)
+            }
+            None => (None, None),
         };
-        let next = self.next(outcome, attempt, slot.as_deref(), now);
+        let next = self.next(outcome, attempt, slot.as_deref(), until, now);
         let ended = store.campaign().end_attempt(job_id, attempt, outcome, answered_by, &next, now).await?;
         if ended {
             metrics::counter!("ivr_dial_outcomes_total", "outcome" => outcome).increment(1);
@@ -325,7 +338,7 @@ impl Dialer {
         let day = self.campaign.hours.day_of(now);
         let (since, _) = self.campaign.hours.day_bounds(day);
         let s = self.store.campaign().summary(day, since).await?;
-        for status in ["planned", "dialing", "in-progress", "retry", "done", "unreachable", "failed"] {
+        for status in ["planned", "dialing", "in-progress", "retry", "done", "reported", "unreachable", "failed"] {
             metrics::gauge!("ivr_campaign_jobs", "status" => status).set(s.count(status) as f64);
         }
         metrics::gauge!("ivr_campaign_attempts").set(s.attempts as f64);
@@ -621,7 +634,9 @@ mod tests {
             patient_id: crate::types::PatientId::parse("P001").unwrap(),
             flow: "daily-health-check".into(),
             day,
+            checkin: "00:00".into(),
             due_at: t0,
+            window: None,
         };
         store.campaign().plan_jobs(&[job]).await.unwrap();
         // A busy line: the carrier ends the call at once, and nobody hears of it.

@@ -234,6 +234,74 @@ async fn a_simulated_day_calls_every_patient_in_their_slot_and_follows_each_one_
     server.stop().await;
 }
 
+/// Two check-ins a day, 09:00 and 15:00: every patient in care has a job for each, called in
+/// the slots cut to the check-in (the afternoon's patients between 14:00 and 15:00 for the
+/// first), retried within it and never into the next one; each check-in counts its own
+/// attempts up to `max_attempts`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_check_ins_a_day_call_each_patient_once_for_each() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut settings = settings(dir.path());
+    settings.scheduler.checks = Some(vec!["09:00".into(), "15:00".into()]);
+    let clock = Clock::manual(tokyo(8, 0));
+    let server = app::spawn_app_at(settings.clone(), dir, clock.clone()).await;
+    let store = server.state.store.clone();
+    let patients: Vec<Patient> = roster().into_iter().take(60).collect();
+    store.patients().import(&patients).await.unwrap();
+    let in_care = patients.iter().filter(|p| p.care_end != Some(ended())).count();
+
+    let plan = ivr::server::planner(&settings).plan(&store, clock.now(), false).await.unwrap();
+    let per_checkin: Vec<(String, usize)> = plan.checkins.iter().map(|c| (c.checkin.to_string(), c.jobs)).collect();
+    assert_eq!(per_checkin, [("09:00".to_string(), in_care), ("15:00".to_string(), in_care)]);
+    assert_eq!(plan.jobs, 2 * in_care);
+    run_day(&server, &clock).await;
+
+    let hours = &server.state.campaign.hours;
+    let bounds = [(tokyo(9, 0), tokyo(15, 0)), (tokyo(15, 0), tokyo(20, 0))];
+    let max_attempts = settings.scheduler.max_attempts as usize;
+    for p in &patients {
+        let id = p.patient_id.as_str();
+        let jobs: Vec<JobView> =
+            store.campaign().jobs_for_day(day()).await.unwrap().into_iter().filter(|j| j.patient_id == id).collect();
+        if p.care_end == Some(ended()) {
+            assert!(jobs.is_empty(), "{id} is out of care");
+            continue;
+        }
+        let checkins: Vec<&str> = jobs.iter().map(|j| j.checkin.as_str()).collect();
+        assert_eq!(checkins, ["09:00", "15:00"], "{id}");
+        let persona = Persona::for_number(&p.phone);
+        for (job, (start, end)) in jobs.iter().zip(bounds) {
+            let attempts = store.campaign().attempts(job.job_id).await.unwrap();
+            assert!(!attempts.is_empty() && attempts.len() <= max_attempts, "{id} {}: {attempts:?}", job.checkin);
+            for a in &attempts {
+                let in_slot =
+                    hours.day_windows(day()).into_iter().flatten().any(|(s, e)| a.started_at >= s && a.started_at < e);
+                assert!(
+                    in_slot && a.started_at >= start && a.started_at < end,
+                    "{id} {}: attempt {} at {}",
+                    job.checkin,
+                    a.attempt,
+                    a.started_at
+                );
+            }
+            let answers = matches!(persona, Persona::AppUser | Persona::NotAppUser | Persona::LowSpo2);
+            if answers {
+                assert_eq!((job.status.as_str(), attempts.len()), ("done", 1), "{id} {}", job.checkin);
+            }
+            if persona == Persona::NoAnswer {
+                assert_eq!(job.status, "unreachable", "{id} {}", job.checkin);
+            }
+        }
+    }
+    let alerts: Vec<String> = store.calls().patient_alerts("P0005").await.unwrap();
+    assert_eq!(
+        alerts.iter().filter(|a| a.starts_with("unreachable")).count(),
+        2,
+        "one unreachable alert per check-in: {alerts:?}"
+    );
+    server.stop().await;
+}
+
 /// Two servers on one PostgreSQL database share a campaign: the one holding the dialer lock
 /// places every call, each job's attempt once, and every job ends.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

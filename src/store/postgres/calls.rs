@@ -123,7 +123,7 @@ async fn start_call(tx: &mut PgConnection, first: FirstTurn) -> Result<NewCall, 
                     .fetch_optional(&mut *tx)
                     .await?;
             let (job_id, patient_id, flow, status) = row.ok_or_else(|| StoreError::Turn(format!("no job {id}")))?;
-            (Some(patient_id.clone()), Some(Job { job_id, patient_id, flow, status }))
+            (Some(patient_id.clone()), Some(Job { job_id, patient_id, flow, status, window_to: None }))
         }
         Caller::Phone(_) => (None, None),
     };

@@ -7,7 +7,10 @@ use sqlx::postgres::PgRow;
 
 use super::PgStore;
 use super::followups::raise_in;
-use crate::store::campaign::{AttemptView, CampaignSummary, DueJob, JobNext, JobView, NewJob, StaleAttempt};
+use crate::store::campaign::{
+    AttemptView, CampaignSummary, DueJob, JobNext, JobView, NewJob, REPORTED_BY_PHONE, REPORTED_ON_WEB,
+    ReportedPatient, StaleAttempt,
+};
 use crate::store::{Campaign, Fut, Job, NewAlert, fut};
 use crate::types::{CallSid, PatientId};
 
@@ -24,12 +27,18 @@ impl Campaign for PgStore {
 
     fn job(&self, job_id: i64) -> Fut<'_, Option<Job>> {
         fut(async move {
-            let row: Option<(i64, PatientId, String, String)> =
-                sqlx::query_as("select job_id, patient_id, flow, status from jobs where job_id = $1")
+            let row: Option<(i64, PatientId, String, String, Option<DateTime<Utc>>)> =
+                sqlx::query_as("select job_id, patient_id, flow, status, window_to from jobs where job_id = $1")
                     .bind(job_id)
                     .fetch_optional(&self.pool)
                     .await?;
-            Ok(row.map(|(job_id, patient_id, flow, status)| Job { job_id, patient_id, flow, status }))
+            Ok(row.map(|(job_id, patient_id, flow, status, window_to)| Job {
+                job_id,
+                patient_id,
+                flow,
+                status,
+                window_to,
+            }))
         })
     }
 
@@ -42,15 +51,23 @@ impl Campaign for PgStore {
                 let flows: Vec<&str> = chunk.iter().map(|j| j.flow.as_str()).collect();
                 let days: Vec<NaiveDate> = chunk.iter().map(|j| j.day).collect();
                 let due: Vec<DateTime<Utc>> = chunk.iter().map(|j| j.due_at).collect();
+                let checkins: Vec<&str> = chunk.iter().map(|j| j.checkin.as_str()).collect();
+                let from: Vec<Option<DateTime<Utc>>> = chunk.iter().map(|j| j.window.map(|w| w.0)).collect();
+                let to: Vec<Option<DateTime<Utc>>> = chunk.iter().map(|j| j.window.map(|w| w.1)).collect();
                 let r = sqlx::query(
-                    "insert into jobs (patient_id, flow, day, due_at, status, updated_at)
-                     select p, f, d, t, 'planned', t from unnest($1::text[], $2::text[], $3::date[], $4::timestamptz[]) as u(p, f, d, t)
-                     on conflict (day, patient_id, flow) do nothing",
+                    "insert into jobs (patient_id, flow, day, due_at, checkin, window_from, window_to, status, updated_at)
+                     select p, f, d, t, c, wf, wt, 'planned', t
+                     from unnest($1::text[], $2::text[], $3::date[], $4::timestamptz[], $5::text[], $6::timestamptz[], $7::timestamptz[])
+                       as u(p, f, d, t, c, wf, wt)
+                     on conflict (day, checkin, patient_id, flow) do nothing",
                 )
                 .bind(&ids)
                 .bind(&flows)
                 .bind(&days)
                 .bind(&due)
+                .bind(&checkins)
+                .bind(&from)
+                .bind(&to)
                 .execute(&self.pool)
                 .await?;
                 new += r.rows_affected() as usize;
@@ -59,13 +76,15 @@ impl Campaign for PgStore {
         })
     }
 
-    fn advance_jobs(&self, day: NaiveDate, due_at: DateTime<Utc>) -> Fut<'_, usize> {
+    fn advance_jobs<'a>(&'a self, day: NaiveDate, checkin: &'a str, due_at: DateTime<Utc>) -> Fut<'a, usize> {
         fut(async move {
             let r = sqlx::query(
-                "update jobs set due_at = $2, updated_at = $2 where day = $1 and status = 'planned' and due_at > $2",
+                "update jobs set due_at = $2, updated_at = $2
+                 where day = $1 and checkin = $3 and status = 'planned' and due_at > $2",
             )
             .bind(day)
             .bind(due_at)
+            .bind(checkin)
             .execute(&self.pool)
             .await?;
             Ok(r.rows_affected() as usize)
@@ -85,9 +104,46 @@ impl Campaign for PgStore {
         })
     }
 
+    fn reported_by_channel(&self, from: DateTime<Utc>, to: DateTime<Utc>) -> Fut<'_, Vec<ReportedPatient>> {
+        fut(async move {
+            let rows: Vec<(String, bool)> = sqlx::query_as(
+                "select patient_id, bool_or(direction = 'web') from calls
+                 where ended and patient_id is not null and created_at >= $1 and created_at < $2
+                 group by patient_id",
+            )
+            .bind(from)
+            .bind(to)
+            .fetch_all(&self.pool)
+            .await?;
+            Ok(rows.into_iter().map(|(patient_id, web)| ReportedPatient { patient_id, web }).collect())
+        })
+    }
+
     fn claim_jobs(&self, now: DateTime<Utc>, lease_until: DateTime<Utc>, limit: i64) -> Fut<'_, Vec<DueJob>> {
         fut(async move {
             let mut tx = self.pool.begin().await?;
+            // Reported in the job's window: settled, never dialled.
+            sqlx::query(
+                "with settled as (
+                   select j.job_id, bool_or(c.direction = 'web') as web
+                   from jobs j join calls c on c.patient_id = j.patient_id and c.ended
+                     and c.created_at >= j.window_from and c.created_at < j.window_to
+                   where j.status in ('planned', 'retry') and j.due_at <= $1 and j.window_from is not null
+                   group by j.job_id
+                 ), locked as (
+                   select j.job_id, s.web from jobs j join settled s on s.job_id = j.job_id
+                   where j.status in ('planned', 'retry')
+                   for update of j skip locked
+                 )
+                 update jobs j set status = 'reported', lease_until = null, updated_at = $1,
+                   outcome = case when l.web then $2 else $3 end
+                 from locked l where j.job_id = l.job_id",
+            )
+            .bind(now)
+            .bind(REPORTED_ON_WEB)
+            .bind(REPORTED_BY_PHONE)
+            .execute(&mut *tx)
+            .await?;
             let rows = sqlx::query(
                 "with due as (
                    select job_id from jobs where status in ('planned', 'retry') and due_at <= $1
@@ -137,7 +193,18 @@ impl Campaign for PgStore {
             for p in &patients {
                 raise_in(&mut tx, Some(p), None, &alert, now).await?;
             }
-            let closed = patients.len() as u64;
+            let ended: Vec<(String, String)> = sqlx::query_as(
+                "update jobs set status = 'unreachable', outcome = 'check-in ended', lease_until = null, updated_at = $1
+                 where window_to <= $1 and status in ('planned', 'retry') returning patient_id, checkin",
+            )
+            .bind(now)
+            .fetch_all(&mut *tx)
+            .await?;
+            for (p, checkin) in &ended {
+                let alert = NewAlert::engine(&crate::store::campaign::checkin_ended(checkin));
+                raise_in(&mut tx, Some(p), None, &alert, now).await?;
+            }
+            let closed = (patients.len() + ended.len()) as u64;
             tx.commit().await?;
             Ok(closed as usize)
         })
@@ -292,8 +359,8 @@ impl Campaign for PgStore {
     fn jobs_for_day(&self, day: NaiveDate) -> Fut<'_, Vec<JobView>> {
         fut(async move {
             let rows = sqlx::query(
-                "select job_id, patient_id, flow, day, status, attempt, outcome, due_at from jobs
-                 where day = $1 order by patient_id collate \"C\", job_id",
+                "select job_id, patient_id, flow, day, status, attempt, outcome, due_at, checkin from jobs
+                 where day = $1 order by patient_id collate \"C\", checkin, job_id",
             )
             .bind(day)
             .fetch_all(&self.pool)
@@ -308,6 +375,7 @@ impl Campaign for PgStore {
                     attempt: r.try_get(5)?,
                     outcome: r.try_get(6)?,
                     due_at: r.try_get(7)?,
+                    checkin: r.try_get(8)?,
                 })
             };
             Ok(rows.iter().map(job).collect::<Result<_, _>>()?)

@@ -45,6 +45,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     (12, "followups", include_str!("../../../migrations/postgres/0012_followups.sql")),
     (13, "urgent_notices", include_str!("../../../migrations/postgres/0013_urgent_notices.sql")),
     (14, "staff_pages", include_str!("../../../migrations/postgres/0014_staff_pages.sql")),
+    (16, "checkins", include_str!("../../../migrations/postgres/0016_checkins.sql")),
 ];
 
 /// The advisory lock that instances starting at the same time take in turn to migrate (a key

@@ -6,7 +6,10 @@ use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use super::followups::raise_in;
 use super::{SqliteStore, parse_sqlite_time, sqlite_time};
 use crate::store::StoreError;
-use crate::store::campaign::{AttemptView, CampaignSummary, DueJob, JobNext, JobView, NewJob, StaleAttempt};
+use crate::store::campaign::{
+    AttemptView, CampaignSummary, DueJob, JobNext, JobView, NewJob, REPORTED_BY_PHONE, REPORTED_ON_WEB,
+    ReportedPatient, StaleAttempt,
+};
 use crate::store::{Campaign, Fut, Job, NewAlert};
 use crate::types::{CallSid, PatientId};
 
@@ -20,10 +23,17 @@ pub(super) fn create_job(conn: &mut Connection, patient_id: &str, flow: &str) ->
 }
 
 pub(super) fn job(conn: &Connection, job_id: i64) -> Result<Option<Job>, StoreError> {
-    let mut st = conn.prepare_cached("select job_id, patient_id, flow, status from jobs where job_id = ?1")?;
+    let mut st =
+        conn.prepare_cached("select job_id, patient_id, flow, status, window_to from jobs where job_id = ?1")?;
     Ok(st
         .query_row([job_id], |r| {
-            Ok(Job { job_id: r.get(0)?, patient_id: r.get(1)?, flow: r.get(2)?, status: r.get(3)? })
+            Ok(Job {
+                job_id: r.get(0)?,
+                patient_id: r.get(1)?,
+                flow: r.get(2)?,
+                status: r.get(3)?,
+                window_to: r.get::<_, Option<String>>(4)?.map(|t| parse_sqlite_time(&t)),
+            })
         })
         .optional()?)
 }
@@ -33,24 +43,33 @@ pub(super) fn plan_jobs(conn: &mut Connection, jobs: &[NewJob]) -> Result<usize,
     let mut new = 0;
     {
         let mut st = tx.prepare_cached(
-            "insert into jobs (patient_id, flow, day, due_at, status, updated_at) values (?1, ?2, ?3, ?4, 'planned', ?4)
-             on conflict (day, patient_id, flow) do nothing",
+            "insert into jobs (patient_id, flow, day, checkin, due_at, window_from, window_to, status, updated_at)
+             values (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'planned', ?5)
+             on conflict (day, checkin, patient_id, flow) do nothing",
         )?;
         for j in jobs {
-            new += st.execute(params![j.patient_id, j.flow, day_text(j.day), sqlite_time(j.due_at)])?;
+            let (from, to) = (j.window.map(|w| sqlite_time(w.0)), j.window.map(|w| sqlite_time(w.1)));
+            new +=
+                st.execute(params![j.patient_id, j.flow, day_text(j.day), j.checkin, sqlite_time(j.due_at), from, to])?;
         }
     }
     tx.commit()?;
     Ok(new)
 }
 
-pub(super) fn advance_jobs(conn: &mut Connection, day: NaiveDate, due_at: DateTime<Utc>) -> Result<usize, StoreError> {
+pub(super) fn advance_jobs(
+    conn: &mut Connection,
+    day: NaiveDate,
+    checkin: &str,
+    due_at: DateTime<Utc>,
+) -> Result<usize, StoreError> {
     let t = sqlite_time(due_at);
     Ok(conn
         .prepare_cached(
-            "update jobs set due_at = ?2, updated_at = ?2 where day = ?1 and status = 'planned' and due_at > ?2",
+            "update jobs set due_at = ?2, updated_at = ?2
+             where day = ?1 and checkin = ?3 and status = 'planned' and due_at > ?2",
         )?
-        .execute(params![day_text(day), t])?)
+        .execute(params![day_text(day), t, checkin])?)
 }
 
 pub(super) fn reported_patients(
@@ -66,6 +85,22 @@ pub(super) fn reported_patients(
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
+pub(super) fn reported_by_channel(
+    conn: &mut Connection,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+) -> Result<Vec<ReportedPatient>, StoreError> {
+    let mut st = conn.prepare_cached(
+        "select patient_id, max(direction = 'web') from calls
+         where ended = 1 and patient_id is not null and created_at >= ?1 and created_at < ?2
+         group by patient_id",
+    )?;
+    let rows = st.query_map([sqlite_time(from), sqlite_time(to)], |r| {
+        Ok(ReportedPatient { patient_id: r.get(0)?, web: r.get(1)? })
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
 pub(super) fn claim_jobs(
     conn: &mut Connection,
     now: DateTime<Utc>,
@@ -74,6 +109,18 @@ pub(super) fn claim_jobs(
 ) -> Result<Vec<DueJob>, StoreError> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let t = sqlite_time(now);
+    // Reported in the job's window: settled, never dialled.
+    tx.prepare_cached(
+        "update jobs set status = 'reported', lease_until = null, updated_at = ?1,
+           outcome = case when exists (
+             select 1 from calls c where c.patient_id = jobs.patient_id and c.ended = 1 and c.direction = 'web'
+               and c.created_at >= jobs.window_from and c.created_at < jobs.window_to) then ?2 else ?3 end
+         where status in ('planned', 'retry') and due_at <= ?1 and window_from is not null
+           and exists (
+             select 1 from calls c where c.patient_id = jobs.patient_id and c.ended = 1
+               and c.created_at >= jobs.window_from and c.created_at < jobs.window_to)",
+    )?
+    .execute(params![t, REPORTED_ON_WEB, REPORTED_BY_PHONE])?;
     let claimed = {
         let mut st = tx.prepare_cached(
             "update jobs set status = 'dialing', attempt = attempt + 1, lease_until = ?2, updated_at = ?1
@@ -117,7 +164,17 @@ pub(super) fn close_days(conn: &mut Connection, today: NaiveDate, now: DateTime<
     for p in &patients {
         raise_in(&tx, Some(p), None, &alert, now)?;
     }
-    let closed = patients.len();
+    let ended: Vec<(String, String)> = tx
+        .prepare_cached(
+            "update jobs set status = 'unreachable', outcome = 'check-in ended', lease_until = null, updated_at = ?1
+             where window_to <= ?1 and status in ('planned', 'retry') returning patient_id, checkin",
+        )?
+        .query_map(params![t], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<Result<_, _>>()?;
+    for (p, checkin) in &ended {
+        raise_in(&tx, Some(p), None, &NewAlert::engine(&crate::store::campaign::checkin_ended(checkin)), now)?;
+    }
+    let closed = patients.len() + ended.len();
     tx.commit()?;
     Ok(closed)
 }
@@ -229,8 +286,8 @@ pub(super) fn extend_lease(conn: &mut Connection, job_id: i64, until: DateTime<U
 
 pub(super) fn jobs_for_day(conn: &mut Connection, day: NaiveDate) -> Result<Vec<JobView>, StoreError> {
     let mut st = conn.prepare_cached(
-        "select job_id, patient_id, flow, day, status, attempt, outcome, due_at from jobs
-         where day = ?1 order by patient_id, job_id",
+        "select job_id, patient_id, flow, day, status, attempt, outcome, due_at, checkin from jobs
+         where day = ?1 order by patient_id, checkin, job_id",
     )?;
     let rows = st.query_map([day_text(day)], |r| {
         Ok(JobView {
@@ -242,6 +299,7 @@ pub(super) fn jobs_for_day(conn: &mut Connection, day: NaiveDate) -> Result<Vec<
             attempt: r.get(5)?,
             outcome: r.get(6)?,
             due_at: r.get::<_, Option<String>>(7)?.map(|t| parse_sqlite_time(&t)),
+            checkin: r.get(8)?,
         })
     })?;
     Ok(rows.collect::<Result<_, _>>()?)
@@ -305,12 +363,17 @@ impl Campaign for SqliteStore {
         self.write(move |c| plan_jobs(c, &jobs))
     }
 
-    fn advance_jobs(&self, day: NaiveDate, due_at: DateTime<Utc>) -> Fut<'_, usize> {
-        self.write(move |c| advance_jobs(c, day, due_at))
+    fn advance_jobs<'a>(&'a self, day: NaiveDate, checkin: &'a str, due_at: DateTime<Utc>) -> Fut<'a, usize> {
+        let checkin = checkin.to_owned();
+        self.write(move |c| advance_jobs(c, day, &checkin, due_at))
     }
 
     fn reported_patients(&self, from: DateTime<Utc>, to: DateTime<Utc>) -> Fut<'_, Vec<String>> {
         self.read(move |c| reported_patients(c, from, to))
+    }
+
+    fn reported_by_channel(&self, from: DateTime<Utc>, to: DateTime<Utc>) -> Fut<'_, Vec<ReportedPatient>> {
+        self.read(move |c| reported_by_channel(c, from, to))
     }
 
     fn claim_jobs(&self, now: DateTime<Utc>, lease_until: DateTime<Utc>, limit: i64) -> Fut<'_, Vec<DueJob>> {
