@@ -198,7 +198,8 @@ pub trait Campaign {
     /// started by hand with `--now`); returns how many moved.
     fn advance_jobs<'a>(&'a self, day: NaiveDate, checkin: &'a str, due_at: DateTime<Utc>) -> Fut<'a, usize>;
     /// Patients whose call for the day already went through (the flow reached its end) between
-    /// `from` and `to`: they are not called again that day.
+    /// `from` and `to`, or who sent their report on the web then (a call with direction `web`):
+    /// they are not called again that day.
     fn reported_patients(&self, from: DateTime<Utc>, to: DateTime<Utc>) -> Fut<'_, Vec<String>>;
     /// [`Campaign::reported_patients`], each with whether they reported on the web (a patient
     /// who reported both ways counts as on the web).

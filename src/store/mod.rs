@@ -7,7 +7,8 @@
 //! One module per record: `patients`, `calls` (calls, their turns, answers, alerts), `numbers`
 //! (processing numbers, API tokens, the audit log), `outbox`, `campaign` (jobs and attempts),
 //! `versions` (flow versions), `users` (staff accounts, their sessions, the staff audit log),
-//! `followups` (the follow-up queue, opened by every alert). Each holds the record's types, its rules as pure functions with
+//! `followups` (the follow-up queue, opened by every alert), `links` (the patients' personal
+//! links to the web self-report; a web report is a call with direction `web`). Each holds the record's types, its rules as pure functions with
 //! their unit tests (a turn's sequence and replay, a number's collision and verdict, a message's
 //! fallback and states, a late number's replacement), and the trait of its operations. Each
 //! back end (`sqlite/`, `postgres/`) holds, per record, only its SQL and the trait's
@@ -15,7 +16,7 @@
 //!
 //! ## Handles
 //! `store.patients()`, `store.calls()`, `store.numbers()`, `store.outbox()`, `store.campaign()`,
-//! `store.flows()`, `store.users()`, `store.followups()` each return the record's trait object (`&dyn Patients`, …), whose methods
+//! `store.flows()`, `store.users()`, `store.followups()`, `store.links()` each return the record's trait object (`&dyn Patients`, …), whose methods
 //! are called as on any value (`store.patients().get(id).await`). The dispatch to a back end is
 //! confined to one place: [`Store`] holds an `Arc<dyn Backend>`, and [`Backend`] is every
 //! record trait together, implemented by [`SqliteStore`] and [`PgStore`]. Each method returns a
@@ -37,6 +38,7 @@ mod calls;
 mod campaign;
 mod followups;
 mod leader;
+mod links;
 mod numbers;
 mod outbox;
 mod patients;
@@ -56,6 +58,7 @@ pub use followups::{
     Reason, Refusal, StatusFilter,
 };
 pub use leader::DialerLock;
+pub use links::{Link, LinkState, LinkToken, Links, NewLink, REPLACED, TOKEN_BYTES, TOKEN_CHARS};
 pub use numbers::*;
 pub use outbox::*;
 pub use patients::*;
@@ -68,7 +71,7 @@ pub use versions::{Flows, StoredFlow};
 pub type Fut<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'a>>;
 
 /// How many numbered migrations each back end has (`migrations/sqlite`, `migrations/postgres`).
-pub const MIGRATION_COUNT: usize = 15;
+pub const MIGRATION_COUNT: usize = 16;
 
 /// A store failure. Details go to the log; callers hear an apology.
 #[derive(Debug, thiserror::Error)]
@@ -96,7 +99,9 @@ pub enum StoreError {
 }
 
 /// A back end: every record's operations, and the database's own.
-pub trait Backend: Patients + Calls + Numbers + Outbox + Campaign + Flows + Users + Followups + Send + Sync {
+pub trait Backend:
+    Patients + Calls + Numbers + Outbox + Campaign + Flows + Users + Followups + Links + Send + Sync
+{
     /// `sqlite` or `postgres`.
     fn name(&self) -> &'static str;
     /// Applies the migrations not yet applied; returns how many ran.
@@ -192,6 +197,11 @@ impl Store {
 
     /// The follow-up queue: an item per patient who needs a person.
     pub fn followups(&self) -> &dyn Followups {
+        &*self.0
+    }
+
+    /// The patients' personal links to the web self-report.
+    pub fn links(&self) -> &dyn Links {
         &*self.0
     }
 }

@@ -8,6 +8,7 @@ mod common;
 mod campaign;
 mod conformance;
 mod followups;
+mod links;
 mod personal;
 mod tls;
 mod users;

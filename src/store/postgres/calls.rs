@@ -126,6 +126,7 @@ async fn start_call(tx: &mut PgConnection, first: FirstTurn) -> Result<NewCall, 
             (Some(patient_id.clone()), Some(Job { job_id, patient_id, flow, status, window_to: None }))
         }
         Caller::Phone(_) => (None, None),
+        Caller::Patient(id) => (Some(id.clone()), None),
     };
     let row = match (&first.caller, &patient_id) {
         (_, Some(id)) => {
@@ -142,7 +143,7 @@ async fn start_call(tx: &mut PgConnection, first: FirstTurn) -> Result<NewCall, 
             .fetch_optional(&mut *tx)
             .await?
         }
-        (Caller::Job(_), None) => None,
+        (Caller::Job(_) | Caller::Patient(_), None) => None,
     };
     let patient = match (row, patient_id) {
         (Some(r), _) => patient_row(&r)?,
@@ -208,8 +209,8 @@ async fn read_patient(
 
 async fn insert_call(tx: &mut PgConnection, new: &NewCall) -> Result<(), StoreError> {
     sqlx::query(
-        "insert into calls (call_sid, patient_id, job_id, direction, flow, flow_version, state)
-         values ($1, $2, $3, $4, $5, $6, $7)
+        "insert into calls (call_sid, patient_id, job_id, direction, flow, flow_version, state, status, status_rank)
+         values ($1, $2, $3, $4, $5, $6, $7, $8, $9)
          on conflict (call_sid) do nothing",
     )
     .bind(&new.call_sid)
@@ -219,6 +220,8 @@ async fn insert_call(tx: &mut PgConnection, new: &NewCall) -> Result<(), StoreEr
     .bind(&new.state.flow)
     .bind(&new.state.version)
     .bind(serde_json::to_string(&new.state)?)
+    .bind(crate::store::initial_status(new.direction))
+    .bind(crate::store::initial_status(new.direction).rank())
     .execute(&mut *tx)
     .await?;
     Ok(())

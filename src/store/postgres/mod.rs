@@ -15,6 +15,7 @@
 mod calls;
 mod campaign;
 mod followups;
+mod links;
 mod numbers;
 mod outbox;
 mod patients;
@@ -45,6 +46,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     (12, "followups", include_str!("../../../migrations/postgres/0012_followups.sql")),
     (13, "urgent_notices", include_str!("../../../migrations/postgres/0013_urgent_notices.sql")),
     (14, "staff_pages", include_str!("../../../migrations/postgres/0014_staff_pages.sql")),
+    (15, "report_links", include_str!("../../../migrations/postgres/0015_report_links.sql")),
     (16, "checkins", include_str!("../../../migrations/postgres/0016_checkins.sql")),
 ];
 
