@@ -151,6 +151,9 @@ pub struct Scheduler {
     /// calls, from its time to the next one's. `None`: one, at `00:00` (the whole day).
     #[serde(default, deserialize_with = "some_list_or_commas")]
     pub checks: Option<Vec<String>>,
+    /// A duration like `60m`: how long a patient with a personal link has, from a check-in's
+    /// web request, to report on the web before the call.
+    pub web_grace: String,
     /// Whether the server plans and dials daily by itself.
     pub autostart: bool,
 }
@@ -286,6 +289,7 @@ pub const KNOWN_KEYS: &[&str] = &[
     "scheduler.call_check_after",
     "scheduler.plan_at",
     "scheduler.checks",
+    "scheduler.web_grace",
     "scheduler.autostart",
     "api.verify_per_minute",
     "api.issue_per_minute",
@@ -462,6 +466,7 @@ call_check_after = "1m"
 machine_detection = true
 plan_at = "08:00"
 autostart = true
+web_grace = "60m"
 
 [api]
 verify_per_minute = 60
@@ -800,6 +805,9 @@ impl Settings {
                 format!("'{}' is not a duration like 1m", s.call_check_after),
             );
         }
+        if parse_duration(&s.web_grace).is_none_or(|d| d < chrono::Duration::zero()) {
+            return invalid("scheduler.web_grace", format!("'{}' is not a duration like 60m", s.web_grace));
+        }
         if DayTime::parse(&s.plan_at).map_or(true, |t| t == DayTime::END_OF_DAY) {
             return invalid("scheduler.plan_at", format!("'{}' is not a time of day like 08:00", s.plan_at));
         }
@@ -884,6 +892,11 @@ impl Settings {
     /// Area name → the most patients of that area called per day.
     pub fn area_capacity(&self) -> HashMap<String, u32> {
         self.scheduler.area_capacity.iter().map(|(a, n)| (a.clone(), *n)).collect()
+    }
+
+    /// How long a patient with a personal link has to report on the web before the call.
+    pub fn web_grace(&self) -> chrono::Duration {
+        parse_duration(&self.scheduler.web_grace).expect("validated at load")
     }
 
     /// When the server plans the day by itself (local time).

@@ -112,6 +112,7 @@ impl Planner {
                     checkin: checkin.to_string(),
                     due_at: j.due_at,
                     window: Some(window),
+                    web_at: j.web_at,
                 })
                 .collect();
             let new = store.campaign().plan_jobs(&jobs).await?;
@@ -147,8 +148,12 @@ impl Planner {
     }
 
     /// The patients with a live personal link on `day` (none without `web_grace`).
-    async fn linked(&self, _store: &Store, _day: NaiveDate) -> Result<std::collections::HashSet<String>, StoreError> {
-        Ok(Default::default())
+    async fn linked(&self, store: &Store, day: NaiveDate) -> Result<std::collections::HashSet<String>, StoreError> {
+        if self.web_grace.is_none() {
+            return Ok(Default::default());
+        }
+        let (from, to) = self.hours.day_bounds(day);
+        Ok(store.links().live_patients(from, to).await?.into_iter().map(|p| p.to_string()).collect())
     }
 }
 

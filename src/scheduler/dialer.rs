@@ -192,6 +192,8 @@ pub struct Dialer {
     lock: std::sync::Mutex<Option<(DialerLock, watch::Sender<bool>)>>,
     /// Whether the calls open when this instance began to lead have been looked up.
     swept: AtomicBool,
+    /// Sends the check-ins' web requests before their calls (none: no web requests).
+    web: Option<super::web::WebRequests>,
 }
 
 impl Dialer {
@@ -217,7 +219,14 @@ impl Dialer {
             leading,
             lock: Default::default(),
             swept: AtomicBool::new(false),
+            web: None,
         }
+    }
+
+    /// Sends the check-ins' web requests when they are due, as the leader.
+    pub fn with_web_requests(mut self, web: super::web::WebRequests) -> Self {
+        self.web = Some(web);
+        self
     }
 
     /// Dials only while this instance holds `lock` (taken and kept by [`Dialer::run`]), so that
@@ -288,7 +297,19 @@ impl Dialer {
         let today = hours.day_of(now);
         let closed = self.store.campaign().close_days(today, now).await?;
         if closed > 0 {
-            tracing::warn!(closed, "calls of an earlier day were never placed; the health centre is alerted");
+            tracing::warn!(
+                closed,
+                "calls of an earlier day or check-in were never placed; the health centre is alerted"
+            );
+        }
+        // Patients who reported first are neither asked on the web nor called.
+        let settled = self.store.campaign().settle_reported(now).await?;
+        if settled > 0 {
+            metrics::counter!("ivr_calls_saved_total").increment(settled as u64);
+            tracing::info!(settled, "patients reported before their call: not called");
+        }
+        if let Some(web) = &self.web {
+            web.send_due(&self.store, hours, now).await?;
         }
         // Never a call in the quiet hours or on a blocked day, however late the dialer runs.
         if hours.next_allowed_time(today, now) != Some(now) {
@@ -637,6 +658,7 @@ mod tests {
             checkin: "00:00".into(),
             due_at: t0,
             window: None,
+            web_at: None,
         };
         store.campaign().plan_jobs(&[job]).await.unwrap();
         // A busy line: the carrier ends the call at once, and nobody hears of it.

@@ -15,9 +15,10 @@
 //! 5. an area with a capacity takes its first patients up to that number, in each check-in
 //!    (`over_capacity`).
 //!
-//! A patient with a live personal link (and `web_grace` set) gets the web request first, at the
-//! check-in's start (or `now`, if later); their call is planned as if it were `web_grace` later
-//! (`web_first`), and the dialer drops it if they report in the meantime.
+//! A patient with a live personal link (and `web_grace` set) who would be called gets the web
+//! request first, at the check-in's start (or `now`, if later; after the quiet hours while the
+//! check-in lasts); their call is planned as if it were `web_grace` later (`web_first`), and the
+//! dialer settles it without a call if they report in the meantime.
 //!
 //! The jobs of each slot are spread evenly over what remains of its window, in roster order,
 //! so the dialer is not flooded at the slot's start. `start_now` puts every job at `now` (or
@@ -105,6 +106,8 @@ pub struct PlannedJob {
     /// The patient, as an index into the slice given to [`plan_checkin`].
     pub patient: usize,
     pub due_at: DateTime<Utc>,
+    /// When the patient's web request goes out (`web_first`); the call is due after it.
+    pub web_at: Option<DateTime<Utc>>,
 }
 
 /// How many patients were not planned, by reason.
@@ -149,8 +152,7 @@ pub struct Plan {
     pub skipped: Skipped,
     /// One per patient, in roster order.
     pub reasons: Vec<Reason>,
-    /// The web requests: (patient index, when it goes out), for every patient with a live link
-    /// in care who has not reported for the check-in.
+    /// The web requests: (patient index, when it goes out), one with each `web_first` job.
     pub web: Vec<(usize, DateTime<Utc>)>,
 }
 
@@ -209,9 +211,6 @@ pub fn plan_checkin(
                 Some(Channel::Call) => return Reason::Reported,
                 None => {}
             }
-            if web {
-                plan.web.push((index, request_at));
-            }
             if blocked {
                 return Reason::BlockedDay;
             }
@@ -232,7 +231,11 @@ pub fn plan_checkin(
             let which = usize::from(web && web_windows.is_some());
             per_window[which][slot] += 1;
             slot_of_job.push((which, slot));
-            plan.jobs.push(PlannedJob { patient: index, due_at: now });
+            let web_at = web.then_some(request_at);
+            plan.jobs.push(PlannedJob { patient: index, due_at: now, web_at });
+            if let Some(at) = web_at {
+                plan.web.push((index, at));
+            }
             if web { Reason::WebFirst } else { Reason::Called }
         })();
         plan.skipped.count(reason);

@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, NaiveDate, Utc};
 
-use super::Fut;
+use super::{Fut, NewMessage};
 use crate::types::{Alert, AlertKind, CallSid, E164, PatientId};
 
 /// A call to be placed (a job created by hand, or planned for a day).
@@ -38,6 +38,21 @@ pub struct NewJob {
     /// The check-in's window: a report finished in it settles the job without a call, and
     /// retries stay before its end. `None`: the job is dialled whatever was reported.
     pub window: Option<(DateTime<Utc>, DateTime<Utc>)>,
+    /// When the patient's web request goes out (a patient with a live link); the call is due
+    /// after it. `None`: no web request.
+    pub web_at: Option<DateTime<Utc>>,
+}
+
+/// A web request due: the job whose patient is asked to report on the web first.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WebRequest {
+    pub job_id: i64,
+    pub patient_id: PatientId,
+    pub day: NaiveDate,
+    /// The check-in, `HH:MM`.
+    pub checkin: String,
+    /// When the call is due if no report comes first.
+    pub due_at: DateTime<Utc>,
 }
 
 /// A patient who finished a report in a window, and whether on the web.
@@ -155,6 +170,10 @@ pub struct CampaignSummary {
     /// later `undelivered` report takes none back, so the figure never goes down.
     pub sms_sent: i64,
     pub alerts: i64,
+    /// Web requests sent for the day's check-ins.
+    pub web_requests: i64,
+    /// Web reports finished (calls with direction `web`).
+    pub web_reports: i64,
 }
 
 impl CampaignSummary {
@@ -213,6 +232,20 @@ pub trait Campaign {
     /// its calling hours did before the calls could be placed), and so are those whose
     /// check-in's window ended by `now`, each with an alert. Returns how many.
     fn close_days(&self, today: NaiveDate, now: DateTime<Utc>) -> Fut<'_, usize>;
+    /// Settles the jobs due by `now` (their call, or their web request) whose patient finished
+    /// a report in the job's window: status `reported`, never dialled nor asked. Returns how many.
+    fn settle_reported(&self, now: DateTime<Utc>) -> Fut<'_, usize>;
+    /// Planned jobs whose web request is due at `now` and not sent, at most `limit`.
+    fn due_web_requests(&self, now: DateTime<Utc>, limit: i64) -> Fut<'_, Vec<WebRequest>>;
+    /// Records the job's web request as sent at `now` and puts its message (if any: a patient
+    /// with no way to reach gets none) in the outbox, in one transaction. Returns false,
+    /// changing nothing, when it was sent already.
+    fn web_request_sent<'a>(
+        &'a self,
+        job_id: i64,
+        message: Option<&'a NewMessage>,
+        now: DateTime<Utc>,
+    ) -> Fut<'a, bool>;
     /// Jobs being dialled or in a call, by every instance: the concurrency limit counts them.
     fn active_jobs(&self) -> Fut<'_, i64>;
     /// The carrier accepted the attempt's call under this id.

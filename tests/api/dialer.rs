@@ -40,6 +40,7 @@ async fn dialled(app: &TestApp) -> (i64, i32) {
         checkin: "00:00".into(),
         due_at: due,
         window: None,
+        web_at: None,
     };
     app.store.campaign().plan_jobs(&[job]).await.unwrap();
     let claimed = app.store.campaign().claim_jobs(due, due + Duration::minutes(20), 1).await.unwrap();

@@ -35,6 +35,7 @@ on_both_backends! {
     with_db: a_patient_who_reported_in_the_check_in_is_not_dialled;
     with_store: a_call_not_placed_before_its_check_in_ended_is_given_up_with_an_alert;
     with_db: jobs_planned_before_check_ins_are_kept_as_the_days_one_check_in;
+    with_db: a_web_request_goes_out_once_with_its_message_unless_the_patient_reported;
 }
 
 fn at(h: u32, m: u32) -> DateTime<Utc> {
@@ -57,6 +58,7 @@ fn job(id: &str, due: DateTime<Utc>) -> NewJob {
         checkin: "00:00".into(),
         due_at: due,
         window: None,
+        web_at: None,
     }
 }
 
@@ -460,4 +462,43 @@ async fn jobs_planned_before_check_ins_are_kept_as_the_days_one_check_in(db: sup
     assert_eq!(store.campaign().plan_jobs(&[later]).await.unwrap(), 1);
     let j = claim_one(&store, at(0, 0)).await;
     assert_eq!(j.job_id, jobs[0].job_id, "the old job is dialled as before");
+}
+
+async fn a_web_request_goes_out_once_with_its_message_unless_the_patient_reported(db: support::TestDb) {
+    let store = db.open().await;
+    store.patients().import(&["p1", "p2", "p3"].map(patient)).await.unwrap();
+    // Requests at 00:00, calls after the grace at 01:00; p3 reported as the check-in began.
+    let jobs: Vec<NewJob> = ["p1", "p2", "p3"]
+        .iter()
+        .map(|id| NewJob { web_at: Some(at(0, 0)), ..checkin_job(id, "09:00", at(1, 0), (0, 6)) })
+        .collect();
+    store.campaign().plan_jobs(&jobs).await.unwrap();
+    db.execute(
+        "insert into calls (call_sid, patient_id, direction, flow, flow_version, state, ended, created_at) \
+         values ('WEB3', 'p3', 'web', 'daily-health-check', 'v1', '{}', true, '2026-11-25T00:00:00.000Z');",
+    )
+    .await;
+    assert!(store.campaign().due_web_requests(at(0, 0) - Duration::seconds(1), 10).await.unwrap().is_empty());
+    assert_eq!(store.campaign().settle_reported(at(0, 0)).await.unwrap(), 1, "p3 reported before the request");
+    let due = store.campaign().due_web_requests(at(0, 0), 10).await.unwrap();
+    let ids: Vec<&str> = due.iter().map(|r| r.patient_id.as_str()).collect();
+    assert_eq!(ids, ["p1", "p2"]);
+    assert_eq!((due[0].checkin.as_str(), due[0].due_at, due[0].day), ("09:00", at(1, 0), day()));
+    let message = NewMessage {
+        channel: ivr::types::Channel::Sms,
+        recipient: "+819000000001".into(),
+        body_sealed: "sealed".into(),
+    };
+    assert!(store.campaign().web_request_sent(due[0].job_id, Some(&message), at(0, 0)).await.unwrap());
+    assert!(!store.campaign().web_request_sent(due[0].job_id, Some(&message), at(0, 1)).await.unwrap(), "once");
+    assert!(store.campaign().web_request_sent(due[1].job_id, None, at(0, 0)).await.unwrap(), "no way to reach p2");
+    assert!(store.campaign().due_web_requests(at(0, 5), 10).await.unwrap().is_empty());
+    let outbox = store.outbox().for_patient("p1").await.unwrap();
+    assert_eq!(outbox.len(), 1, "one message: {outbox:?}");
+    assert!(store.outbox().for_patient("p2").await.unwrap().is_empty());
+    let s = store.campaign().summary(day(), at(0, 0) - Duration::hours(1)).await.unwrap();
+    assert_eq!((s.web_requests, s.web_reports, s.count("reported"), s.count("planned")), (2, 1, 1, 2));
+    // The calls follow at 10:00 for those who did not report.
+    let claimed = store.campaign().claim_jobs(at(1, 0), at(1, 20), 10).await.unwrap();
+    assert_eq!(claimed.len(), 2);
 }

@@ -444,6 +444,7 @@ async fn call_now(
                 checkin: hours.checks()[k].to_string(),
                 due_at: now,
                 window: Some(hours.checkin_window(day, k)),
+                web_at: None,
             };
             let new = state.store.campaign().plan_jobs(std::slice::from_ref(&job)).await.map_err(fail)?;
             staff.audit(&state, "call_now", &id).await?;

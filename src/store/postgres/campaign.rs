@@ -9,10 +9,37 @@ use super::PgStore;
 use super::followups::raise_in;
 use crate::store::campaign::{
     AttemptView, CampaignSummary, DueJob, JobNext, JobView, NewJob, REPORTED_BY_PHONE, REPORTED_ON_WEB,
-    ReportedPatient, StaleAttempt,
+    ReportedPatient, StaleAttempt, WebRequest,
 };
-use crate::store::{Campaign, Fut, Job, NewAlert, fut};
+use crate::store::{Campaign, Fut, Job, NewAlert, NewMessage, fut};
 use crate::types::{CallSid, PatientId};
+
+/// Settles the jobs due at `now` (call or web request) whose patient reported in their window.
+async fn settle_in(tx: &mut sqlx::PgConnection, now: DateTime<Utc>) -> Result<usize, sqlx::Error> {
+    let r = sqlx::query(
+        "with settled as (
+           select j.job_id, bool_or(c.direction = 'web') as web
+           from jobs j join calls c on c.patient_id = j.patient_id and c.ended
+             and c.created_at >= j.window_from and c.created_at < j.window_to
+           where j.status in ('planned', 'retry') and j.window_from is not null
+             and (j.due_at <= $1 or (j.web_at <= $1 and j.web_sent_at is null))
+           group by j.job_id
+         ), locked as (
+           select j.job_id, s.web from jobs j join settled s on s.job_id = j.job_id
+           where j.status in ('planned', 'retry')
+           for update of j skip locked
+         )
+         update jobs j set status = 'reported', lease_until = null, updated_at = $1,
+           outcome = case when l.web then $2 else $3 end
+         from locked l where j.job_id = l.job_id",
+    )
+    .bind(now)
+    .bind(REPORTED_ON_WEB)
+    .bind(REPORTED_BY_PHONE)
+    .execute(&mut *tx)
+    .await?;
+    Ok(r.rows_affected() as usize)
+}
 
 impl Campaign for PgStore {
     fn create_job<'a>(&'a self, patient_id: &'a str, flow: &'a str) -> Fut<'a, i64> {
@@ -54,11 +81,12 @@ impl Campaign for PgStore {
                 let checkins: Vec<&str> = chunk.iter().map(|j| j.checkin.as_str()).collect();
                 let from: Vec<Option<DateTime<Utc>>> = chunk.iter().map(|j| j.window.map(|w| w.0)).collect();
                 let to: Vec<Option<DateTime<Utc>>> = chunk.iter().map(|j| j.window.map(|w| w.1)).collect();
+                let web: Vec<Option<DateTime<Utc>>> = chunk.iter().map(|j| j.web_at).collect();
                 let r = sqlx::query(
-                    "insert into jobs (patient_id, flow, day, due_at, checkin, window_from, window_to, status, updated_at)
-                     select p, f, d, t, c, wf, wt, 'planned', t
-                     from unnest($1::text[], $2::text[], $3::date[], $4::timestamptz[], $5::text[], $6::timestamptz[], $7::timestamptz[])
-                       as u(p, f, d, t, c, wf, wt)
+                    "insert into jobs (patient_id, flow, day, due_at, checkin, window_from, window_to, web_at, status, updated_at)
+                     select p, f, d, t, c, wf, wt, w, 'planned', t
+                     from unnest($1::text[], $2::text[], $3::date[], $4::timestamptz[], $5::text[], $6::timestamptz[], $7::timestamptz[], $8::timestamptz[])
+                       as u(p, f, d, t, c, wf, wt, w)
                      on conflict (day, checkin, patient_id, flow) do nothing",
                 )
                 .bind(&ids)
@@ -68,6 +96,7 @@ impl Campaign for PgStore {
                 .bind(&checkins)
                 .bind(&from)
                 .bind(&to)
+                .bind(&web)
                 .execute(&self.pool)
                 .await?;
                 new += r.rows_affected() as usize;
@@ -123,27 +152,7 @@ impl Campaign for PgStore {
         fut(async move {
             let mut tx = self.pool.begin().await?;
             // Reported in the job's window: settled, never dialled.
-            sqlx::query(
-                "with settled as (
-                   select j.job_id, bool_or(c.direction = 'web') as web
-                   from jobs j join calls c on c.patient_id = j.patient_id and c.ended
-                     and c.created_at >= j.window_from and c.created_at < j.window_to
-                   where j.status in ('planned', 'retry') and j.due_at <= $1 and j.window_from is not null
-                   group by j.job_id
-                 ), locked as (
-                   select j.job_id, s.web from jobs j join settled s on s.job_id = j.job_id
-                   where j.status in ('planned', 'retry')
-                   for update of j skip locked
-                 )
-                 update jobs j set status = 'reported', lease_until = null, updated_at = $1,
-                   outcome = case when l.web then $2 else $3 end
-                 from locked l where j.job_id = l.job_id",
-            )
-            .bind(now)
-            .bind(REPORTED_ON_WEB)
-            .bind(REPORTED_BY_PHONE)
-            .execute(&mut *tx)
-            .await?;
+            settle_in(&mut tx, now).await?;
             let rows = sqlx::query(
                 "with due as (
                    select job_id from jobs where status in ('planned', 'retry') and due_at <= $1
@@ -207,6 +216,72 @@ impl Campaign for PgStore {
             let closed = (patients.len() + ended.len()) as u64;
             tx.commit().await?;
             Ok(closed as usize)
+        })
+    }
+
+    fn settle_reported(&self, now: DateTime<Utc>) -> Fut<'_, usize> {
+        fut(async move {
+            let mut tx = self.pool.begin().await?;
+            let n = settle_in(&mut tx, now).await?;
+            tx.commit().await?;
+            Ok(n)
+        })
+    }
+
+    fn due_web_requests(&self, now: DateTime<Utc>, limit: i64) -> Fut<'_, Vec<WebRequest>> {
+        fut(async move {
+            let rows: Vec<(i64, PatientId, NaiveDate, String, DateTime<Utc>)> = sqlx::query_as(
+                "select job_id, patient_id, day, checkin, due_at from jobs
+                 where web_at <= $1 and web_sent_at is null and web_at is not null and status = 'planned'
+                 order by web_at, job_id limit $2",
+            )
+            .bind(now)
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?;
+            Ok(rows
+                .into_iter()
+                .map(|(job_id, patient_id, day, checkin, due_at)| WebRequest {
+                    job_id,
+                    patient_id,
+                    day,
+                    checkin,
+                    due_at,
+                })
+                .collect())
+        })
+    }
+
+    fn web_request_sent<'a>(
+        &'a self,
+        job_id: i64,
+        message: Option<&'a NewMessage>,
+        now: DateTime<Utc>,
+    ) -> Fut<'a, bool> {
+        fut(async move {
+            let mut tx = self.pool.begin().await?;
+            let patient: Option<String> = sqlx::query_scalar(
+                "update jobs set web_sent_at = $2 where job_id = $1 and web_sent_at is null returning patient_id",
+            )
+            .bind(job_id)
+            .bind(now)
+            .fetch_optional(&mut *tx)
+            .await?;
+            let Some(patient) = patient else { return Ok(false) };
+            if let Some(m) = message {
+                sqlx::query(
+                    "insert into outbox (patient_id, channel, recipient, body_sealed, next_attempt_at) values ($1, $2, $3, $4, $5)",
+                )
+                .bind(&patient)
+                .bind(m.channel)
+                .bind(&m.recipient)
+                .bind(&m.body_sealed)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+            }
+            tx.commit().await?;
+            Ok(true)
         })
     }
 
@@ -426,12 +501,16 @@ impl Campaign for PgStore {
             let r = sqlx::query(
                 "select (select count(*) from processing_numbers where issued_at >= $1),
                         (select count(*) from outbox where channel = 'sms' and provider_id is not null and created_at >= $1),
-                        (select count(*) from alerts where created_at >= $1)",
+                        (select count(*) from alerts where created_at >= $1),
+                        (select count(*) from calls where direction = 'web' and ended and created_at >= $1),
+                        (select count(*) from jobs where day = $2 and web_sent_at is not null)",
             )
             .bind(since)
+            .bind(day)
             .fetch_one(&self.pool)
             .await?;
             (summary.numbers_issued, summary.sms_sent, summary.alerts) = (r.try_get(0)?, r.try_get(1)?, r.try_get(2)?);
+            (summary.web_reports, summary.web_requests) = (r.try_get(3)?, r.try_get(4)?);
             Ok(summary)
         })
     }

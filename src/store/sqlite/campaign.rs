@@ -8,9 +8,9 @@ use super::{SqliteStore, parse_sqlite_time, sqlite_time};
 use crate::store::StoreError;
 use crate::store::campaign::{
     AttemptView, CampaignSummary, DueJob, JobNext, JobView, NewJob, REPORTED_BY_PHONE, REPORTED_ON_WEB,
-    ReportedPatient, StaleAttempt,
+    ReportedPatient, StaleAttempt, WebRequest,
 };
-use crate::store::{Campaign, Fut, Job, NewAlert};
+use crate::store::{Campaign, Fut, Job, NewAlert, NewMessage};
 use crate::types::{CallSid, PatientId};
 
 fn day_text(day: NaiveDate) -> String {
@@ -43,14 +43,22 @@ pub(super) fn plan_jobs(conn: &mut Connection, jobs: &[NewJob]) -> Result<usize,
     let mut new = 0;
     {
         let mut st = tx.prepare_cached(
-            "insert into jobs (patient_id, flow, day, checkin, due_at, window_from, window_to, status, updated_at)
-             values (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'planned', ?5)
+            "insert into jobs (patient_id, flow, day, checkin, due_at, window_from, window_to, web_at, status, updated_at)
+             values (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'planned', ?5)
              on conflict (day, checkin, patient_id, flow) do nothing",
         )?;
         for j in jobs {
             let (from, to) = (j.window.map(|w| sqlite_time(w.0)), j.window.map(|w| sqlite_time(w.1)));
-            new +=
-                st.execute(params![j.patient_id, j.flow, day_text(j.day), j.checkin, sqlite_time(j.due_at), from, to])?;
+            new += st.execute(params![
+                j.patient_id,
+                j.flow,
+                day_text(j.day),
+                j.checkin,
+                sqlite_time(j.due_at),
+                from,
+                to,
+                j.web_at.map(sqlite_time)
+            ])?;
         }
     }
     tx.commit()?;
@@ -101,6 +109,77 @@ pub(super) fn reported_by_channel(
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
+/// Settles the jobs due at `t` (call or web request) whose patient reported in their window.
+fn settle_in(tx: &Connection, t: &str) -> Result<usize, StoreError> {
+    Ok(tx
+        .prepare_cached(
+            "update jobs set status = 'reported', lease_until = null, updated_at = ?1,
+               outcome = case when exists (
+                 select 1 from calls c where c.patient_id = jobs.patient_id and c.ended = 1 and c.direction = 'web'
+                   and c.created_at >= jobs.window_from and c.created_at < jobs.window_to) then ?2 else ?3 end
+             where status in ('planned', 'retry') and window_from is not null
+               and (due_at <= ?1 or (web_at <= ?1 and web_sent_at is null))
+               and exists (
+                 select 1 from calls c where c.patient_id = jobs.patient_id and c.ended = 1
+                   and c.created_at >= jobs.window_from and c.created_at < jobs.window_to)",
+        )?
+        .execute(params![t, REPORTED_ON_WEB, REPORTED_BY_PHONE])?)
+}
+
+pub(super) fn settle_reported(conn: &mut Connection, now: DateTime<Utc>) -> Result<usize, StoreError> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let n = settle_in(&tx, &sqlite_time(now))?;
+    tx.commit()?;
+    Ok(n)
+}
+
+pub(super) fn due_web_requests(
+    conn: &mut Connection,
+    now: DateTime<Utc>,
+    limit: i64,
+) -> Result<Vec<WebRequest>, StoreError> {
+    let mut st = conn.prepare_cached(
+        "select job_id, patient_id, day, checkin, due_at from jobs
+         where web_at <= ?1 and web_sent_at is null and web_at is not null and status = 'planned'
+         order by web_at, job_id limit ?2",
+    )?;
+    let rows = st.query_map(params![sqlite_time(now), limit], |r| {
+        Ok(WebRequest {
+            job_id: r.get(0)?,
+            patient_id: r.get(1)?,
+            day: r.get::<_, String>(2)?.parse().unwrap_or_default(),
+            checkin: r.get(3)?,
+            due_at: parse_sqlite_time(&r.get::<_, String>(4)?),
+        })
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+pub(super) fn web_request_sent(
+    conn: &mut Connection,
+    job_id: i64,
+    message: Option<&NewMessage>,
+    now: DateTime<Utc>,
+) -> Result<bool, StoreError> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let t = sqlite_time(now);
+    let patient: Option<String> = tx
+        .prepare_cached(
+            "update jobs set web_sent_at = ?2 where job_id = ?1 and web_sent_at is null returning patient_id",
+        )?
+        .query_row(params![job_id, t], |r| r.get(0))
+        .optional()?;
+    let Some(patient) = patient else { return Ok(false) };
+    if let Some(m) = message {
+        tx.prepare_cached(
+            "insert into outbox (patient_id, channel, recipient, body_sealed, next_attempt_at) values (?1, ?2, ?3, ?4, ?5)",
+        )?
+        .execute(params![patient, m.channel, m.recipient, m.body_sealed, t])?;
+    }
+    tx.commit()?;
+    Ok(true)
+}
+
 pub(super) fn claim_jobs(
     conn: &mut Connection,
     now: DateTime<Utc>,
@@ -110,17 +189,7 @@ pub(super) fn claim_jobs(
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let t = sqlite_time(now);
     // Reported in the job's window: settled, never dialled.
-    tx.prepare_cached(
-        "update jobs set status = 'reported', lease_until = null, updated_at = ?1,
-           outcome = case when exists (
-             select 1 from calls c where c.patient_id = jobs.patient_id and c.ended = 1 and c.direction = 'web'
-               and c.created_at >= jobs.window_from and c.created_at < jobs.window_to) then ?2 else ?3 end
-         where status in ('planned', 'retry') and due_at <= ?1 and window_from is not null
-           and exists (
-             select 1 from calls c where c.patient_id = jobs.patient_id and c.ended = 1
-               and c.created_at >= jobs.window_from and c.created_at < jobs.window_to)",
-    )?
-    .execute(params![t, REPORTED_ON_WEB, REPORTED_BY_PHONE])?;
+    settle_in(&tx, &t)?;
     let claimed = {
         let mut st = tx.prepare_cached(
             "update jobs set status = 'dialing', attempt = attempt + 1, lease_until = ?2, updated_at = ?1
@@ -345,6 +414,11 @@ pub(super) fn campaign_summary(
     summary.sms_sent =
         count("select count(*) from outbox where channel = 'sms' and provider_id is not null and created_at >= ?1")?;
     summary.alerts = count("select count(*) from alerts where created_at >= ?1")?;
+    summary.web_reports =
+        count("select count(*) from calls where direction = 'web' and ended = 1 and created_at >= ?1")?;
+    summary.web_requests = conn
+        .prepare_cached("select count(*) from jobs where day = ?1 and web_sent_at is not null")?
+        .query_row([day_text(day)], |r| r.get(0))?;
     Ok(summary)
 }
 
@@ -386,6 +460,24 @@ impl Campaign for SqliteStore {
 
     fn active_jobs(&self) -> Fut<'_, i64> {
         self.read(active_jobs)
+    }
+
+    fn settle_reported(&self, now: DateTime<Utc>) -> Fut<'_, usize> {
+        self.write(move |c| settle_reported(c, now))
+    }
+
+    fn due_web_requests(&self, now: DateTime<Utc>, limit: i64) -> Fut<'_, Vec<WebRequest>> {
+        self.read(move |c| due_web_requests(c, now, limit))
+    }
+
+    fn web_request_sent<'a>(
+        &'a self,
+        job_id: i64,
+        message: Option<&'a NewMessage>,
+        now: DateTime<Utc>,
+    ) -> Fut<'a, bool> {
+        let message = message.cloned();
+        self.write(move |c| web_request_sent(c, job_id, message.as_ref(), now))
     }
 
     fn attempt_dialed<'a>(&'a self, job_id: i64, attempt: i32, call_sid: &'a CallSid) -> Fut<'a, ()> {
