@@ -146,6 +146,9 @@ pub fn first_turn(
             direction,
             state: CallState::new(&flow, &p.language, vars),
             flow_version,
+            // A web report is stamped with the server's clock, as its check-in is; a phone call
+            // with the database's.
+            started_at: web.then_some(now),
         })
     });
     (FirstTurn { caller, now, start }, stored)

@@ -45,6 +45,8 @@ pub struct NewCall {
     /// them yet: written (once per version, `on conflict do nothing`) in the same transaction
     /// as the call.
     pub flow_version: Option<StoredFlow>,
+    /// When the call started (`created_at`); `None`: the database's time now.
+    pub started_at: Option<DateTime<Utc>>,
 }
 
 /// How the first turn of a call creates it when the call does not exist yet.

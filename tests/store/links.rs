@@ -112,6 +112,7 @@ async fn a_web_report_is_a_finished_call_that_counts_as_the_days_report(store: S
         direction: Direction::Web,
         state: Default::default(),
         flow_version: None,
+        started_at: None,
     };
     let write = TurnWrite {
         response: "report".into(),

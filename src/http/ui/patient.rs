@@ -545,11 +545,16 @@ async fn call_now(
     let next = hours.next_call_time(now, p.call_slot.as_deref());
     match next {
         Some(at) if at <= now => {
+            // The check-in under way: its window settles the call if the patient reports first.
+            let (day, k) = (hours.day_of(now), hours.checkin_at(now));
             let job = NewJob {
                 patient_id: p.patient_id.clone(),
                 flow: state.inbound_flow.to_string(),
-                day: hours.day_of(now),
+                day,
+                checkin: hours.checks()[k].to_string(),
                 due_at: now,
+                window: Some(hours.checkin_window(day, k)),
+                web_at: None,
             };
             let new = state.store.campaign().plan_jobs(std::slice::from_ref(&job)).await.map_err(fail)?;
             staff.audit(&state, "call_now", &id).await?;

@@ -47,6 +47,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     (13, "urgent_notices", include_str!("../../../migrations/postgres/0013_urgent_notices.sql")),
     (14, "staff_pages", include_str!("../../../migrations/postgres/0014_staff_pages.sql")),
     (15, "report_links", include_str!("../../../migrations/postgres/0015_report_links.sql")),
+    (16, "checkins", include_str!("../../../migrations/postgres/0016_checkins.sql")),
 ];
 
 /// The advisory lock that instances starting at the same time take in turn to migrate (a key

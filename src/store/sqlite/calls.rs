@@ -189,8 +189,9 @@ fn load_call(conn: &Connection, sid: &str) -> Result<Option<CallRecord>, StoreEr
 
 fn insert_call(tx: &Connection, new: &NewCall) -> Result<(), StoreError> {
     tx.prepare_cached(
-        "insert into calls (call_sid, patient_id, job_id, direction, flow, flow_version, state, status, status_rank)
-         values (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+        "insert into calls (call_sid, patient_id, job_id, direction, flow, flow_version, state, status, status_rank,
+           created_at)
+         values (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, coalesce(?10, strftime('%Y-%m-%dT%H:%M:%fZ', 'now')))",
     )?
     .execute(params![
         new.call_sid,
@@ -201,7 +202,8 @@ fn insert_call(tx: &Connection, new: &NewCall) -> Result<(), StoreError> {
         new.state.version,
         serde_json::to_string(&new.state)?,
         initial_status(new.direction),
-        initial_status(new.direction).rank()
+        initial_status(new.direction).rank(),
+        new.started_at.map(super::sqlite_time)
     ])?;
     Ok(())
 }

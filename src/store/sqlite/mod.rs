@@ -48,6 +48,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     (13, "urgent_notices", include_str!("../../../migrations/sqlite/0013_urgent_notices.sql")),
     (14, "staff_pages", include_str!("../../../migrations/sqlite/0014_staff_pages.sql")),
     (15, "report_links", include_str!("../../../migrations/sqlite/0015_report_links.sql")),
+    (16, "checkins", include_str!("../../../migrations/sqlite/0016_checkins.sql")),
 ];
 
 pub(super) const NOW: &str = "strftime('%Y-%m-%dT%H:%M:%fZ', 'now')";
