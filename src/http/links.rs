@@ -1,4 +1,4 @@
-//! The staff's JSON API over the patients' personal links (routed in [`super::router`]):
+//! The staff's JSON API over the patients' personal links (routed in [`super::api`]):
 //! `POST /api/v1/patients/{id}/report-link` makes a new link (the earlier one revoked) and
 //! sends it to the patient by SMS or e-mail; `DELETE` revokes the patient's live link. Both need
 //! a `followup` token and leave a row in the staff audit log. The token itself is never in an
@@ -6,11 +6,9 @@
 
 use std::sync::Arc;
 
-use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
 use chrono::SecondsFormat;
 use serde_json::json;
 
@@ -20,10 +18,6 @@ use super::error::{Error, Path};
 use crate::notify::links::{LinkError, LinkSender};
 use crate::store::AuditEntry;
 use crate::types::PatientId;
-
-pub fn router() -> Router<AppState> {
-    Router::new().route("/api/v1/patients/{id}/report-link", post(send).delete(revoke))
-}
 
 /// The link sender of this server.
 pub fn sender(app: &AppState) -> LinkSender {
@@ -49,12 +43,14 @@ fn patient_id(id: &str) -> Result<PatientId, Error> {
     PatientId::parse(id).map_err(|e| Error::invalid("id", e.to_string()))
 }
 
-async fn send(
+pub(super) async fn send(
     State(app): State<AppState>,
     client: Client<scope::Followup>,
     Path(id): Path<String>,
 ) -> Result<Response, Error> {
     let id = patient_id(&id)?;
+    // The audit row first: without the log, nothing is sent.
+    audit(&app, &client, "send_report_link", id.as_str()).await?;
     let now = app.campaign.clock.now();
     let sent = match sender(&app).send(&app.store, &id, now).await {
         Ok(s) => s,
@@ -70,7 +66,6 @@ async fn send(
         Err(LinkError::Store(e)) => return Err(Error::internal(e)),
     };
     app.outbox_wake.notify_one();
-    audit(&app, &client, "send_report_link", id.as_str()).await?;
     let body = json!({
         "patient_id": id.as_str(),
         "link_id": sent.link.link_id,
@@ -81,18 +76,18 @@ async fn send(
     Ok((StatusCode::CREATED, axum::Json(body)).into_response())
 }
 
-async fn revoke(
+pub(super) async fn revoke(
     State(app): State<AppState>,
     client: Client<scope::Followup>,
     Path(id): Path<String>,
 ) -> Result<Response, Error> {
     let id = patient_id(&id)?;
+    audit(&app, &client, "revoke_report_link", id.as_str()).await?;
     if app.store.patients().get(id.as_str()).await.map_err(Error::internal)?.is_none() {
         return Err(Error::new(StatusCode::NOT_FOUND, "unknown_patient", Some("id"), format!("no patient {id}")));
     }
     let now = app.campaign.clock.now();
     let by = format!("api:{}", client.name);
     let revoked = app.store.links().revoke(&id, &by, now).await.map_err(Error::internal)?;
-    audit(&app, &client, "revoke_report_link", id.as_str()).await?;
     Ok(axum::Json(json!({ "patient_id": id.as_str(), "revoked": revoked })).into_response())
 }

@@ -81,7 +81,6 @@ pub fn router(state: AppState) -> Router {
         .merge(api::router())
         .merge(ui::router())
         .merge(report::router())
-        .merge(links::router())
         .with_state(state.clone());
     if let Some(simulator) = &state.simulator {
         app = app.nest("/simulator", simulator.router());
