@@ -353,7 +353,7 @@ fn judge(flow: &Flow, state: &str, n: &NumberSpec, text: &str, vars: &Vars) -> R
     let well_formed = len >= n.min_digits
         && len <= n.max_digits
         && (n.format != NumberFormat::MonthDay || month_day(&keys).is_some());
-    if well_formed && vars.get(&expect.value).is_some() {
+    if well_formed && vars.contains_key(&expect.value) {
         let catalog = flow.catalog(&vars.get("call.lang").map(|v| v.to_string()).unwrap_or_default());
         let words = n.mismatch.iter().map(|p| catalog.web_text(&p.value, &vars)).collect::<Vec<_>>().join(" ");
         return Err(Problem::Mismatch(words));

@@ -455,7 +455,7 @@ fn form_page(
     let w = o.w;
     let open_group = walked.group();
     let review = open_group.is_none() && !matches!(mode, Mode::Edit);
-    let (visible, show_errors): (Box<dyn Fn(usize) -> bool>, Box<dyn Fn(usize) -> bool>) = match (&mode, open_group) {
+    let (visible, show_errors): (GroupTest, GroupTest) = match (&mode, open_group) {
         (Mode::Edit, _) => (Box::new(|_| true), Box::new(|_| false)),
         (Mode::Page { .. }, None) => (Box::new(|_| false), Box::new(|_| false)),
         (Mode::Page { submitted }, Some(g)) => {
@@ -496,6 +496,9 @@ fn form_page(
     let status = if errors > 0 { StatusCode::UNPROCESSABLE_ENTITY } else { StatusCode::OK };
     (status, html(&page)).into_response()
 }
+
+/// Whether something holds for the fields of a page (by its number).
+type GroupTest = Box<dyn Fn(usize) -> bool>;
 
 fn view(w: Words, f: &crate::flow::web::Field, error: Option<String>) -> FieldView {
     let mut v = FieldView {

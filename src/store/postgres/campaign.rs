@@ -54,6 +54,7 @@ impl Campaign for PgStore {
 
     fn job(&self, job_id: i64) -> Fut<'_, Option<Job>> {
         fut(async move {
+            #[allow(clippy::type_complexity)]
             let row: Option<(i64, PatientId, String, String, Option<DateTime<Utc>>)> =
                 sqlx::query_as("select job_id, patient_id, flow, status, window_to from jobs where job_id = $1")
                     .bind(job_id)
