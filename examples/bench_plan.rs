@@ -1,4 +1,4 @@
-//! Planning one day for a large roster: how long `scheduler::plan::plan_day` takes and how much
+//! Planning one day for a large roster: how long `scheduler::plan::plan_checkin` takes and how much
 //! memory it adds, next to two floors: iterating over the same patients and copying them, and
 //! reading one byte of each patient's id, area and slot (the strings the plan must look at).
 //!
@@ -11,13 +11,13 @@
 //! capacity, one patient in ten out of care and one in ten already reported. The day is a
 //! Monday in Asia/Tokyo planned at 07:00, so every slot is still to come.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use chrono::{NaiveDate, Utc};
 use clap::Parser;
-use ivr::scheduler::plan::{BlockedDay, CallingHours, DailySpan, PlanPatient, Slot, plan_day};
+use ivr::scheduler::plan::{BlockedDay, CallingHours, Channel, DailySpan, PlanPatient, Rules, Slot, plan_checkin};
 
 #[derive(Parser)]
 #[command(about = "Time and peak memory of planning one day")]
@@ -54,9 +54,10 @@ fn main() {
             slot: r.slot.as_deref(),
             care_start: r.care_start,
             care_end: r.care_end,
+            link: false,
         })
         .collect();
-    let reported: HashSet<&str> = rows.iter().step_by(10).map(|r| r.id.as_str()).collect();
+    let reported: HashMap<&str, Channel> = rows.iter().step_by(10).map(|r| (r.id.as_str(), Channel::Call)).collect();
     let capacity: HashMap<String, u32> = (0..10).map(|a| (format!("area-{a:02}"), 10_000)).collect();
     let hours = hours();
     let roster_hwm = peak_kib();
@@ -64,7 +65,8 @@ fn main() {
     let mut plan = None;
     let planning = median(args.runs, || {
         drop(plan.take());
-        plan = Some(black_box(plan_day(day, now, &patients, &reported, &hours, &capacity, false)));
+        let rules = Rules { hours: &hours, capacity: &capacity, start_now: false, web_grace: None };
+        plan = Some(black_box(plan_checkin(day, 0, now, &patients, &reported, &rules)));
     });
     let plan = plan.expect("planned at least once");
     let plan_hwm = peak_kib();
@@ -96,7 +98,7 @@ fn main() {
     );
     println!("{:32} {:>9.1} ms", "iterate and copy (floor)", ms(copying));
     println!("{:32} {:>9.1} ms", "read id, area, slot (floor)", ms(reading));
-    println!("{:32} {:>9.1} ms", "plan_day", ms(planning));
+    println!("{:32} {:>9.1} ms", "plan_checkin", ms(planning));
     let s = &plan.skipped;
     println!(
         "  {} jobs; skipped: {} out of care, {} reported, {} over capacity, {} slot over, {} blocked day",

@@ -3,6 +3,8 @@
 //! message carrying it), and the TwiML answered. A number kept in the call's state or in a
 //! stored answer is sealed; nothing in the database reveals it.
 
+pub mod web;
+
 use std::sync::{Arc, OnceLock};
 
 use chrono::{DateTime, Utc};
@@ -106,8 +108,8 @@ const NUMBER: &str = "processing_number";
 /// The variable a flow reads the health centre's number from (`centre.phone`).
 pub const CENTRE_PHONE: &str = "health_center.phone";
 
-/// The first turn of call `sid`, not yet stored: the store finds its patient (the job's, or the
-/// one with the calling number) and their valid number in the turn's transaction, and the call
+/// The first turn of call `sid`, not yet stored: the store finds its patient (the job's, the
+/// one with the calling number, or the web report's own) and their valid number in the turn's transaction, and the call
 /// starts on the current version of its flow (the job's; `inbound_flow` for a call in).
 ///
 /// The version's texts go with the new call when this process has not stored them yet; once
@@ -120,10 +122,12 @@ pub fn first_turn(
     now: DateTime<Utc>,
 ) -> (FirstTurn, Arc<OnceLock<String>>) {
     let stored = Arc::new(OnceLock::new());
+    let web = matches!(caller, Caller::Patient(_));
     let (ctx, sid, inbound_flow, cell) = (ctx.clone(), sid.clone(), inbound_flow.to_string(), stored.clone());
     let start = Box::new(move |found: Found<'_>| {
         let (name, direction) = match found.job {
             Some(job) => (job.flow.as_str(), Direction::Outbound),
+            None if web => (inbound_flow.as_str(), Direction::Web),
             None => (inbound_flow.as_str(), Direction::Inbound),
         };
         let flow = ctx.flows.current(name).ok_or_else(|| format!("no flow named {name}"))?;
@@ -142,6 +146,9 @@ pub fn first_turn(
             direction,
             state: CallState::new(&flow, &p.language, vars),
             flow_version,
+            // A web report is stamped with the server's clock, as its check-in is; a phone call
+            // with the database's.
+            started_at: web.then_some(now),
         })
     });
     (FirstTurn { caller, now, start }, stored)

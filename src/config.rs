@@ -32,6 +32,16 @@ pub struct Settings {
     pub staff: Staff,
     /// Who is told of urgent follow-up items, and when it escalates.
     pub alerts: Alerts,
+    /// The patients' web self-report.
+    pub web: Web,
+}
+
+/// The `[web]` settings: the patients' web self-report (`/r/{token}`).
+#[derive(Debug, Clone, Deserialize)]
+pub struct Web {
+    /// Send each patient a personal link when their care period begins (on the daily plan and
+    /// on `ivr patients import`). Off: links go only when staff send them.
+    pub send_links: bool,
 }
 
 /// The `[alerts]` settings: the on-duty contact lists urgent items are sent to, in order.
@@ -147,6 +157,13 @@ pub struct Scheduler {
     pub call_check_after: String,
     /// `HH:MM`: when the server plans the day by itself.
     pub plan_at: String,
+    /// The day's check-ins, `HH:MM` local time in order (`["09:00", "15:00"]`): each has its own
+    /// calls, from its time to the next one's. `None`: one, at `00:00` (the whole day).
+    #[serde(default, deserialize_with = "some_list_or_commas")]
+    pub checks: Option<Vec<String>>,
+    /// A duration like `60m`: how long a patient with a personal link has, from a check-in's
+    /// web request, to report on the web before the call.
+    pub web_grace: String,
     /// Whether the server plans and dials daily by itself.
     pub autostart: bool,
 }
@@ -281,6 +298,8 @@ pub const KNOWN_KEYS: &[&str] = &[
     "scheduler.call_lease",
     "scheduler.call_check_after",
     "scheduler.plan_at",
+    "scheduler.checks",
+    "scheduler.web_grace",
     "scheduler.autostart",
     "api.verify_per_minute",
     "api.issue_per_minute",
@@ -309,6 +328,7 @@ pub const KNOWN_KEYS: &[&str] = &[
     "centre.closed_days",
     "alerts.on_duty",
     "alerts.escalate_after",
+    "web.send_links",
 ];
 
 /// `IVR_…` variables the program reads that are not settings: the log format, and knobs of
@@ -459,6 +479,7 @@ call_check_after = "1m"
 machine_detection = true
 plan_at = "08:00"
 autostart = true
+web_grace = "60m"
 
 [api]
 verify_per_minute = 60
@@ -486,6 +507,9 @@ escalate_after = "15m"
 [staff]
 session_idle = "30m"
 session_lifetime = "12h"
+
+[web]
+send_links = false
 
 [flows]
 dir = "call-flows"
@@ -759,6 +783,17 @@ impl Settings {
         self.try_opening_hours().expect("validated at load")
     }
 
+    /// What sends the patients' personal links: `server.public_url` (or the listen address),
+    /// the issuer's key, the health centre's time zone.
+    pub fn link_sender(&self) -> crate::notify::links::LinkSender {
+        let issuer = self.issuer();
+        let public_url = match &self.server.public_url {
+            Some(u) => u.trim_end_matches('/').to_string(),
+            None => format!("http://{}", self.server.listen),
+        };
+        crate::notify::links::LinkSender { public_url, key: std::sync::Arc::new(issuer.key), tz: issuer.tz }
+    }
+
     /// The number a caller who asks for a person is put through to (E.164).
     pub fn transfer_to(&self) -> crate::types::E164 {
         let number = self.centre.transfer_to.as_deref().unwrap_or(&self.centre.phone);
@@ -799,6 +834,9 @@ impl Settings {
                 format!("'{}' is not a duration like 1m", s.call_check_after),
             );
         }
+        if parse_duration(&s.web_grace).is_none_or(|d| d < chrono::Duration::zero()) {
+            return invalid("scheduler.web_grace", format!("'{}' is not a duration like 60m", s.web_grace));
+        }
         if DayTime::parse(&s.plan_at).map_or(true, |t| t == DayTime::END_OF_DAY) {
             return invalid("scheduler.plan_at", format!("'{}' is not a time of day like 08:00", s.plan_at));
         }
@@ -830,10 +868,16 @@ impl Settings {
             key: "scheduler.timezone",
             message: format!("'{}' is not a time zone like Asia/Tokyo", s.timezone),
         })?;
-        CallingHours::new(tz, slots, quiet, blocked).map_err(|e| {
+        let hours = CallingHours::new(tz, slots, quiet, blocked).map_err(|e| {
             let key = if e == HoursError::NoSlots { "scheduler.slots" } else { "scheduler.quiet_hours" };
             ConfigError::Invalid { key, message: e.to_string() }
-        })
+        })?;
+        let checks = match &s.checks {
+            None => return Ok(hours),
+            Some(c) => c.iter().map(|t| DayTime::parse(t)).collect::<Result<Vec<_>, _>>(),
+        };
+        let checks = checks.map_err(invalid("scheduler.checks"))?;
+        hours.with_checks(checks).map_err(invalid("scheduler.checks"))
     }
 
     /// Slots, quiet hours and blocked days in the health centre's zone.
@@ -877,6 +921,11 @@ impl Settings {
     /// Area name → the most patients of that area called per day.
     pub fn area_capacity(&self) -> HashMap<String, u32> {
         self.scheduler.area_capacity.iter().map(|(a, n)| (a.clone(), *n)).collect()
+    }
+
+    /// How long a patient with a personal link has to report on the web before the call.
+    pub fn web_grace(&self) -> chrono::Duration {
+        parse_duration(&self.scheduler.web_grace).expect("validated at load")
     }
 
     /// When the server plans the day by itself (local time).
@@ -991,6 +1040,7 @@ mod tests {
         let s = load("", &[]).unwrap();
         let hours = s.calling_hours();
         assert_eq!(hours.slot_names(), ["morning", "afternoon"]);
+        assert_eq!(hours.checks(), [DayTime::MIDNIGHT], "one check-in, the whole day");
         let day = chrono::NaiveDate::from_ymd_opt(2025, 6, 2).unwrap();
         let (start, end) = hours.slot_window(day, None).unwrap();
         assert_eq!(
@@ -1023,6 +1073,7 @@ mod tests {
             [scheduler]
             slots = { evening = "17:00-19:00", noon = "12:00-13:00" }
             blocked_days = ["2025-12-29..2026-01-03", "sun"]
+            checks = ["09:00", "16:30"]
             area_capacity = { "Kita-ku" = 300, "南区" = 200 }
             "#,
             &[],
@@ -1030,6 +1081,7 @@ mod tests {
         .unwrap();
         let hours = s.calling_hours();
         assert_eq!(hours.slot_names(), ["noon", "evening"]);
+        assert_eq!(hours.checks().iter().map(ToString::to_string).collect::<Vec<_>>(), ["09:00", "16:30"]);
         assert!(hours.is_blocked(chrono::NaiveDate::from_ymd_opt(2026, 1, 1).unwrap()));
         assert!(hours.is_blocked(chrono::NaiveDate::from_ymd_opt(2025, 6, 1).unwrap()));
         assert_eq!(s.area_capacity(), HashMap::from([("Kita-ku".into(), 300), ("南区".into(), 200)]));
@@ -1068,7 +1120,7 @@ mod tests {
     fn a_bad_scheduler_value_is_refused_with_its_key() {
         // (file, environment, the key named, part of the message)
         type Case<'a> = (&'a str, &'a [(&'a str, &'a str)], &'a str, &'a str);
-        let cases: [Case; 12] = [
+        let cases: [Case; 15] = [
             (
                 "[scheduler]\nslots = { morning = \"9-11\" }",
                 &[],
@@ -1086,6 +1138,9 @@ mod tests {
             ("", &[("IVR_SCHEDULER__RING_TIMEOUT", "11m")], "scheduler.ring_timeout", "at most 600s"),
             ("", &[("IVR_SCHEDULER__PLAN_AT", "24:00")], "scheduler.plan_at", "'24:00' is not a time"),
             ("", &[("IVR_SCHEDULER__MAX_ATTEMPTS", "0")], "scheduler.max_attempts", "at least 1"),
+            ("[scheduler]\nchecks = [\"15:00\", \"09:00\"]", &[], "scheduler.checks", "'09:00' is not after"),
+            ("", &[("IVR_SCHEDULER__CHECKS", "9h")], "scheduler.checks", "'9h' is not a time of day"),
+            ("[scheduler]\nchecks = []", &[], "scheduler.checks", "at least one check-in"),
         ];
         for (toml, env, key, message) in cases {
             let (k, m) = invalid_key(toml, env);

@@ -14,7 +14,9 @@ fn main() {
         Command::Call(args) => cli::call::run(args),
         Command::Graph { flow, dirs } => cli::graph::run(flow, dirs),
         Command::Serve { config, demo } => run_async(serve(config.as_deref(), *demo)),
-        Command::Dial { flow, now, config } => run_async(cli::dial::dial(flow.as_deref(), *now, config.as_deref())),
+        Command::Dial { flow, now, patients, config } => {
+            run_async(cli::dial::dial(flow.as_deref(), *now, *patients, config.as_deref()))
+        }
         Command::Migrate { db, config } => run_async(migrate(db.clone(), config.as_deref())),
         Command::Numbers(cmd) => run_async(cli::numbers::numbers(cmd)),
         Command::Patients(cmd) => run_async(cli::patients::patients(cmd)),

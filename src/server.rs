@@ -195,7 +195,12 @@ impl Server {
             state.campaign.clone(),
             state.dialer_wake.clone(),
         )
-        .with_lock(state.store.dialer_lock());
+        .with_lock(state.store.dialer_lock())
+        .with_web_requests(crate::scheduler::web::WebRequests {
+            issuer: (*state.turns.issuer).clone(),
+            public_url: public_url.clone(),
+            outbox_wake: Some(state.outbox_wake.clone()),
+        });
         let stop = Arc::new(tokio::sync::Notify::new());
         workers.push((tokio::spawn(Arc::new(dialer).run(stop.clone())), stop));
         // Numbers no call read are followed up, and retention runs daily, on every instance
@@ -335,6 +340,8 @@ pub fn planner(settings: &Settings) -> crate::scheduler::daily::Planner {
         hours: Arc::new(settings.calling_hours()),
         capacity: settings.area_capacity(),
         flow: settings.flows.inbound.clone(),
+        links: settings.web.send_links.then(|| settings.link_sender()),
+        web_grace: Some(settings.web_grace()),
     }
 }
 

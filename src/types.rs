@@ -466,10 +466,12 @@ impl CallStatus {
 }
 
 named_enum!(
-    /// Who placed a call.
-    Direction, "a direction: inbound or outbound" {
+    /// Who placed a call; `web` is a report the patient sent from the personal link's page
+    /// (stored as a call, so every reader of calls sees it).
+    Direction, "a direction: inbound, outbound or web" {
         Inbound = "inbound",
         Outbound = "outbound",
+        Web = "web",
     }
 );
 

@@ -7,7 +7,7 @@ use chrono::Utc;
 
 use super::numbers::{Result, open};
 
-pub async fn dial(flow: Option<&str>, now: bool, config: Option<&Path>) -> Result<()> {
+pub async fn dial(flow: Option<&str>, now: bool, per_patient: bool, config: Option<&Path>) -> Result<()> {
     let (settings, store) = open(config).await?;
     let mut planner = crate::server::planner(&settings);
     if let Some(flow) = flow {
@@ -20,7 +20,9 @@ pub async fn dial(flow: Option<&str>, now: bool, config: Option<&Path>) -> Resul
     }
     let p = planner.plan(&store, Utc::now(), now).await?;
     let tz = planner.hours.tz();
-    let first = p.first_due.map(|t| t.with_timezone(&tz).format("%H:%M").to_string());
+    let time = |t: Option<chrono::DateTime<Utc>>| {
+        t.map_or("-".to_string(), |t| t.with_timezone(&tz).format("%H:%M").to_string())
+    };
     println!(
         "{}: {} call(s) planned with {}, {} new, {} brought forward; first at {} ({tz})",
         p.day,
@@ -28,13 +30,34 @@ pub async fn dial(flow: Option<&str>, now: bool, config: Option<&Path>) -> Resul
         planner.flow,
         p.new,
         p.advanced,
-        first.as_deref().unwrap_or("-")
+        time(p.first_due)
     );
-    let s = &p.skipped;
-    println!(
-        "not called today: {} out of care, {} already reported, {} over area capacity, {} blocked day, {} slot over",
-        s.out_of_care, s.reported, s.over_capacity, s.blocked_day, s.slot_over
-    );
+    for c in &p.checkins {
+        let s = &c.skipped;
+        println!(
+            "check-in {}: {} call(s), {} new, {} after a web request, first at {}; not called: {} out of care, \
+             {} already reported, {} reported on the web, {} over area capacity, {} blocked day, {} slot over",
+            c.checkin,
+            c.jobs,
+            c.new,
+            c.web_first,
+            time(c.first_due),
+            s.out_of_care,
+            s.reported,
+            s.reported_web,
+            s.over_capacity,
+            s.blocked_day,
+            s.slot_over
+        );
+    }
+    if per_patient {
+        let header: Vec<String> = p.checkins.iter().map(|c| format!("{:<14}", c.checkin.to_string())).collect();
+        println!("{:<16}{}", "patient", header.join("").trim_end());
+        for (i, id) in p.patients.iter().enumerate() {
+            let reasons: Vec<String> = p.checkins.iter().map(|c| format!("{:<14}", c.reasons[i].as_str())).collect();
+            println!("{id:<16}{}", reasons.join("").trim_end());
+        }
+    }
     println!("`ivr serve` places the calls (calls_per_second {}).", settings.scheduler.calls_per_second);
     Ok(())
 }

@@ -174,9 +174,13 @@ pub enum Command {
         /// The flow the calls run (default: flows.inbound).
         #[arg(long)]
         flow: Option<String>,
-        /// Call everyone as soon as calling hours allow, not in their slots.
+        /// Call everyone as soon as calling hours allow, not in their slots (for the check-in
+        /// under way).
         #[arg(long)]
         now: bool,
+        /// Also print, per patient and check-in, whether and why they are called.
+        #[arg(long)]
+        patients: bool,
         #[arg(long)]
         config: Option<PathBuf>,
     },

@@ -62,6 +62,14 @@ async fn import(file: &Path, config: Option<&Path>, dry_run: bool) -> Result<()>
     let patients = parse(file, &settings, &bytes)?;
     let count = store.patients().import(&patients).await?;
     println!("imported {} patients ({})", patients.len(), summary(&count));
+    if settings.web.send_links {
+        // Patients whose care period has begun get their personal link (sent by the server's
+        // outbox).
+        let links = settings.link_sender();
+        let now = chrono::Utc::now();
+        let sent = links.send_due(&store, now.with_timezone(&links.tz).date_naive(), now).await?;
+        println!("report links queued for {sent} patients whose care began");
+    }
     Ok(())
 }
 

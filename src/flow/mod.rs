@@ -5,6 +5,8 @@
 //! - [`validate`]: checks across states and files (reachability, loops, prompts).
 //! - [`engine`]: [`step`], the pure state machine; [`driver`] runs a turn with real actions.
 //! - [`graph`]: a flow as a Mermaid diagram.
+//! - [`web`]: a flow as the patient's web form (which questions a page shows, answers judged
+//!   by the engine).
 
 pub mod driver;
 pub mod engine;
@@ -17,6 +19,7 @@ pub mod response;
 pub mod source;
 pub mod validate;
 mod value;
+pub mod web;
 
 #[cfg(test)]
 mod tests;

@@ -10,6 +10,12 @@
 //! greeting = "こちらは保健所の自動音声による健康観察です。"
 //! temperature.confirm = "{temperature:temperature}ですね。"
 //! chime = { audio = "chime.mp3" }
+//!
+//! [web]                           # optional: the web self-report's own, shorter wording
+//! temperature.ask = "本日の体温"
+//! choice.yes = "はい"              # a menu's option labels, by the choice's value …
+//! choice."app.use".yes = "あり"    # … or by the menu's prompt and the value
+//! unit.temperature = "℃"          # a number question's unit, by its variable
 //! ```
 
 use std::collections::HashMap;
@@ -118,6 +124,10 @@ pub struct Catalog {
     pub language: String,
     pub voice: Option<String>,
     pub prompts: HashMap<String, At<Prompt>>,
+    /// `[web]`: the web self-report's wording of prompts (by prompt id), its option labels
+    /// (`choice.VALUE`, `choice.PROMPT.VALUE`) and units (`unit.VAR`); a prompt without a web
+    /// wording shows its spoken text.
+    pub web: HashMap<String, At<Prompt>>,
     pub source: Source,
 }
 
@@ -148,12 +158,20 @@ impl Catalog {
             },
             None => diags.error(&src, 0, "no [prompts] table: a prompt file lists its prompts under [prompts]"),
         }
-        top.finish(&["voice", "prompts"], diags);
+        let mut web = HashMap::new();
+        if let Some(v) = top.raw("web") {
+            match v.get_ref() {
+                DeValue::Table(t) => collect(&src, "", t, &audio_base, &mut web, diags),
+                other => diags.error(&src, v.span().start, format!("[web] must be a table, not {}", type_name(other))),
+            }
+        }
+        top.finish(&["voice", "prompts", "web"], diags);
         (diags.error_count() == before).then(|| Catalog {
             lang: lang.to_string(),
             language,
             voice,
             prompts,
+            web,
             source: src,
         })
     }
@@ -175,6 +193,28 @@ impl Catalog {
     /// The text of a prompt (for SMS and transcripts), placeholders filled in.
     pub fn text(&self, id: &str, vars: &Vars) -> String {
         self.get(id).and_then(Prompt::template).map(|t| self.fill(t, vars)).unwrap_or_default()
+    }
+
+    /// The web self-report's text of a prompt: its `[web]` wording, else its spoken text.
+    pub fn web_text(&self, id: &str, vars: &Vars) -> String {
+        match self.web.get(id).and_then(|p| p.value.template()) {
+            Some(t) => self.fill(t, vars),
+            None => self.text(id, vars),
+        }
+    }
+
+    /// The label of a menu's option on the web: `choice.PROMPT.VALUE`, else `choice.VALUE`.
+    pub fn choice_label(&self, prompt: &str, value: &str, vars: &Vars) -> Option<String> {
+        let own = format!("choice.{prompt}.{value}");
+        let shared = format!("choice.{value}");
+        let t = self.web.get(&own).or_else(|| self.web.get(&shared))?.value.template()?;
+        Some(self.fill(t, vars))
+    }
+
+    /// The unit shown beside a number question's field (`unit.VAR`).
+    pub fn unit(&self, var: &str) -> Option<String> {
+        let t = self.web.get(&format!("unit.{var}"))?.value.template()?;
+        Some(self.fill(t, &Vars::new()))
     }
 
     fn say(&self, text: String) -> Speech {

@@ -10,6 +10,7 @@ use super::{Action, BUILTIN_VARS, Flow, Kind, NUMBER_READ, PromptRef, Value};
 /// Runs every check; errors and warnings go to `diags`.
 pub fn check(flow: &Flow, diags: &mut Diagnostics) {
     check_prompts(flow, diags);
+    check_web(flow, diags);
     check_vars(flow, diags);
     check_graph(flow, diags);
     check_number_delivery(flow, diags);
@@ -86,6 +87,41 @@ fn check_prompts(flow: &Flow, diags: &mut Diagnostics) {
                             );
                         }
                     }
+                }
+            }
+        }
+    }
+}
+
+/// The `[web]` wording: each entry names a prompt of its file, an option label (`choice.…`) or a
+/// unit (`unit.…`), and every language of the flow gives the same entries.
+fn check_web(flow: &Flow, diags: &mut Diagnostics) {
+    let langs: Vec<&str> =
+        flow.languages.iter().map(String::as_str).filter(|l| flow.catalogs.contains_key(*l)).collect();
+    for lang in &langs {
+        let catalog = &flow.catalogs[*lang];
+        let mut ids: Vec<(&String, &crate::flow::source::At<crate::flow::prompts::Prompt>)> =
+            catalog.web.iter().collect();
+        ids.sort_by_key(|(_, p)| p.at);
+        for (id, p) in ids {
+            let own = id.starts_with("choice.") || id.starts_with("unit.") || catalog.prompts.contains_key(id);
+            if !own {
+                let names = catalog.prompts.keys().map(String::as_str);
+                let hint = closest(id, names).map_or(String::new(), |s| format!("; did you mean '{s}'?"));
+                diags.error(
+                    &catalog.source,
+                    p.at,
+                    format!("web wording '{id}' names no prompt of {}{hint}", catalog.source.name),
+                );
+            }
+            for other in &langs {
+                let theirs = &flow.catalogs[*other];
+                if other != lang && !theirs.web.contains_key(id) {
+                    diags.error(
+                        &catalog.source,
+                        p.at,
+                        format!("web wording '{id}' is missing in {}: give it in every language", theirs.source.name),
+                    );
                 }
             }
         }

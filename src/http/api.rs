@@ -55,6 +55,7 @@ pub fn router() -> Router<AppState> {
         .route("/api/v1/patients/{id}/calls", get(followups::patient_calls))
         .route("/api/v1/figures", get(figures::figures))
         .route("/api/v1/today", get(today))
+        .route("/api/v1/patients/{id}/report-link", post(super::links::send).delete(super::links::revoke))
         // A roster of tens of thousands of patients, where the other routes take a line of JSON.
         .merge(Router::new().route("/api/v1/patients/import", post(import)).layer(DefaultBodyLimit::max(ROSTER_LIMIT)))
 }

@@ -5,6 +5,7 @@
 //! - [`api`]: the JSON API, behind bearer tokens.
 //! - [`ops`]: `/healthz`, `/readyz`, `/metrics`.
 //! - [`ui`]: the staff pages under `/ui/`, behind staff sessions.
+//! - [`report`]: the patient's web self-report, `/r/{token}`, behind the personal link.
 //! - [`deadline`]: a deadline on each request body, for clients that send theirs slowly.
 //! - [`error`]: the one error type of the JSON face, [`Error`]; voice routes answer TwiML.
 
@@ -13,7 +14,9 @@ pub mod deadline;
 pub mod error;
 pub mod figures;
 pub mod followups;
+pub mod links;
 pub mod ops;
+pub mod report;
 pub mod twilio;
 pub mod ui;
 pub mod verify;
@@ -78,6 +81,7 @@ pub fn router(state: AppState) -> Router {
         .merge(ops::router())
         .merge(api::router())
         .merge(ui::router())
+        .merge(report::router())
         .with_state(state.clone());
     if let Some(simulator) = &state.simulator {
         app = app.nest("/simulator", simulator.router());

@@ -85,16 +85,27 @@ pub fn outcome(status: &str, answered_by: Option<&str>, flow_done: Option<bool>)
 }
 
 impl Campaign {
-    /// What follows an attempt that ended with `outcome` at `now`.
-    pub fn next(&self, outcome: &str, attempt: i32, slot: Option<&str>, now: DateTime<Utc>) -> JobNext {
+    /// What follows an attempt that ended with `outcome` at `now`; a retry stays before `until`
+    /// (the end of the job's check-in).
+    pub fn next(
+        &self,
+        outcome: &str,
+        attempt: i32,
+        slot: Option<&str>,
+        until: Option<DateTime<Utc>>,
+        now: DateTime<Utc>,
+    ) -> JobNext {
         match outcome {
             "completed" => JobNext::Done,
             "refused" => JobNext::Failed("the carrier refused the patient's number".into()),
             _ if attempt as u32 >= self.policy.max_attempts => {
                 JobNext::Unreachable(format!("{attempt} attempt(s) today, the last {outcome}"))
             }
-            _ => match self.hours.next_call_time(now + self.policy.retry_after, slot) {
+            _ => match self.hours.next_call_time_before(now + self.policy.retry_after, slot, until) {
                 Some(at) => JobNext::Retry(at),
+                None if until.is_some() && self.hours.checks().len() > 1 => JobNext::Unreachable(format!(
+                    "no calling time left in this check-in after {attempt} attempt(s), the last {outcome}"
+                )),
                 None => JobNext::Unreachable(format!(
                     "no calling time left today after {attempt} attempt(s), the last {outcome}"
                 )),
@@ -144,11 +155,13 @@ impl Campaign {
         answered_by: Option<&str>,
         now: DateTime<Utc>,
     ) -> Result<Option<&'static str>, StoreError> {
-        let slot = match store.campaign().job(job_id).await? {
-            Some(job) => store.patients().get(job.patient_id.as_str()).await?.and_then(|p| p.call_slot),
-            None => None,
+        let (slot, until) = match store.campaign().job(job_id).await? {
+            Some(job) => {
+                (store.patients().get(job.patient_id.as_str()).await?.and_then(|p| p.call_slot), job.window_to)
+            }
+            None => (None, None),
         };
-        let next = self.next(outcome, attempt, slot.as_deref(), now);
+        let next = self.next(outcome, attempt, slot.as_deref(), until, now);
         let ended = store.campaign().end_attempt(job_id, attempt, outcome, answered_by, &next, now).await?;
         if ended {
             metrics::counter!("ivr_dial_outcomes_total", "outcome" => outcome).increment(1);
@@ -179,6 +192,8 @@ pub struct Dialer {
     lock: std::sync::Mutex<Option<(DialerLock, watch::Sender<bool>)>>,
     /// Whether the calls open when this instance began to lead have been looked up.
     swept: AtomicBool,
+    /// Sends the check-ins' web requests before their calls (none: no web requests).
+    web: Option<super::web::WebRequests>,
 }
 
 impl Dialer {
@@ -204,7 +219,14 @@ impl Dialer {
             leading,
             lock: Default::default(),
             swept: AtomicBool::new(false),
+            web: None,
         }
+    }
+
+    /// Sends the check-ins' web requests when they are due, as the leader.
+    pub fn with_web_requests(mut self, web: super::web::WebRequests) -> Self {
+        self.web = Some(web);
+        self
     }
 
     /// Dials only while this instance holds `lock` (taken and kept by [`Dialer::run`]), so that
@@ -275,7 +297,19 @@ impl Dialer {
         let today = hours.day_of(now);
         let closed = self.store.campaign().close_days(today, now).await?;
         if closed > 0 {
-            tracing::warn!(closed, "calls of an earlier day were never placed; the health centre is alerted");
+            tracing::warn!(
+                closed,
+                "calls of an earlier day or check-in were never placed; the health centre is alerted"
+            );
+        }
+        // Patients who reported first are neither asked on the web nor called.
+        let settled = self.store.campaign().settle_reported(now).await?;
+        if settled > 0 {
+            metrics::counter!("ivr_calls_saved_total").increment(settled as u64);
+            tracing::info!(settled, "patients reported before their call: not called");
+        }
+        if let Some(web) = &self.web {
+            web.send_due(&self.store, hours, now).await?;
         }
         // Never a call in the quiet hours or on a blocked day, however late the dialer runs.
         if hours.next_allowed_time(today, now) != Some(now) {
@@ -325,7 +359,7 @@ impl Dialer {
         let day = self.campaign.hours.day_of(now);
         let (since, _) = self.campaign.hours.day_bounds(day);
         let s = self.store.campaign().summary(day, since).await?;
-        for status in ["planned", "dialing", "in-progress", "retry", "done", "unreachable", "failed"] {
+        for status in ["planned", "dialing", "in-progress", "retry", "done", "reported", "unreachable", "failed"] {
             metrics::gauge!("ivr_campaign_jobs", "status" => status).set(s.count(status) as f64);
         }
         metrics::gauge!("ivr_campaign_attempts").set(s.attempts as f64);
@@ -621,7 +655,10 @@ mod tests {
             patient_id: crate::types::PatientId::parse("P001").unwrap(),
             flow: "daily-health-check".into(),
             day,
+            checkin: "00:00".into(),
             due_at: t0,
+            window: None,
+            web_at: None,
         };
         store.campaign().plan_jobs(&[job]).await.unwrap();
         // A busy line: the carrier ends the call at once, and nobody hears of it.

@@ -33,6 +33,10 @@ pub enum HoursError {
     SlotQuiet { slot: String, quiet: String },
     #[error("the quiet hours {quiet} split slot {slot} in two: end the slot where the quiet hours begin")]
     QuietSplitsSlot { slot: String, quiet: String },
+    #[error("at least one check-in is needed (\"00:00\" for one a day)")]
+    NoChecks,
+    #[error("check-ins must be in order of time, each once: '{0}' is not after the one before")]
+    ChecksOrder(String),
 }
 
 /// A time of day as minutes after local midnight, `00:00` to `24:00` (the end of the day).
@@ -235,6 +239,8 @@ pub struct CallingHours {
     /// `None`: no quiet hours (`quiet_hours = "none"`); slots alone decide.
     quiet: Option<DailySpan>,
     blocked: Vec<BlockedDay>,
+    /// The day's check-ins, in order of time; one at `00:00` unless set.
+    checks: Vec<DayTime>,
 }
 
 impl CallingHours {
@@ -250,7 +256,7 @@ impl CallingHours {
             return Err(HoursError::NoSlots);
         }
         slots.sort_by(|a, b| (a.span.start, &a.name).cmp(&(b.span.start, &b.name)));
-        let hours = CallingHours { tz, slots, quiet, blocked };
+        let hours = CallingHours { tz, slots, quiet, blocked, checks: vec![DayTime::MIDNIGHT] };
         let Some(quiet) = quiet else { return Ok(hours) };
         for s in &hours.slots {
             let (slot, text) = (s.name.clone(), quiet.to_string());
@@ -262,6 +268,63 @@ impl CallingHours {
             }
         }
         Ok(hours)
+    }
+
+    /// The same hours with the day's check-ins (`scheduler.checks`): at least one, in order of
+    /// time, each before `24:00`.
+    pub fn with_checks(mut self, checks: Vec<DayTime>) -> Result<Self, HoursError> {
+        if checks.is_empty() {
+            return Err(HoursError::NoChecks);
+        }
+        for (i, c) in checks.iter().enumerate() {
+            if *c == DayTime::END_OF_DAY || (i > 0 && *c <= checks[i - 1]) {
+                return Err(HoursError::ChecksOrder(c.to_string()));
+            }
+        }
+        self.checks = checks;
+        Ok(self)
+    }
+
+    /// The day's check-ins, in order of time.
+    pub fn checks(&self) -> &[DayTime] {
+        &self.checks
+    }
+
+    /// The check-in a time of day belongs to: the last one at or before it, the first before
+    /// the first.
+    pub fn checkin_at(&self, t: DateTime<Utc>) -> usize {
+        let local = t.with_timezone(&self.tz).naive_local();
+        let day = local.date();
+        self.checks.iter().rposition(|c| c.on(day) <= local).unwrap_or(0)
+    }
+
+    /// Check-in `k`'s report window on a local day: from the check-in (the first one: from the
+    /// day's start) to the next check-in (the last one: to the day's end). A report finished in
+    /// it counts for the check-in.
+    pub fn checkin_window(&self, day: NaiveDate, k: usize) -> Window {
+        let (day_start, day_end) = self.day_bounds(day);
+        let from = if k == 0 { day_start } else { self.instant(day, self.checks[k], Edge::Start) };
+        let to = match self.checks.get(k + 1) {
+            Some(next) => self.instant(day, *next, Edge::Start),
+            None => day_end,
+        };
+        (from, to.max(from))
+    }
+
+    /// When check-in `k`'s calls may start: at the check-in (the first at `00:00`: the day's
+    /// start), never before.
+    pub fn checkin_start(&self, day: NaiveDate, k: usize) -> DateTime<Utc> {
+        let (day_start, _) = self.day_bounds(day);
+        self.instant(day, self.checks[k], Edge::Start).max(day_start)
+    }
+
+    /// Every slot's window on that day cut to check-in `k` (from the check-in to the next one),
+    /// in order of slot start; `None` for a slot with no time in it.
+    pub fn checkin_windows(&self, day: NaiveDate, k: usize) -> Vec<Option<Window>> {
+        let (_, to) = self.checkin_window(day, k);
+        let from = self.checkin_start(day, k);
+        let cut = |w: Option<Window>| w.map(|(s, e)| (s.max(from), e.min(to))).filter(|(s, e)| s < e);
+        self.day_windows(day).into_iter().map(cut).collect()
     }
 
     /// The health centre's time zone.
@@ -315,8 +378,23 @@ impl CallingHours {
     /// in the patient's slot if it is not over, else in the slot of the day that opens first
     /// among those not over. `None` when no slot remains that day or the day is blocked.
     pub fn next_call_time(&self, after: DateTime<Utc>, slot: Option<&str>) -> Option<DateTime<Utc>> {
+        self.next_call_time_before(after, slot, None)
+    }
+
+    /// [`CallingHours::next_call_time`], with the slots cut to end by `until` (the end of a
+    /// job's check-in): a retry never runs into the next check-in.
+    pub fn next_call_time_before(
+        &self,
+        after: DateTime<Utc>,
+        slot: Option<&str>,
+        until: Option<DateTime<Utc>>,
+    ) -> Option<DateTime<Utc>> {
         let windows = self.day_windows(after.with_timezone(&self.tz).date_naive());
-        let open = |w: &Option<Window>| w.filter(|(_, end)| *end > after).map(|(start, _)| start.max(after));
+        let open = |w: &Option<Window>| {
+            w.map(|(start, end)| (start, until.map_or(end, |u| end.min(u))))
+                .filter(|(_, end)| *end > after)
+                .map(|(start, _)| start.max(after))
+        };
         open(&windows[self.slot_index(slot)]).or_else(|| windows.iter().filter_map(open).min())
     }
 

@@ -4,8 +4,9 @@
 //! - [`leader`]: which instance dials, so the carrier account's rate holds across instances.
 //! - [`upkeep`]: numbers no call read are followed up; retention empties old calls.
 //! - [`urgent`]: urgent follow-up items told to the on-duty contacts, and escalated.
-//! - [`plan`]: the day's plan, a pure function of the roster, the reports, the hours and the
-//!   time.
+//! - [`plan`]: the plan of each check-in of the day, a pure function of the roster, the
+//!   reports, the hours and the time.
+//! - [`web`]: a check-in's web request to the patients with a personal link, before their call.
 //!
 //! `hours` and `plan` are pure: the time is always passed in, so tests never wait for a clock.
 
@@ -17,6 +18,7 @@ pub mod leader;
 pub mod plan;
 pub mod upkeep;
 pub mod urgent;
+pub mod web;
 
 /// How calls are dialled: the carrier's rate and concurrency limits, retries, ringing.
 #[derive(Debug, Clone, PartialEq)]

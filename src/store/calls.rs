@@ -47,6 +47,8 @@ pub struct NewCall {
     /// them yet: written (once per version, `on conflict do nothing`) in the same transaction
     /// as the call.
     pub flow_version: Option<StoredFlow>,
+    /// When the call started (`created_at`); `None`: the database's time now.
+    pub started_at: Option<DateTime<Utc>>,
 }
 
 /// How the first turn of a call creates it when the call does not exist yet.
@@ -72,6 +74,8 @@ pub enum Caller {
     Job(i64),
     /// An inbound call: the patient with this number.
     Phone(E164),
+    /// A web report through the patient's personal link: this patient.
+    Patient(PatientId),
 }
 
 /// What the turn's transaction found for a new call.
@@ -169,6 +173,15 @@ pub(crate) fn answer_value(kind: &str, text: String, raw: Option<i64>, scale: Op
         ("number", Some(raw), Some(scale)) => Value::Number { raw, scale: scale as u8 },
         ("bool", _, _) => Value::Bool(text == "true"),
         _ => Value::Text(text),
+    }
+}
+
+/// The status a new call is stored with: a web report is whole when it is stored (its one
+/// turn is the submitted page), a phone call is in progress until the carrier says otherwise.
+pub fn initial_status(direction: Direction) -> CallStatus {
+    match direction {
+        Direction::Web => CallStatus::Completed,
+        Direction::Inbound | Direction::Outbound => CallStatus::InProgress,
     }
 }
 

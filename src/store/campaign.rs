@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, NaiveDate, Utc};
 
-use super::Fut;
+use super::{Fut, NewMessage};
 use crate::types::{Alert, AlertKind, CallSid, E164, PatientId};
 
 /// A call to be placed (a job created by hand, or planned for a day).
@@ -21,16 +21,51 @@ pub struct Job {
     pub patient_id: PatientId,
     pub flow: String,
     pub status: String,
+    /// The end of the job's check-in: its retries stay before it (`None`: a job created by
+    /// hand, or planned before check-ins).
+    pub window_to: Option<DateTime<Utc>>,
 }
 
-/// A job to plan: one patient's call for one day.
+/// A job to plan: one patient's call for one check-in of a day.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewJob {
     pub patient_id: PatientId,
     pub flow: String,
     pub day: NaiveDate,
+    /// The check-in, `HH:MM` local time (`00:00` for a day's only one).
+    pub checkin: String,
+    pub due_at: DateTime<Utc>,
+    /// The check-in's window: a report finished in it settles the job without a call, and
+    /// retries stay before its end. `None`: the job is dialled whatever was reported.
+    pub window: Option<(DateTime<Utc>, DateTime<Utc>)>,
+    /// When the patient's web request goes out (a patient with a live link); the call is due
+    /// after it. `None`: no web request.
+    pub web_at: Option<DateTime<Utc>>,
+}
+
+/// A web request due: the job whose patient is asked to report on the web first.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WebRequest {
+    pub job_id: i64,
+    pub patient_id: PatientId,
+    pub day: NaiveDate,
+    /// The check-in, `HH:MM`.
+    pub checkin: String,
+    /// When the call is due if no report comes first.
     pub due_at: DateTime<Utc>,
 }
+
+/// A patient who finished a report in a window, and whether on the web.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReportedPatient {
+    pub patient_id: String,
+    pub web: bool,
+}
+
+/// How a job settled because its patient reported before the call: its outcome.
+pub const REPORTED_ON_WEB: &str = "reported on the web";
+/// See [`REPORTED_ON_WEB`].
+pub const REPORTED_BY_PHONE: &str = "reported by phone";
 
 /// A job claimed for dialling: its attempt number is already taken.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -101,6 +136,8 @@ pub struct JobView {
     pub patient_id: PatientId,
     pub flow: String,
     pub day: Option<NaiveDate>,
+    /// The check-in, `HH:MM`.
+    pub checkin: String,
     pub status: String,
     pub attempt: i32,
     pub outcome: Option<String>,
@@ -121,7 +158,8 @@ pub struct AttemptView {
 /// Where a day's campaign stands: jobs by status, and what the calls produced.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct CampaignSummary {
-    /// planned, dialing, in-progress, retry, done, unreachable, failed → count.
+    /// planned, dialing, in-progress, retry, done, reported, unreachable, failed → count
+    /// (`reported`: settled without a call, the patient reported first).
     pub jobs: BTreeMap<String, i64>,
     /// Attempts dialled.
     pub attempts: i64,
@@ -132,6 +170,10 @@ pub struct CampaignSummary {
     /// later `undelivered` report takes none back, so the figure never goes down.
     pub sms_sent: i64,
     pub alerts: i64,
+    /// Web requests sent for the day's check-ins.
+    pub web_requests: i64,
+    /// Web reports finished (calls with direction `web`).
+    pub web_reports: i64,
 }
 
 impl CampaignSummary {
@@ -141,7 +183,7 @@ impl CampaignSummary {
 
     /// Jobs that will not be dialled again today.
     pub fn finished(&self) -> i64 {
-        self.count("done") + self.count("unreachable") + self.count("failed")
+        self.count("done") + self.count("reported") + self.count("unreachable") + self.count("failed")
     }
 
     pub fn total(&self) -> i64 {
@@ -281,6 +323,11 @@ pub fn day_ended() -> Alert {
     Alert::new(AlertKind::Unreachable, "the day ended before the call could be placed")
 }
 
+/// The alert for a patient whose call for a check-in could not be placed before the next one.
+pub fn checkin_ended(checkin: &str) -> Alert {
+    Alert::new(AlertKind::Unreachable, format!("the {checkin} check-in ended before the call could be placed"))
+}
+
 /// Statuses of a job still being worked on.
 pub const ACTIVE: [&str; 2] = ["dialing", "in-progress"];
 
@@ -290,22 +337,42 @@ pub trait Campaign {
     /// A job created by hand (not planned for a day).
     fn create_job<'a>(&'a self, patient_id: &'a str, flow: &'a str) -> Fut<'a, i64>;
     fn job(&self, job_id: i64) -> Fut<'_, Option<Job>>;
-    /// Plans jobs; a job already planned for the same day, patient and flow is left as it is.
-    /// Returns how many are new.
+    /// Plans jobs; a job already planned for the same day, check-in, patient and flow is left
+    /// as it is. Returns how many are new.
     fn plan_jobs<'a>(&'a self, jobs: &'a [NewJob]) -> Fut<'a, usize>;
-    /// Brings the day's jobs not yet dialled forward to `due_at` (a campaign started by hand
-    /// with `--now`); returns how many moved.
-    fn advance_jobs(&self, day: NaiveDate, due_at: DateTime<Utc>) -> Fut<'_, usize>;
+    /// Brings the jobs of a day's check-in not yet dialled forward to `due_at` (a campaign
+    /// started by hand with `--now`); returns how many moved.
+    fn advance_jobs<'a>(&'a self, day: NaiveDate, checkin: &'a str, due_at: DateTime<Utc>) -> Fut<'a, usize>;
     /// Patients whose call for the day already went through (the flow reached its end) between
-    /// `from` and `to`: they are not called again that day.
+    /// `from` and `to`, or who sent their report on the web then (a call with direction `web`):
+    /// they are not called again that day.
     fn reported_patients(&self, from: DateTime<Utc>, to: DateTime<Utc>) -> Fut<'_, Vec<String>>;
+    /// [`Campaign::reported_patients`], each with whether they reported on the web (a patient
+    /// who reported both ways counts as on the web).
+    fn reported_by_channel(&self, from: DateTime<Utc>, to: DateTime<Utc>) -> Fut<'_, Vec<ReportedPatient>>;
     /// Claims up to `limit` jobs due at `now`, taking each one's next attempt and a lease until
-    /// `lease_until`, and commits before anything is dialled.
+    /// `lease_until`, and commits before anything is dialled. Due jobs whose patient finished a
+    /// report in the job's window are settled first, never dialled (status `reported`, outcome
+    /// [`REPORTED_ON_WEB`] or [`REPORTED_BY_PHONE`]).
     fn claim_jobs(&self, now: DateTime<Utc>, lease_until: DateTime<Utc>, limit: i64) -> Fut<'_, Vec<DueJob>>;
     /// Jobs of days before `today` still waiting to be dialled are given up (the day ended, or
-    /// its calling hours did before the calls could be placed), each with an alert. Returns
-    /// how many.
+    /// its calling hours did before the calls could be placed), and so are those whose
+    /// check-in's window ended by `now`, each with an alert. Returns how many.
     fn close_days(&self, today: NaiveDate, now: DateTime<Utc>) -> Fut<'_, usize>;
+    /// Settles the jobs due by `now` (their call, or their web request) whose patient finished
+    /// a report in the job's window: status `reported`, never dialled nor asked. Returns how many.
+    fn settle_reported(&self, now: DateTime<Utc>) -> Fut<'_, usize>;
+    /// Planned jobs whose web request is due at `now` and not sent, at most `limit`.
+    fn due_web_requests(&self, now: DateTime<Utc>, limit: i64) -> Fut<'_, Vec<WebRequest>>;
+    /// Records the job's web request as sent at `now` and puts its message (if any: a patient
+    /// with no way to reach gets none) in the outbox, in one transaction. Returns false,
+    /// changing nothing, when it was sent already.
+    fn web_request_sent<'a>(
+        &'a self,
+        job_id: i64,
+        message: Option<&'a NewMessage>,
+        now: DateTime<Utc>,
+    ) -> Fut<'a, bool>;
     /// Jobs being dialled or in a call, by every instance: the concurrency limit counts them.
     fn active_jobs(&self) -> Fut<'_, i64>;
     /// The carrier accepted the attempt's call under this id.

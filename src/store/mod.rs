@@ -8,8 +8,9 @@
 //! (processing numbers, API tokens, the audit log), `outbox`, `campaign` (jobs and attempts),
 //! `versions` (flow versions), `users` (staff accounts, their sessions, the staff audit log),
 //! `followups` (the follow-up queue, opened by every alert), `figures` (the ministry's figures,
-//! read only), `trends` (the patients table and a patient's charts, read only). Each holds the
-//! record's types, its rules as pure functions with
+//! read only), `trends` (the patients table and a patient's charts, read only), `links` (the
+//! patients' personal links to the web self-report; a web report is a call with direction
+//! `web`). Each holds the record's types, its rules as pure functions with
 //! their unit tests (a turn's sequence and replay, a number's collision and verdict, a message's
 //! fallback and states, a late number's replacement), and the trait of its operations. Each
 //! back end (`sqlite/`, `postgres/`) holds, per record, only its SQL and the trait's
@@ -17,7 +18,7 @@
 //!
 //! ## Handles
 //! `store.patients()`, `store.calls()`, `store.numbers()`, `store.outbox()`, `store.campaign()`,
-//! `store.flows()`, `store.users()`, `store.followups()`, `store.figures()` each return the record's trait object (`&dyn Patients`, …), whose methods
+//! `store.flows()`, `store.users()`, `store.followups()`, `store.figures()`, `store.trends()`, `store.links()` each return the record's trait object (`&dyn Patients`, …), whose methods
 //! are called as on any value (`store.patients().get(id).await`). The dispatch to a back end is
 //! confined to one place: [`Store`] holds an `Arc<dyn Backend>`, and [`Backend`] is every
 //! record trait together, implemented by [`SqliteStore`] and [`PgStore`]. Each method returns a
@@ -40,6 +41,7 @@ mod campaign;
 pub mod figures;
 mod followups;
 mod leader;
+mod links;
 mod numbers;
 mod outbox;
 mod patients;
@@ -61,6 +63,7 @@ pub use followups::{
     NoticesPurged, Reason, Refusal, StatusFilter,
 };
 pub use leader::DialerLock;
+pub use links::{Compose, Link, LinkState, LinkToken, Links, NewLink, REPLACED, SentLink, TOKEN_BYTES, TOKEN_CHARS};
 pub use numbers::*;
 pub use outbox::*;
 pub use patients::*;
@@ -77,7 +80,7 @@ pub use versions::{Flows, StoredFlow, VersionUse};
 pub type Fut<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'a>>;
 
 /// How many numbered migrations each back end has (`migrations/sqlite`, `migrations/postgres`).
-pub const MIGRATION_COUNT: usize = 18;
+pub const MIGRATION_COUNT: usize = 20;
 
 /// A store failure. Details go to the log; callers hear an apology.
 #[derive(Debug, thiserror::Error)]
@@ -106,7 +109,7 @@ pub enum StoreError {
 
 /// A back end: every record's operations, and the database's own.
 pub trait Backend:
-    Patients + Calls + Numbers + Outbox + Campaign + Flows + Users + Followups + Figures + Trends + Send + Sync
+    Patients + Calls + Numbers + Outbox + Campaign + Flows + Users + Followups + Figures + Trends + Links + Send + Sync
 {
     /// `sqlite` or `postgres`.
     fn name(&self) -> &'static str;
@@ -213,6 +216,11 @@ impl Store {
 
     /// The patients table and a patient's charts: readings, open items, last calls.
     pub fn trends(&self) -> &dyn Trends {
+        &*self.0
+    }
+
+    /// The patients' personal links to the web self-report.
+    pub fn links(&self) -> &dyn Links {
         &*self.0
     }
 }

@@ -37,7 +37,10 @@ async fn dialled(app: &TestApp) -> (i64, i32) {
         patient_id: ivr::types::PatientId::parse("P001").unwrap(),
         flow: "daily-health-check".into(),
         day,
+        checkin: "00:00".into(),
         due_at: due,
+        window: None,
+        web_at: None,
     };
     app.store.campaign().plan_jobs(&[job]).await.unwrap();
     let claimed = app.store.campaign().claim_jobs(due, due + Duration::minutes(20), 1).await.unwrap();

@@ -19,6 +19,7 @@ mod outbox;
 mod postgres;
 mod proxy;
 mod reload;
+mod report;
 mod roster;
 mod schemathesis;
 mod scopes;

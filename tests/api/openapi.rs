@@ -31,6 +31,7 @@ const PATIENT: &str = "/api/v1/patients/{id}";
 const PATIENT_CALLS: &str = "/api/v1/patients/{id}/calls";
 const FIGURES: &str = "/api/v1/figures";
 const TODAY: &str = "/api/v1/today";
+const REPORT_LINK: &str = "/api/v1/patients/{id}/report-link";
 const HEALTHZ: &str = "/healthz";
 const READYZ: &str = "/readyz";
 const METRICS: &str = "/metrics";
@@ -118,6 +119,8 @@ fn every_route_of_the_api_router_is_documented_with_its_method_and_nothing_else_
             (PATIENT_CALLS.to_string(), "get".to_string()),
             (FIGURES.to_string(), "get".to_string()),
             (TODAY.to_string(), "get".to_string()),
+            (REPORT_LINK.to_string(), "post".to_string()),
+            (REPORT_LINK.to_string(), "delete".to_string()),
             (HEALTHZ.to_string(), "get".to_string()),
             (READYZ.to_string(), "get".to_string()),
             (METRICS.to_string(), "get".to_string()),
@@ -851,6 +854,7 @@ async fn every_documented_status_is_one_the_handlers_return_with_the_documented_
     assert!(app.store.patients().get("P011").await.unwrap().is_none(), "a refused roster imports nothing");
 
     staff_cases(&spec, &app, &staff, &app_only, &mut seen).await;
+    link_cases(&spec, &app, &staff, &app_only, &mut seen).await;
     // The operations routes, without a token.
     for c in [
         Case::get("healthz", HEALTHZ, 200).example("ok"),
@@ -914,6 +918,11 @@ async fn every_documented_status_is_one_the_handlers_return_with_the_documented_
             .example("internal");
         run(&spec, &broken, c, &mut seen).await;
     }
+    let c = Case::new("report link, database fails", REPORT_LINK, "/api/v1/patients/P001/report-link", 500)
+        .token(&staff)
+        .example("internal");
+    run(&spec, &broken, c, &mut seen).await;
+    assert!(broken.store.links().latest(&"P001".parse().unwrap()).await.unwrap().is_none(), "no link without the log");
     for (path, body) in [(CLAIM, json!({})), (RELEASE, json!({})), (CLOSE, json!({"outcome": "visited", "note": ""}))] {
         let url = path.replace("{id}", "1");
         let c =
@@ -961,6 +970,38 @@ async fn every_documented_status_is_one_the_handlers_return_with_the_documented_
 
     app.stop().await;
     broken.stop().await;
+}
+
+/// The patients' personal links: sent, refused, revoked; every documented status but 500.
+async fn link_cases(spec: &Value, app: &App, staff: &str, app_only: &str, seen: &mut Seen) {
+    use crate::common::patients::PatientBuilder;
+    app.add(crate::common::patients::patient("P004", "+819011112222").care("2020-01-01", "2020-01-31")).await;
+    let url = |id: &str| format!("/api/v1/patients/{id}/report-link");
+    let delete = |mut c: Case| {
+        c.method = "delete";
+        c
+    };
+    let cases = vec![
+        Case::new("link sent", REPORT_LINK, &url("P001"), 201).token(staff),
+        Case::new("link, landline without e-mail", REPORT_LINK, &url("P003"), 422).token(staff).example("no_channel"),
+        Case::new("link, care ended", REPORT_LINK, &url("P004"), 409).token(staff).example("care_ended"),
+        Case::new("link, unknown patient", REPORT_LINK, &url("P999"), 404).token(staff).example("unknown_patient"),
+        Case::new("link, no token", REPORT_LINK, &url("P001"), 401).example("unauthorized"),
+        Case::new("link, a verify token", REPORT_LINK, &url("P001"), 403).token(app_only).example("forbidden"),
+        delete(Case::new("link revoked", REPORT_LINK, &url("P001"), 200).token(staff)),
+        delete(
+            Case::new("revoke, unknown patient", REPORT_LINK, &url("P999"), 404)
+                .token(staff)
+                .example("unknown_patient"),
+        ),
+        delete(Case::new("revoke, no token", REPORT_LINK, &url("P001"), 401).example("unauthorized")),
+        delete(
+            Case::new("revoke, a verify token", REPORT_LINK, &url("P001"), 403).token(app_only).example("forbidden"),
+        ),
+    ];
+    for c in cases {
+        run(spec, app, c, seen).await;
+    }
 }
 
 /// The staff routes over the follow-up queue and the roster: every documented status but 500.

@@ -9,6 +9,7 @@ mod common;
 
 mod figures;
 mod queue;
+mod report;
 mod screenshots;
 mod today;
 mod trends;

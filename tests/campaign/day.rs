@@ -234,6 +234,202 @@ async fn a_simulated_day_calls_every_patient_in_their_slot_and_follows_each_one_
     server.stop().await;
 }
 
+/// Two check-ins a day, 09:00 and 15:00: every patient in care has a job for each, called in
+/// the slots cut to the check-in (the afternoon's patients between 14:00 and 15:00 for the
+/// first), retried within it and never into the next one; each check-in counts its own
+/// attempts up to `max_attempts`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_check_ins_a_day_call_each_patient_once_for_each() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut settings = settings(dir.path());
+    settings.scheduler.checks = Some(vec!["09:00".into(), "15:00".into()]);
+    let clock = Clock::manual(tokyo(8, 0));
+    let server = app::spawn_app_at(settings.clone(), dir, clock.clone()).await;
+    let store = server.state.store.clone();
+    let patients: Vec<Patient> = roster().into_iter().take(60).collect();
+    store.patients().import(&patients).await.unwrap();
+    let in_care = patients.iter().filter(|p| p.care_end != Some(ended())).count();
+
+    let plan = ivr::server::planner(&settings).plan(&store, clock.now(), false).await.unwrap();
+    let per_checkin: Vec<(String, usize)> = plan.checkins.iter().map(|c| (c.checkin.to_string(), c.jobs)).collect();
+    assert_eq!(per_checkin, [("09:00".to_string(), in_care), ("15:00".to_string(), in_care)]);
+    assert_eq!(plan.jobs, 2 * in_care);
+    run_day(&server, &clock).await;
+
+    let hours = &server.state.campaign.hours;
+    let bounds = [(tokyo(9, 0), tokyo(15, 0)), (tokyo(15, 0), tokyo(20, 0))];
+    let max_attempts = settings.scheduler.max_attempts as usize;
+    for p in &patients {
+        let id = p.patient_id.as_str();
+        let jobs: Vec<JobView> =
+            store.campaign().jobs_for_day(day()).await.unwrap().into_iter().filter(|j| j.patient_id == id).collect();
+        if p.care_end == Some(ended()) {
+            assert!(jobs.is_empty(), "{id} is out of care");
+            continue;
+        }
+        let checkins: Vec<&str> = jobs.iter().map(|j| j.checkin.as_str()).collect();
+        assert_eq!(checkins, ["09:00", "15:00"], "{id}");
+        let persona = Persona::for_number(&p.phone);
+        for (job, (start, end)) in jobs.iter().zip(bounds) {
+            let attempts = store.campaign().attempts(job.job_id).await.unwrap();
+            assert!(!attempts.is_empty() && attempts.len() <= max_attempts, "{id} {}: {attempts:?}", job.checkin);
+            for a in &attempts {
+                let in_slot =
+                    hours.day_windows(day()).into_iter().flatten().any(|(s, e)| a.started_at >= s && a.started_at < e);
+                assert!(
+                    in_slot && a.started_at >= start && a.started_at < end,
+                    "{id} {}: attempt {} at {}",
+                    job.checkin,
+                    a.attempt,
+                    a.started_at
+                );
+            }
+            let answers = matches!(persona, Persona::AppUser | Persona::NotAppUser | Persona::LowSpo2);
+            if answers {
+                assert_eq!((job.status.as_str(), attempts.len()), ("done", 1), "{id} {}", job.checkin);
+            }
+            if persona == Persona::NoAnswer {
+                assert_eq!(job.status, "unreachable", "{id} {}", job.checkin);
+            }
+        }
+    }
+    let alerts: Vec<String> = store.calls().patient_alerts("P0005").await.unwrap();
+    assert_eq!(
+        alerts.iter().filter(|a| a.starts_with("unreachable")).count(),
+        2,
+        "one unreachable alert per check-in: {alerts:?}"
+    );
+    server.stop().await;
+}
+
+/// Runs the campaign up to `until`: every call due by then is dialled and over, then the clock
+/// stands at `until` and the dialer has taken a round there (web requests due are sent).
+async fn run_until(server: &Server, clock: &Clock, until: DateTime<Utc>) {
+    let store = &server.state.store;
+    let deadline = Instant::now() + StdDuration::from_secs(120);
+    loop {
+        loop {
+            assert!(Instant::now() < deadline, "the campaign did not get to {until}: {:?}", counts(store).await);
+            let now = clock.now();
+            let jobs = store.campaign().jobs_for_day(day()).await.unwrap();
+            let due = jobs.iter().any(|j| waiting(j) && j.due_at.is_some_and(|t| t <= now));
+            if !due && store.campaign().active_jobs().await.unwrap() == 0 {
+                break;
+            }
+            server.state.dialer_wake.notify_one();
+            tokio::time::sleep(StdDuration::from_millis(5)).await;
+        }
+        let jobs = store.campaign().jobs_for_day(day()).await.unwrap();
+        match jobs.iter().filter(|j| waiting(j)).filter_map(|j| j.due_at).filter(|t| *t <= until).min() {
+            Some(next) => clock.set(next.max(clock.now())),
+            None => break,
+        }
+    }
+    clock.set(until.max(clock.now()));
+    let requests_due = || async {
+        store.campaign().due_web_requests(clock.now(), 1).await.unwrap().len()
+            + store.campaign().active_jobs().await.unwrap() as usize
+    };
+    while requests_due().await > 0 {
+        assert!(Instant::now() < deadline, "the web requests due at {until} were not sent");
+        server.state.dialer_wake.notify_one();
+        tokio::time::sleep(StdDuration::from_millis(5)).await;
+    }
+}
+
+/// A web report as the form stores it: a call with direction `web` whose flow reached its end.
+fn web_report(dir: &Path, sid: &str, patient: &str, at: DateTime<Utc>) {
+    let conn = rusqlite::Connection::open(dir.join("ivr.db")).unwrap();
+    conn.execute(
+        "insert into calls (call_sid, patient_id, direction, flow, flow_version, state, ended, created_at)
+         values (?1, ?2, 'web', 'daily-health-check', 'v1', '{}', 1, ?3)",
+        rusqlite::params![sid, patient, at.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()],
+    )
+    .unwrap();
+}
+
+/// Two check-ins with personal links, on a manual clock: at each check-in the patients with a
+/// live link get the web request (an SMS with a new link) and are called only `web_grace`
+/// later if no report came; one who reported on the web is not called for that check-in, and
+/// the plan says so. A patient without a link is called as usual.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn patients_with_a_link_are_asked_on_the_web_first_and_called_only_if_they_did_not_report() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().to_path_buf();
+    let mut settings = settings(dir.path());
+    settings.scheduler.checks = Some(vec!["09:00".into(), "15:00".into()]);
+    settings.scheduler.slots =
+        Some([("morning", "09:00-12:00"), ("afternoon", "15:00-18:00")].map(|(n, s)| (n.into(), s.into())).into());
+    settings.scheduler.web_grace = "60m".into();
+    let clock = Clock::manual(tokyo(8, 0));
+    let server = app::spawn_app_at(settings.clone(), dir, clock.clone()).await;
+    let store = server.state.store.clone();
+    let sim = server.state.simulator.clone().expect("the simulator is the carrier");
+    // Not app users (numbers ending 1): the only SMS they get are web requests.
+    let patients = [("W1", 1), ("W2", 2), ("C1", 3)]
+        .map(|(id, n)| patient(id, &format!("+81901100{n}0001")).care("2026-11-01", "2026-12-31").slot("morning"));
+    store.patients().import(&patients).await.unwrap();
+    for p in &patients[..2] {
+        store.links().create(&p.patient_id, tokyo(23, 59) + Duration::days(30), clock.now()).await.unwrap();
+    }
+
+    let planner = ivr::server::planner(&settings);
+    let plan = planner.plan(&store, clock.now(), false).await.unwrap();
+    for c in &plan.checkins {
+        assert_eq!((c.jobs, c.web_first), (3, 2), "{}", c.checkin);
+    }
+
+    // 09:00: the requests go out; W1 reports on the web at 09:20.
+    run_until(&server, &clock, tokyo(9, 0)).await;
+    web_report(&path, "WEB1", "W1", tokyo(9, 20));
+    // 15:00: the second check-in's requests; W2 reports at 15:30.
+    run_until(&server, &clock, tokyo(15, 0)).await;
+    web_report(&path, "WEB2", "W2", tokyo(15, 30));
+    run_until(&server, &clock, tokyo(19, 0)).await;
+
+    let jobs = store.campaign().jobs_for_day(day()).await.unwrap();
+    let job = |p: &str, c: &str| jobs.iter().find(|j| j.patient_id == p && j.checkin == c).unwrap().clone();
+    let first_call = |j: &JobView| {
+        let store = store.clone();
+        let id = j.job_id;
+        async move { store.campaign().attempts(id).await.unwrap().first().map(|a| a.started_at) }
+    };
+    // W1: reported on the web for the morning, called in the afternoon after the grace.
+    let w1 = (job("W1", "09:00"), job("W1", "15:00"));
+    assert_eq!(
+        (w1.0.status.as_str(), w1.0.outcome.as_deref(), w1.0.attempt),
+        ("reported", Some("reported on the web"), 0)
+    );
+    assert_eq!(w1.1.status, "done");
+    assert!(first_call(&w1.1).await.unwrap() >= tokyo(16, 0), "W1 was called before the grace ended");
+    // W2: called in the morning after the grace, reported on the web in the afternoon.
+    let w2 = (job("W2", "09:00"), job("W2", "15:00"));
+    assert_eq!(w2.0.status, "done");
+    assert!(first_call(&w2.0).await.unwrap() >= tokyo(10, 0), "W2 was called before the grace ended");
+    assert_eq!((w2.1.status.as_str(), w2.1.attempt), ("reported", 0));
+    // C1, without a link: called at each check-in from its start.
+    for c in ["09:00", "15:00"] {
+        let j = job("C1", c);
+        assert_eq!(j.status, "done", "C1 {c}");
+        assert!(first_call(&j).await.unwrap() < tokyo(if c == "09:00" { 10 } else { 16 }, 0), "C1 {c}");
+    }
+    // Each request carried a link; C1 got none.
+    outbox_settled(&store, &patients).await;
+    let sms = sim.messages();
+    for (p, n) in patients.iter().zip([2, 2, 0]) {
+        let requests: Vec<_> = sms.iter().filter(|m| m.to == p.phone.as_str() && m.body.contains("/r/")).collect();
+        assert_eq!(requests.len(), n, "{}: {requests:?}", p.patient_id);
+    }
+    // The plan, made again, says why W1 and W2 are not called.
+    let again = planner.plan(&store, clock.now(), false).await.unwrap();
+    let reason = |k: usize, id: &str| again.checkins[k].reasons[again.patients.iter().position(|p| p == id).unwrap()];
+    assert_eq!(reason(0, "W1"), ivr::scheduler::plan::Reason::ReportedWeb);
+    assert_eq!(reason(1, "W2"), ivr::scheduler::plan::Reason::ReportedWeb);
+    let s = store.campaign().summary(day(), tokyo(0, 0)).await.unwrap();
+    assert_eq!((s.web_requests, s.web_reports, s.count("reported"), s.attempts), (4, 2, 2, 4));
+    server.stop().await;
+}
+
 /// Two servers on one PostgreSQL database share a campaign: the one holding the dialer lock
 /// places every call, each job's attempt once, and every job ends.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

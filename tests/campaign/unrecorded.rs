@@ -81,7 +81,10 @@ async fn attempts_without_call_ids_are_looked_up_at_the_carrier(backend: support
             patient_id: id.parse().unwrap(),
             flow: "daily-health-check".into(),
             day,
+            checkin: "00:00".into(),
             due_at: claimed_at - chrono::Duration::minutes(10) + chrono::Duration::seconds(i as i64),
+            window: None,
+            web_at: None,
         })
         .collect();
     store.campaign().plan_jobs(&jobs).await.unwrap();

@@ -32,6 +32,11 @@ on_both_backends! {
     with_store: calls_of_an_earlier_day_never_placed_are_given_up_with_an_alert;
     with_store: a_campaign_started_by_hand_brings_planned_calls_forward;
     with_db: one_instance_at_a_time_holds_the_dialer_lock;
+    with_store: each_check_in_of_a_day_has_a_job_of_its_own;
+    with_db: a_patient_who_reported_in_the_check_in_is_not_dialled;
+    with_store: a_call_not_placed_before_its_check_in_ended_is_given_up_with_an_alert;
+    with_db: jobs_planned_before_check_ins_are_kept_as_the_days_one_check_in;
+    with_db: a_web_request_goes_out_once_with_its_message_unless_the_patient_reported;
 }
 
 fn at(h: u32, m: u32) -> DateTime<Utc> {
@@ -47,7 +52,15 @@ fn patient(id: &str) -> Patient {
 }
 
 fn job(id: &str, due: DateTime<Utc>) -> NewJob {
-    NewJob { patient_id: PatientId::parse(id).unwrap(), flow: "daily-health-check".into(), day: day(), due_at: due }
+    NewJob {
+        patient_id: PatientId::parse(id).unwrap(),
+        flow: "daily-health-check".into(),
+        day: day(),
+        checkin: "00:00".into(),
+        due_at: due,
+        window: None,
+        web_at: None,
+    }
 }
 
 /// Patients p1..=pN with one job each, due at 00:00 + i minutes.
@@ -241,6 +254,7 @@ async fn patients_whose_call_went_through_today_are_reported(store: Store) {
         direction: Direction::Outbound,
         state: Default::default(),
         flow_version: None,
+        started_at: None,
     };
     let ended = TurnWrite { response: "<Response/>".into(), ended: true, ..Default::default() };
     store.calls().turn("CA1", 0, Some(call.into()), Box::new(move |_| Ok(ended.clone()))).await.unwrap();
@@ -282,7 +296,7 @@ async fn a_campaign_started_by_hand_brings_planned_calls_forward(store: Store) {
     planned(&store, 3).await;
     let j = claim_one(&store, at(0, 0)).await;
     assert_eq!(
-        store.campaign().advance_jobs(day(), at(0, 1)).await.unwrap(),
+        store.campaign().advance_jobs(day(), "00:00", at(0, 1)).await.unwrap(),
         1,
         "p3, due at 00:02; p2 is due at 00:01 already"
     );
@@ -408,4 +422,168 @@ async fn the_day_figures_count_each_area_and_the_total_and_nothing_of_other_days
     let total = f.total();
     assert_eq!(rest(&total), (6, 5, 1, 2, 1, 1), "yesterday's job is not today's");
     assert_eq!((total.count("done"), total.followups_open, total.hung_up), (1, 1, 0));
+}
+
+/// A job of check-in `checkin` whose window runs from `from` to `to` (hours of the test day).
+fn checkin_job(id: &str, checkin: &str, due: DateTime<Utc>, (from, to): (u32, u32)) -> NewJob {
+    NewJob { checkin: checkin.into(), window: Some((at(from, 0), at(to, 0))), ..job(id, due) }
+}
+
+async fn each_check_in_of_a_day_has_a_job_of_its_own(store: Store) {
+    store.patients().import(&[patient("p1"), patient("p2")]).await.unwrap();
+    let jobs = [
+        checkin_job("p1", "09:00", at(0, 0), (0, 6)),
+        checkin_job("p1", "15:00", at(6, 0), (6, 15)),
+        checkin_job("p2", "09:00", at(0, 1), (0, 6)),
+    ];
+    assert_eq!(store.campaign().plan_jobs(&jobs).await.unwrap(), 3);
+    assert_eq!(store.campaign().plan_jobs(&jobs).await.unwrap(), 0, "planning again adds nothing");
+    let day_jobs = store.campaign().jobs_for_day(day()).await.unwrap();
+    let keys: Vec<(&str, &str)> = day_jobs.iter().map(|j| (j.patient_id.as_str(), j.checkin.as_str())).collect();
+    assert_eq!(keys, [("p1", "09:00"), ("p1", "15:00"), ("p2", "09:00")]);
+    // `--now` during the first check-in brings forward only its jobs.
+    assert_eq!(store.campaign().advance_jobs(day(), "09:00", at(0, 0)).await.unwrap(), 1, "p2");
+    let p1: Vec<_> = day_jobs.iter().filter(|j| j.patient_id == "p1").collect();
+    assert_eq!(p1[1].due_at, Some(at(6, 0)));
+    // A retry of the first check-in's call stays in it; the second one's job is its own.
+    let j = claim_one(&store, at(0, 0)).await;
+    let job = store.campaign().job(j.job_id).await.unwrap().unwrap();
+    assert_eq!(job.window_to, Some(at(6, 0)));
+}
+
+async fn a_patient_who_reported_in_the_check_in_is_not_dialled(db: support::TestDb) {
+    let store = db.open().await;
+    store.patients().import(&["p1", "p2", "p3", "p4"].map(patient)).await.unwrap();
+    let jobs: Vec<NewJob> =
+        ["p1", "p2", "p3", "p4"].iter().map(|id| checkin_job(id, "09:00", at(1, 0), (0, 6))).collect();
+    store.campaign().plan_jobs(&jobs).await.unwrap();
+    // p1 phoned in, p2 reported on the web, both in the window; p3 reported on the web in the
+    // next check-in; p4 began a web report and did not finish it.
+    let report = |sid: &str, p: &str, direction: &str, ended: bool, t: DateTime<Utc>| {
+        format!(
+            "insert into calls (call_sid, patient_id, direction, flow, flow_version, state, ended, created_at) \
+             values ('{sid}', '{p}', '{direction}', 'daily-health-check', 'v1', '{{}}', {ended}, '{}');",
+            t.format("%Y-%m-%dT%H:%M:%S%.3fZ")
+        )
+    };
+    db.execute(
+        &[
+            report("CA1", "p1", "inbound", true, at(0, 30)),
+            report("WEB2", "p2", "web", true, at(0, 40)),
+            report("WEB3", "p3", "web", true, at(6, 30)),
+            report("WEB4", "p4", "web", false, at(0, 50)),
+        ]
+        .concat(),
+    )
+    .await;
+    let mut reported = store.campaign().reported_by_channel(at(0, 0), at(6, 0)).await.unwrap();
+    reported.sort_by(|a, b| a.patient_id.cmp(&b.patient_id));
+    assert_eq!(
+        reported,
+        [
+            ReportedPatient { patient_id: "p1".into(), web: false },
+            ReportedPatient { patient_id: "p2".into(), web: true }
+        ]
+    );
+    assert!(store.campaign().claim_jobs(at(0, 59), at(1, 19), 10).await.unwrap().is_empty(), "not due yet");
+    let claimed = store.campaign().claim_jobs(at(1, 0), at(1, 20), 10).await.unwrap();
+    let claimed: Vec<&str> = claimed.iter().map(|j| j.patient_id.as_str()).collect();
+    assert_eq!(claimed, ["p3", "p4"], "only those who did not report in the check-in are dialled");
+    for (p, outcome) in [("p1", REPORTED_BY_PHONE), ("p2", REPORTED_ON_WEB)] {
+        let v = status_of(&store, p).await;
+        assert_eq!((v.status.as_str(), v.outcome.as_deref(), v.attempt), ("reported", Some(outcome), 0));
+    }
+    let s = store.campaign().summary(day(), at(0, 0)).await.unwrap();
+    assert_eq!((s.count("reported"), s.count("dialing"), s.finished(), s.attempts), (2, 2, 2, 2));
+}
+
+async fn a_call_not_placed_before_its_check_in_ended_is_given_up_with_an_alert(store: Store) {
+    store.patients().import(&[patient("p1"), patient("p2")]).await.unwrap();
+    let jobs = [checkin_job("p1", "09:00", at(1, 0), (0, 6)), checkin_job("p1", "15:00", at(6, 0), (6, 15))];
+    store.campaign().plan_jobs(&jobs).await.unwrap();
+    assert_eq!(store.campaign().close_days(day(), at(5, 59)).await.unwrap(), 0);
+    assert_eq!(store.campaign().close_days(day(), at(6, 0)).await.unwrap(), 1, "the 09:00 job");
+    let jobs = store.campaign().jobs_for_day(day()).await.unwrap();
+    let states: Vec<(&str, &str, Option<&str>)> =
+        jobs.iter().map(|j| (j.checkin.as_str(), j.status.as_str(), j.outcome.as_deref())).collect();
+    assert_eq!(states, [("09:00", "unreachable", Some("check-in ended")), ("15:00", "planned", None)]);
+    assert_eq!(
+        store.calls().patient_alerts("p1").await.unwrap(),
+        ["unreachable: the 09:00 check-in ended before the call could be placed"]
+    );
+}
+
+/// A database at migration 14 with a day's job planned: after the migration it is that day's
+/// one check-in (`00:00`), so planning the day again adds nothing, and a check-in added later
+/// plans its own.
+async fn jobs_planned_before_check_ins_are_kept_as_the_days_one_check_in(db: support::TestDb) {
+    let backend = if db.is_sqlite() { "sqlite" } else { "postgres" };
+    let applied_at = if db.is_sqlite() { "text" } else { "timestamptz" };
+    db.execute(&format!(
+        "create table schema_migrations (version bigint primary key, name text not null, applied_at {applied_at} not null)"
+    ))
+    .await;
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations").join(backend);
+    let mut files: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).collect();
+    files.sort();
+    let mut before = 0;
+    for file in files.iter().filter(|f| f.file_name().unwrap().to_str().unwrap() < "0015") {
+        before += 1;
+        db.execute(&std::fs::read_to_string(file).unwrap()).await;
+        let now = if db.is_sqlite() { "'2026-01-01T00:00:00Z'" } else { "now()" };
+        db.execute(&format!("insert into schema_migrations values ({before}, 'before', {now})")).await;
+    }
+    db.execute(
+        "insert into patients (patient_id, name, phone) values ('p1', '山田 花子', '+819012345678');
+         insert into jobs (patient_id, flow, day, due_at, status) values ('p1', 'daily-health-check', '2026-11-25', '2026-11-25T00:00:00.000Z', 'planned');",
+    )
+    .await;
+    let store = Store::open(db.url(), false).await.unwrap();
+    assert_eq!(store.migrate().await.unwrap(), MIGRATION_COUNT - before);
+    let jobs = store.campaign().jobs_for_day(day()).await.unwrap();
+    assert_eq!((jobs.len(), jobs[0].checkin.as_str(), jobs[0].status.as_str()), (1, "00:00", "planned"));
+    assert_eq!(store.campaign().plan_jobs(&[job("p1", at(1, 0))]).await.unwrap(), 0, "the same job");
+    let later = checkin_job("p1", "15:00", at(6, 0), (6, 15));
+    assert_eq!(store.campaign().plan_jobs(&[later]).await.unwrap(), 1);
+    let j = claim_one(&store, at(0, 0)).await;
+    assert_eq!(j.job_id, jobs[0].job_id, "the old job is dialled as before");
+}
+
+async fn a_web_request_goes_out_once_with_its_message_unless_the_patient_reported(db: support::TestDb) {
+    let store = db.open().await;
+    store.patients().import(&["p1", "p2", "p3"].map(patient)).await.unwrap();
+    // Requests at 00:00, calls after the grace at 01:00; p3 reported as the check-in began.
+    let jobs: Vec<NewJob> = ["p1", "p2", "p3"]
+        .iter()
+        .map(|id| NewJob { web_at: Some(at(0, 0)), ..checkin_job(id, "09:00", at(1, 0), (0, 6)) })
+        .collect();
+    store.campaign().plan_jobs(&jobs).await.unwrap();
+    db.execute(
+        "insert into calls (call_sid, patient_id, direction, flow, flow_version, state, ended, created_at) \
+         values ('WEB3', 'p3', 'web', 'daily-health-check', 'v1', '{}', true, '2026-11-25T00:00:00.000Z');",
+    )
+    .await;
+    assert!(store.campaign().due_web_requests(at(0, 0) - Duration::seconds(1), 10).await.unwrap().is_empty());
+    assert_eq!(store.campaign().settle_reported(at(0, 0)).await.unwrap(), 1, "p3 reported before the request");
+    let due = store.campaign().due_web_requests(at(0, 0), 10).await.unwrap();
+    let ids: Vec<&str> = due.iter().map(|r| r.patient_id.as_str()).collect();
+    assert_eq!(ids, ["p1", "p2"]);
+    assert_eq!((due[0].checkin.as_str(), due[0].due_at, due[0].day), ("09:00", at(1, 0), day()));
+    let message = NewMessage {
+        channel: ivr::types::Channel::Sms,
+        recipient: "+819000000001".into(),
+        body_sealed: "sealed".into(),
+    };
+    assert!(store.campaign().web_request_sent(due[0].job_id, Some(&message), at(0, 0)).await.unwrap());
+    assert!(!store.campaign().web_request_sent(due[0].job_id, Some(&message), at(0, 1)).await.unwrap(), "once");
+    assert!(store.campaign().web_request_sent(due[1].job_id, None, at(0, 0)).await.unwrap(), "no way to reach p2");
+    assert!(store.campaign().due_web_requests(at(0, 5), 10).await.unwrap().is_empty());
+    let outbox = store.outbox().for_patient("p1").await.unwrap();
+    assert_eq!(outbox.len(), 1, "one message: {outbox:?}");
+    assert!(store.outbox().for_patient("p2").await.unwrap().is_empty());
+    let s = store.campaign().summary(day(), at(0, 0) - Duration::hours(1)).await.unwrap();
+    assert_eq!((s.web_requests, s.web_reports, s.count("reported"), s.count("planned")), (2, 1, 1, 2));
+    // The calls follow at 10:00 for those who did not report.
+    let claimed = store.campaign().claim_jobs(at(1, 0), at(1, 20), 10).await.unwrap();
+    assert_eq!(claimed.len(), 2);
 }

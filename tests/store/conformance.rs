@@ -95,6 +95,7 @@ fn new_call(sid: &str) -> NewCall {
         direction: Direction::Outbound,
         state: call_state(""),
         flow_version: None,
+        started_at: None,
     }
 }
 
@@ -293,7 +294,8 @@ async fn a_job_is_created_planned_and_read_back(store: Store) {
             job_id: first,
             patient_id: PatientId::parse("p1").unwrap(),
             flow: "daily-health-check".into(),
-            status: "planned".into()
+            status: "planned".into(),
+            window_to: None,
         })
     );
     assert_eq!(store.campaign().job(second).await.unwrap().unwrap().flow, "welcome");

@@ -142,6 +142,7 @@ fn new_call(sid: &str, patient: &str) -> NewCall {
         direction: Direction::Outbound,
         state: call_state(),
         flow_version: None,
+        started_at: None,
     }
 }
 

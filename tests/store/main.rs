@@ -9,6 +9,7 @@ mod campaign;
 mod conformance;
 mod figures;
 mod followups;
+mod links;
 mod personal;
 mod tls;
 mod trends;

@@ -108,6 +108,7 @@ async fn call_with_personal_data(store: &Store, patient: &str, n: u32, t: DateTi
         direction: Direction::Outbound,
         state: state.clone(),
         flow_version: None,
+        started_at: None,
     };
     let write = TurnWrite {
         state: Some(state),
@@ -232,6 +233,7 @@ async fn a_number_no_call_read_to_the_end_raises_one_alert_after_the_bound(store
             direction: Direction::Outbound,
             state: CallState::default(),
             flow_version: None,
+            started_at: None,
         };
         // Issued at the consent turn, read aloud in its response.
         let at = if *id == "expired" { t - h(30) } else { t };

@@ -31,6 +31,8 @@ pub(super) fn routes() -> Router<AppState> {
         .route("/ui/patients/{id}/issue", post(issue))
         .route("/ui/patients/{id}/call", post(call_now))
         .route("/ui/patients/{id}/edit", post(edit))
+        .route("/ui/patients/{id}/report-link", post(send_link))
+        .route("/ui/patients/{id}/report-link/revoke", post(revoke_link))
 }
 
 /// An answer's name in words (the shipped flow's questions), or the name as the flow has it.
@@ -118,6 +120,9 @@ struct PatientPage {
     number: Option<String>,
     /// Each number's story, oldest first: issued (how, by whose consent), delivery, verified.
     story: Vec<String>,
+    /// The patient's personal link to the web self-report: where it stands, and whether it is live.
+    link: Option<String>,
+    link_live: bool,
     can_act: bool,
     seen: String,
     trends: Trends,
@@ -134,6 +139,7 @@ struct Forms {
     consent_error: Option<&'static str>,
     send_error: Option<&'static str>,
     call_error: Option<String>,
+    link_error: Option<String>,
     phone: String,
     email: String,
     language: String,
@@ -310,7 +316,10 @@ async fn patient_response(
         })
         .collect();
     let seen_values = seen(&p);
+    let (link, link_live) = link_status(state, t, &p.patient_id, now).await.map_err(fail)?;
     let page = PatientPage {
+        link,
+        link_live,
         seen: seen_values,
         trends,
         t,
@@ -421,6 +430,107 @@ struct NoFields {}
 
 /// Plans a call to the patient now, through the campaign's jobs, inside the calling hours;
 /// outside them, says when the next call may be placed and plans nothing.
+/// Where the patient's link stands, in the staff's language, and whether it is live.
+async fn link_status(
+    state: &AppState,
+    t: &'static Text,
+    id: &crate::types::PatientId,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<(Option<String>, bool), crate::store::StoreError> {
+    use crate::store::LinkState;
+    let Some(link) = state.store.links().latest(id).await? else { return Ok((None, false)) };
+    let tz = state.campaign.hours.tz();
+    let at = |d: chrono::DateTime<chrono::Utc>| d.with_timezone(&tz).format("%Y-%m-%d %H:%M").to_string();
+    let sent = format!("{} {}", t.say("送信", "Sent"), at(link.created_at));
+    let text = match link.state(now) {
+        LinkState::Live => format!("{sent}, {} {}", t.say("有効期限", "valid until"), at(link.expires_at)),
+        LinkState::Expired => format!("{sent}, {} {}", t.say("期限切れ", "expired"), at(link.expires_at)),
+        LinkState::Revoked => format!(
+            "{sent}, {} {} ({})",
+            t.say("無効化", "revoked"),
+            link.revoked_at.map(at).unwrap_or_default(),
+            link.revoked_by.clone().unwrap_or_default()
+        ),
+    };
+    Ok((Some(text), link.state(now) == LinkState::Live))
+}
+
+/// Sends the patient a new personal link (the earlier one revoked).
+async fn send_link(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    StaffForm(staff, NoFields {}): StaffForm<NoFields>,
+) -> Result<Response, PageError> {
+    use crate::notify::links::LinkError;
+    staff.require(Role::can_act)?;
+    let language = staff.user.language;
+    let t = i18n::text(language);
+    let Ok(pid) = crate::types::PatientId::parse(&id) else {
+        return Ok((StatusCode::NOT_FOUND, "no such patient").into_response());
+    };
+    let now = state.campaign.clock.now();
+    let mut forms = Forms::default();
+    match crate::http::links::sender(&state).send(&state.store, &pid, now).await {
+        Ok(sent) => {
+            staff.audit(&state, "send_report_link", &id).await?;
+            state.outbox_wake.notify_one();
+            let how = match sent.channel {
+                crate::types::Channel::Email => t.say("メール", "e-mail"),
+                _ => t.say("SMS", "SMS"),
+            };
+            forms.notice =
+                Some(format!("{} ({how})", t.say("報告用リンクを送りました。", "The report link was sent.")));
+        }
+        Err(LinkError::UnknownPatient(_)) | Err(LinkError::Store(crate::store::StoreError::UnknownPatient(_))) => {
+            return Ok((StatusCode::NOT_FOUND, "no such patient").into_response());
+        }
+        Err(LinkError::CareEnded) => {
+            forms.link_error = Some(
+                t.say("療養期間が終わっているため送れません。", "The care period has ended: no link sent.").into(),
+            );
+        }
+        Err(LinkError::NoWay) => {
+            forms.link_error = Some(
+                t.say(
+                    "携帯電話の番号もメールアドレスもないため送れません。",
+                    "No mobile phone or e-mail address: no link sent.",
+                )
+                .into(),
+            );
+        }
+        Err(LinkError::Store(e)) => return Err(PageError::internal(language, e)),
+    }
+    let status = if forms.link_error.is_some() { StatusCode::UNPROCESSABLE_ENTITY } else { StatusCode::OK };
+    patient_response(&state, &staff, &id, forms, status).await
+}
+
+/// Revokes the patient's live link.
+async fn revoke_link(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    StaffForm(staff, NoFields {}): StaffForm<NoFields>,
+) -> Result<Response, PageError> {
+    staff.require(Role::can_act)?;
+    let language = staff.user.language;
+    let t = i18n::text(language);
+    let Ok(pid) = crate::types::PatientId::parse(&id) else {
+        return Ok((StatusCode::NOT_FOUND, "no such patient").into_response());
+    };
+    let now = state.campaign.clock.now();
+    let by = staff.user.name.to_string();
+    let n = state.store.links().revoke(&pid, &by, now).await.map_err(|e| PageError::internal(language, e))?;
+    staff.audit(&state, "revoke_report_link", &id).await?;
+    let forms = Forms {
+        notice: Some(if n > 0 {
+            t.say("報告用リンクを無効にしました。", "The report link was revoked.").to_string()
+        } else {
+            t.say("有効なリンクはありませんでした。", "There was no live link.").to_string()
+        }),
+        ..Forms::default()
+    };
+    patient_response(&state, &staff, &id, forms, StatusCode::OK).await
+}
+
 async fn call_now(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -440,11 +550,16 @@ async fn call_now(
     let next = hours.next_call_time(now, p.call_slot.as_deref());
     match next {
         Some(at) if at <= now => {
+            // The check-in under way: its window settles the call if the patient reports first.
+            let (day, k) = (hours.day_of(now), hours.checkin_at(now));
             let job = NewJob {
                 patient_id: p.patient_id.clone(),
                 flow: state.inbound_flow.to_string(),
-                day: hours.day_of(now),
+                day,
+                checkin: hours.checks()[k].to_string(),
                 due_at: now,
+                window: Some(hours.checkin_window(day, k)),
+                web_at: None,
             };
             let new = state.store.campaign().plan_jobs(std::slice::from_ref(&job)).await.map_err(fail)?;
             staff.audit(&state, "call_now", &id).await?;

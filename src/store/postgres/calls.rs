@@ -125,9 +125,10 @@ async fn start_call(tx: &mut PgConnection, first: FirstTurn) -> Result<NewCall, 
                     .fetch_optional(&mut *tx)
                     .await?;
             let (job_id, patient_id, flow, status) = row.ok_or_else(|| StoreError::Turn(format!("no job {id}")))?;
-            (Some(patient_id.clone()), Some(Job { job_id, patient_id, flow, status }))
+            (Some(patient_id.clone()), Some(Job { job_id, patient_id, flow, status, window_to: None }))
         }
         Caller::Phone(_) => (None, None),
+        Caller::Patient(id) => (Some(id.clone()), None),
     };
     let row = match (&first.caller, &patient_id) {
         (_, Some(id)) => {
@@ -144,7 +145,7 @@ async fn start_call(tx: &mut PgConnection, first: FirstTurn) -> Result<NewCall, 
             .fetch_optional(&mut *tx)
             .await?
         }
-        (Caller::Job(_), None) => None,
+        (Caller::Job(_) | Caller::Patient(_), None) => None,
     };
     let patient = match (row, patient_id) {
         (Some(r), _) => patient_row(&r)?,
@@ -210,8 +211,9 @@ async fn read_patient(
 
 async fn insert_call(tx: &mut PgConnection, new: &NewCall) -> Result<(), StoreError> {
     sqlx::query(
-        "insert into calls (call_sid, patient_id, job_id, direction, flow, flow_version, state)
-         values ($1, $2, $3, $4, $5, $6, $7)
+        "insert into calls (call_sid, patient_id, job_id, direction, flow, flow_version, state, status, status_rank,
+           created_at)
+         values ($1, $2, $3, $4, $5, $6, $7, $8, $9, coalesce($10, now()))
          on conflict (call_sid) do nothing",
     )
     .bind(&new.call_sid)
@@ -221,6 +223,9 @@ async fn insert_call(tx: &mut PgConnection, new: &NewCall) -> Result<(), StoreEr
     .bind(&new.state.flow)
     .bind(&new.state.version)
     .bind(serde_json::to_string(&new.state)?)
+    .bind(crate::store::initial_status(new.direction))
+    .bind(crate::store::initial_status(new.direction).rank())
+    .bind(new.started_at)
     .execute(&mut *tx)
     .await?;
     Ok(())

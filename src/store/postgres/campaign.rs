@@ -8,10 +8,38 @@ use sqlx::postgres::PgRow;
 use super::PgStore;
 use super::followups::raise_in;
 use crate::store::campaign::{
-    AttemptView, CampaignSummary, DayFigures, DueJob, JobNext, JobView, NewJob, StaleAttempt, figures_sql,
+    AttemptView, CampaignSummary, DayFigures, DueJob, JobNext, JobView, NewJob, REPORTED_BY_PHONE, REPORTED_ON_WEB,
+    ReportedPatient, StaleAttempt, WebRequest, figures_sql,
 };
-use crate::store::{Campaign, Fut, Job, NewAlert, fut};
+use crate::store::{Campaign, Fut, Job, NewAlert, NewMessage, fut};
 use crate::types::{CallSid, PatientId};
+
+/// Settles the jobs due at `now` (call or web request) whose patient reported in their window.
+async fn settle_in(tx: &mut sqlx::PgConnection, now: DateTime<Utc>) -> Result<usize, sqlx::Error> {
+    let r = sqlx::query(
+        "with settled as (
+           select j.job_id, bool_or(c.direction = 'web') as web
+           from jobs j join calls c on c.patient_id = j.patient_id and c.ended
+             and c.created_at >= j.window_from and c.created_at < j.window_to
+           where j.status in ('planned', 'retry') and j.window_from is not null
+             and (j.due_at <= $1 or (j.web_at <= $1 and j.web_sent_at is null))
+           group by j.job_id
+         ), locked as (
+           select j.job_id, s.web from jobs j join settled s on s.job_id = j.job_id
+           where j.status in ('planned', 'retry')
+           for update of j skip locked
+         )
+         update jobs j set status = 'reported', lease_until = null, updated_at = $1,
+           outcome = case when l.web then $2 else $3 end
+         from locked l where j.job_id = l.job_id",
+    )
+    .bind(now)
+    .bind(REPORTED_ON_WEB)
+    .bind(REPORTED_BY_PHONE)
+    .execute(&mut *tx)
+    .await?;
+    Ok(r.rows_affected() as usize)
+}
 
 impl Campaign for PgStore {
     fn create_job<'a>(&'a self, patient_id: &'a str, flow: &'a str) -> Fut<'a, i64> {
@@ -26,12 +54,19 @@ impl Campaign for PgStore {
 
     fn job(&self, job_id: i64) -> Fut<'_, Option<Job>> {
         fut(async move {
-            let row: Option<(i64, PatientId, String, String)> =
-                sqlx::query_as("select job_id, patient_id, flow, status from jobs where job_id = $1")
+            #[allow(clippy::type_complexity)]
+            let row: Option<(i64, PatientId, String, String, Option<DateTime<Utc>>)> =
+                sqlx::query_as("select job_id, patient_id, flow, status, window_to from jobs where job_id = $1")
                     .bind(job_id)
                     .fetch_optional(&self.pool)
                     .await?;
-            Ok(row.map(|(job_id, patient_id, flow, status)| Job { job_id, patient_id, flow, status }))
+            Ok(row.map(|(job_id, patient_id, flow, status, window_to)| Job {
+                job_id,
+                patient_id,
+                flow,
+                status,
+                window_to,
+            }))
         })
     }
 
@@ -44,15 +79,25 @@ impl Campaign for PgStore {
                 let flows: Vec<&str> = chunk.iter().map(|j| j.flow.as_str()).collect();
                 let days: Vec<NaiveDate> = chunk.iter().map(|j| j.day).collect();
                 let due: Vec<DateTime<Utc>> = chunk.iter().map(|j| j.due_at).collect();
+                let checkins: Vec<&str> = chunk.iter().map(|j| j.checkin.as_str()).collect();
+                let from: Vec<Option<DateTime<Utc>>> = chunk.iter().map(|j| j.window.map(|w| w.0)).collect();
+                let to: Vec<Option<DateTime<Utc>>> = chunk.iter().map(|j| j.window.map(|w| w.1)).collect();
+                let web: Vec<Option<DateTime<Utc>>> = chunk.iter().map(|j| j.web_at).collect();
                 let r = sqlx::query(
-                    "insert into jobs (patient_id, flow, day, due_at, status, updated_at)
-                     select p, f, d, t, 'planned', t from unnest($1::text[], $2::text[], $3::date[], $4::timestamptz[]) as u(p, f, d, t)
-                     on conflict (day, patient_id, flow) do nothing",
+                    "insert into jobs (patient_id, flow, day, due_at, checkin, window_from, window_to, web_at, status, updated_at)
+                     select p, f, d, t, c, wf, wt, w, 'planned', t
+                     from unnest($1::text[], $2::text[], $3::date[], $4::timestamptz[], $5::text[], $6::timestamptz[], $7::timestamptz[], $8::timestamptz[])
+                       as u(p, f, d, t, c, wf, wt, w)
+                     on conflict (day, checkin, patient_id, flow) do nothing",
                 )
                 .bind(&ids)
                 .bind(&flows)
                 .bind(&days)
                 .bind(&due)
+                .bind(&checkins)
+                .bind(&from)
+                .bind(&to)
+                .bind(&web)
                 .execute(&self.pool)
                 .await?;
                 new += r.rows_affected() as usize;
@@ -61,13 +106,15 @@ impl Campaign for PgStore {
         })
     }
 
-    fn advance_jobs(&self, day: NaiveDate, due_at: DateTime<Utc>) -> Fut<'_, usize> {
+    fn advance_jobs<'a>(&'a self, day: NaiveDate, checkin: &'a str, due_at: DateTime<Utc>) -> Fut<'a, usize> {
         fut(async move {
             let r = sqlx::query(
-                "update jobs set due_at = $2, updated_at = $2 where day = $1 and status = 'planned' and due_at > $2",
+                "update jobs set due_at = $2, updated_at = $2
+                 where day = $1 and checkin = $3 and status = 'planned' and due_at > $2",
             )
             .bind(day)
             .bind(due_at)
+            .bind(checkin)
             .execute(&self.pool)
             .await?;
             Ok(r.rows_affected() as usize)
@@ -87,9 +134,26 @@ impl Campaign for PgStore {
         })
     }
 
+    fn reported_by_channel(&self, from: DateTime<Utc>, to: DateTime<Utc>) -> Fut<'_, Vec<ReportedPatient>> {
+        fut(async move {
+            let rows: Vec<(String, bool)> = sqlx::query_as(
+                "select patient_id, bool_or(direction = 'web') from calls
+                 where ended and patient_id is not null and created_at >= $1 and created_at < $2
+                 group by patient_id",
+            )
+            .bind(from)
+            .bind(to)
+            .fetch_all(&self.pool)
+            .await?;
+            Ok(rows.into_iter().map(|(patient_id, web)| ReportedPatient { patient_id, web }).collect())
+        })
+    }
+
     fn claim_jobs(&self, now: DateTime<Utc>, lease_until: DateTime<Utc>, limit: i64) -> Fut<'_, Vec<DueJob>> {
         fut(async move {
             let mut tx = self.pool.begin().await?;
+            // Reported in the job's window: settled, never dialled.
+            settle_in(&mut tx, now).await?;
             let rows = sqlx::query(
                 "with due as (
                    select job_id from jobs where status in ('planned', 'retry') and due_at <= $1
@@ -139,9 +203,86 @@ impl Campaign for PgStore {
             for p in &patients {
                 raise_in(&mut tx, Some(p), None, &alert, now).await?;
             }
-            let closed = patients.len() as u64;
+            let ended: Vec<(String, String)> = sqlx::query_as(
+                "update jobs set status = 'unreachable', outcome = 'check-in ended', lease_until = null, updated_at = $1
+                 where window_to <= $1 and status in ('planned', 'retry') returning patient_id, checkin",
+            )
+            .bind(now)
+            .fetch_all(&mut *tx)
+            .await?;
+            for (p, checkin) in &ended {
+                let alert = NewAlert::engine(&crate::store::campaign::checkin_ended(checkin));
+                raise_in(&mut tx, Some(p), None, &alert, now).await?;
+            }
+            let closed = (patients.len() + ended.len()) as u64;
             tx.commit().await?;
             Ok(closed as usize)
+        })
+    }
+
+    fn settle_reported(&self, now: DateTime<Utc>) -> Fut<'_, usize> {
+        fut(async move {
+            let mut tx = self.pool.begin().await?;
+            let n = settle_in(&mut tx, now).await?;
+            tx.commit().await?;
+            Ok(n)
+        })
+    }
+
+    fn due_web_requests(&self, now: DateTime<Utc>, limit: i64) -> Fut<'_, Vec<WebRequest>> {
+        fut(async move {
+            let rows: Vec<(i64, PatientId, NaiveDate, String, DateTime<Utc>)> = sqlx::query_as(
+                "select job_id, patient_id, day, checkin, due_at from jobs
+                 where web_at <= $1 and web_sent_at is null and web_at is not null and status = 'planned'
+                 order by web_at, job_id limit $2",
+            )
+            .bind(now)
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?;
+            Ok(rows
+                .into_iter()
+                .map(|(job_id, patient_id, day, checkin, due_at)| WebRequest {
+                    job_id,
+                    patient_id,
+                    day,
+                    checkin,
+                    due_at,
+                })
+                .collect())
+        })
+    }
+
+    fn web_request_sent<'a>(
+        &'a self,
+        job_id: i64,
+        message: Option<&'a NewMessage>,
+        now: DateTime<Utc>,
+    ) -> Fut<'a, bool> {
+        fut(async move {
+            let mut tx = self.pool.begin().await?;
+            let patient: Option<String> = sqlx::query_scalar(
+                "update jobs set web_sent_at = $2 where job_id = $1 and web_sent_at is null returning patient_id",
+            )
+            .bind(job_id)
+            .bind(now)
+            .fetch_optional(&mut *tx)
+            .await?;
+            let Some(patient) = patient else { return Ok(false) };
+            if let Some(m) = message {
+                sqlx::query(
+                    "insert into outbox (patient_id, channel, recipient, body_sealed, next_attempt_at) values ($1, $2, $3, $4, $5)",
+                )
+                .bind(&patient)
+                .bind(m.channel)
+                .bind(&m.recipient)
+                .bind(&m.body_sealed)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+            }
+            tx.commit().await?;
+            Ok(true)
         })
     }
 
@@ -294,8 +435,8 @@ impl Campaign for PgStore {
     fn jobs_for_day(&self, day: NaiveDate) -> Fut<'_, Vec<JobView>> {
         fut(async move {
             let rows = sqlx::query(
-                "select job_id, patient_id, flow, day, status, attempt, outcome, due_at from jobs
-                 where day = $1 order by patient_id collate \"C\", job_id",
+                "select job_id, patient_id, flow, day, status, attempt, outcome, due_at, checkin from jobs
+                 where day = $1 order by patient_id collate \"C\", checkin, job_id",
             )
             .bind(day)
             .fetch_all(&self.pool)
@@ -310,6 +451,7 @@ impl Campaign for PgStore {
                     attempt: r.try_get(5)?,
                     outcome: r.try_get(6)?,
                     due_at: r.try_get(7)?,
+                    checkin: r.try_get(8)?,
                 })
             };
             Ok(rows.iter().map(job).collect::<Result<_, _>>()?)
@@ -369,12 +511,16 @@ impl Campaign for PgStore {
             let r = sqlx::query(
                 "select (select count(*) from processing_numbers where issued_at >= $1),
                         (select count(*) from outbox where channel = 'sms' and provider_id is not null and created_at >= $1),
-                        (select count(*) from alerts where created_at >= $1)",
+                        (select count(*) from alerts where created_at >= $1),
+                        (select count(*) from calls where direction = 'web' and ended and created_at >= $1),
+                        (select count(*) from jobs where day = $2 and web_sent_at is not null)",
             )
             .bind(since)
+            .bind(day)
             .fetch_one(&self.pool)
             .await?;
             (summary.numbers_issued, summary.sms_sent, summary.alerts) = (r.try_get(0)?, r.try_get(1)?, r.try_get(2)?);
+            (summary.web_reports, summary.web_requests) = (r.try_get(3)?, r.try_get(4)?);
             Ok(summary)
         })
     }

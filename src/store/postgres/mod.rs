@@ -16,6 +16,7 @@ mod calls;
 mod campaign;
 pub(crate) mod figures;
 mod followups;
+mod links;
 mod numbers;
 mod outbox;
 mod patients;
@@ -51,6 +52,8 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     (16, "figures", include_str!("../../../migrations/postgres/0016_figures.sql")),
     (17, "day_figures", include_str!("../../../migrations/postgres/0017_day_figures.sql")),
     (18, "trends", include_str!("../../../migrations/postgres/0018_trends.sql")),
+    (19, "report_links", include_str!("../../../migrations/postgres/0019_report_links.sql")),
+    (20, "checkins", include_str!("../../../migrations/postgres/0020_checkins.sql")),
 ];
 
 /// The advisory lock that instances starting at the same time take in turn to migrate (a key

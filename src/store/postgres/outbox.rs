@@ -229,7 +229,8 @@ impl Outbox for PgStore {
                         // Only a message still in hand: a delivery callback that came first (and
                         // perhaps said `failed`) is not overwritten by the sender's late record.
                         "update outbox set status = 'sent', provider_id = $2, last_error = null, lease_until = null,
-                           handed_at = null, updated_at = $3
+                           handed_at = null, updated_at = $3,
+                           body_sealed = case when link_id is null then body_sealed else '' end
                          where message_id = $1 and status in ('sending', 'pending')",
                     )
                     .bind(message_id)

@@ -13,7 +13,7 @@ use super::{NOW, SqliteStore};
 use crate::store::versions::catalogs_json;
 use crate::store::{AfterWrite, TurnStep, after_write, answer_columns, answer_value, last_answers, turn_step};
 use crate::store::{Answer, CallDetails, CallRecord, NewCall, PatientCall, StoreError, TurnFn, TurnResult, TurnWrite};
-use crate::store::{Caller, Create, FirstTurn, Found};
+use crate::store::{Caller, Create, FirstTurn, Found, initial_status};
 use crate::store::{Calls, Fut};
 use crate::types::CallStatus;
 
@@ -206,6 +206,9 @@ fn start_call(tx: &Connection, first: FirstTurn) -> Result<NewCall, StoreError> 
             (patient, Some(job))
         }
         Caller::Phone(phone) => (patient_by_phone(tx, phone.as_str())?.ok_or(StoreError::UnknownCaller)?, None),
+        Caller::Patient(id) => {
+            (patient(tx, id.as_str())?.ok_or_else(|| StoreError::UnknownPatient(id.to_string()))?, None)
+        }
     };
     let number = valid_number(tx, patient.patient_id.as_str(), first.now)?;
     let found = Found { patient: &patient, job: job.as_ref(), number: number.as_ref() };
@@ -228,8 +231,9 @@ fn load_call(conn: &Connection, sid: &str) -> Result<Option<CallRecord>, StoreEr
 
 fn insert_call(tx: &Connection, new: &NewCall) -> Result<(), StoreError> {
     tx.prepare_cached(
-        "insert into calls (call_sid, patient_id, job_id, direction, flow, flow_version, state)
-         values (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        "insert into calls (call_sid, patient_id, job_id, direction, flow, flow_version, state, status, status_rank,
+           created_at)
+         values (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, coalesce(?10, strftime('%Y-%m-%dT%H:%M:%fZ', 'now')))",
     )?
     .execute(params![
         new.call_sid,
@@ -238,7 +242,10 @@ fn insert_call(tx: &Connection, new: &NewCall) -> Result<(), StoreError> {
         new.direction,
         new.state.flow,
         new.state.version,
-        serde_json::to_string(&new.state)?
+        serde_json::to_string(&new.state)?,
+        initial_status(new.direction),
+        initial_status(new.direction).rank(),
+        new.started_at.map(super::sqlite_time)
     ])?;
     Ok(())
 }

@@ -7,9 +7,10 @@ use super::followups::raise_in;
 use super::{SqliteStore, parse_sqlite_time, sqlite_time};
 use crate::store::StoreError;
 use crate::store::campaign::{
-    AttemptView, CampaignSummary, DayFigures, DueJob, JobNext, JobView, NewJob, StaleAttempt, figures_sql,
+    AttemptView, CampaignSummary, DayFigures, DueJob, JobNext, JobView, NewJob, REPORTED_BY_PHONE, REPORTED_ON_WEB,
+    ReportedPatient, StaleAttempt, WebRequest, figures_sql,
 };
-use crate::store::{Campaign, Fut, Job, NewAlert};
+use crate::store::{Campaign, Fut, Job, NewAlert, NewMessage};
 use crate::types::{CallSid, PatientId};
 
 fn day_text(day: NaiveDate) -> String {
@@ -22,10 +23,17 @@ pub(super) fn create_job(conn: &mut Connection, patient_id: &str, flow: &str) ->
 }
 
 pub(super) fn job(conn: &Connection, job_id: i64) -> Result<Option<Job>, StoreError> {
-    let mut st = conn.prepare_cached("select job_id, patient_id, flow, status from jobs where job_id = ?1")?;
+    let mut st =
+        conn.prepare_cached("select job_id, patient_id, flow, status, window_to from jobs where job_id = ?1")?;
     Ok(st
         .query_row([job_id], |r| {
-            Ok(Job { job_id: r.get(0)?, patient_id: r.get(1)?, flow: r.get(2)?, status: r.get(3)? })
+            Ok(Job {
+                job_id: r.get(0)?,
+                patient_id: r.get(1)?,
+                flow: r.get(2)?,
+                status: r.get(3)?,
+                window_to: r.get::<_, Option<String>>(4)?.map(|t| parse_sqlite_time(&t)),
+            })
         })
         .optional()?)
 }
@@ -35,24 +43,41 @@ pub(super) fn plan_jobs(conn: &mut Connection, jobs: &[NewJob]) -> Result<usize,
     let mut new = 0;
     {
         let mut st = tx.prepare_cached(
-            "insert into jobs (patient_id, flow, day, due_at, status, updated_at) values (?1, ?2, ?3, ?4, 'planned', ?4)
-             on conflict (day, patient_id, flow) do nothing",
+            "insert into jobs (patient_id, flow, day, checkin, due_at, window_from, window_to, web_at, status, updated_at)
+             values (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'planned', ?5)
+             on conflict (day, checkin, patient_id, flow) do nothing",
         )?;
         for j in jobs {
-            new += st.execute(params![j.patient_id, j.flow, day_text(j.day), sqlite_time(j.due_at)])?;
+            let (from, to) = (j.window.map(|w| sqlite_time(w.0)), j.window.map(|w| sqlite_time(w.1)));
+            new += st.execute(params![
+                j.patient_id,
+                j.flow,
+                day_text(j.day),
+                j.checkin,
+                sqlite_time(j.due_at),
+                from,
+                to,
+                j.web_at.map(sqlite_time)
+            ])?;
         }
     }
     tx.commit()?;
     Ok(new)
 }
 
-pub(super) fn advance_jobs(conn: &mut Connection, day: NaiveDate, due_at: DateTime<Utc>) -> Result<usize, StoreError> {
+pub(super) fn advance_jobs(
+    conn: &mut Connection,
+    day: NaiveDate,
+    checkin: &str,
+    due_at: DateTime<Utc>,
+) -> Result<usize, StoreError> {
     let t = sqlite_time(due_at);
     Ok(conn
         .prepare_cached(
-            "update jobs set due_at = ?2, updated_at = ?2 where day = ?1 and status = 'planned' and due_at > ?2",
+            "update jobs set due_at = ?2, updated_at = ?2
+             where day = ?1 and checkin = ?3 and status = 'planned' and due_at > ?2",
         )?
-        .execute(params![day_text(day), t])?)
+        .execute(params![day_text(day), t, checkin])?)
 }
 
 pub(super) fn reported_patients(
@@ -68,6 +93,93 @@ pub(super) fn reported_patients(
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
+pub(super) fn reported_by_channel(
+    conn: &mut Connection,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+) -> Result<Vec<ReportedPatient>, StoreError> {
+    let mut st = conn.prepare_cached(
+        "select patient_id, max(direction = 'web') from calls
+         where ended = 1 and patient_id is not null and created_at >= ?1 and created_at < ?2
+         group by patient_id",
+    )?;
+    let rows = st.query_map([sqlite_time(from), sqlite_time(to)], |r| {
+        Ok(ReportedPatient { patient_id: r.get(0)?, web: r.get(1)? })
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// Settles the jobs due at `t` (call or web request) whose patient reported in their window.
+fn settle_in(tx: &Connection, t: &str) -> Result<usize, StoreError> {
+    Ok(tx
+        .prepare_cached(
+            "update jobs set status = 'reported', lease_until = null, updated_at = ?1,
+               outcome = case when exists (
+                 select 1 from calls c where c.patient_id = jobs.patient_id and c.ended = 1 and c.direction = 'web'
+                   and c.created_at >= jobs.window_from and c.created_at < jobs.window_to) then ?2 else ?3 end
+             where status in ('planned', 'retry') and window_from is not null
+               and (due_at <= ?1 or (web_at <= ?1 and web_sent_at is null))
+               and exists (
+                 select 1 from calls c where c.patient_id = jobs.patient_id and c.ended = 1
+                   and c.created_at >= jobs.window_from and c.created_at < jobs.window_to)",
+        )?
+        .execute(params![t, REPORTED_ON_WEB, REPORTED_BY_PHONE])?)
+}
+
+pub(super) fn settle_reported(conn: &mut Connection, now: DateTime<Utc>) -> Result<usize, StoreError> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let n = settle_in(&tx, &sqlite_time(now))?;
+    tx.commit()?;
+    Ok(n)
+}
+
+pub(super) fn due_web_requests(
+    conn: &mut Connection,
+    now: DateTime<Utc>,
+    limit: i64,
+) -> Result<Vec<WebRequest>, StoreError> {
+    let mut st = conn.prepare_cached(
+        "select job_id, patient_id, day, checkin, due_at from jobs
+         where web_at <= ?1 and web_sent_at is null and web_at is not null and status = 'planned'
+         order by web_at, job_id limit ?2",
+    )?;
+    let rows = st.query_map(params![sqlite_time(now), limit], |r| {
+        Ok(WebRequest {
+            job_id: r.get(0)?,
+            patient_id: r.get(1)?,
+            day: r.get::<_, String>(2)?.parse().unwrap_or_default(),
+            checkin: r.get(3)?,
+            due_at: parse_sqlite_time(&r.get::<_, String>(4)?),
+        })
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+pub(super) fn web_request_sent(
+    conn: &mut Connection,
+    job_id: i64,
+    message: Option<&NewMessage>,
+    now: DateTime<Utc>,
+) -> Result<bool, StoreError> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let t = sqlite_time(now);
+    let patient: Option<String> = tx
+        .prepare_cached(
+            "update jobs set web_sent_at = ?2 where job_id = ?1 and web_sent_at is null returning patient_id",
+        )?
+        .query_row(params![job_id, t], |r| r.get(0))
+        .optional()?;
+    let Some(patient) = patient else { return Ok(false) };
+    if let Some(m) = message {
+        tx.prepare_cached(
+            "insert into outbox (patient_id, channel, recipient, body_sealed, next_attempt_at) values (?1, ?2, ?3, ?4, ?5)",
+        )?
+        .execute(params![patient, m.channel, m.recipient, m.body_sealed, t])?;
+    }
+    tx.commit()?;
+    Ok(true)
+}
+
 pub(super) fn claim_jobs(
     conn: &mut Connection,
     now: DateTime<Utc>,
@@ -76,6 +188,8 @@ pub(super) fn claim_jobs(
 ) -> Result<Vec<DueJob>, StoreError> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let t = sqlite_time(now);
+    // Reported in the job's window: settled, never dialled.
+    settle_in(&tx, &t)?;
     let claimed = {
         let mut st = tx.prepare_cached(
             "update jobs set status = 'dialing', attempt = attempt + 1, lease_until = ?2, updated_at = ?1
@@ -119,7 +233,17 @@ pub(super) fn close_days(conn: &mut Connection, today: NaiveDate, now: DateTime<
     for p in &patients {
         raise_in(&tx, Some(p), None, &alert, now)?;
     }
-    let closed = patients.len();
+    let ended: Vec<(String, String)> = tx
+        .prepare_cached(
+            "update jobs set status = 'unreachable', outcome = 'check-in ended', lease_until = null, updated_at = ?1
+             where window_to <= ?1 and status in ('planned', 'retry') returning patient_id, checkin",
+        )?
+        .query_map(params![t], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<Result<_, _>>()?;
+    for (p, checkin) in &ended {
+        raise_in(&tx, Some(p), None, &NewAlert::engine(&crate::store::campaign::checkin_ended(checkin)), now)?;
+    }
+    let closed = patients.len() + ended.len();
     tx.commit()?;
     Ok(closed)
 }
@@ -231,8 +355,8 @@ pub(super) fn extend_lease(conn: &mut Connection, job_id: i64, until: DateTime<U
 
 pub(super) fn jobs_for_day(conn: &mut Connection, day: NaiveDate) -> Result<Vec<JobView>, StoreError> {
     let mut st = conn.prepare_cached(
-        "select job_id, patient_id, flow, day, status, attempt, outcome, due_at from jobs
-         where day = ?1 order by patient_id, job_id",
+        "select job_id, patient_id, flow, day, status, attempt, outcome, due_at, checkin from jobs
+         where day = ?1 order by patient_id, checkin, job_id",
     )?;
     let rows = st.query_map([day_text(day)], |r| {
         Ok(JobView {
@@ -244,6 +368,7 @@ pub(super) fn jobs_for_day(conn: &mut Connection, day: NaiveDate) -> Result<Vec<
             attempt: r.get(5)?,
             outcome: r.get(6)?,
             due_at: r.get::<_, Option<String>>(7)?.map(|t| parse_sqlite_time(&t)),
+            checkin: r.get(8)?,
         })
     })?;
     Ok(rows.collect::<Result<_, _>>()?)
@@ -289,6 +414,11 @@ pub(super) fn campaign_summary(
     summary.sms_sent =
         count("select count(*) from outbox where channel = 'sms' and provider_id is not null and created_at >= ?1")?;
     summary.alerts = count("select count(*) from alerts where created_at >= ?1")?;
+    summary.web_reports =
+        count("select count(*) from calls where direction = 'web' and ended = 1 and created_at >= ?1")?;
+    summary.web_requests = conn
+        .prepare_cached("select count(*) from jobs where day = ?1 and web_sent_at is not null")?
+        .query_row([day_text(day)], |r| r.get(0))?;
     Ok(summary)
 }
 
@@ -320,12 +450,17 @@ impl Campaign for SqliteStore {
         self.write(move |c| plan_jobs(c, &jobs))
     }
 
-    fn advance_jobs(&self, day: NaiveDate, due_at: DateTime<Utc>) -> Fut<'_, usize> {
-        self.write(move |c| advance_jobs(c, day, due_at))
+    fn advance_jobs<'a>(&'a self, day: NaiveDate, checkin: &'a str, due_at: DateTime<Utc>) -> Fut<'a, usize> {
+        let checkin = checkin.to_owned();
+        self.write(move |c| advance_jobs(c, day, &checkin, due_at))
     }
 
     fn reported_patients(&self, from: DateTime<Utc>, to: DateTime<Utc>) -> Fut<'_, Vec<String>> {
         self.read(move |c| reported_patients(c, from, to))
+    }
+
+    fn reported_by_channel(&self, from: DateTime<Utc>, to: DateTime<Utc>) -> Fut<'_, Vec<ReportedPatient>> {
+        self.read(move |c| reported_by_channel(c, from, to))
     }
 
     fn claim_jobs(&self, now: DateTime<Utc>, lease_until: DateTime<Utc>, limit: i64) -> Fut<'_, Vec<DueJob>> {
@@ -338,6 +473,24 @@ impl Campaign for SqliteStore {
 
     fn active_jobs(&self) -> Fut<'_, i64> {
         self.read(active_jobs)
+    }
+
+    fn settle_reported(&self, now: DateTime<Utc>) -> Fut<'_, usize> {
+        self.write(move |c| settle_reported(c, now))
+    }
+
+    fn due_web_requests(&self, now: DateTime<Utc>, limit: i64) -> Fut<'_, Vec<WebRequest>> {
+        self.read(move |c| due_web_requests(c, now, limit))
+    }
+
+    fn web_request_sent<'a>(
+        &'a self,
+        job_id: i64,
+        message: Option<&'a NewMessage>,
+        now: DateTime<Utc>,
+    ) -> Fut<'a, bool> {
+        let message = message.cloned();
+        self.write(move |c| web_request_sent(c, job_id, message.as_ref(), now))
     }
 
     fn attempt_dialed<'a>(&'a self, job_id: i64, attempt: i32, call_sid: &'a CallSid) -> Fut<'a, ()> {

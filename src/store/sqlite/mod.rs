@@ -13,6 +13,7 @@ mod calls;
 mod campaign;
 pub(crate) mod figures;
 mod followups;
+mod links;
 mod numbers;
 mod outbox;
 mod patients;
@@ -52,6 +53,8 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     (16, "figures", include_str!("../../../migrations/sqlite/0016_figures.sql")),
     (17, "day_figures", include_str!("../../../migrations/sqlite/0017_day_figures.sql")),
     (18, "trends", include_str!("../../../migrations/sqlite/0018_trends.sql")),
+    (19, "report_links", include_str!("../../../migrations/sqlite/0019_report_links.sql")),
+    (20, "checkins", include_str!("../../../migrations/sqlite/0020_checkins.sql")),
 ];
 
 pub(super) const NOW: &str = "strftime('%Y-%m-%dT%H:%M:%fZ', 'now')";
