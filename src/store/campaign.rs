@@ -293,7 +293,7 @@ impl DayFigures {
 /// The figures query of both back ends, with placeholders `{day}` (the day), `{from}` and
 /// `{to}` (the day's bounds) and `{hung}` (a call's `incomplete` as 0 or 1): rows of (area,
 /// what, count) for [`DayFigures::from_rows`]. One statement, each part read through an index:
-/// `jobs_day`, `job_attempts`' key, and the day indexes of migration 15.
+/// `jobs_day`, `job_attempts`' key, and the day indexes of migration 17.
 pub fn figures_sql(day: &str, from: &str, to: &str, hung: &str) -> String {
     format!(
         "select p.area, 'job:' || j.status, count(*) from jobs j left join patients p on p.patient_id = j.patient_id

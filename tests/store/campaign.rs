@@ -377,6 +377,7 @@ async fn the_day_figures_count_each_area_and_the_total_and_nothing_of_other_days
         direction: Direction::Outbound,
         state: Default::default(),
         flow_version: None,
+        started_at: None,
     };
     let ended = TurnWrite { response: "<Response/>".into(), ended: true, ..Default::default() };
     store.calls().turn("CA1", 0, Some(call.into()), Box::new(move |_| Ok(ended.clone()))).await.unwrap();
@@ -527,7 +528,7 @@ async fn jobs_planned_before_check_ins_are_kept_as_the_days_one_check_in(db: sup
     let mut files: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).collect();
     files.sort();
     let mut before = 0;
-    for file in files.iter().filter(|f| f.file_name().unwrap().to_str().unwrap() < "0015") {
+    for file in files.iter().filter(|f| f.file_name().unwrap().to_str().unwrap() < "0020") {
         before += 1;
         db.execute(&std::fs::read_to_string(file).unwrap()).await;
         let now = if db.is_sqlite() { "'2026-01-01T00:00:00Z'" } else { "now()" };

@@ -80,6 +80,9 @@ async fn roster(store: &Store) {
         flow: "daily-health-check".into(),
         day: today(),
         due_at: due,
+        checkin: "00:00".into(),
+        window: None,
+        web_at: None,
     };
     store.campaign().plan_jobs(&[job]).await.unwrap();
     let claimed = store.campaign().claim_jobs(Utc::now(), Utc::now() + Duration::minutes(5), 10).await.unwrap();
@@ -117,6 +120,7 @@ async fn answer(
             direction: Direction::Outbound,
             state: call_state(),
             flow_version: None,
+            started_at: None,
         })
     });
     store.calls().turn(sid, seq, create, engine).await.unwrap();
