@@ -214,7 +214,8 @@ pub trait Campaign {
     /// as it is. Returns how many are new.
     fn plan_jobs<'a>(&'a self, jobs: &'a [NewJob]) -> Fut<'a, usize>;
     /// Brings the jobs of a day's check-in not yet dialled forward to `due_at` (a campaign
-    /// started by hand with `--now`); returns how many moved.
+    /// started by hand with `--now`), those waiting for a web report first aside; returns how
+    /// many moved.
     fn advance_jobs<'a>(&'a self, day: NaiveDate, checkin: &'a str, due_at: DateTime<Utc>) -> Fut<'a, usize>;
     /// Patients whose call for the day already went through (the flow reached its end) between
     /// `from` and `to`, or who sent their report on the web then (a call with direction `web`):

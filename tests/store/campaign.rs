@@ -473,6 +473,8 @@ async fn a_web_request_goes_out_once_with_its_message_unless_the_patient_reporte
         .map(|id| NewJob { web_at: Some(at(0, 0)), ..checkin_job(id, "09:00", at(1, 0), (0, 6)) })
         .collect();
     store.campaign().plan_jobs(&jobs).await.unwrap();
+    let advanced = store.campaign().advance_jobs(day(), "09:00", at(0, 0)).await.unwrap();
+    assert_eq!(advanced, 0, "`--now` leaves a call waiting for a web report after its grace");
     db.execute(
         "insert into calls (call_sid, patient_id, direction, flow, flow_version, state, ended, created_at) \
          values ('WEB3', 'p3', 'web', 'daily-health-check', 'v1', '{}', true, '2026-11-25T00:00:00.000Z');",

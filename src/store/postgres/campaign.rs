@@ -109,7 +109,7 @@ impl Campaign for PgStore {
         fut(async move {
             let r = sqlx::query(
                 "update jobs set due_at = $2, updated_at = $2
-                 where day = $1 and checkin = $3 and status = 'planned' and due_at > $2",
+                 where day = $1 and checkin = $3 and status = 'planned' and due_at > $2 and web_at is null",
             )
             .bind(day)
             .bind(due_at)

@@ -75,7 +75,7 @@ pub(super) fn advance_jobs(
     Ok(conn
         .prepare_cached(
             "update jobs set due_at = ?2, updated_at = ?2
-             where day = ?1 and checkin = ?3 and status = 'planned' and due_at > ?2",
+             where day = ?1 and checkin = ?3 and status = 'planned' and due_at > ?2 and web_at is null",
         )?
         .execute(params![day_text(day), t, checkin])?)
 }
