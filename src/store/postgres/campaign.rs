@@ -15,14 +15,14 @@ use crate::store::{Campaign, Fut, Job, NewAlert, NewMessage, fut};
 use crate::types::{CallSid, PatientId};
 
 /// Settles the jobs due at `now` (call or web request) whose patient reported in their window.
-async fn settle_in(tx: &mut sqlx::PgConnection, now: DateTime<Utc>) -> Result<usize, sqlx::Error> {
+async fn settle_in(tx: &mut sqlx::PgConnection, now: DateTime<Utc>, all: bool) -> Result<usize, sqlx::Error> {
     let r = sqlx::query(
         "with settled as (
            select j.job_id, bool_or(c.direction = 'web') as web
            from jobs j join calls c on c.patient_id = j.patient_id and c.ended
              and c.created_at >= j.window_from and c.created_at < j.window_to
            where j.status in ('planned', 'retry') and j.window_from is not null
-             and (j.due_at <= $1 or (j.web_at <= $1 and j.web_sent_at is null))
+             and ($4 or j.due_at <= $1 or (j.web_at <= $1 and j.web_sent_at is null))
            group by j.job_id
          ), locked as (
            select j.job_id, s.web from jobs j join settled s on s.job_id = j.job_id
@@ -36,6 +36,7 @@ async fn settle_in(tx: &mut sqlx::PgConnection, now: DateTime<Utc>) -> Result<us
     .bind(now)
     .bind(REPORTED_ON_WEB)
     .bind(REPORTED_BY_PHONE)
+    .bind(all)
     .execute(&mut *tx)
     .await?;
     Ok(r.rows_affected() as usize)
@@ -152,7 +153,7 @@ impl Campaign for PgStore {
         fut(async move {
             let mut tx = self.pool.begin().await?;
             // Reported in the job's window: settled, never dialled.
-            settle_in(&mut tx, now).await?;
+            settle_in(&mut tx, now, false).await?;
             let rows = sqlx::query(
                 "with due as (
                    select job_id from jobs where status in ('planned', 'retry') and due_at <= $1
@@ -219,10 +220,10 @@ impl Campaign for PgStore {
         })
     }
 
-    fn settle_reported(&self, now: DateTime<Utc>) -> Fut<'_, usize> {
+    fn settle_reported(&self, now: DateTime<Utc>, all: bool) -> Fut<'_, usize> {
         fut(async move {
             let mut tx = self.pool.begin().await?;
-            let n = settle_in(&mut tx, now).await?;
+            let n = settle_in(&mut tx, now, all).await?;
             tx.commit().await?;
             Ok(n)
         })
