@@ -198,7 +198,7 @@ pub fn day_ended() -> Alert {
 
 /// The alert for a patient whose call for a check-in could not be placed before the next one.
 pub fn checkin_ended(checkin: &str) -> Alert {
-    Alert::new(AlertKind::Unreachable, &format!("the {checkin} check-in ended before the call could be placed"))
+    Alert::new(AlertKind::Unreachable, format!("the {checkin} check-in ended before the call could be placed"))
 }
 
 /// Statuses of a job still being worked on.

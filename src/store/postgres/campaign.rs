@@ -42,6 +42,9 @@ async fn settle_in(tx: &mut sqlx::PgConnection, now: DateTime<Utc>, all: bool) -
     Ok(r.rows_affected() as usize)
 }
 
+/// A job's row: id, patient, flow, status and the end of its check-in.
+type JobRow = (i64, PatientId, String, String, Option<DateTime<Utc>>);
+
 impl Campaign for PgStore {
     fn create_job<'a>(&'a self, patient_id: &'a str, flow: &'a str) -> Fut<'a, i64> {
         fut(async move {
@@ -55,7 +58,7 @@ impl Campaign for PgStore {
 
     fn job(&self, job_id: i64) -> Fut<'_, Option<Job>> {
         fut(async move {
-            let row: Option<(i64, PatientId, String, String, Option<DateTime<Utc>>)> =
+            let row: Option<JobRow> =
                 sqlx::query_as("select job_id, patient_id, flow, status, window_to from jobs where job_id = $1")
                     .bind(job_id)
                     .fetch_optional(&self.pool)
