@@ -17,6 +17,14 @@
 //! requests straight to its `/simulator` API, paced at the same rate with no dialer and no
 //! database: the rate the dialer can at best reach on this machine.
 //!
+//! With `--web` (`BENCH_WEB=true`) it runs instead two days of two check-ins each (`00:00`,
+//! and one `--checkin-gap` minutes from now, Asia/Tokyo): one where half the patients (every
+//! other one) have a personal link and report on the web at each check-in, the bench filling
+//! the form over HTTP as soon as the web request's SMS reaches the simulator
+//! (`carrier::simulator::web`), and a calls-only day with the same roster and check-ins. It
+//! reports the calls placed, the web requests sent, the web reports stored, the calls saved,
+//! the form's latency, CPU and memory for each.
+//!
 //! ```sh
 //! cargo run --release --example bench_campaign -- --ivr target/release/ivr --patients 1000
 //! ```
@@ -61,6 +69,15 @@ struct Args {
     /// Keep the working directory (database, logs) and print where it is.
     #[arg(long)]
     keep: bool,
+    /// Two check-ins a day, half the patients reporting on the web, next to a calls-only day.
+    #[arg(long, env = "BENCH_WEB")]
+    web: bool,
+    /// Minutes from now to the second check-in (`--web`).
+    #[arg(long, env = "BENCH_CHECKIN_GAP", default_value_t = 3)]
+    checkin_gap: i64,
+    /// `scheduler.web_grace` (`--web`).
+    #[arg(long, env = "BENCH_WEB_GRACE", default_value = "60s")]
+    web_grace: String,
 }
 
 type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
@@ -71,6 +88,16 @@ async fn main() -> Result<()> {
     let work = tempfile::Builder::new().prefix("bench-campaign-").tempdir()?;
     let dir = work.path().to_path_buf();
     let roster = roster(&dir, args.patients)?;
+    if args.web {
+        for web in [true, false] {
+            let mut day = checkin_day(&args, &dir.join(if web { "web" } else { "calls" }), &roster, web).await?;
+            day.print(&args, web);
+        }
+        if args.keep {
+            eprintln!("kept {}", work.keep().display());
+        }
+        return Ok(());
+    }
     let campaign_dir = dir.join("campaign");
     std::fs::create_dir_all(&campaign_dir)?;
     let config = write_config(&campaign_dir, &args)?;
@@ -116,6 +143,11 @@ fn roster(dir: &Path, n: usize) -> Result<PathBuf> {
 
 /// `ivr.toml` for a run in `dir`: SQLite, the simulator with its log, the limits under test.
 fn write_config(dir: &Path, args: &Args) -> Result<PathBuf> {
+    write_config_with(dir, args, "")
+}
+
+/// [`write_config`], with more `[scheduler]` lines.
+fn write_config_with(dir: &Path, args: &Args, scheduler: &str) -> Result<PathBuf> {
     let root = env!("CARGO_MANIFEST_DIR");
     let file = dir.join("ivr.toml");
     std::fs::write(
@@ -144,6 +176,7 @@ max_concurrent_calls = {max}
 ring_timeout = "{ring}"
 max_attempts = 1
 autostart = false
+{scheduler}
 
 [flows]
 dir = "{root}/call-flows"
@@ -156,6 +189,7 @@ prompts_dir = "{root}/prompts"
             cps = args.calls_per_second,
             max = args.max_concurrent_calls,
             ring = args.ring_timeout,
+            scheduler = scheduler,
         ),
     )?;
     Ok(file)
@@ -567,6 +601,212 @@ impl Floor {
             ms(q(0.5).copied().unwrap_or(f64::NAN)),
             ms(q(0.99).copied().unwrap_or(f64::NAN))
         );
+        println!();
+    }
+}
+
+/// What a day of two check-ins measured.
+struct CheckinDay {
+    took: Duration,
+    checkins: [String; 2],
+    /// (check-in, status, outcome, jobs).
+    jobs: Vec<(String, String, String, i64)>,
+    calls: i64,
+    web_requests: i64,
+    web_reports: i64,
+    /// Seconds each web report took the bench, first page to sent.
+    report_secs: Vec<f64>,
+    report_errors: usize,
+    cpu_secs: f64,
+    hwm_kib: u64,
+}
+
+/// A day of two check-ins through `ivr serve`: `00:00` (started with `ivr dial --now`) and one
+/// `checkin_gap` minutes ahead, whose calls are spread over the four minutes after it (the slots
+/// end then); with `web`, every other patient has a link and reports on the web.
+async fn checkin_day(args: &Args, dir: &Path, roster: &Path, web: bool) -> Result<CheckinDay> {
+    use chrono::Timelike;
+    std::fs::create_dir_all(dir)?;
+    let tokyo = Utc::now().with_timezone(&chrono_tz::Asia::Tokyo);
+    let at = tokyo + chrono::Duration::minutes(args.checkin_gap) + chrono::Duration::seconds(59);
+    if at.date_naive() != tokyo.date_naive() {
+        return Err("the second check-in would fall after midnight in Asia/Tokyo: run it later".into());
+    }
+    // The slots end a few minutes after the second check-in: its calls are spread over them.
+    let end = at + chrono::Duration::minutes(4);
+    if end.date_naive() != tokyo.date_naive() {
+        return Err("the second check-in would end after midnight in Asia/Tokyo: run it later".into());
+    }
+    let second = format!("{:02}:{:02}", at.hour(), at.minute());
+    let end = format!("{:02}:{:02}", end.hour(), end.minute());
+    let extra = format!("checks = [\"00:00\", \"{second}\"]\nweb_grace = \"{}\"", args.web_grace);
+    let config = write_config_with(dir, args, &extra)?;
+    let text = std::fs::read_to_string(&config)?.replace("-23:59\"", &format!("-{end}\""));
+    std::fs::write(&config, text)?;
+    run_ok(ivr(args, &["patients", "import"], &config).arg(roster))?;
+    let mut web_patients = std::collections::HashMap::new();
+    if web {
+        let store = ivr::store::Store::open(&format!("sqlite://{}", dir.join("ivr.db").display()), false).await?;
+        let now = Utc::now();
+        for p in store.patients().all().await?.into_iter().step_by(2) {
+            store.links().create(&p.patient_id, now + chrono::Duration::days(14), now).await?;
+            web_patients.insert(p.phone.as_str().to_string(), ivr::carrier::simulator::Persona::for_number(&p.phone));
+        }
+    }
+    let mut server = Server::start(args, &config).await?;
+    let result = run_checkin_day(args, dir, &config, &server, web_patients, [String::from("00:00"), second]).await;
+    server.stop();
+    result
+}
+
+async fn run_checkin_day(
+    args: &Args,
+    dir: &Path,
+    config: &Path,
+    server: &Server,
+    web_patients: std::collections::HashMap<String, ivr::carrier::simulator::Persona>,
+    checkins: [String; 2],
+) -> Result<CheckinDay> {
+    let db = rusqlite::Connection::open_with_flags(dir.join("ivr.db"), rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+    db.busy_timeout(Duration::from_secs(5))?;
+    let before = usage(server.pid());
+    let start = Instant::now();
+    let planned = run_ok(&mut ivr(args, &["dial", "--now"], config))?;
+    eprintln!("{}", planned.lines().take(3).collect::<Vec<_>>().join("\n"));
+    // The web patients: each web request's SMS is read from the simulator and its form filled.
+    let (done_tx, mut done_rx) = tokio::sync::mpsc::unbounded_channel::<std::result::Result<f64, String>>();
+    let player = tokio::spawn(play_web(server.base.clone(), web_patients, done_tx));
+    let mut report_secs = Vec::new();
+    let mut report_errors = 0;
+    let mut hwm = 0;
+    loop {
+        while let Ok(r) = done_rx.try_recv() {
+            match r {
+                Ok(secs) => report_secs.push(secs),
+                Err(e) => {
+                    report_errors += 1;
+                    eprintln!("a web report failed: {e}");
+                }
+            }
+        }
+        let counts = job_counts(&db)?;
+        let total: i64 = counts.values().sum();
+        let count = |s: &str| counts.get(s).copied().unwrap_or(0);
+        let finished = count("done") + count("unreachable") + count("failed") + count("reported");
+        let u = usage(server.pid());
+        hwm = hwm.max(u.hwm_kib);
+        if start.elapsed().as_secs() % 10 == 0 {
+            eprintln!(
+                "[{:>4.0}s] jobs {total} · finished {finished} · reported first {} · web reports {} · RSS {} MiB",
+                start.elapsed().as_secs_f64(),
+                count("reported"),
+                report_secs.len(),
+                u.rss_kib / 1024
+            );
+        }
+        if total as usize >= 2 * args.patients && finished == total {
+            break;
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    player.abort();
+    let took = start.elapsed();
+    let after = usage(server.pid());
+    let mut jobs = Vec::new();
+    let mut q = db.prepare(
+        "select checkin, status, coalesce(outcome, '-'), count(*) from jobs group by 1, 2, 3 order by 1, 4 desc",
+    )?;
+    for row in q.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))? {
+        jobs.push(row?);
+    }
+    let one = |sql: &str| -> Result<i64> { Ok(db.query_row(sql, [], |r| r.get(0))?) };
+    Ok(CheckinDay {
+        took,
+        checkins,
+        jobs,
+        calls: one("select count(*) from job_attempts")?,
+        web_requests: one("select count(*) from jobs where web_sent_at is not null")?,
+        web_reports: one("select count(*) from calls where direction = 'web' and ended = 1")?,
+        report_secs,
+        report_errors,
+        cpu_secs: after.cpu_secs - before.cpu_secs,
+        hwm_kib: hwm.max(after.hwm_kib),
+    })
+}
+
+/// Reads the SMS the simulator accepted (its Messages list, newest first) every 200 ms and, for
+/// each web request to a web patient, fills and sends the report.
+async fn play_web(
+    base: String,
+    patients: std::collections::HashMap<String, ivr::carrier::simulator::Persona>,
+    done: tokio::sync::mpsc::UnboundedSender<std::result::Result<f64, String>>,
+) {
+    let client = reqwest::Client::new();
+    let list = format!("{base}/simulator/2010-04-01/Accounts/{}/Messages.json", account_sid());
+    let mut seen = std::collections::HashSet::new();
+    let limit = Arc::new(tokio::sync::Semaphore::new(32));
+    loop {
+        let page = client.get(&list).basic_auth(account_sid(), Some(TOKEN)).query(&[("PageSize", "1000")]).send().await;
+        let page: serde_json::Value = match page {
+            Ok(r) => r.json().await.unwrap_or_default(),
+            Err(_) => serde_json::Value::Null,
+        };
+        for m in page["messages"].as_array().into_iter().flatten() {
+            let (Some(sid), Some(to), Some(body)) = (m["sid"].as_str(), m["to"].as_str(), m["body"].as_str()) else {
+                continue;
+            };
+            let Some(&persona) = patients.get(to) else { continue };
+            let Some(url) = body.split_whitespace().find(|w| w.contains("/r/")) else { continue };
+            if !seen.insert(sid.to_string()) {
+                continue;
+            }
+            let (client, url, done, limit) = (client.clone(), url.to_string(), done.clone(), limit.clone());
+            tokio::spawn(async move {
+                let _permit = limit.acquire().await;
+                let t = Instant::now();
+                let r = ivr::carrier::simulator::web::report(&client, &url, persona, "0412").await;
+                let _ = done.send(r.map(|()| t.elapsed().as_secs_f64()));
+            });
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+impl CheckinDay {
+    fn print(&mut self, args: &Args, web: bool) {
+        self.report_secs.sort_by(f64::total_cmp);
+        let q = |q: f64| {
+            self.report_secs
+                .get(((self.report_secs.len() as f64 * q) as usize).min(self.report_secs.len().saturating_sub(1)))
+                .map_or("-".to_string(), |s| ms(*s))
+        };
+        let what = if web { "half the patients reporting on the web" } else { "calls only" };
+        println!();
+        println!(
+            "## two check-ins ({} and {}), {} patients, {what}",
+            self.checkins[0], self.checkins[1], args.patients
+        );
+        println!(
+            "calls_per_second {}, max_concurrent_calls {}, simulator_speed {}, web_grace {}, max_attempts 1, SQLite",
+            args.calls_per_second, args.max_concurrent_calls, args.speed, args.web_grace
+        );
+        println!("| what | figure |");
+        println!("| --- | --- |");
+        println!("| calls placed | {} |", self.calls);
+        println!("| web requests sent | {} |", self.web_requests);
+        println!("| web reports stored | {} ({} failed in the bench) |", self.web_reports, self.report_errors);
+        let saved: i64 = self.jobs.iter().filter(|j| j.1 == "reported").map(|j| j.3).sum();
+        println!("| calls saved (reported first) | {saved} |");
+        println!("| a web report, first page to sent (the bench's side) | p50 {} ms, p99 {} ms |", q(0.5), q(0.99));
+        println!(
+            "| server CPU | {:.0} s in {:.0} s ({:.2} cores) |",
+            self.cpu_secs,
+            self.took.as_secs_f64(),
+            self.cpu_secs / self.took.as_secs_f64()
+        );
+        println!("| server memory (VmHWM) | {} MiB |", self.hwm_kib / 1024);
+        let jobs: Vec<String> = self.jobs.iter().map(|(c, s, o, n)| format!("{c} {s}/{o} {n}")).collect();
+        println!("| jobs by check-in, status/outcome | {} |", jobs.join(", "));
         println!();
     }
 }

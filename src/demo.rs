@@ -1,15 +1,19 @@
 //! `ivr serve --demo`: the whole system on one machine, for a newcomer to watch. A fresh SQLite
 //! file, the carrier simulator playing fifty fictional patients (examples/patients.csv, each
 //! with a behaviour chosen from their number: cooperative, slow, busy, an answering machine…),
-//! and a campaign that starts at once. The terminal shows the campaign as it goes; the same
+//! and a campaign that starts at once. Half the patients with a mobile phone have a personal
+//! link: they get the web request first, and those who answer (the cooperative ones) report on
+//! the web, played by the simulator over HTTP; the others are called after `web_grace`. The terminal shows the campaign as it goes; the same
 //! figures are on `/metrics`.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use secrecy::SecretString;
 
+use crate::carrier::simulator::Persona;
 use crate::config::Settings;
 use crate::server::Server;
 use crate::store::CampaignSummary;
@@ -90,6 +94,7 @@ pub fn demo_settings(mut settings: Settings) -> Settings {
     s.ring_timeout = "20s".into();
     s.max_attempts = 2;
     s.call_lease = "2m".into();
+    s.web_grace = "20s".into();
     s.autostart = false;
     settings
 }
@@ -127,6 +132,8 @@ async fn demo(settings: &Settings, sources: &mut Vec<String>) -> Result<()> {
     let password = demo_account(&store).await?;
 
     let started = Utc::now();
+    let web_patients = give_links(&server, &patients, started).await?;
+    let web_player = tokio::spawn(play_web_patients(server.state.simulator.clone(), web_patients));
     let planner = crate::server::planner(settings);
     let plan = planner.plan(&store, started, true).await?;
     server.state.dialer_wake.notify_one();
@@ -163,17 +170,73 @@ async fn demo(settings: &Settings, sources: &mut Vec<String>) -> Result<()> {
             }
         }
     };
+    web_player.abort();
     println!("\n{}", report(&summary, clock.elapsed()));
     println!("\n{}", next_steps(&server.state.public_url));
     server.wait().await?;
     Ok(())
 }
 
+/// Links for every other patient with a mobile phone: they get the web request first. Returns
+/// those of them who answer on the web (the cooperative personas), by phone number.
+async fn give_links(
+    server: &Server,
+    patients: &[crate::store::Patient],
+    now: chrono::DateTime<Utc>,
+) -> Result<HashMap<String, (Persona, String)>> {
+    let hours = &server.state.campaign.hours;
+    let mut web = HashMap::new();
+    for p in patients.iter().filter(|p| p.phone.is_mobile()).step_by(2) {
+        let expires = crate::scheduler::web::link_expiry(p, hours, now);
+        server.state.store.links().create(&p.patient_id, expires, now).await?;
+        let persona = Persona::for_number(&p.phone);
+        let answers = matches!(
+            persona,
+            Persona::AppUser | Persona::NotAppUser | Persona::LowSpo2 | Persona::Slow | Persona::WrongKey
+        );
+        if answers {
+            let birth = p.birth_md.clone().unwrap_or_else(|| "0101".into());
+            web.insert(p.phone.as_str().to_string(), (persona, birth));
+        }
+    }
+    Ok(web)
+}
+
+/// The simulator's web patients: each web request's SMS to one of them is opened, after a few
+/// seconds, and the report filled and sent over HTTP.
+async fn play_web_patients(
+    sim: Option<std::sync::Arc<crate::carrier::simulator::Simulator>>,
+    patients: HashMap<String, (Persona, String)>,
+) {
+    let Some(sim) = sim else { return };
+    let client = reqwest::Client::new();
+    let mut seen = std::collections::HashSet::new();
+    loop {
+        for m in sim.messages() {
+            let Some((persona, birth)) = patients.get(&m.to) else { continue };
+            let Some(url) = m.body.split_whitespace().find(|w| w.contains("/r/")) else { continue };
+            if !seen.insert(m.sid.clone()) {
+                continue;
+            }
+            let (client, url, persona, birth) = (client.clone(), url.to_string(), *persona, birth.clone());
+            tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_secs(3)).await;
+                if let Err(e) = crate::carrier::simulator::web::report(&client, &url, persona, &birth).await {
+                    tracing::warn!(error = %e, "a simulated web report failed");
+                }
+            });
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
 /// One line of progress.
 fn progress(s: &CampaignSummary) -> String {
     format!(
-        "planned {} · ringing {} · in call {} · completed {} · to retry {} · unanswered {} · unreachable {} · numbers issued {} · SMS sent {} · alerts {}",
+        "planned {} · web requests {} · web reports {} · ringing {} · in call {} · completed {} · to retry {} · unanswered {} · unreachable {} · numbers issued {} · SMS sent {} · alerts {}",
         s.count("planned"),
+        s.web_requests,
+        s.web_reports,
         s.count("dialing"),
         s.count("in-progress"),
         s.count("done"),
@@ -221,10 +284,13 @@ fn next_steps(url: &str) -> String {
 /// The summary at the end.
 fn report(s: &CampaignSummary, took: Duration) -> String {
     format!(
-        "campaign finished in {}s: {} patients, {} calls dialled\n  completed {} · unreachable {} · unanswered attempts {}\n  processing numbers issued {} · SMS sent {} · alerts for the health centre {}",
+        "campaign finished in {}s: {} patients, {} calls dialled\n  web requests {} · web reports {} · calls saved {}\n  completed {} · unreachable {} · unanswered attempts {}\n  processing numbers issued {} · SMS sent {} · alerts for the health centre {}",
         took.as_secs(),
         s.total(),
         s.attempts,
+        s.web_requests,
+        s.web_reports,
+        s.count("reported"),
         s.count("done"),
         s.count("unreachable") + s.count("failed"),
         s.unanswered,

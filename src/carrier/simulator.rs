@@ -15,6 +15,7 @@
 mod api;
 mod persona;
 mod play;
+pub mod web;
 
 use std::collections::HashMap;
 use std::fmt;

@@ -50,6 +50,9 @@ pub const DIAL_DEADLINE: std::time::Duration = std::time::Duration::from_secs(20
 /// not found was never placed.
 pub const UNRECORDED_CALL_GRACE: chrono::Duration = chrono::Duration::seconds(30);
 
+/// How often every job not yet dialled (not only those due) is settled if its patient reported.
+const SETTLE_ALL_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// How soon a lookup the carrier did not answer is tried again.
 const LOOKUP_RETRY: chrono::Duration = chrono::Duration::seconds(5);
 
@@ -194,6 +197,8 @@ pub struct Dialer {
     swept: AtomicBool,
     /// Sends the check-ins' web requests before their calls (none: no web requests).
     web: Option<super::web::WebRequests>,
+    /// When every job not yet dialled was last looked at for a report that settles it.
+    settled_all: std::sync::Mutex<Option<std::time::Instant>>,
 }
 
 impl Dialer {
@@ -220,6 +225,7 @@ impl Dialer {
             lock: Default::default(),
             swept: AtomicBool::new(false),
             web: None,
+            settled_all: Default::default(),
         }
     }
 
@@ -302,8 +308,18 @@ impl Dialer {
                 "calls of an earlier day or check-in were never placed; the health centre is alerted"
             );
         }
-        // Patients who reported first are neither asked on the web nor called.
-        let settled = self.store.campaign().settle_reported(now).await?;
+        // Patients who reported first are neither asked on the web nor called: the jobs due now
+        // at every round, every job of the day every few seconds (so the figures show the calls
+        // saved as the reports come in).
+        let all = {
+            let mut last = self.settled_all.lock().unwrap_or_else(|e| e.into_inner());
+            let due = last.is_none_or(|t| t.elapsed() >= SETTLE_ALL_EVERY);
+            if due {
+                *last = Some(std::time::Instant::now());
+            }
+            due
+        };
+        let settled = self.store.campaign().settle_reported(now, all).await?;
         if settled > 0 {
             metrics::counter!("ivr_calls_saved_total").increment(settled as u64);
             tracing::info!(settled, "patients reported before their call: not called");

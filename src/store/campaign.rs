@@ -341,7 +341,8 @@ pub trait Campaign {
     /// as it is. Returns how many are new.
     fn plan_jobs<'a>(&'a self, jobs: &'a [NewJob]) -> Fut<'a, usize>;
     /// Brings the jobs of a day's check-in not yet dialled forward to `due_at` (a campaign
-    /// started by hand with `--now`); returns how many moved.
+    /// started by hand with `--now`), those waiting for a web report first aside; returns how
+    /// many moved.
     fn advance_jobs<'a>(&'a self, day: NaiveDate, checkin: &'a str, due_at: DateTime<Utc>) -> Fut<'a, usize>;
     /// Patients whose call for the day already went through (the flow reached its end) between
     /// `from` and `to`, or who sent their report on the web then (a call with direction `web`):
@@ -359,9 +360,10 @@ pub trait Campaign {
     /// its calling hours did before the calls could be placed), and so are those whose
     /// check-in's window ended by `now`, each with an alert. Returns how many.
     fn close_days(&self, today: NaiveDate, now: DateTime<Utc>) -> Fut<'_, usize>;
-    /// Settles the jobs due by `now` (their call, or their web request) whose patient finished
-    /// a report in the job's window: status `reported`, never dialled nor asked. Returns how many.
-    fn settle_reported(&self, now: DateTime<Utc>) -> Fut<'_, usize>;
+    /// Settles the jobs due by `now` (their call, or their web request), or with `all` every
+    /// job not yet dialled, whose patient finished a report in the job's window: status
+    /// `reported`, never dialled nor asked. Returns how many.
+    fn settle_reported(&self, now: DateTime<Utc>, all: bool) -> Fut<'_, usize>;
     /// Planned jobs whose web request is due at `now` and not sent, at most `limit`.
     fn due_web_requests(&self, now: DateTime<Utc>, limit: i64) -> Fut<'_, Vec<WebRequest>>;
     /// Records the job's web request as sent at `now` and puts its message (if any: a patient

@@ -559,13 +559,15 @@ async fn a_web_request_goes_out_once_with_its_message_unless_the_patient_reporte
         .map(|id| NewJob { web_at: Some(at(0, 0)), ..checkin_job(id, "09:00", at(1, 0), (0, 6)) })
         .collect();
     store.campaign().plan_jobs(&jobs).await.unwrap();
+    let advanced = store.campaign().advance_jobs(day(), "09:00", at(0, 0)).await.unwrap();
+    assert_eq!(advanced, 0, "`--now` leaves a call waiting for a web report after its grace");
     db.execute(
         "insert into calls (call_sid, patient_id, direction, flow, flow_version, state, ended, created_at) \
          values ('WEB3', 'p3', 'web', 'daily-health-check', 'v1', '{}', true, '2026-11-25T00:00:00.000Z');",
     )
     .await;
     assert!(store.campaign().due_web_requests(at(0, 0) - Duration::seconds(1), 10).await.unwrap().is_empty());
-    assert_eq!(store.campaign().settle_reported(at(0, 0)).await.unwrap(), 1, "p3 reported before the request");
+    assert_eq!(store.campaign().settle_reported(at(0, 0), false).await.unwrap(), 1, "p3 reported before the request");
     let due = store.campaign().due_web_requests(at(0, 0), 10).await.unwrap();
     let ids: Vec<&str> = due.iter().map(|r| r.patient_id.as_str()).collect();
     assert_eq!(ids, ["p1", "p2"]);
@@ -585,6 +587,15 @@ async fn a_web_request_goes_out_once_with_its_message_unless_the_patient_reporte
     let s = store.campaign().summary(day(), at(0, 0) - Duration::hours(1)).await.unwrap();
     assert_eq!((s.web_requests, s.web_reports, s.count("reported"), s.count("planned")), (2, 1, 1, 2));
     // The calls follow at 10:00 for those who did not report.
+    // p1 reports on the web before the grace ends: settled at once when every job is looked at.
+    db.execute(
+        "insert into calls (call_sid, patient_id, direction, flow, flow_version, state, ended, created_at) \
+         values ('WEB1', 'p1', 'web', 'daily-health-check', 'v1', '{}', true, '2026-11-25T00:20:00.000Z');",
+    )
+    .await;
+    assert_eq!(store.campaign().settle_reported(at(0, 30), false).await.unwrap(), 0, "not due yet");
+    assert_eq!(store.campaign().settle_reported(at(0, 30), true).await.unwrap(), 1);
     let claimed = store.campaign().claim_jobs(at(1, 0), at(1, 20), 10).await.unwrap();
-    assert_eq!(claimed.len(), 2);
+    let claimed: Vec<&str> = claimed.iter().map(|j| j.patient_id.as_str()).collect();
+    assert_eq!(claimed, ["p2"]);
 }

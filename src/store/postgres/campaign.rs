@@ -15,14 +15,14 @@ use crate::store::{Campaign, Fut, Job, NewAlert, NewMessage, fut};
 use crate::types::{CallSid, PatientId};
 
 /// Settles the jobs due at `now` (call or web request) whose patient reported in their window.
-async fn settle_in(tx: &mut sqlx::PgConnection, now: DateTime<Utc>) -> Result<usize, sqlx::Error> {
+async fn settle_in(tx: &mut sqlx::PgConnection, now: DateTime<Utc>, all: bool) -> Result<usize, sqlx::Error> {
     let r = sqlx::query(
         "with settled as (
            select j.job_id, bool_or(c.direction = 'web') as web
            from jobs j join calls c on c.patient_id = j.patient_id and c.ended
              and c.created_at >= j.window_from and c.created_at < j.window_to
            where j.status in ('planned', 'retry') and j.window_from is not null
-             and (j.due_at <= $1 or (j.web_at <= $1 and j.web_sent_at is null))
+             and ($4 or j.due_at <= $1 or (j.web_at <= $1 and j.web_sent_at is null))
            group by j.job_id
          ), locked as (
            select j.job_id, s.web from jobs j join settled s on s.job_id = j.job_id
@@ -36,10 +36,14 @@ async fn settle_in(tx: &mut sqlx::PgConnection, now: DateTime<Utc>) -> Result<us
     .bind(now)
     .bind(REPORTED_ON_WEB)
     .bind(REPORTED_BY_PHONE)
+    .bind(all)
     .execute(&mut *tx)
     .await?;
     Ok(r.rows_affected() as usize)
 }
+
+/// A job's row: id, patient, flow, status and the end of its check-in.
+type JobRow = (i64, PatientId, String, String, Option<DateTime<Utc>>);
 
 impl Campaign for PgStore {
     fn create_job<'a>(&'a self, patient_id: &'a str, flow: &'a str) -> Fut<'a, i64> {
@@ -54,8 +58,7 @@ impl Campaign for PgStore {
 
     fn job(&self, job_id: i64) -> Fut<'_, Option<Job>> {
         fut(async move {
-            #[allow(clippy::type_complexity)]
-            let row: Option<(i64, PatientId, String, String, Option<DateTime<Utc>>)> =
+            let row: Option<JobRow> =
                 sqlx::query_as("select job_id, patient_id, flow, status, window_to from jobs where job_id = $1")
                     .bind(job_id)
                     .fetch_optional(&self.pool)
@@ -110,7 +113,7 @@ impl Campaign for PgStore {
         fut(async move {
             let r = sqlx::query(
                 "update jobs set due_at = $2, updated_at = $2
-                 where day = $1 and checkin = $3 and status = 'planned' and due_at > $2",
+                 where day = $1 and checkin = $3 and status = 'planned' and due_at > $2 and web_at is null",
             )
             .bind(day)
             .bind(due_at)
@@ -153,7 +156,7 @@ impl Campaign for PgStore {
         fut(async move {
             let mut tx = self.pool.begin().await?;
             // Reported in the job's window: settled, never dialled.
-            settle_in(&mut tx, now).await?;
+            settle_in(&mut tx, now, false).await?;
             let rows = sqlx::query(
                 "with due as (
                    select job_id from jobs where status in ('planned', 'retry') and due_at <= $1
@@ -220,10 +223,10 @@ impl Campaign for PgStore {
         })
     }
 
-    fn settle_reported(&self, now: DateTime<Utc>) -> Fut<'_, usize> {
+    fn settle_reported(&self, now: DateTime<Utc>, all: bool) -> Fut<'_, usize> {
         fut(async move {
             let mut tx = self.pool.begin().await?;
-            let n = settle_in(&mut tx, now).await?;
+            let n = settle_in(&mut tx, now, all).await?;
             tx.commit().await?;
             Ok(n)
         })

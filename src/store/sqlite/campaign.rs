@@ -75,7 +75,7 @@ pub(super) fn advance_jobs(
     Ok(conn
         .prepare_cached(
             "update jobs set due_at = ?2, updated_at = ?2
-             where day = ?1 and checkin = ?3 and status = 'planned' and due_at > ?2",
+             where day = ?1 and checkin = ?3 and status = 'planned' and due_at > ?2 and web_at is null",
         )?
         .execute(params![day_text(day), t, checkin])?)
 }
@@ -110,7 +110,7 @@ pub(super) fn reported_by_channel(
 }
 
 /// Settles the jobs due at `t` (call or web request) whose patient reported in their window.
-fn settle_in(tx: &Connection, t: &str) -> Result<usize, StoreError> {
+fn settle_in(tx: &Connection, t: &str, all: bool) -> Result<usize, StoreError> {
     Ok(tx
         .prepare_cached(
             "update jobs set status = 'reported', lease_until = null, updated_at = ?1,
@@ -118,17 +118,17 @@ fn settle_in(tx: &Connection, t: &str) -> Result<usize, StoreError> {
                  select 1 from calls c where c.patient_id = jobs.patient_id and c.ended = 1 and c.direction = 'web'
                    and c.created_at >= jobs.window_from and c.created_at < jobs.window_to) then ?2 else ?3 end
              where status in ('planned', 'retry') and window_from is not null
-               and (due_at <= ?1 or (web_at <= ?1 and web_sent_at is null))
+               and (?4 or due_at <= ?1 or (web_at <= ?1 and web_sent_at is null))
                and exists (
                  select 1 from calls c where c.patient_id = jobs.patient_id and c.ended = 1
                    and c.created_at >= jobs.window_from and c.created_at < jobs.window_to)",
         )?
-        .execute(params![t, REPORTED_ON_WEB, REPORTED_BY_PHONE])?)
+        .execute(params![t, REPORTED_ON_WEB, REPORTED_BY_PHONE, all])?)
 }
 
-pub(super) fn settle_reported(conn: &mut Connection, now: DateTime<Utc>) -> Result<usize, StoreError> {
+pub(super) fn settle_reported(conn: &mut Connection, now: DateTime<Utc>, all: bool) -> Result<usize, StoreError> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    let n = settle_in(&tx, &sqlite_time(now))?;
+    let n = settle_in(&tx, &sqlite_time(now), all)?;
     tx.commit()?;
     Ok(n)
 }
@@ -189,7 +189,7 @@ pub(super) fn claim_jobs(
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let t = sqlite_time(now);
     // Reported in the job's window: settled, never dialled.
-    settle_in(&tx, &t)?;
+    settle_in(&tx, &t, false)?;
     let claimed = {
         let mut st = tx.prepare_cached(
             "update jobs set status = 'dialing', attempt = attempt + 1, lease_until = ?2, updated_at = ?1
@@ -475,8 +475,8 @@ impl Campaign for SqliteStore {
         self.read(active_jobs)
     }
 
-    fn settle_reported(&self, now: DateTime<Utc>) -> Fut<'_, usize> {
-        self.write(move |c| settle_reported(c, now))
+    fn settle_reported(&self, now: DateTime<Utc>, all: bool) -> Fut<'_, usize> {
+        self.write(move |c| settle_reported(c, now, all))
     }
 
     fn due_web_requests(&self, now: DateTime<Utc>, limit: i64) -> Fut<'_, Vec<WebRequest>> {
