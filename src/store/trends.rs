@@ -273,7 +273,9 @@ pub fn page_sql(d: Dialect, q: &TableQuery) -> PageSql {
         }
         // The latest job's status, ranked, read for each patient on `jobs_patient` (newest first,
         // one row), as a column of a derived table so that it is read once.
-        SortKey::LastCall => format!("case when s.k is null then 1 else 0 end, s.k {dir}, s.patient_id"),
+        // (A patient never called ranks last either way; `coalesce`, not a test of null, so the
+        // planner reads the rank once.)
+        SortKey::LastCall => format!("coalesce(s.k, {}) {dir}, s.patient_id", if q.desc { -1 } else { 6 }),
     };
     let limit = push(d, &mut params, Param::Int(q.limit));
     let offset = push(d, &mut params, Param::Int(q.offset));

@@ -268,3 +268,20 @@ async fn a_call_walked_through_the_webhooks_fills_the_queue_and_its_page_shows_a
     assert!(page.contains("体温</dt><dd>36.5"), "{page}");
     assert!(page.contains("本日の体温を、数字で押してください"), "the steps as heard: {page}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_patients_tables_filters_refuse_a_value_the_form_does_not_offer_next_to_its_field() {
+    let (app, _) = app_with_item().await;
+    let ito = signed_in(&app, "ito").await;
+    let bad = ito.get("/ui/patients?alert=everything&slot=midnight&sort=password").await;
+    assert_eq!(bad.status, 400);
+    assert!(bad.body.contains("id=\"alert-error\"") && bad.body.contains("aria-invalid=\"true\""), "{}", bad.body);
+    assert!(bad.body.contains("id=\"slot-error\"") && bad.body.contains("この列では並べ替えできません。"));
+    assert!(bad.body.contains("/ui/patients/P001"), "the rest of the page as without those filters");
+    let urgent = ito.get("/ui/patients?alert=urgent&sort=followup&dir=desc").await;
+    assert_eq!(urgent.status, 200);
+    assert!(urgent.body.contains("/ui/patients/P001") && urgent.body.contains("緊急"), "{}", urgent.body);
+    assert!(!ito.get("/ui/patients?alert=none").await.body.contains("/ui/patients/P001"));
+    let rows = app.store.users().audit_rows(100).await.unwrap();
+    assert!(rows.iter().any(|r| r.action == "view_patients" && r.target == "?alert=urgent&sort=followup&dir=desc"));
+}
