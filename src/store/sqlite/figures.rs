@@ -11,8 +11,10 @@ use crate::store::{Fut, StoreError};
 /// patients who answered the app question or the consent in the span, those asked, those who
 /// use the app, those who consented. Otherwise the origin of numbers issued in the span (a
 /// replacement is not a new issue), and how many the app verified, itself or its replacement.
-/// The numbers are read by the time they were issued whatever the statistics say (`indexed
-/// by`): without them, SQLite may read every patient and look up their numbers.
+/// The answers and the numbers are read through their time indexes whatever the statistics say
+/// (`indexed by`): with `ANALYZE`d statistics of 100,000 patients, SQLite 3.46 preferred to read
+/// every answer in patient order (`answers_patient`, to skip a sort) and took seconds; without
+/// statistics it may read every patient and look up their numbers.
 pub(crate) const FIGURES_SQL: &str = "
     select p.area, 'new', count(*), 0, 0
       from patients p where p.care_start >= ?1 and p.care_start <= ?2
@@ -21,7 +23,7 @@ pub(crate) const FIGURES_SQL: &str = "
     select p.area, 'answers', sum(a.asked), sum(a.app_user), sum(a.consent)
       from (select patient_id, max(name = ?5) as asked, max(name = ?5 and value_text = ?7) as app_user,
                    max(name = ?6 and value_text = ?7) as consent
-              from answers
+              from answers indexed by answers_figures
              where name in (?5, ?6) and created_at >= ?3 and created_at < ?4 and patient_id is not null
              group by patient_id) a
       join patients p on p.patient_id = a.patient_id
