@@ -1,5 +1,5 @@
 //! The ministry's figures on SQLite: one statement per span, through the indexes of migration
-//! 0015 (`answers_figures`, `patients_care_start`, `processing_numbers_issued`).
+//! 0016 (`answers_figures`, `patients_care_start`, `processing_numbers_issued`).
 
 use rusqlite::{Connection, params};
 
