@@ -2,6 +2,5 @@
 -- one day are found by their time, not by reading every row ever written; the calls run on a
 -- flow version are counted from an index.
 create index calls_created on calls (created_at);
-create index processing_numbers_issued on processing_numbers (issued_at);
 create index outbox_created on outbox (created_at);
 create index calls_flow_version on calls (flow_version);

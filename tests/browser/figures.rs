@@ -17,7 +17,8 @@ use crate::common::staff::{PASSWORD, add_user};
 
 /// Five areas over two weeks: (area, new patients, asked, app users, consents, numbers issued
 /// in calls, by staff, on the web, verified).
-const AREAS: [(&str, usize, usize, usize, usize, usize, usize, usize, usize); 5] = [
+type Area = (&'static str, usize, usize, usize, usize, usize, usize, usize, usize);
+const AREAS: [Area; 5] = [
     ("中央区", 40, 34, 14, 12, 11, 3, 2, 12),
     ("北区", 25, 20, 9, 8, 8, 1, 1, 5),
     ("南区", 30, 24, 16, 15, 14, 2, 4, 17),

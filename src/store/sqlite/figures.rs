@@ -11,6 +11,10 @@ use crate::store::{Fut, StoreError};
 /// patients who answered the app question or the consent in the span, those asked, those who
 /// use the app, those who consented. Otherwise the origin of numbers issued in the span (a
 /// replacement is not a new issue), and how many the app verified, itself or its replacement.
+/// The answers and the numbers are read through their time indexes whatever the statistics say
+/// (`indexed by`): with `ANALYZE`d statistics of 100,000 patients, SQLite 3.46 preferred to read
+/// every answer in patient order (`answers_patient`, to skip a sort) and took seconds; without
+/// statistics it may read every patient and look up their numbers.
 pub(crate) const FIGURES_SQL: &str = "
     select p.area, 'new', count(*), 0, 0
       from patients p where p.care_start >= ?1 and p.care_start <= ?2
@@ -19,7 +23,7 @@ pub(crate) const FIGURES_SQL: &str = "
     select p.area, 'answers', sum(a.asked), sum(a.app_user), sum(a.consent)
       from (select patient_id, max(name = ?5) as asked, max(name = ?5 and value_text = ?7) as app_user,
                    max(name = ?6 and value_text = ?7) as consent
-              from answers
+              from answers indexed by answers_figures
              where name in (?5, ?6) and created_at >= ?3 and created_at < ?4 and patient_id is not null
              group by patient_id) a
       join patients p on p.patient_id = a.patient_id
@@ -29,7 +33,7 @@ pub(crate) const FIGURES_SQL: &str = "
            sum(n.used_at is not null
                or exists (select 1 from processing_numbers r where r.reissue_of = n.number_id and r.used_at is not null)),
            0
-      from processing_numbers n join patients p on p.patient_id = n.patient_id
+      from processing_numbers n indexed by processing_numbers_issued join patients p on p.patient_id = n.patient_id
      where n.issued_at >= ?3 and n.issued_at < ?4 and n.reissue_of is null
      group by p.area, n.consent_channel";
 
