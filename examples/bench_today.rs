@@ -67,7 +67,8 @@ async fn main() -> Result<(), Error> {
         if cfg!(debug_assertions) { "debug" } else { "release" }
     );
     let wanted = |b: &str| args.only.as_deref().is_none_or(|o| o == b);
-    let mut table = vec!["| store | page | median ms | p95 ms | max ms |".to_string(), "| --- | --- | ---: | ---: | ---: |".into()];
+    let mut table =
+        vec!["| store | page | median ms | p95 ms | max ms |".to_string(), "| --- | --- | ---: | ---: | ---: |".into()];
     if wanted("sqlite") {
         let dir = tempfile::tempdir()?;
         let path = dir.path().join("ivr.db");
@@ -160,7 +161,9 @@ impl Dialect {
     fn series(&self, n: u32) -> String {
         match self {
             Dialect::Sqlite => {
-                format!("(with recursive s(i) as (select 1 union all select i + 1 from s where i < {n}) select i from s) s")
+                format!(
+                    "(with recursive s(i) as (select 1 union all select i + 1 from s where i < {n}) select i from s) s"
+                )
             }
             Dialect::Postgres => format!("generate_series(1, {n}) as s(i)"),
         }
@@ -183,7 +186,9 @@ impl Dialect {
     /// Seconds after 01:00 UTC of day `d` (10:00 in Tokyo), as the store keeps a time.
     fn time(&self, d: NaiveDate, seconds: &str) -> String {
         match self {
-            Dialect::Sqlite => format!("strftime('%Y-%m-%dT%H:%M:%fZ', '{d} 01:00:00', '+' || ({seconds}) || ' seconds')"),
+            Dialect::Sqlite => {
+                format!("strftime('%Y-%m-%dT%H:%M:%fZ', '{d} 01:00:00', '+' || ({seconds}) || ' seconds')")
+            }
             Dialect::Postgres => format!("(timestamptz '{d} 01:00:00+00' + ({seconds}) * interval '1 second')"),
         }
     }
@@ -276,8 +281,14 @@ fn fill(d: &Dialect, args: &Args, today: NaiveDate) -> Vec<String> {
 /// Signs in, asks for each page, adds its rows to `table`, stops the server.
 async fn measure(store: &str, server: Server, args: &Args, table: &mut Vec<String>) -> Result<(), Error> {
     let state = &server.state;
-    ivr::staff::add_user(&state.store, &UserName::parse(USER)?, Role::Viewer, UiLanguage::Ja, &SecretString::from(PASSWORD))
-        .await?;
+    ivr::staff::add_user(
+        &state.store,
+        &UserName::parse(USER)?,
+        Role::Viewer,
+        UiLanguage::Ja,
+        &SecretString::from(PASSWORD),
+    )
+    .await?;
     state.store.numbers().add_token("bench", &ivr::http::api::token_hash(TOKEN), Scopes::parse("read")?).await?;
     let base = format!("http://{}", server.addr);
     let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build()?;

@@ -313,7 +313,8 @@ pub fn layout(flow: &Flow, label: impl Fn(Node) -> (String, String)) -> Layout {
     set_pos(&rows, &mut pos);
     for sweep in 0..8 {
         let downward = sweep % 2 == 0;
-        let range: Vec<usize> = if downward { (1..layers).collect() } else { (0..layers.saturating_sub(1)).rev().collect() };
+        let range: Vec<usize> =
+            if downward { (1..layers).collect() } else { (0..layers.saturating_sub(1)).rev().collect() };
         for l in range {
             let mut keyed: Vec<(f64, usize)> = rows[l]
                 .iter()
@@ -385,14 +386,18 @@ pub fn layout(flow: &Flow, label: impl Fn(Node) -> (String, String)) -> Layout {
             let row = &rows[l];
             let mut left = vec![0.0; row.len()];
             for (i, &v) in row.iter().enumerate() {
-                let min = if i == 0 { f64::MIN } else { left[i - 1] + (width[row[i - 1]] + width[v]) / 2.0 + size::BOX_GAP };
+                let min =
+                    if i == 0 { f64::MIN } else { left[i - 1] + (width[row[i - 1]] + width[v]) / 2.0 + size::BOX_GAP };
                 left[i] = wanted[i].max(min);
             }
             let mut right = vec![0.0; row.len()];
             for i in (0..row.len()).rev() {
                 let v = row[i];
-                let max =
-                    if i + 1 == row.len() { f64::MAX } else { right[i + 1] - (width[row[i + 1]] + width[v]) / 2.0 - size::BOX_GAP };
+                let max = if i + 1 == row.len() {
+                    f64::MAX
+                } else {
+                    right[i + 1] - (width[row[i + 1]] + width[v]) / 2.0 - size::BOX_GAP
+                };
                 right[i] = wanted[i].min(max);
             }
             let mut placed = vec![0.0; row.len()];
@@ -460,7 +465,13 @@ pub fn layout(flow: &Flow, label: impl Fn(Node) -> (String, String)) -> Layout {
             // A loop over the box's top right corner, clear of the transfer's stub.
             let b = &boxes[e.from];
             let (r, top) = (b.x + b.w, b.y);
-            let points = vec![(r - 12.0, top), (r - 12.0, top - 16.0), (r + 16.0, top - 16.0), (r + 16.0, top + 10.0), (r, top + 10.0)];
+            let points = vec![
+                (r - 12.0, top),
+                (r - 12.0, top - 16.0),
+                (r + 16.0, top - 16.0),
+                (r + 16.0, top + 10.0),
+                (r, top + 10.0),
+            ];
             // Its label starts right of the loop (`label_at` is the label's left end here).
             routes.push(Route { edge: k, points, label_at: (r + 20.0, top - 10.0), back: true });
         }

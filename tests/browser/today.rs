@@ -210,7 +210,8 @@ async fn the_flow_pages_list_the_versions_the_calls_ran_on_and_draw_every_state(
     for lang in ["ja", "en"] {
         app.store.users().set_language("ito", UiLanguage::parse(lang).unwrap()).await.unwrap();
         b.goto(&format!("{}/ui/flows", app.addr)).await;
-        let listed = b.client.find(Locator::Css("tr[data-flow='daily-health-check']")).await.unwrap().text().await.unwrap();
+        let listed =
+            b.client.find(Locator::Css("tr[data-flow='daily-health-check']")).await.unwrap().text().await.unwrap();
         assert!(listed.contains(&flow.version[..12]) && listed.contains(&mine[0].calls.to_string()), "{listed}");
         b.click("tr[data-flow='daily-health-check'] a").await;
         assert_eq!(b.path().await, "/ui/flows/daily-health-check");
@@ -256,7 +257,9 @@ async fn screenshots(app: &TestApp) {
         b.sign_in(&app.addr, "ito", PASSWORD).await;
         for lang in ["ja", "en"] {
             app.store.users().set_language("ito", UiLanguage::parse(lang).unwrap()).await.unwrap();
-            for (page, path) in [("today", "/ui/today"), ("flows", "/ui/flows"), ("flow", "/ui/flows/daily-health-check")] {
+            for (page, path) in
+                [("today", "/ui/today"), ("flows", "/ui/flows"), ("flow", "/ui/flows/daily-health-check")]
+            {
                 b.goto(&format!("{}{path}", app.addr)).await;
                 crate::screenshots::shot(&b, &out, &format!("{page}-{lang}-{size}"), width, height).await;
             }

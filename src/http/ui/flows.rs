@@ -122,7 +122,13 @@ async fn list(State(state): State<AppState>, staff: Staff) -> Result<Response, P
         })
         .collect();
     let retired: Vec<VersionUse> = usage.into_iter().filter(|u| !serving.contains_key(&u.flow)).collect();
-    let page = List { t, frame: Frame::of(&staff, "/ui/flows"), flows, versions: version_views(&state, &retired, &serving), show_flow: true };
+    let page = List {
+        t,
+        frame: Frame::of(&staff, "/ui/flows"),
+        flows,
+        versions: version_views(&state, &retired, &serving),
+        show_flow: true,
+    };
     Ok(html(&page))
 }
 
@@ -212,7 +218,9 @@ fn edge_words(t: &Text, label: &str) -> String {
 fn box_lines(t: &Text, flow: &Flow, node: Node) -> (String, String) {
     match node {
         Node::State(i) => (flow.states[i].name.clone(), kind_words(t, &flow.states[i].kind).to_string()),
-        Node::Transfer => (t.say("職員へ転送", "Transfer").to_string(), t.say("保健所の電話", "the centre's phone").to_string()),
+        Node::Transfer => {
+            (t.say("職員へ転送", "Transfer").to_string(), t.say("保健所の電話", "the centre's phone").to_string())
+        }
     }
 }
 
@@ -286,11 +294,13 @@ fn svg(t: &Text, flow: &Flow, l: &Layout) -> String {
             labels.push(Label { x, y: r.label_at.1, w, text, class });
         }
     }
-    // A label that would cover one placed before it (left to right) moves right of it.
+    // A label that would cover one placed before it (left to right) moves right of it, with a
+    // gap a little wider than the test for covering, so rounding cannot find it covering again.
     labels.sort_by(|a, b| a.x.total_cmp(&b.x));
     let mut placed: Vec<Label> = Vec::with_capacity(labels.len());
     for mut l in labels {
-        while let Some(p) = placed.iter().find(|p| (p.y - l.y).abs() < 18.0 && (p.x - l.x).abs() < (p.w + l.w) / 2.0 + 4.0)
+        while let Some(p) =
+            placed.iter().find(|p| (p.y - l.y).abs() < 18.0 && (p.x - l.x).abs() < (p.w + l.w) / 2.0 + 3.5)
         {
             l.x = p.x + (p.w + l.w) / 2.0 + 4.0;
         }

@@ -187,7 +187,9 @@ fn figures(t: &'static Text, tz: chrono_tz::Tz, today: &Today) -> Figures {
         .figures
         .areas
         .iter()
-        .map(|a| row(a, if a.area.is_empty() { t.say("（地区なし）", "(no area)").to_string() } else { a.area.clone() }))
+        .map(|a| {
+            row(a, if a.area.is_empty() { t.say("（地区なし）", "(no area)").to_string() } else { a.area.clone() })
+        })
         .collect();
     let tile = |what: &'static str, ja: &'static str, en: &'static str, tone: &'static str| Tile {
         what,
@@ -298,10 +300,7 @@ async fn events(State(state): State<AppState>, staff: Staff, headers: HeaderMap)
 
 async fn script() -> Response {
     (
-        [
-            (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
-            (header::CACHE_CONTROL, "public, max-age=3600"),
-        ],
+        [(header::CONTENT_TYPE, "text/javascript; charset=utf-8"), (header::CACHE_CONTROL, "public, max-age=3600")],
         include_str!("../../../templates/ui/today.js"),
     )
         .into_response()

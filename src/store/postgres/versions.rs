@@ -47,7 +47,13 @@ impl Flows for PgStore {
             let rows: Vec<UseRow> = sqlx::query_as(USAGE).fetch_all(&self.pool).await?;
             Ok(rows
                 .into_iter()
-                .map(|(flow, version, first_used, calls, last_call)| VersionUse { flow, version, first_used, calls, last_call })
+                .map(|(flow, version, first_used, calls, last_call)| VersionUse {
+                    flow,
+                    version,
+                    first_used,
+                    calls,
+                    last_call,
+                })
                 .collect())
         })
     }

@@ -3,8 +3,8 @@
 use rusqlite::{Connection, params};
 
 use super::SqliteStore;
-use crate::store::StoreError;
 use super::parse_sqlite_time;
+use crate::store::StoreError;
 use crate::store::versions::{IN_USE, Row, StoredFlow, USAGE, VersionUse};
 use crate::store::versions::{catalogs_json, from_row};
 use crate::store::{Flows, Fut};
