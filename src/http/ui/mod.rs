@@ -13,15 +13,15 @@
 //! Every action, and every view of personal data, leaves a row in the staff audit log
 //! ([`Staff::audit`]).
 
+mod charts;
 mod figures;
 mod flows;
-mod charts;
 pub mod i18n;
 mod pages;
 mod patient;
 mod queue;
-pub mod today;
 mod table;
+pub mod today;
 mod tokens;
 
 use std::net::SocketAddr;
