@@ -18,6 +18,10 @@
 //! `postgres://postgres@127.0.0.1:5432/test`) and dropped after it. `--only sqlite` or
 //! `--only postgres` measures one back end.
 
+#[path = "common/mod.rs"]
+mod common;
+
+use common::{PASSWORD, USER, sign_in};
 use std::path::Path;
 use std::time::Instant;
 
@@ -29,8 +33,6 @@ use ivr::types::{Role, Scopes, UiLanguage, UserName};
 use secrecy::SecretString;
 use sqlx::{Connection, PgConnection};
 
-const USER: &str = "bench";
-const PASSWORD: &str = "correct horse battery staple";
 const TOKEN: &str = "ivr_bench_read_token";
 
 #[derive(Parser)]
@@ -346,37 +348,4 @@ fn grouped(n: u32) -> String {
         out.push(c);
     }
     out
-}
-
-/// Signs in as a browser does (the form's token and cookie); the session cookie's value.
-async fn sign_in(client: &reqwest::Client, base: &str) -> Result<String, Error> {
-    let form = client.get(format!("{base}/ui/login")).send().await?;
-    let login = form
-        .headers()
-        .get_all("set-cookie")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .find(|c| c.starts_with("ivr_login="))
-        .ok_or("no sign-in cookie")?
-        .split(';')
-        .next()
-        .unwrap_or_default()
-        .to_string();
-    let body = form.text().await?;
-    let at = body.find("name=\"csrf\" value=\"").ok_or("no csrf field")? + "name=\"csrf\" value=\"".len();
-    let token = &body[at..at + body[at..].find('"').ok_or("no csrf value")?];
-    let resp = client
-        .post(format!("{base}/ui/login"))
-        .header("cookie", login)
-        .form(&[("csrf", token), ("name", USER), ("password", PASSWORD)])
-        .send()
-        .await?;
-    let session = resp
-        .headers()
-        .get_all("set-cookie")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .find(|c| c.starts_with("ivr_session="))
-        .ok_or_else(|| format!("not signed in: {}", resp.status()))?;
-    Ok(session["ivr_session=".len()..].split(';').next().unwrap_or_default().to_string())
 }

@@ -304,7 +304,7 @@ pub(super) async fn patients(
     Ok(axum::Json(json!({ "patients": list, "next_offset": next })).into_response())
 }
 
-fn unknown_patient(id: &str) -> Error {
+pub(super) fn unknown_patient(id: &str) -> Error {
     Error::new(StatusCode::NOT_FOUND, "unknown_patient", Some("id"), format!("no patient {id}"))
 }
 

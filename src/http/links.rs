@@ -39,8 +39,10 @@ async fn audit(app: &AppState, client: &Client<scope::Followup>, action: &str, t
     app.store.users().audit(&entry).await.map_err(Error::internal)
 }
 
+/// The patient's id; one no patient can have is a patient not found, as on the other patient
+/// routes.
 fn patient_id(id: &str) -> Result<PatientId, Error> {
-    PatientId::parse(id).map_err(|e| Error::invalid("id", e.to_string()))
+    PatientId::parse(id).map_err(|_| super::followups::unknown_patient(id))
 }
 
 pub(super) async fn send(
@@ -55,7 +57,7 @@ pub(super) async fn send(
     let sent = match sender(&app).send(&app.store, &id, now).await {
         Ok(s) => s,
         Err(LinkError::UnknownPatient(_)) | Err(LinkError::Store(crate::store::StoreError::UnknownPatient(_))) => {
-            return Err(Error::new(StatusCode::NOT_FOUND, "unknown_patient", Some("id"), format!("no patient {id}")));
+            return Err(super::followups::unknown_patient(id.as_str()));
         }
         Err(e @ LinkError::CareEnded) => {
             return Err(Error::new(StatusCode::CONFLICT, "care_ended", Some("id"), e.to_string()));
@@ -84,7 +86,7 @@ pub(super) async fn revoke(
     let id = patient_id(&id)?;
     audit(&app, &client, "revoke_report_link", id.as_str()).await?;
     if app.store.patients().get(id.as_str()).await.map_err(Error::internal)?.is_none() {
-        return Err(Error::new(StatusCode::NOT_FOUND, "unknown_patient", Some("id"), format!("no patient {id}")));
+        return Err(super::followups::unknown_patient(id.as_str()));
     }
     let now = app.campaign.clock.now();
     let by = format!("api:{}", client.name);

@@ -988,6 +988,9 @@ async fn link_cases(spec: &Value, app: &App, staff: &str, app_only: &str, seen: 
         Case::new("link, unknown patient", REPORT_LINK, &url("P999"), 404).token(staff).example("unknown_patient"),
         Case::new("link, no token", REPORT_LINK, &url("P001"), 401).example("unauthorized"),
         Case::new("link, a verify token", REPORT_LINK, &url("P001"), 403).token(app_only).example("forbidden"),
+        Case::new("link, id not UTF-8", REPORT_LINK, &url("P%FF"), 400).token(staff).example("bad_path"),
+        Case::new("link, id no patient can have", REPORT_LINK, &url("P%201"), 404).token(staff),
+        delete(Case::new("revoke, id not UTF-8", REPORT_LINK, &url("P%FF"), 400).token(staff).example("bad_path")),
         delete(Case::new("link revoked", REPORT_LINK, &url("P001"), 200).token(staff)),
         delete(
             Case::new("revoke, unknown patient", REPORT_LINK, &url("P999"), 404)

@@ -32,7 +32,10 @@ fn routes() -> Vec<Route> {
             if op["security"].as_array().is_some_and(Vec::is_empty) {
                 continue;
             }
-            assert!(method == "post" || method == "get", "{path}: the requests below are POSTs and GETs");
+            assert!(
+                ["post", "get", "delete"].contains(&method.as_str()),
+                "{path}: the requests below are POSTs, GETs and DELETEs"
+            );
             let scopes = op["security"][0]["bearer"].as_array().unwrap_or_else(|| panic!("{path}: no scope named"));
             assert_eq!(scopes.len(), 1, "{path}: one scope per route");
             let scope = Scope::parse(scopes[0].as_str().unwrap()).unwrap();
@@ -56,10 +59,11 @@ fn routes() -> Vec<Route> {
     routes
 }
 
-async fn post(app: &TestApp, route: &Route, token: &str) -> (u16, Value) {
+async fn request(app: &TestApp, route: &Route, token: &str) -> (u16, Value) {
     let client = reqwest::Client::new();
     let req = match route.method.as_str() {
         "get" => client.get(format!("{}{}", app.addr, route.path)),
+        "delete" => client.delete(format!("{}{}", app.addr, route.path)),
         _ => client
             .post(format!("{}{}", app.addr, route.path))
             .header("content-type", &route.content_type)
@@ -110,10 +114,10 @@ async fn a_token_without_the_routes_scope_is_refused_on_every_route_and_changes_
     // For each route, a token with every scope but the one it needs.
     for route in &routes {
         let others: Vec<&str> = Scope::ALL.iter().filter(|s| **s != route.scope).map(|s| s.as_str()).collect();
-        let name = format!("without-{}-{}", route.scope, route.path);
+        let name = format!("without-{}-{}-{}", route.scope, route.method, route.path);
         let token = app.add_token(&name, &others.join(",")).await;
         let before = snapshot(&app).await;
-        let (status, body) = post(&app, route, &token).await;
+        let (status, body) = request(&app, route, &token).await;
         assert_eq!(status, 403, "{}: {body}", route.path);
         assert_eq!(body["error"], "forbidden", "{}: {body}", route.path);
         assert_eq!(body["field"], "authorization", "{}: {body}", route.path);
@@ -128,10 +132,10 @@ async fn a_token_without_the_routes_scope_is_refused_on_every_route_and_changes_
     let before = snapshot(&app).await;
     for route in &routes {
         if route.scope != Scope::Read {
-            assert_eq!(post(&app, route, &read).await.0, 403, "{}", route.path);
+            assert_eq!(request(&app, route, &read).await.0, 403, "{}", route.path);
         }
         if route.scope != Scope::Verify {
-            assert_eq!(post(&app, route, &verify).await.0, 403, "{}: a verify token", route.path);
+            assert_eq!(request(&app, route, &verify).await.0, 403, "{}: a verify token", route.path);
         }
     }
     assert_eq!(snapshot(&app).await, before, "nothing changed, the tokens' last use included");
@@ -147,14 +151,14 @@ async fn a_token_without_the_routes_scope_is_refused_on_every_route_and_changes_
     // With the scope, each route does its work.
     let staff = app.add_token("staff", "staff").await;
     for route in routes.iter().filter(|r| r.scope != Scope::Verify) {
-        let (status, body) = post(&app, route, &staff).await;
+        let (status, body) = request(&app, route, &staff).await;
         // Claim, then close, then release: the item closed refuses the release (409).
         let released_closed = route.path.ends_with("/release") && status == 409;
         assert!(status == 200 || status == 201 || released_closed, "{}: {status} {body}", route.path);
     }
     assert_eq!(app.store.numbers().valid_count().await.unwrap(), 1, "the issue route issued");
     let verify_route = routes.iter().find(|r| r.scope == Scope::Verify).unwrap();
-    let (status, body) = post(&app, verify_route, &verify).await;
+    let (status, body) = request(&app, verify_route, &verify).await;
     assert_eq!(status, 404, "checked (an unknown number), not refused: {body}");
     let used: Vec<_> =
         app.store.numbers().tokens().await.unwrap().into_iter().filter(|t| t.last_used_at.is_some()).collect();
@@ -168,7 +172,7 @@ async fn a_revoked_token_is_refused_like_an_unknown_one() {
     let app = spawn_app().await;
     let token = app.add_token("contact-app", "verify").await;
     let verify = routes().into_iter().find(|r| r.scope == Scope::Verify).unwrap();
-    assert_eq!(post(&app, &verify, &token).await.0, 404, "live: the number is checked");
+    assert_eq!(request(&app, &verify, &token).await.0, 404, "live: the number is checked");
     let lower = reqwest::Client::new()
         .post(format!("{}{}", app.addr, verify.path))
         .header("content-type", &verify.content_type)
@@ -180,8 +184,8 @@ async fn a_revoked_token_is_refused_like_an_unknown_one() {
     assert_eq!(lower.status().as_u16(), 404, "the scheme's name in any case");
     let at = chrono::Utc::now();
     assert_eq!(app.store.numbers().revoke_token("contact-app", at).await.unwrap(), ivr::store::Revoke::Revoked);
-    let revoked = post(&app, &verify, &token).await;
-    let unknown = post(&app, &verify, "ivr_never_made").await;
+    let revoked = request(&app, &verify, &token).await;
+    let unknown = request(&app, &verify, "ivr_never_made").await;
     assert_eq!(revoked.0, 401, "{}", revoked.1);
     assert_eq!(revoked, unknown, "the same answer as for a token never made");
     let audit = app.store.numbers().audit_log().await.unwrap();

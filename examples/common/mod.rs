@@ -1,0 +1,41 @@
+//! What the page benchmarks share (`#[path = "common/mod.rs"] mod common;`): the staff account
+//! they sign in with, and signing in as a browser does.
+
+/// The staff account each benchmark creates and signs in with.
+pub const USER: &str = "bench";
+pub const PASSWORD: &str = "correct horse battery staple";
+
+type Error = Box<dyn std::error::Error>;
+
+/// Signs in as a browser does (the form's token and cookie); the session cookie's value.
+pub async fn sign_in(client: &reqwest::Client, base: &str) -> Result<String, Error> {
+    let form = client.get(format!("{base}/ui/login")).send().await?;
+    let login = form
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|c| c.starts_with("ivr_login="))
+        .ok_or("no sign-in cookie")?
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .to_string();
+    let body = form.text().await?;
+    let at = body.find("name=\"csrf\" value=\"").ok_or("no csrf field")? + "name=\"csrf\" value=\"".len();
+    let token = &body[at..at + body[at..].find('"').ok_or("no csrf value")?];
+    let resp = client
+        .post(format!("{base}/ui/login"))
+        .header("cookie", login)
+        .form(&[("csrf", token), ("name", USER), ("password", PASSWORD)])
+        .send()
+        .await?;
+    let session = resp
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|c| c.starts_with("ivr_session="))
+        .ok_or_else(|| format!("not signed in: {}", resp.status()))?;
+    Ok(session["ivr_session=".len()..].split(';').next().unwrap_or_default().to_string())
+}
