@@ -266,10 +266,7 @@ pub async fn scenario(args: &Args) -> Result<(), Error> {
     }
     if wanted("postgres") {
         let mut admin = PgConnection::connect(&args.pg).await?;
-        let name = format!("ivr_bench_{:016x}", rand::random::<u64>());
-        sqlx::raw_sql(&format!("create database {name}")).execute(&mut admin).await?;
-        let mut url = url::Url::parse(&args.pg)?;
-        url.set_path(&format!("/{name}"));
+        let (name, url) = super::common::create_database(&mut admin, &args.pg).await?;
         let result: Result<(), Error> = async {
             let server = Server::start(&settings(url.as_str())).await?;
             let mut conn = PgConnection::connect(url.as_str()).await?;

@@ -39,3 +39,13 @@ pub async fn sign_in(client: &reqwest::Client, base: &str) -> Result<String, Err
         .ok_or_else(|| format!("not signed in: {}", resp.status()))?;
     Ok(session["ivr_session=".len()..].split(';').next().unwrap_or_default().to_string())
 }
+
+/// Creates a database of its own for a run on the PostgreSQL server at `base`; its name (to
+/// drop it after) and its URL.
+pub async fn create_database(admin: &mut sqlx::PgConnection, base: &str) -> Result<(String, url::Url), Error> {
+    let name = format!("ivr_bench_{:016x}", rand::random::<u64>());
+    sqlx::raw_sql(&format!("create database {name}")).execute(admin).await?;
+    let mut url = url::Url::parse(base)?;
+    url.set_path(&format!("/{name}"));
+    Ok((name, url))
+}
