@@ -140,6 +140,7 @@ impl Server {
             outbox_wake: Arc::new(tokio::sync::Notify::new()),
             simulator,
             email_configured: settings.email.is_some(),
+            send_links: settings.web.send_links,
             outbox: crate::notify::outbox::Policy::from_settings(&settings.outbox),
             turns: crate::calls::TurnContext {
                 centre_phone: settings.centre.phone.clone().into(),

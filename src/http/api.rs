@@ -379,7 +379,16 @@ async fn import(
         unchanged = count.unchanged,
         "roster imported"
     );
-    Ok((StatusCode::OK, axum::Json(count)).into_response())
+    let mut answer = serde_json::to_value(count).map_err(Error::internal)?;
+    if app.send_links {
+        // As `ivr patients import`: patients whose care period has begun get their personal link.
+        let (links, now) = (super::links::sender(&app), app.campaign.clock.now());
+        let today = now.with_timezone(&links.tz).date_naive();
+        let sent = links.send_due(&app.store, today, now).await.map_err(Error::internal)?;
+        app.outbox_wake.notify_one();
+        answer["report_links_sent"] = sent.into();
+    }
+    Ok((StatusCode::OK, axum::Json(answer)).into_response())
 }
 
 /// `GET /api/v1/today` takes no parameter: any is a 400 naming it.

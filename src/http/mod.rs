@@ -65,6 +65,8 @@ pub struct AppState {
     pub dialer_wake: Arc<tokio::sync::Notify>,
     /// E-mail can be sent (`[email]` is set): an SMS that cannot reach a landline falls back to it.
     pub email_configured: bool,
+    /// `web.send_links`: a roster import sends each patient whose care began their personal link.
+    pub send_links: bool,
     /// The outbox's retry rules: a delivery failure the carrier reports is retried by them.
     pub outbox: crate::notify::outbox::Policy,
     pub metrics: PrometheusHandle,

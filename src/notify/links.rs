@@ -4,7 +4,7 @@
 //! time zone (or [`OPEN_CARE_DAYS`] after it was sent, for a patient whose care has no end on
 //! file). Staff send one when they ask; [`LinkSender::send_due`] sends one to every patient whose
 //! care period has begun and who never had one (the daily plan, and the roster import, call it
-//! when `report.send_links` is on).
+//! when `web.send_links` is on).
 
 use std::sync::Arc;
 

@@ -78,3 +78,31 @@ async fn a_roster_needs_a_token_and_the_csv_content_type() {
     }
     assert_eq!(app.store.patients().all().await.unwrap(), vec![]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_send_links_an_imported_patient_in_care_gets_a_personal_link_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = settings(&sqlite_url(dir.path()));
+    s.web.send_links = true;
+    let app = spawn_app_with(s, dir).await;
+    let t = staff_token(&app).await;
+    let today = chrono::Utc::now().date_naive();
+    let (begun, later) = (today - chrono::Duration::days(1), today + chrono::Duration::days(3));
+    let roster = format!(
+        "patient_id,name,phone,birth_date,care_start,care_end\n\
+         P001,山田 花子,090-1234-5670,1950-04-12,{begun},{later}\n\
+         P002,佐藤 太郎,03-1234-5678,1941-01-31,{begun},{later}\n\
+         P003,鈴木 一郎,090-1234-5673,1962-08-30,{later},\n"
+    );
+    let (status, body) = import(&app, Some(&t), "text/csv", &roster).await;
+    assert_eq!(status, 200, "{body}");
+    // P001 is in care and has a mobile; P002 has only a landline and no e-mail; P003's care
+    // has not begun.
+    assert_eq!(body, json!({"inserted": 3, "updated": 0, "unchanged": 0, "report_links_sent": 1}));
+    let has_link = async |id: &str| app.store.links().latest(&id.parse().unwrap()).await.unwrap().is_some();
+    assert!(has_link("P001").await);
+    assert!(!has_link("P002").await && !has_link("P003").await);
+
+    let (status, body) = import(&app, Some(&t), "text/csv", &roster).await;
+    assert_eq!((status, body), (200, json!({"inserted": 0, "updated": 0, "unchanged": 3, "report_links_sent": 0})));
+}
