@@ -12,8 +12,9 @@
 //! The trends scenario: every patient in care, one call a day at 09:00 (Tokyo) give or take two
 //! hours, each with a temperature and an SpO2, and that day's job (done); one day in 17 the job
 //! was unreachable and there is no call; a tenth of the patients have an open item. Its rows
-//! are written by SQL inside each database, the readings' summary (`latest_answers`) by the
-//! migration's own query on PostgreSQL and by its triggers on SQLite.
+//! are written by SQL inside each database, the readings' summary (`latest_answers`) and each
+//! patient's last call's rank (`patients.last_job_rank`) by their migrations' own queries on
+//! PostgreSQL and by their triggers on SQLite.
 //!
 //! Each store gets `--items` patients with one open follow-up item each (one reason, severities
 //! mixed: a tenth urgent, three tenths high, the rest normal), and the first patient 30 days of

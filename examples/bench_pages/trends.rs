@@ -117,8 +117,8 @@ fn sqlite_fill(patients: usize, days: usize) -> Vec<String> {
     ]
 }
 
-/// PostgreSQL: the same rows; the readings' summary by the migration's query, its trigger off
-/// for the bulk insert (`session_replication_role`).
+/// PostgreSQL: the same rows; the readings' summary and the last calls' ranks by their
+/// migrations' queries, their triggers off for the bulk inserts (`session_replication_role`).
 fn pg_fill(patients: usize, days: usize) -> Vec<String> {
     let start = first_day(days);
     let end = start + Duration::days(days as i64 + 7);
@@ -153,14 +153,21 @@ fn pg_fill(patients: usize, days: usize) -> Vec<String> {
          from answers where kind = 'number' and patient_id is not null and value_raw is not null
          order by patient_id, name, call_id desc"
             .into(),
+        "set session_replication_role = replica".into(),
         format!(
-            "insert into jobs (patient_id, flow, status, day, due_at, attempt, outcome, updated_at, created_at)
-             select 'P' || lpad(i::text, 6, '0'), 'daily-health-check',
+            "insert into jobs (patient_id, area, flow, status, day, due_at, attempt, outcome, updated_at, created_at)
+             select 'P' || lpad(i::text, 6, '0'), 'area' || (i % 20), 'daily-health-check',
                case when (i + d) % 17 = 0 then 'unreachable' else 'done' end, date '{start}' + d, {ts},
                case when (i + d) % 17 = 0 then 3 else 1 end,
                case when (i + d) % 17 = 0 then 'no-answer' else 'completed' end, {ts}, {ts}
              from generate_series(0, {days} - 1) d, generate_series(1, {patients}) i order by d, i"
         ),
+        "set session_replication_role = origin".into(),
+        // The patients' last call's rank, by migration 22's own query.
+        "update patients p set last_job_rank = job_rank(l.status)
+           from (select distinct on (patient_id) patient_id, status from jobs order by patient_id, job_id desc) l
+          where l.patient_id = p.patient_id"
+            .into(),
         format!(
             "insert into followups (patient_id, status, urgency, opened_at, changed_by, changed_at)
              select 'P' || lpad(i::text, 6, '0'), 'open', 1 + (i / 10) % 3, timestamptz '{t0}', 'ivr', timestamptz '{t0}'

@@ -63,7 +63,9 @@ pub use followups::{
     NoticesPurged, Reason, Refusal, StatusFilter,
 };
 pub use leader::DialerLock;
-pub use links::{Compose, Link, LinkState, LinkToken, Links, NewLink, REPLACED, SentLink, TOKEN_BYTES, TOKEN_CHARS};
+pub use links::{
+    Compose, IDENTITY_CHECK, Link, LinkState, LinkToken, Links, NewLink, REPLACED, SentLink, TOKEN_BYTES, TOKEN_CHARS,
+};
 pub use numbers::*;
 pub use outbox::*;
 pub use patients::*;
@@ -80,7 +82,7 @@ pub use versions::{Flows, StoredFlow, VersionUse};
 pub type Fut<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'a>>;
 
 /// How many numbered migrations each back end has (`migrations/sqlite`, `migrations/postgres`).
-pub const MIGRATION_COUNT: usize = 20;
+pub const MIGRATION_COUNT: usize = 22;
 
 /// A store failure. Details go to the log; callers hear an apology.
 #[derive(Debug, thiserror::Error)]

@@ -222,9 +222,14 @@ pub fn page_sql(d: Dialect, q: &TableQuery) -> PageSql {
     if let Some(s) = q.search.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
         let text = push(d, &mut params, Param::Text(contains(&s.to_lowercase())));
         let digits: String = s.chars().filter(char::is_ascii_digit).collect();
+        // SQLite's `like` ignores the case of ASCII letters itself (and `lower` knows no other).
+        let column = |c: &str| match d {
+            Dialect::Sqlite => format!("p.{c}"),
+            Dialect::Postgres => format!("lower(p.{c})"),
+        };
         let mut any = vec![
-            format!("lower(p.patient_id) like {text} escape '\\'"),
-            format!("lower(p.name) like {text} escape '\\'"),
+            format!("{} like {text} escape '\\'", column("patient_id")),
+            format!("{} like {text} escape '\\'", column("name")),
         ];
         // A phone number as typed (090-1234-5678): its digits after the trunk 0, which E.164
         // drops (+8190…).
@@ -271,28 +276,18 @@ pub fn page_sql(d: Dialect, q: &TableQuery) -> PageSql {
                 "case when f.followup_id is null then 1 else 0 end, f.urgency {flip}, f.opened_at {dir}, p.patient_id"
             )
         }
-        // The latest job's status, ranked, read for each patient on `jobs_patient` (newest first,
-        // one row), as a column of a derived table so that it is read once.
-        // (A patient never called ranks last either way; `coalesce`, not a test of null, so the
-        // planner reads the rank once.)
-        SortKey::LastCall => format!("coalesce(s.k, {}) {dir}, s.patient_id", if q.desc { -1 } else { 6 }),
+        // The latest job's status, ranked, kept on the patient's row (migration 22); a patient
+        // never called ranks last either way.
+        SortKey::LastCall => {
+            format!("coalesce(p.last_job_rank, {}) {dir}, p.patient_id", if q.desc { -1 } else { 6 })
+        }
     };
     let limit = push(d, &mut params, Param::Int(q.limit));
     let offset = push(d, &mut params, Param::Int(q.offset));
-    let ids = if q.sort == SortKey::LastCall {
-        format!(
-            "select s.patient_id from (select p.patient_id, (select case x.status when 'unreachable' then 0 \
-             when 'failed' then 1 when 'retry' then 2 when 'dialing' then 3 when 'planned' then 4 else 5 end \
-             from jobs x where x.patient_id = p.patient_id order by x.job_id desc limit 1) as k \
-             from patients p {} where {where_sql}) s order by {order} limit {limit} offset {offset}",
-            joins.join(" ")
-        )
-    } else {
-        format!(
-            "select p.patient_id from patients p {} where {where_sql} order by {order} limit {limit} offset {offset}",
-            joins.join(" ")
-        )
-    };
+    let ids = format!(
+        "select p.patient_id from patients p {} where {where_sql} order by {order} limit {limit} offset {offset}",
+        joins.join(" ")
+    );
     PageSql { ids, count, params, count_params }
 }
 

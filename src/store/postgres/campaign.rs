@@ -487,7 +487,7 @@ impl Campaign for PgStore {
     fn day_figures(&self, day: NaiveDate, from: DateTime<Utc>, to: DateTime<Utc>) -> Fut<'_, DayFigures> {
         fut(async move {
             let sql = figures_sql("$1", "$2", "$3", "case when c.incomplete then '1' else '0' end");
-            let rows: Vec<(Option<String>, String, i64)> =
+            let rows: Vec<(Option<String>, String, i64, i64)> =
                 sqlx::query_as(&sql).bind(day).bind(from).bind(to).fetch_all(&self.pool).await?;
             Ok(DayFigures::from_rows(rows))
         })

@@ -54,6 +54,8 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     (18, "trends", include_str!("../../../migrations/postgres/0018_trends.sql")),
     (19, "report_links", include_str!("../../../migrations/postgres/0019_report_links.sql")),
     (20, "checkins", include_str!("../../../migrations/postgres/0020_checkins.sql")),
+    (21, "day_areas", include_str!("../../../migrations/postgres/0021_day_areas.sql")),
+    (22, "last_call", include_str!("../../../migrations/postgres/0022_last_call.sql")),
 ];
 
 /// The advisory lock that instances starting at the same time take in turn to migrate (a key

@@ -430,7 +430,7 @@ pub(super) fn day_figures(
 ) -> Result<DayFigures, StoreError> {
     let mut st = conn.prepare_cached(&figures_sql("?1", "?2", "?3", "c.incomplete"))?;
     let rows = st.query_map(params![day_text(day), sqlite_time(from), sqlite_time(to)], |r| {
-        Ok((r.get::<_, Option<String>>(0)?, r.get::<_, String>(1)?, r.get::<_, i64>(2)?))
+        Ok((r.get::<_, Option<String>>(0)?, r.get::<_, String>(1)?, r.get::<_, i64>(2)?, r.get::<_, i64>(3)?))
     })?;
     Ok(DayFigures::from_rows(rows.collect::<Result<Vec<_>, _>>()?))
 }

@@ -55,6 +55,8 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     (18, "trends", include_str!("../../../migrations/sqlite/0018_trends.sql")),
     (19, "report_links", include_str!("../../../migrations/sqlite/0019_report_links.sql")),
     (20, "checkins", include_str!("../../../migrations/sqlite/0020_checkins.sql")),
+    (21, "day_areas", include_str!("../../../migrations/sqlite/0021_day_areas.sql")),
+    (22, "last_call", include_str!("../../../migrations/sqlite/0022_last_call.sql")),
 ];
 
 pub(super) const NOW: &str = "strftime('%Y-%m-%dT%H:%M:%fZ', 'now')";
