@@ -397,6 +397,39 @@ pub fn keys_for(flow: &Flow, state: &str, posted: &Posted) -> Option<Digits> {
     Digits::parse(&keys).ok()
 }
 
+/// A value typed that is well formed but not the one on file (the identity check's birth date):
+/// the question's state, its tries (on the web, a day's), and the alert the flow raises when
+/// the caller gives up on it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mismatched {
+    pub state: String,
+    pub tries: u32,
+    /// The first `alert_health_center` on the question's give-up path (through actions and
+    /// branches' defaults), as `(reason, severity)`.
+    pub alert: Option<(String, crate::types::Severity)>,
+}
+
+/// The first question of the walk refused as a mismatch, if any.
+pub fn mismatched(flow: &Flow, walk: &Walk) -> Option<Mismatched> {
+    let field = walk.fields.iter().find(|f| matches!(f.problem, Some(Problem::Mismatch(_))))?;
+    let question = flow.state(&field.state)?.kind.question()?;
+    let mut at = question.give_up.idx;
+    let mut alert = None;
+    for _ in 0..flow.states.len() {
+        match &flow.states[at].kind {
+            Kind::Action { action: Action::AlertHealthCenter { reason, severity }, .. } => {
+                alert = Some((reason.clone(), *severity));
+                break;
+            }
+            Kind::Action { outcomes, .. } if !outcomes.is_empty() => at = outcomes[0].1.idx,
+            Kind::Say { next, .. } => at = next.idx,
+            Kind::Branch { default, .. } => at = default.idx,
+            _ => break,
+        }
+    }
+    Some(Mismatched { state: field.state.clone(), tries: question.tries, alert })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -458,8 +491,13 @@ mod tests {
         assert_eq!(w.fields[0].problem, Some(Problem::Mismatch("This birth date does not match ours.".into())));
         assert_eq!(w.fields[1].problem, Some(Problem::Invalid));
         assert_eq!(w.fields[2].problem, None);
+        // The birth date's tries and the alert of its give-up path, as a call would raise it.
+        let m = mismatched(&f, &w).expect("a mismatch");
+        let alert = Some(("identity_not_confirmed".to_string(), crate::types::Severity::Normal));
+        assert_eq!(m, Mismatched { state: "identity".into(), tries: 3, alert });
         let p = posted(&[("identity", "４/１２"), ("temperature", "３６．５"), ("oximeter", "1")]);
         let w = walk(&f, "ja-JP", &patient("ja-JP"), &p, &BTreeMap::new());
+        assert_eq!(mismatched(&f, &w), None);
         assert_eq!(w.fields[0].problem, None, "full-width digits and 4/12 are a birth date");
         assert_eq!(w.fields[1].shown.as_deref(), Some("36.5 ℃"));
         assert_eq!(names(&w, 1), ["spo2", "breathless", "cough", "fatigue", "taste_smell", "trend"]);

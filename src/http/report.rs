@@ -27,10 +27,10 @@ use chrono::{DateTime, NaiveDate, Utc};
 use super::AppState;
 use crate::calls::web::{WebReport, report_fn};
 use crate::calls::{CENTRE_PHONE, first_turn, patient_vars, personal_vars};
-use crate::flow::web::{Control, End, Posted, Problem, walk};
+use crate::flow::web::{Control, End, Posted, Problem, mismatched, walk};
 use crate::flow::{CallState, Flow, Value, Vars};
-use crate::store::{Caller, Link, LinkState, LinkToken, Patient, StoreError};
-use crate::types::CallSid;
+use crate::store::{Caller, IDENTITY_CHECK, Link, LinkState, LinkToken, NewAlert, Patient, StoreError};
+use crate::types::{CallSid, Severity};
 
 /// The largest form accepted.
 const FORM_LIMIT: usize = 16 * 1024;
@@ -165,7 +165,8 @@ struct DonePage {
 struct ClosedPage {
     /// `None`: the link is no link's; the page speaks both languages.
     w: Option<Words>,
-    /// `unknown`, `expired`, `revoked` or `error`.
+    /// `unknown`, `expired`, `revoked`, `identity` (revoked after too many birth dates that did
+    /// not match) or `error`.
     why: &'static str,
 }
 
@@ -220,6 +221,9 @@ async fn open(state: &AppState, token: &str, now: DateTime<Utc>) -> Result<(Open
     match link.state(now) {
         LinkState::Live => {}
         LinkState::Expired => return Err(closed(StatusCode::GONE, Some(w), "expired")),
+        LinkState::Revoked if link.revoked_by.as_deref() == Some(IDENTITY_CHECK) => {
+            return Err(closed(StatusCode::GONE, Some(w), "identity"));
+        }
         LinkState::Revoked => return Err(closed(StatusCode::GONE, Some(w), "revoked")),
     }
     let Some(flow) = state.flows.current(&state.inbound_flow) else {
@@ -351,6 +355,9 @@ async fn send(State(state): State<AppState>, Path(token): Path<String>, body: ax
             None => drop(meta.insert(k, v)),
         }
     }
+    if let Some(page) = identity_check(&state, &o, &posted, now).await {
+        return page;
+    }
     let fresh = match current_round(&state, &o, now).await {
         Ok(r) => r,
         Err(e) => return failed(Some(o.w), e),
@@ -401,6 +408,27 @@ async fn send(State(state): State<AppState>, Path(token): Path<String>, body: ax
             done(&state, &o, &r.response)
         }
         Err(e) => failed(Some(o.w), e),
+    }
+}
+
+/// A birth date that does not match counts as a try, as on the phone: the flow's last try of
+/// the day revokes the link and alerts the health centre with the flow's own give-up alert (a
+/// follow-up item opens, so staff call the patient and send a new link). The page that says so,
+/// or `None` to go on (the form shows the error beside the field).
+async fn identity_check(state: &AppState, o: &Opened, posted: &Posted, now: DateTime<Utc>) -> Option<Response> {
+    let m = mismatched(&o.flow, &walk(&o.flow, &o.lang, &o.vars, posted, &BTreeMap::new()))?;
+    let (reason, severity) = m.alert.unwrap_or_else(|| ("identity_not_confirmed".into(), Severity::Normal));
+    let alert = NewAlert::flow(&reason, severity);
+    let (day, _, _) = local_day(state, now);
+    match state.store.links().identity_miss(o.link.link_id, day, m.tries.max(1), &alert, now).await {
+        Ok(Some(0)) => {
+            metrics::counter!("ivr_report_links_revoked_total", "by" => "identity").increment(1);
+            tracing::info!(patient = %o.patient.patient_id, question = %m.state, "web report link revoked: identity not confirmed");
+            Some(closed(StatusCode::GONE, Some(o.w), "identity"))
+        }
+        Ok(Some(_)) => None,
+        Ok(None) => Some(closed(StatusCode::GONE, Some(o.w), "revoked")),
+        Err(e) => Some(failed(Some(o.w), e)),
     }
 }
 

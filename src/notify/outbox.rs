@@ -488,13 +488,14 @@ async fn send_webhook(url: &str, text: &str) -> Attempt {
     }
 }
 
-/// An e-mail's subject: a processing number for a patient, or (a message with neither patient
-/// nor number) an urgent follow-up notice to staff.
+/// An e-mail's subject: a processing number for a patient; another message to a patient (the
+/// personal link to the web self-report, a check-in's request); or (a message with neither
+/// patient nor number) an urgent follow-up notice to staff.
 fn subject(m: &OutboxMessage) -> &'static str {
-    if m.patient_id.is_none() && m.number_id.is_none() {
-        "【至急】要フォロー / Urgent follow-up"
-    } else {
-        "接触確認アプリの処理番号 / Processing number"
+    match (&m.patient_id, m.number_id) {
+        (_, Some(_)) => "接触確認アプリの処理番号 / Processing number",
+        (Some(_), None) => "保健所からのお知らせ / From the health centre",
+        (None, None) => "【至急】要フォロー / Urgent follow-up",
     }
 }
 
@@ -537,6 +538,23 @@ mod tests {
         assert!(same_text(&format!("Sent from your Twilio trial account - {ours}"), ours), "a trial prefix");
         assert!(!same_text("処理番号は 1234-5679 です。\n期限: 12月8日", ours), "another number");
         assert!(!same_text("anything", ""), "an empty text matches nothing");
+    }
+
+    #[test]
+    fn an_e_mails_subject_says_what_it_carries() {
+        let m = |patient: Option<&str>, number_id: Option<i64>| OutboxMessage {
+            message_id: 1,
+            patient_id: patient.map(|p| crate::types::PatientId::parse(p).unwrap()),
+            number_id,
+            channel: Channel::Email,
+            recipient: "a@example.jp".into(),
+            body_sealed: String::new(),
+            attempts: 0,
+            handed_at: None,
+        };
+        assert_eq!(subject(&m(Some("p1"), Some(7))), "接触確認アプリの処理番号 / Processing number");
+        assert_eq!(subject(&m(Some("p1"), None)), "保健所からのお知らせ / From the health centre", "a link");
+        assert_eq!(subject(&m(None, None)), "【至急】要フォロー / Urgent follow-up");
     }
 
     #[test]

@@ -13,11 +13,12 @@ use std::fmt;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use rand::Rng;
 use sha2::{Digest, Sha256};
 
 use super::Fut;
+use super::followups::NewAlert;
 use super::numbers::NewMessage;
 use super::patients::Patient;
 use crate::types::{Channel, PatientId};
@@ -78,6 +79,9 @@ pub struct Link {
 
 /// Who revoked a link replaced by a newer one.
 pub const REPLACED: &str = "new link";
+
+/// Who revoked a link whose page was given a birth date that did not match too often in a day.
+pub const IDENTITY_CHECK: &str = "identity check";
 
 /// Whether a link opens its page.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -149,6 +153,18 @@ pub trait Links {
     /// The patients with a link live at some moment of `[from, to)` (created before `to`, ending
     /// after `from`, not revoked), by id: those the web request of a check-in goes to.
     fn live_patients(&self, from: DateTime<Utc>, to: DateTime<Utc>) -> Fut<'_, Vec<PatientId>>;
+    /// Counts a birth date that did not match on the live link's page on local day `day`. The
+    /// `tries`-th of a day revokes the link ([`IDENTITY_CHECK`]) and raises `alert` for its
+    /// patient, in one transaction. Returns the tries left that day (0: the link was revoked
+    /// now), or `None` when the link was not live (nothing is counted).
+    fn identity_miss<'a>(
+        &'a self,
+        link_id: i64,
+        day: NaiveDate,
+        tries: u32,
+        alert: &'a NewAlert,
+        now: DateTime<Utc>,
+    ) -> Fut<'a, Option<u32>>;
     /// How many web reports (calls with direction `web`) the patient sent in `[from, to)`.
     fn web_reports<'a>(&'a self, patient_id: &'a PatientId, from: DateTime<Utc>, to: DateTime<Utc>) -> Fut<'a, i64>;
 }

@@ -237,6 +237,45 @@ async fn a_forged_revoked_or_ended_link_gets_a_page_saying_so_and_changes_nothin
     let _ = LinkToken::generate();
 }
 
+#[tokio::test]
+async fn three_wrong_birth_dates_in_a_day_close_the_link_and_alert_the_health_centre_as_a_call_does() {
+    let app = spawn_app().await;
+    app.add(patient("p1", MOBILE)).await;
+    let path = link(&app, "p1").await;
+    let (_, page) = get(&app, &path).await;
+    let round = hidden(&page, "round");
+    let wrong = |date: &'static str| {
+        [("round", round.clone()), ("page", "0".into()), ("step", "next".into()), ("q.identity", date.into())]
+    };
+    for date in ["0101", "1231"] {
+        let (status, body) = post(&app, &path, &wrong(date).each_ref().map(|(k, v)| (*k, v.as_str()))).await;
+        assert_eq!(status, 422, "{body}");
+        assert!(body.contains("生年月日"), "the error beside the field: {body}");
+    }
+    assert!(app.store.followups().open_for("p1").await.unwrap().is_none(), "two tries: nobody is told yet");
+    // A right date between does not reset the day's count; the third wrong one closes the link.
+    let right = [("round", round.as_str()), ("page", "0"), ("step", "next"), ("q.identity", "0412")];
+    let (status, body) =
+        post(&app, &path, &[&right[..], &[("q.temperature", "36.5"), ("q.oximeter", "1")]].concat()).await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = post(&app, &path, &wrong("0229").each_ref().map(|(k, v)| (*k, v.as_str()))).await;
+    assert_eq!(status, 410, "{body}");
+    assert!(body.contains("生年月日を確認できなかったため"), "{body}");
+    let item = app.store.followups().open_for("p1").await.unwrap().expect("a follow-up item opens");
+    assert_eq!(item.reasons.len(), 1);
+    assert_eq!(item.reasons[0].reason, "identity_not_confirmed");
+    let latest = app.store.links().latest(&PatientId::parse("p1").unwrap()).await.unwrap().unwrap();
+    assert_eq!(latest.revoked_by.as_deref(), Some(ivr::store::IDENTITY_CHECK));
+    // The link stays closed, saying why; no report was stored, so the check-in's call still comes.
+    let (status, body) = get(&app, &path).await;
+    assert_eq!(status, 410);
+    assert!(body.contains("保健所からご連絡します"), "{body}");
+    let (status, _) = post(&app, &path, &right).await;
+    assert_eq!(status, 410);
+    assert!(app.store.calls().of_patient("p1", 10).await.unwrap().is_empty());
+    assert_eq!(app.store.followups().open_for("p1").await.unwrap().unwrap().reasons.len(), 1, "one alert");
+}
+
 async fn wait_for_sms(app: &TestApp, n: usize) -> Vec<ivr::carrier::simulator::SimulatedSms> {
     let sim = app.state.simulator.clone().expect("the simulator carrier");
     for _ in 0..200 {

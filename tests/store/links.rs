@@ -16,6 +16,7 @@ on_both_backends! {
     with_store: a_revoked_or_ended_link_no_longer_counts_as_live;
     with_store: a_link_for_a_patient_not_on_the_roster_is_refused;
     with_store: a_web_report_is_a_finished_call_that_counts_as_the_days_report;
+    with_store: a_days_last_birth_date_try_revokes_the_link_and_alerts_once;
 }
 
 fn now() -> DateTime<Utc> {
@@ -136,4 +137,31 @@ async fn a_web_report_is_a_finished_call_that_counts_as_the_days_report(store: S
     assert_eq!(store.links().web_reports(&id("p1"), from, to).await.unwrap(), 1);
     assert_eq!(store.links().web_reports(&id("p2"), from, to).await.unwrap(), 0);
     assert_eq!(store.links().web_reports(&id("p1"), to, to + Duration::hours(1)).await.unwrap(), 0);
+}
+
+async fn a_days_last_birth_date_try_revokes_the_link_and_alerts_once(store: Store) {
+    roster(&store, &["p1"]).await;
+    let t = now();
+    let new = store.links().create(&id("p1"), t + Duration::days(10), t).await.unwrap();
+    let alert = NewAlert::flow("identity_not_confirmed", ivr::types::Severity::Normal);
+    let day = chrono::NaiveDate::from_ymd_opt(2026, 12, 7).unwrap();
+    let miss = |day: chrono::NaiveDate, at: DateTime<Utc>| {
+        let (store, alert) = (store.clone(), alert.clone());
+        async move { store.links().identity_miss(new.link.link_id, day, 3, &alert, at).await.unwrap() }
+    };
+    assert_eq!(miss(day, t).await, Some(2));
+    assert_eq!(miss(day, t).await, Some(1));
+    // A new day counts anew.
+    let next = day.succ_opt().unwrap();
+    assert_eq!(miss(next, t).await, Some(2));
+    assert_eq!(miss(next, t).await, Some(1));
+    assert!(store.followups().open_for("p1").await.unwrap().is_none());
+    assert_eq!(miss(next, t + Duration::minutes(1)).await, Some(0));
+    let link = store.links().find(&new.token).await.unwrap().unwrap();
+    assert_eq!((link.revoked_at, link.revoked_by.as_deref()), (Some(t + Duration::minutes(1)), Some(IDENTITY_CHECK)));
+    let item = store.followups().open_for("p1").await.unwrap().expect("an item opens");
+    assert_eq!(item.reasons.iter().map(|r| r.reason.as_str()).collect::<Vec<_>>(), ["identity_not_confirmed"]);
+    // A revoked link counts nothing more and alerts no more.
+    assert_eq!(miss(next, t + Duration::minutes(2)).await, None);
+    assert_eq!(store.followups().open_for("p1").await.unwrap().unwrap().reasons.len(), 1);
 }

@@ -1,12 +1,15 @@
 //! The patients' personal links on PostgreSQL.
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use sqlx::postgres::PgRow;
 use sqlx::{PgConnection, Row};
 
 use super::PgStore;
 use super::patients::{PATIENT_COLUMNS, patient_row};
-use crate::store::{Compose, Fut, Link, LinkToken, Links, NewLink, REPLACED, SentLink, StoreError, fut};
+use super::followups::raise_in;
+use crate::store::{
+    Compose, Fut, IDENTITY_CHECK, Link, LinkToken, Links, NewAlert, NewLink, REPLACED, SentLink, StoreError, fut,
+};
 use crate::types::PatientId;
 
 const LINK_COLUMNS: &str = "link_id, patient_id, created_at, expires_at, revoked_at, revoked_by";
@@ -163,6 +166,44 @@ impl Links for PgStore {
             .bind(to)
             .fetch_all(&self.pool)
             .await?)
+        })
+    }
+
+    fn identity_miss<'a>(
+        &'a self,
+        link_id: i64,
+        day: NaiveDate,
+        tries: u32,
+        alert: &'a NewAlert,
+        now: DateTime<Utc>,
+    ) -> Fut<'a, Option<u32>> {
+        fut(async move {
+            let mut tx = self.pool.begin().await?;
+            let counted: Option<(String, i32)> = sqlx::query_as(
+                "update report_links
+                    set identity_misses = case when identity_missed_on = $2 then identity_misses + 1 else 1 end,
+                        identity_missed_on = $2
+                  where link_id = $1 and revoked_at is null and expires_at > $3
+                 returning patient_id, identity_misses",
+            )
+            .bind(link_id)
+            .bind(day)
+            .bind(now)
+            .fetch_optional(&mut *tx)
+            .await?;
+            let Some((patient_id, misses)) = counted else { return Ok(None) };
+            let left = tries.saturating_sub(u32::try_from(misses).unwrap_or(u32::MAX));
+            if left == 0 {
+                sqlx::query("update report_links set revoked_at = $2, revoked_by = $3 where link_id = $1")
+                    .bind(link_id)
+                    .bind(now)
+                    .bind(IDENTITY_CHECK)
+                    .execute(&mut *tx)
+                    .await?;
+                raise_in(&mut tx, Some(&patient_id), None, alert, now).await?;
+            }
+            tx.commit().await?;
+            Ok(Some(left))
         })
     }
 

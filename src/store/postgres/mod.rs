@@ -56,6 +56,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     (20, "checkins", include_str!("../../../migrations/postgres/0020_checkins.sql")),
     (21, "day_areas", include_str!("../../../migrations/postgres/0021_day_areas.sql")),
     (22, "last_call", include_str!("../../../migrations/postgres/0022_last_call.sql")),
+    (23, "link_identity", include_str!("../../../migrations/postgres/0023_link_identity.sql")),
 ];
 
 /// The advisory lock that instances starting at the same time take in turn to migrate (a key

@@ -1,11 +1,14 @@
 //! The patients' personal links on SQLite.
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params};
 
 use super::patients::patient;
 use super::{SqliteStore, parse_sqlite_time, sqlite_time};
-use crate::store::{Compose, Fut, Link, LinkToken, Links, NewLink, REPLACED, SentLink, StoreError};
+use super::followups::raise_in;
+use crate::store::{
+    Compose, Fut, IDENTITY_CHECK, Link, LinkToken, Links, NewAlert, NewLink, REPLACED, SentLink, StoreError,
+};
 use crate::types::PatientId;
 
 const LINK_COLUMNS: &str = "link_id, patient_id, created_at, expires_at, revoked_at, revoked_by";
@@ -81,6 +84,37 @@ fn revoke_in(tx: &Connection, patient_id: &PatientId, by: &str, now: DateTime<Ut
         .execute(params![patient_id, sqlite_time(now), by])?)
 }
 
+fn identity_miss(
+    conn: &mut Connection,
+    link_id: i64,
+    day: NaiveDate,
+    tries: u32,
+    alert: &NewAlert,
+    now: DateTime<Utc>,
+) -> Result<Option<u32>, StoreError> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let t = sqlite_time(now);
+    let counted: Option<(String, u32)> = tx
+        .prepare_cached(
+            "update report_links
+                set identity_misses = case when identity_missed_on = ?2 then identity_misses + 1 else 1 end,
+                    identity_missed_on = ?2
+              where link_id = ?1 and revoked_at is null and expires_at > ?3
+             returning patient_id, identity_misses",
+        )?
+        .query_row(params![link_id, day.to_string(), t], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()?;
+    let Some((patient_id, misses)) = counted else { return Ok(None) };
+    let left = tries.saturating_sub(misses);
+    if left == 0 {
+        tx.prepare_cached("update report_links set revoked_at = ?2, revoked_by = ?3 where link_id = ?1")?
+            .execute(params![link_id, t, IDENTITY_CHECK])?;
+        raise_in(&tx, Some(&patient_id), None, alert, now)?;
+    }
+    tx.commit()?;
+    Ok(Some(left))
+}
+
 fn find(conn: &mut Connection, hash: &str) -> Result<Option<Link>, StoreError> {
     let mut st = conn.prepare_cached(&format!("select {LINK_COLUMNS} from report_links where token_hash = ?1"))?;
     Ok(st.query_row([hash], link_row).optional()?)
@@ -153,6 +187,18 @@ impl Links for SqliteStore {
 
     fn live_patients(&self, from: DateTime<Utc>, to: DateTime<Utc>) -> Fut<'_, Vec<PatientId>> {
         self.read(move |c| live_patients(c, from, to))
+    }
+
+    fn identity_miss<'a>(
+        &'a self,
+        link_id: i64,
+        day: NaiveDate,
+        tries: u32,
+        alert: &'a NewAlert,
+        now: DateTime<Utc>,
+    ) -> Fut<'a, Option<u32>> {
+        let alert = alert.clone();
+        self.write(move |c| identity_miss(c, link_id, day, tries, &alert, now))
     }
 
     fn web_reports<'a>(&'a self, patient_id: &'a PatientId, from: DateTime<Utc>, to: DateTime<Utc>) -> Fut<'a, i64> {
