@@ -114,6 +114,23 @@ async fn a_patient_fills_the_daily_report_in_japanese_and_english_and_reaches_th
     b.goto(&format!("{}/r/{}", app.addr, old.token.expose())).await;
     assert!(b.main_text().await.contains("このリンクは使えません"));
     shot(&b, "report-revoked-ja").await;
+
+    // Three birth dates that do not match close the link, and the patient is told why.
+    let fresh = app.store.links().create(&p1, now + Duration::days(7), now).await.unwrap();
+    b.goto(&format!("{}/r/{}", app.addr, fresh.token.expose())).await;
+    for (i, date) in ["0101", "1231", "0229"].into_iter().enumerate() {
+        b.fill("q.identity", date).await;
+        next(&b).await;
+        let text = b.main_text().await;
+        if i < 2 {
+            assert!(text.contains("生年月日"), "{text}");
+        } else {
+            assert!(text.contains("生年月日を確認できなかったため"), "{text}");
+        }
+    }
+    shot(&b, "report-identity-ja").await;
+    let item = app.store.followups().open_for("P001").await.unwrap().expect("the health centre is alerted");
+    assert!(item.reasons.iter().any(|r| r.reason == "identity_not_confirmed"), "{:?}", item.reasons);
     b.close().await;
 }
 
