@@ -15,7 +15,7 @@
 //! app then verifies; the app question is not asked again), the third says no to the consent on
 //! every call; the other seven say they do not use the app, on every call. Every 7th patient who
 //! refused gets a number from staff two days in, every 11th of the fourth tenth one on the web.
-//! Some 2.8 million answers in all. The rows are written by the database itself (SQL), then
+//! Some 2.3 million answers in all. The rows are written by the database itself (SQL), then
 //! `analyze`d.
 //!
 //! The real server (`ivr serve`'s [`Server`]) runs on 127.0.0.1 port 0; each request is timed
@@ -34,7 +34,7 @@ use std::time::Instant;
 use clap::Parser;
 use ivr::config::Settings;
 use ivr::server::Server;
-use ivr::store::figures::{APP_ANSWER, CONSENT_ANSWER, YES, statement};
+use ivr::store::figures::{APP_ANSWER, CONSENT_ANSWER, statement};
 use ivr::types::{Role, Scopes, UiLanguage, UserName};
 use secrecy::SecretString;
 use sqlx::{Connection, PgConnection};
@@ -91,10 +91,7 @@ async fn main() -> Result<(), Error> {
             "2026-11-01",
             "2026-11-30",
             "2026-10-31T15:00:00.000Z",
-            "2026-11-30T15:00:00.000Z",
-            APP_ANSWER,
-            CONSENT_ANSWER,
-            YES
+            "2026-11-30T15:00:00.000Z"
         ];
         let plan = st.query_map(params, |r| Ok((r.get::<_, i64>(1)?, r.get::<_, String>(3)?)))?;
         for row in plan {
@@ -124,9 +121,6 @@ async fn main() -> Result<(), Error> {
                 .bind("2026-11-30")
                 .bind(tz("2026-10-31T15:00:00Z"))
                 .bind(tz("2026-11-30T15:00:00Z"))
-                .bind(APP_ANSWER)
-                .bind(CONSENT_ANSWER)
-                .bind(YES)
                 .fetch_all(&mut conn)
                 .await?;
             for (line,) in rows {

@@ -19,9 +19,9 @@ use crate::types::{FiguresBy, NumberOrigin};
 /// `yes` or `no`.
 pub const APP_ANSWER: &str = "app_use";
 /// The answer the shipped flow records for the consent to register in the app: `yes` or `no`.
+/// (Migration 0024's triggers, which keep each patient's first answers for the figures, name
+/// both answers and `yes` as they are here.)
 pub const CONSENT_ANSWER: &str = "consent";
-/// The value of a yes to either question.
-pub const YES: &str = "yes";
 
 /// The longest span of days the figures are counted over at once.
 pub const MAX_DAYS: i64 = 366;
@@ -86,11 +86,13 @@ pub fn spans(first: NaiveDate, last: NaiveDate, by: FiguresBy, tz: Tz) -> Vec<Sp
 pub struct Counts {
     /// Patients whose care started in the span (`care_start`).
     pub new_patients: i64,
-    /// Patients who answered the app question (1 or 2) in the span.
+    /// Patients first asked the app question (answered 1 or 2) in the span: each patient counts
+    /// once, on the day of their first answer, so the days of a month add up to the month.
     pub asked: i64,
-    /// Patients who answered that they use the app.
+    /// Patients who first said in the span that they use the app.
     pub app_users: i64,
-    /// Patients who consented to registering in the app (answered yes to the consent question).
+    /// Patients who first consented in the span to registering in the app (answered yes to the
+    /// consent question).
     pub consents: i64,
     /// Numbers issued in the span, by origin.
     pub issued_call: i64,
@@ -163,6 +165,17 @@ pub enum Counted {
     Answers { asked: i64, app_users: i64, consents: i64 },
     /// Numbers issued of this origin (as stored), and how many of them the app verified.
     Issued { origin: String, issued: i64, verified: i64 },
+}
+
+impl Counted {
+    /// A row of a back end's figures statement: (kind, a, b, c) as its parts write them.
+    pub(crate) fn of(kind: String, a: i64, b: i64, c: i64) -> Counted {
+        match kind.as_str() {
+            "new" => Counted::New(a),
+            "asked" | "app_user" | "consent" => Counted::Answers { asked: a, app_users: b, consents: c },
+            _ => Counted::Issued { origin: kind, issued: a, verified: b },
+        }
+    }
 }
 
 /// A span's counts as the back end returned them, per area, put together.

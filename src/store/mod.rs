@@ -82,7 +82,7 @@ pub use versions::{Flows, StoredFlow, VersionUse};
 pub type Fut<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'a>>;
 
 /// How many numbered migrations each back end has (`migrations/sqlite`, `migrations/postgres`).
-pub const MIGRATION_COUNT: usize = 23;
+pub const MIGRATION_COUNT: usize = 24;
 
 /// A store failure. Details go to the log; callers hear an apology.
 #[derive(Debug, thiserror::Error)]

@@ -57,6 +57,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     (21, "day_areas", include_str!("../../../migrations/postgres/0021_day_areas.sql")),
     (22, "last_call", include_str!("../../../migrations/postgres/0022_last_call.sql")),
     (23, "link_identity", include_str!("../../../migrations/postgres/0023_link_identity.sql")),
+    (24, "figures_milestones", include_str!("../../../migrations/postgres/0024_figures_milestones.sql")),
 ];
 
 /// The advisory lock that instances starting at the same time take in turn to migrate (a key

@@ -58,6 +58,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     (21, "day_areas", include_str!("../../../migrations/sqlite/0021_day_areas.sql")),
     (22, "last_call", include_str!("../../../migrations/sqlite/0022_last_call.sql")),
     (23, "link_identity", include_str!("../../../migrations/sqlite/0023_link_identity.sql")),
+    (24, "figures_milestones", include_str!("../../../migrations/sqlite/0024_figures_milestones.sql")),
 ];
 
 pub(super) const NOW: &str = "strftime('%Y-%m-%dT%H:%M:%fZ', 'now')";
