@@ -87,12 +87,8 @@ async fn main() -> Result<(), Error> {
         println!("sqlite: EXPLAIN QUERY PLAN of one span:");
         let sql = format!("explain query plan {}", statement("sqlite").unwrap());
         let mut st = conn.prepare(&sql)?;
-        let params = rusqlite::params![
-            "2026-11-01",
-            "2026-11-30",
-            "2026-10-31T15:00:00.000Z",
-            "2026-11-30T15:00:00.000Z"
-        ];
+        let params =
+            rusqlite::params!["2026-11-01", "2026-11-30", "2026-10-31T15:00:00.000Z", "2026-11-30T15:00:00.000Z"];
         let plan = st.query_map(params, |r| Ok((r.get::<_, i64>(1)?, r.get::<_, String>(3)?)))?;
         for row in plan {
             let (parent, detail) = row?;

@@ -5,8 +5,8 @@ use sqlx::postgres::PgRow;
 use sqlx::{PgConnection, Row};
 
 use super::PgStore;
-use super::patients::{PATIENT_COLUMNS, patient_row};
 use super::followups::raise_in;
+use super::patients::{PATIENT_COLUMNS, patient_row};
 use crate::store::{
     Compose, Fut, IDENTITY_CHECK, Link, LinkToken, Links, NewAlert, NewLink, REPLACED, SentLink, StoreError, fut,
 };

@@ -3,9 +3,9 @@
 use chrono::{DateTime, NaiveDate, Utc};
 use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params};
 
+use super::followups::raise_in;
 use super::patients::patient;
 use super::{SqliteStore, parse_sqlite_time, sqlite_time};
-use super::followups::raise_in;
 use crate::store::{
     Compose, Fut, IDENTITY_CHECK, Link, LinkToken, Links, NewAlert, NewLink, REPLACED, SentLink, StoreError,
 };
