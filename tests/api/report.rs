@@ -9,6 +9,7 @@ use ivr::types::{Direction, PatientId};
 
 use crate::common::app::{TestApp, spawn_app};
 use crate::common::patients::{PatientBuilder, patient};
+use crate::common::staff::{PASSWORD, Page, add_user};
 
 const MOBILE: &str = "+819012345678";
 
@@ -274,6 +275,13 @@ async fn three_wrong_birth_dates_in_a_day_close_the_link_and_alert_the_health_ce
     assert_eq!(status, 410);
     assert!(app.store.calls().of_patient("p1", 10).await.unwrap().is_empty());
     assert_eq!(app.store.followups().open_for("p1").await.unwrap().unwrap().reasons.len(), 1, "one alert");
+    // The patient's page tells the nurse why the link no longer works.
+    add_user(&app.store, "sato", ivr::types::Role::Nurse).await;
+    let mut nurse = Page::new(&app.addr);
+    nurse.sign_in("sato", PASSWORD).await;
+    let page = nurse.get("/ui/patients/p1").await;
+    assert_eq!(page.status, 200);
+    assert!(page.body.contains("生年月日が一致せず"), "{}", page.body);
 }
 
 async fn wait_for_sms(app: &TestApp, n: usize) -> Vec<ivr::carrier::simulator::SimulatedSms> {

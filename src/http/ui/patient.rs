@@ -445,12 +445,16 @@ async fn link_status(
     let text = match link.state(now) {
         LinkState::Live => format!("{sent}, {} {}", t.say("有効期限", "valid until"), at(link.expires_at)),
         LinkState::Expired => format!("{sent}, {} {}", t.say("期限切れ", "expired"), at(link.expires_at)),
-        LinkState::Revoked => format!(
-            "{sent}, {} {} ({})",
-            t.say("無効化", "revoked"),
-            link.revoked_at.map(at).unwrap_or_default(),
-            link.revoked_by.clone().unwrap_or_default()
-        ),
+        LinkState::Revoked => {
+            let by = match link.revoked_by.as_deref() {
+                Some(crate::store::IDENTITY_CHECK) => {
+                    t.say("生年月日が一致せず", "the birth date did not match").to_string()
+                }
+                Some(crate::store::REPLACED) => t.say("新しいリンクを送信", "a new link was sent").to_string(),
+                other => other.unwrap_or_default().to_string(),
+            };
+            format!("{sent}, {} {} ({by})", t.say("無効化", "revoked"), link.revoked_at.map(at).unwrap_or_default())
+        }
     };
     Ok((Some(text), link.state(now) == LinkState::Live))
 }
