@@ -108,9 +108,8 @@ impl LinkSender {
     /// can be reached, and who never had one. Returns how many were sent.
     pub async fn send_due(&self, store: &Store, today: NaiveDate, now: DateTime<Utc>) -> Result<usize, StoreError> {
         let mut sent = 0;
-        for p in store.patients().all().await? {
-            let in_care = p.care_start.is_some_and(|s| s <= today) && p.care_end.is_none_or(|e| e >= today);
-            if !in_care || reach(&p).is_none() || store.links().latest(&p.patient_id).await?.is_some() {
+        for p in store.links().unlinked_in_care(today).await? {
+            if reach(&p).is_none() {
                 continue;
             }
             match self.send(store, &p.patient_id, now).await {

@@ -165,6 +165,9 @@ pub trait Links {
         alert: &'a NewAlert,
         now: DateTime<Utc>,
     ) -> Fut<'a, Option<u32>>;
+    /// The patients in care on `today` (their care period has begun and not ended) who never
+    /// had a link, by id: those a roster import or the day's plan sends one to.
+    fn unlinked_in_care(&self, today: NaiveDate) -> Fut<'_, Vec<Patient>>;
     /// How many web reports (calls with direction `web`) the patient sent in `[from, to)`.
     fn web_reports<'a>(&'a self, patient_id: &'a PatientId, from: DateTime<Utc>, to: DateTime<Utc>) -> Fut<'a, i64>;
 }

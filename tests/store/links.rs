@@ -5,6 +5,7 @@
 
 use crate::common::db as support;
 use crate::common::patients;
+use crate::common::patients::PatientBuilder;
 
 use chrono::{DateTime, Duration, SubsecRound, Utc};
 use ivr::store::*;
@@ -17,6 +18,7 @@ on_both_backends! {
     with_store: a_link_for_a_patient_not_on_the_roster_is_refused;
     with_store: a_web_report_is_a_finished_call_that_counts_as_the_days_report;
     with_store: a_days_last_birth_date_try_revokes_the_link_and_alerts_once;
+    with_store: the_patients_to_send_a_first_link_are_those_in_care_who_never_had_one;
 }
 
 fn now() -> DateTime<Utc> {
@@ -164,4 +166,24 @@ async fn a_days_last_birth_date_try_revokes_the_link_and_alerts_once(store: Stor
     // A revoked link counts nothing more and alerts no more.
     assert_eq!(miss(next, t + Duration::minutes(2)).await, None);
     assert_eq!(store.followups().open_for("p1").await.unwrap().unwrap().reasons.len(), 1);
+}
+
+async fn the_patients_to_send_a_first_link_are_those_in_care_who_never_had_one(store: Store) {
+    let p = |id: &str, phone: &str| patients::patient(id, phone);
+    for patient in [
+        p("a1", "+819000000001").care("2026-12-01", "2026-12-10"),
+        p("a2", "+819000000002").care_from("2026-12-07"),
+        p("b1", "+819000000003").care("2026-12-08", "2026-12-10"),
+        p("b2", "+819000000004").care("2026-11-20", "2026-12-06"),
+        p("b3", "+819000000005"),
+        p("c1", "+819000000006").care("2026-12-01", "2026-12-10"),
+    ] {
+        store.patients().upsert(&patient).await.unwrap();
+    }
+    let t = now();
+    store.links().create(&id("c1"), t + Duration::days(3), t).await.unwrap();
+    let today = chrono::NaiveDate::from_ymd_opt(2026, 12, 7).unwrap();
+    let found = store.links().unlinked_in_care(today).await.unwrap();
+    // b1 not begun, b2 ended, b3 no care dates, c1 has had a link.
+    assert_eq!(found.iter().map(|p| p.patient_id.as_str()).collect::<Vec<_>>(), ["a1", "a2"]);
 }

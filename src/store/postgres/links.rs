@@ -8,7 +8,8 @@ use super::PgStore;
 use super::followups::raise_in;
 use super::patients::{PATIENT_COLUMNS, patient_row};
 use crate::store::{
-    Compose, Fut, IDENTITY_CHECK, Link, LinkToken, Links, NewAlert, NewLink, REPLACED, SentLink, StoreError, fut,
+    Compose, Fut, IDENTITY_CHECK, Link, LinkToken, Links, NewAlert, NewLink, Patient, REPLACED, SentLink, StoreError,
+    fut,
 };
 use crate::types::PatientId;
 
@@ -204,6 +205,22 @@ impl Links for PgStore {
             }
             tx.commit().await?;
             Ok(Some(left))
+        })
+    }
+
+    fn unlinked_in_care(&self, today: NaiveDate) -> Fut<'_, Vec<Patient>> {
+        fut(async move {
+            // Care dates are `YYYY-MM-DD` text.
+            let rows = sqlx::query(&format!(
+                "select {PATIENT_COLUMNS} from patients p
+                  where p.care_start <= $1 and (p.care_end is null or p.care_end >= $1)
+                    and not exists (select 1 from report_links l where l.patient_id = p.patient_id)
+                  order by p.patient_id collate \"C\""
+            ))
+            .bind(today.to_string())
+            .fetch_all(&self.pool)
+            .await?;
+            Ok(rows.iter().map(patient_row).collect::<Result<_, _>>()?)
         })
     }
 

@@ -4,10 +4,10 @@ use chrono::{DateTime, NaiveDate, Utc};
 use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params};
 
 use super::followups::raise_in;
-use super::patients::patient;
+use super::patients::{PATIENT_COLUMNS, patient, patient_row};
 use super::{SqliteStore, parse_sqlite_time, sqlite_time};
 use crate::store::{
-    Compose, Fut, IDENTITY_CHECK, Link, LinkToken, Links, NewAlert, NewLink, REPLACED, SentLink, StoreError,
+    Compose, Fut, IDENTITY_CHECK, Link, LinkToken, Links, NewAlert, NewLink, Patient, REPLACED, SentLink, StoreError,
 };
 use crate::types::PatientId;
 
@@ -199,6 +199,19 @@ impl Links for SqliteStore {
     ) -> Fut<'a, Option<u32>> {
         let alert = alert.clone();
         self.write(move |c| identity_miss(c, link_id, day, tries, &alert, now))
+    }
+
+    fn unlinked_in_care(&self, today: NaiveDate) -> Fut<'_, Vec<Patient>> {
+        self.read(move |c| {
+            // Care dates are `YYYY-MM-DD` text.
+            let mut st = c.prepare_cached(&format!(
+                "select {PATIENT_COLUMNS} from patients p
+                  where p.care_start <= ?1 and (p.care_end is null or p.care_end >= ?1)
+                    and not exists (select 1 from report_links l where l.patient_id = p.patient_id)
+                  order by p.patient_id"
+            ))?;
+            Ok(st.query_map([today.to_string()], patient_row)?.collect::<rusqlite::Result<Vec<_>>>()?)
+        })
     }
 
     fn web_reports<'a>(&'a self, patient_id: &'a PatientId, from: DateTime<Utc>, to: DateTime<Utc>) -> Fut<'a, i64> {
