@@ -47,12 +47,8 @@ struct Args {
     /// Requests timed per page.
     #[arg(long, default_value_t = 30)]
     requests: usize,
-    /// The PostgreSQL server (a database is created on it for the run).
-    #[arg(long, env = "IVR_TEST_PG_URL", default_value = "postgres://postgres@127.0.0.1:5432/test")]
-    pg: String,
-    /// Only this back end: sqlite or postgres.
-    #[arg(long)]
-    only: Option<String>,
+    #[command(flatten)]
+    stores: common::Stores,
 }
 
 type Error = Box<dyn std::error::Error>;
@@ -68,10 +64,9 @@ async fn main() -> Result<(), Error> {
         std::thread::available_parallelism().map_or(1, |n| n.get()),
         if cfg!(debug_assertions) { "debug" } else { "release" }
     );
-    let wanted = |b: &str| args.only.as_deref().is_none_or(|o| o == b);
     let mut table =
         vec!["| store | page | median ms | p95 ms | max ms |".to_string(), "| --- | --- | ---: | ---: | ---: |".into()];
-    if wanted("sqlite") {
+    if args.stores.wanted("sqlite") {
         let dir = tempfile::tempdir()?;
         let path = dir.path().join("ivr.db");
         let url = format!("sqlite://{}", path.display());
@@ -95,9 +90,9 @@ async fn main() -> Result<(), Error> {
         drop(conn);
         measure("sqlite", server, &args, &mut table).await?;
     }
-    if wanted("postgres") {
-        let mut admin = PgConnection::connect(&args.pg).await?;
-        let (name, url) = common::create_database(&mut admin, &args.pg).await?;
+    if args.stores.wanted("postgres") {
+        let mut admin = PgConnection::connect(&args.stores.pg).await?;
+        let (name, url) = common::create_database(&mut admin, &args.stores.pg).await?;
         let result: Result<(), Error> = async {
             let server = Server::start(&settings(url.as_str())).await?;
             let (day, from, to) = today(&server);

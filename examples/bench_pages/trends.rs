@@ -212,9 +212,8 @@ pub async fn scenario(args: &Args) -> Result<(), Error> {
         std::thread::available_parallelism().map_or(1, |n| n.get()),
         if cfg!(debug_assertions) { "debug" } else { "release" }
     );
-    let wanted = |b: &str| args.only.as_deref().is_none_or(|o| o == b);
     let mut rows = Vec::new();
-    if wanted("sqlite") {
+    if args.stores.wanted("sqlite") {
         let dir = tempfile::tempdir()?;
         let path = dir.path().join("ivr.db");
         let url = format!("sqlite://{}", path.display());
@@ -271,9 +270,9 @@ pub async fn scenario(args: &Args) -> Result<(), Error> {
         println!("| --- | --- | ---: | ---: | ---: |");
         rows.push(measure_pages("sqlite", server, args, &pages()).await);
     }
-    if wanted("postgres") {
-        let mut admin = PgConnection::connect(&args.pg).await?;
-        let (name, url) = super::common::create_database(&mut admin, &args.pg).await?;
+    if args.stores.wanted("postgres") {
+        let mut admin = PgConnection::connect(&args.stores.pg).await?;
+        let (name, url) = super::common::create_database(&mut admin, &args.stores.pg).await?;
         let result: Result<(), Error> = async {
             let server = Server::start(&settings(url.as_str())).await?;
             let mut conn = PgConnection::connect(url.as_str()).await?;

@@ -1,6 +1,24 @@
 //! What the page benchmarks share (`#[path = "common/mod.rs"] mod common;`): the staff account
 //! they sign in with, and signing in as a browser does.
 
+/// The back ends a benchmark measures (`#[command(flatten)]` into its arguments).
+#[derive(clap::Args)]
+pub struct Stores {
+    /// The PostgreSQL server (a database is created on it for the run).
+    #[arg(long, env = "IVR_TEST_PG_URL", default_value = "postgres://postgres@127.0.0.1:5432/test")]
+    pub pg: String,
+    /// Only this back end: sqlite or postgres.
+    #[arg(long)]
+    pub only: Option<String>,
+}
+
+impl Stores {
+    /// Whether back end `b` (`sqlite` or `postgres`) is measured.
+    pub fn wanted(&self, b: &str) -> bool {
+        self.only.as_deref().is_none_or(|o| o == b)
+    }
+}
+
 /// The staff account each benchmark creates and signs in with.
 pub const USER: &str = "bench";
 pub const PASSWORD: &str = "correct horse battery staple";

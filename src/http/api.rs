@@ -385,7 +385,9 @@ async fn import(
         let (links, now) = (super::links::sender(&app), app.campaign.clock.now());
         let today = now.with_timezone(&links.tz).date_naive();
         let sent = links.send_due(&app.store, today, now).await.map_err(Error::internal)?;
-        app.outbox_wake.notify_one();
+        if sent > 0 {
+            app.outbox_wake.notify_one();
+        }
         answer["report_links_sent"] = sent.into();
     }
     Ok((StatusCode::OK, axum::Json(answer)).into_response())

@@ -488,6 +488,13 @@ async fn send_webhook(url: &str, text: &str) -> Attempt {
     }
 }
 
+/// When a message written at `now` (by the scheduler's clock) and meant to go at once is due.
+/// The outbox sends what is due by the wall clock, so a scheduler clock ahead of it (a test's)
+/// must not hold the message back.
+pub fn due_at_once(now: DateTime<Utc>) -> DateTime<Utc> {
+    now.min(Utc::now())
+}
+
 /// An e-mail's subject: a processing number for a patient; another message to a patient (the
 /// personal link to the web self-report, a check-in's request); or (a message with neither
 /// patient nor number) an urgent follow-up notice to staff.

@@ -153,8 +153,7 @@ impl UrgentNotices {
             let list = &self.duty.lists[index];
             let step = last.as_ref().map_or(0, |n| n.step + 1);
             let text = notice_text(&item, &self.public_url, step > 0);
-            // The outbox sends what is due by the wall clock; a notice is due at once.
-            let due = now.min(Utc::now());
+            let due = crate::notify::outbox::due_at_once(now);
             let msgs = messages(list, &text, &self.key, due);
             let notice = Notice {
                 followup_id: item.followup_id,

@@ -101,9 +101,7 @@ impl WebRequests {
         let call_at = request.due_at.with_timezone(&hours.tz()).format("%H:%M").to_string();
         let text = request_text(&patient.language, &request.checkin, &url, &call_at);
         let message = NewMessage { channel, recipient, body_sealed: self.issuer.key.seal(&text) };
-        // The outbox sends what is due by the wall clock; the request is due at once (as an
-        // urgent notice is), whatever clock the scheduler runs on.
-        let due = now.min(chrono::Utc::now());
+        let due = crate::notify::outbox::due_at_once(now);
         let sent = store.campaign().web_request_sent(request.job_id, Some(&message), due).await?;
         if sent {
             metrics::counter!("ivr_web_requests_total").increment(1);
